@@ -1,0 +1,35 @@
+"""The Redis key layout of one model, in one place.
+
+Every key of a model shares the hash tag ``{<model>}``, so on Redis Cluster all of them live in
+one slot and the Lua scripts that touch several keys stay legal.
+
+>>> k = Keys("shop")
+>>> k.counter, k.blob(7), k.meta(7)
+('livelearn:{shop}:version:counter', 'livelearn:{shop}:v:7:blob', 'livelearn:{shop}:v:7:meta')
+"""
+
+from __future__ import annotations
+
+__all__ = ["Keys"]
+
+
+class Keys:
+    """Names of the Redis keys of model ``model_name``."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.prefix = f"livelearn:{{{model_name}}}:"
+        self.counter = self.prefix + "version:counter"  # INCR -> next version number
+        self.index = self.prefix + "versions"  # ZSET of live version numbers (score = number)
+        self.head = self.prefix + "head"  # newest version of the learner lineage
+        self.protected = self.prefix + "protected"  # SET of versions retention must keep (pinned, stable)
+        self.lease = self.prefix + "lease"  # "<token>:<holder>" with a TTL; the writer lease
+        self.fence = self.prefix + "lease:fence"  # INCR -> fencing token of each lease grant
+        self.status = self.prefix + "status"  # msgpack status of the active learner, short TTL
+        self.version_prefix = self.prefix + "v:"
+
+    def blob(self, number: int) -> str:
+        return f"{self.version_prefix}{number}:blob"
+
+    def meta(self, number: int) -> str:
+        return f"{self.version_prefix}{number}:meta"

@@ -1,0 +1,85 @@
+"""The writer lease: exactly one active learner per model, with a fencing token.
+
+The lease is one Redis key holding ``"<token>:<holder>"`` with a TTL. Each grant takes a new token
+from an atomic counter, so a learner that was paused past its TTL and wakes up cannot write: the
+snapshot script compares the stored value with the writer's, and the values differ.
+
+>>> import fakeredis
+>>> r = fakeredis.FakeRedis()
+>>> a, b = Lease(r, "shop", "learner-a", ttl=5), Lease(r, "shop", "learner-b", ttl=5)
+>>> a.acquire(), b.acquire()
+(True, False)
+>>> a.value, a.token
+('1:learner-a', 1)
+>>> a.release(); b.acquire(), b.token
+(True, 2)
+"""
+
+from __future__ import annotations
+
+import redis
+
+from snapshotter.keys import Keys
+
+__all__ = ["Lease"]
+
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local value = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return value
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Lease:
+    """A fenced, expiring lease on model ``model_name`` for ``holder``."""
+
+    def __init__(self, client: redis.Redis, model_name: str, holder: str, ttl: float) -> None:
+        self.keys = Keys(model_name)
+        self.holder = holder
+        self.ttl_ms = int(ttl * 1000)
+        self.value: str | None = None
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._client = client
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the current grant."""
+        return int(self.value.split(":", 1)[0]) if self.value else None
+
+    def acquire(self) -> bool:
+        """Take the lease if nobody holds it; ``True`` on success."""
+        value = self._acquire(keys=[self.keys.lease, self.keys.fence], args=[self.holder, self.ttl_ms])
+        if value is None:
+            return False
+        self.value = value.decode() if isinstance(value, bytes) else str(value)
+        return True
+
+    def renew(self) -> bool:
+        """Extend the TTL; ``False`` means the lease was lost and the holder must stop writing."""
+        if self.value is None:
+            return False
+        if self._renew(keys=[self.keys.lease], args=[self.value, self.ttl_ms]):
+            return True
+        self.value = None
+        return False
+
+    def release(self) -> None:
+        """Give the lease up so a standby can take over at once."""
+        if self.value is not None:
+            self._release(keys=[self.keys.lease], args=[self.value])
+            self.value = None
+
+    def current_holder(self) -> str | None:
+        raw = self._client.get(self.keys.lease)
+        return raw.decode() if raw is not None else None

@@ -1,0 +1,62 @@
+"""Restore the newest usable version of a model into a fresh, live model.
+
+The head version is tried first; if it is corrupt (checksum mismatch, unreadable), older versions
+are tried newest first, with a loud warning, because their stored offsets are consistent with their
+state: the learner simply replays a little more. A snapshot whose *structure* (model kind, feature
+selection) differs from the configured one is refused with :class:`ModelSpecMismatchError`;
+hyperparameters such as the learning rate may change between runs and are taken from the config.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from monitor.prequential import PrequentialMetrics
+from snapshotter.codec import SnapshotState, VersionMeta
+from snapshotter.state import load_metrics_state, load_model_state
+from snapshotter.store import VersionStore
+from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotError, VersionNotFoundError
+from streaming.model import ModelSpec, OnlineModel
+
+__all__ = ["restore_head", "restore_state"]
+
+log = logging.getLogger(__name__)
+
+Restored = tuple[OnlineModel, PrequentialMetrics, dict[str, int], VersionMeta]
+
+
+def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[OnlineModel, PrequentialMetrics]:
+    """Build a model with ``spec``'s hyperparameters and ``state``'s learned numbers."""
+    stored = ModelSpec.from_dict(state.spec)
+    if stored.structure() != spec.structure():
+        raise ModelSpecMismatchError(
+            f"the snapshot was written for model structure {stored.structure()}, but the configuration says "
+            f"{spec.structure()}; restore the old settings or use a new LIVELEARN_MODEL_NAME"
+        )
+    if stored != spec:
+        log.warning("hyperparameters changed since the snapshot: %s -> %s", stored.to_dict(), spec.to_dict())
+    model = OnlineModel(spec)
+    load_model_state(model, state.model)
+    return model, load_metrics_state(state.metrics, window)
+
+
+def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored | None:
+    """The newest loadable version at or below the head, or ``None`` when none was ever written."""
+    head = store.head()
+    if head is None:
+        return None
+    candidates = [n for n in reversed(store.numbers()) if n <= head] or [head]
+    problems = []
+    for number in candidates:
+        try:
+            meta, state = store.load(number)
+            model, prequential = restore_state(state, spec, window)
+        except (SnapshotCorruptError, VersionNotFoundError) as exc:
+            log.error("version %d cannot be restored (%s); trying an older one", number, exc)
+            problems.append(f"v{number}: {exc}")
+            continue
+        return model, prequential, dict(state.counters), meta
+    raise SnapshotError(
+        "no stored version of this model can be restored (" + "; ".join(problems) + "); "
+        "inspect them with `livelearn versions list` before starting from scratch under a new model name"
+    )

@@ -1,0 +1,88 @@
+"""Kafka clients for livelearn, built from :class:`~streaming.config.Settings`.
+
+Consumers never auto-commit: a learner's position lives in its snapshots, and the offsets it
+commits after each snapshot are for lag dashboards only. Lag uses the fetch high-water mark
+(``consumer.highwater``), which is exact on brokers whose ListOffsets answers lag behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streaming.config import Settings
+from streaming.errors import ConnectionFailedError
+
+__all__ = ["make_consumer", "make_producer", "ensure_topics", "topic_partitions", "lag"]
+
+log = logging.getLogger(__name__)
+
+
+def _unreachable(settings: Settings, exc: Exception) -> ConnectionFailedError:
+    return ConnectionFailedError(
+        f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); start the broker or set LIVELEARN_KAFKA_BOOTSTRAP"
+    )
+
+
+def make_consumer(settings: Settings) -> KafkaConsumer:
+    """A consumer with manual assignment in mind: no auto-commit, group only for committed offsets."""
+    try:
+        return KafkaConsumer(
+            **settings.kafka_client_options(),
+            group_id=settings.consumer_group_name,
+            enable_auto_commit=False,
+            auto_offset_reset=settings.auto_offset_reset,
+            max_poll_records=settings.poll_max_records,
+        )
+    except KafkaError as exc:
+        raise _unreachable(settings, exc) from None
+
+
+def make_producer(settings: Settings, **options) -> KafkaProducer:
+    try:
+        return KafkaProducer(**settings.kafka_client_options(), **options)
+    except KafkaError as exc:
+        raise _unreachable(settings, exc) from None
+
+
+def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
+    """Create each topic with the given partition count unless it exists already."""
+    try:
+        admin = KafkaAdminClient(**settings.kafka_client_options())
+    except KafkaError as exc:
+        raise _unreachable(settings, exc) from None
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(missing)
+    except KafkaError as exc:
+        raise ConnectionFailedError(f"could not create topics {sorted(topics)} on {settings.kafka_bootstrap}: {exc}")
+    finally:
+        admin.close()
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic``; raises :class:`ConnectionFailedError` when the topic is unknown."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise ConnectionFailedError(
+            f"topic {topic!r} does not exist on the broker; create it (livelearn topics create) or fix LIVELEARN_EVENTS_TOPIC"
+        )
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+def lag(consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> int | None:
+    """Events between ``positions`` and the high-water marks; ``None`` until every mark is known."""
+    total = 0
+    for tp, position in positions.items():
+        high = consumer.highwater(tp)
+        if high is None:
+            return None
+        total += max(0, high - position)
+    return total

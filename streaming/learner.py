@@ -1,0 +1,285 @@
+"""The learner: consume events, score then learn each one, snapshot to Redis, hand over cleanly.
+
+One learner per model is *active* at a time; it holds the model's lease. Others wait as hot
+standbys and take over when the lease expires. On activation a learner restores the head version
+and seeks every partition to the offsets stored with it, so a restart or failover neither skips
+nor repeats an event in the model's state. ``stop()`` (called from SIGTERM) finishes the current
+batch, writes a final snapshot, commits offsets, closes the clients and releases the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from monitor.prequential import PrequentialMetrics
+from monitor.telemetry import LearnerMetrics
+from snapshotter.codec import SnapshotState, VersionMeta, pack
+from snapshotter.connection import connect_redis
+from snapshotter.lease import Lease
+from snapshotter.restore import restore_head
+from snapshotter.state import dump_metrics_state, dump_model_state
+from snapshotter.store import VersionStore
+from streaming.config import Settings
+from streaming.errors import EventError, LeaseLostError, SnapshotFencedError
+from streaming.events import EventLimits, decode_event
+from streaming.kafka import lag, make_consumer, make_producer, topic_partitions
+from streaming.model import ModelSpec, OnlineModel
+
+__all__ = ["Learner", "spec_from_settings"]
+
+log = logging.getLogger(__name__)
+
+
+def spec_from_settings(settings: Settings) -> ModelSpec:
+    return ModelSpec(
+        learning_rate=settings.learning_rate,
+        l2=settings.l2,
+        features_include=tuple(settings.features_include),
+        features_exclude=tuple(settings.features_exclude),
+    )
+
+
+class Learner:
+    """A prequential online learner for one model; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_client: redis.Redis | None = None,
+        writer_id: str | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis_client or connect_redis(
+            settings.redis_url, settings.redis_password and settings.redis_password.get_secret_value()
+        )
+        self.writer = writer_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.store = VersionStore(self.redis, settings.model_name, keep=settings.keep_versions)
+        self.lease = Lease(self.redis, settings.model_name, self.writer, settings.lease_ttl_seconds)
+        self.spec = spec_from_settings(settings)
+        self.limits = EventLimits(
+            settings.max_event_bytes, settings.max_features, settings.max_string_length, settings.max_abs_value
+        )
+        self.telemetry = LearnerMetrics(registry, settings.model_name)
+        self._stop = threading.Event()
+        self._reset_state()
+
+    # -- state ----------------------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self.model = OnlineModel(self.spec)
+        self.prequential = PrequentialMetrics(self.settings.rolling_window)
+        self.counters = {"events_seen": 0, "events_learned": 0, "dead_lettered": 0}
+        self.offsets: dict[str, dict[str, int]] = {}
+        self.parent: int | None = None
+        self.last_snapshot: VersionMeta | None = None
+
+    def stop(self) -> None:
+        """Ask the learner to finish its batch, snapshot, commit and exit (signal-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- main loop ------------------------------------------------------------------------------
+    def run(self, *, until_caught_up: bool = False) -> None:
+        """Wait for the lease, then learn until :meth:`stop` (or, optionally, until caught up)."""
+        standby_logged = False
+        while not self._stop.is_set():
+            if not self.lease.acquire():
+                if not standby_logged:
+                    log.info("standby: model %r is held by %s", self.settings.model_name, self.lease.current_holder())
+                    standby_logged = True
+                self._stop.wait(min(1.0, self.settings.lease_ttl_seconds / 4))
+                continue
+            standby_logged = False
+            log.info("active: %s holds the lease of model %r (token %s)", self.writer, self.settings.model_name,
+                     self.lease.token)
+            self.telemetry.lease_held.set(1)
+            try:
+                self._run_active(until_caught_up)
+                return
+            except LeaseLostError as exc:
+                log.warning("lease lost, back to standby: %s", exc)
+            finally:
+                self.telemetry.lease_held.set(0)
+
+    def _run_active(self, until_caught_up: bool) -> None:
+        self._reset_state()
+        restored = restore_head(self.store, self.spec, self.settings.rolling_window)
+        if restored is not None:
+            self.model, self.prequential, self.counters, meta = restored
+            self.offsets = {t: dict(p) for t, p in meta.offsets.items()}
+            self.parent = meta.number
+            self.last_snapshot = meta
+            log.info("restored version %d (events_seen=%d)", meta.number, meta.events_seen)
+        consumer = make_consumer(self.settings)
+        producer = make_producer(self.settings, linger_ms=20)
+        try:
+            positions = self._assign(consumer)
+            self._loop(consumer, producer, positions, until_caught_up)
+            self._finish(consumer, producer, positions)
+        finally:
+            consumer.close(autocommit=False, timeout_ms=5000)
+            producer.close(timeout=5)
+            self.lease.release()
+
+    def _assign(self, consumer: KafkaConsumer) -> dict[TopicPartition, int]:
+        partitions = topic_partitions(consumer, self.settings.events_topic)
+        consumer.assign(partitions)
+        stored = self.offsets.get(self.settings.events_topic, {})
+        for tp in partitions:
+            if str(tp.partition) in stored:
+                consumer.seek(tp, stored[str(tp.partition)])
+            elif self.settings.auto_offset_reset == "earliest":
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek_to_end(tp)
+        return {tp: consumer.position(tp) for tp in partitions}
+
+    def _loop(self, consumer, producer, positions, until_caught_up: bool) -> None:
+        s = self.settings
+        now = time.monotonic()
+        next_renew = now + s.lease_ttl_seconds / 3
+        next_status = now
+        last_snapshot_at = now
+        since_snapshot = 0
+        rate_mark = (now, self.counters["events_seen"])
+        while not self._stop.is_set():
+            batch = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records)
+            for tp, records in batch.items():
+                for record in records:
+                    self._process(record, producer)
+                    positions[tp] = record.offset + 1
+                    since_snapshot += 1
+                    if since_snapshot >= s.snapshot_every_events:
+                        self.snapshot(producer, positions, consumer)
+                        since_snapshot, last_snapshot_at = 0, time.monotonic()
+            now = time.monotonic()
+            if since_snapshot and now - last_snapshot_at >= s.snapshot_every_seconds:
+                self.snapshot(producer, positions, consumer)
+                since_snapshot, last_snapshot_at = 0, now
+            if now >= next_renew:
+                if not self.lease.renew():
+                    raise LeaseLostError(f"lease of model {s.model_name!r} expired or was taken over")
+                next_renew = now + s.lease_ttl_seconds / 3
+            current_lag = lag(consumer, positions)
+            if now >= next_status:
+                rate = (self.counters["events_seen"] - rate_mark[1]) / max(now - rate_mark[0], 1e-9)
+                rate_mark = (now, self.counters["events_seen"])
+                self.publish_status(rate, current_lag)
+                next_status = now + s.status_interval_seconds
+            if until_caught_up and not batch and current_lag == 0:
+                return
+
+    def _process(self, record: Any, producer: KafkaProducer) -> None:
+        self.telemetry.events_consumed.inc()
+        try:
+            event = decode_event(record.value, self.settings.event_format, self.limits)
+        except EventError as exc:
+            self._dead_letter(record, producer, exc)
+            return
+        t0 = time.perf_counter()
+        p = self.model.predict_proba_one(event.features)
+        t1 = time.perf_counter()
+        self.telemetry.predict_seconds.observe(t1 - t0)
+        self.counters["events_seen"] += 1
+        if event.label is not None:
+            self.prequential.update(event.label, p)
+            self.model.learn_one(event.features, event.label)
+            self.telemetry.learn_seconds.observe(time.perf_counter() - t1)
+            self.counters["events_learned"] += 1
+            self.telemetry.events_learned.inc()
+
+    def _dead_letter(self, record: Any, producer: KafkaProducer, exc: EventError) -> None:
+        headers = [
+            ("livelearn.reason", exc.reason.encode()),
+            ("livelearn.detail", exc.detail[:1000].encode()),
+            ("livelearn.topic", record.topic.encode()),
+            ("livelearn.partition", str(record.partition).encode()),
+            ("livelearn.offset", str(record.offset).encode()),
+        ]
+        producer.send(self.settings.dead_letter_topic_name, key=record.key, value=record.value or b"",
+                      headers=headers)
+        self.counters["dead_lettered"] += 1
+        self.telemetry.dead_lettered(exc.reason)
+        log.debug("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
+
+    # -- snapshots and status -------------------------------------------------------------------
+    def snapshot(self, producer: KafkaProducer, positions: dict[TopicPartition, int],
+                 consumer: KafkaConsumer | None = None) -> VersionMeta:
+        """Write the current state as a new version, then commit its offsets (for monitoring)."""
+        t0 = time.perf_counter()
+        producer.flush(timeout=30)  # dead letters up to here are durable before offsets move past them
+        for tp, position in positions.items():
+            self.offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
+        state = SnapshotState(
+            spec=self.spec.to_dict(),
+            model=dump_model_state(self.model),
+            metrics=dump_metrics_state(self.prequential),
+            counters=dict(self.counters),
+        )
+        metric_values = {"rolling": self.prequential.rolling_values(),
+                         "cumulative": self.prequential.cumulative_values()}
+        try:
+            meta = self.store.write(state, writer=self.writer, lease_value=self.lease.value,
+                                    offsets=self.offsets, metrics=metric_values, parent=self.parent)
+        except SnapshotFencedError as exc:
+            raise LeaseLostError(str(exc)) from None
+        self.parent, self.last_snapshot = meta.number, meta
+        elapsed = time.perf_counter() - t0
+        self.telemetry.snapshot_seconds.observe(elapsed)
+        self.telemetry.snapshot_bytes.set(meta.size_bytes)
+        self.telemetry.snapshot_timestamp.set(meta.created_at)
+        self.telemetry.head_version.set(meta.number)
+        log.info("version %d written: events_seen=%d, %.1f ms", meta.number, meta.events_seen, elapsed * 1e3)
+        if consumer is not None:
+            self._commit(consumer, positions, meta.number)
+        return meta
+
+    def _commit(self, consumer: KafkaConsumer, positions: dict[TopicPartition, int], number: int) -> None:
+        try:
+            consumer.commit({tp: OffsetAndMetadata(pos, f"livelearn v{number}", -1) for tp, pos in positions.items()})
+        except Exception as exc:  # commits only feed lag dashboards; never stop learning for them
+            log.warning("offset commit after version %d failed: %s", number, exc)
+
+    def publish_status(self, events_per_second: float, current_lag: int | None) -> None:
+        """Write this learner's live figures to Redis (read by `livelearn up`, the monitor, the API)."""
+        rolling = self.prequential.rolling_values()
+        self.telemetry.set_rolling(rolling)
+        if current_lag is not None:
+            self.telemetry.consumer_lag.set(current_lag)
+        last = self.last_snapshot
+        status = {
+            "writer": self.writer,
+            "lease_token": self.lease.token,
+            "updated_at": time.time(),
+            "events_per_second": events_per_second,
+            "lag": current_lag,
+            "counters": dict(self.counters),
+            "rolling": rolling,
+            "cumulative": self.prequential.cumulative_values(),
+            "head_version": last.number if last else None,
+            "last_snapshot_at": last.created_at if last else None,
+        }
+        ttl_ms = int(max(5.0, 5 * self.settings.status_interval_seconds) * 1000)
+        self.redis.set(self.store.keys.status, pack(status), px=ttl_ms)
+
+    def _finish(self, consumer: KafkaConsumer, producer: KafkaProducer, positions) -> None:
+        """Final snapshot (if the position moved since the last one) and status on the way out."""
+        stored = self.last_snapshot.offsets if self.last_snapshot else {}
+        moved = any(stored.get(tp.topic, {}).get(str(tp.partition)) != pos for tp, pos in positions.items())
+        if moved and (self.last_snapshot is not None or any(self.counters.values())):
+            self.snapshot(producer, positions, consumer)
+        self.publish_status(0.0, lag(consumer, positions))
