@@ -67,7 +67,12 @@ def build_pipeline(
     classifier = linear_model.LogisticRegression(optimizer=optim.SGD(spec.learning_rate), l2=spec.l2)
     numeric = compose.SelectType(numbers.Number) | scaler
     categorical = compose.SelectType(str) | preprocessing.OneHotEncoder(drop_zeros=True)
-    return compose.Pipeline(compose.TransformerUnion(numeric, categorical), classifier), scaler, classifier
+    pipeline = compose.Pipeline(compose.TransformerUnion(numeric, categorical), classifier)
+    # Composition may copy its parts: take the handles from the finished pipeline itself.
+    union = pipeline.steps["TransformerUnion"]
+    scaler = next(step for branch in union.transformers.values() for step in branch.steps.values()
+                  if isinstance(step, preprocessing.StandardScaler))
+    return pipeline, scaler, pipeline.steps["LogisticRegression"]
 
 
 class OnlineModel:

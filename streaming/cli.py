@@ -1,0 +1,167 @@
+"""The ``livelearn`` command line (Typer): learn, produce, versions, topics, config, up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import redis
+import typer
+from kafka.errors import KafkaError
+from rich.console import Console
+from rich.table import Table
+
+from streaming.config import ENV_PREFIX, Settings
+from streaming.errors import LivelearnError
+from streaming.options import BootstrapOpt, ConfigOpt, ModelOpt, RedisOpt, TopicOpt, settings_from
+from streaming.versions_cli import versions_app
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="livelearn: online learning from Kafka with numbered Redis snapshots.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(versions_app, name="versions")
+console = Console(stderr=True)
+log = logging.getLogger("livelearn")
+
+LogLevelOpt = Annotated[str, typer.Option("--log-level", envvar="LIVELEARN_LOG_LEVEL", help="Logging level.")]
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+
+
+@app.command()
+def learn(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    bootstrap: BootstrapOpt = None,
+    redis_url: RedisOpt = None,
+    topic: TopicOpt = None,
+    metrics_port: Annotated[int | None, typer.Option(envvar="LIVELEARN_METRICS_PORT",
+                                                     help="Serve Prometheus metrics on this port.")] = None,
+    until_caught_up: Annotated[bool, typer.Option(help="Exit (with a final snapshot) once no lag is left.")] = False,
+    log_level: LogLevelOpt = "INFO",
+) -> None:
+    """Consume events, score then learn each one, and snapshot versions to Redis.
+
+    A second `learn` for the same model waits as a hot standby. SIGTERM or Ctrl+C finishes the
+    batch, writes a final snapshot, commits offsets and exits.
+    """
+    from monitor.telemetry import serve_metrics
+    from streaming.learner import Learner
+
+    setup_logging(log_level)
+    settings = settings_from(config, model, bootstrap, redis_url, topic, metrics_port=metrics_port)
+    learner = Learner(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: learner.stop())
+    if settings.metrics_port is not None:
+        serve_metrics(settings.metrics_port)
+    learner.run(until_caught_up=until_caught_up)
+    log.info("stopped: %s", learner.counters)
+
+
+@app.command()
+def produce(
+    csv_path: Annotated[Path, typer.Option("--csv", exists=True, dir_okay=False,
+                                           help="CSV with the dataset's columns (Revenue -> label).")],
+    rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Send at most this many events.")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Replay the file this many times.")] = 1,
+    event_format: Annotated[str, typer.Option("--format", help="msgpack or json.")] = "msgpack",
+    config: ConfigOpt = None,
+    bootstrap: BootstrapOpt = None,
+    topic: TopicOpt = None,
+) -> None:
+    """Replay a CSV of sessions as events into the events topic."""
+    from streaming.dataset import read_events
+    from streaming.kafka import make_producer
+    from streaming.producer import replay
+
+    if event_format not in ("msgpack", "json"):
+        raise typer.BadParameter("use msgpack or json", param_hint="--format")
+    settings = settings_from(config, bootstrap=bootstrap, topic=topic)
+    producer = make_producer(settings, linger_ms=10)
+    try:
+        sent = replay(producer, settings.events_topic, read_events(csv_path, limit=limit, repeat=repeat),
+                      rate=rate, fmt=event_format)
+    finally:
+        producer.close(timeout=10)
+    console.print(f"sent {sent:,} events to {settings.events_topic}")
+
+
+@app.command("topics")
+def topics(
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
+    config: ConfigOpt = None,
+    bootstrap: BootstrapOpt = None,
+    topic: TopicOpt = None,
+) -> None:
+    """Create the events and dead-letter topics if they do not exist."""
+    from streaming.kafka import ensure_topics
+
+    settings = settings_from(config, bootstrap=bootstrap, topic=topic)
+    ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1})
+    console.print(f"topics ready: {settings.events_topic} ({partitions} partitions), {settings.dead_letter_topic_name}")
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every setting with its env var, current value and meaning (secrets hidden)."""
+    settings = settings_from(config)
+    rows = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        rows.append((name, f"{ENV_PREFIX}{name.upper()}", value, field.description or ""))
+    if as_json:
+        typer.echo(json.dumps({name: str(value) if value is not None else None for name, _, value, _ in rows},
+                              indent=2))
+        return
+    table = Table(title="livelearn settings")
+    for column in ("env var", "value", "meaning"):
+        table.add_column(column)
+    for _name, env, value, description in rows:
+        table.add_row(env, str(value), description)
+    Console().print(table)
+
+
+@app.command()
+def up(
+    rate: Annotated[float, typer.Option(help="Replay rate in events/s (0: as fast as possible).")] = 400.0,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
+    bootstrap: BootstrapOpt = None,
+    redis_url: RedisOpt = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Dataset to replay (default: bundled).")] = None,
+    exit_when_done: Annotated[bool, typer.Option(help="Stop everything once the replay is learned.")] = False,
+) -> None:
+    """Start a broker, a redis-server, a learner and the replay, with a live terminal view."""
+    from streaming.up import run_up
+
+    run_up(rate=rate, partitions=partitions, bootstrap=bootstrap, redis_url=redis_url, csv_path=csv_path,
+           exit_when_done=exit_when_done)
+
+
+def main() -> None:
+    """Console entry point: one clear line and exit code 2 for expected failures."""
+    try:
+        app()
+    except LivelearnError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except redis.RedisError as exc:
+        console.print(f"[red]error:[/red] Redis failed: {exc}; check LIVELEARN_REDIS_URL", highlight=False)
+        sys.exit(2)
+    except KafkaError as exc:
+        console.print(f"[red]error:[/red] Kafka failed: {exc}; check LIVELEARN_KAFKA_BOOTSTRAP", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,45 @@
+"""Command-line options shared by the livelearn commands, each tied to its env var.
+
+Options left unset fall through to the environment, the config file and the defaults, in the
+order :func:`streaming.config.load_settings` applies them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from streaming.config import Settings, load_settings
+
+__all__ = ["ConfigOpt", "ModelOpt", "BootstrapOpt", "RedisOpt", "TopicOpt", "JsonOpt", "settings_from"]
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", envvar="LIVELEARN_CONFIG_FILE", help="TOML file with settings.")
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", envvar="LIVELEARN_MODEL_NAME", help="Model name (namespace).")
+]
+BootstrapOpt = Annotated[
+    str | None, typer.Option("--bootstrap", envvar="LIVELEARN_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
+]
+RedisOpt = Annotated[str | None, typer.Option("--redis-url", envvar="LIVELEARN_REDIS_URL", help="Redis URL.")]
+TopicOpt = Annotated[
+    str | None, typer.Option("--topic", envvar="LIVELEARN_EVENTS_TOPIC", help="Events topic.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def settings_from(
+    config: Path | None = None,
+    model: str | None = None,
+    bootstrap: str | None = None,
+    redis_url: str | None = None,
+    topic: str | None = None,
+    **more: Any,
+) -> Settings:
+    """Settings with the given CLI values on top of env vars, config file and defaults."""
+    return load_settings(
+        config, model_name=model, kafka_bootstrap=bootstrap, redis_url=redis_url, events_topic=topic, **more
+    )

@@ -1,0 +1,78 @@
+"""``livelearn versions``: list and inspect a model's numbered versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from snapshotter.connection import connect_redis
+from snapshotter.store import VersionStore
+from streaming.config import Settings
+from streaming.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
+
+__all__ = ["versions_app", "open_store"]
+
+versions_app = typer.Typer(help="List and inspect numbered model versions.", no_args_is_help=True)
+console = Console()
+
+
+def open_store(settings: Settings) -> VersionStore:
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    return VersionStore(connect_redis(settings.redis_url, password), settings.model_name, settings.keep_versions)
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _metric(meta, name: str, part: str = "rolling") -> str:
+    value = meta.metrics.get(part, {}).get(name)
+    return "-" if value is None else f"{value:.4f}"
+
+
+@versions_app.command("list")
+def list_versions(config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None,
+                  as_json: JsonOpt = False) -> None:
+    """Every stored version, oldest first, with its head marker and rolling metrics."""
+    settings = settings_from(config, model, redis_url=redis_url)
+    store = open_store(settings)
+    metas, head = store.list(), store.head()
+    if as_json:
+        typer.echo(json.dumps({"model": settings.model_name, "head": head,
+                               "versions": [m.to_dict() for m in metas]}, indent=2))
+        return
+    table = Table(title=f"model {settings.model_name!r}: {len(metas)} versions, head {head}")
+    for column in ("version", "created (UTC)", "parent", "events seen", "rolling acc", "rolling F1",
+                   "cumul. acc", "writer", "size"):
+        table.add_column(column, justify="right" if column not in ("writer", "created (UTC)") else "left")
+    for m in metas:
+        marker = " *" if m.number == head else ""
+        table.add_row(f"{m.number}{marker}", _when(m.created_at), str(m.parent or "-"), f"{m.events_seen:,}",
+                      _metric(m, "accuracy"), _metric(m, "f1"), _metric(m, "accuracy", "cumulative"),
+                      m.writer, f"{m.size_bytes:,} B")
+    console.print(table)
+
+
+@versions_app.command("show")
+def show_version(number: int, config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None,
+                 as_json: JsonOpt = False) -> None:
+    """Full metadata of version NUMBER (the blob's checksum is verified)."""
+    settings = settings_from(config, model, redis_url=redis_url)
+    meta, _state = open_store(settings).load(number)
+    if as_json:
+        typer.echo(json.dumps(meta.to_dict(), indent=2))
+        return
+    table = Table(title=f"model {settings.model_name!r} version {number}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    doc = meta.to_dict()
+    doc["created_at"] = f"{_when(meta.created_at)} UTC"
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            value = json.dumps(value, sort_keys=False)
+        table.add_row(key, str(value))
+    console.print(table)

@@ -1,0 +1,148 @@
+"""Fixtures: one real Tansu broker and one real redis-server per test session, on free ports.
+
+Each test gets its own model name and topics, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import pytest
+
+from snapshotter.codec import unpack
+from snapshotter.connection import connect_redis
+from snapshotter.store import VersionStore
+from streaming.config import Settings
+from streaming.embedded import EmbeddedServer, embedded_stack
+from streaming.events import Event, encode_event
+from streaming.kafka import ensure_topics, make_producer
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
+    with embedded_stack() as servers:
+        yield servers
+
+
+@pytest.fixture
+def make_settings(stack, request) -> Callable[..., Settings]:
+    """Settings for a fresh model and fresh topics on the session's servers."""
+    broker, store = stack
+
+    def factory(partitions: int = 1, **overrides) -> Settings:
+        n = next(_counter)
+        name = f"t{n}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
+        values = {
+            "model_name": "".join(c if c.isalnum() or c in "._-" else "-" for c in name),
+            "kafka_bootstrap": broker.address,
+            "redis_url": f"redis://{store.address}/0",
+            "events_topic": f"events-{n}",
+            **overrides,
+        }
+        settings = Settings(**values)
+        ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1})
+        return settings
+
+    return factory
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment that makes a `livelearn` child process see ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVELEARN_")}
+    for name, value in settings.model_dump().items():
+        if value is None or value == []:
+            continue
+        env[f"LIVELEARN_{name.upper()}"] = str(value)
+    env.update(extra)
+    return env
+
+
+class LearnerProcess:
+    """A `livelearn learn` child process."""
+
+    def __init__(self, settings: Settings, *args: str, **env: str) -> None:
+        self.settings = settings
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streaming", "learn", *args],
+            env=settings_env(settings, **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def terminate(self, timeout: float = 60) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, out.decode()
+        return out.decode()
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate(timeout=30)
+
+    def wait(self, timeout: float = 120) -> str:
+        out, _ = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, out.decode()
+        return out.decode()
+
+
+@pytest.fixture
+def learners() -> Iterator[Callable[..., LearnerProcess]]:
+    started: list[LearnerProcess] = []
+
+    def start(settings: Settings, *args: str, **env: str) -> LearnerProcess:
+        started.append(LearnerProcess(settings, *args, **env))
+        return started[-1]
+
+    yield start
+    for learner in started:
+        if learner.proc.poll() is None:
+            learner.proc.kill()
+            learner.proc.communicate()
+
+
+def store_for(settings: Settings) -> VersionStore:
+    return VersionStore(connect_redis(settings.redis_url), settings.model_name, settings.keep_versions)
+
+
+def status_of(settings: Settings) -> dict | None:
+    store = store_for(settings)
+    raw = store.client.get(store.keys.status)
+    return unpack(raw) if raw is not None else None
+
+
+def produce(settings: Settings, events: Iterable[Event | bytes], *, rate: float | None = None) -> int:
+    """Send events (or raw values) keyed by user id; returns the count."""
+    producer = make_producer(settings, linger_ms=5)
+    sent, start = 0, time.monotonic()
+    for item in events:
+        if isinstance(item, Event):
+            producer.send(settings.events_topic, key=(item.user_id or item.event_id).encode(),
+                          value=encode_event(item))
+        else:
+            producer.send(settings.events_topic, key=b"raw", value=item)
+        sent += 1
+        if rate:
+            ahead = sent / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    producer.flush()
+    producer.close()
+    return sent
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

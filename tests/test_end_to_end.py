@@ -1,0 +1,39 @@
+"""The whole dataset through a real broker into a learner process, checked against plain river."""
+
+from __future__ import annotations
+
+import math
+
+from conftest import produce, status_of, store_for, wait_for
+from reference import plain_river_loop
+from streaming.dataset import read_events
+
+N = 12_330
+
+
+def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_settings, learners):
+    settings = make_settings(partitions=1, snapshot_every_events=2000, status_interval_seconds=0.2)
+    assert produce(settings, read_events()) == N
+    learner = learners(settings)
+    wait_for(lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen") == N, 120,
+             "the learner to score every event")
+    learner.terminate()
+
+    store = store_for(settings)
+    metas = store.list()
+    numbers = [m.number for m in metas]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) == N // 2000 + 1
+    assert store.head() == numbers[-1]
+    for previous, meta in zip([None, *metas], metas):
+        assert meta.parent == (previous.number if previous else None)
+        assert meta.events_seen == min(N, meta.number * 2000)
+        assert meta.offsets == {settings.events_topic: {"0": meta.events_seen}}
+        assert meta.metrics["cumulative"]["samples"] == meta.events_seen
+        assert meta.spec["learning_rate"] == 0.01 and meta.format_version == 1 and len(meta.sha256) == 64
+    newest = metas[-1]
+    assert newest.events_seen == newest.events_learned == N
+
+    _model, accuracy, learned = plain_river_loop(read_events())
+    assert learned == N
+    assert newest.metrics["cumulative"]["accuracy"] == accuracy.get()  # to the last digit
+    assert all(math.isfinite(v) for v in newest.metrics["rolling"].values())
