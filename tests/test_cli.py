@@ -1,0 +1,61 @@
+"""The command line: versions listing, config, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import produce, settings_env
+from streaming.dataset import DATASET_PATH, read_events
+
+
+def livelearn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streaming", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_versions_list_and_show(make_settings, learners):
+    settings = make_settings(snapshot_every_events=400)
+    produce(settings, read_events(limit=1000))
+    learners(settings, "--until-caught-up").wait()
+    env = settings_env(settings)
+    listing = json.loads(livelearn("versions", "list", "--json", env=env).stdout)
+    assert listing["head"] == 3 and [v["number"] for v in listing["versions"]] == [1, 2, 3]
+    assert [v["events_seen"] for v in listing["versions"]] == [400, 800, 1000]
+    shown = json.loads(livelearn("versions", "show", "2", "--json", env=env).stdout)
+    assert shown["parent"] == 1 and shown["offsets"] == {settings.events_topic: {"0": 800}}
+    table = livelearn("versions", "list", env=env)
+    assert table.returncode == 0 and "head 3" in table.stdout
+    missing = livelearn("versions", "show", "99", env=env)
+    assert missing.returncode == 2 and "version 99" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_produce_command_replays_the_csv(make_settings):
+    settings = make_settings()
+    result = livelearn("produce", "--csv", str(DATASET_PATH), "--limit", "250", env=settings_env(settings))
+    assert result.returncode == 0, result.stderr
+    assert "sent 250 events" in result.stderr
+
+
+def test_unreachable_redis_is_one_clear_line():
+    result = livelearn("versions", "list", "--redis-url", "redis://127.0.0.1:1/0")
+    assert result.returncode == 2
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_bad_config_names_the_env_var():
+    env = {**settings_env_base(), "LIVELEARN_LEARNING_RATE": "fast"}
+    result = livelearn("config", env=env)
+    assert result.returncode == 2 and "LIVELEARN_LEARNING_RATE" in result.stderr
+
+
+def test_help_shows_env_vars():
+    result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
+    assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
+
+
+def settings_env_base() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith("LIVELEARN_")}

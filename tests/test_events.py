@@ -1,0 +1,66 @@
+"""The event contract: what is accepted, and the reason given for what is not."""
+
+from __future__ import annotations
+
+import json
+
+import msgpack
+import pytest
+
+from streaming.errors import EventError
+from streaming.events import Event, EventLimits, decode_event, encode_event
+
+LIMITS = EventLimits(max_event_bytes=2048, max_features=5, max_string_length=16, max_abs_value=1e6)
+
+
+def doc(**changes):
+    base = {"event_id": "e", "ts": 1, "user_id": "u", "features": {"a": 1.5, "b": "x", "c": True}, "label": 1}
+    base.update(changes)
+    return base
+
+
+def test_msgpack_and_json_decode_to_the_same_event():
+    from_msgpack = decode_event(msgpack.packb(doc()), "msgpack", LIMITS)
+    from_json = decode_event(json.dumps(doc()).encode(), "json", LIMITS)
+    assert from_msgpack == from_json == Event("e", 1, {"a": 1.5, "b": "x", "c": "true"}, True, "u")
+    assert decode_event(json.dumps(doc()).encode(), "auto", LIMITS) == from_msgpack
+
+
+def test_label_is_optional_and_int_user_ids_become_strings():
+    event = decode_event(msgpack.packb(doc(label=None, user_id=42)), "msgpack", LIMITS)
+    assert event.label is None and event.user_id == "42"
+
+
+def test_round_trip_of_encode_event():
+    event = Event("e9", 5, {"a": 2, "b": "y"}, False, None)
+    assert decode_event(encode_event(event), "msgpack", LIMITS) == event
+    assert decode_event(encode_event(event, "json"), "json", LIMITS) == event
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "undecodable"),
+        (b"\xc1", "undecodable"),
+        (b"{not json", "undecodable"),
+        (msgpack.packb("text"), "bad_shape"),
+        (msgpack.packb(doc(event_id="")), "bad_field"),
+        (msgpack.packb(doc(ts=-1)), "bad_field"),
+        (msgpack.packb(doc(ts=True)), "bad_field"),
+        (msgpack.packb(doc(features=[1])), "bad_field"),
+        (msgpack.packb(doc(features={"a": float("nan")})), "non_finite"),
+        (msgpack.packb(doc(features={"a": float("-inf")})), "non_finite"),
+        (msgpack.packb(doc(features={"a": 1e7})), "oversized"),
+        (msgpack.packb(doc(features={"a": "y" * 17})), "oversized"),
+        (msgpack.packb(doc(features={f"f{i}": i for i in range(6)})), "too_many_features"),
+        (msgpack.packb(doc(features={"a": None})), "bad_type"),
+        (msgpack.packb(doc(features={1: 2})), "bad_feature_name"),
+        (msgpack.packb(doc(label=2)), "bad_label"),
+        (msgpack.packb(doc(user_id=["u"])), "bad_field"),
+        (b"\x80" * 3000, "oversized"),
+    ],
+)
+def test_bad_events_are_rejected_with_a_reason(raw, reason):
+    with pytest.raises(EventError) as info:
+        decode_event(raw, "auto" if raw and raw[:1] == b"{" else "msgpack", LIMITS)
+    assert info.value.reason == reason

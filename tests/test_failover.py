@@ -1,0 +1,50 @@
+"""An active learner and a hot standby on a 3-partition topic; the active one is SIGKILLed."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from conftest import produce, status_of, store_for, wait_for
+from streaming.dataset import read_events
+from streaming.errors import SnapshotFencedError
+
+N = 12_330
+TTL = 3.0
+
+
+def test_standby_takes_over_without_loss_and_fences_the_dead_writer(make_settings, learners):
+    settings = make_settings(partitions=3, snapshot_every_events=700, status_interval_seconds=0.1,
+                             lease_ttl_seconds=TTL)
+    producer = threading.Thread(target=produce, args=(settings, read_events()), kwargs={"rate": 2500})
+    producer.start()
+    active = learners(settings)
+    first = wait_for(lambda: (status_of(settings) or {}) if (status_of(settings) or {}).get(
+        "counters", {}).get("events_seen", 0) >= 3000 else None, 60, "the active learner to pass 3,000 events")
+    standby = learners(settings)
+    time.sleep(1.0)  # the standby is up and waiting
+    killed_writer, killed_token = first["writer"], first["lease_token"]
+    active.kill()
+    killed_at = time.monotonic()
+    took_over = wait_for(lambda: (status_of(settings) or {}).get("lease_token", killed_token) != killed_token,
+                         TTL + 5, "the standby to take the lease")
+    assert took_over and time.monotonic() - killed_at <= TTL + 2.5
+    producer.join()
+    wait_for(lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen") == N, 120,
+             "the standby to reach the end of the stream")
+    assert status_of(settings)["writer"] != killed_writer
+    standby.terminate()
+
+    store = store_for(settings)
+    newest = store.meta(store.head())
+    assert newest.events_seen == newest.events_learned == N
+    assert sum(newest.offsets[settings.events_topic].values()) == N
+    assert newest.lease_token > killed_token
+    # a late snapshot from the killed learner's lease is rejected
+    _meta, state = store.load(newest.number)
+    with pytest.raises(SnapshotFencedError, match="no longer holds the lease"):
+        store.write(state, writer=killed_writer, lease_value=f"{killed_token}:{killed_writer}",
+                    offsets={}, metrics={}, parent=newest.number)
+    assert store.head() == newest.number
