@@ -98,7 +98,9 @@ class VersionMeta:
 
 def encode_snapshot(state: SnapshotState) -> bytes:
     """Serialise learned state into a snapshot blob."""
-    return pack({"format": FORMAT, "format_version": FORMAT_VERSION, **dataclasses.asdict(state)})
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    doc.update({f.name: getattr(state, f.name) for f in dataclasses.fields(state)})  # shallow: no deep copy
+    return pack(doc)
 
 
 def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:

@@ -83,6 +83,7 @@ class Learner:
         self.offsets: dict[str, dict[str, int]] = {}
         self.parent: int | None = None
         self.last_snapshot: VersionMeta | None = None
+        self._unflushed = 0
 
     def stop(self) -> None:
         """Ask the learner to finish its batch, snapshot, commit and exit (signal-safe)."""
@@ -213,6 +214,7 @@ class Learner:
         producer.send(self.settings.dead_letter_topic_name, key=record.key, value=record.value or b"",
                       headers=headers)
         self.counters["dead_lettered"] += 1
+        self._unflushed += 1
         self.telemetry.dead_lettered(exc.reason)
         log.debug("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
 
@@ -221,7 +223,9 @@ class Learner:
                  consumer: KafkaConsumer | None = None) -> VersionMeta:
         """Write the current state as a new version, then commit its offsets (for monitoring)."""
         t0 = time.perf_counter()
-        producer.flush(timeout=30)  # dead letters up to here are durable before offsets move past them
+        if self._unflushed:  # dead letters up to here are durable before offsets move past them
+            producer.flush(timeout=30)
+            self._unflushed = 0
         for tp, position in positions.items():
             self.offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
         state = SnapshotState(

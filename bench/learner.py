@@ -1,0 +1,161 @@
+"""End-to-end learner throughput against the bare river loop, on the same events.
+
+Replays the bundled dataset ``--repeat`` times (default 17: 209,610 events) into a one-partition
+topic of an embedded Tansu broker (or ``--bootstrap``), then times, in one run:
+
+* **end to end**: a real :class:`streaming.learner.Learner` from its first poll until it has caught
+  up (broker -> decode -> predict -> metrics -> learn -> snapshots to a real redis-server);
+* **bare river loop**: ``predict_proba_one`` + ``learn_one`` on the same feature dicts in-process;
+* **stages**: Kafka consumption alone, event decoding, and the 14 prequential metric updates, to
+  show what dominates the cost;
+* **snapshot write** time (encode + Lua write), over the learner's own snapshots and 50 extra writes.
+
+Prints the figures and writes them as JSON (``--out``). Run: ``.venv/bin/python bench/learner.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from monitor.prequential import PrequentialMetrics
+from snapshotter.codec import SnapshotState
+from snapshotter.state import dump_metrics_state, dump_model_state
+from streaming.config import Settings
+from streaming.dataset import read_events
+from streaming.embedded import embedded_stack
+from streaming.events import EventLimits, decode_event, encode_event
+from streaming.kafka import ensure_topics, make_consumer, make_producer
+from streaming.learner import Learner
+from streaming.model import ModelSpec, OnlineModel
+
+
+def timed(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int) -> dict:
+    settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, model_name=f"bench-{os.getpid()}",
+                        events_topic=f"bench-{os.getpid()}", snapshot_every_events=snapshot_every,
+                        snapshot_every_seconds=3600, poll_max_records=2000)
+    ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1})
+    raws = [encode_event(e) for e in read_events(repeat=repeat)]
+    n = len(raws)
+
+    producer = make_producer(settings, linger_ms=20, batch_size=256 * 1024)
+    produce_s, _ = timed(lambda: ([producer.send(settings.events_topic, value=r) for r in raws], producer.flush()))
+    producer.close()
+
+    learner = Learner(settings, registry=CollectorRegistry())
+    in_run: list[float] = []
+    snapshot = learner.snapshot
+
+    def timed_snapshot(*args, **kwargs):  # each snapshot of the run, commit to Kafka included
+        t0 = time.perf_counter()
+        try:
+            return snapshot(*args, **kwargs)
+        finally:
+            in_run.append(time.perf_counter() - t0)
+
+    learner.snapshot = timed_snapshot
+    e2e_s, _ = timed(lambda: learner.run(until_caught_up=True))
+    assert learner.counters["events_seen"] == n, learner.counters
+
+    state = SnapshotState(learner.spec.to_dict(), dump_model_state(learner.model),
+                          dump_metrics_state(learner.prequential), dict(learner.counters))
+    writes = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        learner.store.write(state, writer="bench", lease_value=None, offsets={}, metrics={}, parent=None)
+        writes.append(time.perf_counter() - t0)
+
+    # stage costs on the same events
+    consumer = make_consumer(settings)
+    tp = TopicPartition(settings.events_topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+
+    def consume_only() -> int:
+        got = 0
+        while got < n:
+            for records in consumer.poll(timeout_ms=500, max_records=2000).values():
+                got += len(records)
+        return got
+
+    consume_s, _ = timed(consume_only)
+    consumer.close()
+    limits = EventLimits()
+    decode_s, events = timed(lambda: [decode_event(r, "msgpack", limits) for r in raws])
+    model = OnlineModel(ModelSpec())
+
+    def bare() -> list[float]:
+        probs = []
+        for ev in events:
+            probs.append(model.predict_proba_one(ev.features))
+            model.learn_one(ev.features, ev.label)
+        return probs
+
+    bare_s, probs = timed(bare)
+    pm = PrequentialMetrics(settings.rolling_window)
+    metrics_s, _ = timed(lambda: [pm.update(ev.label, p) for ev, p in zip(events, probs)])
+    return {
+        "events": n,
+        "end_to_end": {"seconds": e2e_s, "events_per_second": n / e2e_s},
+        "bare_river_loop": {"seconds": bare_s, "events_per_second": n / bare_s},
+        "ratio_bare_over_end_to_end": (n / bare_s) / (n / e2e_s),
+        "stages_seconds": {"kafka_consume_only": consume_s, "decode_and_validate": decode_s,
+                           "predict_and_learn": bare_s, "prequential_metrics_14": metrics_s},
+        "snapshot_write_seconds": {"in_run_count": len(in_run), "in_run_p50": statistics.median(in_run),
+                                   "in_run_max": max(in_run),
+                                   "extra_p50": statistics.median(writes),
+                                   "extra_p95": sorted(writes)[int(0.95 * len(writes)) - 1],
+                                   "blob_bytes": learner.last_snapshot.size_bytes},
+        "produce_seconds": produce_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=17, help="dataset replays (17 x 12,330 = 209,610 events)")
+    parser.add_argument("--snapshot-every", type=int, default=10_000)
+    parser.add_argument("--bootstrap", help="use this Kafka instead of an embedded Tansu")
+    parser.add_argument("--redis-url", help="use this Redis instead of an embedded redis-server")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "learner.json")
+    args = parser.parse_args()
+    if args.bootstrap and args.redis_url:
+        result = run(args.bootstrap, args.redis_url, args.repeat, args.snapshot_every)
+    else:
+        with embedded_stack() as (broker, redis_server):
+            result = run(args.bootstrap or broker.address, args.redis_url or f"redis://{redis_server.address}/0",
+                         args.repeat, args.snapshot_every)
+    result["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+                         "platform": platform.platform(), "broker": "tansu (embedded)" if not args.bootstrap else "given"}
+    e2e, bare = result["end_to_end"], result["bare_river_loop"]
+    print(f"events                {result['events']:,}")
+    print(f"end to end            {e2e['events_per_second']:>10,.0f} events/s  ({e2e['seconds']:.2f} s)")
+    print(f"bare river loop       {bare['events_per_second']:>10,.0f} events/s  ({bare['seconds']:.2f} s)")
+    print(f"ratio bare / e2e      {result['ratio_bare_over_end_to_end']:.2f}x")
+    for stage, seconds in result["stages_seconds"].items():
+        print(f"  stage {stage:<22} {seconds:6.2f} s  ({seconds / result['events'] * 1e6:6.1f} us/event)")
+    snap = result["snapshot_write_seconds"]
+    print(f"snapshot in the run   p50 {snap['in_run_p50'] * 1e3:.2f} ms, max {snap['in_run_max'] * 1e3:.2f} ms "
+          f"over {snap['in_run_count']} (state dump + Redis write + offset commit)")
+    print(f"snapshot write alone  p50 {snap['extra_p50'] * 1e3:.2f} ms, p95 {snap['extra_p95'] * 1e3:.2f} ms "
+          f"over 50 (encode + Lua write); blob {snap['blob_bytes']:,} B")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
