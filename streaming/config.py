@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism, e.g. PLAIN or SCRAM-SHA-512.")
     kafka_sasl_username: str | None = Field(None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    kafka_bootstrap_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="How long a client waits for the first broker before giving up."
+    )
     events_topic: str = Field("livelearn.events", description="Topic the learner consumes events from.")
     event_format: Literal["msgpack", "json", "auto"] = Field(
         "msgpack", description="Encoding of events on the events topic; auto tells JSON by a leading '{'."
@@ -126,6 +129,7 @@ class Settings(BaseSettings):
             "bootstrap_servers": [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()],
             "security_protocol": self.kafka_security_protocol,
             "client_id": f"livelearn-{self.model_name}",
+            "bootstrap_timeout_ms": int(self.kafka_bootstrap_timeout_seconds * 1000),
         }
         if self.kafka_sasl_mechanism:
             options["sasl_mechanism"] = self.kafka_sasl_mechanism

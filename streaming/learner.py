@@ -24,13 +24,13 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from monitor.prequential import PrequentialMetrics
 from monitor.telemetry import LearnerMetrics
 from snapshotter.codec import SnapshotState, VersionMeta, pack
-from snapshotter.connection import connect_redis
+from snapshotter.connection import connect_redis, redact_url
 from snapshotter.lease import Lease
 from snapshotter.restore import restore_head
 from snapshotter.state import dump_metrics_state, dump_model_state
 from snapshotter.store import VersionStore
 from streaming.config import Settings
-from streaming.errors import EventError, LeaseLostError, SnapshotFencedError
+from streaming.errors import ConnectionFailedError, EventError, LeaseLostError, SnapshotFencedError
 from streaming.events import EventLimits, decode_event
 from streaming.kafka import lag, make_consumer, make_producer, topic_partitions
 from streaming.model import ModelSpec, OnlineModel
@@ -96,6 +96,15 @@ class Learner:
     # -- main loop ------------------------------------------------------------------------------
     def run(self, *, until_caught_up: bool = False) -> None:
         """Wait for the lease, then learn until :meth:`stop` (or, optionally, until caught up)."""
+        try:
+            self._run(until_caught_up)
+        except redis.RedisError as exc:
+            raise ConnectionFailedError(
+                f"lost Redis at {redact_url(self.settings.redis_url)} ({exc}); the newest snapshot is safe, "
+                "restart the learner once Redis is back"
+            ) from None
+
+    def _run(self, until_caught_up: bool) -> None:
         standby_logged = False
         while not self._stop.is_set():
             if not self.lease.acquire():
@@ -247,9 +256,10 @@ class Learner:
         self.telemetry.snapshot_bytes.set(meta.size_bytes)
         self.telemetry.snapshot_timestamp.set(meta.created_at)
         self.telemetry.head_version.set(meta.number)
-        log.info("version %d written: events_seen=%d, %.1f ms", meta.number, meta.events_seen, elapsed * 1e3)
         if consumer is not None:
             self._commit(consumer, positions, meta.number)
+        log.info("version %d written: events_seen=%d, %.1f ms (+ %.1f ms offset commit)", meta.number,
+                 meta.events_seen, elapsed * 1e3, (time.perf_counter() - t0 - elapsed) * 1e3)
         return meta
 
     def _commit(self, consumer: KafkaConsumer, positions: dict[TopicPartition, int], number: int) -> None:
