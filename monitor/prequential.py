@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from river import metrics, utils
 
-__all__ = ["PrequentialMetrics", "METRICS", "LOWER_IS_BETTER"]
+__all__ = ["PrequentialMetrics", "METRICS", "LOWER_IS_BETTER", "meets_threshold"]
 
 #: Metric names livelearn reports, and the river class behind each.
 METRICS: dict[str, Callable[[], metrics.base.Metric]] = {
@@ -70,3 +70,21 @@ class PrequentialMetrics:
         """Each metric over the last ``window`` scored events, plus ``samples`` in the window."""
         first = next(iter(self.rolling.values()))
         return {**self._values(self.rolling), "samples": len(first.window)}
+
+
+def meets_threshold(rolling: dict[str, float], settings) -> bool:
+    """Whether rolling values satisfy the monitor's metric and threshold with enough samples.
+
+    >>> from streaming.config import Settings
+    >>> meets_threshold({"accuracy": 0.85, "samples": 500}, Settings())
+    True
+    >>> meets_threshold({"accuracy": 0.85, "samples": 50}, Settings()), meets_threshold(
+    ...     {"log_loss": 0.3, "samples": 500}, Settings(monitor_metric="log_loss", monitor_threshold=0.4))
+    (False, True)
+    """
+    if rolling.get("samples", 0) < settings.monitor_min_samples:
+        return False
+    value = rolling[settings.monitor_metric]
+    if settings.monitor_metric in LOWER_IS_BETTER:
+        return value <= settings.monitor_threshold
+    return value >= settings.monitor_threshold

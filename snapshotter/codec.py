@@ -85,6 +85,8 @@ class VersionMeta:
     format_version: int
     sha256: str
     size_bytes: int
+    stable: bool = False
+    epoch: int = 0
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

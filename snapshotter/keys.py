@@ -26,6 +26,16 @@ class Keys:
         self.lease = self.prefix + "lease"  # "<token>:<holder>" with a TTL; the writer lease
         self.fence = self.prefix + "lease:fence"  # INCR -> fencing token of each lease grant
         self.status = self.prefix + "status"  # msgpack status of the active learner, short TTL
+        self.epoch = self.prefix + "lineage:epoch"  # INCR on every rollback; snapshots are fenced by it
+        self.stable = self.prefix + "stable"  # ZSET of stable versions (met the threshold when written)
+        self.serving = self.prefix + "serving"  # version the API and serving follow
+        self.pinned = self.prefix + "pinned"  # version pinned by an operator (serving stays there)
+        self.frozen = self.prefix + "frozen"  # HASH (since, actor, reason) while learning is frozen
+        self.rollbacks = self.prefix + "rollbacks"  # ZSET of rollback times (score = unix seconds)
+        self.resumed = self.prefix + "resumed"  # unix time of the last resume (flap counting restarts)
+        self.audit = self.prefix + "audit"  # STREAM of every snapshot, promotion, rollback, pin, freeze...
+        self.history = self.prefix + "history"  # STREAM of the learner's metric samples (for reports)
+        self.channel = self.prefix + "control"  # pub/sub channel: "rollback", "serving", "freeze", "resume"
         self.version_prefix = self.prefix + "v:"
 
     def blob(self, number: int) -> str:

@@ -8,6 +8,7 @@ plus every protected version). Readers verify the SHA-256 of a blob before decod
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -23,13 +24,22 @@ from snapshotter.codec import (
     sha256_hex,
     unpack,
 )
+from snapshotter.connection import connect_redis
 from snapshotter.keys import Keys
-from streaming.errors import SnapshotCorruptError, SnapshotError, SnapshotFencedError, VersionNotFoundError
+from streaming.config import Settings
+from streaming.errors import (
+    SnapshotCorruptError,
+    SnapshotError,
+    SnapshotFencedError,
+    StaleLineageError,
+    VersionNotFoundError,
+)
 
-__all__ = ["VersionStore"]
+__all__ = ["VersionStore", "open_store"]
 
-# KEYS: lease, counter, index, head, protected.  ARGV: lease value ('' = unfenced), blob, meta,
-# keep, version key prefix.  Returns the new version number.
+# KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit.
+# ARGV: lease value ('' = unfenced), blob, meta, keep, version key prefix, lineage epoch, stable (0/1),
+#       keep_stable, audit maxlen, writer, metrics json, parent, channel.  Returns the new number.
 _WRITE = """
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[1])
@@ -37,18 +47,43 @@ if ARGV[1] ~= '' then
     return redis.error_reply('FENCED lease is held by ' .. tostring(holder))
   end
 end
+local epoch = redis.call('GET', KEYS[6]) or '0'
+if epoch ~= ARGV[6] then
+  return redis.error_reply('STALE_LINEAGE lineage epoch is ' .. epoch .. ', writer is on ' .. ARGV[6])
+end
 local n = redis.call('INCR', KEYS[2])
-redis.call('SET', ARGV[5] .. n .. ':blob', ARGV[2])
-redis.call('SET', ARGV[5] .. n .. ':meta', ARGV[3])
+local prefix = ARGV[5]
+redis.call('SET', prefix .. n .. ':blob', ARGV[2])
+redis.call('SET', prefix .. n .. ':meta', ARGV[3])
 redis.call('ZADD', KEYS[3], n, n)
 redis.call('SET', KEYS[4], n)
+local maxlen = tonumber(ARGV[9])
+redis.call('XADD', KEYS[10], 'MAXLEN', '~', maxlen, '*', 'action', 'snapshot', 'actor', ARGV[10],
+  'reason', '', 'from', ARGV[12], 'to', n, 'metrics', ARGV[11], 'stable', ARGV[7], 'epoch', epoch)
+if ARGV[7] == '1' then
+  redis.call('ZADD', KEYS[7], n, n)
+  if redis.call('EXISTS', KEYS[9]) == 0 then
+    local old = redis.call('GET', KEYS[8]) or ''
+    redis.call('SET', KEYS[8], n)
+    redis.call('XADD', KEYS[10], 'MAXLEN', '~', maxlen, '*', 'action', 'promote', 'actor', ARGV[10],
+      'reason', 'newest stable version', 'from', old, 'to', n, 'metrics', ARGV[11], 'epoch', epoch)
+    redis.call('PUBLISH', ARGV[13], 'serving')
+  end
+end
 local keep = tonumber(ARGV[4])
 local count = redis.call('ZCARD', KEYS[3])
 if count > keep then
+  local pinned = redis.call('GET', KEYS[9])
+  local serving = redis.call('GET', KEYS[8])
+  local keep_stable = tonumber(ARGV[8])
   for _, v in ipairs(redis.call('ZRANGE', KEYS[3], 0, count - keep - 1)) do
-    if redis.call('SISMEMBER', KEYS[5], v) == 0 then
+    local rank = redis.call('ZREVRANK', KEYS[7], v)
+    local kept = v == pinned or v == serving or (rank and rank < keep_stable)
+      or redis.call('SISMEMBER', KEYS[5], v) == 1
+    if not kept then
       redis.call('ZREM', KEYS[3], v)
-      redis.call('DEL', ARGV[5] .. v .. ':blob', ARGV[5] .. v .. ':meta')
+      redis.call('ZREM', KEYS[7], v)
+      redis.call('DEL', prefix .. v .. ':blob', prefix .. v .. ':meta')
     end
   end
 end
@@ -59,11 +94,19 @@ return n
 class VersionStore:
     """Read and write the numbered versions of one model."""
 
-    def __init__(self, client: redis.Redis, model_name: str, keep: int = 50) -> None:
+    def __init__(self, client: redis.Redis, model_name: str, keep: int = 50, *, keep_stable: int = 10,
+                 audit_retention: int = 100_000) -> None:
         self.client = client
         self.keys = Keys(model_name)
         self.keep = keep
+        self.keep_stable = keep_stable
+        self.audit_retention = audit_retention
         self._write = client.register_script(_WRITE)
+
+    @classmethod
+    def for_settings(cls, client: redis.Redis, settings: Settings) -> VersionStore:
+        return cls(client, settings.model_name, settings.keep_versions, keep_stable=settings.keep_stable_versions,
+                   audit_retention=settings.audit_retention)
 
     def write(
         self,
@@ -75,8 +118,15 @@ class VersionStore:
         metrics: dict[str, dict[str, float]],
         parent: int | None,
         extra: dict[str, Any] | None = None,
+        epoch: int = 0,
+        stable: bool = False,
     ) -> VersionMeta:
-        """Store ``state`` as the next version; raise :class:`SnapshotFencedError` without the lease."""
+        """Store ``state`` as the next version of lineage ``epoch``.
+
+        Raises :class:`SnapshotFencedError` if ``lease_value`` no longer holds the lease, and
+        :class:`StaleLineageError` if a rollback moved the lineage on since the writer loaded it.
+        A ``stable`` version is promoted to serving unless a version is pinned.
+        """
         blob = encode_snapshot(state)
         token = int(lease_value.split(":", 1)[0]) if lease_value else 0
         meta = {
@@ -92,13 +142,18 @@ class VersionStore:
             "format_version": FORMAT_VERSION,
             "sha256": sha256_hex(blob),
             "size_bytes": len(blob),
+            "stable": stable,
+            "epoch": epoch,
             "extra": extra or {},
         }
         k = self.keys
         try:
             number = self._write(
-                keys=[k.lease, k.counter, k.index, k.head, k.protected],
-                args=[lease_value or "", blob, pack(meta), self.keep, k.version_prefix],
+                keys=[k.lease, k.counter, k.index, k.head, k.protected, k.epoch, k.stable, k.serving, k.pinned,
+                      k.audit],
+                args=[lease_value or "", blob, pack(meta), self.keep, k.version_prefix, str(epoch),
+                      "1" if stable else "0", self.keep_stable, self.audit_retention, writer,
+                      json.dumps(metrics.get("rolling", {})), "" if parent is None else parent, k.channel],
             )
         except redis.ResponseError as exc:
             if "FENCED" in str(exc):
@@ -106,6 +161,8 @@ class VersionStore:
                     f"snapshot rejected for model {k.model_name!r}: this writer ({writer}) no longer holds "
                     f"the lease ({str(exc).split('FENCED ', 1)[-1]}); another learner is active"
                 ) from None
+            if "STALE_LINEAGE" in str(exc):
+                raise StaleLineageError(f"snapshot rejected: {str(exc).split('STALE_LINEAGE ', 1)[-1]}") from None
             raise SnapshotError(f"snapshot write failed: {exc}") from None
         return VersionMeta.from_dict({"number": int(number), **meta})
 
@@ -114,6 +171,22 @@ class VersionStore:
         """Newest version of the learner lineage, or ``None`` before the first snapshot."""
         raw = self.client.get(self.keys.head)
         return int(raw) if raw is not None else None
+
+    def epoch(self) -> int:
+        """The lineage epoch: how many rollbacks this model has seen."""
+        return int(self.client.get(self.keys.epoch) or 0)
+
+    def serving(self) -> int | None:
+        raw = self.client.get(self.keys.serving)
+        return int(raw) if raw is not None else None
+
+    def pinned(self) -> int | None:
+        raw = self.client.get(self.keys.pinned)
+        return int(raw) if raw is not None else None
+
+    def stable_numbers(self) -> list[int]:
+        """Stable versions still stored, oldest first."""
+        return [int(n) for n in self.client.zrange(self.keys.stable, 0, -1)]
 
     def numbers(self) -> list[int]:
         """Every stored version number, oldest first."""
@@ -146,3 +219,9 @@ class VersionStore:
         if blob is None:
             raise VersionNotFoundError(f"version {number} has metadata but no blob; it was removed while reading")
         return meta, decode_snapshot(blob, meta.sha256)
+
+
+def open_store(settings: Settings) -> VersionStore:
+    """A store on a fresh, checked connection to the configured Redis."""
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    return VersionStore.for_settings(connect_redis(settings.redis_url, password), settings)

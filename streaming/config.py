@@ -82,6 +82,33 @@ class Settings(BaseSettings):
     keep_versions: int = Field(50, ge=1, description="Retention: newest K versions kept (plus pinned and stable).")
     lease_ttl_seconds: float = Field(10.0, ge=1, le=600, description="Writer lease TTL; a standby takes over after it.")
 
+    keep_stable_versions: int = Field(10, ge=1, description="Retention also keeps the newest K stable versions.")
+    audit_retention: int = Field(100_000, ge=100, description="Audit entries kept at least (older ones are trimmed).")
+
+    # --- quality monitor and rollback -----------------------------------------------------
+    monitor_metric: Literal["accuracy", "precision", "recall", "f1", "balanced_accuracy", "roc_auc", "log_loss"] = (
+        Field("accuracy", description="Rolling metric the monitor guards.")
+    )
+    monitor_threshold: float = Field(0.8, description="Breach when the metric is below (log_loss: above) this.")
+    monitor_min_samples: int = Field(200, ge=1, description="No judgement before the window holds this many.")
+    monitor_patience: int = Field(3, ge=1, description="Consecutive failed checks that confirm a breach.")
+    monitor_check_interval_seconds: float = Field(1.0, gt=0, le=60, description="Seconds between checks.")
+    monitor_cooldown_seconds: float = Field(30.0, ge=0, description="Quiet time after a rollback; doubles each time.")
+    monitor_max_rollbacks: int = Field(3, ge=1, description="Rollbacks within the window before learning freezes.")
+    monitor_rollback_window_seconds: float = Field(600.0, gt=0, description="Window for counting rollbacks.")
+    monitor_resume_after_seconds: float = Field(
+        60.0, ge=0, description="Frozen learning resumes after the metric is healthy this long."
+    )
+    monitor_fallback_version: int | None = Field(None, ge=1, description="Rollback target when no stable one exists.")
+
+    # --- serving --------------------------------------------------------------------------
+    predictions_topic: str | None = Field(None, description="Topic for per-event predictions (default: <events_topic>.predictions).")
+    publish_predictions: bool = Field(True, description="Learners publish a prediction for every event.")
+    api_host: str = Field("127.0.0.1", description="Address `livelearn serve` binds.")
+    api_port: int = Field(8000, ge=0, le=65535, description="Port of `livelearn serve`.")
+    api_token: SecretStr | None = Field(None, description="Bearer token for the admin routes (secret; unset: admin off).")
+    serving_refresh_seconds: float = Field(0.25, gt=0, le=10, description="Serving pointer poll (besides pub/sub).")
+
     # --- validation of events -------------------------------------------------------------
     max_event_bytes: int = Field(1_048_576, ge=64, description="Larger events are dead-lettered.")
     max_features: int = Field(1000, ge=1, description="Events with more features are dead-lettered.")
@@ -118,6 +145,10 @@ class Settings(BaseSettings):
     @property
     def dead_letter_topic_name(self) -> str:
         return self.dead_letter_topic or f"{self.events_topic}.dlq"
+
+    @property
+    def predictions_topic_name(self) -> str:
+        return self.predictions_topic or f"{self.events_topic}.predictions"
 
     @property
     def consumer_group_name(self) -> str:

@@ -18,6 +18,8 @@ __all__ = [
     "SnapshotError",
     "SnapshotCorruptError",
     "SnapshotFencedError",
+    "StaleLineageError",
+    "ControlError",
     "VersionNotFoundError",
     "ModelSpecMismatchError",
     "LeaseLostError",
@@ -60,6 +62,14 @@ class SnapshotCorruptError(SnapshotError):
 
 class SnapshotFencedError(SnapshotError):
     """A snapshot write was rejected because the writer no longer holds the model's lease."""
+
+
+class StaleLineageError(SnapshotError):
+    """A snapshot write was rejected because a rollback moved the lineage on; reload the head."""
+
+
+class ControlError(LivelearnError):
+    """An operator or monitor action (pin, rollback, resume...) was refused; nothing was changed."""
 
 
 class VersionNotFoundError(SnapshotError):

@@ -21,7 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from monitor.prequential import PrequentialMetrics
+from monitor.prequential import PrequentialMetrics, meets_threshold
 from monitor.telemetry import LearnerMetrics
 from snapshotter.codec import SnapshotState, VersionMeta, pack
 from snapshotter.connection import connect_redis, redact_url
@@ -30,7 +30,8 @@ from snapshotter.restore import restore_head
 from snapshotter.state import dump_metrics_state, dump_model_state
 from snapshotter.store import VersionStore
 from streaming.config import Settings
-from streaming.errors import ConnectionFailedError, EventError, LeaseLostError, SnapshotFencedError
+from streaming.control_watch import ControlState, ControlWatch
+from streaming.errors import ConnectionFailedError, EventError, LeaseLostError, SnapshotFencedError, StaleLineageError
 from streaming.events import EventLimits, decode_event
 from streaming.kafka import lag, make_consumer, make_producer, topic_partitions
 from streaming.model import ModelSpec, OnlineModel
@@ -65,7 +66,7 @@ class Learner:
             settings.redis_url, settings.redis_password and settings.redis_password.get_secret_value()
         )
         self.writer = writer_id or f"{socket.gethostname()}:{os.getpid()}"
-        self.store = VersionStore(self.redis, settings.model_name, keep=settings.keep_versions)
+        self.store = VersionStore.for_settings(self.redis, settings)
         self.lease = Lease(self.redis, settings.model_name, self.writer, settings.lease_ttl_seconds)
         self.spec = spec_from_settings(settings)
         self.limits = EventLimits(
@@ -84,6 +85,9 @@ class Learner:
         self.parent: int | None = None
         self.last_snapshot: VersionMeta | None = None
         self._unflushed = 0
+        self.epoch = 0
+        self.frozen = False
+        self._pending_rollback: dict[str, Any] | None = None
 
     def stop(self) -> None:
         """Ask the learner to finish its batch, snapshot, commit and exit (signal-safe)."""
@@ -127,23 +131,52 @@ class Learner:
 
     def _run_active(self, until_caught_up: bool) -> None:
         self._reset_state()
-        restored = restore_head(self.store, self.spec, self.settings.rolling_window)
-        if restored is not None:
-            self.model, self.prequential, self.counters, meta = restored
-            self.offsets = {t: dict(p) for t, p in meta.offsets.items()}
-            self.parent = meta.number
-            self.last_snapshot = meta
-            log.info("restored version %d (events_seen=%d)", meta.number, meta.events_seen)
+        watch = ControlWatch(self.redis, self.store.keys)
+        self._load_lineage(watch.read())
+        if self.last_snapshot is not None:  # resume exactly where the restored version stopped
+            self.offsets = {t: dict(p) for t, p in self.last_snapshot.offsets.items()}
         consumer = make_consumer(self.settings)
         producer = make_producer(self.settings, linger_ms=20)
         try:
             positions = self._assign(consumer)
-            self._loop(consumer, producer, positions, until_caught_up)
+            self._loop(consumer, producer, positions, watch, until_caught_up)
             self._finish(consumer, producer, positions)
         finally:
+            watch.close()
             consumer.close(autocommit=False, timeout_ms=5000)
             producer.close(timeout=5)
             self.lease.release()
+
+    def _load_lineage(self, control: ControlState) -> None:
+        """Restore the head version of the current lineage (on activation, and after a rollback)."""
+        self.epoch, self.frozen = control.epoch, control.frozen
+        restored = restore_head(self.store, self.spec, self.settings.rolling_window)
+        if restored is not None:
+            self.model, self.prequential, self.counters, meta = restored
+            self.parent = meta.number
+            self.last_snapshot = meta
+            log.info("restored version %d (events_seen=%d, epoch %d%s)", meta.number, meta.events_seen,
+                     self.epoch, ", learning frozen" if self.frozen else "")
+
+    def _apply_control(self, control: ControlState, positions: dict[TopicPartition, int]) -> None:
+        if control.frozen != self.frozen:
+            self.frozen = control.frozen
+            log.warning("learning %s", "frozen: scoring only" if self.frozen else "resumed")
+        if control.epoch == self.epoch:
+            return
+        head_before = self.parent
+        self._load_lineage(control)
+        stored = self.last_snapshot.offsets if self.last_snapshot else {}
+        skipped = {tp.topic: {} for tp in positions}
+        for tp, position in positions.items():
+            start = stored.get(tp.topic, {}).get(str(tp.partition), 0)
+            if position > start:
+                skipped[tp.topic][str(tp.partition)] = [start, position]
+        self._pending_rollback = {"from_version": head_before, "to_version": self.parent, "epoch": self.epoch,
+                                  "skipped_offsets": skipped}
+        self.telemetry.head_version.set(self.parent or 0)
+        log.warning("rolled back to version %s (epoch %d); continuing from the current offsets", self.parent,
+                    self.epoch)
 
     def _assign(self, consumer: KafkaConsumer) -> dict[TopicPartition, int]:
         partitions = topic_partitions(consumer, self.settings.events_topic)
@@ -158,7 +191,7 @@ class Learner:
                 consumer.seek_to_end(tp)
         return {tp: consumer.position(tp) for tp in partitions}
 
-    def _loop(self, consumer, producer, positions, until_caught_up: bool) -> None:
+    def _loop(self, consumer, producer, positions, watch: ControlWatch, until_caught_up: bool) -> None:
         s = self.settings
         now = time.monotonic()
         next_renew = now + s.lease_ttl_seconds / 3
@@ -167,6 +200,9 @@ class Learner:
         since_snapshot = 0
         rate_mark = (now, self.counters["events_seen"])
         while not self._stop.is_set():
+            control = watch.check()
+            if control is not None:
+                self._apply_control(control, positions)
             batch = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
@@ -205,12 +241,19 @@ class Learner:
         t1 = time.perf_counter()
         self.telemetry.predict_seconds.observe(t1 - t0)
         self.counters["events_seen"] += 1
+        if self.settings.publish_predictions:
+            prediction = {"event_id": event.event_id, "user_id": event.user_id, "ts": event.ts, "probability": p,
+                          "label": p > 0.5, "version": self.parent, "model": self.settings.model_name}
+            producer.send(self.settings.predictions_topic_name, key=(event.user_id or event.event_id).encode(),
+                          value=pack(prediction))
         if event.label is not None:
             self.prequential.update(event.label, p)
-            self.model.learn_one(event.features, event.label)
-            self.telemetry.learn_seconds.observe(time.perf_counter() - t1)
-            self.counters["events_learned"] += 1
-            self.telemetry.events_learned.inc()
+            if not self.frozen:
+                t1 = time.perf_counter()
+                self.model.learn_one(event.features, event.label)
+                self.telemetry.learn_seconds.observe(time.perf_counter() - t1)
+                self.counters["events_learned"] += 1
+                self.telemetry.events_learned.inc()
 
     def _dead_letter(self, record: Any, producer: KafkaProducer, exc: EventError) -> None:
         headers = [
@@ -243,14 +286,23 @@ class Learner:
             metrics=dump_metrics_state(self.prequential),
             counters=dict(self.counters),
         )
-        metric_values = {"rolling": self.prequential.rolling_values(),
-                         "cumulative": self.prequential.cumulative_values()}
+        rolling = self.prequential.rolling_values()
+        metric_values = {"rolling": rolling, "cumulative": self.prequential.cumulative_values()}
+        extra: dict[str, Any] = {"dead_lettered": self.counters["dead_lettered"], "frozen": self.frozen}
+        if self._pending_rollback:
+            extra["rollback"] = self._pending_rollback
         try:
-            meta = self.store.write(state, writer=self.writer, lease_value=self.lease.value,
-                                    offsets=self.offsets, metrics=metric_values, parent=self.parent)
+            meta = self.store.write(state, writer=self.writer, lease_value=self.lease.value, offsets=self.offsets,
+                                    metrics=metric_values, parent=self.parent, extra=extra, epoch=self.epoch,
+                                    stable=meets_threshold(rolling, self.settings))
         except SnapshotFencedError as exc:
             raise LeaseLostError(str(exc)) from None
-        self.parent, self.last_snapshot = meta.number, meta
+        except StaleLineageError as exc:  # a rollback landed since the last control check: follow it
+            log.warning("%s; reloading the lineage", exc)
+            if consumer is not None:
+                self._apply_control(ControlWatch.read_state(self.redis, self.store.keys), positions)
+            return self.last_snapshot
+        self.parent, self.last_snapshot, self._pending_rollback = meta.number, meta, None
         elapsed = time.perf_counter() - t0
         self.telemetry.snapshot_seconds.observe(elapsed)
         self.telemetry.snapshot_bytes.set(meta.size_bytes)
@@ -285,10 +337,19 @@ class Learner:
             "rolling": rolling,
             "cumulative": self.prequential.cumulative_values(),
             "head_version": last.number if last else None,
+            "version": self.parent,
             "last_snapshot_at": last.created_at if last else None,
+            "epoch": self.epoch,
+            "frozen": self.frozen,
         }
         ttl_ms = int(max(5.0, 5 * self.settings.status_interval_seconds) * 1000)
-        self.redis.set(self.store.keys.status, pack(status), px=ttl_ms)
+        keys = self.store.keys
+        sample = {"events_seen": self.counters["events_seen"], "epoch": self.epoch, "version": self.parent or 0,
+                  **{k: v for k, v in rolling.items()}}
+        (self.redis.pipeline(transaction=False)
+         .set(keys.status, pack(status), px=ttl_ms)
+         .xadd(keys.history, sample, maxlen=self.settings.audit_retention, approximate=True)
+         .execute())
 
     def _finish(self, consumer: KafkaConsumer, producer: KafkaProducer, positions) -> None:
         """Final snapshot (if the position moved since the last one) and status on the way out."""

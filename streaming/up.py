@@ -27,7 +27,7 @@ from streaming.embedded import EmbeddedServer, _die_with_parent, start_redis, st
 from streaming.kafka import ensure_topics, make_producer
 from streaming.live_view import read_status, render
 from streaming.producer import replay
-from streaming.versions_cli import open_store
+from snapshotter.store import open_store
 
 __all__ = ["run_up"]
 

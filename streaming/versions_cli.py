@@ -9,20 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from snapshotter.connection import connect_redis
-from snapshotter.store import VersionStore
-from streaming.config import Settings
+from snapshotter.store import open_store
 from streaming.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
 
-__all__ = ["versions_app", "open_store"]
+__all__ = ["versions_app"]
 
 versions_app = typer.Typer(help="List and inspect numbered model versions.", no_args_is_help=True)
 console = Console()
-
-
-def open_store(settings: Settings) -> VersionStore:
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return VersionStore(connect_redis(settings.redis_url, password), settings.model_name, settings.keep_versions)
 
 
 def _when(ts: float) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from snapshotter.codec import unpack
 from snapshotter.connection import connect_redis
-from snapshotter.store import VersionStore
+from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.embedded import EmbeddedServer, embedded_stack
 from streaming.events import Event, encode_event
@@ -109,7 +109,7 @@ def learners() -> Iterator[Callable[..., LearnerProcess]]:
 
 
 def store_for(settings: Settings) -> VersionStore:
-    return VersionStore(connect_redis(settings.redis_url), settings.model_name, settings.keep_versions)
+    return open_store(settings)
 
 
 def status_of(settings: Settings) -> dict | None:

@@ -1,0 +1,57 @@
+"""The learner's view of the control plane: lineage epoch (rollbacks) and the frozen flag.
+
+Changes are announced on the model's pub/sub channel, so a learner usually reacts within one loop
+iteration; a plain read every ``poll_interval`` seconds is the fallback when a message is lost (pub/sub
+is fire-and-forget, e.g. across a Redis reconnect).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import redis
+
+from snapshotter.keys import Keys
+
+__all__ = ["ControlState", "ControlWatch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlState:
+    epoch: int
+    frozen: bool
+
+
+class ControlWatch:
+    """Tells the learner when the lineage epoch or the frozen flag may have changed."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, poll_interval: float = 0.5) -> None:
+        self._client = client
+        self._keys = keys
+        self._poll_interval = poll_interval
+        self._next_poll = 0.0
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(keys.channel)
+
+    @staticmethod
+    def read_state(client: redis.Redis, keys: Keys) -> ControlState:
+        epoch, frozen = client.pipeline().get(keys.epoch).exists(keys.frozen).execute()
+        return ControlState(int(epoch or 0), bool(frozen))
+
+    def read(self) -> ControlState:
+        return self.read_state(self._client, self._keys)
+
+    def check(self) -> ControlState | None:
+        """The current state if a change was announced or the poll interval passed, else ``None``."""
+        announced = False
+        while self._pubsub.get_message(timeout=0) is not None:
+            announced = True
+        now = time.monotonic()
+        if not announced and now < self._next_poll:
+            return None
+        self._next_poll = now + self._poll_interval
+        return self.read()
+
+    def close(self) -> None:
+        self._pubsub.close()
