@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["LearnerMetrics", "EVENT_LATENCY_BUCKETS", "serve_metrics"]
+__all__ = ["LearnerMetrics", "MonitorMetrics", "ServingMetrics", "EVENT_LATENCY_BUCKETS", "serve_metrics"]
 
 #: Buckets (seconds) for one predict or learn step: 5 us .. 50 ms.
 EVENT_LATENCY_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2)
@@ -67,6 +67,47 @@ class LearnerMetrics:
         for name, value in values.items():
             if name != "samples":
                 self._rolling.labels(self._model, name).set(value)
+
+
+class MonitorMetrics:
+    """Metrics of a `livelearn monitor` process."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY, model: str = "default") -> None:
+        kw = {"registry": registry}
+        self.rollbacks = Counter("livelearn_rollbacks_total", "Automatic rollbacks made by this monitor.",
+                                 ["model"], **kw).labels(model)
+        self.freezes = Counter("livelearn_freezes_total", "Times this monitor froze learning.", ["model"],
+                               **kw).labels(model)
+        self.threshold = Gauge("livelearn_threshold_ratio", "Threshold of the guarded metric.", ["model", "metric"],
+                               **kw)
+        self.metric = Gauge("livelearn_monitored_metric_ratio", "Last judged value of the guarded metric.",
+                            ["model", "metric"], **kw)
+        self.frozen = Gauge("livelearn_learning_frozen", "1 while learning is frozen.", ["model"], **kw).labels(model)
+        self.alert = Gauge("livelearn_alert", "1 when an operator is needed (frozen, or no rollback target).",
+                           ["model"], **kw).labels(model)
+        self.head_version = Gauge("livelearn_monitor_head_version", "Head version seen by the monitor.", ["model"],
+                                  **kw).labels(model)
+        self.serving_version = Gauge("livelearn_serving_version", "Version serving follows.", ["model"],
+                                     **kw).labels(model)
+        self.pinned = Gauge("livelearn_pinned", "1 while a version is pinned.", ["model"], **kw).labels(model)
+
+
+#: Buckets (seconds) for one HTTP prediction: 100 us .. 1 s.
+REQUEST_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0)
+
+
+class ServingMetrics:
+    """Metrics of a `livelearn serve` process."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY, model: str = "default") -> None:
+        kw = {"registry": registry}
+        self.request_seconds = Histogram("livelearn_serving_request_seconds", "Time to answer one request.",
+                                         ["model", "route"], buckets=REQUEST_BUCKETS, **kw)
+        self.predictions = Counter("livelearn_serving_predictions_total", "Predictions returned.", ["model"],
+                                   **kw).labels(model)
+        self.serving_version = Gauge("livelearn_serving_loaded_version", "Version loaded for serving.", ["model"],
+                                     **kw).labels(model)
+        self.swaps = Counter("livelearn_serving_swaps_total", "Serving model swaps.", ["model"], **kw).labels(model)
 
 
 def serve_metrics(port: int, registry: CollectorRegistry = REGISTRY) -> None:

@@ -19,6 +19,7 @@ from rich.table import Table
 from streaming.config import ENV_PREFIX, Settings
 from streaming.errors import LivelearnError
 from streaming.options import BootstrapOpt, ConfigOpt, ModelOpt, RedisOpt, TopicOpt, settings_from
+from streaming.control_cli import register as register_control_commands
 from streaming.versions_cli import versions_app
 
 __all__ = ["app", "main"]
@@ -30,6 +31,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(versions_app, name="versions")
+register_control_commands(app, versions_app)
 console = Console(stderr=True)
 log = logging.getLogger("livelearn")
 
@@ -85,6 +87,10 @@ def produce(
     limit: Annotated[int | None, typer.Option(help="Send at most this many events.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Replay the file this many times.")] = 1,
     event_format: Annotated[str, typer.Option("--format", help="msgpack or json.")] = "msgpack",
+    flip_labels_after: Annotated[int | None, typer.Option(help="Invert labels from the N-th event on (drift demo).")] = None,
+    flip_count: Annotated[int | None, typer.Option(help="...for this many events (default: all the rest).")] = None,
+    flip_probability: Annotated[float, typer.Option(min=0, max=1, help="Chance each label in the burst is "
+                                                    "inverted (0.5: coin-flip labels, 1: all inverted).")] = 0.5,
     config: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     topic: TopicOpt = None,
@@ -92,15 +98,17 @@ def produce(
     """Replay a CSV of sessions as events into the events topic."""
     from streaming.dataset import read_events
     from streaming.kafka import make_producer
-    from streaming.producer import replay
+    from streaming.producer import flip_labels, replay
 
     if event_format not in ("msgpack", "json"):
         raise typer.BadParameter("use msgpack or json", param_hint="--format")
     settings = settings_from(config, bootstrap=bootstrap, topic=topic)
     producer = make_producer(settings, linger_ms=10)
     try:
-        sent = replay(producer, settings.events_topic, read_events(csv_path, limit=limit, repeat=repeat),
-                      rate=rate, fmt=event_format)
+        events = read_events(csv_path, limit=limit, repeat=repeat)
+        if flip_labels_after is not None:
+            events = flip_labels(events, flip_labels_after, flip_count, probability=flip_probability)
+        sent = replay(producer, settings.events_topic, events, rate=rate, fmt=event_format)
     finally:
         producer.close(timeout=10)
     console.print(f"sent {sent:,} events to {settings.events_topic}")
@@ -142,6 +150,58 @@ def show_config(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option(
 
 
 @app.command()
+def monitor(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Show a live view instead of log lines.")] = False,
+    metrics_port: Annotated[int | None, typer.Option(envvar="LIVELEARN_METRICS_PORT",
+                                                     help="Serve Prometheus metrics on this port.")] = None,
+    log_level: LogLevelOpt = "INFO",
+) -> None:
+    """Guard the live model: roll back on confirmed breaches, freeze learning when it flaps."""
+    from monitor.telemetry import serve_metrics
+    from monitor.watcher import Monitor
+
+    setup_logging(log_level if not watch else "ERROR")
+    settings = settings_from(config, model, redis_url=redis_url, metrics_port=metrics_port)
+    guard = Monitor(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: guard.stop())
+    if settings.metrics_port is not None:
+        serve_metrics(settings.metrics_port)
+    if not watch:
+        guard.run()
+        return
+    import threading
+
+    from streaming.live_view import watch as live_watch
+
+    threading.Thread(target=guard.run, daemon=True).start()
+    live_watch(settings, guard.store, should_stop=lambda: guard._stop.is_set())
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    host: Annotated[str | None, typer.Option(envvar="LIVELEARN_API_HOST", help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(envvar="LIVELEARN_API_PORT", help="Port.")] = None,
+    log_level: LogLevelOpt = "INFO",
+) -> None:
+    """Serve live predictions over HTTP (plus KServe v2 routes, admin routes and /metrics)."""
+    import uvicorn
+
+    from streaming.api import create_app
+
+    setup_logging(log_level)
+    settings = settings_from(config, model, redis_url=redis_url, api_host=host, api_port=port)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_level=log_level.lower(), timeout_graceful_shutdown=5)
+
+
+@app.command()
 def up(
     rate: Annotated[float, typer.Option(help="Replay rate in events/s (0: as fast as possible).")] = 400.0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
@@ -149,12 +209,18 @@ def up(
     redis_url: RedisOpt = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Dataset to replay (default: bundled).")] = None,
     exit_when_done: Annotated[bool, typer.Option(help="Stop everything once the replay is learned.")] = False,
+    flip_labels_after: Annotated[int | None, typer.Option(help="Drift demo: invert labels from event N.")] = None,
+    flip_count: Annotated[int | None, typer.Option(help="...for this many events (default 1500).")] = None,
+    api_port: Annotated[int | None, typer.Option(help="Port of the prediction API (default: a free one).")] = None,
 ) -> None:
-    """Start a broker, a redis-server, a learner and the replay, with a live terminal view."""
+    """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view."""
     from streaming.up import run_up
 
+    if flip_labels_after is not None and flip_count is None:
+        flip_count = 1500
     run_up(rate=rate, partitions=partitions, bootstrap=bootstrap, redis_url=redis_url, csv_path=csv_path,
-           exit_when_done=exit_when_done)
+           exit_when_done=exit_when_done, flip_labels_after=flip_labels_after, flip_count=flip_count,
+           api_port=api_port)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ import msgpack
 
 from streaming.errors import EventError
 
-__all__ = ["Event", "EventLimits", "decode_event", "encode_event", "EventFormat"]
+__all__ = ["Event", "EventLimits", "check_feature", "decode_event", "encode_event", "EventFormat"]
 
 EventFormat = Literal["msgpack", "json", "auto"]
 Feature = float | int | str
@@ -84,7 +84,7 @@ def _parse(raw: bytes, fmt: EventFormat) -> Any:
         raise EventError("undecodable", f"not valid {fmt}: {exc}") from None
 
 
-def _check_feature(name: Any, value: Any, limits: EventLimits) -> Feature:
+def check_feature(name: Any, value: Any, limits: EventLimits) -> Feature:
     if not isinstance(name, str) or not name:
         raise EventError("bad_feature_name", f"feature names must be non-empty strings, got {name!r}")
     if len(name) > limits.max_string_length:
@@ -137,5 +137,5 @@ def decode_event(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Ev
         raise EventError("bad_field", "features must be a map of name -> number | string | bool")
     if len(features) > limits.max_features:
         raise EventError("too_many_features", f"{len(features)} features, limit {limits.max_features}")
-    checked = {name: _check_feature(name, value, limits) for name, value in features.items()}
+    checked = {name: check_feature(name, value, limits) for name, value in features.items()}
     return Event(event_id, ts, checked, _check_label(doc.get("label")), user_id)

@@ -224,7 +224,7 @@ class Learner:
             if now >= next_status:
                 rate = (self.counters["events_seen"] - rate_mark[1]) / max(now - rate_mark[0], 1e-9)
                 rate_mark = (now, self.counters["events_seen"])
-                self.publish_status(rate, current_lag)
+                self.publish_status(rate, current_lag, positions)
                 next_status = now + s.status_interval_seconds
             if until_caught_up and not batch and current_lag == 0:
                 return
@@ -320,7 +320,8 @@ class Learner:
         except Exception as exc:  # commits only feed lag dashboards; never stop learning for them
             log.warning("offset commit after version %d failed: %s", number, exc)
 
-    def publish_status(self, events_per_second: float, current_lag: int | None) -> None:
+    def publish_status(self, events_per_second: float, current_lag: int | None,
+                       positions: dict[TopicPartition, int] | None = None) -> None:
         """Write this learner's live figures to Redis (read by `livelearn up`, the monitor, the API)."""
         rolling = self.prequential.rolling_values()
         self.telemetry.set_rolling(rolling)
@@ -341,11 +342,12 @@ class Learner:
             "last_snapshot_at": last.created_at if last else None,
             "epoch": self.epoch,
             "frozen": self.frozen,
+            "stream_position": sum(positions.values()) if positions else 0,
         }
         ttl_ms = int(max(5.0, 5 * self.settings.status_interval_seconds) * 1000)
         keys = self.store.keys
         sample = {"events_seen": self.counters["events_seen"], "epoch": self.epoch, "version": self.parent or 0,
-                  **{k: v for k, v in rolling.items()}}
+                  "stream_position": status["stream_position"], **rolling}
         (self.redis.pipeline(transaction=False)
          .set(keys.status, pack(status), px=ttl_ms)
          .xadd(keys.history, sample, maxlen=self.settings.audit_retention, approximate=True)
@@ -357,4 +359,4 @@ class Learner:
         moved = any(stored.get(tp.topic, {}).get(str(tp.partition)) != pos for tp, pos in positions.items())
         if moved and (self.last_snapshot is not None or any(self.counters.values())):
             self.snapshot(producer, positions, consumer)
-        self.publish_status(0.0, lag(consumer, positions))
+        self.publish_status(0.0, lag(consumer, positions), positions)

@@ -1,23 +1,28 @@
-"""The live terminal view of one model (rich): throughput, rolling quality, versions.
+"""The live terminal view of one model (rich): throughput, guarded metric against the threshold,
+head and serving versions, pin and freeze state, the last rollback.
 
-It reads only what the learner publishes to Redis (its status key and the version store), so it
-works the same against an embedded stack and a production cluster.
+It reads only what learners and the control plane keep in Redis, so it works the same against an
+embedded stack and a production cluster.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console
+from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from snapshotter.audit import read_audit
 from snapshotter.codec import unpack
 from snapshotter.store import VersionStore
+from streaming.config import Settings
 
-__all__ = ["read_status", "render"]
+__all__ = ["read_status", "render", "sparkline", "watch", "ViewState"]
 
 _SPARK = "▁▂▃▄▅▆▇█"
 
@@ -38,9 +43,30 @@ def sparkline(values: list[float], lo: float = 0.0, hi: float = 1.0) -> str:
     return "".join(_SPARK[min(len(_SPARK) - 1, max(0, round((v - lo) / span * (len(_SPARK) - 1))))] for v in values)
 
 
-def render(model: str, status: dict[str, Any] | None, head: int | None, history: list[float],
+class ViewState:
+    """What the view remembers between frames: the metric history for the sparkline."""
+
+    def __init__(self, store: VersionStore, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self.history: list[float] = []
+
+    def frame(self, extra: dict[str, str] | None = None) -> Panel:
+        s, store = self.settings, self.store
+        status = read_status(store)
+        metric = s.monitor_metric
+        if status and status["rolling"].get("samples"):
+            self.history = (self.history + [status["rolling"][metric]])[-60:]
+        rollbacks = read_audit(store.client, store.keys, count=200, actions={"rollback", "manual_rollback"})
+        control = {"head": store.head(), "serving": store.serving(), "pinned": store.pinned(),
+                   "frozen": store.client.exists(store.keys.frozen) == 1,
+                   "last_rollback": rollbacks[-1] if rollbacks else None}
+        return render(s, status, control, self.history, extra or {})
+
+
+def render(settings: Settings, status: dict[str, Any] | None, control: dict[str, Any], history: list[float],
            extra: dict[str, str]) -> Panel:
     """One frame of the view."""
+    metric, threshold = settings.monitor_metric, settings.monitor_threshold
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", justify="right")
     table.add_column()
@@ -48,18 +74,41 @@ def render(model: str, status: dict[str, Any] | None, head: int | None, history:
         table.add_row("learner", Text("waiting for an active learner...", style="yellow"))
     else:
         counters, rolling = status["counters"], status["rolling"]
-        age = time.time() - status["last_snapshot_at"] if status.get("last_snapshot_at") else None
+        value = rolling.get(metric, 0.0)
+        healthy = value <= threshold if metric == "log_loss" else value >= threshold
         table.add_row("events/s", f"{status['events_per_second']:,.0f}")
         table.add_row("events", f"{counters['events_seen']:,} seen, {counters['events_learned']:,} learned, "
-                                f"{counters['dead_lettered']:,} dead-lettered")
-        table.add_row("lag", "-" if status.get("lag") is None else f"{status['lag']:,}")
-        table.add_row("rolling accuracy", f"{rolling['accuracy']:.4f}  over {rolling['samples']:,} events  "
-                                          f"{sparkline(history[-60:], 0.5, 1.0)}")
+                                f"{counters['dead_lettered']:,} dead-lettered · lag "
+                                f"{'-' if status.get('lag') is None else format(status['lag'], ',')}")
+        table.add_row(f"rolling {metric}", Text.assemble(
+            (f"{value:.4f}", "green" if healthy else "bold red"), f" vs threshold {threshold} over "
+            f"{rolling['samples']:,} events  ", (sparkline(history, 0.5, 1.0), "green" if healthy else "red")))
         table.add_row("rolling F1 / AUC", f"{rolling['f1']:.4f} / {rolling['roc_auc']:.4f}")
-        table.add_row("cumulative accuracy", f"{status['cumulative']['accuracy']:.4f}")
-        table.add_row("current version", str(head) if head is not None else "-")
+        age = time.time() - status["last_snapshot_at"] if status.get("last_snapshot_at") else None
         table.add_row("last snapshot", "-" if age is None else f"v{status['head_version']}, {age:.1f}s ago")
         table.add_row("active learner", f"{status['writer']} (lease token {status['lease_token']})")
+    pinned = control.get("pinned")
+    table.add_row("head / serving", f"v{control.get('head') or '-'} / v{control.get('serving') or '-'}"
+                  + (f"  [pinned to v{pinned}]" if pinned else ""))
+    table.add_row("learning", Text("FROZEN (scoring only)", style="bold red") if control.get("frozen")
+                  else Text("on", style="green"))
+    last = control.get("last_rollback")
+    table.add_row("last rollback", "-" if last is None else
+                  f"{time.strftime('%H:%M:%S', time.localtime(last.time))} v{last.from_version}→v{last.to_version} "
+                  f"by {last.actor}")
     for key, value in extra.items():
         table.add_row(key, value)
-    return Panel(Group(table), title=f"livelearn · model {model!r}", border_style="green")
+    return Panel(table, title=f"livelearn · model {settings.model_name!r}", border_style="green")
+
+
+def watch(settings: Settings, store: VersionStore, should_stop: Callable[[], bool],
+          extra: Callable[[], dict[str, str]] | None = None, console: Console | None = None) -> None:
+    """Redraw the view twice a second until ``should_stop()`` or Ctrl+C."""
+    view = ViewState(store, settings)
+    with Live(console=console or Console(), refresh_per_second=4) as live:
+        try:
+            while not should_stop():
+                live.update(view.frame(extra() if extra else None))
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass

@@ -7,14 +7,36 @@ time per event, so the average rate holds even when individual sends are slow.
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from kafka import KafkaProducer
 
 from streaming.events import Event, encode_event
 
-__all__ = ["replay"]
+__all__ = ["replay", "flip_labels"]
+
+
+def flip_labels(events: Iterable[Event], after: int, count: int | None = None, *, probability: float = 0.5,
+                seed: int = 0) -> Iterator[Event]:
+    """Corrupt labels from the ``after``-th event for ``count`` events (default: all the rest): a demo drift.
+
+    Each label in the burst is inverted with ``probability``: 0.5 turns labels into coin flips that no
+    model can learn (accuracy ~0.5, the default); 1.0 inverts them all, which an online model learns to
+    follow within a few hundred events.
+
+    >>> evs = [Event(str(i), i, {}, label=True) for i in range(4)]
+    >>> [e.label for e in flip_labels(evs, after=1, count=2, probability=1.0)]
+    [True, False, False, True]
+    """
+    rng = random.Random(seed)
+    for index, event in enumerate(events):
+        in_burst = index >= after and (count is None or index < after + count) and event.label is not None
+        if in_burst and rng.random() < probability:
+            event = dataclasses.replace(event, label=not event.label)
+        yield event
 
 
 def replay(

@@ -1,15 +1,17 @@
 """``livelearn up``: the whole pipeline on one machine, with a live view.
 
 Starts (unless pointed at existing ones) a Tansu broker and a redis-server on free loopback ports,
-creates the topics, starts a learner as a child process, replays the dataset into the events topic
-from a thread, and draws the live view. Ctrl+C stops the replay, sends SIGTERM to the learner (which
-writes its final snapshot), then stops the servers: no process is left behind.
+creates the topics, starts a learner, the monitor and the prediction API as child processes, replays
+the dataset into the events topic from a thread (optionally with a burst of flipped labels, to watch a
+rollback happen), and draws the live view. Ctrl+C stops the replay, sends SIGTERM to the children (the
+learner writes its final snapshot), then stops the servers: no process is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,30 +23,51 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from snapshotter.store import open_store
 from streaming.config import Settings
 from streaming.dataset import DATASET_PATH, read_events
-from streaming.embedded import EmbeddedServer, _die_with_parent, start_redis, start_tansu
+from streaming.embedded import EmbeddedServer, _die_with_parent, free_port, start_redis, start_tansu
 from streaming.kafka import ensure_topics, make_producer
-from streaming.live_view import read_status, render
-from streaming.producer import replay
-from snapshotter.store import open_store
+from streaming.live_view import ViewState, read_status
+from streaming.producer import flip_labels, replay
 
 __all__ = ["run_up"]
 
+#: Quicker reflexes than the production defaults, so a short replay shows snapshots and a rollback
+#: (any of them can be overridden by setting the env var before `livelearn up`).
+_DEMO_DEFAULTS = {
+    "LIVELEARN_SNAPSHOT_EVERY_EVENTS": "500",
+    "LIVELEARN_STATUS_INTERVAL_SECONDS": "0.5",
+    "LIVELEARN_MONITOR_CHECK_INTERVAL_SECONDS": "0.5",
+    "LIVELEARN_MONITOR_PATIENCE": "2",
+    "LIVELEARN_MONITOR_COOLDOWN_SECONDS": "20",
+}
 
-def _start_learner(settings: Settings, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "LIVELEARN_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "LIVELEARN_REDIS_URL": settings.redis_url, "LIVELEARN_EVENTS_TOPIC": settings.events_topic}
+
+def _child(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    return subprocess.Popen([sys.executable, "-m", "streaming", "learn"], env=env, stdout=log, stderr=log,
+    return subprocess.Popen([sys.executable, "-m", "streaming", command], env=env, stdout=log, stderr=log,
                             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
 
 
-def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: str | None,
-           csv_path: Path | None, exit_when_done: bool) -> None:
+def _stop_children(children: dict[str, subprocess.Popen]) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in children.values():
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: str | None, csv_path: Path | None,
+           exit_when_done: bool, flip_labels_after: int | None = None, flip_count: int | None = None,
+           api_port: int | None = None) -> None:
     console = Console()
     servers: list[EmbeddedServer] = []
-    learner: subprocess.Popen | None = None
+    children: dict[str, subprocess.Popen] = {}
     stop_replay = threading.Event()
     workdir = Path(tempfile.mkdtemp(prefix="livelearn-up-"))
     try:
@@ -54,55 +77,57 @@ def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: st
         if redis_url is None:
             servers.append(start_redis())
             redis_url = f"redis://{servers[-1].address}/0"
+        token = os.environ.get("LIVELEARN_API_TOKEN") or secrets.token_urlsafe(16)
+        port = api_port or free_port()
+        env = {**_DEMO_DEFAULTS, **os.environ, "LIVELEARN_KAFKA_BOOTSTRAP": bootstrap,
+               "LIVELEARN_REDIS_URL": redis_url, "LIVELEARN_API_TOKEN": token, "LIVELEARN_API_PORT": str(port)}
         settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
-        console.print(f"Kafka {bootstrap} · Redis {redis_url} · learner log {workdir / 'learner.log'}")
-        ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1})
-        learner = _start_learner(settings, workdir / "learner.log")
+        ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1,
+                                 settings.predictions_topic_name: partitions})
+        for command in ("learn", "monitor", "serve"):
+            children[command] = _child(command, env, workdir / f"{command}.log")
+        console.print(f"Kafka {bootstrap} · Redis {redis_url} · logs in {workdir}")
+        console.print(f"API http://127.0.0.1:{port}/docs · metrics http://127.0.0.1:{port}/metrics · "
+                      f"admin token {token}")
         store = open_store(settings)
         progress = {"sent": 0, "done": False}
 
         def produce() -> None:
+            events = read_events(csv_path or DATASET_PATH)
+            if flip_labels_after is not None:
+                events = flip_labels(events, flip_labels_after, flip_count)
             producer = make_producer(settings, linger_ms=10)
             try:
-                progress["sent"] = replay(
-                    producer, settings.events_topic, read_events(csv_path or DATASET_PATH),
-                    rate=rate or None, should_stop=stop_replay.is_set,
-                    on_progress=lambda n: progress.__setitem__("sent", n))
+                progress["sent"] = replay(producer, settings.events_topic, events, rate=rate or None,
+                                          should_stop=stop_replay.is_set,
+                                          on_progress=lambda n: progress.__setitem__("sent", n))
             finally:
                 producer.close(timeout=5)
                 progress["done"] = True
 
         threading.Thread(target=produce, name="replay", daemon=True).start()
-        history: list[float] = []
+        view = ViewState(store, settings)
+        drift = "" if flip_labels_after is None else f" · labels flipped from event {flip_labels_after:,}"
         with Live(console=console, refresh_per_second=4) as live:
             while True:
-                status = read_status(store)
-                if status and status["rolling"]["samples"]:
-                    history.append(status["rolling"]["accuracy"])
-                extra = {"replay": f"{progress['sent']:,} sent" + (" (done)" if progress["done"] else ""),
+                extra = {"replay": f"{progress['sent']:,} sent" + (" (done)" if progress["done"] else "") + drift,
                          "stop": "Ctrl+C"}
-                live.update(render(settings.model_name, status, store.head(), history, extra))
-                if learner.poll() is not None:
-                    raise SystemExit(f"the learner exited with code {learner.returncode}; "
-                                     f"see {workdir / 'learner.log'}")
+                live.update(view.frame(extra))
+                for command, proc in children.items():
+                    if proc.poll() is not None:
+                        raise SystemExit(f"{command} exited with code {proc.returncode}; see {workdir}/{command}.log")
+                status = read_status(store)
                 if (exit_when_done and progress["done"] and status and status.get("lag") == 0
-                        and status["counters"]["events_seen"] + status["counters"]["dead_lettered"]
-                        >= progress["sent"]):
+                        and status["stream_position"] >= progress["sent"]):
                     break
                 time.sleep(0.5)
     except KeyboardInterrupt:
         console.print("stopping...")
     finally:
         stop_replay.set()
-        if learner is not None and learner.poll() is None:
-            learner.send_signal(signal.SIGTERM)
-            try:
-                learner.wait(30)
-            except subprocess.TimeoutExpired:
-                learner.kill()
-                learner.wait()
+        _stop_children(children)
         for server in reversed(servers):
             with contextlib.suppress(Exception):
                 server.stop()
-    if learner is not None and learner.returncode == 0 and servers:
+    if children and children["learn"].returncode == 0 and servers:
         console.print("learner stopped cleanly with a final snapshot; embedded servers stopped (their data is gone)")

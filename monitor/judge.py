@@ -1,0 +1,95 @@
+"""The monitor's decision rule, free of I/O so it can be tested against a fake clock.
+
+Each check looks at the learner's published rolling metric *and its sample count*:
+
+* fewer than ``min_samples`` in the window: no judgement;
+* below the threshold (above, for lower-is-better metrics) ``patience`` checks in a row: a confirmed
+  breach. It becomes a rollback unless the model is cooling down (``cooldown`` after a rollback,
+  doubled for each further rollback in the window), or a **freeze** when ``max_rollbacks`` rollbacks
+  already happened in the window;
+* while frozen: ``resume`` once the metric has been healthy for ``resume_after`` seconds.
+
+>>> from streaming.config import Settings
+>>> judge = Judge(Settings(monitor_patience=2, monitor_min_samples=10))
+>>> bad = {"accuracy": 0.5, "samples": 100}
+>>> judge.decide(bad, now=0.0, rollback_times=[], frozen=False).action
+'wait'
+>>> judge.decide(bad, now=1.0, rollback_times=[], frozen=False).action
+'rollback'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from monitor.prequential import LOWER_IS_BETTER
+from streaming.config import Settings
+
+__all__ = ["Decision", "Judge"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    action: str  # "none" | "wait" | "cooldown" | "rollback" | "freeze" | "resume" | "insufficient"
+    reason: str
+    value: float | None = None
+
+
+class Judge:
+    """Turns a stream of (metric, samples) observations into actions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.metric = settings.monitor_metric
+        self.threshold = settings.monitor_threshold
+        self.min_samples = settings.monitor_min_samples
+        self.patience = settings.monitor_patience
+        self.cooldown = settings.monitor_cooldown_seconds
+        self.max_rollbacks = settings.monitor_max_rollbacks
+        self.resume_after = settings.monitor_resume_after_seconds
+        self.breaches = 0
+        self.healthy_since: float | None = None
+
+    def healthy(self, value: float) -> bool:
+        return value <= self.threshold if self.metric in LOWER_IS_BETTER else value >= self.threshold
+
+    def cooldown_until(self, rollback_times: list[float]) -> float:
+        """End of the quiet period: ``cooldown * 2**(n-1)`` after the last of n recent rollbacks."""
+        if not rollback_times:
+            return float("-inf")
+        return max(rollback_times) + self.cooldown * 2 ** (len(rollback_times) - 1)
+
+    def reset(self) -> None:
+        self.breaches = 0
+        self.healthy_since = None
+
+    def decide(self, rolling: dict[str, float], *, now: float, rollback_times: list[float],
+               frozen: bool) -> Decision:
+        """One check. ``rollback_times``: rollbacks within the flap window (since the last resume)."""
+        samples, value = rolling.get("samples", 0), rolling.get(self.metric)
+        if value is None or samples < self.min_samples:
+            self.reset()
+            return Decision("insufficient", f"{samples} samples < {self.min_samples}", value)
+        desc = f"rolling {self.metric} {value:.4f} vs threshold {self.threshold} over {samples} events"
+        if frozen:
+            self.breaches = 0
+            if not self.healthy(value):
+                self.healthy_since = None
+                return Decision("none", f"frozen; {desc}", value)
+            self.healthy_since = now if self.healthy_since is None else self.healthy_since
+            if now - self.healthy_since >= self.resume_after:
+                self.healthy_since = None
+                return Decision("resume", f"healthy for {self.resume_after:.0f}s while frozen: {desc}", value)
+            return Decision("none", f"frozen, healthy for {now - self.healthy_since:.1f}s; {desc}", value)
+        if self.healthy(value):
+            self.breaches = 0
+            return Decision("none", desc, value)
+        self.breaches += 1
+        if self.breaches < self.patience:
+            return Decision("wait", f"breach {self.breaches}/{self.patience}: {desc}", value)
+        if now < self.cooldown_until(rollback_times):
+            return Decision("cooldown", f"breach confirmed but cooling down: {desc}", value)
+        self.breaches = 0
+        if len(rollback_times) >= self.max_rollbacks:
+            return Decision("freeze", f"{len(rollback_times)} rollbacks within the window and still: {desc}",
+                            value)
+        return Decision("rollback", f"breach for {self.patience} checks: {desc}", value)

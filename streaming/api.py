@@ -1,0 +1,200 @@
+"""``livelearn serve``: the prediction API (FastAPI), with KServe v2 routes, admin routes and /metrics.
+
+Every prediction names the version that made it. Admin routes (pin, unpin, rollback, resume) need
+``Authorization: Bearer <LIVELEARN_API_TOKEN>``: 401 without a token, 403 with a wrong one (or when no
+token is configured, which turns the admin API off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
+
+from monitor.telemetry import ServingMetrics
+from snapshotter.control import ControlPlane
+from snapshotter.store import VersionStore, open_store
+from streaming.api_models import (
+    AdminRequest, BatchRequest, BatchResponse, InferRequest, PinRequest, Prediction, PredictRequest,
+    RollbackRequest, to_rows,
+)
+from streaming.config import Settings
+from streaming.errors import ControlError, SnapshotError, VersionNotFoundError
+from streaming.serving import LoadedVersion, ServingModels
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, *, store: VersionStore | None = None,
+               registry: CollectorRegistry = REGISTRY) -> FastAPI:
+    """The ASGI app for one model."""
+    store = store or open_store(settings)
+    metrics = ServingMetrics(registry, settings.model_name)
+    models = ServingModels(store, refresh_seconds=settings.serving_refresh_seconds, metrics=metrics)
+    control = ControlPlane(store)
+    name = settings.model_name
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        with contextlib.suppress(SnapshotError):
+            models.refresh()
+        models.start()
+        yield
+        models.stop()
+
+    app = FastAPI(title=f"livelearn · {name}", version="1", lifespan=lifespan,
+                  description="Live predictions of an online-learning model; each tagged with its version.")
+    app.mount("/metrics", make_asgi_app(registry))
+    app.state.models = models
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.request_seconds.labels(name, getattr(route, "path", "other")).observe(time.perf_counter() - t0)
+        return response
+
+    def model_for(version: int | None) -> LoadedVersion:
+        try:
+            loaded = models.get(version)
+        except VersionNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except SnapshotError as exc:
+            raise HTTPException(500, str(exc)) from None
+        if loaded is None:
+            raise HTTPException(503, "no serving version yet: the learner has not written a stable version")
+        return loaded
+
+    def check_name(model_name: str) -> None:
+        if model_name != name:
+            raise HTTPException(404, f"unknown model {model_name!r}; this server serves {name!r}")
+
+    def score(loaded: LoadedVersion, features: dict, event_id: str | None = None) -> Prediction:
+        version, model = loaded
+        p = model.predict_proba_one(features)
+        metrics.predictions.inc()
+        return Prediction(probability=p, label=p > 0.5, version=version, model=name, event_id=event_id)
+
+    bearer = HTTPBearer(auto_error=False)
+
+    def admin(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], request: Request) -> str:
+        if creds is None:
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        token = settings.api_token.get_secret_value() if settings.api_token else None
+        if token is None:
+            raise HTTPException(403, "the admin API is off: set LIVELEARN_API_TOKEN on the server")
+        if not secrets.compare_digest(creds.credentials.encode(), token.encode()):
+            raise HTTPException(403, "invalid bearer token")
+        return f"api:{request.client.host if request.client else 'unknown'}"
+
+    Admin = Annotated[str, Depends(admin)]
+
+    # -- predictions -----------------------------------------------------------------------------
+    @app.post("/predict", response_model=Prediction, tags=["predict"])
+    def predict(body: PredictRequest) -> Prediction:
+        """Score one feature map with the serving version (or ``version``)."""
+        return score(model_for(body.version), body.features, body.event_id)
+
+    @app.post("/predict/batch", response_model=BatchResponse, tags=["predict"])
+    def predict_batch(body: BatchRequest) -> BatchResponse:
+        loaded = model_for(body.version)
+        return BatchResponse(predictions=[score(loaded, i.features, i.event_id) for i in body.instances],
+                             version=loaded[0])
+
+    @app.get("/versions", tags=["versions"])
+    def list_versions() -> dict:
+        return {"model": name, "head": store.head(), "serving": store.serving(), "pinned": store.pinned(),
+                "versions": [m.to_dict() for m in store.list()]}
+
+    @app.get("/versions/{number}", tags=["versions"])
+    def show_version(number: int) -> dict:
+        try:
+            return store.meta(number).to_dict()
+        except VersionNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    # -- Open Inference Protocol (KServe v2) -----------------------------------------------------
+    @app.get("/v2/health/live", tags=["v2"])
+    def live() -> dict:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["v2"])
+    def ready() -> dict:
+        if models.current is None:
+            raise HTTPException(503, "no serving version loaded yet")
+        return {"ready": True}
+
+    def metadata(version: int | None) -> dict:
+        doc = {"name": name, "platform": "river", "versions": [str(n) for n in store.numbers()],
+               "inputs": [{"name": "<feature>", "datatype": "FP64 | INT64 | BOOL | BYTES", "shape": [-1]}],
+               "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]},
+                           {"name": "label", "datatype": "BOOL", "shape": [-1]}]}
+        if version is not None:
+            model_for(version)
+            doc["version"] = str(version)
+        return doc
+
+    @app.get("/v2/models/{model_name}", tags=["v2"])
+    def model_metadata(model_name: str) -> dict:
+        check_name(model_name)
+        return metadata(None)
+
+    @app.get("/v2/models/{model_name}/versions/{version}", tags=["v2"])
+    def version_metadata(model_name: str, version: int) -> dict:
+        check_name(model_name)
+        return metadata(version)
+
+    def infer(model_name: str, version: int | None, body: InferRequest) -> dict:
+        check_name(model_name)
+        try:
+            rows = to_rows(body)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        loaded = model_for(version)
+        predictions = [score(loaded, row) for row in rows]
+        return {"model_name": name, "model_version": str(loaded[0]), "id": body.id,
+                "outputs": [{"name": "probability", "datatype": "FP64", "shape": [len(rows)],
+                             "data": [p.probability for p in predictions]},
+                            {"name": "label", "datatype": "BOOL", "shape": [len(rows)],
+                             "data": [p.label for p in predictions]}]}
+
+    @app.post("/v2/models/{model_name}/infer", tags=["v2"])
+    def infer_serving(model_name: str, body: InferRequest) -> dict:
+        return infer(model_name, None, body)
+
+    @app.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"])
+    def infer_version(model_name: str, version: int, body: InferRequest) -> dict:
+        return infer(model_name, version, body)
+
+    # -- admin -------------------------------------------------------------------------------------
+    def act(fn) -> dict:
+        try:
+            fn()
+        except ControlError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"head": store.head(), "serving": store.serving(), "pinned": store.pinned(),
+                "frozen": control.frozen() is not None}
+
+    @app.post("/admin/pin", tags=["admin"])
+    def pin(body: PinRequest, actor: Admin) -> dict:
+        return act(lambda: control.pin(body.version, actor=body.actor or actor, reason=body.reason))
+
+    @app.post("/admin/unpin", tags=["admin"])
+    def unpin(body: AdminRequest, actor: Admin) -> dict:
+        return act(lambda: control.unpin(actor=body.actor or actor, reason=body.reason))
+
+    @app.post("/admin/rollback", tags=["admin"])
+    def rollback(body: RollbackRequest, actor: Admin) -> dict:
+        return act(lambda: control.rollback(to=body.to, actor=body.actor or actor, reason=body.reason))
+
+    @app.post("/admin/learning/resume", tags=["admin"])
+    def resume(body: AdminRequest, actor: Admin) -> dict:
+        return act(lambda: control.resume(actor=body.actor or actor, reason=body.reason))
+
+    return app
