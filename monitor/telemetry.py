@@ -3,7 +3,9 @@
 Per-event latencies use microsecond-scale buckets: one SGD step on this model takes tens of
 microseconds, so the default buckets (5 ms and up) would put every observation in the first one.
 
->>> from prometheus_client import CollectorRegistry
+>>> import time
+
+from prometheus_client import CollectorRegistry
 >>> registry = CollectorRegistry()
 >>> m = LearnerMetrics(registry, "shop")
 >>> m.events_consumed.inc(3)
@@ -12,6 +14,8 @@ microseconds, so the default buckets (5 ms and up) would put every observation i
 """
 
 from __future__ import annotations
+
+import time
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -49,6 +53,10 @@ class LearnerMetrics:
             Gauge("livelearn_snapshot_size_bytes", "Size of the newest snapshot blob.", ["model"], **kw))
         self.snapshot_timestamp = labelled(Gauge(
             "livelearn_snapshot_timestamp_seconds", "Unix time of the newest snapshot.", ["model"], **kw))
+        self._last_snapshot_at = 0.0
+        labelled(Gauge("livelearn_snapshot_age_seconds", "Seconds since the newest snapshot (0: none yet).",
+                       ["model"], **kw)).set_function(
+            lambda: time.time() - self._last_snapshot_at if self._last_snapshot_at else 0.0)
         self.head_version = labelled(
             Gauge("livelearn_learner_head_version", "Newest version of the learner lineage.", ["model"], **kw))
         self._rolling = Gauge(
@@ -59,6 +67,12 @@ class LearnerMetrics:
         self.lease_held = labelled(
             Gauge("livelearn_lease_held", "1 while this process is the active learner.", ["model"], **kw))
         self._model = model
+
+    def snapshot_written(self, created_at: float, size_bytes: int, number: int) -> None:
+        self._last_snapshot_at = created_at
+        self.snapshot_timestamp.set(created_at)
+        self.snapshot_bytes.set(size_bytes)
+        self.head_version.set(number)
 
     def dead_lettered(self, reason: str) -> None:
         self._dead_lettered.labels(self._model, reason).inc()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,6 +27,8 @@ from streaming.errors import ControlError, SnapshotError, VersionNotFoundError
 from streaming.serving import LoadedVersion, ServingModels
 
 __all__ = ["create_app"]
+
+_bearer = HTTPBearer(auto_error=False)
 
 
 def create_app(settings: Settings, *, store: VersionStore | None = None,
@@ -81,9 +82,7 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         metrics.predictions.inc()
         return Prediction(probability=p, label=p > 0.5, version=version, model=name, event_id=event_id)
 
-    bearer = HTTPBearer(auto_error=False)
-
-    def admin(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], request: Request) -> str:
+    def admin(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
         if creds is None:
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -92,8 +91,6 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         if not secrets.compare_digest(creds.credentials.encode(), token.encode()):
             raise HTTPException(403, "invalid bearer token")
         return f"api:{request.client.host if request.client else 'unknown'}"
-
-    Admin = Annotated[str, Depends(admin)]
 
     # -- predictions -----------------------------------------------------------------------------
     @app.post("/predict", response_model=Prediction, tags=["predict"])
@@ -182,19 +179,19 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
                 "frozen": control.frozen() is not None}
 
     @app.post("/admin/pin", tags=["admin"])
-    def pin(body: PinRequest, actor: Admin) -> dict:
+    def pin(body: PinRequest, actor: str = Depends(admin)) -> dict:
         return act(lambda: control.pin(body.version, actor=body.actor or actor, reason=body.reason))
 
     @app.post("/admin/unpin", tags=["admin"])
-    def unpin(body: AdminRequest, actor: Admin) -> dict:
+    def unpin(body: AdminRequest, actor: str = Depends(admin)) -> dict:
         return act(lambda: control.unpin(actor=body.actor or actor, reason=body.reason))
 
     @app.post("/admin/rollback", tags=["admin"])
-    def rollback(body: RollbackRequest, actor: Admin) -> dict:
+    def rollback(body: RollbackRequest, actor: str = Depends(admin)) -> dict:
         return act(lambda: control.rollback(to=body.to, actor=body.actor or actor, reason=body.reason))
 
     @app.post("/admin/learning/resume", tags=["admin"])
-    def resume(body: AdminRequest, actor: Admin) -> dict:
+    def resume(body: AdminRequest, actor: str = Depends(admin)) -> dict:
         return act(lambda: control.resume(actor=body.actor or actor, reason=body.reason))
 
     return app

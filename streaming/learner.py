@@ -87,7 +87,8 @@ class Learner:
         self._unflushed = 0
         self.epoch = 0
         self.frozen = False
-        self._pending_rollback: dict[str, Any] | None = None
+        self._pending_rollback: dict[str, Any] | None = None  # goes into the next snapshot's metadata
+        self.last_rollback: dict[str, Any] | None = None  # shown in the status
 
     def stop(self) -> None:
         """Ask the learner to finish its batch, snapshot, commit and exit (signal-safe)."""
@@ -173,7 +174,8 @@ class Learner:
             if position > start:
                 skipped[tp.topic][str(tp.partition)] = [start, position]
         self._pending_rollback = {"from_version": head_before, "to_version": self.parent, "epoch": self.epoch,
-                                  "skipped_offsets": skipped}
+                                  "skipped_offsets": skipped, "applied_at": time.time()}
+        self.last_rollback = self._pending_rollback
         self.telemetry.head_version.set(self.parent or 0)
         log.warning("rolled back to version %s (epoch %d); continuing from the current offsets", self.parent,
                     self.epoch)
@@ -305,9 +307,7 @@ class Learner:
         self.parent, self.last_snapshot, self._pending_rollback = meta.number, meta, None
         elapsed = time.perf_counter() - t0
         self.telemetry.snapshot_seconds.observe(elapsed)
-        self.telemetry.snapshot_bytes.set(meta.size_bytes)
-        self.telemetry.snapshot_timestamp.set(meta.created_at)
-        self.telemetry.head_version.set(meta.number)
+        self.telemetry.snapshot_written(meta.created_at, meta.size_bytes, meta.number)
         if consumer is not None:
             self._commit(consumer, positions, meta.number)
         log.info("version %d written: events_seen=%d, %.1f ms (+ %.1f ms offset commit)", meta.number,
@@ -343,6 +343,7 @@ class Learner:
             "epoch": self.epoch,
             "frozen": self.frozen,
             "stream_position": sum(positions.values()) if positions else 0,
+            "last_rollback": self.last_rollback,
         }
         ttl_ms = int(max(5.0, 5 * self.settings.status_interval_seconds) * 1000)
         keys = self.store.keys

@@ -60,18 +60,20 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None or value == []:
             continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
         env[f"LIVELEARN_{name.upper()}"] = str(value)
     env.update(extra)
     return env
 
 
 class LearnerProcess:
-    """A `livelearn learn` child process."""
+    """A `livelearn <command>` child process (``learn`` unless told otherwise)."""
 
-    def __init__(self, settings: Settings, *args: str, **env: str) -> None:
+    def __init__(self, settings: Settings, *args: str, command: str = "learn", **env: str) -> None:
         self.settings = settings
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streaming", "learn", *args],
+            [sys.executable, "-m", "streaming", command, *args],
             env=settings_env(settings, **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -97,8 +99,8 @@ class LearnerProcess:
 def learners() -> Iterator[Callable[..., LearnerProcess]]:
     started: list[LearnerProcess] = []
 
-    def start(settings: Settings, *args: str, **env: str) -> LearnerProcess:
-        started.append(LearnerProcess(settings, *args, **env))
+    def start(settings: Settings, *args: str, command: str = "learn", **env: str) -> LearnerProcess:
+        started.append(LearnerProcess(settings, *args, command=command, **env))
         return started[-1]
 
     yield start
