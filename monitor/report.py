@@ -2,7 +2,8 @@
 
 The guarded rolling metric over the stream position (records consumed), the threshold, and vertical
 markers at snapshots, rollbacks, pins/unpins and freezes/resumes, all read back from Redis: the
-learner's metric history stream and the audit log. Audit entries are placed by time on the history.
+learner's metric history stream and the audit log. Snapshots are placed by their stored offsets, other
+audit entries by their time on the history.
 """
 
 from __future__ import annotations
@@ -57,9 +58,12 @@ def write_report(store: VersionStore, settings: Settings, out: Path) -> None:
         i = min(bisect.bisect_left(times, t), len(times) - 1)
         return positions[i]
 
+    # snapshots are placed exactly, by the offsets stored with them (while retention keeps them)
+    snapshot_at = {m.number: float(sum(sum(p.values()) for p in m.offsets.values())) for m in store.list()}
     labelled: set[str] = set()
     for entry in read_audit(store.client, store.keys):
-        x = x_at(entry.time)
+        x = snapshot_at.get(entry.to_version) if entry.action == "snapshot" else None
+        x = x if x is not None else x_at(entry.time)
         if x is None:
             continue
         if entry.action == "snapshot":

@@ -48,6 +48,10 @@ class Monitor:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def run(self) -> None:
         """Check every ``monitor_check_interval_seconds`` until :meth:`stop`."""
         while not self._stop.is_set():

@@ -178,7 +178,7 @@ def monitor(
     from streaming.live_view import watch as live_watch
 
     threading.Thread(target=guard.run, daemon=True).start()
-    live_watch(settings, guard.store, should_stop=lambda: guard._stop.is_set())
+    live_watch(settings, guard.store, should_stop=lambda: guard.stopping)
 
 
 @app.command()

@@ -33,18 +33,21 @@ def list_versions(config: ConfigOpt = None, model: ModelOpt = None, redis_url: R
     """Every stored version, oldest first, with its head marker and rolling metrics."""
     settings = settings_from(config, model, redis_url=redis_url)
     store = open_store(settings)
-    metas, head = store.list(), store.head()
+    metas, head, serving, pinned = store.list(), store.head(), store.serving(), store.pinned()
     if as_json:
-        typer.echo(json.dumps({"model": settings.model_name, "head": head,
+        typer.echo(json.dumps({"model": settings.model_name, "head": head, "serving": serving, "pinned": pinned,
                                "versions": [m.to_dict() for m in metas]}, indent=2))
         return
-    table = Table(title=f"model {settings.model_name!r}: {len(metas)} versions, head {head}")
-    for column in ("version", "created (UTC)", "parent", "events seen", "rolling acc", "rolling F1",
+    table = Table(title=f"model {settings.model_name!r}: {len(metas)} versions · head {head} · serving {serving}"
+                        + (" (pinned)" if pinned else ""))
+    for column in ("version", "state", "created (UTC)", "parent", "events seen", "rolling acc", "rolling F1",
                    "cumul. acc", "writer", "size"):
-        table.add_column(column, justify="right" if column not in ("writer", "created (UTC)") else "left")
+        table.add_column(column, justify="left" if column in ("state", "writer", "created (UTC)") else "right")
     for m in metas:
         marker = " *" if m.number == head else ""
-        table.add_row(f"{m.number}{marker}", _when(m.created_at), str(m.parent or "-"), f"{m.events_seen:,}",
+        state = ", ".join(word for word, on in (("stable", m.stable), ("serving", m.number == serving),
+                                                ("pinned", m.number == pinned)) if on)
+        table.add_row(f"{m.number}{marker}", state, _when(m.created_at), str(m.parent or "-"), f"{m.events_seen:,}",
                       _metric(m, "accuracy"), _metric(m, "f1"), _metric(m, "accuracy", "cumulative"),
                       m.writer, f"{m.size_bytes:,} B")
     console.print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -84,7 +85,7 @@ def test_drift_burst_rolls_back_once_even_with_two_monitors(make_settings, learn
         monitor.terminate()
 
 
-def test_pinned_serving_is_not_moved_by_rollback_and_unpin_follows_again(make_settings, learners):
+def test_pinned_serving_is_not_moved_by_rollback_and_unpin_follows_again(make_settings, learners, tmp_path):
     settings = make_settings(**GUARD)
     learners(settings)
     learners(settings, command="monitor")
@@ -102,6 +103,11 @@ def test_pinned_serving_is_not_moved_by_rollback_and_unpin_follows_again(make_se
     assert store.head() != pinned and rollback.to_version != pinned  # the lineage still moved
     assert not audit(settings, "promote") or all(p.time < audit(settings, "pin")[0].time
                                                  for p in audit(settings, "promote"))
+    report = tmp_path / "incident.png"
+    livelearn(settings, "report", "--out", str(report))
+    assert report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and report.stat().st_size > 20_000
+    as_json = json.loads(livelearn(settings, "audit", "--json", "--limit", "1000").stdout)
+    assert {"snapshot", "promote", "pin", "rollback"} <= {e["action"] for e in as_json}
     livelearn(settings, "versions", "unpin", "--reason", "done")
     assert store.pinned() is None and store.serving() == store.stable_numbers()[-1] != pinned
     actions = [e.action for e in audit(settings, "pin", "unpin")]
