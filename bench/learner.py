@@ -6,8 +6,8 @@ topic of an embedded Tansu broker (or ``--bootstrap``), then times, in one run:
 * **end to end**: a real :class:`streaming.learner.Learner` from its first poll until it has caught
   up (broker -> decode -> predict -> metrics -> learn -> snapshots to a real redis-server);
 * **bare river loop**: ``predict_proba_one`` + ``learn_one`` on the same feature dicts in-process;
-* **stages**: Kafka consumption alone, event decoding, and the 14 prequential metric updates, to
-  show what dominates the cost;
+* **stages**: Kafka consumption alone, event decoding, the 14 prequential metric updates, and publishing
+  one prediction per event to the predictions topic, to show what dominates the cost;
 * **snapshot write** time (encode + Lua write), over the learner's own snapshots and 50 extra writes.
 
 Prints the figures and writes them as JSON (``--out``). Run: ``.venv/bin/python bench/learner.py``.
@@ -28,7 +28,7 @@ from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from monitor.prequential import PrequentialMetrics
-from snapshotter.codec import SnapshotState
+from snapshotter.codec import SnapshotState, pack
 from snapshotter.state import dump_metrics_state, dump_model_state
 from streaming.config import Settings
 from streaming.dataset import read_events
@@ -49,7 +49,8 @@ def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int) -> dic
     settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, model_name=f"bench-{os.getpid()}",
                         events_topic=f"bench-{os.getpid()}", snapshot_every_events=snapshot_every,
                         snapshot_every_seconds=3600, poll_max_records=2000)
-    ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1})
+    ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1,
+                             settings.predictions_topic_name: 1})
     raws = [encode_event(e) for e in read_events(repeat=repeat)]
     n = len(raws)
 
@@ -117,13 +118,25 @@ def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int) -> dic
     bare_s, probs = timed(bare)
     pm = PrequentialMetrics(settings.rolling_window)
     metrics_s, _ = timed(lambda: [pm.update(ev.label, p) for ev, p in zip(events, probs)])
+    publisher = make_producer(settings, linger_ms=20)
+
+    def publish_predictions() -> None:  # what the learner sends per event to the predictions topic
+        for ev, p in zip(events, probs):
+            doc = {"event_id": ev.event_id, "user_id": ev.user_id, "ts": ev.ts, "probability": p,
+                   "label": p > 0.5, "version": 1, "model": settings.model_name}
+            publisher.send(settings.predictions_topic_name, key=(ev.user_id or ev.event_id).encode(), value=pack(doc))
+        publisher.flush()
+
+    publish_s, _ = timed(publish_predictions)
+    publisher.close()
     return {
         "events": n,
         "end_to_end": {"seconds": e2e_s, "events_per_second": n / e2e_s},
         "bare_river_loop": {"seconds": bare_s, "events_per_second": n / bare_s},
         "ratio_bare_over_end_to_end": (n / bare_s) / (n / e2e_s),
         "stages_seconds": {"kafka_consume_only": consume_s, "decode_and_validate": decode_s,
-                           "predict_and_learn": bare_s, "prequential_metrics_14": metrics_s},
+                           "predict_and_learn": bare_s, "prequential_metrics_14": metrics_s,
+                           "predictions_publish": publish_s},
         "snapshot_write_seconds": {"in_run_count": len(in_run), "in_run_p50": statistics.median(in_run),
                                    "in_run_max": max(in_run),
                                    "extra_p50": statistics.median(writes),
