@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -35,6 +35,7 @@ from streaming.errors import ConnectionFailedError, EventError, LeaseLostError, 
 from streaming.events import EventLimits, decode_event
 from streaming.kafka import lag, make_consumer, make_producer, topic_partitions
 from streaming.model import ModelSpec, OnlineModel
+from streaming.outputs import Outputs
 
 __all__ = ["Learner", "spec_from_settings"]
 
@@ -84,7 +85,6 @@ class Learner:
         self.offsets: dict[str, dict[str, int]] = {}
         self.parent: int | None = None
         self.last_snapshot: VersionMeta | None = None
-        self._unflushed = 0
         self.epoch = 0
         self.frozen = False
         self._pending_rollback: dict[str, Any] | None = None  # goes into the next snapshot's metadata
@@ -140,8 +140,9 @@ class Learner:
         producer = make_producer(self.settings, linger_ms=20)
         try:
             positions = self._assign(consumer)
-            self._loop(consumer, producer, positions, watch, until_caught_up)
-            self._finish(consumer, producer, positions)
+            outputs = Outputs(producer, self.settings, self.telemetry)
+            self._loop(consumer, outputs, positions, watch, until_caught_up)
+            self._finish(consumer, outputs, positions)
         finally:
             watch.close()
             consumer.close(autocommit=False, timeout_ms=5000)
@@ -193,7 +194,7 @@ class Learner:
                 consumer.seek_to_end(tp)
         return {tp: consumer.position(tp) for tp in partitions}
 
-    def _loop(self, consumer, producer, positions, watch: ControlWatch, until_caught_up: bool) -> None:
+    def _loop(self, consumer, outputs: Outputs, positions, watch: ControlWatch, until_caught_up: bool) -> None:
         s = self.settings
         now = time.monotonic()
         next_renew = now + s.lease_ttl_seconds / 3
@@ -208,15 +209,15 @@ class Learner:
             batch = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
-                    self._process(record, producer)
+                    self._process(record, outputs)
                     positions[tp] = record.offset + 1
                     since_snapshot += 1
                     if since_snapshot >= s.snapshot_every_events:
-                        self.snapshot(producer, positions, consumer)
+                        self.snapshot(outputs, positions, consumer)
                         since_snapshot, last_snapshot_at = 0, time.monotonic()
             now = time.monotonic()
             if since_snapshot and now - last_snapshot_at >= s.snapshot_every_seconds:
-                self.snapshot(producer, positions, consumer)
+                self.snapshot(outputs, positions, consumer)
                 since_snapshot, last_snapshot_at = 0, now
             if now >= next_renew:
                 if not self.lease.renew():
@@ -231,23 +232,20 @@ class Learner:
             if until_caught_up and not batch and current_lag == 0:
                 return
 
-    def _process(self, record: Any, producer: KafkaProducer) -> None:
+    def _process(self, record: Any, outputs: Outputs) -> None:
         self.telemetry.events_consumed.inc()
         try:
             event = decode_event(record.value, self.settings.event_format, self.limits)
         except EventError as exc:
-            self._dead_letter(record, producer, exc)
+            outputs.dead_letter(record, exc)
+            self.counters["dead_lettered"] += 1
             return
         t0 = time.perf_counter()
         p = self.model.predict_proba_one(event.features)
-        t1 = time.perf_counter()
-        self.telemetry.predict_seconds.observe(t1 - t0)
+        self.telemetry.predict_seconds.observe(time.perf_counter() - t0)
         self.counters["events_seen"] += 1
         if self.settings.publish_predictions:
-            prediction = {"event_id": event.event_id, "user_id": event.user_id, "ts": event.ts, "probability": p,
-                          "label": p > 0.5, "version": self.parent, "model": self.settings.model_name}
-            producer.send(self.settings.predictions_topic_name, key=(event.user_id or event.event_id).encode(),
-                          value=pack(prediction))
+            outputs.prediction(event, p, self.parent)
         if event.label is not None:
             self.prequential.update(event.label, p)
             if not self.frozen:
@@ -257,29 +255,12 @@ class Learner:
                 self.counters["events_learned"] += 1
                 self.telemetry.events_learned.inc()
 
-    def _dead_letter(self, record: Any, producer: KafkaProducer, exc: EventError) -> None:
-        headers = [
-            ("livelearn.reason", exc.reason.encode()),
-            ("livelearn.detail", exc.detail[:1000].encode()),
-            ("livelearn.topic", record.topic.encode()),
-            ("livelearn.partition", str(record.partition).encode()),
-            ("livelearn.offset", str(record.offset).encode()),
-        ]
-        producer.send(self.settings.dead_letter_topic_name, key=record.key, value=record.value or b"",
-                      headers=headers)
-        self.counters["dead_lettered"] += 1
-        self._unflushed += 1
-        self.telemetry.dead_lettered(exc.reason)
-        log.debug("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
-
     # -- snapshots and status -------------------------------------------------------------------
-    def snapshot(self, producer: KafkaProducer, positions: dict[TopicPartition, int],
+    def snapshot(self, outputs: Outputs, positions: dict[TopicPartition, int],
                  consumer: KafkaConsumer | None = None) -> VersionMeta:
         """Write the current state as a new version, then commit its offsets (for monitoring)."""
         t0 = time.perf_counter()
-        if self._unflushed:  # dead letters up to here are durable before offsets move past them
-            producer.flush(timeout=30)
-            self._unflushed = 0
+        outputs.flush()  # dead letters and predictions up to here are durable before offsets move past them
         for tp, position in positions.items():
             self.offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
         state = SnapshotState(
@@ -301,8 +282,7 @@ class Learner:
             raise LeaseLostError(str(exc)) from None
         except StaleLineageError as exc:  # a rollback landed since the last control check: follow it
             log.warning("%s; reloading the lineage", exc)
-            if consumer is not None:
-                self._apply_control(ControlWatch.read_state(self.redis, self.store.keys), positions)
+            self._apply_control(ControlWatch.read_state(self.redis, self.store.keys), positions)
             return self.last_snapshot
         self.parent, self.last_snapshot, self._pending_rollback = meta.number, meta, None
         elapsed = time.perf_counter() - t0
@@ -354,10 +334,11 @@ class Learner:
          .xadd(keys.history, sample, maxlen=self.settings.audit_retention, approximate=True)
          .execute())
 
-    def _finish(self, consumer: KafkaConsumer, producer: KafkaProducer, positions) -> None:
+    def _finish(self, consumer: KafkaConsumer, outputs: Outputs, positions) -> None:
         """Final snapshot (if the position moved since the last one) and status on the way out."""
         stored = self.last_snapshot.offsets if self.last_snapshot else {}
         moved = any(stored.get(tp.topic, {}).get(str(tp.partition)) != pos for tp, pos in positions.items())
         if moved and (self.last_snapshot is not None or any(self.counters.values())):
-            self.snapshot(producer, positions, consumer)
+            self.snapshot(outputs, positions, consumer)
+        outputs.flush()
         self.publish_status(0.0, lag(consumer, positions), positions)

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Iterator
 import pytest
 
 from snapshotter.codec import unpack
-from snapshotter.connection import connect_redis
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.embedded import EmbeddedServer, embedded_stack
