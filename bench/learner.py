@@ -45,10 +45,10 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
-def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int) -> dict:
+def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predictions: bool = True) -> dict:
     settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, model_name=f"bench-{os.getpid()}",
                         events_topic=f"bench-{os.getpid()}", snapshot_every_events=snapshot_every,
-                        snapshot_every_seconds=3600, poll_max_records=2000)
+                        snapshot_every_seconds=3600, poll_max_records=2000, publish_predictions=predictions)
     ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1,
                              settings.predictions_topic_name: 1})
     raws = [encode_event(e) for e in read_events(repeat=repeat)]
@@ -152,18 +152,23 @@ def main() -> None:
     parser.add_argument("--snapshot-every", type=int, default=10_000)
     parser.add_argument("--bootstrap", help="use this Kafka instead of an embedded Tansu")
     parser.add_argument("--redis-url", help="use this Redis instead of an embedded redis-server")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "learner.json")
+    parser.add_argument("--no-predictions", action="store_true", help="learner does not publish predictions")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: bench/results/learner.json, "
+                        "or learner-no-predictions.json)")
     args = parser.parse_args()
+    name = "learner-no-predictions.json" if args.no_predictions else "learner.json"
+    args.out = args.out or Path(__file__).parent / "results" / name
     if args.bootstrap and args.redis_url:
-        result = run(args.bootstrap, args.redis_url, args.repeat, args.snapshot_every)
+        result = run(args.bootstrap, args.redis_url, args.repeat, args.snapshot_every, not args.no_predictions)
     else:
         with embedded_stack() as (broker, redis_server):
             result = run(args.bootstrap or broker.address, args.redis_url or f"redis://{redis_server.address}/0",
-                         args.repeat, args.snapshot_every)
+                         args.repeat, args.snapshot_every, not args.no_predictions)
+    result["publish_predictions"] = not args.no_predictions
     result["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                          "platform": platform.platform(), "broker": "tansu (embedded)" if not args.bootstrap else "given"}
     e2e, bare = result["end_to_end"], result["bare_river_loop"]
-    print(f"events                {result['events']:,}")
+    print(f"events                {result['events']:,}  (predictions topic {'on' if result['publish_predictions'] else 'off'})")
     print(f"end to end            {e2e['events_per_second']:>10,.0f} events/s  ({e2e['seconds']:.2f} s)")
     print(f"bare river loop       {bare['events_per_second']:>10,.0f} events/s  ({bare['seconds']:.2f} s)")
     print(f"ratio bare / e2e      {result['ratio_bare_over_end_to_end']:.2f}x")
