@@ -160,7 +160,8 @@ class Learner:
             log.info("restored version %d (events_seen=%d, epoch %d%s)", meta.number, meta.events_seen,
                      self.epoch, ", learning frozen" if self.frozen else "")
 
-    def _apply_control(self, control: ControlState, positions: dict[TopicPartition, int]) -> None:
+    def _apply_control(self, control: ControlState, positions: dict[TopicPartition, int],
+                       consumer: KafkaConsumer) -> None:
         if control.frozen != self.frozen:
             self.frozen = control.frozen
             log.warning("learning %s", "frozen: scoring only" if self.frozen else "resumed")
@@ -174,6 +175,9 @@ class Learner:
             start = stored.get(tp.topic, {}).get(str(tp.partition), 0)
             if position > start:
                 skipped[tp.topic][str(tp.partition)] = [start, position]
+            elif position < start:  # a version ahead of us (manual --to N): never learn an event twice
+                consumer.seek(tp, start)
+                positions[tp] = start
         self._pending_rollback = {"from_version": head_before, "to_version": self.parent, "epoch": self.epoch,
                                   "skipped_offsets": skipped, "applied_at": time.time()}
         self.last_rollback = self._pending_rollback
@@ -205,7 +209,7 @@ class Learner:
         while not self._stop.is_set():
             control = watch.check()
             if control is not None:
-                self._apply_control(control, positions)
+                self._apply_control(control, positions, consumer)
             batch = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
@@ -257,7 +261,7 @@ class Learner:
 
     # -- snapshots and status -------------------------------------------------------------------
     def snapshot(self, outputs: Outputs, positions: dict[TopicPartition, int],
-                 consumer: KafkaConsumer | None = None) -> VersionMeta:
+                 consumer: KafkaConsumer) -> VersionMeta | None:
         """Write the current state as a new version, then commit its offsets (for monitoring)."""
         t0 = time.perf_counter()
         outputs.flush()  # dead letters and predictions up to here are durable before offsets move past them
@@ -282,14 +286,13 @@ class Learner:
             raise LeaseLostError(str(exc)) from None
         except StaleLineageError as exc:  # a rollback landed since the last control check: follow it
             log.warning("%s; reloading the lineage", exc)
-            self._apply_control(ControlWatch.read_state(self.redis, self.store.keys), positions)
+            self._apply_control(ControlWatch.read_state(self.redis, self.store.keys), positions, consumer)
             return self.last_snapshot
         self.parent, self.last_snapshot, self._pending_rollback = meta.number, meta, None
         elapsed = time.perf_counter() - t0
         self.telemetry.snapshot_seconds.observe(elapsed)
         self.telemetry.snapshot_written(meta.created_at, meta.size_bytes, meta.number)
-        if consumer is not None:
-            self._commit(consumer, positions, meta.number)
+        self._commit(consumer, positions, meta.number)
         log.info("version %d written: events_seen=%d, %.1f ms (+ %.1f ms offset commit)", meta.number,
                  meta.events_seen, elapsed * 1e3, (time.perf_counter() - t0 - elapsed) * 1e3)
         return meta
