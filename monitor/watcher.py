@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from monitor.judge import Decision, Judge
@@ -55,7 +56,11 @@ class Monitor:
     def run(self) -> None:
         """Check every ``monitor_check_interval_seconds`` until :meth:`stop`."""
         while not self._stop.is_set():
-            self.check_once()
+            try:
+                self.check_once()
+            except redis.RedisError as exc:  # keep guarding once Redis is back (the client retries first)
+                log.error("check failed, Redis unavailable: %s", exc)
+                self._failed = True
             self._stop.wait(self.settings.monitor_check_interval_seconds)
 
     def _status(self) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ local function audit(action, actor, reason, from, to, metrics, epoch)
     'reason', reason, 'from', from or '', 'to', to or '', 'metrics', metrics, 'epoch', epoch or '')
 end
 """
-# KEYS: audit, epoch, head, serving, pinned, rollbacks.  ARGV: maxlen, expected epoch ('' = any), target,
+# KEYS: audit, epoch, head, serving, pinned, rollbacks, stable.  ARGV: maxlen, expected epoch ('' = any), target,
 # actor, reason, metrics json, now (s), meta key of target, channel, action name.
 _ROLLBACK = _COMMON + """
 local epoch = redis.call('GET', KEYS[2]) or '0'
@@ -37,6 +37,9 @@ if redis.call('EXISTS', ARGV[8]) == 0 then return redis.error_reply('MISSING ver
 local from = redis.call('GET', KEYS[3])
 local new_epoch = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[3], ARGV[3])
+-- every version numbered above the target was written by the lineage being abandoned: none of them may
+-- be picked as "stable" again (rollback targets, unpin, retention's newest stable ones)
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '(' .. ARGV[3], '+inf')
 local serving_from = redis.call('GET', KEYS[4]) or ''
 local serving_to = serving_from
 if redis.call('EXISTS', KEYS[5]) == 0 then
@@ -54,6 +57,8 @@ return new_epoch
 _PIN = _COMMON + """
 if redis.call('EXISTS', ARGV[5]) == 0 then return redis.error_reply('MISSING version ' .. ARGV[2]) end
 local old = redis.call('GET', KEYS[3])
+local old_pin = redis.call('GET', KEYS[2])
+if old_pin then redis.call('SREM', KEYS[4], old_pin) end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[2])
@@ -135,7 +140,7 @@ class ControlPlane:
             raise ControlError("no stable version older than the head to roll back to; pass --to N")
         self._verify(target)
         k = self.keys
-        self._run(self._rollback, [k.audit, k.epoch, k.head, k.serving, k.pinned, k.rollbacks],
+        self._run(self._rollback, [k.audit, k.epoch, k.head, k.serving, k.pinned, k.rollbacks, k.stable],
                   ["" if expected_epoch is None else str(expected_epoch), target, actor, reason,
                    json.dumps(metrics or {}), time.time(), k.meta(target), k.channel,
                    "rollback" if automatic else "manual_rollback"])

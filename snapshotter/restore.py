@@ -1,8 +1,8 @@
 """Restore the newest usable version of a model into a fresh, live model.
 
-The head version is tried first; if it is corrupt (checksum mismatch, unreadable), older versions
-are tried newest first, with a loud warning, because their stored offsets are consistent with their
-state: the learner simply replays a little more. A snapshot whose *structure* (model kind, feature
+The head version is tried first; if it is corrupt (checksum mismatch, unreadable), its ancestors are
+tried newest first, with a loud warning, because their stored offsets are consistent with their state:
+the learner simply replays a little more. A snapshot whose *structure* (model kind, feature
 selection) differs from the configured one is refused with :class:`ModelSpecMismatchError`;
 hyperparameters such as the learning rate may change between runs and are taken from the config.
 """
@@ -40,14 +40,31 @@ def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[O
     return model, load_metrics_state(state.metrics, window)
 
 
+def _lineage(store: VersionStore, head: int):
+    """The head and its ancestors, newest first: never a version of a lineage a rollback abandoned.
+
+    Where a version's metadata cannot be read, its parent is unknown, so the walk goes on with the next
+    lower stored number (the best guess left).
+    """
+    number: int | None = head
+    seen: set[int] = set()
+    while number is not None and number not in seen:
+        seen.add(number)
+        yield number
+        try:
+            number = store.meta(number).parent
+        except (SnapshotCorruptError, VersionNotFoundError):
+            lower = [n for n in store.numbers() if n < number]
+            number = lower[-1] if lower else None
+
+
 def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored | None:
     """The newest loadable version at or below the head, or ``None`` when none was ever written."""
     head = store.head()
     if head is None:
         return None
-    candidates = [n for n in reversed(store.numbers()) if n <= head] or [head]
     problems = []
-    for number in candidates:
+    for number in _lineage(store, head):
         try:
             meta, state = store.load(number)
             model, prequential = restore_state(state, spec, window)

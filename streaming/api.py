@@ -170,6 +170,10 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         return infer(model_name, version, body)
 
     # -- admin -------------------------------------------------------------------------------------
+    def on_behalf(body: AdminRequest, caller: str) -> str:
+        """A declared actor is recorded with the caller, so nobody can write in another's name."""
+        return f"{body.actor} via {caller}" if body.actor else caller
+
     def act(fn) -> dict:
         try:
             fn()
@@ -180,18 +184,18 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
 
     @app.post("/admin/pin", tags=["admin"])
     def pin(body: PinRequest, actor: str = Depends(admin)) -> dict:
-        return act(lambda: control.pin(body.version, actor=body.actor or actor, reason=body.reason))
+        return act(lambda: control.pin(body.version, actor=on_behalf(body, actor), reason=body.reason))
 
     @app.post("/admin/unpin", tags=["admin"])
     def unpin(body: AdminRequest, actor: str = Depends(admin)) -> dict:
-        return act(lambda: control.unpin(actor=body.actor or actor, reason=body.reason))
+        return act(lambda: control.unpin(actor=on_behalf(body, actor), reason=body.reason))
 
     @app.post("/admin/rollback", tags=["admin"])
     def rollback(body: RollbackRequest, actor: str = Depends(admin)) -> dict:
-        return act(lambda: control.rollback(to=body.to, actor=body.actor or actor, reason=body.reason))
+        return act(lambda: control.rollback(to=body.to, actor=on_behalf(body, actor), reason=body.reason))
 
     @app.post("/admin/learning/resume", tags=["admin"])
     def resume(body: AdminRequest, actor: str = Depends(admin)) -> dict:
-        return act(lambda: control.resume(actor=body.actor or actor, reason=body.reason))
+        return act(lambda: control.resume(actor=on_behalf(body, actor), reason=body.reason))
 
     return app

@@ -103,10 +103,13 @@ def to_rows(request: InferRequest) -> list[dict[str, Scalar]]:
             raise ValueError(f"inputs[{i}].data has {len(column.data)} values, shape says {batch}")
         for row, value in zip(rows, column.data):
             if column.datatype == "BOOL":
+                if value not in (True, False):  # also admits 0 and 1
+                    raise ValueError(f"inputs[{i}].data: {value!r} is not a BOOL (true/false/0/1)")
                 value = bool(value)
             elif column.datatype == "BYTES":
                 value = str(value)
-            elif not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            elif (not isinstance(value, int | float) or isinstance(value, bool) or abs(value) > _LIMITS.max_abs_value
+                  or not math.isfinite(value)):
                 raise ValueError(f"inputs[{i}].data: {value!r} is not a finite {column.datatype}")
             row[column.name] = value
     try:

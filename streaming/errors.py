@@ -23,6 +23,7 @@ __all__ = [
     "VersionNotFoundError",
     "ModelSpecMismatchError",
     "LeaseLostError",
+    "OutputDeliveryError",
     "EmbeddedServerError",
 ]
 
@@ -78,6 +79,10 @@ class VersionNotFoundError(SnapshotError):
 
 class ModelSpecMismatchError(SnapshotError):
     """A snapshot was written for a model with another structure than the configured one."""
+
+
+class OutputDeliveryError(LivelearnError):
+    """Dead letters or predictions could not be delivered to Kafka; no snapshot moved past them."""
 
 
 class LeaseLostError(LivelearnError):

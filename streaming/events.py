@@ -91,6 +91,8 @@ def check_feature(name: Any, value: Any, limits: EventLimits) -> Feature:
         raise EventError("oversized", f"feature name longer than {limits.max_string_length} characters")
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and abs(value) > limits.max_abs_value:  # before isfinite: huge ints overflow it
+        raise EventError("oversized", f"feature {name!r} exceeds +/-{limits.max_abs_value:g}")
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise EventError("non_finite", f"feature {name!r} is NaN or infinite")
@@ -113,7 +115,17 @@ def _check_label(value: Any) -> bool | None:
 
 
 def decode_event(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event:
-    """Decode and validate one Kafka record value, or raise :class:`EventError`."""
+    """Decode and validate one Kafka record value, or raise :class:`EventError` — never anything else,
+    so no input can stop a learner."""
+    try:
+        return _decode(raw, fmt, limits)
+    except EventError:
+        raise
+    except Exception as exc:  # e.g. unhashable msgpack map keys, recursion in deeply nested input
+        raise EventError("undecodable", f"{type(exc).__name__}: {exc}"[:500]) from None
+
+
+def _decode(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event:
     if raw is None:
         raise EventError("undecodable", "record has no value (tombstone)")
     if len(raw) > limits.max_event_bytes:

@@ -137,9 +137,12 @@ class Learner:
         if self.last_snapshot is not None:  # resume exactly where the restored version stopped
             self.offsets = {t: dict(p) for t, p in self.last_snapshot.offsets.items()}
         consumer = make_consumer(self.settings)
-        producer = make_producer(self.settings, linger_ms=20)
+        producer = make_producer(self.settings, linger_ms=20,  # a dead letter copies events up to the limit
+                                 max_request_size=max(1_048_576, self.settings.max_event_bytes) + 65_536)
         try:
             positions = self._assign(consumer)
+            if not self.lease.renew():  # creating the clients may have taken a while
+                raise LeaseLostError(f"lease of model {self.settings.model_name!r} expired while starting")
             outputs = Outputs(producer, self.settings, self.telemetry)
             self._loop(consumer, outputs, positions, watch, until_caught_up)
             self._finish(consumer, outputs, positions)
@@ -161,7 +164,7 @@ class Learner:
                      self.epoch, ", learning frozen" if self.frozen else "")
 
     def _apply_control(self, control: ControlState, positions: dict[TopicPartition, int],
-                       consumer: KafkaConsumer) -> None:
+                       consumer: KafkaConsumer, outputs: Outputs) -> None:
         if control.frozen != self.frozen:
             self.frozen = control.frozen
             log.warning("learning %s", "frozen: scoring only" if self.frozen else "resumed")
@@ -181,9 +184,10 @@ class Learner:
         self._pending_rollback = {"from_version": head_before, "to_version": self.parent, "epoch": self.epoch,
                                   "skipped_offsets": skipped, "applied_at": time.time()}
         self.last_rollback = self._pending_rollback
-        self.telemetry.head_version.set(self.parent or 0)
+        self.counters["scored_since_rollback"] = 0  # its restored window must not make new versions "stable"
         log.warning("rolled back to version %s (epoch %d); continuing from the current offsets", self.parent,
                     self.epoch)
+        self.snapshot(outputs, positions, consumer)  # make the skip durable before anything else happens
 
     def _assign(self, consumer: KafkaConsumer) -> dict[TopicPartition, int]:
         partitions = topic_partitions(consumer, self.settings.events_topic)
@@ -209,7 +213,7 @@ class Learner:
         while not self._stop.is_set():
             control = watch.check()
             if control is not None:
-                self._apply_control(control, positions, consumer)
+                self._apply_control(control, positions, consumer, outputs)
             batch = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
@@ -252,6 +256,8 @@ class Learner:
             outputs.prediction(event, p, self.parent)
         if event.label is not None:
             self.prequential.update(event.label, p)
+            if "scored_since_rollback" in self.counters:
+                self.counters["scored_since_rollback"] += 1
             if not self.frozen:
                 t1 = time.perf_counter()
                 self.model.learn_one(event.features, event.label)
@@ -281,12 +287,12 @@ class Learner:
         try:
             meta = self.store.write(state, writer=self.writer, lease_value=self.lease.value, offsets=self.offsets,
                                     metrics=metric_values, parent=self.parent, extra=extra, epoch=self.epoch,
-                                    stable=meets_threshold(rolling, self.settings))
+                                    stable=self._stable(rolling))
         except SnapshotFencedError as exc:
             raise LeaseLostError(str(exc)) from None
         except StaleLineageError as exc:  # a rollback landed since the last control check: follow it
             log.warning("%s; reloading the lineage", exc)
-            self._apply_control(ControlWatch.read_state(self.redis, self.store.keys), positions, consumer)
+            self._apply_control(ControlWatch.read_state(self.redis, self.store.keys), positions, consumer, outputs)
             return self.last_snapshot
         self.parent, self.last_snapshot, self._pending_rollback = meta.number, meta, None
         elapsed = time.perf_counter() - t0
@@ -296,6 +302,11 @@ class Learner:
         log.info("version %d written: events_seen=%d, %.1f ms (+ %.1f ms offset commit)", meta.number,
                  meta.events_seen, elapsed * 1e3, (time.perf_counter() - t0 - elapsed) * 1e3)
         return meta
+
+    def _stable(self, rolling: dict[str, float]) -> bool:
+        """Meets the threshold with enough samples — counting, after a rollback, only events scored since."""
+        since = self.counters.get("scored_since_rollback")
+        return meets_threshold(rolling, self.settings) and (since is None or since >= self.settings.monitor_min_samples)
 
     def _commit(self, consumer: KafkaConsumer, positions: dict[TopicPartition, int], number: int) -> None:
         try:

@@ -11,11 +11,12 @@ import logging
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from monitor.telemetry import LearnerMetrics
 from snapshotter.codec import pack
 from streaming.config import Settings
-from streaming.errors import EventError
+from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event
 
 __all__ = ["Outputs"]
@@ -30,7 +31,7 @@ class Outputs:
         self.producer = producer
         self.settings = settings
         self.telemetry = telemetry
-        self.pending = 0
+        self.pending: list[Any] = []  # send futures since the last flush
 
     def dead_letter(self, record: Any, exc: EventError) -> None:
         """Copy a rejected record unchanged to the dead-letter topic, with the reason in headers."""
@@ -41,9 +42,12 @@ class Outputs:
             ("livelearn.partition", str(record.partition).encode()),
             ("livelearn.offset", str(record.offset).encode()),
         ]
-        self.producer.send(self.settings.dead_letter_topic_name, key=record.key, value=record.value or b"",
-                           headers=headers)
-        self.pending += 1
+        value = record.value or b""
+        if len(value) > self.settings.max_event_bytes:  # the original stays in its topic, at the offset named
+            headers.append(("livelearn.truncated_from_bytes", str(len(value)).encode()))
+            value = value[: self.settings.max_event_bytes]
+        self.pending.append(self.producer.send(self.settings.dead_letter_topic_name, key=record.key, value=value,
+                                               headers=headers))
         self.telemetry.dead_lettered(exc.reason)
         log.debug("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
 
@@ -51,11 +55,28 @@ class Outputs:
         """Publish the score given *before* learning from ``event``, tagged with its version."""
         doc = {"event_id": event.event_id, "user_id": event.user_id, "ts": event.ts, "probability": probability,
                "label": probability > 0.5, "version": version, "model": self.settings.model_name}
-        self.producer.send(self.settings.predictions_topic_name, key=(event.user_id or event.event_id).encode(),
-                           value=pack(doc))
-        self.pending += 1
+        self.pending.append(self.producer.send(self.settings.predictions_topic_name,
+                                               key=(event.user_id or event.event_id).encode(), value=pack(doc)))
 
     def flush(self) -> None:
-        if self.pending:
-            self.producer.flush(timeout=30)
-            self.pending = 0
+        """Wait until every record sent since the last flush is acknowledged, or raise.
+
+        Raises :class:`OutputDeliveryError` when a record could not be delivered: the caller must not
+        move offsets past it (the learner then exits, and its successor replays from the last snapshot).
+        """
+        if not self.pending:
+            return
+        timeout = max(1.0, self.settings.lease_ttl_seconds / 2)
+        try:
+            self.producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            raise OutputDeliveryError(f"could not flush {len(self.pending)} dead letters/predictions within "
+                                      f"{timeout:.0f}s: {exc}; no snapshot written past them") from None
+        failed = [f for f in self.pending if f.failed()]
+        self.pending = []
+        if failed:
+            raise OutputDeliveryError(
+                f"{len(failed)} dead letters/predictions were not delivered ({failed[0].exception}); no snapshot "
+                f"written past them. Check that {self.settings.dead_letter_topic_name} and "
+                f"{self.settings.predictions_topic_name} exist and accept the records"
+            )

@@ -34,6 +34,7 @@ def list_versions(config: ConfigOpt = None, model: ModelOpt = None, redis_url: R
     settings = settings_from(config, model, redis_url=redis_url)
     store = open_store(settings)
     metas, head, serving, pinned = store.list(), store.head(), store.serving(), store.pinned()
+    stable = set(store.stable_numbers())  # abandoned lineages' versions are no longer stable
     if as_json:
         typer.echo(json.dumps({"model": settings.model_name, "head": head, "serving": serving, "pinned": pinned,
                                "versions": [m.to_dict() for m in metas]}, indent=2))
@@ -45,7 +46,7 @@ def list_versions(config: ConfigOpt = None, model: ModelOpt = None, redis_url: R
         table.add_column(column, justify="left" if column in ("state", "writer", "created (UTC)") else "right")
     for m in metas:
         marker = " *" if m.number == head else ""
-        state = ", ".join(word for word, on in (("stable", m.stable), ("serving", m.number == serving),
+        state = ", ".join(word for word, on in (("stable", m.number in stable), ("serving", m.number == serving),
                                                 ("pinned", m.number == pinned)) if on)
         table.add_row(f"{m.number}{marker}", state, _when(m.created_at), str(m.parent or "-"), f"{m.events_seen:,}",
                       _metric(m, "accuracy"), _metric(m, "f1"), _metric(m, "accuracy", "cumulative"),

@@ -90,6 +90,9 @@ def test_kserve_v2_infer_round_trip(served):
     assert client.get("/v2/models/other").status_code == 404
     bad = client.post(f"/v2/models/{name}/infer", json={"inputs": [{**inputs[0], "shape": [2]}]})
     assert bad.status_code == 422 and "inputs[0]" in bad.text
+    bad_bool = client.post(f"/v2/models/{name}/infer",
+                           json={"inputs": [{"name": "Weekend", "shape": [1], "datatype": "BOOL", "data": ["false"]}]})
+    assert bad_bool.status_code == 422 and "BOOL" in bad_bool.text
 
 
 def test_admin_routes_need_the_token_and_a_pin_is_served_within_a_second(served):
@@ -118,6 +121,7 @@ def test_admin_routes_need_the_token_and_a_pin_is_served_within_a_second(served)
         ({"features": {"a": "x" * 300}}, "features"),
         ({"features": {"a": 1}, "version": 0}, "version"),
         ({"features": "nope"}, "features"),
+        ({"features": {"a": 10**400}}, "features"),
     ],
 )
 def test_malformed_requests_get_422_naming_the_field(served, body, field):

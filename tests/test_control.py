@@ -80,3 +80,18 @@ def test_pin_holds_serving_and_retention_keeps_pinned_serving_and_stable(make_se
         control.freeze(actor="monitor-2", reason="flapping")
     control.resume(actor="op", reason="fixed")
     assert control.frozen() is None
+
+
+def test_a_rollback_abandons_the_stable_versions_above_its_target(make_settings):
+    store = store_for(make_settings())
+    control = ControlPlane(store)
+    for _ in range(3):
+        write(store, True)  # 1..3 stable
+    control.rollback(to=1, actor="op", reason="bad release")
+    write(store, False, epoch=1)  # 4
+    assert store.stable_numbers() == [1]
+    assert control.rollback_target(store.head()) == 1  # not 3: that would undo the operator's rollback
+    control.pin(2, actor="op", reason="look at it")
+    control.pin(4, actor="op", reason="changed my mind")
+    control.unpin(actor="op", reason="done")
+    assert store.serving() == 1 and store.client.smembers(store.keys.protected) == set()

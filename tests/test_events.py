@@ -58,6 +58,8 @@ def test_round_trip_of_encode_event():
         (msgpack.packb(doc(label=2)), "bad_label"),
         (msgpack.packb(doc(user_id=["u"])), "bad_field"),
         (b"\x80" * 3000, "oversized"),
+        (b'{"event_id": "e", "ts": 1, "features": {"a": 1' + b"0" * 400 + b"}}", "oversized"),
+        (msgpack.packb({"event_id": "e", "ts": 1, "features": {"a": 1}, "x": {(1, 2): 3}}), "undecodable"),
     ],
 )
 def test_bad_events_are_rejected_with_a_reason(raw, reason):

@@ -74,6 +74,9 @@ def test_drift_burst_rolls_back_once_even_with_two_monitors(make_settings, learn
     assert rollback.fields["serving_to"] == str(rollback.to_version)  # serving moved to a stable version
     after = [m for m in store.list() if m.epoch == 1]
     assert after and after[0].parent == rollback.to_version
+    assert after[0].created_at - rollback.time < 2.0  # written as soon as the learner applied the rollback
+    assert not after[0].stable  # its window is the target's: not stable before min_samples new scores
+    assert all(n <= rollback.to_version or store.meta(n).epoch == 1 for n in store.stable_numbers())
     skipped = after[0].extra["rollback"]
     assert skipped["to_version"] == rollback.to_version
     start, end = skipped["skipped_offsets"][settings.events_topic]["0"]

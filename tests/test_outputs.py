@@ -1,0 +1,75 @@
+"""Dead letters and predictions: a failed delivery stops the snapshot; oversized copies are truncated.
+
+A narrow unit test with a stand-in producer: delivery failures cannot be provoked on demand from a
+real broker here.
+"""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.telemetry import LearnerMetrics
+from streaming.config import Settings
+from streaming.errors import EventError, OutputDeliveryError
+from streaming.events import Event
+from streaming.outputs import Outputs
+
+
+class Future:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.exception = error
+
+    def failed(self) -> bool:
+        return self.exception is not None
+
+
+class Producer:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.sent, self.flushes = fail, [], 0
+
+    def send(self, topic, key=None, value=None, headers=None):
+        self.sent.append((topic, key, value, dict(headers or [])))
+        return Future(RuntimeError("broker said no") if self.fail else None)
+
+    def flush(self, timeout=None):
+        self.flushes += 1
+
+
+class Record:
+    topic, partition, offset, key = "events", 2, 41, b"k"
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+
+def outputs(producer: Producer) -> Outputs:
+    return Outputs(producer, Settings(max_event_bytes=100), LearnerMetrics(CollectorRegistry(), "m"))
+
+
+def test_flush_raises_when_a_record_was_not_delivered():
+    out = outputs(Producer(fail=True))
+    out.prediction(Event("e", 1, {}, user_id="u"), 0.7, 3)
+    with pytest.raises(OutputDeliveryError, match="1 dead letters/predictions were not delivered"):
+        out.flush()
+
+
+def test_delivered_records_flush_once_and_predictions_carry_the_version():
+    producer = Producer()
+    out = outputs(producer)
+    out.flush()
+    assert producer.flushes == 0  # nothing pending: no round trip
+    out.prediction(Event("e", 1, {}, user_id="u"), 0.7, 3)
+    out.flush()
+    assert producer.flushes == 1 and out.pending == []
+    topic, key, _value, _ = producer.sent[0]
+    assert topic == "livelearn.events.predictions" and key == b"u"
+
+
+def test_oversized_dead_letter_copies_are_truncated_and_say_so():
+    producer = Producer()
+    out = outputs(producer)
+    out.dead_letter(Record(b"x" * 500), EventError("oversized", "too big"))
+    topic, key, value, headers = producer.sent[0]
+    assert topic == "livelearn.events.dlq" and value == b"x" * 100
+    assert headers["livelearn.truncated_from_bytes"] == b"500" and headers["livelearn.offset"] == b"41"
