@@ -39,6 +39,14 @@ from streaming.outputs import Outputs
 
 __all__ = ["Learner", "spec_from_settings"]
 
+# KEYS: lease, status, history.  ARGV: lease value, status doc, ttl ms, history maxlen, field, value, ...
+_PUBLISH_STATUS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
+return 1
+"""
+
 log = logging.getLogger(__name__)
 
 
@@ -74,6 +82,7 @@ class Learner:
             settings.max_event_bytes, settings.max_features, settings.max_string_length, settings.max_abs_value
         )
         self.telemetry = LearnerMetrics(registry, settings.model_name)
+        self._publish = self.redis.register_script(_PUBLISH_STATUS)
         self._stop = threading.Event()
         self._reset_state()
 
@@ -343,10 +352,10 @@ class Learner:
         keys = self.store.keys
         sample = {"events_seen": self.counters["events_seen"], "epoch": self.epoch, "version": self.parent or 0,
                   "stream_position": status["stream_position"], **rolling}
-        (self.redis.pipeline(transaction=False)
-         .set(keys.status, pack(status), px=ttl_ms)
-         .xadd(keys.history, sample, maxlen=self.settings.audit_retention, approximate=True)
-         .execute())
+        fields = [str(x) for pair in sample.items() for x in pair]
+        # fenced like snapshots: a learner that lost its lease cannot mislead the monitor
+        self._publish(keys=[keys.lease, keys.status, keys.history],
+                      args=[self.lease.value or "", pack(status), ttl_ms, self.settings.audit_retention, *fields])
 
     def _finish(self, consumer: KafkaConsumer, outputs: Outputs, positions) -> None:
         """Final snapshot (if the position moved since the last one) and status on the way out."""

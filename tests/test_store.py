@@ -88,3 +88,21 @@ def test_restore_falls_back_past_a_corrupt_head_and_refuses_another_structure(ma
     assert restored is not None and restored[3].number == 1
     with pytest.raises(ModelSpecMismatchError, match="LIVELEARN_MODEL_NAME"):
         restore_head(store, ModelSpec(features_exclude=("x",)), 100)
+
+
+def test_status_is_published_only_by_the_lease_holder(make_settings):
+    from prometheus_client import CollectorRegistry
+
+    from streaming.learner import Learner
+
+    settings = make_settings()
+    store = store_for(settings)
+    learner = Learner(settings, redis_client=store.client, registry=CollectorRegistry())
+    learner.publish_status(0.0, 0)  # no lease: nothing written
+    assert store.client.get(store.keys.status) is None and store.client.xlen(store.keys.history) == 0
+    assert learner.lease.acquire()
+    learner.publish_status(12.0, 3)
+    assert store.client.get(store.keys.status) is not None and store.client.xlen(store.keys.history) == 1
+    store.client.delete(store.keys.lease, store.keys.status)  # the lease expired; someone else may hold it
+    learner.publish_status(12.0, 3)
+    assert store.client.get(store.keys.status) is None
