@@ -30,7 +30,6 @@ from pathlib import Path
 import httpx
 
 from snapshotter.audit import read_audit
-from snapshotter.codec import unpack
 from snapshotter.control import ControlPlane
 from snapshotter.store import open_store
 from streaming.config import Settings
@@ -102,7 +101,7 @@ def run(args) -> dict:
             time.sleep(2)
 
             def status() -> dict:
-                return unpack(store.client.get(store.keys.status))
+                return store.status()
 
             auto = read_audit(store.client, store.keys, actions={"rollback"})
             automatic = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -19,7 +18,6 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from monitor.judge import Decision, Judge
 from monitor.telemetry import MonitorMetrics
 from snapshotter.audit import append_audit
-from snapshotter.codec import unpack
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
@@ -63,14 +61,10 @@ class Monitor:
                 self._failed = True
             self._stop.wait(self.settings.monitor_check_interval_seconds)
 
-    def _status(self) -> dict[str, Any] | None:
-        raw = self.store.client.get(self.store.keys.status)
-        return unpack(raw) if raw is not None else None
-
     def check_once(self) -> Decision:
         """Judge the newest learner status once and act on the decision."""
         s = self.settings
-        status, epoch = self._status(), self.store.epoch()
+        status, epoch = self.store.status(), self.store.epoch()
         frozen = self.control.frozen() is not None
         self._update_gauges(frozen)
         if status is None:

@@ -35,7 +35,7 @@ from streaming.errors import (
     VersionNotFoundError,
 )
 
-__all__ = ["VersionStore", "open_store"]
+__all__ = ["VersionStore", "connect_settings", "open_store"]
 
 # KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit.
 # ARGV: lease value ('' = unfenced), blob, meta, keep, version key prefix, lineage epoch, stable (0/1),
@@ -188,6 +188,11 @@ class VersionStore:
         """Stable versions still stored, oldest first."""
         return [int(n) for n in self.client.zrange(self.keys.stable, 0, -1)]
 
+    def status(self) -> dict[str, Any] | None:
+        """The active learner's last published status, or ``None`` when none is fresh."""
+        raw = self.client.get(self.keys.status)
+        return unpack(raw) if raw is not None else None
+
     def numbers(self) -> list[int]:
         """Every stored version number, oldest first."""
         return [int(n) for n in self.client.zrange(self.keys.index, 0, -1)]
@@ -221,7 +226,12 @@ class VersionStore:
         return meta, decode_snapshot(blob, meta.sha256)
 
 
+def connect_settings(settings: Settings) -> redis.Redis:
+    """A checked connection to the configured Redis (URL and optional secret password)."""
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    return connect_redis(settings.redis_url, password)
+
+
 def open_store(settings: Settings) -> VersionStore:
     """A store on a fresh, checked connection to the configured Redis."""
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return VersionStore.for_settings(connect_redis(settings.redis_url, password), settings)
+    return VersionStore.for_settings(connect_settings(settings), settings)

@@ -24,11 +24,11 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from monitor.prequential import PrequentialMetrics, meets_threshold
 from monitor.telemetry import LearnerMetrics
 from snapshotter.codec import SnapshotState, VersionMeta, pack
-from snapshotter.connection import connect_redis, redact_url
+from snapshotter.connection import redact_url
 from snapshotter.lease import Lease
 from snapshotter.restore import restore_head
 from snapshotter.state import dump_metrics_state, dump_model_state
-from snapshotter.store import VersionStore
+from snapshotter.store import VersionStore, connect_settings
 from streaming.config import Settings
 from streaming.control_watch import ControlState, ControlWatch
 from streaming.errors import ConnectionFailedError, EventError, LeaseLostError, SnapshotFencedError, StaleLineageError
@@ -71,9 +71,7 @@ class Learner:
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.settings = settings
-        self.redis = redis_client or connect_redis(
-            settings.redis_url, settings.redis_password and settings.redis_password.get_secret_value()
-        )
+        self.redis = redis_client or connect_settings(settings)
         self.writer = writer_id or f"{socket.gethostname()}:{os.getpid()}"
         self.store = VersionStore.for_settings(self.redis, settings)
         self.lease = Lease(self.redis, settings.model_name, self.writer, settings.lease_ttl_seconds)

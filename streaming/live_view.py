@@ -18,19 +18,12 @@ from rich.table import Table
 from rich.text import Text
 
 from snapshotter.audit import read_audit
-from snapshotter.codec import unpack
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 
-__all__ = ["read_status", "render", "sparkline", "watch", "ViewState"]
+__all__ = ["render", "sparkline", "watch", "ViewState"]
 
 _SPARK = "▁▂▃▄▅▆▇█"
-
-
-def read_status(store: VersionStore) -> dict[str, Any] | None:
-    """The active learner's last published status, or ``None`` when none is fresh."""
-    raw = store.client.get(store.keys.status)
-    return unpack(raw) if raw is not None else None
 
 
 def sparkline(values: list[float], lo: float = 0.0, hi: float = 1.0) -> str:
@@ -52,7 +45,7 @@ class ViewState:
 
     def frame(self, extra: dict[str, str] | None = None) -> Panel:
         s, store = self.settings, self.store
-        status = read_status(store)
+        status = store.status()
         metric = s.monitor_metric
         if status and status["rolling"].get("samples"):
             self.history = (self.history + [status["rolling"][metric]])[-60:]

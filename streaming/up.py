@@ -28,7 +28,7 @@ from streaming.config import Settings
 from streaming.dataset import DATASET_PATH, read_events
 from streaming.embedded import EmbeddedServer, _die_with_parent, free_port, start_redis, start_tansu
 from streaming.kafka import ensure_topics, make_producer
-from streaming.live_view import ViewState, read_status
+from streaming.live_view import ViewState
 from streaming.producer import flip_labels, replay
 
 __all__ = ["run_up"]
@@ -116,7 +116,7 @@ def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: st
                 for command, proc in children.items():
                     if proc.poll() is not None:
                         raise SystemExit(f"{command} exited with code {proc.returncode}; see {workdir}/{command}.log")
-                status = read_status(store)
+                status = store.status()
                 if (exit_when_done and progress["done"] and status and status.get("lag") == 0
                         and status["stream_position"] >= progress["sent"]):
                     break

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
-from snapshotter.codec import unpack
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.embedded import EmbeddedServer, embedded_stack
@@ -114,9 +113,7 @@ def store_for(settings: Settings) -> VersionStore:
 
 
 def status_of(settings: Settings) -> dict | None:
-    store = store_for(settings)
-    raw = store.client.get(store.keys.status)
-    return unpack(raw) if raw is not None else None
+    return store_for(settings).status()
 
 
 def produce(settings: Settings, events: Iterable[Event | bytes], *, rate: float | None = None) -> int:
