@@ -1,6 +1,8 @@
 """The monitor's decision rule, free of I/O so it can be tested against a fake clock.
 
-Each check looks at the learner's published rolling metric *and its sample count*:
+The monitor feeds it every metric sample the learner recorded (one per ``history_every_events``
+labelled events), in stream order, with the time the sample was recorded; each sample is one *check*
+on the rolling metric *and its sample count*:
 
 * fewer than ``min_samples`` in the window: no judgement;
 * below the threshold (above, for lower-is-better metrics) ``patience`` checks in a row: a confirmed
@@ -25,7 +27,7 @@ import dataclasses
 from monitor.prequential import LOWER_IS_BETTER
 from streaming.config import Settings
 
-__all__ = ["Decision", "Judge"]
+__all__ = ["Decision", "Judge", "JudgeState"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +35,14 @@ class Decision:
     action: str  # "none" | "wait" | "cooldown" | "rollback" | "freeze" | "resume" | "insufficient"
     reason: str
     value: float | None = None
+
+
+@dataclasses.dataclass
+class JudgeState:
+    """What the judge remembers between checks; kept in Redis so monitors share it and survive restarts."""
+
+    breaches: int = 0
+    healthy_since: float | None = None
 
 
 class Judge:
@@ -46,8 +56,7 @@ class Judge:
         self.cooldown = settings.monitor_cooldown_seconds
         self.max_rollbacks = settings.monitor_max_rollbacks
         self.resume_after = settings.monitor_resume_after_seconds
-        self.breaches = 0
-        self.healthy_since: float | None = None
+        self.state = JudgeState()
 
     def healthy(self, value: float) -> bool:
         return value <= self.threshold if self.metric in LOWER_IS_BETTER else value >= self.threshold
@@ -59,8 +68,7 @@ class Judge:
         return max(rollback_times) + self.cooldown * 2 ** (len(rollback_times) - 1)
 
     def reset(self) -> None:
-        self.breaches = 0
-        self.healthy_since = None
+        self.state = JudgeState()
 
     def decide(self, rolling: dict[str, float], *, now: float, rollback_times: list[float],
                frozen: bool) -> Decision:
@@ -70,25 +78,27 @@ class Judge:
             self.reset()
             return Decision("insufficient", f"{samples} samples < {self.min_samples}", value)
         desc = f"rolling {self.metric} {value:.4f} vs threshold {self.threshold} over {samples} events"
+        state = self.state
         if frozen:
-            self.breaches = 0
+            state.breaches = 0
             if not self.healthy(value):
-                self.healthy_since = None
+                state.healthy_since = None
                 return Decision("none", f"frozen; {desc}", value)
-            self.healthy_since = now if self.healthy_since is None else self.healthy_since
-            if now - self.healthy_since >= self.resume_after:
-                self.healthy_since = None
+            state.healthy_since = now if state.healthy_since is None else state.healthy_since
+            if now - state.healthy_since >= self.resume_after:
+                state.healthy_since = None
                 return Decision("resume", f"healthy for {self.resume_after:.0f}s while frozen: {desc}", value)
-            return Decision("none", f"frozen, healthy for {now - self.healthy_since:.1f}s; {desc}", value)
+            return Decision("none", f"frozen, healthy for {now - state.healthy_since:.1f}s; {desc}", value)
+        state.healthy_since = None
         if self.healthy(value):
-            self.breaches = 0
+            state.breaches = 0
             return Decision("none", desc, value)
-        self.breaches += 1
-        if self.breaches < self.patience:
-            return Decision("wait", f"breach {self.breaches}/{self.patience}: {desc}", value)
+        state.breaches += 1
+        if state.breaches < self.patience:
+            return Decision("wait", f"breach {state.breaches}/{self.patience}: {desc}", value)
         if now < self.cooldown_until(rollback_times):
             return Decision("cooldown", f"breach confirmed but cooling down: {desc}", value)
-        self.breaches = 0
+        state.breaches = 0
         if len(rollback_times) >= self.max_rollbacks:
             return Decision("freeze", f"{len(rollback_times)} rollbacks within the window and still: {desc}",
                             value)

@@ -1,21 +1,28 @@
-"""``livelearn monitor``: watch the live model's rolling metric and act on confirmed breaches.
+"""``livelearn monitor``: judge every metric sample of the live model and act on confirmed breaches.
 
-Each check reads the active learner's status from Redis, ignores it when it is stale, already judged,
-or from a lineage the learner is leaving, then asks :class:`~monitor.judge.Judge` what to do and does
-it through the :class:`~snapshotter.control.ControlPlane`. Rollbacks and freezes carry the epoch that was
-judged, so when two monitors see the same breach only the first one acts.
+Learners record their rolling metrics in the model's history stream every ``history_every_events``
+labelled events. The monitor reads that stream **in order, every sample**, from a cursor kept in Redis
+together with the judge's state, so the decisions depend on the events, not on how fast they flow or
+when the monitor looked: a burst shorter than any polling interval is still judged, a restarted monitor
+carries on where the last one stopped, and two monitors share one cursor (one of them commits each
+step; the other re-reads). Samples of a lineage a rollback abandoned, and samples a restarted learner
+recorded twice, are skipped. Rollbacks and freezes carry the epoch that was judged, so when two
+monitors see the same breach only the first one acts.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+from typing import Any
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from monitor.judge import Decision, Judge
+from monitor.judge import Decision, Judge, JudgeState
 from monitor.telemetry import MonitorMetrics
 from snapshotter.audit import append_audit
 from snapshotter.control import ControlPlane
@@ -23,9 +30,28 @@ from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.errors import ControlError
 
-__all__ = ["Monitor"]
+__all__ = ["Monitor", "live_monitors", "parse_sample"]
 
 log = logging.getLogger(__name__)
+
+# KEYS: guard hash.  ARGV: cursor read from, new cursor, epoch, scored, breaches, healthy_since ('' = none).
+_COMMIT = """
+local cursor = redis.call('HGET', KEYS[1], 'cursor') or '0-0'
+if cursor ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'cursor', ARGV[2], 'epoch', ARGV[3], 'scored', ARGV[4], 'breaches', ARGV[5],
+  'healthy_since', ARGV[6])
+return 1
+"""
+_BATCH = 1000  # samples judged per step
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_sample(fields: dict[Any, Any]) -> dict[str, float]:
+    """One history entry as numbers (every field the learner records is numeric)."""
+    return {_text(k): float(v) for k, v in fields.items()}
 
 
 class Monitor:
@@ -38,9 +64,10 @@ class Monitor:
         self.control = ControlPlane(self.store)
         self.judge = Judge(settings)
         self.actor = actor
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.telemetry = MonitorMetrics(registry, settings.model_name)
         self.telemetry.threshold.labels(settings.model_name, settings.monitor_metric).set(settings.monitor_threshold)
-        self._last_seen: float | None = None
+        self._commit = self.store.client.register_script(_COMMIT)
         self._failed = False
         self._stop = threading.Event()
 
@@ -52,34 +79,78 @@ class Monitor:
         return self._stop.is_set()
 
     def run(self) -> None:
-        """Check every ``monitor_check_interval_seconds`` until :meth:`stop`."""
-        while not self._stop.is_set():
+        """Judge new samples as they arrive (waiting at most ``monitor_check_interval_seconds``) until stopped."""
+        block_ms = int(min(self.settings.monitor_check_interval_seconds, 2.0) * 1000)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.check_once(block_ms=block_ms)
+                except redis.RedisError as exc:  # keep guarding once Redis is back (the client retries first)
+                    log.error("check failed, Redis unavailable: %s", exc)
+                    self._failed = True
+                    self._stop.wait(self.settings.monitor_check_interval_seconds)
+        finally:
             try:
-                self.check_once()
-            except redis.RedisError as exc:  # keep guarding once Redis is back (the client retries first)
-                log.error("check failed, Redis unavailable: %s", exc)
-                self._failed = True
-            self._stop.wait(self.settings.monitor_check_interval_seconds)
+                self.store.client.zrem(self.store.keys.monitors, self.id)
+            except redis.RedisError:
+                pass
 
-    def check_once(self) -> Decision:
-        """Judge the newest learner status once and act on the decision."""
-        s = self.settings
-        status, epoch = self.store.status(), self.store.epoch()
+    # -- one step ---------------------------------------------------------------------------------
+    def check_once(self, *, block_ms: int | None = None) -> list[Decision]:
+        """Judge every sample recorded since the shared cursor (waiting up to ``block_ms`` for one)."""
+        client, keys = self.store.client, self.store.keys
+        now = time.time()
+        client.pipeline().zadd(keys.monitors, {self.id: now}).zremrangebyscore(keys.monitors, "-inf",
+                                                                               now - 3600).execute()
         frozen = self.control.frozen() is not None
         self._update_gauges(frozen)
-        if status is None:
-            return Decision("none", "no active learner")
-        if status["updated_at"] == self._last_seen:
-            return Decision("none", "no new status since the last check")
-        self._last_seen = status["updated_at"]
-        if status.get("epoch", 0) != epoch:
-            return Decision("none", f"learner still on epoch {status.get('epoch')}, lineage is on {epoch}")
-        rolling = status["rolling"]
-        decision = self.judge.decide(rolling, now=time.time(), frozen=frozen,
-                                     rollback_times=self.control.recent_rollbacks(s.monitor_rollback_window_seconds))
+        cursor, state_epoch, last_scored = self._load_state()
+        start = cursor
+        reply = client.xread({keys.history: cursor}, count=_BATCH, block=block_ms or None)
+        entries = reply[0][1] if reply else []
+        if not entries:
+            return []
+        epoch = self.store.epoch()
+        rollback_times = self.control.recent_rollbacks(self.settings.monitor_rollback_window_seconds)
+        decisions = []
+        for entry_id, fields in entries:
+            cursor = _text(entry_id)
+            sample = parse_sample(fields)
+            sample_epoch, scored = int(sample.get("epoch", 0)), int(sample.get("scored", 0))
+            if sample_epoch != epoch:
+                continue  # recorded before a rollback the learner had not applied yet: that lineage is gone
+            if sample_epoch == state_epoch and scored <= last_scored:
+                continue  # the same events again: a restarted learner replaying from its last snapshot
+            if sample_epoch != state_epoch:
+                self.judge.reset()
+                state_epoch = sample_epoch
+            last_scored = scored
+            decision = self.judge.decide(sample, now=sample.get("time", now), rollback_times=rollback_times,
+                                         frozen=frozen)
+            decisions.append(decision)
+            epoch, frozen = self._act(decision, sample, epoch, frozen)
+            if decision.action == "rollback":
+                rollback_times = self.control.recent_rollbacks(self.settings.monitor_rollback_window_seconds)
+        state = self.judge.state
+        committed = self._commit(keys=[keys.guard], args=[
+            start, cursor, state_epoch, last_scored, state.breaches,
+            "" if state.healthy_since is None else repr(state.healthy_since)])
+        if not committed:
+            log.info("another monitor judged these samples first; re-reading the shared cursor")
+        return decisions
+
+    def _load_state(self) -> tuple[str, int, int]:
+        raw = {_text(k): _text(v) for k, v in self.store.client.hgetall(self.store.keys.guard).items()}
+        healthy = raw.get("healthy_since", "")
+        self.judge.state = JudgeState(int(raw.get("breaches", 0)), float(healthy) if healthy else None)
+        return raw.get("cursor", "0-0"), int(raw.get("epoch", -1)), int(raw.get("scored", -1))
+
+    def _act(self, decision: Decision, sample: dict[str, float], epoch: int, frozen: bool) -> tuple[int, bool]:
+        """Carry out ``decision``; returns the (epoch, frozen) the following samples are judged under."""
+        s = self.settings
         if decision.value is not None:
             self.telemetry.metric.labels(s.model_name, s.monitor_metric).set(decision.value)
-        metrics = {k: v for k, v in rolling.items()}
+        metrics = {k: v for k, v in sample.items() if k not in ("time", "epoch", "version", "scored")}
         try:
             if decision.action == "rollback":
                 target = self.control.rollback(actor=self.actor, reason=decision.reason, metrics=metrics,
@@ -104,7 +175,9 @@ class Monitor:
                 self._failed = True
                 append_audit(self.store.client, self.store.keys, self.store.audit_retention,
                              action=f"{decision.action}_failed", actor=self.actor, reason=str(exc), metrics=metrics)
-        return decision
+        if decision.action in ("rollback", "freeze", "resume"):
+            return self.store.epoch(), self.control.frozen() is not None
+        return epoch, frozen
 
     def _update_gauges(self, frozen: bool) -> None:
         self.telemetry.frozen.set(1 if frozen else 0)
@@ -113,3 +186,9 @@ class Monitor:
         self.telemetry.head_version.set(head or 0)
         self.telemetry.serving_version.set(serving or 0)
         self.telemetry.pinned.set(1 if pinned is not None else 0)
+
+
+def live_monitors(store: VersionStore, within: float = 10.0) -> list[str]:
+    """Ids of the monitors that checked in during the last ``within`` seconds."""
+    since = time.time() - within
+    return [_text(m) for m in store.client.zrangebyscore(store.keys.monitors, since, "+inf")]

@@ -34,7 +34,10 @@ class Keys:
         self.rollbacks = self.prefix + "rollbacks"  # ZSET of rollback times (score = unix seconds)
         self.resumed = self.prefix + "resumed"  # unix time of the last resume (flap counting restarts)
         self.audit = self.prefix + "audit"  # STREAM of every snapshot, promotion, rollback, pin, freeze...
-        self.history = self.prefix + "history"  # STREAM of the learner's metric samples (for reports)
+        self.history = self.prefix + "history"  # STREAM of metric samples, one per N labelled events
+        self.guard = self.prefix + "guard"  # HASH: the monitors' shared cursor in `history` and judge state
+        self.monitors = self.prefix + "monitors"  # ZSET of monitor ids, score = unix time of their last check
+        self.learners = self.prefix + "learners"  # ZSET of learner ids (active or standby), score = last check-in
         self.channel = self.prefix + "control"  # pub/sub channel: "rollback", "serving", "freeze", "resume"
         self.version_prefix = self.prefix + "v:"
 

@@ -91,8 +91,10 @@ class Settings(BaseSettings):
     )
     monitor_threshold: float = Field(0.8, description="Breach when the metric is below (log_loss: above) this.")
     monitor_min_samples: int = Field(200, ge=1, description="No judgement before the window holds this many.")
-    monitor_patience: int = Field(3, ge=1, description="Consecutive failed checks that confirm a breach.")
-    monitor_check_interval_seconds: float = Field(1.0, gt=0, le=60, description="Seconds between checks.")
+    monitor_patience: int = Field(3, ge=1, description="Consecutive breaching metric samples that confirm a breach.")
+    monitor_check_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="Longest wait for new metric samples (the monitor wakes at once on one)."
+    )
     monitor_cooldown_seconds: float = Field(30.0, ge=0, description="Quiet time after a rollback; doubles each time.")
     monitor_max_rollbacks: int = Field(3, ge=1, description="Rollbacks within the window before learning freezes.")
     monitor_rollback_window_seconds: float = Field(600.0, gt=0, description="Window for counting rollbacks.")
@@ -118,6 +120,10 @@ class Settings(BaseSettings):
     # --- observability --------------------------------------------------------------------
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port of this process (unset: off).")
     status_interval_seconds: float = Field(1.0, gt=0, le=60, description="How often learners publish status to Redis.")
+    history_every_events: int = Field(
+        100, ge=1, le=1_000_000,
+        description="Learners record their rolling metrics every N labelled events; the monitor judges each record.",
+    )
 
     @field_validator("model_name")
     @classmethod

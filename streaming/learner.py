@@ -9,6 +9,7 @@ batch, writes a final snapshot, commits offsets, closes the clients and releases
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -39,11 +40,17 @@ from streaming.outputs import Outputs
 
 __all__ = ["Learner", "spec_from_settings"]
 
-# KEYS: lease, status, history.  ARGV: lease value, status doc, ttl ms, history maxlen, field, value, ...
+# KEYS: lease, status, history.  ARGV: lease value, status doc, ttl ms, history maxlen, fields per sample,
+# then the metric samples one after the other (each `fields per sample` values: field, value, field, ...).
 _PUBLISH_STATUS = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
+local width = tonumber(ARGV[5])
+local i = 6
+while width > 0 and i + width - 1 <= #ARGV do
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, i, i + width - 1))
+  i = i + width
+end
 return 1
 """
 
@@ -96,6 +103,7 @@ class Learner:
         self.frozen = False
         self._pending_rollback: dict[str, Any] | None = None  # goes into the next snapshot's metadata
         self.last_rollback: dict[str, Any] | None = None  # shown in the status
+        self._samples: list[dict[str, Any]] = []  # metric samples not yet in the history stream
 
     def stop(self) -> None:
         """Ask the learner to finish its batch, snapshot, commit and exit (signal-safe)."""
@@ -115,11 +123,15 @@ class Learner:
                 f"lost Redis at {redact_url(self.settings.redis_url)} ({exc}); the newest snapshot is safe, "
                 "restart the learner once Redis is back"
             ) from None
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                self.redis.zrem(self.store.keys.learners, self.writer)
 
     def _run(self, until_caught_up: bool) -> None:
         standby_logged = False
         while not self._stop.is_set():
             if not self.lease.acquire():
+                self.check_in()
                 if not standby_logged:
                     log.info("standby: model %r is held by %s", self.settings.model_name, self.lease.current_holder())
                     standby_logged = True
@@ -136,6 +148,13 @@ class Learner:
                 log.warning("lease lost, back to standby: %s", exc)
             finally:
                 self.telemetry.lease_held.set(0)
+
+    def check_in(self) -> None:
+        """Record that this learner is alive (active or standby) for operators, views and readiness checks."""
+        now = time.time()
+        keys = self.store.keys
+        self.redis.pipeline().zadd(keys.learners, {self.writer: now}).zremrangebyscore(
+            keys.learners, "-inf", now - 3600).execute()
 
     def _run_active(self, until_caught_up: bool) -> None:
         self._reset_state()
@@ -224,8 +243,8 @@ class Learner:
             batch = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
-                    self._process(record, outputs)
                     positions[tp] = record.offset + 1
+                    self._process(record, outputs, positions)
                     since_snapshot += 1
                     if since_snapshot >= s.snapshot_every_events:
                         self.snapshot(outputs, positions, consumer)
@@ -243,11 +262,12 @@ class Learner:
                 rate = (self.counters["events_seen"] - rate_mark[1]) / max(now - rate_mark[0], 1e-9)
                 rate_mark = (now, self.counters["events_seen"])
                 self.publish_status(rate, current_lag, positions)
+                self.check_in()
                 next_status = now + s.status_interval_seconds
             if until_caught_up and not batch and current_lag == 0:
                 return
 
-    def _process(self, record: Any, outputs: Outputs) -> None:
+    def _process(self, record: Any, outputs: Outputs, positions: dict[TopicPartition, int]) -> None:
         self.telemetry.events_consumed.inc()
         try:
             event = decode_event(record.value, self.settings.event_format, self.limits)
@@ -265,6 +285,8 @@ class Learner:
             self.prequential.update(event.label, p)
             if "scored_since_rollback" in self.counters:
                 self.counters["scored_since_rollback"] += 1
+            if self.prequential.samples % self.settings.history_every_events == 0:
+                self._record_sample(positions)
             if not self.frozen:
                 t1 = time.perf_counter()
                 self.model.learn_one(event.features, event.label)
@@ -310,6 +332,17 @@ class Learner:
                  meta.events_seen, elapsed * 1e3, (time.perf_counter() - t0 - elapsed) * 1e3)
         return meta
 
+    def _record_sample(self, positions: dict[TopicPartition, int]) -> None:
+        """Keep the rolling metrics at this exact event for the history stream (the monitor judges each one).
+
+        Samples fall on every ``history_every_events``-th labelled event, so the monitor sees the same
+        sequence whatever the event rate; a replay after a crash records the same samples again (same
+        ``scored`` count), which the monitor recognises and skips.
+        """
+        self._samples.append({"time": time.time(), "epoch": self.epoch, "version": self.parent or 0,
+                              "scored": self.prequential.samples, "events_seen": self.counters["events_seen"],
+                              "stream_position": sum(positions.values()), **self.prequential.rolling_values()})
+
     def _stable(self, rolling: dict[str, float]) -> bool:
         """Meets the threshold with enough samples — counting, after a rollback, only events scored since."""
         since = self.counters.get("scored_since_rollback")
@@ -348,12 +381,13 @@ class Learner:
         }
         ttl_ms = int(max(5.0, 5 * self.settings.status_interval_seconds) * 1000)
         keys = self.store.keys
-        sample = {"events_seen": self.counters["events_seen"], "epoch": self.epoch, "version": self.parent or 0,
-                  "stream_position": status["stream_position"], **rolling}
-        fields = [str(x) for pair in sample.items() for x in pair]
+        samples, self._samples = self._samples, []
+        fields = [str(x) for sample in samples for pair in sample.items() for x in pair]
+        width = len(fields) // len(samples) if samples else 0
         # fenced like snapshots: a learner that lost its lease cannot mislead the monitor
         self._publish(keys=[keys.lease, keys.status, keys.history],
-                      args=[self.lease.value or "", pack(status), ttl_ms, self.settings.audit_retention, *fields])
+                      args=[self.lease.value or "", pack(status), ttl_ms, self.settings.audit_retention, width,
+                            *fields])
 
     def _finish(self, consumer: KafkaConsumer, outputs: Outputs, positions) -> None:
         """Final snapshot (if the position moved since the last one) and status on the way out."""

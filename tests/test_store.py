@@ -101,8 +101,12 @@ def test_status_is_published_only_by_the_lease_holder(make_settings):
     learner.publish_status(0.0, 0)  # no lease: nothing written
     assert store.client.get(store.keys.status) is None and store.client.xlen(store.keys.history) == 0
     assert learner.lease.acquire()
+    learner.publish_status(12.0, 3)  # no metric sample recorded yet: status only
+    assert store.client.get(store.keys.status) is not None and store.client.xlen(store.keys.history) == 0
+    learner._record_sample({})
+    learner._record_sample({})
     learner.publish_status(12.0, 3)
-    assert store.client.get(store.keys.status) is not None and store.client.xlen(store.keys.history) == 1
+    assert store.client.xlen(store.keys.history) == 2
     store.client.delete(store.keys.lease, store.keys.status)  # the lease expired; someone else may hold it
     learner.publish_status(12.0, 3)
     assert store.client.get(store.keys.status) is None
