@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,6 +135,36 @@ def produce(settings: Settings, events: Iterable[Event | bytes], *, rate: float 
     producer.flush()
     producer.close()
     return sent
+
+
+def checked_in(settings: Settings, key: str, within: float = 10.0) -> list[str]:
+    """Members of a check-in set (``learners`` or ``monitors``) seen during the last ``within`` seconds."""
+    store = store_for(settings)
+    return [m.decode() for m in store.client.zrangebyscore(getattr(store.keys, key), time.time() - within, "+inf")]
+
+
+def learner_id(process: LearnerProcess) -> str:
+    """The id a `livelearn learn` child checks in with (its writer id: host and pid)."""
+    return f"{socket.gethostname()}:{process.proc.pid}"
+
+
+def wait_until_running(settings: Settings, *, monitors: int = 0, standbys: tuple[LearnerProcess, ...] = (),
+                       timeout: float = 90) -> None:
+    """Readiness, not a sleep: the active learner published its first status (it is assigned and polling),
+    ``monitors`` monitors checked in, and each of ``standbys`` is waiting for the lease."""
+    wait_for(lambda: status_of(settings) is not None, timeout, "the active learner's first status")
+    wait_for(lambda: len(checked_in(settings, "monitors")) >= monitors, timeout, f"{monitors} monitors to check in")
+    for standby in standbys:
+        wait_for(lambda s=standby: learner_id(s) in checked_in(settings, "learners"), timeout,
+                 f"standby {learner_id(standby)} to check in")
+
+
+def guard_caught_up(settings: Settings) -> bool:
+    """Whether the monitors have judged every metric sample recorded so far."""
+    store = store_for(settings)
+    last = store.client.xrevrange(store.keys.history, count=1)
+    cursor = store.client.hget(store.keys.guard, "cursor")
+    return bool(last) and cursor == last[0][0]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import produce, status_of, store_for, wait_for
+from conftest import produce, status_of, store_for, wait_for, wait_until_running
 from streaming.dataset import read_events
 from streaming.errors import SnapshotFencedError
 
@@ -24,7 +24,7 @@ def test_standby_takes_over_without_loss_and_fences_the_dead_writer(make_setting
     first = wait_for(lambda: (status_of(settings) or {}) if (status_of(settings) or {}).get(
         "counters", {}).get("events_seen", 0) >= 3000 else None, 60, "the active learner to pass 3,000 events")
     standby = learners(settings)
-    time.sleep(1.0)  # the standby is up and waiting
+    wait_until_running(settings, standbys=(standby,))  # the standby is up and waiting for the lease
     killed_writer, killed_token = first["writer"], first["lease_token"]
     active.kill()
     killed_at = time.monotonic()

@@ -8,15 +8,17 @@ import sys
 import threading
 import time
 
-from conftest import produce, settings_env, status_of, store_for, wait_for
+from conftest import guard_caught_up, produce, settings_env, status_of, store_for, wait_for, wait_until_running
+from monitor.watcher import parse_sample
 from snapshotter.audit import read_audit
 from streaming.dataset import read_events
 from streaming.producer import flip_labels
 
+GUARD_EVERY = 100  # labelled events between two metric samples
 GUARD = dict(
     partitions=1, rolling_window=1000, monitor_min_samples=200, monitor_patience=2,
     monitor_check_interval_seconds=0.2, status_interval_seconds=0.2, snapshot_every_events=250,
-    monitor_cooldown_seconds=60, publish_predictions=False,
+    monitor_cooldown_seconds=60, publish_predictions=False, history_every_events=GUARD_EVERY,
 )
 N, BURST_AT, BURST = 9000, 3000, 1500
 
@@ -33,39 +35,50 @@ def livelearn(settings, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def stream_with_burst(settings, rate: float = 1500) -> threading.Thread:
-    events = flip_labels(read_events(limit=N), BURST_AT, BURST, probability=0.5, seed=7)
+def events_with_burst() -> list:
+    return list(flip_labels(read_events(limit=N), BURST_AT, BURST, probability=0.5, seed=7))
+
+
+def stream(settings, events, rate: float = 1500) -> threading.Thread:
     thread = threading.Thread(target=produce, args=(settings, events), kwargs={"rate": rate})
     thread.start()
     return thread
 
 
-def first_breach_time(settings, threshold: float = 0.8) -> float:
+def breaching_samples(settings, threshold: float = 0.8) -> list[tuple[float, dict]]:
+    """(flush time, sample) of every history sample of the first lineage that breached the threshold."""
     store = store_for(settings)
+    found = []
     for entry_id, fields in store.client.xrange(store.keys.history):
-        f = {k.decode(): float(v) for k, v in fields.items()}
-        if f["samples"] >= 200 and f["accuracy"] < threshold:
-            return int(entry_id.decode().split("-")[0]) / 1000
-    raise AssertionError("no breaching sample in the history")
+        sample = parse_sample(fields)
+        if sample["epoch"] == 0 and sample["samples"] >= 200 and sample["accuracy"] < threshold:
+            found.append((int(entry_id.decode().split("-")[0]) / 1000, sample))
+    assert found, "no breaching sample in the history"
+    return found
 
 
 def test_drift_burst_rolls_back_once_even_with_two_monitors(make_settings, learners):
     settings = make_settings(**GUARD)
     learners(settings)
     monitors = [learners(settings, command="monitor") for _ in range(2)]
-    producer = stream_with_burst(settings)
-    producer.join()
+    wait_until_running(settings, monitors=2)
+    stream(settings, events_with_burst()).join()
     wait_for(lambda: (status_of(settings) or {}).get("stream_position") == N and
              (status_of(settings) or {}).get("lag") == 0, 60, "the learner to reach the end")
-    time.sleep(1.0)  # the monitors look at the final status too
+    wait_for(lambda: guard_caught_up(settings), 30, "the monitors to judge every metric sample")
 
     rollbacks = audit(settings, "rollback")
     assert len(rollbacks) == 1, [(r.actor, r.from_version, r.to_version) for r in rollbacks]
     rollback = rollbacks[0]
     assert rollback.actor == "monitor" and rollback.metrics["accuracy"] < 0.8
     assert rollback.metrics["samples"] >= 200 and "breach" in rollback.reason
-    # within the configured patience: 2 checks of 0.2 s (+ one status interval and scheduling slack)
-    assert 0 < rollback.time - first_breach_time(settings) <= 2 * 0.2 + 0.2 + 1.0
+    # exactly at the configured patience: the second consecutive breaching sample (in events, at any speed)
+    breaches = breaching_samples(settings)
+    first_flushed, _first = breaches[0]
+    _flushed, confirming = breaches[1]
+    assert confirming["scored"] == breaches[0][1]["scored"] + GUARD_EVERY
+    assert rollback.metrics["stream_position"] == confirming["stream_position"]
+    assert 0 < rollback.time - first_flushed <= 2 * 0.2 + 0.2 + 1.0  # the monitor wakes on the samples
 
     store = store_for(settings)
     target = store.meta(rollback.to_version)
@@ -92,13 +105,17 @@ def test_pinned_serving_is_not_moved_by_rollback_and_unpin_follows_again(make_se
     settings = make_settings(**GUARD)
     learners(settings)
     learners(settings, command="monitor")
-    producer = stream_with_burst(settings, rate=1200)
+    wait_until_running(settings, monitors=1)
+    events, before_burst = events_with_burst(), BURST_AT - 500
+    produce(settings, events[:before_burst])
     store = store_for(settings)
-    wait_for(lambda: (store.serving() or 0) >= 4, 30, "a stable version to serve")
+    wait_for(lambda: (status_of(settings) or {}).get("stream_position") == before_burst, 60,
+             "the learner to learn the clean start")
+    assert (store.serving() or 0) >= 4
     pinned = store.serving() - 1
     livelearn(settings, "versions", "pin", str(pinned), "--reason", "release candidate")
     assert store.serving() == pinned and store.pinned() == pinned
-    producer.join()
+    stream(settings, events[before_burst:], rate=1200).join()
     wait_for(lambda: audit(settings, "rollback"), 30, "the rollback")
     wait_for(lambda: (status_of(settings) or {}).get("stream_position") == N, 60, "the end of the stream")
     rollback = audit(settings, "rollback")[0]
@@ -122,14 +139,15 @@ def test_flapping_freezes_learning_and_resume_restarts_it(make_settings, learner
                                 "monitor_max_rollbacks": 2, "monitor_resume_after_seconds": 3600})
     learners(settings)
     monitor = learners(settings, command="monitor")
+    wait_until_running(settings, monitors=1)
     events = flip_labels(read_events(limit=9000), 2500, None, probability=0.5, seed=3)  # bad from 2,500 on
     producer = threading.Thread(target=produce, args=(settings, events), kwargs={"rate": 1000})
     producer.start()
     wait_for(lambda: audit(settings, "freeze"), 30, "learning to freeze")
     wait_for(lambda: (status_of(settings) or {}).get("frozen"), 5, "the learner to see the freeze")
     frozen_status = status_of(settings)
-    time.sleep(1.0)
-    later = status_of(settings)
+    later = wait_for(lambda: (lambda s: s if s["counters"]["events_seen"] > frozen_status["counters"]["events_seen"]
+                              else None)(status_of(settings)), 30, "more events to be scored")
     assert later["counters"]["events_learned"] == frozen_status["counters"]["events_learned"]  # not learning
     assert later["counters"]["events_seen"] > frozen_status["counters"]["events_seen"]  # still scoring
     producer.join()
@@ -145,3 +163,18 @@ def test_flapping_freezes_learning_and_resume_restarts_it(make_settings, learner
     wait_for(lambda: status_of(settings)["counters"]["events_learned"] > learned, 10, "learning to go on")
     resumed = audit(settings, "resume")
     assert len(resumed) == 1 and resumed[0].reason == "labels fixed upstream" and "@" in resumed[0].actor
+
+
+def test_a_backlog_burst_is_judged_in_events_not_on_a_clock(make_settings, learners):
+    """The whole stream is waiting before the learner starts: it runs through the burst far faster than
+    any status interval, and the monitor (checking only every 5 s) still judges every sample."""
+    settings = make_settings(**{**GUARD, "monitor_check_interval_seconds": 5.0, "status_interval_seconds": 1.0})
+    produce(settings, events_with_burst())
+    learners(settings)
+    learners(settings, command="monitor")
+    wait_for(lambda: (status_of(settings) or {}).get("stream_position") == N, 120, "the learner to reach the end")
+    wait_for(lambda: guard_caught_up(settings), 60, "the monitor to judge every metric sample")
+    rollbacks = audit(settings, "rollback")
+    assert len(rollbacks) == 1
+    breaches = breaching_samples(settings)
+    assert rollbacks[0].metrics["stream_position"] == breaches[1][1]["stream_position"]
