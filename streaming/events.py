@@ -1,11 +1,14 @@
 """The event contract: decode, validate and encode behaviour events.
 
-An event is a map with ``event_id`` (str), ``ts`` (epoch milliseconds), ``user_id`` (optional),
-``features`` (name -> number | string | bool) and ``label`` (optional bool or 0/1). It travels as
-msgpack by default; JSON is accepted where configured. Anything else is rejected with an
-:class:`~streaming.errors.EventError` whose ``reason`` goes to the dead-letter topic.
+An event is a map with ``event_id`` (string), ``ts`` (epoch milliseconds, an integer), ``user_id``
+(optional string or integer), ``features`` (name -> number | string | boolean) and ``label`` (optional
+boolean or 0/1). It travels as msgpack by default; JSON is accepted where configured. Anything else is
+rejected with an :class:`~streaming.errors.EventError` whose ``reason`` goes to the dead-letter topic.
 
-Booleans are categorical for the model, so ``decode_event`` turns them into ``"true"``/``"false"``.
+Every value that passes can be written again as msgpack and UTF-8 (predictions, snapshots): integers
+stay within 64 bits and strings must encode (JSON can smuggle in lone UTF-16 surrogates such as
+``"\\udfff"``, which no encoder accepts). Messages name contract types (``number``, ``null``...), not
+Python's. Booleans are categorical for the model, so ``decode_event`` turns them into ``"true"``/``"false"``.
 
 >>> limits = EventLimits()
 >>> raw = encode_event(Event("e1", 1700000000000, {"pages": 3, "weekend": True}, label=1, user_id="u9"))
@@ -16,6 +19,10 @@ Booleans are categorical for the model, so ``decode_event`` turns them into ``"t
 Traceback (most recent call last):
 ...
 streaming.errors.EventError: non_finite: feature 'x' is NaN or infinite
+>>> decode_event(b'{"event_id": "e3", "ts": 1, "features": {}}', "msgpack", limits)
+Traceback (most recent call last):
+...
+streaming.errors.EventError: undecodable: not valid msgpack (...); it looks like JSON: set LIVELEARN_EVENT_FORMAT=json or auto
 """
 
 from __future__ import annotations
@@ -29,10 +36,14 @@ import msgpack
 
 from streaming.errors import EventError
 
-__all__ = ["Event", "EventLimits", "check_feature", "decode_event", "encode_event", "EventFormat"]
+__all__ = ["Event", "EventLimits", "check_feature", "decode_event", "encode_event", "EventFormat", "kind_of",
+           "INT64_MAX", "sniff_format"]
 
 EventFormat = Literal["msgpack", "json", "auto"]
 Feature = float | int | str
+INT64_MAX = 2**63 - 1
+_BOM = b"\xef\xbb\xbf"
+_WHITESPACE = b" \t\r\n"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,6 +75,12 @@ class EventLimits:
     max_string_length: int = 256
     max_abs_value: float = 1e15
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> EventLimits:
+        """The limits configured in :class:`~streaming.config.Settings` (``LIVELEARN_MAX_*``)."""
+        return cls(settings.max_event_bytes, settings.max_features, settings.max_string_length,
+                   settings.max_abs_value)
+
 
 def encode_event(event: Event, fmt: Literal["msgpack", "json"] = "msgpack") -> bytes:
     """Serialise an event for the events topic."""
@@ -73,22 +90,77 @@ def encode_event(event: Event, fmt: Literal["msgpack", "json"] = "msgpack") -> b
     return msgpack.packb(doc, use_bin_type=True)
 
 
+def kind_of(value: Any) -> str:
+    """The contract's name for the type of a decoded value.
+
+    >>> [kind_of(v) for v in (None, True, 3, 2.5, "x", [1], {}, b"")]
+    ['null', 'boolean', 'integer', 'number', 'string', 'array', 'map', 'bytes']
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "map"
+    if isinstance(value, bytes | bytearray):
+        return "bytes"
+    return "msgpack extension"
+
+
+def sniff_format(raw: bytes) -> Literal["msgpack", "json"]:
+    """JSON when the value starts with ``{`` after an optional UTF-8 BOM and whitespace, else msgpack.
+
+    >>> sniff_format(b'\\xef\\xbb\\xbf  {"a": 1}'), sniff_format(b"\\x81\\xa1a\\x01")
+    ('json', 'msgpack')
+    """
+    return "json" if raw.removeprefix(_BOM).lstrip(_WHITESPACE)[:1] == b"{" else "msgpack"
+
+
 def _parse(raw: bytes, fmt: EventFormat) -> Any:
-    if fmt == "auto":
-        fmt = "json" if raw[:1] in (b"{", b" ", b"\n") else "msgpack"
+    resolved = sniff_format(raw) if fmt == "auto" else fmt
     try:
-        if fmt == "json":
-            return json.loads(raw)
+        if resolved == "json":
+            return json.loads(raw.decode("utf-8-sig"))
         return msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise EventError("undecodable", f"not valid {fmt}: {exc}") from None
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, RecursionError) as exc:
+        detail = f"not valid {resolved} ({str(exc)[:200]})"
+        if resolved == "msgpack" and sniff_format(raw) == "json":
+            detail += "; it looks like JSON: set LIVELEARN_EVENT_FORMAT=json or auto"
+        raise EventError("undecodable", detail) from None
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (lone surrogates do not)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_string(value: str, what: str, limits: EventLimits) -> str:
+    if len(value) > limits.max_string_length:
+        raise EventError("oversized", f"{what} is longer than {limits.max_string_length} characters")
+    if not _encodable(value):
+        raise EventError("bad_string", f"{what} is not valid Unicode text (a lone UTF-16 surrogate?)")
+    return value
 
 
 def check_feature(name: Any, value: Any, limits: EventLimits) -> Feature:
+    """Validate one feature; returns the value the model sees (booleans become ``"true"``/``"false"``)."""
     if not isinstance(name, str) or not name:
-        raise EventError("bad_feature_name", f"feature names must be non-empty strings, got {name!r}")
-    if len(name) > limits.max_string_length:
-        raise EventError("oversized", f"feature name longer than {limits.max_string_length} characters")
+        raise EventError("bad_feature_name", f"feature names must be non-empty strings, got {kind_of(name)}")
+    _check_string(name, "a feature name", limits)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int) and abs(value) > limits.max_abs_value:  # before isfinite: huge ints overflow it
@@ -100,10 +172,8 @@ def check_feature(name: Any, value: Any, limits: EventLimits) -> Feature:
             raise EventError("oversized", f"feature {name!r} = {value!r} exceeds +/-{limits.max_abs_value:g}")
         return value
     if isinstance(value, str):
-        if len(value) > limits.max_string_length:
-            raise EventError("oversized", f"feature {name!r} is longer than {limits.max_string_length} characters")
-        return value
-    raise EventError("bad_type", f"feature {name!r} must be a number, string or bool, got {type(value).__name__}")
+        return _check_string(value, f"feature {name!r}", limits)
+    raise EventError("bad_type", f"feature {name!r} must be a number, string or boolean, got {kind_of(value)}")
 
 
 def _check_label(value: Any) -> bool | None:
@@ -111,7 +181,8 @@ def _check_label(value: Any) -> bool | None:
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    raise EventError("bad_label", f"label must be true/false/0/1 or absent, got {value!r}")
+    shown = repr(value)[:40] if isinstance(value, int | float) else kind_of(value)
+    raise EventError("bad_label", f"label must be true/false/0/1 or absent, got {shown}")
 
 
 def decode_event(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event:
@@ -121,7 +192,7 @@ def decode_event(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Ev
         return _decode(raw, fmt, limits)
     except EventError:
         raise
-    except Exception as exc:  # e.g. unhashable msgpack map keys, recursion in deeply nested input
+    except Exception as exc:  # e.g. unhashable msgpack map keys
         raise EventError("undecodable", f"{type(exc).__name__}: {exc}"[:500]) from None
 
 
@@ -132,21 +203,27 @@ def _decode(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event:
         raise EventError("oversized", f"event is {len(raw)} bytes, limit {limits.max_event_bytes}")
     doc = _parse(raw, fmt)
     if not isinstance(doc, dict):
-        raise EventError("bad_shape", f"event must be a map, got {type(doc).__name__}")
+        raise EventError("bad_shape", f"event must be a map, got {kind_of(doc)}")
     event_id = doc.get("event_id")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > limits.max_string_length:
-        raise EventError("bad_field", "event_id must be a non-empty string")
+    if not isinstance(event_id, str) or not event_id:
+        raise EventError("bad_field", f"event_id must be a non-empty string, got {kind_of(event_id)}")
+    _check_string(event_id, "event_id", limits)
     ts = doc.get("ts")
-    if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
-        raise EventError("bad_field", "ts must be a non-negative integer (epoch milliseconds)")
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= INT64_MAX:
+        shown = "out of range" if isinstance(ts, int) and not isinstance(ts, bool) else kind_of(ts)
+        raise EventError("bad_field", f"ts must be an integer from 0 to 2^63-1 (epoch milliseconds), got {shown}")
     user_id = doc.get("user_id")
-    if isinstance(user_id, int) and not isinstance(user_id, bool):
+    if isinstance(user_id, int) and not isinstance(user_id, bool) and abs(user_id) <= INT64_MAX:
         user_id = str(user_id)
-    if user_id is not None and (not isinstance(user_id, str) or len(user_id) > limits.max_string_length):
-        raise EventError("bad_field", "user_id must be a string or absent")
+    if user_id is not None:
+        if not isinstance(user_id, str):
+            raise EventError("bad_field", f"user_id must be a string, a 64-bit integer or absent, got "
+                                          f"{kind_of(user_id)}")
+        _check_string(user_id, "user_id", limits)
     features = doc.get("features")
     if not isinstance(features, dict):
-        raise EventError("bad_field", "features must be a map of name -> number | string | bool")
+        raise EventError("bad_field", f"features must be a map of name -> number | string | boolean, got "
+                                      f"{kind_of(features)}")
     if len(features) > limits.max_features:
         raise EventError("too_many_features", f"{len(features)} features, limit {limits.max_features}")
     checked = {name: check_feature(name, value, limits) for name, value in features.items()}

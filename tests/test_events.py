@@ -66,3 +66,40 @@ def test_bad_events_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(EventError) as info:
         decode_event(raw, "auto" if raw and raw[:1] == b"{" else "msgpack", LIMITS)
     assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "words"),
+    [
+        (b'{"event_id": "e", "ts": 1000000000000000000000000000000, "features": {}}', "bad_field", "out of range"),
+        (b'{"event_id": "e", "ts": 9223372036854775808, "features": {}}', "bad_field", "2^63-1"),
+        (b'{"event_id": "\\udfff", "ts": 1, "features": {}}', "bad_string", "event_id"),
+        (b'{"event_id": "e", "ts": 1, "user_id": "\\udfff", "features": {}}', "bad_string", "user_id"),
+        (b'{"event_id": "e", "ts": 1, "features": {"\\ud800": 1}}', "bad_string", "feature name"),
+        (b'{"event_id": "e", "ts": 1, "features": {"a": "x\\ud800"}}', "bad_string", "'a'"),
+        (b'{"event_id": "e", "ts": 1, "user_id": 100000000000000000000000, "features": {}}', "bad_field", "user_id"),
+        (b'{"event_id": "e", "ts": 1, "features": {"a": null}}', "bad_type", "got null"),
+        (b'{"event_id": "e", "ts": 1, "features": [1]}', "bad_field", "got array"),
+        (b'[1, 2]', "bad_shape", "got array"),
+        (b'{"event_id": "e", "ts": 1.5, "features": {}}', "bad_field", "got number"),
+    ],
+)
+def test_values_that_cannot_be_written_again_are_rejected_with_contract_types(raw, reason, words):
+    with pytest.raises(EventError) as info:
+        decode_event(raw, "json", LIMITS)
+    assert info.value.reason == reason and words in info.value.detail
+    assert "NoneType" not in info.value.detail and "list" not in info.value.detail
+    info.value.detail.encode()  # the reason itself is valid text for a Kafka header
+
+
+def test_auto_format_accepts_a_bom_and_leading_whitespace():
+    body = json.dumps(doc()).encode()
+    for raw in (b"\xef\xbb\xbf" + body, b" \n\t" + body, b"\xef\xbb\xbf\r\n " + body):
+        assert decode_event(raw, "auto", LIMITS) == decode_event(body, "json", LIMITS)
+    assert decode_event(b"\xef\xbb\xbf" + body, "json", LIMITS).event_id == "e"
+
+
+def test_json_sent_to_a_msgpack_learner_says_how_to_fix_it():
+    with pytest.raises(EventError) as info:
+        decode_event(b" " + json.dumps(doc()).encode(), "msgpack", LIMITS)
+    assert info.value.reason == "undecodable" and "set LIVELEARN_EVENT_FORMAT=json or auto" in info.value.detail
