@@ -23,7 +23,7 @@ from river import metrics, utils
 
 from monitor.prequential import PrequentialMetrics
 from streaming.errors import SnapshotCorruptError
-from streaming.model import OnlineModel
+from streaming.model import OTHER, OnlineModel
 
 __all__ = ["dump_model_state", "load_model_state", "dump_metrics_state", "load_metrics_state"]
 
@@ -40,6 +40,11 @@ def dump_model_state(model: OnlineModel) -> dict[str, Any]:
         "weights": clf._weights.to_dict(),
         "intercept": clf.intercept,
         "optimizer_iterations": clf.optimizer.n_iterations,
+        "vocabulary": {
+            "categories": {name: list(values) for name, values in model.categories.items()},
+            "numeric": list(model.numeric),
+            "capped": dict(model.capped),
+        },
     }
 
 
@@ -53,6 +58,11 @@ def load_model_state(model: OnlineModel, state: dict[str, Any]) -> None:
         clf._weights = utils.VectorDict(dict(state["weights"]))
         clf.intercept = float(state["intercept"])
         clf.optimizer.n_iterations = int(state["optimizer_iterations"])
+        vocabulary = state.get("vocabulary") or {}  # absent in snapshots written before the caps existed
+        model.categories = {name: dict.fromkeys(values) for name, values in vocabulary.get("categories", {}).items()}
+        model.numeric = dict.fromkeys(vocabulary.get("numeric", ()))
+        model.inputs = len(model.numeric) + sum(len(v) - (OTHER in v) for v in model.categories.values())
+        model.capped = {"category": 0, "feature": 0, **vocabulary.get("capped", {})}
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotCorruptError(f"model state is malformed ({exc!r}); pick another version") from None
 

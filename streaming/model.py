@@ -3,12 +3,22 @@
 Default pipeline: numeric features -> ``StandardScaler``; string features (booleans arrive as
 ``"true"``/``"false"``) -> ``OneHotEncoder``; both -> ``LogisticRegression(optimizer=SGD(lr))``.
 
+The model's size is bounded whatever the events carry: each string feature learns at most
+``max_categories_per_feature`` values (later new values share one ``"__other__"`` weight), and the
+model learns at most ``max_inputs`` inputs in all (numeric features and categories; later new numeric
+features are ignored). Below those caps the pipeline sees the events unchanged, so it learns exactly
+as river does on its own. The vocabulary is part of the learned state (snapshots).
+
 >>> model = OnlineModel(ModelSpec(learning_rate=0.01))
 >>> model.predict_proba_one({"pages": 3, "month": "Feb"})
 0.5
 >>> model.learn_one({"pages": 3, "month": "Feb"}, True)
 >>> round(model.predict_proba_one({"pages": 3, "month": "Feb"}), 6)
 0.5025
+>>> small = OnlineModel(ModelSpec(max_categories_per_feature=1))
+>>> small.learn_one({"month": "Feb"}, True); small.learn_one({"month": "Mar"}, False)
+>>> sorted(small.classifier._weights), small.capped
+(['month_Feb', 'month___other__'], {'category': 1, 'feature': 0})
 """
 
 from __future__ import annotations
@@ -19,7 +29,10 @@ from typing import Any
 
 from river import compose, linear_model, optim, preprocessing
 
-__all__ = ["ModelSpec", "OnlineModel", "build_pipeline"]
+__all__ = ["ModelSpec", "OnlineModel", "build_pipeline", "OTHER"]
+
+#: The shared category of a string feature's values beyond its cap.
+OTHER = "__other__"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +44,8 @@ class ModelSpec:
     l2: float = 0.0
     features_include: tuple[str, ...] = ()
     features_exclude: tuple[str, ...] = ()
+    max_categories_per_feature: int = 1000
+    max_inputs: int = 100_000
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +54,8 @@ class ModelSpec:
             "l2": self.l2,
             "features_include": list(self.features_include),
             "features_exclude": list(self.features_exclude),
+            "max_categories_per_feature": self.max_categories_per_feature,
+            "max_inputs": self.max_inputs,
         }
 
     @classmethod
@@ -49,6 +66,8 @@ class ModelSpec:
             l2=float(doc["l2"]),
             features_include=tuple(doc.get("features_include", ())),
             features_exclude=tuple(doc.get("features_exclude", ())),
+            max_categories_per_feature=int(doc.get("max_categories_per_feature", cls.max_categories_per_feature)),
+            max_inputs=int(doc.get("max_inputs", cls.max_inputs)),
         )
 
     def structure(self) -> dict[str, Any]:
@@ -76,13 +95,18 @@ def build_pipeline(
 
 
 class OnlineModel:
-    """A river pipeline plus the feature selection of its spec."""
+    """A river pipeline plus the feature selection and the size caps of its spec."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.pipeline, self.scaler, self.classifier = build_pipeline(spec)
         self._include = frozenset(spec.features_include)
         self._exclude = frozenset(spec.features_exclude)
+        #: learned vocabulary: values per string feature, numeric feature names (insertion-ordered dicts)
+        self.categories: dict[str, dict[str, None]] = {}
+        self.numeric: dict[str, None] = {}
+        self.inputs = 0  # numeric features + categories learned
+        self.capped = {"category": 0, "feature": 0}  # learned occurrences sent to OTHER / ignored
 
     def select(self, features: dict[str, Any]) -> dict[str, Any]:
         if not self._include and not self._exclude:
@@ -93,10 +117,68 @@ class OnlineModel:
             if (not self._include or k in self._include) and k not in self._exclude
         }
 
+    def _all_known(self, features: dict[str, Any]) -> bool:
+        categories, numeric = self.categories, self.numeric
+        for name, value in features.items():
+            if isinstance(value, str):
+                known = categories.get(name)
+                if known is None or value not in known:
+                    return False
+            elif name not in numeric:
+                return False
+        return True
+
+    def encode(self, features: dict[str, Any], *, learn: bool = False) -> dict[str, Any]:
+        """The features the pipeline sees: selected, with what lies beyond the caps folded or dropped.
+
+        With ``learn``, new features and categories within the caps join the vocabulary (call it once
+        per event, before scoring: scoring and learning then see the same input).
+        """
+        selected = self.select(features)
+        if self._all_known(selected):
+            return selected  # the common case: nothing new, the event passes unchanged
+        spec, out = self.spec, {}
+        for name, value in selected.items():
+            if isinstance(value, str):
+                known = self.categories.get(name)
+                if known is not None and value in known:
+                    out[name] = value
+                elif known is None and self.inputs >= spec.max_inputs:
+                    self.capped["feature"] += learn  # a new string feature once the model is full
+                elif known is not None and (len(known) - (OTHER in known) >= spec.max_categories_per_feature
+                                            or self.inputs >= spec.max_inputs):
+                    if learn:
+                        self.capped["category"] += 1
+                        known.setdefault(OTHER, None)
+                    out[name] = OTHER
+                else:
+                    if learn:
+                        self.categories.setdefault(name, {})[value] = None
+                        self.inputs += 1
+                    out[name] = value
+            elif name in self.numeric:
+                out[name] = value
+            elif self.inputs < spec.max_inputs:
+                if learn:
+                    self.numeric[name] = None
+                    self.inputs += 1
+                out[name] = value
+            else:
+                self.capped["feature"] += learn
+        return out
+
+    def predict_encoded(self, x: dict[str, Any]) -> float:
+        """Probability of the positive class for features already passed through :meth:`encode`."""
+        return self.pipeline.predict_proba_one(x).get(True, 0.0)
+
+    def learn_encoded(self, x: dict[str, Any], label: bool) -> None:
+        """One SGD step on features already passed through :meth:`encode` with ``learn=True``."""
+        self.pipeline.learn_one(x, label)
+
     def predict_proba_one(self, features: dict[str, Any]) -> float:
         """Probability of the positive class (the session buys)."""
-        return self.pipeline.predict_proba_one(self.select(features)).get(True, 0.0)
+        return self.predict_encoded(self.encode(features))
 
     def learn_one(self, features: dict[str, Any], label: bool) -> None:
         """One SGD step on one labelled event."""
-        self.pipeline.learn_one(self.select(features), label)
+        self.learn_encoded(self.encode(features, learn=True), label)
