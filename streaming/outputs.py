@@ -3,10 +3,15 @@
 Both go through one producer. :meth:`Outputs.flush` runs before every snapshot, so by the time a
 snapshot's offsets move past an event, its dead letter or prediction is durable in Kafka: a crash can
 repeat a prediction (the events after the last snapshot are scored again) but never lose one.
+
+Every record carries a ``content-type`` header, so consumers in any language know how to read it:
+predictions are ``application/msgpack`` or ``application/json`` (``LIVELEARN_PREDICTIONS_FORMAT``);
+a dead letter is the original value, labelled with the format it was read as.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -17,11 +22,17 @@ from monitor.telemetry import LearnerMetrics
 from snapshotter.codec import pack
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
-from streaming.events import Event
+from streaming.events import Event, sniff_format
 
 __all__ = ["Outputs"]
 
 log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {"msgpack": b"application/msgpack", "json": b"application/json"}
+
+
+def _header(text: str) -> bytes:
+    return text.encode("utf-8", "backslashreplace")  # any text, even a lone surrogate, becomes a valid header
 
 
 class Outputs:
@@ -36,13 +47,16 @@ class Outputs:
     def dead_letter(self, record: Any, exc: EventError) -> None:
         """Copy a rejected record unchanged to the dead-letter topic, with the reason in headers."""
         headers = [
-            ("livelearn.reason", exc.reason.encode()),
-            ("livelearn.detail", exc.detail[:1000].encode()),
-            ("livelearn.topic", record.topic.encode()),
+            ("livelearn.reason", _header(exc.reason)),
+            ("livelearn.detail", _header(exc.detail[:1000])),
+            ("livelearn.topic", _header(record.topic)),
             ("livelearn.partition", str(record.partition).encode()),
             ("livelearn.offset", str(record.offset).encode()),
         ]
         value = record.value or b""
+        if value:
+            fmt = self.settings.event_format
+            headers.append(("content-type", CONTENT_TYPES[sniff_format(value) if fmt == "auto" else fmt]))
         if len(value) > self.settings.max_event_bytes:  # the original stays in its topic, at the offset named
             headers.append(("livelearn.truncated_from_bytes", str(len(value)).encode()))
             value = value[: self.settings.max_event_bytes]
@@ -55,8 +69,11 @@ class Outputs:
         """Publish the score given *before* learning from ``event``, tagged with its version."""
         doc = {"event_id": event.event_id, "user_id": event.user_id, "ts": event.ts, "probability": probability,
                "label": probability > 0.5, "version": version, "model": self.settings.model_name}
+        fmt = self.settings.predictions_format
+        value = json.dumps(doc, separators=(",", ":")).encode() if fmt == "json" else pack(doc)
         self.pending.append(self.producer.send(self.settings.predictions_topic_name,
-                                               key=(event.user_id or event.event_id).encode(), value=pack(doc)))
+                                               key=(event.user_id or event.event_id).encode(), value=value,
+                                               headers=[("content-type", CONTENT_TYPES[fmt])]))
 
     def flush(self) -> None:
         """Wait until every record sent since the last flush is acknowledged, or raise.
