@@ -5,7 +5,11 @@ A snapshot *blob* holds what is needed to predict and keep learning identically:
     {"format": "livelearn.snapshot", "format_version": 1,
      "spec": {...model spec...}, "model": {...scaler, weights, intercept, optimizer...},
      "metrics": {...cumulative and rolling metric state...},
-     "counters": {"events_seen": int, "events_learned": int, "dead_lettered": int}}
+     "counters": {"events_seen": int, "events_learned": int, "dead_lettered": int, "duplicates": int},
+     "stream": {"dedupe": {...the idempotence window...}}}
+
+Fields added within format version 1 are optional for readers (``stream``, ``model.vocabulary``), so
+a newer livelearn reads every version-1 snapshot an older one wrote.
 
 Its metadata (number, offsets, metrics, checksum, parent...) is stored next to it as
 :class:`VersionMeta`. Decoding verifies the checksum first and refuses unknown formats.
@@ -66,6 +70,7 @@ class SnapshotState:
     model: dict[str, Any]
     metrics: dict[str, Any]
     counters: dict[str, int]
+    stream: dict[str, Any] = dataclasses.field(default_factory=dict)  # position-bound state, e.g. dedupe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +129,6 @@ def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
             f"(reads {FORMAT_VERSION}); upgrade livelearn"
         )
     try:
-        return SnapshotState(doc["spec"], doc["model"], doc["metrics"], doc["counters"])
+        return SnapshotState(doc["spec"], doc["model"], doc["metrics"], doc["counters"], doc.get("stream") or {})
     except KeyError as exc:
         raise SnapshotCorruptError(f"snapshot lacks field {exc}") from None

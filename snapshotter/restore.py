@@ -9,7 +9,9 @@ hyperparameters such as the learning rate may change between runs and are taken 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from typing import Any
 
 from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import SnapshotState, VersionMeta
@@ -18,11 +20,21 @@ from snapshotter.store import VersionStore
 from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotError, VersionNotFoundError
 from streaming.model import ModelSpec, OnlineModel
 
-__all__ = ["restore_head", "restore_state"]
+__all__ = ["Restored", "restore_head", "restore_state"]
 
 log = logging.getLogger(__name__)
 
-Restored = tuple[OnlineModel, PrequentialMetrics, dict[str, int], VersionMeta]
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """A version brought back to life: its model and metrics, counters, metadata and stream state."""
+
+    model: OnlineModel
+    metrics: PrequentialMetrics
+    counters: dict[str, int]
+    meta: VersionMeta
+    stream: dict[str, Any]
 
 
 def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[OnlineModel, PrequentialMetrics]:
@@ -72,7 +84,7 @@ def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored 
             log.error("version %d cannot be restored (%s); trying an older one", number, exc)
             problems.append(f"v{number}: {exc}")
             continue
-        return model, prequential, dict(state.counters), meta
+        return Restored(model, prequential, dict(state.counters), meta, dict(state.stream))
     raise SnapshotError(
         "no stored version of this model can be restored (" + "; ".join(problems) + "); "
         "inspect them with `livelearn versions list` before starting from scratch under a new model name"

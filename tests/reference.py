@@ -32,3 +32,14 @@ def plain_river_loop(events: Iterable[Event], lr: float = 0.01):
         model.learn_one(x, event.label)
         learned += 1
     return model, accuracy, learned
+
+
+def river_state(model) -> dict:
+    """Weights, intercept and scaler statistics of a pipeline from :func:`plain_river_loop`, in the
+    learner's snapshot layout (``state.model``), to compare them exactly."""
+    union = model.steps["TransformerUnion"]
+    scaler = next(step for branch in union.transformers.values() for step in branch.steps.values()
+                  if isinstance(step, preprocessing.StandardScaler))
+    classifier = model.steps["LogisticRegression"]
+    return {"weights": classifier._weights.to_dict(), "intercept": classifier.intercept,
+            "scaler": {"counts": dict(scaler.counts), "means": dict(scaler.means), "vars": dict(scaler.vars)}}

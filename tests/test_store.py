@@ -85,7 +85,7 @@ def test_restore_falls_back_past_a_corrupt_head_and_refuses_another_structure(ma
     store.write(good, writer="w", lease_value=None, offsets={}, metrics={}, parent=1)
     store.client.set(store.keys.blob(2), b"garbage")
     restored = restore_head(store, ModelSpec(), 100)
-    assert restored is not None and restored[3].number == 1
+    assert restored is not None and restored.meta.number == 1
     with pytest.raises(ModelSpecMismatchError, match="LIVELEARN_MODEL_NAME"):
         restore_head(store, ModelSpec(features_exclude=("x",)), 100)
 

@@ -1,0 +1,66 @@
+"""The idempotence window: the last K event ids of each partition, so a producer's retries are not learned twice.
+
+A producer that retries a send (a timeout, a lost acknowledgement) can write the same event twice;
+Kafka keeps both. The learner remembers a 64-bit hash of the last ``size`` event ids of every
+partition and skips an event whose id it has seen there. The window is stored in every snapshot, so a
+restarted learner recognises the same duplicates as the one before it.
+
+>>> window = RecentIds(size=2)
+>>> [window.seen_before(0, i) for i in ("a", "b", "a", "c", "a")]
+[False, False, True, False, False]
+>>> restored = RecentIds(size=2)
+>>> restored.load(window.dump())
+>>> restored.seen_before(0, "c"), restored.seen_before(1, "c")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from typing import Any
+
+__all__ = ["RecentIds"]
+
+
+def _digest(event_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+class RecentIds:
+    """The last ``size`` event ids per partition (``size`` 0 turns the check off)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._order: dict[int, collections.deque[int]] = {}
+        self._members: dict[int, set[int]] = {}
+
+    def seen_before(self, partition: int, event_id: str) -> bool:
+        """Whether ``event_id`` is in the window of ``partition``; if not, it is added."""
+        if self.size <= 0:
+            return False
+        digest = _digest(event_id)
+        members = self._members.get(partition)
+        if members is None:
+            members = self._members[partition] = set()
+            self._order[partition] = collections.deque()
+        if digest in members:
+            return True
+        order = self._order[partition]
+        order.append(digest)
+        members.add(digest)
+        if len(order) > self.size:
+            members.discard(order.popleft())
+        return False
+
+    def dump(self) -> dict[str, Any]:
+        """Plain msgpack-able state: ``{"size": K, "ids": {partition: [hash, ...]}}`` oldest first."""
+        return {"size": self.size, "ids": {str(p): list(order) for p, order in self._order.items()}}
+
+    def load(self, doc: dict[str, Any] | None) -> None:
+        """Restore :meth:`dump` output (a smaller configured size keeps the newest ids)."""
+        self._order, self._members = {}, {}
+        for partition, ids in ((doc or {}).get("ids") or {}).items():
+            kept = collections.deque(int(i) for i in ids[-self.size:]) if self.size > 0 else collections.deque()
+            self._order[int(partition)] = kept
+            self._members[int(partition)] = set(kept)
