@@ -62,10 +62,33 @@ class LearnerMetrics:
         self._rolling = Gauge(
             "livelearn_rolling_metric_ratio", "Rolling prequential metric, by name.", ["model", "metric"], **kw)
         self.consumer_lag = labelled(Gauge(
-            "livelearn_consumer_lag_events", "High-water mark minus position, summed over partitions.",
+            "livelearn_consumer_lag_events", "High-water mark minus position, summed over partitions (NaN: unknown, "
+            "Kafka unreachable).",
             ["model"], **kw))
         self.lease_held = labelled(
             Gauge("livelearn_lease_held", "1 while this process is the active learner.", ["model"], **kw))
+        self.duplicates = labelled(Counter(
+            "livelearn_events_duplicate_total", "Events skipped because their id was seen on the partition "
+            "within the idempotence window.", ["model"], **kw))
+        self.model_inputs = labelled(Gauge(
+            "livelearn_model_inputs", "Inputs the model has learned (numeric features + categories).", ["model"], **kw))
+        self._capped = Counter(
+            "livelearn_inputs_capped_total", "Learned feature values beyond the size caps, by kind (category: "
+            "folded into '__other__'; feature: ignored).", ["model", "kind"], **kw)
+        for kind in ("category", "feature"):
+            self._capped.labels(model, kind)
+        self.redis_up = labelled(Gauge(
+            "livelearn_redis_up", "0 while Redis is unreachable or refusing writes (the learner waits).",
+            ["model"], **kw))
+        self.redis_up.set(1)
+        self._redis_outages = Counter(
+            "livelearn_redis_outages_total", "Times the learner had to wait for Redis, by Redis error code "
+            "(unreachable, OOM, MISCONF, READONLY, LOADING...).", ["model", "code"], **kw)
+        self.kafka_up = labelled(Gauge(
+            "livelearn_kafka_up", "0 while no broker has answered for LIVELEARN_KAFKA_UNREACHABLE_SECONDS.",
+            ["model"], **kw))
+        self.kafka_up.set(1)
+        self._capped_seen: dict[str, int] = {}
         self._model = model
 
     def snapshot_written(self, created_at: float, size_bytes: int, number: int) -> None:
@@ -73,6 +96,23 @@ class LearnerMetrics:
         self.snapshot_timestamp.set(created_at)
         self.snapshot_bytes.set(size_bytes)
         self.head_version.set(number)
+
+    def model_size(self, inputs: int, capped: dict[str, int], *, restored: bool = False) -> None:
+        """Report the model's vocabulary size and what its caps turned away since the last call.
+
+        ``capped`` holds the model's own running totals (kept in snapshots); with ``restored`` they are
+        only taken as the new baseline, so a restart or rollback does not count old events again.
+        """
+        self.model_inputs.set(inputs)
+        for kind, total in capped.items():
+            delta = total - self._capped_seen.get(kind, 0)
+            if delta > 0 and not restored:
+                self._capped.labels(self._model, kind).inc(delta)
+            self._capped_seen[kind] = total
+
+    def redis_down(self, code: str) -> None:
+        self.redis_up.set(0)
+        self._redis_outages.labels(self._model, code).inc()
 
     def dead_lettered(self, reason: str) -> None:
         self._dead_lettered.labels(self._model, reason).inc()

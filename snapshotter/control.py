@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from snapshotter.codec import pack
 from snapshotter.store import VersionStore
 from streaming.errors import ControlError, SnapshotError
 
@@ -28,15 +29,20 @@ local function audit(action, actor, reason, from, to, metrics, epoch)
     'reason', reason, 'from', from or '', 'to', to or '', 'metrics', metrics, 'epoch', epoch or '')
 end
 """
-# KEYS: audit, epoch, head, serving, pinned, rollbacks, stable.  ARGV: maxlen, expected epoch ('' = any), target,
-# actor, reason, metrics json, now (s), meta key of target, channel, action name.
+# KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume.  ARGV: maxlen, expected epoch ('' = any),
+# target, actor, reason, metrics json, now (s), meta key of target, channel, action name, head the resume offsets
+# were read at ('' = none), resume offsets (msgpack).
 _ROLLBACK = _COMMON + """
 local epoch = redis.call('GET', KEYS[2]) or '0'
 if ARGV[2] ~= '' and ARGV[2] ~= epoch then return redis.error_reply('STALE epoch is ' .. epoch) end
 if redis.call('EXISTS', ARGV[8]) == 0 then return redis.error_reply('MISSING version ' .. ARGV[3]) end
 local from = redis.call('GET', KEYS[3])
+if (from or '') ~= ARGV[11] then return redis.error_reply('HEAD_MOVED head is ' .. tostring(from)) end
 local new_epoch = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[3], ARGV[3])
+-- where the new lineage resumes: everything consumed so far is skipped, even if no learner lives to say so
+redis.call('DEL', KEYS[8])
+redis.call('HSET', KEYS[8], 'epoch', new_epoch, 'from', from or '', 'to', ARGV[3], 'offsets', ARGV[12])
 -- every version numbered above the target was written by the lineage being abandoned: none of them may
 -- be picked as "stable" again (rollback targets, unpin, retention's newest stable ones)
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '(' .. ARGV[3], '+inf')
@@ -135,16 +141,47 @@ class ControlPlane:
     def rollback(self, *, to: int | None = None, actor: str, reason: str, metrics: dict | None = None,
                  expected_epoch: int | None = None, automatic: bool = False, fallback: int | None = None) -> int:
         """Move lineage (and unpinned serving) to ``to`` or the rollback target; returns the target."""
-        target = to if to is not None else self.rollback_target(self.store.head(), fallback)
-        if target is None:
-            raise ControlError("no stable version older than the head to roll back to; pass --to N")
-        self._verify(target)
         k = self.keys
-        self._run(self._rollback, [k.audit, k.epoch, k.head, k.serving, k.pinned, k.rollbacks, k.stable],
-                  ["" if expected_epoch is None else str(expected_epoch), target, actor, reason,
-                   json.dumps(metrics or {}), time.time(), k.meta(target), k.channel,
-                   "rollback" if automatic else "manual_rollback"])
-        return target
+        for _attempt in range(10):
+            head = self.store.head()
+            target = to if to is not None else self.rollback_target(head, fallback)
+            if target is None:
+                raise ControlError("no stable version older than the head to roll back to; pass --to N")
+            self._verify(target)
+            try:
+                self._run(self._rollback,
+                          [k.audit, k.epoch, k.head, k.serving, k.pinned, k.rollbacks, k.stable, k.resume],
+                          ["" if expected_epoch is None else str(expected_epoch), target, actor, reason,
+                           json.dumps(metrics or {}), time.time(), k.meta(target), k.channel,
+                           "rollback" if automatic else "manual_rollback", "" if head is None else str(head),
+                           pack(self.consumed_offsets(head))])
+            except ControlError as exc:
+                if "head moved" in str(exc):  # a snapshot landed meanwhile: read its offsets and try again
+                    continue
+                raise
+            return target
+        raise ControlError("the head kept moving while rolling back; try again")
+
+    def consumed_offsets(self, head: int | None) -> dict[str, dict[str, int]]:
+        """How far the lineage has consumed: the head's offsets, raised to the active learner's last
+        published positions. A rollback skips all of it, so a successor of a learner that dies before
+        applying the rollback does not learn the discarded events again."""
+        offsets: dict[str, dict[str, int]] = {}
+        sources = []
+        if head is not None:
+            try:
+                sources.append(self.store.meta(head).offsets)
+            except SnapshotError:
+                pass  # unreadable head: the live positions below still count
+        status = self.store.status()
+        if status:
+            sources.append(status.get("offsets") or {})
+        for source in sources:
+            for topic, partitions in source.items():
+                mine = offsets.setdefault(topic, {})
+                for partition, position in partitions.items():
+                    mine[partition] = max(mine.get(partition, 0), int(position))
+        return offsets
 
     # -- pinning ----------------------------------------------------------------------------------
     def pin(self, number: int, *, actor: str, reason: str) -> None:

@@ -27,6 +27,7 @@ class Keys:
         self.fence = self.prefix + "lease:fence"  # INCR -> fencing token of each lease grant
         self.status = self.prefix + "status"  # msgpack status of the active learner, short TTL
         self.epoch = self.prefix + "lineage:epoch"  # INCR on every rollback; snapshots are fenced by it
+        self.resume = self.prefix + "lineage:resume"  # HASH: where the newest rollback's lineage resumes
         self.stable = self.prefix + "stable"  # ZSET of stable versions (met the threshold when written)
         self.serving = self.prefix + "serving"  # version the API and serving follow
         self.pinned = self.prefix + "pinned"  # version pinned by an operator (serving stays there)

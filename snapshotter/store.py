@@ -24,7 +24,7 @@ from snapshotter.codec import (
     sha256_hex,
     unpack,
 )
-from snapshotter.connection import connect_redis
+from snapshotter.connection import connect_redis, redis_failure
 from snapshotter.keys import Keys
 from streaming.config import Settings
 from streaming.errors import (
@@ -163,6 +163,8 @@ class VersionStore:
                 ) from None
             if "STALE_LINEAGE" in str(exc):
                 raise StaleLineageError(f"snapshot rejected: {str(exc).split('STALE_LINEAGE ', 1)[-1]}") from None
+            if redis_failure(exc):
+                raise  # out of memory, persistence failing, read-only...: for the caller to wait out or report
             raise SnapshotError(f"snapshot write failed: {exc}") from None
         return VersionMeta.from_dict({"number": int(number), **meta})
 
@@ -192,6 +194,24 @@ class VersionStore:
         """The active learner's last published status, or ``None`` when none is fresh."""
         raw = self.client.get(self.keys.status)
         return unpack(raw) if raw is not None else None
+
+    def resume_point(self) -> dict[str, Any] | None:
+        """Where the newest rollback's lineage resumes: ``{"epoch", "from", "to", "offsets"}``, or ``None``.
+
+        Written by the rollback script itself, so the skip is durable at the moment of the rollback.
+        """
+        raw = self.client.hgetall(self.keys.resume)
+        if not raw:
+            return None
+        doc = {key.decode(): value for key, value in raw.items()}
+        return {"epoch": int(doc["epoch"]), "from": int(doc["from"]) if doc.get("from") else None,
+                "to": int(doc["to"]), "offsets": unpack(doc["offsets"])}
+
+    def raise_counter(self, at_least: int) -> None:
+        """Make the next version number greater than ``at_least`` (after Redis lost its data, so new versions
+        do not reuse numbers that services may still remember)."""
+        self.client.eval("if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+                         "redis.call('SET', KEYS[1], ARGV[1]) end", 1, self.keys.counter, at_least)
 
     def numbers(self) -> list[int]:
         """Every stored version number, oldest first."""

@@ -54,6 +54,9 @@ def learn(
     metrics_port: Annotated[int | None, typer.Option(envvar="LIVELEARN_METRICS_PORT",
                                                      help="Serve Prometheus metrics on this port.")] = None,
     until_caught_up: Annotated[bool, typer.Option(help="Exit (with a final snapshot) once no lag is left.")] = False,
+    allow_empty_store: Annotated[bool, typer.Option(
+        "--allow-empty-store", help="Start from nothing even though Kafka says the model was learned before "
+        "(Redis lost its data). Without it the learner refuses.")] = False,
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Consume events, score then learn each one, and snapshot versions to Redis.
@@ -65,7 +68,8 @@ def learn(
     from streaming.learner import Learner
 
     setup_logging(log_level)
-    settings = settings_from(config, model, bootstrap, redis_url, topic, metrics_port=metrics_port)
+    settings = settings_from(config, model, bootstrap, redis_url, topic, metrics_port=metrics_port,
+                             allow_empty_store=allow_empty_store or None)
     learner = Learner(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: learner.stop())

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     kafka_bootstrap_timeout_seconds: float = Field(
         30.0, gt=0, le=600, description="How long a client waits for the first broker before giving up."
     )
+    kafka_unreachable_seconds: float = Field(
+        10.0, gt=0, le=3600,
+        description="Report Kafka as unreachable (log, livelearn_kafka_up 0, lag unknown) after this long without "
+        "an answer.",
+    )
     events_topic: str = Field("livelearn.events", description="Topic the learner consumes events from.")
     event_format: Literal["msgpack", "json", "auto"] = Field(
         "msgpack", description="Encoding of events on the events topic; auto tells JSON by a leading '{'."
@@ -75,6 +80,16 @@ class Settings(BaseSettings):
     features_include: list[str] = Field(default_factory=list, description="Only these features (empty: all).")
     features_exclude: list[str] = Field(default_factory=list, description="Features to ignore.")
     rolling_window: int = Field(1000, ge=10, le=1_000_000, description="Events in the rolling metric window.")
+    max_categories_per_feature: int = Field(
+        1000, ge=1, description="Values a string feature learns; later new ones share one '__other__' weight."
+    )
+    max_inputs: int = Field(
+        100_000, ge=1, description="Inputs (numeric features + categories) the model learns in all; then no new ones."
+    )
+    dedupe_window: int = Field(
+        10_000, ge=0, le=1_000_000,
+        description="Event ids remembered per partition; a repeated id (producer retry) is skipped (0: off).",
+    )
 
     # --- snapshots ------------------------------------------------------------------------
     snapshot_every_events: int = Field(1000, ge=1, description="Write a version every N consumed events.")
@@ -106,6 +121,9 @@ class Settings(BaseSettings):
     # --- serving --------------------------------------------------------------------------
     predictions_topic: str | None = Field(None, description="Topic for per-event predictions (default: <events_topic>.predictions).")
     publish_predictions: bool = Field(True, description="Learners publish a prediction for every event.")
+    predictions_format: Literal["msgpack", "json"] = Field(
+        "msgpack", description="Encoding of records on the predictions topic (header content-type says which)."
+    )
     api_host: str = Field("127.0.0.1", description="Address `livelearn serve` binds.")
     api_port: int = Field(8000, ge=0, le=65535, description="Port of `livelearn serve`.")
     api_token: SecretStr | None = Field(None, description="Bearer token for the admin routes (secret; unset: admin off).")
@@ -115,10 +133,14 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(1_048_576, ge=64, description="Larger events are dead-lettered.")
     max_features: int = Field(1000, ge=1, description="Events with more features are dead-lettered.")
     max_string_length: int = Field(256, ge=1, description="Longer string values are dead-lettered.")
-    max_abs_value: float = Field(1e15, gt=0, description="Numbers beyond +/- this are dead-lettered.")
+    max_abs_value: float = Field(1e15, gt=0, le=1e100, description="Numbers beyond +/- this are dead-lettered.")
 
     # --- observability --------------------------------------------------------------------
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port of this process (unset: off).")
+    allow_empty_store: bool = Field(
+        False, description="Let a learner start from nothing although Kafka says the model was learned before "
+        "(Redis lost its data). Off: it refuses and says why.",
+    )
     status_interval_seconds: float = Field(1.0, gt=0, le=60, description="How often learners publish status to Redis.")
     history_every_events: int = Field(
         100, ge=1, le=1_000_000,

@@ -24,6 +24,7 @@ __all__ = [
     "ModelSpecMismatchError",
     "LeaseLostError",
     "OutputDeliveryError",
+    "StoreLostError",
     "EmbeddedServerError",
 ]
 
@@ -83,6 +84,10 @@ class ModelSpecMismatchError(SnapshotError):
 
 class OutputDeliveryError(LivelearnError):
     """Dead letters or predictions could not be delivered to Kafka; no snapshot moved past them."""
+
+
+class StoreLostError(LivelearnError):
+    """Redis holds no version of a model that Kafka says was learned before: Redis lost its data."""
 
 
 class LeaseLostError(LivelearnError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -17,13 +18,18 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from streaming.config import Settings
 from streaming.errors import ConnectionFailedError
 
-__all__ = ["make_consumer", "make_producer", "ensure_topics", "topic_partitions", "lag"]
+__all__ = ["BrokerUnavailableError", "BrokerWatch", "make_consumer", "make_producer", "ensure_topics", "topic_partitions", "lag",
+           "probe"]
 
 log = logging.getLogger(__name__)
 
 
+class BrokerUnavailableError(ConnectionFailedError):
+    """No Kafka broker answered within the bootstrap timeout."""
+
+
 def _unreachable(settings: Settings, exc: Exception) -> ConnectionFailedError:
-    return ConnectionFailedError(
+    return BrokerUnavailableError(
         f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); start the broker or set LIVELEARN_KAFKA_BOOTSTRAP"
     )
 
@@ -77,6 +83,18 @@ def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
+def probe(consumer: KafkaConsumer, partitions: list[TopicPartition], timeout_ms: int) -> bool:
+    """Whether the broker answers a small request (the partitions' end offsets) within ``timeout_ms``.
+
+    Only the answer matters: some brokers under-report "latest" offsets, so lag uses high-water marks.
+    """
+    try:
+        consumer.end_offsets(partitions, timeout_ms=timeout_ms)
+    except KafkaError:
+        return False
+    return True
+
+
 def lag(consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> int | None:
     """Events between ``positions`` and the high-water marks; ``None`` until every mark is known."""
     total = 0
@@ -86,3 +104,38 @@ def lag(consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> int | 
             return None
         total += max(0, high - position)
     return total
+
+
+class BrokerWatch:
+    """Whether the broker is answering, as a learner sees it.
+
+    Records from a poll count as an answer. When polls come back empty (an idle topic looks the same as a
+    stalled broker), a small request asks at most every ``interval`` seconds. After ``unreachable_after``
+    seconds without an answer the broker counts as unreachable: logged once, and lag is unknown (the
+    high-water marks are stale), never 0.
+    """
+
+    def __init__(self, consumer: KafkaConsumer, settings: Settings, interval: float) -> None:
+        self.consumer, self.settings, self.interval = consumer, settings, interval
+        self.last_answer = self.next_probe = time.monotonic()
+        self.up = True
+
+    def observe(self, answered: bool, partitions: list[TopicPartition]) -> bool:
+        """Update with one loop iteration (``answered``: the poll returned records); returns ``up``."""
+        now = time.monotonic()
+        if answered:
+            self.last_answer = now
+        elif now >= self.next_probe:
+            timeout_ms = int(min(2.0, self.settings.kafka_unreachable_seconds / 2) * 1000)
+            if probe(self.consumer, partitions, timeout_ms):
+                self.last_answer = time.monotonic()
+            self.next_probe = time.monotonic() + self.interval
+        silent = time.monotonic() - self.last_answer
+        if self.up and silent > self.settings.kafka_unreachable_seconds:
+            self.up = False
+            log.error("Kafka at %s has not answered for %.0fs; waiting for it (lag unknown)",
+                      self.settings.kafka_bootstrap, silent)
+        elif not self.up and silent <= self.settings.kafka_unreachable_seconds:
+            self.up = True
+            log.warning("Kafka at %s answers again", self.settings.kafka_bootstrap)
+        return self.up

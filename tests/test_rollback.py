@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -159,7 +160,7 @@ def test_flapping_freezes_learning_and_resume_restarts_it(make_settings, learner
     livelearn(settings, "learning", "resume", "--reason", "labels fixed upstream")
     wait_for(lambda: not (status_of(settings) or {}).get("frozen", True), 5, "the learner to resume")
     learned = status_of(settings)["counters"]["events_learned"]
-    produce(settings, read_events(limit=500))
+    produce(settings, [dataclasses.replace(e, event_id=f"{e.event_id}-new") for e in read_events(limit=500)])
     wait_for(lambda: status_of(settings)["counters"]["events_learned"] > learned, 10, "learning to go on")
     resumed = audit(settings, "resume")
     assert len(resumed) == 1 and resumed[0].reason == "labels fixed upstream" and "@" in resumed[0].actor
