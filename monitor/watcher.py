@@ -80,7 +80,8 @@ class Monitor:
 
     def run(self) -> None:
         """Judge new samples as they arrive (waiting at most ``monitor_check_interval_seconds``) until stopped."""
-        block_ms = int(min(self.settings.monitor_check_interval_seconds, 2.0) * 1000)
+        s = self.settings  # a blocked read must end well before the client's socket timeout
+        block_ms = int(min(s.monitor_check_interval_seconds, 2.0, 0.8 * s.redis_timeout_seconds) * 1000)
         try:
             while not self._stop.is_set():
                 try:

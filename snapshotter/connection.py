@@ -82,7 +82,8 @@ def redact_url(url: str) -> str:
     return url
 
 
-def connect_redis(url: str, password: str | None = None, *, check: bool = True, retries: int = 3) -> redis.Redis:
+def connect_redis(url: str, password: str | None = None, *, check: bool = True, retries: int = 3,
+                  timeout: float = 3.0) -> redis.Redis:
     """A client for ``url`` that retries transient failures with exponential backoff (a few times: a longer
     outage is for the caller to wait out, visibly; see :func:`redis_failure`).
 
@@ -93,8 +94,8 @@ def connect_redis(url: str, password: str | None = None, *, check: bool = True, 
         password=password,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        socket_timeout=3.0,
-        socket_connect_timeout=3.0,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         health_check_interval=30,
     )
     if check:

@@ -249,7 +249,7 @@ class VersionStore:
 def connect_settings(settings: Settings) -> redis.Redis:
     """A checked connection to the configured Redis (URL and optional secret password)."""
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return connect_redis(settings.redis_url, password)
+    return connect_redis(settings.redis_url, password, timeout=settings.redis_timeout_seconds)
 
 
 def open_store(settings: Settings) -> VersionStore:

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # --- Redis ----------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for versions, lease and status.")
     redis_password: SecretStr | None = Field(None, description="Redis password (secret), if not in the URL.")
+    redis_timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="Socket timeout of one Redis call (a few retries follow, then the outage is "
+        "waited out visibly)."
+    )
 
     # --- model ----------------------------------------------------------------------------
     learning_rate: float = Field(0.01, gt=0, le=10, description="SGD learning rate of the logistic regression.")

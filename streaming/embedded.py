@@ -120,12 +120,16 @@ def start_tansu(port: int | None = None) -> EmbeddedServer:
     return server
 
 
-def start_redis(port: int | None = None) -> EmbeddedServer:
-    """Start a redis-server without persistence in a temporary directory."""
+def start_redis(port: int | None = None, *, workdir: str | None = None, appendonly: bool = False) -> EmbeddedServer:
+    """Start a redis-server in ``workdir`` (default: a new temporary directory), without persistence
+    unless ``appendonly`` (an append-only file, fsync'd every write: a restart in the same directory
+    finds every acknowledged write)."""
     port = port or free_port()
-    workdir = tempfile.mkdtemp(prefix="livelearn-redis-")
+    workdir = workdir or tempfile.mkdtemp(prefix="livelearn-redis-")
     argv = [str(find_binary("redis-server")), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", workdir]
+            "--appendonly", "yes" if appendonly else "no", "--dir", workdir]
+    if appendonly:
+        argv += ["--appendfsync", "always"]
     server = EmbeddedServer("redis-server", argv, port, workdir)
     server.wait_ready()
     return server

@@ -240,11 +240,15 @@ class Learner:
                 self.snapshot(outputs, positions, consumer)
             self._loop(consumer, outputs, positions, watch, until_caught_up)
             self._finish(consumer, outputs, positions)
-        finally:
-            watch.close()
-            consumer.close(autocommit=False, timeout_ms=5000)
-            producer.close(timeout=5)
-            self.lease.release()
+        finally:  # each step on its own: a failing one (broker or Redis gone) must not hide the real error
+            for what, close in (("control watch", watch.close),
+                                ("consumer", lambda: consumer.close(autocommit=False, timeout_ms=5000)),
+                                ("producer", lambda: producer.close(timeout=5)),
+                                ("lease", self.lease.release)):
+                try:
+                    close()
+                except Exception as exc:  # noqa: BLE001 - cleanup only; the cause is already on its way up
+                    log.debug("closing the %s failed: %s", what, exc)
 
     def _load_lineage(self, control: ControlState, *, activation: bool = False) -> None:
         """Restore the head version of the current lineage (on activation, and after a rollback).

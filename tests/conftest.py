@@ -31,24 +31,30 @@ def stack() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
         yield servers
 
 
+def settings_on(broker: str, redis_address: str, test_name: str, partitions: int = 1, **overrides) -> Settings:
+    """Settings for a fresh model with fresh topics (events, dead letters, predictions) on the given servers."""
+    n = next(_counter)
+    name = f"t{n}-{test_name[:40]}".replace("[", "-").replace("]", "")
+    values = {
+        "model_name": "".join(c if c.isalnum() or c in "._-" else "-" for c in name),
+        "kafka_bootstrap": broker,
+        "redis_url": f"redis://{redis_address}/0",
+        "events_topic": f"events-{n}",
+        **overrides,
+    }
+    settings = Settings(**values)
+    ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1,
+                             settings.predictions_topic_name: partitions})
+    return settings
+
+
 @pytest.fixture
 def make_settings(stack, request) -> Callable[..., Settings]:
     """Settings for a fresh model and fresh topics on the session's servers."""
     broker, store = stack
 
     def factory(partitions: int = 1, **overrides) -> Settings:
-        n = next(_counter)
-        name = f"t{n}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
-        values = {
-            "model_name": "".join(c if c.isalnum() or c in "._-" else "-" for c in name),
-            "kafka_bootstrap": broker.address,
-            "redis_url": f"redis://{store.address}/0",
-            "events_topic": f"events-{n}",
-            **overrides,
-        }
-        settings = Settings(**values)
-        ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1})
-        return settings
+        return settings_on(broker.address, store.address, request.node.name, partitions, **overrides)
 
     return factory
 
