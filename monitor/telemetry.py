@@ -84,6 +84,7 @@ class LearnerMetrics:
         self._redis_outages = Counter(
             "livelearn_redis_outages_total", "Times the learner had to wait for Redis, by Redis error code "
             "(unreachable, OOM, MISCONF, READONLY, LOADING...).", ["model", "code"], **kw)
+        self._redis_outages.labels(model, "unreachable")
         self.kafka_up = labelled(Gauge(
             "livelearn_kafka_up", "0 while no broker has answered for LIVELEARN_KAFKA_UNREACHABLE_SECONDS.",
             ["model"], **kw))
