@@ -151,12 +151,16 @@ class Monitor:
         s = self.settings
         if decision.value is not None:
             self.telemetry.metric.labels(s.model_name, s.monitor_metric).set(decision.value)
-        metrics = {k: v for k, v in sample.items() if k not in ("time", "epoch", "version", "scored")}
+        metrics = {k: v for k, v in sample.items()
+                   if k not in ("time", "epoch", "version", "scored") and not k.startswith("offset:")}
         try:
             if decision.action == "rollback":
+                # everything up to the judged sample is discarded, even if the learner dies before it reads on
+                consumed = {s.events_topic: {k.split(":", 1)[1]: int(v) for k, v in sample.items()
+                                             if k.startswith("offset:")}}
                 target = self.control.rollback(actor=self.actor, reason=decision.reason, metrics=metrics,
                                                expected_epoch=epoch, automatic=True,
-                                               fallback=s.monitor_fallback_version)
+                                               fallback=s.monitor_fallback_version, consumed=consumed)
                 self.telemetry.rollbacks.inc()
                 log.warning("rolled back to version %d: %s", target, decision.reason)
             elif decision.action == "freeze":

@@ -139,7 +139,8 @@ class ControlPlane:
         return older[-1] if older else fallback
 
     def rollback(self, *, to: int | None = None, actor: str, reason: str, metrics: dict | None = None,
-                 expected_epoch: int | None = None, automatic: bool = False, fallback: int | None = None) -> int:
+                 expected_epoch: int | None = None, automatic: bool = False, fallback: int | None = None,
+                 consumed: dict[str, dict[str, int]] | None = None) -> int:
         """Move lineage (and unpinned serving) to ``to`` or the rollback target; returns the target."""
         k = self.keys
         for _attempt in range(10):
@@ -154,7 +155,7 @@ class ControlPlane:
                           ["" if expected_epoch is None else str(expected_epoch), target, actor, reason,
                            json.dumps(metrics or {}), time.time(), k.meta(target), k.channel,
                            "rollback" if automatic else "manual_rollback", "" if head is None else str(head),
-                           pack(self.consumed_offsets(head))])
+                           pack(self.consumed_offsets(head, consumed))])
             except ControlError as exc:
                 if "head moved" in str(exc):  # a snapshot landed meanwhile: read its offsets and try again
                     continue
@@ -162,12 +163,13 @@ class ControlPlane:
             return target
         raise ControlError("the head kept moving while rolling back; try again")
 
-    def consumed_offsets(self, head: int | None) -> dict[str, dict[str, int]]:
+    def consumed_offsets(self, head: int | None, known: dict[str, dict[str, int]] | None = None
+                         ) -> dict[str, dict[str, int]]:
         """How far the lineage has consumed: the head's offsets, raised to the active learner's last
-        published positions. A rollback skips all of it, so a successor of a learner that dies before
-        applying the rollback does not learn the discarded events again."""
+        published positions and to ``known`` ones (the monitor's judged sample). A rollback skips all of it,
+        so a successor of a learner that dies before applying the rollback does not learn them again."""
         offsets: dict[str, dict[str, int]] = {}
-        sources = []
+        sources = [known or {}]
         if head is not None:
             try:
                 sources.append(self.store.meta(head).offsets)

@@ -495,7 +495,9 @@ class Learner:
         """
         self._samples.append({"time": time.time(), "epoch": self.epoch, "version": self.parent or 0,
                               "scored": self.prequential.samples, "events_seen": self.counters["events_seen"],
-                              "stream_position": sum(positions.values()), **self.prequential.rolling_values()})
+                              "stream_position": sum(positions.values()),
+                              **{f"offset:{tp.partition}": position for tp, position in positions.items()},
+                              **self.prequential.rolling_values()})
 
     def _stable(self, rolling: dict[str, float]) -> bool:
         """Meets the threshold with enough samples — counting, after a rollback, only events scored since."""

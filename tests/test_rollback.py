@@ -80,6 +80,8 @@ def test_drift_burst_rolls_back_once_even_with_two_monitors(make_settings, learn
     assert confirming["scored"] == breaches[0][1]["scored"] + GUARD_EVERY
     assert rollback.metrics["stream_position"] == confirming["stream_position"]
     assert 0 < rollback.time - first_flushed <= 2 * 0.2 + 0.2 + 1.0  # the monitor wakes on the samples
+    # the skip is durable at the moment of the rollback: at least up to the judged sample
+    assert store_for(settings).resume_point()["offsets"][settings.events_topic]["0"] >= confirming["offset:0"]
 
     store = store_for(settings)
     target = store.meta(rollback.to_version)
