@@ -14,6 +14,7 @@ import redis
 import typer
 from kafka.errors import KafkaError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from streaming.config import ENV_PREFIX, Settings
@@ -223,16 +224,19 @@ def up(
            api_port=api_port)
 
 
+def fail(message: str) -> None:
+    """Print ``message`` as one ``error:`` line on stderr (never wrapped, never read as markup) and exit 2."""
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 def main() -> None:
     """Console entry point: one clear line and exit code 2 for expected failures."""
     try:
         app()
     except LivelearnError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(2)
+        fail(str(exc))
     except redis.RedisError as exc:
-        console.print(f"[red]error:[/red] Redis failed: {exc}; check LIVELEARN_REDIS_URL", highlight=False)
-        sys.exit(2)
+        fail(f"Redis failed: {exc}; check LIVELEARN_REDIS_URL")
     except KafkaError as exc:
-        console.print(f"[red]error:[/red] Kafka failed: {exc}; check LIVELEARN_KAFKA_BOOTSTRAP", highlight=False)
-        sys.exit(2)
+        fail(f"Kafka failed: {exc}; check LIVELEARN_KAFKA_BOOTSTRAP")

@@ -39,11 +39,18 @@ def test_produce_command_replays_the_csv(make_settings):
     assert "sent 250 events" in result.stderr
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit code 2 and exactly one ``error:`` line on stderr (no traceback, no wrapping) containing ``needles``."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
 def test_unreachable_redis_is_one_clear_line():
     result = livelearn("versions", "list", "--redis-url", "redis://127.0.0.1:1/0")
-    assert result.returncode == 2
-    assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+    assert_one_line_error(result, "cannot reach Redis at redis://127.0.0.1:1/0", "LIVELEARN_REDIS_URL")
 
 
 def test_bad_config_names_the_env_var():
