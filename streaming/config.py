@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +34,8 @@ __all__ = ["Settings", "load_settings", "ENV_PREFIX"]
 
 ENV_PREFIX = "LIVELEARN_"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: The TOML file of the Settings being built by :func:`load_settings` (unset: ``LIVELEARN_CONFIG_FILE``).
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("livelearn_config_file", default=None)
 
 
 class Settings(BaseSettings):
@@ -142,7 +146,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+        path = _CONFIG_FILE.get() or os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
         if path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
         return tuple(sources)
@@ -177,21 +181,44 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build :class:`Settings`, turning validation errors into one readable :class:`ConfigError`.
+    """Build :class:`Settings`, turning every configuration mistake into one readable :class:`ConfigError`.
 
-    ``overrides`` whose value is ``None`` are ignored, so CLI options left unset fall through to
-    env vars, the config file and defaults.
+    ``config_file`` (default: ``LIVELEARN_CONFIG_FILE``) is handed to the settings sources for this
+    call only; the environment is not changed. ``overrides`` whose value is ``None`` are ignored, so CLI
+    options left unset fall through to env vars, the config file and defaults.
     """
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass an existing TOML file to --config")
-        os.environ[f"{ENV_PREFIX}CONFIG_FILE"] = str(path)
+    if config_file is None:
+        config_file = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE") or None
+    path = _checked_config_file(Path(config_file)) if config_file is not None else None
+    token = _CONFIG_FILE.set(path)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "?"
-            problems.append(f"{name} ({ENV_PREFIX}{name.upper()}): {err['msg']}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+        raise ConfigError("invalid configuration: " + "; ".join(_problem(err, path) for err in exc.errors())) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix it or pass another file to --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path} ({exc}); pass a readable UTF-8 TOML file to --config") from None
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def _checked_config_file(path: Path) -> Path:
+    """``path`` if it names a file, else :class:`ConfigError` saying what is wrong with it."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; pass a TOML file to --config (or LIVELEARN_CONFIG_FILE)")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing TOML file to --config "
+                          "(or LIVELEARN_CONFIG_FILE)")
+    return path
+
+
+def _problem(err: Any, path: Path | None) -> str:
+    """One validation error as ``name (ENV_VAR): what is wrong``."""
+    name = ".".join(str(p) for p in err["loc"]) or "?"
+    if err["type"] == "extra_forbidden":
+        where = f" in config file {path}" if path else ""
+        return (f"{name}{where} is not a livelearn setting (keys are the setting names in lower case without "
+                f"{ENV_PREFIX}; `livelearn config` lists them)")
+    return f"{name} ({ENV_PREFIX}{name.upper()}): {err['msg']}"
+

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import produce, settings_env
 from streaming.dataset import DATASET_PATH, read_events
 
@@ -51,6 +53,21 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
 def test_unreachable_redis_is_one_clear_line():
     result = livelearn("versions", "list", "--redis-url", "redis://127.0.0.1:1/0")
     assert_one_line_error(result, "cannot reach Redis at redis://127.0.0.1:1/0", "LIVELEARN_REDIS_URL")
+
+
+@pytest.mark.parametrize(("content", "needles"), [
+    ('model_name = "unterminated\n', ("is not valid TOML", "--config")),
+    ("nonsense_key = 3\n", ("nonsense_key", "is not a livelearn setting")),
+    (None, ("is a directory", "--config")),
+])
+def test_config_file_mistakes_are_one_line(tmp_path, content, needles):
+    path = tmp_path / "livelearn.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    result = livelearn("config", "--config", str(path), env=settings_env_base())
+    assert_one_line_error(result, str(path), *needles)
 
 
 def test_bad_config_names_the_env_var():
