@@ -13,6 +13,7 @@ then the defaults below. Secrets are :class:`pydantic.SecretStr` and never print
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -25,6 +26,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -195,6 +197,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError("invalid configuration: " + "; ".join(_problem(err, path) for err in exc.errors())) from None
+    except SettingsError as exc:
+        raise ConfigError(_unparsable_env_message(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix it or pass another file to --config") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -222,3 +226,12 @@ def _problem(err: Any, path: Path | None) -> str:
                 f"{ENV_PREFIX}; `livelearn config` lists them)")
     return f"{name} ({ENV_PREFIX}{name.upper()}): {err['msg']}"
 
+
+def _unparsable_env_message(exc: SettingsError) -> str:
+    """A list setting whose env var is not JSON (pydantic-settings raises ``SettingsError`` for it)."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    if match is None:
+        return f"invalid configuration: {exc}"
+    env = f"{ENV_PREFIX}{match.group(1).upper()}"
+    items = [item.strip() for item in os.environ.get(env, "").split(",") if item.strip()] or ["a", "b"]
+    return f"invalid configuration: {env} is not valid JSON; lists are JSON in env vars, e.g. {env}='{json.dumps(items)}'"

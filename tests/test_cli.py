@@ -76,6 +76,12 @@ def test_bad_config_names_the_env_var():
     assert result.returncode == 2 and "LIVELEARN_LEARNING_RATE" in result.stderr
 
 
+def test_list_env_var_that_is_not_json_is_one_line():
+    result = livelearn("config", env={**settings_env_base(), "LIVELEARN_FEATURES_EXCLUDE": "Month,Browser"})
+    assert_one_line_error(result, "LIVELEARN_FEATURES_EXCLUDE is not valid JSON",
+                          """LIVELEARN_FEATURES_EXCLUDE='["Month", "Browser"]'""")
+
+
 def test_help_shows_env_vars():
     result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
     assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
