@@ -17,6 +17,7 @@ import json
 import os
 import re
 import tomllib
+import urllib.parse
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ __all__ = ["Settings", "load_settings", "ENV_PREFIX"]
 
 ENV_PREFIX = "LIVELEARN_"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url accepts
 #: The TOML file of the Settings being built by :func:`load_settings` (unset: ``LIVELEARN_CONFIG_FILE``).
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("livelearn_config_file", default=None)
 
@@ -136,6 +138,13 @@ class Settings(BaseSettings):
     def _check_model_name(cls, value: str) -> str:
         if not _MODEL_NAME.match(value):
             raise ValueError("use 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if urllib.parse.urlsplit(value).scheme.lower() not in _REDIS_SCHEMES:
+            raise ValueError("use a redis://, rediss:// (TLS) or unix:// URL")
         return value
 
     @classmethod

@@ -82,6 +82,13 @@ def test_list_env_var_that_is_not_json_is_one_line():
                           """LIVELEARN_FEATURES_EXCLUDE='["Month", "Browser"]'""")
 
 
+def test_non_redis_url_is_one_line_without_the_password():
+    env = {**settings_env_base(), "LIVELEARN_REDIS_URL": "http://ops:s3cret@127.0.0.1:6379/0"}
+    result = livelearn("versions", "list", env=env)
+    assert_one_line_error(result, "LIVELEARN_REDIS_URL", "redis://", "rediss://", "unix://")
+    assert "s3cret" not in result.stderr
+
+
 def test_help_shows_env_vars():
     result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
     assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
