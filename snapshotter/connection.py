@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 
 import redis
@@ -17,13 +18,37 @@ from streaming.errors import ConnectionFailedError
 
 __all__ = ["connect_redis", "redact_url"]
 
+_SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
+
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
+    """``url`` with every password in it replaced by ``***``, as redis-py would read the URL.
+
+    Covers ``user:password@``, a password alone (``:password@``) and query parameters whose name
+    mentions a password, secret or token; anything else is left exactly as written.
+
+    >>> redact_url("redis://livelearn:s3cret@redis:6379/0")
+    'redis://livelearn:***@redis:6379/0'
+    >>> redact_url("rediss://:s3cret@redis:6380/0?ssl_ca_certs=/etc/ca.pem")
+    'rediss://:***@redis:6380/0?ssl_ca_certs=/etc/ca.pem'
+    >>> redact_url("unix:///run/redis.sock?db=0&password=s3cret")
+    'unix:///run/redis.sock?db=0&password=***'
+    >>> redact_url("redis://127.0.0.1:6379/0")
+    'redis://127.0.0.1:6379/0'
+    """
     parts = urllib.parse.urlsplit(url)
-    if parts.password:
-        return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-    return url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}:***@{hostport}" if at and ":" in userinfo else parts.netloc
+    query = "&".join(_redact_parameter(p) for p in parts.query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
+
+
+def _redact_parameter(parameter: str) -> str:
+    name, equals, _value = parameter.partition("=")
+    return f"{name}=***" if equals and _SECRET_PARAMETER.search(name) else parameter
 
 
 def connect_redis(url: str, password: str | None = None, *, check: bool = True, retries: int = 5) -> redis.Redis:

@@ -133,10 +133,14 @@ def topics(
 @app.command("config")
 def show_config(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every setting with its env var, current value and meaning (secrets hidden)."""
+    from snapshotter.connection import redact_url
+
     settings = settings_from(config)
     rows = []
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
+        if name == "redis_url":  # may carry a password; SecretStr settings print as ********** already
+            value = redact_url(value)
         rows.append((name, f"{ENV_PREFIX}{name.upper()}", value, field.description or ""))
     if as_json:
         typer.echo(json.dumps({name: str(value) if value is not None else None for name, _, value, _ in rows},

@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from snapshotter.connection import redact_url
 from snapshotter.store import open_store
 from streaming.config import Settings
 from streaming.dataset import DATASET_PATH, read_events
@@ -86,7 +87,7 @@ def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: st
                                  settings.predictions_topic_name: partitions})
         for command in ("learn", "monitor", "serve"):
             children[command] = _child(command, env, workdir / f"{command}.log")
-        console.print(f"Kafka {bootstrap} · Redis {redis_url} · logs in {workdir}")
+        console.print(f"Kafka {bootstrap} · Redis {redact_url(redis_url)} · logs in {workdir}")
         console.print(f"API http://127.0.0.1:{port}/docs · metrics http://127.0.0.1:{port}/metrics · "
                       f"admin token {token}")
         store = open_store(settings)

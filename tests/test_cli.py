@@ -89,6 +89,18 @@ def test_non_redis_url_is_one_line_without_the_password():
     assert "s3cret" not in result.stderr
 
 
+def test_config_never_prints_the_redis_password():
+    env = {**settings_env_base(), "COLUMNS": "400",  # no wrapping, so a password cannot hide across two lines
+           "LIVELEARN_REDIS_URL": "redis://livelearn:s3cret@127.0.0.1:6379/0", "LIVELEARN_API_TOKEN": "t0ken"}
+    as_json = livelearn("config", "--json", env=env)
+    table = livelearn("config", env=env)
+    assert as_json.returncode == 0 and table.returncode == 0, as_json.stderr + table.stderr
+    assert json.loads(as_json.stdout)["redis_url"] == "redis://livelearn:***@127.0.0.1:6379/0"
+    assert "redis://livelearn:***@127.0.0.1:6379/0" in table.stdout
+    for output in (as_json.stdout, table.stdout):
+        assert "s3cret" not in output and "t0ken" not in output
+
+
 def test_help_shows_env_vars():
     result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
     assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
