@@ -19,7 +19,16 @@ from rich.table import Table
 
 from streaming.config import ENV_PREFIX, Settings
 from streaming.errors import LivelearnError
-from streaming.options import BootstrapOpt, ConfigOpt, ModelOpt, RedisOpt, TopicOpt, settings_from
+from streaming.options import (
+    BootstrapOpt,
+    ConfigOpt,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    ModelOpt,
+    RedisOpt,
+    TopicOpt,
+    settings_from,
+)
 from streaming.control_cli import register as register_control_commands
 from streaming.versions_cli import versions_app
 
@@ -52,8 +61,8 @@ def learn(
     bootstrap: BootstrapOpt = None,
     redis_url: RedisOpt = None,
     topic: TopicOpt = None,
-    metrics_port: Annotated[int | None, typer.Option(envvar="LIVELEARN_METRICS_PORT",
-                                                     help="Serve Prometheus metrics on this port.")] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     until_caught_up: Annotated[bool, typer.Option(help="Exit (with a final snapshot) once no lag is left.")] = False,
     log_level: LogLevelOpt = "INFO",
 ) -> None:
@@ -66,12 +75,13 @@ def learn(
     from streaming.learner import Learner
 
     setup_logging(log_level)
-    settings = settings_from(config, model, bootstrap, redis_url, topic, metrics_port=metrics_port)
+    settings = settings_from(config, model, bootstrap, redis_url, topic, metrics_port=metrics_port,
+                             metrics_host=metrics_host)
+    if settings.metrics_port is not None:  # a port in use fails before anything connects
+        serve_metrics(settings.metrics_port, host=settings.metrics_host)
     learner = Learner(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: learner.stop())
-    if settings.metrics_port is not None:
-        serve_metrics(settings.metrics_port)
     # Move the ~130k long-lived objects of the imports out of the collector's reach: full GC passes
     # then take milliseconds, not ~75 ms stalls in the event loop (see bench/learner.py).
     gc.collect()
@@ -160,8 +170,8 @@ def monitor(
     model: ModelOpt = None,
     redis_url: RedisOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Show a live view instead of log lines.")] = False,
-    metrics_port: Annotated[int | None, typer.Option(envvar="LIVELEARN_METRICS_PORT",
-                                                     help="Serve Prometheus metrics on this port.")] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Guard the live model: roll back on confirmed breaches, freeze learning when it flaps."""
@@ -169,12 +179,12 @@ def monitor(
     from monitor.watcher import Monitor
 
     setup_logging(log_level if not watch else "ERROR")
-    settings = settings_from(config, model, redis_url=redis_url, metrics_port=metrics_port)
+    settings = settings_from(config, model, redis_url=redis_url, metrics_port=metrics_port, metrics_host=metrics_host)
+    if settings.metrics_port is not None:  # a port in use fails before anything connects
+        serve_metrics(settings.metrics_port, host=settings.metrics_host)
     guard = Monitor(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: guard.stop())
-    if settings.metrics_port is not None:
-        serve_metrics(settings.metrics_port)
     if not watch:
         guard.run()
         return

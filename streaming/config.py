@@ -127,6 +127,9 @@ class Settings(BaseSettings):
 
     # --- observability --------------------------------------------------------------------
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port of this process (unset: off).")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the Prometheus port of `learn` and `monitor` binds (0.0.0.0: every interface)."
+    )
     status_interval_seconds: float = Field(1.0, gt=0, le=60, description="How often learners publish status to Redis.")
     history_every_events: int = Field(
         100, ge=1, le=1_000_000,

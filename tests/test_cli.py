@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
 
 import pytest
 
-from conftest import produce, settings_env
+from conftest import produce, settings_env, wait_for
 from streaming.dataset import DATASET_PATH, read_events
+from streaming.embedded import free_port
 
 
 def livelearn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -99,6 +104,47 @@ def test_config_never_prints_the_redis_password():
     assert "redis://livelearn:***@127.0.0.1:6379/0" in table.stdout
     for output in (as_json.stdout, table.stdout):
         assert "s3cret" not in output and "t0ken" not in output
+
+
+def listening_addresses(port: int) -> list[str]:
+    """Local addresses of the TCP sockets listening on ``port`` (Linux: read from /proc/net/tcp and tcp6)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if fields[3] == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                found.append(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6,
+                                              raw[::-1] if len(raw) == 4 else raw))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the socket table of Linux")
+@pytest.mark.parametrize("command", ["learn", "monitor"])
+def test_metrics_port_binds_loopback_by_default(make_settings, learners, command):
+    settings = make_settings()
+    port = free_port()
+    learners(settings, "--metrics-port", str(port), command=command)
+
+    def answers() -> bool:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2):
+            return True
+        return False
+
+    wait_for(answers, 60, f"{command}'s metrics port to answer")
+    assert listening_addresses(port) == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize("command", ["learn", "monitor"])
+def test_metrics_port_in_use_is_one_line(make_settings, command):
+    settings = make_settings()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = livelearn(command, "--metrics-port", str(port), env=settings_env(settings))
+    assert_one_line_error(result, f"127.0.0.1:{port}", "LIVELEARN_METRICS_PORT")
 
 
 def test_help_shows_env_vars():
