@@ -14,6 +14,7 @@ from rich.table import Table
 from snapshotter.audit import default_actor, read_audit
 from snapshotter.control import ControlPlane
 from snapshotter.store import open_store
+from streaming.errors import InputError
 from streaming.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
 
 __all__ = ["register"]
@@ -90,9 +91,23 @@ def report(out: Annotated[Path, typer.Option("--out", help="PNG file to write.")
     """Draw the guarded metric over events with snapshots, rollbacks and pins marked (PNG)."""
     from monitor.report import write_report
 
+    _check_writable(out)
     settings = settings_from(config, model, redis_url=redis_url)
-    write_report(open_store(settings), settings, out)
+    store = open_store(settings)
+    try:
+        write_report(store, settings, out)
+    except OSError as exc:  # e.g. no permission: found only when writing
+        raise InputError(f"cannot write the report to {out} ({exc.strerror or exc}); pass a writable path to --out") from None
     console.print(f"report written to {out}")
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be a new file before reading anything from Redis."""
+    if out.is_dir():
+        raise InputError(f"{out} is a directory; pass a file name to --out, e.g. {out / 'livelearn-report.png'}")
+    if not out.parent.is_dir():
+        raise InputError(f"cannot write the report to {out}: directory {out.parent} does not exist; "
+                         "create it or pass another --out")
 
 
 def register(app: typer.Typer, versions_app: typer.Typer) -> None:

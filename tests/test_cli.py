@@ -147,6 +147,12 @@ def test_metrics_port_in_use_is_one_line(make_settings, command):
     assert_one_line_error(result, f"127.0.0.1:{port}", "LIVELEARN_METRICS_PORT")
 
 
+def test_report_into_a_missing_directory_is_one_line(make_settings, tmp_path):
+    out = tmp_path / "missing" / "report.png"
+    result = livelearn("report", "--out", str(out), env=settings_env(make_settings()))
+    assert_one_line_error(result, str(out.parent), "--out")
+
+
 def test_help_shows_env_vars():
     result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
     assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
