@@ -106,13 +106,14 @@ def produce(
     bootstrap: BootstrapOpt = None,
     topic: TopicOpt = None,
 ) -> None:
-    """Replay a CSV of sessions as events into the events topic."""
-    from streaming.dataset import read_events
+    """Replay a CSV of sessions as events into the events topic (the file is checked before anything is sent)."""
+    from streaming.dataset import check_columns, read_events
     from streaming.kafka import make_producer
     from streaming.producer import flip_labels, replay
 
     if event_format not in ("msgpack", "json"):
         raise typer.BadParameter("use msgpack or json", param_hint="--format")
+    check_columns(csv_path)
     settings = settings_from(config, bootstrap=bootstrap, topic=topic)
     producer = make_producer(settings, linger_ms=10)
     try:
@@ -222,15 +223,19 @@ def up(
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
     bootstrap: BootstrapOpt = None,
     redis_url: RedisOpt = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Dataset to replay (default: bundled).")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", exists=True, dir_okay=False,
+                                                  help="Dataset to replay (default: bundled).")] = None,
     exit_when_done: Annotated[bool, typer.Option(help="Stop everything once the replay is learned.")] = False,
     flip_labels_after: Annotated[int | None, typer.Option(help="Drift demo: invert labels from event N.")] = None,
     flip_count: Annotated[int | None, typer.Option(help="...for this many events (default 1500).")] = None,
     api_port: Annotated[int | None, typer.Option(help="Port of the prediction API (default: a free one).")] = None,
 ) -> None:
     """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view."""
+    from streaming.dataset import check_columns
     from streaming.up import run_up
 
+    if csv_path is not None:
+        check_columns(csv_path)
     if flip_labels_after is not None and flip_count is None:
         flip_count = 1500
     run_up(rate=rate, partitions=partitions, bootstrap=bootstrap, redis_url=redis_url, csv_path=csv_path,

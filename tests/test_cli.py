@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from kafka import TopicPartition
+
 from conftest import produce, settings_env, wait_for
 from streaming.dataset import DATASET_PATH, read_events
 from streaming.embedded import free_port
+from streaming.kafka import make_consumer
 
 
 def livelearn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -151,6 +154,36 @@ def test_report_into_a_missing_directory_is_one_line(make_settings, tmp_path):
     out = tmp_path / "missing" / "report.png"
     result = livelearn("report", "--out", str(out), env=settings_env(make_settings()))
     assert_one_line_error(result, str(out.parent), "--out")
+
+
+def events_in_topic(settings) -> int:
+    """How many records the (single-partition) events topic holds."""
+    consumer = make_consumer(settings)
+    try:
+        tp = TopicPartition(settings.events_topic, 0)
+        return consumer.end_offsets([tp])[tp]
+    finally:
+        consumer.close()
+
+
+def test_produce_csv_without_the_dataset_columns_sends_nothing(make_settings, tmp_path):
+    settings = make_settings()
+    path = tmp_path / "other.csv"
+    path.write_text("Month,PageValues,Weekend,Revenue,colour\nFeb,1.5,FALSE,TRUE,red\n")
+    result = livelearn("produce", "--csv", str(path), env=settings_env(settings))
+    assert_one_line_error(result, str(path), "Administrative, Administrative_Duration", "VisitorType")
+    assert "Month" not in result.stderr.split("missing")[-1] and "Revenue" not in result.stderr
+    assert events_in_topic(settings) == 0
+
+
+def test_produce_csv_with_a_malformed_value_is_one_line(make_settings, tmp_path):
+    settings = make_settings()
+    lines = DATASET_PATH.read_text().splitlines()[:4]
+    lines[3] = lines[3].replace("0,0,0,0,", "0,zero,0,0,", 1)
+    path = tmp_path / "broken.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = livelearn("produce", "--csv", str(path), env=settings_env(settings))
+    assert_one_line_error(result, f"{path} line 4", "Administrative_Duration", "'zero'", "not a number")
 
 
 def test_help_shows_env_vars():
