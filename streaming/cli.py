@@ -94,12 +94,13 @@ def learn(
 def produce(
     csv_path: Annotated[Path, typer.Option("--csv", exists=True, dir_okay=False,
                                            help="CSV with the dataset's columns (Revenue -> label).")],
-    rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Send at most this many events.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Events per second, above 0 (default: as fast as possible).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many events.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Replay the file this many times.")] = 1,
     event_format: Annotated[str, typer.Option("--format", help="msgpack or json.")] = "msgpack",
-    flip_labels_after: Annotated[int | None, typer.Option(help="Invert labels from the N-th event on (drift demo).")] = None,
-    flip_count: Annotated[int | None, typer.Option(help="...for this many events (default: all the rest).")] = None,
+    flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Invert labels from the N-th event on "
+                                                          "(drift demo).")] = None,
+    flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default: all the rest).")] = None,
     flip_probability: Annotated[float, typer.Option(min=0, max=1, help="Chance each label in the burst is "
                                                     "inverted (0.5: coin-flip labels, 1: all inverted).")] = 0.5,
     config: ConfigOpt = None,
@@ -113,6 +114,9 @@ def produce(
 
     if event_format not in ("msgpack", "json"):
         raise typer.BadParameter("use msgpack or json", param_hint="--format")
+    if rate is not None and rate <= 0:
+        raise typer.BadParameter("must be above 0 events per second; leave --rate out to send as fast as possible",
+                                 param_hint="--rate")
     check_columns(csv_path)
     settings = settings_from(config, bootstrap=bootstrap, topic=topic)
     producer = make_producer(settings, linger_ms=10)
@@ -219,16 +223,17 @@ def serve(
 
 @app.command()
 def up(
-    rate: Annotated[float, typer.Option(help="Replay rate in events/s (0: as fast as possible).")] = 400.0,
+    rate: Annotated[float, typer.Option(min=0, help="Replay rate in events/s (0: as fast as possible).")] = 400.0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
     bootstrap: BootstrapOpt = None,
     redis_url: RedisOpt = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", exists=True, dir_okay=False,
                                                   help="Dataset to replay (default: bundled).")] = None,
     exit_when_done: Annotated[bool, typer.Option(help="Stop everything once the replay is learned.")] = False,
-    flip_labels_after: Annotated[int | None, typer.Option(help="Drift demo: invert labels from event N.")] = None,
-    flip_count: Annotated[int | None, typer.Option(help="...for this many events (default 1500).")] = None,
-    api_port: Annotated[int | None, typer.Option(help="Port of the prediction API (default: a free one).")] = None,
+    flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Drift demo: invert labels from event N.")] = None,
+    flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default 1500).")] = None,
+    api_port: Annotated[int | None, typer.Option(min=1, max=65535,
+                                                 help="Port of the prediction API (default: a free one).")] = None,
 ) -> None:
     """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view."""
     from streaming.dataset import check_columns

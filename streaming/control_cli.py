@@ -67,7 +67,7 @@ def resume(reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, 
     _done(control, "learning resumed")
 
 
-def audit(limit: Annotated[int, typer.Option(help="Newest N entries.")] = 50, config: ConfigOpt = None,
+def audit(limit: Annotated[int, typer.Option(min=1, help="Newest N entries.")] = 50, config: ConfigOpt = None,
           model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False) -> None:
     """The audit log: snapshots, promotions, rollbacks, pins, freezes and resumes."""
     store = open_store(settings_from(config, model, redis_url=redis_url))

@@ -166,6 +166,15 @@ def events_in_topic(settings) -> int:
         consumer.close()
 
 
+@pytest.mark.parametrize("rate", ["-5", "0"])
+def test_produce_rejects_a_rate_that_is_not_positive(make_settings, rate):
+    settings = make_settings()
+    result = livelearn("produce", "--csv", str(DATASET_PATH), "--limit", "5", "--rate", rate,
+                       env=settings_env(settings))
+    assert result.returncode == 2 and "--rate" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert events_in_topic(settings) == 0
+
+
 def test_produce_csv_without_the_dataset_columns_sends_nothing(make_settings, tmp_path):
     settings = make_settings()
     path = tmp_path / "other.csv"
@@ -184,6 +193,21 @@ def test_produce_csv_with_a_malformed_value_is_one_line(make_settings, tmp_path)
     path.write_text("\n".join(lines) + "\n")
     result = livelearn("produce", "--csv", str(path), env=settings_env(settings))
     assert_one_line_error(result, f"{path} line 4", "Administrative_Duration", "'zero'", "not a number")
+
+
+@pytest.mark.parametrize("args", [
+    ("produce", "--csv", str(DATASET_PATH), "--limit", "-5"),
+    ("produce", "--csv", str(DATASET_PATH), "--limit", "5", "--flip-labels-after", "-1"),
+    ("audit", "--limit", "-1"),
+    ("audit", "--limit", "0"),
+    ("up", "--rate", "-5", "--bootstrap", "127.0.0.1:1", "--redis-url", "redis://127.0.0.1:1/0"),
+    ("versions", "show", "abc"),
+])
+def test_malformed_numbers_are_usage_errors(make_settings, args):
+    env = settings_env(make_settings(), LIVELEARN_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS="1")
+    result = livelearn(*args, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "Invalid value" in result.stderr
 
 
 def test_help_shows_env_vars():
