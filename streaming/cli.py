@@ -132,17 +132,18 @@ def produce(
 
 @app.command("topics")
 def topics(
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events and predictions topics.")] = 1,
     config: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     topic: TopicOpt = None,
 ) -> None:
-    """Create the events and dead-letter topics if they do not exist."""
-    from streaming.kafka import ensure_topics
+    """Create the events, dead-letter and predictions topics if they do not exist."""
+    from streaming.kafka import ensure_topics, livelearn_topics
 
     settings = settings_from(config, bootstrap=bootstrap, topic=topic)
-    ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1})
-    console.print(f"topics ready: {settings.events_topic} ({partitions} partitions), {settings.dead_letter_topic_name}")
+    topics = livelearn_topics(settings, partitions)
+    ensure_topics(settings, topics)
+    console.print("topics ready: " + ", ".join(f"{name} ({count} partitions)" for name, count in topics.items()))
 
 
 @app.command("config")

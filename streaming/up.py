@@ -28,7 +28,7 @@ from snapshotter.store import open_store
 from streaming.config import Settings
 from streaming.dataset import DATASET_PATH, read_events
 from streaming.embedded import EmbeddedServer, _die_with_parent, free_port, start_redis, start_tansu
-from streaming.kafka import ensure_topics, make_producer
+from streaming.kafka import ensure_topics, livelearn_topics, make_producer
 from streaming.live_view import ViewState
 from streaming.producer import flip_labels, replay
 
@@ -83,8 +83,7 @@ def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: st
         env = {**_DEMO_DEFAULTS, **os.environ, "LIVELEARN_KAFKA_BOOTSTRAP": bootstrap,
                "LIVELEARN_REDIS_URL": redis_url, "LIVELEARN_API_TOKEN": token, "LIVELEARN_API_PORT": str(port)}
         settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
-        ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1,
-                                 settings.predictions_topic_name: partitions})
+        ensure_topics(settings, livelearn_topics(settings, partitions))
         for command in ("learn", "monitor", "serve"):
             children[command] = _child(command, env, workdir / f"{command}.log")
         console.print(f"Kafka {bootstrap} · Redis {redact_url(redis_url)} · logs in {workdir}")

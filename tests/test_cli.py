@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from kafka import TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
 
 from conftest import produce, settings_env, wait_for
 from streaming.dataset import DATASET_PATH, read_events
 from streaming.embedded import free_port
-from streaming.kafka import make_consumer
+from streaming.cli import app
+from streaming.errors import ConnectionFailedError
+from streaming.kafka import make_consumer, topic_partitions
 
 
 def livelearn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -208,6 +211,31 @@ def test_malformed_numbers_are_usage_errors(make_settings, args):
     result = livelearn(*args, env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "Invalid value" in result.stderr
+
+
+def test_topics_creates_events_dead_letter_and_predictions_topics(make_settings):
+    settings = make_settings()
+    events = f"{settings.events_topic}-fresh"
+    result = livelearn("topics", "--topic", events, "--partitions", "2", env=settings_env(settings))
+    assert result.returncode == 0, result.stderr
+    admin = KafkaAdminClient(**settings.kafka_client_options())
+    try:
+        partitions = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(
+            [events, f"{events}.dlq", f"{events}.predictions"]) if t["error_code"] == 0}
+    finally:
+        admin.close()
+    assert partitions == {events: 2, f"{events}.dlq": 1, f"{events}.predictions": 2}
+
+
+def test_missing_topic_hint_names_a_real_command():
+    class NoSuchTopic:
+        def partitions_for_topic(self, topic):
+            return None
+
+    with pytest.raises(ConnectionFailedError) as caught:
+        topic_partitions(NoSuchTopic(), "livelearn.events")
+    named = re.findall(r"`livelearn ([^`]*)`", str(caught.value))
+    assert named == ["topics"] and "topics" in {command.name for command in app.registered_commands}
 
 
 def test_help_shows_env_vars():
