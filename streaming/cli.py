@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from streaming.config import ENV_PREFIX, Settings
-from streaming.errors import LivelearnError
+from streaming.errors import ConfigError, LivelearnError
 from streaming.options import (
     BootstrapOpt,
     ConfigOpt,
@@ -48,7 +48,14 @@ log = logging.getLogger("livelearn")
 LogLevelOpt = Annotated[str, typer.Option("--log-level", envvar="LIVELEARN_LOG_LEVEL", help="Logging level.")]
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # also what uvicorn accepts, in lower case
+
+
 def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``; an unknown level is a :class:`ConfigError`, not a traceback."""
+    if level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"unknown log level {level!r}; use one of {', '.join(_LOG_LEVELS)} "
+                          "(--log-level / LIVELEARN_LOG_LEVEL)")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

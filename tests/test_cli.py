@@ -238,6 +238,12 @@ def test_missing_topic_hint_names_a_real_command():
     assert named == ["topics"] and "topics" in {command.name for command in app.registered_commands}
 
 
+@pytest.mark.parametrize("command", ["learn", "monitor", "serve"])
+def test_unknown_log_level_is_one_line(make_settings, command):
+    result = livelearn(command, env=settings_env(make_settings(), LIVELEARN_LOG_LEVEL="verbose"))
+    assert_one_line_error(result, "'verbose'", "LIVELEARN_LOG_LEVEL", "INFO")
+
+
 def test_help_shows_env_vars():
     result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
     assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
