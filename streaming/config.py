@@ -38,6 +38,7 @@ __all__ = ["Settings", "load_settings", "ENV_PREFIX"]
 ENV_PREFIX = "LIVELEARN_"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url accepts
+_BROKER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)(:(?P<port>\d{1,5}))?$")  # host[:port], [IPv6][:port]
 #: The TOML file of the Settings being built by :func:`load_settings` (unset: ``LIVELEARN_CONFIG_FILE``).
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("livelearn_config_file", default=None)
 
@@ -143,6 +144,14 @@ class Settings(BaseSettings):
             raise ValueError("use 1-64 letters, digits, '.', '_' or '-'")
         return value
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_kafka_bootstrap(cls, value: str) -> str:
+        servers = [server.strip() for server in value.split(",") if server.strip()]
+        if not servers or not all(map(_is_broker, servers)):
+            raise ValueError("use host:port, comma-separated (e.g. kafka-1:9092,kafka-2:9092)")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
@@ -192,6 +201,12 @@ class Settings(BaseSettings):
             if self.kafka_sasl_password is not None:
                 options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return options
+
+
+def _is_broker(server: str) -> bool:
+    """Whether ``server`` is ``host[:port]`` (IPv6 in brackets), as kafka-python parses bootstrap servers."""
+    match = _BROKER.match(server)
+    return match is not None and int(match["port"] or 1) <= 65535
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -244,6 +244,13 @@ def test_unknown_log_level_is_one_line(make_settings, command):
     assert_one_line_error(result, "'verbose'", "LIVELEARN_LOG_LEVEL", "INFO")
 
 
+@pytest.mark.parametrize("bootstrap", ["kafka-1:ninety", ",", "http://kafka-1:9092"])
+def test_malformed_kafka_bootstrap_is_one_line(bootstrap):
+    result = livelearn("topics", env={**settings_env_base(), "LIVELEARN_KAFKA_BOOTSTRAP": bootstrap,
+                                      "LIVELEARN_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS": "1"})
+    assert_one_line_error(result, "LIVELEARN_KAFKA_BOOTSTRAP", "host:port")
+
+
 def test_help_shows_env_vars():
     result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
     assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
