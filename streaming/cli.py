@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -225,8 +226,21 @@ def serve(
 
     setup_logging(log_level)
     settings = settings_from(config, model, redis_url=redis_url, api_host=host, api_port=port)
+    _check_bindable(settings.api_host, settings.api_port)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_level=log_level.lower(), timeout_graceful_shutdown=5)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """One line naming the settings when ``host:port`` cannot be bound (uvicorn would log it and exit 3)."""
+    try:
+        family, kind, _proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve the API on {host}:{port} ({exc.strerror or exc}); choose a free port with "
+                          "--port (LIVELEARN_API_PORT) or another address with --host (LIVELEARN_API_HOST)") from None
 
 
 @app.command()

@@ -251,6 +251,15 @@ def test_malformed_kafka_bootstrap_is_one_line(bootstrap):
     assert_one_line_error(result, "LIVELEARN_KAFKA_BOOTSTRAP", "host:port")
 
 
+def test_serve_port_in_use_is_one_line(make_settings):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = livelearn("serve", "--port", str(port), env=settings_env(make_settings()))
+    assert_one_line_error(result, f"127.0.0.1:{port}", "LIVELEARN_API_PORT")
+
+
 def test_help_shows_env_vars():
     result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
     assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
