@@ -102,13 +102,15 @@ def learn(
 def produce(
     csv_path: Annotated[Path, typer.Option("--csv", exists=True, dir_okay=False,
                                            help="CSV with the dataset's columns (Revenue -> label).")],
-    rate: Annotated[float | None, typer.Option(help="Events per second, above 0 (default: as fast as possible).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Events per second, above 0 (default: as fast as "
+                                               "possible).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many events.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Replay the file this many times.")] = 1,
     event_format: Annotated[str, typer.Option("--format", help="msgpack or json.")] = "msgpack",
     flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Invert labels from the N-th event on "
                                                           "(drift demo).")] = None,
-    flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default: all the rest).")] = None,
+    flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default: all the "
+                                                   "rest).")] = None,
     flip_probability: Annotated[float, typer.Option(min=0, max=1, help="Chance each label in the burst is "
                                                     "inverted (0.5: coin-flip labels, 1: all inverted).")] = 0.5,
     config: ConfigOpt = None,
@@ -252,7 +254,8 @@ def up(
     csv_path: Annotated[Path | None, typer.Option("--csv", exists=True, dir_okay=False,
                                                   help="Dataset to replay (default: bundled).")] = None,
     exit_when_done: Annotated[bool, typer.Option(help="Stop everything once the replay is learned.")] = False,
-    flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Drift demo: invert labels from event N.")] = None,
+    flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Drift demo: invert labels from "
+                                                          "event N.")] = None,
     flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default 1500).")] = None,
     api_port: Annotated[int | None, typer.Option(min=1, max=65535,
                                                  help="Port of the prediction API (default: a free one).")] = None,

@@ -129,7 +129,8 @@ class Settings(BaseSettings):
     # --- observability --------------------------------------------------------------------
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port of this process (unset: off).")
     metrics_host: str = Field(
-        "127.0.0.1", description="Address the Prometheus port of `learn` and `monitor` binds (0.0.0.0: every interface)."
+        "127.0.0.1",
+        description="Address the Prometheus port of `learn` and `monitor` binds (0.0.0.0: every interface).",
     )
     status_interval_seconds: float = Field(1.0, gt=0, le=60, description="How often learners publish status to Redis.")
     history_every_events: int = Field(
@@ -227,9 +228,11 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     except SettingsError as exc:
         raise ConfigError(_unparsable_env_message(exc)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix it or pass another file to --config") from None
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix it or pass another file to "
+                          "--config") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path} ({exc}); pass a readable UTF-8 TOML file to --config") from None
+        raise ConfigError(f"cannot read config file {path} ({exc}); pass a readable UTF-8 TOML file to "
+                          "--config") from None
     finally:
         _CONFIG_FILE.reset(token)
 
@@ -261,4 +264,5 @@ def _unparsable_env_message(exc: SettingsError) -> str:
         return f"invalid configuration: {exc}"
     env = f"{ENV_PREFIX}{match.group(1).upper()}"
     items = [item.strip() for item in os.environ.get(env, "").split(",") if item.strip()] or ["a", "b"]
-    return f"invalid configuration: {env} is not valid JSON; lists are JSON in env vars, e.g. {env}='{json.dumps(items)}'"
+    return (f"invalid configuration: {env} is not valid JSON; lists are JSON in env vars, "
+            f"e.g. {env}='{json.dumps(items)}'")

@@ -97,7 +97,8 @@ def report(out: Annotated[Path, typer.Option("--out", help="PNG file to write.")
     try:
         write_report(store, settings, out)
     except OSError as exc:  # e.g. no permission: found only when writing
-        raise InputError(f"cannot write the report to {out} ({exc.strerror or exc}); pass a writable path to --out") from None
+        raise InputError(f"cannot write the report to {out} ({exc.strerror or exc}); "
+                         "pass a writable path to --out") from None
     console.print(f"report written to {out}")
 
 

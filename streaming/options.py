@@ -40,7 +40,8 @@ TopicOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 MetricsPortOpt = Annotated[
-    int | None, typer.Option("--metrics-port", envvar="LIVELEARN_METRICS_PORT", help="Serve Prometheus metrics on this port.")
+    int | None,
+    typer.Option("--metrics-port", envvar="LIVELEARN_METRICS_PORT", help="Serve Prometheus metrics on this port."),
 ]
 MetricsHostOpt = Annotated[
     str | None,

@@ -51,7 +51,8 @@ def test_config_file_mistakes_are_config_errors(tmp_path, no_config_env, content
 @pytest.mark.parametrize(("url", "shown"), [
     ("redis://livelearn:s3cret@redis:6379/0", "redis://livelearn:***@redis:6379/0"),
     ("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0"),
-    ("rediss://:p%40ss:w0rd@redis:6380/0?ssl_ca_certs=/etc/ca.pem", "rediss://:***@redis:6380/0?ssl_ca_certs=/etc/ca.pem"),
+    ("rediss://:p%40ss:w0rd@redis:6380/0?ssl_ca_certs=/etc/ca.pem",
+     "rediss://:***@redis:6380/0?ssl_ca_certs=/etc/ca.pem"),
     ("redis://redis:6379/0?password=s3cret&db=1", "redis://redis:6379/0?password=***&db=1"),
     ("unix://:s3cret@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
     ("unix:///run/redis.sock?db=0&Password=s3cret", "unix:///run/redis.sock?db=0&Password=***"),
