@@ -25,7 +25,7 @@ from rich.live import Live
 
 from snapshotter.connection import redact_url
 from snapshotter.store import open_store
-from streaming.config import Settings
+from streaming.config import load_settings
 from streaming.dataset import DATASET_PATH, read_events
 from streaming.embedded import EmbeddedServer, _die_with_parent, free_port, start_redis, start_tansu
 from streaming.kafka import ensure_topics, livelearn_topics, make_producer
@@ -66,6 +66,7 @@ def _stop_children(children: dict[str, subprocess.Popen]) -> None:
 def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: str | None, csv_path: Path | None,
            exit_when_done: bool, flip_labels_after: int | None = None, flip_count: int | None = None,
            api_port: int | None = None) -> None:
+    load_settings(kafka_bootstrap=bootstrap, redis_url=redis_url)  # a bad setting fails before any server starts
     console = Console()
     servers: list[EmbeddedServer] = []
     children: dict[str, subprocess.Popen] = {}
@@ -82,7 +83,7 @@ def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: st
         port = api_port or free_port()
         env = {**_DEMO_DEFAULTS, **os.environ, "LIVELEARN_KAFKA_BOOTSTRAP": bootstrap,
                "LIVELEARN_REDIS_URL": redis_url, "LIVELEARN_API_TOKEN": token, "LIVELEARN_API_PORT": str(port)}
-        settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
+        settings = load_settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
         ensure_topics(settings, livelearn_topics(settings, partitions))
         for command in ("learn", "monitor", "serve"):
             children[command] = _child(command, env, workdir / f"{command}.log")

@@ -260,6 +260,12 @@ def test_serve_port_in_use_is_one_line(make_settings):
     assert_one_line_error(result, f"127.0.0.1:{port}", "LIVELEARN_API_PORT")
 
 
+def test_up_with_a_bad_setting_is_one_line():
+    env = {**settings_env_base(), "LIVELEARN_FEATURES_EXCLUDE": "Month"}
+    result = livelearn("up", "--bootstrap", "127.0.0.1:1", "--redis-url", "redis://127.0.0.1:1/0", env=env)
+    assert_one_line_error(result, "LIVELEARN_FEATURES_EXCLUDE is not valid JSON")
+
+
 def test_help_shows_env_vars():
     result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
     assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
