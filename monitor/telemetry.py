@@ -16,8 +16,11 @@ from prometheus_client import CollectorRegistry
 from __future__ import annotations
 
 import time
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from streaming.errors import ConfigError
 
 __all__ = ["LearnerMetrics", "MonitorMetrics", "ServingMetrics", "EVENT_LATENCY_BUCKETS", "serve_metrics"]
 
@@ -165,6 +168,17 @@ class ServingMetrics:
         self.swaps = Counter("livelearn_serving_swaps_total", "Serving model swaps.", ["model"], **kw).labels(model)
 
 
-def serve_metrics(port: int, registry: CollectorRegistry = REGISTRY) -> None:
-    """Expose ``registry`` on ``http://0.0.0.0:port/metrics`` from a daemon thread."""
-    start_http_server(port, registry=registry)
+def serve_metrics(port: int, registry: CollectorRegistry = REGISTRY, host: str = "127.0.0.1") -> WSGIServer:
+    """Expose ``registry`` on ``http://host:port/metrics`` from a daemon thread; returns the server.
+
+    Raises :class:`ConfigError` naming the settings when the address cannot be bound (port in use,
+    unknown host), instead of an ``OSError`` traceback.
+    """
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); choose a free port with --metrics-port "
+            "(LIVELEARN_METRICS_PORT) or another address with --metrics-host (LIVELEARN_METRICS_HOST)"
+        ) from None
+    return server

@@ -1,8 +1,11 @@
-"""Redis connections with retries and backoff, and errors that name the URL.
+"""Redis connections with retries and backoff, errors that name the URL, and what a livelearn user may do.
 
 >>> client = connect_redis("redis://127.0.0.1:1/0", check=False)
 >>> client.connection_pool.connection_kwargs["port"]
 1
+
+A least-privilege Redis user for livelearn may run :data:`REQUIRED_REDIS_COMMANDS` on keys and pub/sub
+channels matching :data:`REDIS_KEY_PATTERN`; :func:`redis_acl_rules` spells that as ``ACL SETUSER`` rules.
 """
 
 from __future__ import annotations
@@ -16,7 +19,62 @@ from redis.retry import Retry
 
 from streaming.errors import ConnectionFailedError
 
-__all__ = ["FATAL_FAILURES", "connect_redis", "describe_failure", "redact_url", "redis_failure"]
+__all__ = [
+    "FATAL_FAILURES",
+    "REDIS_KEY_PATTERN",
+    "REQUIRED_REDIS_COMMANDS",
+    "connect_redis",
+    "describe_failure",
+    "redact_url",
+    "redis_acl_rules",
+    "redis_failure",
+]
+
+#: Every key and pub/sub channel of every model starts with this (see :class:`snapshotter.keys.Keys`).
+REDIS_KEY_PATTERN = "livelearn:*"
+
+#: Every Redis command livelearn sends (learner, monitor, serve and the operator commands), with what it is
+#: for; the commands the Lua scripts run are checked against the user's ACL too. The README's
+#: least-privilege table is this dict; tests/test_redis_acl.py proves it is enough and that every command a
+#: Lua script calls is in it. A new Redis call in livelearn needs its command here.
+REQUIRED_REDIS_COMMANDS: dict[str, str] = {
+    "PING": "connection check; health check of idle connections",
+    "SELECT": "only when the URL names a database other than 0",
+    "EVALSHA": "every state change is one Lua script (snapshot, lease, status, control actions, monitor cursor)",
+    "SCRIPT|LOAD": "load a Lua script the server has not cached yet",
+    "MULTI": "check-ins and the control state are read and written in transactions",
+    "EXEC": "(with MULTI)",
+    "GET": "pointers (head, serving, pinned, epoch), version blobs and metadata, status, lease",
+    "MGET": "metadata of every version (`versions list`, `GET /versions`)",
+    "SET": "versions, pointers, status, lease (in scripts)",
+    "INCR": "version counter, lease fencing token, lineage epoch (in scripts)",
+    "DEL": "retention, lease release, unpin, resume (in scripts)",
+    "EXISTS": "frozen flag; a version exists before a rollback or pin",
+    "PEXPIRE": "lease renewal (in a script)",
+    "SADD": "versions protected by a pin (in a script)",
+    "SREM": "unpinned versions lose protection (in scripts)",
+    "SISMEMBER": "retention keeps protected versions (in a script)",
+    "ZADD": "version index, stable versions, rollback times, learner and monitor check-ins",
+    "ZCARD": "retention (in a script)",
+    "ZRANGE": "version index and stable versions",
+    "ZRANGEBYSCORE": "recent rollbacks; live learners and monitors",
+    "ZREM": "retention; learners and monitors signing off",
+    "ZREMRANGEBYSCORE": "a rollback abandons stable versions above its target; stale check-ins",
+    "ZREVRANGE": "newest stable version on unpin (in a script)",
+    "ZREVRANK": "retention keeps the newest stable versions (in a script)",
+    "HGET": "monitors' shared cursor (in a script)",
+    "HSET": "monitors' cursor and judge state, the freeze record (in scripts)",
+    "HGETALL": "monitors' judge state, the freeze record",
+    "XADD": "audit log and metric history",
+    "XRANGE": "audit log and metric history (`audit`, `report`)",
+    "XREVRANGE": "newest audit entries (`audit --limit`)",
+    "XREAD": "the monitor waits for new metric samples",
+    "PUBLISH": "announce rollbacks, promotions, freezes and resumes (in scripts)",
+    "SUBSCRIBE": "learners and `serve` react to those announcements at once",
+}
+
+_SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
+
 
 _REFUSALS = {
     redis.exceptions.OutOfMemoryError: "OOM",
@@ -75,11 +133,46 @@ def describe_failure(code: str, url: str, exc: BaseException) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
+    """``url`` with every password in it replaced by ``***``, as redis-py would read the URL.
+
+    Covers ``user:password@``, a password alone (``:password@``) and query parameters whose name
+    mentions a password, secret or token; anything else is left exactly as written.
+
+    >>> redact_url("redis://livelearn:s3cret@redis:6379/0")
+    'redis://livelearn:***@redis:6379/0'
+    >>> redact_url("rediss://:s3cret@redis:6380/0?ssl_ca_certs=/etc/ca.pem")
+    'rediss://:***@redis:6380/0?ssl_ca_certs=/etc/ca.pem'
+    >>> redact_url("unix:///run/redis.sock?db=0&password=s3cret")
+    'unix:///run/redis.sock?db=0&password=***'
+    >>> redact_url("redis://127.0.0.1:6379/0")
+    'redis://127.0.0.1:6379/0'
+    """
     parts = urllib.parse.urlsplit(url)
-    if parts.password:
-        return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-    return url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}:***@{hostport}" if at and ":" in userinfo else parts.netloc
+    query = "&".join(_redact_parameter(p) for p in parts.query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
+
+
+def _redact_parameter(parameter: str) -> str:
+    name, equals, _value = parameter.partition("=")
+    return f"{name}=***" if equals and _SECRET_PARAMETER.search(name) else parameter
+
+
+def redis_acl_rules(password: str) -> list[str]:
+    """``ACL SETUSER <name>`` rules for a livelearn user: :data:`REQUIRED_REDIS_COMMANDS` on livelearn's keys and
+    channels, nothing else (``resetchannels`` is explicit because Redis 6.2 starts users on all channels).
+
+    >>> redis_acl_rules("s3cret")[:6]
+    ['reset', 'on', '>s3cret', '~livelearn:*', 'resetchannels', '&livelearn:*']
+    >>> "+script|load" in redis_acl_rules("s3cret")
+    True
+    """
+    return ["reset", "on", f">{password}", f"~{REDIS_KEY_PATTERN}", "resetchannels", f"&{REDIS_KEY_PATTERN}",
+            *(f"+{command.lower()}" for command in REQUIRED_REDIS_COMMANDS)]
 
 
 def connect_redis(url: str, password: str | None = None, *, check: bool = True, retries: int = 3,

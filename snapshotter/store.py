@@ -102,6 +102,9 @@ class VersionStore:
         self.keep_stable = keep_stable
         self.audit_retention = audit_retention
         self._write = client.register_script(_WRITE)
+        self._raise_counter = client.register_script(
+            "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+            "redis.call('SET', KEYS[1], ARGV[1]) end")
 
     @classmethod
     def for_settings(cls, client: redis.Redis, settings: Settings) -> VersionStore:
@@ -210,8 +213,7 @@ class VersionStore:
     def raise_counter(self, at_least: int) -> None:
         """Make the next version number greater than ``at_least`` (after Redis lost its data, so new versions
         do not reuse numbers that services may still remember)."""
-        self.client.eval("if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
-                         "redis.call('SET', KEYS[1], ARGV[1]) end", 1, self.keys.counter, at_least)
+        self._raise_counter(keys=[self.keys.counter], args=[at_least])
 
     def numbers(self) -> list[int]:
         """Every stored version number, oldest first."""

@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,11 +15,21 @@ import redis
 import typer
 from kafka.errors import KafkaError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from streaming.config import ENV_PREFIX, Settings
-from streaming.errors import LivelearnError
-from streaming.options import BootstrapOpt, ConfigOpt, ModelOpt, RedisOpt, TopicOpt, settings_from
+from streaming.errors import ConfigError, LivelearnError
+from streaming.options import (
+    BootstrapOpt,
+    ConfigOpt,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    ModelOpt,
+    RedisOpt,
+    TopicOpt,
+    settings_from,
+)
 from streaming.control_cli import register as register_control_commands
 from streaming.versions_cli import versions_app
 
@@ -38,7 +49,14 @@ log = logging.getLogger("livelearn")
 LogLevelOpt = Annotated[str, typer.Option("--log-level", envvar="LIVELEARN_LOG_LEVEL", help="Logging level.")]
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # also what uvicorn accepts, in lower case
+
+
 def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``; an unknown level is a :class:`ConfigError`, not a traceback."""
+    if level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"unknown log level {level!r}; use one of {', '.join(_LOG_LEVELS)} "
+                          "(--log-level / LIVELEARN_LOG_LEVEL)")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
@@ -51,8 +69,8 @@ def learn(
     bootstrap: BootstrapOpt = None,
     redis_url: RedisOpt = None,
     topic: TopicOpt = None,
-    metrics_port: Annotated[int | None, typer.Option(envvar="LIVELEARN_METRICS_PORT",
-                                                     help="Serve Prometheus metrics on this port.")] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     until_caught_up: Annotated[bool, typer.Option(help="Exit (with a final snapshot) once no lag is left.")] = False,
     allow_empty_store: Annotated[bool, typer.Option(
         "--allow-empty-store", help="Start from nothing even though Kafka says the model was learned before "
@@ -69,12 +87,12 @@ def learn(
 
     setup_logging(log_level)
     settings = settings_from(config, model, bootstrap, redis_url, topic, metrics_port=metrics_port,
-                             allow_empty_store=allow_empty_store or None)
+                             metrics_host=metrics_host, allow_empty_store=allow_empty_store or None)
+    if settings.metrics_port is not None:  # a port in use fails before anything connects
+        serve_metrics(settings.metrics_port, host=settings.metrics_host)
     learner = Learner(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: learner.stop())
-    if settings.metrics_port is not None:
-        serve_metrics(settings.metrics_port)
     # Move the ~130k long-lived objects of the imports out of the collector's reach: full GC passes
     # then take milliseconds, not ~75 ms stalls in the event loop (see bench/learner.py).
     gc.collect()
@@ -87,25 +105,32 @@ def learn(
 def produce(
     csv_path: Annotated[Path, typer.Option("--csv", exists=True, dir_okay=False,
                                            help="CSV with the dataset's columns (Revenue -> label).")],
-    rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Send at most this many events.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Events per second, above 0 (default: as fast as "
+                                               "possible).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many events.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Replay the file this many times.")] = 1,
     event_format: Annotated[str, typer.Option("--format", help="msgpack or json.")] = "msgpack",
-    flip_labels_after: Annotated[int | None, typer.Option(help="Invert labels from the N-th event on (drift demo).")] = None,
-    flip_count: Annotated[int | None, typer.Option(help="...for this many events (default: all the rest).")] = None,
+    flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Invert labels from the N-th event on "
+                                                          "(drift demo).")] = None,
+    flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default: all the "
+                                                   "rest).")] = None,
     flip_probability: Annotated[float, typer.Option(min=0, max=1, help="Chance each label in the burst is "
                                                     "inverted (0.5: coin-flip labels, 1: all inverted).")] = 0.5,
     config: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     topic: TopicOpt = None,
 ) -> None:
-    """Replay a CSV of sessions as events into the events topic."""
-    from streaming.dataset import read_events
+    """Replay a CSV of sessions as events into the events topic (the file is checked before anything is sent)."""
+    from streaming.dataset import check_columns, read_events
     from streaming.kafka import make_producer
     from streaming.producer import flip_labels, replay
 
     if event_format not in ("msgpack", "json"):
         raise typer.BadParameter("use msgpack or json", param_hint="--format")
+    if rate is not None and rate <= 0:
+        raise typer.BadParameter("must be above 0 events per second; leave --rate out to send as fast as possible",
+                                 param_hint="--rate")
+    check_columns(csv_path)
     settings = settings_from(config, bootstrap=bootstrap, topic=topic)
     producer = make_producer(settings, linger_ms=10)
     try:
@@ -120,26 +145,31 @@ def produce(
 
 @app.command("topics")
 def topics(
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events and predictions topics.")] = 1,
     config: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     topic: TopicOpt = None,
 ) -> None:
-    """Create the events and dead-letter topics if they do not exist."""
-    from streaming.kafka import ensure_topics
+    """Create the events, dead-letter and predictions topics if they do not exist."""
+    from streaming.kafka import ensure_topics, livelearn_topics
 
     settings = settings_from(config, bootstrap=bootstrap, topic=topic)
-    ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1})
-    console.print(f"topics ready: {settings.events_topic} ({partitions} partitions), {settings.dead_letter_topic_name}")
+    topics = livelearn_topics(settings, partitions)
+    ensure_topics(settings, topics)
+    console.print("topics ready: " + ", ".join(f"{name} ({count} partitions)" for name, count in topics.items()))
 
 
 @app.command("config")
 def show_config(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every setting with its env var, current value and meaning (secrets hidden)."""
+    from snapshotter.connection import redact_url
+
     settings = settings_from(config)
     rows = []
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
+        if name == "redis_url":  # may carry a password; SecretStr settings print as ********** already
+            value = redact_url(value)
         rows.append((name, f"{ENV_PREFIX}{name.upper()}", value, field.description or ""))
     if as_json:
         typer.echo(json.dumps({name: str(value) if value is not None else None for name, _, value, _ in rows},
@@ -159,8 +189,8 @@ def monitor(
     model: ModelOpt = None,
     redis_url: RedisOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Show a live view instead of log lines.")] = False,
-    metrics_port: Annotated[int | None, typer.Option(envvar="LIVELEARN_METRICS_PORT",
-                                                     help="Serve Prometheus metrics on this port.")] = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Guard the live model: roll back on confirmed breaches, freeze learning when it flaps."""
@@ -168,12 +198,12 @@ def monitor(
     from monitor.watcher import Monitor
 
     setup_logging(log_level if not watch else "ERROR")
-    settings = settings_from(config, model, redis_url=redis_url, metrics_port=metrics_port)
+    settings = settings_from(config, model, redis_url=redis_url, metrics_port=metrics_port, metrics_host=metrics_host)
+    if settings.metrics_port is not None:  # a port in use fails before anything connects
+        serve_metrics(settings.metrics_port, host=settings.metrics_host)
     guard = Monitor(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: guard.stop())
-    if settings.metrics_port is not None:
-        serve_metrics(settings.metrics_port)
     if not watch:
         guard.run()
         return
@@ -201,25 +231,44 @@ def serve(
 
     setup_logging(log_level)
     settings = settings_from(config, model, redis_url=redis_url, api_host=host, api_port=port)
+    _check_bindable(settings.api_host, settings.api_port)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_level=log_level.lower(), timeout_graceful_shutdown=5)
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """One line naming the settings when ``host:port`` cannot be bound (uvicorn would log it and exit 3)."""
+    try:
+        family, kind, _proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve the API on {host}:{port} ({exc.strerror or exc}); choose a free port with "
+                          "--port (LIVELEARN_API_PORT) or another address with --host (LIVELEARN_API_HOST)") from None
+
+
 @app.command()
 def up(
-    rate: Annotated[float, typer.Option(help="Replay rate in events/s (0: as fast as possible).")] = 400.0,
+    rate: Annotated[float, typer.Option(min=0, help="Replay rate in events/s (0: as fast as possible).")] = 400.0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
     bootstrap: BootstrapOpt = None,
     redis_url: RedisOpt = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Dataset to replay (default: bundled).")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", exists=True, dir_okay=False,
+                                                  help="Dataset to replay (default: bundled).")] = None,
     exit_when_done: Annotated[bool, typer.Option(help="Stop everything once the replay is learned.")] = False,
-    flip_labels_after: Annotated[int | None, typer.Option(help="Drift demo: invert labels from event N.")] = None,
-    flip_count: Annotated[int | None, typer.Option(help="...for this many events (default 1500).")] = None,
-    api_port: Annotated[int | None, typer.Option(help="Port of the prediction API (default: a free one).")] = None,
+    flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Drift demo: invert labels from "
+                                                          "event N.")] = None,
+    flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default 1500).")] = None,
+    api_port: Annotated[int | None, typer.Option(min=1, max=65535,
+                                                 help="Port of the prediction API (default: a free one).")] = None,
 ) -> None:
     """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view."""
+    from streaming.dataset import check_columns
     from streaming.up import run_up
 
+    if csv_path is not None:
+        check_columns(csv_path)
     if flip_labels_after is not None and flip_count is None:
         flip_count = 1500
     run_up(rate=rate, partitions=partitions, bootstrap=bootstrap, redis_url=redis_url, csv_path=csv_path,
@@ -227,16 +276,19 @@ def up(
            api_port=api_port)
 
 
+def fail(message: str) -> None:
+    """Print ``message`` as one ``error:`` line on stderr (never wrapped, never read as markup) and exit 2."""
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 def main() -> None:
     """Console entry point: one clear line and exit code 2 for expected failures."""
     try:
         app()
     except LivelearnError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(2)
+        fail(str(exc))
     except redis.RedisError as exc:
-        console.print(f"[red]error:[/red] Redis failed: {exc}; check LIVELEARN_REDIS_URL", highlight=False)
-        sys.exit(2)
+        fail(f"Redis failed: {exc}; check LIVELEARN_REDIS_URL")
     except KafkaError as exc:
-        console.print(f"[red]error:[/red] Kafka failed: {exc}; check LIVELEARN_KAFKA_BOOTSTRAP", highlight=False)
-        sys.exit(2)
+        fail(f"Kafka failed: {exc}; check LIVELEARN_KAFKA_BOOTSTRAP")

@@ -13,8 +13,12 @@ then the defaults below. Secrets are :class:`pydantic.SecretStr` and never print
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tomllib
+import urllib.parse
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +27,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -32,6 +37,10 @@ __all__ = ["Settings", "load_settings", "ENV_PREFIX"]
 
 ENV_PREFIX = "LIVELEARN_"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url accepts
+_BROKER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)(:(?P<port>\d{1,5}))?$")  # host[:port], [IPv6][:port]
+#: The TOML file of the Settings being built by :func:`load_settings` (unset: ``LIVELEARN_CONFIG_FILE``).
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("livelearn_config_file", default=None)
 
 
 class Settings(BaseSettings):
@@ -145,6 +154,10 @@ class Settings(BaseSettings):
         False, description="Let a learner start from nothing although Kafka says the model was learned before "
         "(Redis lost its data). Off: it refuses and says why.",
     )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the Prometheus port of `learn` and `monitor` binds (0.0.0.0: every interface).",
+    )
     status_interval_seconds: float = Field(1.0, gt=0, le=60, description="How often learners publish status to Redis.")
     history_every_events: int = Field(
         100, ge=1, le=1_000_000,
@@ -158,6 +171,21 @@ class Settings(BaseSettings):
             raise ValueError("use 1-64 letters, digits, '.', '_' or '-'")
         return value
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_kafka_bootstrap(cls, value: str) -> str:
+        servers = [server.strip() for server in value.split(",") if server.strip()]
+        if not servers or not all(map(_is_broker, servers)):
+            raise ValueError("use host:port, comma-separated (e.g. kafka-1:9092,kafka-2:9092)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if urllib.parse.urlsplit(value).scheme.lower() not in _REDIS_SCHEMES:
+            raise ValueError("use a redis://, rediss:// (TLS) or unix:// URL")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -168,7 +196,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+        path = _CONFIG_FILE.get() or os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
         if path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
         return tuple(sources)
@@ -202,22 +230,65 @@ class Settings(BaseSettings):
         return options
 
 
-def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build :class:`Settings`, turning validation errors into one readable :class:`ConfigError`.
+def _is_broker(server: str) -> bool:
+    """Whether ``server`` is ``host[:port]`` (IPv6 in brackets), as kafka-python parses bootstrap servers."""
+    match = _BROKER.match(server)
+    return match is not None and int(match["port"] or 1) <= 65535
 
-    ``overrides`` whose value is ``None`` are ignored, so CLI options left unset fall through to
-    env vars, the config file and defaults.
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings`, turning every configuration mistake into one readable :class:`ConfigError`.
+
+    ``config_file`` (default: ``LIVELEARN_CONFIG_FILE``) is handed to the settings sources for this
+    call only; the environment is not changed. ``overrides`` whose value is ``None`` are ignored, so CLI
+    options left unset fall through to env vars, the config file and defaults.
     """
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass an existing TOML file to --config")
-        os.environ[f"{ENV_PREFIX}CONFIG_FILE"] = str(path)
+    if config_file is None:
+        config_file = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE") or None
+    path = _checked_config_file(Path(config_file)) if config_file is not None else None
+    token = _CONFIG_FILE.set(path)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "?"
-            problems.append(f"{name} ({ENV_PREFIX}{name.upper()}): {err['msg']}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+        raise ConfigError("invalid configuration: " + "; ".join(_problem(err, path) for err in exc.errors())) from None
+    except SettingsError as exc:
+        raise ConfigError(_unparsable_env_message(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix it or pass another file to "
+                          "--config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path} ({exc}); pass a readable UTF-8 TOML file to "
+                          "--config") from None
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def _checked_config_file(path: Path) -> Path:
+    """``path`` if it names a file, else :class:`ConfigError` saying what is wrong with it."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; pass a TOML file to --config (or LIVELEARN_CONFIG_FILE)")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing TOML file to --config "
+                          "(or LIVELEARN_CONFIG_FILE)")
+    return path
+
+
+def _problem(err: Any, path: Path | None) -> str:
+    """One validation error as ``name (ENV_VAR): what is wrong``."""
+    name = ".".join(str(p) for p in err["loc"]) or "?"
+    if err["type"] == "extra_forbidden":
+        where = f" in config file {path}" if path else ""
+        return (f"{name}{where} is not a livelearn setting (keys are the setting names in lower case without "
+                f"{ENV_PREFIX}; `livelearn config` lists them)")
+    return f"{name} ({ENV_PREFIX}{name.upper()}): {err['msg']}"
+
+
+def _unparsable_env_message(exc: SettingsError) -> str:
+    """A list setting whose env var is not JSON (pydantic-settings raises ``SettingsError`` for it)."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    if match is None:
+        return f"invalid configuration: {exc}"
+    env = f"{ENV_PREFIX}{match.group(1).upper()}"
+    items = [item.strip() for item in os.environ.get(env, "").split(",") if item.strip()] or ["a", "b"]
+    return (f"invalid configuration: {env} is not valid JSON; lists are JSON in env vars, "
+            f"e.g. {env}='{json.dumps(items)}'")

@@ -14,6 +14,7 @@ from rich.table import Table
 from snapshotter.audit import default_actor, read_audit
 from snapshotter.control import ControlPlane
 from snapshotter.store import open_store
+from streaming.errors import InputError
 from streaming.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
 
 __all__ = ["register"]
@@ -66,7 +67,7 @@ def resume(reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, 
     _done(control, "learning resumed")
 
 
-def audit(limit: Annotated[int, typer.Option(help="Newest N entries.")] = 50, config: ConfigOpt = None,
+def audit(limit: Annotated[int, typer.Option(min=1, help="Newest N entries.")] = 50, config: ConfigOpt = None,
           model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False) -> None:
     """The audit log: snapshots, promotions, rollbacks, pins, freezes and resumes."""
     store = open_store(settings_from(config, model, redis_url=redis_url))
@@ -90,9 +91,24 @@ def report(out: Annotated[Path, typer.Option("--out", help="PNG file to write.")
     """Draw the guarded metric over events with snapshots, rollbacks and pins marked (PNG)."""
     from monitor.report import write_report
 
+    _check_writable(out)
     settings = settings_from(config, model, redis_url=redis_url)
-    write_report(open_store(settings), settings, out)
+    store = open_store(settings)
+    try:
+        write_report(store, settings, out)
+    except OSError as exc:  # e.g. no permission: found only when writing
+        raise InputError(f"cannot write the report to {out} ({exc.strerror or exc}); "
+                         "pass a writable path to --out") from None
     console.print(f"report written to {out}")
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be a new file before reading anything from Redis."""
+    if out.is_dir():
+        raise InputError(f"{out} is a directory; pass a file name to --out, e.g. {out / 'livelearn-report.png'}")
+    if not out.parent.is_dir():
+        raise InputError(f"cannot write the report to {out}: directory {out.parent} does not exist; "
+                         "create it or pass another --out")
 
 
 def register(app: typer.Typer, versions_app: typer.Typer) -> None:

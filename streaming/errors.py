@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "LivelearnError",
     "ConfigError",
+    "InputError",
     "ConnectionFailedError",
     "EventError",
     "SnapshotError",
@@ -35,6 +36,11 @@ class LivelearnError(Exception):
 
 class ConfigError(LivelearnError):
     """The configuration is invalid; the message names the setting and its env var."""
+
+
+class InputError(LivelearnError):
+    """A file or value given on the command line is unusable (a missing directory, a CSV without the
+    dataset's columns...); the message names it and what to pass instead."""
 
 
 class ConnectionFailedError(LivelearnError):

@@ -18,8 +18,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from streaming.config import Settings
 from streaming.errors import ConnectionFailedError
 
-__all__ = ["BrokerUnavailableError", "BrokerWatch", "make_consumer", "make_producer", "ensure_topics", "topic_partitions", "lag",
-           "probe"]
+__all__ = ["BrokerUnavailableError", "BrokerWatch", "ensure_topics", "lag", "livelearn_topics", "make_consumer",
+           "make_producer", "probe", "topic_partitions"]
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,23 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
         admin.close()
 
 
+def livelearn_topics(settings: Settings, partitions: int = 1) -> dict[str, int]:
+    """Every topic a learner uses, with its partition count: events, dead letters and predictions.
+
+    >>> sorted(livelearn_topics(Settings(events_topic="shop"), 3).items())
+    [('shop', 3), ('shop.dlq', 1), ('shop.predictions', 3)]
+    """
+    return {settings.events_topic: partitions, settings.dead_letter_topic_name: 1,
+            settings.predictions_topic_name: partitions}
+
+
 def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
     """Every partition of ``topic``; raises :class:`ConnectionFailedError` when the topic is unknown."""
     partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         raise ConnectionFailedError(
-            f"topic {topic!r} does not exist on the broker; create it (livelearn topics create) or fix LIVELEARN_EVENTS_TOPIC"
+            f"topic {topic!r} does not exist on the broker; create it with `livelearn topics` (with the dead-letter "
+            "and predictions topics) or fix LIVELEARN_EVENTS_TOPIC"
         )
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 

@@ -13,7 +13,17 @@ import typer
 
 from streaming.config import Settings, load_settings
 
-__all__ = ["ConfigOpt", "ModelOpt", "BootstrapOpt", "RedisOpt", "TopicOpt", "JsonOpt", "settings_from"]
+__all__ = [
+    "ConfigOpt",
+    "ModelOpt",
+    "BootstrapOpt",
+    "RedisOpt",
+    "TopicOpt",
+    "JsonOpt",
+    "MetricsPortOpt",
+    "MetricsHostOpt",
+    "settings_from",
+]
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", envvar="LIVELEARN_CONFIG_FILE", help="TOML file with settings.")
@@ -29,6 +39,15 @@ TopicOpt = Annotated[
     str | None, typer.Option("--topic", envvar="LIVELEARN_EVENTS_TOPIC", help="Events topic.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option("--metrics-port", envvar="LIVELEARN_METRICS_PORT", help="Serve Prometheus metrics on this port."),
+]
+MetricsHostOpt = Annotated[
+    str | None,
+    typer.Option("--metrics-host", envvar="LIVELEARN_METRICS_HOST",
+                 help="Address the metrics port binds (default 127.0.0.1; 0.0.0.0: every interface)."),
+]
 
 
 def settings_from(

@@ -23,11 +23,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from snapshotter.connection import redact_url
 from snapshotter.store import open_store
-from streaming.config import Settings
+from streaming.config import load_settings
 from streaming.dataset import DATASET_PATH, read_events
 from streaming.embedded import EmbeddedServer, _die_with_parent, free_port, start_redis, start_tansu
-from streaming.kafka import ensure_topics, make_producer
+from streaming.kafka import ensure_topics, livelearn_topics, make_producer
 from streaming.live_view import ViewState
 from streaming.producer import flip_labels, replay
 
@@ -65,6 +66,7 @@ def _stop_children(children: dict[str, subprocess.Popen]) -> None:
 def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: str | None, csv_path: Path | None,
            exit_when_done: bool, flip_labels_after: int | None = None, flip_count: int | None = None,
            api_port: int | None = None) -> None:
+    load_settings(kafka_bootstrap=bootstrap, redis_url=redis_url)  # a bad setting fails before any server starts
     console = Console()
     servers: list[EmbeddedServer] = []
     children: dict[str, subprocess.Popen] = {}
@@ -81,12 +83,11 @@ def run_up(*, rate: float, partitions: int, bootstrap: str | None, redis_url: st
         port = api_port or free_port()
         env = {**_DEMO_DEFAULTS, **os.environ, "LIVELEARN_KAFKA_BOOTSTRAP": bootstrap,
                "LIVELEARN_REDIS_URL": redis_url, "LIVELEARN_API_TOKEN": token, "LIVELEARN_API_PORT": str(port)}
-        settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
-        ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1,
-                                 settings.predictions_topic_name: partitions})
+        settings = load_settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
+        ensure_topics(settings, livelearn_topics(settings, partitions))
         for command in ("learn", "monitor", "serve"):
             children[command] = _child(command, env, workdir / f"{command}.log")
-        console.print(f"Kafka {bootstrap} · Redis {redis_url} · logs in {workdir}")
+        console.print(f"Kafka {bootstrap} · Redis {redact_url(redis_url)} · logs in {workdir}")
         console.print(f"API http://127.0.0.1:{port}/docs · metrics http://127.0.0.1:{port}/metrics · "
                       f"admin token {token}")
         store = open_store(settings)

@@ -1,0 +1,119 @@
+"""A least-privilege Redis user: REQUIRED_REDIS_COMMANDS on ``livelearn:*`` keys and channels is all livelearn needs.
+
+The ACL test runs on a private redis-server (ACL users are server-wide, the session's server is shared).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from conftest import produce, settings_env, wait_for
+from monitor.watcher import Monitor
+from snapshotter.connection import REQUIRED_REDIS_COMMANDS, redis_acl_rules
+from snapshotter.control import ControlPlane
+from snapshotter.store import open_store
+from streaming.dataset import read_events
+from streaming.embedded import EmbeddedServer, start_redis
+from streaming.serving import ServingModels
+
+ROOT = Path(__file__).resolve().parents[1]
+README_ACL_COMMAND = " ".join(["ACL SETUSER livelearn", *redis_acl_rules("CHANGE-ME")])
+
+
+def livelearn(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streaming", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[EmbeddedServer, redis.Redis]]:
+    """A redis-server of this test alone, with an admin (default user) client."""
+    server = start_redis()
+    admin = redis.Redis(host="127.0.0.1", port=server.port)
+    try:
+        yield server, admin
+    finally:
+        admin.close()
+        server.stop()
+        shutil.rmtree(server.workdir or "", ignore_errors=True)
+
+
+def denied(admin: redis.Redis) -> list[tuple[str, str]]:
+    """(reason, object) of every ACL refusal the server logged."""
+    return [(e[b"reason"].decode(), e[b"object"].decode()) for e in admin.execute_command("ACL", "LOG")]
+
+
+def test_a_user_with_exactly_the_documented_commands_runs_livelearn(private_redis, make_settings, learners,
+                                                                     tmp_path):
+    server, admin = private_redis
+    admin.execute_command("ACL", "SETUSER", "livelearn", *redis_acl_rules("s3cret"))
+    url = f"redis://livelearn:s3cret@{server.address}/1"  # database 1: SELECT is on the list too
+
+    # the ACL is really enforced: no other keys, channels or commands
+    user = redis.Redis.from_url(url)
+    for refused in (lambda: user.set("other:key", 1), lambda: user.publish("other", "x"), user.flushdb,
+                    lambda: user.keys("*")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            refused()
+    user.close()
+    admin.execute_command("ACL", "LOG", "RESET")
+
+    settings = make_settings(redis_url=url, snapshot_every_events=300, keep_versions=2, keep_stable_versions=1,
+                             rolling_window=100, history_every_events=50, monitor_min_samples=50,
+                             monitor_threshold=0.5)
+    produce(settings, read_events(limit=1200))
+    learners(settings, "--until-caught-up").wait()  # lease, snapshots with retention, status, history, check-ins
+    store = open_store(settings)
+    assert store.head() == 4 and len(store.numbers()) < 4  # retention ran
+
+    serving = ServingModels(store, refresh_seconds=0.1)  # what `serve` does: pub/sub plus reads
+    serving.start()
+    try:
+        wait_for(lambda: serving.current is not None, 30, "serving to load the serving version")
+    finally:
+        serving.stop()
+
+    decisions = Monitor(settings, registry=CollectorRegistry()).check_once(block_ms=100)  # one monitor step
+    assert decisions and store.client.hget(store.keys.guard, "cursor") is not None
+
+    env = settings_env(settings)
+    oldest = store.numbers()[0]
+    for args in (("versions", "list", "--json"), ("versions", "show", "4"),
+                 ("versions", "pin", "4", "--reason", "acl"), ("versions", "unpin", "--reason", "acl"),
+                 ("versions", "rollback", "--to", str(oldest), "--reason", "acl"), ("audit", "--json"),
+                 ("report", "--out", str(tmp_path / "report.png"))):
+        result = livelearn(*args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+    ControlPlane(store).freeze(actor="test", reason="acl")
+    result = livelearn("learning", "resume", "--reason", "acl", env=env)
+    assert result.returncode == 0, result.stderr
+
+    # Nothing livelearn sent was refused. redis-py's optional connection set-up (CLIENT SETINFO, and
+    # CLIENT MAINT_NOTIFICATIONS with RESP3) is refused and ignored by redis-py: it is not on the list.
+    assert {obj for _reason, obj in denied(admin)} <= {"client"}, denied(admin)
+
+
+def test_every_command_a_lua_script_runs_is_on_the_list():
+    sources = [path for package in ("snapshotter", "monitor", "streaming") for pattern in ("*.py", "*.lua")
+               for path in (ROOT / package).rglob(pattern)]
+    called = {name.upper() for path in sources
+              for name in re.findall(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]", path.read_text())}
+    assert {"SET", "XADD", "PUBLISH"} <= called  # the pattern finds the scripts' calls
+    assert called - set(REQUIRED_REDIS_COMMANDS) == set()
+
+
+def test_readme_shows_the_same_list():
+    readme = (ROOT / "README.md").read_text()
+    assert README_ACL_COMMAND in readme
+    rows = re.findall(r"^\| `([A-Z]+(?:\\\|[A-Z]+)?)` \| (.*) \|$", readme, re.MULTILINE)
+    assert [(command.replace("\\|", "|"), purpose) for command, purpose in rows] == list(
+        REQUIRED_REDIS_COMMANDS.items())
