@@ -25,6 +25,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from monitor.judge import Decision, Judge, JudgeState
 from monitor.telemetry import MonitorMetrics
 from snapshotter.audit import append_audit
+from snapshotter.connection import describe_failure, redis_failure
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
@@ -87,7 +88,8 @@ class Monitor:
                 try:
                     self.check_once(block_ms=block_ms)
                 except redis.RedisError as exc:  # keep guarding once Redis is back (the client retries first)
-                    log.error("check failed, Redis unavailable: %s", exc)
+                    code = redis_failure(exc)
+                    log.error("check failed: %s; retrying", describe_failure(code, s.redis_url, exc) if code else exc)
                     self._failed = True
                     self._stop.wait(self.settings.monitor_check_interval_seconds)
         finally:

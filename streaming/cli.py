@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -289,6 +290,10 @@ def main() -> None:
     except LivelearnError as exc:
         fail(str(exc))
     except redis.RedisError as exc:
-        fail(f"Redis failed: {exc}; check LIVELEARN_REDIS_URL")
+        from snapshotter.connection import describe_failure, redis_failure
+
+        code = redis_failure(exc)
+        fail(describe_failure(code, os.environ.get("LIVELEARN_REDIS_URL", "the configured URL"), exc) if code
+             else f"Redis failed: {exc}; check LIVELEARN_REDIS_URL")
     except KafkaError as exc:
         fail(f"Kafka failed: {exc}; check LIVELEARN_KAFKA_BOOTSTRAP")
