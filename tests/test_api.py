@@ -1,36 +1,82 @@
-"""The prediction API as a real `livelearn serve` process, and the Prometheus names the README lists."""
+"""The prediction API as a real `livelearn serve` process, and the Prometheus names the README lists.
+
+One server (model, learner run and `serve` child) is shared by every test that only reads from it or
+probes it with hostile input; tests that start more processes or stop Redis get their own.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import produce, store_for, wait_for
+from conftest import LearnerProcess, produce, store_for, wait_for
 from reference import contract_features
 from snapshotter.restore import restore_state
+from streaming.config import Settings
 from streaming.dataset import read_events
 from streaming.embedded import free_port
+from streaming.kafka import ensure_topics
 from streaming.model import ModelSpec
+
+pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-token"
 EVENTS = list(read_events(limit=3000))
+_names = itertools.count()
+
+
+def new_settings(stack, tag: str, **overrides) -> Settings:
+    """Settings for a fresh model and topics of this module on the session's broker and redis-server."""
+    broker, redis_server = stack
+    n = next(_names)
+    values = {"model_name": f"api{n}-{tag}", "kafka_bootstrap": broker.address,
+              "redis_url": f"redis://{redis_server.address}/0", "events_topic": f"api-events-{n}-{tag}",
+              "snapshot_every_events": 500, "api_token": TOKEN, **overrides}
+    settings = Settings(**values)
+    ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1})
+    return settings
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, **env: str) -> Iterator[httpx.Client]:
+    """Learn ``EVENTS`` into versions (one learner run), then start `livelearn serve` (with extra ``env``)
+    and yield a client once it is ready; every child is stopped afterwards."""
+    produce(settings, EVENTS)
+    LearnerProcess(settings, "--until-caught-up").wait()
+    server = LearnerProcess(settings, command="serve", **env)
+    base = f"http://127.0.0.1:{settings.api_port}"
+    try:
+        wait_for(lambda: _ok(f"{base}/v2/health/ready") or server.proc.poll() is not None, 60, "the API to be ready")
+        assert server.proc.poll() is None, server.proc.communicate()[0].decode()
+        with httpx.Client(base_url=base, timeout=30) as client:
+            yield client
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+        server.proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def served(stack) -> Iterator[tuple[Settings, httpx.Client]]:
+    """The shared server: versions of ``EVENTS`` every 500 events, served with the admin token."""
+    settings = new_settings(stack, "shared", api_port=free_port())
+    with serving(settings) as client:
+        yield settings, client
 
 
 @pytest.fixture
-def served(make_settings, learners):
-    port, learner_port = free_port(), free_port()
-    settings = make_settings(snapshot_every_events=500, api_port=port, api_token=TOKEN, metrics_port=learner_port)
-    produce(settings, EVENTS)
-    learners(settings, "--until-caught-up").wait()
-    learners(settings, command="serve")
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _ok(f"{base}/v2/health/ready"), 30, "the API to be ready")
-    with httpx.Client(base_url=base, timeout=10) as client:
+def served_alone(stack) -> Iterator[tuple[Settings, httpx.Client]]:
+    """A server of its own, for a test that starts more processes on its model."""
+    settings = new_settings(stack, "alone", api_port=free_port(), metrics_port=free_port())
+    with serving(settings) as client:
         yield settings, client
 
 
@@ -131,8 +177,8 @@ def test_malformed_requests_get_422_naming_the_field(served, body, field):
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
 
 
-def test_every_metric_in_the_readme_is_exposed(served, learners):
-    settings, client = served
+def test_every_metric_in_the_readme_is_exposed(served_alone, learners):
+    settings, client = served_alone
     monitor_port = free_port()
     learners(settings, "--metrics-port", str(monitor_port), command="monitor")
     learner_port = settings.metrics_port
