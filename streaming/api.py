@@ -12,15 +12,24 @@ import secrets
 import time
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 
 from monitor.telemetry import ServingMetrics
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore, open_store
+from streaming.api_guard import StrictJSONRoute, install_error_handlers
 from streaming.api_models import (
-    AdminRequest, BatchRequest, BatchResponse, InferRequest, PinRequest, Prediction, PredictRequest,
-    RollbackRequest, to_rows,
+    AdminRequest,
+    BatchRequest,
+    BatchResponse,
+    InferRequest,
+    PinRequest,
+    Prediction,
+    PredictRequest,
+    RollbackRequest,
+    to_rows,
 )
 from streaming.config import Settings
 from streaming.errors import ControlError, SnapshotError, VersionNotFoundError
@@ -50,6 +59,8 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
 
     app = FastAPI(title=f"livelearn · {name}", version="1", lifespan=lifespan,
                   description="Live predictions of an online-learning model; each tagged with its version.")
+    app.router.route_class = StrictJSONRoute  # before the first route: every body is parsed strictly
+    install_error_handlers(app)
     app.mount("/metrics", make_asgi_app(registry))
     app.state.models = models
 
@@ -152,7 +163,7 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         try:
             rows = to_rows(body)
         except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "inputs"), "msg": str(exc)}]) from None
         loaded = model_for(version)
         predictions = [score(loaded, row) for row in rows]
         return {"model_name": name, "model_version": str(loaded[0]), "id": body.id,

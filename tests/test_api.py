@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -15,10 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import LearnerProcess, produce, store_for, wait_for
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from reference import contract_features
+
 from snapshotter.restore import restore_state
 from streaming.config import Settings
 from streaming.dataset import read_events
@@ -175,6 +179,118 @@ def test_malformed_requests_get_422_naming_the_field(served, body, field):
     response = client.post("/predict", json=body)
     assert response.status_code == 422
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def post_text(client: httpx.Client, path: str, text: str, **headers: str) -> httpx.Response:
+    """POST ``text`` verbatim as a JSON body (so it can hold NaN or a lone surrogate escape)."""
+    return client.post(path, content=text.encode(), headers={"content-type": "application/json", **headers})
+
+
+def clean_json(response: httpx.Response) -> dict:
+    """The body as JSON, asserting it is UTF-8 JSON with no NaN/Infinity and, for 422, only loc/msg/type."""
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = json.loads(response.content.decode("utf-8"), parse_constant=lambda c: pytest.fail(f"{c} in body"))
+    if response.status_code == 422:
+        assert body["detail"] and all(set(e) == {"loc", "msg", "type"} for e in body["detail"]), body
+    return body
+
+
+V2_ONE = '{"name":"x","shape":[1],"datatype":"FP64","data":[1.5]}'
+HOSTILE_JSON = [
+    ("/predict", '{"features":{"x":NaN}}', "features"),
+    ("/predict", '{"features":{"x":-Infinity}}', "features"),
+    ("/predict", '{"features":{"x":1e400}}', "features"),
+    ("/predict", '{"features":{"x":1},"version":NaN}', "version"),
+    ("/predict/batch", '{"instances":[{"features":{"x":1}},{"features":{"x":Infinity}}]}', "instances"),
+    ("/predict", '{"features":{"x":1},"event_id":"\\udfff"}', "event_id"),
+    ("/predict", '{"features":{"\\ud800":1}}', "features"),
+    ("/predict", '{"features":{"x":"a\\udfffb"}}', "features"),
+    ("/predict/batch", '{"instances":[{"features":{"x":1},"event_id":"\\ud83d"}]}', "instances"),
+    ("/admin/pin", '{"version":NaN,"reason":"x"}', "version"),
+    ("/admin/pin", '{"version":2,"reason":"\\udfff"}', "reason"),
+    ("/admin/unpin", '{"reason":"x","actor":"\\udc00"}', "actor"),
+    ("/v2/models/{name}/infer", '{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":[NaN]}]}', "inputs"),
+    ("/v2/models/{name}/infer", '{"id":"\\udfff","inputs":[' + V2_ONE + ']}', "id"),
+    ("/v2/models/{name}/infer", '{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["\\udfff"]}]}',
+     "inputs"),
+]
+
+
+@pytest.mark.parametrize(("path", "text", "field"), HOSTILE_JSON)
+def test_nan_infinity_and_lone_surrogates_get_a_clean_422_naming_the_field(served, path, text, field):
+    settings, client = served
+    before = store_for(settings).pinned()
+    response = post_text(client, path.format(name=settings.model_name), text, **AUTH)
+    assert response.status_code == 422, response.text
+    assert field in {str(part) for error in clean_json(response)["detail"] for part in error["loc"]}
+    assert store_for(settings).pinned() == before  # nothing was changed
+
+
+def test_validation_errors_never_echo_the_input(served):
+    _settings, client = served
+    marker = "ECHO" * 70  # too long for a string feature, so each instance is invalid
+    response = client.post("/predict/batch", json={"instances": [{"features": {"a": marker}}] * 300})
+    assert response.status_code == 422
+    body = clean_json(response)
+    assert "ECHO" not in response.text and len(response.content) < 8_000, len(response.content)
+    assert body["detail"][-1]["type"] == "too_many_errors"  # the first errors, then how many more
+
+
+def test_invalid_json_and_non_utf8_bodies_get_422(served):
+    _settings, client = served
+    for raw in (b'{"features": {"x": 1}', b'{"features": {"x": "\xff\xfe"}}', b"\xef\xbb\xbf{}",
+                b"[" * 10_000 + b"]" * 10_000):
+        response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (raw[:40], response.status_code, response.text[:200])
+        clean_json(response)
+
+
+hostile_text = st.text(st.sampled_from(["a", "é", "\udfff", "\ud800", "\x00", "\U0001f600", '"', "\\", "1"]),
+                       max_size=8) | st.text(max_size=300)
+hostile_scalar = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-10**30, max_value=10**30)
+                  | st.floats() | hostile_text)
+hostile_value = st.recursive(hostile_scalar, lambda inner: st.lists(inner, max_size=4)
+                             | st.dictionaries(hostile_text, inner, max_size=4), max_leaves=12)
+feature_maps = st.dictionaries(hostile_text, hostile_value, max_size=6) | hostile_value
+
+
+@st.composite
+def hostile_requests(draw) -> tuple[str, dict]:
+    """A route and a body close enough to valid that it reaches validation, with hostile values."""
+
+    def maybe(strategy):
+        return draw(st.none() | strategy)
+
+    route = draw(st.sampled_from(["/predict", "/predict/batch", "/v2/models/{name}/infer", "/admin/pin",
+                                  "/admin/rollback"]))
+    if route == "/predict":
+        body = {"features": draw(feature_maps), "event_id": maybe(hostile_value), "version": maybe(hostile_value)}
+    elif route == "/predict/batch":
+        body = {"instances": draw(st.lists(st.fixed_dictionaries({"features": feature_maps}), max_size=3)
+                                  | hostile_value), "version": maybe(hostile_value)}
+    elif route.startswith("/v2"):
+        column = st.fixed_dictionaries({"name": hostile_value, "shape": st.lists(hostile_value, max_size=3),
+                                        "datatype": st.sampled_from(["FP64", "INT64", "BOOL", "BYTES", "X"]),
+                                        "data": st.lists(hostile_value, max_size=4)})
+        body = {"id": maybe(hostile_value), "inputs": draw(st.lists(column, max_size=3) | hostile_value)}
+    else:  # version 0 or a hostile one: never a real pin or rollback of the shared model
+        target = draw(st.just(0) | st.floats() | hostile_text | st.booleans())
+        body = {"version": target, "to": target, "reason": draw(hostile_value), "actor": maybe(hostile_value)}
+    return route, {k: v for k, v in body.items() if v is not None}
+
+
+@given(hostile_requests())
+@hypothesis_settings(max_examples=150, deadline=None, derandomize=True)
+def test_hostile_bodies_never_get_a_5xx_or_invalid_json(served, request_):
+    settings, client = served
+    route, body = request_
+    text = json.dumps(body, allow_nan=True)  # NaN, Infinity and \\udXXX escapes as an attacker sends them
+    response = post_text(client, route.format(name=settings.model_name), text, **AUTH)
+    assert response.status_code < 500, (route, text[:300], response.text[:300])
+    clean_json(response)
 
 
 def test_every_metric_in_the_readme_is_exposed(served_alone, learners):
