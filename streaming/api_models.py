@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictInt, field_validator
 
 from streaming.errors import EventError
 from streaming.events import EventLimits, check_feature
@@ -39,7 +39,7 @@ class BatchInstance(BaseModel):
 
 
 class PredictRequest(BatchInstance):
-    version: int | None = Field(None, ge=1, description="Score with this version instead of the serving one.")
+    version: StrictInt | None = Field(None, ge=1, description="Score with this version instead of the serving one.")
 
 
 class Prediction(BaseModel):
@@ -52,7 +52,7 @@ class Prediction(BaseModel):
 
 class BatchRequest(BaseModel):
     instances: list[BatchInstance] = Field(min_length=1, max_length=10_000)
-    version: int | None = Field(None, ge=1)
+    version: StrictInt | None = Field(None, ge=1)
 
 
 class BatchResponse(BaseModel):
@@ -66,11 +66,11 @@ class AdminRequest(BaseModel):
 
 
 class PinRequest(AdminRequest):
-    version: int = Field(ge=1)
+    version: StrictInt = Field(ge=1)
 
 
 class RollbackRequest(AdminRequest):
-    to: int | None = Field(None, ge=1)
+    to: StrictInt | None = Field(None, ge=1)
 
 
 # -- Open Inference Protocol (KServe v2) ------------------------------------------------------------
@@ -80,7 +80,7 @@ Datatype = Literal["BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16",
 
 class InferInput(BaseModel):
     name: str = Field(min_length=1)
-    shape: list[int] = Field(min_length=1, max_length=2)
+    shape: list[StrictInt] = Field(min_length=1, max_length=2)
     datatype: Datatype
     data: list[Any]
 

@@ -248,6 +248,29 @@ def test_invalid_json_and_non_utf8_bodies_get_422(served):
         clean_json(response)
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/predict", {"features": {"a": 1}, "version": True}, "version"),
+        ("/predict", {"features": {"a": 1}, "version": 1.0}, "version"),
+        ("/predict", {"features": {"a": 1}, "version": "1"}, "version"),
+        ("/predict/batch", {"instances": [{"features": {"a": 1}}], "version": True}, "version"),
+        ("/admin/pin", {"version": True, "reason": "x"}, "version"),
+        ("/admin/pin", {"version": "1", "reason": "x"}, "version"),
+        ("/admin/rollback", {"to": True, "reason": "x"}, "to"),
+        ("/admin/rollback", {"to": 1.0, "reason": "x"}, "to"),
+    ],
+)
+def test_version_numbers_are_strict_integers_so_true_is_not_version_1(served, path, body, field):
+    settings, client = served
+    store = store_for(settings)
+    before = (store.pinned(), store.serving(), store.epoch())
+    response = client.post(path, json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert field in {str(part) for error in clean_json(response)["detail"] for part in error["loc"]}
+    assert (store.pinned(), store.serving(), store.epoch()) == before
+
+
 hostile_text = st.text(st.sampled_from(["a", "é", "\udfff", "\ud800", "\x00", "\U0001f600", '"', "\\", "1"]),
                        max_size=8) | st.text(max_size=300)
 hostile_scalar = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-10**30, max_value=10**30)
