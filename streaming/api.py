@@ -3,16 +3,20 @@
 Every prediction names the version that made it. Admin routes (pin, unpin, rollback, resume) need
 ``Authorization: Bearer <LIVELEARN_API_TOKEN>``: 401 without a token, 403 with a wrong one (or when no
 token is configured, which turns the admin API off).
+
+Request limits come from Settings (see :mod:`streaming.api_models`); bodies are parsed as strict JSON and
+validation errors never echo the input (see :mod:`streaming.api_guard`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the request models are built per app from its Settings, and
+# FastAPI must see the classes themselves in the route signatures.
 
 import contextlib
 import secrets
 import time
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 
@@ -22,13 +26,12 @@ from snapshotter.store import VersionStore, open_store
 from streaming.api_guard import StrictJSONRoute, install_error_handlers
 from streaming.api_models import (
     AdminRequest,
-    BatchRequest,
+    ApiLimits,
     BatchResponse,
-    InferRequest,
     PinRequest,
     Prediction,
-    PredictRequest,
     RollbackRequest,
+    request_models,
     to_rows,
 )
 from streaming.config import Settings
@@ -48,6 +51,8 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
     models = ServingModels(store, refresh_seconds=settings.serving_refresh_seconds, metrics=metrics)
     control = ControlPlane(store)
     name = settings.model_name
+    bodies = request_models(ApiLimits.from_settings(settings))
+    PredictRequest, BatchRequest, InferRequest = bodies.predict, bodies.batch, bodies.infer
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -85,7 +90,7 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
 
     def check_name(model_name: str) -> None:
         if model_name != name:
-            raise HTTPException(404, f"unknown model {model_name!r}; this server serves {name!r}")
+            raise HTTPException(404, f"unknown model {model_name[:100]!r}; this server serves {name!r}")
 
     def score(loaded: LoadedVersion, features: dict, event_id: str | None = None) -> Prediction:
         version, model = loaded
@@ -105,12 +110,12 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
 
     # -- predictions -----------------------------------------------------------------------------
     @app.post("/predict", response_model=Prediction, tags=["predict"])
-    def predict(body: PredictRequest) -> Prediction:
+    def predict(body: PredictRequest) -> Prediction:  # type: ignore[valid-type]
         """Score one feature map with the serving version (or ``version``)."""
         return score(model_for(body.version), body.features, body.event_id)
 
     @app.post("/predict/batch", response_model=BatchResponse, tags=["predict"])
-    def predict_batch(body: BatchRequest) -> BatchResponse:
+    def predict_batch(body: BatchRequest) -> BatchResponse:  # type: ignore[valid-type]
         loaded = model_for(body.version)
         return BatchResponse(predictions=[score(loaded, i.features, i.event_id) for i in body.instances],
                              version=loaded[0])
@@ -158,12 +163,9 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         check_name(model_name)
         return metadata(version)
 
-    def infer(model_name: str, version: int | None, body: InferRequest) -> dict:
+    def infer(model_name: str, version: int | None, body: Any) -> dict:
         check_name(model_name)
-        try:
-            rows = to_rows(body)
-        except ValueError as exc:
-            raise RequestValidationError([{"type": "value_error", "loc": ("body", "inputs"), "msg": str(exc)}]) from None
+        rows = to_rows(body)
         loaded = model_for(version)
         predictions = [score(loaded, row) for row in rows]
         return {"model_name": name, "model_version": str(loaded[0]), "id": body.id,
@@ -173,11 +175,11 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
                              "data": [p.label for p in predictions]}]}
 
     @app.post("/v2/models/{model_name}/infer", tags=["v2"])
-    def infer_serving(model_name: str, body: InferRequest) -> dict:
+    def infer_serving(model_name: str, body: InferRequest) -> dict:  # type: ignore[valid-type]
         return infer(model_name, None, body)
 
     @app.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"])
-    def infer_version(model_name: str, version: int, body: InferRequest) -> dict:
+    def infer_version(model_name: str, version: int, body: InferRequest) -> dict:  # type: ignore[valid-type]
         return infer(model_name, version, body)
 
     # -- admin -------------------------------------------------------------------------------------

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=0, le=65535, description="Port of `livelearn serve`.")
     api_token: SecretStr | None = Field(None, description="Bearer token for the admin routes (secret; unset: admin off).")
     serving_refresh_seconds: float = Field(0.25, gt=0, le=10, description="Serving pointer poll (besides pub/sub).")
+    api_max_batch: int = Field(
+        1000, ge=1, le=1_000_000, description="Most instances in one /predict/batch or v2 infer request (more: 422)."
+    )
 
     # --- validation of events -------------------------------------------------------------
     max_event_bytes: int = Field(1_048_576, ge=64, description="Larger events are dead-lettered.")

@@ -50,9 +50,9 @@ def new_settings(stack, tag: str, **overrides) -> Settings:
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, **env: str) -> Iterator[httpx.Client]:
+def serving(settings: Settings, **env: str) -> Iterator[tuple[httpx.Client, LearnerProcess]]:
     """Learn ``EVENTS`` into versions (one learner run), then start `livelearn serve` (with extra ``env``)
-    and yield a client once it is ready; every child is stopped afterwards."""
+    and yield a client and the process once it is ready; every child is stopped afterwards."""
     produce(settings, EVENTS)
     LearnerProcess(settings, "--until-caught-up").wait()
     server = LearnerProcess(settings, command="serve", **env)
@@ -61,26 +61,38 @@ def serving(settings: Settings, **env: str) -> Iterator[httpx.Client]:
         wait_for(lambda: _ok(f"{base}/v2/health/ready") or server.proc.poll() is not None, 60, "the API to be ready")
         assert server.proc.poll() is None, server.proc.communicate()[0].decode()
         with httpx.Client(base_url=base, timeout=30) as client:
-            yield client
+            yield client, server
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
         server.proc.communicate()
 
 
+# Request limits of the shared server, set in its environment only: the API must take them from Settings.
+MAX_BATCH, MAX_FEATURES, MAX_STRING, MAX_ABS = 50, 50, 100, 1e6
+SHARED_LIMITS = {"LIVELEARN_API_MAX_BATCH": str(MAX_BATCH), "LIVELEARN_MAX_FEATURES": str(MAX_FEATURES),
+                 "LIVELEARN_MAX_STRING_LENGTH": str(MAX_STRING), "LIVELEARN_MAX_ABS_VALUE": str(MAX_ABS)}
+
+
 @pytest.fixture(scope="module")
-def served(stack) -> Iterator[tuple[Settings, httpx.Client]]:
-    """The shared server: versions of ``EVENTS`` every 500 events, served with the admin token."""
+def shared(stack) -> Iterator[tuple[Settings, httpx.Client, LearnerProcess]]:
+    """The shared server: versions of ``EVENTS`` every 500 events, served with the admin token and
+    ``SHARED_LIMITS``."""
     settings = new_settings(stack, "shared", api_port=free_port())
-    with serving(settings) as client:
-        yield settings, client
+    with serving(settings, **SHARED_LIMITS) as (client, server):
+        yield settings, client, server
+
+
+@pytest.fixture(scope="module")
+def served(shared) -> tuple[Settings, httpx.Client]:
+    return shared[0], shared[1]
 
 
 @pytest.fixture
 def served_alone(stack) -> Iterator[tuple[Settings, httpx.Client]]:
     """A server of its own, for a test that starts more processes on its model."""
     settings = new_settings(stack, "alone", api_port=free_port(), metrics_port=free_port())
-    with serving(settings) as client:
+    with serving(settings) as (client, _server):
         yield settings, client
 
 
@@ -139,7 +151,7 @@ def test_kserve_v2_infer_round_trip(served):
     assert meta["name"] == name and "3" in meta["versions"]
     assert client.get("/v2/models/other").status_code == 404
     bad = client.post(f"/v2/models/{name}/infer", json={"inputs": [{**inputs[0], "shape": [2]}]})
-    assert bad.status_code == 422 and "inputs[0]" in bad.text
+    assert bad.status_code == 422 and ["body", "inputs", 0] in [error["loc"] for error in bad.json()["detail"]]
     bad_bool = client.post(f"/v2/models/{name}/infer",
                            json={"inputs": [{"name": "Weekend", "shape": [1], "datatype": "BOOL", "data": ["false"]}]})
     assert bad_bool.status_code == 422 and "BOOL" in bad_bool.text
@@ -231,8 +243,8 @@ def test_nan_infinity_and_lone_surrogates_get_a_clean_422_naming_the_field(serve
 
 def test_validation_errors_never_echo_the_input(served):
     _settings, client = served
-    marker = "ECHO" * 70  # too long for a string feature, so each instance is invalid
-    response = client.post("/predict/batch", json={"instances": [{"features": {"a": marker}}] * 300})
+    marker = "ECHO" * MAX_STRING  # too long for a string feature, so each instance is invalid
+    response = client.post("/predict/batch", json={"instances": [{"features": {"a": marker}}] * MAX_BATCH})
     assert response.status_code == 422
     body = clean_json(response)
     assert "ECHO" not in response.text and len(response.content) < 8_000, len(response.content)
@@ -269,6 +281,92 @@ def test_version_numbers_are_strict_integers_so_true_is_not_version_1(served, pa
     assert response.status_code == 422, response.text
     assert field in {str(part) for error in clean_json(response)["detail"] for part in error["loc"]}
     assert (store.pinned(), store.serving(), store.epoch()) == before
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The peak resident memory of process ``pid`` (``VmHWM``)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
+
+
+def v2_input(name: str = "x", shape: list | None = None, data: list | None = None, datatype: str = "FP64") -> dict:
+    data = [1.5] if data is None else data
+    return {"name": name, "shape": [len(data)] if shape is None else shape, "datatype": datatype, "data": data}
+
+
+def test_v2_infer_checks_the_declared_shape_before_allocating_anything(shared):
+    settings, client, server = shared
+    url = f"/v2/models/{settings.model_name}/infer"
+    before = peak_rss_bytes(server.proc.pid)
+    for shape in ([20_000_000], [10**15], [2**63], [MAX_BATCH + 1]):  # the report's first: +1.3 GB, then 422
+        response = client.post(url, json={"inputs": [v2_input(shape=shape, data=[])]})
+        assert peak_rss_bytes(server.proc.pid) - before < 50 * 2**20, shape
+        assert response.status_code == 422, response.text
+        assert "inputs" in {str(part) for error in clean_json(response)["detail"] for part in error["loc"]}
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        [v2_input(shape=[0], data=[])],
+        [v2_input(shape=[-1], data=[1.5])],
+        [v2_input(shape=[1, 2], data=[1.5])],
+        [v2_input(shape=[2], data=[1.5])],
+        [v2_input(shape=[1], data=[1.5, 2.5])],
+        [v2_input(shape=[1, 1, 1], data=[1.5])],
+        [v2_input("x", data=[1.5, 2.5]), v2_input("y", data=[1.5])],  # batches differ
+        [v2_input("x"), v2_input("x")],  # one input per feature
+        [v2_input(f"f{i}") for i in range(MAX_FEATURES + 1)],
+        [v2_input(data=[1.5] * (MAX_BATCH + 1))],
+        [v2_input(data=[2 * MAX_ABS])],
+        [v2_input(data=["x" * (MAX_STRING + 1)], datatype="BYTES")],
+        [v2_input(data=[7], datatype="BYTES")],
+        [v2_input(data=[1.5], datatype="INT64")],
+        [v2_input(data=[-1], datatype="UINT8")],
+        [v2_input(data=["true"], datatype="BOOL")],
+        [v2_input(name="n" * (MAX_STRING + 1))],
+    ],
+)
+def test_v2_infer_rejects_inconsistent_or_oversized_tensors_with_422(served, inputs):
+    settings, client = served
+    response = client.post(f"/v2/models/{settings.model_name}/infer", json={"inputs": inputs})
+    assert response.status_code == 422, response.text
+    assert "inputs" in {str(part) for error in clean_json(response)["detail"] for part in error["loc"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/predict/batch", {"instances": [{"features": {"a": 1}}] * (MAX_BATCH + 1)}, "instances"),
+        ("/predict", {"features": {f"f{i}": 1 for i in range(MAX_FEATURES + 1)}}, "features"),
+        ("/predict", {"features": {"a": "x" * (MAX_STRING + 1)}}, "features"),
+        ("/predict", {"features": {"n" * (MAX_STRING + 1): 1}}, "features"),
+        ("/predict", {"features": {"a": 2 * MAX_ABS}}, "features"),
+        ("/predict", {"features": {"a": 1}, "event_id": "e" * (MAX_STRING + 1)}, "event_id"),
+        ("/predict", {"features": {"a": 1}, "event_id": ""}, "event_id"),
+        ("/v2/models/{name}/infer", {"id": "i" * (MAX_STRING + 1), "inputs": [v2_input()]}, "id"),
+        ("/admin/unpin", {"reason": "x", "actor": "a" * 201}, "actor"),
+        ("/admin/unpin", {"reason": "r" * 1001}, "reason"),
+    ],
+)
+def test_request_limits_come_from_settings(served, path, body, field):
+    settings, client = served
+    response = client.post(path.format(name=settings.model_name), json=body, headers=AUTH)
+    assert response.status_code == 422, response.text[:300]
+    assert field in {str(part) for error in clean_json(response)["detail"] for part in error["loc"]}
+
+
+def test_limits_admit_what_they_bound(served):
+    settings, client = served
+    features = {f"f{i}": "x" * MAX_STRING for i in range(MAX_FEATURES)}
+    single = client.post("/predict", json={"features": features, "event_id": "e" * MAX_STRING})
+    assert single.status_code == 200, single.text[:300]
+    batch = client.post("/predict/batch", json={"instances": [{"features": {"a": MAX_ABS}}] * MAX_BATCH})
+    assert batch.status_code == 200 and len(batch.json()["predictions"]) == MAX_BATCH
+    tensor = client.post(f"/v2/models/{settings.model_name}/infer",
+                         json={"inputs": [v2_input(data=[1.5] * MAX_BATCH), v2_input("y", shape=[MAX_BATCH, 1],
+                                                                                  data=[1] * MAX_BATCH)]})
+    assert tensor.status_code == 200 and tensor.json()["outputs"][0]["shape"] == [MAX_BATCH]
 
 
 hostile_text = st.text(st.sampled_from(["a", "é", "\udfff", "\ud800", "\x00", "\U0001f600", '"', "\\", "1"]),
