@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 from monitor.telemetry import ServingMetrics
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore, open_store
-from streaming.api_guard import StrictJSONRoute, install_error_handlers
+from streaming.api_guard import BodyLimit, StrictJSONRoute, install_error_handlers
 from streaming.api_models import (
     AdminRequest,
     ApiLimits,
@@ -76,6 +76,8 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         route = request.scope.get("route")
         metrics.request_seconds.labels(name, getattr(route, "path", "other")).observe(time.perf_counter() - t0)
         return response
+
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # outermost: before any parsing
 
     def model_for(version: int | None) -> LoadedVersion:
         try:

@@ -4,6 +4,9 @@
   float and strings holding a lone UTF-16 surrogate (``"\\udfff"``) are refused, so nothing downstream — the
   model, Redis, the response encoder — ever sees a value it cannot handle.
 * :class:`StrictJSONRoute` makes every route parse its body that way; a refused body is a 422.
+* :class:`BodyLimit` refuses a request body over ``LIVELEARN_API_MAX_BODY_BYTES`` with 413 before anything
+  parses it: a declared ``Content-Length`` over the limit is refused unread, a chunked body is counted as
+  it arrives.
 * :func:`install_error_handlers` answers every error with a JSON body: 422 lists at most
   :data:`MAX_ERRORS` problems as ``loc``/``msg``/``type`` and never echoes the input back (no ``input``, no
   ``ctx``), and an unexpected error is a 500 with a JSON body instead of a traceback in plain text.
@@ -31,8 +34,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["MAX_ERRORS", "BodyError", "StrictJSONRoute", "clean_errors", "install_error_handlers", "loads_strict"]
+__all__ = [
+    "MAX_ERRORS", "BodyError", "BodyLimit", "StrictJSONRoute", "clean_errors", "install_error_handlers", "loads_strict",
+]
 
 MAX_ERRORS = 20  # validation problems listed in one 422; the rest are counted
 _MAX_PART = 64  # characters of one loc part (a feature name can be long) kept in an error
@@ -161,6 +167,72 @@ class StrictJSONRoute(APIRoute):
         return strict_handler
 
 
+class BodyLimit:
+    """Pure ASGI middleware: a request body over ``max_bytes`` is a 413 before the app or a parser sees it.
+
+    The body is read here (at most ``max_bytes`` of it) and handed on whole, so no route ever parses more
+    than the limit, and the 413 goes out as soon as the limit is passed; the connection is then closed
+    rather than drained.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(send)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":  # the client went away
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(messages, receive), send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": f"request body over {self.max_bytes} bytes (LIVELEARN_API_MAX_BODY_BYTES); "
+                                     "send a smaller body, e.g. fewer instances per request"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``messages`` first, then waits on the real one (for a disconnect)."""
+    pending = list(reversed(messages))
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replay
+
+
 def _safe_text(value: str, limit: int) -> str:
     """``value`` cut to ``limit`` characters and made encodable, so an error body is always valid UTF-8."""
     cut = value if len(value) <= limit else value[:limit] + "…"
@@ -170,11 +242,12 @@ def _safe_text(value: str, limit: int) -> str:
 def clean_errors(errors: Sequence[dict[str, Any]], limit: int = MAX_ERRORS) -> list[dict[str, Any]]:
     """Validation errors as ``loc``/``msg``/``type`` only (no ``input``, no ``ctx``), at most ``limit`` of them.
 
-    >>> clean_errors([{"type": "t", "loc": ("body", "x" * 100), "msg": "bad", "input": "secret"}] * 3, limit=2)
-    ... # doctest: +NORMALIZE_WHITESPACE
-    [{'loc': ['body', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…'], 'msg': 'bad', 'type': 't'},
-     {'loc': ['body', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…'], 'msg': 'bad', 'type': 't'},
-     {'loc': ['body'], 'msg': '1 more problem not listed; fix the ones above and retry', 'type': 'too_many_errors'}]
+    >>> errors = [{"type": "t", "loc": ("body", "x" * 100), "msg": "bad", "input": "secret"}] * 3
+    >>> for error in clean_errors(errors, limit=2):
+    ...     print(error)
+    {'loc': ['body', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…'], 'msg': 'bad', 'type': 't'}
+    {'loc': ['body', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…'], 'msg': 'bad', 'type': 't'}
+    {'loc': ['body'], 'msg': '1 more problem not listed; fix the ones above and retry', 'type': 'too_many_errors'}
     """
     cleaned = [{"loc": [part if isinstance(part, int) else _safe_text(str(part), _MAX_PART) for part in e["loc"]],
                 "msg": _safe_text(str(e["msg"]), _MAX_MSG), "type": str(e["type"])} for e in errors[:limit]]

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     api_max_batch: int = Field(
         1000, ge=1, le=1_000_000, description="Most instances in one /predict/batch or v2 infer request (more: 422)."
     )
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=1 << 30, description="Largest request body `livelearn serve` reads (larger: 413)."
+    )
 
     # --- validation of events -------------------------------------------------------------
     max_event_bytes: int = Field(1_048_576, ge=64, description="Larger events are dead-lettered.")

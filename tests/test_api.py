@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,9 +70,10 @@ def serving(settings: Settings, **env: str) -> Iterator[tuple[httpx.Client, Lear
 
 
 # Request limits of the shared server, set in its environment only: the API must take them from Settings.
-MAX_BATCH, MAX_FEATURES, MAX_STRING, MAX_ABS = 50, 50, 100, 1e6
+MAX_BATCH, MAX_FEATURES, MAX_STRING, MAX_ABS, MAX_BODY = 50, 50, 100, 1e6, 65_536
 SHARED_LIMITS = {"LIVELEARN_API_MAX_BATCH": str(MAX_BATCH), "LIVELEARN_MAX_FEATURES": str(MAX_FEATURES),
-                 "LIVELEARN_MAX_STRING_LENGTH": str(MAX_STRING), "LIVELEARN_MAX_ABS_VALUE": str(MAX_ABS)}
+                 "LIVELEARN_MAX_STRING_LENGTH": str(MAX_STRING), "LIVELEARN_MAX_ABS_VALUE": str(MAX_ABS),
+                 "LIVELEARN_API_MAX_BODY_BYTES": str(MAX_BODY)}
 
 
 @pytest.fixture(scope="module")
@@ -367,6 +369,47 @@ def test_limits_admit_what_they_bound(served):
                          json={"inputs": [v2_input(data=[1.5] * MAX_BATCH), v2_input("y", shape=[MAX_BATCH, 1],
                                                                                   data=[1] * MAX_BATCH)]})
     assert tensor.status_code == 200 and tensor.json()["outputs"][0]["shape"] == [MAX_BATCH]
+
+
+def raw_exchange(port: int, head: str, *parts: bytes) -> tuple[int, dict]:
+    """Send a request head and body ``parts`` on a plain socket, then read the response until the server
+    closes; returns the status and the JSON body (a server that waits for more body times out here)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        for part in parts:
+            sock.sendall(part)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    status_line, _, rest = received.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"application/json" in headers.lower(), headers
+    return int(status_line.split()[1]), json.loads(body.decode("utf-8"))
+
+
+def test_a_declared_body_over_the_limit_is_413_without_reading_it(served):
+    settings, _client = served
+    head = ("POST /predict HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100000000\r\n\r\n")
+    status, body = raw_exchange(settings.api_port, head, b'{"features": {"a": 1}, "event_id": "' + b"e" * 1000)
+    assert status == 413 and "LIVELEARN_API_MAX_BODY_BYTES" in body["detail"], body
+
+
+def test_a_chunked_body_is_counted_and_cut_off_at_the_limit(served):
+    settings, _client = served
+    head = ("POST /predict HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"2000\r\n" + b" " * 0x2000 + b"\r\n"  # 8 KiB of JSON whitespace, never the terminating chunk
+    status, body = raw_exchange(settings.api_port, head, *[chunk] * (MAX_BODY // 0x2000 + 1))
+    assert status == 413 and "LIVELEARN_API_MAX_BODY_BYTES" in body["detail"], body
+
+
+def test_a_large_valid_body_is_413_not_echoed(served):
+    _settings, client = served
+    response = client.post("/predict", json={"features": {"a": 1}, "event_id": "e" * MAX_BODY})
+    assert response.status_code == 413 and len(response.content) < 1000, response.text[:300]
+    assert "LIVELEARN_API_MAX_BODY_BYTES" in clean_json(response)["detail"]
+    assert client.get("/v2/health/live").json() == {"live": True}
 
 
 hostile_text = st.text(st.sampled_from(["a", "é", "\udfff", "\ud800", "\x00", "\U0001f600", '"', "\\", "1"]),
