@@ -26,18 +26,21 @@ def redact_url(url: str) -> str:
     return url
 
 
-def connect_redis(url: str, password: str | None = None, *, check: bool = True, retries: int = 5) -> redis.Redis:
+def connect_redis(url: str, password: str | None = None, *, check: bool = True, retries: int = 5,
+                  timeout: float = 5.0) -> redis.Redis:
     """A client for ``url`` that retries transient failures with exponential backoff.
 
-    With ``check`` it pings once and raises :class:`ConnectionFailedError` naming the URL.
+    ``timeout`` bounds each connect and each socket read or write (seconds), so one command blocks at
+    most about ``(retries + 1) * timeout`` plus the backoff when Redis hangs. With ``check`` it pings
+    once and raises :class:`ConnectionFailedError` naming the URL.
     """
     client = redis.Redis.from_url(
         url,
         password=password,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        socket_timeout=5.0,
-        socket_connect_timeout=5.0,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         health_check_interval=30,
     )
     if check:

@@ -16,13 +16,15 @@ import secrets
 import time
 from typing import Any
 
+import redis
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 
 from monitor.telemetry import ServingMetrics
+from snapshotter.connection import connect_redis
 from snapshotter.control import ControlPlane
-from snapshotter.store import VersionStore, open_store
+from snapshotter.store import VersionStore
 from streaming.api_guard import BodyLimit, StrictJSONRoute, install_error_handlers
 from streaming.api_models import (
     AdminRequest,
@@ -38,15 +40,23 @@ from streaming.config import Settings
 from streaming.errors import ControlError, SnapshotError, VersionNotFoundError
 from streaming.serving import LoadedVersion, ServingModels
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "request_store"]
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+def request_store(settings: Settings) -> VersionStore:
+    """The store on a client for the request path: short timeouts and one retry, so a hung or lost
+    Redis is a 503 within about twice ``LIVELEARN_API_REDIS_TIMEOUT_SECONDS``, not a hang."""
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    client = connect_redis(settings.redis_url, password, retries=1, timeout=settings.api_redis_timeout_seconds)
+    return VersionStore.for_settings(client, settings)
 
 
 def create_app(settings: Settings, *, store: VersionStore | None = None,
                registry: CollectorRegistry = REGISTRY) -> FastAPI:
     """The ASGI app for one model."""
-    store = store or open_store(settings)
+    store = store or request_store(settings)
     metrics = ServingMetrics(registry, settings.model_name)
     models = ServingModels(store, refresh_seconds=settings.serving_refresh_seconds, metrics=metrics)
     control = ControlPlane(store)
@@ -56,7 +66,7 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
-        with contextlib.suppress(SnapshotError):
+        with contextlib.suppress(SnapshotError, redis.RedisError):  # the watcher retries; ready says why
             models.refresh()
         models.start()
         yield
@@ -141,8 +151,10 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
 
     @app.get("/v2/health/ready", tags=["v2"])
     def ready() -> dict:
-        if models.current is None:
-            raise HTTPException(503, "no serving version loaded yet")
+        """Ready while a version is loaded and serving follows the serving pointer; 503 saying why otherwise."""
+        reason = models.unready_reason(settings.serving_stale_after_seconds)
+        if reason is not None:
+            raise HTTPException(503, reason)
         return {"ready": True}
 
     def metadata(version: int | None) -> dict:

@@ -9,7 +9,8 @@
   it arrives.
 * :func:`install_error_handlers` answers every error with a JSON body: 422 lists at most
   :data:`MAX_ERRORS` problems as ``loc``/``msg``/``type`` and never echoes the input back (no ``input``, no
-  ``ctx``), and an unexpected error is a 500 with a JSON body instead of a traceback in plain text.
+  ``ctx``), Redis being unreachable, hung or refusing is a 503, and an unexpected error is a 500 with a
+  JSON body instead of a traceback in plain text.
 
 >>> loads_strict(b'{"x": [1, 2.5, "a"]}')
 {'x': [1, 2.5, 'a']}
@@ -26,10 +27,12 @@ streaming.api_guard.BodyError: lone UTF-16 surrogate in a string: send valid Uni
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -39,6 +42,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = [
     "MAX_ERRORS", "BodyError", "BodyLimit", "StrictJSONRoute", "clean_errors", "install_error_handlers", "loads_strict",
 ]
+
+log = logging.getLogger(__name__)
 
 MAX_ERRORS = 20  # validation problems listed in one 422; the rest are counted
 _MAX_PART = 64  # characters of one loc part (a feature name can be long) kept in an error
@@ -263,12 +268,21 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": clean_errors(exc.errors())}, status_code=422)
 
 
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: Redis unavailable: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return JSONResponse({"detail": f"the version store (Redis) is unavailable ({type(exc).__name__}); predictions "
+                                   "with the serving version still work; retry later"},
+                        status_code=503, headers={"Retry-After": "1"})
+
+
 async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log has the details"},
                         status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """422 without the input, and JSON for unexpected errors (which are still logged with their traceback)."""
+    """422 without the input, 503 for Redis trouble, and JSON for unexpected errors (which are still logged
+    with their traceback)."""
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(redis.RedisError, _store_unavailable)
     app.add_exception_handler(Exception, _internal_error)

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         1_048_576, ge=1024, le=1 << 30, description="Largest request body `livelearn serve` reads (larger: 413)."
     )
+    api_redis_timeout_seconds: float = Field(
+        1.0, gt=0, le=30, description="`livelearn serve`'s Redis connect/read timeout (one retry; then 503)."
+    )
+    serving_stale_after_seconds: float = Field(
+        30.0, gt=0, description="/v2/health/ready is 503 when serving could not follow the pointer this long."
+    )
 
     # --- validation of events -------------------------------------------------------------
     max_event_bytes: int = Field(1_048_576, ge=64, description="Larger events are dead-lettered.")

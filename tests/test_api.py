@@ -6,10 +6,14 @@ probes it with hostile input; tests that start more processes or stop Redis get 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import itertools
 import json
+import os
 import re
+import shutil
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -27,7 +31,7 @@ from reference import contract_features
 from snapshotter.restore import restore_state
 from streaming.config import Settings
 from streaming.dataset import read_events
-from streaming.embedded import free_port
+from streaming.embedded import EmbeddedServer, free_port, start_redis
 from streaming.kafka import ensure_topics
 from streaming.model import ModelSpec
 
@@ -70,6 +74,7 @@ def serving(settings: Settings, **env: str) -> Iterator[tuple[httpx.Client, Lear
 
 
 # Request limits of the shared server, set in its environment only: the API must take them from Settings.
+STALE_AFTER = 2.0  # LIVELEARN_SERVING_STALE_AFTER_SECONDS of the outage server
 MAX_BATCH, MAX_FEATURES, MAX_STRING, MAX_ABS, MAX_BODY = 50, 50, 100, 1e6, 65_536
 SHARED_LIMITS = {"LIVELEARN_API_MAX_BATCH": str(MAX_BATCH), "LIVELEARN_MAX_FEATURES": str(MAX_FEATURES),
                  "LIVELEARN_MAX_STRING_LENGTH": str(MAX_STRING), "LIVELEARN_MAX_ABS_VALUE": str(MAX_ABS),
@@ -88,6 +93,21 @@ def shared(stack) -> Iterator[tuple[Settings, httpx.Client, LearnerProcess]]:
 @pytest.fixture(scope="module")
 def served(shared) -> tuple[Settings, httpx.Client]:
     return shared[0], shared[1]
+
+
+@pytest.fixture
+def outage(stack) -> Iterator[tuple[Settings, httpx.Client, EmbeddedServer]]:
+    """A server on a private redis-server that the test may stop (SIGSTOP) or kill; never the session's."""
+    redis_server = start_redis()
+    try:
+        settings = new_settings(stack, "outage", api_port=free_port(), redis_url=f"redis://{redis_server.address}/0")
+        with serving(settings, LIVELEARN_SERVING_STALE_AFTER_SECONDS=str(STALE_AFTER)) as (client, _server):
+            yield settings, client, redis_server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        redis_server.stop()
+        shutil.rmtree(redis_server.workdir or "", ignore_errors=True)
 
 
 @pytest.fixture
@@ -455,6 +475,67 @@ def test_hostile_bodies_never_get_a_5xx_or_invalid_json(served, request_):
     response = post_text(client, route.format(name=settings.model_name), text, **AUTH)
     assert response.status_code < 500, (route, text[:300], response.text[:300])
     clean_json(response)
+
+
+def needs_redis(name: str) -> list[tuple[str, str, dict | None]]:
+    """Requests that must read or write Redis: version 1 was never loaded by the outage server."""
+    x = {"features": EVENTS[0].features}
+    return [("GET", "/versions", None), ("GET", "/versions/1", None), ("POST", "/predict", {**x, "version": 1}),
+            ("POST", "/predict/batch", {"instances": [x], "version": 1}), ("GET", f"/v2/models/{name}", None),
+            ("POST", f"/v2/models/{name}/versions/1/infer", {"inputs": [v2_input("Administrative", data=[1])]}),
+            ("POST", "/admin/pin", {"version": 1, "reason": "outage test"}),
+            ("POST", "/admin/unpin", {"reason": "outage test"})]
+
+
+def assert_503_within(client: httpx.Client, requests: list[tuple[str, str, dict | None]], bound: float) -> None:
+    """Each request (sent concurrently) is a 503 with a JSON body naming Redis, answered within ``bound`` s."""
+
+    def timed(request: tuple[str, str, dict | None]) -> tuple[httpx.Response, float]:
+        method, path, body = request
+        start = time.monotonic()
+        response = client.request(method, path, json=body, headers=AUTH)
+        return response, time.monotonic() - start
+
+    with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
+        for (method, path, _), (response, elapsed) in zip(requests, pool.map(timed, requests)):
+            assert response.status_code == 503, (method, path, response.status_code, response.text[:300])
+            assert "Redis" in clean_json(response)["detail"] and elapsed < bound, (method, path, elapsed)
+
+
+def assert_serving_version_answers(client: httpx.Client, version: int) -> None:
+    start = time.monotonic()
+    response = client.post("/predict", json={"features": EVENTS[0].features})
+    assert response.status_code == 200 and response.json()["version"] == version, response.text
+    assert time.monotonic() - start < 2.0
+    assert client.get("/v2/health/live").json() == {"live": True}
+
+
+def test_a_hung_redis_is_503_within_bounds_while_the_serving_version_answers(outage):
+    settings, client, redis_server = outage
+    serving_version = client.get("/versions").json()["serving"]
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        assert_503_within(client, needs_redis(settings.model_name), bound=6.0)  # timeout 1 s, one retry
+        assert_serving_version_answers(client, serving_version)
+        wait_for(lambda: client.get("/v2/health/ready").status_code == 503, 10 + STALE_AFTER,
+                 "readiness to report that serving cannot follow versions")
+        assert "cannot follow" in clean_json(client.get("/v2/health/ready"))["detail"]
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    wait_for(lambda: client.get("/v2/health/ready").status_code == 200, 30, "readiness once Redis answers again")
+    assert client.get("/versions").json()["serving"] == serving_version
+
+
+def test_a_killed_redis_is_503_at_once_and_readiness_reports_it(outage):
+    settings, client, redis_server = outage
+    serving_version = client.get("/versions").json()["serving"]
+    redis_server.process.kill()
+    redis_server.process.wait()
+    assert_503_within(client, needs_redis(settings.model_name), bound=3.0)
+    assert_serving_version_answers(client, serving_version)
+    wait_for(lambda: client.get("/v2/health/ready").status_code == 503, 10 + STALE_AFTER,
+             "readiness to report that serving cannot follow versions")
+    assert "cannot follow" in clean_json(client.get("/v2/health/ready"))["detail"]
 
 
 def test_every_metric_in_the_readme_is_exposed(served_alone, learners):
