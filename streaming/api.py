@@ -14,6 +14,7 @@ validation errors never echo the input (see :mod:`streaming.api_guard`).
 import contextlib
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -201,17 +202,31 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         """A declared actor is recorded with the caller, so nobody can write in another's name."""
         return f"{body.actor} via {caller}" if body.actor else caller
 
-    def act(fn) -> dict:
+    def require(number: int) -> None:
+        """404 when version ``number`` does not exist: naming a missing version is not a conflict."""
+        try:
+            store.meta(number)
+        except VersionNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except SnapshotError:
+            pass  # unreadable metadata: the control plane refuses it as a conflict (409)
+
+    def act(fn: Callable[[], object], target: int | None = None) -> dict:
+        """Run one control action: 404 for a missing target, 409 when refused (not pinned, not frozen...)."""
+        if target is not None:
+            require(target)
         try:
             fn()
         except ControlError as exc:
+            if target is not None:
+                require(target)  # removed by retention meanwhile: still a 404
             raise HTTPException(409, str(exc)) from None
         return {"head": store.head(), "serving": store.serving(), "pinned": store.pinned(),
                 "frozen": control.frozen() is not None}
 
     @app.post("/admin/pin", tags=["admin"])
     def pin(body: PinRequest, actor: str = Depends(admin)) -> dict:
-        return act(lambda: control.pin(body.version, actor=on_behalf(body, actor), reason=body.reason))
+        return act(lambda: control.pin(body.version, actor=on_behalf(body, actor), reason=body.reason), body.version)
 
     @app.post("/admin/unpin", tags=["admin"])
     def unpin(body: AdminRequest, actor: str = Depends(admin)) -> dict:
@@ -219,7 +234,7 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
 
     @app.post("/admin/rollback", tags=["admin"])
     def rollback(body: RollbackRequest, actor: str = Depends(admin)) -> dict:
-        return act(lambda: control.rollback(to=body.to, actor=on_behalf(body, actor), reason=body.reason))
+        return act(lambda: control.rollback(to=body.to, actor=on_behalf(body, actor), reason=body.reason), body.to)
 
     @app.post("/admin/learning/resume", tags=["admin"])
     def resume(body: AdminRequest, actor: str = Depends(admin)) -> dict:

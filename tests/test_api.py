@@ -185,7 +185,6 @@ def test_admin_routes_need_the_token_and_a_pin_is_served_within_a_second(served)
     wrong = client.post("/admin/pin", json={"version": 2, "reason": "x"}, headers={"Authorization": "Bearer no"})
     assert wrong.status_code == 403
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    assert client.post("/admin/pin", json={"version": 99, "reason": "x"}, headers=auth).status_code == 409
     features = EVENTS[0].features
     start = time.monotonic()
     assert client.post("/admin/pin", json={"version": 2, "reason": "canary"}, headers=auth).status_code == 200
@@ -195,6 +194,25 @@ def test_admin_routes_need_the_token_and_a_pin_is_served_within_a_second(served)
     unpinned = client.post("/admin/unpin", json={"reason": "done"}, headers=auth).json()
     assert unpinned["pinned"] is None and unpinned["serving"] == store_for(settings).stable_numbers()[-1]
     assert client.post("/admin/learning/resume", json={"reason": "x"}, headers=auth).status_code == 409
+
+
+def test_a_missing_version_is_404_everywhere_and_409_is_kept_for_conflicts(served):
+    settings, client = served
+    store = store_for(settings)
+    before = (store.pinned(), store.serving(), store.epoch())
+    missing = [("GET", "/versions/99", None), ("GET", f"/v2/models/{settings.model_name}/versions/99", None),
+               ("POST", "/predict", {"features": {"a": 1}, "version": 99}),
+               ("POST", "/predict/batch", {"instances": [{"features": {"a": 1}}], "version": 99}),
+               ("POST", f"/v2/models/{settings.model_name}/versions/99/infer", {"inputs": [v2_input()]}),
+               ("POST", "/admin/pin", {"version": 99, "reason": "x"}),
+               ("POST", "/admin/rollback", {"to": 99, "reason": "x"})]
+    for method, path, body in missing:
+        response = client.request(method, path, json=body, headers=AUTH)
+        assert response.status_code == 404 and "does not exist" in clean_json(response)["detail"], (path, response.text)
+    assert (store.pinned(), store.serving(), store.epoch()) == before
+    for path in ("/admin/unpin", "/admin/learning/resume"):  # nothing pinned, learning not frozen
+        response = client.post(path, json={"reason": "x"}, headers=AUTH)
+        assert response.status_code == 409 and "nothing was changed" in clean_json(response)["detail"], response.text
 
 
 @pytest.mark.parametrize(
