@@ -31,9 +31,11 @@ from streaming.api_models import (
     AdminRequest,
     ApiLimits,
     BatchResponse,
+    ErrorBody,
     PinRequest,
     Prediction,
     RollbackRequest,
+    ValidationErrorBody,
     request_models,
     to_rows,
 )
@@ -44,6 +46,25 @@ from streaming.serving import LoadedVersion, ServingModels
 __all__ = ["create_app", "request_store"]
 
 _bearer = HTTPBearer(auto_error=False)
+
+_ERRORS: dict[int, str] = {
+    401: "Missing bearer token.",
+    403: "Wrong bearer token, or the admin API is off (LIVELEARN_API_TOKEN unset on the server).",
+    404: "The version (or model name) does not exist.",
+    409: "The action was refused (not pinned, not frozen, stale lineage epoch, corrupt version); nothing changed.",
+    413: "Request body over LIVELEARN_API_MAX_BODY_BYTES; refused before it was read.",
+    422: "Invalid request: each problem's loc, msg and type (never the input).",
+    503: "No serving version loaded yet, or the version store (Redis) is unavailable; retry later.",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that can answer ``codes`` (besides 200 and the app-wide 413)."""
+    return {code: {"model": ValidationErrorBody if code == 422 else ErrorBody, "description": _ERRORS[code]}
+            for code in codes}
+
+
+_ADMIN = (401, 403, 409, 422, 503)
 
 
 def request_store(settings: Settings) -> VersionStore:
@@ -73,7 +94,7 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         yield
         models.stop()
 
-    app = FastAPI(title=f"livelearn · {name}", version="1", lifespan=lifespan,
+    app = FastAPI(title=f"livelearn · {name}", version="1", lifespan=lifespan, responses=responses(413),
                   description="Live predictions of an online-learning model; each tagged with its version.")
     app.router.route_class = StrictJSONRoute  # before the first route: every body is parsed strictly
     install_error_handlers(app)
@@ -122,23 +143,23 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         return f"api:{request.client.host if request.client else 'unknown'}"
 
     # -- predictions -----------------------------------------------------------------------------
-    @app.post("/predict", response_model=Prediction, tags=["predict"])
+    @app.post("/predict", response_model=Prediction, tags=["predict"], responses=responses(404, 422, 503))
     def predict(body: PredictRequest) -> Prediction:  # type: ignore[valid-type]
         """Score one feature map with the serving version (or ``version``)."""
         return score(model_for(body.version), body.features, body.event_id)
 
-    @app.post("/predict/batch", response_model=BatchResponse, tags=["predict"])
+    @app.post("/predict/batch", response_model=BatchResponse, tags=["predict"], responses=responses(404, 422, 503))
     def predict_batch(body: BatchRequest) -> BatchResponse:  # type: ignore[valid-type]
         loaded = model_for(body.version)
         return BatchResponse(predictions=[score(loaded, i.features, i.event_id) for i in body.instances],
                              version=loaded[0])
 
-    @app.get("/versions", tags=["versions"])
+    @app.get("/versions", tags=["versions"], responses=responses(503))
     def list_versions() -> dict:
         return {"model": name, "head": store.head(), "serving": store.serving(), "pinned": store.pinned(),
                 "versions": [m.to_dict() for m in store.list()]}
 
-    @app.get("/versions/{number}", tags=["versions"])
+    @app.get("/versions/{number}", tags=["versions"], responses=responses(404, 422, 503))
     def show_version(number: int) -> dict:
         try:
             return store.meta(number).to_dict()
@@ -150,7 +171,7 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
     def live() -> dict:
         return {"live": True}
 
-    @app.get("/v2/health/ready", tags=["v2"])
+    @app.get("/v2/health/ready", tags=["v2"], responses=responses(503))
     def ready() -> dict:
         """Ready while a version is loaded and serving follows the serving pointer; 503 saying why otherwise."""
         reason = models.unready_reason(settings.serving_stale_after_seconds)
@@ -168,12 +189,12 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
             doc["version"] = str(version)
         return doc
 
-    @app.get("/v2/models/{model_name}", tags=["v2"])
+    @app.get("/v2/models/{model_name}", tags=["v2"], responses=responses(404, 422, 503))
     def model_metadata(model_name: str) -> dict:
         check_name(model_name)
         return metadata(None)
 
-    @app.get("/v2/models/{model_name}/versions/{version}", tags=["v2"])
+    @app.get("/v2/models/{model_name}/versions/{version}", tags=["v2"], responses=responses(404, 422, 503))
     def version_metadata(model_name: str, version: int) -> dict:
         check_name(model_name)
         return metadata(version)
@@ -189,11 +210,12 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
                             {"name": "label", "datatype": "BOOL", "shape": [len(rows)],
                              "data": [p.label for p in predictions]}]}
 
-    @app.post("/v2/models/{model_name}/infer", tags=["v2"])
+    @app.post("/v2/models/{model_name}/infer", tags=["v2"], responses=responses(404, 422, 503))
     def infer_serving(model_name: str, body: InferRequest) -> dict:  # type: ignore[valid-type]
         return infer(model_name, None, body)
 
-    @app.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"])
+    @app.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"],
+               responses=responses(404, 422, 503))
     def infer_version(model_name: str, version: int, body: InferRequest) -> dict:  # type: ignore[valid-type]
         return infer(model_name, version, body)
 
@@ -224,19 +246,19 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         return {"head": store.head(), "serving": store.serving(), "pinned": store.pinned(),
                 "frozen": control.frozen() is not None}
 
-    @app.post("/admin/pin", tags=["admin"])
+    @app.post("/admin/pin", tags=["admin"], responses=responses(404, *_ADMIN))
     def pin(body: PinRequest, actor: str = Depends(admin)) -> dict:
         return act(lambda: control.pin(body.version, actor=on_behalf(body, actor), reason=body.reason), body.version)
 
-    @app.post("/admin/unpin", tags=["admin"])
+    @app.post("/admin/unpin", tags=["admin"], responses=responses(*_ADMIN))
     def unpin(body: AdminRequest, actor: str = Depends(admin)) -> dict:
         return act(lambda: control.unpin(actor=on_behalf(body, actor), reason=body.reason))
 
-    @app.post("/admin/rollback", tags=["admin"])
+    @app.post("/admin/rollback", tags=["admin"], responses=responses(404, *_ADMIN))
     def rollback(body: RollbackRequest, actor: str = Depends(admin)) -> dict:
         return act(lambda: control.rollback(to=body.to, actor=on_behalf(body, actor), reason=body.reason), body.to)
 
-    @app.post("/admin/learning/resume", tags=["admin"])
+    @app.post("/admin/learning/resume", tags=["admin"], responses=responses(*_ADMIN))
     def resume(body: AdminRequest, actor: str = Depends(admin)) -> dict:
         return act(lambda: control.resume(actor=on_behalf(body, actor), reason=body.reason))
 

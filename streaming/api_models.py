@@ -37,8 +37,9 @@ from streaming.errors import EventError
 from streaming.events import EventLimits, check_feature
 
 __all__ = [
-    "MAX_ACTOR_LENGTH", "MAX_REASON_LENGTH", "AdminRequest", "ApiLimits", "BatchResponse", "PinRequest", "Prediction",
-    "RequestModels", "RollbackRequest", "Scalar", "request_models", "to_rows",
+    "MAX_ACTOR_LENGTH", "MAX_REASON_LENGTH", "AdminRequest", "ApiLimits", "BatchResponse", "ErrorBody", "PinRequest",
+    "Prediction", "RequestModels", "RollbackRequest", "Scalar", "ValidationErrorBody", "ValidationProblem",
+    "request_models", "to_rows",
 ]
 
 MAX_ACTOR_LENGTH = 200
@@ -82,6 +83,26 @@ def _feature_checker(limits: EventLimits) -> Callable[[dict[str, Scalar]], dict[
 
 
 # -- responses and admin bodies (no settings involved) ----------------------------------------------
+class ErrorBody(BaseModel):
+    """Every error but a 422: one sentence saying what went wrong and what to do."""
+
+    detail: str
+
+
+class ValidationProblem(BaseModel):
+    """One problem of an invalid request; the input itself is never echoed."""
+
+    loc: list[str | int] = Field(description="Where: 'body' then keys and indexes.")
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    """A 422: at most 20 problems (then one of type too_many_errors counting the rest)."""
+
+    detail: list[ValidationProblem]
+
+
 class Prediction(BaseModel):
     probability: float
     label: bool

@@ -450,6 +450,46 @@ def test_a_large_valid_body_is_413_not_echoed(served):
     assert client.get("/v2/health/live").json() == {"live": True}
 
 
+BODY, ADMIN = {413, 422}, {401, 403, 409, 413, 422, 503}
+DECLARED = {  # status codes each route can return, besides 200
+    ("post", "/predict"): {404, 503} | BODY,
+    ("post", "/predict/batch"): {404, 503} | BODY,
+    ("get", "/versions"): {413, 503},
+    ("get", "/versions/{number}"): {404, 413, 422, 503},
+    ("get", "/v2/health/live"): {413},
+    ("get", "/v2/health/ready"): {413, 503},
+    ("get", "/v2/models/{model_name}"): {404, 413, 422, 503},  # FastAPI declares 422 for any path parameter
+    ("get", "/v2/models/{model_name}/versions/{version}"): {404, 413, 422, 503},
+    ("post", "/v2/models/{model_name}/infer"): {404, 503} | BODY,
+    ("post", "/v2/models/{model_name}/versions/{version}/infer"): {404, 503} | BODY,
+    ("post", "/admin/pin"): {404} | ADMIN,
+    ("post", "/admin/unpin"): ADMIN,
+    ("post", "/admin/rollback"): {404} | ADMIN,
+    ("post", "/admin/learning/resume"): ADMIN,
+}
+
+
+def declared_codes(client: httpx.Client) -> dict[tuple[str, str], set[int]]:
+    document = client.get("/openapi.json").json()
+    return {(method, path): {int(code) for code in operation["responses"]}
+            for path, item in document["paths"].items() for method, operation in item.items()}
+
+
+@pytest.fixture(scope="module")
+def openapi_codes(served) -> dict[tuple[str, str], set[int]]:
+    return declared_codes(served[1])
+
+
+def test_openapi_declares_every_status_code_each_route_returns(served):
+    _settings, client = served
+    assert declared_codes(client) == {route: {200} | codes for route, codes in DECLARED.items()}
+    document = client.get("/openapi.json").json()
+    problem = document["components"]["schemas"]["ValidationProblem"]
+    assert set(problem["properties"]) == {"loc", "msg", "type"}  # what a 422 lists: never the input
+    pin = document["paths"]["/admin/pin"]["post"]["responses"]
+    assert "LIVELEARN_API_TOKEN" in pin["403"]["description"] and "$ref" in str(pin["409"]["content"])
+
+
 hostile_text = st.text(st.sampled_from(["a", "é", "\udfff", "\ud800", "\x00", "\U0001f600", '"', "\\", "1"]),
                        max_size=8) | st.text(max_size=300)
 hostile_scalar = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-10**30, max_value=10**30)
@@ -486,13 +526,15 @@ def hostile_requests(draw) -> tuple[str, dict]:
 
 @given(hostile_requests())
 @hypothesis_settings(max_examples=150, deadline=None, derandomize=True)
-def test_hostile_bodies_never_get_a_5xx_or_invalid_json(served, request_):
+def test_hostile_bodies_never_get_a_5xx_or_invalid_json(served, openapi_codes, request_):
     settings, client = served
     route, body = request_
     text = json.dumps(body, allow_nan=True)  # NaN, Infinity and \\udXXX escapes as an attacker sends them
     response = post_text(client, route.format(name=settings.model_name), text, **AUTH)
     assert response.status_code < 500, (route, text[:300], response.text[:300])
     clean_json(response)
+    declared = openapi_codes[("post", route.replace("{name}", "{model_name}"))]
+    assert response.status_code in declared, (route, response.status_code, "is not in the OpenAPI document")
 
 
 def needs_redis(name: str) -> list[tuple[str, str, dict | None]]:
