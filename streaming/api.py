@@ -51,7 +51,7 @@ _ERRORS: dict[int, str] = {
     401: "Missing bearer token.",
     403: "Wrong bearer token, or the admin API is off (LIVELEARN_API_TOKEN unset on the server).",
     404: "The version (or model name) does not exist.",
-    409: "The action was refused (not pinned, not frozen, stale lineage epoch, corrupt version); nothing changed.",
+    409: "The action was refused (nothing pinned, not frozen, nothing to roll back to, corrupt version); no change.",
     413: "Request body over LIVELEARN_API_MAX_BODY_BYTES; refused before it was read.",
     422: "Invalid request: each problem's loc, msg and type (never the input).",
     503: "No serving version loaded yet, or the version store (Redis) is unavailable; retry later.",
@@ -168,11 +168,11 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
 
     # -- Open Inference Protocol (KServe v2) -----------------------------------------------------
     @app.get("/v2/health/live", tags=["v2"])
-    def live() -> dict:
+    async def live() -> dict:  # async: answered on the event loop even if every worker thread waits on Redis
         return {"live": True}
 
     @app.get("/v2/health/ready", tags=["v2"], responses=responses(503))
-    def ready() -> dict:
+    async def ready() -> dict:
         """Ready while a version is loaded and serving follows the serving pointer; 503 saying why otherwise."""
         reason = models.unready_reason(settings.serving_stale_after_seconds)
         if reason is not None:
