@@ -38,6 +38,7 @@ from streaming.model import ModelSpec
 pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EVENTS = list(read_events(limit=3000))
 _names = itertools.count()
 
@@ -73,8 +74,8 @@ def serving(settings: Settings, **env: str) -> Iterator[tuple[httpx.Client, Lear
         server.proc.communicate()
 
 
-# Request limits of the shared server, set in its environment only: the API must take them from Settings.
 STALE_AFTER = 2.0  # LIVELEARN_SERVING_STALE_AFTER_SECONDS of the outage server
+# Request limits of the shared server, set in its environment only: the API must take them from Settings.
 MAX_BATCH, MAX_FEATURES, MAX_STRING, MAX_ABS, MAX_BODY = 50, 50, 100, 1e6, 65_536
 SHARED_LIMITS = {"LIVELEARN_API_MAX_BATCH": str(MAX_BATCH), "LIVELEARN_MAX_FEATURES": str(MAX_FEATURES),
                  "LIVELEARN_MAX_STRING_LENGTH": str(MAX_STRING), "LIVELEARN_MAX_ABS_VALUE": str(MAX_ABS),
@@ -104,7 +105,7 @@ def outage(stack) -> Iterator[tuple[Settings, httpx.Client, EmbeddedServer]]:
         with serving(settings, LIVELEARN_SERVING_STALE_AFTER_SECONDS=str(STALE_AFTER)) as (client, _server):
             yield settings, client, redis_server
     finally:
-        with contextlib.suppress(ProcessLookupError):
+        if redis_server.process.poll() is None:  # stopped, not killed: let it run so it can terminate
             os.kill(redis_server.process.pid, signal.SIGCONT)
         redis_server.stop()
         shutil.rmtree(redis_server.workdir or "", ignore_errors=True)
@@ -231,9 +232,6 @@ def test_malformed_requests_get_422_naming_the_field(served, body, field):
     response = client.post("/predict", json=body)
     assert response.status_code == 422
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
-
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def post_text(client: httpx.Client, path: str, text: str, **headers: str) -> httpx.Response:
