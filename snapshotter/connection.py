@@ -180,7 +180,9 @@ def connect_redis(url: str, password: str | None = None, *, check: bool = True, 
     """A client for ``url`` that retries transient failures with exponential backoff (a few times: a longer
     outage is for the caller to wait out, visibly; see :func:`redis_failure`).
 
-    With ``check`` it pings once and raises :class:`ConnectionFailedError` naming the URL.
+    ``timeout`` bounds each connect and each socket read or write (seconds), so one command blocks at
+    most about ``(retries + 1) * timeout`` plus the backoff when Redis hangs. With ``check`` it pings
+    once and raises :class:`ConnectionFailedError` naming the URL.
     """
     client = redis.Redis.from_url(
         url,

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from snapshotter.codec import pack
+from snapshotter.connection import redis_failure
 from snapshotter.store import VersionStore
 from streaming.errors import ControlError, SnapshotError
 
@@ -122,6 +123,8 @@ class ControlPlane:
         try:
             return script(keys=keys, args=[self.store.audit_retention, *args])
         except redis.ResponseError as exc:
+            if redis_failure(exc):
+                raise  # Redis refused the write itself (out of memory, read-only, permission): not our refusal
             code, _, detail = str(exc).partition(" ")
             raise ControlError(f"{code.lower().replace('_', ' ')}: {detail}; nothing was changed") from None
 

@@ -141,6 +141,18 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=0, le=65535, description="Port of `livelearn serve`.")
     api_token: SecretStr | None = Field(None, description="Bearer token for the admin routes (secret; unset: admin off).")
     serving_refresh_seconds: float = Field(0.25, gt=0, le=10, description="Serving pointer poll (besides pub/sub).")
+    api_max_batch: int = Field(
+        1000, ge=1, le=1_000_000, description="Most instances in one /predict/batch or v2 infer request (more: 422)."
+    )
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=1 << 30, description="Largest request body `livelearn serve` reads (larger: 413)."
+    )
+    api_redis_timeout_seconds: float = Field(
+        1.0, gt=0, le=30, description="`livelearn serve`'s Redis connect/read timeout (one retry; then 503)."
+    )
+    serving_stale_after_seconds: float = Field(
+        30.0, gt=0, description="/v2/health/ready is 503 when serving could not follow the pointer this long."
+    )
 
     # --- validation of events -------------------------------------------------------------
     max_event_bytes: int = Field(1_048_576, ge=64, description="Larger events are dead-lettered.")

@@ -6,6 +6,14 @@ A watcher thread listens on the model's control channel (and polls the serving p
 never a half-loaded one. Requests for a specific version use a small LRU cache of loaded versions.
 Each version is served with the spec it was written with, so its predictions are the ones its learner
 would have made.
+
+The loaded model keeps serving through a Redis outage; :meth:`ServingModels.unready_reason` says when
+serving has not been able to follow the pointer for too long (what ``/v2/health/ready`` reports).
+
+>>> import fakeredis
+>>> models = ServingModels(VersionStore(fakeredis.FakeRedis(), "shop"))
+>>> models.refresh(), models.unready_reason(stale_after=30)
+(False, 'no serving version loaded yet: the learner has not written a stable version')
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 
 from monitor.telemetry import ServingMetrics
 from snapshotter.restore import restore_state
@@ -34,6 +43,8 @@ class ServingModels:
         self.refresh_seconds = refresh_seconds
         self.metrics = metrics
         self.current: LoadedVersion | None = None
+        self.synced_at: float | None = None  # monotonic time of the last refresh that read the pointer
+        self.last_error: str | None = None  # why the last refresh failed, until one succeeds
         self._cache: collections.OrderedDict[int, OnlineModel] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -58,14 +69,29 @@ class ServingModels:
         """Load the version the serving pointer names, if it changed; ``True`` when swapped."""
         number = self.store.serving()
         if number is None or (self.current is not None and self.current[0] == number):
+            self.synced_at = time.monotonic()
             return False
         model = self.load(number)
         self.current = (number, model)  # one reference assignment: atomic for readers
+        self.synced_at = time.monotonic()
         if self.metrics:
             self.metrics.serving_version.set(number)
             self.metrics.swaps.inc()
         log.info("serving version %d", number)
         return True
+
+    def unready_reason(self, stale_after: float, now: float | None = None) -> str | None:
+        """Why serving is not ready — nothing loaded, or the pointer not followed for ``stale_after``
+        seconds (e.g. Redis down) — or ``None`` when it is."""
+        if self.current is None:
+            if self.last_error is not None:
+                return f"no serving version loaded yet: cannot read the serving pointer ({self.last_error})"
+            return "no serving version loaded yet: the learner has not written a stable version"
+        age = (time.monotonic() if now is None else now) - (self.synced_at or 0.0)
+        if age <= stale_after:
+            return None
+        return (f"cannot follow the serving pointer for {age:.0f} s ({self.last_error or 'no answer'}); still "
+                f"serving version {self.current[0]} from memory. Check Redis (LIVELEARN_REDIS_URL)")
 
     def get(self, version: int | None = None) -> LoadedVersion | None:
         """``(version, model)``: the serving one, or the requested version."""
@@ -85,16 +111,30 @@ class ServingModels:
 
     def _watch(self) -> None:
         pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(self.store.keys.channel)
         try:
             while not self._stop.is_set():
                 try:
+                    if not pubsub.subscribed:
+                        pubsub.subscribe(self.store.keys.channel)
                     self.refresh()
+                    self._recovered()
                     pubsub.get_message(timeout=self.refresh_seconds)  # wakes early on an announcement
                     while pubsub.get_message(timeout=0) is not None:
                         pass
                 except Exception as exc:  # keep serving the loaded model through Redis trouble
-                    log.error("serving refresh failed: %s", exc)
+                    self._failed(exc)
                     self._stop.wait(self.refresh_seconds)
         finally:
             pubsub.close()
+
+    def _failed(self, exc: Exception) -> None:
+        """Log the first failure of an outage (not every retry) and keep its reason for readiness."""
+        if self.last_error is None:
+            log.error("serving cannot follow the serving pointer: %s: %s; still serving the loaded version",
+                      type(exc).__name__, exc)
+        self.last_error = type(exc).__name__  # the readiness body names the kind, the log has the details
+
+    def _recovered(self) -> None:
+        if self.last_error is not None:
+            log.info("serving follows the serving pointer again (after: %s)", self.last_error)
+            self.last_error = None
