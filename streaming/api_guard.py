@@ -39,6 +39,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from streaming.events import encodable
+
 __all__ = [
     "MAX_ERRORS", "BodyError", "BodyLimit", "StrictJSONRoute", "clean_errors", "install_error_handlers", "loads_strict",
 ]
@@ -81,20 +83,10 @@ def _finite_float(literal: str) -> float | _Refused:
     return _Refused("number out of range of a 64-bit float; send a smaller number")
 
 
-def _encodable(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _problem(key: str | int, value: Any) -> str | None:
-    if isinstance(key, str) and not _encodable(key):
+    if isinstance(key, str) and not encodable(key):
         return "lone UTF-16 surrogate in a name: send valid Unicode"
-    if isinstance(value, str) and not _encodable(value):
+    if isinstance(value, str) and not encodable(value):
         return "lone UTF-16 surrogate in a string: send valid Unicode"
     if isinstance(value, _Refused):
         return value.msg

@@ -52,22 +52,14 @@ Datatype = Literal["BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16",
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApiLimits:
-    """Bounds on one request; the feature bounds are the event contract's."""
+    """Bounds on one request: a batch size, and the event contract's bounds for each instance."""
 
     max_batch: int = 1000
-    max_features: int = 1000
-    max_string_length: int = 256
-    max_abs_value: float = 1e15
+    events: EventLimits = EventLimits()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ApiLimits":
-        return cls(max_batch=settings.api_max_batch, max_features=settings.max_features,
-                   max_string_length=settings.max_string_length, max_abs_value=settings.max_abs_value)
-
-    @property
-    def events(self) -> EventLimits:
-        return EventLimits(max_features=self.max_features, max_string_length=self.max_string_length,
-                           max_abs_value=self.max_abs_value)
+        return cls(max_batch=settings.api_max_batch, events=EventLimits.from_settings(settings))
 
 
 def _feature_checker(limits: EventLimits) -> Callable[[dict[str, Scalar]], dict[str, Scalar]]:
@@ -203,8 +195,8 @@ class RequestModels:
 def request_models(limits: ApiLimits) -> RequestModels:
     """Request models that enforce ``limits``; pydantic reports every breach as a 422 naming the field."""
     events = limits.events
-    Id = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_string_length)]
-    Features = Annotated[dict[str, Scalar], Field(max_length=limits.max_features,
+    Id = Annotated[str, StringConstraints(min_length=1, max_length=events.max_string_length)]
+    Features = Annotated[dict[str, Scalar], Field(max_length=events.max_features,
                                                   description="name -> number | string | bool, as in events"),
                          AfterValidator(_feature_checker(events))]
 
@@ -220,7 +212,7 @@ def request_models(limits: ApiLimits) -> RequestModels:
         version: Version | None = Field(None, description="Score with this version instead of the serving one.")
 
     class InferInput(BaseModel):
-        name: str = Field(min_length=1, max_length=limits.max_string_length, description="The feature name.")
+        name: str = Field(min_length=1, max_length=events.max_string_length, description="The feature name.")
         shape: list[StrictInt] = Field(min_length=1, max_length=2, description="[batch] or [batch, 1]")
         datatype: Datatype
         data: list[Any] = Field(max_length=limits.max_batch, description="One value per row, flat.")
@@ -233,7 +225,7 @@ def request_models(limits: ApiLimits) -> RequestModels:
 
     class InferRequest(BaseModel):
         id: Id | None = Field(None, description="Echoed back in the response.")
-        inputs: list[InferInput] = Field(min_length=1, max_length=limits.max_features,
+        inputs: list[InferInput] = Field(min_length=1, max_length=events.max_features,
                                          description="One input tensor per feature.")
         parameters: dict[str, Any] | None = None
 

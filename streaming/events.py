@@ -36,8 +36,8 @@ import msgpack
 
 from streaming.errors import EventError
 
-__all__ = ["Event", "EventLimits", "check_feature", "decode_event", "encode_event", "EventFormat", "kind_of",
-           "INT64_MAX", "sniff_format"]
+__all__ = ["Event", "EventLimits", "check_feature", "decode_event", "encodable", "encode_event", "EventFormat",
+           "kind_of", "INT64_MAX", "sniff_format"]
 
 EventFormat = Literal["msgpack", "json", "auto"]
 Feature = float | int | str
@@ -137,7 +137,7 @@ def _parse(raw: bytes, fmt: EventFormat) -> Any:
         raise EventError("undecodable", detail) from None
 
 
-def _encodable(text: str) -> bool:
+def encodable(text: str) -> bool:
     """Whether ``text`` encodes as UTF-8 (lone surrogates do not)."""
     if text.isascii():
         return True
@@ -151,7 +151,7 @@ def _encodable(text: str) -> bool:
 def _check_string(value: str, what: str, limits: EventLimits) -> str:
     if len(value) > limits.max_string_length:
         raise EventError("oversized", f"{what} is longer than {limits.max_string_length} characters")
-    if not _encodable(value):
+    if not encodable(value):
         raise EventError("bad_string", f"{what} is not valid Unicode text (a lone UTF-16 surrogate?)")
     return value
 
