@@ -3,7 +3,7 @@
 Replays the bundled dataset ``--repeat`` times (default 17: 209,610 events) into a one-partition
 topic of an embedded Tansu broker (or ``--bootstrap``), then times, in one run:
 
-* **end to end**: a real :class:`streaming.learner.Learner` from its first poll until it has caught
+* **end to end**: a real :class:`streaming.learner.runner.Learner` from its first poll until it has caught
   up (broker -> decode -> predict -> metrics -> learn -> snapshots to a real redis-server);
 * **bare river loop**: ``predict_proba_one`` + ``learn_one`` on the same feature dicts in-process;
 * **stages**: Kafka consumption alone, event decoding, the 14 prequential metric updates, and publishing
@@ -31,11 +31,11 @@ from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import SnapshotState, pack
 from snapshotter.state import dump_metrics_state, dump_model_state
 from streaming.config import Settings
-from streaming.dataset import read_events
-from streaming.embedded import embedded_stack
+from streaming.local.dataset import read_events
+from streaming.local.embedded import embedded_stack
 from streaming.events import EventLimits, decode_event, encode_event
-from streaming.kafka import ensure_topics, make_consumer, make_producer
-from streaming.learner import Learner
+from streaming.transport import ensure_topics, make_consumer, make_producer
+from streaming.learner.runner import Learner
 from streaming.model import ModelSpec, OnlineModel
 
 

@@ -33,10 +33,10 @@ from snapshotter.audit import read_audit
 from snapshotter.control import ControlPlane
 from snapshotter.store import open_store
 from streaming.config import Settings
-from streaming.dataset import read_events
-from streaming.embedded import embedded_stack, free_port
-from streaming.kafka import ensure_topics, make_producer
-from streaming.producer import flip_labels, replay
+from streaming.local.dataset import read_events
+from streaming.local.embedded import embedded_stack, free_port
+from streaming.transport import ensure_topics, make_producer
+from streaming.local.replay import flip_labels, replay
 
 ENV = {"LIVELEARN_STATUS_INTERVAL_SECONDS": "0.2", "LIVELEARN_MONITOR_CHECK_INTERVAL_SECONDS": "0.2",
        "LIVELEARN_MONITOR_PATIENCE": "2", "LIVELEARN_SNAPSHOT_EVERY_EVENTS": "250",

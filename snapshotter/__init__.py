@@ -4,7 +4,7 @@ from snapshotter.codec import FORMAT_VERSION, SnapshotState, VersionMeta, decode
 from snapshotter.connection import connect_redis
 from snapshotter.keys import Keys
 from snapshotter.lease import Lease
-from snapshotter.restore import restore_head, restore_state
+from streaming.learner.restore import restore_head, restore_state
 from snapshotter.store import VersionStore
 
 __all__ = [

@@ -18,9 +18,9 @@ import pytest
 
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
-from streaming.embedded import EmbeddedServer, embedded_stack
+from streaming.local.embedded import EmbeddedServer, embedded_stack
 from streaming.events import Event, encode_event
-from streaming.kafka import ensure_topics, make_producer
+from streaming.transport import ensure_topics, make_producer
 
 _counter = itertools.count()
 

@@ -28,11 +28,11 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from reference import contract_features
 
-from snapshotter.restore import restore_state
+from streaming.learner.restore import restore_state
 from streaming.config import Settings
-from streaming.dataset import read_events
-from streaming.embedded import EmbeddedServer, free_port, start_redis
-from streaming.kafka import ensure_topics
+from streaming.local.dataset import read_events
+from streaming.local.embedded import EmbeddedServer, free_port, start_redis
+from streaming.transport import ensure_topics
 from streaming.model import ModelSpec
 
 pytestmark = pytest.mark.integration

@@ -17,11 +17,11 @@ import pytest
 from kafka import KafkaAdminClient, TopicPartition
 
 from conftest import produce, settings_env, wait_for
-from streaming.dataset import DATASET_PATH, read_events
-from streaming.embedded import free_port
+from streaming.local.dataset import DATASET_PATH, read_events
+from streaming.local.embedded import free_port
 from streaming.cli import app
 from streaming.errors import ConnectionFailedError
-from streaming.kafka import make_consumer, topic_partitions
+from streaming.transport import make_consumer, topic_partitions
 
 
 def livelearn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import msgpack
 from kafka import KafkaConsumer
 
 from conftest import produce, store_for
-from streaming.dataset import read_events
+from streaming.local.dataset import read_events
 
 BAD = {
     "undecodable": b"\xc1\xff not msgpack",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import produce, store_for
 from reference import plain_river_loop, river_state
-from streaming.dataset import read_events
+from streaming.local.dataset import read_events
 
 EVENTS = list(read_events(limit=1500))
 

@@ -6,7 +6,7 @@ import math
 
 from conftest import produce, status_of, store_for, wait_for
 from reference import plain_river_loop
-from streaming.dataset import read_events
+from streaming.local.dataset import read_events
 
 N = 12_330
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import produce, status_of, store_for, wait_for, wait_until_running
-from streaming.dataset import read_events
+from streaming.local.dataset import read_events
 from streaming.errors import SnapshotFencedError
 
 N = 12_330

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import learner_id, produce, settings_on, status_of, store_for, wait_for, wait_until_running
 from reference import plain_river_loop, river_state
 from snapshotter.control import ControlPlane
-from streaming.dataset import read_events
-from streaming.embedded import EmbeddedServer, free_port, start_redis, start_tansu
+from streaming.local.dataset import read_events
+from streaming.local.embedded import EmbeddedServer, free_port, start_redis, start_tansu
 
 EVENTS = list(read_events())
 N = len(EVENTS)

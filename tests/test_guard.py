@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from conftest import store_for
-from monitor.watcher import Monitor
+from monitor.guard import Monitor
 from snapshotter.audit import read_audit
 from snapshotter.codec import SnapshotState
 from streaming.model import ModelSpec

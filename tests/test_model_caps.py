@@ -10,9 +10,9 @@ from monitor.prequential import PrequentialMetrics
 from monitor.telemetry import LearnerMetrics
 from reference import contract_features
 from snapshotter.codec import SnapshotState, encode_snapshot
-from snapshotter.restore import restore_state
+from streaming.learner.restore import restore_state
 from snapshotter.state import dump_metrics_state, dump_model_state
-from streaming.dataset import read_events
+from streaming.local.dataset import read_events
 from streaming.model import OTHER, ModelSpec, OnlineModel
 
 #: Snapshot size the default caps guarantee, measured below with a million distinct values.

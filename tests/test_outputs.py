@@ -13,7 +13,7 @@ from monitor.telemetry import LearnerMetrics
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event
-from streaming.outputs import Outputs
+from streaming.learner.outputs import Outputs
 
 
 class Future:

@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry
 
 from snapshotter.codec import decode_snapshot, encode_snapshot, pack, sha256_hex, unpack
 from streaming.config import Settings
-from streaming.learner import Learner
-from streaming.outputs import Outputs
+from streaming.learner.runner import Learner
+from streaming.learner.outputs import Outputs
 
 
 class Future:

@@ -17,13 +17,13 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from conftest import produce, settings_env, wait_for
-from monitor.watcher import Monitor
+from monitor.guard import Monitor
 from snapshotter.connection import REQUIRED_REDIS_COMMANDS, redis_acl_rules
 from snapshotter.control import ControlPlane
 from snapshotter.store import open_store
-from streaming.dataset import read_events
-from streaming.embedded import EmbeddedServer, start_redis
-from streaming.serving import ServingModels
+from streaming.local.dataset import read_events
+from streaming.local.embedded import EmbeddedServer, start_redis
+from streaming.serving.models import ServingModels
 
 ROOT = Path(__file__).resolve().parents[1]
 README_ACL_COMMAND = " ".join(["ACL SETUSER livelearn", *redis_acl_rules("CHANGE-ME")])

@@ -9,7 +9,7 @@ import pytest
 from conftest import produce, status_of, store_for, wait_for
 from reference import contract_features
 from snapshotter.state import dump_model_state
-from streaming.dataset import read_events
+from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
 
 N = 12_330

@@ -10,10 +10,10 @@ import threading
 import time
 
 from conftest import guard_caught_up, produce, settings_env, status_of, store_for, wait_for, wait_until_running
-from monitor.watcher import parse_sample
+from monitor.guard import parse_sample
 from snapshotter.audit import read_audit
-from streaming.dataset import read_events
-from streaming.producer import flip_labels
+from streaming.local.dataset import read_events
+from streaming.local.replay import flip_labels
 
 GUARD_EVERY = 100  # labelled events between two metric samples
 GUARD = dict(

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from reference import contract_features
 from snapshotter.codec import SnapshotState, decode_snapshot, encode_snapshot, sha256_hex
-from snapshotter.restore import restore_state
+from streaming.learner.restore import restore_state
 from snapshotter.state import dump_metrics_state, dump_model_state
 from monitor.prequential import PrequentialMetrics
-from streaming.dataset import read_events
+from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
 
 TESTS_DIR = Path(__file__).parent
@@ -62,7 +62,7 @@ def test_restore_in_a_fresh_process_is_bit_identical(tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
         from snapshotter.codec import decode_snapshot, sha256_hex
-        from snapshotter.restore import restore_state
+        from streaming.learner.restore import restore_state
         from snapshotter.state import dump_model_state
         from streaming.model import ModelSpec
         sys.path.insert(0, {str(TESTS_DIR)!r})

@@ -12,7 +12,7 @@ from snapshotter.codec import SnapshotState
 from monitor.prequential import PrequentialMetrics
 from snapshotter.lease import Lease
 from snapshotter.state import dump_metrics_state, dump_model_state
-from snapshotter.restore import restore_head
+from streaming.learner.restore import restore_head
 from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotFencedError, VersionNotFoundError
 from streaming.model import ModelSpec, OnlineModel
 
@@ -93,7 +93,7 @@ def test_restore_falls_back_past_a_corrupt_head_and_refuses_another_structure(ma
 def test_status_is_published_only_by_the_lease_holder(make_settings):
     from prometheus_client import CollectorRegistry
 
-    from streaming.learner import Learner
+    from streaming.learner.runner import Learner
 
     settings = make_settings()
     store = store_for(settings)

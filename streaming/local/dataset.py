@@ -25,7 +25,7 @@ from streaming.events import Event
 
 __all__ = ["DATASET_PATH", "EXPECTED_COLUMNS", "LABEL_COLUMN", "check_columns", "read_events", "row_to_event"]
 
-DATASET_PATH = Path(str(resources.files("streaming") / "data" / "online_shoppers_intention.csv"))
+DATASET_PATH = Path(str(resources.files("streaming.local") / "data" / "online_shoppers_intention.csv"))
 LABEL_COLUMN = "Revenue"
 #: Every column of the dataset, in file order; a CSV to replay needs all of them (more are read as numbers).
 EXPECTED_COLUMNS = (

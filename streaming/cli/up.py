@@ -26,11 +26,11 @@ from rich.live import Live
 from snapshotter.connection import redact_url
 from snapshotter.store import open_store
 from streaming.config import load_settings
-from streaming.dataset import DATASET_PATH, read_events
-from streaming.embedded import EmbeddedServer, _die_with_parent, free_port, start_redis, start_tansu
-from streaming.kafka import ensure_topics, livelearn_topics, make_producer
-from streaming.live_view import ViewState
-from streaming.producer import flip_labels, replay
+from streaming.local.dataset import DATASET_PATH, read_events
+from streaming.local.embedded import EmbeddedServer, _die_with_parent, free_port, start_redis, start_tansu
+from streaming.transport import ensure_topics, livelearn_topics, make_producer
+from streaming.cli.live_view import ViewState
+from streaming.local.replay import flip_labels, replay
 
 __all__ = ["run_up"]
 

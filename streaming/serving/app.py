@@ -4,8 +4,8 @@ Every prediction names the version that made it. Admin routes (pin, unpin, rollb
 ``Authorization: Bearer <LIVELEARN_API_TOKEN>``: 401 without a token, 403 with a wrong one (or when no
 token is configured, which turns the admin API off).
 
-Request limits come from Settings (see :mod:`streaming.api_models`); bodies are parsed as strict JSON and
-validation errors never echo the input (see :mod:`streaming.api_guard`).
+Request limits come from Settings (see :mod:`streaming.serving.schemas`); bodies are parsed as strict JSON and
+validation errors never echo the input (see :mod:`streaming.serving.hardening`).
 """
 
 # No `from __future__ import annotations`: the request models are built per app from its Settings, and
@@ -26,8 +26,8 @@ from monitor.telemetry import ServingMetrics
 from snapshotter.connection import connect_redis
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore
-from streaming.api_guard import BodyLimit, StrictJSONRoute, install_error_handlers
-from streaming.api_models import (
+from streaming.serving.hardening import BodyLimit, StrictJSONRoute, install_error_handlers
+from streaming.serving.schemas import (
     AdminRequest,
     ApiLimits,
     BatchResponse,
@@ -41,7 +41,7 @@ from streaming.api_models import (
 )
 from streaming.config import Settings
 from streaming.errors import ControlError, SnapshotError, VersionNotFoundError
-from streaming.serving import LoadedVersion, ServingModels
+from streaming.serving.models import LoadedVersion, ServingModels
 
 __all__ = ["create_app", "request_store"]
 

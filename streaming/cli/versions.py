@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from snapshotter.store import open_store
-from streaming.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
+from streaming.cli.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
 
 __all__ = ["versions_app"]
 

@@ -17,11 +17,11 @@
 >>> loads_strict(b'{"x": NaN}')
 Traceback (most recent call last):
 ...
-streaming.api_guard.BodyError: NaN is not JSON; send a finite number (at ['body', 'x'])
+streaming.serving.hardening.BodyError: NaN is not JSON; send a finite number (at ['body', 'x'])
 >>> loads_strict(b'{"event_id": "\\\\udfff"}')
 Traceback (most recent call last):
 ...
-streaming.api_guard.BodyError: lone UTF-16 surrogate in a string: send valid Unicode (at ['body', 'event_id'])
+streaming.serving.hardening.BodyError: lone UTF-16 surrogate in a string: send valid Unicode (at ['body', 'event_id'])
 """
 
 from __future__ import annotations

@@ -29,12 +29,12 @@ from monitor.telemetry import LearnerMetrics
 from snapshotter.codec import SnapshotState, VersionMeta, pack
 from snapshotter.connection import FATAL_FAILURES, describe_failure, redact_url, redis_failure
 from snapshotter.lease import Lease
-from snapshotter.restore import restore_head
+from streaming.learner.restore import restore_head
 from snapshotter.state import dump_metrics_state, dump_model_state
 from snapshotter.store import VersionStore, connect_settings
 from streaming.config import Settings
-from streaming.control_watch import ControlState, ControlWatch
-from streaming.dedupe import RecentIds
+from streaming.learner.lineage_watch import ControlState, ControlWatch
+from streaming.learner.dedupe import RecentIds
 from streaming.errors import (
     ConnectionFailedError,
     EventError,
@@ -45,9 +45,9 @@ from streaming.errors import (
     StoreLostError,
 )
 from streaming.events import EventLimits, decode_event
-from streaming.kafka import BrokerUnavailableError, BrokerWatch, lag, make_consumer, make_producer, topic_partitions
+from streaming.transport import BrokerUnavailableError, BrokerWatch, lag, make_consumer, make_producer, topic_partitions
 from streaming.model import ModelSpec, OnlineModel
-from streaming.outputs import Outputs
+from streaming.learner.outputs import Outputs
 
 __all__ = ["Learner", "spec_from_settings"]
 

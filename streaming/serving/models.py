@@ -24,7 +24,7 @@ import threading
 import time
 
 from monitor.telemetry import ServingMetrics
-from snapshotter.restore import restore_state
+from streaming.learner.restore import restore_state
 from snapshotter.store import VersionStore
 from streaming.model import ModelSpec, OnlineModel
 

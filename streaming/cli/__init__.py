@@ -21,7 +21,7 @@ from rich.table import Table
 
 from streaming.config import ENV_PREFIX, Settings
 from streaming.errors import ConfigError, LivelearnError
-from streaming.options import (
+from streaming.cli.options import (
     BootstrapOpt,
     ConfigOpt,
     MetricsHostOpt,
@@ -31,8 +31,8 @@ from streaming.options import (
     TopicOpt,
     settings_from,
 )
-from streaming.control_cli import register as register_control_commands
-from streaming.versions_cli import versions_app
+from streaming.cli.operate import register as register_control_commands
+from streaming.cli.versions import versions_app
 
 __all__ = ["app", "main"]
 
@@ -84,7 +84,7 @@ def learn(
     batch, writes a final snapshot, commits offsets and exits.
     """
     from monitor.telemetry import serve_metrics
-    from streaming.learner import Learner
+    from streaming.learner.runner import Learner
 
     setup_logging(log_level)
     settings = settings_from(config, model, bootstrap, redis_url, topic, metrics_port=metrics_port,
@@ -122,9 +122,9 @@ def produce(
     topic: TopicOpt = None,
 ) -> None:
     """Replay a CSV of sessions as events into the events topic (the file is checked before anything is sent)."""
-    from streaming.dataset import check_columns, read_events
-    from streaming.kafka import make_producer
-    from streaming.producer import flip_labels, replay
+    from streaming.local.dataset import check_columns, read_events
+    from streaming.transport import make_producer
+    from streaming.local.replay import flip_labels, replay
 
     if event_format not in ("msgpack", "json"):
         raise typer.BadParameter("use msgpack or json", param_hint="--format")
@@ -152,7 +152,7 @@ def topics(
     topic: TopicOpt = None,
 ) -> None:
     """Create the events, dead-letter and predictions topics if they do not exist."""
-    from streaming.kafka import ensure_topics, livelearn_topics
+    from streaming.transport import ensure_topics, livelearn_topics
 
     settings = settings_from(config, bootstrap=bootstrap, topic=topic)
     topics = livelearn_topics(settings, partitions)
@@ -196,7 +196,7 @@ def monitor(
 ) -> None:
     """Guard the live model: roll back on confirmed breaches, freeze learning when it flaps."""
     from monitor.telemetry import serve_metrics
-    from monitor.watcher import Monitor
+    from monitor.guard import Monitor
 
     setup_logging(log_level if not watch else "ERROR")
     settings = settings_from(config, model, redis_url=redis_url, metrics_port=metrics_port, metrics_host=metrics_host)
@@ -210,7 +210,7 @@ def monitor(
         return
     import threading
 
-    from streaming.live_view import watch as live_watch
+    from streaming.cli.live_view import watch as live_watch
 
     threading.Thread(target=guard.run, daemon=True).start()
     live_watch(settings, guard.store, should_stop=lambda: guard.stopping)
@@ -228,7 +228,7 @@ def serve(
     """Serve live predictions over HTTP (plus KServe v2 routes, admin routes and /metrics)."""
     import uvicorn
 
-    from streaming.api import create_app
+    from streaming.serving.app import create_app
 
     setup_logging(log_level)
     settings = settings_from(config, model, redis_url=redis_url, api_host=host, api_port=port)
@@ -265,8 +265,8 @@ def up(
                                                  help="Port of the prediction API (default: a free one).")] = None,
 ) -> None:
     """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view."""
-    from streaming.dataset import check_columns
-    from streaming.up import run_up
+    from streaming.local.dataset import check_columns
+    from streaming.cli.up import run_up
 
     if csv_path is not None:
         check_columns(csv_path)

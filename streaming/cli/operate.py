@@ -15,7 +15,7 @@ from snapshotter.audit import default_actor, read_audit
 from snapshotter.control import ControlPlane
 from snapshotter.store import open_store
 from streaming.errors import InputError
-from streaming.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
+from streaming.cli.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
 
 __all__ = ["register"]
 

@@ -1,0 +1,5 @@
+"""The serving process (``livelearn serve``): predictions over HTTP, each tagged with its version."""
+
+from streaming.serving.app import create_app
+
+__all__ = ["create_app"]
