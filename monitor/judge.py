@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from monitor.prequential import LOWER_IS_BETTER
+from monitor.prequential import is_healthy
 from streaming.config import Settings
 
 __all__ = ["Decision", "Judge", "JudgeState"]
@@ -59,7 +59,7 @@ class Judge:
         self.state = JudgeState()
 
     def healthy(self, value: float) -> bool:
-        return value <= self.threshold if self.metric in LOWER_IS_BETTER else value >= self.threshold
+        return is_healthy(self.metric, value, self.threshold)
 
     def cooldown_until(self, rollback_times: list[float]) -> float:
         """End of the quiet period: ``cooldown * 2**(n-1)`` after the last of n recent rollbacks."""

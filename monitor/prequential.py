@@ -16,10 +16,14 @@ Label metrics use the predicted label ``p > 0.5`` (river's own tie rule); probab
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from river import metrics, utils
 
-__all__ = ["PrequentialMetrics", "METRICS", "LOWER_IS_BETTER", "meets_threshold"]
+from streaming.config import Settings
+from streaming.errors import SnapshotCorruptError
+
+__all__ = ["LOWER_IS_BETTER", "METRICS", "PrequentialMetrics", "is_healthy", "meets_threshold"]
 
 #: Metric names livelearn reports, and the river class behind each.
 METRICS: dict[str, Callable[[], metrics.base.Metric]] = {
@@ -71,8 +75,51 @@ class PrequentialMetrics:
         first = next(iter(self.rolling.values()))
         return {**self._values(self.rolling), "samples": len(first.window)}
 
+    # -- learned state, as plain msgpack-able values (never pickled) --------------------------------
+    def dump_state(self) -> dict[str, Any]:
+        """Every cumulative and rolling metric's sufficient statistics, and the rolling windows."""
+        return {
+            "window": self.window,
+            "samples": self.samples,
+            "cumulative": {name: _dump_metric(m) for name, m in self.cumulative.items()},
+            "rolling": {name: _dump_metric(m) for name, m in self.rolling.items()},
+        }
 
-def meets_threshold(rolling: dict[str, float], settings) -> bool:
+    @classmethod
+    def from_state(cls, doc: dict[str, Any], window: int) -> PrequentialMetrics:
+        """Rebuild from :meth:`dump_state` output.
+
+        If ``window`` differs from the stored one the old window cannot be resized exactly, so the
+        rolling metrics start empty and only the cumulative ones carry over.
+
+        >>> pm = PrequentialMetrics(window=2)
+        >>> pm.update(True, 0.9); pm.update(False, 0.7)
+        >>> PrequentialMetrics.from_state(pm.dump_state(), 2).rolling_values() == pm.rolling_values()
+        True
+        """
+        try:
+            names = tuple(doc["cumulative"])
+            pm = cls(window=window, names=names)
+            pm.samples = int(doc["samples"])
+            for name in names:
+                _load_metric(pm.cumulative[name], doc["cumulative"][name])
+                if doc["window"] == window:
+                    _load_metric(pm.rolling[name], doc["rolling"][name])
+            return pm
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotCorruptError(f"metrics state is malformed ({exc!r}); pick another version") from None
+
+
+def is_healthy(metric: str, value: float, threshold: float) -> bool:
+    """The one threshold rule: ``value`` meets ``threshold`` (at or above it; at or below for log loss).
+
+    >>> is_healthy("accuracy", 0.85, 0.8), is_healthy("log_loss", 0.5, 0.4)
+    (True, False)
+    """
+    return value <= threshold if metric in LOWER_IS_BETTER else value >= threshold
+
+
+def meets_threshold(rolling: dict[str, float], settings: Settings) -> bool:
     """Whether rolling values satisfy the monitor's metric and threshold with enough samples.
 
     >>> from streaming.config import Settings
@@ -84,7 +131,54 @@ def meets_threshold(rolling: dict[str, float], settings) -> bool:
     """
     if rolling.get("samples", 0) < settings.monitor_min_samples:
         return False
-    value = rolling[settings.monitor_metric]
-    if settings.monitor_metric in LOWER_IS_BETTER:
-        return value <= settings.monitor_threshold
-    return value >= settings.monitor_threshold
+    return is_healthy(settings.monitor_metric, rolling[settings.monitor_metric], settings.monitor_threshold)
+
+
+# -- the metrics' state codec ---------------------------------------------------------------------------
+def _dump_cm(cm: metrics.ConfusionMatrix) -> dict[str, Any]:
+    return {
+        "cells": [[t, p, w] for t, row in cm.data.items() for p, w in row.items()],
+        "n_samples": cm.n_samples,
+        "total_weight": cm.total_weight,
+        "sum_row": list(cm.sum_row.items()),
+        "sum_col": list(cm.sum_col.items()),
+        "true_positives": cm._total_true_positives,
+    }
+
+
+def _load_cm(cm: metrics.ConfusionMatrix, doc: dict[str, Any]) -> None:
+    for t, p, w in doc["cells"]:
+        cm.data[t][p] = w
+    cm.n_samples = doc["n_samples"]
+    cm.total_weight = doc["total_weight"]
+    cm.sum_row.update(dict(doc["sum_row"]))
+    cm.sum_col.update(dict(doc["sum_col"]))
+    cm._total_true_positives = doc["true_positives"]
+
+
+def _dump_metric(metric: Any) -> dict[str, Any]:
+    if isinstance(metric, utils.Rolling):
+        window = [list(args) for args, _kwargs in metric.window]
+        return {"window": window, "inner": _dump_metric(metric.obj)}
+    if isinstance(metric, metrics.ROCAUC):
+        return {"cms": [_dump_cm(cm) for cm in metric.cms]}
+    if isinstance(metric, metrics.base.MeanMetric):
+        return {"n": metric._mean.n, "mean": metric._mean._mean}
+    if isinstance(getattr(metric, "cm", None), metrics.ConfusionMatrix):
+        return {"cm": _dump_cm(metric.cm)}
+    raise TypeError(f"no snapshot codec for metric {type(metric).__name__}")
+
+
+def _load_metric(metric: Any, doc: dict[str, Any]) -> None:
+    if isinstance(metric, utils.Rolling):
+        metric.window.extend((tuple(args), {}) for args in doc["window"])
+        _load_metric(metric.obj, doc["inner"])
+    elif isinstance(metric, metrics.ROCAUC):
+        for cm, cm_doc in zip(metric.cms, doc["cms"], strict=True):
+            _load_cm(cm, cm_doc)
+    elif isinstance(metric, metrics.base.MeanMetric):
+        metric._mean.n, metric._mean._mean = doc["n"], doc["mean"]
+    else:
+        _load_cm(metric.cm, doc["cm"])
+
+

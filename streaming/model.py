@@ -23,11 +23,14 @@ as river does on its own. The vocabulary is part of the learned state (snapshots
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import numbers
 from typing import Any
 
-from river import compose, linear_model, optim, preprocessing
+from river import compose, linear_model, optim, preprocessing, utils
+
+from streaming.errors import SnapshotCorruptError
 
 __all__ = ["ModelSpec", "OnlineModel", "build_pipeline", "OTHER"]
 
@@ -182,3 +185,56 @@ class OnlineModel:
     def learn_one(self, features: dict[str, Any], label: bool) -> None:
         """One SGD step on one labelled event."""
         self.learn_encoded(self.encode(features, learn=True), label)
+
+    # -- learned state, as plain msgpack-able values (never pickled) --------------------------------
+    @classmethod
+    def restore(cls, spec: ModelSpec, state: dict[str, Any]) -> OnlineModel:
+        """A model built from ``spec`` holding the learned numbers of ``state`` (from :meth:`dump_state`)."""
+        model = cls(spec)
+        model.load_state(state)
+        return model
+
+    def dump_state(self) -> dict[str, Any]:
+        """The scaler statistics, weights, intercept, optimizer step counter and vocabulary.
+
+        Dict order is kept (msgpack maps keep it), which matters: the weight vector's iteration order
+        decides the order of float additions in the dot product, so a restored model gives bit-identical
+        predictions and learns bit-identically afterwards.
+
+        >>> a = OnlineModel(ModelSpec())
+        >>> a.learn_one({"x": 2.0, "c": "u"}, True)
+        >>> b = OnlineModel(ModelSpec())
+        >>> b.load_state(a.dump_state())
+        >>> a.predict_proba_one({"x": 1.0}) == b.predict_proba_one({"x": 1.0})
+        True
+        """
+        scaler, clf = self.scaler, self.classifier
+        return {
+            "scaler": {"counts": dict(scaler.counts), "means": dict(scaler.means), "vars": dict(scaler.vars)},
+            "weights": clf._weights.to_dict(),
+            "intercept": clf.intercept,
+            "optimizer_iterations": clf.optimizer.n_iterations,
+            "vocabulary": {
+                "categories": {name: list(values) for name, values in self.categories.items()},
+                "numeric": list(self.numeric),
+                "capped": dict(self.capped),
+            },
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Fill this freshly built model with ``state`` from :meth:`dump_state`."""
+        try:
+            scaler, clf = self.scaler, self.classifier
+            scaler.counts = collections.Counter(state["scaler"]["counts"])
+            scaler.means = collections.defaultdict(float, state["scaler"]["means"])
+            scaler.vars = collections.defaultdict(float, state["scaler"]["vars"])
+            clf._weights = utils.VectorDict(dict(state["weights"]))
+            clf.intercept = float(state["intercept"])
+            clf.optimizer.n_iterations = int(state["optimizer_iterations"])
+            vocabulary = state.get("vocabulary") or {}  # absent in snapshots written before the caps existed
+            self.categories = {name: dict.fromkeys(values) for name, values in vocabulary.get("categories", {}).items()}
+            self.numeric = dict.fromkeys(vocabulary.get("numeric", ()))
+            self.inputs = len(self.numeric) + sum(len(v) - (OTHER in v) for v in self.categories.values())
+            self.capped = {"category": 0, "feature": 0, **vocabulary.get("capped", {})}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotCorruptError(f"model state is malformed ({exc!r}); pick another version") from None

@@ -11,7 +11,6 @@ from monitor.telemetry import LearnerMetrics
 from reference import contract_features
 from snapshotter.codec import SnapshotState, encode_snapshot
 from streaming.learner.restore import restore_state
-from snapshotter.state import dump_metrics_state, dump_model_state
 from streaming.local.dataset import read_events
 from streaming.model import OTHER, ModelSpec, OnlineModel
 
@@ -20,7 +19,7 @@ BOUND_BYTES = 8_000_000
 
 
 def blob_size(model: OnlineModel) -> int:
-    state = SnapshotState(model.spec.to_dict(), dump_model_state(model), dump_metrics_state(PrequentialMetrics(100)),
+    state = SnapshotState(model.spec.to_dict(), model.dump_state(), PrequentialMetrics(100).dump_state(),
                           {})
     return len(encode_snapshot(state))
 
@@ -47,8 +46,8 @@ def test_values_beyond_a_features_cap_share_one_weight_and_known_ones_keep_their
     # an unseen value is scored with the shared weight; a known one with its own
     assert model.encode({"page": "p999"}) == {"page": OTHER} and model.encode({"page": "p1"}) == {"page": "p1"}
     # the vocabulary survives a snapshot: the restored model folds the same values
-    restored, _ = restore_state(SnapshotState(model.spec.to_dict(), dump_model_state(model),
-                                              dump_metrics_state(PrequentialMetrics(100)), {}), model.spec, 100)
+    restored, _ = restore_state(SnapshotState(model.spec.to_dict(), model.dump_state(),
+                                              PrequentialMetrics(100).dump_state(), {}), model.spec, 100)
     assert restored.predict_proba_one({"page": "p999", "n": 3.0}) == model.predict_proba_one({"page": "p999", "n": 3.0})
     assert restored.inputs == model.inputs and restored.categories == model.categories
 
@@ -70,7 +69,7 @@ def test_below_the_caps_the_model_is_river_unchanged():
         assert capped.predict_proba_one(x) == plain.predict_proba_one(x)
         capped.learn_one(x, event.label)
         plain.learn_one(x, event.label)
-    assert dump_model_state(capped)["weights"] == dump_model_state(plain)["weights"]
+    assert capped.dump_state()["weights"] == plain.dump_state()["weights"]
     assert capped.capped == {"category": 0, "feature": 0}
 
 

@@ -8,7 +8,6 @@ import pytest
 
 from conftest import produce, status_of, store_for, wait_for
 from reference import contract_features
-from snapshotter.state import dump_model_state
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
 
@@ -21,7 +20,7 @@ def uninterrupted_model_state() -> dict:
         x = contract_features(event)
         model.predict_proba_one(x)
         model.learn_one(x, event.label)
-    return dump_model_state(model)
+    return model.dump_state()
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])

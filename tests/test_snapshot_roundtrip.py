@@ -11,7 +11,6 @@ from pathlib import Path
 from reference import contract_features
 from snapshotter.codec import SnapshotState, decode_snapshot, encode_snapshot, sha256_hex
 from streaming.learner.restore import restore_state
-from snapshotter.state import dump_metrics_state, dump_model_state
 from monitor.prequential import PrequentialMetrics
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
@@ -41,7 +40,7 @@ def continue_learning(model: OnlineModel, pm: PrequentialMetrics) -> list[float]
 
 
 def snapshot_blob(model, pm) -> bytes:
-    return encode_snapshot(SnapshotState(ModelSpec().to_dict(), dump_model_state(model), dump_metrics_state(pm),
+    return encode_snapshot(SnapshotState(ModelSpec().to_dict(), model.dump_state(), pm.dump_state(),
                                          {"events_seen": SPLIT}))
 
 
@@ -50,10 +49,10 @@ def test_restore_in_process_is_bit_identical():
     blob = snapshot_blob(model, pm)
     restored, restored_pm = restore_state(decode_snapshot(blob, sha256_hex(blob)), ModelSpec(), window=500)
     assert continue_learning(restored, restored_pm) == continue_learning(model, pm)
-    assert dump_model_state(restored) == dump_model_state(model)
+    assert restored.dump_state() == model.dump_state()
     assert restored_pm.cumulative_values() == pm.cumulative_values()
     assert restored_pm.rolling_values() == pm.rolling_values()
-    assert dump_metrics_state(restored_pm) == dump_metrics_state(pm)
+    assert restored_pm.dump_state() == pm.dump_state()
 
 
 def test_restore_in_a_fresh_process_is_bit_identical(tmp_path):
@@ -63,14 +62,13 @@ def test_restore_in_a_fresh_process_is_bit_identical(tmp_path):
         import json, sys
         from snapshotter.codec import decode_snapshot, sha256_hex
         from streaming.learner.restore import restore_state
-        from snapshotter.state import dump_model_state
         from streaming.model import ModelSpec
         sys.path.insert(0, {str(TESTS_DIR)!r})
         import test_snapshot_roundtrip as t
         blob = open({str(tmp_path / "snap.bin")!r}, "rb").read()
         model, pm = restore_state(decode_snapshot(blob, sha256_hex(blob)), ModelSpec(), window=500)
         probs = t.continue_learning(model, pm)
-        state = dump_model_state(model)
+        state = model.dump_state()
         print(json.dumps({{"probs": probs, "weights": {{k: v.hex() for k, v in state["weights"].items()}},
                           "intercept": state["intercept"].hex(), "acc": pm.rolling_values()["accuracy"].hex()}}))
     """)
@@ -79,7 +77,7 @@ def test_restore_in_a_fresh_process_is_bit_identical(tmp_path):
                             env={"PYTHONHASHSEED": "12345"}, cwd=str(tmp_path))
     child = json.loads(result.stdout)
     probs = continue_learning(model, pm)
-    state = dump_model_state(model)
+    state = model.dump_state()
     assert child["probs"] == probs
     assert child["weights"] == {k: v.hex() for k, v in state["weights"].items()}
     assert child["intercept"] == state["intercept"].hex()

@@ -11,7 +11,6 @@ from conftest import store_for
 from snapshotter.codec import SnapshotState
 from monitor.prequential import PrequentialMetrics
 from snapshotter.lease import Lease
-from snapshotter.state import dump_metrics_state, dump_model_state
 from streaming.learner.restore import restore_head
 from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotFencedError, VersionNotFoundError
 from streaming.model import ModelSpec, OnlineModel
@@ -79,7 +78,7 @@ def test_restore_falls_back_past_a_corrupt_head_and_refuses_another_structure(ma
     store = store_for(make_settings())
     model = OnlineModel(ModelSpec())
     model.learn_one({"x": 1.0}, True)
-    good = SnapshotState(ModelSpec().to_dict(), dump_model_state(model), dump_metrics_state(PrequentialMetrics(100)),
+    good = SnapshotState(ModelSpec().to_dict(), model.dump_state(), PrequentialMetrics(100).dump_state(),
              {"events_seen": 1})
     store.write(good, writer="w", lease_value=None, offsets={}, metrics={}, parent=None)
     store.write(good, writer="w", lease_value=None, offsets={}, metrics={}, parent=1)

@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from monitor.prequential import is_healthy
 from snapshotter.audit import read_audit
 from snapshotter.store import VersionStore
 from streaming.config import Settings
@@ -68,7 +69,7 @@ def render(settings: Settings, status: dict[str, Any] | None, control: dict[str,
     else:
         counters, rolling = status["counters"], status["rolling"]
         value = rolling.get(metric, 0.0)
-        healthy = value <= threshold if metric == "log_loss" else value >= threshold
+        healthy = is_healthy(metric, value, threshold)
         table.add_row("events/s", f"{status['events_per_second']:,.0f}")
         table.add_row("events", f"{counters['events_seen']:,} seen, {counters['events_learned']:,} learned, "
                                 f"{counters['dead_lettered']:,} dead-lettered · lag "

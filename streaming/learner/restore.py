@@ -15,7 +15,6 @@ from typing import Any
 
 from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import SnapshotState, VersionMeta
-from snapshotter.state import load_metrics_state, load_model_state
 from snapshotter.store import VersionStore
 from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotError, VersionNotFoundError
 from streaming.model import ModelSpec, OnlineModel
@@ -23,7 +22,6 @@ from streaming.model import ModelSpec, OnlineModel
 __all__ = ["Restored", "restore_head", "restore_state"]
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +45,7 @@ def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[O
         )
     if stored != spec:
         log.warning("hyperparameters changed since the snapshot: %s -> %s", stored.to_dict(), spec.to_dict())
-    model = OnlineModel(spec)
-    load_model_state(model, state.model)
-    return model, load_metrics_state(state.metrics, window)
+    return OnlineModel.restore(spec, state.model), PrequentialMetrics.from_state(state.metrics, window)
 
 
 def _lineage(store: VersionStore, head: int):

@@ -30,7 +30,6 @@ from snapshotter.codec import SnapshotState, VersionMeta, pack
 from snapshotter.connection import FATAL_FAILURES, describe_failure, redact_url, redis_failure
 from snapshotter.lease import Lease
 from streaming.learner.restore import restore_head
-from snapshotter.state import dump_metrics_state, dump_model_state
 from snapshotter.store import VersionStore, connect_settings
 from streaming.config import Settings
 from streaming.learner.lineage_watch import ControlState, ControlWatch
@@ -482,8 +481,8 @@ class Learner:
 
     def snapshot_state(self) -> SnapshotState:
         """The learned state as it stands: what the next snapshot's blob holds."""
-        return SnapshotState(spec=self.spec.to_dict(), model=dump_model_state(self.model),
-                             metrics=dump_metrics_state(self.prequential), counters=dict(self.counters),
+        return SnapshotState(spec=self.spec.to_dict(), model=self.model.dump_state(),
+                             metrics=self.prequential.dump_state(), counters=dict(self.counters),
                              stream={"dedupe": self.recent.dump()})
 
     def _record_sample(self, positions: dict[TopicPartition, int]) -> None:

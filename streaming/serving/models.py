@@ -24,7 +24,6 @@ import threading
 import time
 
 from monitor.telemetry import ServingMetrics
-from streaming.learner.restore import restore_state
 from snapshotter.store import VersionStore
 from streaming.model import ModelSpec, OnlineModel
 
@@ -58,7 +57,7 @@ class ServingModels:
                 self._cache.move_to_end(number)
                 return self._cache[number]
         meta, state = self.store.load(number)
-        model, _metrics = restore_state(state, ModelSpec.from_dict(state.spec), window=10)
+        model = OnlineModel.restore(ModelSpec.from_dict(state.spec), state.model)
         with self._lock:
             self._cache[number] = model
             while len(self._cache) > self._cache_size:
