@@ -1,6 +1,29 @@
-"""Quality signals of the live model: prequential metrics and Prometheus telemetry."""
+"""The quality guard: prequential metrics and the threshold rule (``prequential``), the decision rule
+(``judge``), the monitor process (``guard``), its Prometheus metrics (``telemetry``) and the incident
+report (``report``). Names are imported on first use.
+"""
 
-from monitor.prequential import LOWER_IS_BETTER, METRICS, PrequentialMetrics
-from monitor.telemetry import EVENT_LATENCY_BUCKETS, LearnerMetrics, serve_metrics
+from __future__ import annotations
 
-__all__ = ["EVENT_LATENCY_BUCKETS", "LOWER_IS_BETTER", "METRICS", "LearnerMetrics", "PrequentialMetrics", "serve_metrics"]
+import importlib
+from typing import Any
+
+__all__ = ["LOWER_IS_BETTER", "METRICS", "Decision", "Judge", "Monitor", "PrequentialMetrics", "is_healthy",
+           "write_report"]
+
+_WHERE = {
+    "LOWER_IS_BETTER": "monitor.prequential",
+    "METRICS": "monitor.prequential",
+    "Decision": "monitor.judge",
+    "Judge": "monitor.judge",
+    "Monitor": "monitor.guard",
+    "PrequentialMetrics": "monitor.prequential",
+    "is_healthy": "monitor.prequential",
+    "write_report": "monitor.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'monitor' has no attribute {name!r}")

@@ -29,7 +29,7 @@ from snapshotter.connection import describe_failure, redis_failure
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
-from streaming.errors import ControlError
+from streaming.errors import AlreadyFrozenError, ControlError, NotFrozenError, StaleEpochError, VersionNotFoundError
 
 __all__ = ["Monitor", "live_monitors", "parse_sample"]
 
@@ -174,14 +174,13 @@ class Monitor:
                 log.warning("learning resumed: %s", decision.reason)
             if decision.action in ("none", "insufficient", "rollback", "freeze", "resume"):
                 self._failed = False
-        except ControlError as exc:
-            if "stale" in str(exc) or "already" in str(exc) or "not frozen" in str(exc):
-                log.info("another actor got there first: %s", exc)  # e.g. a second monitor
-            else:
-                log.error("cannot %s: %s", decision.action, exc)
-                self._failed = True
-                append_audit(self.store.client, self.store.keys, self.store.audit_retention,
-                             action=f"{decision.action}_failed", actor=self.actor, reason=str(exc), metrics=metrics)
+        except (StaleEpochError, AlreadyFrozenError, NotFrozenError) as exc:
+            log.info("another actor got there first: %s", exc)  # e.g. a second monitor
+        except (ControlError, VersionNotFoundError) as exc:
+            log.error("cannot %s: %s", decision.action, exc)
+            self._failed = True
+            append_audit(self.store.client, self.store.keys, self.store.audit_retention,
+                         action=f"{decision.action}_failed", actor=self.actor, reason=str(exc), metrics=metrics)
         if decision.action in ("rollback", "freeze", "resume"):
             return self.store.epoch(), self.control.frozen() is not None
         return epoch, frozen

@@ -1,14 +1,20 @@
-"""Numbered, immutable model versions in Redis: format, store, lease and restore."""
+"""The storage layer: numbered, immutable model versions and the control state of a model, in Redis.
 
-from snapshotter.codec import FORMAT_VERSION, SnapshotState, VersionMeta, decode_snapshot, encode_snapshot
-from snapshotter.connection import connect_redis
-from snapshotter.keys import Keys
-from snapshotter.lease import Lease
-from streaming.learner.restore import restore_head, restore_state
-from snapshotter.store import VersionStore
+It stores plain documents (msgpack) and knows nothing of river or of the monitor: the snapshot format
+(``codec``), the version store (``store``), the writer lease (``lease``), operator and monitor actions
+(``control``), the audit log (``audit``), the learner's status and metric history (``status``), the
+monitors' shared cursor (``cursor``), the key layout (``keys``) and the Lua scripts behind every state
+change (``scripts``, ``lua/``). Names are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "FORMAT_VERSION",
+    "ControlPlane",
     "Keys",
     "Lease",
     "SnapshotState",
@@ -17,6 +23,25 @@ __all__ = [
     "connect_redis",
     "decode_snapshot",
     "encode_snapshot",
-    "restore_head",
-    "restore_state",
+    "open_store",
 ]
+
+_WHERE = {
+    "FORMAT_VERSION": "snapshotter.codec",
+    "ControlPlane": "snapshotter.control",
+    "Keys": "snapshotter.keys",
+    "Lease": "snapshotter.lease",
+    "SnapshotState": "snapshotter.codec",
+    "VersionMeta": "snapshotter.codec",
+    "VersionStore": "snapshotter.store",
+    "connect_redis": "snapshotter.connection",
+    "decode_snapshot": "snapshotter.codec",
+    "encode_snapshot": "snapshotter.codec",
+    "open_store": "snapshotter.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'snapshotter' has no attribute {name!r}")

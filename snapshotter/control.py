@@ -16,94 +16,36 @@ import time
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from snapshotter.codec import pack
 from snapshotter.connection import redis_failure
+from snapshotter.scripts import register
 from snapshotter.store import VersionStore
-from streaming.errors import ControlError, SnapshotError
+from streaming.errors import (
+    AlreadyFrozenError,
+    ControlError,
+    HeadMovedError,
+    LivelearnError,
+    NoRollbackTargetError,
+    NotFrozenError,
+    NotPinnedError,
+    SnapshotError,
+    StaleEpochError,
+    VersionNotFoundError,
+)
 
 __all__ = ["ControlPlane"]
 
-_COMMON = """
-local function audit(action, actor, reason, from, to, metrics, epoch)
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', tonumber(ARGV[1]), '*', 'action', action, 'actor', actor,
-    'reason', reason, 'from', from or '', 'to', to or '', 'metrics', metrics, 'epoch', epoch or '')
-end
-"""
-# KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume.  ARGV: maxlen, expected epoch ('' = any),
-# target, actor, reason, metrics json, now (s), meta key of target, channel, action name, head the resume offsets
-# were read at ('' = none), resume offsets (msgpack).
-_ROLLBACK = _COMMON + """
-local epoch = redis.call('GET', KEYS[2]) or '0'
-if ARGV[2] ~= '' and ARGV[2] ~= epoch then return redis.error_reply('STALE epoch is ' .. epoch) end
-if redis.call('EXISTS', ARGV[8]) == 0 then return redis.error_reply('MISSING version ' .. ARGV[3]) end
-local from = redis.call('GET', KEYS[3])
-if (from or '') ~= ARGV[11] then return redis.error_reply('HEAD_MOVED head is ' .. tostring(from)) end
-local new_epoch = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[3], ARGV[3])
--- where the new lineage resumes: everything consumed so far is skipped, even if no learner lives to say so
-redis.call('DEL', KEYS[8])
-redis.call('HSET', KEYS[8], 'epoch', new_epoch, 'from', from or '', 'to', ARGV[3], 'offsets', ARGV[12])
--- every version numbered above the target was written by the lineage being abandoned: none of them may
--- be picked as "stable" again (rollback targets, unpin, retention's newest stable ones)
-redis.call('ZREMRANGEBYSCORE', KEYS[7], '(' .. ARGV[3], '+inf')
-local serving_from = redis.call('GET', KEYS[4]) or ''
-local serving_to = serving_from
-if redis.call('EXISTS', KEYS[5]) == 0 then
-  redis.call('SET', KEYS[4], ARGV[3])
-  serving_to = ARGV[3]
-end
-redis.call('ZADD', KEYS[6], ARGV[7], ARGV[7] .. ':' .. new_epoch)
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', tonumber(ARGV[1]), '*', 'action', ARGV[10], 'actor', ARGV[4],
-  'reason', ARGV[5], 'from', from or '', 'to', ARGV[3], 'metrics', ARGV[6], 'epoch', new_epoch,
-  'serving_from', serving_from, 'serving_to', serving_to)
-redis.call('PUBLISH', ARGV[9], 'rollback')
-return new_epoch
-"""
-# KEYS: audit, pinned, serving, protected.  ARGV: maxlen, version, actor, reason, meta key, channel.
-_PIN = _COMMON + """
-if redis.call('EXISTS', ARGV[5]) == 0 then return redis.error_reply('MISSING version ' .. ARGV[2]) end
-local old = redis.call('GET', KEYS[3])
-local old_pin = redis.call('GET', KEYS[2])
-if old_pin then redis.call('SREM', KEYS[4], old_pin) end
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[3], ARGV[2])
-redis.call('SADD', KEYS[4], ARGV[2])
-audit('pin', ARGV[3], ARGV[4], old, ARGV[2], '{}')
-redis.call('PUBLISH', ARGV[6], 'serving')
-return 1
-"""
-# KEYS: audit, pinned, serving, protected, stable.  ARGV: maxlen, actor, reason, channel.
-_UNPIN = _COMMON + """
-local pinned = redis.call('GET', KEYS[2])
-if not pinned then return redis.error_reply('NOT_PINNED no version is pinned') end
-redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[4], pinned)
-local newest = redis.call('ZREVRANGE', KEYS[5], 0, 0)[1]
-if newest then redis.call('SET', KEYS[3], newest) end
-audit('unpin', ARGV[2], ARGV[3], pinned, newest or pinned, '{}')
-redis.call('PUBLISH', ARGV[4], 'serving')
-return 1
-"""
-# KEYS: audit, frozen, epoch.  ARGV: maxlen, actor, reason, metrics, now, channel, expected epoch.
-_FREEZE = _COMMON + """
-if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('ALREADY learning is frozen') end
-local epoch = redis.call('GET', KEYS[3]) or '0'
-if ARGV[7] ~= '' and ARGV[7] ~= epoch then return redis.error_reply('STALE epoch is ' .. epoch) end
-redis.call('HSET', KEYS[2], 'since', ARGV[5], 'actor', ARGV[2], 'reason', ARGV[3])
-audit('freeze', ARGV[2], ARGV[3], '', '', ARGV[4], epoch)
-redis.call('PUBLISH', ARGV[6], 'freeze')
-return 1
-"""
-# KEYS: audit, frozen, resumed.  ARGV: maxlen, actor, reason, metrics, now, channel.
-_RESUME = _COMMON + """
-if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('NOT_FROZEN learning is not frozen') end
-redis.call('DEL', KEYS[2])
-redis.call('SET', KEYS[3], ARGV[5])
-audit('resume', ARGV[2], ARGV[3], '', '', ARGV[4])
-redis.call('PUBLISH', ARGV[6], 'resume')
-return 1
-"""
+#: The error codes the control scripts answer with, and the exception each one raises.
+_REFUSALS: dict[str, type[LivelearnError]] = {
+    "STALE": StaleEpochError,
+    "HEAD_MOVED": HeadMovedError,
+    "MISSING": VersionNotFoundError,
+    "ALREADY": AlreadyFrozenError,
+    "NOT_FROZEN": NotFrozenError,
+    "NOT_PINNED": NotPinnedError,
+}
 
 
 class ControlPlane:
@@ -113,26 +55,26 @@ class ControlPlane:
         self.store = store
         self.keys = store.keys
         client = store.client
-        self._rollback = client.register_script(_ROLLBACK)
-        self._pin = client.register_script(_PIN)
-        self._unpin = client.register_script(_UNPIN)
-        self._freeze = client.register_script(_FREEZE)
-        self._resume = client.register_script(_RESUME)
+        self._rollback, self._pin, self._unpin, self._freeze, self._resume = (
+            register(client, name) for name in ("rollback", "pin", "unpin", "freeze", "resume"))
 
-    def _run(self, script, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         try:
             return script(keys=keys, args=[self.store.audit_retention, *args])
         except redis.ResponseError as exc:
             if redis_failure(exc):
                 raise  # Redis refused the write itself (out of memory, read-only, permission): not our refusal
             code, _, detail = str(exc).partition(" ")
-            raise ControlError(f"{code.lower().replace('_', ' ')}: {detail}; nothing was changed") from None
+            error = _REFUSALS.get(code, ControlError)
+            raise error(f"{code.lower().replace('_', ' ')}: {detail}; nothing was changed") from None
 
     def _verify(self, number: int) -> None:
-        """Refuse missing or corrupt versions before pointing anything at them."""
+        """Refuse missing (:class:`VersionNotFoundError`) or corrupt versions before pointing anything at them."""
         try:
             self.store.load(number)
-        except SnapshotError as exc:  # missing or corrupt
+        except VersionNotFoundError as exc:
+            raise VersionNotFoundError(f"{exc}; nothing was changed") from None
+        except SnapshotError as exc:
             raise ControlError(f"{exc}; nothing was changed") from None
 
     # -- rollback ---------------------------------------------------------------------------------
@@ -150,7 +92,7 @@ class ControlPlane:
             head = self.store.head()
             target = to if to is not None else self.rollback_target(head, fallback)
             if target is None:
-                raise ControlError("no stable version older than the head to roll back to; pass --to N")
+                raise NoRollbackTargetError("no stable version older than the head to roll back to; pass --to N")
             self._verify(target)
             try:
                 self._run(self._rollback,
@@ -159,12 +101,10 @@ class ControlPlane:
                            json.dumps(metrics or {}), time.time(), k.meta(target), k.channel,
                            "rollback" if automatic else "manual_rollback", "" if head is None else str(head),
                            pack(self.consumed_offsets(head, consumed))])
-            except ControlError as exc:
-                if "head moved" in str(exc):  # a snapshot landed meanwhile: read its offsets and try again
-                    continue
-                raise
+            except HeadMovedError:
+                continue  # a snapshot landed meanwhile: read its offsets and try again
             return target
-        raise ControlError("the head kept moving while rolling back; try again")
+        raise HeadMovedError("the head kept moving while rolling back; try again")
 
     def consumed_offsets(self, head: int | None, known: dict[str, dict[str, int]] | None = None
                          ) -> dict[str, dict[str, int]]:

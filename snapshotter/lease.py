@@ -20,23 +20,9 @@ from __future__ import annotations
 import redis
 
 from snapshotter.keys import Keys
+from snapshotter.scripts import register
 
 __all__ = ["Lease"]
-
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local value = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1]
-redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
-return value
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class Lease:
@@ -47,9 +33,8 @@ class Lease:
         self.holder = holder
         self.ttl_ms = int(ttl * 1000)
         self.value: str | None = None
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        self._acquire, self._renew, self._release = (
+            register(client, name) for name in ("lease_acquire", "lease_renew", "lease_release"))
         self._client = client
 
     @property

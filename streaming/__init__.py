@@ -1,9 +1,14 @@
-"""livelearn's streaming side: configuration, events, the model, Kafka clients and the learner."""
+"""livelearn's streaming side: the shared base (configuration, errors, the event contract, the model)
+and the processes built on it (``learner``, ``serving``, ``cli``, ``local``).
 
-from streaming.config import Settings, load_settings
-from streaming.errors import LivelearnError
-from streaming.events import Event, EventLimits, decode_event, encode_event
-from streaming.model import ModelSpec, OnlineModel
+Names are imported on first use, so ``import streaming.errors`` or ``livelearn --help`` load neither
+river nor any client library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "Event",
@@ -16,3 +21,21 @@ __all__ = [
     "encode_event",
     "load_settings",
 ]
+
+_WHERE = {
+    "Event": "streaming.events",
+    "EventLimits": "streaming.events",
+    "LivelearnError": "streaming.errors",
+    "ModelSpec": "streaming.model",
+    "OnlineModel": "streaming.model",
+    "Settings": "streaming.config",
+    "decode_event": "streaming.events",
+    "encode_event": "streaming.events",
+    "load_settings": "streaming.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'streaming' has no attribute {name!r}")

@@ -1,32 +1,63 @@
 """The livelearn exception tree.
 
-Every error livelearn raises on purpose derives from :class:`LivelearnError`, so callers can catch
-one type. Messages say what went wrong *and* what to do about it; the CLI prints them as one line.
+Every error livelearn raises on purpose derives from :class:`LivelearnError`, so callers can catch one
+type; callers that must tell cases apart catch a subclass, never match message text. Messages say what
+went wrong *and* what to do about it; the CLI prints them as one line and exits with code 2::
 
->>> from streaming.errors import LivelearnError, SnapshotFencedError
->>> issubclass(SnapshotFencedError, LivelearnError)
-True
+    LivelearnError
+    ├── ConfigError               invalid settings; names the setting and its env var
+    ├── InputError                an unusable file or value given on the command line
+    ├── ConnectionFailedError     Kafka or Redis cannot be reached; names the address
+    │   └── BrokerUnavailableError    no Kafka broker answered within the bootstrap timeout
+    ├── EventError                an event broke the contract; ``reason`` goes to the dead-letter headers
+    ├── SnapshotError             a snapshot cannot be written, read or restored
+    │   ├── SnapshotCorruptError      checksum mismatch or undecodable
+    │   ├── SnapshotFencedError       the writer lost its lease
+    │   ├── StaleLineageError         a rollback moved the lineage on; reload the head
+    │   ├── VersionNotFoundError      no such version (never written, or removed by retention)
+    │   └── ModelSpecMismatchError    written for another model structure
+    ├── ControlError              an operator or monitor action was refused; nothing was changed
+    │   ├── StaleEpochError           another actor moved the lineage first (e.g. a second monitor)
+    │   ├── HeadMovedError            a snapshot landed while a rollback was prepared
+    │   ├── AlreadyFrozenError        learning is frozen already
+    │   ├── NotFrozenError            learning is not frozen
+    │   ├── NotPinnedError            no version is pinned
+    │   └── NoRollbackTargetError     no stable version older than the head
+    ├── OutputDeliveryError       dead letters or predictions were not delivered; no snapshot moved past them
+    ├── StoreLostError            Redis lost the versions of a model Kafka says was learned
+    ├── LeaseLostError            this learner lost its writer lease
+    └── EmbeddedServerError       an embedded broker or redis-server could not start
+
+>>> issubclass(StaleEpochError, ControlError), issubclass(SnapshotFencedError, LivelearnError)
+(True, True)
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "LivelearnError",
+    "AlreadyFrozenError",
+    "BrokerUnavailableError",
     "ConfigError",
-    "InputError",
     "ConnectionFailedError",
-    "EventError",
-    "SnapshotError",
-    "SnapshotCorruptError",
-    "SnapshotFencedError",
-    "StaleLineageError",
     "ControlError",
-    "VersionNotFoundError",
-    "ModelSpecMismatchError",
-    "LeaseLostError",
-    "OutputDeliveryError",
-    "StoreLostError",
     "EmbeddedServerError",
+    "EventError",
+    "HeadMovedError",
+    "InputError",
+    "LeaseLostError",
+    "LivelearnError",
+    "ModelSpecMismatchError",
+    "NoRollbackTargetError",
+    "NotFrozenError",
+    "NotPinnedError",
+    "OutputDeliveryError",
+    "SnapshotCorruptError",
+    "SnapshotError",
+    "SnapshotFencedError",
+    "StaleEpochError",
+    "StaleLineageError",
+    "StoreLostError",
+    "VersionNotFoundError",
 ]
 
 
@@ -39,12 +70,16 @@ class ConfigError(LivelearnError):
 
 
 class InputError(LivelearnError):
-    """A file or value given on the command line is unusable (a missing directory, a CSV without the
-    dataset's columns...); the message names it and what to pass instead."""
+    """A file or value given on the command line cannot be used (a CSV without the dataset's columns,
+    an output path in a missing directory...); the message names it."""
 
 
 class ConnectionFailedError(LivelearnError):
     """Kafka or Redis could not be reached; the message names the address that was tried."""
+
+
+class BrokerUnavailableError(ConnectionFailedError):
+    """No Kafka broker answered within the bootstrap timeout."""
 
 
 class EventError(LivelearnError):
@@ -76,16 +111,40 @@ class StaleLineageError(SnapshotError):
     """A snapshot write was rejected because a rollback moved the lineage on; reload the head."""
 
 
-class ControlError(LivelearnError):
-    """An operator or monitor action (pin, rollback, resume...) was refused; nothing was changed."""
-
-
 class VersionNotFoundError(SnapshotError):
     """The requested version number does not exist (never written, or removed by retention)."""
 
 
 class ModelSpecMismatchError(SnapshotError):
     """A snapshot was written for a model with another structure than the configured one."""
+
+
+class ControlError(LivelearnError):
+    """An operator or monitor action (pin, rollback, resume...) was refused; nothing was changed."""
+
+
+class StaleEpochError(ControlError):
+    """The lineage moved on since the actor judged it (e.g. a second monitor acting on the same breach)."""
+
+
+class HeadMovedError(ControlError):
+    """A snapshot landed between reading the head and rolling back; read again and retry."""
+
+
+class AlreadyFrozenError(ControlError):
+    """Learning is frozen already."""
+
+
+class NotFrozenError(ControlError):
+    """Learning is not frozen, so there is nothing to resume."""
+
+
+class NotPinnedError(ControlError):
+    """No version is pinned, so there is nothing to unpin."""
+
+
+class NoRollbackTargetError(ControlError):
+    """No stable version older than the head exists to roll back to."""
 
 
 class OutputDeliveryError(LivelearnError):

@@ -16,16 +16,12 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streaming.config import Settings
-from streaming.errors import ConnectionFailedError
+from streaming.errors import BrokerUnavailableError, ConnectionFailedError
 
-__all__ = ["BrokerUnavailableError", "BrokerWatch", "ensure_topics", "lag", "livelearn_topics", "make_consumer",
+__all__ = ["BrokerWatch", "ensure_topics", "lag", "livelearn_topics", "make_consumer",
            "make_producer", "probe", "topic_partitions"]
 
 log = logging.getLogger(__name__)
-
-
-class BrokerUnavailableError(ConnectionFailedError):
-    """No Kafka broker answered within the bootstrap timeout."""
 
 
 def _unreachable(settings: Settings, exc: Exception) -> ConnectionFailedError:

@@ -8,7 +8,15 @@ from conftest import store_for
 from snapshotter.audit import read_audit
 from snapshotter.codec import SnapshotState
 from snapshotter.control import ControlPlane
-from streaming.errors import ControlError, StaleLineageError
+from streaming.errors import (
+    AlreadyFrozenError,
+    ControlError,
+    NotFrozenError,
+    NotPinnedError,
+    StaleEpochError,
+    StaleLineageError,
+    VersionNotFoundError,
+)
 from streaming.model import ModelSpec
 
 STATE = SnapshotState(spec=ModelSpec().to_dict(), model={}, metrics={}, counters={"events_seen": 1})
@@ -33,7 +41,7 @@ def test_stable_versions_are_promoted_and_rollback_moves_lineage_and_serving(mak
     assert (store.head(), store.serving(), store.epoch()) == (2, 2, 1)
     with pytest.raises(StaleLineageError):  # a learner still on epoch 0 cannot write
         write(store, True, epoch=0)
-    with pytest.raises(ControlError, match="stale"):  # a second monitor judging epoch 0 changes nothing
+    with pytest.raises(StaleEpochError, match="stale"):  # a second monitor judging epoch 0 changes nothing
         control.rollback(actor="monitor-2", reason="same breach", expected_epoch=0, automatic=True)
     assert write(store, False, epoch=1) == 5
     entries = read_audit(store.client, store.keys)
@@ -48,16 +56,16 @@ def test_missing_or_corrupt_targets_change_nothing(make_settings):
     write(store, True)
     write(store, False)
     before = snapshot_of_state(store)
-    with pytest.raises(ControlError, match="version 9"):
+    with pytest.raises(VersionNotFoundError, match="version 9"):  # missing: not found, not a conflict
         control.pin(9, actor="op", reason="typo")
     store.client.set(store.keys.blob(1), b"rot")
     with pytest.raises(ControlError, match="checksum"):
         control.rollback(to=1, actor="op", reason="corrupt")
     with pytest.raises(ControlError, match="checksum"):
         control.pin(1, actor="op", reason="corrupt")
-    with pytest.raises(ControlError, match="not pinned"):
+    with pytest.raises(NotPinnedError, match="not pinned"):
         control.unpin(actor="op", reason="nothing pinned")
-    with pytest.raises(ControlError, match="not frozen"):
+    with pytest.raises(NotFrozenError, match="not frozen"):
         control.resume(actor="op", reason="not frozen")
     assert snapshot_of_state(store) == before
 
@@ -76,7 +84,7 @@ def test_pin_holds_serving_and_retention_keeps_pinned_serving_and_stable(make_se
     control.unpin(actor="op", reason="canary done")
     assert store.serving() == 3 and store.pinned() is None
     control.freeze(actor="monitor", reason="flapping")
-    with pytest.raises(ControlError, match="already"):
+    with pytest.raises(AlreadyFrozenError, match="already"):
         control.freeze(actor="monitor-2", reason="flapping")
     control.resume(actor="op", reason="fixed")
     assert control.frozen() is None

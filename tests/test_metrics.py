@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.prequential import PrequentialMetrics
-from monitor.telemetry import LearnerMetrics
+from streaming.learner.telemetry import LearnerMetrics
 
 PAIRS = [(True, 0.9), (True, 0.4), (False, 0.6), (False, 0.2), (True, 0.7), (False, 0.1), (False, 0.3)]
 

@@ -7,7 +7,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from monitor.prequential import PrequentialMetrics
-from monitor.telemetry import LearnerMetrics
+from streaming.learner.telemetry import LearnerMetrics
 from reference import contract_features
 from snapshotter.codec import SnapshotState, encode_snapshot
 from streaming.learner.restore import restore_state

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.telemetry import LearnerMetrics
+from streaming.learner.telemetry import LearnerMetrics
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event

@@ -1,4 +1,4 @@
-"""Operator commands: pin, unpin, roll back, resume learning, read the audit log, draw a report."""
+"""Operator commands beyond versions: resume learning, the audit log, the incident report, the settings."""
 
 from __future__ import annotations
 
@@ -11,66 +11,29 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from snapshotter.audit import default_actor, read_audit
-from snapshotter.control import ControlPlane
-from snapshotter.store import open_store
+from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, ReasonOpt, RedisOpt, settings_from
+from streaming.cli.versions import actor_or_default, control_from, done, open_store_from
 from streaming.errors import InputError
-from streaming.cli.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
 
-__all__ = ["register"]
+__all__ = ["audit", "register", "report", "resume", "show_config"]
 
-ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit log.")]
-ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who (default: user@host).")]
 console = Console()
-
-
-def _control(config, model, redis_url) -> ControlPlane:
-    return ControlPlane(open_store(settings_from(config, model, redis_url=redis_url)))
-
-
-def _done(control: ControlPlane, what: str) -> None:
-    store = control.store
-    console.print(f"{what}: head {store.head()}, serving {store.serving()}, "
-                  f"pinned {store.pinned() or '-'}, learning {'frozen' if control.frozen() else 'on'}")
-
-
-def pin(number: int, reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
-        redis_url: RedisOpt = None) -> None:
-    """Pin version NUMBER: serving stays on it and nothing automatic moves it until unpin."""
-    control = _control(config, model, redis_url)
-    control.pin(number, actor=actor or default_actor(), reason=reason)
-    _done(control, f"pinned version {number}")
-
-
-def unpin(reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
-          redis_url: RedisOpt = None) -> None:
-    """Unpin: serving follows the newest stable version again."""
-    control = _control(config, model, redis_url)
-    control.unpin(actor=actor or default_actor(), reason=reason)
-    _done(control, "unpinned")
-
-
-def rollback(reason: ReasonOpt, to: Annotated[int | None, typer.Option("--to", help="Target version.")] = None,
-             actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
-             redis_url: RedisOpt = None) -> None:
-    """Roll the learners (and unpinned serving) back to --to N or the newest stable version before the head."""
-    control = _control(config, model, redis_url)
-    target = control.rollback(to=to, actor=actor or default_actor(), reason=reason)
-    _done(control, f"rolled back to version {target}")
 
 
 def resume(reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
            redis_url: RedisOpt = None) -> None:
     """Resume learning after a freeze."""
-    control = _control(config, model, redis_url)
-    control.resume(actor=actor or default_actor(), reason=reason)
-    _done(control, "learning resumed")
+    control = control_from(config, model, redis_url)
+    control.resume(actor=actor_or_default(actor), reason=reason)
+    done(control, "learning resumed")
 
 
 def audit(limit: Annotated[int, typer.Option(min=1, help="Newest N entries.")] = 50, config: ConfigOpt = None,
           model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False) -> None:
     """The audit log: snapshots, promotions, rollbacks, pins, freezes and resumes."""
-    store = open_store(settings_from(config, model, redis_url=redis_url))
+    from snapshotter.audit import read_audit
+
+    store = open_store_from(config, model, redis_url)
     entries = read_audit(store.client, store.keys, count=limit)
     if as_json:
         typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
@@ -93,7 +56,7 @@ def report(out: Annotated[Path, typer.Option("--out", help="PNG file to write.")
 
     _check_writable(out)
     settings = settings_from(config, model, redis_url=redis_url)
-    store = open_store(settings)
+    store = open_store_from(config, model, redis_url)
     try:
         write_report(store, settings, out)
     except OSError as exc:  # e.g. no permission: found only when writing
@@ -111,12 +74,34 @@ def _check_writable(out: Path) -> None:
                          "create it or pass another --out")
 
 
-def register(app: typer.Typer, versions_app: typer.Typer) -> None:
-    versions_app.command("pin")(pin)
-    versions_app.command("unpin")(unpin)
-    versions_app.command("rollback")(rollback)
+def show_config(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every setting with its env var, current value and meaning (secrets hidden)."""
+    from snapshotter.connection import redact_url
+    from streaming.config import ENV_PREFIX, Settings
+
+    settings = settings_from(config)
+    rows = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if name == "redis_url":  # may carry a password; SecretStr settings print as ********** already
+            value = redact_url(value)
+        rows.append((name, f"{ENV_PREFIX}{name.upper()}", value, field.description or ""))
+    if as_json:
+        typer.echo(json.dumps({name: str(value) if value is not None else None for name, _, value, _ in rows},
+                              indent=2))
+        return
+    table = Table(title="livelearn settings")
+    for column in ("env var", "value", "meaning"):
+        table.add_column(column)
+    for _name, env, value, description in rows:
+        table.add_row(env, str(value), description)
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
     learning = typer.Typer(help="Freeze state of learning.", no_args_is_help=True)
     learning.command("resume")(resume)
     app.add_typer(learning, name="learning")
     app.command("audit")(audit)
     app.command("report")(report)
+    app.command("config")(show_config)

@@ -7,11 +7,12 @@ order :func:`streaming.config.load_settings` applies them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from streaming.config import Settings, load_settings
+if TYPE_CHECKING:
+    from streaming.config import Settings
 
 __all__ = [
     "ConfigOpt",
@@ -22,6 +23,8 @@ __all__ = [
     "JsonOpt",
     "MetricsPortOpt",
     "MetricsHostOpt",
+    "ReasonOpt",
+    "ActorOpt",
     "settings_from",
 ]
 
@@ -39,6 +42,8 @@ TopicOpt = Annotated[
     str | None, typer.Option("--topic", envvar="LIVELEARN_EVENTS_TOPIC", help="Events topic.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit log.")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who (default: user@host).")]
 MetricsPortOpt = Annotated[
     int | None,
     typer.Option("--metrics-port", envvar="LIVELEARN_METRICS_PORT", help="Serve Prometheus metrics on this port."),
@@ -59,6 +64,8 @@ def settings_from(
     **more: Any,
 ) -> Settings:
     """Settings with the given CLI values on top of env vars, config file and defaults."""
+    from streaming.config import load_settings
+
     return load_settings(
         config, model_name=model, kafka_bootstrap=bootstrap, redis_url=redis_url, events_topic=topic, **more
     )

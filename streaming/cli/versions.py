@@ -1,28 +1,57 @@
-"""``livelearn versions``: list and inspect a model's numbered versions."""
+"""``livelearn versions``: list, inspect, pin, unpin and roll back a model's numbered versions."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from snapshotter.store import open_store
-from streaming.cli.options import ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
+from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, ReasonOpt, RedisOpt, settings_from
 
-__all__ = ["versions_app"]
+if TYPE_CHECKING:
+    from snapshotter.control import ControlPlane
+    from snapshotter.store import VersionStore
 
-versions_app = typer.Typer(help="List and inspect numbered model versions.", no_args_is_help=True)
+__all__ = ["register", "versions_app"]
+
+versions_app = typer.Typer(help="List, inspect, pin and roll back numbered model versions.", no_args_is_help=True)
 console = Console()
+
+
+def open_store_from(config: Any, model: str | None, redis_url: str | None) -> VersionStore:
+    from snapshotter.store import open_store
+
+    return open_store(settings_from(config, model, redis_url=redis_url))
+
+
+def control_from(config: Any, model: str | None, redis_url: str | None) -> ControlPlane:
+    from snapshotter.control import ControlPlane
+
+    return ControlPlane(open_store_from(config, model, redis_url))
+
+
+def actor_or_default(actor: str | None) -> str:
+    from snapshotter.audit import default_actor
+
+    return actor or default_actor()
+
+
+def done(control: ControlPlane, what: str) -> None:
+    """One line with the state an operator action left."""
+    store = control.store
+    console.print(f"{what}: head {store.head()}, serving {store.serving()}, "
+                  f"pinned {store.pinned() or '-'}, learning {'frozen' if control.frozen() else 'on'}")
 
 
 def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _metric(meta, name: str, part: str = "rolling") -> str:
+def _metric(meta: Any, name: str, part: str = "rolling") -> str:
     value = meta.metrics.get(part, {}).get(name)
     return "-" if value is None else f"{value:.4f}"
 
@@ -32,7 +61,7 @@ def list_versions(config: ConfigOpt = None, model: ModelOpt = None, redis_url: R
                   as_json: JsonOpt = False) -> None:
     """Every stored version, oldest first, with its head marker and rolling metrics."""
     settings = settings_from(config, model, redis_url=redis_url)
-    store = open_store(settings)
+    store = open_store_from(config, model, redis_url)
     metas, head, serving, pinned = store.list(), store.head(), store.serving(), store.pinned()
     stable = set(store.stable_numbers())  # abandoned lineages' versions are no longer stable
     if as_json:
@@ -59,7 +88,7 @@ def show_version(number: int, config: ConfigOpt = None, model: ModelOpt = None, 
                  as_json: JsonOpt = False) -> None:
     """Full metadata of version NUMBER (the blob's checksum is verified)."""
     settings = settings_from(config, model, redis_url=redis_url)
-    meta, _state = open_store(settings).load(number)
+    meta, _state = open_store_from(config, model, redis_url).load(number)
     if as_json:
         typer.echo(json.dumps(meta.to_dict(), indent=2))
         return
@@ -73,3 +102,35 @@ def show_version(number: int, config: ConfigOpt = None, model: ModelOpt = None, 
             value = json.dumps(value, sort_keys=False)
         table.add_row(key, str(value))
     console.print(table)
+
+
+def pin(number: int, reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
+        redis_url: RedisOpt = None) -> None:
+    """Pin version NUMBER: serving stays on it and nothing automatic moves it until unpin."""
+    control = control_from(config, model, redis_url)
+    control.pin(number, actor=actor_or_default(actor), reason=reason)
+    done(control, f"pinned version {number}")
+
+
+def unpin(reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
+          redis_url: RedisOpt = None) -> None:
+    """Unpin: serving follows the newest stable version again."""
+    control = control_from(config, model, redis_url)
+    control.unpin(actor=actor_or_default(actor), reason=reason)
+    done(control, "unpinned")
+
+
+def rollback(reason: ReasonOpt, to: Annotated[int | None, typer.Option("--to", help="Target version.")] = None,
+             actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
+             redis_url: RedisOpt = None) -> None:
+    """Roll the learners (and unpinned serving) back to --to N or the newest stable version before the head."""
+    control = control_from(config, model, redis_url)
+    target = control.rollback(to=to, actor=actor_or_default(actor), reason=reason)
+    done(control, f"rolled back to version {target}")
+
+
+def register(app: typer.Typer) -> None:
+    versions_app.command("pin")(pin)
+    versions_app.command("unpin")(unpin)
+    versions_app.command("rollback")(rollback)
+    app.add_typer(versions_app, name="versions")

@@ -18,7 +18,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from monitor.telemetry import LearnerMetrics
+from streaming.learner.telemetry import LearnerMetrics
 from snapshotter.codec import pack
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError

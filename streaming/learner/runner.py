@@ -25,7 +25,7 @@ from redis.backoff import ExponentialBackoff
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from monitor.prequential import PrequentialMetrics, meets_threshold
-from monitor.telemetry import LearnerMetrics
+from streaming.learner.telemetry import LearnerMetrics
 from snapshotter.codec import SnapshotState, VersionMeta, pack
 from snapshotter.connection import FATAL_FAILURES, describe_failure, redact_url, redis_failure
 from snapshotter.lease import Lease
@@ -35,6 +35,7 @@ from streaming.config import Settings
 from streaming.learner.lineage_watch import ControlState, ControlWatch
 from streaming.learner.dedupe import RecentIds
 from streaming.errors import (
+    BrokerUnavailableError,
     ConnectionFailedError,
     EventError,
     LeaseLostError,
@@ -44,7 +45,7 @@ from streaming.errors import (
     StoreLostError,
 )
 from streaming.events import EventLimits, decode_event
-from streaming.transport import BrokerUnavailableError, BrokerWatch, lag, make_consumer, make_producer, topic_partitions
+from streaming.transport import BrokerWatch, lag, make_consumer, make_producer, topic_partitions
 from streaming.model import ModelSpec, OnlineModel
 from streaming.learner.outputs import Outputs
 

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 
-from monitor.telemetry import ServingMetrics
+from streaming.serving.telemetry import ServingMetrics
 from snapshotter.store import VersionStore
 from streaming.model import ModelSpec, OnlineModel
 

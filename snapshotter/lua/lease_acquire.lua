@@ -1,0 +1,5 @@
+-- Take the writer lease if free, with a new fencing token.  KEYS: lease, fence.  ARGV: holder, ttl ms.
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local value = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return value

@@ -1,0 +1,3 @@
+-- Give the lease up if still ours.  KEYS: lease.  ARGV: lease value.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0

@@ -1,0 +1,3 @@
+-- Extend the lease if still ours.  KEYS: lease.  ARGV: lease value, ttl ms.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0

@@ -1,0 +1,54 @@
+-- Write one numbered version, atomically: fenced by the lease and the lineage epoch; index it, move the
+-- head, audit it; a stable version joins the stable set and, unless a version is pinned, becomes serving;
+-- then retention drops versions beyond the newest `keep` that are neither pinned, serving, protected nor
+-- among the newest `keep_stable` stable ones.
+-- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit.
+-- ARGV: lease value ('' = unfenced), blob, meta, keep, version key prefix, lineage epoch, stable (0/1),
+--       keep_stable, audit maxlen, writer, metrics json, parent, channel.  Returns the new number.
+if ARGV[1] ~= '' then
+  local holder = redis.call('GET', KEYS[1])
+  if holder ~= ARGV[1] then
+    return redis.error_reply('FENCED lease is held by ' .. tostring(holder))
+  end
+end
+local epoch = redis.call('GET', KEYS[6]) or '0'
+if epoch ~= ARGV[6] then
+  return redis.error_reply('STALE_LINEAGE lineage epoch is ' .. epoch .. ', writer is on ' .. ARGV[6])
+end
+local n = redis.call('INCR', KEYS[2])
+local prefix = ARGV[5]
+redis.call('SET', prefix .. n .. ':blob', ARGV[2])
+redis.call('SET', prefix .. n .. ':meta', ARGV[3])
+redis.call('ZADD', KEYS[3], n, n)
+redis.call('SET', KEYS[4], n)
+local maxlen = tonumber(ARGV[9])
+redis.call('XADD', KEYS[10], 'MAXLEN', '~', maxlen, '*', 'action', 'snapshot', 'actor', ARGV[10],
+  'reason', '', 'from', ARGV[12], 'to', n, 'metrics', ARGV[11], 'stable', ARGV[7], 'epoch', epoch)
+if ARGV[7] == '1' then
+  redis.call('ZADD', KEYS[7], n, n)
+  if redis.call('EXISTS', KEYS[9]) == 0 then
+    local old = redis.call('GET', KEYS[8]) or ''
+    redis.call('SET', KEYS[8], n)
+    redis.call('XADD', KEYS[10], 'MAXLEN', '~', maxlen, '*', 'action', 'promote', 'actor', ARGV[10],
+      'reason', 'newest stable version', 'from', old, 'to', n, 'metrics', ARGV[11], 'epoch', epoch)
+    redis.call('PUBLISH', ARGV[13], 'serving')
+  end
+end
+local keep = tonumber(ARGV[4])
+local count = redis.call('ZCARD', KEYS[3])
+if count > keep then
+  local pinned = redis.call('GET', KEYS[9])
+  local serving = redis.call('GET', KEYS[8])
+  local keep_stable = tonumber(ARGV[8])
+  for _, v in ipairs(redis.call('ZRANGE', KEYS[3], 0, count - keep - 1)) do
+    local rank = redis.call('ZREVRANK', KEYS[7], v)
+    local kept = v == pinned or v == serving or (rank and rank < keep_stable)
+      or redis.call('SISMEMBER', KEYS[5], v) == 1
+    if not kept then
+      redis.call('ZREM', KEYS[3], v)
+      redis.call('ZREM', KEYS[7], v)
+      redis.call('DEL', prefix .. v .. ':blob', prefix .. v .. ':meta')
+    end
+  end
+end
+return n

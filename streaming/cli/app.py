@@ -1,0 +1,77 @@
+"""The ``livelearn`` command line (Typer): one app, its sub-apps, and one-line errors.
+
+Commands live in :mod:`~streaming.cli.run` (learn, monitor, serve, up), :mod:`~streaming.cli.data`
+(produce, topics), :mod:`~streaming.cli.versions` (list, show, pin, unpin, rollback) and
+:mod:`~streaming.cli.operate` (learning resume, audit, report, config). Each imports what it needs inside
+the command, so ``livelearn --help`` loads no client library and no model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from streaming.errors import ConfigError, LivelearnError
+
+__all__ = ["LogLevelOpt", "app", "fail", "main", "setup_logging"]
+
+app = typer.Typer(
+    help="livelearn: online learning from Kafka with numbered Redis snapshots.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+LogLevelOpt = Annotated[str, typer.Option("--log-level", envvar="LIVELEARN_LOG_LEVEL", help="Logging level.")]
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # also what uvicorn accepts, in lower case
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``; an unknown level is a :class:`ConfigError`, not a traceback."""
+    if level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"unknown log level {level!r}; use one of {', '.join(_LOG_LEVELS)} "
+                          "(--log-level / LIVELEARN_LOG_LEVEL)")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``message`` as one ``error:`` line on stderr (never wrapped, never read as markup) and exit 2."""
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+def _client_failure(exc: Exception) -> str | None:
+    """One line for a Redis or Kafka client error; the libraries are only consulted if a command loaded them."""
+    redis = sys.modules.get("redis")
+    if redis is not None and isinstance(exc, redis.RedisError):
+        from snapshotter.connection import describe_failure, redis_failure
+
+        code = redis_failure(exc)
+        url = os.environ.get("LIVELEARN_REDIS_URL", "the configured URL")
+        return describe_failure(code, url, exc) if code else f"Redis failed: {exc}; check LIVELEARN_REDIS_URL"
+    kafka_errors = sys.modules.get("kafka.errors")
+    if kafka_errors is not None and isinstance(exc, kafka_errors.KafkaError):
+        return f"Kafka failed: {exc}; check LIVELEARN_KAFKA_BOOTSTRAP"
+    return None
+
+
+def main() -> None:
+    """Console entry point: one clear line and exit code 2 for expected failures."""
+    try:
+        app()
+    except LivelearnError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        message = _client_failure(exc)
+        if message is None:
+            raise
+        fail(message)

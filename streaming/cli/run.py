@@ -1,0 +1,162 @@
+"""The process commands: ``learn``, ``monitor``, ``serve`` and ``up`` (the whole stack on one machine)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streaming.cli.app import LogLevelOpt, setup_logging
+from streaming.cli.options import (
+    BootstrapOpt,
+    ConfigOpt,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    ModelOpt,
+    RedisOpt,
+    TopicOpt,
+    settings_from,
+)
+from streaming.errors import ConfigError
+
+__all__ = ["learn", "monitor", "register", "serve", "up"]
+
+log = logging.getLogger("livelearn")
+
+
+def learn(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    bootstrap: BootstrapOpt = None,
+    redis_url: RedisOpt = None,
+    topic: TopicOpt = None,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
+    until_caught_up: Annotated[bool, typer.Option(help="Exit (with a final snapshot) once no lag is left.")] = False,
+    allow_empty_store: Annotated[bool, typer.Option(
+        "--allow-empty-store", help="Start from nothing even though Kafka says the model was learned before "
+        "(Redis lost its data). Without it the learner refuses.")] = False,
+    log_level: LogLevelOpt = "INFO",
+) -> None:
+    """Consume events, score then learn each one, and snapshot versions to Redis.
+
+    A second `learn` for the same model waits as a hot standby. SIGTERM or Ctrl+C finishes the
+    batch, writes a final snapshot, commits offsets and exits.
+    """
+    from streaming.observability import serve_metrics
+    from streaming.learner.runner import Learner
+
+    setup_logging(log_level)
+    settings = settings_from(config, model, bootstrap, redis_url, topic, metrics_port=metrics_port,
+                             metrics_host=metrics_host, allow_empty_store=allow_empty_store or None)
+    if settings.metrics_port is not None:  # a port in use fails before anything connects
+        serve_metrics(settings.metrics_port, host=settings.metrics_host)
+    learner = Learner(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: learner.stop())
+    # Move the ~130k long-lived objects of the imports out of the collector's reach: full GC passes
+    # then take milliseconds, not ~75 ms stalls in the event loop (see bench/learner.py).
+    gc.collect()
+    gc.freeze()
+    learner.run(until_caught_up=until_caught_up)
+    log.info("stopped: %s", learner.counters)
+
+
+def monitor(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Show a live view instead of log lines.")] = False,
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = None,
+    log_level: LogLevelOpt = "INFO",
+) -> None:
+    """Guard the live model: roll back on confirmed breaches, freeze learning when it flaps."""
+    from streaming.observability import serve_metrics
+    from monitor.guard import Monitor
+
+    setup_logging(log_level if not watch else "ERROR")
+    settings = settings_from(config, model, redis_url=redis_url, metrics_port=metrics_port, metrics_host=metrics_host)
+    if settings.metrics_port is not None:  # a port in use fails before anything connects
+        serve_metrics(settings.metrics_port, host=settings.metrics_host)
+    guard = Monitor(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: guard.stop())
+    if not watch:
+        guard.run()
+        return
+    import threading
+
+    from streaming.cli.live_view import watch as live_watch
+
+    threading.Thread(target=guard.run, daemon=True).start()
+    live_watch(settings, guard.store, should_stop=lambda: guard.stopping)
+
+
+def serve(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    host: Annotated[str | None, typer.Option(envvar="LIVELEARN_API_HOST", help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(envvar="LIVELEARN_API_PORT", help="Port.")] = None,
+    log_level: LogLevelOpt = "INFO",
+) -> None:
+    """Serve live predictions over HTTP (plus KServe v2 routes, admin routes and /metrics)."""
+    import uvicorn
+
+    from streaming.serving.app import create_app
+
+    setup_logging(log_level)
+    settings = settings_from(config, model, redis_url=redis_url, api_host=host, api_port=port)
+    _check_bindable(settings.api_host, settings.api_port)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_level=log_level.lower(), timeout_graceful_shutdown=5)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """One line naming the settings when ``host:port`` cannot be bound (uvicorn would log it and exit 3)."""
+    try:
+        family, kind, _proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve the API on {host}:{port} ({exc.strerror or exc}); choose a free port with "
+                          "--port (LIVELEARN_API_PORT) or another address with --host (LIVELEARN_API_HOST)") from None
+
+
+def up(
+    rate: Annotated[float, typer.Option(min=0, help="Replay rate in events/s (0: as fast as possible).")] = 400.0,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
+    bootstrap: BootstrapOpt = None,
+    redis_url: RedisOpt = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", exists=True, dir_okay=False,
+                                                  help="Dataset to replay (default: bundled).")] = None,
+    exit_when_done: Annotated[bool, typer.Option(help="Stop everything once the replay is learned.")] = False,
+    flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Drift demo: invert labels from "
+                                                          "event N.")] = None,
+    flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default 1500).")] = None,
+    api_port: Annotated[int | None, typer.Option(min=1, max=65535,
+                                                 help="Port of the prediction API (default: a free one).")] = None,
+) -> None:
+    """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view."""
+    from streaming.local.dataset import check_columns
+    from streaming.cli.up import run_up
+
+    if csv_path is not None:
+        check_columns(csv_path)
+    if flip_labels_after is not None and flip_count is None:
+        flip_count = 1500
+    run_up(rate=rate, partitions=partitions, bootstrap=bootstrap, redis_url=redis_url, csv_path=csv_path,
+           exit_when_done=exit_when_done, flip_labels_after=flip_labels_after, flip_count=flip_count,
+           api_port=api_port)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (learn, monitor, serve, up):
+        app.command()(command)

@@ -1,0 +1,112 @@
+"""Prometheus metrics of a learner process, declared once per registry.
+
+Per-event latencies use microsecond-scale buckets: one SGD step on this model takes tens of
+microseconds, so the default buckets (5 ms and up) would put every observation in the first one.
+
+>>> from prometheus_client import CollectorRegistry
+>>> registry = CollectorRegistry()
+>>> m = LearnerMetrics(registry, "shop")
+>>> m.events_consumed.inc(3)
+>>> registry.get_sample_value("livelearn_events_consumed_total", {"model": "shop"})
+3.0
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from streaming.observability import counter, gauge, histogram
+
+__all__ = ["EVENT_LATENCY_BUCKETS", "SNAPSHOT_BUCKETS", "LearnerMetrics"]
+
+#: Buckets (seconds) for one predict or learn step: 5 us .. 50 ms.
+EVENT_LATENCY_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2)
+#: Buckets (seconds) for one snapshot write: 0.5 ms .. 5 s.
+SNAPSHOT_BUCKETS = (5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0, 5.0)
+
+
+class LearnerMetrics:
+    """Every metric a learner exports; each carries the ``model`` label."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY, model: str = "default") -> None:
+        self._model = model
+        self.events_consumed = counter("livelearn_events_consumed_total", "Records taken from the events topic.",
+                                       registry, model)
+        self.events_learned = counter("livelearn_events_learned_total", "Labelled events the model learned from.",
+                                      registry, model)
+        self.duplicates = counter("livelearn_events_duplicate_total", "Events skipped because their id was seen on "
+                                  "the partition within the idempotence window.", registry, model)
+        self._dead_lettered = Counter("livelearn_events_dead_lettered_total",
+                                      "Events rejected to the dead-letter topic, by reason.", ["model", "reason"],
+                                      registry=registry)
+        self.predict_seconds = histogram("livelearn_predict_seconds", "Time to score one event.", registry, model,
+                                         EVENT_LATENCY_BUCKETS)
+        self.learn_seconds = histogram("livelearn_learn_seconds", "Time of one SGD step.", registry, model,
+                                       EVENT_LATENCY_BUCKETS)
+        self.snapshot_seconds = histogram("livelearn_snapshot_seconds", "Time to write one version to Redis.",
+                                          registry, model, SNAPSHOT_BUCKETS)
+        self.snapshot_bytes = gauge("livelearn_snapshot_size_bytes", "Size of the newest snapshot blob.", registry,
+                                    model)
+        self.snapshot_timestamp = gauge("livelearn_snapshot_timestamp_seconds", "Unix time of the newest snapshot.",
+                                        registry, model)
+        self._last_snapshot_at = 0.0
+        gauge("livelearn_snapshot_age_seconds", "Seconds since the newest snapshot (0: none yet).", registry,
+              model).set_function(lambda: time.time() - self._last_snapshot_at if self._last_snapshot_at else 0.0)
+        self.head_version = gauge("livelearn_learner_head_version", "Newest version of the learner lineage.",
+                                  registry, model)
+        self._rolling = Gauge("livelearn_rolling_metric_ratio", "Rolling prequential metric, by name.",
+                              ["model", "metric"], registry=registry)
+        self.consumer_lag = gauge("livelearn_consumer_lag_events", "High-water mark minus position, summed over "
+                                  "partitions (NaN: unknown, Kafka unreachable).", registry, model)
+        self.lease_held = gauge("livelearn_lease_held", "1 while this process is the active learner.", registry, model)
+        self.model_inputs = gauge("livelearn_model_inputs", "Inputs the model has learned (numeric features + "
+                                  "categories).", registry, model)
+        self._capped = Counter("livelearn_inputs_capped_total", "Learned feature values beyond the size caps, by "
+                               "kind (category: folded into '__other__'; feature: ignored).", ["model", "kind"],
+                               registry=registry)
+        self._capped_seen: dict[str, int] = {}
+        self.redis_up = gauge("livelearn_redis_up", "0 while Redis is unreachable or refusing writes (the learner "
+                              "waits).", registry, model)
+        self._redis_outages = Counter("livelearn_redis_outages_total", "Times the learner had to wait for Redis, by "
+                                      "Redis error code (unreachable, OOM, MISCONF, READONLY, LOADING...).",
+                                      ["model", "code"], registry=registry)
+        self.kafka_up = gauge("livelearn_kafka_up", "0 while no broker has answered for "
+                              "LIVELEARN_KAFKA_UNREACHABLE_SECONDS.", registry, model)
+        for kind in ("category", "feature"):
+            self._capped.labels(model, kind)
+        self._redis_outages.labels(model, "unreachable")
+        self.redis_up.set(1)
+        self.kafka_up.set(1)
+
+    def snapshot_written(self, created_at: float, size_bytes: int, number: int) -> None:
+        self._last_snapshot_at = created_at
+        self.snapshot_timestamp.set(created_at)
+        self.snapshot_bytes.set(size_bytes)
+        self.head_version.set(number)
+
+    def model_size(self, inputs: int, capped: dict[str, int], *, restored: bool = False) -> None:
+        """Report the model's vocabulary size and what its caps turned away since the last call.
+
+        ``capped`` holds the model's own running totals (kept in snapshots); with ``restored`` they are
+        only taken as the new baseline, so a restart or rollback does not count old events again.
+        """
+        self.model_inputs.set(inputs)
+        for kind, total in capped.items():
+            delta = total - self._capped_seen.get(kind, 0)
+            if delta > 0 and not restored:
+                self._capped.labels(self._model, kind).inc(delta)
+            self._capped_seen[kind] = total
+
+    def redis_down(self, code: str) -> None:
+        self.redis_up.set(0)
+        self._redis_outages.labels(self._model, code).inc()
+
+    def dead_lettered(self, reason: str) -> None:
+        self._dead_lettered.labels(self._model, reason).inc()
+
+    def set_rolling(self, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            if name != "samples":
+                self._rolling.labels(self._model, name).set(value)

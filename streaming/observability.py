@@ -1,0 +1,53 @@
+"""The Prometheus endpoint of a learner or monitor process, and helpers to declare metrics once.
+
+Each process declares its metrics once per registry (tests pass an isolated one), every series carrying
+the ``model`` label; units are in the names (``_seconds``, ``_total``, ``_ratio``, ``_bytes``).
+
+>>> from prometheus_client import CollectorRegistry
+>>> registry = CollectorRegistry()
+>>> counter("livelearn_demo_total", "A demo.", registry, "shop").inc(2)
+>>> registry.get_sample_value("livelearn_demo_total", {"model": "shop"})
+2.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from streaming.errors import ConfigError
+
+__all__ = ["counter", "gauge", "histogram", "serve_metrics"]
+
+
+def counter(name: str, doc: str, registry: CollectorRegistry, model: str) -> Counter:
+    """A counter of ``model`` (the series with its label already bound)."""
+    return Counter(name, doc, ["model"], registry=registry).labels(model)
+
+
+def gauge(name: str, doc: str, registry: CollectorRegistry, model: str) -> Gauge:
+    """A gauge of ``model`` (the series with its label already bound)."""
+    return Gauge(name, doc, ["model"], registry=registry).labels(model)
+
+
+def histogram(name: str, doc: str, registry: CollectorRegistry, model: str, buckets: Sequence[float]) -> Histogram:
+    """A histogram of ``model`` with explicit ``buckets`` (the series with its label already bound)."""
+    return Histogram(name, doc, ["model"], registry=registry, buckets=buckets).labels(model)
+
+
+def serve_metrics(port: int, registry: CollectorRegistry = REGISTRY, host: str = "127.0.0.1") -> WSGIServer:
+    """Expose ``registry`` on ``http://host:port/metrics`` from a daemon thread; returns the server.
+
+    Raises :class:`ConfigError` naming the settings when the address cannot be bound (port in use,
+    unknown host), instead of an ``OSError`` traceback.
+    """
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); choose a free port with --metrics-port "
+            "(LIVELEARN_METRICS_PORT) or another address with --metrics-host (LIVELEARN_METRICS_HOST)"
+        ) from None
+    return server

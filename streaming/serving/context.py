@@ -1,0 +1,72 @@
+"""What the routes of one app share: settings, the version store, the loaded models, control actions."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import HTTPException
+
+from snapshotter.control import ControlPlane
+from snapshotter.store import VersionStore
+from streaming.config import Settings
+from streaming.errors import SnapshotError, VersionNotFoundError
+from streaming.serving.models import LoadedVersion, ServingModels
+from streaming.serving.schemas import ErrorBody, Prediction, RequestModels, ValidationErrorBody
+from streaming.serving.telemetry import ServingMetrics
+
+__all__ = ["ServingContext", "responses"]
+
+_ERRORS: dict[int, str] = {
+    401: "Missing bearer token.",
+    403: "Wrong bearer token, or the admin API is off (LIVELEARN_API_TOKEN unset on the server).",
+    404: "The version (or model name) does not exist.",
+    409: "The action was refused (nothing pinned, not frozen, nothing to roll back to, corrupt version); no change.",
+    413: "Request body over LIVELEARN_API_MAX_BODY_BYTES; refused before it was read.",
+    422: "Invalid request: each problem's loc, msg and type (never the input).",
+    503: "No serving version loaded yet, or the version store (Redis) is unavailable; retry later.",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that can answer ``codes`` (besides 200 and the app-wide 413)."""
+    return {code: {"model": ValidationErrorBody if code == 422 else ErrorBody, "description": _ERRORS[code]}
+            for code in codes}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingContext:
+    """One model's serving state, handed to the route factories."""
+
+    settings: Settings
+    store: VersionStore
+    models: ServingModels
+    control: ControlPlane
+    metrics: ServingMetrics
+    bodies: RequestModels
+
+    @property
+    def name(self) -> str:
+        return self.settings.model_name
+
+    def model_for(self, version: int | None) -> LoadedVersion:
+        """The serving version (or ``version``): 404 when it does not exist, 503 before any is loaded."""
+        try:
+            loaded = self.models.get(version)
+        except VersionNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except SnapshotError as exc:
+            raise HTTPException(500, str(exc)) from None
+        if loaded is None:
+            raise HTTPException(503, "no serving version yet: the learner has not written a stable version")
+        return loaded
+
+    def check_name(self, model_name: str) -> None:
+        if model_name != self.name:
+            raise HTTPException(404, f"unknown model {model_name[:100]!r}; this server serves {self.name!r}")
+
+    def score(self, loaded: LoadedVersion, features: dict[str, Any], event_id: str | None = None) -> Prediction:
+        version, model = loaded
+        p = model.predict_proba_one(features)
+        self.metrics.predictions.inc()
+        return Prediction(probability=p, label=p > 0.5, version=version, model=self.name, event_id=event_id)

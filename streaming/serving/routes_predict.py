@@ -1,0 +1,88 @@
+"""Prediction routes: ``/predict``, ``/predict/batch`` and the Open Inference Protocol (KServe v2)."""
+
+# No `from __future__ import annotations`: the request models are built per app from its Settings, and
+# FastAPI must see the classes themselves in the route signatures.
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from streaming.serving.context import ServingContext, responses
+from streaming.serving.hardening import StrictJSONRoute
+from streaming.serving.schemas import BatchResponse, Prediction, to_rows
+
+__all__ = ["prediction_routes"]
+
+
+def prediction_routes(ctx: ServingContext) -> APIRouter:
+    """Every route that scores features, and the v2 health and metadata routes."""
+    router = APIRouter(route_class=StrictJSONRoute)
+    PredictRequest, BatchRequest, InferRequest = ctx.bodies.predict, ctx.bodies.batch, ctx.bodies.infer
+
+    @router.post("/predict", response_model=Prediction, tags=["predict"], responses=responses(404, 422, 503))
+    def predict(body: PredictRequest) -> Prediction:  # type: ignore[valid-type]
+        """Score one feature map with the serving version (or ``version``)."""
+        return ctx.score(ctx.model_for(body.version), body.features, body.event_id)  # type: ignore[attr-defined]
+
+    @router.post("/predict/batch", response_model=BatchResponse, tags=["predict"],
+                 responses=responses(404, 422, 503))
+    def predict_batch(body: BatchRequest) -> BatchResponse:  # type: ignore[valid-type]
+        loaded = ctx.model_for(body.version)  # type: ignore[attr-defined]
+        return BatchResponse(predictions=[ctx.score(loaded, i.features, i.event_id)
+                                          for i in body.instances],  # type: ignore[attr-defined]
+                             version=loaded[0])
+
+    @router.get("/v2/health/live", tags=["v2"])
+    async def live() -> dict[str, bool]:  # async: answered on the event loop even if every thread waits on Redis
+        return {"live": True}
+
+    @router.get("/v2/health/ready", tags=["v2"], responses=responses(503))
+    async def ready() -> dict[str, bool]:
+        """Ready while a version is loaded and serving follows the serving pointer; 503 saying why otherwise."""
+        reason = ctx.models.unready_reason(ctx.settings.serving_stale_after_seconds)
+        if reason is not None:
+            raise HTTPException(503, reason)
+        return {"ready": True}
+
+    def metadata(version: int | None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "name": ctx.name, "platform": "river", "versions": [str(n) for n in ctx.store.numbers()],
+            "inputs": [{"name": "<feature>", "datatype": "FP64 | INT64 | BOOL | BYTES", "shape": [-1]}],
+            "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]},
+                        {"name": "label", "datatype": "BOOL", "shape": [-1]}]}
+        if version is not None:
+            ctx.model_for(version)
+            doc["version"] = str(version)
+        return doc
+
+    @router.get("/v2/models/{model_name}", tags=["v2"], responses=responses(404, 422, 503))
+    def model_metadata(model_name: str) -> dict[str, Any]:
+        ctx.check_name(model_name)
+        return metadata(None)
+
+    @router.get("/v2/models/{model_name}/versions/{version}", tags=["v2"], responses=responses(404, 422, 503))
+    def version_metadata(model_name: str, version: int) -> dict[str, Any]:
+        ctx.check_name(model_name)
+        return metadata(version)
+
+    def infer(model_name: str, version: int | None, body: Any) -> dict[str, Any]:
+        ctx.check_name(model_name)
+        rows = to_rows(body)
+        loaded = ctx.model_for(version)
+        predictions = [ctx.score(loaded, row) for row in rows]
+        return {"model_name": ctx.name, "model_version": str(loaded[0]), "id": body.id,
+                "outputs": [{"name": "probability", "datatype": "FP64", "shape": [len(rows)],
+                             "data": [p.probability for p in predictions]},
+                            {"name": "label", "datatype": "BOOL", "shape": [len(rows)],
+                             "data": [p.label for p in predictions]}]}
+
+    @router.post("/v2/models/{model_name}/infer", tags=["v2"], responses=responses(404, 422, 503))
+    def infer_serving(model_name: str, body: InferRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        return infer(model_name, None, body)
+
+    @router.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"],
+                 responses=responses(404, 422, 503))
+    def infer_version(model_name: str, version: int, body: InferRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        return infer(model_name, version, body)
+
+    return router
