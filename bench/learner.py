@@ -28,7 +28,7 @@ from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from monitor.prequential import PrequentialMetrics
-from snapshotter.codec import SnapshotState, pack
+from snapshotter.codec import pack
 from streaming.config import Settings
 from streaming.local.dataset import read_events
 from streaming.local.embedded import embedded_stack
@@ -80,8 +80,7 @@ def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predic
     e2e_s, _ = timed(lambda: learner.run(until_caught_up=True))
     assert learner.counters["events_seen"] == n, learner.counters
 
-    state = SnapshotState(learner.spec.to_dict(), learner.model.dump_state(),
-                          learner.prequential.dump_state(), dict(learner.counters))
+    state = learner.state.snapshot_state()
     writes = []
     for _ in range(50):
         t0 = time.perf_counter()

@@ -22,37 +22,22 @@ from typing import Any
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from monitor.judge import Decision, Judge, JudgeState
+from monitor.judge import Action, Decision, Judge, JudgeState
 from monitor.telemetry import MonitorMetrics
 from snapshotter.audit import append_audit
 from snapshotter.connection import describe_failure, redis_failure
 from snapshotter.control import ControlPlane
+from snapshotter.cursor import CursorState, GuardCursor
+from snapshotter.status import parse_sample
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.errors import AlreadyFrozenError, ControlError, NotFrozenError, StaleEpochError, VersionNotFoundError
 
-__all__ = ["Monitor", "live_monitors", "parse_sample"]
+__all__ = ["Monitor", "live_monitors"]
 
 log = logging.getLogger(__name__)
 
-# KEYS: guard hash.  ARGV: cursor read from, new cursor, epoch, scored, breaches, healthy_since ('' = none).
-_COMMIT = """
-local cursor = redis.call('HGET', KEYS[1], 'cursor') or '0-0'
-if cursor ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'cursor', ARGV[2], 'epoch', ARGV[3], 'scored', ARGV[4], 'breaches', ARGV[5],
-  'healthy_since', ARGV[6])
-return 1
-"""
 _BATCH = 1000  # samples judged per step
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def parse_sample(fields: dict[Any, Any]) -> dict[str, float]:
-    """One history entry as numbers (every field the learner records is numeric)."""
-    return {_text(k): float(v) for k, v in fields.items()}
 
 
 class Monitor:
@@ -68,7 +53,7 @@ class Monitor:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.telemetry = MonitorMetrics(registry, settings.model_name)
         self.telemetry.threshold.labels(settings.model_name, settings.monitor_metric).set(settings.monitor_threshold)
-        self._commit = self.store.client.register_script(_COMMIT)
+        self.cursor = GuardCursor(self.store.client, self.store.keys)
         self._failed = False
         self._stop = threading.Event()
 
@@ -107,17 +92,16 @@ class Monitor:
                                                                                now - 3600).execute()
         frozen = self.control.frozen() is not None
         self._update_gauges(frozen)
-        cursor, state_epoch, last_scored = self._load_state()
-        start = cursor
-        reply = client.xread({keys.history: cursor}, count=_BATCH, block=block_ms or None)
-        entries = reply[0][1] if reply else []
+        start = self.cursor.load()
+        self.judge.state = JudgeState(start.breaches, start.healthy_since)
+        entries = self.cursor.entries(start.cursor, count=_BATCH, block_ms=block_ms)
         if not entries:
             return []
+        cursor, state_epoch, last_scored = start.cursor, start.epoch, start.scored
         epoch = self.store.epoch()
         rollback_times = self.control.recent_rollbacks(self.settings.monitor_rollback_window_seconds)
         decisions = []
-        for entry_id, fields in entries:
-            cursor = _text(entry_id)
+        for cursor, fields in entries:
             sample = parse_sample(fields)
             sample_epoch, scored = int(sample.get("epoch", 0)), int(sample.get("scored", 0))
             if sample_epoch != epoch:
@@ -132,21 +116,13 @@ class Monitor:
                                          frozen=frozen)
             decisions.append(decision)
             epoch, frozen = self._act(decision, sample, epoch, frozen)
-            if decision.action == "rollback":
+            if decision.action is Action.ROLLBACK:
                 rollback_times = self.control.recent_rollbacks(self.settings.monitor_rollback_window_seconds)
-        state = self.judge.state
-        committed = self._commit(keys=[keys.guard], args=[
-            start, cursor, state_epoch, last_scored, state.breaches,
-            "" if state.healthy_since is None else repr(state.healthy_since)])
-        if not committed:
+        judged = CursorState(cursor, state_epoch, last_scored, self.judge.state.breaches,
+                             self.judge.state.healthy_since)
+        if not self.cursor.commit(start.cursor, judged):
             log.info("another monitor judged these samples first; re-reading the shared cursor")
         return decisions
-
-    def _load_state(self) -> tuple[str, int, int]:
-        raw = {_text(k): _text(v) for k, v in self.store.client.hgetall(self.store.keys.guard).items()}
-        healthy = raw.get("healthy_since", "")
-        self.judge.state = JudgeState(int(raw.get("breaches", 0)), float(healthy) if healthy else None)
-        return raw.get("cursor", "0-0"), int(raw.get("epoch", -1)), int(raw.get("scored", -1))
 
     def _act(self, decision: Decision, sample: dict[str, float], epoch: int, frozen: bool) -> tuple[int, bool]:
         """Carry out ``decision``; returns the (epoch, frozen) the following samples are judged under."""
@@ -156,7 +132,7 @@ class Monitor:
         metrics = {k: v for k, v in sample.items()
                    if k not in ("time", "epoch", "version", "scored") and not k.startswith("offset:")}
         try:
-            if decision.action == "rollback":
+            if decision.action is Action.ROLLBACK:
                 # everything up to the judged sample is discarded, even if the learner dies before it reads on
                 consumed = {s.events_topic: {k.split(":", 1)[1]: int(v) for k, v in sample.items()
                                              if k.startswith("offset:")}}
@@ -165,14 +141,14 @@ class Monitor:
                                                fallback=s.monitor_fallback_version, consumed=consumed)
                 self.telemetry.rollbacks.inc()
                 log.warning("rolled back to version %d: %s", target, decision.reason)
-            elif decision.action == "freeze":
+            elif decision.action is Action.FREEZE:
                 self.control.freeze(actor=self.actor, reason=decision.reason, metrics=metrics, expected_epoch=epoch)
                 self.telemetry.freezes.inc()
                 log.error("learning frozen: %s", decision.reason)
-            elif decision.action == "resume":
+            elif decision.action is Action.RESUME:
                 self.control.resume(actor=self.actor, reason=decision.reason, metrics=metrics)
                 log.warning("learning resumed: %s", decision.reason)
-            if decision.action in ("none", "insufficient", "rollback", "freeze", "resume"):
+            if decision.action not in (Action.WAIT, Action.COOLDOWN):
                 self._failed = False
         except (StaleEpochError, AlreadyFrozenError, NotFrozenError) as exc:
             log.info("another actor got there first: %s", exc)  # e.g. a second monitor
@@ -181,7 +157,7 @@ class Monitor:
             self._failed = True
             append_audit(self.store.client, self.store.keys, self.store.audit_retention,
                          action=f"{decision.action}_failed", actor=self.actor, reason=str(exc), metrics=metrics)
-        if decision.action in ("rollback", "freeze", "resume"):
+        if decision.action in (Action.ROLLBACK, Action.FREEZE, Action.RESUME):
             return self.store.epoch(), self.control.frozen() is not None
         return epoch, frozen
 

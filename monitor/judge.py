@@ -15,24 +15,39 @@ on the rolling metric *and its sample count*:
 >>> judge = Judge(Settings(monitor_patience=2, monitor_min_samples=10))
 >>> bad = {"accuracy": 0.5, "samples": 100}
 >>> judge.decide(bad, now=0.0, rollback_times=[], frozen=False).action
-'wait'
+<Action.WAIT: 'wait'>
 >>> judge.decide(bad, now=1.0, rollback_times=[], frozen=False).action
-'rollback'
+<Action.ROLLBACK: 'rollback'>
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 
 from monitor.prequential import is_healthy
 from streaming.config import Settings
 
-__all__ = ["Decision", "Judge", "JudgeState"]
+__all__ = ["Action", "Decision", "Judge", "JudgeState"]
+
+
+class Action(enum.StrEnum):
+    """What one check asks the monitor to do."""
+
+    NONE = "none"  # healthy, or nothing to do
+    INSUFFICIENT = "insufficient"  # too few samples in the window to judge
+    WAIT = "wait"  # a breach, not yet confirmed (patience)
+    COOLDOWN = "cooldown"  # a confirmed breach while cooling down after a rollback
+    ROLLBACK = "rollback"
+    FREEZE = "freeze"  # flapping: stop learning
+    RESUME = "resume"  # frozen and healthy long enough
 
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    action: str  # "none" | "wait" | "cooldown" | "rollback" | "freeze" | "resume" | "insufficient"
+    """One check's outcome: the action, why, and the judged value."""
+
+    action: Action
     reason: str
     value: float | None = None
 
@@ -76,30 +91,30 @@ class Judge:
         samples, value = rolling.get("samples", 0), rolling.get(self.metric)
         if value is None or samples < self.min_samples:
             self.reset()
-            return Decision("insufficient", f"{samples} samples < {self.min_samples}", value)
+            return Decision(Action.INSUFFICIENT, f"{samples} samples < {self.min_samples}", value)
         desc = f"rolling {self.metric} {value:.4f} vs threshold {self.threshold} over {samples} events"
         state = self.state
         if frozen:
             state.breaches = 0
             if not self.healthy(value):
                 state.healthy_since = None
-                return Decision("none", f"frozen; {desc}", value)
+                return Decision(Action.NONE, f"frozen; {desc}", value)
             state.healthy_since = now if state.healthy_since is None else state.healthy_since
             if now - state.healthy_since >= self.resume_after:
                 state.healthy_since = None
-                return Decision("resume", f"healthy for {self.resume_after:.0f}s while frozen: {desc}", value)
-            return Decision("none", f"frozen, healthy for {now - state.healthy_since:.1f}s; {desc}", value)
+                return Decision(Action.RESUME, f"healthy for {self.resume_after:.0f}s while frozen: {desc}", value)
+            return Decision(Action.NONE, f"frozen, healthy for {now - state.healthy_since:.1f}s; {desc}", value)
         state.healthy_since = None
         if self.healthy(value):
             state.breaches = 0
-            return Decision("none", desc, value)
+            return Decision(Action.NONE, desc, value)
         state.breaches += 1
         if state.breaches < self.patience:
-            return Decision("wait", f"breach {state.breaches}/{self.patience}: {desc}", value)
+            return Decision(Action.WAIT, f"breach {state.breaches}/{self.patience}: {desc}", value)
         if now < self.cooldown_until(rollback_times):
-            return Decision("cooldown", f"breach confirmed but cooling down: {desc}", value)
+            return Decision(Action.COOLDOWN, f"breach confirmed but cooling down: {desc}", value)
         state.breaches = 0
         if len(rollback_times) >= self.max_rollbacks:
-            return Decision("freeze", f"{len(rollback_times)} rollbacks within the window and still: {desc}",
+            return Decision(Action.FREEZE, f"{len(rollback_times)} rollbacks within the window and still: {desc}",
                             value)
-        return Decision("rollback", f"breach for {self.patience} checks: {desc}", value)
+        return Decision(Action.ROLLBACK, f"breach for {self.patience} checks: {desc}", value)

@@ -12,6 +12,7 @@ import bisect
 from pathlib import Path
 
 from snapshotter.audit import read_audit
+from snapshotter.status import read_samples
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 
@@ -28,15 +29,14 @@ _STYLE = {
 
 
 def read_history(store: VersionStore, metric: str) -> tuple[list[float], list[float], list[float]]:
-    """(times, stream positions, metric values) of the learner's published samples."""
+    """(times, stream positions, metric values) of the learner's metric samples."""
     times, positions, values = [], [], []
-    for entry_id, fields in store.client.xrange(store.keys.history):
-        f = {k.decode(): v.decode() for k, v in fields.items()}
-        if metric not in f or int(float(f.get("samples", 0))) == 0:
+    for entry_id, sample in read_samples(store.client, store.keys):
+        if metric not in sample or sample.get("samples", 0) == 0:
             continue
-        times.append(int(entry_id.decode().split("-")[0]) / 1000)
-        positions.append(float(f.get("stream_position", f.get("events_seen", 0))))
-        values.append(float(f[metric]))
+        times.append(int(entry_id.split("-")[0]) / 1000)
+        positions.append(sample.get("stream_position", sample.get("events_seen", 0.0)))
+        values.append(sample[metric])
     return times, positions, values
 
 

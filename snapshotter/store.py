@@ -27,6 +27,7 @@ from snapshotter.codec import (
 from snapshotter.connection import connect_redis, redis_failure
 from snapshotter.keys import Keys
 from snapshotter.scripts import register
+from snapshotter.status import LearnerStatus, read_status
 from streaming.config import Settings
 from streaming.errors import (
     SnapshotCorruptError,
@@ -139,10 +140,9 @@ class VersionStore:
         """Stable versions still stored, oldest first."""
         return [int(n) for n in self.client.zrange(self.keys.stable, 0, -1)]
 
-    def status(self) -> dict[str, Any] | None:
+    def status(self) -> LearnerStatus | None:
         """The active learner's last published status, or ``None`` when none is fresh."""
-        raw = self.client.get(self.keys.status)
-        return unpack(raw) if raw is not None else None
+        return read_status(self.client, self.keys)
 
     def resume_point(self) -> dict[str, Any] | None:
         """Where the newest rollback's lineage resumes: ``{"epoch", "from", "to", "offsets"}``, or ``None``.

@@ -119,7 +119,7 @@ def test_no_record_stops_corrupts_or_bloats_the_learner(records):
         sent_before = len(PRODUCER.sent)
         offset = POSITIONS[TopicPartition("events", 0)]
         POSITIONS[TopicPartition("events", 0)] = offset + 1
-        LEARNER._process(Record(value, offset), OUTPUTS, POSITIONS)  # must not raise
+        LEARNER.step.process(LEARNER.state, Record(value, offset), OUTPUTS, POSITIONS)  # must not raise
 
         after = LEARNER.counters
         scored = after["events_seen"] - before["events_seen"]
@@ -140,11 +140,12 @@ def test_no_record_stops_corrupts_or_bloats_the_learner(records):
         else:
             assert not new  # a duplicate is skipped silently (and counted)
 
-    weights = LEARNER.model.classifier._weights
-    assert all(math.isfinite(w) for w in weights.values()) and math.isfinite(LEARNER.model.classifier.intercept)
-    assert LEARNER.model.inputs <= 500
-    blob = encode_snapshot(LEARNER.snapshot_state())  # what the next snapshot would write
+    weights = LEARNER.state.model.classifier._weights
+    assert all(math.isfinite(w) for w in weights.values()) and math.isfinite(LEARNER.state.model.classifier.intercept)
+    assert LEARNER.state.model.inputs <= 500
+    blob = encode_snapshot(LEARNER.state.snapshot_state())  # what the next snapshot would write
     assert decode_snapshot(blob, sha256_hex(blob)).counters == LEARNER.counters
-    LEARNER._record_sample(POSITIONS)
-    LEARNER.publish_status(1.0, 0, POSITIONS)  # the status and metric samples encode too
-    pack(LEARNER._samples)
+    LEARNER.step.record_sample(LEARNER.state, POSITIONS)
+    pack(LEARNER.state.samples)  # the metric samples and the status encode too
+    pack(LEARNER.status_document(1.0, 0, POSITIONS))
+    LEARNER.publish_status(1.0, 0, POSITIONS)

@@ -10,7 +10,7 @@ import threading
 import time
 
 from conftest import guard_caught_up, produce, settings_env, status_of, store_for, wait_for, wait_until_running
-from monitor.guard import parse_sample
+from snapshotter.status import parse_sample
 from snapshotter.audit import read_audit
 from streaming.local.dataset import read_events
 from streaming.local.replay import flip_labels

@@ -102,8 +102,8 @@ def test_status_is_published_only_by_the_lease_holder(make_settings):
     assert learner.lease.acquire()
     learner.publish_status(12.0, 3)  # no metric sample recorded yet: status only
     assert store.client.get(store.keys.status) is not None and store.client.xlen(store.keys.history) == 0
-    learner._record_sample({})
-    learner._record_sample({})
+    learner.step.record_sample(learner.state, {})
+    learner.step.record_sample(learner.state, {})
     learner.publish_status(12.0, 3)
     assert store.client.xlen(store.keys.history) == 2
     store.client.delete(store.keys.lease, store.keys.status)  # the lease expired; someone else may hold it

@@ -14,16 +14,18 @@ import redis
 
 from snapshotter.keys import Keys
 
-__all__ = ["ControlState", "ControlWatch"]
+__all__ = ["ControlState", "LineageWatch"]
 
 
 @dataclasses.dataclass(frozen=True)
 class ControlState:
+    """The lineage epoch (it moves on every rollback) and whether learning is frozen."""
+
     epoch: int
     frozen: bool
 
 
-class ControlWatch:
+class LineageWatch:
     """Tells the learner when the lineage epoch or the frozen flag may have changed."""
 
     def __init__(self, client: redis.Redis, keys: Keys, poll_interval: float = 0.5) -> None:
@@ -42,9 +44,9 @@ class ControlWatch:
     def read(self) -> ControlState:
         return self.read_state(self._client, self._keys)
 
-    def check(self) -> ControlState | None:
-        """The current state if a change was announced or the poll interval passed, else ``None``."""
-        announced = False
+    def check(self, *, force: bool = False) -> ControlState | None:
+        """The current state if a change was announced, the poll interval passed or ``force``, else ``None``."""
+        announced = force
         while self._pubsub.get_message(timeout=0) is not None:
             announced = True
         now = time.monotonic()

@@ -1,0 +1,94 @@
+"""The active learner's live documents in Redis: its status, and the metric history stream.
+
+* The **status** (:class:`LearnerStatus`, msgpack, short TTL) is what the live view, ``livelearn up``, the
+  control plane and operators read: throughput, lag, counters, rolling and cumulative metrics, versions,
+  lineage epoch, positions.
+* The **history** stream holds one :data:`MetricSample` per ``history_every_events`` labelled events: flat
+  numeric fields (``time``, ``epoch``, ``version``, ``scored``, ``events_seen``, ``stream_position``,
+  ``offset:<partition>`` and every rolling metric with its ``samples`` count). The monitor judges every
+  one of them in order; ``livelearn report`` draws them.
+
+Both are written by one script fenced by the lease (:class:`StatusWriter`), so a learner that lost its
+lease can neither mislead the monitor nor the operators.
+
+>>> parse_sample({b"epoch": b"1", b"accuracy": b"0.82", b"offset:0": b"300"})
+{'epoch': 1.0, 'accuracy': 0.82, 'offset:0': 300.0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import redis
+
+from snapshotter.codec import pack, unpack
+from snapshotter.keys import Keys
+from snapshotter.scripts import register
+
+__all__ = ["LearnerStatus", "MetricSample", "StatusWriter", "parse_sample", "read_samples", "read_status"]
+
+#: One history entry: every field is a number.
+MetricSample = dict[str, float]
+
+
+class LearnerStatus(TypedDict):
+    """The active learner's status document."""
+
+    writer: str
+    lease_token: int | None
+    updated_at: float
+    events_per_second: float
+    lag: int | None  # None: unknown (Kafka unreachable), never a false 0
+    counters: dict[str, int]
+    rolling: dict[str, float]
+    cumulative: dict[str, float]
+    head_version: int | None
+    version: int | None  # the version the live model descends from
+    last_snapshot_at: float | None
+    epoch: int
+    frozen: bool
+    stream_position: int
+    offsets: dict[str, dict[str, int]]
+    last_rollback: dict[str, Any] | None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_sample(fields: Mapping[Any, Any]) -> MetricSample:
+    """One history entry as numbers."""
+    return {_text(k): float(v) for k, v in fields.items()}
+
+
+def read_samples(client: redis.Redis, keys: Keys) -> list[tuple[str, MetricSample]]:
+    """Every metric sample still in the history stream, oldest first: ``(entry id, sample)``."""
+    return [(_text(entry_id), parse_sample(fields)) for entry_id, fields in client.xrange(keys.history)]
+
+
+def read_status(client: redis.Redis, keys: Keys) -> LearnerStatus | None:
+    """The active learner's last published status, or ``None`` when none is fresh."""
+    raw = client.get(keys.status)
+    return unpack(raw) if raw is not None else None  # type: ignore[no-any-return]
+
+
+class StatusWriter:
+    """Publishes a learner's status and its buffered metric samples in one fenced script call."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, history_maxlen: int) -> None:
+        self.keys = keys
+        self.history_maxlen = history_maxlen
+        self._script = register(client, "publish_status")
+
+    def publish(self, lease_value: str | None, status: LearnerStatus, samples: Sequence[MetricSample],
+                ttl_ms: int) -> bool:
+        """Write ``status`` (expiring after ``ttl_ms``) and append ``samples``; ``False`` if the lease is not ours.
+
+        Every sample of one call must have the same fields in the same order (one activation's samples do).
+        """
+        fields = [str(x) for sample in samples for pair in sample.items() for x in pair]
+        width = len(fields) // len(samples) if samples else 0
+        k = self.keys
+        return bool(self._script(keys=[k.lease, k.status, k.history],
+                                 args=[lease_value or "", pack(status), ttl_ms, self.history_maxlen, width, *fields]))

@@ -1,0 +1,60 @@
+"""When an active learner snapshots, renews its lease and publishes its status (pure timing, no I/O).
+
+>>> from streaming.config import Settings
+>>> cadence = Cadence(Settings(snapshot_every_events=2, snapshot_every_seconds=30), now=0.0, seen=0)
+>>> cadence.consumed(), cadence.consumed()
+(False, True)
+>>> cadence.snapshotted(now=1.0); cadence.consumed(); cadence.snapshot_due(now=20.0), cadence.snapshot_due(now=31.0)
+(False, True)
+"""
+
+from __future__ import annotations
+
+from streaming.config import Settings
+
+__all__ = ["Cadence"]
+
+
+class Cadence:
+    """Snapshots every N records or T seconds (when records flowed), lease renewals every TTL/3, status
+    every status interval, and the event rate between two statuses."""
+
+    def __init__(self, settings: Settings, *, now: float, seen: int) -> None:
+        self.settings = settings
+        self.since_snapshot = 0
+        self.last_snapshot_at = now
+        self.next_renew = now + settings.lease_ttl_seconds / 3
+        self.next_status = now
+        self._rate_mark = (now, seen)
+
+    def consumed(self) -> bool:
+        """Count one record; ``True`` when it completes a snapshot's worth of records."""
+        self.since_snapshot += 1
+        return self.since_snapshot >= self.settings.snapshot_every_events
+
+    def snapshot_due(self, now: float) -> bool:
+        """Records arrived since the last snapshot, and it is older than the snapshot interval."""
+        return bool(self.since_snapshot) and now - self.last_snapshot_at >= self.settings.snapshot_every_seconds
+
+    def snapshotted(self, now: float) -> None:
+        self.since_snapshot, self.last_snapshot_at = 0, now
+
+    def renew_due(self, now: float) -> bool:
+        """Time to renew the lease (and the next renewal is scheduled)."""
+        if now < self.next_renew:
+            return False
+        self.next_renew = now + self.settings.lease_ttl_seconds / 3
+        return True
+
+    def status_due(self, now: float) -> bool:
+        """Time to publish the status (and the next one is scheduled)."""
+        if now < self.next_status:
+            return False
+        self.next_status = now + self.settings.status_interval_seconds
+        return True
+
+    def rate(self, now: float, seen: int) -> float:
+        """Events per second since the previous call."""
+        since, before = self._rate_mark
+        self._rate_mark = (now, seen)
+        return (seen - before) / max(now - since, 1e-9)
