@@ -30,12 +30,12 @@ from prometheus_client import CollectorRegistry
 from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import pack
 from streaming.config import Settings
+from streaming.events import EventLimits, decode_event, encode_event
+from streaming.learner.runner import Learner
 from streaming.local.dataset import read_events
 from streaming.local.embedded import embedded_stack
-from streaming.events import EventLimits, decode_event, encode_event
-from streaming.transport import ensure_topics, make_consumer, make_producer
-from streaming.learner.runner import Learner
 from streaming.model import ModelSpec, OnlineModel
+from streaming.transport import ensure_topics, make_consumer, make_producer
 
 
 def timed(fn) -> tuple[float, object]:
@@ -45,11 +45,19 @@ def timed(fn) -> tuple[float, object]:
 
 
 def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predictions: bool = True) -> dict:
-    settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, model_name=f"bench-{os.getpid()}",
-                        events_topic=f"bench-{os.getpid()}", snapshot_every_events=snapshot_every,
-                        snapshot_every_seconds=3600, poll_max_records=2000, publish_predictions=predictions)
-    ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1,
-                             settings.predictions_topic_name: 1})
+    settings = Settings(
+        kafka_bootstrap=bootstrap,
+        redis_url=redis_url,
+        model_name=f"bench-{os.getpid()}",
+        events_topic=f"bench-{os.getpid()}",
+        snapshot_every_events=snapshot_every,
+        snapshot_every_seconds=3600,
+        poll_max_records=2000,
+        publish_predictions=predictions,
+    )
+    ensure_topics(
+        settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1, settings.predictions_topic_name: 1}
+    )
     raws = [encode_event(e) for e in read_events(repeat=repeat)]
     n = len(raws)
 
@@ -115,13 +123,20 @@ def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predic
 
     bare_s, probs = timed(bare)
     pm = PrequentialMetrics(settings.rolling_window)
-    metrics_s, _ = timed(lambda: [pm.update(ev.label, p) for ev, p in zip(events, probs)])
+    metrics_s, _ = timed(lambda: [pm.update(ev.label, p) for ev, p in zip(events, probs, strict=True)])
     publisher = make_producer(settings, linger_ms=20)
 
     def publish_predictions() -> None:  # what the learner sends per event to the predictions topic
-        for ev, p in zip(events, probs):
-            doc = {"event_id": ev.event_id, "user_id": ev.user_id, "ts": ev.ts, "probability": p,
-                   "label": p > 0.5, "version": 1, "model": settings.model_name}
+        for ev, p in zip(events, probs, strict=True):
+            doc = {
+                "event_id": ev.event_id,
+                "user_id": ev.user_id,
+                "ts": ev.ts,
+                "probability": p,
+                "label": p > 0.5,
+                "version": 1,
+                "model": settings.model_name,
+            }
             publisher.send(settings.predictions_topic_name, key=(ev.user_id or ev.event_id).encode(), value=pack(doc))
         publisher.flush()
 
@@ -132,14 +147,21 @@ def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predic
         "end_to_end": {"seconds": e2e_s, "events_per_second": n / e2e_s},
         "bare_river_loop": {"seconds": bare_s, "events_per_second": n / bare_s},
         "ratio_bare_over_end_to_end": (n / bare_s) / (n / e2e_s),
-        "stages_seconds": {"kafka_consume_only": consume_s, "decode_and_validate": decode_s,
-                           "predict_and_learn": bare_s, "prequential_metrics_14": metrics_s,
-                           "predictions_publish": publish_s},
-        "snapshot_write_seconds": {"in_run_count": len(in_run), "in_run_p50": statistics.median(in_run),
-                                   "in_run_max": max(in_run),
-                                   "extra_p50": statistics.median(writes),
-                                   "extra_p95": sorted(writes)[int(0.95 * len(writes)) - 1],
-                                   "blob_bytes": learner.last_snapshot.size_bytes},
+        "stages_seconds": {
+            "kafka_consume_only": consume_s,
+            "decode_and_validate": decode_s,
+            "predict_and_learn": bare_s,
+            "prequential_metrics_14": metrics_s,
+            "predictions_publish": publish_s,
+        },
+        "snapshot_write_seconds": {
+            "in_run_count": len(in_run),
+            "in_run_p50": statistics.median(in_run),
+            "in_run_max": max(in_run),
+            "extra_p50": statistics.median(writes),
+            "extra_p95": sorted(writes)[int(0.95 * len(writes)) - 1],
+            "blob_bytes": learner.last_snapshot.size_bytes,
+        },
         "produce_seconds": produce_s,
     }
 
@@ -151,8 +173,12 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="use this Kafka instead of an embedded Tansu")
     parser.add_argument("--redis-url", help="use this Redis instead of an embedded redis-server")
     parser.add_argument("--no-predictions", action="store_true", help="learner does not publish predictions")
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: bench/results/learner.json, "
-                        "or learner-no-predictions.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file (default: bench/results/learner.json, or learner-no-predictions.json)",
+    )
     args = parser.parse_args()
     name = "learner-no-predictions.json" if args.no_predictions else "learner.json"
     args.out = args.out or Path(__file__).parent / "results" / name
@@ -160,23 +186,37 @@ def main() -> None:
         result = run(args.bootstrap, args.redis_url, args.repeat, args.snapshot_every, not args.no_predictions)
     else:
         with embedded_stack() as (broker, redis_server):
-            result = run(args.bootstrap or broker.address, args.redis_url or f"redis://{redis_server.address}/0",
-                         args.repeat, args.snapshot_every, not args.no_predictions)
+            result = run(
+                args.bootstrap or broker.address,
+                args.redis_url or f"redis://{redis_server.address}/0",
+                args.repeat,
+                args.snapshot_every,
+                not args.no_predictions,
+            )
     result["publish_predictions"] = not args.no_predictions
-    result["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                         "platform": platform.platform(), "broker": "tansu (embedded)" if not args.bootstrap else "given"}
+    result["machine"] = {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "broker": "tansu (embedded)" if not args.bootstrap else "given",
+    }
     e2e, bare = result["end_to_end"], result["bare_river_loop"]
-    print(f"events                {result['events']:,}  (predictions topic {'on' if result['publish_predictions'] else 'off'})")
+    topic = "on" if result["publish_predictions"] else "off"
+    print(f"events                {result['events']:,}  (predictions topic {topic})")
     print(f"end to end            {e2e['events_per_second']:>10,.0f} events/s  ({e2e['seconds']:.2f} s)")
     print(f"bare river loop       {bare['events_per_second']:>10,.0f} events/s  ({bare['seconds']:.2f} s)")
     print(f"ratio bare / e2e      {result['ratio_bare_over_end_to_end']:.2f}x")
     for stage, seconds in result["stages_seconds"].items():
         print(f"  stage {stage:<22} {seconds:6.2f} s  ({seconds / result['events'] * 1e6:6.1f} us/event)")
     snap = result["snapshot_write_seconds"]
-    print(f"snapshot in the run   p50 {snap['in_run_p50'] * 1e3:.2f} ms, max {snap['in_run_max'] * 1e3:.2f} ms "
-          f"over {snap['in_run_count']} (state dump + Redis write + offset commit)")
-    print(f"snapshot write alone  p50 {snap['extra_p50'] * 1e3:.2f} ms, p95 {snap['extra_p95'] * 1e3:.2f} ms "
-          f"over 50 (encode + Lua write); blob {snap['blob_bytes']:,} B")
+    print(
+        f"snapshot in the run   p50 {snap['in_run_p50'] * 1e3:.2f} ms, max {snap['in_run_max'] * 1e3:.2f} ms "
+        f"over {snap['in_run_count']} (state dump + Redis write + offset commit)"
+    )
+    print(
+        f"snapshot write alone  p50 {snap['extra_p50'] * 1e3:.2f} ms, p95 {snap['extra_p95'] * 1e3:.2f} ms "
+        f"over 50 (encode + Lua write); blob {snap['blob_bytes']:,} B"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"written {args.out}")

@@ -35,18 +35,27 @@ from snapshotter.store import open_store
 from streaming.config import Settings
 from streaming.local.dataset import read_events
 from streaming.local.embedded import embedded_stack, free_port
-from streaming.transport import ensure_topics, make_producer
 from streaming.local.replay import flip_labels, replay
+from streaming.transport import ensure_topics, make_producer
 
-ENV = {"LIVELEARN_STATUS_INTERVAL_SECONDS": "0.2", "LIVELEARN_MONITOR_CHECK_INTERVAL_SECONDS": "0.2",
-       "LIVELEARN_MONITOR_PATIENCE": "2", "LIVELEARN_SNAPSHOT_EVERY_EVENTS": "250",
-       "LIVELEARN_MONITOR_COOLDOWN_SECONDS": "600", "LIVELEARN_API_TOKEN": "bench"}
+ENV = {
+    "LIVELEARN_STATUS_INTERVAL_SECONDS": "0.2",
+    "LIVELEARN_MONITOR_CHECK_INTERVAL_SECONDS": "0.2",
+    "LIVELEARN_MONITOR_PATIENCE": "2",
+    "LIVELEARN_SNAPSHOT_EVERY_EVENTS": "250",
+    "LIVELEARN_MONITOR_COOLDOWN_SECONDS": "600",
+    "LIVELEARN_API_TOKEN": "bench",
+}
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    return {"p50_ms": statistics.median(ordered) * 1e3, "p99_ms": ordered[int(0.99 * len(ordered)) - 1] * 1e3,
-            "max_ms": ordered[-1] * 1e3, "n": len(ordered)}
+    return {
+        "p50_ms": statistics.median(ordered) * 1e3,
+        "p99_ms": ordered[int(0.99 * len(ordered)) - 1] * 1e3,
+        "max_ms": ordered[-1] * 1e3,
+        "n": len(ordered),
+    }
 
 
 class VersionWatch(threading.Thread):
@@ -76,22 +85,34 @@ class VersionWatch(threading.Thread):
 def run(args) -> dict:
     with embedded_stack() as (broker, redis_server):
         port = free_port()
-        settings = Settings(kafka_bootstrap=broker.address, redis_url=f"redis://{redis_server.address}/0",
-                            api_port=port)
-        ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1,
-                                 settings.predictions_topic_name: 1})
-        env = {**os.environ, **ENV, "LIVELEARN_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-               "LIVELEARN_REDIS_URL": settings.redis_url, "LIVELEARN_API_PORT": str(port)}
-        procs = [subprocess.Popen([sys.executable, "-m", "streaming", cmd], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for cmd in ("learn", "monitor", "serve")]
+        settings = Settings(
+            kafka_bootstrap=broker.address, redis_url=f"redis://{redis_server.address}/0", api_port=port
+        )
+        ensure_topics(
+            settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1, settings.predictions_topic_name: 1}
+        )
+        env = {
+            **os.environ,
+            **ENV,
+            "LIVELEARN_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "LIVELEARN_REDIS_URL": settings.redis_url,
+            "LIVELEARN_API_PORT": str(port),
+        }
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "streaming", cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            for cmd in ("learn", "monitor", "serve")
+        ]
         store = open_store(settings)
         base = f"http://127.0.0.1:{port}"
         try:
             producer = make_producer(settings, linger_ms=5)
             replay(producer, settings.events_topic, read_events(limit=2500), rate=2000)
             deadline = time.time() + 60
-            while time.time() < deadline and (store.serving() is None or httpx.get(
-                    f"{base}/v2/health/ready").status_code != 200):
+            while time.time() < deadline and (
+                store.serving() is None or httpx.get(f"{base}/v2/health/ready").status_code != 200
+            ):
                 time.sleep(0.1)
             watch = VersionWatch(base)
             watch.start()
@@ -109,9 +130,12 @@ def run(args) -> dict:
                 rb = auto[0]
                 applied = status()["last_rollback"]["applied_at"] if status().get("last_rollback") else None
                 served = watch.first_after(rb.time, int(rb.fields["serving_to"]))
-                automatic = {"decision_to_learner_ms": (applied - rb.time) * 1e3 if applied else None,
-                             "decision_to_serving_ms": (served - rb.time) * 1e3 if served else None,
-                             "from": rb.from_version, "to": rb.to_version}
+                automatic = {
+                    "decision_to_learner_ms": (applied - rb.time) * 1e3 if applied else None,
+                    "decision_to_serving_ms": (served - rb.time) * 1e3 if served else None,
+                    "from": rb.from_version,
+                    "to": rb.to_version,
+                }
             control = ControlPlane(store)
             stable = store.stable_numbers()
             targets = [stable[-2], stable[-1]] if len(stable) >= 2 else stable
@@ -132,8 +156,17 @@ def run(args) -> dict:
 
             timings = {"predict": [], "infer": []}
             body = {"features": next(iter(read_events(limit=1))).features}
-            infer = {"inputs": [{"name": k, "shape": [1], "datatype": "BYTES" if isinstance(v, str) else
-                                 "BOOL" if isinstance(v, bool) else "FP64", "data": [v]} for k, v in body["features"].items()]}
+            infer = {
+                "inputs": [
+                    {
+                        "name": k,
+                        "shape": [1],
+                        "datatype": "BYTES" if isinstance(v, str) else "BOOL" if isinstance(v, bool) else "FP64",
+                        "data": [v],
+                    }
+                    for k, v in body["features"].items()
+                ]
+            }
             with httpx.Client(base_url=base, timeout=5) as client:
                 for _ in range(200):  # warm-up
                     client.post("/predict", json=body)
@@ -146,10 +179,14 @@ def run(args) -> dict:
                     timings["infer"].append(time.perf_counter() - t0)
             return {
                 "automatic_rollback": automatic,
-                "manual_rollback": {"to_learner": percentiles([x / 1e3 for x in learner_ms]),
-                                    "to_serving": percentiles([x / 1e3 for x in serving_ms])},
-                "serving_latency": {"predict": percentiles(timings["predict"]),
-                                    "v2_infer": percentiles(timings["infer"])},
+                "manual_rollback": {
+                    "to_learner": percentiles([x / 1e3 for x in learner_ms]),
+                    "to_serving": percentiles([x / 1e3 for x in serving_ms]),
+                },
+                "serving_latency": {
+                    "predict": percentiles(timings["predict"]),
+                    "v2_infer": percentiles(timings["infer"]),
+                },
             }
         finally:
             for proc in procs:
@@ -165,22 +202,31 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "rollback_serving.json")
     args = parser.parse_args()
     result = run(args)
-    result["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                         "platform": platform.platform()}
+    result["machine"] = {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
     auto = result["automatic_rollback"]
     if auto:
-        print(f"automatic rollback v{auto['from']}→v{auto['to']}: decision → learner "
-              f"{auto['decision_to_learner_ms']:.0f} ms, decision → serving {auto['decision_to_serving_ms']:.0f} ms")
+        print(
+            f"automatic rollback v{auto['from']}→v{auto['to']}: decision → learner "
+            f"{auto['decision_to_learner_ms']:.0f} ms, decision → serving {auto['decision_to_serving_ms']:.0f} ms"
+        )
     else:
         print("automatic rollback: none happened (check the burst)")
     manual = result["manual_rollback"]
     for what in ("to_learner", "to_serving"):
         m = manual[what]
-        print(f"manual rollback {what:<11} p50 {m['p50_ms']:.0f} ms, p99 {m['p99_ms']:.0f} ms, "
-              f"max {m['max_ms']:.0f} ms over {m['n']}")
+        print(
+            f"manual rollback {what:<11} p50 {m['p50_ms']:.0f} ms, p99 {m['p99_ms']:.0f} ms, "
+            f"max {m['max_ms']:.0f} ms over {m['n']}"
+        )
     for route, m in result["serving_latency"].items():
-        print(f"serving {route:<9} p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms, max {m['max_ms']:.2f} ms "
-              f"over {m['n']} sequential requests")
+        print(
+            f"serving {route:<9} p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms, max {m['max_ms']:.2f} ms "
+            f"over {m['n']} sequential requests"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"written {args.out}")

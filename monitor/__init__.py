@@ -8,8 +8,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["LOWER_IS_BETTER", "METRICS", "Decision", "Judge", "Monitor", "PrequentialMetrics", "is_healthy",
-           "write_report"]
+__all__ = [
+    "LOWER_IS_BETTER",
+    "METRICS",
+    "Decision",
+    "Judge",
+    "Monitor",
+    "PrequentialMetrics",
+    "is_healthy",
+    "write_report",
+]
 
 _WHERE = {
     "LOWER_IS_BETTER": "monitor.prequential",

@@ -12,12 +12,12 @@ monitors see the same breach only the first one acts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from typing import Any
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -43,8 +43,14 @@ _BATCH = 1000  # samples judged per step
 class Monitor:
     """The quality guard of one model."""
 
-    def __init__(self, settings: Settings, *, store: VersionStore | None = None,
-                 registry: CollectorRegistry = REGISTRY, actor: str = "monitor") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: VersionStore | None = None,
+        registry: CollectorRegistry = REGISTRY,
+        actor: str = "monitor",
+    ) -> None:
         self.settings = settings
         self.store = store or open_store(settings)
         self.control = ControlPlane(self.store)
@@ -78,18 +84,17 @@ class Monitor:
                     self._failed = True
                     self._stop.wait(self.settings.monitor_check_interval_seconds)
         finally:
-            try:
+            with contextlib.suppress(redis.RedisError):
                 self.store.client.zrem(self.store.keys.monitors, self.id)
-            except redis.RedisError:
-                pass
 
     # -- one step ---------------------------------------------------------------------------------
     def check_once(self, *, block_ms: int | None = None) -> list[Decision]:
         """Judge every sample recorded since the shared cursor (waiting up to ``block_ms`` for one)."""
         client, keys = self.store.client, self.store.keys
         now = time.time()
-        client.pipeline().zadd(keys.monitors, {self.id: now}).zremrangebyscore(keys.monitors, "-inf",
-                                                                               now - 3600).execute()
+        client.pipeline().zadd(keys.monitors, {self.id: now}).zremrangebyscore(
+            keys.monitors, "-inf", now - 3600
+        ).execute()
         frozen = self.control.frozen() is not None
         self._update_gauges(frozen)
         start = self.cursor.load()
@@ -101,7 +106,7 @@ class Monitor:
         epoch = self.store.epoch()
         rollback_times = self.control.recent_rollbacks(self.settings.monitor_rollback_window_seconds)
         decisions = []
-        for cursor, fields in entries:
+        for _entry_id, fields in entries:
             sample = parse_sample(fields)
             sample_epoch, scored = int(sample.get("epoch", 0)), int(sample.get("scored", 0))
             if sample_epoch != epoch:
@@ -112,14 +117,17 @@ class Monitor:
                 self.judge.reset()
                 state_epoch = sample_epoch
             last_scored = scored
-            decision = self.judge.decide(sample, now=sample.get("time", now), rollback_times=rollback_times,
-                                         frozen=frozen)
+            decision = self.judge.decide(
+                sample, now=sample.get("time", now), rollback_times=rollback_times, frozen=frozen
+            )
             decisions.append(decision)
             epoch, frozen = self._act(decision, sample, epoch, frozen)
             if decision.action is Action.ROLLBACK:
                 rollback_times = self.control.recent_rollbacks(self.settings.monitor_rollback_window_seconds)
-        judged = CursorState(cursor, state_epoch, last_scored, self.judge.state.breaches,
-                             self.judge.state.healthy_since)
+        cursor = entries[-1][0]
+        judged = CursorState(
+            cursor, state_epoch, last_scored, self.judge.state.breaches, self.judge.state.healthy_since
+        )
         if not self.cursor.commit(start.cursor, judged):
             log.info("another monitor judged these samples first; re-reading the shared cursor")
         return decisions
@@ -129,16 +137,26 @@ class Monitor:
         s = self.settings
         if decision.value is not None:
             self.telemetry.metric.labels(s.model_name, s.monitor_metric).set(decision.value)
-        metrics = {k: v for k, v in sample.items()
-                   if k not in ("time", "epoch", "version", "scored") and not k.startswith("offset:")}
+        metrics = {
+            k: v
+            for k, v in sample.items()
+            if k not in ("time", "epoch", "version", "scored") and not k.startswith("offset:")
+        }
         try:
             if decision.action is Action.ROLLBACK:
                 # everything up to the judged sample is discarded, even if the learner dies before it reads on
-                consumed = {s.events_topic: {k.split(":", 1)[1]: int(v) for k, v in sample.items()
-                                             if k.startswith("offset:")}}
-                target = self.control.rollback(actor=self.actor, reason=decision.reason, metrics=metrics,
-                                               expected_epoch=epoch, automatic=True,
-                                               fallback=s.monitor_fallback_version, consumed=consumed)
+                consumed = {
+                    s.events_topic: {k.split(":", 1)[1]: int(v) for k, v in sample.items() if k.startswith("offset:")}
+                }
+                target = self.control.rollback(
+                    actor=self.actor,
+                    reason=decision.reason,
+                    metrics=metrics,
+                    expected_epoch=epoch,
+                    automatic=True,
+                    fallback=s.monitor_fallback_version,
+                    consumed=consumed,
+                )
                 self.telemetry.rollbacks.inc()
                 log.warning("rolled back to version %d: %s", target, decision.reason)
             elif decision.action is Action.FREEZE:
@@ -155,8 +173,15 @@ class Monitor:
         except (ControlError, VersionNotFoundError) as exc:
             log.error("cannot %s: %s", decision.action, exc)
             self._failed = True
-            append_audit(self.store.client, self.store.keys, self.store.audit_retention,
-                         action=f"{decision.action}_failed", actor=self.actor, reason=str(exc), metrics=metrics)
+            append_audit(
+                self.store.client,
+                self.store.keys,
+                self.store.audit_retention,
+                action=f"{decision.action}_failed",
+                actor=self.actor,
+                reason=str(exc),
+                metrics=metrics,
+            )
         if decision.action in (Action.ROLLBACK, Action.FREEZE, Action.RESUME):
             return self.store.epoch(), self.control.frozen() is not None
         return epoch, frozen
@@ -173,4 +198,7 @@ class Monitor:
 def live_monitors(store: VersionStore, within: float = 10.0) -> list[str]:
     """Ids of the monitors that checked in during the last ``within`` seconds."""
     since = time.time() - within
-    return [_text(m) for m in store.client.zrangebyscore(store.keys.monitors, since, "+inf")]
+    return [
+        m.decode() if isinstance(m, bytes) else m
+        for m in store.client.zrangebyscore(store.keys.monitors, since, "+inf")
+    ]

@@ -85,8 +85,7 @@ class Judge:
     def reset(self) -> None:
         self.state = JudgeState()
 
-    def decide(self, rolling: dict[str, float], *, now: float, rollback_times: list[float],
-               frozen: bool) -> Decision:
+    def decide(self, rolling: dict[str, float], *, now: float, rollback_times: list[float], frozen: bool) -> Decision:
         """One check. ``rollback_times``: rollbacks within the flap window (since the last resume)."""
         samples, value = rolling.get("samples", 0), rolling.get(self.metric)
         if value is None or samples < self.min_samples:
@@ -115,6 +114,7 @@ class Judge:
             return Decision(Action.COOLDOWN, f"breach confirmed but cooling down: {desc}", value)
         state.breaches = 0
         if len(rollback_times) >= self.max_rollbacks:
-            return Decision(Action.FREEZE, f"{len(rollback_times)} rollbacks within the window and still: {desc}",
-                            value)
+            return Decision(
+                Action.FREEZE, f"{len(rollback_times)} rollbacks within the window and still: {desc}", value
+            )
         return Decision(Action.ROLLBACK, f"breach for {self.patience} checks: {desc}", value)

@@ -180,5 +180,3 @@ def _load_metric(metric: Any, doc: dict[str, Any]) -> None:
         metric._mean.n, metric._mean._mean = doc["n"], doc["mean"]
     else:
         _load_cm(metric.cm, doc["cm"])
-
-

@@ -16,7 +16,7 @@ from snapshotter.status import read_samples
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 
-__all__ = ["write_report", "read_history"]
+__all__ = ["read_history", "write_report"]
 
 _STYLE = {
     "rollback": ("tab:red", "-", "rollback"),
@@ -67,15 +67,23 @@ def write_report(store: VersionStore, settings: Settings, out: Path) -> None:
         if x is None:
             continue
         if entry.action == "snapshot":
-            ax.axvline(x, color="tab:green", alpha=0.25, linewidth=0.8,
-                       label=None if "snapshot" in labelled else "snapshot")
+            ax.axvline(
+                x, color="tab:green", alpha=0.25, linewidth=0.8, label=None if "snapshot" in labelled else "snapshot"
+            )
             labelled.add("snapshot")
         elif entry.action in _STYLE:
             color, style, label = _STYLE[entry.action]
             ax.axvline(x, color=color, linestyle=style, linewidth=1.6, label=None if label in labelled else label)
             labelled.add(label)
-            ax.annotate(f"{label} →v{entry.to_version}" if entry.to_version else label, (x, ax.get_ylim()[0]),
-                        rotation=90, fontsize=7, va="bottom", ha="right", color=color)
+            ax.annotate(
+                f"{label} →v{entry.to_version}" if entry.to_version else label,
+                (x, ax.get_ylim()[0]),
+                rotation=90,
+                fontsize=7,
+                va="bottom",
+                ha="right",
+                color=color,
+            )
     ax.set_xlabel("stream position (records consumed)")
     ax.set_ylabel(metric)
     ax.set_title(f"livelearn model {settings.model_name!r}: rolling {metric}, snapshots, rollbacks, pins")

@@ -20,17 +20,25 @@ class MonitorMetrics:
     """Metrics of a `livelearn monitor` process."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY, model: str = "default") -> None:
-        self.rollbacks = counter("livelearn_rollbacks_total", "Automatic rollbacks made by this monitor.",
-                                 registry, model)
+        self.rollbacks = counter(
+            "livelearn_rollbacks_total", "Automatic rollbacks made by this monitor.", registry, model
+        )
         self.freezes = counter("livelearn_freezes_total", "Times this monitor froze learning.", registry, model)
-        self.threshold = Gauge("livelearn_threshold_ratio", "Threshold of the guarded metric.", ["model", "metric"],
-                               registry=registry)
-        self.metric = Gauge("livelearn_monitored_metric_ratio", "Last judged value of the guarded metric.",
-                            ["model", "metric"], registry=registry)
+        self.threshold = Gauge(
+            "livelearn_threshold_ratio", "Threshold of the guarded metric.", ["model", "metric"], registry=registry
+        )
+        self.metric = Gauge(
+            "livelearn_monitored_metric_ratio",
+            "Last judged value of the guarded metric.",
+            ["model", "metric"],
+            registry=registry,
+        )
         self.frozen = gauge("livelearn_learning_frozen", "1 while learning is frozen.", registry, model)
-        self.alert = gauge("livelearn_alert", "1 when an operator is needed (frozen, or no rollback target).",
-                           registry, model)
-        self.head_version = gauge("livelearn_monitor_head_version", "Head version seen by the monitor.", registry,
-                                  model)
+        self.alert = gauge(
+            "livelearn_alert", "1 when an operator is needed (frozen, or no rollback target).", registry, model
+        )
+        self.head_version = gauge(
+            "livelearn_monitor_head_version", "Head version seen by the monitor.", registry, model
+        )
         self.serving_version = gauge("livelearn_serving_version", "Version serving follows.", registry, model)
         self.pinned = gauge("livelearn_pinned", "1 while a version is pinned.", registry, model)

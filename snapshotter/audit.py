@@ -17,7 +17,7 @@ import redis
 
 from snapshotter.keys import Keys
 
-__all__ = ["AuditEntry", "read_audit", "append_audit", "default_actor"]
+__all__ = ["AuditEntry", "append_audit", "default_actor", "read_audit"]
 
 
 def default_actor() -> str:
@@ -71,8 +71,9 @@ class AuditEntry:
         return dataclasses.asdict(self)
 
 
-def read_audit(client: redis.Redis, keys: Keys, *, count: int | None = None,
-               actions: set[str] | None = None) -> list[AuditEntry]:
+def read_audit(
+    client: redis.Redis, keys: Keys, *, count: int | None = None, actions: set[str] | None = None
+) -> list[AuditEntry]:
     """Audit entries oldest first (the newest ``count`` if given), optionally of some actions only."""
     raw = client.xrevrange(keys.audit, count=count) if count else client.xrange(keys.audit)
     entries = [AuditEntry.from_stream(i, f) for i, f in (reversed(raw) if count else raw)]

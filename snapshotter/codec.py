@@ -38,10 +38,10 @@ __all__ = [
     "FORMAT_VERSION",
     "SnapshotState",
     "VersionMeta",
-    "encode_snapshot",
     "decode_snapshot",
-    "sha256_hex",
+    "encode_snapshot",
     "pack",
+    "sha256_hex",
     "unpack",
 ]
 

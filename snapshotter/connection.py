@@ -153,8 +153,11 @@ def redact_url(url: str) -> str:
     query = "&".join(_redact_parameter(p) for p in parts.query.split("&"))
     if (netloc, query) == (parts.netloc, parts.query):
         return url
-    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-            + (f"#{parts.fragment}" if parts.fragment else ""))
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def _redact_parameter(parameter: str) -> str:
@@ -171,12 +174,20 @@ def redis_acl_rules(password: str) -> list[str]:
     >>> "+script|load" in redis_acl_rules("s3cret")
     True
     """
-    return ["reset", "on", f">{password}", f"~{REDIS_KEY_PATTERN}", "resetchannels", f"&{REDIS_KEY_PATTERN}",
-            *(f"+{command.lower()}" for command in REQUIRED_REDIS_COMMANDS)]
+    return [
+        "reset",
+        "on",
+        f">{password}",
+        f"~{REDIS_KEY_PATTERN}",
+        "resetchannels",
+        f"&{REDIS_KEY_PATTERN}",
+        *(f"+{command.lower()}" for command in REQUIRED_REDIS_COMMANDS),
+    ]
 
 
-def connect_redis(url: str, password: str | None = None, *, check: bool = True, retries: int = 3,
-                  timeout: float = 3.0) -> redis.Redis:
+def connect_redis(
+    url: str, password: str | None = None, *, check: bool = True, retries: int = 3, timeout: float = 3.0
+) -> redis.Redis:
     """A client for ``url`` that retries transient failures with exponential backoff (a few times: a longer
     outage is for the caller to wait out, visibly; see :func:`redis_failure`).
 

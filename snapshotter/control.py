@@ -11,6 +11,7 @@ Every change publishes on the model's control channel, so learners and servers r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -56,7 +57,8 @@ class ControlPlane:
         self.keys = store.keys
         client = store.client
         self._rollback, self._pin, self._unpin, self._freeze, self._resume = (
-            register(client, name) for name in ("rollback", "pin", "unpin", "freeze", "resume"))
+            register(client, name) for name in ("rollback", "pin", "unpin", "freeze", "resume")
+        )
 
     def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -83,9 +85,18 @@ class ControlPlane:
         older = [n for n in self.store.stable_numbers() if head is None or n < head]
         return older[-1] if older else fallback
 
-    def rollback(self, *, to: int | None = None, actor: str, reason: str, metrics: dict | None = None,
-                 expected_epoch: int | None = None, automatic: bool = False, fallback: int | None = None,
-                 consumed: dict[str, dict[str, int]] | None = None) -> int:
+    def rollback(
+        self,
+        *,
+        to: int | None = None,
+        actor: str,
+        reason: str,
+        metrics: dict | None = None,
+        expected_epoch: int | None = None,
+        automatic: bool = False,
+        fallback: int | None = None,
+        consumed: dict[str, dict[str, int]] | None = None,
+    ) -> int:
         """Move lineage (and unpinned serving) to ``to`` or the rollback target; returns the target."""
         k = self.keys
         for _attempt in range(10):
@@ -95,29 +106,39 @@ class ControlPlane:
                 raise NoRollbackTargetError("no stable version older than the head to roll back to; pass --to N")
             self._verify(target)
             try:
-                self._run(self._rollback,
-                          [k.audit, k.epoch, k.head, k.serving, k.pinned, k.rollbacks, k.stable, k.resume],
-                          ["" if expected_epoch is None else str(expected_epoch), target, actor, reason,
-                           json.dumps(metrics or {}), time.time(), k.meta(target), k.channel,
-                           "rollback" if automatic else "manual_rollback", "" if head is None else str(head),
-                           pack(self.consumed_offsets(head, consumed))])
+                self._run(
+                    self._rollback,
+                    [k.audit, k.epoch, k.head, k.serving, k.pinned, k.rollbacks, k.stable, k.resume],
+                    [
+                        "" if expected_epoch is None else str(expected_epoch),
+                        target,
+                        actor,
+                        reason,
+                        json.dumps(metrics or {}),
+                        time.time(),
+                        k.meta(target),
+                        k.channel,
+                        "rollback" if automatic else "manual_rollback",
+                        "" if head is None else str(head),
+                        pack(self.consumed_offsets(head, consumed)),
+                    ],
+                )
             except HeadMovedError:
                 continue  # a snapshot landed meanwhile: read its offsets and try again
             return target
         raise HeadMovedError("the head kept moving while rolling back; try again")
 
-    def consumed_offsets(self, head: int | None, known: dict[str, dict[str, int]] | None = None
-                         ) -> dict[str, dict[str, int]]:
+    def consumed_offsets(
+        self, head: int | None, known: dict[str, dict[str, int]] | None = None
+    ) -> dict[str, dict[str, int]]:
         """How far the lineage has consumed: the head's offsets, raised to the active learner's last
         published positions and to ``known`` ones (the monitor's judged sample). A rollback skips all of it,
         so a successor of a learner that dies before applying the rollback does not learn them again."""
         offsets: dict[str, dict[str, int]] = {}
         sources = [known or {}]
         if head is not None:
-            try:
+            with contextlib.suppress(SnapshotError):  # unreadable head: the live positions below still count
                 sources.append(self.store.meta(head).offsets)
-            except SnapshotError:
-                pass  # unreadable head: the live positions below still count
         status = self.store.status()
         if status:
             sources.append(status.get("offsets") or {})
@@ -132,25 +153,39 @@ class ControlPlane:
     def pin(self, number: int, *, actor: str, reason: str) -> None:
         self._verify(number)
         k = self.keys
-        self._run(self._pin, [k.audit, k.pinned, k.serving, k.protected], [number, actor, reason, k.meta(number),
-                                                                           k.channel])
+        self._run(
+            self._pin, [k.audit, k.pinned, k.serving, k.protected], [number, actor, reason, k.meta(number), k.channel]
+        )
 
     def unpin(self, *, actor: str, reason: str) -> None:
         k = self.keys
         self._run(self._unpin, [k.audit, k.pinned, k.serving, k.protected, k.stable], [actor, reason, k.channel])
 
     # -- freezing ---------------------------------------------------------------------------------
-    def freeze(self, *, actor: str, reason: str, metrics: dict | None = None,
-               expected_epoch: int | None = None) -> None:
+    def freeze(
+        self, *, actor: str, reason: str, metrics: dict | None = None, expected_epoch: int | None = None
+    ) -> None:
         k = self.keys
-        self._run(self._freeze, [k.audit, k.frozen, k.epoch],
-                  [actor, reason, json.dumps(metrics or {}), time.time(), k.channel,
-                   "" if expected_epoch is None else str(expected_epoch)])
+        self._run(
+            self._freeze,
+            [k.audit, k.frozen, k.epoch],
+            [
+                actor,
+                reason,
+                json.dumps(metrics or {}),
+                time.time(),
+                k.channel,
+                "" if expected_epoch is None else str(expected_epoch),
+            ],
+        )
 
     def resume(self, *, actor: str, reason: str, metrics: dict | None = None) -> None:
         k = self.keys
-        self._run(self._resume, [k.audit, k.frozen, k.resumed],
-                  [actor, reason, json.dumps(metrics or {}), time.time(), k.channel])
+        self._run(
+            self._resume,
+            [k.audit, k.frozen, k.resumed],
+            [actor, reason, json.dumps(metrics or {}), time.time(), k.channel],
+        )
 
     def frozen(self) -> dict[str, str] | None:
         raw = self.store.client.hgetall(self.keys.frozen)
@@ -161,5 +196,7 @@ class ControlPlane:
         now = time.time() if now is None else now
         resumed = float(self.store.client.get(self.keys.resumed) or 0)
         start = max(now - window, resumed)
-        return [float(score) for _m, score in
-                self.store.client.zrangebyscore(self.keys.rollbacks, f"({start}", now, withscores=True)]
+        return [
+            float(score)
+            for _m, score in self.store.client.zrangebyscore(self.keys.rollbacks, f"({start}", now, withscores=True)
+        ]

@@ -46,8 +46,13 @@ class GuardCursor:
     def load(self) -> CursorState:
         raw = {_text(k): _text(v) for k, v in self.client.hgetall(self.keys.guard).items()}
         healthy = raw.get("healthy_since", "")
-        return CursorState(raw.get("cursor", START), int(raw.get("epoch", -1)), int(raw.get("scored", -1)),
-                           int(raw.get("breaches", 0)), float(healthy) if healthy else None)
+        return CursorState(
+            raw.get("cursor", START),
+            int(raw.get("epoch", -1)),
+            int(raw.get("scored", -1)),
+            int(raw.get("breaches", 0)),
+            float(healthy) if healthy else None,
+        )
 
     def entries(self, after: str, *, count: int, block_ms: int | None) -> list[tuple[str, dict[Any, Any]]]:
         """Up to ``count`` history entries after ``after``, waiting up to ``block_ms`` for the first one."""
@@ -57,5 +62,9 @@ class GuardCursor:
     def commit(self, read_from: str, state: CursorState) -> bool:
         """Move to ``state`` if the cursor is still at ``read_from``; ``False`` if another monitor moved it."""
         healthy = "" if state.healthy_since is None else repr(state.healthy_since)
-        return bool(self._commit(keys=[self.keys.guard], args=[read_from, state.cursor, state.epoch, state.scored,
-                                                              state.breaches, healthy]))
+        return bool(
+            self._commit(
+                keys=[self.keys.guard],
+                args=[read_from, state.cursor, state.epoch, state.scored, state.breaches, healthy],
+            )
+        )

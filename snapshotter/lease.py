@@ -34,7 +34,8 @@ class Lease:
         self.ttl_ms = int(ttl * 1000)
         self.value: str | None = None
         self._acquire, self._renew, self._release = (
-            register(client, name) for name in ("lease_acquire", "lease_renew", "lease_release"))
+            register(client, name) for name in ("lease_acquire", "lease_renew", "lease_release")
+        )
         self._client = client
 
     @property

@@ -29,7 +29,7 @@ def source(name: str) -> str:
     """The text of ``lua/<name>.lua`` with its includes expanded."""
     text = resources.files("snapshotter").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
-    includes = [line[len(_INCLUDE):].strip() for line in lines if line.startswith(_INCLUDE)]
+    includes = [line[len(_INCLUDE) :].strip() for line in lines if line.startswith(_INCLUDE)]
     body = "".join(line for line in lines if not line.startswith(_INCLUDE))
     return "".join(source(included) for included in includes) + body
 

@@ -81,8 +81,9 @@ class StatusWriter:
         self.history_maxlen = history_maxlen
         self._script = register(client, "publish_status")
 
-    def publish(self, lease_value: str | None, status: LearnerStatus, samples: Sequence[MetricSample],
-                ttl_ms: int) -> bool:
+    def publish(
+        self, lease_value: str | None, status: LearnerStatus, samples: Sequence[MetricSample], ttl_ms: int
+    ) -> bool:
         """Write ``status`` (expiring after ``ttl_ms``) and append ``samples``; ``False`` if the lease is not ours.
 
         Every sample of one call must have the same fields in the same order (one activation's samples do).
@@ -90,5 +91,9 @@ class StatusWriter:
         fields = [str(x) for sample in samples for pair in sample.items() for x in pair]
         width = len(fields) // len(samples) if samples else 0
         k = self.keys
-        return bool(self._script(keys=[k.lease, k.status, k.history],
-                                 args=[lease_value or "", pack(status), ttl_ms, self.history_maxlen, width, *fields]))
+        return bool(
+            self._script(
+                keys=[k.lease, k.status, k.history],
+                args=[lease_value or "", pack(status), ttl_ms, self.history_maxlen, width, *fields],
+            )
+        )

@@ -43,8 +43,15 @@ __all__ = ["VersionStore", "connect_settings", "open_store"]
 class VersionStore:
     """Read and write the numbered versions of one model."""
 
-    def __init__(self, client: redis.Redis, model_name: str, keep: int = 50, *, keep_stable: int = 10,
-                 audit_retention: int = 100_000) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        model_name: str,
+        keep: int = 50,
+        *,
+        keep_stable: int = 10,
+        audit_retention: int = 100_000,
+    ) -> None:
         self.client = client
         self.keys = Keys(model_name)
         self.keep = keep
@@ -55,8 +62,13 @@ class VersionStore:
 
     @classmethod
     def for_settings(cls, client: redis.Redis, settings: Settings) -> VersionStore:
-        return cls(client, settings.model_name, settings.keep_versions, keep_stable=settings.keep_stable_versions,
-                   audit_retention=settings.audit_retention)
+        return cls(
+            client,
+            settings.model_name,
+            settings.keep_versions,
+            keep_stable=settings.keep_stable_versions,
+            audit_retention=settings.audit_retention,
+        )
 
     def write(
         self,
@@ -99,11 +111,33 @@ class VersionStore:
         k = self.keys
         try:
             number = self._write(
-                keys=[k.lease, k.counter, k.index, k.head, k.protected, k.epoch, k.stable, k.serving, k.pinned,
-                      k.audit],
-                args=[lease_value or "", blob, pack(meta), self.keep, k.version_prefix, str(epoch),
-                      "1" if stable else "0", self.keep_stable, self.audit_retention, writer,
-                      json.dumps(metrics.get("rolling", {})), "" if parent is None else parent, k.channel],
+                keys=[
+                    k.lease,
+                    k.counter,
+                    k.index,
+                    k.head,
+                    k.protected,
+                    k.epoch,
+                    k.stable,
+                    k.serving,
+                    k.pinned,
+                    k.audit,
+                ],
+                args=[
+                    lease_value or "",
+                    blob,
+                    pack(meta),
+                    self.keep,
+                    k.version_prefix,
+                    str(epoch),
+                    "1" if stable else "0",
+                    self.keep_stable,
+                    self.audit_retention,
+                    writer,
+                    json.dumps(metrics.get("rolling", {})),
+                    "" if parent is None else parent,
+                    k.channel,
+                ],
             )
         except redis.ResponseError as exc:
             if "FENCED" in str(exc):
@@ -153,8 +187,12 @@ class VersionStore:
         if not raw:
             return None
         doc = {key.decode(): value for key, value in raw.items()}
-        return {"epoch": int(doc["epoch"]), "from": int(doc["from"]) if doc.get("from") else None,
-                "to": int(doc["to"]), "offsets": unpack(doc["offsets"])}
+        return {
+            "epoch": int(doc["epoch"]),
+            "from": int(doc["from"]) if doc.get("from") else None,
+            "to": int(doc["to"]),
+            "offsets": unpack(doc["offsets"]),
+        }
 
     def raise_counter(self, at_least: int) -> None:
         """Make the next version number greater than ``at_least`` (after Redis lost its data, so new versions
@@ -183,7 +221,8 @@ class VersionStore:
         if not numbers:
             return []
         raws = self.client.mget([self.keys.meta(n) for n in numbers])
-        return [VersionMeta.from_dict({"number": n, **unpack(r)}) for n, r in zip(numbers, raws) if r is not None]
+        found = zip(numbers, raws, strict=True)
+        return [VersionMeta.from_dict({"number": n, **unpack(r)}) for n, r in found if r is not None]
 
     def load(self, number: int) -> tuple[VersionMeta, SnapshotState]:
         """Metadata and verified learned state of version ``number``."""

@@ -33,7 +33,7 @@ from pydantic_settings import (
 
 from streaming.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "ENV_PREFIX"]
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 
 ENV_PREFIX = "LIVELEARN_"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -63,7 +63,9 @@ class Settings(BaseSettings):
         30.0, gt=0, le=600, description="How long a client waits for the first broker before giving up."
     )
     kafka_unreachable_seconds: float = Field(
-        10.0, gt=0, le=3600,
+        10.0,
+        gt=0,
+        le=3600,
         description="Report Kafka as unreachable (log, livelearn_kafka_up 0, lag unknown) after this long without "
         "an answer.",
     )
@@ -83,8 +85,10 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for versions, lease and status.")
     redis_password: SecretStr | None = Field(None, description="Redis password (secret), if not in the URL.")
     redis_timeout_seconds: float = Field(
-        3.0, gt=0, le=60, description="Socket timeout of one Redis call (a few retries follow, then the outage is "
-        "waited out visibly)."
+        3.0,
+        gt=0,
+        le=60,
+        description="Socket timeout of one Redis call (a few retries follow, then the outage is waited out visibly).",
     )
 
     # --- model ----------------------------------------------------------------------------
@@ -100,7 +104,9 @@ class Settings(BaseSettings):
         100_000, ge=1, description="Inputs (numeric features + categories) the model learns in all; then no new ones."
     )
     dedupe_window: int = Field(
-        10_000, ge=0, le=1_000_000,
+        10_000,
+        ge=0,
+        le=1_000_000,
         description="Event ids remembered per partition; a repeated id (producer retry) is skipped (0: off).",
     )
 
@@ -132,14 +138,18 @@ class Settings(BaseSettings):
     monitor_fallback_version: int | None = Field(None, ge=1, description="Rollback target when no stable one exists.")
 
     # --- serving --------------------------------------------------------------------------
-    predictions_topic: str | None = Field(None, description="Topic for per-event predictions (default: <events_topic>.predictions).")
+    predictions_topic: str | None = Field(
+        None, description="Topic for per-event predictions (default: <events_topic>.predictions)."
+    )
     publish_predictions: bool = Field(True, description="Learners publish a prediction for every event.")
     predictions_format: Literal["msgpack", "json"] = Field(
         "msgpack", description="Encoding of records on the predictions topic (header content-type says which)."
     )
     api_host: str = Field("127.0.0.1", description="Address `livelearn serve` binds.")
     api_port: int = Field(8000, ge=0, le=65535, description="Port of `livelearn serve`.")
-    api_token: SecretStr | None = Field(None, description="Bearer token for the admin routes (secret; unset: admin off).")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token for the admin routes (secret; unset: admin off)."
+    )
     serving_refresh_seconds: float = Field(0.25, gt=0, le=10, description="Serving pointer poll (besides pub/sub).")
     api_max_batch: int = Field(
         1000, ge=1, le=1_000_000, description="Most instances in one /predict/batch or v2 infer request (more: 422)."
@@ -163,7 +173,8 @@ class Settings(BaseSettings):
     # --- observability --------------------------------------------------------------------
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port of this process (unset: off).")
     allow_empty_store: bool = Field(
-        False, description="Let a learner start from nothing although Kafka says the model was learned before "
+        False,
+        description="Let a learner start from nothing although Kafka says the model was learned before "
         "(Redis lost its data). Off: it refuses and says why.",
     )
     metrics_host: str = Field(
@@ -172,7 +183,9 @@ class Settings(BaseSettings):
     )
     status_interval_seconds: float = Field(1.0, gt=0, le=60, description="How often learners publish status to Redis.")
     history_every_events: int = Field(
-        100, ge=1, le=1_000_000,
+        100,
+        ge=1,
+        le=1_000_000,
         description="Learners record their rolling metrics every N labelled events; the monitor judges each record.",
     )
 
@@ -266,11 +279,13 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     except SettingsError as exc:
         raise ConfigError(_unparsable_env_message(exc)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix it or pass another file to "
-                          "--config") from None
+        raise ConfigError(
+            f"config file {path} is not valid TOML ({exc}); fix it or pass another file to --config"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path} ({exc}); pass a readable UTF-8 TOML file to "
-                          "--config") from None
+        raise ConfigError(
+            f"cannot read config file {path} ({exc}); pass a readable UTF-8 TOML file to --config"
+        ) from None
     finally:
         _CONFIG_FILE.reset(token)
 
@@ -280,8 +295,9 @@ def _checked_config_file(path: Path) -> Path:
     if path.is_dir():
         raise ConfigError(f"config file {path} is a directory; pass a TOML file to --config (or LIVELEARN_CONFIG_FILE)")
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass an existing TOML file to --config "
-                          "(or LIVELEARN_CONFIG_FILE)")
+        raise ConfigError(
+            f"config file {path} does not exist; pass an existing TOML file to --config (or LIVELEARN_CONFIG_FILE)"
+        )
     return path
 
 
@@ -290,8 +306,10 @@ def _problem(err: Any, path: Path | None) -> str:
     name = ".".join(str(p) for p in err["loc"]) or "?"
     if err["type"] == "extra_forbidden":
         where = f" in config file {path}" if path else ""
-        return (f"{name}{where} is not a livelearn setting (keys are the setting names in lower case without "
-                f"{ENV_PREFIX}; `livelearn config` lists them)")
+        return (
+            f"{name}{where} is not a livelearn setting (keys are the setting names in lower case without "
+            f"{ENV_PREFIX}; `livelearn config` lists them)"
+        )
     return f"{name} ({ENV_PREFIX}{name.upper()}): {err['msg']}"
 
 
@@ -302,5 +320,6 @@ def _unparsable_env_message(exc: SettingsError) -> str:
         return f"invalid configuration: {exc}"
     env = f"{ENV_PREFIX}{match.group(1).upper()}"
     items = [item.strip() for item in os.environ.get(env, "").split(",") if item.strip()] or ["a", "b"]
-    return (f"invalid configuration: {env} is not valid JSON; lists are JSON in env vars, "
-            f"e.g. {env}='{json.dumps(items)}'")
+    return (
+        f"invalid configuration: {env} is not valid JSON; lists are JSON in env vars, e.g. {env}='{json.dumps(items)}'"
+    )

@@ -22,7 +22,7 @@ streaming.errors.EventError: non_finite: feature 'x' is NaN or infinite
 >>> decode_event(b'{"event_id": "e3", "ts": 1, "features": {}}', "msgpack", limits)
 Traceback (most recent call last):
 ...
-streaming.errors.EventError: undecodable: not valid msgpack (...); it looks like JSON: set LIVELEARN_EVENT_FORMAT=json or auto
+streaming.errors.EventError: undecodable: not valid msgpack (...); it looks like JSON: set ...=json or auto
 """
 
 from __future__ import annotations
@@ -36,8 +36,18 @@ import msgpack
 
 from streaming.errors import EventError
 
-__all__ = ["Event", "EventLimits", "check_feature", "decode_event", "encodable", "encode_event", "EventFormat",
-           "kind_of", "INT64_MAX", "sniff_format"]
+__all__ = [
+    "INT64_MAX",
+    "Event",
+    "EventFormat",
+    "EventLimits",
+    "check_feature",
+    "decode_event",
+    "encodable",
+    "encode_event",
+    "kind_of",
+    "sniff_format",
+]
 
 EventFormat = Literal["msgpack", "json", "auto"]
 Feature = float | int | str
@@ -78,8 +88,7 @@ class EventLimits:
     @classmethod
     def from_settings(cls, settings: Any) -> EventLimits:
         """The limits configured in :class:`~streaming.config.Settings` (``LIVELEARN_MAX_*``)."""
-        return cls(settings.max_event_bytes, settings.max_features, settings.max_string_length,
-                   settings.max_abs_value)
+        return cls(settings.max_event_bytes, settings.max_features, settings.max_string_length, settings.max_abs_value)
 
 
 def encode_event(event: Event, fmt: Literal["msgpack", "json"] = "msgpack") -> bytes:
@@ -192,7 +201,7 @@ def decode_event(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Ev
         return _decode(raw, fmt, limits)
     except EventError:
         raise
-    except Exception as exc:  # e.g. unhashable msgpack map keys
+    except Exception as exc:  # noqa: BLE001 - the promise: nothing but EventError (e.g. unhashable map keys)
         raise EventError("undecodable", f"{type(exc).__name__}: {exc}"[:500]) from None
 
 
@@ -217,13 +226,15 @@ def _decode(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event:
         user_id = str(user_id)
     if user_id is not None:
         if not isinstance(user_id, str):
-            raise EventError("bad_field", f"user_id must be a string, a 64-bit integer or absent, got "
-                                          f"{kind_of(user_id)}")
+            raise EventError(
+                "bad_field", f"user_id must be a string, a 64-bit integer or absent, got {kind_of(user_id)}"
+            )
         _check_string(user_id, "user_id", limits)
     features = doc.get("features")
     if not isinstance(features, dict):
-        raise EventError("bad_field", f"features must be a map of name -> number | string | boolean, got "
-                                      f"{kind_of(features)}")
+        raise EventError(
+            "bad_field", f"features must be a map of name -> number | string | boolean, got {kind_of(features)}"
+        )
     if len(features) > limits.max_features:
         raise EventError("too_many_features", f"{len(features)} features, limit {limits.max_features}")
     checked = {name: check_feature(name, value, limits) for name, value in features.items()}

@@ -32,7 +32,7 @@ from river import compose, linear_model, optim, preprocessing, utils
 
 from streaming.errors import SnapshotCorruptError
 
-__all__ = ["ModelSpec", "OnlineModel", "build_pipeline", "OTHER"]
+__all__ = ["OTHER", "ModelSpec", "OnlineModel", "build_pipeline"]
 
 #: The shared category of a string feature's values beyond its cap.
 OTHER = "__other__"
@@ -92,8 +92,12 @@ def build_pipeline(
     pipeline = compose.Pipeline(compose.TransformerUnion(numeric, categorical), classifier)
     # Composition may copy its parts: take the handles from the finished pipeline itself.
     union = pipeline.steps["TransformerUnion"]
-    scaler = next(step for branch in union.transformers.values() for step in branch.steps.values()
-                  if isinstance(step, preprocessing.StandardScaler))
+    scaler = next(
+        step
+        for branch in union.transformers.values()
+        for step in branch.steps.values()
+        if isinstance(step, preprocessing.StandardScaler)
+    )
     return pipeline, scaler, pipeline.steps["LogisticRegression"]
 
 
@@ -115,9 +119,7 @@ class OnlineModel:
         if not self._include and not self._exclude:
             return features
         return {
-            k: v
-            for k, v in features.items()
-            if (not self._include or k in self._include) and k not in self._exclude
+            k: v for k, v in features.items() if (not self._include or k in self._include) and k not in self._exclude
         }
 
     def _all_known(self, features: dict[str, Any]) -> bool:
@@ -148,8 +150,9 @@ class OnlineModel:
                     out[name] = value
                 elif known is None and self.inputs >= spec.max_inputs:
                     self.capped["feature"] += learn  # a new string feature once the model is full
-                elif known is not None and (len(known) - (OTHER in known) >= spec.max_categories_per_feature
-                                            or self.inputs >= spec.max_inputs):
+                elif known is not None and (
+                    len(known) - (OTHER in known) >= spec.max_categories_per_feature or self.inputs >= spec.max_inputs
+                ):
                     if learn:
                         self.capped["category"] += 1
                         known.setdefault(OTHER, None)

@@ -18,8 +18,16 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from streaming.config import Settings
 from streaming.errors import BrokerUnavailableError, ConnectionFailedError
 
-__all__ = ["BrokerWatch", "ensure_topics", "lag", "livelearn_topics", "make_consumer",
-           "make_producer", "probe", "topic_partitions"]
+__all__ = [
+    "BrokerWatch",
+    "ensure_topics",
+    "lag",
+    "livelearn_topics",
+    "make_consumer",
+    "make_producer",
+    "probe",
+    "topic_partitions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +72,9 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
     except KafkaError as exc:
-        raise ConnectionFailedError(f"could not create topics {sorted(topics)} on {settings.kafka_bootstrap}: {exc}")
+        raise ConnectionFailedError(
+            f"could not create topics {sorted(topics)} on {settings.kafka_bootstrap}: {exc}"
+        ) from None
     finally:
         admin.close()
 
@@ -75,8 +85,11 @@ def livelearn_topics(settings: Settings, partitions: int = 1) -> dict[str, int]:
     >>> sorted(livelearn_topics(Settings(events_topic="shop"), 3).items())
     [('shop', 3), ('shop.dlq', 1), ('shop.predictions', 3)]
     """
-    return {settings.events_topic: partitions, settings.dead_letter_topic_name: 1,
-            settings.predictions_topic_name: partitions}
+    return {
+        settings.events_topic: partitions,
+        settings.dead_letter_topic_name: 1,
+        settings.predictions_topic_name: partitions,
+    }
 
 
 def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -140,8 +153,11 @@ class BrokerWatch:
         silent = time.monotonic() - self.last_answer
         if self.up and silent > self.settings.kafka_unreachable_seconds:
             self.up = False
-            log.error("Kafka at %s has not answered for %.0fs; waiting for it (lag unknown)",
-                      self.settings.kafka_bootstrap, silent)
+            log.error(
+                "Kafka at %s has not answered for %.0fs; waiting for it (lag unknown)",
+                self.settings.kafka_bootstrap,
+                silent,
+            )
         elif not self.up and silent <= self.settings.kafka_unreachable_seconds:
             self.up = True
             log.warning("Kafka at %s answers again", self.settings.kafka_bootstrap)

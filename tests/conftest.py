@@ -18,8 +18,8 @@ import pytest
 
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
-from streaming.local.embedded import EmbeddedServer, embedded_stack
 from streaming.events import Event, encode_event
+from streaming.local.embedded import EmbeddedServer, embedded_stack
 from streaming.transport import ensure_topics, make_producer
 
 _counter = itertools.count()
@@ -43,8 +43,14 @@ def settings_on(broker: str, redis_address: str, test_name: str, partitions: int
         **overrides,
     }
     settings = Settings(**values)
-    ensure_topics(settings, {settings.events_topic: partitions, settings.dead_letter_topic_name: 1,
-                             settings.predictions_topic_name: partitions})
+    ensure_topics(
+        settings,
+        {
+            settings.events_topic: partitions,
+            settings.dead_letter_topic_name: 1,
+            settings.predictions_topic_name: partitions,
+        },
+    )
     return settings
 
 
@@ -65,9 +71,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None or value == []:
             continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"LIVELEARN_{name.upper()}"] = str(value)
+        plain = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        env[f"LIVELEARN_{name.upper()}"] = str(plain)
     env.update(extra)
     return env
 
@@ -129,8 +134,7 @@ def produce(settings: Settings, events: Iterable[Event | bytes], *, rate: float 
     sent, start = 0, time.monotonic()
     for item in events:
         if isinstance(item, Event):
-            producer.send(settings.events_topic, key=(item.user_id or item.event_id).encode(),
-                          value=encode_event(item))
+            producer.send(settings.events_topic, key=(item.user_id or item.event_id).encode(), value=encode_event(item))
         else:
             producer.send(settings.events_topic, key=b"raw", value=item)
         sent += 1
@@ -154,15 +158,19 @@ def learner_id(process: LearnerProcess) -> str:
     return f"{socket.gethostname()}:{process.proc.pid}"
 
 
-def wait_until_running(settings: Settings, *, monitors: int = 0, standbys: tuple[LearnerProcess, ...] = (),
-                       timeout: float = 90) -> None:
+def wait_until_running(
+    settings: Settings, *, monitors: int = 0, standbys: tuple[LearnerProcess, ...] = (), timeout: float = 90
+) -> None:
     """Readiness, not a sleep: the active learner published its first status (it is assigned and polling),
     ``monitors`` monitors checked in, and each of ``standbys`` is waiting for the lease."""
     wait_for(lambda: status_of(settings) is not None, timeout, "the active learner's first status")
     wait_for(lambda: len(checked_in(settings, "monitors")) >= monitors, timeout, f"{monitors} monitors to check in")
     for standby in standbys:
-        wait_for(lambda s=standby: learner_id(s) in checked_in(settings, "learners"), timeout,
-                 f"standby {learner_id(standby)} to check in")
+        wait_for(
+            lambda s=standby: learner_id(s) in checked_in(settings, "learners"),
+            timeout,
+            f"standby {learner_id(standby)} to check in",
+        )
 
 
 def guard_caught_up(settings: Settings) -> bool:

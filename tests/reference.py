@@ -38,8 +38,15 @@ def river_state(model) -> dict:
     """Weights, intercept and scaler statistics of a pipeline from :func:`plain_river_loop`, in the
     learner's snapshot layout (``state.model``), to compare them exactly."""
     union = model.steps["TransformerUnion"]
-    scaler = next(step for branch in union.transformers.values() for step in branch.steps.values()
-                  if isinstance(step, preprocessing.StandardScaler))
+    scaler = next(
+        step
+        for branch in union.transformers.values()
+        for step in branch.steps.values()
+        if isinstance(step, preprocessing.StandardScaler)
+    )
     classifier = model.steps["LogisticRegression"]
-    return {"weights": classifier._weights.to_dict(), "intercept": classifier.intercept,
-            "scaler": {"counts": dict(scaler.counts), "means": dict(scaler.means), "vars": dict(scaler.vars)}}
+    return {
+        "weights": classifier._weights.to_dict(),
+        "intercept": classifier.intercept,
+        "scaler": {"counts": dict(scaler.counts), "means": dict(scaler.means), "vars": dict(scaler.vars)},
+    }

@@ -28,12 +28,12 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from reference import contract_features
 
-from streaming.learner.restore import restore_state
 from streaming.config import Settings
+from streaming.learner.restore import restore_state
 from streaming.local.dataset import read_events
 from streaming.local.embedded import EmbeddedServer, free_port, start_redis
-from streaming.transport import ensure_topics
 from streaming.model import ModelSpec
+from streaming.transport import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +47,15 @@ def new_settings(stack, tag: str, **overrides) -> Settings:
     """Settings for a fresh model and topics of this module on the session's broker and redis-server."""
     broker, redis_server = stack
     n = next(_names)
-    values = {"model_name": f"api{n}-{tag}", "kafka_bootstrap": broker.address,
-              "redis_url": f"redis://{redis_server.address}/0", "events_topic": f"api-events-{n}-{tag}",
-              "snapshot_every_events": 500, "api_token": TOKEN, **overrides}
+    values = {
+        "model_name": f"api{n}-{tag}",
+        "kafka_bootstrap": broker.address,
+        "redis_url": f"redis://{redis_server.address}/0",
+        "events_topic": f"api-events-{n}-{tag}",
+        "snapshot_every_events": 500,
+        "api_token": TOKEN,
+        **overrides,
+    }
     settings = Settings(**values)
     ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1})
     return settings
@@ -77,9 +83,13 @@ def serving(settings: Settings, **env: str) -> Iterator[tuple[httpx.Client, Lear
 STALE_AFTER = 2.0  # LIVELEARN_SERVING_STALE_AFTER_SECONDS of the outage server
 # Request limits of the shared server, set in its environment only: the API must take them from Settings.
 MAX_BATCH, MAX_FEATURES, MAX_STRING, MAX_ABS, MAX_BODY = 50, 50, 100, 1e6, 65_536
-SHARED_LIMITS = {"LIVELEARN_API_MAX_BATCH": str(MAX_BATCH), "LIVELEARN_MAX_FEATURES": str(MAX_FEATURES),
-                 "LIVELEARN_MAX_STRING_LENGTH": str(MAX_STRING), "LIVELEARN_MAX_ABS_VALUE": str(MAX_ABS),
-                 "LIVELEARN_API_MAX_BODY_BYTES": str(MAX_BODY)}
+SHARED_LIMITS = {
+    "LIVELEARN_API_MAX_BATCH": str(MAX_BATCH),
+    "LIVELEARN_MAX_FEATURES": str(MAX_FEATURES),
+    "LIVELEARN_MAX_STRING_LENGTH": str(MAX_STRING),
+    "LIVELEARN_MAX_ABS_VALUE": str(MAX_ABS),
+    "LIVELEARN_API_MAX_BODY_BYTES": str(MAX_BODY),
+}
 
 
 @pytest.fixture(scope="module")
@@ -136,15 +146,18 @@ def test_predictions_match_the_in_process_model_of_the_same_version(served):
     settings, client = served
     store = store_for(settings)
     serving = store.serving()
-    assert serving is not None and store.meta(serving).stable
+    assert serving is not None
+    assert store.meta(serving).stable
     for event in EVENTS[:20]:
         x = contract_features(event)
         body = client.post("/predict", json={"features": event.features, "event_id": event.event_id}).json()
-        assert body["version"] == serving and body["event_id"] == event.event_id
+        assert body["version"] == serving
+        assert body["event_id"] == event.event_id
         assert body["probability"] == in_process(settings, serving, x)
         assert body["label"] == (body["probability"] > 0.5)
         older = client.post("/predict", json={"features": event.features, "version": 2}).json()
-        assert older["version"] == 2 and older["probability"] == in_process(settings, 2, x)
+        assert older["version"] == 2
+        assert older["probability"] == in_process(settings, 2, x)
     batch = client.post("/predict/batch", json={"instances": [{"features": e.features} for e in EVENTS[:5]]})
     assert [p["version"] for p in batch.json()["predictions"]] == [serving] * 5
     assert client.post("/predict", json={"features": {"a": 1}, "version": 999}).status_code == 404
@@ -157,13 +170,21 @@ def test_kserve_v2_infer_round_trip(served):
     inputs = []
     for feature in rows[0]:
         column = [row[feature] for row in rows]
-        kind = ("BOOL" if isinstance(column[0], bool) else "BYTES" if isinstance(column[0], str)
-                else "FP64" if isinstance(column[0], float) else "INT64")
+        kind = (
+            "BOOL"
+            if isinstance(column[0], bool)
+            else "BYTES"
+            if isinstance(column[0], str)
+            else "FP64"
+            if isinstance(column[0], float)
+            else "INT64"
+        )
         inputs.append({"name": feature, "shape": [3], "datatype": kind, "data": column})
     response = client.post(f"/v2/models/{name}/infer", json={"id": "r1", "inputs": inputs})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_name"] == name and body["id"] == "r1"
+    assert body["model_name"] == name
+    assert body["id"] == "r1"
     version = int(body["model_version"])
     probabilities = body["outputs"][0]["data"]
     assert probabilities == [in_process(settings, version, contract_features(e)) for e in EVENTS[:3]]
@@ -171,13 +192,18 @@ def test_kserve_v2_infer_round_trip(served):
     assert pinned["model_version"] == "3"
     assert client.get("/v2/health/live").json() == {"live": True}
     meta = client.get(f"/v2/models/{name}").json()
-    assert meta["name"] == name and "3" in meta["versions"]
+    assert meta["name"] == name
+    assert "3" in meta["versions"]
     assert client.get("/v2/models/other").status_code == 404
     bad = client.post(f"/v2/models/{name}/infer", json={"inputs": [{**inputs[0], "shape": [2]}]})
-    assert bad.status_code == 422 and ["body", "inputs", 0] in [error["loc"] for error in bad.json()["detail"]]
-    bad_bool = client.post(f"/v2/models/{name}/infer",
-                           json={"inputs": [{"name": "Weekend", "shape": [1], "datatype": "BOOL", "data": ["false"]}]})
-    assert bad_bool.status_code == 422 and "BOOL" in bad_bool.text
+    assert bad.status_code == 422
+    assert ["body", "inputs", 0] in [error["loc"] for error in bad.json()["detail"]]
+    bad_bool = client.post(
+        f"/v2/models/{name}/infer",
+        json={"inputs": [{"name": "Weekend", "shape": [1], "datatype": "BOOL", "data": ["false"]}]},
+    )
+    assert bad_bool.status_code == 422
+    assert "BOOL" in bad_bool.text
 
 
 def test_admin_routes_need_the_token_and_a_pin_is_served_within_a_second(served):
@@ -189,11 +215,16 @@ def test_admin_routes_need_the_token_and_a_pin_is_served_within_a_second(served)
     features = EVENTS[0].features
     start = time.monotonic()
     assert client.post("/admin/pin", json={"version": 2, "reason": "canary"}, headers=auth).status_code == 200
-    wait_for(lambda: client.post("/predict", json={"features": features}).json()["version"] == 2, 1.0,
-             "the pinned version to be served", interval=0.02)
+    wait_for(
+        lambda: client.post("/predict", json={"features": features}).json()["version"] == 2,
+        1.0,
+        "the pinned version to be served",
+        interval=0.02,
+    )
     assert time.monotonic() - start < 1.0
     unpinned = client.post("/admin/unpin", json={"reason": "done"}, headers=auth).json()
-    assert unpinned["pinned"] is None and unpinned["serving"] == store_for(settings).stable_numbers()[-1]
+    assert unpinned["pinned"] is None
+    assert unpinned["serving"] == store_for(settings).stable_numbers()[-1]
     assert client.post("/admin/learning/resume", json={"reason": "x"}, headers=auth).status_code == 409
 
 
@@ -201,12 +232,15 @@ def test_a_missing_version_is_404_everywhere_and_409_is_kept_for_conflicts(serve
     settings, client = served
     store = store_for(settings)
     before = (store.pinned(), store.serving(), store.epoch())
-    missing = [("GET", "/versions/99", None), ("GET", f"/v2/models/{settings.model_name}/versions/99", None),
-               ("POST", "/predict", {"features": {"a": 1}, "version": 99}),
-               ("POST", "/predict/batch", {"instances": [{"features": {"a": 1}}], "version": 99}),
-               ("POST", f"/v2/models/{settings.model_name}/versions/99/infer", {"inputs": [v2_input()]}),
-               ("POST", "/admin/pin", {"version": 99, "reason": "x"}),
-               ("POST", "/admin/rollback", {"to": 99, "reason": "x"})]
+    missing = [
+        ("GET", "/versions/99", None),
+        ("GET", f"/v2/models/{settings.model_name}/versions/99", None),
+        ("POST", "/predict", {"features": {"a": 1}, "version": 99}),
+        ("POST", "/predict/batch", {"instances": [{"features": {"a": 1}}], "version": 99}),
+        ("POST", f"/v2/models/{settings.model_name}/versions/99/infer", {"inputs": [v2_input()]}),
+        ("POST", "/admin/pin", {"version": 99, "reason": "x"}),
+        ("POST", "/admin/rollback", {"to": 99, "reason": "x"}),
+    ]
     for method, path, body in missing:
         response = client.request(method, path, json=body, headers=AUTH)
         assert response.status_code == 404 and "does not exist" in clean_json(response)["detail"], (path, response.text)
@@ -263,9 +297,12 @@ HOSTILE_JSON = [
     ("/admin/pin", '{"version":2,"reason":"\\udfff"}', "reason"),
     ("/admin/unpin", '{"reason":"x","actor":"\\udc00"}', "actor"),
     ("/v2/models/{name}/infer", '{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":[NaN]}]}', "inputs"),
-    ("/v2/models/{name}/infer", '{"id":"\\udfff","inputs":[' + V2_ONE + ']}', "id"),
-    ("/v2/models/{name}/infer", '{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["\\udfff"]}]}',
-     "inputs"),
+    ("/v2/models/{name}/infer", '{"id":"\\udfff","inputs":[' + V2_ONE + "]}", "id"),
+    (
+        "/v2/models/{name}/infer",
+        '{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["\\udfff"]}]}',
+        "inputs",
+    ),
 ]
 
 
@@ -291,8 +328,12 @@ def test_validation_errors_never_echo_the_input(served):
 
 def test_invalid_json_and_non_utf8_bodies_get_422(served):
     _settings, client = served
-    for raw in (b'{"features": {"x": 1}', b'{"features": {"x": "\xff\xfe"}}', b"\xef\xbb\xbf{}",
-                b"[" * 10_000 + b"]" * 10_000):
+    for raw in (
+        b'{"features": {"x": 1}',
+        b'{"features": {"x": "\xff\xfe"}}',
+        b"\xef\xbb\xbf{}",
+        b"[" * 10_000 + b"]" * 10_000,
+    ):
         response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
         assert response.status_code == 422, (raw[:40], response.status_code, response.text[:200])
         clean_json(response)
@@ -400,11 +441,14 @@ def test_limits_admit_what_they_bound(served):
     single = client.post("/predict", json={"features": features, "event_id": "e" * MAX_STRING})
     assert single.status_code == 200, single.text[:300]
     batch = client.post("/predict/batch", json={"instances": [{"features": {"a": MAX_ABS}}] * MAX_BATCH})
-    assert batch.status_code == 200 and len(batch.json()["predictions"]) == MAX_BATCH
-    tensor = client.post(f"/v2/models/{settings.model_name}/infer",
-                         json={"inputs": [v2_input(data=[1.5] * MAX_BATCH), v2_input("y", shape=[MAX_BATCH, 1],
-                                                                                  data=[1] * MAX_BATCH)]})
-    assert tensor.status_code == 200 and tensor.json()["outputs"][0]["shape"] == [MAX_BATCH]
+    assert batch.status_code == 200
+    assert len(batch.json()["predictions"]) == MAX_BATCH
+    tensor = client.post(
+        f"/v2/models/{settings.model_name}/infer",
+        json={"inputs": [v2_input(data=[1.5] * MAX_BATCH), v2_input("y", shape=[MAX_BATCH, 1], data=[1] * MAX_BATCH)]},
+    )
+    assert tensor.status_code == 200
+    assert tensor.json()["outputs"][0]["shape"] == [MAX_BATCH]
 
 
 def raw_exchange(port: int, head: str, *parts: bytes) -> tuple[int, dict]:
@@ -425,16 +469,14 @@ def raw_exchange(port: int, head: str, *parts: bytes) -> tuple[int, dict]:
 
 def test_a_declared_body_over_the_limit_is_413_without_reading_it(served):
     settings, _client = served
-    head = ("POST /predict HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
-            "Content-Length: 100000000\r\n\r\n")
+    head = "POST /predict HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
     status, body = raw_exchange(settings.api_port, head, b'{"features": {"a": 1}, "event_id": "' + b"e" * 1000)
     assert status == 413 and "LIVELEARN_API_MAX_BODY_BYTES" in body["detail"], body
 
 
 def test_a_chunked_body_is_counted_and_cut_off_at_the_limit(served):
     settings, _client = served
-    head = ("POST /predict HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n")
+    head = "POST /predict HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunk = b"2000\r\n" + b" " * 0x2000 + b"\r\n"  # 8 KiB of JSON whitespace, never the terminating chunk
     status, body = raw_exchange(settings.api_port, head, *[chunk] * (MAX_BODY // 0x2000 + 1))
     assert status == 413 and "LIVELEARN_API_MAX_BODY_BYTES" in body["detail"], body
@@ -469,8 +511,11 @@ DECLARED = {  # status codes each route can return, besides 200
 
 def declared_codes(client: httpx.Client) -> dict[tuple[str, str], set[int]]:
     document = client.get("/openapi.json").json()
-    return {(method, path): {int(code) for code in operation["responses"]}
-            for path, item in document["paths"].items() for method, operation in item.items()}
+    return {
+        (method, path): {int(code) for code in operation["responses"]}
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -485,15 +530,26 @@ def test_openapi_declares_every_status_code_each_route_returns(served):
     problem = document["components"]["schemas"]["ValidationProblem"]
     assert set(problem["properties"]) == {"loc", "msg", "type"}  # what a 422 lists: never the input
     pin = document["paths"]["/admin/pin"]["post"]["responses"]
-    assert "LIVELEARN_API_TOKEN" in pin["403"]["description"] and "$ref" in str(pin["409"]["content"])
+    assert "LIVELEARN_API_TOKEN" in pin["403"]["description"]
+    assert "$ref" in str(pin["409"]["content"])
 
 
-hostile_text = st.text(st.sampled_from(["a", "é", "\udfff", "\ud800", "\x00", "\U0001f600", '"', "\\", "1"]),
-                       max_size=8) | st.text(max_size=300)
-hostile_scalar = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-10**30, max_value=10**30)
-                  | st.floats() | hostile_text)
-hostile_value = st.recursive(hostile_scalar, lambda inner: st.lists(inner, max_size=4)
-                             | st.dictionaries(hostile_text, inner, max_size=4), max_leaves=12)
+hostile_text = st.text(
+    st.sampled_from(["a", "é", "\udfff", "\ud800", "\x00", "\U0001f600", '"', "\\", "1"]), max_size=8
+) | st.text(max_size=300)
+hostile_scalar = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats()
+    | hostile_text
+)
+hostile_value = st.recursive(
+    hostile_scalar,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner, max_size=4),
+    max_leaves=12,
+)
 feature_maps = st.dictionaries(hostile_text, hostile_value, max_size=6) | hostile_value
 
 
@@ -504,17 +560,25 @@ def hostile_requests(draw) -> tuple[str, dict]:
     def maybe(strategy):
         return draw(st.none() | strategy)
 
-    route = draw(st.sampled_from(["/predict", "/predict/batch", "/v2/models/{name}/infer", "/admin/pin",
-                                  "/admin/rollback"]))
+    route = draw(
+        st.sampled_from(["/predict", "/predict/batch", "/v2/models/{name}/infer", "/admin/pin", "/admin/rollback"])
+    )
     if route == "/predict":
         body = {"features": draw(feature_maps), "event_id": maybe(hostile_value), "version": maybe(hostile_value)}
     elif route == "/predict/batch":
-        body = {"instances": draw(st.lists(st.fixed_dictionaries({"features": feature_maps}), max_size=3)
-                                  | hostile_value), "version": maybe(hostile_value)}
+        body = {
+            "instances": draw(st.lists(st.fixed_dictionaries({"features": feature_maps}), max_size=3) | hostile_value),
+            "version": maybe(hostile_value),
+        }
     elif route.startswith("/v2"):
-        column = st.fixed_dictionaries({"name": hostile_value, "shape": st.lists(hostile_value, max_size=3),
-                                        "datatype": st.sampled_from(["FP64", "INT64", "BOOL", "BYTES", "X"]),
-                                        "data": st.lists(hostile_value, max_size=4)})
+        column = st.fixed_dictionaries(
+            {
+                "name": hostile_value,
+                "shape": st.lists(hostile_value, max_size=3),
+                "datatype": st.sampled_from(["FP64", "INT64", "BOOL", "BYTES", "X"]),
+                "data": st.lists(hostile_value, max_size=4),
+            }
+        )
         body = {"id": maybe(hostile_value), "inputs": draw(st.lists(column, max_size=3) | hostile_value)}
     else:  # version 0 or a hostile one: never a real pin or rollback of the shared model
         target = draw(st.just(0) | st.floats() | hostile_text | st.booleans())
@@ -538,11 +602,16 @@ def test_hostile_bodies_never_get_a_5xx_or_invalid_json(served, openapi_codes, r
 def needs_redis(name: str) -> list[tuple[str, str, dict | None]]:
     """Requests that must read or write Redis: version 1 was never loaded by the outage server."""
     x = {"features": EVENTS[0].features}
-    return [("GET", "/versions", None), ("GET", "/versions/1", None), ("POST", "/predict", {**x, "version": 1}),
-            ("POST", "/predict/batch", {"instances": [x], "version": 1}), ("GET", f"/v2/models/{name}", None),
-            ("POST", f"/v2/models/{name}/versions/1/infer", {"inputs": [v2_input("Administrative", data=[1])]}),
-            ("POST", "/admin/pin", {"version": 1, "reason": "outage test"}),
-            ("POST", "/admin/unpin", {"reason": "outage test"})]
+    return [
+        ("GET", "/versions", None),
+        ("GET", "/versions/1", None),
+        ("POST", "/predict", {**x, "version": 1}),
+        ("POST", "/predict/batch", {"instances": [x], "version": 1}),
+        ("GET", f"/v2/models/{name}", None),
+        ("POST", f"/v2/models/{name}/versions/1/infer", {"inputs": [v2_input("Administrative", data=[1])]}),
+        ("POST", "/admin/pin", {"version": 1, "reason": "outage test"}),
+        ("POST", "/admin/unpin", {"reason": "outage test"}),
+    ]
 
 
 def assert_503_within(client: httpx.Client, requests: list[tuple[str, str, dict | None]], bound: float) -> None:
@@ -555,7 +624,7 @@ def assert_503_within(client: httpx.Client, requests: list[tuple[str, str, dict 
         return response, time.monotonic() - start
 
     with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
-        for (method, path, _), (response, elapsed) in zip(requests, pool.map(timed, requests)):
+        for (method, path, _), (response, elapsed) in zip(requests, pool.map(timed, requests), strict=True):
             assert response.status_code == 503, (method, path, response.status_code, response.text[:300])
             assert "Redis" in clean_json(response)["detail"] and elapsed < bound, (method, path, elapsed)
 
@@ -575,8 +644,11 @@ def test_a_hung_redis_is_503_within_bounds_while_the_serving_version_answers(out
     try:
         assert_503_within(client, needs_redis(settings.model_name), bound=6.0)  # timeout 1 s, one retry
         assert_serving_version_answers(client, serving_version)
-        wait_for(lambda: client.get("/v2/health/ready").status_code == 503, 10 + STALE_AFTER,
-                 "readiness to report that serving cannot follow versions")
+        wait_for(
+            lambda: client.get("/v2/health/ready").status_code == 503,
+            10 + STALE_AFTER,
+            "readiness to report that serving cannot follow versions",
+        )
         assert "cannot follow" in clean_json(client.get("/v2/health/ready"))["detail"]
     finally:
         os.kill(redis_server.process.pid, signal.SIGCONT)
@@ -591,8 +663,11 @@ def test_a_killed_redis_is_503_at_once_and_readiness_reports_it(outage):
     redis_server.process.wait()
     assert_503_within(client, needs_redis(settings.model_name), bound=3.0)
     assert_serving_version_answers(client, serving_version)
-    wait_for(lambda: client.get("/v2/health/ready").status_code == 503, 10 + STALE_AFTER,
-             "readiness to report that serving cannot follow versions")
+    wait_for(
+        lambda: client.get("/v2/health/ready").status_code == 503,
+        10 + STALE_AFTER,
+        "readiness to report that serving cannot follow versions",
+    )
     assert "cannot follow" in clean_json(client.get("/v2/health/ready"))["detail"]
 
 
@@ -610,8 +685,11 @@ def test_every_metric_in_the_readme_is_exposed(served_alone, learners):
 
     def exposed() -> set[str]:
         names = set()
-        for url in (f"http://127.0.0.1:{learner_port}/metrics", f"http://127.0.0.1:{monitor_port}/metrics",
-                    str(client.base_url) + "/metrics/"):
+        for url in (
+            f"http://127.0.0.1:{learner_port}/metrics",
+            f"http://127.0.0.1:{monitor_port}/metrics",
+            str(client.base_url) + "/metrics/",
+        ):
             try:
                 text = httpx.get(url, timeout=2).text
             except httpx.HTTPError:

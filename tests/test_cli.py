@@ -13,20 +13,20 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
+from conftest import produce, settings_env, wait_for
 from kafka import KafkaAdminClient, TopicPartition
 
-from conftest import produce, settings_env, wait_for
-from streaming.local.dataset import DATASET_PATH, read_events
-from streaming.local.embedded import free_port
 from streaming.cli import app
 from streaming.errors import ConnectionFailedError
+from streaming.local.dataset import DATASET_PATH, read_events
+from streaming.local.embedded import free_port
 from streaming.transport import make_consumer, topic_partitions
 
 
 def livelearn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streaming", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "streaming", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_versions_list_and_show(make_settings, learners):
@@ -35,14 +35,19 @@ def test_versions_list_and_show(make_settings, learners):
     learners(settings, "--until-caught-up").wait()
     env = settings_env(settings)
     listing = json.loads(livelearn("versions", "list", "--json", env=env).stdout)
-    assert listing["head"] == 3 and [v["number"] for v in listing["versions"]] == [1, 2, 3]
+    assert listing["head"] == 3
+    assert [v["number"] for v in listing["versions"]] == [1, 2, 3]
     assert [v["events_seen"] for v in listing["versions"]] == [400, 800, 1000]
     shown = json.loads(livelearn("versions", "show", "2", "--json", env=env).stdout)
-    assert shown["parent"] == 1 and shown["offsets"] == {settings.events_topic: {"0": 800}}
+    assert shown["parent"] == 1
+    assert shown["offsets"] == {settings.events_topic: {"0": 800}}
     table = livelearn("versions", "list", env=env)
-    assert table.returncode == 0 and "head 3" in table.stdout
+    assert table.returncode == 0
+    assert "head 3" in table.stdout
     missing = livelearn("versions", "show", "99", env=env)
-    assert missing.returncode == 2 and "version 99" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2
+    assert "version 99" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def test_produce_command_replays_the_csv(make_settings):
@@ -66,11 +71,14 @@ def test_unreachable_redis_is_one_clear_line():
     assert_one_line_error(result, "cannot reach Redis at redis://127.0.0.1:1/0", "LIVELEARN_REDIS_URL")
 
 
-@pytest.mark.parametrize(("content", "needles"), [
-    ('model_name = "unterminated\n', ("is not valid TOML", "--config")),
-    ("nonsense_key = 3\n", ("nonsense_key", "is not a livelearn setting")),
-    (None, ("is a directory", "--config")),
-])
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ('model_name = "unterminated\n', ("is not valid TOML", "--config")),
+        ("nonsense_key = 3\n", ("nonsense_key", "is not a livelearn setting")),
+        (None, ("is a directory", "--config")),
+    ],
+)
 def test_config_file_mistakes_are_one_line(tmp_path, content, needles):
     path = tmp_path / "livelearn.toml"
     if content is None:
@@ -84,13 +92,15 @@ def test_config_file_mistakes_are_one_line(tmp_path, content, needles):
 def test_bad_config_names_the_env_var():
     env = {**settings_env_base(), "LIVELEARN_LEARNING_RATE": "fast"}
     result = livelearn("config", env=env)
-    assert result.returncode == 2 and "LIVELEARN_LEARNING_RATE" in result.stderr
+    assert result.returncode == 2
+    assert "LIVELEARN_LEARNING_RATE" in result.stderr
 
 
 def test_list_env_var_that_is_not_json_is_one_line():
     result = livelearn("config", env={**settings_env_base(), "LIVELEARN_FEATURES_EXCLUDE": "Month,Browser"})
-    assert_one_line_error(result, "LIVELEARN_FEATURES_EXCLUDE is not valid JSON",
-                          """LIVELEARN_FEATURES_EXCLUDE='["Month", "Browser"]'""")
+    assert_one_line_error(
+        result, "LIVELEARN_FEATURES_EXCLUDE is not valid JSON", """LIVELEARN_FEATURES_EXCLUDE='["Month", "Browser"]'"""
+    )
 
 
 def test_non_redis_url_is_one_line_without_the_password():
@@ -101,15 +111,20 @@ def test_non_redis_url_is_one_line_without_the_password():
 
 
 def test_config_never_prints_the_redis_password():
-    env = {**settings_env_base(), "COLUMNS": "400",  # no wrapping, so a password cannot hide across two lines
-           "LIVELEARN_REDIS_URL": "redis://livelearn:s3cret@127.0.0.1:6379/0", "LIVELEARN_API_TOKEN": "t0ken"}
+    env = {
+        **settings_env_base(),
+        "COLUMNS": "400",  # no wrapping, so a password cannot hide across two lines
+        "LIVELEARN_REDIS_URL": "redis://livelearn:s3cret@127.0.0.1:6379/0",
+        "LIVELEARN_API_TOKEN": "t0ken",
+    }
     as_json = livelearn("config", "--json", env=env)
     table = livelearn("config", env=env)
     assert as_json.returncode == 0 and table.returncode == 0, as_json.stderr + table.stderr
     assert json.loads(as_json.stdout)["redis_url"] == "redis://livelearn:***@127.0.0.1:6379/0"
     assert "redis://livelearn:***@127.0.0.1:6379/0" in table.stdout
     for output in (as_json.stdout, table.stdout):
-        assert "s3cret" not in output and "t0ken" not in output
+        assert "s3cret" not in output
+        assert "t0ken" not in output
 
 
 def listening_addresses(port: int) -> list[str]:
@@ -121,8 +136,11 @@ def listening_addresses(port: int) -> list[str]:
             address, port_hex = fields[1].split(":")
             if fields[3] == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
                 raw = bytes.fromhex(address)
-                found.append(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6,
-                                              raw[::-1] if len(raw) == 4 else raw))
+                found.append(
+                    socket.inet_ntop(
+                        socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw[::-1] if len(raw) == 4 else raw
+                    )
+                )
     return found
 
 
@@ -172,8 +190,9 @@ def events_in_topic(settings) -> int:
 @pytest.mark.parametrize("rate", ["-5", "0"])
 def test_produce_rejects_a_rate_that_is_not_positive(make_settings, rate):
     settings = make_settings()
-    result = livelearn("produce", "--csv", str(DATASET_PATH), "--limit", "5", "--rate", rate,
-                       env=settings_env(settings))
+    result = livelearn(
+        "produce", "--csv", str(DATASET_PATH), "--limit", "5", "--rate", rate, env=settings_env(settings)
+    )
     assert result.returncode == 2 and "--rate" in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert events_in_topic(settings) == 0
 
@@ -184,7 +203,8 @@ def test_produce_csv_without_the_dataset_columns_sends_nothing(make_settings, tm
     path.write_text("Month,PageValues,Weekend,Revenue,colour\nFeb,1.5,FALSE,TRUE,red\n")
     result = livelearn("produce", "--csv", str(path), env=settings_env(settings))
     assert_one_line_error(result, str(path), "Administrative, Administrative_Duration", "VisitorType")
-    assert "Month" not in result.stderr.split("missing")[-1] and "Revenue" not in result.stderr
+    assert "Month" not in result.stderr.split("missing")[-1]
+    assert "Revenue" not in result.stderr
     assert events_in_topic(settings) == 0
 
 
@@ -198,14 +218,17 @@ def test_produce_csv_with_a_malformed_value_is_one_line(make_settings, tmp_path)
     assert_one_line_error(result, f"{path} line 4", "Administrative_Duration", "'zero'", "not a number")
 
 
-@pytest.mark.parametrize("args", [
-    ("produce", "--csv", str(DATASET_PATH), "--limit", "-5"),
-    ("produce", "--csv", str(DATASET_PATH), "--limit", "5", "--flip-labels-after", "-1"),
-    ("audit", "--limit", "-1"),
-    ("audit", "--limit", "0"),
-    ("up", "--rate", "-5", "--bootstrap", "127.0.0.1:1", "--redis-url", "redis://127.0.0.1:1/0"),
-    ("versions", "show", "abc"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("produce", "--csv", str(DATASET_PATH), "--limit", "-5"),
+        ("produce", "--csv", str(DATASET_PATH), "--limit", "5", "--flip-labels-after", "-1"),
+        ("audit", "--limit", "-1"),
+        ("audit", "--limit", "0"),
+        ("up", "--rate", "-5", "--bootstrap", "127.0.0.1:1", "--redis-url", "redis://127.0.0.1:1/0"),
+        ("versions", "show", "abc"),
+    ],
+)
 def test_malformed_numbers_are_usage_errors(make_settings, args):
     env = settings_env(make_settings(), LIVELEARN_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS="1")
     result = livelearn(*args, env=env)
@@ -220,8 +243,11 @@ def test_topics_creates_events_dead_letter_and_predictions_topics(make_settings)
     assert result.returncode == 0, result.stderr
     admin = KafkaAdminClient(**settings.kafka_client_options())
     try:
-        partitions = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(
-            [events, f"{events}.dlq", f"{events}.predictions"]) if t["error_code"] == 0}
+        partitions = {
+            t["name"]: len(t["partitions"])
+            for t in admin.describe_topics([events, f"{events}.dlq", f"{events}.predictions"])
+            if t["error_code"] == 0
+        }
     finally:
         admin.close()
     assert partitions == {events: 2, f"{events}.dlq": 1, f"{events}.predictions": 2}
@@ -235,7 +261,8 @@ def test_missing_topic_hint_names_a_real_command():
     with pytest.raises(ConnectionFailedError) as caught:
         topic_partitions(NoSuchTopic(), "livelearn.events")
     named = re.findall(r"`livelearn ([^`]*)`", str(caught.value))
-    assert named == ["topics"] and "topics" in {command.name for command in app.registered_commands}
+    assert named == ["topics"]
+    assert "topics" in {command.name for command in app.registered_commands}
 
 
 @pytest.mark.parametrize("command", ["learn", "monitor", "serve"])
@@ -246,8 +273,14 @@ def test_unknown_log_level_is_one_line(make_settings, command):
 
 @pytest.mark.parametrize("bootstrap", ["kafka-1:ninety", ",", "http://kafka-1:9092"])
 def test_malformed_kafka_bootstrap_is_one_line(bootstrap):
-    result = livelearn("topics", env={**settings_env_base(), "LIVELEARN_KAFKA_BOOTSTRAP": bootstrap,
-                                      "LIVELEARN_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS": "1"})
+    result = livelearn(
+        "topics",
+        env={
+            **settings_env_base(),
+            "LIVELEARN_KAFKA_BOOTSTRAP": bootstrap,
+            "LIVELEARN_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS": "1",
+        },
+    )
     assert_one_line_error(result, "LIVELEARN_KAFKA_BOOTSTRAP", "host:port")
 
 
@@ -268,7 +301,8 @@ def test_up_with_a_bad_setting_is_one_line():
 
 def test_help_shows_env_vars():
     result = livelearn("learn", "--help", env={**settings_env_base(), "COLUMNS": "200"})
-    assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout and "LIVELEARN_REDIS_URL" in result.stdout
+    assert "LIVELEARN_KAFKA_BOOTSTRAP" in result.stdout
+    assert "LIVELEARN_REDIS_URL" in result.stdout
 
 
 def settings_env_base() -> dict:

@@ -35,28 +35,37 @@ def test_config_file_from_the_environment_still_applies(tmp_path, monkeypatch):
     assert Settings().model_name == "from-env-file"
 
 
-@pytest.mark.parametrize(("content", "needles"), [
-    ('model_name = "unterminated\n', ("is not valid TOML", "line 1")),
-    ("nonsense_key = 3\n", ("nonsense_key", "is not a livelearn setting")),
-])
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ('model_name = "unterminated\n', ("is not valid TOML", "line 1")),
+        ("nonsense_key = 3\n", ("nonsense_key", "is not a livelearn setting")),
+    ],
+)
 def test_config_file_mistakes_are_config_errors(tmp_path, no_config_env, content, needles):
     path = tmp_path / "bad.toml"
     path.write_text(content)
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
-    assert str(path) in str(caught.value) and all(n in str(caught.value) for n in needles)
+    assert str(path) in str(caught.value)
+    assert all(n in str(caught.value) for n in needles)
     assert "LIVELEARN_NONSENSE_KEY" not in str(caught.value)  # not an env var: it came from the file
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("redis://livelearn:s3cret@redis:6379/0", "redis://livelearn:***@redis:6379/0"),
-    ("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0"),
-    ("rediss://:p%40ss:w0rd@redis:6380/0?ssl_ca_certs=/etc/ca.pem",
-     "rediss://:***@redis:6380/0?ssl_ca_certs=/etc/ca.pem"),
-    ("redis://redis:6379/0?password=s3cret&db=1", "redis://redis:6379/0?password=***&db=1"),
-    ("unix://:s3cret@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
-    ("unix:///run/redis.sock?db=0&Password=s3cret", "unix:///run/redis.sock?db=0&Password=***"),
-    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://livelearn:s3cret@redis:6379/0", "redis://livelearn:***@redis:6379/0"),
+        ("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0"),
+        (
+            "rediss://:p%40ss:w0rd@redis:6380/0?ssl_ca_certs=/etc/ca.pem",
+            "rediss://:***@redis:6380/0?ssl_ca_certs=/etc/ca.pem",
+        ),
+        ("redis://redis:6379/0?password=s3cret&db=1", "redis://redis:6379/0?password=***&db=1"),
+        ("unix://:s3cret@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
+        ("unix:///run/redis.sock?db=0&Password=s3cret", "unix:///run/redis.sock?db=0&Password=***"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ],
+)
 def test_redact_url_hides_every_password(url, shown):
     assert redact_url(url) == shown

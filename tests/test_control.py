@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import store_for
+
 from snapshotter.audit import read_audit
 from snapshotter.codec import SnapshotState
 from snapshotter.control import ControlPlane
@@ -23,8 +23,16 @@ STATE = SnapshotState(spec=ModelSpec().to_dict(), model={}, metrics={}, counters
 
 
 def write(store, stable: bool, epoch: int = 0):
-    return store.write(STATE, writer="w", lease_value=None, offsets={}, metrics={"rolling": {"accuracy": 0.9}},
-                       parent=store.head(), stable=stable, epoch=epoch).number
+    return store.write(
+        STATE,
+        writer="w",
+        lease_value=None,
+        offsets={},
+        metrics={"rolling": {"accuracy": 0.9}},
+        parent=store.head(),
+        stable=stable,
+        epoch=epoch,
+    ).number
 
 
 def snapshot_of_state(store) -> tuple:
@@ -35,7 +43,8 @@ def test_stable_versions_are_promoted_and_rollback_moves_lineage_and_serving(mak
     store = store_for(make_settings())
     control = ControlPlane(store)
     assert [write(store, s) for s in (True, True, False, False)] == [1, 2, 3, 4]
-    assert store.serving() == 2 and store.stable_numbers() == [1, 2]
+    assert store.serving() == 2
+    assert store.stable_numbers() == [1, 2]
     assert control.rollback_target(store.head()) == 2
     assert control.rollback(actor="monitor", reason="breach", expected_epoch=0, automatic=True) == 2
     assert (store.head(), store.serving(), store.epoch()) == (2, 2, 1)
@@ -45,9 +54,19 @@ def test_stable_versions_are_promoted_and_rollback_moves_lineage_and_serving(mak
         control.rollback(actor="monitor-2", reason="same breach", expected_epoch=0, automatic=True)
     assert write(store, False, epoch=1) == 5
     entries = read_audit(store.client, store.keys)
-    assert [e.action for e in entries] == ["snapshot", "promote", "snapshot", "promote", "snapshot", "snapshot",
-                                           "rollback", "snapshot"]
-    assert entries[6].from_version == 4 and entries[6].to_version == 2 and entries[6].fields["epoch"] == "1"
+    assert [e.action for e in entries] == [
+        "snapshot",
+        "promote",
+        "snapshot",
+        "promote",
+        "snapshot",
+        "snapshot",
+        "rollback",
+        "snapshot",
+    ]
+    assert entries[6].from_version == 4
+    assert entries[6].to_version == 2
+    assert entries[6].fields["epoch"] == "1"
 
 
 def test_missing_or_corrupt_targets_change_nothing(make_settings):
@@ -82,7 +101,8 @@ def test_pin_holds_serving_and_retention_keeps_pinned_serving_and_stable(make_se
         write(store, False)  # 4..6
     assert store.numbers() == [2, 3, 5, 6]  # 2 pinned+serving, 3 newest stable, 5-6 newest
     control.unpin(actor="op", reason="canary done")
-    assert store.serving() == 3 and store.pinned() is None
+    assert store.serving() == 3
+    assert store.pinned() is None
     control.freeze(actor="monitor", reason="flapping")
     with pytest.raises(AlreadyFrozenError, match="already"):
         control.freeze(actor="monitor-2", reason="flapping")
@@ -102,4 +122,5 @@ def test_a_rollback_abandons_the_stable_versions_above_its_target(make_settings)
     control.pin(2, actor="op", reason="look at it")
     control.pin(4, actor="op", reason="changed my mind")
     control.unpin(actor="op", reason="done")
-    assert store.serving() == 1 and store.client.smembers(store.keys.protected) == set()
+    assert store.serving() == 1
+    assert store.client.smembers(store.keys.protected) == set()

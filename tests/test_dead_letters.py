@@ -6,9 +6,9 @@ import json
 import math
 
 import msgpack
+from conftest import produce, store_for
 from kafka import KafkaConsumer
 
-from conftest import produce, store_for
 from streaming.local.dataset import read_events
 
 BAD = {
@@ -47,8 +47,12 @@ def test_bad_events_are_dead_lettered_and_learning_goes_on(make_settings, learne
     assert all(math.isfinite(w) for w in state.model["weights"].values())
     assert math.isfinite(state.model["intercept"])
 
-    consumer = KafkaConsumer(settings.dead_letter_topic_name, bootstrap_servers=settings.kafka_bootstrap,
-                             auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        settings.dead_letter_topic_name,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
     records = list(consumer)
     consumer.close()
     assert len(records) == n_bad

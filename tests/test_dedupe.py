@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conftest import produce, store_for
 from reference import plain_river_loop, river_state
+
 from streaming.local.dataset import read_events
 
 EVENTS = list(read_events(limit=1500))
@@ -28,4 +29,5 @@ def test_retried_events_are_learned_once_even_across_a_restart(make_settings, le
     assert meta.offsets[settings.events_topic]["0"] == len(stream) + 510
     model, _accuracy, _learned = plain_river_loop(EVENTS)
     expected = river_state(model)
-    assert state.model["weights"] == expected["weights"] and state.model["intercept"] == expected["intercept"]
+    assert state.model["weights"] == expected["weights"]
+    assert state.model["intercept"] == expected["intercept"]

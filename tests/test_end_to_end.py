@@ -6,6 +6,7 @@ import math
 
 from conftest import produce, status_of, store_for, wait_for
 from reference import plain_river_loop
+
 from streaming.local.dataset import read_events
 
 N = 12_330
@@ -15,21 +16,27 @@ def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_sett
     settings = make_settings(partitions=1, snapshot_every_events=2000, status_interval_seconds=0.2)
     assert produce(settings, read_events()) == N
     learner = learners(settings)
-    wait_for(lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen") == N, 120,
-             "the learner to score every event")
+    wait_for(
+        lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen") == N,
+        120,
+        "the learner to score every event",
+    )
     learner.terminate()
 
     store = store_for(settings)
     metas = store.list()
     numbers = [m.number for m in metas]
-    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) == N // 2000 + 1
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert len(numbers) == N // 2000 + 1
     assert store.head() == numbers[-1]
-    for previous, meta in zip([None, *metas], metas):
+    for previous, meta in zip([None, *metas[:-1]], metas, strict=True):
         assert meta.parent == (previous.number if previous else None)
         assert meta.events_seen == min(N, meta.number * 2000)
         assert meta.offsets == {settings.events_topic: {"0": meta.events_seen}}
         assert meta.metrics["cumulative"]["samples"] == meta.events_seen
-        assert meta.spec["learning_rate"] == 0.01 and meta.format_version == 1 and len(meta.sha256) == 64
+        assert meta.spec["learning_rate"] == 0.01
+        assert meta.format_version == 1
+        assert len(meta.sha256) == 64
     newest = metas[-1]
     assert newest.events_seen == newest.events_learned == N
 

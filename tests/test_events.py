@@ -28,7 +28,8 @@ def test_msgpack_and_json_decode_to_the_same_event():
 
 def test_label_is_optional_and_int_user_ids_become_strings():
     event = decode_event(msgpack.packb(doc(label=None, user_id=42)), "msgpack", LIMITS)
-    assert event.label is None and event.user_id == "42"
+    assert event.label is None
+    assert event.user_id == "42"
 
 
 def test_round_trip_of_encode_event():
@@ -80,15 +81,17 @@ def test_bad_events_are_rejected_with_a_reason(raw, reason):
         (b'{"event_id": "e", "ts": 1, "user_id": 100000000000000000000000, "features": {}}', "bad_field", "user_id"),
         (b'{"event_id": "e", "ts": 1, "features": {"a": null}}', "bad_type", "got null"),
         (b'{"event_id": "e", "ts": 1, "features": [1]}', "bad_field", "got array"),
-        (b'[1, 2]', "bad_shape", "got array"),
+        (b"[1, 2]", "bad_shape", "got array"),
         (b'{"event_id": "e", "ts": 1.5, "features": {}}', "bad_field", "got number"),
     ],
 )
 def test_values_that_cannot_be_written_again_are_rejected_with_contract_types(raw, reason, words):
     with pytest.raises(EventError) as info:
         decode_event(raw, "json", LIMITS)
-    assert info.value.reason == reason and words in info.value.detail
-    assert "NoneType" not in info.value.detail and "list" not in info.value.detail
+    assert info.value.reason == reason
+    assert words in info.value.detail
+    assert "NoneType" not in info.value.detail
+    assert "list" not in info.value.detail
     info.value.detail.encode()  # the reason itself is valid text for a Kafka header
 
 
@@ -102,4 +105,5 @@ def test_auto_format_accepts_a_bom_and_leading_whitespace():
 def test_json_sent_to_a_msgpack_learner_says_how_to_fix_it():
     with pytest.raises(EventError) as info:
         decode_event(b" " + json.dumps(doc()).encode(), "msgpack", LIMITS)
-    assert info.value.reason == "undecodable" and "set LIVELEARN_EVENT_FORMAT=json or auto" in info.value.detail
+    assert info.value.reason == "undecodable"
+    assert "set LIVELEARN_EVENT_FORMAT=json or auto" in info.value.detail

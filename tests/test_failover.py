@@ -6,34 +6,49 @@ import threading
 import time
 
 import pytest
-
 from conftest import produce, status_of, store_for, wait_for, wait_until_running
-from streaming.local.dataset import read_events
+
 from streaming.errors import SnapshotFencedError
+from streaming.local.dataset import read_events
 
 N = 12_330
 TTL = 3.0
 
 
 def test_standby_takes_over_without_loss_and_fences_the_dead_writer(make_settings, learners):
-    settings = make_settings(partitions=3, snapshot_every_events=700, status_interval_seconds=0.1,
-                             lease_ttl_seconds=TTL)
+    settings = make_settings(
+        partitions=3, snapshot_every_events=700, status_interval_seconds=0.1, lease_ttl_seconds=TTL
+    )
     producer = threading.Thread(target=produce, args=(settings, read_events()), kwargs={"rate": 2500})
     producer.start()
     active = learners(settings)
-    first = wait_for(lambda: (status_of(settings) or {}) if (status_of(settings) or {}).get(
-        "counters", {}).get("events_seen", 0) >= 3000 else None, 60, "the active learner to pass 3,000 events")
+    first = wait_for(
+        lambda: (
+            (status_of(settings) or {})
+            if (status_of(settings) or {}).get("counters", {}).get("events_seen", 0) >= 3000
+            else None
+        ),
+        60,
+        "the active learner to pass 3,000 events",
+    )
     standby = learners(settings)
     wait_until_running(settings, standbys=(standby,))  # the standby is up and waiting for the lease
     killed_writer, killed_token = first["writer"], first["lease_token"]
     active.kill()
     killed_at = time.monotonic()
-    took_over = wait_for(lambda: (status_of(settings) or {}).get("lease_token", killed_token) != killed_token,
-                         TTL + 5, "the standby to take the lease")
-    assert took_over and time.monotonic() - killed_at <= TTL + 2.5
+    took_over = wait_for(
+        lambda: (status_of(settings) or {}).get("lease_token", killed_token) != killed_token,
+        TTL + 5,
+        "the standby to take the lease",
+    )
+    assert took_over
+    assert time.monotonic() - killed_at <= TTL + 2.5
     producer.join()
-    wait_for(lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen") == N, 120,
-             "the standby to reach the end of the stream")
+    wait_for(
+        lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen") == N,
+        120,
+        "the standby to reach the end of the stream",
+    )
     assert status_of(settings)["writer"] != killed_writer
     standby.terminate()
 
@@ -45,6 +60,12 @@ def test_standby_takes_over_without_loss_and_fences_the_dead_writer(make_setting
     # a late snapshot from the killed learner's lease is rejected
     _meta, state = store.load(newest.number)
     with pytest.raises(SnapshotFencedError, match="no longer holds the lease"):
-        store.write(state, writer=killed_writer, lease_value=f"{killed_token}:{killed_writer}",
-                    offsets={}, metrics={}, parent=newest.number)
+        store.write(
+            state,
+            writer=killed_writer,
+            lease_value=f"{killed_token}:{killed_writer}",
+            offsets={},
+            metrics={},
+            parent=newest.number,
+        )
     assert store.head() == newest.number

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import learner_id, produce, settings_on, status_of, store_for, wait_for, wait_until_running
+from prometheus_client.parser import text_string_to_metric_families
 from reference import plain_river_loop, river_state
+
 from snapshotter.control import ControlPlane
 from streaming.local.dataset import read_events
 from streaming.local.embedded import EmbeddedServer, free_port, start_redis, start_tansu
@@ -61,8 +61,14 @@ def private(request) -> Iterator[Private]:
 
 
 def settings_for(private: Private, request, **overrides):
-    values = dict(snapshot_every_events=500, status_interval_seconds=0.2, lease_ttl_seconds=3,
-                  redis_timeout_seconds=0.5, kafka_unreachable_seconds=2, kafka_bootstrap_timeout_seconds=3)
+    values = {
+        "snapshot_every_events": 500,
+        "status_interval_seconds": 0.2,
+        "lease_ttl_seconds": 3,
+        "redis_timeout_seconds": 0.5,
+        "kafka_unreachable_seconds": 2,
+        "kafka_bootstrap_timeout_seconds": 3,
+    }
     return settings_on(private.broker.address, private.redis.address, request.node.name, **{**values, **overrides})
 
 
@@ -101,8 +107,9 @@ def assert_learned_exactly(settings, events) -> None:
 
 
 def test_a_rollback_is_not_undone_when_its_learner_dies_before_applying_it(make_settings, learners):
-    settings = make_settings(snapshot_every_events=500, status_interval_seconds=0.1, lease_ttl_seconds=2,
-                             publish_predictions=False)
+    settings = make_settings(
+        snapshot_every_events=500, status_interval_seconds=0.1, lease_ttl_seconds=2, publish_predictions=False
+    )
     events = EVENTS[:4200]
     produce(settings, events[:3200])
     first = learners(settings)
@@ -115,8 +122,13 @@ def test_a_rollback_is_not_undone_when_its_learner_dies_before_applying_it(make_
     first.kill()
     produce(settings, events[3200:])
     successor = learners(settings)
-    wait_for(lambda: (status_of(settings) or {}).get("epoch") == 1 and
-             (status_of(settings) or {}).get("stream_position") == 4200, 60, "the successor to reach the end")
+    wait_for(
+        lambda: (
+            (status_of(settings) or {}).get("epoch") == 1 and (status_of(settings) or {}).get("stream_position") == 4200
+        ),
+        60,
+        "the successor to reach the end",
+    )
     successor.terminate()
 
     first_of_lineage = next(m for m in store.list() if m.epoch == 1)
@@ -124,7 +136,8 @@ def test_a_rollback_is_not_undone_when_its_learner_dies_before_applying_it(make_
     assert first_of_lineage.extra["rollback"]["skipped_offsets"] == {settings.events_topic: {"0": [1000, 3200]}}
     meta, state = store.load(store.head())
     expected = river_state(plain_river_loop(events[:1000] + events[3200:])[0])
-    assert state.model["weights"] == expected["weights"] and state.model["intercept"] == expected["intercept"]
+    assert state.model["weights"] == expected["weights"]
+    assert state.model["intercept"] == expected["intercept"]
     assert meta.events_learned == 1000 + 1000
 
 
@@ -135,8 +148,11 @@ def test_learners_killed_at_random_moments_lose_nothing_and_learn_nothing_twice(
     producer = streaming(settings, EVENTS, rate=3000)
     running = [learners(settings) for _ in range(1 + standby)]
     for threshold in sorted(rng.sample(range(500, N - 1000), 4)):
-        wait_for(lambda: (status_of(settings) or {}).get("writer") in {learner_id(p) for p in running}, 60,
-                 "a running learner to be active")
+        wait_for(
+            lambda: (status_of(settings) or {}).get("writer") in {learner_id(p) for p in running},
+            60,
+            "a running learner to be active",
+        )
         wait_for(lambda t=threshold: seen(settings) >= t, 120, f"the learner to pass {threshold:,} events")
         active = next(p for p in running if learner_id(p) == status_of(settings)["writer"])
         active.kill()
@@ -164,7 +180,8 @@ def test_redis_paused_then_back_loses_nothing(private, request, learners):
     wait_for(lambda: seen(settings) == 8000, 120, "the learner to finish after Redis is back")
     assert gauge(port, "livelearn_redis_up") == 1
     out = learner.terminate()
-    assert "Redis cannot be reached" in out and "Redis is back" in out
+    assert "Redis cannot be reached" in out
+    assert "Redis is back" in out
     assert_learned_exactly(settings, EVENTS[:8000])
 
 
@@ -191,7 +208,9 @@ def test_redis_restarted_empty_is_refused_with_a_clear_message(private, request,
     producer.join()
     text = out.decode()
     assert learner.proc.returncode == 2, text
-    assert "Redis lost its data" in text and "--allow-empty-store" in text and "Traceback" not in text
+    assert "Redis lost its data" in text
+    assert "--allow-empty-store" in text
+    assert "Traceback" not in text
     assert store_for(settings).head() is None  # it wrote nothing: no version 1 reused
     learners(settings, "--until-caught-up", "--allow-empty-store").wait()  # the explicit way to start over
     assert store_for(settings).meta(store_for(settings).head()).events_seen == 6000
@@ -210,7 +229,8 @@ def test_redis_out_of_memory_is_reported_as_such_and_waited_out(private, request
     producer.join()
     wait_for(lambda: seen(settings) == 8000, 120, "the learner to finish once Redis accepts writes")
     out = learner.terminate()
-    assert "out of memory" in out and "Redis cannot be reached" not in out
+    assert "out of memory" in out
+    assert "Redis cannot be reached" not in out
     assert_learned_exactly(settings, EVENTS[:8000])
 
 
@@ -221,15 +241,19 @@ def test_a_silent_broker_is_reported_and_lag_is_unknown_not_zero(private, reques
     learner = learners(settings, "--metrics-port", str(port))
     wait_for(lambda: (status_of(settings) or {}).get("lag") == 0 and seen(settings) == 3000, 60, "the learner to idle")
     os.kill(private.broker.process.pid, signal.SIGSTOP)
-    wait_for(lambda: "lag" in (status_of(settings) or {}) and status_of(settings)["lag"] is None, 60,
-             "the status to say the lag is unknown")
+    wait_for(
+        lambda: "lag" in (status_of(settings) or {}) and status_of(settings)["lag"] is None,
+        60,
+        "the status to say the lag is unknown",
+    )
     assert gauge(port, "livelearn_kafka_up") == 0
     os.kill(private.broker.process.pid, signal.SIGCONT)
     wait_for(lambda: (status_of(settings) or {}).get("lag") == 0, 60, "the lag to be known again")
     produce(settings, EVENTS[3000:5000])
     wait_for(lambda: seen(settings) == 5000, 60, "the learner to go on")
     out = learner.terminate()
-    assert "has not answered" in out and "answers again" in out
+    assert "has not answered" in out
+    assert "answers again" in out
     assert_learned_exactly(settings, EVENTS[:5000])
 
 
@@ -244,5 +268,6 @@ def test_a_broker_stalled_while_predictions_are_pending_loses_nothing(private, r
     os.kill(private.broker.process.pid, signal.SIGCONT)
     wait_for(lambda: seen(settings) == 6000, 120, "the learner to finish after the stall")
     out = learner.terminate()
-    assert "no snapshot written past them" in out and "resuming from the newest snapshot" in out
+    assert "no snapshot written past them" in out
+    assert "resuming from the newest snapshot" in out
     assert_learned_exactly(settings, EVENTS[:6000])

@@ -3,9 +3,9 @@ whichever monitor gets there first; replays and abandoned lineages skipped; rest
 
 from __future__ import annotations
 
+from conftest import store_for
 from prometheus_client import CollectorRegistry
 
-from conftest import store_for
 from monitor.guard import Monitor
 from snapshotter.audit import read_audit
 from snapshotter.codec import SnapshotState
@@ -19,8 +19,16 @@ def monitor(settings, store) -> Monitor:
 
 
 def sample(store, scored: int, accuracy: float, epoch: int = 0) -> None:
-    fields = {"time": 1000.0 + scored / 100, "epoch": epoch, "version": 1, "scored": scored,
-              "events_seen": scored, "stream_position": scored, "accuracy": accuracy, "samples": 1000}
+    fields = {
+        "time": 1000.0 + scored / 100,
+        "epoch": epoch,
+        "version": 1,
+        "scored": scored,
+        "events_seen": scored,
+        "stream_position": scored,
+        "accuracy": accuracy,
+        "samples": 1000,
+    }
     store.client.xadd(store.keys.history, fields)
 
 
@@ -28,8 +36,15 @@ def test_two_monitors_judge_each_sample_once_and_roll_back_once(make_settings):
     settings = make_settings(monitor_patience=3, monitor_min_samples=100, monitor_cooldown_seconds=3600)
     store = store_for(settings)
     for stable in (True, True, False):
-        store.write(STATE, writer="w", lease_value=None, offsets={}, metrics={"rolling": {"accuracy": 0.9}},
-                    parent=store.head(), stable=stable)
+        store.write(
+            STATE,
+            writer="w",
+            lease_value=None,
+            offsets={},
+            metrics={"rolling": {"accuracy": 0.9}},
+            parent=store.head(),
+            stable=stable,
+        )
     a, b = monitor(settings, store), monitor(settings, store)
     for scored in (100, 200, 300):
         sample(store, scored, 0.9)
@@ -45,7 +60,8 @@ def test_two_monitors_judge_each_sample_once_and_roll_back_once(make_settings):
     sample(store, 700, 0.4)  # recorded before the learner applied the rollback: an abandoned lineage
     assert a.check_once() == []
     rollbacks = read_audit(store.client, store.keys, actions={"rollback"})
-    assert len(rollbacks) == 1 and rollbacks[0].metrics["stream_position"] == 600
+    assert len(rollbacks) == 1
+    assert rollbacks[0].metrics["stream_position"] == 600
     assert store.epoch() == 1
     sample(store, 300, 0.5, epoch=1)  # the new lineage restarts its count at the target's
     assert [d.action for d in monitor(settings, store).check_once()] == ["wait"]

@@ -9,15 +9,22 @@ BAD, GOOD = {"accuracy": 0.6, "samples": 500}, {"accuracy": 0.9, "samples": 500}
 
 
 def judge(**overrides) -> Judge:
-    defaults = dict(monitor_patience=3, monitor_min_samples=100, monitor_cooldown_seconds=10,
-                    monitor_max_rollbacks=2, monitor_resume_after_seconds=5)
+    defaults = {
+        "monitor_patience": 3,
+        "monitor_min_samples": 100,
+        "monitor_cooldown_seconds": 10,
+        "monitor_max_rollbacks": 2,
+        "monitor_resume_after_seconds": 5,
+    }
     return Judge(Settings(**{**defaults, **overrides}))
 
 
 def test_patience_counts_consecutive_breaches_only():
     j = judge()
-    actions = [j.decide(r, now=t, rollback_times=[], frozen=False).action
-               for t, r in enumerate([BAD, BAD, GOOD, BAD, BAD, BAD])]
+    actions = [
+        j.decide(r, now=t, rollback_times=[], frozen=False).action
+        for t, r in enumerate([BAD, BAD, GOOD, BAD, BAD, BAD])
+    ]
     assert actions == ["wait", "wait", "none", "wait", "wait", "rollback"]
 
 
@@ -28,7 +35,8 @@ def test_no_judgement_without_enough_samples():
 
 def test_cooldown_doubles_with_each_recent_rollback_then_freeze():
     j = judge(monitor_patience=1, monitor_max_rollbacks=3)
-    assert j.cooldown_until([100.0]) == 110.0 and j.cooldown_until([100.0, 105.0]) == 125.0
+    assert j.cooldown_until([100.0]) == 110.0
+    assert j.cooldown_until([100.0, 105.0]) == 125.0
     assert j.decide(BAD, now=104, rollback_times=[100.0], frozen=False).action == "cooldown"
     assert j.decide(BAD, now=111, rollback_times=[100.0], frozen=False).action == "rollback"
     assert j.decide(BAD, now=124, rollback_times=[100.0, 105.0], frozen=False).action == "cooldown"

@@ -29,7 +29,8 @@ def test_rolling_window_forgets_old_events():
     pm = PrequentialMetrics(window=3)
     for y, p in PAIRS:
         pm.update(y, p)
-    assert pm.rolling_values()["samples"] == 3 and pm.samples == 7
+    assert pm.rolling_values()["samples"] == 3
+    assert pm.samples == 7
     assert pm.rolling_values()["accuracy"] == pytest.approx(1.0)  # the last three are all right
     assert pm.cumulative_values()["accuracy"] == pytest.approx(5 / 7)
     with pytest.raises(ValueError, match="unknown metrics"):

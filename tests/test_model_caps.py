@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry
+from reference import contract_features
 
 from monitor.prequential import PrequentialMetrics
-from streaming.learner.telemetry import LearnerMetrics
-from reference import contract_features
 from snapshotter.codec import SnapshotState, encode_snapshot
 from streaming.learner.restore import restore_state
+from streaming.learner.telemetry import LearnerMetrics
 from streaming.local.dataset import read_events
 from streaming.model import OTHER, ModelSpec, OnlineModel
 
@@ -19,8 +19,7 @@ BOUND_BYTES = 8_000_000
 
 
 def blob_size(model: OnlineModel) -> int:
-    state = SnapshotState(model.spec.to_dict(), model.dump_state(), PrequentialMetrics(100).dump_state(),
-                          {})
+    state = SnapshotState(model.spec.to_dict(), model.dump_state(), PrequentialMetrics(100).dump_state(), {})
     return len(encode_snapshot(state))
 
 
@@ -29,7 +28,8 @@ def test_a_million_distinct_strings_keep_the_snapshot_under_the_bound():
     start = time.perf_counter()
     for i in range(1000):  # 1,000 events x 1,000 string features, every value new: 1,000,000 distinct values
         model.learn_one({f"f{j}": f"v{i}-{j}" for j in range(1000)}, i % 2 == 0)
-    assert model.inputs == 100_000 and len(model.classifier._weights) <= 2 * 100_000
+    assert model.inputs == 100_000
+    assert len(model.classifier._weights) <= 2 * 100_000
     assert model.capped["category"] == 1_000_000 - 100_000
     size = blob_size(model)
     assert size < BOUND_BYTES, size
@@ -44,12 +44,17 @@ def test_values_beyond_a_features_cap_share_one_weight_and_known_ones_keep_their
     assert {k for k in weights if k.startswith("page_")} == {"page_p0", "page_p1", "page_p2", f"page_{OTHER}"}
     assert model.capped["category"] == 47
     # an unseen value is scored with the shared weight; a known one with its own
-    assert model.encode({"page": "p999"}) == {"page": OTHER} and model.encode({"page": "p1"}) == {"page": "p1"}
+    assert model.encode({"page": "p999"}) == {"page": OTHER}
+    assert model.encode({"page": "p1"}) == {"page": "p1"}
     # the vocabulary survives a snapshot: the restored model folds the same values
-    restored, _ = restore_state(SnapshotState(model.spec.to_dict(), model.dump_state(),
-                                              PrequentialMetrics(100).dump_state(), {}), model.spec, 100)
+    restored, _ = restore_state(
+        SnapshotState(model.spec.to_dict(), model.dump_state(), PrequentialMetrics(100).dump_state(), {}),
+        model.spec,
+        100,
+    )
     assert restored.predict_proba_one({"page": "p999", "n": 3.0}) == model.predict_proba_one({"page": "p999", "n": 3.0})
-    assert restored.inputs == model.inputs and restored.categories == model.categories
+    assert restored.inputs == model.inputs
+    assert restored.categories == model.categories
 
 
 def test_ever_new_feature_names_stop_at_the_input_cap():
@@ -62,8 +67,7 @@ def test_ever_new_feature_names_stop_at_the_input_cap():
 
 
 def test_below_the_caps_the_model_is_river_unchanged():
-    capped, plain = OnlineModel(ModelSpec()), OnlineModel(ModelSpec(max_categories_per_feature=10**9,
-                                                                    max_inputs=10**9))
+    capped, plain = OnlineModel(ModelSpec()), OnlineModel(ModelSpec(max_categories_per_feature=10**9, max_inputs=10**9))
     for event in read_events(limit=2000):
         x = contract_features(event)
         assert capped.predict_proba_one(x) == plain.predict_proba_one(x)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event
 from streaming.learner.outputs import Outputs
+from streaming.learner.telemetry import LearnerMetrics
 
 
 class Future:
@@ -61,15 +61,19 @@ def test_delivered_records_flush_once_and_predictions_carry_the_version():
     assert producer.flushes == 0  # nothing pending: no round trip
     out.prediction(Event("e", 1, {}, user_id="u"), 0.7, 3)
     out.flush()
-    assert producer.flushes == 1 and out.pending == []
+    assert producer.flushes == 1
+    assert out.pending == []
     topic, key, _value, _ = producer.sent[0]
-    assert topic == "livelearn.events.predictions" and key == b"u"
+    assert topic == "livelearn.events.predictions"
+    assert key == b"u"
 
 
 def test_oversized_dead_letter_copies_are_truncated_and_say_so():
     producer = Producer()
     out = outputs(producer)
     out.dead_letter(Record(b"x" * 500), EventError("oversized", "too big"))
-    topic, key, value, headers = producer.sent[0]
-    assert topic == "livelearn.events.dlq" and value == b"x" * 100
-    assert headers["livelearn.truncated_from_bytes"] == b"500" and headers["livelearn.offset"] == b"41"
+    topic, _key, value, headers = producer.sent[0]
+    assert topic == "livelearn.events.dlq"
+    assert value == b"x" * 100
+    assert headers["livelearn.truncated_from_bytes"] == b"500"
+    assert headers["livelearn.offset"] == b"41"

@@ -18,14 +18,15 @@ from typing import Any
 
 import fakeredis
 import msgpack
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from snapshotter.codec import decode_snapshot, encode_snapshot, pack, sha256_hex, unpack
 from streaming.config import Settings
-from streaming.learner.runner import Learner
 from streaming.learner.outputs import Outputs
+from streaming.learner.runner import Learner
 
 
 class Future:
@@ -40,9 +41,11 @@ class StrictProducer:
         self.sent: list[tuple[str, bytes | None, bytes, list]] = []
 
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None, headers=None) -> Future:
-        assert isinstance(value, bytes) and (key is None or isinstance(key, bytes))
+        assert isinstance(value, bytes)
+        assert key is None or isinstance(key, bytes)
         for name, header in headers or []:
-            assert isinstance(name, str) and isinstance(header, bytes)
+            assert isinstance(name, str)
+            assert isinstance(header, bytes)
             name.encode()
         self.sent.append((topic, key, value, headers or []))
         return Future()
@@ -61,26 +64,36 @@ class Record:
 # Text with every code point, lone UTF-16 surrogates included (JSON escapes them as \udXXX); surrogates
 # are rare among all code points, so some strings get one on purpose.
 ANY_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None), max_size=12)
-TEXT = st.one_of(ANY_TEXT, st.builds(lambda a, s, b: a + s + b, ANY_TEXT, st.sampled_from(["\udfff", "\ud800"]),
-                                     ANY_TEXT))
+TEXT = st.one_of(
+    ANY_TEXT, st.builds(lambda a, s, b: a + s + b, ANY_TEXT, st.sampled_from(["\udfff", "\ud800"]), ANY_TEXT)
+)
 EDGES = st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63) - 1, 10**30, 10**400])
-NUMBERS = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), EDGES, st.floats(),
-                    st.floats(min_value=-1e16, max_value=1e16))
+NUMBERS = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70), EDGES, st.floats(), st.floats(min_value=-1e16, max_value=1e16)
+)
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT)
-JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner,
-                                                                                                 max_size=3),
-                           max_leaves=8)
-FEATURES = st.dictionaries(st.one_of(TEXT, st.sampled_from(["pages", "month", "value"])),
-                           st.one_of(SCALARS, JSON_VALUES, st.sampled_from(["Feb", "Mar", 3, 2.5, True])),
-                           max_size=6)
+JSON_VALUES = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3), max_leaves=8
+)
+FEATURES = st.dictionaries(
+    st.one_of(TEXT, st.sampled_from(["pages", "month", "value"])),
+    st.one_of(SCALARS, JSON_VALUES, st.sampled_from(["Feb", "Mar", 3, 2.5, True])),
+    max_size=6,
+)
 EVENTS = st.fixed_dictionaries(
     {"event_id": st.one_of(TEXT, st.integers(), st.none()), "ts": st.one_of(NUMBERS, TEXT, st.none())},
-    optional={"features": st.one_of(FEATURES, JSON_VALUES), "label": st.one_of(SCALARS, st.sampled_from([0, 1])),
-              "user_id": st.one_of(TEXT, NUMBERS, st.none())},
+    optional={
+        "features": st.one_of(FEATURES, JSON_VALUES),
+        "label": st.one_of(SCALARS, st.sampled_from([0, 1])),
+        "user_id": st.one_of(TEXT, NUMBERS, st.none()),
+    },
 )
 WELL_FORMED = st.fixed_dictionaries(
-    {"event_id": TEXT.filter(bool), "ts": st.one_of(st.integers(min_value=0, max_value=2**64), EDGES),
-     "features": FEATURES},
+    {
+        "event_id": TEXT.filter(bool),
+        "ts": st.one_of(st.integers(min_value=0, max_value=2**64), EDGES),
+        "features": FEATURES,
+    },
     optional={"label": st.sampled_from([True, False, 0, 1, None]), "user_id": st.one_of(TEXT, st.integers())},
 )
 
@@ -104,8 +117,11 @@ RECORDS = st.one_of(
     st.none(),
 )
 
-LEARNER = Learner(Settings(event_format="auto", model_name="poison", max_inputs=500),
-                  redis_client=fakeredis.FakeRedis(), registry=CollectorRegistry())
+LEARNER = Learner(
+    Settings(event_format="auto", model_name="poison", max_inputs=500),
+    redis_client=fakeredis.FakeRedis(),
+    registry=CollectorRegistry(),
+)
 PRODUCER = StrictProducer()
 OUTPUTS = Outputs(PRODUCER, LEARNER.settings, LEARNER.telemetry)
 POSITIONS = {TopicPartition("events", 0): 0}
@@ -128,20 +144,25 @@ def test_no_record_stops_corrupts_or_bloats_the_learner(records):
         assert scored + rejected + repeated == 1
         new = PRODUCER.sent[sent_before:]
         if rejected:
-            (topic, _key, copy, headers), = new
-            assert topic == "livelearn.events.dlq" and copy == (value or b"")
+            ((topic, _key, copy, headers),) = new
+            assert topic == "livelearn.events.dlq"
+            assert copy == (value or b"")
             reason = dict(headers)["livelearn.reason"].decode()
-            assert reason and dict(headers)["livelearn.detail"]
+            assert reason
+            assert dict(headers)["livelearn.detail"]
         elif scored:
-            (topic, _key, payload, headers), = new
-            assert topic == "livelearn.events.predictions" and dict(headers)["content-type"]
+            ((topic, _key, payload, headers),) = new
+            assert topic == "livelearn.events.predictions"
+            assert dict(headers)["content-type"]
             prediction = unpack(payload)
-            assert 0.0 <= prediction["probability"] <= 1.0 and isinstance(prediction["event_id"], str)
+            assert 0.0 <= prediction["probability"] <= 1.0
+            assert isinstance(prediction["event_id"], str)
         else:
             assert not new  # a duplicate is skipped silently (and counted)
 
     weights = LEARNER.state.model.classifier._weights
-    assert all(math.isfinite(w) for w in weights.values()) and math.isfinite(LEARNER.state.model.classifier.intercept)
+    assert all(math.isfinite(w) for w in weights.values())
+    assert math.isfinite(LEARNER.state.model.classifier.intercept)
     assert LEARNER.state.model.inputs <= 500
     blob = encode_snapshot(LEARNER.state.snapshot_state())  # what the next snapshot would write
     assert decode_snapshot(blob, sha256_hex(blob)).counters == LEARNER.counters

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from conftest import produce, settings_env, wait_for
 from prometheus_client import CollectorRegistry
 
-from conftest import produce, settings_env, wait_for
 from monitor.guard import Monitor
 from snapshotter.connection import REQUIRED_REDIS_COMMANDS, redis_acl_rules
 from snapshotter.control import ControlPlane
@@ -30,8 +30,9 @@ README_ACL_COMMAND = " ".join(["ACL SETUSER livelearn", *redis_acl_rules("CHANGE
 
 
 def livelearn(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streaming", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "streaming", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 @pytest.fixture
@@ -52,28 +53,39 @@ def denied(admin: redis.Redis) -> list[tuple[str, str]]:
     return [(e[b"reason"].decode(), e[b"object"].decode()) for e in admin.execute_command("ACL", "LOG")]
 
 
-def test_a_user_with_exactly_the_documented_commands_runs_livelearn(private_redis, make_settings, learners,
-                                                                     tmp_path):
+def test_a_user_with_exactly_the_documented_commands_runs_livelearn(private_redis, make_settings, learners, tmp_path):
     server, admin = private_redis
     admin.execute_command("ACL", "SETUSER", "livelearn", *redis_acl_rules("s3cret"))
     url = f"redis://livelearn:s3cret@{server.address}/1"  # database 1: SELECT is on the list too
 
     # the ACL is really enforced: no other keys, channels or commands
     user = redis.Redis.from_url(url)
-    for refused in (lambda: user.set("other:key", 1), lambda: user.publish("other", "x"), user.flushdb,
-                    lambda: user.keys("*")):
+    for refused in (
+        lambda: user.set("other:key", 1),
+        lambda: user.publish("other", "x"),
+        user.flushdb,
+        lambda: user.keys("*"),
+    ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             refused()
     user.close()
     admin.execute_command("ACL", "LOG", "RESET")
 
-    settings = make_settings(redis_url=url, snapshot_every_events=300, keep_versions=2, keep_stable_versions=1,
-                             rolling_window=100, history_every_events=50, monitor_min_samples=50,
-                             monitor_threshold=0.5)
+    settings = make_settings(
+        redis_url=url,
+        snapshot_every_events=300,
+        keep_versions=2,
+        keep_stable_versions=1,
+        rolling_window=100,
+        history_every_events=50,
+        monitor_min_samples=50,
+        monitor_threshold=0.5,
+    )
     produce(settings, read_events(limit=1200))
     learners(settings, "--until-caught-up").wait()  # lease, snapshots with retention, status, history, check-ins
     store = open_store(settings)
-    assert store.head() == 4 and len(store.numbers()) < 4  # retention ran
+    assert store.head() == 4
+    assert len(store.numbers()) < 4
 
     serving = ServingModels(store, refresh_seconds=0.1)  # what `serve` does: pub/sub plus reads
     serving.start()
@@ -83,14 +95,20 @@ def test_a_user_with_exactly_the_documented_commands_runs_livelearn(private_redi
         serving.stop()
 
     decisions = Monitor(settings, registry=CollectorRegistry()).check_once(block_ms=100)  # one monitor step
-    assert decisions and store.client.hget(store.keys.guard, "cursor") is not None
+    assert decisions
+    assert store.client.hget(store.keys.guard, "cursor") is not None
 
     env = settings_env(settings)
     oldest = store.numbers()[0]
-    for args in (("versions", "list", "--json"), ("versions", "show", "4"),
-                 ("versions", "pin", "4", "--reason", "acl"), ("versions", "unpin", "--reason", "acl"),
-                 ("versions", "rollback", "--to", str(oldest), "--reason", "acl"), ("audit", "--json"),
-                 ("report", "--out", str(tmp_path / "report.png"))):
+    for args in (
+        ("versions", "list", "--json"),
+        ("versions", "show", "4"),
+        ("versions", "pin", "4", "--reason", "acl"),
+        ("versions", "unpin", "--reason", "acl"),
+        ("versions", "rollback", "--to", str(oldest), "--reason", "acl"),
+        ("audit", "--json"),
+        ("report", "--out", str(tmp_path / "report.png")),
+    ):
         result = livelearn(*args, env=env)
         assert result.returncode == 0, (args, result.stderr)
     ControlPlane(store).freeze(actor="test", reason="acl")
@@ -103,10 +121,17 @@ def test_a_user_with_exactly_the_documented_commands_runs_livelearn(private_redi
 
 
 def test_every_command_a_lua_script_runs_is_on_the_list():
-    sources = [path for package in ("snapshotter", "monitor", "streaming") for pattern in ("*.py", "*.lua")
-               for path in (ROOT / package).rglob(pattern)]
-    called = {name.upper() for path in sources
-              for name in re.findall(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]", path.read_text())}
+    sources = [
+        path
+        for package in ("snapshotter", "monitor", "streaming")
+        for pattern in ("*.py", "*.lua")
+        for path in (ROOT / package).rglob(pattern)
+    ]
+    called = {
+        name.upper()
+        for path in sources
+        for name in re.findall(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]", path.read_text())
+    }
     assert {"SET", "XADD", "PUBLISH"} <= called  # the pattern finds the scripts' calls
     assert called - set(REQUIRED_REDIS_COMMANDS) == set()
 
@@ -116,4 +141,5 @@ def test_readme_shows_the_same_list():
     assert README_ACL_COMMAND in readme
     rows = re.findall(r"^\| `([A-Z]+(?:\\\|[A-Z]+)?)` \| (.*) \|$", readme, re.MULTILINE)
     assert [(command.replace("\\|", "|"), purpose) for command, purpose in rows] == list(
-        REQUIRED_REDIS_COMMANDS.items())
+        REQUIRED_REDIS_COMMANDS.items()
+    )

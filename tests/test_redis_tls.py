@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import settings_env
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="makes its certificates with openssl")
@@ -27,16 +26,55 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="makes i
 @pytest.fixture
 def certificates(tmp_path) -> dict[str, Path]:
     """A CA and a server certificate for localhost / 127.0.0.1 signed by it."""
-    paths = {name: tmp_path / name for name in ("ca.pem", "ca.key", "server.pem", "server.key", "server.csr",
-                                                "san.cnf")}
+    paths = {
+        name: tmp_path / name for name in ("ca.pem", "ca.key", "server.pem", "server.key", "server.csr", "san.cnf")
+    }
     paths["san.cnf"].write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     for argv in (
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=livelearn test CA",
-         "-keyout", paths["ca.key"], "-out", paths["ca.pem"]],
-        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", paths["server.key"],
-         "-out", paths["server.csr"]],
-        ["x509", "-req", "-in", paths["server.csr"], "-CA", paths["ca.pem"], "-CAkey", paths["ca.key"],
-         "-CAcreateserial", "-days", "1", "-extfile", paths["san.cnf"], "-out", paths["server.pem"]],
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=livelearn test CA",
+            "-keyout",
+            paths["ca.key"],
+            "-out",
+            paths["ca.pem"],
+        ],
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            paths["server.key"],
+            "-out",
+            paths["server.csr"],
+        ],
+        [
+            "x509",
+            "-req",
+            "-in",
+            paths["server.csr"],
+            "-CA",
+            paths["ca.pem"],
+            "-CAkey",
+            paths["ca.key"],
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            paths["san.cnf"],
+            "-out",
+            paths["server.pem"],
+        ],
     ):
         subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True, timeout=60)
     return paths
@@ -73,8 +111,9 @@ def tls_terminator(target_port: int, cert: Path, key: Path) -> Iterator[int]:
 
 
 def livelearn(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streaming", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "streaming", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_rediss_url_verifies_the_server_with_ssl_ca_certs(make_settings, stack, certificates):
@@ -82,10 +121,17 @@ def test_rediss_url_verifies_the_server_with_ssl_ca_certs(make_settings, stack, 
     env = settings_env(make_settings())
     with tls_terminator(redis_server.port, certificates["server.pem"], certificates["server.key"]) as port:
         url = f"rediss://localhost:{port}/0"
-        verified = livelearn("versions", "list", "--json", "--redis-url",
-                             f"{url}?ssl_ca_certs={certificates['ca.pem']}&ssl_cert_reqs=required", env=env)
+        verified = livelearn(
+            "versions",
+            "list",
+            "--json",
+            "--redis-url",
+            f"{url}?ssl_ca_certs={certificates['ca.pem']}&ssl_cert_reqs=required",
+            env=env,
+        )
         unknown_ca = livelearn("versions", "list", "--redis-url", url, env=env)
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["versions"] == []
-    assert unknown_ca.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in unknown_ca.stderr
+    assert unknown_ca.returncode == 2
+    assert "CERTIFICATE_VERIFY_FAILED" in unknown_ca.stderr
     assert len(unknown_ca.stderr.strip().splitlines()) == 1

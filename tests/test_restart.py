@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from conftest import produce, status_of, store_for, wait_for
 from reference import contract_features
+
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
 
@@ -29,8 +29,11 @@ def test_restart_mid_stream_applies_every_event_once(make_settings, learners, ho
     producer = threading.Thread(target=produce, args=(settings, read_events()), kwargs={"rate": 3000})
     producer.start()
     first = learners(settings)
-    wait_for(lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen", 0) >= 4000, 60,
-             "the first learner to pass 4,000 events")
+    wait_for(
+        lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen", 0) >= 4000,
+        60,
+        "the first learner to pass 4,000 events",
+    )
     if how == "sigterm":
         first.terminate()
         stopped_at = store_for(settings).meta(store_for(settings).head()).events_seen
@@ -40,8 +43,11 @@ def test_restart_mid_stream_applies_every_event_once(make_settings, learners, ho
     producer.join()
 
     second = learners(settings)
-    wait_for(lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen") == N, 120,
-             "the restarted learner to reach the end of the stream")
+    wait_for(
+        lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen") == N,
+        120,
+        "the restarted learner to reach the end of the stream",
+    )
     second.terminate()
 
     store = store_for(settings)

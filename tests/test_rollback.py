@@ -7,20 +7,27 @@ import json
 import subprocess
 import sys
 import threading
-import time
 
 from conftest import guard_caught_up, produce, settings_env, status_of, store_for, wait_for, wait_until_running
-from snapshotter.status import parse_sample
+
 from snapshotter.audit import read_audit
+from snapshotter.status import parse_sample
 from streaming.local.dataset import read_events
 from streaming.local.replay import flip_labels
 
 GUARD_EVERY = 100  # labelled events between two metric samples
-GUARD = dict(
-    partitions=1, rolling_window=1000, monitor_min_samples=200, monitor_patience=2,
-    monitor_check_interval_seconds=0.2, status_interval_seconds=0.2, snapshot_every_events=250,
-    monitor_cooldown_seconds=60, publish_predictions=False, history_every_events=GUARD_EVERY,
-)
+GUARD = {
+    "partitions": 1,
+    "rolling_window": 1000,
+    "monitor_min_samples": 200,
+    "monitor_patience": 2,
+    "monitor_check_interval_seconds": 0.2,
+    "status_interval_seconds": 0.2,
+    "snapshot_every_events": 250,
+    "monitor_cooldown_seconds": 60,
+    "publish_predictions": False,
+    "history_every_events": GUARD_EVERY,
+}
 N, BURST_AT, BURST = 9000, 3000, 1500
 
 
@@ -30,8 +37,13 @@ def audit(settings, *actions: str):
 
 
 def livelearn(settings, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "streaming", *args], capture_output=True, text=True,
-                            env=settings_env(settings), timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "streaming", *args],
+        capture_output=True,
+        text=True,
+        env=settings_env(settings),
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -64,15 +76,20 @@ def test_drift_burst_rolls_back_once_even_with_two_monitors(make_settings, learn
     monitors = [learners(settings, command="monitor") for _ in range(2)]
     wait_until_running(settings, monitors=2)
     stream(settings, events_with_burst()).join()
-    wait_for(lambda: (status_of(settings) or {}).get("stream_position") == N and
-             (status_of(settings) or {}).get("lag") == 0, 60, "the learner to reach the end")
+    wait_for(
+        lambda: (status_of(settings) or {}).get("stream_position") == N and (status_of(settings) or {}).get("lag") == 0,
+        60,
+        "the learner to reach the end",
+    )
     wait_for(lambda: guard_caught_up(settings), 30, "the monitors to judge every metric sample")
 
     rollbacks = audit(settings, "rollback")
     assert len(rollbacks) == 1, [(r.actor, r.from_version, r.to_version) for r in rollbacks]
     rollback = rollbacks[0]
-    assert rollback.actor == "monitor" and rollback.metrics["accuracy"] < 0.8
-    assert rollback.metrics["samples"] >= 200 and "breach" in rollback.reason
+    assert rollback.actor == "monitor"
+    assert rollback.metrics["accuracy"] < 0.8
+    assert rollback.metrics["samples"] >= 200
+    assert "breach" in rollback.reason
     # exactly at the configured patience: the second consecutive breaching sample (in events, at any speed)
     breaches = breaching_samples(settings)
     first_flushed, _first = breaches[0]
@@ -85,11 +102,13 @@ def test_drift_burst_rolls_back_once_even_with_two_monitors(make_settings, learn
 
     store = store_for(settings)
     target = store.meta(rollback.to_version)
-    assert target.stable and target.metrics["rolling"]["accuracy"] >= 0.8
+    assert target.stable
+    assert target.metrics["rolling"]["accuracy"] >= 0.8
     assert rollback.to_version < rollback.from_version
     assert rollback.fields["serving_to"] == str(rollback.to_version)  # serving moved to a stable version
     after = [m for m in store.list() if m.epoch == 1]
-    assert after and after[0].parent == rollback.to_version
+    assert after
+    assert after[0].parent == rollback.to_version
     assert after[0].created_at - rollback.time < 2.0  # written as soon as the learner applied the rollback
     assert not after[0].stable  # its window is the target's: not stable before min_samples new scores
     assert all(n <= rollback.to_version or store.meta(n).epoch == 1 for n in store.stable_numbers())
@@ -98,7 +117,8 @@ def test_drift_burst_rolls_back_once_even_with_two_monitors(make_settings, learn
     start, end = skipped["skipped_offsets"][settings.events_topic]["0"]
     assert start == target.offsets[settings.events_topic]["0"] < end <= N
     final = status_of(settings)
-    assert final["epoch"] == 1 and final["rolling"]["accuracy"] >= 0.8  # recovered after the burst
+    assert final["epoch"] == 1
+    assert final["rolling"]["accuracy"] >= 0.8
     assert store.serving() == store.stable_numbers()[-1]  # serving follows the newest stable again
     for monitor in monitors:
         monitor.terminate()
@@ -112,34 +132,50 @@ def test_pinned_serving_is_not_moved_by_rollback_and_unpin_follows_again(make_se
     events, before_burst = events_with_burst(), BURST_AT - 500
     produce(settings, events[:before_burst])
     store = store_for(settings)
-    wait_for(lambda: (status_of(settings) or {}).get("stream_position") == before_burst, 60,
-             "the learner to learn the clean start")
+    wait_for(
+        lambda: (status_of(settings) or {}).get("stream_position") == before_burst,
+        60,
+        "the learner to learn the clean start",
+    )
     assert (store.serving() or 0) >= 4
     pinned = store.serving() - 1
     livelearn(settings, "versions", "pin", str(pinned), "--reason", "release candidate")
-    assert store.serving() == pinned and store.pinned() == pinned
+    assert store.serving() == pinned
+    assert store.pinned() == pinned
     stream(settings, events[before_burst:], rate=1200).join()
     wait_for(lambda: audit(settings, "rollback"), 30, "the rollback")
     wait_for(lambda: (status_of(settings) or {}).get("stream_position") == N, 60, "the end of the stream")
     rollback = audit(settings, "rollback")[0]
-    assert store.serving() == pinned and rollback.fields["serving_to"] == str(pinned)
-    assert store.head() != pinned and rollback.to_version != pinned  # the lineage still moved
-    assert not audit(settings, "promote") or all(p.time < audit(settings, "pin")[0].time
-                                                 for p in audit(settings, "promote"))
+    assert store.serving() == pinned
+    assert rollback.fields["serving_to"] == str(pinned)
+    assert store.head() != pinned
+    assert rollback.to_version != pinned
+    assert not audit(settings, "promote") or all(
+        p.time < audit(settings, "pin")[0].time for p in audit(settings, "promote")
+    )
     report = tmp_path / "incident.png"
     livelearn(settings, "report", "--out", str(report))
-    assert report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and report.stat().st_size > 20_000
+    assert report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.stat().st_size > 20_000
     as_json = json.loads(livelearn(settings, "audit", "--json", "--limit", "1000").stdout)
     assert {"snapshot", "promote", "pin", "rollback"} <= {e["action"] for e in as_json}
     livelearn(settings, "versions", "unpin", "--reason", "done")
-    assert store.pinned() is None and store.serving() == store.stable_numbers()[-1] != pinned
+    assert store.pinned() is None
+    assert store.serving() == store.stable_numbers()[-1] != pinned
     actions = [e.action for e in audit(settings, "pin", "unpin")]
     assert actions == ["pin", "unpin"]
 
 
 def test_flapping_freezes_learning_and_resume_restarts_it(make_settings, learners):
-    settings = make_settings(**{**GUARD, "monitor_patience": 1, "monitor_cooldown_seconds": 0.3,
-                                "monitor_max_rollbacks": 2, "monitor_resume_after_seconds": 3600})
+    settings = make_settings(
+        **{
+            **GUARD,
+            "monitor_patience": 1,
+            "monitor_cooldown_seconds": 0.3,
+            "monitor_max_rollbacks": 2,
+            "monitor_resume_after_seconds": 3600,
+        }
+    )
     learners(settings)
     monitor = learners(settings, command="monitor")
     wait_until_running(settings, monitors=1)
@@ -149,14 +185,23 @@ def test_flapping_freezes_learning_and_resume_restarts_it(make_settings, learner
     wait_for(lambda: audit(settings, "freeze"), 30, "learning to freeze")
     wait_for(lambda: (status_of(settings) or {}).get("frozen"), 5, "the learner to see the freeze")
     frozen_status = status_of(settings)
-    later = wait_for(lambda: (lambda s: s if s["counters"]["events_seen"] > frozen_status["counters"]["events_seen"]
-                              else None)(status_of(settings)), 30, "more events to be scored")
+
+    def scored_more() -> dict | None:
+        status = status_of(settings)
+        return status if status["counters"]["events_seen"] > frozen_status["counters"]["events_seen"] else None
+
+    later = wait_for(
+        scored_more,
+        30,
+        "more events to be scored",
+    )
     assert later["counters"]["events_learned"] == frozen_status["counters"]["events_learned"]  # not learning
     assert later["counters"]["events_seen"] > frozen_status["counters"]["events_seen"]  # still scoring
     producer.join()
     assert len(audit(settings, "rollback")) <= 2
     freeze = audit(settings, "freeze")
-    assert len(freeze) == 1 and "2 rollbacks" in freeze[0].reason
+    assert len(freeze) == 1
+    assert "2 rollbacks" in freeze[0].reason
 
     monitor.terminate()  # what the monitor does after a resume is the judge's unit tests' business
     livelearn(settings, "learning", "resume", "--reason", "labels fixed upstream")
@@ -165,7 +210,9 @@ def test_flapping_freezes_learning_and_resume_restarts_it(make_settings, learner
     produce(settings, [dataclasses.replace(e, event_id=f"{e.event_id}-new") for e in read_events(limit=500)])
     wait_for(lambda: status_of(settings)["counters"]["events_learned"] > learned, 10, "learning to go on")
     resumed = audit(settings, "resume")
-    assert len(resumed) == 1 and resumed[0].reason == "labels fixed upstream" and "@" in resumed[0].actor
+    assert len(resumed) == 1
+    assert resumed[0].reason == "labels fixed upstream"
+    assert "@" in resumed[0].actor
 
 
 def test_a_backlog_burst_is_judged_in_events_not_on_a_clock(make_settings, learners):

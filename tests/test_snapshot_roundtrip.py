@@ -9,9 +9,10 @@ import textwrap
 from pathlib import Path
 
 from reference import contract_features
+
+from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import SnapshotState, decode_snapshot, encode_snapshot, sha256_hex
 from streaming.learner.restore import restore_state
-from monitor.prequential import PrequentialMetrics
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
 
@@ -40,8 +41,9 @@ def continue_learning(model: OnlineModel, pm: PrequentialMetrics) -> list[float]
 
 
 def snapshot_blob(model, pm) -> bytes:
-    return encode_snapshot(SnapshotState(ModelSpec().to_dict(), model.dump_state(), pm.dump_state(),
-                                         {"events_seen": SPLIT}))
+    return encode_snapshot(
+        SnapshotState(ModelSpec().to_dict(), model.dump_state(), pm.dump_state(), {"events_seen": SPLIT})
+    )
 
 
 def test_restore_in_process_is_bit_identical():
@@ -73,8 +75,14 @@ def test_restore_in_a_fresh_process_is_bit_identical(tmp_path):
                           "intercept": state["intercept"].hex(), "acc": pm.rolling_values()["accuracy"].hex()}}))
     """)
     # A different hash seed in the child: set iteration order must not matter.
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                            env={"PYTHONHASHSEED": "12345"}, cwd=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345"},
+        cwd=str(tmp_path),
+    )
     child = json.loads(result.stdout)
     probs = continue_learning(model, pm)
     state = model.dump_state()

@@ -6,29 +6,37 @@ import threading
 import time
 
 import pytest
-
 from conftest import store_for
-from snapshotter.codec import SnapshotState
+
 from monitor.prequential import PrequentialMetrics
+from snapshotter.codec import SnapshotState
 from snapshotter.lease import Lease
-from streaming.learner.restore import restore_head
 from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotFencedError, VersionNotFoundError
+from streaming.learner.restore import restore_head
 from streaming.model import ModelSpec, OnlineModel
 
 STATE = SnapshotState(spec=ModelSpec().to_dict(), model={}, metrics={}, counters={"events_seen": 7})
 
 
 def write(store, lease_value=None, parent=None):
-    return store.write(STATE, writer="w", lease_value=lease_value, offsets={"t": {"0": 7}},
-                       metrics={"rolling": {"accuracy": 0.9}}, parent=parent)
+    return store.write(
+        STATE,
+        writer="w",
+        lease_value=lease_value,
+        offsets={"t": {"0": 7}},
+        metrics={"rolling": {"accuracy": 0.9}},
+        parent=parent,
+    )
 
 
 def test_versions_are_numbered_immutable_and_checksummed(make_settings):
     store = store_for(make_settings())
     metas = [write(store, parent=n or None) for n in range(3)]
-    assert [m.number for m in metas] == [1, 2, 3] and store.head() == 3
+    assert [m.number for m in metas] == [1, 2, 3]
+    assert store.head() == 3
     loaded_meta, loaded = store.load(2)
-    assert loaded_meta == metas[1] and loaded == STATE
+    assert loaded_meta == metas[1]
+    assert loaded == STATE
     store.client.set(store.keys.blob(2), store.client.get(store.keys.blob(2)) + b"\x00")  # bit rot
     with pytest.raises(SnapshotCorruptError, match="checksum mismatch"):
         store.load(2)
@@ -54,7 +62,8 @@ def test_retention_keeps_newest_k_and_protected_versions(make_settings):
     for _ in range(6):
         write(store)
     assert store.numbers() == [1, 5, 6, 7]
-    assert store.client.get(store.keys.blob(2)) is None and store.client.get(store.keys.meta(2)) is None
+    assert store.client.get(store.keys.blob(2)) is None
+    assert store.client.get(store.keys.meta(2)) is None
 
 
 def test_lease_is_exclusive_fenced_and_expires(make_settings):
@@ -62,13 +71,16 @@ def test_lease_is_exclusive_fenced_and_expires(make_settings):
     store = store_for(settings)
     a = Lease(store.client, settings.model_name, "a", ttl=1)
     b = Lease(store.client, settings.model_name, "b", ttl=1)
-    assert a.acquire() and not b.acquire()
+    assert a.acquire()
+    assert not b.acquire()
     assert write(store, a.value).number == 1
     stale_value, stale_token = a.value, a.token
     store.client.pexpire(store.keys.lease, 1)  # a stalls past its TTL
     time.sleep(0.05)
-    assert b.acquire() and b.token == stale_token + 1
-    assert not a.renew() and a.value is None
+    assert b.acquire()
+    assert b.token == stale_token + 1
+    assert not a.renew()
+    assert a.value is None
     with pytest.raises(SnapshotFencedError):
         write(store, stale_value)
     assert write(store, b.value).number == 2
@@ -78,13 +90,15 @@ def test_restore_falls_back_past_a_corrupt_head_and_refuses_another_structure(ma
     store = store_for(make_settings())
     model = OnlineModel(ModelSpec())
     model.learn_one({"x": 1.0}, True)
-    good = SnapshotState(ModelSpec().to_dict(), model.dump_state(), PrequentialMetrics(100).dump_state(),
-             {"events_seen": 1})
+    good = SnapshotState(
+        ModelSpec().to_dict(), model.dump_state(), PrequentialMetrics(100).dump_state(), {"events_seen": 1}
+    )
     store.write(good, writer="w", lease_value=None, offsets={}, metrics={}, parent=None)
     store.write(good, writer="w", lease_value=None, offsets={}, metrics={}, parent=1)
     store.client.set(store.keys.blob(2), b"garbage")
     restored = restore_head(store, ModelSpec(), 100)
-    assert restored is not None and restored.meta.number == 1
+    assert restored is not None
+    assert restored.meta.number == 1
     with pytest.raises(ModelSpecMismatchError, match="LIVELEARN_MODEL_NAME"):
         restore_head(store, ModelSpec(features_exclude=("x",)), 100)
 
@@ -98,10 +112,12 @@ def test_status_is_published_only_by_the_lease_holder(make_settings):
     store = store_for(settings)
     learner = Learner(settings, redis_client=store.client, registry=CollectorRegistry())
     learner.publish_status(0.0, 0)  # no lease: nothing written
-    assert store.client.get(store.keys.status) is None and store.client.xlen(store.keys.history) == 0
+    assert store.client.get(store.keys.status) is None
+    assert store.client.xlen(store.keys.history) == 0
     assert learner.lease.acquire()
     learner.publish_status(12.0, 3)  # no metric sample recorded yet: status only
-    assert store.client.get(store.keys.status) is not None and store.client.xlen(store.keys.history) == 0
+    assert store.client.get(store.keys.status) is not None
+    assert store.client.xlen(store.keys.history) == 0
     learner.step.record_sample(learner.state, {})
     learner.step.record_sample(learner.state, {})
     learner.publish_status(12.0, 3)

@@ -36,10 +36,12 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # also what uvi
 def setup_logging(level: str) -> None:
     """Log to stderr at ``level``; an unknown level is a :class:`ConfigError`, not a traceback."""
     if level.upper() not in _LOG_LEVELS:
-        raise ConfigError(f"unknown log level {level!r}; use one of {', '.join(_LOG_LEVELS)} "
-                          "(--log-level / LIVELEARN_LOG_LEVEL)")
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+        raise ConfigError(
+            f"unknown log level {level!r}; use one of {', '.join(_LOG_LEVELS)} (--log-level / LIVELEARN_LOG_LEVEL)"
+        )
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 

@@ -16,33 +16,43 @@ console = Console(stderr=True)
 
 
 def produce(
-    csv_path: Annotated[Path, typer.Option("--csv", exists=True, dir_okay=False,
-                                           help="CSV with the dataset's columns (Revenue -> label).")],
-    rate: Annotated[float | None, typer.Option(help="Events per second, above 0 (default: as fast as "
-                                               "possible).")] = None,
+    csv_path: Annotated[
+        Path,
+        typer.Option("--csv", exists=True, dir_okay=False, help="CSV with the dataset's columns (Revenue -> label)."),
+    ],
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second, above 0 (default: as fast as possible).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many events.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Replay the file this many times.")] = 1,
     event_format: Annotated[str, typer.Option("--format", help="msgpack or json.")] = "msgpack",
-    flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Invert labels from the N-th event on "
-                                                          "(drift demo).")] = None,
-    flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default: all the "
-                                                   "rest).")] = None,
-    flip_probability: Annotated[float, typer.Option(min=0, max=1, help="Chance each label in the burst is "
-                                                    "inverted (0.5: coin-flip labels, 1: all inverted).")] = 0.5,
+    flip_labels_after: Annotated[
+        int | None, typer.Option(min=0, help="Invert labels from the N-th event on (drift demo).")
+    ] = None,
+    flip_count: Annotated[
+        int | None, typer.Option(min=1, help="...for this many events (default: all the rest).")
+    ] = None,
+    flip_probability: Annotated[
+        float,
+        typer.Option(
+            min=0, max=1, help="Chance each label in the burst is inverted (0.5: coin-flip labels, 1: all inverted)."
+        ),
+    ] = 0.5,
     config: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     topic: TopicOpt = None,
 ) -> None:
     """Replay a CSV of sessions as events into the events topic (the file is checked before anything is sent)."""
     from streaming.local.dataset import check_columns, read_events
-    from streaming.transport import make_producer
     from streaming.local.replay import flip_labels, replay
+    from streaming.transport import make_producer
 
     if event_format not in ("msgpack", "json"):
         raise typer.BadParameter("use msgpack or json", param_hint="--format")
     if rate is not None and rate <= 0:
-        raise typer.BadParameter("must be above 0 events per second; leave --rate out to send as fast as possible",
-                                 param_hint="--rate")
+        raise typer.BadParameter(
+            "must be above 0 events per second; leave --rate out to send as fast as possible", param_hint="--rate"
+        )
     check_columns(csv_path)
     settings = settings_from(config, bootstrap=bootstrap, topic=topic)
     producer = make_producer(settings, linger_ms=10)

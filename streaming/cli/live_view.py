@@ -22,7 +22,7 @@ from snapshotter.audit import read_audit
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 
-__all__ = ["render", "sparkline", "watch", "ViewState"]
+__all__ = ["ViewState", "render", "sparkline", "watch"]
 
 _SPARK = "▁▂▃▄▅▆▇█"
 
@@ -49,16 +49,25 @@ class ViewState:
         status = store.status()
         metric = s.monitor_metric
         if status and status["rolling"].get("samples"):
-            self.history = (self.history + [status["rolling"][metric]])[-60:]
+            self.history = ([*self.history, status["rolling"][metric]])[-60:]
         rollbacks = read_audit(store.client, store.keys, count=200, actions={"rollback", "manual_rollback"})
-        control = {"head": store.head(), "serving": store.serving(), "pinned": store.pinned(),
-                   "frozen": store.client.exists(store.keys.frozen) == 1,
-                   "last_rollback": rollbacks[-1] if rollbacks else None}
+        control = {
+            "head": store.head(),
+            "serving": store.serving(),
+            "pinned": store.pinned(),
+            "frozen": store.client.exists(store.keys.frozen) == 1,
+            "last_rollback": rollbacks[-1] if rollbacks else None,
+        }
         return render(s, status, control, self.history, extra or {})
 
 
-def render(settings: Settings, status: dict[str, Any] | None, control: dict[str, Any], history: list[float],
-           extra: dict[str, str]) -> Panel:
+def render(
+    settings: Settings,
+    status: dict[str, Any] | None,
+    control: dict[str, Any],
+    history: list[float],
+    extra: dict[str, str],
+) -> Panel:
     """One frame of the view."""
     metric, threshold = settings.monitor_metric, settings.monitor_threshold
     table = Table.grid(padding=(0, 2))
@@ -71,32 +80,54 @@ def render(settings: Settings, status: dict[str, Any] | None, control: dict[str,
         value = rolling.get(metric, 0.0)
         healthy = is_healthy(metric, value, threshold)
         table.add_row("events/s", f"{status['events_per_second']:,.0f}")
-        table.add_row("events", f"{counters['events_seen']:,} seen, {counters['events_learned']:,} learned, "
-                                f"{counters['dead_lettered']:,} dead-lettered · lag "
-                                f"{'-' if status.get('lag') is None else format(status['lag'], ',')}")
-        table.add_row(f"rolling {metric}", Text.assemble(
-            (f"{value:.4f}", "green" if healthy else "bold red"), f" vs threshold {threshold} over "
-            f"{rolling['samples']:,} events  ", (sparkline(history, 0.5, 1.0), "green" if healthy else "red")))
+        table.add_row(
+            "events",
+            f"{counters['events_seen']:,} seen, {counters['events_learned']:,} learned, "
+            f"{counters['dead_lettered']:,} dead-lettered · lag "
+            f"{'-' if status.get('lag') is None else format(status['lag'], ',')}",
+        )
+        table.add_row(
+            f"rolling {metric}",
+            Text.assemble(
+                (f"{value:.4f}", "green" if healthy else "bold red"),
+                f" vs threshold {threshold} over {rolling['samples']:,} events  ",
+                (sparkline(history, 0.5, 1.0), "green" if healthy else "red"),
+            ),
+        )
         table.add_row("rolling F1 / AUC", f"{rolling['f1']:.4f} / {rolling['roc_auc']:.4f}")
         age = time.time() - status["last_snapshot_at"] if status.get("last_snapshot_at") else None
         table.add_row("last snapshot", "-" if age is None else f"v{status['head_version']}, {age:.1f}s ago")
         table.add_row("active learner", f"{status['writer']} (lease token {status['lease_token']})")
     pinned = control.get("pinned")
-    table.add_row("head / serving", f"v{control.get('head') or '-'} / v{control.get('serving') or '-'}"
-                  + (f"  [pinned to v{pinned}]" if pinned else ""))
-    table.add_row("learning", Text("FROZEN (scoring only)", style="bold red") if control.get("frozen")
-                  else Text("on", style="green"))
+    table.add_row(
+        "head / serving",
+        f"v{control.get('head') or '-'} / v{control.get('serving') or '-'}"
+        + (f"  [pinned to v{pinned}]" if pinned else ""),
+    )
+    table.add_row(
+        "learning",
+        Text("FROZEN (scoring only)", style="bold red") if control.get("frozen") else Text("on", style="green"),
+    )
     last = control.get("last_rollback")
-    table.add_row("last rollback", "-" if last is None else
-                  f"{time.strftime('%H:%M:%S', time.localtime(last.time))} v{last.from_version}→v{last.to_version} "
-                  f"by {last.actor}")
+    table.add_row(
+        "last rollback",
+        "-"
+        if last is None
+        else f"{time.strftime('%H:%M:%S', time.localtime(last.time))} v{last.from_version}→v{last.to_version} "
+        f"by {last.actor}",
+    )
     for key, value in extra.items():
         table.add_row(key, value)
     return Panel(table, title=f"livelearn · model {settings.model_name!r}", border_style="green")
 
 
-def watch(settings: Settings, store: VersionStore, should_stop: Callable[[], bool],
-          extra: Callable[[], dict[str, str]] | None = None, console: Console | None = None) -> None:
+def watch(
+    settings: Settings,
+    store: VersionStore,
+    should_stop: Callable[[], bool],
+    extra: Callable[[], dict[str, str]] | None = None,
+    console: Console | None = None,
+) -> None:
     """Redraw the view twice a second until ``should_stop()`` or Ctrl+C."""
     view = ViewState(store, settings)
     with Live(console=console or Console(), refresh_per_second=4) as live:

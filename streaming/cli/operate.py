@@ -20,16 +20,26 @@ __all__ = ["audit", "register", "report", "resume", "show_config"]
 console = Console()
 
 
-def resume(reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
-           redis_url: RedisOpt = None) -> None:
+def resume(
+    reason: ReasonOpt,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Resume learning after a freeze."""
     control = control_from(config, model, redis_url)
     control.resume(actor=actor_or_default(actor), reason=reason)
     done(control, "learning resumed")
 
 
-def audit(limit: Annotated[int, typer.Option(min=1, help="Newest N entries.")] = 50, config: ConfigOpt = None,
-          model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False) -> None:
+def audit(
+    limit: Annotated[int, typer.Option(min=1, help="Newest N entries.")] = 50,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """The audit log: snapshots, promotions, rollbacks, pins, freezes and resumes."""
     from snapshotter.audit import read_audit
 
@@ -43,14 +53,24 @@ def audit(limit: Annotated[int, typer.Option(min=1, help="Newest N entries.")] =
         table.add_column(column)
     for e in entries:
         acc = e.metrics.get("accuracy")
-        table.add_row(dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%H:%M:%S.%f")[:-3], e.action, e.actor,
-                      str(e.from_version or "-"), str(e.to_version or "-"),
-                      "-" if acc is None else f"acc {acc:.3f}", e.reason)
+        table.add_row(
+            dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%H:%M:%S.%f")[:-3],
+            e.action,
+            e.actor,
+            str(e.from_version or "-"),
+            str(e.to_version or "-"),
+            "-" if acc is None else f"acc {acc:.3f}",
+            e.reason,
+        )
     console.print(table)
 
 
-def report(out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("livelearn-report.png"),
-           config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None) -> None:
+def report(
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("livelearn-report.png"),
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Draw the guarded metric over events with snapshots, rollbacks and pins marked (PNG)."""
     from monitor.report import write_report
 
@@ -60,8 +80,9 @@ def report(out: Annotated[Path, typer.Option("--out", help="PNG file to write.")
     try:
         write_report(store, settings, out)
     except OSError as exc:  # e.g. no permission: found only when writing
-        raise InputError(f"cannot write the report to {out} ({exc.strerror or exc}); "
-                         "pass a writable path to --out") from None
+        raise InputError(
+            f"cannot write the report to {out} ({exc.strerror or exc}); pass a writable path to --out"
+        ) from None
     console.print(f"report written to {out}")
 
 
@@ -70,8 +91,9 @@ def _check_writable(out: Path) -> None:
     if out.is_dir():
         raise InputError(f"{out} is a directory; pass a file name to --out, e.g. {out / 'livelearn-report.png'}")
     if not out.parent.is_dir():
-        raise InputError(f"cannot write the report to {out}: directory {out.parent} does not exist; "
-                         "create it or pass another --out")
+        raise InputError(
+            f"cannot write the report to {out}: directory {out.parent} does not exist; create it or pass another --out"
+        )
 
 
 def show_config(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -87,8 +109,9 @@ def show_config(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option(
             value = redact_url(value)
         rows.append((name, f"{ENV_PREFIX}{name.upper()}", value, field.description or ""))
     if as_json:
-        typer.echo(json.dumps({name: str(value) if value is not None else None for name, _, value, _ in rows},
-                              indent=2))
+        typer.echo(
+            json.dumps({name: str(value) if value is not None else None for name, _, value, _ in rows}, indent=2)
+        )
         return
     table = Table(title="livelearn settings")
     for column in ("env var", "value", "meaning"):

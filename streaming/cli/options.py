@@ -15,32 +15,28 @@ if TYPE_CHECKING:
     from streaming.config import Settings
 
 __all__ = [
-    "ConfigOpt",
-    "ModelOpt",
+    "ActorOpt",
     "BootstrapOpt",
+    "ConfigOpt",
+    "JsonOpt",
+    "MetricsHostOpt",
+    "MetricsPortOpt",
+    "ModelOpt",
+    "ReasonOpt",
     "RedisOpt",
     "TopicOpt",
-    "JsonOpt",
-    "MetricsPortOpt",
-    "MetricsHostOpt",
-    "ReasonOpt",
-    "ActorOpt",
     "settings_from",
 ]
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", envvar="LIVELEARN_CONFIG_FILE", help="TOML file with settings.")
 ]
-ModelOpt = Annotated[
-    str | None, typer.Option("--model", envvar="LIVELEARN_MODEL_NAME", help="Model name (namespace).")
-]
+ModelOpt = Annotated[str | None, typer.Option("--model", envvar="LIVELEARN_MODEL_NAME", help="Model name (namespace).")]
 BootstrapOpt = Annotated[
     str | None, typer.Option("--bootstrap", envvar="LIVELEARN_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
 ]
 RedisOpt = Annotated[str | None, typer.Option("--redis-url", envvar="LIVELEARN_REDIS_URL", help="Redis URL.")]
-TopicOpt = Annotated[
-    str | None, typer.Option("--topic", envvar="LIVELEARN_EVENTS_TOPIC", help="Events topic.")
-]
+TopicOpt = Annotated[str | None, typer.Option("--topic", envvar="LIVELEARN_EVENTS_TOPIC", help="Events topic.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit log.")]
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who (default: user@host).")]
@@ -50,8 +46,11 @@ MetricsPortOpt = Annotated[
 ]
 MetricsHostOpt = Annotated[
     str | None,
-    typer.Option("--metrics-host", envvar="LIVELEARN_METRICS_HOST",
-                 help="Address the metrics port binds (default 127.0.0.1; 0.0.0.0: every interface)."),
+    typer.Option(
+        "--metrics-host",
+        envvar="LIVELEARN_METRICS_HOST",
+        help="Address the metrics port binds (default 127.0.0.1; 0.0.0.0: every interface).",
+    ),
 ]
 
 

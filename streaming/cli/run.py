@@ -38,9 +38,14 @@ def learn(
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = None,
     until_caught_up: Annotated[bool, typer.Option(help="Exit (with a final snapshot) once no lag is left.")] = False,
-    allow_empty_store: Annotated[bool, typer.Option(
-        "--allow-empty-store", help="Start from nothing even though Kafka says the model was learned before "
-        "(Redis lost its data). Without it the learner refuses.")] = False,
+    allow_empty_store: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty-store",
+            help="Start from nothing even though Kafka says the model was learned before "
+            "(Redis lost its data). Without it the learner refuses.",
+        ),
+    ] = False,
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Consume events, score then learn each one, and snapshot versions to Redis.
@@ -48,12 +53,20 @@ def learn(
     A second `learn` for the same model waits as a hot standby. SIGTERM or Ctrl+C finishes the
     batch, writes a final snapshot, commits offsets and exits.
     """
-    from streaming.observability import serve_metrics
     from streaming.learner.runner import Learner
+    from streaming.observability import serve_metrics
 
     setup_logging(log_level)
-    settings = settings_from(config, model, bootstrap, redis_url, topic, metrics_port=metrics_port,
-                             metrics_host=metrics_host, allow_empty_store=allow_empty_store or None)
+    settings = settings_from(
+        config,
+        model,
+        bootstrap,
+        redis_url,
+        topic,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        allow_empty_store=allow_empty_store or None,
+    )
     if settings.metrics_port is not None:  # a port in use fails before anything connects
         serve_metrics(settings.metrics_port, host=settings.metrics_host)
     learner = Learner(settings)
@@ -77,8 +90,8 @@ def monitor(
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Guard the live model: roll back on confirmed breaches, freeze learning when it flaps."""
-    from streaming.observability import serve_metrics
     from monitor.guard import Monitor
+    from streaming.observability import serve_metrics
 
     setup_logging(log_level if not watch else "ERROR")
     settings = settings_from(config, model, redis_url=redis_url, metrics_port=metrics_port, metrics_host=metrics_host)
@@ -114,8 +127,13 @@ def serve(
     setup_logging(log_level)
     settings = settings_from(config, model, redis_url=redis_url, api_host=host, api_port=port)
     _check_bindable(settings.api_host, settings.api_port)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level=log_level.lower(), timeout_graceful_shutdown=5)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
 
 
 def _check_bindable(host: str, port: int) -> None:
@@ -126,8 +144,10 @@ def _check_bindable(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             probe.bind(address)
     except OSError as exc:
-        raise ConfigError(f"cannot serve the API on {host}:{port} ({exc.strerror or exc}); choose a free port with "
-                          "--port (LIVELEARN_API_PORT) or another address with --host (LIVELEARN_API_HOST)") from None
+        raise ConfigError(
+            f"cannot serve the API on {host}:{port} ({exc.strerror or exc}); choose a free port with "
+            "--port (LIVELEARN_API_PORT) or another address with --host (LIVELEARN_API_HOST)"
+        ) from None
 
 
 def up(
@@ -135,26 +155,37 @@ def up(
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the events topic.")] = 1,
     bootstrap: BootstrapOpt = None,
     redis_url: RedisOpt = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", exists=True, dir_okay=False,
-                                                  help="Dataset to replay (default: bundled).")] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", exists=True, dir_okay=False, help="Dataset to replay (default: bundled).")
+    ] = None,
     exit_when_done: Annotated[bool, typer.Option(help="Stop everything once the replay is learned.")] = False,
-    flip_labels_after: Annotated[int | None, typer.Option(min=0, help="Drift demo: invert labels from "
-                                                          "event N.")] = None,
+    flip_labels_after: Annotated[
+        int | None, typer.Option(min=0, help="Drift demo: invert labels from event N.")
+    ] = None,
     flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default 1500).")] = None,
-    api_port: Annotated[int | None, typer.Option(min=1, max=65535,
-                                                 help="Port of the prediction API (default: a free one).")] = None,
+    api_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port of the prediction API (default: a free one).")
+    ] = None,
 ) -> None:
     """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view."""
-    from streaming.local.dataset import check_columns
     from streaming.cli.up import run_up
+    from streaming.local.dataset import check_columns
 
     if csv_path is not None:
         check_columns(csv_path)
     if flip_labels_after is not None and flip_count is None:
         flip_count = 1500
-    run_up(rate=rate, partitions=partitions, bootstrap=bootstrap, redis_url=redis_url, csv_path=csv_path,
-           exit_when_done=exit_when_done, flip_labels_after=flip_labels_after, flip_count=flip_count,
-           api_port=api_port)
+    run_up(
+        rate=rate,
+        partitions=partitions,
+        bootstrap=bootstrap,
+        redis_url=redis_url,
+        csv_path=csv_path,
+        exit_when_done=exit_when_done,
+        flip_labels_after=flip_labels_after,
+        flip_count=flip_count,
+        api_port=api_port,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -43,8 +43,10 @@ def actor_or_default(actor: str | None) -> str:
 def done(control: ControlPlane, what: str) -> None:
     """One line with the state an operator action left."""
     store = control.store
-    console.print(f"{what}: head {store.head()}, serving {store.serving()}, "
-                  f"pinned {store.pinned() or '-'}, learning {'frozen' if control.frozen() else 'on'}")
+    console.print(
+        f"{what}: head {store.head()}, serving {store.serving()}, "
+        f"pinned {store.pinned() or '-'}, learning {'frozen' if control.frozen() else 'on'}"
+    )
 
 
 def _when(ts: float) -> str:
@@ -57,35 +59,75 @@ def _metric(meta: Any, name: str, part: str = "rolling") -> str:
 
 
 @versions_app.command("list")
-def list_versions(config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None,
-                  as_json: JsonOpt = False) -> None:
+def list_versions(
+    config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False
+) -> None:
     """Every stored version, oldest first, with its head marker and rolling metrics."""
     settings = settings_from(config, model, redis_url=redis_url)
     store = open_store_from(config, model, redis_url)
     metas, head, serving, pinned = store.list(), store.head(), store.serving(), store.pinned()
     stable = set(store.stable_numbers())  # abandoned lineages' versions are no longer stable
     if as_json:
-        typer.echo(json.dumps({"model": settings.model_name, "head": head, "serving": serving, "pinned": pinned,
-                               "versions": [m.to_dict() for m in metas]}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "model": settings.model_name,
+                    "head": head,
+                    "serving": serving,
+                    "pinned": pinned,
+                    "versions": [m.to_dict() for m in metas],
+                },
+                indent=2,
+            )
+        )
         return
-    table = Table(title=f"model {settings.model_name!r}: {len(metas)} versions · head {head} · serving {serving}"
-                        + (" (pinned)" if pinned else ""))
-    for column in ("version", "state", "created (UTC)", "parent", "events seen", "rolling acc", "rolling F1",
-                   "cumul. acc", "writer", "size"):
+    table = Table(
+        title=f"model {settings.model_name!r}: {len(metas)} versions · head {head} · serving {serving}"
+        + (" (pinned)" if pinned else "")
+    )
+    for column in (
+        "version",
+        "state",
+        "created (UTC)",
+        "parent",
+        "events seen",
+        "rolling acc",
+        "rolling F1",
+        "cumul. acc",
+        "writer",
+        "size",
+    ):
         table.add_column(column, justify="left" if column in ("state", "writer", "created (UTC)") else "right")
     for m in metas:
         marker = " *" if m.number == head else ""
-        state = ", ".join(word for word, on in (("stable", m.number in stable), ("serving", m.number == serving),
-                                                ("pinned", m.number == pinned)) if on)
-        table.add_row(f"{m.number}{marker}", state, _when(m.created_at), str(m.parent or "-"), f"{m.events_seen:,}",
-                      _metric(m, "accuracy"), _metric(m, "f1"), _metric(m, "accuracy", "cumulative"),
-                      m.writer, f"{m.size_bytes:,} B")
+        state = ", ".join(
+            word
+            for word, on in (
+                ("stable", m.number in stable),
+                ("serving", m.number == serving),
+                ("pinned", m.number == pinned),
+            )
+            if on
+        )
+        table.add_row(
+            f"{m.number}{marker}",
+            state,
+            _when(m.created_at),
+            str(m.parent or "-"),
+            f"{m.events_seen:,}",
+            _metric(m, "accuracy"),
+            _metric(m, "f1"),
+            _metric(m, "accuracy", "cumulative"),
+            m.writer,
+            f"{m.size_bytes:,} B",
+        )
     console.print(table)
 
 
 @versions_app.command("show")
-def show_version(number: int, config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None,
-                 as_json: JsonOpt = False) -> None:
+def show_version(
+    number: int, config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False
+) -> None:
     """Full metadata of version NUMBER (the blob's checksum is verified)."""
     settings = settings_from(config, model, redis_url=redis_url)
     meta, _state = open_store_from(config, model, redis_url).load(number)
@@ -98,31 +140,45 @@ def show_version(number: int, config: ConfigOpt = None, model: ModelOpt = None, 
     doc = meta.to_dict()
     doc["created_at"] = f"{_when(meta.created_at)} UTC"
     for key, value in doc.items():
-        if isinstance(value, dict):
-            value = json.dumps(value, sort_keys=False)
-        table.add_row(key, str(value))
+        table.add_row(key, json.dumps(value, sort_keys=False) if isinstance(value, dict) else str(value))
     console.print(table)
 
 
-def pin(number: int, reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
-        redis_url: RedisOpt = None) -> None:
+def pin(
+    number: int,
+    reason: ReasonOpt,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Pin version NUMBER: serving stays on it and nothing automatic moves it until unpin."""
     control = control_from(config, model, redis_url)
     control.pin(number, actor=actor_or_default(actor), reason=reason)
     done(control, f"pinned version {number}")
 
 
-def unpin(reason: ReasonOpt, actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
-          redis_url: RedisOpt = None) -> None:
+def unpin(
+    reason: ReasonOpt,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Unpin: serving follows the newest stable version again."""
     control = control_from(config, model, redis_url)
     control.unpin(actor=actor_or_default(actor), reason=reason)
     done(control, "unpinned")
 
 
-def rollback(reason: ReasonOpt, to: Annotated[int | None, typer.Option("--to", help="Target version.")] = None,
-             actor: ActorOpt = None, config: ConfigOpt = None, model: ModelOpt = None,
-             redis_url: RedisOpt = None) -> None:
+def rollback(
+    reason: ReasonOpt,
+    to: Annotated[int | None, typer.Option("--to", help="Target version.")] = None,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Roll the learners (and unpinned serving) back to --to N or the newest stable version before the head."""
     control = control_from(config, model, redis_url)
     target = control.rollback(to=to, actor=actor_or_default(actor), reason=reason)

@@ -4,7 +4,10 @@
 >>> cadence = Cadence(Settings(snapshot_every_events=2, snapshot_every_seconds=30), now=0.0, seen=0)
 >>> cadence.consumed(), cadence.consumed()
 (False, True)
->>> cadence.snapshotted(now=1.0); cadence.consumed(); cadence.snapshot_due(now=20.0), cadence.snapshot_due(now=31.0)
+>>> cadence.snapshotted(now=1.0)
+>>> cadence.consumed()
+False
+>>> cadence.snapshot_due(now=20.0), cadence.snapshot_due(now=31.0)
 (False, True)
 """
 

@@ -61,6 +61,6 @@ class RecentIds:
         """Restore :meth:`dump` output (a smaller configured size keeps the newest ids)."""
         self._order, self._members = {}, {}
         for partition, ids in ((doc or {}).get("ids") or {}).items():
-            kept = collections.deque(int(i) for i in ids[-self.size:]) if self.size > 0 else collections.deque()
+            kept = collections.deque(int(i) for i in ids[-self.size :]) if self.size > 0 else collections.deque()
             self._order[int(partition)] = kept
             self._members[int(partition)] = set(kept)

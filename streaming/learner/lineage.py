@@ -47,8 +47,13 @@ class Lineage:
         if restored is not None:
             state.adopt(restored, with_stream=activation)
             meta = restored.meta
-            log.info("restored version %d (events_seen=%d, epoch %d%s)", meta.number, meta.events_seen,
-                     state.epoch, ", learning frozen" if state.frozen else "")
+            log.info(
+                "restored version %d (events_seen=%d, epoch %d%s)",
+                meta.number,
+                meta.events_seen,
+                state.epoch,
+                ", learning frozen" if state.frozen else "",
+            )
         self.telemetry.model_size(state.model.inputs, state.model.capped, restored=True)
 
     def _resume_point(self, epoch: int) -> dict[str, Any]:
@@ -74,12 +79,16 @@ class Lineage:
                         skipped.setdefault(topic, {})[partition] = [start, position]
                         state.offsets.setdefault(topic, {})[partition] = position
             self._rolled_back(state, point.get("from"), skipped, recovered=True)
-            log.warning("the rollback to version %d was not applied by a learner yet: resuming after the range "
-                        "it discarded %s", last.number, skipped)
+            log.warning(
+                "the rollback to version %d was not applied by a learner yet: resuming after the range it discarded %s",
+                last.number,
+                skipped,
+            )
         return state
 
-    def follow(self, state: LearnerState, control: ControlState,
-               positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    def follow(
+        self, state: LearnerState, control: ControlState, positions: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
         """Apply a freeze/resume or a rollback; returns the partitions to seek (forward) and where.
 
         After a rollback ``state.pending_rollback`` is set: the caller snapshots at once, so the skip is
@@ -104,14 +113,20 @@ class Lineage:
             if resume > position:
                 seeks[tp] = resume
         self._rolled_back(state, head_before, skipped, recovered=False)
-        log.warning("rolled back to version %s (epoch %d); continuing from the current offsets", state.parent,
-                    state.epoch)
+        log.warning(
+            "rolled back to version %s (epoch %d); continuing from the current offsets", state.parent, state.epoch
+        )
         return seeks
 
     @staticmethod
     def _rolled_back(state: LearnerState, from_version: int | None, skipped: Skipped, *, recovered: bool) -> None:
-        state.pending_rollback = {"from_version": from_version, "to_version": state.parent, "epoch": state.epoch,
-                                  "skipped_offsets": skipped, "applied_at": time.time()}
+        state.pending_rollback = {
+            "from_version": from_version,
+            "to_version": state.parent,
+            "epoch": state.epoch,
+            "skipped_offsets": skipped,
+            "applied_at": time.time(),
+        }
         if recovered:
             state.pending_rollback["recovered"] = True
         state.last_rollback = state.pending_rollback
@@ -133,19 +148,30 @@ class Lineage:
                 committed[tp] = mark
         if not committed:
             return
-        numbers = [int(m.metadata[len("livelearn v"):]) for m in committed.values()
-                   if m.metadata and m.metadata.startswith("livelearn v") and m.metadata[11:].isdigit()]
+        numbers = [
+            int(m.metadata[len("livelearn v") :])
+            for m in committed.values()
+            if m.metadata and m.metadata.startswith("livelearn v") and m.metadata[11:].isdigit()
+        ]
         last = f"version {max(numbers)}" if numbers else "earlier versions"
         s = self.settings
-        group, where = s.consumer_group_name, ", ".join(f"{tp.topic}[{tp.partition}]@{m.offset}"
-                                                         for tp, m in committed.items())
+        group, where = (
+            s.consumer_group_name,
+            ", ".join(f"{tp.topic}[{tp.partition}]@{m.offset}" for tp, m in committed.items()),
+        )
         if not s.allow_empty_store:
             raise StoreLostError(
                 f"Redis at {redact_url(s.redis_url)} holds no version of model {s.model_name!r}, but Kafka group "
                 f"{group!r} committed offsets for {last} ({where}): Redis lost its data. Restore it from a backup "
                 "(or enable persistence), or start a new model from LIVELEARN_AUTO_OFFSET_RESET with "
-                "--allow-empty-store (LIVELEARN_ALLOW_EMPTY_STORE=true)")
-        log.warning("Redis holds no version of model %r although Kafka group %r committed offsets (%s); starting "
-                    "from nothing as allowed", s.model_name, group, where)
+                "--allow-empty-store (LIVELEARN_ALLOW_EMPTY_STORE=true)"
+            )
+        log.warning(
+            "Redis holds no version of model %r although Kafka group %r committed offsets (%s); starting "
+            "from nothing as allowed",
+            s.model_name,
+            group,
+            where,
+        )
         if numbers:
             self.store.raise_counter(max(numbers))

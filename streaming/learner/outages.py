@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 class Outages:
     """Waits for Redis or Kafka on behalf of one learner; returns early when the learner is stopped."""
 
-    def __init__(self, settings: Settings, telemetry: LearnerMetrics, stop: threading.Event,
-                 probe_redis: Callable[[], None]) -> None:
+    def __init__(
+        self, settings: Settings, telemetry: LearnerMetrics, stop: threading.Event, probe_redis: Callable[[], None]
+    ) -> None:
         self.settings, self.telemetry, self._stop = settings, telemetry, stop
         self._probe_redis = probe_redis  # a small write: refused while Redis is out of memory, read-only...
         self._kafka_failures = 0
@@ -38,8 +39,10 @@ class Outages:
         """Back off until Redis answers and accepts writes again (or the learner stops)."""
         started = time.monotonic()
         self.telemetry.redis_down(code)
-        log.error("%s; pausing (no event is consumed, the newest snapshot is safe) until it recovers",
-                  describe_failure(code, self.settings.redis_url, exc))
+        log.error(
+            "%s; pausing (no event is consumed, the newest snapshot is safe) until it recovers",
+            describe_failure(code, self.settings.redis_url, exc),
+        )
         backoff, failures, next_log = ExponentialBackoff(cap=5.0, base=0.1), 0, started + 30
         while not self._stop.wait(backoff.compute(failures)):
             try:
@@ -49,12 +52,16 @@ class Outages:
                 failures += 1
                 code = redis_failure(again) or code
                 if time.monotonic() >= next_log:
-                    log.error("still waiting for Redis after %.0fs: %s", time.monotonic() - started,
-                              describe_failure(code, self.settings.redis_url, again))
+                    log.error(
+                        "still waiting for Redis after %.0fs: %s",
+                        time.monotonic() - started,
+                        describe_failure(code, self.settings.redis_url, again),
+                    )
                     next_log = time.monotonic() + 30
         else:
-            log.warning("stopping while Redis is unavailable: no final snapshot; the next learner replays "
-                        "from the newest one")
+            log.warning(
+                "stopping while Redis is unavailable: no final snapshot; the next learner replays from the newest one"
+            )
             return
         self.telemetry.redis_up.set(1)
         log.warning("Redis is back after %.1fs; resuming from the newest snapshot", time.monotonic() - started)

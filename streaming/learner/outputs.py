@@ -18,11 +18,11 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from streaming.learner.telemetry import LearnerMetrics
 from snapshotter.codec import pack
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event, sniff_format
+from streaming.learner.telemetry import LearnerMetrics
 
 __all__ = ["Outputs"]
 
@@ -60,20 +60,33 @@ class Outputs:
         if len(value) > self.settings.max_event_bytes:  # the original stays in its topic, at the offset named
             headers.append(("livelearn.truncated_from_bytes", str(len(value)).encode()))
             value = value[: self.settings.max_event_bytes]
-        self.pending.append(self.producer.send(self.settings.dead_letter_topic_name, key=record.key, value=value,
-                                               headers=headers))
+        self.pending.append(
+            self.producer.send(self.settings.dead_letter_topic_name, key=record.key, value=value, headers=headers)
+        )
         self.telemetry.dead_lettered(exc.reason)
         log.debug("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
 
     def prediction(self, event: Event, probability: float, version: int | None) -> None:
         """Publish the score given *before* learning from ``event``, tagged with its version."""
-        doc = {"event_id": event.event_id, "user_id": event.user_id, "ts": event.ts, "probability": probability,
-               "label": probability > 0.5, "version": version, "model": self.settings.model_name}
+        doc = {
+            "event_id": event.event_id,
+            "user_id": event.user_id,
+            "ts": event.ts,
+            "probability": probability,
+            "label": probability > 0.5,
+            "version": version,
+            "model": self.settings.model_name,
+        }
         fmt = self.settings.predictions_format
         value = json.dumps(doc, separators=(",", ":")).encode() if fmt == "json" else pack(doc)
-        self.pending.append(self.producer.send(self.settings.predictions_topic_name,
-                                               key=(event.user_id or event.event_id).encode(), value=value,
-                                               headers=[("content-type", CONTENT_TYPES[fmt])]))
+        self.pending.append(
+            self.producer.send(
+                self.settings.predictions_topic_name,
+                key=(event.user_id or event.event_id).encode(),
+                value=value,
+                headers=[("content-type", CONTENT_TYPES[fmt])],
+            )
+        )
 
     def flush(self) -> None:
         """Wait until every record sent since the last flush is acknowledged, or raise.
@@ -87,8 +100,10 @@ class Outputs:
         try:
             self.producer.flush(timeout=timeout)
         except KafkaError as exc:
-            raise OutputDeliveryError(f"could not flush {len(self.pending)} dead letters/predictions within "
-                                      f"{timeout:.0f}s: {exc}; no snapshot written past them") from None
+            raise OutputDeliveryError(
+                f"could not flush {len(self.pending)} dead letters/predictions within "
+                f"{timeout:.0f}s: {exc}; no snapshot written past them"
+            ) from None
         failed = [f for f in self.pending if f.failed()]
         self.pending = []
         if failed:

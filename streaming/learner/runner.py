@@ -60,8 +60,14 @@ Positions = dict[TopicPartition, int]
 class Learner:
     """A prequential online learner for one model; see the module docstring."""
 
-    def __init__(self, settings: Settings, *, redis_client: redis.Redis | None = None, writer_id: str | None = None,
-                 registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_client: redis.Redis | None = None,
+        writer_id: str | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
         self.settings = settings
         self.redis = redis_client or connect_settings(settings)
         self.writer = writer_id or f"{socket.gethostname()}:{os.getpid()}"
@@ -108,8 +114,9 @@ class Learner:
         except redis.RedisError as exc:
             code = redis_failure(exc)
             raise ConnectionFailedError(
-                describe_failure(code, self.settings.redis_url, exc) if code else
-                f"Redis at {redact_url(self.settings.redis_url)} failed: {exc}; the newest snapshot is safe"
+                describe_failure(code, self.settings.redis_url, exc)
+                if code
+                else f"Redis at {redact_url(self.settings.redis_url)} failed: {exc}; the newest snapshot is safe"
             ) from None
         finally:
             with contextlib.suppress(redis.RedisError):
@@ -123,14 +130,19 @@ class Learner:
                 if not (self.lease.value is not None and self.lease.renew()) and not self.lease.acquire():
                     self.check_in()
                     if not standby_logged:
-                        log.info("standby: model %r is held by %s", self.settings.model_name,
-                                 self.lease.current_holder())
+                        log.info(
+                            "standby: model %r is held by %s", self.settings.model_name, self.lease.current_holder()
+                        )
                         standby_logged = True
                     self._stop.wait(min(1.0, self.settings.lease_ttl_seconds / 4))
                     continue
                 standby_logged = False
-                log.info("active: %s holds the lease of model %r (token %s)", self.writer,
-                         self.settings.model_name, self.lease.token)
+                log.info(
+                    "active: %s holds the lease of model %r (token %s)",
+                    self.writer,
+                    self.settings.model_name,
+                    self.lease.token,
+                )
                 self.telemetry.lease_held.set(1)
                 try:
                     self._run_active(until_caught_up)
@@ -154,15 +166,19 @@ class Learner:
         now = time.time()
         keys = self.store.keys
         self.redis.pipeline().zadd(keys.learners, {self.writer: now}).zremrangebyscore(
-            keys.learners, "-inf", now - 3600).execute()
+            keys.learners, "-inf", now - 3600
+        ).execute()
 
     # -- active -----------------------------------------------------------------------------------
     def _run_active(self, until_caught_up: bool) -> None:
         watch = LineageWatch(self.redis, self.store.keys)
         self.state = self.lineage.activate(watch.read())
         consumer = make_consumer(self.settings)
-        producer = make_producer(self.settings, linger_ms=20,  # a dead letter copies events up to the limit
-                                 max_request_size=max(1_048_576, self.settings.max_event_bytes) + 65_536)
+        producer = make_producer(
+            self.settings,
+            linger_ms=20,  # a dead letter copies events up to the limit
+            max_request_size=max(1_048_576, self.settings.max_event_bytes) + 65_536,
+        )
         try:
             positions = self._assign(consumer)
             if self.state.last_snapshot is None:
@@ -181,10 +197,12 @@ class Learner:
 
     def _close(self, watch: LineageWatch, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
         """Each step on its own: a failing one (broker or Redis gone) must not hide the error on its way up."""
-        for what, close in (("lineage watch", watch.close),
-                            ("consumer", lambda: consumer.close(autocommit=False, timeout_ms=5000)),
-                            ("producer", lambda: producer.close(timeout=5)),
-                            ("lease", self.lease.release)):
+        for what, close in (
+            ("lineage watch", watch.close),
+            ("consumer", lambda: consumer.close(autocommit=False, timeout_ms=5000)),
+            ("producer", lambda: producer.close(timeout=5)),
+            ("lease", self.lease.release),
+        ):
             try:
                 close()
             except Exception as exc:  # noqa: BLE001 - cleanup only
@@ -203,8 +221,14 @@ class Learner:
                 consumer.seek_to_end(tp)
         return {tp: consumer.position(tp) for tp in partitions}
 
-    def _loop(self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions, watch: LineageWatch,
-              until_caught_up: bool) -> None:
+    def _loop(
+        self,
+        consumer: KafkaConsumer,
+        outputs: Outputs,
+        positions: Positions,
+        watch: LineageWatch,
+        until_caught_up: bool,
+    ) -> None:
         s = self.settings
         cadence = Cadence(s, now=time.monotonic(), seen=self.counters["events_seen"])
         broker = BrokerWatch(consumer, s, interval=s.status_interval_seconds)
@@ -256,10 +280,17 @@ class Learner:
         if state.pending_rollback:
             extra["rollback"] = state.pending_rollback
         try:
-            meta = self.store.write(state.snapshot_state(), writer=self.writer, lease_value=self.lease.value,
-                                    offsets=state.offsets, parent=state.parent, extra=extra, epoch=state.epoch,
-                                    metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
-                                    stable=self._stable(rolling))
+            meta = self.store.write(
+                state.snapshot_state(),
+                writer=self.writer,
+                lease_value=self.lease.value,
+                offsets=state.offsets,
+                parent=state.parent,
+                extra=extra,
+                epoch=state.epoch,
+                metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
+                stable=self._stable(rolling),
+            )
         except SnapshotFencedError as exc:
             raise LeaseLostError(str(exc)) from None
         except StaleLineageError as exc:
@@ -271,8 +302,13 @@ class Learner:
         self.telemetry.snapshot_seconds.observe(elapsed)
         self.telemetry.snapshot_written(meta.created_at, meta.size_bytes, meta.number)
         self._commit(consumer, positions, meta.number)
-        log.info("version %d written: events_seen=%d, %.1f ms (+ %.1f ms offset commit)", meta.number,
-                 meta.events_seen, elapsed * 1e3, (time.perf_counter() - t0 - elapsed) * 1e3)
+        log.info(
+            "version %d written: events_seen=%d, %.1f ms (+ %.1f ms offset commit)",
+            meta.number,
+            meta.events_seen,
+            elapsed * 1e3,
+            (time.perf_counter() - t0 - elapsed) * 1e3,
+        )
         return meta
 
     def _stable(self, rolling: dict[str, float]) -> bool:
@@ -282,29 +318,43 @@ class Learner:
 
     def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int) -> None:
         try:
-            consumer.commit({tp: OffsetAndMetadata(pos, f"livelearn v{number}", -1) for tp, pos in positions.items()},
-                            timeout_ms=2000)
-        except Exception as exc:  # commits only feed lag dashboards and the lost-store check; never stop for them
+            consumer.commit(
+                {tp: OffsetAndMetadata(pos, f"livelearn v{number}", -1) for tp, pos in positions.items()},
+                timeout_ms=2000,
+            )
+        except Exception as exc:  # noqa: BLE001 - commits only feed lag dashboards and the lost-store check
             log.warning("offset commit after version %d failed: %s", number, exc)
 
-    def status_document(self, events_per_second: float, current_lag: int | None,
-                        positions: Positions | None = None) -> LearnerStatus:
+    def status_document(
+        self, events_per_second: float, current_lag: int | None, positions: Positions | None = None
+    ) -> LearnerStatus:
         """This learner's live figures, as the status document others read."""
         state, last = self.state, self.state.last_snapshot
         offsets: dict[str, dict[str, int]] = {}
         for tp, position in (positions or {}).items():
             offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
         return LearnerStatus(
-            writer=self.writer, lease_token=self.lease.token, updated_at=time.time(),
-            events_per_second=events_per_second, lag=current_lag, counters=dict(state.counters),
-            rolling=state.metrics.rolling_values(), cumulative=state.metrics.cumulative_values(),
-            head_version=last.number if last else None, version=state.parent,
-            last_snapshot_at=last.created_at if last else None, epoch=state.epoch, frozen=state.frozen,
-            stream_position=sum(positions.values()) if positions else 0, offsets=offsets,
-            last_rollback=state.last_rollback)
+            writer=self.writer,
+            lease_token=self.lease.token,
+            updated_at=time.time(),
+            events_per_second=events_per_second,
+            lag=current_lag,
+            counters=dict(state.counters),
+            rolling=state.metrics.rolling_values(),
+            cumulative=state.metrics.cumulative_values(),
+            head_version=last.number if last else None,
+            version=state.parent,
+            last_snapshot_at=last.created_at if last else None,
+            epoch=state.epoch,
+            frozen=state.frozen,
+            stream_position=sum(positions.values()) if positions else 0,
+            offsets=offsets,
+            last_rollback=state.last_rollback,
+        )
 
-    def publish_status(self, events_per_second: float, current_lag: int | None,
-                       positions: Positions | None = None) -> None:
+    def publish_status(
+        self, events_per_second: float, current_lag: int | None, positions: Positions | None = None
+    ) -> None:
         """Write the status and the metric samples recorded since (read by the monitor, views, operators)."""
         status = self.status_document(events_per_second, current_lag, positions)
         self.telemetry.set_rolling(status["rolling"])

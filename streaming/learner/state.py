@@ -60,8 +60,9 @@ class LearnerState:
     @classmethod
     def fresh(cls, spec: ModelSpec, settings: Settings) -> LearnerState:
         """Nothing learned yet."""
-        return cls(spec, OnlineModel(spec), PrequentialMetrics(settings.rolling_window),
-                   RecentIds(settings.dedupe_window))
+        return cls(
+            spec, OnlineModel(spec), PrequentialMetrics(settings.rolling_window), RecentIds(settings.dedupe_window)
+        )
 
     def adopt(self, restored: Restored, *, with_stream: bool) -> None:
         """Take ``restored``'s learned state and lineage position. ``with_stream``: also its idempotence window
@@ -81,5 +82,10 @@ class LearnerState:
         stream: dict[str, Any] = {"dedupe": self.recent.dump()}
         if self.scored_since_rollback is not None:
             stream["scored_since_rollback"] = self.scored_since_rollback
-        return SnapshotState(spec=self.spec.to_dict(), model=self.model.dump_state(),
-                             metrics=self.metrics.dump_state(), counters=dict(self.counters), stream=stream)
+        return SnapshotState(
+            spec=self.spec.to_dict(),
+            model=self.model.dump_state(),
+            metrics=self.metrics.dump_state(),
+            counters=dict(self.counters),
+            stream=stream,
+        )

@@ -31,8 +31,7 @@ class EventStep:
         self.telemetry = telemetry
         self.limits = EventLimits.from_settings(settings)
 
-    def process(self, state: LearnerState, record: Any, outputs: Outputs,
-                positions: dict[TopicPartition, int]) -> None:
+    def process(self, state: LearnerState, record: Any, outputs: Outputs, positions: dict[TopicPartition, int]) -> None:
         """One record; ``positions`` already include it. Never raises for anything the record holds."""
         self.telemetry.events_consumed.inc()
         counters = state.counters
@@ -76,8 +75,15 @@ class EventStep:
         sequence whatever the event rate; a replay after a crash records the same samples again (same
         ``scored`` count), which the monitor recognises and skips.
         """
-        state.samples.append({"time": time.time(), "epoch": state.epoch, "version": state.parent or 0,
-                              "scored": state.metrics.samples, "events_seen": state.counters["events_seen"],
-                              "stream_position": sum(positions.values()),
-                              **{f"offset:{tp.partition}": position for tp, position in positions.items()},
-                              **state.metrics.rolling_values()})
+        state.samples.append(
+            {
+                "time": time.time(),
+                "epoch": state.epoch,
+                "version": state.parent or 0,
+                "scored": state.metrics.samples,
+                "events_seen": state.counters["events_seen"],
+                "stream_position": sum(positions.values()),
+                **{f"offset:{tp.partition}": position for tp, position in positions.items()},
+                **state.metrics.rolling_values(),
+            }
+        )

@@ -32,48 +32,89 @@ class LearnerMetrics:
 
     def __init__(self, registry: CollectorRegistry = REGISTRY, model: str = "default") -> None:
         self._model = model
-        self.events_consumed = counter("livelearn_events_consumed_total", "Records taken from the events topic.",
-                                       registry, model)
-        self.events_learned = counter("livelearn_events_learned_total", "Labelled events the model learned from.",
-                                      registry, model)
-        self.duplicates = counter("livelearn_events_duplicate_total", "Events skipped because their id was seen on "
-                                  "the partition within the idempotence window.", registry, model)
-        self._dead_lettered = Counter("livelearn_events_dead_lettered_total",
-                                      "Events rejected to the dead-letter topic, by reason.", ["model", "reason"],
-                                      registry=registry)
-        self.predict_seconds = histogram("livelearn_predict_seconds", "Time to score one event.", registry, model,
-                                         EVENT_LATENCY_BUCKETS)
-        self.learn_seconds = histogram("livelearn_learn_seconds", "Time of one SGD step.", registry, model,
-                                       EVENT_LATENCY_BUCKETS)
-        self.snapshot_seconds = histogram("livelearn_snapshot_seconds", "Time to write one version to Redis.",
-                                          registry, model, SNAPSHOT_BUCKETS)
-        self.snapshot_bytes = gauge("livelearn_snapshot_size_bytes", "Size of the newest snapshot blob.", registry,
-                                    model)
-        self.snapshot_timestamp = gauge("livelearn_snapshot_timestamp_seconds", "Unix time of the newest snapshot.",
-                                        registry, model)
+        self.events_consumed = counter(
+            "livelearn_events_consumed_total", "Records taken from the events topic.", registry, model
+        )
+        self.events_learned = counter(
+            "livelearn_events_learned_total", "Labelled events the model learned from.", registry, model
+        )
+        self.duplicates = counter(
+            "livelearn_events_duplicate_total",
+            "Events skipped because their id was seen on the partition within the idempotence window.",
+            registry,
+            model,
+        )
+        self._dead_lettered = Counter(
+            "livelearn_events_dead_lettered_total",
+            "Events rejected to the dead-letter topic, by reason.",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.predict_seconds = histogram(
+            "livelearn_predict_seconds", "Time to score one event.", registry, model, EVENT_LATENCY_BUCKETS
+        )
+        self.learn_seconds = histogram(
+            "livelearn_learn_seconds", "Time of one SGD step.", registry, model, EVENT_LATENCY_BUCKETS
+        )
+        self.snapshot_seconds = histogram(
+            "livelearn_snapshot_seconds", "Time to write one version to Redis.", registry, model, SNAPSHOT_BUCKETS
+        )
+        self.snapshot_bytes = gauge(
+            "livelearn_snapshot_size_bytes", "Size of the newest snapshot blob.", registry, model
+        )
+        self.snapshot_timestamp = gauge(
+            "livelearn_snapshot_timestamp_seconds", "Unix time of the newest snapshot.", registry, model
+        )
         self._last_snapshot_at = 0.0
-        gauge("livelearn_snapshot_age_seconds", "Seconds since the newest snapshot (0: none yet).", registry,
-              model).set_function(lambda: time.time() - self._last_snapshot_at if self._last_snapshot_at else 0.0)
-        self.head_version = gauge("livelearn_learner_head_version", "Newest version of the learner lineage.",
-                                  registry, model)
-        self._rolling = Gauge("livelearn_rolling_metric_ratio", "Rolling prequential metric, by name.",
-                              ["model", "metric"], registry=registry)
-        self.consumer_lag = gauge("livelearn_consumer_lag_events", "High-water mark minus position, summed over "
-                                  "partitions (NaN: unknown, Kafka unreachable).", registry, model)
+        gauge(
+            "livelearn_snapshot_age_seconds", "Seconds since the newest snapshot (0: none yet).", registry, model
+        ).set_function(lambda: time.time() - self._last_snapshot_at if self._last_snapshot_at else 0.0)
+        self.head_version = gauge(
+            "livelearn_learner_head_version", "Newest version of the learner lineage.", registry, model
+        )
+        self._rolling = Gauge(
+            "livelearn_rolling_metric_ratio",
+            "Rolling prequential metric, by name.",
+            ["model", "metric"],
+            registry=registry,
+        )
+        self.consumer_lag = gauge(
+            "livelearn_consumer_lag_events",
+            "High-water mark minus position, summed over partitions (NaN: unknown, Kafka unreachable).",
+            registry,
+            model,
+        )
         self.lease_held = gauge("livelearn_lease_held", "1 while this process is the active learner.", registry, model)
-        self.model_inputs = gauge("livelearn_model_inputs", "Inputs the model has learned (numeric features + "
-                                  "categories).", registry, model)
-        self._capped = Counter("livelearn_inputs_capped_total", "Learned feature values beyond the size caps, by "
-                               "kind (category: folded into '__other__'; feature: ignored).", ["model", "kind"],
-                               registry=registry)
+        self.model_inputs = gauge(
+            "livelearn_model_inputs", "Inputs the model has learned (numeric features + categories).", registry, model
+        )
+        self._capped = Counter(
+            "livelearn_inputs_capped_total",
+            "Learned feature values beyond the size caps, by "
+            "kind (category: folded into '__other__'; feature: ignored).",
+            ["model", "kind"],
+            registry=registry,
+        )
         self._capped_seen: dict[str, int] = {}
-        self.redis_up = gauge("livelearn_redis_up", "0 while Redis is unreachable or refusing writes (the learner "
-                              "waits).", registry, model)
-        self._redis_outages = Counter("livelearn_redis_outages_total", "Times the learner had to wait for Redis, by "
-                                      "Redis error code (unreachable, OOM, MISCONF, READONLY, LOADING...).",
-                                      ["model", "code"], registry=registry)
-        self.kafka_up = gauge("livelearn_kafka_up", "0 while no broker has answered for "
-                              "LIVELEARN_KAFKA_UNREACHABLE_SECONDS.", registry, model)
+        self.redis_up = gauge(
+            "livelearn_redis_up",
+            "0 while Redis is unreachable or refusing writes (the learner waits).",
+            registry,
+            model,
+        )
+        self._redis_outages = Counter(
+            "livelearn_redis_outages_total",
+            "Times the learner had to wait for Redis, by "
+            "Redis error code (unreachable, OOM, MISCONF, READONLY, LOADING...).",
+            ["model", "code"],
+            registry=registry,
+        )
+        self.kafka_up = gauge(
+            "livelearn_kafka_up",
+            "0 while no broker has answered for LIVELEARN_KAFKA_UNREACHABLE_SECONDS.",
+            registry,
+            model,
+        )
         for kind in ("category", "feature"):
             self._capped.labels(model, kind)
         self._redis_outages.labels(model, "unreachable")

@@ -29,9 +29,24 @@ DATASET_PATH = Path(str(resources.files("streaming.local") / "data" / "online_sh
 LABEL_COLUMN = "Revenue"
 #: Every column of the dataset, in file order; a CSV to replay needs all of them (more are read as numbers).
 EXPECTED_COLUMNS = (
-    "Administrative", "Administrative_Duration", "Informational", "Informational_Duration", "ProductRelated",
-    "ProductRelated_Duration", "BounceRates", "ExitRates", "PageValues", "SpecialDay", "Month", "OperatingSystems",
-    "Browser", "Region", "TrafficType", "VisitorType", "Weekend", LABEL_COLUMN,
+    "Administrative",
+    "Administrative_Duration",
+    "Informational",
+    "Informational_Duration",
+    "ProductRelated",
+    "ProductRelated_Duration",
+    "BounceRates",
+    "ExitRates",
+    "PageValues",
+    "SpecialDay",
+    "Month",
+    "OperatingSystems",
+    "Browser",
+    "Region",
+    "TrafficType",
+    "VisitorType",
+    "Weekend",
+    LABEL_COLUMN,
 )
 _CATEGORICAL = {"Month", "OperatingSystems", "Browser", "Region", "TrafficType", "VisitorType"}
 _BOOLEAN = {"Weekend"}
@@ -78,8 +93,10 @@ def check_columns(path: str | Path) -> None:
         raise InputError(f"{path} is not a UTF-8 CSV file ({exc}); pass the events as CSV text") from None
     missing = [column for column in EXPECTED_COLUMNS if column not in header]
     if missing:
-        raise InputError(f"{path} lacks the columns {', '.join(missing)}; a CSV to replay needs every column of "
-                         f"the bundled dataset ({DATASET_PATH.name})")
+        raise InputError(
+            f"{path} lacks the columns {', '.join(missing)}; a CSV to replay needs every column of "
+            f"the bundled dataset ({DATASET_PATH.name})"
+        )
 
 
 def read_events(path: str | Path = DATASET_PATH, limit: int | None = None, repeat: int = 1) -> Iterator[Event]:

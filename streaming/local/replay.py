@@ -16,11 +16,12 @@ from kafka import KafkaProducer
 
 from streaming.events import Event, encode_event
 
-__all__ = ["replay", "flip_labels"]
+__all__ = ["flip_labels", "replay"]
 
 
-def flip_labels(events: Iterable[Event], after: int, count: int | None = None, *, probability: float = 0.5,
-                seed: int = 0) -> Iterator[Event]:
+def flip_labels(
+    events: Iterable[Event], after: int, count: int | None = None, *, probability: float = 0.5, seed: int = 0
+) -> Iterator[Event]:
     """Corrupt labels from the ``after``-th event for ``count`` events (default: all the rest): a demo drift.
 
     Each label in the burst is inverted with ``probability``: 0.5 turns labels into coin flips that no
@@ -34,9 +35,8 @@ def flip_labels(events: Iterable[Event], after: int, count: int | None = None, *
     rng = random.Random(seed)
     for index, event in enumerate(events):
         in_burst = index >= after and (count is None or index < after + count) and event.label is not None
-        if in_burst and rng.random() < probability:
-            event = dataclasses.replace(event, label=not event.label)
-        yield event
+        flipped = in_burst and rng.random() < probability
+        yield dataclasses.replace(event, label=not event.label) if flipped else event
 
 
 def replay(

@@ -40,14 +40,21 @@ def request_store(settings: Settings) -> VersionStore:
     return VersionStore.for_settings(client, settings)
 
 
-def create_app(settings: Settings, *, store: VersionStore | None = None,
-               registry: CollectorRegistry = REGISTRY) -> FastAPI:
+def create_app(
+    settings: Settings, *, store: VersionStore | None = None, registry: CollectorRegistry = REGISTRY
+) -> FastAPI:
     """The ASGI app for one model."""
     store = store or request_store(settings)
     metrics = ServingMetrics(registry, settings.model_name)
     models = ServingModels(store, refresh_seconds=settings.serving_refresh_seconds, metrics=metrics)
-    ctx = ServingContext(settings=settings, store=store, models=models, control=ControlPlane(store),
-                         metrics=metrics, bodies=request_models(ApiLimits.from_settings(settings)))
+    ctx = ServingContext(
+        settings=settings,
+        store=store,
+        models=models,
+        control=ControlPlane(store),
+        metrics=metrics,
+        bodies=request_models(ApiLimits.from_settings(settings)),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -57,9 +64,13 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         yield
         models.stop()
 
-    app = FastAPI(title=f"livelearn · {settings.model_name}", version="1", lifespan=lifespan,
-                  responses=responses(413),
-                  description="Live predictions of an online-learning model; each tagged with its version.")
+    app = FastAPI(
+        title=f"livelearn · {settings.model_name}",
+        version="1",
+        lifespan=lifespan,
+        responses=responses(413),
+        description="Live predictions of an online-learning model; each tagged with its version.",
+    )
     app.router.route_class = StrictJSONRoute  # every body is parsed strictly
     install_error_handlers(app)
     app.mount("/metrics", make_asgi_app(registry))
@@ -73,7 +84,8 @@ def create_app(settings: Settings, *, store: VersionStore | None = None,
         response = await call_next(request)
         route = request.scope.get("route")
         metrics.request_seconds.labels(settings.model_name, getattr(route, "path", "other")).observe(
-            time.perf_counter() - t0)
+            time.perf_counter() - t0
+        )
         return response
 
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # outermost: before any parsing

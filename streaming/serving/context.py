@@ -30,8 +30,10 @@ _ERRORS: dict[int, str] = {
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` of a route that can answer ``codes`` (besides 200 and the app-wide 413)."""
-    return {code: {"model": ValidationErrorBody if code == 422 else ErrorBody, "description": _ERRORS[code]}
-            for code in codes}
+    return {
+        code: {"model": ValidationErrorBody if code == 422 else ErrorBody, "description": _ERRORS[code]}
+        for code in codes
+    }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,7 +42,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from streaming.events import encodable
 
 __all__ = [
-    "MAX_ERRORS", "BodyError", "BodyLimit", "StrictJSONRoute", "clean_errors", "install_error_handlers", "loads_strict",
+    "MAX_ERRORS",
+    "BodyError",
+    "BodyLimit",
+    "StrictJSONRoute",
+    "clean_errors",
+    "install_error_handlers",
+    "loads_strict",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,7 +128,9 @@ def loads_strict(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BodyError(f"body is not UTF-8 (invalid byte at {exc.start}); send UTF-8 JSON", ["body", exc.start])
+        raise BodyError(
+            f"body is not UTF-8 (invalid byte at {exc.start}); send UTF-8 JSON", ["body", exc.start]
+        ) from None
     try:
         doc = json.loads(text, parse_constant=_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
@@ -200,11 +208,23 @@ class BodyLimit:
         await self.app(scope, _replay(messages, receive), send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body over {self.max_bytes} bytes (LIVELEARN_API_MAX_BODY_BYTES); "
-                                     "send a smaller body, e.g. fewer instances per request"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        body = json.dumps(
+            {
+                "detail": f"request body over {self.max_bytes} bytes (LIVELEARN_API_MAX_BODY_BYTES); "
+                "send a smaller body, e.g. fewer instances per request"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -246,12 +266,23 @@ def clean_errors(errors: Sequence[dict[str, Any]], limit: int = MAX_ERRORS) -> l
     {'loc': ['body', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…'], 'msg': 'bad', 'type': 't'}
     {'loc': ['body'], 'msg': '1 more problem not listed; fix the ones above and retry', 'type': 'too_many_errors'}
     """
-    cleaned = [{"loc": [part if isinstance(part, int) else _safe_text(str(part), _MAX_PART) for part in e["loc"]],
-                "msg": _safe_text(str(e["msg"]), _MAX_MSG), "type": str(e["type"])} for e in errors[:limit]]
+    cleaned = [
+        {
+            "loc": [part if isinstance(part, int) else _safe_text(str(part), _MAX_PART) for part in e["loc"]],
+            "msg": _safe_text(str(e["msg"]), _MAX_MSG),
+            "type": str(e["type"]),
+        }
+        for e in errors[:limit]
+    ]
     if len(errors) > limit:
         more = len(errors) - limit
-        cleaned.append({"loc": ["body"], "msg": f"{more} more problem{'s' if more > 1 else ''} not listed; "
-                        "fix the ones above and retry", "type": "too_many_errors"})
+        cleaned.append(
+            {
+                "loc": ["body"],
+                "msg": f"{more} more problem{'s' if more > 1 else ''} not listed; fix the ones above and retry",
+                "type": "too_many_errors",
+            }
+        )
     return cleaned
 
 
@@ -262,14 +293,20 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("%s %s: Redis unavailable: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return JSONResponse({"detail": f"the version store (Redis) is unavailable ({type(exc).__name__}); predictions "
-                                   "with the serving version still work; retry later"},
-                        status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(
+        {
+            "detail": f"the version store (Redis) is unavailable ({type(exc).__name__}); predictions "
+            "with the serving version still work; retry later"
+        },
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log has the details"},
-                        status_code=500)
+    return JSONResponse(
+        {"detail": f"internal error ({type(exc).__name__}); the server log has the details"}, status_code=500
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -23,11 +23,11 @@ import logging
 import threading
 import time
 
-from streaming.serving.telemetry import ServingMetrics
 from snapshotter.store import VersionStore
 from streaming.model import ModelSpec, OnlineModel
+from streaming.serving.telemetry import ServingMetrics
 
-__all__ = ["ServingModels", "LoadedVersion"]
+__all__ = ["LoadedVersion", "ServingModels"]
 
 log = logging.getLogger(__name__)
 LoadedVersion = tuple[int, OnlineModel]
@@ -36,8 +36,14 @@ LoadedVersion = tuple[int, OnlineModel]
 class ServingModels:
     """The current serving model plus an LRU cache of other versions."""
 
-    def __init__(self, store: VersionStore, *, refresh_seconds: float = 0.25, cache_size: int = 8,
-                 metrics: ServingMetrics | None = None) -> None:
+    def __init__(
+        self,
+        store: VersionStore,
+        *,
+        refresh_seconds: float = 0.25,
+        cache_size: int = 8,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
         self.store = store
         self.refresh_seconds = refresh_seconds
         self.metrics = metrics
@@ -56,7 +62,7 @@ class ServingModels:
             if number in self._cache:
                 self._cache.move_to_end(number)
                 return self._cache[number]
-        meta, state = self.store.load(number)
+        _meta, state = self.store.load(number)
         model = OnlineModel.restore(ModelSpec.from_dict(state.spec), state.model)
         with self._lock:
             self._cache[number] = model
@@ -89,8 +95,10 @@ class ServingModels:
         age = (time.monotonic() if now is None else now) - (self.synced_at or 0.0)
         if age <= stale_after:
             return None
-        return (f"cannot follow the serving pointer for {age:.0f} s ({self.last_error or 'no answer'}); still "
-                f"serving version {self.current[0]} from memory. Check Redis (LIVELEARN_REDIS_URL)")
+        return (
+            f"cannot follow the serving pointer for {age:.0f} s ({self.last_error or 'no answer'}); still "
+            f"serving version {self.current[0]} from memory. Check Redis (LIVELEARN_REDIS_URL)"
+        )
 
     def get(self, version: int | None = None) -> LoadedVersion | None:
         """``(version, model)``: the serving one, or the requested version."""
@@ -120,7 +128,7 @@ class ServingModels:
                     pubsub.get_message(timeout=self.refresh_seconds)  # wakes early on an announcement
                     while pubsub.get_message(timeout=0) is not None:
                         pass
-                except Exception as exc:  # keep serving the loaded model through Redis trouble
+                except Exception as exc:  # noqa: BLE001 - keep serving the loaded model through any Redis trouble
                     self._failed(exc)
                     self._stop.wait(self.refresh_seconds)
         finally:
@@ -129,8 +137,11 @@ class ServingModels:
     def _failed(self, exc: Exception) -> None:
         """Log the first failure of an outage (not every retry) and keep its reason for readiness."""
         if self.last_error is None:
-            log.error("serving cannot follow the serving pointer: %s: %s; still serving the loaded version",
-                      type(exc).__name__, exc)
+            log.error(
+                "serving cannot follow the serving pointer: %s: %s; still serving the loaded version",
+                type(exc).__name__,
+                exc,
+            )
         self.last_error = type(exc).__name__  # the readiness body names the kind, the log has the details
 
     def _recovered(self) -> None:

@@ -52,13 +52,22 @@ def admin_routes(ctx: ServingContext) -> APIRouter:
             raise HTTPException(404, str(exc)) from None
         except ControlError as exc:
             raise HTTPException(409, str(exc)) from None
-        return {"head": store.head(), "serving": store.serving(), "pinned": store.pinned(),
-                "frozen": control.frozen() is not None}
+        return {
+            "head": store.head(),
+            "serving": store.serving(),
+            "pinned": store.pinned(),
+            "frozen": control.frozen() is not None,
+        }
 
     @router.get("/versions", tags=["versions"], responses=responses(503))
     def list_versions() -> dict[str, Any]:
-        return {"model": ctx.name, "head": store.head(), "serving": store.serving(), "pinned": store.pinned(),
-                "versions": [m.to_dict() for m in store.list()]}
+        return {
+            "model": ctx.name,
+            "head": store.head(),
+            "serving": store.serving(),
+            "pinned": store.pinned(),
+            "versions": [m.to_dict() for m in store.list()],
+        }
 
     @router.get("/versions/{number}", tags=["versions"], responses=responses(404, 422, 503))
     def show_version(number: int) -> dict[str, Any]:

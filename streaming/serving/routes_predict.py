@@ -24,13 +24,13 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
         """Score one feature map with the serving version (or ``version``)."""
         return ctx.score(ctx.model_for(body.version), body.features, body.event_id)  # type: ignore[attr-defined]
 
-    @router.post("/predict/batch", response_model=BatchResponse, tags=["predict"],
-                 responses=responses(404, 422, 503))
+    @router.post("/predict/batch", response_model=BatchResponse, tags=["predict"], responses=responses(404, 422, 503))
     def predict_batch(body: BatchRequest) -> BatchResponse:  # type: ignore[valid-type]
         loaded = ctx.model_for(body.version)  # type: ignore[attr-defined]
-        return BatchResponse(predictions=[ctx.score(loaded, i.features, i.event_id)
-                                          for i in body.instances],  # type: ignore[attr-defined]
-                             version=loaded[0])
+        return BatchResponse(
+            predictions=[ctx.score(loaded, i.features, i.event_id) for i in body.instances],  # type: ignore[attr-defined]
+            version=loaded[0],
+        )
 
     @router.get("/v2/health/live", tags=["v2"])
     async def live() -> dict[str, bool]:  # async: answered on the event loop even if every thread waits on Redis
@@ -46,10 +46,15 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
 
     def metadata(version: int | None) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "name": ctx.name, "platform": "river", "versions": [str(n) for n in ctx.store.numbers()],
+            "name": ctx.name,
+            "platform": "river",
+            "versions": [str(n) for n in ctx.store.numbers()],
             "inputs": [{"name": "<feature>", "datatype": "FP64 | INT64 | BOOL | BYTES", "shape": [-1]}],
-            "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]},
-                        {"name": "label", "datatype": "BOOL", "shape": [-1]}]}
+            "outputs": [
+                {"name": "probability", "datatype": "FP64", "shape": [-1]},
+                {"name": "label", "datatype": "BOOL", "shape": [-1]},
+            ],
+        }
         if version is not None:
             ctx.model_for(version)
             doc["version"] = str(version)
@@ -70,18 +75,26 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
         rows = to_rows(body)
         loaded = ctx.model_for(version)
         predictions = [ctx.score(loaded, row) for row in rows]
-        return {"model_name": ctx.name, "model_version": str(loaded[0]), "id": body.id,
-                "outputs": [{"name": "probability", "datatype": "FP64", "shape": [len(rows)],
-                             "data": [p.probability for p in predictions]},
-                            {"name": "label", "datatype": "BOOL", "shape": [len(rows)],
-                             "data": [p.label for p in predictions]}]}
+        return {
+            "model_name": ctx.name,
+            "model_version": str(loaded[0]),
+            "id": body.id,
+            "outputs": [
+                {
+                    "name": "probability",
+                    "datatype": "FP64",
+                    "shape": [len(rows)],
+                    "data": [p.probability for p in predictions],
+                },
+                {"name": "label", "datatype": "BOOL", "shape": [len(rows)], "data": [p.label for p in predictions]},
+            ],
+        }
 
     @router.post("/v2/models/{model_name}/infer", tags=["v2"], responses=responses(404, 422, 503))
     def infer_serving(model_name: str, body: InferRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         return infer(model_name, None, body)
 
-    @router.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"],
-                 responses=responses(404, 422, 503))
+    @router.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"], responses=responses(404, 422, 503))
     def infer_version(model_name: str, version: int, body: InferRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         return infer(model_name, version, body)
 

@@ -37,17 +37,30 @@ from streaming.errors import EventError
 from streaming.events import EventLimits, check_feature
 
 __all__ = [
-    "MAX_ACTOR_LENGTH", "MAX_REASON_LENGTH", "AdminRequest", "ApiLimits", "BatchResponse", "ErrorBody", "PinRequest",
-    "Prediction", "RequestModels", "RollbackRequest", "Scalar", "ValidationErrorBody", "ValidationProblem",
-    "request_models", "to_rows",
+    "MAX_ACTOR_LENGTH",
+    "MAX_REASON_LENGTH",
+    "AdminRequest",
+    "ApiLimits",
+    "BatchResponse",
+    "ErrorBody",
+    "PinRequest",
+    "Prediction",
+    "RequestModels",
+    "RollbackRequest",
+    "Scalar",
+    "ValidationErrorBody",
+    "ValidationProblem",
+    "request_models",
+    "to_rows",
 ]
 
 MAX_ACTOR_LENGTH = 200
 MAX_REASON_LENGTH = 1000
 Scalar = bool | int | float | str
 Version = Annotated[StrictInt, Field(ge=1)]
-Datatype = Literal["BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
-                   "FP16", "FP32", "FP64", "BYTES"]
+Datatype = Literal[
+    "BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64", "BYTES"
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,7 +68,7 @@ class ApiLimits:
     """Bounds on one request: a batch size, and the event contract's bounds for each instance."""
 
     max_batch: int = 1000
-    events: EventLimits = EventLimits()
+    events: EventLimits = dataclasses.field(default_factory=EventLimits)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ApiLimits":
@@ -130,8 +143,10 @@ def _check_shape(shape: list[int], data_length: int, max_batch: int) -> int:
     if batch < 1:
         raise ValueError(f"shape {shape}: the batch must be at least 1")
     if batch > max_batch:
-        raise ValueError(f"shape {shape}: batch {batch} is over the limit of {max_batch} (LIVELEARN_API_MAX_BATCH); "
-                         "send smaller requests")
+        raise ValueError(
+            f"shape {shape}: batch {batch} is over the limit of {max_batch} (LIVELEARN_API_MAX_BATCH); "
+            "send smaller requests"
+        )
     if data_length != batch:
         raise ValueError(f"shape {shape} says {batch} values, data has {data_length}")
     return batch
@@ -178,8 +193,10 @@ def _check_inputs(inputs: list[Any]) -> None:
             raise ValueError(f"inputs[{i}].name repeats an earlier input; send one input per feature")
         seen.add(column.name)
         if column.shape[0] != first.shape[0]:
-            raise ValueError(f"inputs[{i}] has batch {column.shape[0]}, inputs[0] has {first.shape[0]}; "
-                             "every input must have the same batch")
+            raise ValueError(
+                f"inputs[{i}] has batch {column.shape[0]}, inputs[0] has {first.shape[0]}; "
+                "every input must have the same batch"
+            )
 
 
 # -- request models built from the limits ------------------------------------------------------------
@@ -196,9 +213,11 @@ def request_models(limits: ApiLimits) -> RequestModels:
     """Request models that enforce ``limits``; pydantic reports every breach as a 422 naming the field."""
     events = limits.events
     Id = Annotated[str, StringConstraints(min_length=1, max_length=events.max_string_length)]
-    Features = Annotated[dict[str, Scalar], Field(max_length=events.max_features,
-                                                  description="name -> number | string | bool, as in events"),
-                         AfterValidator(_feature_checker(events))]
+    Features = Annotated[
+        dict[str, Scalar],
+        Field(max_length=events.max_features, description="name -> number | string | bool, as in events"),
+        AfterValidator(_feature_checker(events)),
+    ]
 
     class PredictInstance(BaseModel):
         features: Features
@@ -225,8 +244,9 @@ def request_models(limits: ApiLimits) -> RequestModels:
 
     class InferRequest(BaseModel):
         id: Id | None = Field(None, description="Echoed back in the response.")
-        inputs: list[InferInput] = Field(min_length=1, max_length=events.max_features,
-                                         description="One input tensor per feature.")
+        inputs: list[InferInput] = Field(
+            min_length=1, max_length=events.max_features, description="One input tensor per feature."
+        )
         parameters: dict[str, Any] | None = None
 
         @field_validator("inputs")

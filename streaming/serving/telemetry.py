@@ -23,9 +23,13 @@ class ServingMetrics:
     """Metrics of a `livelearn serve` process."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY, model: str = "default") -> None:
-        self.request_seconds = Histogram("livelearn_serving_request_seconds", "Time to answer one request.",
-                                         ["model", "route"], buckets=REQUEST_BUCKETS, registry=registry)
+        self.request_seconds = Histogram(
+            "livelearn_serving_request_seconds",
+            "Time to answer one request.",
+            ["model", "route"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
         self.predictions = counter("livelearn_serving_predictions_total", "Predictions returned.", registry, model)
-        self.serving_version = gauge("livelearn_serving_loaded_version", "Version loaded for serving.", registry,
-                                     model)
+        self.serving_version = gauge("livelearn_serving_loaded_version", "Version loaded for serving.", registry, model)
         self.swaps = counter("livelearn_serving_swaps_total", "Serving model swaps.", registry, model)
