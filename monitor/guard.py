@@ -28,12 +28,13 @@ from snapshotter.audit import append_audit
 from snapshotter.connection import describe_failure, redis_failure
 from snapshotter.control import ControlPlane
 from snapshotter.cursor import CursorState, GuardCursor
+from snapshotter.presence import check_in, sign_off
 from snapshotter.status import parse_sample
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.errors import AlreadyFrozenError, ControlError, NotFrozenError, StaleEpochError, VersionNotFoundError
 
-__all__ = ["Monitor", "live_monitors"]
+__all__ = ["Monitor"]
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,14 @@ class Monitor:
                     self._stop.wait(self.settings.monitor_check_interval_seconds)
         finally:
             with contextlib.suppress(redis.RedisError):
-                self.store.client.zrem(self.store.keys.monitors, self.id)
+                sign_off(self.store.client, self.store.keys.monitors, self.id)
 
     # -- one step ---------------------------------------------------------------------------------
     def check_once(self, *, block_ms: int | None = None) -> list[Decision]:
         """Judge every sample recorded since the shared cursor (waiting up to ``block_ms`` for one)."""
         client, keys = self.store.client, self.store.keys
         now = time.time()
-        client.pipeline().zadd(keys.monitors, {self.id: now}).zremrangebyscore(
-            keys.monitors, "-inf", now - 3600
-        ).execute()
+        check_in(client, keys.monitors, self.id, now=now)
         frozen = self.control.frozen() is not None
         self._update_gauges(frozen)
         start = self.cursor.load()
@@ -193,12 +192,3 @@ class Monitor:
         self.telemetry.head_version.set(head or 0)
         self.telemetry.serving_version.set(serving or 0)
         self.telemetry.pinned.set(1 if pinned is not None else 0)
-
-
-def live_monitors(store: VersionStore, within: float = 10.0) -> list[str]:
-    """Ids of the monitors that checked in during the last ``within`` seconds."""
-    since = time.time() - within
-    return [
-        m.decode() if isinstance(m, bytes) else m
-        for m in store.client.zrangebyscore(store.keys.monitors, since, "+inf")
-    ]

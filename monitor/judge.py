@@ -80,7 +80,7 @@ class Judge:
         """End of the quiet period: ``cooldown * 2**(n-1)`` after the last of n recent rollbacks."""
         if not rollback_times:
             return float("-inf")
-        return max(rollback_times) + self.cooldown * 2 ** (len(rollback_times) - 1)
+        return max(rollback_times) + self.cooldown * 2.0 ** (len(rollback_times) - 1)
 
     def reset(self) -> None:
         self.state = JudgeState()

@@ -63,7 +63,7 @@ class PrequentialMetrics:
         self.samples += 1
 
     @staticmethod
-    def _values(table: dict) -> dict[str, float]:
+    def _values(table: dict[str, Any]) -> dict[str, float]:
         return {name: float(metric.get()) for name, metric in table.items()}
 
     def cumulative_values(self) -> dict[str, float]:

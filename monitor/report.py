@@ -62,7 +62,7 @@ def write_report(store: VersionStore, settings: Settings, out: Path) -> None:
     snapshot_at = {m.number: float(sum(sum(p.values()) for p in m.offsets.values())) for m in store.list()}
     labelled: set[str] = set()
     for entry in read_audit(store.client, store.keys):
-        x = snapshot_at.get(entry.to_version) if entry.action == "snapshot" else None
+        x = snapshot_at.get(entry.to_version) if entry.action == "snapshot" and entry.to_version else None
         x = x if x is not None else x_at(entry.time)
         if x is None:
             continue

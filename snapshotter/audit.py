@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from snapshotter.connection import as_text
 from snapshotter.keys import Keys
 
 __all__ = ["AuditEntry", "append_audit", "default_actor", "read_audit"]
@@ -29,8 +30,8 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _text(value: bytes | str | None) -> str:
-    return value.decode() if isinstance(value, bytes) else (value or "")
+def _text(value: object) -> str:
+    return "" if value is None else as_text(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +49,7 @@ class AuditEntry:
     fields: dict[str, str]
 
     @classmethod
-    def from_stream(cls, entry_id: bytes | str, fields: dict) -> AuditEntry:
+    def from_stream(cls, entry_id: object, fields: dict[Any, Any]) -> AuditEntry:
         f = {_text(k): _text(v) for k, v in fields.items()}
         eid = _text(entry_id)
 
@@ -75,12 +76,16 @@ def read_audit(
     client: redis.Redis, keys: Keys, *, count: int | None = None, actions: set[str] | None = None
 ) -> list[AuditEntry]:
     """Audit entries oldest first (the newest ``count`` if given), optionally of some actions only."""
-    raw = client.xrevrange(keys.audit, count=count) if count else client.xrange(keys.audit)
+    raw: list[tuple[Any, dict[Any, Any]]] = list(
+        client.xrevrange(keys.audit, count=count) if count else client.xrange(keys.audit)  # type: ignore[arg-type]
+    )
     entries = [AuditEntry.from_stream(i, f) for i, f in (reversed(raw) if count else raw)]
     return [e for e in entries if actions is None or e.action in actions]
 
 
 def append_audit(client: redis.Redis, keys: Keys, maxlen: int, **fields: Any) -> None:
     """Append an entry for an event no script records (e.g. a rollback that found no target)."""
-    values = {k: json.dumps(v) if isinstance(v, dict) else ("" if v is None else str(v)) for k, v in fields.items()}
+    values: dict[Any, Any] = {
+        k: json.dumps(v) if isinstance(v, dict) else ("" if v is None else str(v)) for k, v in fields.items()
+    }
     client.xadd(keys.audit, values, maxlen=maxlen, approximate=True)

@@ -51,7 +51,8 @@ FORMAT_VERSION = 1
 
 def pack(doc: Any) -> bytes:
     """msgpack with bin types; the only serialiser used for Redis values."""
-    return msgpack.packb(doc, use_bin_type=True)
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
 
 
 def unpack(raw: bytes) -> Any:

@@ -23,6 +23,9 @@ __all__ = [
     "FATAL_FAILURES",
     "REDIS_KEY_PATTERN",
     "REQUIRED_REDIS_COMMANDS",
+    "as_bytes",
+    "as_int",
+    "as_text",
     "connect_redis",
     "describe_failure",
     "redact_url",
@@ -130,6 +133,29 @@ def redis_failure(exc: BaseException) -> str | None:
 def describe_failure(code: str, url: str, exc: BaseException) -> str:
     """One line for logs and errors: what Redis said, at which (redacted) URL, and what to do."""
     return f"{_ADVICE.get(code, code)} at {redact_url(url)} ({exc})"
+
+
+def as_bytes(value: object) -> bytes:
+    """A reply of a client without ``decode_responses`` (livelearn's): bytes, as the type says.
+
+    >>> as_bytes(b"x"), as_text(b"7"), as_int(b"7")
+    (b'x', '7', 7)
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise TypeError(f"expected bytes from Redis, got {type(value).__name__}")
+
+
+def as_text(value: object) -> str:
+    """A reply as text (keys, members, stream ids)."""
+    return as_bytes(value).decode()
+
+
+def as_int(value: object) -> int:
+    """A reply holding an integer (counters, version numbers)."""
+    return int(as_text(value)) if isinstance(value, bytes | str) else int(value)  # type: ignore[call-overload]
 
 
 def redact_url(url: str) -> str:

@@ -20,7 +20,7 @@ import redis
 from redis.commands.core import Script
 
 from snapshotter.codec import pack
-from snapshotter.connection import redis_failure
+from snapshotter.connection import as_text, redis_failure
 from snapshotter.scripts import register
 from snapshotter.store import VersionStore
 from streaming.errors import (
@@ -91,7 +91,7 @@ class ControlPlane:
         to: int | None = None,
         actor: str,
         reason: str,
-        metrics: dict | None = None,
+        metrics: dict[str, Any] | None = None,
         expected_epoch: int | None = None,
         automatic: bool = False,
         fallback: int | None = None,
@@ -163,7 +163,7 @@ class ControlPlane:
 
     # -- freezing ---------------------------------------------------------------------------------
     def freeze(
-        self, *, actor: str, reason: str, metrics: dict | None = None, expected_epoch: int | None = None
+        self, *, actor: str, reason: str, metrics: dict[str, Any] | None = None, expected_epoch: int | None = None
     ) -> None:
         k = self.keys
         self._run(
@@ -179,7 +179,7 @@ class ControlPlane:
             ],
         )
 
-    def resume(self, *, actor: str, reason: str, metrics: dict | None = None) -> None:
+    def resume(self, *, actor: str, reason: str, metrics: dict[str, Any] | None = None) -> None:
         k = self.keys
         self._run(
             self._resume,
@@ -189,14 +189,14 @@ class ControlPlane:
 
     def frozen(self) -> dict[str, str] | None:
         raw = self.store.client.hgetall(self.keys.frozen)
-        return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+        return {as_text(k): as_text(v) for k, v in raw.items()} if raw else None
 
     def recent_rollbacks(self, window: float, now: float | None = None) -> list[float]:
         """Times of rollbacks within ``window`` seconds, since the last resume."""
         now = time.time() if now is None else now
         resumed = float(self.store.client.get(self.keys.resumed) or 0)
         start = max(now - window, resumed)
-        return [
-            float(score)
-            for _m, score in self.store.client.zrangebyscore(self.keys.rollbacks, f"({start}", now, withscores=True)
-        ]
+        found: list[tuple[Any, float]] = self.store.client.zrangebyscore(  # type: ignore[assignment]
+            self.keys.rollbacks, f"({start}", now, withscores=True
+        )
+        return [float(score) for _member, score in found]

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from snapshotter.connection import as_text
 from snapshotter.keys import Keys
 from snapshotter.scripts import register
 
@@ -32,10 +33,6 @@ class CursorState:
     healthy_since: float | None = None
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class GuardCursor:
     """Read and move the shared cursor of one model's monitors."""
 
@@ -44,7 +41,7 @@ class GuardCursor:
         self._commit = register(client, "commit_cursor")
 
     def load(self) -> CursorState:
-        raw = {_text(k): _text(v) for k, v in self.client.hgetall(self.keys.guard).items()}
+        raw = {as_text(k): as_text(v) for k, v in self.client.hgetall(self.keys.guard).items()}
         healthy = raw.get("healthy_since", "")
         return CursorState(
             raw.get("cursor", START),
@@ -56,8 +53,10 @@ class GuardCursor:
 
     def entries(self, after: str, *, count: int, block_ms: int | None) -> list[tuple[str, dict[Any, Any]]]:
         """Up to ``count`` history entries after ``after``, waiting up to ``block_ms`` for the first one."""
-        reply = self.client.xread({self.keys.history: after}, count=count, block=block_ms or None)
-        return [(_text(entry_id), fields) for entry_id, fields in reply[0][1]] if reply else []
+        reply: list[Any] = self.client.xread(  # type: ignore[assignment]
+            {self.keys.history: after}, count=count, block=block_ms or None
+        )
+        return [(as_text(entry_id), fields) for entry_id, fields in reply[0][1]] if reply else []
 
     def commit(self, read_from: str, state: CursorState) -> bool:
         """Move to ``state`` if the cursor is still at ``read_from``; ``False`` if another monitor moved it."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import redis
 
+from snapshotter.connection import as_text
 from snapshotter.keys import Keys
 from snapshotter.scripts import register
 
@@ -68,4 +69,4 @@ class Lease:
 
     def current_holder(self) -> str | None:
         raw = self._client.get(self.keys.lease)
-        return raw.decode() if raw is not None else None
+        return as_text(raw) if raw is not None else None

@@ -23,6 +23,7 @@ from typing import Any, TypedDict
 import redis
 
 from snapshotter.codec import pack, unpack
+from snapshotter.connection import as_bytes, as_text
 from snapshotter.keys import Keys
 from snapshotter.scripts import register
 
@@ -53,24 +54,24 @@ class LearnerStatus(TypedDict):
     last_rollback: dict[str, Any] | None
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def parse_sample(fields: Mapping[Any, Any]) -> MetricSample:
     """One history entry as numbers."""
-    return {_text(k): float(v) for k, v in fields.items()}
+    return {as_text(k): float(v) for k, v in fields.items()}
 
 
 def read_samples(client: redis.Redis, keys: Keys) -> list[tuple[str, MetricSample]]:
     """Every metric sample still in the history stream, oldest first: ``(entry id, sample)``."""
-    return [(_text(entry_id), parse_sample(fields)) for entry_id, fields in client.xrange(keys.history)]
+    entries: list[tuple[Any, dict[Any, Any]]] = list(client.xrange(keys.history))  # type: ignore[arg-type]
+    return [(as_text(entry_id), parse_sample(fields)) for entry_id, fields in entries]
 
 
 def read_status(client: redis.Redis, keys: Keys) -> LearnerStatus | None:
     """The active learner's last published status, or ``None`` when none is fresh."""
     raw = client.get(keys.status)
-    return unpack(raw) if raw is not None else None  # type: ignore[no-any-return]
+    if raw is None:
+        return None
+    status: LearnerStatus = unpack(as_bytes(raw))
+    return status
 
 
 class StatusWriter:

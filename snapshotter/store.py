@@ -24,7 +24,7 @@ from snapshotter.codec import (
     sha256_hex,
     unpack,
 )
-from snapshotter.connection import connect_redis, redis_failure
+from snapshotter.connection import as_bytes, as_int, as_text, connect_redis, redis_failure
 from snapshotter.keys import Keys
 from snapshotter.scripts import register
 from snapshotter.status import LearnerStatus, read_status
@@ -172,7 +172,7 @@ class VersionStore:
 
     def stable_numbers(self) -> list[int]:
         """Stable versions still stored, oldest first."""
-        return [int(n) for n in self.client.zrange(self.keys.stable, 0, -1)]
+        return [as_int(n) for n in self.client.zrange(self.keys.stable, 0, -1)]
 
     def status(self) -> LearnerStatus | None:
         """The active learner's last published status, or ``None`` when none is fresh."""
@@ -186,7 +186,7 @@ class VersionStore:
         raw = self.client.hgetall(self.keys.resume)
         if not raw:
             return None
-        doc = {key.decode(): value for key, value in raw.items()}
+        doc = {as_text(key): as_bytes(value) for key, value in raw.items()}
         return {
             "epoch": int(doc["epoch"]),
             "from": int(doc["from"]) if doc.get("from") else None,
@@ -201,7 +201,7 @@ class VersionStore:
 
     def numbers(self) -> list[int]:
         """Every stored version number, oldest first."""
-        return [int(n) for n in self.client.zrange(self.keys.index, 0, -1)]
+        return [as_int(n) for n in self.client.zrange(self.keys.index, 0, -1)]
 
     def meta(self, number: int) -> VersionMeta:
         raw = self.client.get(self.keys.meta(number))
@@ -211,7 +211,7 @@ class VersionStore:
                 f"(see `livelearn versions list`; retention keeps the newest {self.keep})"
             )
         try:
-            return VersionMeta.from_dict({"number": number, **unpack(raw)})
+            return VersionMeta.from_dict({"number": number, **unpack(as_bytes(raw))})
         except (ValueError, TypeError) as exc:
             raise SnapshotCorruptError(f"metadata of version {number} is unreadable: {exc}") from None
 
@@ -222,7 +222,7 @@ class VersionStore:
             return []
         raws = self.client.mget([self.keys.meta(n) for n in numbers])
         found = zip(numbers, raws, strict=True)
-        return [VersionMeta.from_dict({"number": n, **unpack(r)}) for n, r in found if r is not None]
+        return [VersionMeta.from_dict({"number": n, **unpack(as_bytes(r))}) for n, r in found if r is not None]
 
     def load(self, number: int) -> tuple[VersionMeta, SnapshotState]:
         """Metadata and verified learned state of version ``number``."""
@@ -230,7 +230,7 @@ class VersionStore:
         blob = self.client.get(self.keys.blob(number))
         if blob is None:
             raise VersionNotFoundError(f"version {number} has metadata but no blob; it was removed while reading")
-        return meta, decode_snapshot(blob, meta.sha256)
+        return meta, decode_snapshot(as_bytes(blob), meta.sha256)
 
 
 def connect_settings(settings: Settings) -> redis.Redis:

@@ -96,7 +96,8 @@ def encode_event(event: Event, fmt: Literal["msgpack", "json"] = "msgpack") -> b
     doc = event.to_dict()
     if fmt == "json":
         return json.dumps(doc, separators=(",", ":")).encode()
-    return msgpack.packb(doc, use_bin_type=True)
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
 
 
 def kind_of(value: Any) -> str:

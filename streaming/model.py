@@ -175,7 +175,8 @@ class OnlineModel:
 
     def predict_encoded(self, x: dict[str, Any]) -> float:
         """Probability of the positive class for features already passed through :meth:`encode`."""
-        return self.pipeline.predict_proba_one(x).get(True, 0.0)
+        probability: float = self.pipeline.predict_proba_one(x).get(True, 0.0)
+        return probability
 
     def learn_encoded(self, x: dict[str, Any], label: bool) -> None:
         """One SGD step on features already passed through :meth:`encode` with ``learn=True``."""

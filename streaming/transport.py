@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -52,7 +53,7 @@ def make_consumer(settings: Settings) -> KafkaConsumer:
         raise _unreachable(settings, exc) from None
 
 
-def make_producer(settings: Settings, **options) -> KafkaProducer:
+def make_producer(settings: Settings, **options: Any) -> KafkaProducer:
     try:
         return KafkaProducer(**settings.kafka_client_options(), **options)
     except KafkaError as exc:

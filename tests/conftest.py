@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
+from snapshotter.presence import alive
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.events import Event, encode_event
@@ -23,6 +24,16 @@ from streaming.local.embedded import EmbeddedServer, embedded_stack
 from streaming.transport import ensure_topics, make_producer
 
 _counter = itertools.count()
+
+#: Fixtures that start or use real servers: a test that asks for one belongs to the integration lane.
+_INTEGRATION_FIXTURES = frozenset({"stack", "make_settings", "learners", "private", "served", "private_redis"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests that talk to a real broker or redis-server (``-m "not integration"`` runs the rest)."""
+    for item in items:
+        if _INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +161,7 @@ def produce(settings: Settings, events: Iterable[Event | bytes], *, rate: float 
 def checked_in(settings: Settings, key: str, within: float = 10.0) -> list[str]:
     """Members of a check-in set (``learners`` or ``monitors``) seen during the last ``within`` seconds."""
     store = store_for(settings)
-    return [m.decode() for m in store.client.zrangebyscore(getattr(store.keys, key), time.time() - within, "+inf")]
+    return alive(store.client, getattr(store.keys, key), within=within)
 
 
 def learner_id(process: LearnerProcess) -> str:

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from monitor.prequential import is_healthy
 from snapshotter.audit import read_audit
+from snapshotter.status import LearnerStatus
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 
@@ -63,7 +64,7 @@ class ViewState:
 
 def render(
     settings: Settings,
-    status: dict[str, Any] | None,
+    status: LearnerStatus | None,
     control: dict[str, Any],
     history: list[float],
     extra: dict[str, str],
@@ -95,7 +96,8 @@ def render(
             ),
         )
         table.add_row("rolling F1 / AUC", f"{rolling['f1']:.4f} / {rolling['roc_auc']:.4f}")
-        age = time.time() - status["last_snapshot_at"] if status.get("last_snapshot_at") else None
+        last_at = status.get("last_snapshot_at")
+        age = time.time() - last_at if last_at else None
         table.add_row("last snapshot", "-" if age is None else f"v{status['head_version']}, {age:.1f}s ago")
         table.add_row("active learner", f"{status['writer']} (lease token {status['lease_token']})")
     pinned = control.get("pinned")
@@ -116,8 +118,8 @@ def render(
         else f"{time.strftime('%H:%M:%S', time.localtime(last.time))} v{last.from_version}→v{last.to_version} "
         f"by {last.actor}",
     )
-    for key, value in extra.items():
-        table.add_row(key, value)
+    for key, text in extra.items():
+        table.add_row(key, text)
     return Panel(table, title=f"livelearn · model {settings.model_name!r}", border_style="green")
 
 

@@ -45,7 +45,7 @@ _DEMO_DEFAULTS = {
 }
 
 
-def _child(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def _child(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
     return subprocess.Popen(
         [sys.executable, "-m", "streaming", command],
@@ -58,7 +58,7 @@ def _child(command: str, env: dict[str, str], log_path: Path) -> subprocess.Pope
     )
 
 
-def _stop_children(children: dict[str, subprocess.Popen]) -> None:
+def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
     for proc in children.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -85,7 +85,7 @@ def run_up(
     load_settings(kafka_bootstrap=bootstrap, redis_url=redis_url)  # a bad setting fails before any server starts
     console = Console()
     servers: list[EmbeddedServer] = []
-    children: dict[str, subprocess.Popen] = {}
+    children: dict[str, subprocess.Popen[bytes]] = {}
     stop_replay = threading.Event()
     workdir = Path(tempfile.mkdtemp(prefix="livelearn-up-"))
     try:

@@ -33,12 +33,15 @@ class LineageWatch:
         self._keys = keys
         self._poll_interval = poll_interval
         self._next_poll = 0.0
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         self._pubsub.subscribe(keys.channel)
 
     @staticmethod
     def read_state(client: redis.Redis, keys: Keys) -> ControlState:
-        epoch, frozen = client.pipeline().get(keys.epoch).exists(keys.frozen).execute()
+        pipe = client.pipeline()
+        pipe.get(keys.epoch)
+        pipe.exists(keys.frozen)
+        epoch, frozen = pipe.execute()
         return ControlState(int(epoch or 0), bool(frozen))
 
     def read(self) -> ControlState:

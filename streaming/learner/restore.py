@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from monitor.prequential import PrequentialMetrics
@@ -48,7 +49,7 @@ def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[O
     return OnlineModel.restore(spec, state.model), PrequentialMetrics.from_state(state.metrics, window)
 
 
-def _lineage(store: VersionStore, head: int):
+def _lineage(store: VersionStore, head: int) -> Iterator[int]:
     """The head and its ancestors, newest first: never a version of a lineage a rollback abandoned.
 
     Where a version's metadata cannot be read, its parent is unknown, so the walk goes on with the next
@@ -59,10 +60,11 @@ def _lineage(store: VersionStore, head: int):
     while number is not None and number not in seen:
         seen.add(number)
         yield number
+        current = number
         try:
-            number = store.meta(number).parent
+            number = store.meta(current).parent
         except (SnapshotCorruptError, VersionNotFoundError):
-            lower = [n for n in store.numbers() if n < number]
+            lower = [n for n in store.numbers() if n < current]
             number = lower[-1] if lower else None
 
 

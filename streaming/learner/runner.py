@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from typing import Any
 
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -29,6 +30,7 @@ from monitor.prequential import meets_threshold
 from snapshotter.codec import VersionMeta
 from snapshotter.connection import FATAL_FAILURES, describe_failure, redact_url, redis_failure
 from snapshotter.lease import Lease
+from snapshotter.presence import check_in, sign_off
 from snapshotter.status import LearnerStatus, StatusWriter
 from snapshotter.store import VersionStore, connect_settings
 from streaming.config import Settings
@@ -120,7 +122,7 @@ class Learner:
             ) from None
         finally:
             with contextlib.suppress(redis.RedisError):
-                self.redis.zrem(self.store.keys.learners, self.writer)
+                sign_off(self.redis, self.store.keys.learners, self.writer)
 
     def _run(self, until_caught_up: bool) -> None:
         standby_logged = False
@@ -163,11 +165,7 @@ class Learner:
 
     def check_in(self) -> None:
         """Record that this learner is alive (active or standby) for operators, views and readiness checks."""
-        now = time.time()
-        keys = self.store.keys
-        self.redis.pipeline().zadd(keys.learners, {self.writer: now}).zremrangebyscore(
-            keys.learners, "-inf", now - 3600
-        ).execute()
+        check_in(self.redis, self.store.keys.learners, self.writer)
 
     # -- active -----------------------------------------------------------------------------------
     def _run_active(self, until_caught_up: bool) -> None:
@@ -276,7 +274,7 @@ class Learner:
         for tp, position in positions.items():
             state.offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
         rolling = state.metrics.rolling_values()
-        extra = {"dead_lettered": state.counters["dead_lettered"], "frozen": state.frozen}
+        extra: dict[str, Any] = {"dead_lettered": state.counters["dead_lettered"], "frozen": state.frozen}
         if state.pending_rollback:
             extra["rollback"] = state.pending_rollback
         try:

@@ -78,7 +78,7 @@ def row_to_event(row: dict[str, str], index: int) -> Event:
     return Event(
         event_id=f"session-{index:06d}",
         ts=_BASE_TS_MS + index * 1000,
-        features=features,  # type: ignore[arg-type]
+        features=features,
         label=label,
         user_id=f"visitor-{index % 997:03d}",
     )

@@ -117,7 +117,7 @@ class ServingModels:
             self._thread.join(timeout=5)
 
     def _watch(self) -> None:
-        pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             while not self._stop.is_set():
                 try:
