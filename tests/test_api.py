@@ -699,7 +699,12 @@ def test_every_metric_in_the_readme_is_exposed(served_alone, learners):
                 names.add(family.name + ("_total" if family.type == "counter" else ""))
         return names
 
-    deadline = time.monotonic() + 30
-    while not documented <= (names := exposed()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert documented - names == set()
+    seen: set[str] = set()
+
+    def all_exposed() -> bool:
+        seen.update(exposed())
+        return documented <= seen
+
+    with contextlib.suppress(AssertionError):
+        wait_for(all_exposed, 30, "every documented metric to be exposed", interval=0.5)
+    assert documented - seen == set()

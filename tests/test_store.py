@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from conftest import store_for
+from conftest import store_for, wait_for
 
 from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import SnapshotState
@@ -76,7 +75,7 @@ def test_lease_is_exclusive_fenced_and_expires(make_settings):
     assert write(store, a.value).number == 1
     stale_value, stale_token = a.value, a.token
     store.client.pexpire(store.keys.lease, 1)  # a stalls past its TTL
-    time.sleep(0.05)
+    wait_for(lambda: not store.client.exists(store.keys.lease), 5, "the lease to expire")
     assert b.acquire()
     assert b.token == stale_token + 1
     assert not a.renew()

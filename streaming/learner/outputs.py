@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -24,9 +24,22 @@ from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event, sniff_format
 from streaming.learner.telemetry import LearnerMetrics
 
-__all__ = ["Outputs"]
+__all__ = ["CONTENT_TYPES", "Outputs", "PredictionRecord"]
 
 log = logging.getLogger(__name__)
+
+
+class PredictionRecord(TypedDict):
+    """One record of the predictions topic (msgpack or JSON, keyed by user id or event id)."""
+
+    event_id: str
+    user_id: str | None
+    ts: int  # the event's epoch milliseconds
+    probability: float  # of the positive class, scored before learning from the event
+    label: bool  # probability > 0.5
+    version: int | None  # the version the live model descends from; None before the first snapshot
+    model: str
+
 
 CONTENT_TYPES = {"msgpack": b"application/msgpack", "json": b"application/json"}
 
@@ -68,15 +81,15 @@ class Outputs:
 
     def prediction(self, event: Event, probability: float, version: int | None) -> None:
         """Publish the score given *before* learning from ``event``, tagged with its version."""
-        doc = {
-            "event_id": event.event_id,
-            "user_id": event.user_id,
-            "ts": event.ts,
-            "probability": probability,
-            "label": probability > 0.5,
-            "version": version,
-            "model": self.settings.model_name,
-        }
+        doc = PredictionRecord(
+            event_id=event.event_id,
+            user_id=event.user_id,
+            ts=event.ts,
+            probability=probability,
+            label=probability > 0.5,
+            version=version,
+            model=self.settings.model_name,
+        )
         fmt = self.settings.predictions_format
         value = json.dumps(doc, separators=(",", ":")).encode() if fmt == "json" else pack(doc)
         self.pending.append(
