@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 
@@ -37,7 +37,14 @@ from streaming.errors import (
     VersionNotFoundError,
 )
 
-__all__ = ["VersionStore", "connect_settings", "open_store"]
+__all__ = ["ResumePoint", "VersionStore", "connect_settings", "open_store"]
+
+
+#: Where the newest rollback's lineage resumes (written by the rollback script): its epoch, the version it
+#: left (``from``) and went to (``to``), and the offsets the abandoned lineage had consumed.
+ResumePoint = TypedDict(
+    "ResumePoint", {"epoch": int, "from": int | None, "to": int, "offsets": dict[str, dict[str, int]]}
+)
 
 
 class VersionStore:
@@ -140,13 +147,14 @@ class VersionStore:
                 ],
             )
         except redis.ResponseError as exc:
-            if "FENCED" in str(exc):
+            code, _, detail = str(exc).partition(" ")  # the script answers "<CODE> <detail>"
+            if code == "FENCED":
                 raise SnapshotFencedError(
                     f"snapshot rejected for model {k.model_name!r}: this writer ({writer}) no longer holds "
-                    f"the lease ({str(exc).split('FENCED ', 1)[-1]}); another learner is active"
+                    f"the lease ({detail}); another learner is active"
                 ) from None
-            if "STALE_LINEAGE" in str(exc):
-                raise StaleLineageError(f"snapshot rejected: {str(exc).split('STALE_LINEAGE ', 1)[-1]}") from None
+            if code == "STALE_LINEAGE":
+                raise StaleLineageError(f"snapshot rejected: {detail}") from None
             if redis_failure(exc):
                 raise  # out of memory, persistence failing, read-only...: for the caller to wait out or report
             raise SnapshotError(f"snapshot write failed: {exc}") from None
@@ -178,7 +186,7 @@ class VersionStore:
         """The active learner's last published status, or ``None`` when none is fresh."""
         return read_status(self.client, self.keys)
 
-    def resume_point(self) -> dict[str, Any] | None:
+    def resume_point(self) -> ResumePoint | None:
         """Where the newest rollback's lineage resumes: ``{"epoch", "from", "to", "offsets"}``, or ``None``.
 
         Written by the rollback script itself, so the skip is durable at the moment of the rollback.
@@ -187,12 +195,13 @@ class VersionStore:
         if not raw:
             return None
         doc = {as_text(key): as_bytes(value) for key, value in raw.items()}
-        return {
+        point: ResumePoint = {
             "epoch": int(doc["epoch"]),
             "from": int(doc["from"]) if doc.get("from") else None,
             "to": int(doc["to"]),
             "offsets": unpack(doc["offsets"]),
         }
+        return point
 
     def raise_counter(self, at_least: int) -> None:
         """Make the next version number greater than ``at_least`` (after Redis lost its data, so new versions

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
 from snapshotter.connection import redact_url
-from snapshotter.store import VersionStore
+from snapshotter.store import ResumePoint, VersionStore
 from streaming.config import Settings
 from streaming.errors import StoreLostError
 from streaming.learner.lineage_watch import ControlState
@@ -56,10 +55,10 @@ class Lineage:
             )
         self.telemetry.model_size(state.model.inputs, state.model.capped, restored=True)
 
-    def _resume_point(self, epoch: int) -> dict[str, Any]:
-        """The rollback record that made lineage ``epoch`` (``offsets`` consumed, ``from`` version), or ``{}``."""
+    def _resume_point(self, epoch: int) -> ResumePoint | None:
+        """The rollback record that made lineage ``epoch`` (``offsets`` consumed, ``from`` version), if any."""
         point = self.store.resume_point()
-        return point if point is not None and point["epoch"] == epoch else {}
+        return point if point is not None and point["epoch"] == epoch else None
 
     def activate(self, control: ControlState) -> LearnerState:
         """A state restored from the head, resuming exactly where it stopped (or after a discarded range)."""
@@ -72,13 +71,13 @@ class Lineage:
         if last.epoch < state.epoch:  # a rollback made this lineage and no snapshot of it records the skip yet
             point = self._resume_point(state.epoch)
             skipped: Skipped = {}
-            for topic, partitions in point.get("offsets", {}).items():
+            for topic, partitions in (point["offsets"] if point else {}).items():
                 for partition, position in partitions.items():
                     start = state.offsets.get(topic, {}).get(partition, 0)
                     if position > start:
                         skipped.setdefault(topic, {})[partition] = [start, position]
                         state.offsets.setdefault(topic, {})[partition] = position
-            self._rolled_back(state, point.get("from"), skipped, recovered=True)
+            self._rolled_back(state, point["from"] if point else None, skipped, recovered=True)
             log.warning(
                 "the rollback to version %d was not applied by a learner yet: resuming after the range it discarded %s",
                 last.number,
@@ -102,7 +101,8 @@ class Lineage:
         head_before = state.parent
         self._restore(state, control, activation=False)
         stored = state.last_snapshot.offsets if state.last_snapshot else {}
-        consumed = self._resume_point(state.epoch).get("offsets", {})
+        point = self._resume_point(state.epoch)
+        consumed = point["offsets"] if point else {}
         skipped: Skipped = {tp.topic: {} for tp in positions}
         seeks: dict[TopicPartition, int] = {}
         for tp, position in positions.items():

@@ -18,20 +18,17 @@ import os
 import socket
 import threading
 import time
-from typing import Any
 
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from monitor.prequential import meets_threshold
 from snapshotter.codec import VersionMeta
 from snapshotter.connection import FATAL_FAILURES, describe_failure, redact_url, redis_failure
 from snapshotter.lease import Lease
 from snapshotter.presence import check_in, sign_off
-from snapshotter.status import LearnerStatus, StatusWriter
+from snapshotter.status import LearnerStatus
 from snapshotter.store import VersionStore, connect_settings
 from streaming.config import Settings
 from streaming.errors import (
@@ -39,10 +36,9 @@ from streaming.errors import (
     ConnectionFailedError,
     LeaseLostError,
     OutputDeliveryError,
-    SnapshotFencedError,
-    StaleLineageError,
 )
 from streaming.learner.cadence import Cadence
+from streaming.learner.checkpoint import Checkpoints
 from streaming.learner.lineage import Lineage
 from streaming.learner.lineage_watch import LineageWatch
 from streaming.learner.outages import Outages
@@ -79,7 +75,7 @@ class Learner:
         self.telemetry = LearnerMetrics(registry, settings.model_name)
         self.step = EventStep(settings, self.telemetry)
         self.lineage = Lineage(self.store, self.spec, settings, self.telemetry)
-        self.status_writer = StatusWriter(self.redis, self.store.keys, history_maxlen=settings.audit_retention)
+        self.checkpoints = Checkpoints(settings, self.store, self.lease, self.writer, self.telemetry)
         self._stop = threading.Event()
         self.outages = Outages(settings, self.telemetry, self._stop, probe_redis=self.check_in)
         self.state = LearnerState.fresh(self.spec, settings)
@@ -264,103 +260,21 @@ class Learner:
 
     # -- snapshots and status -----------------------------------------------------------------------
     def snapshot(self, outputs: Outputs, positions: Positions, consumer: KafkaConsumer) -> VersionMeta | None:
-        """Write the current state as a new version, then commit its offsets (for monitoring).
-
-        ``None`` when a rollback moved the lineage on meanwhile: the loop follows it, then snapshots.
-        """
-        t0 = time.perf_counter()
-        outputs.flush()  # dead letters and predictions up to here are durable before offsets move past them
-        state = self.state
-        for tp, position in positions.items():
-            state.offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
-        rolling = state.metrics.rolling_values()
-        extra: dict[str, Any] = {"dead_lettered": state.counters["dead_lettered"], "frozen": state.frozen}
-        if state.pending_rollback:
-            extra["rollback"] = state.pending_rollback
-        try:
-            meta = self.store.write(
-                state.snapshot_state(),
-                writer=self.writer,
-                lease_value=self.lease.value,
-                offsets=state.offsets,
-                parent=state.parent,
-                extra=extra,
-                epoch=state.epoch,
-                metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
-                stable=self._stable(rolling),
-            )
-        except SnapshotFencedError as exc:
-            raise LeaseLostError(str(exc)) from None
-        except StaleLineageError as exc:
-            log.warning("%s; following the rollback first", exc)
-            self._lineage_moved = True
-            return None
-        state.parent, state.last_snapshot, state.pending_rollback = meta.number, meta, None
-        elapsed = time.perf_counter() - t0
-        self.telemetry.snapshot_seconds.observe(elapsed)
-        self.telemetry.snapshot_written(meta.created_at, meta.size_bytes, meta.number)
-        self._commit(consumer, positions, meta.number)
-        log.info(
-            "version %d written: events_seen=%d, %.1f ms (+ %.1f ms offset commit)",
-            meta.number,
-            meta.events_seen,
-            elapsed * 1e3,
-            (time.perf_counter() - t0 - elapsed) * 1e3,
-        )
+        """Write the current state as a new version (see :class:`Checkpoints`); ``None`` when a rollback moved
+        the lineage on meanwhile: the loop follows it first."""
+        meta = self.checkpoints.snapshot(self.state, outputs, positions, consumer)
+        self._lineage_moved = meta is None
         return meta
-
-    def _stable(self, rolling: dict[str, float]) -> bool:
-        """Meets the threshold with enough samples — counting, after a rollback, only events scored since."""
-        since = self.state.scored_since_rollback
-        return meets_threshold(rolling, self.settings) and (since is None or since >= self.settings.monitor_min_samples)
-
-    def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int) -> None:
-        try:
-            consumer.commit(
-                {tp: OffsetAndMetadata(pos, f"livelearn v{number}", -1) for tp, pos in positions.items()},
-                timeout_ms=2000,
-            )
-        except Exception as exc:  # noqa: BLE001 - commits only feed lag dashboards and the lost-store check
-            log.warning("offset commit after version %d failed: %s", number, exc)
 
     def status_document(
         self, events_per_second: float, current_lag: int | None, positions: Positions | None = None
     ) -> LearnerStatus:
-        """This learner's live figures, as the status document others read."""
-        state, last = self.state, self.state.last_snapshot
-        offsets: dict[str, dict[str, int]] = {}
-        for tp, position in (positions or {}).items():
-            offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
-        return LearnerStatus(
-            writer=self.writer,
-            lease_token=self.lease.token,
-            updated_at=time.time(),
-            events_per_second=events_per_second,
-            lag=current_lag,
-            counters=dict(state.counters),
-            rolling=state.metrics.rolling_values(),
-            cumulative=state.metrics.cumulative_values(),
-            head_version=last.number if last else None,
-            version=state.parent,
-            last_snapshot_at=last.created_at if last else None,
-            epoch=state.epoch,
-            frozen=state.frozen,
-            stream_position=sum(positions.values()) if positions else 0,
-            offsets=offsets,
-            last_rollback=state.last_rollback,
-        )
+        return self.checkpoints.status_document(self.state, events_per_second, current_lag, positions)
 
     def publish_status(
         self, events_per_second: float, current_lag: int | None, positions: Positions | None = None
     ) -> None:
-        """Write the status and the metric samples recorded since (read by the monitor, views, operators)."""
-        status = self.status_document(events_per_second, current_lag, positions)
-        self.telemetry.set_rolling(status["rolling"])
-        self.telemetry.model_size(self.state.model.inputs, self.state.model.capped)
-        self.telemetry.consumer_lag.set(float("nan") if current_lag is None else current_lag)
-        samples, self.state.samples = self.state.samples, []
-        ttl_ms = int(max(5.0, 5 * self.settings.status_interval_seconds) * 1000)
-        self.status_writer.publish(self.lease.value, status, samples, ttl_ms)  # fenced: no-op without the lease
+        self.checkpoints.publish_status(self.state, events_per_second, current_lag, positions)
 
     def _finish(self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions) -> None:
         """Final snapshot (if the position moved since the last one) and status on the way out."""

@@ -1,0 +1,139 @@
+"""What an active learner writes to Redis: numbered versions (snapshots) and its status.
+
+A snapshot first flushes the dead letters and predictions produced so far (so no offset moves past an
+undelivered one), then writes the learned state with its offsets in one fenced script, then commits the
+offsets to the consumer group (for lag dashboards and the lost-store check). The status, with the metric
+samples recorded since the last one, is fenced by the lease the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from monitor.prequential import meets_threshold
+from snapshotter.codec import VersionMeta
+from snapshotter.lease import Lease
+from snapshotter.status import LearnerStatus, StatusWriter
+from snapshotter.store import VersionStore
+from streaming.config import Settings
+from streaming.errors import LeaseLostError, SnapshotFencedError, StaleLineageError
+from streaming.learner.outputs import Outputs
+from streaming.learner.state import LearnerState
+from streaming.learner.telemetry import LearnerMetrics
+
+__all__ = ["Checkpoints"]
+
+log = logging.getLogger(__name__)
+
+Positions = dict[TopicPartition, int]
+
+
+class Checkpoints:
+    """Writes the versions and the status of one active learner."""
+
+    def __init__(
+        self, settings: Settings, store: VersionStore, lease: Lease, writer: str, telemetry: LearnerMetrics
+    ) -> None:
+        self.settings, self.store, self.lease, self.writer, self.telemetry = settings, store, lease, writer, telemetry
+        self.status_writer = StatusWriter(store.client, store.keys, history_maxlen=settings.audit_retention)
+
+    def snapshot(
+        self, state: LearnerState, outputs: Outputs, positions: Positions, consumer: KafkaConsumer
+    ) -> VersionMeta | None:
+        """Write ``state`` as a new version and commit its offsets; ``None`` when a rollback moved the lineage
+        on meanwhile (the caller follows it, then snapshots). Raises :class:`LeaseLostError` when fenced."""
+        t0 = time.perf_counter()
+        outputs.flush()  # dead letters and predictions up to here are durable before offsets move past them
+        for tp, position in positions.items():
+            state.offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
+        rolling = state.metrics.rolling_values()
+        extra: dict[str, Any] = {"dead_lettered": state.counters["dead_lettered"], "frozen": state.frozen}
+        if state.pending_rollback:
+            extra["rollback"] = state.pending_rollback
+        try:
+            meta = self.store.write(
+                state.snapshot_state(),
+                writer=self.writer,
+                lease_value=self.lease.value,
+                offsets=state.offsets,
+                parent=state.parent,
+                extra=extra,
+                epoch=state.epoch,
+                stable=self.stable(state, rolling),
+                metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
+            )
+        except SnapshotFencedError as exc:
+            raise LeaseLostError(str(exc)) from None
+        except StaleLineageError as exc:
+            log.warning("%s; following the rollback first", exc)
+            return None
+        state.parent, state.last_snapshot, state.pending_rollback = meta.number, meta, None
+        elapsed = time.perf_counter() - t0
+        self.telemetry.snapshot_seconds.observe(elapsed)
+        self.telemetry.snapshot_written(meta.created_at, meta.size_bytes, meta.number)
+        self._commit(consumer, positions, meta.number)
+        log.info(
+            "version %d written: events_seen=%d, %.1f ms (+ %.1f ms offset commit)",
+            meta.number,
+            meta.events_seen,
+            elapsed * 1e3,
+            (time.perf_counter() - t0 - elapsed) * 1e3,
+        )
+        return meta
+
+    def stable(self, state: LearnerState, rolling: dict[str, float]) -> bool:
+        """Meets the threshold with enough samples — counting, after a rollback, only events scored since."""
+        since = state.scored_since_rollback
+        enough_since = since is None or since >= self.settings.monitor_min_samples
+        return meets_threshold(rolling, self.settings) and enough_since
+
+    def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int) -> None:
+        try:
+            offsets = {tp: OffsetAndMetadata(pos, f"livelearn v{number}", -1) for tp, pos in positions.items()}
+            consumer.commit(offsets, timeout_ms=2000)
+        except Exception as exc:  # noqa: BLE001 - commits only feed lag dashboards and the lost-store check
+            log.warning("offset commit after version %d failed: %s", number, exc)
+
+    def status_document(
+        self, state: LearnerState, events_per_second: float, current_lag: int | None, positions: Positions | None = None
+    ) -> LearnerStatus:
+        """The learner's live figures, as the status document others read."""
+        last = state.last_snapshot
+        offsets: dict[str, dict[str, int]] = {}
+        for tp, position in (positions or {}).items():
+            offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
+        return LearnerStatus(
+            writer=self.writer,
+            lease_token=self.lease.token,
+            updated_at=time.time(),
+            events_per_second=events_per_second,
+            lag=current_lag,
+            counters=dict(state.counters),
+            rolling=state.metrics.rolling_values(),
+            cumulative=state.metrics.cumulative_values(),
+            head_version=last.number if last else None,
+            version=state.parent,
+            last_snapshot_at=last.created_at if last else None,
+            epoch=state.epoch,
+            frozen=state.frozen,
+            stream_position=sum(positions.values()) if positions else 0,
+            offsets=offsets,
+            last_rollback=state.last_rollback,
+        )
+
+    def publish_status(
+        self, state: LearnerState, events_per_second: float, current_lag: int | None, positions: Positions | None = None
+    ) -> None:
+        """Write the status and the metric samples recorded since; a no-op without the lease."""
+        status = self.status_document(state, events_per_second, current_lag, positions)
+        self.telemetry.set_rolling(status["rolling"])
+        self.telemetry.model_size(state.model.inputs, state.model.capped)
+        self.telemetry.consumer_lag.set(float("nan") if current_lag is None else current_lag)
+        samples, state.samples = state.samples, []
+        ttl_ms = int(max(5.0, 5 * self.settings.status_interval_seconds) * 1000)
+        self.status_writer.publish(self.lease.value, status, samples, ttl_ms)
