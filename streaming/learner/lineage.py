@@ -21,7 +21,7 @@ from snapshotter.connection import redact_url
 from snapshotter.store import ResumePoint, VersionStore
 from streaming.config import Settings
 from streaming.errors import StoreLostError
-from streaming.learner.lineage_watch import ControlState
+from streaming.learner.lineage_watch import LineageState
 from streaming.learner.restore import restore_head
 from streaming.learner.state import LearnerState
 from streaming.learner.telemetry import LearnerMetrics
@@ -40,7 +40,7 @@ class Lineage:
     def __init__(self, store: VersionStore, spec: ModelSpec, settings: Settings, telemetry: LearnerMetrics) -> None:
         self.store, self.spec, self.settings, self.telemetry = store, spec, settings, telemetry
 
-    def _restore(self, state: LearnerState, control: ControlState, *, activation: bool) -> None:
+    def _restore(self, state: LearnerState, control: LineageState, *, activation: bool) -> None:
         state.epoch, state.frozen = control.epoch, control.frozen
         restored = restore_head(self.store, self.spec, self.settings.rolling_window)
         if restored is not None:
@@ -60,7 +60,7 @@ class Lineage:
         point = self.store.resume_point()
         return point if point is not None and point["epoch"] == epoch else None
 
-    def activate(self, control: ControlState) -> LearnerState:
+    def activate(self, control: LineageState) -> LearnerState:
         """A state restored from the head, resuming exactly where it stopped (or after a discarded range)."""
         state = LearnerState.fresh(self.spec, self.settings)
         self._restore(state, control, activation=True)
@@ -86,7 +86,7 @@ class Lineage:
         return state
 
     def follow(
-        self, state: LearnerState, control: ControlState, positions: dict[TopicPartition, int]
+        self, state: LearnerState, control: LineageState, positions: dict[TopicPartition, int]
     ) -> dict[TopicPartition, int]:
         """Apply a freeze/resume or a rollback; returns the partitions to seek (forward) and where.
 

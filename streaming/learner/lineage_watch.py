@@ -14,11 +14,11 @@ import redis
 
 from snapshotter.keys import Keys
 
-__all__ = ["ControlState", "LineageWatch"]
+__all__ = ["LineageState", "LineageWatch"]
 
 
 @dataclasses.dataclass(frozen=True)
-class ControlState:
+class LineageState:
     """The lineage epoch (it moves on every rollback) and whether learning is frozen."""
 
     epoch: int
@@ -37,17 +37,17 @@ class LineageWatch:
         self._pubsub.subscribe(keys.channel)
 
     @staticmethod
-    def read_state(client: redis.Redis, keys: Keys) -> ControlState:
+    def read_state(client: redis.Redis, keys: Keys) -> LineageState:
         pipe = client.pipeline()
         pipe.get(keys.epoch)
         pipe.exists(keys.frozen)
         epoch, frozen = pipe.execute()
-        return ControlState(int(epoch or 0), bool(frozen))
+        return LineageState(int(epoch or 0), bool(frozen))
 
-    def read(self) -> ControlState:
+    def read(self) -> LineageState:
         return self.read_state(self._client, self._keys)
 
-    def check(self, *, force: bool = False) -> ControlState | None:
+    def check(self, *, force: bool = False) -> LineageState | None:
         """The current state if a change was announced, the poll interval passed or ``force``, else ``None``."""
         announced = force
         while self._pubsub.get_message(timeout=0) is not None:
