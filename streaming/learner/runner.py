@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -166,14 +167,16 @@ class Learner:
     # -- active -----------------------------------------------------------------------------------
     def _run_active(self, until_caught_up: bool) -> None:
         watch = LineageWatch(self.redis, self.store.keys)
-        self.state = self.lineage.activate(watch.read())
-        consumer = make_consumer(self.settings)
-        producer = make_producer(
-            self.settings,
-            linger_ms=20,  # a dead letter copies events up to the limit
-            max_request_size=max(1_048_576, self.settings.max_event_bytes) + 65_536,
-        )
+        consumer: KafkaConsumer | None = None
+        producer: KafkaProducer | None = None
         try:
+            self.state = self.lineage.activate(watch.read())
+            consumer = make_consumer(self.settings)
+            producer = make_producer(
+                self.settings,
+                linger_ms=20,  # a dead letter copies events up to the limit
+                max_request_size=max(1_048_576, self.settings.max_event_bytes) + 65_536,
+            )
             positions = self._assign(consumer)
             if self.state.last_snapshot is None:
                 self.lineage.refuse_lost_store(consumer, list(positions))
@@ -189,14 +192,15 @@ class Learner:
         finally:
             self._close(watch, consumer, producer)
 
-    def _close(self, watch: LineageWatch, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
+    def _close(self, watch: LineageWatch, consumer: KafkaConsumer | None, producer: KafkaProducer | None) -> None:
         """Each step on its own: a failing one (broker or Redis gone) must not hide the error on its way up."""
-        for what, close in (
-            ("lineage watch", watch.close),
-            ("consumer", lambda: consumer.close(autocommit=False, timeout_ms=5000)),
-            ("producer", lambda: producer.close(timeout=5)),
-            ("lease", self.lease.release),
-        ):
+        steps: list[tuple[str, Callable[[], object]]] = [("lineage watch", watch.close)]
+        if consumer is not None:
+            steps.append(("consumer", lambda: consumer.close(autocommit=False, timeout_ms=5000)))
+        if producer is not None:
+            steps.append(("producer", lambda: producer.close(timeout=5)))
+        steps.append(("lease", self.lease.release))
+        for what, close in steps:
             try:
                 close()
             except Exception as exc:  # noqa: BLE001 - cleanup only
