@@ -3,6 +3,9 @@
 Each labelled event is scored *before* the model learns from it; the score feeds every metric twice:
 once cumulatively since the first event, once over a rolling window (``river.utils.Rolling``).
 Label metrics use the predicted label ``p > 0.5`` (river's own tie rule); probability metrics use ``p``.
+ROC AUC is exact over the window and high-resolution over the stream (:mod:`monitor.auc`), not river's
+10-threshold approximation. After a rollback the rolling window restarts empty (:meth:`restart_window`)
+while the cumulative metrics keep counting every scored event.
 
 >>> pm = PrequentialMetrics(window=2)
 >>> for y, p in [(True, 0.9), (False, 0.8), (False, 0.1)]:
@@ -20,19 +23,20 @@ from typing import Any
 
 from river import metrics, utils
 
+from monitor.auc import BinnedAUC, RollingAUC
 from streaming.config import Settings
 from streaming.errors import SnapshotCorruptError
 
 __all__ = ["LOWER_IS_BETTER", "METRICS", "PrequentialMetrics", "is_healthy", "meets_threshold"]
 
 #: Metric names livelearn reports, and the river class behind each.
-METRICS: dict[str, Callable[[], metrics.base.Metric]] = {
+METRICS: dict[str, Callable[[], Any]] = {
     "accuracy": metrics.Accuracy,
     "precision": metrics.Precision,
     "recall": metrics.Recall,
     "f1": metrics.F1,
     "balanced_accuracy": metrics.BalancedAccuracy,
-    "roc_auc": metrics.ROCAUC,
+    "roc_auc": BinnedAUC,
     "log_loss": metrics.LogLoss,
 }
 #: Metrics where a smaller value is better.
@@ -51,7 +55,15 @@ class PrequentialMetrics:
         self.names = names
         self.samples = 0
         self.cumulative = {name: METRICS[name]() for name in names}
-        self.rolling = {name: utils.Rolling(METRICS[name], window_size=window) for name in names}
+        self.rolling: dict[str, Any] = {}
+        self.restart_window()
+
+    def restart_window(self) -> None:
+        """Empty the rolling window (after a rollback: it must hold the new lineage's scores only)."""
+        self.rolling = {
+            name: RollingAUC(self.window) if name == "roc_auc" else utils.Rolling(METRICS[name], window_size=self.window)
+            for name in self.names
+        }
 
     def update(self, y_true: bool, p_true: float) -> None:
         """Record one prequential score: the probability given *before* learning ``y_true``."""
@@ -157,6 +169,8 @@ def _load_cm(cm: metrics.ConfusionMatrix, doc: dict[str, Any]) -> None:
 
 
 def _dump_metric(metric: Any) -> dict[str, Any]:
+    if isinstance(metric, RollingAUC | BinnedAUC):
+        return metric.dump()
     if isinstance(metric, utils.Rolling):
         window = [list(args) for args, _kwargs in metric.window]
         return {"window": window, "inner": _dump_metric(metric.obj)}
@@ -170,7 +184,11 @@ def _dump_metric(metric: Any) -> dict[str, Any]:
 
 
 def _load_metric(metric: Any, doc: dict[str, Any]) -> None:
-    if isinstance(metric, utils.Rolling):
+    if isinstance(metric, RollingAUC | BinnedAUC):
+        if "cms" in doc or "window" in doc:
+            return  # written by river's ROCAUC before livelearn 2026-11: start this metric afresh
+        metric.load(doc)
+    elif isinstance(metric, utils.Rolling):
         metric.window.extend((tuple(args), {}) for args in doc["window"])
         _load_metric(metric.obj, doc["inner"])
     elif isinstance(metric, metrics.ROCAUC):

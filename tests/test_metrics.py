@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import bisect
+
 import pytest
 from prometheus_client import CollectorRegistry
+from reference import contract_features
+from river import metrics
 
 from monitor.prequential import PrequentialMetrics
 from streaming.learner.telemetry import LearnerMetrics
+from streaming.local.dataset import read_events
+from streaming.model import ModelSpec, OnlineModel
 
 PAIRS = [(True, 0.9), (True, 0.4), (False, 0.6), (False, 0.2), (True, 0.7), (False, 0.1), (False, 0.3)]
 
@@ -49,3 +55,44 @@ def test_learner_metrics_on_an_isolated_registry():
     assert sample("livelearn_learn_seconds_bucket", {"model": "shop", "le": "2.5e-05"}) == 0
     assert sample("livelearn_rolling_metric_ratio", {"model": "shop", "metric": "accuracy"}) == 0.91
     assert sample("livelearn_rolling_metric_ratio", {"model": "shop", "metric": "samples"}) is None
+
+
+def exact_auc(pairs: list[tuple[bool, float]]) -> float:
+    """Mann-Whitney: the share of (positive, negative) pairs ranked right, ties one half."""
+    positives = sorted(p for y, p in pairs if y)
+    negatives = sorted(p for y, p in pairs if not y)
+    wins = 0.0
+    for p in positives:
+        below = bisect.bisect_left(negatives, p)
+        ties = bisect.bisect_right(negatives, p) - below
+        wins += below + ties / 2
+    return wins / (len(positives) * len(negatives))
+
+
+def test_roc_auc_is_exact_over_the_window_and_within_a_thousandth_over_the_stream():
+    model, pm, pairs = OnlineModel(ModelSpec()), PrequentialMetrics(window=1000), []
+    river_default = metrics.ROCAUC()
+    for event in read_events():
+        x = contract_features(event)
+        p = model.predict_proba_one(x)
+        pm.update(event.label, p)
+        river_default.update(event.label, p)
+        pairs.append((event.label, p))
+        model.learn_one(x, event.label)
+    exact = exact_auc(pairs)
+    assert pm.rolling_values()["roc_auc"] == pytest.approx(exact_auc(pairs[-1000:]), abs=1e-12)
+    assert abs(pm.cumulative_values()["roc_auc"] - exact) < 0.001
+    assert exact - river_default.get() > 0.01  # what river's default 10 thresholds would have reported
+
+
+def test_a_restarted_window_forgets_but_the_cumulative_metrics_keep_counting():
+    pm = PrequentialMetrics(window=3)
+    for y, p in PAIRS:
+        pm.update(y, p)
+    cumulative = pm.cumulative_values()
+    pm.restart_window()
+    assert pm.rolling_values()["samples"] == 0
+    assert pm.cumulative_values() == cumulative
+    pm.update(True, 0.9)
+    assert pm.rolling_values()["samples"] == 1
+    assert pm.cumulative_values()["samples"] == len(PAIRS) + 1

@@ -1,0 +1,89 @@
+"""ROC AUC that is exact over a rolling window and high-resolution over the whole stream.
+
+river's ``metrics.ROCAUC`` approximates the curve with a few thresholds (10 by default), which reads
+0.026–0.042 low on the bundled data; more thresholds cost one confusion matrix each per event. Instead:
+
+* :class:`RollingAUC` wraps river's ``metrics.RollingROCAUC`` (exact over its window: it ranks the scores)
+  and keeps the window's ``(label, score)`` pairs, so its state can be written to a snapshot and replayed.
+* :class:`BinnedAUC` counts scores of each class in ``bins`` equal bins of [0, 1] (O(1) per event, O(bins)
+  per read): exact up to ties inside one bin, i.e. pairs of a positive and a negative whose scores differ
+  by less than ``1/bins`` count one half. With 4,096 bins that is within 0.001 of the exact value on the
+  bundled data (``tests/test_metrics.py``).
+
+>>> rolling, binned = RollingAUC(window=3), BinnedAUC()
+>>> for y, p in [(False, 0.1), (True, 0.9), (False, 0.7), (True, 0.6)]:
+...     rolling.update(y, p); binned.update(y, p)
+>>> rolling.get(), binned.get()
+(0.5, 0.75)
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from river import metrics
+
+__all__ = ["BinnedAUC", "RollingAUC"]
+
+
+class RollingAUC:
+    """Exact ROC AUC over the last ``window`` scores (river's ``RollingROCAUC``), snapshot-friendly."""
+
+    def __init__(self, window: int) -> None:
+        self.window: collections.deque[tuple[bool, float]] = collections.deque(maxlen=window)
+        self._metric = metrics.RollingROCAUC(window_size=window)
+
+    def update(self, y_true: bool, p_true: float) -> None:
+        self.window.append((bool(y_true), float(p_true)))
+        self._metric.update(y_true, p_true)
+
+    def get(self) -> float:
+        return float(self._metric.get())
+
+    def dump(self) -> dict[str, Any]:
+        return {"pairs": [[y, p] for y, p in self.window]}
+
+    def load(self, doc: dict[str, Any]) -> None:
+        for y, p in doc["pairs"]:
+            self.update(bool(y), float(p))
+
+
+class BinnedAUC:
+    """ROC AUC over every score since the start, from per-class histograms of the scores."""
+
+    def __init__(self, bins: int = 4096) -> None:
+        self.bins = bins
+        self.positive: collections.Counter[int] = collections.Counter()
+        self.negative: collections.Counter[int] = collections.Counter()
+
+    def _bin(self, p_true: float) -> int:
+        return min(max(int(p_true * self.bins), 0), self.bins - 1)
+
+    def update(self, y_true: bool, p_true: float) -> None:
+        (self.positive if y_true else self.negative)[self._bin(p_true)] += 1
+
+    def revert(self, y_true: bool, p_true: float) -> None:
+        (self.positive if y_true else self.negative)[self._bin(p_true)] -= 1
+
+    def get(self) -> float:
+        """The share of (positive, negative) pairs ranked right, ties in a bin counting one half; 0 when
+        one class is missing (as river's metric)."""
+        total_pos, total_neg = sum(self.positive.values()), sum(self.negative.values())
+        if not total_pos or not total_neg:
+            return 0.0
+        below, wins = 0, 0.0
+        for b in sorted(self.positive.keys() | self.negative.keys()):
+            pos, neg = self.positive.get(b, 0), self.negative.get(b, 0)
+            wins += pos * (below + neg / 2)
+            below += neg
+        return wins / (total_pos * total_neg)
+
+    def dump(self) -> dict[str, Any]:
+        return {"bins": self.bins, "positive": dict(self.positive), "negative": dict(self.negative)}
+
+    def load(self, doc: dict[str, Any]) -> None:
+        if int(doc["bins"]) != self.bins:
+            raise ValueError(f"stored with {doc['bins']} bins, configured {self.bins}")
+        self.positive.update({int(b): int(n) for b, n in doc["positive"].items()})
+        self.negative.update({int(b): int(n) for b, n in doc["negative"].items()})
