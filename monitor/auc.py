@@ -32,14 +32,14 @@ class RollingAUC:
 
     def __init__(self, window: int) -> None:
         self.window: collections.deque[tuple[bool, float]] = collections.deque(maxlen=window)
-        self._metric = metrics.RollingROCAUC(window_size=window)
+        self._metric = metrics.RollingROCAUC(window_size=window)  # type: ignore[no-untyped-call]
 
     def update(self, y_true: bool, p_true: float) -> None:
         self.window.append((bool(y_true), float(p_true)))
-        self._metric.update(y_true, p_true)
+        self._metric.update(y_true, p_true)  # type: ignore[no-untyped-call]
 
     def get(self) -> float:
-        return float(self._metric.get())
+        return float(self._metric.get())  # type: ignore[no-untyped-call]
 
     def dump(self) -> dict[str, Any]:
         return {"pairs": [[y, p] for y, p in self.window]}

@@ -60,8 +60,9 @@ class PrequentialMetrics:
 
     def restart_window(self) -> None:
         """Empty the rolling window (after a rollback: it must hold the new lineage's scores only)."""
+        window = self.window
         self.rolling = {
-            name: RollingAUC(self.window) if name == "roc_auc" else utils.Rolling(METRICS[name], window_size=self.window)
+            name: RollingAUC(window) if name == "roc_auc" else utils.Rolling(METRICS[name], window_size=window)
             for name in self.names
         }
 
