@@ -83,7 +83,7 @@ class VersionMeta:
     writer: str
     lease_token: int
     events_seen: int
-    events_learned: int
+    events_learned: int  # events_seen / events_learned: every event scored / learned, across rollbacks
     offsets: dict[str, dict[str, int]]
     metrics: dict[str, dict[str, float]]
     parent: int | None
@@ -94,6 +94,9 @@ class VersionMeta:
     stable: bool = False
     epoch: int = 0
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: SGD steps in this version's weights: rewinds on a rollback (the model is the target's), unlike the
+    #: stream counters above; ``None`` for versions written before 2026-11
+    model_events_learned: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -89,6 +89,7 @@ class VersionStore:
         extra: dict[str, Any] | None = None,
         epoch: int = 0,
         stable: bool = False,
+        model_events_learned: int | None = None,
     ) -> VersionMeta:
         """Store ``state`` as the next version of lineage ``epoch``.
 
@@ -114,6 +115,7 @@ class VersionStore:
             "stable": stable,
             "epoch": epoch,
             "extra": extra or {},
+            "model_events_learned": model_events_learned,
         }
         k = self.keys
         try:

@@ -173,6 +173,11 @@ class OnlineModel:
                 self.capped["feature"] += learn
         return out
 
+    @property
+    def steps(self) -> int:
+        """SGD steps taken: events this model's weights learned from."""
+        return int(self.classifier.optimizer.n_iterations)
+
     def predict_encoded(self, x: dict[str, Any]) -> float:
         """Probability of the positive class for features already passed through :meth:`encode`."""
         probability: float = self.pipeline.predict_proba_one(x).get(True, 0.0)

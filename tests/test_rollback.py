@@ -110,13 +110,20 @@ def test_drift_burst_rolls_back_once_even_with_two_monitors(make_settings, learn
     assert after
     assert after[0].parent == rollback.to_version
     assert after[0].created_at - rollback.time < 2.0  # written as soon as the learner applied the rollback
-    assert not after[0].stable  # its window is the target's: not stable before min_samples new scores
+    assert not after[0].stable  # the window restarted empty: not stable before min_samples new scores
+    assert after[0].metrics["rolling"]["samples"] < 200 <= target.metrics["rolling"]["samples"]
+    # honest counts: every event scored and counted across the rollback; only the model rewound
+    assert after[0].events_seen > target.events_seen
+    assert after[0].metrics["cumulative"]["samples"] == after[0].events_seen
+    assert after[0].model_events_learned == target.model_events_learned
     assert all(n <= rollback.to_version or store.meta(n).epoch == 1 for n in store.stable_numbers())
     skipped = after[0].extra["rollback"]
     assert skipped["to_version"] == rollback.to_version
     start, end = skipped["skipped_offsets"][settings.events_topic]["0"]
     assert start == target.offsets[settings.events_topic]["0"] < end <= N
     final = status_of(settings)
+    assert final["counters"]["events_seen"] == N  # nothing silently rewound
+    assert final["cumulative"]["samples"] == N
     assert final["epoch"] == 1
     assert final["rolling"]["accuracy"] >= 0.8
     assert store.serving() == store.stable_numbers()[-1]  # serving follows the newest stable again

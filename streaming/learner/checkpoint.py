@@ -65,6 +65,7 @@ class Checkpoints:
                 extra=extra,
                 epoch=state.epoch,
                 stable=self.stable(state, rolling),
+                model_events_learned=state.model.steps,
                 metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
             )
         except SnapshotFencedError as exc:
@@ -87,10 +88,8 @@ class Checkpoints:
         return meta
 
     def stable(self, state: LearnerState, rolling: dict[str, float]) -> bool:
-        """Meets the threshold with enough samples — counting, after a rollback, only events scored since."""
-        since = state.scored_since_rollback
-        enough_since = since is None or since >= self.settings.monitor_min_samples
-        return meets_threshold(rolling, self.settings) and enough_since
+        """Meets the threshold with enough samples (after a rollback the window restarts: only new scores)."""
+        return meets_threshold(rolling, self.settings)
 
     def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int) -> None:
         try:

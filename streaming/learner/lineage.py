@@ -17,13 +17,14 @@ import time
 
 from kafka import KafkaConsumer, TopicPartition
 
+from monitor.prequential import PrequentialMetrics
 from snapshotter.connection import redact_url
 from snapshotter.store import ResumePoint, VersionStore
 from streaming.config import Settings
-from streaming.errors import StoreLostError
+from streaming.errors import SnapshotError, StoreLostError
 from streaming.learner.lineage_watch import LineageState
 from streaming.learner.restore import restore_head
-from streaming.learner.state import LearnerState
+from streaming.learner.state import COUNTERS, LearnerState
 from streaming.learner.telemetry import LearnerMetrics
 from streaming.model import ModelSpec
 
@@ -44,7 +45,10 @@ class Lineage:
         state.epoch, state.frozen = control.epoch, control.frozen
         restored = restore_head(self.store, self.spec, self.settings.rolling_window)
         if restored is not None:
-            state.adopt(restored, with_stream=activation)
+            if activation:
+                state.adopt(restored)
+            else:
+                state.adopt_model(restored)
             meta = restored.meta
             log.info(
                 "restored version %d (events_seen=%d, epoch %d%s)",
@@ -77,6 +81,7 @@ class Lineage:
                     if position > start:
                         skipped.setdefault(topic, {})[partition] = [start, position]
                         state.offsets.setdefault(topic, {})[partition] = position
+            self._carry_counts_from(state, point["from"] if point else None)
             self._rolled_back(state, point["from"] if point else None, skipped, recovered=True)
             log.warning(
                 "the rollback to version %d was not applied by a learner yet: resuming after the range it discarded %s",
@@ -118,6 +123,21 @@ class Lineage:
         )
         return seeks
 
+    def _carry_counts_from(self, state: LearnerState, number: int | None) -> None:
+        """After a rollback no learner applied: the counters and cumulative metrics go on from the version the
+        rollback left (what its learner scored before dying in no version is lost), the window restarts."""
+        if number is None:
+            return
+        try:
+            _meta, left = self.store.load(number)
+            metrics = PrequentialMetrics.from_state(left.metrics, self.settings.rolling_window)
+        except SnapshotError as exc:  # removed by retention, or unreadable: the target's counts it is
+            log.warning("cannot carry the counts of version %d on (%s); counting from the target's", number, exc)
+            return
+        state.counters = {**dict.fromkeys(COUNTERS, 0), **{k: v for k, v in left.counters.items() if k in COUNTERS}}
+        state.metrics = metrics
+        state.metrics.restart_window()
+
     @staticmethod
     def _rolled_back(state: LearnerState, from_version: int | None, skipped: Skipped, *, recovered: bool) -> None:
         state.pending_rollback = {
@@ -130,7 +150,6 @@ class Lineage:
         if recovered:
             state.pending_rollback["recovered"] = True
         state.last_rollback = state.pending_rollback
-        state.scored_since_rollback = 0  # the restored window is the target's: not stable before new scores
 
     def refuse_lost_store(self, consumer: KafkaConsumer, partitions: list[TopicPartition]) -> None:
         """Starting from nothing is right for a new model, wrong when Redis lost the versions of an old one.

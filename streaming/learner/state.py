@@ -50,9 +50,6 @@ class LearnerState:
     last_snapshot: VersionMeta | None = None
     epoch: int = 0  # the lineage the learner is on
     frozen: bool = False  # learning frozen: score only
-    #: labelled events scored since the rollback that made this lineage; until it reaches min_samples no new
-    #: version counts as stable (the restored window is the target's). ``None``: no rollback to outgrow.
-    scored_since_rollback: int | None = None
     pending_rollback: dict[str, Any] | None = None  # recorded in the next snapshot's metadata
     last_rollback: dict[str, Any] | None = None  # shown in the status
     samples: list[MetricSample] = dataclasses.field(default_factory=list)  # not yet in the history stream
@@ -64,24 +61,26 @@ class LearnerState:
             spec, OnlineModel(spec), PrequentialMetrics(settings.rolling_window), RecentIds(settings.dedupe_window)
         )
 
-    def adopt(self, restored: Restored, *, with_stream: bool) -> None:
-        """Take ``restored``'s learned state and lineage position. ``with_stream``: also its idempotence window
-        (on activation, where its offsets are taken too; a rollback keeps the current offsets and window)."""
-        meta, stream = restored.meta, restored.stream
-        self.model, self.metrics = restored.model, restored.metrics
+    def adopt(self, restored: Restored) -> None:
+        """Take all of ``restored``: model, metrics, counters, idempotence window and place (on activation)."""
         counters = dict(restored.counters)
-        legacy = counters.pop("scored_since_rollback", None)  # where versions before 2026-11 kept it
+        counters.pop("scored_since_rollback", None)  # kept by versions before 2026-11; the window restart replaced it
         self.counters = {**dict.fromkeys(COUNTERS, 0), **counters}
-        self.scored_since_rollback = stream.get("scored_since_rollback", legacy)
-        self.parent, self.last_snapshot = meta.number, meta
-        if with_stream:
-            self.recent.load(stream.get("dedupe"))
+        self.metrics = restored.metrics
+        self.recent.load(restored.stream.get("dedupe"))
+        self.adopt_model(restored)
+
+    def adopt_model(self, restored: Restored) -> None:
+        """Take only ``restored``'s model and lineage place (after a rollback): the counters and cumulative
+        metrics keep counting every scored event, the offsets and the idempotence window stay where the
+        stream is, and the rolling window restarts empty, so it judges the new lineage's scores only."""
+        self.model = restored.model
+        self.parent, self.last_snapshot = restored.meta.number, restored.meta
+        self.metrics.restart_window()
 
     def snapshot_state(self) -> SnapshotState:
         """The learned state as it stands: what the next version's blob holds."""
         stream: dict[str, Any] = {"dedupe": self.recent.dump()}
-        if self.scored_since_rollback is not None:
-            stream["scored_since_rollback"] = self.scored_since_rollback
         return SnapshotState(
             spec=self.spec.to_dict(),
             model=self.model.dump_state(),

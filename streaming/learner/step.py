@@ -56,8 +56,6 @@ class EventStep:
         if event.label is None:
             return
         state.metrics.update(event.label, p)
-        if state.scored_since_rollback is not None:
-            state.scored_since_rollback += 1
         if state.metrics.samples % self.settings.history_every_events == 0:
             self.record_sample(state, positions)
         if learn:
