@@ -85,16 +85,10 @@ class StatusWriter:
     def publish(
         self, lease_value: str | None, status: LearnerStatus, samples: Sequence[MetricSample], ttl_ms: int
     ) -> bool:
-        """Write ``status`` (expiring after ``ttl_ms``) and append ``samples``; ``False`` if the lease is not ours.
-
-        Every sample of one call must have the same fields in the same order (one activation's samples do).
-        """
-        fields = [str(x) for sample in samples for pair in sample.items() for x in pair]
-        width = len(fields) // len(samples) if samples else 0
+        """Write ``status`` (expiring after ``ttl_ms``) and append ``samples``; ``False`` if the lease is not ours."""
+        args: list[Any] = [lease_value or "", pack(status), ttl_ms, self.history_maxlen]
+        for sample in samples:
+            fields = [str(x) for pair in sample.items() for x in pair]
+            args += [len(fields), *fields]
         k = self.keys
-        return bool(
-            self._script(
-                keys=[k.lease, k.status, k.history],
-                args=[lease_value or "", pack(status), ttl_ms, self.history_maxlen, width, *fields],
-            )
-        )
+        return bool(self._script(keys=[k.lease, k.status, k.history], args=args))

@@ -182,6 +182,9 @@ class Settings(BaseSettings):
         description="Address the Prometheus port of `learn` and `monitor` binds (0.0.0.0: every interface).",
     )
     status_interval_seconds: float = Field(1.0, gt=0, le=60, description="How often learners publish status to Redis.")
+    drift_max_features: int = Field(
+        20, ge=0, le=1000, description="Numeric features whose block means are recorded and watched for drift."
+    )
     history_every_events: int = Field(
         100,
         ge=1,

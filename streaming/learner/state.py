@@ -16,6 +16,7 @@ from snapshotter.status import MetricSample
 from streaming.config import Settings
 from streaming.learner.dedupe import RecentIds
 from streaming.learner.restore import Restored
+from streaming.learner.signals import BlockSignals
 from streaming.model import ModelSpec, OnlineModel
 
 __all__ = ["COUNTERS", "LearnerState", "spec_from_settings"]
@@ -44,6 +45,7 @@ class LearnerState:
     model: OnlineModel
     metrics: PrequentialMetrics
     recent: RecentIds  # the idempotence window (belongs to the stream position, not to a version)
+    signals: BlockSignals  # the current block of data signals (also the stream's, not a version's)
     counters: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     offsets: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # where learning resumes
     parent: int | None = None  # the version the live model descends from
@@ -58,7 +60,11 @@ class LearnerState:
     def fresh(cls, spec: ModelSpec, settings: Settings) -> LearnerState:
         """Nothing learned yet."""
         return cls(
-            spec, OnlineModel(spec), PrequentialMetrics(settings.rolling_window), RecentIds(settings.dedupe_window)
+            spec,
+            OnlineModel(spec),
+            PrequentialMetrics(settings.rolling_window),
+            RecentIds(settings.dedupe_window),
+            BlockSignals(settings.drift_max_features),
         )
 
     def adopt(self, restored: Restored) -> None:
@@ -68,6 +74,7 @@ class LearnerState:
         self.counters = {**dict.fromkeys(COUNTERS, 0), **counters}
         self.metrics = restored.metrics
         self.recent.load(restored.stream.get("dedupe"))
+        self.signals.load(restored.stream.get("signals"))
         self.adopt_model(restored)
 
     def adopt_model(self, restored: Restored) -> None:
@@ -80,7 +87,7 @@ class LearnerState:
 
     def snapshot_state(self) -> SnapshotState:
         """The learned state as it stands: what the next version's blob holds."""
-        stream: dict[str, Any] = {"dedupe": self.recent.dump()}
+        stream: dict[str, Any] = {"dedupe": self.recent.dump(), "signals": self.signals.dump()}
         return SnapshotState(
             spec=self.spec.to_dict(),
             model=self.model.dump_state(),

@@ -56,6 +56,7 @@ class EventStep:
         if event.label is None:
             return
         state.metrics.update(event.label, p)
+        state.signals.add(event.label, p, event.features)
         if state.metrics.samples % self.settings.history_every_events == 0:
             self.record_sample(state, positions)
         if learn:
@@ -83,5 +84,6 @@ class EventStep:
                 "stream_position": sum(positions.values()),
                 **{f"offset:{tp.partition}": position for tp, position in positions.items()},
                 **state.metrics.rolling_values(),
+                **state.signals.flush(),
             }
         )

@@ -1,0 +1,98 @@
+"""Signals of the data itself, block by block: what the guard watches besides the model's accuracy.
+
+A stuck labeller (every label 1) makes the model look *better* — it learns "always buy" and agrees with
+the labels — so accuracy alone cannot catch it. Each metric sample therefore also carries, over the block
+of labelled events since the previous sample:
+
+* ``label_rate`` — the share of positive labels,
+* ``pred_rate`` — the share of positive predictions (``p > 0.5``), and ``mean_p`` — the mean score,
+* ``feature:<name>`` — the mean raw value of each tracked numeric feature (the first
+  ``drift_max_features`` numeric features seen, a fixed list kept in snapshots).
+
+Blocks are counted in labelled events, so the signals are a function of the stream, not of the rate.
+
+>>> block = BlockSignals(max_features=2)
+>>> for label, p, x in [(True, 0.9, {"a": 1.0, "c": "x"}), (False, 0.2, {"a": 3.0, "b": 5})]:
+...     block.add(label, p, x)
+>>> block.flush()
+{'label_rate': 0.5, 'pred_rate': 0.5, 'mean_p': 0.55, 'feature:a': 2.0, 'feature:b': 5.0}
+>>> block.flush()["label_rate"]  # an empty block (no labelled event since): nothing to say
+nan
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["BlockSignals"]
+
+_NAN = float("nan")
+
+
+class BlockSignals:
+    """Accumulates one block of labelled events; :meth:`flush` returns its signals and starts the next."""
+
+    def __init__(self, max_features: int) -> None:
+        self.max_features = max_features
+        self.tracked: dict[str, None] = {}  # numeric features watched for drift, in first-seen order
+        self._reset()
+
+    def _reset(self) -> None:
+        self.count = 0
+        self.positives = 0
+        self.predicted = 0
+        self.p_sum = 0.0
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, label: bool, p: float, features: dict[str, Any]) -> None:
+        """One labelled event: its label, the score it got before learning, its features."""
+        self.count += 1
+        self.positives += label
+        self.predicted += p > 0.5
+        self.p_sum += p
+        tracked = self.tracked
+        for name, value in features.items():
+            if isinstance(value, str):
+                continue
+            if name not in tracked:
+                if len(tracked) >= self.max_features:
+                    continue
+                tracked[name] = None
+            self.sums[name] = self.sums.get(name, 0.0) + value
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def flush(self) -> dict[str, float]:
+        """The block's signals (NaN rates for an empty block), then an empty block."""
+        n = self.count
+        fields = {
+            "label_rate": self.positives / n if n else _NAN,
+            "pred_rate": self.predicted / n if n else _NAN,
+            "mean_p": self.p_sum / n if n else _NAN,
+        }
+        for name in self.tracked:
+            if self.counts.get(name):
+                fields[f"feature:{name}"] = self.sums[name] / self.counts[name]
+        self._reset()
+        return fields
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "tracked": list(self.tracked),
+            "count": self.count,
+            "positives": self.positives,
+            "predicted": self.predicted,
+            "p_sum": self.p_sum,
+            "sums": self.sums,
+            "counts": self.counts,
+        }
+
+    def load(self, doc: dict[str, Any] | None) -> None:
+        """Restore :meth:`dump` output (``None``: nothing stored, e.g. a version from before 2026-11)."""
+        if not doc:
+            return
+        self.tracked = dict.fromkeys(doc["tracked"])
+        self.count, self.positives, self.predicted = int(doc["count"]), int(doc["positives"]), int(doc["predicted"])
+        self.p_sum = float(doc["p_sum"])
+        self.sums = {k: float(v) for k, v in doc["sums"].items()}
+        self.counts = {k: int(v) for k, v in doc["counts"].items()}
