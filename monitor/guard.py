@@ -1,13 +1,19 @@
-"""``livelearn monitor``: judge every metric sample of the live model and act on confirmed breaches.
+"""``livelearn monitor``: judge every metric sample of the live model and act, in event order.
 
-Learners record their rolling metrics in the model's history stream every ``history_every_events``
-labelled events. The monitor reads that stream **in order, every sample**, from a cursor kept in Redis
-together with the judge's state, so the decisions depend on the events, not on how fast they flow or
-when the monitor looked: a burst shorter than any polling interval is still judged, a restarted monitor
-carries on where the last one stopped, and two monitors share one cursor (one of them commits each
-step; the other re-reads). Samples of a lineage a rollback abandoned, and samples a restarted learner
-recorded twice, are skipped. Rollbacks and freezes carry the epoch that was judged, so when two
-monitors see the same breach only the first one acts.
+Learners record their rolling metrics and data signals in the model's history stream every
+``history_every_events`` labelled events. The monitor reads that stream **in order, every sample**, from a
+cursor kept in Redis together with the judge's state, so the decisions depend on the events, not on how fast
+they flow or when the monitor looked: a burst shorter than any polling interval is still judged, a restarted
+monitor carries on where the last one stopped, and two monitors share one cursor (one of them commits each
+step; the other re-reads). Each sample goes
+
+* to the **data guard** (:mod:`monitor.data_guard`): label and prediction rates, feature drift, incidents;
+* to the **judge** (:mod:`monitor.judge`), if it belongs to the current lineage: breaches of the guarded
+  metric, rollbacks, suppressed breaches (logged, audited as ``breach_suppressed``, alerted), freezes,
+  resumes.
+
+Samples a restarted learner recorded twice are skipped. Every action carries the epoch that was judged, so
+when two monitors see the same breach only the first one acts.
 """
 
 from __future__ import annotations
@@ -18,18 +24,21 @@ import os
 import socket
 import threading
 import time
+from typing import Any
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from monitor.data_guard import DataGuard, consumed_offsets, sample_metrics
 from monitor.judge import Action, Decision, Judge, JudgeState
 from monitor.telemetry import MonitorMetrics
 from snapshotter.audit import append_audit
-from snapshotter.connection import describe_failure, redis_failure
+from snapshotter.connection import as_text, describe_failure, redis_failure
 from snapshotter.control import ControlPlane
-from snapshotter.cursor import CursorState, GuardCursor
+from snapshotter.cursor import START, CursorState, GuardCursor, Notice
+from snapshotter.incidents import Incidents
 from snapshotter.presence import check_in, sign_off
-from snapshotter.status import parse_sample
+from snapshotter.status import MetricSample, parse_sample
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.errors import AlreadyFrozenError, ControlError, NotFrozenError, StaleEpochError, VersionNotFoundError
@@ -39,6 +48,11 @@ __all__ = ["Monitor"]
 log = logging.getLogger(__name__)
 
 _BATCH = 1000  # samples judged per step
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
 
 
 class Monitor:
@@ -60,7 +74,10 @@ class Monitor:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.telemetry = MonitorMetrics(registry, settings.model_name)
         self.telemetry.threshold.labels(settings.model_name, settings.monitor_metric).set(settings.monitor_threshold)
-        self.cursor = GuardCursor(self.store.client, self.store.keys)
+        self.cursor = GuardCursor(self.store.client, self.store.keys, self.store.audit_retention)
+        self.data = DataGuard(settings, self.store, Incidents(self.store, self.control), self.telemetry, actor)
+        self._fed = START  # the newest history entry the data guard has seen
+        self._warm = False
         self._failed = False
         self._stop = threading.Event()
 
@@ -89,24 +106,49 @@ class Monitor:
                 sign_off(self.store.client, self.store.keys.monitors, self.id)
 
     # -- one step ---------------------------------------------------------------------------------
+    def _replay(self, until: str) -> None:
+        """Feed the data guard the history it has not seen up to ``until``, without acting (warm-up, or samples
+        another monitor judged meanwhile)."""
+        client, history = self.store.client, self.store.keys.history
+        while _id(self._fed) < _id(until):
+            entries: list[tuple[Any, dict[Any, Any]]] = client.xrange(  # type: ignore[assignment]
+                history, min=f"({self._fed}", max=until, count=_BATCH
+            )
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                self.data.feed(parse_sample(fields))
+                self._fed = as_text(entry_id)
+        self._fed = max(self._fed, until, key=_id)
+
     def check_once(self, *, block_ms: int | None = None) -> list[Decision]:
         """Judge every sample recorded since the shared cursor (waiting up to ``block_ms`` for one)."""
         client, keys = self.store.client, self.store.keys
         now = time.time()
         check_in(client, keys.monitors, self.id, now=now)
         frozen = self.control.frozen() is not None
-        self._update_gauges(frozen)
         start = self.cursor.load()
-        self.judge.state = JudgeState(start.breaches, start.healthy_since)
+        self._replay(start.cursor)
+        if not self._warm:
+            self.data.sync_incident()
+            self._warm = True
+        self.judge.state = JudgeState.from_dict(start.judge)
+        self._update_gauges(frozen)
         entries = self.cursor.entries(start.cursor, count=_BATCH, block_ms=block_ms)
         if not entries:
             return []
-        cursor, state_epoch, last_scored = start.cursor, start.epoch, start.scored
+        state_epoch, last_scored = start.epoch, start.scored
         epoch = self.store.epoch()
-        rollback_times = self.control.recent_rollbacks(self.settings.monitor_rollback_window_seconds)
-        decisions = []
-        for _entry_id, fields in entries:
+        decisions: list[Decision] = []
+        notices: list[Notice] = []
+        checkpoint, fed = self.data.checkpoint(), self._fed
+        for entry_id, fields in entries:
             sample = parse_sample(fields)
+            if _id(entry_id) > _id(self._fed):
+                self._fed = entry_id
+                if self.data.feed(sample, epoch=epoch):
+                    notices += self.data.drain()
+                    epoch, frozen = self.store.epoch(), self.control.frozen() is not None
             sample_epoch, scored = int(sample.get("epoch", 0)), int(sample.get("scored", 0))
             if sample_epoch != epoch:
                 continue  # recorded before a rollback the learner had not applied yet: that lineage is gone
@@ -116,37 +158,59 @@ class Monitor:
                 self.judge.reset()
                 state_epoch = sample_epoch
             last_scored = scored
-            decision = self.judge.decide(
-                sample, now=sample.get("time", now), rollback_times=rollback_times, frozen=frozen
-            )
+            decision = self._decide(sample, frozen, now)
             decisions.append(decision)
             epoch, frozen = self._act(decision, sample, epoch, frozen)
-            if decision.action is Action.ROLLBACK:
-                rollback_times = self.control.recent_rollbacks(self.settings.monitor_rollback_window_seconds)
-        cursor = entries[-1][0]
-        judged = CursorState(
-            cursor, state_epoch, last_scored, self.judge.state.breaches, self.judge.state.healthy_since
-        )
-        if not self.cursor.commit(start.cursor, judged):
+            if decision.action is Action.COOLDOWN and decision.notify:
+                notices.append(Notice("breach_suppressed", decision.reason, sample_metrics(sample)))
+        judged = CursorState(entries[-1][0], state_epoch, last_scored, self.judge.state.to_dict())
+        if self.cursor.commit(start.cursor, judged, actor=self.actor, notices=notices):
+            self._report(notices)
+        else:  # its notices are the winner's to record; go back and replay what it judged
             log.info("another monitor judged these samples first; re-reading the shared cursor")
+            self.data.restore(checkpoint)
+            self._fed = fed
+        self._update_gauges(frozen)
         return decisions
 
-    def _act(self, decision: Decision, sample: dict[str, float], epoch: int, frozen: bool) -> tuple[int, bool]:
+    def _report(self, notices: list[Notice]) -> None:
+        """Log and count the notices this monitor recorded."""
+        for notice in notices:
+            position = int(notice.metrics.get("stream_position", 0))
+            if notice.action == "feature_drift":
+                feature = str(notice.metrics.get("signal", "")).removeprefix("feature:")
+                self.telemetry.feature_drift.labels(self.settings.model_name, feature).inc()
+                log.warning("feature drift at stream position %d: %s", position, notice.reason)
+            else:
+                self.telemetry.suppressed.inc()
+                log.warning("breach suppressed at stream position %d: %s", position, notice.reason)
+
+    def _decide(self, sample: MetricSample, frozen: bool, now: float) -> Decision:
+        if self.data.watch.incident is not None:  # the data guard holds learning until the data is back
+            self.judge.reset()
+            return Decision(Action.NONE, "a data-quality incident is open")
+        threshold = self.data.threshold.value()
+        if threshold is None:
+            return Decision(Action.INSUFFICIENT, "the relative threshold has no reference level yet")
+        rollbacks = [(r.position, r.time) for r in self.control.recent_rollbacks()]
+        return self.judge.decide(
+            sample,
+            position=int(sample.get("stream_position", 0)),
+            now=sample.get("time", now),
+            rollbacks=rollbacks,
+            frozen=frozen,
+            threshold=threshold,
+        )
+
+    def _act(self, decision: Decision, sample: MetricSample, epoch: int, frozen: bool) -> tuple[int, bool]:
         """Carry out ``decision``; returns the (epoch, frozen) the following samples are judged under."""
         s = self.settings
         if decision.value is not None:
             self.telemetry.metric.labels(s.model_name, s.monitor_metric).set(decision.value)
-        metrics = {
-            k: v
-            for k, v in sample.items()
-            if k not in ("time", "epoch", "version", "scored") and not k.startswith("offset:")
-        }
+        metrics = sample_metrics(sample)
+        position = int(sample.get("stream_position", 0))
         try:
             if decision.action is Action.ROLLBACK:
-                # everything up to the judged sample is discarded, even if the learner dies before it reads on
-                consumed = {
-                    s.events_topic: {k.split(":", 1)[1]: int(v) for k, v in sample.items() if k.startswith("offset:")}
-                }
                 target = self.control.rollback(
                     actor=self.actor,
                     reason=decision.reason,
@@ -154,7 +218,9 @@ class Monitor:
                     expected_epoch=epoch,
                     automatic=True,
                     fallback=s.monitor_fallback_version,
-                    consumed=consumed,
+                    position=position,
+                    # everything up to the judged sample is discarded, even if the learner dies before reading on
+                    consumed=consumed_offsets(sample, s.events_topic),
                 )
                 self.telemetry.rollbacks.inc()
                 log.warning("rolled back to version %d: %s", target, decision.reason)
@@ -172,23 +238,31 @@ class Monitor:
         except (ControlError, VersionNotFoundError) as exc:
             log.error("cannot %s: %s", decision.action, exc)
             self._failed = True
-            append_audit(
-                self.store.client,
-                self.store.keys,
-                self.store.audit_retention,
-                action=f"{decision.action}_failed",
-                actor=self.actor,
-                reason=str(exc),
-                metrics=metrics,
-            )
+            self._audit(f"{decision.action}_failed", str(exc), metrics)
         if decision.action in (Action.ROLLBACK, Action.FREEZE, Action.RESUME):
             return self.store.epoch(), self.control.frozen() is not None
         return epoch, frozen
 
+    def _audit(self, action: str, reason: str, metrics: dict[str, Any]) -> None:
+        append_audit(
+            self.store.client,
+            self.store.keys,
+            self.store.audit_retention,
+            action=action,
+            actor=self.actor,
+            reason=reason,
+            metrics=metrics,
+        )
+
     def _update_gauges(self, frozen: bool) -> None:
         self.telemetry.frozen.set(1 if frozen else 0)
-        self.telemetry.alert.set(1 if frozen or self._failed else 0)
+        suppressed = self.judge.state.suppressed
+        self.telemetry.alert.set(1 if frozen or self._failed or suppressed else 0)
         head, serving, pinned = self.store.head(), self.store.serving(), self.store.pinned()
         self.telemetry.head_version.set(head or 0)
         self.telemetry.serving_version.set(serving or 0)
         self.telemetry.pinned.set(1 if pinned is not None else 0)
+        self.telemetry.incident_open.set(0 if self.store.incident() is None else 1)
+        threshold = self.data.threshold.value()
+        if threshold is not None:
+            self.telemetry.threshold.labels(self.settings.model_name, self.settings.monitor_metric).set(threshold)

@@ -1,22 +1,24 @@
-"""The monitor's decision rule, free of I/O so it can be tested against a fake clock.
+"""The monitor's decision rule, free of I/O: a function of the metric samples, counted in events.
 
-The monitor feeds it every metric sample the learner recorded (one per ``history_every_events``
-labelled events), in stream order, with the time the sample was recorded; each sample is one *check*
-on the rolling metric *and its sample count*:
+The monitor feeds it every metric sample the learner recorded (one per ``history_every_events`` labelled
+events), in stream order, with the sample's stream position; each sample is one *check* on the rolling
+metric *and its sample count*. Every span is counted in events, so the same stream gives the same decisions
+at any rate (seconds remain available as an additional bound, off by default):
 
-* fewer than ``min_samples`` in the window: no judgement;
+* fewer than ``monitor_min_samples`` in the window: no judgement (after a rollback the window restarts);
 * below the threshold (above, for lower-is-better metrics) ``patience`` checks in a row: a confirmed
-  breach. It becomes a rollback unless the model is cooling down (``cooldown`` after a rollback,
-  doubled for each further rollback in the window), or a **freeze** when ``max_rollbacks`` rollbacks
-  already happened in the window;
-* while frozen: ``resume`` once the metric has been healthy for ``resume_after`` seconds.
+  breach. It becomes a rollback, unless the model is cooling down — ``cooldown_events`` after a rollback,
+  doubled for each further rollback in the flap window (``rollback_window_events``) — in which case it is
+  **suppressed**, and reported once per cooldown (the monitor logs, audits and alerts it); a breach that
+  outlasts the cooldown acts then. With ``max_rollbacks`` rollbacks in the window it is a **freeze**;
+* while frozen: ``resume`` once the metric has been healthy for ``resume_after_events`` events.
 
 >>> from streaming.config import Settings
 >>> judge = Judge(Settings(monitor_patience=2, monitor_min_samples=10))
 >>> bad = {"accuracy": 0.5, "samples": 100}
->>> judge.decide(bad, now=0.0, rollback_times=[], frozen=False).action
+>>> judge.decide(bad, position=100, now=0.0, rollbacks=[], frozen=False).action
 <Action.WAIT: 'wait'>
->>> judge.decide(bad, now=1.0, rollback_times=[], frozen=False).action
+>>> judge.decide(bad, position=200, now=1.0, rollbacks=[], frozen=False).action
 <Action.ROLLBACK: 'rollback'>
 """
 
@@ -24,11 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
+from typing import Any
 
 from monitor.prequential import is_healthy
 from streaming.config import Settings
 
-__all__ = ["Action", "Decision", "Judge", "JudgeState"]
+__all__ = ["Action", "Decision", "Judge", "JudgeState", "Rollback"]
+
+#: A past rollback as the judge sees it: (stream position it was decided at, or None if unknown; unix time).
+Rollback = tuple[int | None, float]
 
 
 class Action(enum.StrEnum):
@@ -50,71 +57,117 @@ class Decision:
     action: Action
     reason: str
     value: float | None = None
+    notify: bool = False  # a suppressed breach to report (the first of its cooldown)
 
 
 @dataclasses.dataclass
 class JudgeState:
     """What the judge remembers between checks; kept in Redis so monitors share it and survive restarts."""
 
-    breaches: int = 0
-    healthy_since: float | None = None
+    breaches: int = 0  # consecutive breaching checks
+    healthy_since: int | None = None  # stream position where the frozen model became healthy
+    healthy_since_time: float | None = None
+    suppressed: bool = False  # a confirmed breach of this cooldown was reported already
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> JudgeState:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
 
 
 class Judge:
-    """Turns a stream of (metric, samples) observations into actions."""
+    """Turns the stream of metric samples into actions."""
 
     def __init__(self, settings: Settings) -> None:
         self.metric = settings.monitor_metric
         self.threshold = settings.monitor_threshold
         self.min_samples = settings.monitor_min_samples
         self.patience = settings.monitor_patience
-        self.cooldown = settings.monitor_cooldown_seconds
+        self.cooldown_events = settings.monitor_cooldown_events
+        self.cooldown_seconds = settings.monitor_cooldown_seconds
         self.max_rollbacks = settings.monitor_max_rollbacks
-        self.resume_after = settings.monitor_resume_after_seconds
+        self.window_events = settings.monitor_rollback_window_events
+        self.window_seconds = settings.monitor_rollback_window_seconds
+        self.resume_after_events = settings.monitor_resume_after_events
+        self.resume_after_seconds = settings.monitor_resume_after_seconds
         self.state = JudgeState()
 
-    def healthy(self, value: float) -> bool:
-        return is_healthy(self.metric, value, self.threshold)
+    def healthy(self, value: float, threshold: float | None = None) -> bool:
+        return is_healthy(self.metric, value, self.threshold if threshold is None else threshold)
 
-    def cooldown_until(self, rollback_times: list[float]) -> float:
-        """End of the quiet period: ``cooldown * 2**(n-1)`` after the last of n recent rollbacks."""
-        if not rollback_times:
-            return float("-inf")
-        return max(rollback_times) + self.cooldown * 2.0 ** (len(rollback_times) - 1)
+    def recent(self, rollbacks: Sequence[Rollback], *, position: int, now: float) -> list[Rollback]:
+        """The rollbacks inside the flap window (in events; and in seconds, when that bound is set)."""
+        return [
+            (at, when)
+            for at, when in rollbacks
+            if (at is None or position - at <= self.window_events)
+            and (not self.window_seconds or now - when <= self.window_seconds)
+        ]
+
+    def cooling_down(self, recent: Sequence[Rollback], *, position: int, now: float) -> bool:
+        """Within ``cooldown * 2**(n-1)`` after the last of the ``n`` recent rollbacks (events, or seconds)."""
+        if not recent:
+            return False
+        (at, when), factor = recent[-1], 2.0 ** (len(recent) - 1)
+        in_events = at is not None and position < at + self.cooldown_events * factor
+        in_seconds = bool(self.cooldown_seconds) and now < when + self.cooldown_seconds * factor
+        return in_events or in_seconds
 
     def reset(self) -> None:
         self.state = JudgeState()
 
-    def decide(self, rolling: dict[str, float], *, now: float, rollback_times: list[float], frozen: bool) -> Decision:
-        """One check. ``rollback_times``: rollbacks within the flap window (since the last resume)."""
+    def decide(
+        self,
+        rolling: dict[str, float],
+        *,
+        position: int,
+        now: float,
+        rollbacks: Sequence[Rollback],
+        frozen: bool,
+        threshold: float | None = None,
+    ) -> Decision:
+        """One check at stream ``position``. ``rollbacks``: since the last resume (the window is applied here);
+        ``threshold``: the effective one (relative mode), else the configured one."""
         samples, value = rolling.get("samples", 0), rolling.get(self.metric)
+        limit = self.threshold if threshold is None else threshold
         if value is None or samples < self.min_samples:
             self.reset()
             return Decision(Action.INSUFFICIENT, f"{samples} samples < {self.min_samples}", value)
-        desc = f"rolling {self.metric} {value:.4f} vs threshold {self.threshold} over {samples} events"
+        desc = f"rolling {self.metric} {value:.4f} vs threshold {limit:.4f} over {samples} events"
         state = self.state
         if frozen:
-            state.breaches = 0
-            if not self.healthy(value):
-                state.healthy_since = None
-                return Decision(Action.NONE, f"frozen; {desc}", value)
-            state.healthy_since = now if state.healthy_since is None else state.healthy_since
-            if now - state.healthy_since >= self.resume_after:
-                state.healthy_since = None
-                return Decision(Action.RESUME, f"healthy for {self.resume_after:.0f}s while frozen: {desc}", value)
-            return Decision(Action.NONE, f"frozen, healthy for {now - state.healthy_since:.1f}s; {desc}", value)
-        state.healthy_since = None
-        if self.healthy(value):
-            state.breaches = 0
+            return self._frozen(state, value, limit=limit, position=position, now=now, desc=desc)
+        state.healthy_since = state.healthy_since_time = None
+        if self.healthy(value, limit):
+            state.breaches, state.suppressed = 0, False
             return Decision(Action.NONE, desc, value)
         state.breaches += 1
         if state.breaches < self.patience:
             return Decision(Action.WAIT, f"breach {state.breaches}/{self.patience}: {desc}", value)
-        if now < self.cooldown_until(rollback_times):
-            return Decision(Action.COOLDOWN, f"breach confirmed but cooling down: {desc}", value)
-        state.breaches = 0
-        if len(rollback_times) >= self.max_rollbacks:
-            return Decision(
-                Action.FREEZE, f"{len(rollback_times)} rollbacks within the window and still: {desc}", value
-            )
+        recent = self.recent(rollbacks, position=position, now=now)
+        if self.cooling_down(recent, position=position, now=now):
+            first, state.suppressed = not state.suppressed, True
+            return Decision(Action.COOLDOWN, f"breach confirmed but cooling down: {desc}", value, notify=first)
+        state.breaches, state.suppressed = 0, False
+        if len(recent) >= self.max_rollbacks:
+            return Decision(Action.FREEZE, f"{len(recent)} rollbacks within the window and still: {desc}", value)
         return Decision(Action.ROLLBACK, f"breach for {self.patience} checks: {desc}", value)
+
+    def _frozen(
+        self, state: JudgeState, value: float, *, limit: float, position: int, now: float, desc: str
+    ) -> Decision:
+        state.breaches, state.suppressed = 0, False
+        if not self.healthy(value, limit):
+            state.healthy_since = state.healthy_since_time = None
+            return Decision(Action.NONE, f"frozen; {desc}", value)
+        if state.healthy_since is None:
+            state.healthy_since, state.healthy_since_time = position, now
+        events = position - state.healthy_since
+        seconds = now - (state.healthy_since_time or now)
+        if events >= self.resume_after_events and seconds >= self.resume_after_seconds:
+            state.healthy_since = state.healthy_since_time = None
+            return Decision(Action.RESUME, f"healthy for {events} events while frozen: {desc}", value)
+        return Decision(Action.NONE, f"frozen, healthy for {events} events; {desc}", value)

@@ -27,7 +27,7 @@ from monitor.auc import BinnedAUC, RollingAUC
 from streaming.config import Settings
 from streaming.errors import SnapshotCorruptError
 
-__all__ = ["LOWER_IS_BETTER", "METRICS", "PrequentialMetrics", "is_healthy", "meets_threshold"]
+__all__ = ["LOWER_IS_BETTER", "METRICS", "PrequentialMetrics", "Threshold", "is_healthy", "meets_threshold"]
 
 #: Metric names livelearn reports, and the river class behind each.
 METRICS: dict[str, Callable[[], Any]] = {
@@ -132,8 +132,9 @@ def is_healthy(metric: str, value: float, threshold: float) -> bool:
     return value <= threshold if metric in LOWER_IS_BETTER else value >= threshold
 
 
-def meets_threshold(rolling: dict[str, float], settings: Settings) -> bool:
-    """Whether rolling values satisfy the monitor's metric and threshold with enough samples.
+def meets_threshold(rolling: dict[str, float], settings: Settings, threshold: float | None = None) -> bool:
+    """Whether rolling values satisfy the monitor's metric and threshold with enough samples; ``threshold``
+    overrides the configured one (relative mode), and is ``None`` while it cannot be known yet.
 
     >>> from streaming.config import Settings
     >>> meets_threshold({"accuracy": 0.85, "samples": 500}, Settings())
@@ -142,9 +143,65 @@ def meets_threshold(rolling: dict[str, float], settings: Settings) -> bool:
     ...     {"log_loss": 0.3, "samples": 500}, Settings(monitor_metric="log_loss", monitor_threshold=0.4))
     (False, True)
     """
-    if rolling.get("samples", 0) < settings.monitor_min_samples:
+    if rolling.get("samples", 0) < settings.monitor_min_samples or settings.monitor_metric not in rolling:
         return False
-    return is_healthy(settings.monitor_metric, rolling[settings.monitor_metric], settings.monitor_threshold)
+    if threshold is None and settings.monitor_threshold_mode == "relative":
+        return False
+    limit = settings.monitor_threshold if threshold is None else threshold
+    return is_healthy(settings.monitor_metric, rolling[settings.monitor_metric], limit)
+
+
+class Threshold:
+    """The guarded metric's threshold: ``monitor_threshold`` as it is (absolute mode), or ``monitor_relative_drop``
+    below the metric's own healthy level (relative mode) — an exponential average of the sampled values that
+    met the threshold (half-life ``reference_half_life_events``), known once it has seen
+    ``reference_min_events`` events. Learners (stable versions) and monitors (breaches) keep the same one.
+
+    >>> from streaming.config import Settings
+    >>> rule = Threshold(Settings(monitor_threshold_mode="relative", monitor_relative_drop=0.05,
+    ...                           reference_min_events=200, monitor_min_samples=10))
+    >>> rule.value() is None
+    True
+    >>> for _ in range(3):
+    ...     rule.observe({"accuracy": 0.9, "samples": 500})
+    >>> round(rule.value(), 2)
+    0.85
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        blocks = max(settings.reference_half_life_events / settings.history_every_events, 1.0)
+        self.alpha = 1 - 0.5 ** (1 / blocks)
+        self.reference: float | None = None
+        self.events = 0
+
+    def value(self) -> float | None:
+        s = self.settings
+        if s.monitor_threshold_mode == "absolute":
+            return s.monitor_threshold
+        if self.reference is None or self.events < s.reference_min_events:
+            return None
+        drop = s.monitor_relative_drop
+        return self.reference + drop if s.monitor_metric in LOWER_IS_BETTER else self.reference - drop
+
+    def observe(self, rolling: dict[str, float]) -> None:
+        """One metric sample (relative mode learns from those that meet the current threshold)."""
+        s = self.settings
+        value = rolling.get(s.monitor_metric)
+        if s.monitor_threshold_mode == "absolute" or value is None or rolling.get("samples", 0) < s.monitor_min_samples:
+            return
+        current = self.value()
+        if current is not None and not is_healthy(s.monitor_metric, value, current):
+            return
+        self.reference = value if self.reference is None else self.reference + self.alpha * (value - self.reference)
+        self.events += s.history_every_events
+
+    def dump(self) -> dict[str, Any]:
+        return {"reference": self.reference, "events": self.events}
+
+    def load(self, doc: dict[str, Any] | None) -> None:
+        if doc:
+            self.reference, self.events = doc.get("reference"), int(doc.get("events", 0))
 
 
 # -- the metrics' state codec ---------------------------------------------------------------------------

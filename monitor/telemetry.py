@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from streaming.observability import counter, gauge
 
@@ -42,3 +42,21 @@ class MonitorMetrics:
         )
         self.serving_version = gauge("livelearn_serving_version", "Version serving follows.", registry, model)
         self.pinned = gauge("livelearn_pinned", "1 while a version is pinned.", registry, model)
+        self.suppressed = counter(
+            "livelearn_breaches_suppressed_total",
+            "Confirmed breaches during a cooldown (reported once per cooldown).",
+            registry,
+            model,
+        )
+        self.incidents = counter(
+            "livelearn_incidents_total", "Data-quality incidents this monitor opened.", registry, model
+        )
+        self.incident_open = gauge(
+            "livelearn_incident_open", "1 while a data-quality incident is open.", registry, model
+        )
+        self.feature_drift = Counter(
+            "livelearn_feature_drift_total",
+            "Drift reports on a tracked numeric feature's block means, by feature.",
+            ["model", "feature"],
+            registry=registry,
+        )

@@ -3,7 +3,9 @@
 * :meth:`ControlPlane.rollback` moves the learner lineage (head, epoch) to a version and, unless a
   version is pinned, serving with it. Given the epoch it judged, a second monitor acting on the same
   breach finds the epoch moved on and changes nothing: exactly one rollback per breach.
-* :meth:`pin` / :meth:`unpin` hold serving on a version / let it follow the newest stable again.
+* :meth:`pin` / :meth:`unpin` hold serving on a version / let it follow the newest stable again. A version
+  quarantined by a data-quality incident (:mod:`snapshotter.incidents`) is pinned only when forced, and
+  never chosen by a rollback or an unpin.
 * :meth:`freeze` / :meth:`resume` stop and restart learning (learners keep scoring).
 
 Every change publishes on the model's control channel, so learners and servers react at once.
@@ -12,6 +14,7 @@ Every change publishes on the model's control channel, so learners and servers r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from typing import Any
@@ -27,16 +30,19 @@ from streaming.errors import (
     AlreadyFrozenError,
     ControlError,
     HeadMovedError,
+    IncidentOpenError,
     LivelearnError,
+    NoIncidentError,
     NoRollbackTargetError,
     NotFrozenError,
     NotPinnedError,
+    QuarantinedError,
     SnapshotError,
     StaleEpochError,
     VersionNotFoundError,
 )
 
-__all__ = ["ControlPlane"]
+__all__ = ["ControlPlane", "RollbackRecord", "run_script"]
 
 #: The error codes the control scripts answer with, and the exception each one raises.
 _REFUSALS: dict[str, type[LivelearnError]] = {
@@ -46,7 +52,37 @@ _REFUSALS: dict[str, type[LivelearnError]] = {
     "ALREADY": AlreadyFrozenError,
     "NOT_FROZEN": NotFrozenError,
     "NOT_PINNED": NotPinnedError,
+    "QUARANTINED": QuarantinedError,
+    "INCIDENT_OPEN": IncidentOpenError,
+    "NOT_OPEN": NoIncidentError,
 }
+
+
+def run_script(script: Script, keys: list[str], args: list[Any], maxlen: int) -> Any:
+    """Run a control script (its first argument is the audit stream's length); a refusal raises the matching
+    :class:`ControlError` (or :class:`VersionNotFoundError`) saying nothing was changed."""
+    try:
+        return script(keys=keys, args=[maxlen, *args])
+    except redis.ResponseError as exc:
+        if redis_failure(exc):
+            raise  # Redis refused the write itself (out of memory, read-only, permission): not our refusal
+        code, _, detail = str(exc).partition(" ")
+        error = _REFUSALS.get(code, ControlError)
+        raise error(f"{code.lower().replace('_', ' ')}: {detail}; nothing was changed") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RollbackRecord:
+    """One rollback: when (unix seconds), the epoch it made, and where in the stream it was decided."""
+
+    time: float
+    epoch: int
+    position: int | None  # None for rollbacks recorded before positions were
+
+    @classmethod
+    def from_member(cls, member: str, score: float) -> RollbackRecord:
+        parts = member.split(":")
+        return cls(score, int(parts[1]), int(parts[2]) if len(parts) > 2 and parts[2] else None)
 
 
 class ControlPlane:
@@ -61,14 +97,18 @@ class ControlPlane:
         )
 
     def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return script(keys=keys, args=[self.store.audit_retention, *args])
-        except redis.ResponseError as exc:
-            if redis_failure(exc):
-                raise  # Redis refused the write itself (out of memory, read-only, permission): not our refusal
-            code, _, detail = str(exc).partition(" ")
-            error = _REFUSALS.get(code, ControlError)
-            raise error(f"{code.lower().replace('_', ' ')}: {detail}; nothing was changed") from None
+        return run_script(script, keys, args, self.store.audit_retention)
+
+    def live_metrics(self) -> dict[str, Any]:
+        """The active learner's rolling metrics and position now (recorded with operator actions)."""
+        status = self.store.status()
+        if not status:
+            return {}
+        return {
+            **status["rolling"],
+            "stream_position": status["stream_position"],
+            "events_seen": status["counters"].get("events_seen", 0),
+        }
 
     def _verify(self, number: int) -> None:
         """Refuse missing (:class:`VersionNotFoundError`) or corrupt versions before pointing anything at them."""
@@ -96,8 +136,12 @@ class ControlPlane:
         automatic: bool = False,
         fallback: int | None = None,
         consumed: dict[str, dict[str, int]] | None = None,
+        position: int | None = None,
     ) -> int:
-        """Move lineage (and unpinned serving) to ``to`` or the rollback target; returns the target."""
+        """Move lineage (and unpinned serving) to ``to`` or the rollback target; returns the target.
+
+        ``position``: the stream position the decision was made at (the monitor's judged sample; by default
+        the active learner's current one), which the judge's cooldown and flap window count events from."""
         k = self.keys
         for _attempt in range(10):
             head = self.store.head()
@@ -106,9 +150,10 @@ class ControlPlane:
                 raise NoRollbackTargetError("no stable version older than the head to roll back to; pass --to N")
             self._verify(target)
             try:
+                at = position if position is not None else int(self.live_metrics().get("stream_position", 0))
                 self._run(
                     self._rollback,
-                    [k.audit, k.epoch, k.head, k.serving, k.pinned, k.rollbacks, k.stable, k.resume],
+                    [k.audit, k.epoch, k.head, k.serving, k.pinned, k.rollbacks, k.stable, k.resume, k.quarantined],
                     [
                         "" if expected_epoch is None else str(expected_epoch),
                         target,
@@ -121,6 +166,7 @@ class ControlPlane:
                         "rollback" if automatic else "manual_rollback",
                         "" if head is None else str(head),
                         pack(self.consumed_offsets(head, consumed)),
+                        at,
                     ],
                 )
             except HeadMovedError:
@@ -150,16 +196,23 @@ class ControlPlane:
         return offsets
 
     # -- pinning ----------------------------------------------------------------------------------
-    def pin(self, number: int, *, actor: str, reason: str) -> None:
+    def pin(self, number: int, *, actor: str, reason: str, force: bool = False) -> None:
+        """Hold serving on ``number``; a quarantined version only with ``force`` (audited as forced)."""
         self._verify(number)
         k = self.keys
         self._run(
-            self._pin, [k.audit, k.pinned, k.serving, k.protected], [number, actor, reason, k.meta(number), k.channel]
+            self._pin,
+            [k.audit, k.pinned, k.serving, k.protected, k.quarantined],
+            [number, actor, reason, k.meta(number), k.channel, "1" if force else "", json.dumps(self.live_metrics())],
         )
 
     def unpin(self, *, actor: str, reason: str) -> None:
         k = self.keys
-        self._run(self._unpin, [k.audit, k.pinned, k.serving, k.protected, k.stable], [actor, reason, k.channel])
+        self._run(
+            self._unpin,
+            [k.audit, k.pinned, k.serving, k.protected, k.stable],
+            [actor, reason, k.channel, json.dumps(self.live_metrics())],
+        )
 
     # -- freezing ---------------------------------------------------------------------------------
     def freeze(
@@ -191,12 +244,12 @@ class ControlPlane:
         raw = self.store.client.hgetall(self.keys.frozen)
         return {as_text(k): as_text(v) for k, v in raw.items()} if raw else None
 
-    def recent_rollbacks(self, window: float, now: float | None = None) -> list[float]:
-        """Times of rollbacks within ``window`` seconds, since the last resume."""
+    def recent_rollbacks(self, window: float | None = None, now: float | None = None) -> list[RollbackRecord]:
+        """Rollbacks since the last resume (and within ``window`` seconds, if given), oldest first."""
         now = time.time() if now is None else now
         resumed = float(self.store.client.get(self.keys.resumed) or 0)
-        start = max(now - window, resumed)
+        start = max(now - window, resumed) if window else resumed
         found: list[tuple[Any, float]] = self.store.client.zrangebyscore(  # type: ignore[assignment]
-            self.keys.rollbacks, f"({start}", now, withscores=True
+            self.keys.rollbacks, f"({start}", "+inf", withscores=True
         )
-        return [float(score) for _member, score in found]
+        return [RollbackRecord.from_member(as_text(member), float(score)) for member, score in found]

@@ -31,8 +31,11 @@ class Keys:
         self.stable = self.prefix + "stable"  # ZSET of stable versions (met the threshold when written)
         self.serving = self.prefix + "serving"  # version the API and serving follow
         self.pinned = self.prefix + "pinned"  # version pinned by an operator (serving stays there)
-        self.frozen = self.prefix + "frozen"  # HASH (since, actor, reason) while learning is frozen
-        self.rollbacks = self.prefix + "rollbacks"  # ZSET of rollback times (score = unix seconds)
+        self.frozen = self.prefix + "frozen"  # HASH (since, actor, reason[, incident]) while learning is frozen
+        self.incident = self.prefix + "incident"  # HASH of the open data-quality incident (absent: none)
+        self.incident_counter = self.prefix + "incident:counter"  # INCR -> incident ids
+        self.quarantined = self.prefix + "quarantined"  # HASH version -> incident that quarantined it
+        self.rollbacks = self.prefix + "rollbacks"  # ZSET "time:epoch:position" of rollbacks (score = unix seconds)
         self.resumed = self.prefix + "resumed"  # unix time of the last resume (flap counting restarts)
         self.audit = self.prefix + "audit"  # STREAM of every snapshot, promotion, rollback, pin, freeze...
         self.history = self.prefix + "history"  # STREAM of metric samples, one per N labelled events

@@ -118,48 +118,57 @@ class VersionStore:
             "model_events_learned": model_events_learned,
         }
         k = self.keys
-        try:
-            number = self._write(
-                keys=[
-                    k.lease,
-                    k.counter,
-                    k.index,
-                    k.head,
-                    k.protected,
-                    k.epoch,
-                    k.stable,
-                    k.serving,
-                    k.pinned,
-                    k.audit,
-                ],
-                args=[
-                    lease_value or "",
-                    blob,
-                    pack(meta),
-                    self.keep,
-                    k.version_prefix,
-                    str(epoch),
-                    "1" if stable else "0",
-                    self.keep_stable,
-                    self.audit_retention,
-                    writer,
-                    json.dumps(metrics.get("rolling", {})),
-                    "" if parent is None else parent,
-                    k.channel,
-                ],
-            )
-        except redis.ResponseError as exc:
-            code, _, detail = str(exc).partition(" ")  # the script answers "<CODE> <detail>"
-            if code == "FENCED":
-                raise SnapshotFencedError(
-                    f"snapshot rejected for model {k.model_name!r}: this writer ({writer}) no longer holds "
-                    f"the lease ({detail}); another learner is active"
-                ) from None
-            if code == "STALE_LINEAGE":
-                raise StaleLineageError(f"snapshot rejected: {detail}") from None
-            if redis_failure(exc):
-                raise  # out of memory, persistence failing, read-only...: for the caller to wait out or report
-            raise SnapshotError(f"snapshot write failed: {exc}") from None
+        keys = [
+            k.lease,
+            k.counter,
+            k.index,
+            k.head,
+            k.protected,
+            k.epoch,
+            k.stable,
+            k.serving,
+            k.pinned,
+            k.audit,
+            k.incident,
+            k.quarantined,
+        ]
+        rolling = json.dumps(metrics.get("rolling", {}))
+        for _attempt in range(2):
+            try:
+                number = self._write(
+                    keys=keys,
+                    args=[
+                        lease_value or "",
+                        blob,
+                        pack(meta),
+                        self.keep,
+                        k.version_prefix,
+                        str(epoch),
+                        "1" if meta["stable"] else "0",
+                        self.keep_stable,
+                        self.audit_retention,
+                        writer,
+                        rolling,
+                        "" if parent is None else parent,
+                        k.channel,
+                    ],
+                )
+                break
+            except redis.ResponseError as exc:
+                code, _, detail = str(exc).partition(" ")  # the script answers "<CODE> <detail>"
+                if code == "INCIDENT":  # no version is stable while an incident is open: write it as not stable
+                    meta["stable"] = False
+                    continue
+                if code == "FENCED":
+                    raise SnapshotFencedError(
+                        f"snapshot rejected for model {k.model_name!r}: this writer ({writer}) no longer holds "
+                        f"the lease ({detail}); another learner is active"
+                    ) from None
+                if code == "STALE_LINEAGE":
+                    raise StaleLineageError(f"snapshot rejected: {detail}") from None
+                if redis_failure(exc):
+                    raise  # out of memory, persistence failing, read-only...: for the caller to wait out or report
+                raise SnapshotError(f"snapshot write failed: {exc}") from None
         return VersionMeta.from_dict({"number": int(number), **meta})
 
     # -- reads -------------------------------------------------------------------------------
@@ -179,6 +188,15 @@ class VersionStore:
     def pinned(self) -> int | None:
         raw = self.client.get(self.keys.pinned)
         return int(raw) if raw is not None else None
+
+    def quarantined(self) -> dict[int, int]:
+        """Versions quarantined by a data-quality incident: version -> incident id."""
+        return {as_int(v): as_int(i) for v, i in self.client.hgetall(self.keys.quarantined).items()}
+
+    def incident(self) -> dict[str, str] | None:
+        """The open data-quality incident (id, signal, change_point, position, since, reason, target), or None."""
+        raw = self.client.hgetall(self.keys.incident)
+        return {as_text(k): as_text(v) for k, v in raw.items()} if raw else None
 
     def stable_numbers(self) -> list[int]:
         """Stable versions still stored, oldest first."""

@@ -124,16 +124,58 @@ class Settings(BaseSettings):
         Field("accuracy", description="Rolling metric the monitor guards.")
     )
     monitor_threshold: float = Field(0.8, description="Breach when the metric is below (log_loss: above) this.")
+    monitor_threshold_mode: Literal["absolute", "relative"] = Field(
+        "absolute",
+        description="absolute: the threshold above; relative: a drop of monitor_relative_drop below the "
+        "metric's own healthy level.",
+    )
+    monitor_relative_drop: float = Field(
+        0.05, gt=0, le=1, description="In relative mode: how far below its healthy level the metric may fall."
+    )
     monitor_min_samples: int = Field(200, ge=1, description="No judgement before the window holds this many.")
     monitor_patience: int = Field(3, ge=1, description="Consecutive breaching metric samples that confirm a breach.")
     monitor_check_interval_seconds: float = Field(
         1.0, gt=0, le=60, description="Longest wait for new metric samples (the monitor wakes at once on one)."
     )
-    monitor_cooldown_seconds: float = Field(30.0, ge=0, description="Quiet time after a rollback; doubles each time.")
-    monitor_max_rollbacks: int = Field(3, ge=1, description="Rollbacks within the window before learning freezes.")
-    monitor_rollback_window_seconds: float = Field(600.0, gt=0, description="Window for counting rollbacks.")
+    monitor_cooldown_events: int = Field(
+        2000, ge=0, description="Events after a rollback before another one; doubles for each further rollback."
+    )
+    monitor_cooldown_seconds: float = Field(
+        0.0, ge=0, description="Also a cooldown in seconds, doubling the same way (0: off; events only)."
+    )
+    monitor_max_rollbacks: int = Field(3, ge=1, description="Rollbacks within the flap window before learning freezes.")
+    monitor_rollback_window_events: int = Field(
+        20_000, ge=1, description="Flap window: rollbacks within this many events count towards a freeze."
+    )
+    monitor_rollback_window_seconds: float = Field(
+        0.0, ge=0, description="Also bound the flap window in seconds (0: off; events only)."
+    )
+    monitor_resume_after_events: int = Field(
+        5000, ge=0, description="Frozen learning resumes after the metric has been healthy for this many events."
+    )
     monitor_resume_after_seconds: float = Field(
-        60.0, ge=0, description="Frozen learning resumes after the metric is healthy this long."
+        0.0, ge=0, description="...and, additionally, for at least this many seconds (0: off)."
+    )
+    incident_label_rate_bound: float = Field(
+        0.25, gt=0, le=1, description="A block label rate this far from its reference is a data-quality incident."
+    )
+    incident_prediction_rate_bound: float = Field(
+        0.25, gt=0, le=1, description="A block prediction rate this far from its reference is an incident too."
+    )
+    incident_patience: int = Field(
+        2, ge=1, le=100, description="Blocks in a row off the reference that open an incident."
+    )
+    incident_resume_after_events: int = Field(
+        1000, ge=1, description="Events with every rate back near its reference that close an incident."
+    )
+    reference_half_life_events: int = Field(
+        2000, ge=1, description="Half-life of the reference rates (learned while healthy and no incident is open)."
+    )
+    reference_min_events: int = Field(
+        500, ge=0, description="Healthy events the reference rates need before incidents can be detected."
+    )
+    drift_detector: Literal["page_hinkley", "adwin", "kswin"] = Field(
+        "page_hinkley", description="river drift detector watching each tracked numeric feature's block means."
     )
     monitor_fallback_version: int | None = Field(None, ge=1, description="Rollback target when no stable one exists.")
 

@@ -22,7 +22,10 @@ went wrong *and* what to do about it; the CLI prints them as one line and exits 
     │   ├── AlreadyFrozenError        learning is frozen already
     │   ├── NotFrozenError            learning is not frozen
     │   ├── NotPinnedError            no version is pinned
-    │   └── NoRollbackTargetError     no stable version older than the head
+    │   ├── NoRollbackTargetError     no stable version older than the head
+    │   ├── QuarantinedError          the version was quarantined by an incident (pin it with force)
+    │   ├── IncidentOpenError         an incident is open already
+    │   └── NoIncidentError           no such incident is open
     ├── OutputDeliveryError       dead letters or predictions were not delivered; no snapshot moved past them
     ├── StoreLostError            Redis lost the versions of a model Kafka says was learned
     ├── LeaseLostError            this learner lost its writer lease
@@ -43,14 +46,17 @@ __all__ = [
     "EmbeddedServerError",
     "EventError",
     "HeadMovedError",
+    "IncidentOpenError",
     "InputError",
     "LeaseLostError",
     "LivelearnError",
     "ModelSpecMismatchError",
+    "NoIncidentError",
     "NoRollbackTargetError",
     "NotFrozenError",
     "NotPinnedError",
     "OutputDeliveryError",
+    "QuarantinedError",
     "SnapshotCorruptError",
     "SnapshotError",
     "SnapshotFencedError",
@@ -145,6 +151,18 @@ class NotPinnedError(ControlError):
 
 class NoRollbackTargetError(ControlError):
     """No stable version older than the head exists to roll back to."""
+
+
+class QuarantinedError(ControlError):
+    """The version was quarantined by a data-quality incident: nothing automatic goes to it; pin it with force."""
+
+
+class IncidentOpenError(ControlError):
+    """A data-quality incident is open already."""
+
+
+class NoIncidentError(ControlError):
+    """No such data-quality incident is open."""
 
 
 class OutputDeliveryError(LivelearnError):

@@ -1,12 +1,12 @@
 -- include: audit
--- Let serving follow the newest stable version again.
--- KEYS: audit, pinned, serving, protected, stable.  ARGV: maxlen, actor, reason, channel.
+-- Let serving follow the newest stable version again (quarantined versions are not in the stable set).
+-- KEYS: audit, pinned, serving, protected, stable.  ARGV: maxlen, actor, reason, channel, metrics json.
 local pinned = redis.call('GET', KEYS[2])
 if not pinned then return redis.error_reply('NOT_PINNED no version is pinned') end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[4], pinned)
 local newest = redis.call('ZREVRANGE', KEYS[5], 0, 0)[1]
 if newest then redis.call('SET', KEYS[3], newest) end
-audit('unpin', ARGV[2], ARGV[3], pinned, newest or pinned, '{}')
+audit('unpin', ARGV[2], ARGV[3], pinned, newest or pinned, ARGV[5])
 redis.call('PUBLISH', ARGV[4], 'serving')
 return 1

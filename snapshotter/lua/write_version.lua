@@ -2,7 +2,9 @@
 -- head, audit it; a stable version joins the stable set and, unless a version is pinned, becomes serving;
 -- then retention drops versions beyond the newest `keep` that are neither pinned, serving, protected nor
 -- among the newest `keep_stable` stable ones.
--- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit.
+-- While a data-quality incident is open no version may be stable: the script refuses (INCIDENT) and the
+-- writer asks again as not stable.
+-- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit, incident, quarantined.
 -- ARGV: lease value ('' = unfenced), blob, meta, keep, version key prefix, lineage epoch, stable (0/1),
 --       keep_stable, audit maxlen, writer, metrics json, parent, channel.  Returns the new number.
 if ARGV[1] ~= '' then
@@ -14,6 +16,9 @@ end
 local epoch = redis.call('GET', KEYS[6]) or '0'
 if epoch ~= ARGV[6] then
   return redis.error_reply('STALE_LINEAGE lineage epoch is ' .. epoch .. ', writer is on ' .. ARGV[6])
+end
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[11]) == 1 then
+  return redis.error_reply('INCIDENT incident ' .. redis.call('HGET', KEYS[11], 'id') .. ' is open')
 end
 local n = redis.call('INCR', KEYS[2])
 local prefix = ARGV[5]
@@ -47,6 +52,7 @@ if count > keep then
     if not kept then
       redis.call('ZREM', KEYS[3], v)
       redis.call('ZREM', KEYS[7], v)
+      redis.call('HDEL', KEYS[12], v)
       redis.call('DEL', prefix .. v .. ':blob', prefix .. v .. ':meta')
     end
   end

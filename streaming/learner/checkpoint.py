@@ -88,8 +88,9 @@ class Checkpoints:
         return meta
 
     def stable(self, state: LearnerState, rolling: dict[str, float]) -> bool:
-        """Meets the threshold with enough samples (after a rollback the window restarts: only new scores)."""
-        return meets_threshold(rolling, self.settings)
+        """Meets the threshold with enough samples (after a rollback the window restarts: only new scores),
+        and learned: a version written while learning is frozen (flapping, an open incident) never is."""
+        return not state.frozen and meets_threshold(rolling, self.settings, state.threshold.value())
 
     def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int) -> None:
         try:

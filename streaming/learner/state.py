@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from monitor.prequential import PrequentialMetrics
+from monitor.prequential import PrequentialMetrics, Threshold
 from snapshotter.codec import SnapshotState, VersionMeta
 from snapshotter.status import MetricSample
 from streaming.config import Settings
@@ -46,6 +46,7 @@ class LearnerState:
     metrics: PrequentialMetrics
     recent: RecentIds  # the idempotence window (belongs to the stream position, not to a version)
     signals: BlockSignals  # the current block of data signals (also the stream's, not a version's)
+    threshold: Threshold  # the guarded metric's threshold (relative mode: learned from the samples)
     counters: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     offsets: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # where learning resumes
     parent: int | None = None  # the version the live model descends from
@@ -65,6 +66,7 @@ class LearnerState:
             PrequentialMetrics(settings.rolling_window),
             RecentIds(settings.dedupe_window),
             BlockSignals(settings.drift_max_features),
+            Threshold(settings),
         )
 
     def adopt(self, restored: Restored) -> None:
@@ -75,6 +77,7 @@ class LearnerState:
         self.metrics = restored.metrics
         self.recent.load(restored.stream.get("dedupe"))
         self.signals.load(restored.stream.get("signals"))
+        self.threshold.load(restored.stream.get("threshold"))
         self.adopt_model(restored)
 
     def adopt_model(self, restored: Restored) -> None:
@@ -87,7 +90,11 @@ class LearnerState:
 
     def snapshot_state(self) -> SnapshotState:
         """The learned state as it stands: what the next version's blob holds."""
-        stream: dict[str, Any] = {"dedupe": self.recent.dump(), "signals": self.signals.dump()}
+        stream: dict[str, Any] = {
+            "dedupe": self.recent.dump(),
+            "signals": self.signals.dump(),
+            "threshold": self.threshold.dump(),
+        }
         return SnapshotState(
             spec=self.spec.to_dict(),
             model=self.model.dump_state(),

@@ -74,6 +74,8 @@ class EventStep:
         sequence whatever the event rate; a replay after a crash records the same samples again (same
         ``scored`` count), which the monitor recognises and skips.
         """
+        rolling = state.metrics.rolling_values()
+        state.threshold.observe(rolling)
         state.samples.append(
             {
                 "time": time.time(),
@@ -83,7 +85,7 @@ class EventStep:
                 "events_seen": state.counters["events_seen"],
                 "stream_position": sum(positions.values()),
                 **{f"offset:{tp.partition}": position for tp, position in positions.items()},
-                **state.metrics.rolling_values(),
+                **rolling,
                 **state.signals.flush(),
             }
         )

@@ -1,0 +1,119 @@
+"""Data-quality incidents: open one (quarantine, freeze, roll back to before the shift) and close it, atomically.
+
+When the monitor confirms that the data went wrong — e.g. a stuck labeller made every label 1 from some
+point on — it calls :meth:`Incidents.open` with the change point (the stream position where the shift
+began). One script then records the incident, **quarantines** every version written after the change point
+(they leave the stable set for good: no rollback or unpin goes back to them; an operator can still pin one
+with force), **freezes** learning (scoring goes on) and **rolls the lineage back** to the newest stable
+version written before the change point. While the incident is open no version is stable. When the data
+is back to normal, :meth:`Incidents.close` records the end and resumes learning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any
+
+from snapshotter.codec import VersionMeta, pack
+from snapshotter.control import ControlPlane, run_script
+from snapshotter.scripts import register
+from snapshotter.store import VersionStore
+from streaming.errors import HeadMovedError
+
+__all__ = ["Incidents", "OpenedIncident", "position_of"]
+
+
+def position_of(meta: VersionMeta) -> int:
+    """A version's stream position: the sum of its offsets (what metric samples call ``stream_position``)."""
+    return sum(sum(partitions.values()) for partitions in meta.offsets.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenedIncident:
+    id: int
+    target: int | None  # the version the lineage went back to (None: no stable version before the shift)
+    quarantined: list[int]
+
+
+class Incidents:
+    """Open and close the data-quality incidents of one model."""
+
+    def __init__(self, store: VersionStore, control: ControlPlane) -> None:
+        self.store, self.control, self.keys = store, control, store.keys
+        self._open = register(store.client, "open_incident")
+        self._close = register(store.client, "close_incident")
+
+    def open(
+        self,
+        *,
+        signal: str,
+        change_point: int,
+        position: int,
+        actor: str,
+        reason: str,
+        metrics: dict[str, Any],
+        expected_epoch: int | None,
+        consumed: dict[str, dict[str, int]] | None = None,
+        fallback: int | None = None,
+    ) -> OpenedIncident:
+        """Record the incident, quarantine the versions written after ``change_point``, freeze learning, and roll
+        back to the newest stable version written at or before it (else ``fallback``, else none)."""
+        k = self.keys
+        for _attempt in range(10):
+            head = self.store.head()
+            versions = self.store.list()
+            stable = set(self.store.stable_numbers())
+            quarantine = [m.number for m in versions if position_of(m) > change_point]
+            before = [m.number for m in versions if m.number in stable and position_of(m) <= change_point]
+            target = before[-1] if before else fallback
+            try:
+                incident_id = run_script(
+                    self._open,
+                    [
+                        k.audit,
+                        k.epoch,
+                        k.head,
+                        k.serving,
+                        k.pinned,
+                        k.rollbacks,
+                        k.stable,
+                        k.resume,
+                        k.incident,
+                        k.incident_counter,
+                        k.quarantined,
+                        k.frozen,
+                    ],
+                    [
+                        "" if expected_epoch is None else str(expected_epoch),
+                        actor,
+                        reason,
+                        json.dumps(metrics),
+                        time.time(),
+                        k.channel,
+                        signal,
+                        change_point,
+                        position,
+                        "" if target is None else target,
+                        k.meta(target) if target is not None else "",
+                        "" if head is None else str(head),
+                        pack(self.control.consumed_offsets(head, consumed)),
+                        *quarantine,
+                    ],
+                    self.store.audit_retention,
+                )
+            except HeadMovedError:
+                continue  # a snapshot landed meanwhile: it may need quarantining too
+            return OpenedIncident(int(incident_id), target, quarantine)
+        raise HeadMovedError("the head kept moving while opening the incident; try again")
+
+    def close(self, incident_id: int, *, actor: str, reason: str, metrics: dict[str, Any]) -> None:
+        """End incident ``incident_id`` and resume learning if it froze it."""
+        k = self.keys
+        run_script(
+            self._close,
+            [k.audit, k.incident, k.frozen, k.resumed],
+            [incident_id, actor, reason, json.dumps(metrics), time.time(), k.channel],
+            self.store.audit_retention,
+        )

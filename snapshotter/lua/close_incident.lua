@@ -1,0 +1,17 @@
+-- include: audit
+-- The open incident is over: record its end and, if it froze learning, resume learning.
+-- KEYS: audit, incident, frozen, resumed.  ARGV: maxlen, incident id, actor, reason, metrics json, now, channel.
+local id = redis.call('HGET', KEYS[2], 'id')
+if id ~= ARGV[2] then return redis.error_reply('NOT_OPEN incident ' .. ARGV[2] .. ' is not open') end
+local since = redis.call('HGET', KEYS[2], 'position') or ''
+redis.call('DEL', KEYS[2])
+local resumed = '0'
+if redis.call('HGET', KEYS[3], 'incident') == id then
+  redis.call('DEL', KEYS[3])
+  redis.call('SET', KEYS[4], ARGV[6])
+  redis.call('PUBLISH', ARGV[7], 'resume')
+  resumed = '1'
+end
+audit('incident_end', ARGV[3], ARGV[4], '', '', ARGV[5], '', 'incident', id, 'resumed', resumed,
+  'frozen_from_position', since)
+return 1

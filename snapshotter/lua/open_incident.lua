@@ -1,0 +1,42 @@
+-- include: audit
+-- include: lineage
+-- A confirmed data-quality incident, atomically: record it, quarantine the versions written since the shift
+-- began (they leave the stable set for good), freeze learning (scoring goes on), and roll the lineage back to
+-- the newest stable version written before the shift (when there is one), fenced by the judged epoch.
+-- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, incident, incident counter,
+--       quarantined, frozen.
+-- ARGV: maxlen, expected epoch ('' = any), actor, reason, metrics json, now (s), channel, signal, change point,
+--       position, target ('' = none), meta key of target, head the resume offsets were read at, resume offsets
+--       (msgpack), then the numbers of the versions to quarantine.  Returns the incident id.
+local epoch = redis.call('GET', KEYS[2]) or '0'
+if ARGV[2] ~= '' and ARGV[2] ~= epoch then return redis.error_reply('STALE epoch is ' .. epoch) end
+local open = redis.call('HGET', KEYS[9], 'id')
+if open then return redis.error_reply('INCIDENT_OPEN incident ' .. open .. ' is open already') end
+local target = ARGV[11]
+if target ~= '' and redis.call('EXISTS', ARGV[12]) == 0 then return redis.error_reply('MISSING version ' .. target) end
+local head = redis.call('GET', KEYS[3])
+if (head or '') ~= ARGV[13] then return redis.error_reply('HEAD_MOVED head is ' .. tostring(head)) end
+local id = redis.call('INCR', KEYS[10])
+redis.call('HSET', KEYS[9], 'id', id, 'signal', ARGV[8], 'change_point', ARGV[9], 'position', ARGV[10],
+  'since', ARGV[6], 'reason', ARGV[4], 'target', target)
+local quarantined = {}
+for i = 15, #ARGV do
+  redis.call('ZREM', KEYS[7], ARGV[i])
+  redis.call('HSET', KEYS[11], ARGV[i], id)
+  quarantined[#quarantined + 1] = ARGV[i]
+end
+if redis.call('EXISTS', KEYS[12]) == 0 then
+  redis.call('HSET', KEYS[12], 'since', ARGV[6], 'actor', ARGV[3], 'reason', 'incident ' .. id .. ': ' .. ARGV[4],
+    'incident', id, 'position', ARGV[10])
+  redis.call('PUBLISH', ARGV[7], 'freeze')
+end
+audit('incident_start', ARGV[3], ARGV[4], head, target, ARGV[5], epoch, 'incident', id, 'signal', ARGV[8],
+  'change_point', ARGV[9], 'quarantined', table.concat(quarantined, ','))
+if target ~= '' then
+  local k = {epoch = KEYS[2], head = KEYS[3], serving = KEYS[4], pinned = KEYS[5], rollbacks = KEYS[6],
+             stable = KEYS[7], resume = KEYS[8]}
+  local new_epoch, from, serving_from, serving_to = move_lineage(k, target, ARGV[6], ARGV[10], ARGV[14], ARGV[7])
+  audit('rollback', ARGV[3], 'incident ' .. id .. ': back to before the shift; ' .. ARGV[4], from, target, ARGV[5],
+    new_epoch, 'serving_from', serving_from, 'serving_to', serving_to, 'incident', id)
+end
+return id

@@ -1,0 +1,69 @@
+"""The learner's per-event work without Kafka or Redis: replay events and get the metric samples it records.
+
+The same :class:`~streaming.learner.step.EventStep` runs on each event (encoded and decoded like a record,
+scored, learned), so the samples are the ones a live learner would record for that stream: ``livelearn
+calibrate`` and the guard's scenario checks use them to see what a monitor would judge.
+
+>>> from streaming.config import Settings
+>>> from streaming.local.dataset import read_events
+>>> samples = list(replay_samples(read_events(limit=500), Settings()))
+>>> len(samples), samples[-1]["scored"], round(samples[-1]["label_rate"], 2)
+(5, 500, 0.05)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from kafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from snapshotter.status import MetricSample
+from streaming.config import Settings
+from streaming.events import Event, encode_event
+from streaming.learner.outputs import Outputs
+from streaming.learner.state import LearnerState, spec_from_settings
+from streaming.learner.step import EventStep
+from streaming.learner.telemetry import LearnerMetrics
+
+__all__ = ["replay_samples"]
+
+
+class _Delivered:
+    def failed(self) -> bool:
+        return False
+
+
+class _Discard:
+    """Stands in for the producer: offline, predictions and dead letters go nowhere."""
+
+    def send(self, *_args: Any, **_kwargs: Any) -> _Delivered:
+        return _Delivered()
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+
+class _Record:
+    topic, partition, key = "offline", 0, None
+
+    def __init__(self, value: bytes, offset: int) -> None:
+        self.value, self.offset = value, offset
+
+
+def replay_samples(events: Iterable[Event], settings: Settings) -> Iterator[MetricSample]:
+    """Score then learn ``events`` in order (one partition); yield every metric sample as it is recorded."""
+    settings = settings.model_copy(update={"publish_predictions": False, "event_format": "msgpack"})
+    telemetry = LearnerMetrics(CollectorRegistry(), settings.model_name)
+    state = LearnerState.fresh(spec_from_settings(settings), settings)
+    step = EventStep(settings, telemetry)
+    outputs = Outputs(_Discard(), settings, telemetry)
+    tp = TopicPartition(_Record.topic, 0)
+    positions = {tp: 0}
+    for offset, event in enumerate(events):
+        positions[tp] = offset + 1
+        step.process(state, _Record(encode_event(event), offset), outputs, positions)
+        if state.samples:
+            yield from state.samples
+            state.samples.clear()
