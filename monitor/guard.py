@@ -141,6 +141,7 @@ class Monitor:
         epoch = self.store.epoch()
         decisions: list[Decision] = []
         notices: list[Notice] = []
+        confirmed: int | None = None
         checkpoint, fed = self.data.checkpoint(), self._fed
         for entry_id, fields in entries:
             sample = parse_sample(fields)
@@ -163,15 +164,31 @@ class Monitor:
             epoch, frozen = self._act(decision, sample, epoch, frozen)
             if decision.action is Action.COOLDOWN and decision.notify:
                 notices.append(Notice("breach_suppressed", decision.reason, sample_metrics(sample)))
-        judged = CursorState(entries[-1][0], state_epoch, last_scored, self.judge.state.to_dict())
-        if self.cursor.commit(start.cursor, judged, actor=self.actor, notices=notices):
+            if self._calm(decision, frozen) and sample_epoch == epoch:
+                confirmed = int(sample.get("stream_position", 0)) - self.settings.promotion_delay_events
+        judged = CursorState(entries[-1][0], state_epoch, last_scored, self.judge.state.to_dict(), confirmed)
+        promoted = self.cursor.commit(start.cursor, judged, actor=self.actor, notices=notices)
+        if promoted is not None:
             self._report(notices)
+            if promoted:
+                log.info("%d candidate version(s) confirmed stable up to stream position %s", promoted, confirmed)
         else:  # its notices are the winner's to record; go back and replay what it judged
             log.info("another monitor judged these samples first; re-reading the shared cursor")
             self.data.restore(checkpoint)
             self._fed = fed
         self._update_gauges(frozen)
         return decisions
+
+    def _calm(self, decision: Decision, frozen: bool) -> bool:
+        """Whether the data up to a sample may confirm candidate versions (promotion ``guard``): learning on,
+        no incident and no suspect data, the guarded metric not in a breach."""
+        return (
+            self.settings.promotion == "guard"
+            and not frozen
+            and self.data.watch.calm
+            and self.judge.state.breaches == 0
+            and decision.action in (Action.NONE, Action.INSUFFICIENT)
+        )
 
     def _report(self, notices: list[Notice]) -> None:
         """Log and count the notices this monitor recorded."""

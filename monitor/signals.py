@@ -122,6 +122,7 @@ class SignalWatch:
         self.incident: _Incident | None = None
         self.features: dict[str, _FeatureWatch] = {}
         self.last_position: int | None = None
+        self.suspect_since: int | None = None  # start of the current run of blocks off by half a bound
 
     def _ready(self) -> bool:
         return self.reference_events >= self.settings.reference_min_events
@@ -150,6 +151,7 @@ class SignalWatch:
         rates = {s: sample[s] for s in RATE_SIGNALS if s in sample and not math.isnan(sample[s])}
         self.recent.append((block_start, rates))
         events: list[SignalEvent] = []
+        self._track_suspicion(block_start, rates)
         if self.incident is None and self._ready():
             events += self._detect(position, rates)
         elif self.incident is not None:
@@ -159,6 +161,23 @@ class SignalWatch:
             self._learn_reference(rates)
         events += self._feature_drift(position, sample)
         return events
+
+    @property
+    def calm(self) -> bool:
+        """No incident open and the newest block not suspect: versions up to here may be confirmed."""
+        return self.incident is None and self.suspect_since is None
+
+    def _track_suspicion(self, block_start: int, rates: dict[str, float]) -> None:
+        """A block off its reference by half a bound starts (or continues) a suspect run; promotion of versions
+        written inside it waits until the run ends without an incident."""
+        suspect = any(
+            ref is not None and signal in rates and abs(rates[signal] - ref) > self.bounds[signal] / 2
+            for signal, ref in self.reference.items()
+        )
+        if not suspect:
+            self.suspect_since = None
+        elif self.suspect_since is None:
+            self.suspect_since = block_start
 
     def _detect(self, position: int, rates: dict[str, float]) -> list[SignalEvent]:
         for signal, value in rates.items():

@@ -3,8 +3,9 @@
 It stores plain documents (msgpack) and knows nothing of river or of the monitor: the snapshot format
 (``codec``), the version store (``store``), the writer lease (``lease``), operator and monitor actions
 (``control``), the audit log (``audit``), the learner's status and metric history (``status``), the
-monitors' shared cursor (``cursor``), the key layout (``keys``) and the Lua scripts behind every state
-change (``scripts``, ``lua/``). Names are imported on first use.
+monitors' shared cursor (``cursor``), data-quality incidents (``incidents``), what each version is now
+(``states``), the key layout (``keys``) and the Lua scripts behind every state change (``scripts``,
+``lua/``). Names are imported on first use.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "decode_snapshot",
     "encode_snapshot",
     "open_store",
+    "version_states",
 ]
 
 _WHERE = {
@@ -38,6 +40,7 @@ _WHERE = {
     "decode_snapshot": "snapshotter.codec",
     "encode_snapshot": "snapshotter.codec",
     "open_store": "snapshotter.store",
+    "version_states": "snapshotter.states",
 }
 
 

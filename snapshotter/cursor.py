@@ -4,7 +4,7 @@ Every monitor of a model reads the history from the same cursor; after judging a
 cursor (and the judge state) with a compare-and-set, so each sample is judged once by whichever monitor
 gets there first, and a restarted monitor carries on where the last one stopped. The notices the batch
 caused (feature drift, suppressed breaches) are audited by the same compare-and-set, so each is recorded
-once, by the monitor whose move won.
+once, by the monitor whose move won, and the candidate versions the batch confirmed are promoted by it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class CursorState:
     epoch: int = -1
     scored: int = -1
     judge: dict[str, Any] = dataclasses.field(default_factory=dict)
+    confirmed: int | None = None  # promotion 'guard': candidates at or before this stream position become stable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +65,13 @@ class GuardCursor:
         )
         return [(as_text(entry_id), fields) for entry_id, fields in reply[0][1]] if reply else []
 
-    def commit(self, read_from: str, state: CursorState, *, actor: str, notices: Sequence[Notice] = ()) -> bool:
-        """Move to ``state`` and audit ``notices`` if the cursor is still at ``read_from``; ``False`` (nothing
-        recorded) if another monitor moved it."""
+    def commit(
+        self, read_from: str, state: CursorState, *, actor: str, notices: Sequence[Notice] = ()
+    ) -> int | None:
+        """Move to ``state``, audit ``notices`` and promote the candidates up to ``state.confirmed`` if the cursor
+        is still at ``read_from``: the number of versions promoted; ``None`` (nothing done) if another monitor
+        moved it."""
+        k = self.keys
         args: list[str | int] = [
             self.audit_retention,
             read_from,
@@ -75,7 +80,11 @@ class GuardCursor:
             state.scored,
             json.dumps(state.judge),
             actor,
+            "" if state.confirmed is None else state.confirmed,
+            k.channel,
         ]
         for notice in notices:
             args += [notice.action, notice.reason, json.dumps(notice.metrics)]
-        return bool(self._commit(keys=[self.keys.audit, self.keys.guard], args=args))
+        keys = [k.audit, k.guard, k.epoch, k.candidates, k.stable, k.serving, k.pinned, k.quarantined, k.incident]
+        moved = int(self._commit(keys=keys, args=args))
+        return moved - 1 if moved else None

@@ -84,6 +84,7 @@ class Incidents:
                         k.incident_counter,
                         k.quarantined,
                         k.frozen,
+                        k.candidates,
                     ],
                     [
                         "" if expected_epoch is None else str(expected_epoch),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import redis
 
@@ -58,8 +58,10 @@ class VersionStore:
         *,
         keep_stable: int = 10,
         audit_retention: int = 100_000,
+        promotion: Literal["guard", "immediate"] = "guard",
     ) -> None:
         self.client = client
+        self.promotion = promotion
         self.keys = Keys(model_name)
         self.keep = keep
         self.keep_stable = keep_stable
@@ -75,6 +77,7 @@ class VersionStore:
             settings.keep_versions,
             keep_stable=settings.keep_stable_versions,
             audit_retention=settings.audit_retention,
+            promotion=settings.promotion,
         )
 
     def write(
@@ -95,7 +98,8 @@ class VersionStore:
 
         Raises :class:`SnapshotFencedError` if ``lease_value`` no longer holds the lease, and
         :class:`StaleLineageError` if a rollback moved the lineage on since the writer loaded it.
-        A ``stable`` version is promoted to serving unless a version is pinned.
+        A ``stable`` version (one that met the threshold) is promoted to serving unless a version is pinned:
+        at once with promotion ``immediate``; with ``guard`` it is a candidate until the monitor confirms it.
         """
         blob = encode_snapshot(state)
         token = int(lease_value.split(":", 1)[0]) if lease_value else 0
@@ -131,6 +135,7 @@ class VersionStore:
             k.audit,
             k.incident,
             k.quarantined,
+            k.candidates,
         ]
         rolling = json.dumps(metrics.get("rolling", {}))
         for _attempt in range(2):
@@ -151,6 +156,8 @@ class VersionStore:
                         rolling,
                         "" if parent is None else parent,
                         k.channel,
+                        self.promotion,
+                        sum(sum(partitions.values()) for partitions in offsets.values()),
                     ],
                 )
                 break
@@ -188,6 +195,13 @@ class VersionStore:
     def pinned(self) -> int | None:
         raw = self.client.get(self.keys.pinned)
         return int(raw) if raw is not None else None
+
+    def candidates(self) -> dict[int, int]:
+        """Versions awaiting the guard's confirmation (promotion ``guard``): version -> stream position."""
+        pairs: list[tuple[Any, float]] = self.client.zrange(  # type: ignore[assignment]
+            self.keys.candidates, 0, -1, withscores=True
+        )
+        return {as_int(v): int(p) for v, p in pairs}
 
     def quarantined(self) -> dict[int, int]:
         """Versions quarantined by a data-quality incident: version -> incident id."""

@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     lease_ttl_seconds: float = Field(10.0, ge=1, le=600, description="Writer lease TTL; a standby takes over after it.")
 
     keep_stable_versions: int = Field(10, ge=1, description="Retention also keeps the newest K stable versions.")
+    promotion: Literal["guard", "immediate"] = Field(
+        "guard",
+        description="guard: a version that met the threshold is a candidate until the monitor has judged the "
+        "data past it calm; immediate: stable (and served) as soon as it is written.",
+    )
+    promotion_delay_events: int = Field(
+        200, ge=0, description="guard promotion: calm labelled events the monitor must judge past a candidate."
+    )
     audit_retention: int = Field(100_000, ge=100, description="Audit entries kept at least (older ones are trimmed).")
 
     # --- quality monitor and rollback -----------------------------------------------------

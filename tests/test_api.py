@@ -54,6 +54,7 @@ def new_settings(stack, tag: str, **overrides) -> Settings:
         "events_topic": f"api-events-{n}-{tag}",
         "snapshot_every_events": 500,
         "api_token": TOKEN,
+        "promotion": "immediate",  # no monitor here: versions that meet the threshold are served at once
         **overrides,
     }
     settings = Settings(**values)

@@ -8,6 +8,9 @@ from conftest import store_for
 from snapshotter.audit import read_audit
 from snapshotter.codec import SnapshotState
 from snapshotter.control import ControlPlane
+from snapshotter.cursor import CursorState, GuardCursor
+from snapshotter.incidents import Incidents
+from snapshotter.states import version_states
 from streaming.errors import (
     AlreadyFrozenError,
     ControlError,
@@ -22,12 +25,15 @@ from streaming.model import ModelSpec
 STATE = SnapshotState(spec=ModelSpec().to_dict(), model={}, metrics={}, counters={"events_seen": 1})
 
 
-def write(store, stable: bool, epoch: int = 0):
+IMMEDIATE = {"promotion": "immediate"}  # versions that meet the threshold are stable when written
+
+
+def write(store, stable: bool, epoch: int = 0, position: int = 0):
     return store.write(
         STATE,
         writer="w",
         lease_value=None,
-        offsets={},
+        offsets={"events": {"0": position}},
         metrics={"rolling": {"accuracy": 0.9}},
         parent=store.head(),
         stable=stable,
@@ -40,7 +46,7 @@ def snapshot_of_state(store) -> tuple:
 
 
 def test_stable_versions_are_promoted_and_rollback_moves_lineage_and_serving(make_settings):
-    store = store_for(make_settings())
+    store = store_for(make_settings(**IMMEDIATE))
     control = ControlPlane(store)
     assert [write(store, s) for s in (True, True, False, False)] == [1, 2, 3, 4]
     assert store.serving() == 2
@@ -90,7 +96,7 @@ def test_missing_or_corrupt_targets_change_nothing(make_settings):
 
 
 def test_pin_holds_serving_and_retention_keeps_pinned_serving_and_stable(make_settings):
-    store = store_for(make_settings(keep_versions=2, keep_stable_versions=1))
+    store = store_for(make_settings(keep_versions=2, keep_stable_versions=1, **IMMEDIATE))
     control = ControlPlane(store)
     write(store, True)  # 1
     write(store, False)  # 2
@@ -111,7 +117,7 @@ def test_pin_holds_serving_and_retention_keeps_pinned_serving_and_stable(make_se
 
 
 def test_a_rollback_abandons_the_stable_versions_above_its_target(make_settings):
-    store = store_for(make_settings())
+    store = store_for(make_settings(**IMMEDIATE))
     control = ControlPlane(store)
     for _ in range(3):
         write(store, True)  # 1..3 stable
@@ -124,3 +130,54 @@ def test_a_rollback_abandons_the_stable_versions_above_its_target(make_settings)
     control.unpin(actor="op", reason="done")
     assert store.serving() == 1
     assert store.client.smembers(store.keys.protected) == set()
+
+
+def test_guard_promotion_waits_for_the_monitor_and_never_confirms_across_a_rollback_or_an_incident(make_settings):
+    store = store_for(make_settings())  # promotion "guard", the default
+    control, cursor = ControlPlane(store), GuardCursor(store.client, store.keys, 1000)
+    assert [write(store, True, position=p) for p in (100, 200, 300)] == [1, 2, 3]
+    assert (store.serving(), store.stable_numbers(), store.candidates()) == (None, [], {1: 100, 2: 200, 3: 300})
+
+    def judged(read_from: str, to: str, confirmed: int | None, epoch: int = 0) -> int | None:
+        return cursor.commit(read_from, CursorState(to, epoch, 0, {}, confirmed), actor="monitor")
+
+    assert judged("0-0", "1-0", 99) == 0  # nothing written at or before 99
+    assert judged("0-0", "2-0", 250) is None  # another monitor moved the cursor: nothing happens
+    assert judged("1-0", "2-0", 250) == 2
+    assert (store.serving(), store.stable_numbers(), store.candidates()) == (2, [1, 2], {3: 300})
+    promote = [e for e in read_audit(store.client, store.keys) if e.action in ("stable", "promote")]
+    assert [(e.action, e.from_version, e.to_version) for e in promote] == [("stable", None, 2), ("promote", None, 2)]
+    assert promote[0].fields["versions"] == "1,2"
+
+    control.pin(1, actor="op", reason="hold")
+    assert judged("2-0", "3-0", 300) == 1
+    assert (store.serving(), store.stable_numbers()) == (1, [1, 2, 3])  # stable, but serving stays pinned
+    control.unpin(actor="op", reason="done")
+    assert store.serving() == 3
+
+    write(store, True, position=400)  # 4: a candidate of the lineage a rollback abandons
+    control.rollback(to=2, actor="op", reason="bad data")
+    assert store.candidates() == {}
+    assert judged("3-0", "4-0", 1000, epoch=0) == 0  # judged under the old epoch: confirms nothing
+    write(store, True, epoch=1, position=500)  # 5
+    assert judged("4-0", "5-0", 1000, epoch=0) == 0  # the confirmation must be of the current lineage
+    assert judged("5-0", "6-0", 1000, epoch=1) == 1
+    assert store.serving() == 5
+
+    write(store, True, epoch=1, position=600)  # 6, then an incident whose shift began at 550 quarantines it
+    Incidents(store, control).open(
+        signal="label_rate",
+        change_point=550,
+        position=700,
+        actor="monitor",
+        reason="stuck",
+        metrics={},
+        expected_epoch=1,
+    )
+    assert store.quarantined() == {6: 1}
+    assert store.candidates() == {}
+    assert store.serving() == 5  # the newest stable version at or before the change point
+    write(store, True, epoch=2, position=800)  # 7: written during the incident, never stable
+    assert judged("6-0", "7-0", 1000, epoch=2) == 0
+    assert 7 not in store.stable_numbers()
+    assert version_states(store)[6] == ["quarantined:1"]

@@ -1,7 +1,7 @@
 -- Shared by rollback and open_incident: move the learner lineage to version `target` in a new epoch, abandon
 -- the stable versions above it, move serving with it unless a version is pinned, record where the new
 -- lineage resumes (`resume_offsets`: how far the abandoned one had consumed) and when and where it happened.
--- `k` names the keys: epoch, head, serving, pinned, rollbacks, stable, resume.
+-- `k` names the keys: epoch, head, serving, pinned, rollbacks, stable, resume, candidates.
 -- Returns the new epoch, the head it left, and serving before and after.
 local function move_lineage(k, target, now, position, resume_offsets, channel)
   local from = redis.call('GET', k.head)
@@ -12,6 +12,8 @@ local function move_lineage(k, target, now, position, resume_offsets, channel)
   -- every version numbered above the target was written by the lineage being abandoned: none of them may
   -- be picked as "stable" again (rollback targets, unpin, retention's newest stable ones)
   redis.call('ZREMRANGEBYSCORE', k.stable, '(' .. target, '+inf')
+  -- nor may a version still awaiting the guard's confirmation become stable: the guard judged its lineage
+  redis.call('DEL', k.candidates)
   local serving_from = redis.call('GET', k.serving) or ''
   local serving_to = serving_from
   if redis.call('EXISTS', k.pinned) == 0 then

@@ -4,7 +4,7 @@
 -- began (they leave the stable set for good), freeze learning (scoring goes on), and roll the lineage back to
 -- the newest stable version written before the shift (when there is one), fenced by the judged epoch.
 -- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, incident, incident counter,
---       quarantined, frozen.
+--       quarantined, frozen, candidates.
 -- ARGV: maxlen, expected epoch ('' = any), actor, reason, metrics json, now (s), channel, signal, change point,
 --       position, target ('' = none), meta key of target, head the resume offsets were read at, resume offsets
 --       (msgpack), then the numbers of the versions to quarantine.  Returns the incident id.
@@ -22,6 +22,7 @@ redis.call('HSET', KEYS[9], 'id', id, 'signal', ARGV[8], 'change_point', ARGV[9]
 local quarantined = {}
 for i = 15, #ARGV do
   redis.call('ZREM', KEYS[7], ARGV[i])
+  redis.call('ZREM', KEYS[13], ARGV[i])
   redis.call('HSET', KEYS[11], ARGV[i], id)
   quarantined[#quarantined + 1] = ARGV[i]
 end
@@ -34,7 +35,7 @@ audit('incident_start', ARGV[3], ARGV[4], head, target, ARGV[5], epoch, 'inciden
   'change_point', ARGV[9], 'quarantined', table.concat(quarantined, ','))
 if target ~= '' then
   local k = {epoch = KEYS[2], head = KEYS[3], serving = KEYS[4], pinned = KEYS[5], rollbacks = KEYS[6],
-             stable = KEYS[7], resume = KEYS[8]}
+             stable = KEYS[7], resume = KEYS[8], candidates = KEYS[13]}
   local new_epoch, from, serving_from, serving_to = move_lineage(k, target, ARGV[6], ARGV[10], ARGV[14], ARGV[7])
   audit('rollback', ARGV[3], 'incident ' .. id .. ': back to before the shift; ' .. ARGV[4], from, target, ARGV[5],
     new_epoch, 'serving_from', serving_from, 'serving_to', serving_to, 'incident', id)

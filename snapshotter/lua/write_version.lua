@@ -2,11 +2,15 @@
 -- head, audit it; a stable version joins the stable set and, unless a version is pinned, becomes serving;
 -- then retention drops versions beyond the newest `keep` that are neither pinned, serving, protected nor
 -- among the newest `keep_stable` stable ones.
+-- With promotion 'guard' a version that met the threshold is only a candidate (scored by its stream position)
+-- until the monitor confirms the data past it (commit_cursor.lua promotes it).
 -- While a data-quality incident is open no version may be stable: the script refuses (INCIDENT) and the
 -- writer asks again as not stable.
--- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit, incident, quarantined.
+-- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit, incident, quarantined,
+--       candidates.
 -- ARGV: lease value ('' = unfenced), blob, meta, keep, version key prefix, lineage epoch, stable (0/1),
---       keep_stable, audit maxlen, writer, metrics json, parent, channel.  Returns the new number.
+--       keep_stable, audit maxlen, writer, metrics json, parent, channel, promotion ('guard'|'immediate'),
+--       stream position.  Returns the new number.
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[1])
   if holder ~= ARGV[1] then
@@ -27,9 +31,13 @@ redis.call('SET', prefix .. n .. ':meta', ARGV[3])
 redis.call('ZADD', KEYS[3], n, n)
 redis.call('SET', KEYS[4], n)
 local maxlen = tonumber(ARGV[9])
+local candidate = ARGV[7] == '1' and ARGV[14] == 'guard'
 redis.call('XADD', KEYS[10], 'MAXLEN', '~', maxlen, '*', 'action', 'snapshot', 'actor', ARGV[10],
-  'reason', '', 'from', ARGV[12], 'to', n, 'metrics', ARGV[11], 'stable', ARGV[7], 'epoch', epoch)
-if ARGV[7] == '1' then
+  'reason', '', 'from', ARGV[12], 'to', n, 'metrics', ARGV[11], 'stable', candidate and '0' or ARGV[7],
+  'candidate', candidate and '1' or '0', 'epoch', epoch)
+if candidate then
+  redis.call('ZADD', KEYS[13], tonumber(ARGV[15]), n)
+elseif ARGV[7] == '1' then
   redis.call('ZADD', KEYS[7], n, n)
   if redis.call('EXISTS', KEYS[9]) == 0 then
     local old = redis.call('GET', KEYS[8]) or ''
@@ -53,6 +61,7 @@ if count > keep then
       redis.call('ZREM', KEYS[3], v)
       redis.call('ZREM', KEYS[7], v)
       redis.call('HDEL', KEYS[12], v)
+      redis.call('ZREM', KEYS[13], v)
       redis.call('DEL', prefix .. v .. ':blob', prefix .. v .. ':meta')
     end
   end

@@ -62,28 +62,23 @@ def _metric(meta: Any, name: str, part: str = "rolling") -> str:
 def list_versions(
     config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False
 ) -> None:
-    """Every stored version, oldest first, with its head marker and rolling metrics."""
+    """Every stored version, oldest first, with what it is now (stable, candidate, quarantined, serving...)."""
+    from snapshotter.states import version_states
+
     settings = settings_from(config, model, redis_url=redis_url)
     store = open_store_from(config, model, redis_url)
     metas, head, serving, pinned = store.list(), store.head(), store.serving(), store.pinned()
-    stable = set(store.stable_numbers())  # abandoned lineages' versions are no longer stable
+    states = version_states(store, [m.number for m in metas])
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "model": settings.model_name,
-                    "head": head,
-                    "serving": serving,
-                    "pinned": pinned,
-                    "versions": [m.to_dict() for m in metas],
-                },
-                indent=2,
-            )
-        )
+        versions = [{**m.to_dict(), "state": states[m.number]} for m in metas]
+        doc = {"model": settings.model_name, "head": head, "serving": serving, "pinned": pinned, "versions": versions}
+        typer.echo(json.dumps(doc, indent=2))
         return
     table = Table(
         title=f"model {settings.model_name!r}: {len(metas)} versions · head {head} · serving {serving}"
-        + (" (pinned)" if pinned else "")
+        + (" (pinned)" if pinned else ""),
+        caption="stable: a rollback or unpin may go there · candidate: awaiting the guard · quarantined:N: written "
+        "during incident N (pin only with --force) · events seen: every scored event, across rollbacks",
     )
     for column in (
         "version",
@@ -100,18 +95,9 @@ def list_versions(
         table.add_column(column, justify="left" if column in ("state", "writer", "created (UTC)") else "right")
     for m in metas:
         marker = " *" if m.number == head else ""
-        state = ", ".join(
-            word
-            for word, on in (
-                ("stable", m.number in stable),
-                ("serving", m.number == serving),
-                ("pinned", m.number == pinned),
-            )
-            if on
-        )
         table.add_row(
             f"{m.number}{marker}",
-            state,
+            ", ".join(s for s in states[m.number] if s != "head"),
             _when(m.created_at),
             str(m.parent or "-"),
             f"{m.events_seen:,}",
@@ -129,15 +115,24 @@ def show_version(
     number: int, config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Full metadata of version NUMBER (the blob's checksum is verified)."""
+    from snapshotter.states import version_states
+
     settings = settings_from(config, model, redis_url=redis_url)
-    meta, _state = open_store_from(config, model, redis_url).load(number)
+    store = open_store_from(config, model, redis_url)
+    meta, _state = store.load(number)
+    doc = {**meta.to_dict(), "state": version_states(store, [number])[number]}
     if as_json:
-        typer.echo(json.dumps(meta.to_dict(), indent=2))
+        typer.echo(json.dumps(doc, indent=2))
         return
-    table = Table(title=f"model {settings.model_name!r} version {number}", show_header=False)
+    table = Table(
+        title=f"model {settings.model_name!r} version {number}",
+        show_header=False,
+        caption="stable (metadata): met the threshold when written; state: what it is now · events_seen, "
+        "events_learned: the stream's counters, every event across rollbacks · model_events_learned: the "
+        "model's own SGD steps (rewinds with a rollback)",
+    )
     table.add_column("field", style="bold")
     table.add_column("value")
-    doc = meta.to_dict()
     doc["created_at"] = f"{_when(meta.created_at)} UTC"
     for key, value in doc.items():
         table.add_row(key, json.dumps(value, sort_keys=False) if isinstance(value, dict) else str(value))
@@ -147,6 +142,9 @@ def show_version(
 def pin(
     number: int,
     reason: ReasonOpt,
+    force: Annotated[
+        bool, typer.Option("--force", help="Pin even a version quarantined by an incident (audited as forced).")
+    ] = False,
     actor: ActorOpt = None,
     config: ConfigOpt = None,
     model: ModelOpt = None,
@@ -154,7 +152,7 @@ def pin(
 ) -> None:
     """Pin version NUMBER: serving stays on it and nothing automatic moves it until unpin."""
     control = control_from(config, model, redis_url)
-    control.pin(number, actor=actor_or_default(actor), reason=reason)
+    control.pin(number, actor=actor_or_default(actor), reason=reason, force=force)
     done(control, f"pinned version {number}")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from snapshotter.states import version_states
 from streaming.errors import ControlError, VersionNotFoundError
 from streaming.serving.context import ServingContext, responses
 from streaming.serving.hardening import StrictJSONRoute
@@ -61,24 +62,26 @@ def admin_routes(ctx: ServingContext) -> APIRouter:
 
     @router.get("/versions", tags=["versions"], responses=responses(503))
     def list_versions() -> dict[str, Any]:
+        metas = store.list()
+        states = version_states(store, [m.number for m in metas])
         return {
             "model": ctx.name,
             "head": store.head(),
             "serving": store.serving(),
             "pinned": store.pinned(),
-            "versions": [m.to_dict() for m in store.list()],
+            "versions": [{**m.to_dict(), "state": states[m.number]} for m in metas],
         }
 
     @router.get("/versions/{number}", tags=["versions"], responses=responses(404, 422, 503))
     def show_version(number: int) -> dict[str, Any]:
         try:
-            return store.meta(number).to_dict()
+            return {**store.meta(number).to_dict(), "state": version_states(store, [number])[number]}
         except VersionNotFoundError as exc:
             raise HTTPException(404, str(exc)) from None
 
     @router.post("/admin/pin", tags=["admin"], responses=responses(404, *_ADMIN))
     def pin(body: PinRequest, who: str = Depends(caller)) -> dict[str, Any]:
-        return act(lambda: control.pin(body.version, actor=on_behalf(body, who), reason=body.reason))
+        return act(lambda: control.pin(body.version, actor=on_behalf(body, who), reason=body.reason, force=body.force))
 
     @router.post("/admin/unpin", tags=["admin"], responses=responses(*_ADMIN))
     def unpin(body: AdminRequest, who: str = Depends(caller)) -> dict[str, Any]:

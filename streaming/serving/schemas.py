@@ -128,6 +128,7 @@ class AdminRequest(BaseModel):
 
 class PinRequest(AdminRequest):
     version: Version = Field(description="Version to hold serving on.")
+    force: bool = Field(False, description="Pin even a version quarantined by an incident (audited as forced).")
 
 
 class RollbackRequest(AdminRequest):
