@@ -65,9 +65,7 @@ class GuardCursor:
         )
         return [(as_text(entry_id), fields) for entry_id, fields in reply[0][1]] if reply else []
 
-    def commit(
-        self, read_from: str, state: CursorState, *, actor: str, notices: Sequence[Notice] = ()
-    ) -> int | None:
+    def commit(self, read_from: str, state: CursorState, *, actor: str, notices: Sequence[Notice] = ()) -> int | None:
         """Move to ``state``, audit ``notices`` and promote the candidates up to ``state.confirmed`` if the cursor
         is still at ``read_from``: the number of versions promoted; ``None`` (nothing done) if another monitor
         moved it."""
