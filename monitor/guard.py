@@ -7,10 +7,11 @@ they flow or when the monitor looked: a burst shorter than any polling interval 
 monitor carries on where the last one stopped, and two monitors share one cursor (one of them commits each
 step; the other re-reads). Each sample goes
 
-* to the **data guard** (:mod:`monitor.data_guard`): label and prediction rates, feature drift, incidents;
+* to the **data guard** (:mod:`monitor.data_guard`): feature drift (audited once), the relative threshold;
 * to the **judge** (:mod:`monitor.judge`), if it belongs to the current lineage: breaches of the guarded
   metric, rollbacks, suppressed breaches (logged, audited as ``breach_suppressed``, alerted), freezes,
-  resumes.
+  resumes. During a data-quality incident (which the learner opened at the exact event, see
+  :mod:`streaming.learner.incidents`; the sample says so) a confirmed breach is only reported.
 
 Samples a restarted learner recorded twice are skipped. Every action carries the epoch that was judged, so
 when two monitors see the same breach only the first one acts.
@@ -29,16 +30,15 @@ from typing import Any
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from monitor.data_guard import DataGuard, consumed_offsets, sample_metrics
+from monitor.data_guard import DataGuard, consumed_offsets
 from monitor.judge import Action, Decision, Judge, JudgeState
 from monitor.telemetry import MonitorMetrics
 from snapshotter.audit import append_audit
 from snapshotter.connection import as_text, describe_failure, redis_failure
 from snapshotter.control import ControlPlane
 from snapshotter.cursor import START, CursorState, GuardCursor, Notice
-from snapshotter.incidents import Incidents
 from snapshotter.presence import check_in, sign_off
-from snapshotter.status import MetricSample, parse_sample
+from snapshotter.status import MetricSample, parse_sample, sample_metrics
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.errors import AlreadyFrozenError, ControlError, NotFrozenError, StaleEpochError, VersionNotFoundError
@@ -75,9 +75,8 @@ class Monitor:
         self.telemetry = MonitorMetrics(registry, settings.model_name)
         self.telemetry.threshold.labels(settings.model_name, settings.monitor_metric).set(settings.monitor_threshold)
         self.cursor = GuardCursor(self.store.client, self.store.keys, self.store.audit_retention)
-        self.data = DataGuard(settings, self.store, Incidents(self.store, self.control), self.telemetry, actor)
+        self.data = DataGuard(settings)
         self._fed = START  # the newest history entry the data guard has seen
-        self._warm = False
         self._failed = False
         self._stop = threading.Event()
 
@@ -129,9 +128,6 @@ class Monitor:
         frozen = self.control.frozen() is not None
         start = self.cursor.load()
         self._replay(start.cursor)
-        if not self._warm:
-            self.data.sync_incident()
-            self._warm = True
         self.judge.state = JudgeState.from_dict(start.judge)
         self._update_gauges(frozen)
         entries = self.cursor.entries(start.cursor, count=_BATCH, block_ms=block_ms)
@@ -141,15 +137,12 @@ class Monitor:
         epoch = self.store.epoch()
         decisions: list[Decision] = []
         notices: list[Notice] = []
-        confirmed: int | None = None
         checkpoint, fed = self.data.checkpoint(), self._fed
         for entry_id, fields in entries:
             sample = parse_sample(fields)
             if _id(entry_id) > _id(self._fed):
                 self._fed = entry_id
-                if self.data.feed(sample, epoch=epoch):
-                    notices += self.data.drain()
-                    epoch, frozen = self.store.epoch(), self.control.frozen() is not None
+                notices += self.data.feed(sample) or []
             sample_epoch, scored = int(sample.get("epoch", 0)), int(sample.get("scored", 0))
             if sample_epoch != epoch:
                 continue  # recorded before a rollback the learner had not applied yet: that lineage is gone
@@ -164,31 +157,15 @@ class Monitor:
             epoch, frozen = self._act(decision, sample, epoch, frozen)
             if decision.action is Action.COOLDOWN and decision.notify:
                 notices.append(Notice("breach_suppressed", decision.reason, sample_metrics(sample)))
-            if self._calm(decision, frozen) and sample_epoch == epoch:
-                confirmed = int(sample.get("stream_position", 0)) - self.settings.promotion_delay_events
-        judged = CursorState(entries[-1][0], state_epoch, last_scored, self.judge.state.to_dict(), confirmed)
-        promoted = self.cursor.commit(start.cursor, judged, actor=self.actor, notices=notices)
-        if promoted is not None:
+        judged = CursorState(entries[-1][0], state_epoch, last_scored, self.judge.state.to_dict())
+        if self.cursor.commit(start.cursor, judged, actor=self.actor, notices=notices):
             self._report(notices)
-            if promoted:
-                log.info("%d candidate version(s) confirmed stable up to stream position %s", promoted, confirmed)
         else:  # its notices are the winner's to record; go back and replay what it judged
             log.info("another monitor judged these samples first; re-reading the shared cursor")
             self.data.restore(checkpoint)
             self._fed = fed
         self._update_gauges(frozen)
         return decisions
-
-    def _calm(self, decision: Decision, frozen: bool) -> bool:
-        """Whether the data up to a sample may confirm candidate versions (promotion ``guard``): learning on,
-        no incident and no suspect data, the guarded metric not in a breach."""
-        return (
-            self.settings.promotion == "guard"
-            and not frozen
-            and self.data.watch.calm
-            and self.judge.state.breaches == 0
-            and decision.action in (Action.NONE, Action.INSUFFICIENT)
-        )
 
     def _report(self, notices: list[Notice]) -> None:
         """Log and count the notices this monitor recorded."""
@@ -203,9 +180,6 @@ class Monitor:
                 log.warning("breach suppressed at stream position %d: %s", position, notice.reason)
 
     def _decide(self, sample: MetricSample, frozen: bool, now: float) -> Decision:
-        if self.data.watch.incident is not None:  # the data guard holds learning until the data is back
-            self.judge.reset()
-            return Decision(Action.NONE, "a data-quality incident is open")
         threshold = self.data.threshold.value()
         if threshold is None:
             return Decision(Action.INSUFFICIENT, "the relative threshold has no reference level yet")
@@ -217,6 +191,7 @@ class Monitor:
             rollbacks=rollbacks,
             frozen=frozen,
             threshold=threshold,
+            incident=bool(sample.get("incident")),  # as the learner saw it at that event, not as Redis says now
         )
 
     def _act(self, decision: Decision, sample: MetricSample, epoch: int, frozen: bool) -> tuple[int, bool]:

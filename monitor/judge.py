@@ -11,7 +11,9 @@ at any rate (seconds remain available as an additional bound, off by default):
   doubled for each further rollback in the flap window (``rollback_window_events``) — in which case it is
   **suppressed**, and reported once per cooldown (the monitor logs, audits and alerts it); a breach that
   outlasts the cooldown acts then. With ``max_rollbacks`` rollbacks in the window it is a **freeze**;
-* while frozen: ``resume`` once the metric has been healthy for ``resume_after_events`` events.
+* while frozen: ``resume`` once the metric has been healthy for ``resume_after_events`` events;
+* during a data-quality incident (the learner holds learning itself): a confirmed breach is suppressed and
+  reported once, nothing else.
 
 >>> from streaming.config import Settings
 >>> judge = Judge(Settings(monitor_patience=2, monitor_min_samples=10))
@@ -128,9 +130,12 @@ class Judge:
         rollbacks: Sequence[Rollback],
         frozen: bool,
         threshold: float | None = None,
+        incident: bool = False,
     ) -> Decision:
         """One check at stream ``position``. ``rollbacks``: since the last resume (the window is applied here);
-        ``threshold``: the effective one (relative mode), else the configured one."""
+        ``threshold``: the effective one (relative mode), else the configured one; ``incident``: a data-quality
+        incident holds learning (the learner rolled back and froze already): a confirmed breach is suppressed
+        and reported, nothing resumes."""
         samples, value = rolling.get("samples", 0), rolling.get(self.metric)
         limit = self.threshold if threshold is None else threshold
         if value is None or samples < self.min_samples:
@@ -138,7 +143,7 @@ class Judge:
             return Decision(Action.INSUFFICIENT, f"{samples} samples < {self.min_samples}", value)
         desc = f"rolling {self.metric} {value:.4f} vs threshold {limit:.4f} over {samples} events"
         state = self.state
-        if frozen:
+        if frozen and not incident:
             return self._frozen(state, value, limit=limit, position=position, now=now, desc=desc)
         state.healthy_since = state.healthy_since_time = None
         if self.healthy(value, limit):
@@ -147,6 +152,14 @@ class Judge:
         state.breaches += 1
         if state.breaches < self.patience:
             return Decision(Action.WAIT, f"breach {state.breaches}/{self.patience}: {desc}", value)
+        if incident:
+            first, state.suppressed = not state.suppressed, True
+            return Decision(
+                Action.COOLDOWN,
+                f"breach confirmed during a data-quality incident (learning held): {desc}",
+                value,
+                first,
+            )
         recent = self.recent(rollbacks, position=position, now=now)
         if self.cooling_down(recent, position=position, now=now):
             first, state.suppressed = not state.suppressed, True

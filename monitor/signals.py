@@ -1,31 +1,32 @@
-"""The data-quality watch: label and prediction rates against a reference, feature drift (pure, no I/O).
+"""The data-quality watch: block label and prediction rates against a reference (pure, no I/O).
 
-Fed every metric sample in stream order (each one a block of ``history_every_events`` labelled events),
-it reports:
+The learner feeds it every metric sample it records, in stream order (each one a block of
+``history_every_events`` labelled events), and acts on what it reports at that exact event:
 
 * **incident start** — the block label rate (or prediction rate) left its reference by more than its bound
   for ``incident_patience`` blocks in a row. The reference is an exponential average of the blocks seen
   while the model was healthy and no incident was open (half-life ``reference_half_life_events``), so a slow
-  corruption cannot drag it along. The incident's *change point* is where the shift began: the first block
-  of the run of blocks already off by half the bound.
+  corruption cannot drag it along. The incident's *change point* is where the shift began: the start of
+  the run of blocks already off by half the bound.
 * **incident end** — every watched rate back within its bound for ``incident_resume_after_events`` in a row
   (the hysteresis is in events: ``incident_patience`` blocks to open, many more to close). The reference
   stays where the healthy data left it, so it cannot have learned the incident; within the bound, not a
   tighter band, because the data's own slow seasonal movement goes on during an incident.
-* **feature drift** — a river drift detector (``drift_detector``: Page-Hinkley, ADWIN or KSWIN) on the
-  block means of each tracked numeric feature, standardised by that feature's own history. Recorded, not
-  acted on: a feature that changes its unit is a reason to look, not to roll back.
+* **calm** — no incident, and the newest block not off by half a bound: the versions written up to here
+  may be confirmed stable. A block off by half a bound starts a *suspect* run; versions written inside it
+  wait, and if the run turns into an incident its start is the change point, so no version written after
+  the change point was ever confirmed.
 
-A monitor rebuilds this state by replaying the history stream, so every monitor of a model agrees and a
-replay reproduces the same events.
+Its state is a plain document (:meth:`SignalWatch.dump`), kept in every snapshot, so a restarted learner
+carries on with the same references and a replay reproduces the same decisions at the same events.
 
 >>> from streaming.config import Settings
 >>> watch = SignalWatch(Settings(monitor_min_samples=1, reference_min_events=200))
 >>> block = {"accuracy": 0.9, "samples": 500, "pred_rate": 0.1}
 >>> for i in range(1, 6):
 ...     _ = watch.observe({**block, "stream_position": 100 * i, "label_rate": 0.15})
->>> [e.kind for e in watch.observe({**block, "stream_position": 600, "label_rate": 1.0})]
-[]
+>>> watch.observe({**block, "stream_position": 600, "label_rate": 1.0}), watch.calm
+([], False)
 >>> events = watch.observe({**block, "stream_position": 700, "label_rate": 1.0})
 >>> events[0].kind, events[0].signal, events[0].change_point
 ('incident_start', 'label_rate', 500)
@@ -37,8 +38,6 @@ import collections
 import dataclasses
 import math
 from typing import Any, Literal
-
-from river import drift
 
 from monitor.prequential import meets_threshold
 from streaming.config import Settings
@@ -52,14 +51,14 @@ _RECENT = 64  # blocks kept to locate a change point
 
 @dataclasses.dataclass(frozen=True)
 class SignalEvent:
-    """Something the data did: an incident started or ended, or a feature drifted."""
+    """Something the data did: an incident started or ended."""
 
-    kind: Literal["incident_start", "incident_end", "feature_drift"]
-    signal: str  # label_rate | pred_rate | feature:<name>
+    kind: Literal["incident_start", "incident_end"]
+    signal: str  # label_rate | pred_rate
     position: int  # stream position of the sample that decided it
     value: float
     reference: float | None
-    change_point: int | None = None  # incident start: where the shift began
+    change_point: int | None = None  # where the shift began
     reason: str = ""
 
 
@@ -70,42 +69,8 @@ class _Incident:
     normal_since: int | None = None
 
 
-class _FeatureWatch:
-    """One numeric feature: its block means standardised by their own history, into a river detector."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.detector = _detector(kind)
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
-
-    def observe(self, value: float) -> float | None:
-        """The standardised value when the detector reports drift, else ``None``."""
-        z = None
-        if self.n >= 5:
-            std = math.sqrt(self.m2 / (self.n - 1))
-            z = (value - self.mean) / max(std, 1e-3 * abs(self.mean), 1e-9)
-            self.detector.update(value if self.kind == "kswin" else z)
-            if self.detector.drift_detected:
-                self.detector = _detector(self.kind)
-                self.n, self.mean, self.m2 = 0, 0.0, 0.0  # a new regime: its own history from here
-                return z
-        self.n += 1
-        delta = value - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (value - self.mean)
-        return None
-
-
-def _detector(kind: str) -> Any:
-    if kind == "adwin":
-        return drift.ADWIN()  # type: ignore[no-untyped-call]
-    if kind == "kswin":
-        return drift.KSWIN(window_size=30, stat_size=10, seed=0)
-    return drift.PageHinkley(min_instances=5, threshold=50.0)
-
-
 class SignalWatch:
-    """Turns the data signals of consecutive metric samples into :class:`SignalEvent` s."""
+    """Turns the rates of consecutive metric samples into :class:`SignalEvent` s."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -120,38 +85,50 @@ class SignalWatch:
         self.runs: dict[str, int] = dict.fromkeys(RATE_SIGNALS, 0)
         self.recent: collections.deque[tuple[int, dict[str, float]]] = collections.deque(maxlen=_RECENT)
         self.incident: _Incident | None = None
-        self.features: dict[str, _FeatureWatch] = {}
         self.last_position: int | None = None
         self.suspect_since: int | None = None  # start of the current run of blocks off by half a bound
+
+    @property
+    def calm(self) -> bool:
+        """No incident open and the newest block not suspect: versions up to here may be confirmed."""
+        return self.incident is None and self.suspect_since is None
 
     def _ready(self) -> bool:
         return self.reference_events >= self.settings.reference_min_events
 
-    def _change_point(self, signal: str, reference: float) -> int:
+    def _off(self, signal: str, value: float | None, fraction: float) -> bool:
+        reference = self.reference[signal]
+        if value is None or reference is None or math.isnan(value):
+            return False
+        return abs(value - reference) > self.bounds[signal] * fraction
+
+    def _change_point(self, signal: str) -> int:
         """Block start of the earliest block in the newest run of blocks off by at least half the bound."""
-        half = self.bounds[signal] / 2
         start = self.recent[-1][0]
         for block_start, values in reversed(self.recent):
-            value = values.get(signal)
-            if value is None or math.isnan(value) or abs(value - reference) <= half:
+            if not self._off(signal, values.get(signal), 0.5):
                 break
             start = block_start
         return start
 
-    def resume_incident(self, signal: str, change_point: int) -> None:
-        """Carry on watching an incident opened before this watch's history (e.g. trimmed from the stream)."""
+    def open_incident(self, signal: str, change_point: int) -> None:
+        """Watch an incident recorded elsewhere (in Redis, when the watch was restored from before it)."""
         self.incident = _Incident(signal, change_point)
+        self.runs = dict.fromkeys(RATE_SIGNALS, 0)
 
     def observe(self, sample: dict[str, float], *, threshold: float | None = None) -> list[SignalEvent]:
-        """One metric sample, in stream order; the events it causes. ``threshold``: the guarded metric's
-        current threshold (relative mode), which says whether the model is healthy enough to learn references."""
+        """One metric sample, in stream order; the events it causes. ``threshold``: the guarded metric's current
+        threshold (relative mode), which says whether the model is healthy enough to learn references from."""
         position = int(sample.get("stream_position", 0))
         block_start = self.last_position if self.last_position is not None else position
         self.last_position = position
         rates = {s: sample[s] for s in RATE_SIGNALS if s in sample and not math.isnan(sample[s])}
         self.recent.append((block_start, rates))
+        suspect = any(self._off(s, v, 0.5) for s, v in rates.items())
+        self.suspect_since = (
+            (self.suspect_since if self.suspect_since is not None else block_start) if suspect else None
+        )
         events: list[SignalEvent] = []
-        self._track_suspicion(block_start, rates)
         if self.incident is None and self._ready():
             events += self._detect(position, rates)
         elif self.incident is not None:
@@ -159,39 +136,18 @@ class SignalWatch:
         calm = not any(self.runs.values())  # a block that is already off must not pull the reference along
         if self.incident is None and calm and meets_threshold(sample, self.settings, threshold):
             self._learn_reference(rates)
-        events += self._feature_drift(position, sample)
         return events
-
-    @property
-    def calm(self) -> bool:
-        """No incident open and the newest block not suspect: versions up to here may be confirmed."""
-        return self.incident is None and self.suspect_since is None
-
-    def _track_suspicion(self, block_start: int, rates: dict[str, float]) -> None:
-        """A block off its reference by half a bound starts (or continues) a suspect run; promotion of versions
-        written inside it waits until the run ends without an incident."""
-        suspect = any(
-            ref is not None and signal in rates and abs(rates[signal] - ref) > self.bounds[signal] / 2
-            for signal, ref in self.reference.items()
-        )
-        if not suspect:
-            self.suspect_since = None
-        elif self.suspect_since is None:
-            self.suspect_since = block_start
 
     def _detect(self, position: int, rates: dict[str, float]) -> list[SignalEvent]:
         for signal, value in rates.items():
-            reference = self.reference[signal]
-            off = reference is not None and abs(value - reference) > self.bounds[signal]
-            self.runs[signal] = self.runs[signal] + 1 if off else 0
+            self.runs[signal] = self.runs[signal] + 1 if self._off(signal, value, 1.0) else 0
         for signal in RATE_SIGNALS:  # the label rate first: it is the usual culprit
             if self.runs[signal] >= self.settings.incident_patience:
                 reference = self.reference[signal]
                 assert reference is not None
                 value = rates[signal]
-                change_point = self._change_point(signal, reference)
-                self.incident = _Incident(signal, change_point)
-                self.runs = dict.fromkeys(RATE_SIGNALS, 0)
+                change_point = self._change_point(signal)
+                self.open_incident(signal, change_point)
                 reason = (
                     f"{signal} {value:.3f} vs reference {reference:.3f} (bound {self.bounds[signal]}) for "
                     f"{self.settings.incident_patience} blocks; shift began at stream position {change_point}"
@@ -202,10 +158,7 @@ class SignalWatch:
     def _watch_recovery(self, position: int, block_start: int, rates: dict[str, float]) -> list[SignalEvent]:
         incident = self.incident
         assert incident is not None
-        normal = all(
-            abs(rates[s] - ref) <= self.bounds[s] for s, ref in self.reference.items() if ref is not None and s in rates
-        )
-        if not normal:
+        if any(self._off(s, v, 1.0) for s, v in rates.items()):
             incident.normal_since = None
             return []
         incident.normal_since = block_start if incident.normal_since is None else incident.normal_since
@@ -214,7 +167,8 @@ class SignalWatch:
         self.incident = None
         value, reference = rates.get(incident.signal, math.nan), self.reference[incident.signal]
         reason = (
-            f"{incident.signal} back within its bound of the reference for {position - incident.normal_since} events"
+            f"{incident.signal} back within its bound of the reference for {position - incident.normal_since} "
+            f"events (incident began at stream position {incident.change_point})"
         )
         return [SignalEvent("incident_end", incident.signal, position, value, reference, incident.change_point, reason)]
 
@@ -224,16 +178,28 @@ class SignalWatch:
             self.reference[signal] = value if reference is None else reference + self.alpha * (value - reference)
         self.reference_events += self.settings.history_every_events
 
-    def _feature_drift(self, position: int, sample: dict[str, float]) -> list[SignalEvent]:
-        events = []
-        for field, value in sample.items():
-            if not field.startswith("feature:") or math.isnan(value):
-                continue
-            watch = self.features.get(field)
-            if watch is None:
-                watch = self.features[field] = _FeatureWatch(self.settings.drift_detector)
-            z = watch.observe(value)
-            if z is not None:
-                reason = f"{field[8:]} block mean {value:.4g} is {z:+.1f} standard deviations off its history"
-                events.append(SignalEvent("feature_drift", field, position, value, None, None, reason))
-        return events
+    # -- state as a plain document (kept in snapshots) -------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        return {
+            "reference": dict(self.reference),
+            "reference_events": self.reference_events,
+            "runs": dict(self.runs),
+            "recent": [[start, rates] for start, rates in self.recent],
+            "incident": dataclasses.asdict(self.incident) if self.incident else None,
+            "last_position": self.last_position,
+            "suspect_since": self.suspect_since,
+        }
+
+    def load(self, doc: dict[str, Any] | None) -> None:
+        """Take a :meth:`dump` (``None``: a version written before the watch existed; start afresh)."""
+        if not doc:
+            return
+        self.reference = {s: doc["reference"].get(s) for s in RATE_SIGNALS}
+        self.reference_events = int(doc["reference_events"])
+        self.runs = {s: int(doc["runs"].get(s, 0)) for s in RATE_SIGNALS}
+        self.recent.clear()
+        self.recent.extend((int(start), dict(rates)) for start, rates in doc["recent"])
+        incident = doc.get("incident")
+        self.incident = _Incident(**incident) if incident else None
+        self.last_position = doc.get("last_position")
+        self.suspect_since = doc.get("suspect_since")

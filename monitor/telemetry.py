@@ -48,9 +48,6 @@ class MonitorMetrics:
             registry,
             model,
         )
-        self.incidents = counter(
-            "livelearn_incidents_total", "Data-quality incidents this monitor opened.", registry, model
-        )
         self.incident_open = gauge(
             "livelearn_incident_open", "1 while a data-quality incident is open.", registry, model
         )

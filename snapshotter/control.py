@@ -31,6 +31,7 @@ from streaming.errors import (
     ControlError,
     HeadMovedError,
     IncidentOpenError,
+    LeaseLostError,
     LivelearnError,
     NoIncidentError,
     NoRollbackTargetError,
@@ -55,6 +56,7 @@ _REFUSALS: dict[str, type[LivelearnError]] = {
     "QUARANTINED": QuarantinedError,
     "INCIDENT_OPEN": IncidentOpenError,
     "NOT_OPEN": NoIncidentError,
+    "FENCED": LeaseLostError,
 }
 
 

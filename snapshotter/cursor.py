@@ -4,7 +4,7 @@ Every monitor of a model reads the history from the same cursor; after judging a
 cursor (and the judge state) with a compare-and-set, so each sample is judged once by whichever monitor
 gets there first, and a restarted monitor carries on where the last one stopped. The notices the batch
 caused (feature drift, suppressed breaches) are audited by the same compare-and-set, so each is recorded
-once, by the monitor whose move won, and the candidate versions the batch confirmed are promoted by it.
+once, by the monitor whose move won.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ class CursorState:
     epoch: int = -1
     scored: int = -1
     judge: dict[str, Any] = dataclasses.field(default_factory=dict)
-    confirmed: int | None = None  # promotion 'guard': candidates at or before this stream position become stable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +77,7 @@ class GuardCursor:
             state.scored,
             json.dumps(state.judge),
             actor,
-            "" if state.confirmed is None else state.confirmed,
-            k.channel,
         ]
         for notice in notices:
             args += [notice.action, notice.reason, json.dumps(notice.metrics)]
-        keys = [k.audit, k.guard, k.epoch, k.candidates, k.stable, k.serving, k.pinned, k.quarantined, k.incident]
-        moved = int(self._commit(keys=keys, args=args))
-        return moved - 1 if moved else None
+        return bool(self._commit(keys=[k.audit, k.guard], args=args))

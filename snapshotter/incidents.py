@@ -57,9 +57,11 @@ class Incidents:
         expected_epoch: int | None,
         consumed: dict[str, dict[str, int]] | None = None,
         fallback: int | None = None,
+        lease_value: str | None = None,
     ) -> OpenedIncident:
         """Record the incident, quarantine the versions written after ``change_point``, freeze learning, and roll
-        back to the newest stable version written at or before it (else ``fallback``, else none)."""
+        back to the newest stable version written at or before it (else ``fallback``, else none). With
+        ``lease_value`` only the holder of the writer lease may (the active learner that saw the shift)."""
         k = self.keys
         for _attempt in range(10):
             head = self.store.head()
@@ -85,6 +87,7 @@ class Incidents:
                         k.quarantined,
                         k.frozen,
                         k.candidates,
+                        k.lease,
                     ],
                     [
                         "" if expected_epoch is None else str(expected_epoch),
@@ -100,6 +103,7 @@ class Incidents:
                         k.meta(target) if target is not None else "",
                         "" if head is None else str(head),
                         pack(self.control.consumed_offsets(head, consumed)),
+                        lease_value or "",
                         *quarantine,
                     ],
                     self.store.audit_retention,

@@ -5,8 +5,9 @@
   lineage epoch, positions.
 * The **history** stream holds one :data:`MetricSample` per ``history_every_events`` labelled events: flat
   numeric fields (``time``, ``epoch``, ``version``, ``scored``, ``events_seen``, ``stream_position``,
-  ``offset:<partition>`` and every rolling metric with its ``samples`` count). The monitor judges every
-  one of them in order; ``livelearn report`` draws them.
+  ``offset:<partition>``, every rolling metric with its ``samples`` count, the block's data signals and
+  ``incident`` (1 while a data-quality incident holds learning)). The monitor judges every one of them in
+  order; ``livelearn report`` draws them.
 
 Both are written by one script fenced by the lease (:class:`StatusWriter`), so a learner that lost its
 lease can neither mislead the monitor nor the operators.
@@ -27,7 +28,15 @@ from snapshotter.connection import as_bytes, as_text
 from snapshotter.keys import Keys
 from snapshotter.scripts import register
 
-__all__ = ["LearnerStatus", "MetricSample", "StatusWriter", "parse_sample", "read_samples", "read_status"]
+__all__ = [
+    "LearnerStatus",
+    "MetricSample",
+    "StatusWriter",
+    "parse_sample",
+    "read_samples",
+    "read_status",
+    "sample_metrics",
+]
 
 #: One history entry: every field is a number.
 MetricSample = dict[str, float]
@@ -54,9 +63,22 @@ class LearnerStatus(TypedDict):
     last_rollback: dict[str, Any] | None
 
 
+_NOT_METRICS = ("time", "epoch", "version", "scored", "incident")
+
+
 def parse_sample(fields: Mapping[Any, Any]) -> MetricSample:
     """One history entry as numbers."""
     return {as_text(k): float(v) for k, v in fields.items()}
+
+
+def sample_metrics(sample: MetricSample) -> dict[str, float]:
+    """What an audit entry records of a sample: metrics, rates and stream position (no per-partition or
+    per-feature fields).
+
+    >>> sample_metrics({"time": 1.0, "accuracy": 0.9, "offset:0": 5.0, "feature:x": 2.0, "stream_position": 5.0})
+    {'accuracy': 0.9, 'stream_position': 5.0}
+    """
+    return {k: v for k, v in sample.items() if k not in _NOT_METRICS and not k.startswith(("offset:", "feature:"))}
 
 
 def read_samples(client: redis.Redis, keys: Keys) -> list[tuple[str, MetricSample]]:

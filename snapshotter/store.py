@@ -67,6 +67,7 @@ class VersionStore:
         self.keep_stable = keep_stable
         self.audit_retention = audit_retention
         self._write = register(client, "write_version")
+        self._promote = register(client, "promote")
         self._raise_counter = register(client, "raise_counter")
 
     @classmethod
@@ -93,13 +94,16 @@ class VersionStore:
         epoch: int = 0,
         stable: bool = False,
         model_events_learned: int | None = None,
+        confirmed: int | None = None,
     ) -> VersionMeta:
         """Store ``state`` as the next version of lineage ``epoch``.
 
         Raises :class:`SnapshotFencedError` if ``lease_value`` no longer holds the lease, and
         :class:`StaleLineageError` if a rollback moved the lineage on since the writer loaded it.
         A ``stable`` version (one that met the threshold) is promoted to serving unless a version is pinned:
-        at once with promotion ``immediate``; with ``guard`` it is a candidate until the monitor confirms it.
+        at once with promotion ``immediate``; with ``guard`` it is a candidate until the writer has seen the
+        data up to it calm — ``confirmed``, a stream position, confirms the candidates at or before it (this
+        version included), later ones :meth:`promote` does.
         """
         blob = encode_snapshot(state)
         token = int(lease_value.split(":", 1)[0]) if lease_value else 0
@@ -158,6 +162,7 @@ class VersionStore:
                         k.channel,
                         self.promotion,
                         sum(sum(partitions.values()) for partitions in offsets.values()),
+                        "" if confirmed is None else confirmed,
                     ],
                 )
                 break
@@ -177,6 +182,36 @@ class VersionStore:
                     raise  # out of memory, persistence failing, read-only...: for the caller to wait out or report
                 raise SnapshotError(f"snapshot write failed: {exc}") from None
         return VersionMeta.from_dict({"number": int(number), **meta})
+
+    def promote(self, *, lease_value: str, epoch: int, confirmed: int, actor: str, metrics: dict[str, float]) -> int:
+        """Confirm the candidates written at or before stream position ``confirmed`` (promotion ``guard``): they
+        become stable, the newest serving unless pinned. Fenced by the lease and the lineage ``epoch``; nothing
+        while an incident is open. Returns how many became stable."""
+        k = self.keys
+        try:
+            return int(
+                self._promote(
+                    keys=[
+                        k.lease,
+                        k.epoch,
+                        k.candidates,
+                        k.stable,
+                        k.serving,
+                        k.pinned,
+                        k.quarantined,
+                        k.audit,
+                        k.incident,
+                    ],
+                    args=[lease_value, epoch, confirmed, self.audit_retention, actor, json.dumps(metrics), k.channel],
+                )
+            )
+        except redis.ResponseError as exc:
+            code, _, detail = str(exc).partition(" ")
+            if code == "FENCED":
+                raise SnapshotFencedError(f"promotion rejected: {detail}; another learner is active") from None
+            if code == "STALE_LINEAGE":
+                raise StaleLineageError(f"promotion rejected: {detail}") from None
+            raise
 
     # -- reads -------------------------------------------------------------------------------
     def head(self) -> int | None:

@@ -119,11 +119,11 @@ class Settings(BaseSettings):
     keep_stable_versions: int = Field(10, ge=1, description="Retention also keeps the newest K stable versions.")
     promotion: Literal["guard", "immediate"] = Field(
         "guard",
-        description="guard: a version that met the threshold is a candidate until the monitor has judged the "
-        "data past it calm; immediate: stable (and served) as soon as it is written.",
+        description="guard: a version that met the threshold is a candidate until the learner has seen the data "
+        "up to it calm (no incident, no suspect block); immediate: stable (and served) as soon as it is written.",
     )
     promotion_delay_events: int = Field(
-        200, ge=0, description="guard promotion: calm labelled events the monitor must judge past a candidate."
+        0, ge=0, description="guard promotion: calm labelled events also needed past a candidate (extra margin)."
     )
     audit_retention: int = Field(100_000, ge=100, description="Audit entries kept at least (older ones are trimmed).")
 
@@ -174,7 +174,7 @@ class Settings(BaseSettings):
         2, ge=1, le=100, description="Blocks in a row off the reference that open an incident."
     )
     incident_resume_after_events: int = Field(
-        1000, ge=1, description="Events with every rate back near its reference that close an incident."
+        1000, ge=1, description="Events with every rate back within its bound that close an incident."
     )
     reference_half_life_events: int = Field(
         2000, ge=1, description="Half-life of the reference rates (learned while healthy and no incident is open)."

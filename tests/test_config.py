@@ -69,3 +69,12 @@ def test_config_file_mistakes_are_config_errors(tmp_path, no_config_env, content
 )
 def test_redact_url_hides_every_password(url, shown):
     assert redact_url(url) == shown
+
+
+def test_the_readme_lists_every_setting_with_its_default_and_meaning():
+    from pathlib import Path
+
+    from streaming.cli.operate import settings_markdown
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert settings_markdown() in readme, "regenerate the README table with: livelearn config --markdown"

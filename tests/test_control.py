@@ -8,14 +8,16 @@ from conftest import store_for
 from snapshotter.audit import read_audit
 from snapshotter.codec import SnapshotState
 from snapshotter.control import ControlPlane
-from snapshotter.cursor import CursorState, GuardCursor
 from snapshotter.incidents import Incidents
+from snapshotter.lease import Lease
 from snapshotter.states import version_states
 from streaming.errors import (
     AlreadyFrozenError,
     ControlError,
+    LeaseLostError,
     NotFrozenError,
     NotPinnedError,
+    SnapshotFencedError,
     StaleEpochError,
     StaleLineageError,
     VersionNotFoundError,
@@ -132,52 +134,81 @@ def test_a_rollback_abandons_the_stable_versions_above_its_target(make_settings)
     assert store.client.smembers(store.keys.protected) == set()
 
 
-def test_guard_promotion_waits_for_the_monitor_and_never_confirms_across_a_rollback_or_an_incident(make_settings):
+def test_guard_promotion_confirms_candidates_up_to_calm_data_and_never_across_a_rollback_or_an_incident(
+    make_settings,
+):
     store = store_for(make_settings())  # promotion "guard", the default
-    control, cursor = ControlPlane(store), GuardCursor(store.client, store.keys, 1000)
-    assert [write(store, True, position=p) for p in (100, 200, 300)] == [1, 2, 3]
+    control = ControlPlane(store)
+    lease = Lease(store.client, store.keys.model_name, "w", 30)
+    assert lease.acquire()
+
+    def write_at(position: int, epoch: int = 0, confirmed: int | None = None) -> int:
+        meta = store.write(
+            STATE,
+            writer="w",
+            lease_value=lease.value,
+            offsets={"events": {"0": position}},
+            metrics={"rolling": {"accuracy": 0.9}},
+            parent=store.head(),
+            stable=True,
+            epoch=epoch,
+            confirmed=confirmed,
+        )
+        return meta.number
+
+    def promote(confirmed: int, epoch: int = 0) -> int:
+        return store.promote(lease_value=lease.value, epoch=epoch, confirmed=confirmed, actor="w", metrics={})
+
+    assert [write_at(p) for p in (100, 200, 300)] == [1, 2, 3]
     assert (store.serving(), store.stable_numbers(), store.candidates()) == (None, [], {1: 100, 2: 200, 3: 300})
-
-    def judged(read_from: str, to: str, confirmed: int | None, epoch: int = 0) -> int | None:
-        return cursor.commit(read_from, CursorState(to, epoch, 0, {}, confirmed), actor="monitor")
-
-    assert judged("0-0", "1-0", 99) == 0  # nothing written at or before 99
-    assert judged("0-0", "2-0", 250) is None  # another monitor moved the cursor: nothing happens
-    assert judged("1-0", "2-0", 250) == 2
+    assert promote(99) == 0
+    assert promote(250) == 2
     assert (store.serving(), store.stable_numbers(), store.candidates()) == (2, [1, 2], {3: 300})
-    promote = [e for e in read_audit(store.client, store.keys) if e.action in ("stable", "promote")]
-    assert [(e.action, e.from_version, e.to_version) for e in promote] == [("stable", None, 2), ("promote", None, 2)]
-    assert promote[0].fields["versions"] == "1,2"
+    promoted = [e for e in read_audit(store.client, store.keys) if e.action in ("stable", "promote")]
+    assert [(e.action, e.from_version, e.to_version) for e in promoted] == [("stable", None, 2), ("promote", None, 2)]
+    assert promoted[0].fields["versions"] == "1,2"
+    with pytest.raises(SnapshotFencedError):  # only the lease holder confirms
+        store.promote(lease_value="0:other", epoch=0, confirmed=300, actor="x", metrics={})
 
     control.pin(1, actor="op", reason="hold")
-    assert judged("2-0", "3-0", 300) == 1
-    assert (store.serving(), store.stable_numbers()) == (1, [1, 2, 3])  # stable, but serving stays pinned
+    assert write_at(400, confirmed=400) == 4  # calm data up to its own position: stable when written
+    assert (store.serving(), store.stable_numbers(), store.candidates()) == (1, [1, 2, 3, 4], {})  # pinned stays
     control.unpin(actor="op", reason="done")
-    assert store.serving() == 3
+    assert store.serving() == 4
 
-    write(store, True, position=400)  # 4: a candidate of the lineage a rollback abandons
+    write_at(500)  # 5: a candidate of the lineage a rollback abandons
     control.rollback(to=2, actor="op", reason="bad data")
     assert store.candidates() == {}
-    assert judged("3-0", "4-0", 1000, epoch=0) == 0  # judged under the old epoch: confirms nothing
-    write(store, True, epoch=1, position=500)  # 5
-    assert judged("4-0", "5-0", 1000, epoch=0) == 0  # the confirmation must be of the current lineage
-    assert judged("5-0", "6-0", 1000, epoch=1) == 1
-    assert store.serving() == 5
+    with pytest.raises(StaleLineageError):
+        promote(1000, epoch=0)
+    write_at(600, epoch=1)  # 6
+    assert promote(1000, epoch=1) == 1
+    assert store.serving() == 6
 
-    write(store, True, epoch=1, position=600)  # 6, then an incident whose shift began at 550 quarantines it
+    write_at(700, epoch=1)  # 7, then an incident whose shift began at 650 quarantines it
     Incidents(store, control).open(
         signal="label_rate",
-        change_point=550,
-        position=700,
-        actor="monitor",
+        change_point=650,
+        position=800,
+        actor="learner",
         reason="stuck",
         metrics={},
-        expected_epoch=1,
+        expected_epoch=None,
+        lease_value=lease.value,
     )
-    assert store.quarantined() == {6: 1}
-    assert store.candidates() == {}
-    assert store.serving() == 5  # the newest stable version at or before the change point
-    write(store, True, epoch=2, position=800)  # 7: written during the incident, never stable
-    assert judged("6-0", "7-0", 1000, epoch=2) == 0
-    assert 7 not in store.stable_numbers()
-    assert version_states(store)[6] == ["quarantined:1"]
+    assert (store.quarantined(), store.candidates(), store.serving()) == ({7: 1}, {}, 6)  # back to before 650
+    assert write_at(900, epoch=2, confirmed=900) == 8  # written during the incident: refused as stable
+    assert 8 not in store.stable_numbers()
+    assert promote(1000, epoch=2) == 0
+    assert version_states(store)[7] == ["quarantined:1"]
+    with pytest.raises(LeaseLostError):  # nobody but the lease holder opens an incident
+        Incidents(store, control).open(
+            signal="label_rate",
+            change_point=0,
+            position=1,
+            actor="x",
+            reason="x",
+            metrics={},
+            expected_epoch=None,
+            lease_value="0:other",
+        )

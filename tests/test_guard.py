@@ -33,7 +33,9 @@ def sample(store, scored: int, accuracy: float, epoch: int = 0) -> None:
 
 
 def test_two_monitors_judge_each_sample_once_and_roll_back_once(make_settings):
-    settings = make_settings(monitor_patience=3, monitor_min_samples=100, monitor_cooldown_seconds=3600)
+    settings = make_settings(
+        monitor_patience=3, monitor_min_samples=100, monitor_cooldown_seconds=3600, promotion="immediate"
+    )
     store = store_for(settings)
     for stable in (True, True, False):
         store.write(

@@ -1,8 +1,13 @@
-"""The data guard against drift scenarios no accuracy rule catches, with real processes.
+"""The quality guard against drift scenarios no accuracy rule catches, with real processes.
 
 Each scenario streams the whole dataset (12,330 sessions) with some corruption through a learner and a
-monitor, waits until the monitor has judged every metric sample, and checks what the guard did: where it
-acted (stream positions), which version it went back to, what it quarantined, what it never served.
+monitor — as a backlog the learner reads as fast as it can, or produced at a fixed rate while they run —
+waits until the monitor has judged every metric sample, and checks what the guard did: where it acted
+(stream positions), which version it went back to, what it quarantined, what it never served.
+
+Bounds stated here (the defaults): blocks of ``history_every_events`` = 100 labelled events, an incident
+confirmed after ``incident_patience`` = 2 blocks off the reference, closed after the rates were back for
+``incident_resume_after_events`` = 1,000 events.
 """
 
 from __future__ import annotations
@@ -12,13 +17,20 @@ import random
 import threading
 from collections.abc import Iterator
 
+import httpx
 from conftest import guard_caught_up, produce, status_of, store_for, wait_for, wait_until_running
 
 from snapshotter.audit import AuditEntry, read_audit
 from snapshotter.incidents import position_of
+from snapshotter.status import read_samples
+from snapshotter.store import VersionStore
 from streaming.events import Event
+from streaming.learner.restore import restore_state
+from streaming.learner.state import spec_from_settings
 from streaming.local.dataset import read_events
+from streaming.local.embedded import free_port
 from streaming.local.replay import flip_labels
+from streaming.model import ModelSpec, OnlineModel
 
 EVENTS = list(read_events())
 N = len(EVENTS)
@@ -26,31 +38,45 @@ GUARD = {
     "partitions": 1,
     "snapshot_every_events": 250,
     "snapshot_every_seconds": 3600,  # versions by count only: the same numbers at any rate
+    "keep_versions": 500,  # keep every version, to check what each one was
     "status_interval_seconds": 0.2,
     "monitor_check_interval_seconds": 0.2,
     "publish_predictions": False,
 }
-PATIENCE, BLOCK = 2, 100  # the defaults: incident_patience blocks of history_every_events labelled events
+PATIENCE, BLOCK, RESUME_AFTER = 2, 100, 1000
+TOLERANCE = 0.005  # final-model accuracy: the guarded run skips 1,000 more clean events than the reference
 
 
 @dataclasses.dataclass
 class Outcome:
     settings: object
+    store: VersionStore
     audit: list[AuditEntry]
+    monitor_metrics: str = ""
 
     def actions(self, *names: str) -> list[AuditEntry]:
         return [e for e in self.audit if e.action in names]
 
+    def served(self) -> set[int]:
+        """Every version serving was ever moved to."""
+        moved = {e.to_version for e in self.actions("promote", "pin", "unpin") if e.to_version}
+        return moved | {int(e.fields["serving_to"]) for e in self.actions("rollback") if e.fields.get("serving_to")}
 
-def run(
-    make_settings, learners, events: list[Event], *, rate: float | None = None, monitors: int = 1, **overrides
-) -> Outcome:
-    """Stream ``events`` through a learner and ``monitors`` monitors until every sample is judged."""
+    def at(self, number: int) -> int:
+        return position_of(self.store.meta(number))
+
+
+def run(make_settings, learners, events: list[Event], *, rate: float | None = None, monitors: int = 1, **overrides):
+    """Stream ``events`` through a learner and ``monitors`` monitors until every metric sample is judged."""
     settings = make_settings(**{**GUARD, **overrides})
     if rate is None:
         produce(settings, events)  # a backlog: the learner runs through it as fast as it can
     learners(settings)
-    running = [learners(settings, command="monitor") for _ in range(monitors)]
+    port = free_port()
+    running = [
+        learners(settings, command="monitor", **({"LIVELEARN_METRICS_PORT": str(port)} if i == 0 else {}))
+        for i in range(monitors)
+    ]
     if rate is not None:
         wait_until_running(settings, monitors=monitors)
         thread = threading.Thread(target=produce, args=(settings, events), kwargs={"rate": rate})
@@ -58,15 +84,24 @@ def run(
         thread.join()
     wait_for(lambda: (status_of(settings) or {}).get("stream_position") == len(events), 120, "the end of the stream")
     wait_for(lambda: guard_caught_up(settings), 60, "the monitors to judge every metric sample")
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     for monitor in running:
         monitor.terminate()
     store = store_for(settings)
-    return Outcome(settings, read_audit(store.client, store.keys))
+    return Outcome(settings, store, read_audit(store.client, store.keys), scraped)
 
 
-def stuck(events: list[Event], start: int, count: int) -> Iterator[Event]:
-    for i, event in enumerate(events):
-        yield dataclasses.replace(event, label=True) if start <= i < start + count else event
+def gauge(outcome: Outcome, name: str) -> float:
+    line = next(line for line in outcome.monitor_metrics.splitlines() if line.startswith(name + "{"))
+    return float(line.rsplit(" ", 1)[1])
+
+
+def position(entry: AuditEntry) -> int:
+    return int(entry.metrics.get("stream_position", -1))
+
+
+def stuck(events: list[Event], start: int, count: int) -> list[Event]:
+    return [dataclasses.replace(e, label=True) if start <= i < start + count else e for i, e in enumerate(events)]
 
 
 def slow_drift(events: list[Event], start: int, span: int, seed: int = 1) -> Iterator[Event]:
@@ -77,39 +112,161 @@ def slow_drift(events: list[Event], start: int, span: int, seed: int = 1) -> Ite
         yield dataclasses.replace(event, label=not event.label) if rng.random() < p else event
 
 
-def position(entry: AuditEntry) -> int:
-    return int(entry.metrics.get("stream_position", -1))
+def accuracy(model: OnlineModel, events: list[Event]) -> float:
+    return sum((model.predict_proba_one(e.features) > 0.5) == e.label for e in events) / len(events)
+
+
+def trained(settings, events: list[Event]) -> OnlineModel:
+    """A plain loop over ``events`` with the learner's model (the learner equals it to the last digit)."""
+    model = OnlineModel(spec_from_settings(settings))
+    for event in events:
+        model.learn_one(event.features, event.label)
+    return model
+
+
+def decisions(outcome: Outcome) -> tuple:
+    """What the guard decided, by stream position and version number (both counted in events)."""
+    (start,), (end,) = outcome.actions("incident_start"), outcome.actions("incident_end")
+    (rollback,) = outcome.actions("rollback")
+    return (
+        position(start),
+        int(start.fields["change_point"]),
+        rollback.to_version,
+        start.fields["quarantined"],
+        position(end),
+    )
+
+
+def check_stuck_labeller(outcome: Outcome, at: int, count: int) -> None:
+    store = outcome.store
+    (start,) = outcome.actions("incident_start")
+    (rollback,) = outcome.actions("rollback")
+    (end,) = outcome.actions("incident_end")
+    assert start.fields["signal"] == "label_rate"
+    assert int(start.fields["change_point"]) == at
+    # learning is held from the event that confirmed it: at most PATIENCE blocks into the incident
+    assert at < position(start) <= at + PATIENCE * BLOCK
+    assert rollback.actor.startswith("learner")
+    assert rollback.fields["incident"] == start.fields["incident"]
+    target = store.meta(rollback.to_version)
+    assert rollback.to_version in store.stable_numbers()
+    assert position_of(target) <= at  # written before the incident began, not merely older than the head
+    # resumed once the labels were normal again for RESUME_AFTER events
+    assert end.fields["resumed"] == "1"
+    assert at + count + RESUME_AFTER <= position(end) <= at + count + RESUME_AFTER + 2 * BLOCK
+    inside = {m.number for m in store.list() if at < position_of(m) < position(end)}  # written while it was open
+    assert inside
+    assert not inside & set(store.stable_numbers())
+    assert not inside & outcome.served()
+    assert set(store.quarantined()) <= inside
+    assert all(outcome.at(n) > at for n in store.quarantined())
+    # nothing learned while held: every version of the new lineage up to the end is the target's model
+    held = [m for m in store.list() if m.epoch == target.epoch + 1 and position_of(m) <= position(end)]
+    assert held
+    assert {m.model_events_learned for m in held} == {target.model_events_learned}
+    # ...and learning went on afterwards, into stable versions that are served
+    head = store.meta(store.head())
+    assert head.model_events_learned > target.model_events_learned
+    assert store.serving() in store.stable_numbers()
+    assert outcome.at(store.serving()) > position(end)
+    assert store.incident() is None
+
+
+def test_a_stuck_labeller_is_an_incident_nothing_from_it_is_served_and_the_model_recovers(make_settings, learners):
+    at, count = 4000, 2000
+    events = stuck(EVENTS, at, count)
+    outcome = run(make_settings, learners, events)  # a backlog: the learner is far ahead of the monitor
+    check_stuck_labeller(outcome, at, count)
+
+    # the final model on the rows after the incident, against a run without the incident's events
+    head = outcome.store.head()
+    meta, state = outcome.store.load(head)
+    final, _ = restore_state(state, ModelSpec.from_dict(state.spec), window=10)
+    end = position_of(meta)
+    after = EVENTS[at + count : end]
+    reference = trained(outcome.settings, EVENTS[:at] + EVENTS[at + count : end])
+    assert accuracy(final, after) >= accuracy(reference, after) - TOLERANCE
+
+    # the same decisions, at the same events, when the events arrive at 1,500/s while everything runs
+    live = run(make_settings, learners, events, rate=1500)
+    check_stuck_labeller(live, at, count)
+    assert decisions(live) == decisions(outcome)
 
 
 def test_a_label_flip_burst_is_one_incident_and_one_rollback_even_with_two_monitors(make_settings, learners):
     at, count = 3000, 1500
-    outcome = run(
-        make_settings, learners, list(flip_labels(EVENTS, at, count, probability=0.5, seed=7)), rate=1500, monitors=2
-    )
-    store = store_for(outcome.settings)
+    events = list(flip_labels(EVENTS, at, count, probability=0.5, seed=7))
+    outcome = run(make_settings, learners, events, rate=1500, monitors=2)
+    store = outcome.store
     (incident,) = outcome.actions("incident_start")
     (rollback,) = outcome.actions("rollback", "manual_rollback")
     assert incident.fields["signal"] == "label_rate"
-    assert int(incident.fields["change_point"]) == at  # where the burst began, to the block
-    assert at < position(incident) <= at + PATIENCE * BLOCK  # caught within patience blocks of its start
-    assert rollback.actor == "monitor"
-    assert rollback.reason.startswith(f"incident {incident.fields['incident']}")
-    target = store.meta(rollback.to_version)
-    assert target.stable
-    assert position_of(target) <= at  # back to before the incident, not merely older than the head
-    quarantined = store.quarantined()
-    assert quarantined
-    assert all(position_of(store.meta(n)) > at for n in quarantined)
-    assert not set(quarantined) & set(store.stable_numbers())
+    assert int(incident.fields["change_point"]) == at
+    assert at < position(incident) <= at + PATIENCE * BLOCK
+    assert position_of(store.meta(rollback.to_version)) <= at
     (end,) = outcome.actions("incident_end")
-    assert end.fields["resumed"] == "1"
-    assert position(end) >= at + count + 1000  # the rates were normal for incident_resume_after_events
-    first = next(m for m in store.list() if m.epoch == 1)
-    assert first.parent == rollback.to_version
-    assert not first.stable
+    assert position(end) >= at + count + RESUME_AFTER
+    inside = {m.number for m in store.list() if at < position_of(m) < position(end)}
+    assert inside
+    assert not inside & (set(store.stable_numbers()) | outcome.served())
+    assert not outcome.actions("freeze")
+    # the breach the burst causes is reported once (learning is held already), by one of the two monitors
+    (suppressed,) = outcome.actions("breach_suppressed")
+    assert position(incident) < position(suppressed) < position(end)
+    assert len(outcome.actions("feature_drift")) == len({e.id for e in outcome.actions("feature_drift")})
     final = status_of(outcome.settings)
     assert final["counters"]["events_seen"] == N
     assert not final["frozen"]
     assert final["rolling"]["accuracy"] >= 0.8
     assert store.serving() == store.stable_numbers()[-1]
-    assert store.incident() is None
+
+
+def breach_runs(outcome: Outcome) -> list[tuple[int, int]]:
+    """Every run of ``monitor_patience`` or more samples in a row below the threshold (a confirmed breach), as
+    (first, last) stream positions, from the history the learner recorded."""
+    s = outcome.settings
+    runs, current = [], []
+    for _id, sample in read_samples(outcome.store.client, outcome.store.keys):
+        below = sample["samples"] >= s.monitor_min_samples and sample[s.monitor_metric] < s.monitor_threshold
+        if below:
+            current.append(int(sample["stream_position"]))
+            continue
+        if len(current) >= s.monitor_patience:
+            runs.append((current[0], current[-1]))
+        current = []
+    if len(current) >= s.monitor_patience:
+        runs.append((current[0], current[-1]))
+    return runs
+
+
+def test_slow_drift_is_never_silent(make_settings, learners):
+    outcome = run(make_settings, learners, list(slow_drift(EVENTS, 3000, 6000)))
+    runs = breach_runs(outcome)
+    assert runs  # the drift does push the rolling accuracy below the threshold
+    acted = outcome.actions("rollback", "freeze", "breach_suppressed", "incident_start")
+    for first, last in runs:  # every confirmed breach was acted on, or reported as suppressed
+        assert any(first <= position(e) <= last for e in acted), (first, last, [(e.action, position(e)) for e in acted])
+    assert outcome.actions("incident_start")  # the label rate left its reference: learning is held
+    assert gauge(outcome, "livelearn_alert") == 1  # and an operator is called while it lasts
+
+
+def test_clean_data_at_the_default_threshold_is_left_alone(make_settings, learners):
+    outcome = run(make_settings, learners, EVENTS)
+    assert not outcome.actions("rollback", "freeze", "incident_start", "breach_suppressed")
+    assert outcome.store.quarantined() == {}
+    assert outcome.store.serving() == outcome.store.stable_numbers()[-1]
+    assert gauge(outcome, "livelearn_alert") == 0
+
+
+def test_a_feature_unit_change_is_recorded_as_drift_and_rolls_nothing_back(make_settings, learners):
+    at, feature = 6000, "ProductRelated_Duration"
+    events = [
+        dataclasses.replace(e, features={**e.features, feature: e.features[feature] * 50}) if i >= at else e
+        for i, e in enumerate(EVENTS)
+    ]
+    outcome = run(make_settings, learners, events)
+    assert not outcome.actions("rollback", "freeze", "incident_start")
+    drift = [e for e in outcome.actions("feature_drift") if e.metrics["signal"] == f"feature:{feature}"]
+    assert drift
+    assert at < position(drift[0]) <= at + 3 * BLOCK
+    assert status_of(outcome.settings)["rolling"]["accuracy"] >= 0.8

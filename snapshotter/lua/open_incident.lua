@@ -1,13 +1,17 @@
 -- include: audit
 -- include: lineage
--- A confirmed data-quality incident, atomically: record it, quarantine the versions written since the shift
+-- A confirmed data-quality incident (the active learner saw it, fenced by its lease), atomically: record it, quarantine the versions written since the shift
 -- began (they leave the stable set for good), freeze learning (scoring goes on), and roll the lineage back to
 -- the newest stable version written before the shift (when there is one), fenced by the judged epoch.
 -- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, incident, incident counter,
---       quarantined, frozen, candidates.
+--       quarantined, frozen, candidates, lease.
 -- ARGV: maxlen, expected epoch ('' = any), actor, reason, metrics json, now (s), channel, signal, change point,
 --       position, target ('' = none), meta key of target, head the resume offsets were read at, resume offsets
---       (msgpack), then the numbers of the versions to quarantine.  Returns the incident id.
+--       (msgpack), lease value ('' = unfenced), then the numbers of the versions to quarantine.
+-- Returns the incident id.
+if ARGV[15] ~= '' and redis.call('GET', KEYS[14]) ~= ARGV[15] then
+  return redis.error_reply('FENCED lease is held by ' .. tostring(redis.call('GET', KEYS[14])))
+end
 local epoch = redis.call('GET', KEYS[2]) or '0'
 if ARGV[2] ~= '' and ARGV[2] ~= epoch then return redis.error_reply('STALE epoch is ' .. epoch) end
 local open = redis.call('HGET', KEYS[9], 'id')
@@ -20,7 +24,7 @@ local id = redis.call('INCR', KEYS[10])
 redis.call('HSET', KEYS[9], 'id', id, 'signal', ARGV[8], 'change_point', ARGV[9], 'position', ARGV[10],
   'since', ARGV[6], 'reason', ARGV[4], 'target', target)
 local quarantined = {}
-for i = 15, #ARGV do
+for i = 16, #ARGV do
   redis.call('ZREM', KEYS[7], ARGV[i])
   redis.call('ZREM', KEYS[13], ARGV[i])
   redis.call('HSET', KEYS[11], ARGV[i], id)

@@ -1,16 +1,18 @@
+-- include: confirm
 -- Write one numbered version, atomically: fenced by the lease and the lineage epoch; index it, move the
 -- head, audit it; a stable version joins the stable set and, unless a version is pinned, becomes serving;
 -- then retention drops versions beyond the newest `keep` that are neither pinned, serving, protected nor
 -- among the newest `keep_stable` stable ones.
 -- With promotion 'guard' a version that met the threshold is only a candidate (scored by its stream position)
--- until the monitor confirms the data past it (commit_cursor.lua promotes it).
+-- until the learner has seen the data up to it calm: the candidates at or before the confirmed position
+-- (this one included) become stable here, later ones when promote.lua confirms them.
 -- While a data-quality incident is open no version may be stable: the script refuses (INCIDENT) and the
 -- writer asks again as not stable.
 -- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit, incident, quarantined,
 --       candidates.
 -- ARGV: lease value ('' = unfenced), blob, meta, keep, version key prefix, lineage epoch, stable (0/1),
 --       keep_stable, audit maxlen, writer, metrics json, parent, channel, promotion ('guard'|'immediate'),
---       stream position.  Returns the new number.
+--       stream position, confirmed stream position ('' = none).  Returns the new number.
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[1])
   if holder ~= ARGV[1] then
@@ -37,7 +39,13 @@ redis.call('XADD', KEYS[10], 'MAXLEN', '~', maxlen, '*', 'action', 'snapshot', '
   'candidate', candidate and '1' or '0', 'epoch', epoch)
 if candidate then
   redis.call('ZADD', KEYS[13], tonumber(ARGV[15]), n)
-elseif ARGV[7] == '1' then
+end
+if ARGV[16] ~= '' and redis.call('EXISTS', KEYS[11]) == 0 then
+  local k = {candidates = KEYS[13], stable = KEYS[7], serving = KEYS[8], pinned = KEYS[9], quarantined = KEYS[12],
+             audit = KEYS[10]}
+  confirm_candidates(k, ARGV[16], maxlen, ARGV[10], epoch, ARGV[11], ARGV[13])
+end
+if not candidate and ARGV[7] == '1' then
   redis.call('ZADD', KEYS[7], n, n)
   if redis.call('EXISTS', KEYS[9]) == 0 then
     local old = redis.call('GET', KEYS[8]) or ''

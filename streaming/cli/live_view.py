@@ -1,5 +1,6 @@
 """The live terminal view of one model (rich): throughput, guarded metric against the threshold,
-head and serving versions, pin and freeze state, the last rollback.
+the data's label and prediction rates and any open data-quality incident, head and serving versions, pin
+and freeze state, the last rollback.
 
 It reads only what learners and the control plane keep in Redis, so it works the same against an
 embedded stack and a production cluster.
@@ -19,7 +20,7 @@ from rich.text import Text
 
 from monitor.prequential import is_healthy
 from snapshotter.audit import read_audit
-from snapshotter.status import LearnerStatus
+from snapshotter.status import LearnerStatus, parse_sample
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 
@@ -52,7 +53,11 @@ class ViewState:
         if status and status["rolling"].get("samples"):
             self.history = ([*self.history, status["rolling"][metric]])[-60:]
         rollbacks = read_audit(store.client, store.keys, count=200, actions={"rollback", "manual_rollback"})
+        newest = store.client.xrevrange(store.keys.history, count=1)
         control = {
+            "sample": parse_sample(newest[0][1]) if newest else None,  # type: ignore[index]
+            "incident": store.incident(),
+            "quarantined": len(store.quarantined()),
             "head": store.head(),
             "serving": store.serving(),
             "pinned": store.pinned(),
@@ -100,6 +105,22 @@ def render(
         age = time.time() - last_at if last_at else None
         table.add_row("last snapshot", "-" if age is None else f"v{status['head_version']}, {age:.1f}s ago")
         table.add_row("active learner", f"{status['writer']} (lease token {status['lease_token']})")
+    incident, sample = control.get("incident"), control.get("sample")
+    if incident:
+        table.add_row(
+            "data quality",
+            Text(
+                f"INCIDENT {incident['id']}: {incident.get('signal')} shifted at stream position "
+                f"{incident.get('change_point')}; learning held, rolled back to v{incident.get('target') or '-'}",
+                style="bold red",
+            ),
+        )
+    elif sample and "label_rate" in sample:
+        table.add_row(
+            "data quality",
+            f"label rate {sample['label_rate']:.3f} · predicted positive {sample.get('pred_rate', 0.0):.3f} "
+            f"(last block) · {control.get('quarantined', 0)} version(s) quarantined",
+        )
     pinned = control.get("pinned")
     table.add_row(
         "head / serving",

@@ -15,7 +15,46 @@ from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, Reason
 from streaming.cli.versions import actor_or_default, control_from, done, open_store_from
 from streaming.errors import InputError
 
-__all__ = ["audit", "register", "report", "resume", "show_config"]
+__all__ = ["audit", "register", "report", "resume", "settings_markdown", "show_config"]
+
+#: Environment variables read outside the Settings object (the README table lists them too).
+_OTHER_VARIABLES = (
+    ("`LIVELEARN_CONFIG_FILE`", "`(unset)`", "TOML file with any of the settings above."),
+    ("`LIVELEARN_LOG_LEVEL`", "`INFO`", "Log level of `livelearn learn`, `monitor` and `serve`."),
+    (
+        "`LIVELEARN_TANSU_BIN`, `LIVELEARN_REDIS_SERVER_BIN`",
+        "`(unset)`",
+        "Binaries for the embedded stack, if not on PATH or in the `local` extra.",
+    ),
+)
+
+
+def _default_text(value: object) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, list):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def settings_markdown() -> str:
+    """The README's settings table: every setting's env var, default and meaning, from the Settings object.
+
+    >>> settings_markdown().splitlines()[2].startswith("| `LIVELEARN_MODEL_NAME` | `default` |")
+    True
+    """
+    from streaming.config import ENV_PREFIX, Settings
+
+    lines = ["| env var | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = _default_text(field.get_default(call_default_factory=True))
+        meaning = (field.description or "").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | `{default}` | {meaning} |")
+    lines += [f"| {env} | {default} | {meaning} |" for env, default, meaning in _OTHER_VARIABLES]
+    return "\n".join(lines)
+
 
 console = Console()
 
@@ -96,11 +135,18 @@ def _check_writable(out: Path) -> None:
         )
 
 
-def show_config(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show_config(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="The defaults as the README's Markdown table.")] = False,
+) -> None:
     """Every setting with its env var, current value and meaning (secrets hidden)."""
     from snapshotter.connection import redact_url
     from streaming.config import ENV_PREFIX, Settings
 
+    if markdown:
+        typer.echo(settings_markdown())
+        return
     settings = settings_from(config)
     rows = []
     for name, field in Settings.model_fields.items():

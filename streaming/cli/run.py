@@ -160,9 +160,10 @@ def up(
     ] = None,
     exit_when_done: Annotated[bool, typer.Option(help="Stop everything once the replay is learned.")] = False,
     flip_labels_after: Annotated[
-        int | None, typer.Option(min=0, help="Drift demo: invert labels from event N.")
-    ] = None,
-    flip_count: Annotated[int | None, typer.Option(min=1, help="...for this many events (default 1500).")] = None,
+        int, typer.Option(min=0, help="Drift demo: coin-flip labels from event N (the guard rolls back).")
+    ] = 5000,
+    flip_count: Annotated[int, typer.Option(min=1, help="...for this many events.")] = 1500,
+    clean: Annotated[bool, typer.Option("--clean", help="Replay the dataset as it is, without the drift.")] = False,
     api_port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Port of the prediction API (default: a free one).")
     ] = None,
@@ -173,8 +174,6 @@ def up(
 
     if csv_path is not None:
         check_columns(csv_path)
-    if flip_labels_after is not None and flip_count is None:
-        flip_count = 1500
     run_up(
         rate=rate,
         partitions=partitions,
@@ -182,7 +181,7 @@ def up(
         redis_url=redis_url,
         csv_path=csv_path,
         exit_when_done=exit_when_done,
-        flip_labels_after=flip_labels_after,
+        flip_labels_after=None if clean else flip_labels_after,
         flip_count=flip_count,
         api_port=api_port,
     )

@@ -52,7 +52,7 @@ class Checkpoints:
         for tp, position in positions.items():
             state.offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
         rolling = state.metrics.rolling_values()
-        extra: dict[str, Any] = {"dead_lettered": state.counters["dead_lettered"], "frozen": state.frozen}
+        extra: dict[str, Any] = {"dead_lettered": state.counters["dead_lettered"], "frozen": not state.learning}
         if state.pending_rollback:
             extra["rollback"] = state.pending_rollback
         try:
@@ -67,6 +67,7 @@ class Checkpoints:
                 stable=self.stable(state, rolling),
                 model_events_learned=state.model.steps,
                 metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
+                confirmed=state.confirmed,
             )
         except SnapshotFencedError as exc:
             raise LeaseLostError(str(exc)) from None
@@ -74,6 +75,13 @@ class Checkpoints:
             log.warning("%s; following the rollback first", exc)
             return None
         state.parent, state.last_snapshot, state.pending_rollback = meta.number, meta, None
+        position = sum(sum(partitions.values()) for partitions in meta.offsets.values())
+        if (
+            meta.stable
+            and self.settings.promotion == "guard"
+            and (state.confirmed is None or position > state.confirmed)
+        ):
+            state.unconfirmed.append(position)  # a candidate until the data up to it is seen calm
         elapsed = time.perf_counter() - t0
         self.telemetry.snapshot_seconds.observe(elapsed)
         self.telemetry.snapshot_written(meta.created_at, meta.size_bytes, meta.number)
@@ -90,7 +98,22 @@ class Checkpoints:
     def stable(self, state: LearnerState, rolling: dict[str, float]) -> bool:
         """Meets the threshold with enough samples (after a rollback the window restarts: only new scores),
         and learned: a version written while learning is frozen (flapping, an open incident) never is."""
-        return not state.frozen and meets_threshold(rolling, self.settings, state.threshold.value())
+        return state.learning and meets_threshold(rolling, self.settings, state.threshold.value())
+
+    def promote(self, state: LearnerState) -> None:
+        """Confirm the candidates written at or before ``state.confirmed`` (promotion ``guard``)."""
+        confirmed = state.confirmed
+        assert confirmed is not None
+        number = self.store.promote(
+            lease_value=self.lease.value or "",
+            epoch=state.epoch,
+            confirmed=confirmed,
+            actor=self.writer,
+            metrics=state.confirmed_metrics,
+        )
+        state.unconfirmed = [p for p in state.unconfirmed if p > confirmed]
+        if number:
+            log.info("%d version(s) confirmed stable: the data up to stream position %d was calm", number, confirmed)
 
     def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int) -> None:
         try:
@@ -120,7 +143,7 @@ class Checkpoints:
             version=state.parent,
             last_snapshot_at=last.created_at if last else None,
             epoch=state.epoch,
-            frozen=state.frozen,
+            frozen=not state.learning,
             stream_position=sum(positions.values()) if positions else 0,
             offsets=offsets,
             last_rollback=state.last_rollback,

@@ -64,6 +64,7 @@ def replay_samples(events: Iterable[Event], settings: Settings) -> Iterator[Metr
     for offset, event in enumerate(events):
         positions[tp] = offset + 1
         step.process(state, _Record(encode_event(event), offset), outputs, positions)
+        state.incident_events.clear()  # offline nothing is recorded; the samples say whether one is open
         if state.samples:
             yield from state.samples
             state.samples.clear()

@@ -37,9 +37,12 @@ from streaming.errors import (
     ConnectionFailedError,
     LeaseLostError,
     OutputDeliveryError,
+    SnapshotFencedError,
+    StaleLineageError,
 )
 from streaming.learner.cadence import Cadence
 from streaming.learner.checkpoint import Checkpoints
+from streaming.learner.incidents import IncidentActions
 from streaming.learner.lineage import Lineage
 from streaming.learner.lineage_watch import LineageWatch
 from streaming.learner.outages import Outages
@@ -77,6 +80,7 @@ class Learner:
         self.step = EventStep(settings, self.telemetry)
         self.lineage = Lineage(self.store, self.spec, settings, self.telemetry)
         self.checkpoints = Checkpoints(settings, self.store, self.lease, self.writer, self.telemetry)
+        self.incidents = IncidentActions(settings, self.store, self.lease, self.writer, self.telemetry)
         self._stop = threading.Event()
         self.outages = Outages(settings, self.telemetry, self._stop, probe_redis=self.check_in)
         self.state = LearnerState.fresh(self.spec, settings)
@@ -171,6 +175,7 @@ class Learner:
         producer: KafkaProducer | None = None
         try:
             self.state = self.lineage.activate(watch.read())
+            self.incidents.sync(self.state)
             consumer = make_consumer(self.settings)
             producer = make_producer(
                 self.settings,
@@ -231,19 +236,16 @@ class Learner:
         cadence = Cadence(s, now=time.monotonic(), seen=self.counters["events_seen"])
         broker = BrokerWatch(consumer, s, interval=s.status_interval_seconds)
         while not self._stop.is_set():
-            control = watch.check(force=self._lineage_moved)
-            self._lineage_moved = False
-            if control is not None:
-                for tp, offset in self.lineage.follow(self.state, control, positions).items():
-                    consumer.seek(tp, offset)
-                    positions[tp] = offset
-                if self.state.pending_rollback:
-                    self.snapshot(outputs, positions, consumer)  # make the skip durable before anything else
+            self._follow(consumer, outputs, positions, watch)
             batch = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
+                    if record.offset < positions[tp]:
+                        continue  # a rollback in this batch moved the partition past it
                     positions[tp] = record.offset + 1
                     self.step.process(self.state, record, outputs, positions)
+                    if self.state.incident_events or self.state.promotable:
+                        self._after_sample(consumer, outputs, positions, watch)
                     if cadence.consumed():
                         self.snapshot(outputs, positions, consumer)
                         cadence.snapshotted(time.monotonic())
@@ -261,6 +263,38 @@ class Learner:
                 self.check_in()
             if until_caught_up and not batch and current_lag == 0:
                 return
+
+    def _follow(self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions, watch: LineageWatch) -> None:
+        """Apply a rollback, freeze or resume made elsewhere (or by this learner's incident) before going on."""
+        control = watch.check(force=self._lineage_moved)
+        self._lineage_moved = False
+        if control is None:
+            return
+        for tp, offset in self.lineage.follow(self.state, control, positions).items():
+            consumer.seek(tp, offset)
+            positions[tp] = offset
+        if self.state.pending_rollback:
+            self.snapshot(outputs, positions, consumer)  # make the skip durable before anything else
+
+    def _after_sample(
+        self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions, watch: LineageWatch
+    ) -> None:
+        """At the event a metric sample was recorded: record the incident the watch confirmed or ended, and follow
+        the lineage move it made, before the next event; confirm the candidate versions the calm data allows."""
+        if self.state.incident_events:
+            consumed: dict[str, dict[str, int]] = {}
+            for tp, position in positions.items():
+                consumed.setdefault(tp.topic, {})[str(tp.partition)] = position
+            self.incidents.act(self.state, consumed)
+            self._lineage_moved = True
+            self._follow(consumer, outputs, positions, watch)
+        if self.state.promotable:
+            try:
+                self.checkpoints.promote(self.state)
+            except SnapshotFencedError as exc:
+                raise LeaseLostError(str(exc)) from None
+            except StaleLineageError:
+                self._lineage_moved = True  # a rollback dropped the candidates: follow it first
 
     # -- snapshots and status -----------------------------------------------------------------------
     def snapshot(self, outputs: Outputs, positions: Positions, consumer: KafkaConsumer) -> VersionMeta | None:

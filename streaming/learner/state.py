@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from monitor.prequential import PrequentialMetrics, Threshold
+from monitor.signals import SignalEvent, SignalWatch
 from snapshotter.codec import SnapshotState, VersionMeta
 from snapshotter.status import MetricSample
 from streaming.config import Settings
@@ -47,6 +48,7 @@ class LearnerState:
     recent: RecentIds  # the idempotence window (belongs to the stream position, not to a version)
     signals: BlockSignals  # the current block of data signals (also the stream's, not a version's)
     threshold: Threshold  # the guarded metric's threshold (relative mode: learned from the samples)
+    watch: SignalWatch  # label and prediction rates: data-quality incidents, calm data (the stream's too)
     counters: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     offsets: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # where learning resumes
     parent: int | None = None  # the version the live model descends from
@@ -56,6 +58,20 @@ class LearnerState:
     pending_rollback: dict[str, Any] | None = None  # recorded in the next snapshot's metadata
     last_rollback: dict[str, Any] | None = None  # shown in the status
     samples: list[MetricSample] = dataclasses.field(default_factory=list)  # not yet in the history stream
+    incident_events: list[tuple[SignalEvent, MetricSample]] = dataclasses.field(default_factory=list)  # to act on
+    confirmed: int | None = None  # stream position up to which the data was calm: candidates there may be stable
+    confirmed_metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # rolling metrics at ``confirmed``
+    unconfirmed: list[int] = dataclasses.field(default_factory=list)  # stream positions of candidates written
+
+    @property
+    def learning(self) -> bool:
+        """Whether labelled events are learned: not frozen (Redis), no data-quality incident open (the watch)."""
+        return not self.frozen and self.watch.incident is None
+
+    @property
+    def promotable(self) -> bool:
+        """A candidate version waits at or before the confirmed position."""
+        return bool(self.unconfirmed) and self.confirmed is not None and self.unconfirmed[0] <= self.confirmed
 
     @classmethod
     def fresh(cls, spec: ModelSpec, settings: Settings) -> LearnerState:
@@ -67,6 +83,7 @@ class LearnerState:
             RecentIds(settings.dedupe_window),
             BlockSignals(settings.drift_max_features),
             Threshold(settings),
+            SignalWatch(settings),
         )
 
     def adopt(self, restored: Restored) -> None:
@@ -78,6 +95,7 @@ class LearnerState:
         self.recent.load(restored.stream.get("dedupe"))
         self.signals.load(restored.stream.get("signals"))
         self.threshold.load(restored.stream.get("threshold"))
+        self.watch.load(restored.stream.get("watch"))
         self.adopt_model(restored)
 
     def adopt_model(self, restored: Restored) -> None:
@@ -87,6 +105,7 @@ class LearnerState:
         self.model = restored.model
         self.parent, self.last_snapshot = restored.meta.number, restored.meta
         self.metrics.restart_window()
+        self.unconfirmed.clear()  # a lineage move drops the candidates (the Redis script did)
 
     def snapshot_state(self) -> SnapshotState:
         """The learned state as it stands: what the next version's blob holds."""
@@ -94,6 +113,7 @@ class LearnerState:
             "dedupe": self.recent.dump(),
             "signals": self.signals.dump(),
             "threshold": self.threshold.dump(),
+            "watch": self.watch.dump(),
         }
         return SnapshotState(
             spec=self.spec.to_dict(),

@@ -2,8 +2,13 @@
 
 Each record is decoded against the event contract (a bad one is dead-lettered, never raised), checked
 against the idempotence window, scored *before* the model learns from it, its prediction published, the
-metrics updated with that score, and then — if it is labelled and learning is not frozen — one SGD
-step taken. Every ``history_every_events``-th labelled event a metric sample is recorded for the monitor.
+metrics updated with that score, and then — if it is labelled and learning is on — one SGD step taken.
+
+Every ``history_every_events``-th labelled event a metric sample is recorded for the monitor and fed to the
+data-quality watch (:class:`~monitor.signals.SignalWatch`) at that exact event: an incident it confirms
+holds learning from this event on (the runner then records it and rolls back, see
+:mod:`streaming.learner.incidents`), its end lets learning go on from the event that showed it, and calm
+data confirms the versions written up to here (promotion ``guard``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from kafka import TopicPartition
 
+from monitor.prequential import meets_threshold
 from streaming.config import Settings
 from streaming.errors import EventError
 from streaming.events import EventLimits, decode_event
@@ -45,7 +51,7 @@ class EventStep:
             counters["duplicates"] += 1
             self.telemetry.duplicates.inc()
             return
-        learn = event.label is not None and not state.frozen
+        learn = event.label is not None and state.learning
         t0 = time.perf_counter()
         x = state.model.encode(event.features, learn=learn)
         p = state.model.predict_encoded(x)
@@ -59,6 +65,7 @@ class EventStep:
         state.signals.add(event.label, p, event.features)
         if state.metrics.samples % self.settings.history_every_events == 0:
             self.record_sample(state, positions)
+            learn = learn and state.learning  # an incident confirmed by this very block: not learned
         if learn:
             t1 = time.perf_counter()
             state.model.learn_encoded(x, event.label)
@@ -66,26 +73,33 @@ class EventStep:
             counters["events_learned"] += 1
             self.telemetry.events_learned.inc()
 
-    @staticmethod
-    def record_sample(state: LearnerState, positions: dict[TopicPartition, int]) -> None:
-        """Keep the rolling metrics at this exact event for the history stream (the monitor judges each one).
+    def record_sample(self, state: LearnerState, positions: dict[TopicPartition, int]) -> None:
+        """Keep the rolling metrics at this exact event for the history stream (the monitor judges each one), and
+        let the data-quality watch judge the block.
 
         Samples fall on every ``history_every_events``-th labelled event, so the monitor sees the same
         sequence whatever the event rate; a replay after a crash records the same samples again (same
         ``scored`` count), which the monitor recognises and skips.
         """
         rolling = state.metrics.rolling_values()
+        threshold = state.threshold.value()
         state.threshold.observe(rolling)
-        state.samples.append(
-            {
-                "time": time.time(),
-                "epoch": state.epoch,
-                "version": state.parent or 0,
-                "scored": state.metrics.samples,
-                "events_seen": state.counters["events_seen"],
-                "stream_position": sum(positions.values()),
-                **{f"offset:{tp.partition}": position for tp, position in positions.items()},
-                **rolling,
-                **state.signals.flush(),
-            }
-        )
+        position = sum(positions.values())
+        sample = {
+            "time": time.time(),
+            "epoch": state.epoch,
+            "version": state.parent or 0,
+            "scored": state.metrics.samples,
+            "events_seen": state.counters["events_seen"],
+            "stream_position": position,
+            **{f"offset:{tp.partition}": at for tp, at in positions.items()},
+            **rolling,
+            **state.signals.flush(),
+        }
+        events = state.watch.observe(sample, threshold=threshold)
+        state.incident_events += [(event, sample) for event in events]
+        sample["incident"] = 0 if state.watch.incident is None else 1  # the monitor's judge reads it
+        state.samples.append(sample)
+        if state.watch.calm and state.learning and meets_threshold(rolling, self.settings, threshold):
+            state.confirmed = position - self.settings.promotion_delay_events
+            state.confirmed_metrics = rolling

@@ -115,6 +115,9 @@ class LearnerMetrics:
             registry,
             model,
         )
+        self.incidents = counter(
+            "livelearn_incidents_total", "Data-quality incidents this learner opened.", registry, model
+        )
         for kind in ("category", "feature"):
             self._capped.labels(model, kind)
         self._redis_outages.labels(model, "unreachable")

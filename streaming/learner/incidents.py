@@ -1,0 +1,119 @@
+"""The active learner acts on data-quality incidents at the exact event its watch confirmed them.
+
+A stuck labeller makes every label 1; the model agrees within a hundred events and every accuracy-like
+metric *improves*, so only the data itself gives it away. The learner's
+:class:`~monitor.signals.SignalWatch` judges each block of labelled events as it is recorded, so the
+decisions fall on the same events at any speed — a backlog read at full speed, a trickle, a replay:
+
+* **incident start** (the block that confirmed it is not learned): one script
+  (:meth:`snapshotter.incidents.Incidents.open`, fenced by the lease and the lineage epoch) records the
+  incident, quarantines every version written after the change point, freezes learning and moves the
+  lineage back to the newest stable version written at or before the change point; the learner follows at
+  once (restores that version, and keeps scoring). No version written while the incident is open is stable.
+* **incident end** (the rates back within their bounds for ``incident_resume_after_events``): the incident
+  is closed and learning goes on from the next event. The skipped range is in the rollback's snapshot
+  metadata and the ``incident_end`` audit entry.
+
+A learner restarted from a snapshot taken before its decision replays the same events, so it decides again
+at the same event; one restarted after it finds the incident open in Redis and carries on watching it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from monitor.signals import SignalEvent
+from snapshotter.control import ControlPlane
+from snapshotter.incidents import Incidents
+from snapshotter.lease import Lease
+from snapshotter.status import sample_metrics
+from snapshotter.store import VersionStore
+from streaming.config import Settings
+from streaming.errors import ControlError, IncidentOpenError, NoIncidentError, StaleEpochError
+from streaming.learner.state import LearnerState
+from streaming.learner.telemetry import LearnerMetrics
+
+__all__ = ["IncidentActions"]
+
+log = logging.getLogger(__name__)
+
+
+class IncidentActions:
+    """Records the incidents an active learner's watch reports, and syncs the watch with Redis."""
+
+    def __init__(
+        self, settings: Settings, store: VersionStore, lease: Lease, writer: str, telemetry: LearnerMetrics
+    ) -> None:
+        self.settings, self.store, self.lease, self.telemetry = settings, store, lease, telemetry
+        self.actor = f"learner {writer}"
+        self.incidents = Incidents(store, ControlPlane(store))
+
+    def sync(self, state: LearnerState) -> None:
+        """On activation: an incident open in Redis is one the watch keeps watching (it may have been restored
+        from a version written before the incident)."""
+        record = self.store.incident()
+        if record is not None and state.watch.incident is None:
+            state.watch.open_incident(record.get("signal", "label_rate"), int(record.get("change_point", 0)))
+            log.warning("data-quality incident %s is open: learning stays held until the data is back", record["id"])
+        candidates = self.store.candidates()
+        state.unconfirmed = sorted(candidates.values())
+
+    def act(self, state: LearnerState, consumed: dict[str, dict[str, int]]) -> None:
+        """Record what the watch reported (``state.incident_events``); ``consumed``: the current positions."""
+        events, state.incident_events = state.incident_events, []
+        for event, sample in events:
+            metrics: dict[str, Any] = {**sample_metrics(sample), "signal": event.signal, "value": event.value}
+            if event.reference is not None:
+                metrics["reference"] = event.reference
+            if event.kind == "incident_start":
+                self._open(state, event, metrics, consumed)
+            else:
+                self._close(event, metrics)
+
+    def _open(
+        self, state: LearnerState, event: SignalEvent, metrics: dict[str, Any], consumed: dict[str, dict[str, int]]
+    ) -> None:
+        assert event.change_point is not None
+        try:
+            opened = self.incidents.open(
+                signal=event.signal,
+                change_point=event.change_point,
+                position=event.position,
+                actor=self.actor,
+                reason=event.reason,
+                metrics=metrics,
+                expected_epoch=None,  # the learner's own lineage: the lease fences it
+                consumed=consumed,
+                fallback=self.settings.monitor_fallback_version,
+                lease_value=self.lease.value,
+            )
+        except IncidentOpenError as exc:  # decided again after a restart: it is open already
+            log.info("%s", exc)
+            return
+        except (StaleEpochError, ControlError) as exc:
+            log.error("cannot record the data-quality incident (%s); learning stays held until the data is back", exc)
+            return
+        self.telemetry.incidents.inc()
+        log.error(
+            "data-quality incident %d at stream position %d: %s; learning held, versions %s quarantined, lineage "
+            "back to %s",
+            opened.id,
+            event.position,
+            event.reason,
+            opened.quarantined or "none",
+            opened.target or "- (no stable version before the shift: an operator is needed)",
+        )
+
+    def _close(self, event: SignalEvent, metrics: dict[str, Any]) -> None:
+        record = self.store.incident()
+        if record is None:
+            return
+        try:
+            self.incidents.close(int(record["id"]), actor=self.actor, reason=event.reason, metrics=metrics)
+        except NoIncidentError as exc:
+            log.info("the incident was closed already: %s", exc)
+            return
+        log.warning(
+            "data-quality incident %s over at stream position %d: %s", record["id"], event.position, event.reason
+        )
