@@ -53,9 +53,11 @@ class ViewState:
         if status and status["rolling"].get("samples"):
             self.history = ([*self.history, status["rolling"][metric]])[-60:]
         rollbacks = read_audit(store.client, store.keys, count=200, actions={"rollback", "manual_rollback"})
-        newest = store.client.xrevrange(store.keys.history, count=1)
+        newest: list[tuple[Any, dict[Any, Any]]] = store.client.xrevrange(  # type: ignore[assignment]
+            store.keys.history, count=1
+        )
         control = {
-            "sample": parse_sample(newest[0][1]) if newest else None,  # type: ignore[index]
+            "sample": parse_sample(newest[0][1]) if newest else None,
             "incident": store.incident(),
             "quarantined": len(store.quarantined()),
             "head": store.head(),
