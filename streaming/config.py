@@ -186,6 +186,14 @@ class Settings(BaseSettings):
         "page_hinkley", description="river drift detector watching each tracked numeric feature's block means."
     )
     monitor_fallback_version: int | None = Field(None, ge=1, description="Rollback target when no stable one exists.")
+    reference_set: str | None = Field(
+        None,
+        description="CSV (the dataset's columns) of known-good labelled rows every candidate version is scored "
+        "on before it may be stable (unset: no gate).",
+    )
+    reference_tolerance: float = Field(
+        0.02, ge=0, le=1, description="A candidate more than this worse than the serving version on the set fails."
+    )
 
     # --- serving --------------------------------------------------------------------------
     predictions_topic: str | None = Field(

@@ -16,17 +16,25 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from monitor.prequential import meets_threshold
-from snapshotter.codec import VersionMeta
+from snapshotter.codec import SnapshotState, VersionMeta
 from snapshotter.lease import Lease
 from snapshotter.status import LearnerStatus, StatusWriter
 from snapshotter.store import VersionStore
 from streaming.config import Settings
-from streaming.errors import LeaseLostError, SnapshotFencedError, StaleLineageError
+from streaming.errors import LeaseLostError, SnapshotError, SnapshotFencedError, StaleLineageError
 from streaming.learner.outputs import Outputs
+from streaming.learner.reference_gate import ReferenceGate
+from streaming.learner.restore import restore_state
 from streaming.learner.state import LearnerState
 from streaming.learner.telemetry import LearnerMetrics
+from streaming.model import ModelSpec
 
 __all__ = ["Checkpoints"]
+
+
+def state_spec(snapshot: SnapshotState) -> ModelSpec:
+    return ModelSpec.from_dict(snapshot.spec)
+
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +45,17 @@ class Checkpoints:
     """Writes the versions and the status of one active learner."""
 
     def __init__(
-        self, settings: Settings, store: VersionStore, lease: Lease, writer: str, telemetry: LearnerMetrics
+        self,
+        settings: Settings,
+        store: VersionStore,
+        lease: Lease,
+        writer: str,
+        telemetry: LearnerMetrics,
+        *,
+        gate: ReferenceGate | None = None,
     ) -> None:
         self.settings, self.store, self.lease, self.writer, self.telemetry = settings, store, lease, writer, telemetry
+        self.gate = gate
         self.status_writer = StatusWriter(store.client, store.keys, history_maxlen=settings.audit_retention)
 
     def snapshot(
@@ -55,6 +71,10 @@ class Checkpoints:
         extra: dict[str, Any] = {"dead_lettered": state.counters["dead_lettered"], "frozen": not state.learning}
         if state.pending_rollback:
             extra["rollback"] = state.pending_rollback
+        stable = self.stable(state, rolling)
+        if stable and self.gate is not None:
+            extra["reference"] = verdict = self._judge_on_reference(state)
+            stable = verdict["passed"]
         try:
             meta = self.store.write(
                 state.snapshot_state(),
@@ -64,7 +84,7 @@ class Checkpoints:
                 parent=state.parent,
                 extra=extra,
                 epoch=state.epoch,
-                stable=self.stable(state, rolling),
+                stable=stable,
                 model_events_learned=state.model.steps,
                 metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
                 confirmed=state.confirmed,
@@ -75,6 +95,8 @@ class Checkpoints:
             log.warning("%s; following the rollback first", exc)
             return None
         state.parent, state.last_snapshot, state.pending_rollback = meta.number, meta, None
+        if self.gate is not None and "reference" in extra:
+            self.gate.remember(meta.number, extra["reference"]["score"])
         position = sum(sum(partitions.values()) for partitions in meta.offsets.values())
         if (
             meta.stable
@@ -99,6 +121,44 @@ class Checkpoints:
         """Meets the threshold with enough samples (after a rollback the window restarts: only new scores),
         and learned: a version written while learning is frozen (flapping, an open incident) never is."""
         return state.learning and meets_threshold(rolling, self.settings, state.threshold.value())
+
+    def _judge_on_reference(self, state: LearnerState) -> dict[str, Any]:
+        """The reference-set gate's verdict on the live model, against the serving version's score."""
+        assert self.gate is not None
+        serving = self.store.serving()
+        serving_score = None if serving is None else self._reference_score(serving)
+        verdict = self.gate.judge(state.model, serving=serving, serving_score=serving_score)
+        if not verdict["passed"]:
+            self.telemetry.reference_gate_failures.inc()
+            log.warning(
+                "reference set: %s %.4f vs %.4f of serving version %d (tolerance %s): kept, not stable",
+                verdict["metric"],
+                verdict["score"],
+                serving_score,
+                serving,
+                verdict["tolerance"],
+            )
+        return verdict
+
+    def _reference_score(self, number: int) -> float | None:
+        """Version ``number``'s reference score: remembered, from its metadata, or scored once."""
+        assert self.gate is not None
+        known = self.gate.known(number)
+        if known is not None:
+            return known
+        try:
+            meta, snapshot = self.store.load(number)
+        except SnapshotError as exc:
+            log.warning("cannot score serving version %d on the reference set (%s): no comparison", number, exc)
+            return None
+        recorded = meta.extra.get("reference") or {}
+        if recorded.get("metric") == self.gate.metric and recorded.get("rows") == len(self.gate.events):
+            score = float(recorded["score"])
+        else:
+            model, _ = restore_state(snapshot, state_spec(snapshot), self.settings.rolling_window)
+            score = self.gate.score(model)
+        self.gate.remember(number, score)
+        return score
 
     def promote(self, state: LearnerState) -> None:
         """Confirm the candidates written at or before ``state.confirmed`` (promotion ``guard``)."""

@@ -47,6 +47,7 @@ from streaming.learner.lineage import Lineage
 from streaming.learner.lineage_watch import LineageWatch
 from streaming.learner.outages import Outages
 from streaming.learner.outputs import Outputs
+from streaming.learner.reference_gate import ReferenceGate, load_reference_set
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.learner.telemetry import LearnerMetrics
@@ -79,7 +80,9 @@ class Learner:
         self.telemetry = LearnerMetrics(registry, settings.model_name)
         self.step = EventStep(settings, self.telemetry)
         self.lineage = Lineage(self.store, self.spec, settings, self.telemetry)
-        self.checkpoints = Checkpoints(settings, self.store, self.lease, self.writer, self.telemetry)
+        reference = load_reference_set(settings)  # a missing or malformed set stops the learner here, saying so
+        gate = ReferenceGate(settings, reference) if reference is not None else None
+        self.checkpoints = Checkpoints(settings, self.store, self.lease, self.writer, self.telemetry, gate=gate)
         self.incidents = IncidentActions(settings, self.store, self.lease, self.writer, self.telemetry)
         self._stop = threading.Event()
         self.outages = Outages(settings, self.telemetry, self._stop, probe_redis=self.check_in)

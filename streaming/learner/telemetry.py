@@ -118,6 +118,12 @@ class LearnerMetrics:
         self.incidents = counter(
             "livelearn_incidents_total", "Data-quality incidents this learner opened.", registry, model
         )
+        self.reference_gate_failures = counter(
+            "livelearn_reference_gate_failures_total",
+            "Versions that met the threshold but scored worse than serving on the reference set (kept, not stable).",
+            registry,
+            model,
+        )
         for kind in ("category", "feature"):
             self._capped.labels(model, kind)
         self._redis_outages.labels(model, "unreachable")

@@ -1,0 +1,89 @@
+"""The reference-set gate: a candidate version must score on a fixed, known-good labelled set before it may be stable.
+
+Rolling metrics judge a model on the stream it learns from; when that stream is wrong in a way the model
+can learn (labels inverted, a feature's meaning changed), the model and the stream agree and the rolling
+metric looks fine. A fixed reference set — e.g. a known-good day, exported as a CSV in the dataset's
+format and named by ``reference_set`` — does not move. Every version that meets the threshold is scored
+on it (the guarded metric, computed over the whole set), and compared with the version serving now:
+more than ``reference_tolerance`` worse and it is **kept but never stable** (never promoted, never a
+rollback target). The outcome is recorded in the version's metadata (``extra.reference``) and counted
+(``livelearn_reference_gate_failures_total``).
+
+The serving version's own reference score comes from its metadata when it was gated too, else it is
+loaded and scored once.
+
+>>> from streaming.config import Settings
+>>> from streaming.local.dataset import read_events
+>>> from streaming.model import OnlineModel
+>>> from streaming.learner.state import spec_from_settings
+>>> settings = Settings()
+>>> gate = ReferenceGate(settings, list(read_events(limit=300)))
+>>> model = OnlineModel(spec_from_settings(settings))
+>>> for event in read_events(limit=2000):
+...     model.learn_one(event.features, event.label)
+>>> round(gate.score(model), 3)
+0.963
+>>> gate.judge(model, serving=None, serving_score=None)["passed"]  # nothing to compare with yet
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from monitor.prequential import LOWER_IS_BETTER, PrequentialMetrics
+from streaming.config import Settings
+from streaming.errors import InputError
+from streaming.events import Event
+from streaming.model import OnlineModel
+
+__all__ = ["ReferenceGate", "load_reference_set"]
+
+log = logging.getLogger(__name__)
+
+
+def load_reference_set(settings: Settings) -> list[Event] | None:
+    """The labelled events of ``settings.reference_set`` (``None`` when no set is configured)."""
+    if settings.reference_set is None:
+        return None
+    from streaming.local.dataset import check_columns, read_events
+
+    check_columns(settings.reference_set)
+    events = [e for e in read_events(settings.reference_set) if e.label is not None]
+    if not events:
+        raise InputError(f"the reference set {settings.reference_set} holds no labelled row; name a labelled CSV")
+    return events
+
+
+class ReferenceGate:
+    """Scores models on the reference set and says whether a candidate may become stable."""
+
+    def __init__(self, settings: Settings, events: Sequence[Event]) -> None:
+        self.metric, self.tolerance = settings.monitor_metric, settings.reference_tolerance
+        self.events = list(events)
+        self._scores: dict[int, float] = {}  # version -> its reference score (versions are immutable)
+
+    def score(self, model: OnlineModel) -> float:
+        """The guarded metric of ``model`` over the whole reference set (the model is not changed)."""
+        metrics = PrequentialMetrics(window=len(self.events), names=(self.metric,))
+        for event in self.events:
+            metrics.update(bool(event.label), model.predict_proba_one(event.features))
+        return metrics.cumulative_values()[self.metric]
+
+    def remember(self, version: int, score: float) -> None:
+        self._scores[version] = score
+
+    def known(self, version: int) -> float | None:
+        return self._scores.get(version)
+
+    def judge(self, model: OnlineModel, *, serving: int | None, serving_score: float | None) -> dict[str, Any]:
+        """The gate's verdict on ``model`` against the serving version's score: what the metadata records."""
+        score = self.score(model)
+        verdict: dict[str, Any] = {"metric": self.metric, "score": score, "rows": len(self.events)}
+        if serving is None or serving_score is None:
+            return {**verdict, "passed": True, "against": None}
+        worse = score - serving_score if self.metric in LOWER_IS_BETTER else serving_score - score
+        verdict.update(against=serving, against_score=serving_score, tolerance=self.tolerance)
+        return {**verdict, "passed": worse <= self.tolerance}
