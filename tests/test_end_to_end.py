@@ -44,3 +44,38 @@ def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_sett
     assert learned == N
     assert newest.metrics["cumulative"]["accuracy"] == accuracy.get()  # to the last digit
     assert all(math.isfinite(v) for v in newest.metrics["rolling"].values())
+
+
+def test_the_main_job_streams_the_dataset_through_the_guard_and_stops_cleanly(make_settings):
+    """`livelearn up` (what `scripts/up` runs) with its default drift demo, against the session's servers."""
+    import subprocess
+    import sys
+
+    from conftest import settings_env
+
+    from snapshotter.audit import read_audit
+    from snapshotter.incidents import position_of
+
+    settings = make_settings(publish_predictions=True)
+    env = settings_env(settings)
+    result = subprocess.run(
+        [sys.executable, "-m", "streaming", "up", "--rate", "0", "--exit-when-done"]
+        + ["--bootstrap", settings.kafka_bootstrap, "--redis-url", settings.redis_url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "learner stopped cleanly" not in result.stdout  # said only when it started the servers itself
+    store = store_for(settings)
+    status = store.status()
+    assert status is not None
+    assert status["counters"]["events_seen"] == N
+    audit = read_audit(store.client, store.keys)
+    (start,) = [e for e in audit if e.action == "incident_start"]
+    (rollback,) = [e for e in audit if e.action == "rollback"]
+    assert int(start.fields["change_point"]) == 5000  # the demo's coin-flip labels begin at event 5,000
+    assert position_of(store.meta(rollback.to_version)) <= 5000
+    assert [e for e in audit if e.action == "incident_end"]
+    assert store.serving() in store.stable_numbers()
