@@ -58,9 +58,9 @@ def test_the_main_job_streams_the_dataset_through_the_guard_and_stops_cleanly(ma
 
     settings = make_settings(publish_predictions=True)
     env = settings_env(settings)
+    servers = ("--bootstrap", settings.kafka_bootstrap, "--redis-url", settings.redis_url)
     result = subprocess.run(
-        [sys.executable, "-m", "streaming", "up", "--rate", "0", "--exit-when-done"]
-        + ["--bootstrap", settings.kafka_bootstrap, "--redis-url", settings.redis_url],
+        [sys.executable, "-m", "streaming", "up", "--rate", "0", "--exit-when-done", *servers],
         capture_output=True,
         text=True,
         env=env,
