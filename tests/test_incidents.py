@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 
 import httpx
-from conftest import guard_caught_up, produce, status_of, store_for, wait_for, wait_until_running
+from conftest import guard_caught_up, learner_id, produce, status_of, store_for, wait_for, wait_until_running
 
 from snapshotter.audit import AuditEntry, read_audit
 from snapshotter.incidents import position_of
@@ -270,3 +270,34 @@ def test_a_feature_unit_change_is_recorded_as_drift_and_rolls_nothing_back(make_
     assert drift
     assert at < position(drift[0]) <= at + 3 * BLOCK
     assert status_of(outcome.settings)["rolling"]["accuracy"] >= 0.8
+
+
+def test_learners_killed_during_an_incident_change_none_of_its_decisions(make_settings, learners):
+    """The active learner is SIGKILLed as soon as the incident is open, and again while learning is held; a
+    standby takes over each time. The watch's state is in every snapshot and a replay records the same
+    samples, so the incident still starts, rolls back, holds and ends where it does without the kills."""
+    at, count = 4000, 2000
+    settings = make_settings(**{**GUARD, "lease_ttl_seconds": 2})
+    store = store_for(settings)
+    running = [learners(settings), learners(settings)]
+    monitor = learners(settings, command="monitor")
+    wait_until_running(settings, monitors=1, standbys=(running[1],))
+    producer = threading.Thread(target=produce, args=(settings, stuck(EVENTS, at, count)), kwargs={"rate": 1500})
+    producer.start()
+    for moment in (lambda: store.incident() is not None, lambda: store.status() and seen(store) >= at + 1500):
+        wait_for(moment, 120, "the moment to kill the active learner")
+        wait_for(lambda: (store.status() or {}).get("writer") in {learner_id(p) for p in running}, 60, "an active one")
+        active = next(p for p in running if learner_id(p) == store.status()["writer"])
+        active.kill()
+        running.remove(active)
+        running.append(learners(settings))
+        wait_until_running(settings, standbys=(running[-1],))
+    producer.join()
+    wait_for(lambda: (store.status() or {}).get("stream_position") == N, 120, "the end of the stream")
+    wait_for(lambda: guard_caught_up(settings), 60, "the monitor to judge every metric sample")
+    monitor.terminate()
+    check_stuck_labeller(Outcome(settings, store, read_audit(store.client, store.keys)), at, count)
+
+
+def seen(store: VersionStore) -> int:
+    return int((store.status() or {}).get("stream_position", 0))
