@@ -155,18 +155,7 @@ class ControlPlane:
                 at = position if position is not None else int(self.live_metrics().get("stream_position", 0))
                 self._run(
                     self._rollback,
-                    [
-                        k.audit,
-                        k.epoch,
-                        k.head,
-                        k.serving,
-                        k.pinned,
-                        k.rollbacks,
-                        k.stable,
-                        k.resume,
-                        k.quarantined,
-                        k.candidates,
-                    ],
+                    [*k.lineage_keys, k.quarantined, k.candidates],
                     [
                         "" if expected_epoch is None else str(expected_epoch),
                         target,

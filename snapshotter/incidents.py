@@ -73,22 +73,7 @@ class Incidents:
             try:
                 incident_id = run_script(
                     self._open,
-                    [
-                        k.audit,
-                        k.epoch,
-                        k.head,
-                        k.serving,
-                        k.pinned,
-                        k.rollbacks,
-                        k.stable,
-                        k.resume,
-                        k.incident,
-                        k.incident_counter,
-                        k.quarantined,
-                        k.frozen,
-                        k.candidates,
-                        k.lease,
-                    ],
+                    [*k.lineage_keys, k.incident, k.incident_counter, k.quarantined, k.frozen, k.candidates, k.lease],
                     [
                         "" if expected_epoch is None else str(expected_epoch),
                         actor,

@@ -46,6 +46,11 @@ class Keys:
         self.channel = self.prefix + "control"  # pub/sub channel: "rollback", "serving", "freeze", "resume"
         self.version_prefix = self.prefix + "v:"
 
+    @property
+    def lineage_keys(self) -> list[str]:
+        """The keys a lineage move touches, in the order ``lineage.lua``'s callers pass them first."""
+        return [self.audit, self.epoch, self.head, self.serving, self.pinned, self.rollbacks, self.stable, self.resume]
+
     def blob(self, number: int) -> str:
         return f"{self.version_prefix}{number}:blob"
 
