@@ -17,6 +17,7 @@ from streaming.errors import (
     LeaseLostError,
     NotFrozenError,
     NotPinnedError,
+    QuarantinedError,
     SnapshotFencedError,
     StaleEpochError,
     StaleLineageError,
@@ -201,6 +202,16 @@ def test_guard_promotion_confirms_candidates_up_to_calm_data_and_never_across_a_
     assert 8 not in store.stable_numbers()
     assert promote(1000, epoch=2) == 0
     assert version_states(store)[7] == ["quarantined:1"]
+    with pytest.raises(QuarantinedError, match="quarantined by incident 1"):
+        control.pin(7, actor="op", reason="look")
+    with pytest.raises(QuarantinedError):
+        control.rollback(to=7, actor="op", reason="no")
+    control.pin(7, actor="op", reason="inspect it live", force=True)  # an operator may, explicitly
+    (forced,) = [e for e in read_audit(store.client, store.keys) if e.action == "pin" and e.to_version == 7]
+    assert forced.fields["forced"] == "1"
+    assert store.serving() == 7
+    control.unpin(actor="op", reason="done")
+    assert store.serving() == 6  # back to the newest stable version, never to the quarantined one
     with pytest.raises(LeaseLostError):  # nobody but the lease holder opens an incident
         Incidents(store, control).open(
             signal="label_rate",
