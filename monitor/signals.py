@@ -116,6 +116,15 @@ class SignalWatch:
         self.incident = _Incident(signal, change_point)
         self.runs = dict.fromkeys(RATE_SIGNALS, 0)
 
+    def accept_new_normal(self) -> None:
+        """An operator closed the incident: the shifted rates are the new normal. The watch forgets the incident
+        and its reference, and learns a new one (``reference_min_events``) before it judges again."""
+        self.incident, self.suspect_since = None, None
+        self.reference = dict.fromkeys(RATE_SIGNALS)
+        self.reference_events = 0
+        self.runs = dict.fromkeys(RATE_SIGNALS, 0)
+        self.recent.clear()
+
     def observe(self, sample: dict[str, float], *, threshold: float | None = None) -> list[SignalEvent]:
         """One metric sample, in stream order; the events it causes. ``threshold``: the guarded metric's current
         threshold (relative mode), which says whether the model is healthy enough to learn references from."""

@@ -238,7 +238,7 @@ class ControlPlane:
         k = self.keys
         self._run(
             self._resume,
-            [k.audit, k.frozen, k.resumed],
+            [k.audit, k.frozen, k.resumed, k.incident],
             [actor, reason, json.dumps(metrics or {}), time.time(), k.channel],
         )
 

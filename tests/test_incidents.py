@@ -301,3 +301,44 @@ def test_learners_killed_during_an_incident_change_none_of_its_decisions(make_se
 
 def seen(store: VersionStore) -> int:
     return int((store.status() or {}).get("stream_position", 0))
+
+
+def test_an_operator_can_declare_the_shift_the_new_normal(make_settings, learners):
+    """`livelearn learning resume` during an incident closes it (audited as the operator's), learning goes on at
+    once, and the watch learns the shifted rates as its new reference instead of opening the incident again."""
+    import subprocess
+    import sys
+
+    from conftest import settings_env
+
+    at = 4000
+    settings = make_settings(**GUARD)
+    store = store_for(settings)
+    learners(settings)
+    monitor = learners(settings, command="monitor")
+    wait_until_running(settings, monitors=1)
+    producer = threading.Thread(target=produce, args=(settings, stuck(EVENTS, at, N)), kwargs={"rate": 1500})
+    producer.start()
+    wait_for(lambda: store.incident() is not None, 120, "the incident")
+    held = (store.status() or {})["counters"]["events_learned"]
+    result = subprocess.run(
+        [sys.executable, "-m", "streaming", "learning", "resume", "--reason", "a sale: everyone buys"],
+        capture_output=True,
+        text=True,
+        env=settings_env(settings),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert store.incident() is None
+    producer.join()
+    wait_for(lambda: (store.status() or {}).get("stream_position") == N, 120, "the end of the stream")
+    wait_for(lambda: guard_caught_up(settings), 60, "the monitor to judge every metric sample")
+    monitor.terminate()
+    audit = read_audit(store.client, store.keys)
+    assert len([e for e in audit if e.action == "incident_start"]) == 1  # the new normal is not a new incident
+    (end,) = [e for e in audit if e.action == "incident_end"]
+    assert end.reason == "closed by an operator: a sale: everyone buys"
+    assert not end.actor.startswith(("learner", "monitor"))
+    final = store.status()
+    assert not final["frozen"]
+    assert final["counters"]["events_learned"] > held + 5000  # learning went on after the override

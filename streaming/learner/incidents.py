@@ -16,6 +16,8 @@ decisions fall on the same events at any speed — a backlog read at full speed,
 
 A learner restarted from a snapshot taken before its decision replays the same events, so it decides again
 at the same event; one restarted after it finds the incident open in Redis and carries on watching it.
+Redis says whether an incident is open: an operator who closes it (``livelearn learning resume``) ends the
+hold at once and declares the shifted rates the new normal (the watch learns a new reference).
 """
 
 from __future__ import annotations
@@ -51,11 +53,13 @@ class IncidentActions:
 
     def sync(self, state: LearnerState) -> None:
         """On activation: an incident open in Redis is one the watch keeps watching (it may have been restored
-        from a version written before the incident)."""
+        from a version written before the incident); one closed since the restored version holds nothing."""
         record = self.store.incident()
         if record is not None and state.watch.incident is None:
             state.watch.open_incident(record.get("signal", "label_rate"), int(record.get("change_point", 0)))
             log.warning("data-quality incident %s is open: learning stays held until the data is back", record["id"])
+        elif record is None and state.watch.incident is not None:  # closed since that snapshot
+            state.watch.accept_new_normal()
         candidates = self.store.candidates()
         state.unconfirmed = sorted(candidates.values())
 

@@ -101,6 +101,9 @@ class Lineage:
         if control.frozen != state.frozen:
             state.frozen = control.frozen
             log.warning("learning %s", "frozen: scoring only" if state.frozen else "resumed")
+        if not control.incident and state.watch.incident is not None:  # closed by an operator (learning resume)
+            state.watch.accept_new_normal()
+            log.warning("the data-quality incident was closed by an operator: its rates are the new normal")
         if control.epoch == state.epoch:
             return {}
         head_before = state.parent

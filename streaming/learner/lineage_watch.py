@@ -1,4 +1,4 @@
-"""The learner's view of the control plane: lineage epoch (rollbacks) and the frozen flag.
+"""The learner's view of the control plane: lineage epoch (rollbacks), the frozen flag, an open incident.
 
 Changes are announced on the model's pub/sub channel, so a learner usually reacts within one loop
 iteration; a plain read every ``poll_interval`` seconds is the fallback when a message is lost (pub/sub
@@ -19,10 +19,11 @@ __all__ = ["LineageState", "LineageWatch"]
 
 @dataclasses.dataclass(frozen=True)
 class LineageState:
-    """The lineage epoch (it moves on every rollback) and whether learning is frozen."""
+    """The lineage epoch (it moves on every rollback), whether learning is frozen and an incident is open."""
 
     epoch: int
     frozen: bool
+    incident: bool
 
 
 class LineageWatch:
@@ -41,8 +42,9 @@ class LineageWatch:
         pipe = client.pipeline()
         pipe.get(keys.epoch)
         pipe.exists(keys.frozen)
-        epoch, frozen = pipe.execute()
-        return LineageState(int(epoch or 0), bool(frozen))
+        pipe.exists(keys.incident)
+        epoch, frozen, incident = pipe.execute()
+        return LineageState(int(epoch or 0), bool(frozen), bool(incident))
 
     def read(self) -> LineageState:
         return self.read_state(self._client, self._keys)
