@@ -37,9 +37,7 @@ def test_versions_that_learned_inverted_labels_fail_the_reference_gate_and_are_n
         publish_predictions=False,
         promotion="immediate",  # stable when written unless the gate says no: the gate alone decides here
     )
-    events = [
-        dataclasses.replace(e, label=not e.label) if i >= AT else e for i, e in enumerate(read_events(limit=N))
-    ]
+    events = [dataclasses.replace(e, label=not e.label) if i >= AT else e for i, e in enumerate(read_events(limit=N))]
     produce(settings, events)
     learners(settings, "--until-caught-up").wait()
     store = store_for(settings)
