@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import httpx
 from conftest import guard_caught_up, learner_id, produce, status_of, store_for, wait_for, wait_until_running
+from reference import contract_features
 
 from snapshotter.audit import AuditEntry, read_audit
 from snapshotter.incidents import position_of
@@ -113,14 +114,14 @@ def slow_drift(events: list[Event], start: int, span: int, seed: int = 1) -> Ite
 
 
 def accuracy(model: OnlineModel, events: list[Event]) -> float:
-    return sum((model.predict_proba_one(e.features) > 0.5) == e.label for e in events) / len(events)
+    return sum((model.predict_proba_one(contract_features(e)) > 0.5) == e.label for e in events) / len(events)
 
 
 def trained(settings, events: list[Event]) -> OnlineModel:
     """A plain loop over ``events`` with the learner's model (the learner equals it to the last digit)."""
     model = OnlineModel(spec_from_settings(settings))
     for event in events:
-        model.learn_one(event.features, event.label)
+        model.learn_one(contract_features(event), event.label)
     return model
 
 
@@ -186,6 +187,10 @@ def test_a_stuck_labeller_is_an_incident_nothing_from_it_is_served_and_the_model
     after = EVENTS[at + count : end]
     reference = trained(outcome.settings, EVENTS[:at] + EVENTS[at + count : end])
     assert accuracy(final, after) >= accuracy(reference, after) - TOLERANCE
+    # exactly what it learned: up to the rollback target, then from the event after the incident's end
+    (rollback,), (incident_end,) = outcome.actions("rollback"), outcome.actions("incident_end")
+    learned = events[: outcome.at(rollback.to_version)] + events[position(incident_end) : end]
+    assert final.dump_state() == trained(outcome.settings, learned).dump_state()
 
     # the same decisions, at the same events, when the events arrive at 1,500/s while everything runs
     live = run(make_settings, learners, events, rate=1500)
