@@ -1,0 +1,247 @@
+"""Calibrating the guard on clean data: what its rules would do to a stream that needed no rollback (pure, no I/O).
+
+``livelearn calibrate`` replays clean labelled events offline (:func:`streaming.learner.offline.replay_samples`)
+and hands the metric samples here. Only *judged* samples count: those whose rolling window holds at least
+``monitor_min_samples``, as for the judge.
+
+* :func:`distribution` — the guarded rolling metric over the judged samples, and where its worst value was;
+* :func:`suggest_threshold` — the rule: the worst value minus ``margin`` (0.02), floored to 0.01 (for
+  ``log_loss``, lower is better: the worst value plus the margin, ceiled). Every judged sample then meets it,
+  so clean data like this confirms no breach;
+* :func:`count_breaches` — the confirmed breaches (rollbacks) the :class:`~monitor.judge.Judge` orders at a
+  threshold: ``monitor_patience`` breaching samples in a row (during an incident only reported). Offline nothing
+  is rolled back, so cooldowns do not apply: an upper bound of the live count;
+* :func:`relative_view` and :func:`signal_view` — the relative threshold's healthy level and the data signals.
+
+>>> from streaming.config import Settings
+>>> settings = Settings(monitor_min_samples=100, monitor_patience=2)
+>>> samples = [{"stream_position": 100 * i, "samples": 100, "accuracy": a} for i, a in enumerate([.9, .84, .83, .9])]
+>>> distribution(samples, settings).worst, suggest_threshold(0.83, "accuracy")
+(0.83, 0.81)
+>>> count_breaches(samples, settings, 0.85).confirmed, count_breaches(samples, settings, 0.81).confirmed
+(1, 0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+from monitor.judge import Action, Judge
+from monitor.prequential import LOWER_IS_BETTER, Threshold
+from monitor.signals import RATE_SIGNALS, SignalWatch
+from streaming.config import Settings
+
+__all__ = [
+    "MARGIN",
+    "Breaches",
+    "Distribution",
+    "RelativeView",
+    "SignalStats",
+    "count_breaches",
+    "distribution",
+    "relative_view",
+    "signal_view",
+    "suggest_threshold",
+]
+
+Sample = dict[str, float]
+#: Safety margin between the worst clean value and a suggested threshold (or drop, or bound).
+MARGIN = 0.02
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, interpolated linearly between order statistics.
+
+    >>> _percentile([4, 1, 3, 2], 50), _percentile([4, 1, 3, 2], 0), _percentile([1.0], 99)
+    (2.5, 1.0, 1.0)
+    """
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _step_away(value: float, lower_is_better: bool, step: float = 0.01) -> float:
+    """``value`` rounded to ``step`` in the lenient direction: down, or up when lower is better.
+
+    >>> _step_away(0.809, False), _step_away(0.3712, True), _step_away(0.81, False)
+    (0.8, 0.38, 0.81)
+    """
+    steps = round(value / step, 6)  # 0.81 / 0.01 is 81.00000000000001: not a step more
+    return round((math.ceil(steps) if lower_is_better else math.floor(steps)) * step, 10)
+
+
+def suggest_threshold(worst: float, metric: str, margin: float = MARGIN) -> float:
+    """The suggested absolute threshold: ``worst - margin`` floored to 0.01, not below 0 (``log_loss``: mirrored).
+
+    >>> suggest_threshold(0.829, "accuracy"), suggest_threshold(0.31, "log_loss"), suggest_threshold(0.01, "f1")
+    (0.8, 0.33, 0.0)
+    """
+    if metric in LOWER_IS_BETTER:
+        return _step_away(worst + margin, True)
+    return max(0.0, _step_away(worst - margin, False))
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """The guarded rolling metric over the judged samples (``undefined``: judged samples where it was NaN)."""
+
+    metric: str
+    count: int
+    mean: float
+    percentiles: dict[str, float]  # min, p1, p5, p50, p95, p99, max
+    worst: float  # the minimum, or the maximum when lower is better
+    worst_position: int  # stream position of the sample that held it
+    undefined: int = 0
+
+
+def distribution(samples: Sequence[Sample], settings: Settings) -> Distribution | None:
+    """The distribution of ``monitor_metric`` over the judged samples; ``None`` when no sample was judged."""
+    metric = settings.monitor_metric
+    judged = [s for s in samples if s.get("samples", 0) >= settings.monitor_min_samples and metric in s]
+    defined = [s for s in judged if not math.isnan(s[metric])]
+    if not defined:
+        return None
+    values = [s[metric] for s in defined]
+    pick = max if metric in LOWER_IS_BETTER else min
+    worst = pick(defined, key=lambda s: s[metric])
+    percentiles = {f"p{q}": _percentile(values, q) for q in (1, 5, 50, 95, 99)}
+    percentiles = {"min": min(values), **percentiles, "max": max(values)}
+    mean, position = sum(values) / len(values), int(worst.get("stream_position", 0))
+    return Distribution(metric, len(values), mean, percentiles, worst[metric], position, len(judged) - len(defined))
+
+
+@dataclasses.dataclass(frozen=True)
+class Breaches:
+    """What the judge would do over the samples at one threshold (``None``: the relative one, as configured)."""
+
+    threshold: float | None
+    breaching: int  # judged samples in breach
+    confirmed: int  # confirmed breaches: each one a rollback
+    suppressed: int = 0  # confirmed during a data-quality incident: only reported
+    first_position: int | None = None  # where the first rollback would have been decided
+
+
+def count_breaches(samples: Sequence[Sample], settings: Settings, threshold: float | None = None) -> Breaches:
+    """Feed the samples to a :class:`~monitor.judge.Judge` as the monitor does; count its verdicts.
+
+    ``threshold``: an absolute threshold to try; ``None``: the configured rule (in relative mode the
+    :class:`~monitor.prequential.Threshold` is fed each sample first, as the monitor does).
+
+    >>> from streaming.config import Settings
+    >>> s = Settings(monitor_metric="log_loss", monitor_threshold=0.4, monitor_patience=2, monitor_min_samples=10)
+    >>> losses = [(0.5, 100), (0.5, 5), (0.5, 100), (0.5, 100), (0.5, 100), (0.2, 100)]
+    >>> count_breaches([{"log_loss": v, "samples": n} for v, n in losses], s)
+    Breaches(threshold=0.4, breaching=4, confirmed=1, suppressed=0, first_position=0)
+    """
+    if threshold is not None:
+        settings = settings.model_copy(update={"monitor_threshold_mode": "absolute", "monitor_threshold": threshold})
+    judge, rule = Judge(settings), Threshold(settings)
+    breaching = confirmed = suppressed = 0
+    first: int | None = None
+    for sample in samples:
+        rule.observe(sample)
+        limit = rule.value()
+        if limit is None:  # the relative threshold has no healthy level yet: the monitor does not judge
+            continue
+        position = int(sample.get("stream_position", 0))
+        decision = judge.decide(
+            sample, position=position, now=0.0, rollbacks=[], frozen=False, threshold=limit,
+            incident=bool(sample.get("incident")),
+        )  # fmt: skip
+        breaching += decision.action in (Action.WAIT, Action.ROLLBACK, Action.COOLDOWN)
+        suppressed += decision.action is Action.COOLDOWN and decision.notify
+        if decision.action is Action.ROLLBACK:
+            confirmed += 1
+            first = position if first is None else first
+    return Breaches(threshold if threshold is not None else rule.value(), breaching, confirmed, suppressed, first)
+
+
+@dataclasses.dataclass(frozen=True)
+class RelativeView:
+    """Relative mode on these samples: the healthy level learned, the largest drop below it, a drop to use."""
+
+    reference: float | None  # the healthy level at the end (None: never learned)
+    largest_drop: float | None  # below the level (above, when lower is better), over the judged samples
+    drop_position: int | None
+    configured_drop: float
+    confirmed: int  # rollbacks at the configured drop
+    suggested_drop: float | None  # the largest drop plus the margin, ceiled to 0.01, checked: no rollback
+
+
+def _drops(samples: Sequence[Sample], settings: Settings) -> tuple[Threshold, list[tuple[float, int]]]:
+    rule, sign = Threshold(settings), (-1.0 if settings.monitor_metric in LOWER_IS_BETTER else 1.0)
+    drops = []
+    for sample in samples:
+        rule.observe(sample)  # the monitor's order: feed the sample, then judge it against the level
+        value = sample.get(settings.monitor_metric)
+        if rule.value() is None or rule.reference is None or value is None or math.isnan(value):
+            continue
+        if sample.get("samples", 0) >= settings.monitor_min_samples:
+            drops.append((sign * (rule.reference - value), int(sample.get("stream_position", 0))))
+    return rule, drops
+
+
+def _rollbacks_at_drop(samples: Sequence[Sample], settings: Settings, drop: float) -> int:
+    return count_breaches(samples, settings.model_copy(update={"monitor_relative_drop": drop})).confirmed
+
+
+def relative_view(samples: Sequence[Sample], settings: Settings) -> RelativeView:
+    """What ``monitor_threshold_mode="relative"`` with the configured drop would learn and do on the samples."""
+    settings = settings.model_copy(update={"monitor_threshold_mode": "relative"})
+    rule, drops = _drops(samples, settings)
+    confirmed = count_breaches(samples, settings).confirmed
+    if not drops:
+        return RelativeView(rule.reference, None, None, settings.monitor_relative_drop, confirmed, None)
+    largest, position = max(drops)
+    suggested = min(1.0, _step_away(max(largest, 0.0) + MARGIN, True))
+    while suggested < 1.0 and _rollbacks_at_drop(samples, settings, suggested):
+        suggested = round(suggested + 0.01, 10)  # a larger drop lets the level learn lower samples: check it
+    return RelativeView(rule.reference, largest, position, settings.monitor_relative_drop, confirmed, suggested)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignalStats:
+    """One data signal's block rates, their largest deviation from the watch's reference, and its bound."""
+
+    signal: str
+    minimum: float
+    maximum: float
+    largest_deviation: float | None  # over the blocks the watch judged (its reference known)
+    position: int | None
+    bound: float
+    incidents: int  # incidents the watch opened on this signal
+
+
+def signal_view(samples: Sequence[Sample], settings: Settings) -> list[SignalStats]:
+    """Replay the learner's :class:`~monitor.signals.SignalWatch` over the samples (the learner's order: the
+    threshold known before the sample) and measure each rate against the reference it is judged by.
+
+    >>> from streaming.config import Settings
+    >>> blocks = [{"stream_position": 100 * i, "label_rate": r, "pred_rate": 0.1} for i, r in enumerate([.1, .2])]
+    >>> label = signal_view(blocks, Settings())[0]
+    >>> label.minimum, label.maximum, label.largest_deviation, label.bound, label.incidents
+    (0.1, 0.2, None, 0.25, 0)
+    """
+    watch, rule = SignalWatch(settings), Threshold(settings)
+    deviations: dict[str, list[tuple[float, int]]] = {s: [] for s in RATE_SIGNALS}
+    incidents = dict.fromkeys(RATE_SIGNALS, 0)
+    for sample in samples:
+        threshold = rule.value()
+        rule.observe(sample)
+        if watch.reference_events >= settings.reference_min_events:
+            for signal, reference in watch.reference.items():
+                value = sample.get(signal)
+                if reference is not None and value is not None and not math.isnan(value):
+                    deviations[signal].append((abs(value - reference), int(sample.get("stream_position", 0))))
+        for event in watch.observe(sample, threshold=threshold):
+            incidents[event.signal] += event.kind == "incident_start"
+    stats = []
+    for signal in RATE_SIGNALS:
+        values = [s[signal] for s in samples if signal in s and not math.isnan(s[signal])]
+        low, high = (min(values), max(values)) if values else (math.nan, math.nan)
+        largest, position = max(deviations[signal]) if deviations[signal] else (None, None)
+        stats.append(SignalStats(signal, low, high, largest, position, watch.bounds[signal], incidents[signal]))
+    return stats
