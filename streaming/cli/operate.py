@@ -66,7 +66,8 @@ def resume(
     model: ModelOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Resume learning after a freeze."""
+    """Resume learning after a freeze; also closes an open data-quality incident (the learner then takes the
+    shifted label and prediction rates as the new normal)."""
     control = control_from(config, model, redis_url)
     control.resume(actor=actor_or_default(actor), reason=reason)
     done(control, "learning resumed")
@@ -79,29 +80,59 @@ def audit(
     redis_url: RedisOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The audit log: snapshots, promotions, rollbacks, pins, freezes and resumes."""
+    """The audit log: snapshots, promotions, rollbacks, pins, freezes, resumes and incidents, with the date and
+    time (UTC), the stream position where known, the versions and how serving moved."""
     from snapshotter.audit import read_audit
+    from snapshotter.incidents import position_of
+    from snapshotter.store import open_store
 
-    store = open_store_from(config, model, redis_url)
+    settings = settings_from(config, model, redis_url=redis_url)
+    store = open_store(settings)
     entries = read_audit(store.client, store.keys, count=limit)
     if as_json:
         typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
+    stored = {m.number: position_of(m) for m in store.list()}  # a snapshot's position: its offsets
+    metric = settings.monitor_metric
     table = Table(title=f"audit of model {store.keys.model_name!r} (newest {limit})")
-    for column in ("time (UTC)", "action", "actor", "from", "to", "metric", "reason"):
-        table.add_column(column)
+    for column in ("time (UTC)", "action", "actor", "position", "from", "to", "serving", metric, "reason"):
+        table.add_column(column, no_wrap=column in {"time (UTC)", "position", "serving"})
     for e in entries:
-        acc = e.metrics.get("accuracy")
+        snapshot_at = stored.get(e.to_version or 0) if e.action == "snapshot" else None
         table.add_row(
-            dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%H:%M:%S.%f")[:-3],
+            dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
             e.action,
             e.actor,
+            _number(e.metrics.get("stream_position", snapshot_at)),
             str(e.from_version or "-"),
             str(e.to_version or "-"),
-            "-" if acc is None else f"acc {acc:.3f}",
+            _serving_move(e.action, e.fields),
+            _number(e.metrics.get(metric, e.metrics.get("rolling", {}).get(metric)), "{:.3f}"),
             e.reason,
         )
     console.print(table)
+
+
+def _number(value: object, fmt: str = "{:.0f}") -> str:
+    """A recorded number as text, ``-`` if there is none."""
+    return fmt.format(value) if isinstance(value, int | float) else "-"
+
+
+def _serving_move(action: str, fields: dict[str, str]) -> str:
+    """How an entry moved serving: ``from→to`` (rollbacks record serving apart from the lineage).
+
+    >>> _serving_move("rollback", {"from": "9", "to": "4", "serving_from": "9", "serving_to": "4"})
+    '9→4'
+    >>> _serving_move("pin", {"from": "9", "to": "5"}), _serving_move("snapshot", {"to": "10"})
+    ('9→5', '-')
+    """
+    if action in {"rollback", "manual_rollback"}:
+        before, after = fields.get("serving_from", ""), fields.get("serving_to", "")
+    elif action in {"promote", "pin", "unpin"}:
+        before, after = fields.get("from", ""), fields.get("to", "")
+    else:
+        return "-"
+    return f"{before or '-'}→{after or '-'}"
 
 
 def report(
@@ -110,7 +141,8 @@ def report(
     model: ModelOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Draw the guarded metric over events with snapshots, rollbacks and pins marked (PNG)."""
+    """Draw the incident story (PNG): the guarded metric and the data signals over the stream, with the versions
+    (coloured by what they are now, served ones marked), rollbacks and their targets, incidents, pins and freezes."""
     from monitor.report import write_report
 
     _check_writable(out)
