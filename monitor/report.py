@@ -7,7 +7,8 @@ Two panels share the stream position (records consumed); everything is read back
   triangle on those ever served; rollbacks as red lines annotated ``→vN``, an arrow back to the target's position;
   incidents shaded from their change point (dashed) to their end; what a rollback skipped hatched; suppressed
   breaches and feature drift as small markers; pins, unpins, freezes and resumes as lines.
-* **bottom** — the data signals per block: label rate and predicted-positive rate (a stuck labeller shows as 1.0).
+* **bottom** — the data signals per block: label rate, predicted-positive rate and mean predicted probability
+  (a stuck labeller shows as a label rate of 1.0).
 
 What is drawn is computed first by pure functions of the samples, audit entries and versions (:func:`build_report`);
 partial data (no samples, a trimmed audit log, versions removed, samples without newer fields) draws what is known.
@@ -228,6 +229,7 @@ _LINES = {"rollback": ("tab:red", "-"), "manual_rollback": ("tab:red", "--"), "p
 _LINES |= {"unpin": ("tab:purple", ":"), "freeze": ("black", "-"), "resume": ("black", ":")}
 _DOTS = {"breach_suppressed": ("tab:orange", "x"), "feature_drift": ("tab:brown", "d")}
 _RATES = {"label_rate": ("tab:green", "label rate"), "pred_rate": ("tab:purple", "predicted-positive rate")}
+_RATES["mean_p"] = ("tab:orange", "mean predicted probability")
 
 
 def draw_report(report: Report, out: Path) -> None:
@@ -320,7 +322,7 @@ def _rollbacks(ax: Axes, report: Report) -> None:
 
 
 def _rates(ax: Axes, report: Report) -> None:
-    """The data signals per block: label rate and predicted-positive rate."""
+    """The data signals per block: label rate, predicted-positive rate and mean predicted probability."""
     for name, (colour, label) in _RATES.items():
         if (series := report.timeline.series(name))[0]:
             ax.plot(*series, color=colour, linewidth=1, label=f"{label} (per block)")
