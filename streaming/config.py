@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         gt=0,
         le=1,
         description="In relative mode: how far below its healthy level the metric may fall (livelearn calibrate "
-        "suggests one; the bundled dataset's clean accuracy drops 0.10 below its level).",
+        "checks one on clean data).",
     )
     monitor_min_samples: int = Field(200, ge=1, description="No judgement before the window holds this many.")
     monitor_patience: int = Field(3, ge=1, description="Consecutive breaching metric samples that confirm a breach.")
@@ -192,8 +192,8 @@ class Settings(BaseSettings):
     monitor_fallback_version: int | None = Field(None, ge=1, description="Rollback target when no stable one exists.")
     reference_set: str | None = Field(
         None,
-        description="CSV (the dataset's columns) of known-good labelled rows every candidate version is scored "
-        "on before it may be stable (unset: no gate).",
+        description="Known-good labelled events every candidate version is scored on before it may be stable: a "
+        "CSV (the dataset's columns) or a topic range kafka:TOPIC:PARTITION:FROM-TO (unset: no gate).",
     )
     reference_tolerance: float = Field(
         0.02, ge=0, le=1, description="A candidate more than this worse than the serving version on the set fails."

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from conftest import produce, store_for
 
+from streaming.errors import InputError
+from streaming.learner.reference_gate import load_reference_set
 from streaming.local.dataset import DATASET_PATH, read_events
 
 AT, N = 3000, 9000
@@ -59,3 +62,32 @@ def test_versions_that_learned_inverted_labels_fail_the_reference_gate_and_are_n
         assert m.number not in store.stable_numbers()  # kept, never stable
     assert store.serving() in [m.number for m in before]
     assert sum(store.meta(store.serving()).offsets[settings.events_topic].values()) <= AT + 500
+
+
+def test_a_topic_range_reference_set_is_the_same_events_as_the_csv_slice(make_settings, tmp_path):
+    """``kafka:TOPIC:PARTITION:FROM-TO`` reads exactly those offsets; an open or malformed range is one clear error."""
+    settings = make_settings()
+    produce(settings, [*read_events(limit=600), b"not an event"])  # an undecodable record is skipped, as learned
+    from_csv = load_reference_set(settings.model_copy(update={"reference_set": str(reference_csv(tmp_path, 600))}))
+    from_topic = load_reference_set(
+        settings.model_copy(update={"reference_set": f"kafka:{settings.events_topic}:0:0-601"})
+    )
+    assert from_topic == from_csv and len(from_topic) == 600
+    middle = load_reference_set(
+        settings.model_copy(update={"reference_set": f"kafka:{settings.events_topic}:0:100-200"})
+    )
+    assert middle == from_csv[100:200]
+    for value, message in (
+        (f"kafka:{settings.events_topic}:0:0-", "has no end offset"),
+        (f"kafka:{settings.events_topic}:0:0-5000", "ends at offset 601"),
+        (f"kafka:{settings.events_topic}:7:0-10", "has no partition 7"),
+        ("kafka:shop.events:zero:0-10", "is not kafka:TOPIC:PARTITION:FROM-TO"),
+    ):
+        with pytest.raises(InputError, match=message):
+            load_reference_set(settings.model_copy(update={"reference_set": value}))
+    # a CSV row the event contract refuses (an infinite duration) is named, not scored
+    lines = reference_csv(tmp_path, 3).read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[3] = lines[3].replace(",0.2,0.2,", ",0.2,1e400,", 1)
+    (tmp_path / "bad.csv").write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad.csv line 4 breaks the event contract: .*NaN or infinite"):
+        load_reference_set(settings.model_copy(update={"reference_set": str(tmp_path / "bad.csv")}))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -43,61 +42,6 @@ def _counted(events: Iterator[Event], into: list[int]) -> Iterator[Event]:
     for event in events:
         into[0] += 1
         yield event
-
-
-def _topic_events(
-    settings: Settings, topic: str, partition: int, span: tuple[int, int | None, int | None], read: dict[str, int]
-) -> Iterator[Event]:
-    """Decode offsets ``[start, end)`` of one partition, ``span = (start, end or its high-water mark, limit or None)``,
-    skipping undecodable ones (the learner dead-letters them); ``read`` gets the first and last offset read."""
-    from kafka import TopicPartition
-
-    from streaming.errors import EventError
-    from streaming.events import EventLimits, decode_event
-    from streaming.transport import make_consumer, topic_partitions
-
-    start, end, limit = span
-    consumer, limits = make_consumer(settings), EventLimits.from_settings(settings)
-    try:
-        tp = TopicPartition(topic, partition)
-        if tp not in topic_partitions(consumer, topic):
-            raise InputError(f"topic {topic!r} has no partition {partition}; pass another --partition")
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        idle_since = time.monotonic()
-        while True:
-            high = consumer.highwater(tp)  # known after the first fetch; exact where ListOffsets answers lag
-            if high is not None and (start > high or (end is not None and end > high)):
-                raise InputError(
-                    f"{topic} partition {partition} ends at offset {high}; pass --from-offset and --to-offset up to it"
-                )
-            stops = [
-                x for x in (end if end is not None else high, None if limit is None else start + limit) if x is not None
-            ]
-            stop = min(stops) if stops else None
-            if stop is not None and consumer.position(tp) >= stop:
-                return
-            records = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.poll_max_records)
-            for record in records.get(tp, []):
-                if record.offset < start:  # the broker reset an out-of-range position to the beginning
-                    raise InputError(f"offset {start} is out of range on {topic} partition {partition}")
-                if stop is not None and record.offset >= stop:
-                    return
-                read.setdefault("first", record.offset)
-                read["last"] = record.offset
-                try:
-                    yield decode_event(record.value, settings.event_format, limits)
-                except EventError:
-                    continue
-            if records:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > settings.kafka_bootstrap_timeout_seconds:
-                raise InputError(
-                    f"no records from {topic} partition {partition} at offset {consumer.position(tp)} within "
-                    f"{settings.kafka_bootstrap_timeout_seconds:g}s; check the range and LIVELEARN_KAFKA_BOOTSTRAP"
-                )
-    finally:
-        consumer.close()
 
 
 _GUARD = ("monitor_metric", "monitor_threshold_mode", "monitor_threshold", "monitor_relative_drop",
@@ -232,8 +176,10 @@ def calibrate(
     elif topic is not None:
         if to_offset is not None and to_offset <= from_offset:
             raise InputError(f"--to-offset {to_offset} is not after --from-offset {from_offset}; pass a later one")
+        from streaming.topic_range import TopicRange, read_topic_range
+
         read: dict[str, int] = {}
-        events = _topic_events(settings, topic, partition, (from_offset, to_offset, limit), read)
+        events = read_topic_range(settings, TopicRange(topic, partition, from_offset, to_offset), limit, read)
         source.update({"from": f"{topic} partition {partition}", "offsets": read})
     from streaming.learner.offline import replay_samples  # the model and its metrics: only once the input is fine
 

@@ -3,7 +3,8 @@
 Rolling metrics judge a model on the stream it learns from; when that stream is wrong in a way the model
 can learn (labels inverted, a feature's meaning changed), the model and the stream agree and the rolling
 metric looks fine. A fixed reference set — e.g. a known-good day, exported as a CSV in the dataset's
-format and named by ``reference_set`` — does not move. Every version that meets the threshold is scored
+format, or kept as an offset range of the events topic (``kafka:TOPIC:PARTITION:FROM-TO``), named by
+``reference_set`` — does not move. Every version that meets the threshold is scored
 on it (the guarded metric, computed over the whole set), and compared with the version serving now:
 more than ``reference_tolerance`` worse and it is **kept but never stable** (never promoted, never a
 rollback target). The outcome is recorded in the version's metadata (``extra.reference``) and counted
@@ -35,7 +36,7 @@ from typing import Any
 
 from monitor.prequential import LOWER_IS_BETTER, PrequentialMetrics
 from streaming.config import Settings
-from streaming.errors import InputError
+from streaming.errors import EventError, InputError
 from streaming.events import Event
 from streaming.model import OnlineModel
 
@@ -45,15 +46,33 @@ log = logging.getLogger(__name__)
 
 
 def load_reference_set(settings: Settings) -> list[Event] | None:
-    """The labelled events of ``settings.reference_set`` (``None`` when no set is configured)."""
+    """The labelled events of ``settings.reference_set``: a CSV in the dataset's format, or a fixed range of a
+    topic partition, ``kafka:TOPIC:PARTITION:FROM-TO`` (``None`` when no set is configured)."""
     if settings.reference_set is None:
         return None
-    from streaming.local.dataset import check_columns, read_events
+    from streaming.topic_range import is_topic_range, parse_topic_range, read_topic_range
 
-    check_columns(settings.reference_set)
-    events = [e for e in read_events(settings.reference_set) if e.label is not None]
+    if is_topic_range(settings.reference_set):
+        rng = parse_topic_range(settings.reference_set)
+        if rng.end is None:
+            raise InputError(f"the reference range {rng} has no end offset; a reference set is fixed: name FROM-TO")
+        events = [e for e in read_topic_range(settings, rng) if e.label is not None]
+    else:
+        from streaming.events import EventLimits, decode_event, encode_event
+        from streaming.local.dataset import check_columns, read_events
+
+        check_columns(settings.reference_set)
+        limits = EventLimits.from_settings(settings)  # each row as the learner sees it: through the event contract
+        events = []
+        for row, event in enumerate(read_events(settings.reference_set), start=2):  # row 1 is the header
+            try:
+                checked = decode_event(encode_event(event), "msgpack", limits)
+            except EventError as exc:
+                raise InputError(f"{settings.reference_set} line {row} breaks the event contract: {exc}") from exc
+            if checked.label is not None:
+                events.append(checked)
     if not events:
-        raise InputError(f"the reference set {settings.reference_set} holds no labelled row; name a labelled CSV")
+        raise InputError(f"the reference set {settings.reference_set} holds no labelled event; name a labelled one")
     return events
 
 
