@@ -169,7 +169,7 @@ def run(name: str, broker: str, redis_address: str, n: int) -> dict[str, object]
         "seconds": round(elapsed, 1),
         "incident_start": at("incident_start"),
         "change_point": [int(e.fields["change_point"]) for e in starts],
-        "quarantined": [e.fields.get("quarantined", "") for e in starts],
+        "quarantined": [[int(n) for n in e.fields.get("quarantined", "").split(",") if n] for e in starts],
         "rollbacks": rollbacks,
         "incident_end": at("incident_end"),
         "breach_suppressed": at("breach_suppressed"),
