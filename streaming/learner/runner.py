@@ -252,6 +252,7 @@ class Learner:
                     if cadence.consumed():
                         self.snapshot(outputs, positions, consumer)
                         cadence.snapshotted(time.monotonic())
+            self.step.flush_telemetry()
             now = time.monotonic()
             if cadence.snapshot_due(now):
                 self.snapshot(outputs, positions, consumer)
