@@ -174,6 +174,13 @@ class Settings(BaseSettings):
     incident_prediction_rate_bound: float = Field(
         0.25, gt=0, le=1, description="A block prediction rate this far from its reference is an incident too."
     )
+    incident_label_run_probability: float = Field(
+        1e-9,
+        gt=0,
+        lt=1,
+        description="A run of one label value less likely than this at the reference label rate opens an incident "
+        "at once (a labeller stuck at 0 or 1).",
+    )
     incident_patience: int = Field(
         2, ge=1, le=100, description="Blocks in a row off the reference that open an incident."
     )

@@ -82,7 +82,7 @@ class EventStep:
         if event.label is None:
             return
         state.metrics.update(event.label, p)
-        state.signals.add(event.label, p, event.features)
+        state.signals.add(event.label, p, event.features, positions)
         if state.metrics.samples % self.settings.history_every_events == 0:
             self.record_sample(state, positions)
             learn = learn and state.learning  # an incident confirmed by this very block: not learned
