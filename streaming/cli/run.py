@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import socket
@@ -55,6 +54,7 @@ def learn(
     """
     from streaming.learner.runner import Learner
     from streaming.observability import serve_metrics
+    from streaming.runtime import freeze_after_startup
 
     setup_logging(log_level)
     settings = settings_from(
@@ -74,8 +74,7 @@ def learn(
         signal.signal(sig, lambda *_: learner.stop())
     # Move the ~130k long-lived objects of the imports out of the collector's reach: full GC passes
     # then take milliseconds, not ~75 ms stalls in the event loop (see bench/learner.py).
-    gc.collect()
-    gc.freeze()
+    freeze_after_startup()
     learner.run(until_caught_up=until_caught_up)
     log.info("stopped: %s", learner.counters)
 
