@@ -250,7 +250,8 @@ def signal_view(samples: Sequence[Sample], settings: Settings) -> list[SignalSta
         stats.append(SignalStats(signal, low, high, largest, position, watch.bounds[signal], incidents[signal]))
     runs = [float(s[RUN_SIGNAL]) for s in samples if s.get(RUN_SIGNAL)]  # deviation and bound in -log10 probability
     most, where = max(deviations[RUN_SIGNAL]) if deviations[RUN_SIGNAL] else (None, None)
-    bound = -math.log10(settings.incident_label_run_probability)
+    chance = settings.incident_label_run_probability
+    bound = -math.log10(chance) if chance else math.inf  # 0: off
     low, high = (min(runs), max(runs)) if runs else (math.nan, math.nan)
     stats.append(SignalStats(RUN_SIGNAL, low, high, most, where, bound, incidents[RUN_SIGNAL]))
     return stats

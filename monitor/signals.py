@@ -124,8 +124,9 @@ class SignalWatch:
 
     def _improbable_run(self, sample: dict[str, float], fraction: float) -> bool:
         """The block's label run is less likely than the bound (``fraction`` 2/3: a suspect run, in log space)."""
-        log_p = run_log10_probability(sample, self.reference["label_rate"])
-        return log_p is not None and log_p < math.log10(self.settings.incident_label_run_probability) * fraction
+        bound = self.settings.incident_label_run_probability
+        log_p = run_log10_probability(sample, self.reference["label_rate"]) if bound else None
+        return log_p is not None and log_p < math.log10(bound) * fraction
 
     def _run_start(self, sample: dict[str, float]) -> int:
         """Where the improbable run's shift began: its first event, or the start of the blocks whose rates were

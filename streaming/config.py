@@ -176,10 +176,10 @@ class Settings(BaseSettings):
     )
     incident_label_run_probability: float = Field(
         1e-9,
-        gt=0,
+        ge=0,
         lt=1,
         description="A run of one label value less likely than this at the reference label rate opens an incident "
-        "at once (a labeller stuck at 0 or 1).",
+        "at once (a labeller stuck at 0 or 1; 0: off).",
     )
     incident_patience: int = Field(
         2, ge=1, le=100, description="Blocks in a row off the reference that open an incident."

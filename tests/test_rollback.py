@@ -32,6 +32,7 @@ GUARD = {
     "history_every_events": GUARD_EVERY,
 }
 ACCURACY_ONLY = {**GUARD, "incident_label_rate_bound": 1.0, "incident_prediction_rate_bound": 1.0}
+ACCURACY_ONLY["incident_label_run_probability"] = 0  # data-quality incidents off: the accuracy guard alone
 N, BURST_AT, BURST = 9000, 3000, 1500
 
 

@@ -139,7 +139,8 @@ def _print(doc: dict[str, Any]) -> None:
             f"{v:.3f}" if v is not None else "-" for v in (sig["minimum"], sig["maximum"], sig["largest_deviation"])
         )
         at = "-" if sig["position"] is None else f"{sig['position']:,}"
-        table.add_row(sig["signal"], low, high, dev, at, f"{sig['bound']:g}", str(sig["incidents"]))
+        bound = "off" if sig["bound"] is None else f"{sig['bound']:g}"
+        table.add_row(sig["signal"], low, high, dev, at, bound, str(sig["incidents"]))
     out.print(table)
     out.print(
         "label_run: the longest run of one label value per block; its deviation and bound are -log10 of the run's "
