@@ -48,11 +48,13 @@ class EventStep:
     def flush_telemetry(self) -> None:
         """Add the counts since the last call to the Prometheus counters (once per poll batch)."""
         t = self.telemetry
-        for counter, count in ((t.events_consumed, self.consumed), (t.events_learned, self.learned)):
+        for counter, count in (
+            (t.events_consumed, self.consumed),
+            (t.events_learned, self.learned),
+            (t.duplicates, self.duplicates),
+        ):
             if count:
                 counter.inc(count)
-        if self.duplicates:
-            t.duplicates.inc(self.duplicates)
         self.consumed = self.learned = self.duplicates = 0
 
     def process(self, state: LearnerState, record: Any, outputs: Outputs, positions: dict[TopicPartition, int]) -> None:
