@@ -6,7 +6,10 @@ example (``helm/examples/``).
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
+import json
 import re
 from pathlib import Path
 from types import ModuleType
@@ -33,10 +36,16 @@ def example_values(name: str) -> dict[str, Any]:
 
 
 def render(values: dict[str, Any] | None = None, *, upgrade: bool = False) -> list[dict[str, Any]]:
-    """Every manifest the chart renders with ``values`` (schema enforced), as parsed YAML documents."""
+    """Every manifest the chart renders with ``values`` (schema enforced), as parsed YAML documents (a fresh copy:
+    callers may change them)."""
+    return copy.deepcopy(_render(json.dumps(values or {}, sort_keys=True), upgrade))
+
+
+@functools.lru_cache(maxsize=64)
+def _render(values: str, upgrade: bool) -> list[dict[str, Any]]:
     with helm_python.Chart.load(CHART) as chart:
         rendered = chart.render(
-            values or {}, name=RELEASE, namespace=NAMESPACE, is_install=not upgrade, is_upgrade=upgrade
+            json.loads(values), name=RELEASE, namespace=NAMESPACE, is_install=not upgrade, is_upgrade=upgrade
         )
     return [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
 
@@ -55,8 +64,6 @@ def rule_groups(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 def dashboard(values: dict[str, Any]) -> dict[str, Any]:
     """The Grafana dashboard rendered with ``values`` (the dashboard must be enabled in them)."""
-    import json
-
     (config_map,) = (
         m for m in by_kind(render(values), "ConfigMap").values() if m["metadata"]["name"].endswith("-dashboard")
     )

@@ -6,6 +6,7 @@ production-example and minimal values: lint, the values schema, every manifest a
 from __future__ import annotations
 
 import doctest
+import re
 from typing import Any
 
 import helm_python
@@ -27,7 +28,7 @@ from streaming.cli import app
 from streaming.config import Settings, load_settings
 
 #: Kubernetes versions every manifest is validated against: the oldest the chart supports and the newest bundled.
-KUBE_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version() + ".0")
+KUBE_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 #: Custom resources (Prometheus Operator) no bundled schema covers; tests/test_alerts.py checks the rules.
 CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
@@ -55,7 +56,9 @@ def literal_env(spec: dict[str, Any]) -> dict[str, str]:
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_lint_is_clean_in_strict_mode(value_set):
-    report = helm_python.lint(CHART, example_values(value_set), strict=True, namespace=NAMESPACE)
+    report = helm_python.lint(
+        CHART, example_values(value_set), strict=True, namespace=NAMESPACE, kube_version=f"v{KUBE_VERSIONS[0]}"
+    )
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
@@ -321,6 +324,33 @@ def test_without_the_kubernetes_integration_no_token_is_mounted():
 def test_a_pin_in_values_reaches_the_pin_config_map():
     manifests = render({"kubernetes": {"pinConfigMap": {"pinned": 42}}})
     assert by_kind(manifests, "ConfigMap")["shop-livelearn-pin"]["data"] == {"pinned": "42"}
+
+
+def test_a_new_pin_does_not_restart_the_pods_but_a_new_setting_does():
+    def checksums(values):
+        deployments = by_kind(render(values), "Deployment").values()
+        return {d["spec"]["template"]["metadata"]["annotations"]["checksum/config"] for d in deployments}
+
+    (before,) = checksums({})
+    assert checksums({"kubernetes": {"pinConfigMap": {"pinned": "7"}}}) == {before}
+    assert checksums({"config": {"snapshot_every_events": 500}}) != {before}
+
+
+def test_the_readme_names_what_the_chart_renders():
+    from helm_chart import ROOT
+
+    section = (ROOT / "README.md").read_text().split("## Deploy on Kubernetes", 1)[1].split("\n## ", 1)[0]
+    assert "-f helm/examples/production.yaml" in section
+    manifests = render(example_values("production"))
+    names = {m["metadata"]["name"] for m in manifests}
+    named = set(re.findall(r"\b(shop-livelearn-[a-z-]+)", section))
+    assert len(named) >= 3
+    assert named <= names
+    production = (ROOT / "helm" / "examples" / "production.yaml").read_text()
+    secrets = re.findall(r"secret generic ([a-z-]+)", section)
+    assert len(secrets) == 2
+    for secret in secrets:
+        assert f"existingSecret: {secret}" in production
 
 
 def test_helm_test_asks_serve_whether_it_is_ready():
