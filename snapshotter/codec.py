@@ -2,14 +2,19 @@
 
 A snapshot *blob* holds what is needed to predict and keep learning identically::
 
-    {"format": "livelearn.snapshot", "format_version": 1,
+    {"format": "livelearn.snapshot", "format_version": 2,
      "spec": {...model spec...}, "model": {...scaler, weights, intercept, optimizer...},
      "metrics": {...cumulative and rolling metric state...},
      "counters": {"events_seen": int, "events_learned": int, "dead_lettered": int, "duplicates": int},
      "stream": {"dedupe": {...the idempotence window...}}}
 
-Fields added within format version 1 are optional for readers (``stream``, ``model.vocabulary``), so
-a newer livelearn reads every version-1 snapshot an older one wrote.
+Fields added within a format version are optional for readers (``stream``, ``model.vocabulary``).
+Format version 2 differs from 1 in one field: ``model.weights`` (a map of input name to weight in
+version 1) is ``{"names": [...], "float64le": <bytes>}`` — the names in the weights' insertion order and
+the weights as little-endian IEEE 754 doubles, bit for bit. Unpacking a 100k-entry msgpack map costs
+~10x more than a list of names and one byte string (msgpack interns every map key), so restoring a big
+model is that much cheaper. Decoding expands it back to the version-1 map, so readers see one shape;
+every version this livelearn ever wrote (1 and 2) stays readable.
 
 Its metadata (number, offsets, metrics, checksum, parent...) is stored next to it as
 :class:`VersionMeta`. Decoding verifies the checksum first and refuses unknown formats.
@@ -17,6 +22,9 @@ Its metadata (number, offsets, metrics, checksum, parent...) is stored next to i
 >>> blob = encode_snapshot(SnapshotState(spec={"kind": "k"}, model={}, metrics={}, counters={}))
 >>> decode_snapshot(blob, sha256_hex(blob)).spec
 {'kind': 'k'}
+>>> state = SnapshotState(spec={}, model={"weights": {"a": 0.1, "b": -2.5}}, metrics={}, counters={})
+>>> decode_snapshot(encode_snapshot(state), sha256_hex(encode_snapshot(state))).model
+{'weights': {'a': 0.1, 'b': -2.5}}
 >>> decode_snapshot(blob + b"x", sha256_hex(blob))
 Traceback (most recent call last):
 ...
@@ -25,8 +33,10 @@ streaming.errors.SnapshotCorruptError: snapshot checksum mismatch: stored blob h
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import hashlib
+import sys
 from typing import Any
 
 import msgpack
@@ -36,6 +46,7 @@ from streaming.errors import SnapshotCorruptError
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "READABLE_FORMAT_VERSIONS",
     "SnapshotState",
     "VersionMeta",
     "decode_snapshot",
@@ -46,7 +57,9 @@ __all__ = [
 ]
 
 FORMAT = "livelearn.snapshot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: format versions this livelearn decodes (it writes :data:`FORMAT_VERSION`)
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 
 def pack(doc: Any) -> bytes:
@@ -107,15 +120,39 @@ class VersionMeta:
         return cls(**{k: v for k, v in doc.items() if k in names})
 
 
+def _pack_weights(weights: dict[str, float]) -> dict[str, Any]:
+    values = array.array("d", weights.values())
+    if sys.byteorder == "big":
+        values.byteswap()
+    return {"names": list(weights), "float64le": values.tobytes()}
+
+
+def _unpack_weights(packed: Any) -> dict[str, float]:
+    if not isinstance(packed, dict) or not isinstance(packed.get("float64le"), bytes):
+        raise SnapshotCorruptError("snapshot model weights are not packed as format version 2 says")
+    names, values = packed.get("names"), array.array("d")
+    try:
+        values.frombytes(packed["float64le"])
+    except ValueError:
+        raise SnapshotCorruptError("snapshot model weights: byte length is not a multiple of 8") from None
+    if not isinstance(names, list) or len(names) != len(values):
+        raise SnapshotCorruptError("snapshot model weights: names and values differ in number")
+    if sys.byteorder == "big":
+        values.byteswap()
+    return dict(zip(names, values.tolist(), strict=True))
+
+
 def encode_snapshot(state: SnapshotState) -> bytes:
-    """Serialise learned state into a snapshot blob."""
+    """Serialise learned state into a snapshot blob (format version :data:`FORMAT_VERSION`)."""
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION}
     doc.update({f.name: getattr(state, f.name) for f in dataclasses.fields(state)})  # shallow: no deep copy
+    if isinstance(state.model.get("weights"), dict):
+        doc["model"] = {**state.model, "weights": _pack_weights(state.model["weights"])}
     return pack(doc)
 
 
 def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
-    """Verify and decode a snapshot blob, or raise :class:`SnapshotCorruptError`."""
+    """Verify and decode a snapshot blob of any readable format version, or raise :class:`SnapshotCorruptError`."""
     actual = sha256_hex(blob)
     if actual != expected_sha256:
         raise SnapshotCorruptError(
@@ -127,12 +164,16 @@ def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
         raise SnapshotCorruptError(f"snapshot blob is not valid msgpack: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise SnapshotCorruptError("blob is not a livelearn snapshot")
-    if doc.get("format_version") != FORMAT_VERSION:
+    version = doc.get("format_version")
+    if version not in READABLE_FORMAT_VERSIONS:
         raise SnapshotCorruptError(
-            f"snapshot format_version {doc.get('format_version')} is not supported by this livelearn "
-            f"(reads {FORMAT_VERSION}); upgrade livelearn"
+            f"snapshot format_version {version} is not supported by this livelearn "
+            f"(reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))}); upgrade livelearn"
         )
     try:
-        return SnapshotState(doc["spec"], doc["model"], doc["metrics"], doc["counters"], doc.get("stream") or {})
+        model = doc["model"]
+        if version == 2 and isinstance(model, dict) and "weights" in model:
+            model["weights"] = _unpack_weights(model["weights"])
+        return SnapshotState(doc["spec"], model, doc["metrics"], doc["counters"], doc.get("stream") or {})
     except KeyError as exc:
         raise SnapshotCorruptError(f"snapshot lacks field {exc}") from None

@@ -35,7 +35,7 @@ def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_sett
         assert meta.offsets == {settings.events_topic: {"0": meta.events_seen}}
         assert meta.metrics["cumulative"]["samples"] == meta.events_seen
         assert meta.spec["learning_rate"] == 0.01
-        assert meta.format_version == 1
+        assert meta.format_version == 2
         assert len(meta.sha256) == 64
     newest = metas[-1]
     assert newest.events_seen == newest.events_learned == N

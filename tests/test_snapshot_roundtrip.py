@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from reference import contract_features
 
 from monitor.prequential import PrequentialMetrics
-from snapshotter.codec import SnapshotState, decode_snapshot, encode_snapshot, sha256_hex
+from snapshotter.codec import FORMAT, SnapshotState, decode_snapshot, encode_snapshot, pack, sha256_hex
+from streaming.errors import SnapshotCorruptError
 from streaming.learner.restore import restore_state
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
@@ -90,3 +93,27 @@ def test_restore_in_a_fresh_process_is_bit_identical(tmp_path):
     assert child["weights"] == {k: v.hex() for k, v in state["weights"].items()}
     assert child["intercept"] == state["intercept"].hex()
     assert child["acc"] == pm.rolling_values()["accuracy"].hex()
+
+
+def test_format_version_1_blobs_stay_readable_and_version_2_keeps_weights_bit_for_bit():
+    """Version 2 packs the weights as names + little-endian doubles; version-1 blobs (a map) still decode."""
+    model, pm = trained()
+    state = model.dump_state()
+    state["weights"] = {**state["weights"], "neg_zero": -0.0, "tiny": 5e-324, "big": 1.7976931348623157e308}
+    v1 = pack(
+        {"format": FORMAT, "format_version": 1, "spec": ModelSpec().to_dict(), "model": state,
+         "metrics": pm.dump_state(), "counters": {}}
+    )  # fmt: skip
+    v2 = encode_snapshot(SnapshotState(ModelSpec().to_dict(), state, pm.dump_state(), {}))
+    for blob in (v1, v2):
+        decoded = decode_snapshot(blob, sha256_hex(blob)).model["weights"]
+        assert list(decoded) == list(state["weights"])  # insertion order: the dot product's order of additions
+        assert [v.hex() for v in decoded.values()] == [v.hex() for v in state["weights"].values()]
+        assert math.copysign(1.0, decoded["neg_zero"]) == -1.0
+    assert len(v2) < len(v1)
+    broken = pack(
+        {"format": FORMAT, "format_version": 2, "spec": {}, "model": {"weights": {"names": ["a"], "float64le": b""}},
+         "metrics": {}, "counters": {}}
+    )  # fmt: skip
+    with pytest.raises(SnapshotCorruptError, match="differ in number"):
+        decode_snapshot(broken, sha256_hex(broken))
