@@ -47,6 +47,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "READABLE_FORMAT_VERSIONS",
+    "EncodedSnapshot",
     "SnapshotState",
     "VersionMeta",
     "decode_snapshot",
@@ -85,6 +86,25 @@ class SnapshotState:
     metrics: dict[str, Any]
     counters: dict[str, int]
     stream: dict[str, Any] = dataclasses.field(default_factory=dict)  # position-bound state, e.g. dedupe
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSnapshot:
+    """A :class:`SnapshotState` already encoded: immutable bytes, whatever the live state does next.
+
+    A learner encodes its state at a stream position and writes the version once everything it produced up
+    to there is delivered; meanwhile it keeps learning.
+    """
+
+    blob: bytes
+    sha256: str
+    spec: dict[str, Any]
+    counters: dict[str, int]
+
+    @classmethod
+    def of(cls, state: SnapshotState) -> EncodedSnapshot:
+        blob = encode_snapshot(state)
+        return cls(blob, sha256_hex(blob), dict(state.spec), dict(state.counters))
 
 
 @dataclasses.dataclass(frozen=True)

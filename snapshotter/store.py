@@ -16,12 +16,11 @@ import redis
 
 from snapshotter.codec import (
     FORMAT_VERSION,
+    EncodedSnapshot,
     SnapshotState,
     VersionMeta,
     decode_snapshot,
-    encode_snapshot,
     pack,
-    sha256_hex,
     unpack,
 )
 from snapshotter.connection import as_bytes, as_int, as_text, connect_redis, redis_failure
@@ -83,7 +82,7 @@ class VersionStore:
 
     def write(
         self,
-        state: SnapshotState,
+        state: SnapshotState | EncodedSnapshot,
         *,
         writer: str,
         lease_value: str | None,
@@ -103,22 +102,24 @@ class VersionStore:
         A ``stable`` version (one that met the threshold) is promoted to serving unless a version is pinned:
         at once with promotion ``immediate``; with ``guard`` it is a candidate until the writer has seen the
         data up to it calm — ``confirmed``, a stream position, confirms the candidates at or before it (this
-        version included), later ones :meth:`promote` does.
+        version included), later ones :meth:`promote` does. ``state`` may be encoded already
+        (:meth:`EncodedSnapshot.of`), e.g. at an earlier stream position.
         """
-        blob = encode_snapshot(state)
+        encoded = state if isinstance(state, EncodedSnapshot) else EncodedSnapshot.of(state)
+        blob = encoded.blob
         token = int(lease_value.split(":", 1)[0]) if lease_value else 0
         meta = {
             "created_at": time.time(),
             "writer": writer,
             "lease_token": token,
-            "events_seen": int(state.counters.get("events_seen", 0)),
-            "events_learned": int(state.counters.get("events_learned", 0)),
+            "events_seen": int(encoded.counters.get("events_seen", 0)),
+            "events_learned": int(encoded.counters.get("events_learned", 0)),
             "offsets": offsets,
             "metrics": metrics,
             "parent": parent,
-            "spec": state.spec,
+            "spec": encoded.spec,
             "format_version": FORMAT_VERSION,
-            "sha256": sha256_hex(blob),
+            "sha256": encoded.sha256,
             "size_bytes": len(blob),
             "stable": stable,
             "epoch": epoch,

@@ -41,7 +41,7 @@ from streaming.errors import (
     StaleLineageError,
 )
 from streaming.learner.cadence import Cadence
-from streaming.learner.checkpoint import Checkpoints
+from streaming.learner.checkpoint import Captured, Checkpoints
 from streaming.learner.incidents import IncidentActions
 from streaming.learner.lineage import Lineage
 from streaming.learner.lineage_watch import LineageWatch
@@ -89,6 +89,7 @@ class Learner:
         self.state = LearnerState.fresh(self.spec, settings)
         self._learned_once = False  # Kafka failures after that are outages to wait out, not setup errors
         self._lineage_moved = False  # a snapshot found the lineage moved on: follow it before going on
+        self._captured: Captured | None = None  # a snapshot encoded, written once its outputs are delivered
 
     @property
     def counters(self) -> dict[str, int]:
@@ -173,6 +174,7 @@ class Learner:
 
     # -- active -----------------------------------------------------------------------------------
     def _run_active(self, until_caught_up: bool) -> None:
+        self._captured = None
         watch = LineageWatch(self.redis, self.store.keys)
         consumer: KafkaConsumer | None = None
         producer: KafkaProducer | None = None
@@ -240,7 +242,9 @@ class Learner:
         broker = BrokerWatch(consumer, s, interval=s.status_interval_seconds)
         while not self._stop.is_set():
             self._follow(consumer, outputs, positions, watch)
-            batch = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records)
+            # while a snapshot waits for its outputs, do not sleep in an idle poll: write it as soon as they are in
+            timeout = s.poll_timeout_ms if self._captured is None else min(s.poll_timeout_ms, 10)
+            batch = consumer.poll(timeout_ms=timeout, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
                     if record.offset < positions[tp]:
@@ -249,12 +253,17 @@ class Learner:
                     self.step.process(self.state, record, outputs, positions)
                     if self.state.incident_events or self.state.promotable:
                         self._after_sample(consumer, outputs, positions, watch)
-                    if cadence.consumed():
-                        self.snapshot(outputs, positions, consumer)
+                    due = cadence.consumed()
+                    if self._captured is not None:
+                        self._write_when_delivered(outputs, consumer)
+                    if due and self._captured is None:
+                        self._captured = self.checkpoints.capture(self.state, outputs, positions)
                         cadence.snapshotted(time.monotonic())
             now = time.monotonic()
-            if cadence.snapshot_due(now):
-                self.snapshot(outputs, positions, consumer)
+            if self._captured is not None:
+                self._write_when_delivered(outputs, consumer)
+            if cadence.snapshot_due(now) and self._captured is None:
+                self._captured = self.checkpoints.capture(self.state, outputs, positions)
                 cadence.snapshotted(now)
             if cadence.renew_due(now) and not self.lease.renew():
                 raise LeaseLostError(f"lease of model {s.model_name!r} expired or was taken over")
@@ -301,11 +310,26 @@ class Learner:
 
     # -- snapshots and status -----------------------------------------------------------------------
     def snapshot(self, outputs: Outputs, positions: Positions, consumer: KafkaConsumer) -> VersionMeta | None:
-        """Write the current state as a new version (see :class:`Checkpoints`); ``None`` when a rollback moved
-        the lineage on meanwhile: the loop follows it first."""
+        """Write the current state as a new version now, waiting for its outputs (see :class:`Checkpoints`); a
+        captured one still waiting is superseded. ``None`` when a rollback moved the lineage on meanwhile: the
+        loop follows it first."""
+        self._captured = None
         meta = self.checkpoints.snapshot(self.state, outputs, positions, consumer)
         self._lineage_moved = meta is None
         return meta
+
+    def _write_when_delivered(self, outputs: Outputs, consumer: KafkaConsumer) -> None:
+        """Write the captured snapshot once every output sent before it is delivered (checked without blocking);
+        if that takes longer than the outputs' timeout, wait for them here (and fail as a flush does)."""
+        captured = self._captured
+        assert captured is not None
+        if not outputs.delivered(captured.mark):
+            if time.monotonic() - captured.at < outputs.timeout:
+                return
+            outputs.flush()
+        self._captured = None
+        if self.checkpoints.write_captured(self.state, captured, consumer) is None:
+            self._lineage_moved = True  # follow the move first (a capture on the old lineage was dropped)
 
     def status_document(
         self, events_per_second: float, current_lag: int | None, positions: Positions | None = None
