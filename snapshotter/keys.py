@@ -28,6 +28,7 @@ class Keys:
         self.status = self.prefix + "status"  # msgpack status of the active learner, short TTL
         self.epoch = self.prefix + "lineage:epoch"  # INCR on every rollback; snapshots are fenced by it
         self.resume = self.prefix + "lineage:resume"  # HASH: where the newest rollback's lineage resumes
+        self.created = self.prefix + "created"  # ZSET version -> creation time (unix s): thinning by age
         self.stable = self.prefix + "stable"  # ZSET of stable versions (met the threshold; confirmed by the guard)
         self.candidates = self.prefix + "candidates"  # ZSET versions awaiting the guard (score = stream position)
         self.serving = self.prefix + "serving"  # version the API and serving follow

@@ -36,7 +36,14 @@ from streaming.errors import (
     VersionNotFoundError,
 )
 
-__all__ = ["ResumePoint", "VersionStore", "connect_settings", "open_store"]
+__all__ = ["THINNING", "ResumePoint", "VersionStore", "connect_settings", "open_store"]
+
+#: Thinning of old stable versions by age, as (bucket, horizon) in seconds: beyond the newest ``keep`` versions
+#: and the newest ``keep_stable`` stable ones, retention keeps the newest stable version of each 10 s of the last
+#: 10 minutes, of each minute of the last hour, of each hour of the last day and of each day of the last week,
+#: once at least 10 s old (at most ~150 more, whatever the snapshot rate); pinned, serving, protected and
+#: candidate versions and the open incident's target and quarantined versions are never dropped.
+THINNING = ((10, 600), (60, 3600), (3600, 86_400), (86_400, 7 * 86_400))
 
 
 #: Where the newest rollback's lineage resumes (written by the rollback script): its epoch, the version it
@@ -94,6 +101,7 @@ class VersionStore:
         stable: bool = False,
         model_events_learned: int | None = None,
         confirmed: int | None = None,
+        created_at: float | None = None,
     ) -> VersionMeta:
         """Store ``state`` as the next version of lineage ``epoch``.
 
@@ -103,13 +111,14 @@ class VersionStore:
         at once with promotion ``immediate``; with ``guard`` it is a candidate until the writer has seen the
         data up to it calm — ``confirmed``, a stream position, confirms the candidates at or before it (this
         version included), later ones :meth:`promote` does. ``state`` may be encoded already
-        (:meth:`EncodedSnapshot.of`), e.g. at an earlier stream position.
+        (:meth:`EncodedSnapshot.of`), e.g. at an earlier stream position. ``created_at`` (unix seconds, default
+        now) is the writer's clock; retention thins old stable versions by it (:data:`THINNING`).
         """
         encoded = state if isinstance(state, EncodedSnapshot) else EncodedSnapshot.of(state)
         blob = encoded.blob
         token = int(lease_value.split(":", 1)[0]) if lease_value else 0
         meta = {
-            "created_at": time.time(),
+            "created_at": time.time() if created_at is None else created_at,
             "writer": writer,
             "lease_token": token,
             "events_seen": int(encoded.counters.get("events_seen", 0)),
@@ -141,6 +150,7 @@ class VersionStore:
             k.incident,
             k.quarantined,
             k.candidates,
+            k.created,
         ]
         rolling = json.dumps(metrics.get("rolling", {}))
         for _attempt in range(2):
@@ -164,6 +174,8 @@ class VersionStore:
                         self.promotion,
                         sum(sum(partitions.values()) for partitions in offsets.values()),
                         "" if confirmed is None else confirmed,
+                        repr(meta["created_at"]),
+                        json.dumps(THINNING),
                     ],
                 )
                 break
