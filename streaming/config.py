@@ -112,7 +112,12 @@ class Settings(BaseSettings):
 
     # --- snapshots ------------------------------------------------------------------------
     snapshot_every_events: int = Field(1000, ge=1, description="Write a version every N consumed events.")
-    snapshot_every_seconds: float = Field(30.0, gt=0, description="...and at least every T seconds when events flow.")
+    snapshot_every_seconds: float = Field(
+        0.25,
+        gt=0,
+        description="...and every T seconds when events flow (promotion guard: at the first metric sample after T, "
+        "so a version is stable and served at once when the data is calm; at the latest after 2T).",
+    )
     keep_versions: int = Field(50, ge=1, description="Retention: newest K versions kept (plus pinned and stable).")
     lease_ttl_seconds: float = Field(10.0, ge=1, le=600, description="Writer lease TTL; a standby takes over after it.")
 

@@ -250,10 +250,13 @@ class Learner:
                     if record.offset < positions[tp]:
                         continue  # a rollback in this batch moved the partition past it
                     positions[tp] = record.offset + 1
+                    samples = len(self.state.samples)
                     self.step.process(self.state, record, outputs, positions)
                     if self.state.incident_events or self.state.promotable:
                         self._after_sample(consumer, outputs, positions, watch)
                     due = cadence.consumed()
+                    if len(self.state.samples) > samples:  # a metric sample at this event: a version here is judged
+                        due = due or cadence.snapshot_due(time.monotonic(), at_sample=True)
                     if self._captured is not None:
                         self._write_when_delivered(outputs, consumer)
                     if due and self._captured is None:
