@@ -13,7 +13,9 @@ N = 12_330
 
 
 def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_settings, learners):
-    settings = make_settings(partitions=1, snapshot_every_events=2000, status_interval_seconds=0.2)
+    settings = make_settings(
+        partitions=1, snapshot_every_events=2000, snapshot_every_seconds=3600, status_interval_seconds=0.2
+    )  # versions by count only
     assert produce(settings, read_events()) == N
     learner = learners(settings)
     wait_for(
