@@ -33,10 +33,9 @@ streaming.errors.SnapshotCorruptError: snapshot checksum mismatch: stored blob h
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import hashlib
-import sys
+import struct
 from typing import Any
 
 import msgpack
@@ -141,25 +140,16 @@ class VersionMeta:
 
 
 def _pack_weights(weights: dict[str, float]) -> dict[str, Any]:
-    values = array.array("d", weights.values())
-    if sys.byteorder == "big":
-        values.byteswap()
-    return {"names": list(weights), "float64le": values.tobytes()}
+    return {"names": list(weights), "float64le": struct.pack(f"<{len(weights)}d", *weights.values())}
 
 
 def _unpack_weights(packed: Any) -> dict[str, float]:
     if not isinstance(packed, dict) or not isinstance(packed.get("float64le"), bytes):
         raise SnapshotCorruptError("snapshot model weights are not packed as format version 2 says")
-    names, values = packed.get("names"), array.array("d")
-    try:
-        values.frombytes(packed["float64le"])
-    except ValueError:
-        raise SnapshotCorruptError("snapshot model weights: byte length is not a multiple of 8") from None
-    if not isinstance(names, list) or len(names) != len(values):
+    names, raw = packed.get("names"), packed["float64le"]
+    if not isinstance(names, list) or len(raw) != 8 * len(names):
         raise SnapshotCorruptError("snapshot model weights: names and values differ in number")
-    if sys.byteorder == "big":
-        values.byteswap()
-    return dict(zip(names, values.tolist(), strict=True))
+    return dict(zip(names, struct.unpack(f"<{len(names)}d", raw), strict=True))
 
 
 def encode_snapshot(state: SnapshotState) -> bytes:
