@@ -36,11 +36,12 @@ from snapshotter.codec import FORMAT_VERSION, encode_snapshot, sha256_hex
 from snapshotter.store import VersionStore, connect_settings
 from streaming.config import Settings
 from streaming.events import Event, encode_event
+from streaming.learner import runner
 from streaming.learner.restore import restore_state
 from streaming.learner.runner import Learner
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.local.embedded import embedded_stack
-from streaming.transport import ensure_topics, make_producer
+from streaming.transport import ensure_topics, make_consumer, make_producer
 
 #: model sizes: (string features, values per feature) -> about features x values weights
 SIZES = {"1k": (10, 100), "10k": (50, 200), "100k": (100, 1000)}
@@ -90,6 +91,7 @@ def write_restore(settings: Settings, repeat: int) -> dict[str, Any]:
         state = learned_state(settings, features, values)
         weights = len(state.model.classifier._weights)
         dumps, encodes, hashes, writes, restores = [], [], [], [], []
+        write_cpu, restore_cpu = [], []
         number = 0
         gc.collect()
         for _ in range(repeat):
@@ -103,23 +105,28 @@ def write_restore(settings: Settings, repeat: int) -> dict[str, Any]:
             dumps.append(t1 - t0)
             encodes.append(t2 - t1)
             hashes.append(t3 - t2)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             meta = store.write(
                 state.snapshot_state(), writer="bench", lease_value=None, offsets={}, metrics={}, parent=None
             )
             writes.append(time.perf_counter() - t0)
+            write_cpu.append(time.thread_time() - c0)
             number = meta.number
         spec = spec_from_settings(settings)
         for _ in range(repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             _meta, loaded = store.load(number)
             restore_state(loaded, spec, settings.rolling_window)
             restores.append(time.perf_counter() - t0)
+            restore_cpu.append(time.thread_time() - c0)
         out[name] = {
             "weights": weights,
             "blob_bytes": meta.size_bytes,
             "write": stats(writes),
             "restore": stats(restores),
+            # CPU time of this process only (not redis-server's): the work, whatever the machine's other load does
+            "write_cpu": stats(write_cpu),
+            "restore_cpu": stats(restore_cpu),
             "stages_of_write": {"dump_state": stats(dumps), "encode": stats(encodes), "sha256": stats(hashes)},
         }
     return out
@@ -136,9 +143,27 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
     producer.flush()
     producer.close()
 
+    polls: list[tuple[float, float]] = []  # (start, end) of each Kafka poll: not the snapshot's doing
+
+    def timed_consumer(*args: Any, **kwargs: Any) -> Any:
+        consumer = make_consumer(*args, **kwargs)
+        poll = consumer.poll
+
+        def timed_poll(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return poll(*a, **k)
+            finally:
+                polls.append((t0, time.perf_counter()))
+
+        consumer.poll = timed_poll
+        return consumer
+
+    runner.make_consumer = timed_consumer  # type: ignore[attr-defined]
     learner = Learner(settings, registry=CollectorRegistry())
     steps: list[tuple[float, float]] = []  # (start, end) of each event step
     work: list[tuple[float, float]] = []  # (start, end) of snapshot work
+    work_cpu: list[float] = []  # its CPU time (this thread)
     process = learner.step.process
 
     def timed_process(*args: Any, **kwargs: Any) -> None:
@@ -148,17 +173,18 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
 
     learner.step.process = timed_process  # type: ignore[method-assign]
     checkpoints = learner.checkpoints
-    for method in ("snapshot", "capture", "write_captured"):
+    for method in ("snapshot", "capture", "write_captured"):  # the old learner had snapshot() only
         original = getattr(checkpoints, method, None)
         if original is None:
             continue
 
         def wrapped(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return _original(*args, **kwargs)
             finally:
                 work.append((t0, time.perf_counter()))
+                work_cpu.append(time.thread_time() - c0)
 
         setattr(checkpoints, method, wrapped)
     gc.collect()
@@ -170,10 +196,14 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
     assert learner.counters["events_seen"] == events, learner.counters
     gaps = [(steps[i][1], steps[i + 1][0]) for i in range(len(steps) - 1)]
     around: list[float] = []
+    around_without_poll: list[float] = []
     for start, end in work:  # the longest gap overlapping each piece of snapshot work
-        overlapping = [b - a for a, b in gaps if a <= end and b >= start]
+        overlapping = [(a, b) for a, b in gaps if a <= end and b >= start]
         if overlapping:
-            around.append(max(overlapping))
+            a, b = max(overlapping, key=lambda gap: gap[1] - gap[0])
+            around.append(b - a)
+            polled = sum(min(b, pe) - max(a, ps) for ps, pe in polls if ps < b and pe > a)
+            around_without_poll.append(b - a - polled)
     others = sorted(b - a for a, b in gaps)
     return {
         "events": events,
@@ -181,7 +211,9 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
         "events_per_second": events / seconds,
         "snapshot_work_pieces": len(work),
         "snapshot_work": stats([b - a for a, b in work]) if work else None,
+        "snapshot_work_cpu": stats(work_cpu) if work_cpu else None,
         "stall_around_snapshot": stats(around) if around else None,
+        "stall_around_snapshot_without_kafka_poll": stats(around_without_poll) if around_without_poll else None,
         "gap_between_events_all": {
             "p50_us": statistics.median(others) * 1e6,
             "p99_us": others[round(0.99 * len(others)) - 1] * 1e6,
@@ -220,6 +252,11 @@ def main() -> None:
             f"p99 {rs['p99_ms']:6.2f} max {rs['max_ms']:6.2f} ms | dump {st['dump_state']['p50_ms']:.2f} "
             f"encode {st['encode']['p50_ms']:.2f} sha {st['sha256']['p50_ms']:.2f} ms (p50)"
         )
+        wc, rc = r["write_cpu"], r["restore_cpu"]
+        print(
+            f"        CPU time of this process: write p50 {wc['p50_ms']:6.2f} p99 {wc['p99_ms']:6.2f} ms | "
+            f"restore p50 {rc['p50_ms']:6.2f} p99 {rc['p99_ms']:6.2f} ms"
+        )
     for name, r in result["stall"].items():
         s = r["stall_around_snapshot"] or {}
         print(
@@ -227,6 +264,16 @@ def main() -> None:
             f"{r['events_per_second']:,.0f} ev/s): around {r['snapshot_work_pieces']} snapshot pieces "
             f"p50 {s.get('p50_ms', 0):.2f} p99 {s.get('p99_ms', 0):.2f} max {s.get('max_ms', 0):.2f} ms; "
             f"gap between events p50 {r['gap_between_events_all']['p50_us']:.0f} us"
+        )
+        n = r["stall_around_snapshot_without_kafka_poll"] or {}
+        print(
+            f"        the same gaps without the Kafka poll in them: p50 {n.get('p50_ms', 0):.2f} "
+            f"p99 {n.get('p99_ms', 0):.2f} max {n.get('max_ms', 0):.2f} ms"
+        )
+        w, c = r["snapshot_work"] or {}, r["snapshot_work_cpu"] or {}
+        print(
+            f"        snapshot work per piece (capture or write): wall p50 {w.get('p50_ms', 0):.2f} "
+            f"p99 {w.get('p99_ms', 0):.2f} ms, CPU p50 {c.get('p50_ms', 0):.2f} p99 {c.get('p99_ms', 0):.2f} ms"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
