@@ -263,8 +263,6 @@ class Learner:
                         self._captured = self.checkpoints.capture(self.state, outputs, positions)
                         cadence.snapshotted(time.monotonic())
             now = time.monotonic()
-            if self._captured is not None:
-                self._write_when_delivered(outputs, consumer)
             if cadence.snapshot_due(now) and self._captured is None:
                 self._captured = self.checkpoints.capture(self.state, outputs, positions)
                 cadence.snapshotted(now)
@@ -273,6 +271,8 @@ class Learner:
             kafka_up = broker.observe(bool(batch), list(positions))
             self.telemetry.kafka_up.set(1 if kafka_up else 0)
             current_lag = lag(consumer, positions) if kafka_up else None
+            if self._captured is not None:  # caught up: nothing to learn meanwhile, so wait for the deliveries
+                self._write_when_delivered(outputs, consumer, wait=not batch or current_lag == 0)
             if cadence.status_due(now):
                 self.publish_status(cadence.rate(now, self.counters["events_seen"]), current_lag, positions)
                 self.check_in()
@@ -321,13 +321,14 @@ class Learner:
         self._lineage_moved = meta is None
         return meta
 
-    def _write_when_delivered(self, outputs: Outputs, consumer: KafkaConsumer) -> None:
+    def _write_when_delivered(self, outputs: Outputs, consumer: KafkaConsumer, *, wait: bool = False) -> None:
         """Write the captured snapshot once every output sent before it is delivered (checked without blocking);
-        if that takes longer than the outputs' timeout, wait for them here (and fail as a flush does)."""
+        if that takes longer than the outputs' timeout, or with ``wait`` (the learner has caught up: a status
+        saying so then speaks of a durable snapshot), wait for them here (and fail as a flush does)."""
         captured = self._captured
         assert captured is not None
         if not outputs.delivered(captured.mark):
-            if time.monotonic() - captured.at < outputs.timeout:
+            if not wait and time.monotonic() - captured.at < outputs.timeout:
                 return
             outputs.flush()
         self._captured = None
