@@ -51,8 +51,8 @@ SETTINGS = {
 }
 
 
-def stuck(start: int, count: int) -> list[Event]:
-    return [dataclasses.replace(e, label=True) if start <= i < start + count else e for i, e in enumerate(EVENTS)]
+def stuck(start: int, count: int, label: bool = True) -> list[Event]:
+    return [dataclasses.replace(e, label=label) if start <= i < start + count else e for i, e in enumerate(EVENTS)]
 
 
 def slow_drift(start: int, span: int, seed: int = 1) -> list[Event]:
@@ -75,6 +75,7 @@ def scaled(feature: str, start: int, factor: float) -> list[Event]:
 SCENARIOS: dict[str, Callable[[], tuple[list[Event], int, float | None]]] = {
     "stuck labeller 4000+2000 (backlog)": lambda: (stuck(4000, 2000), 4000, None),
     "stuck labeller 4000+2000 (1,500/s)": lambda: (stuck(4000, 2000), 4000, 1500.0),
+    "labeller stuck at 0, 4000+2000 (backlog)": lambda: (stuck(4000, 2000, label=False), 4000, None),
     "coin-flip burst 3000+1500 (1,500/s)": lambda: (list(flip_labels(EVENTS, 3000, 1500, seed=7)), 3000, 1500.0),
     "slow drift 3000->9000 (backlog)": lambda: (slow_drift(3000, 6000), 3000, None),
     "clean (backlog)": lambda: (EVENTS, 0, None),

@@ -59,6 +59,23 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def wait_ready(base: str, procs: list[subprocess.Popen], timeout: float) -> None:
+    """Poll ``/v2/health/ready`` until it is 200; a refused connection only means `serve` is not listening yet.
+    Fails at once if a child exits, and after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = [proc.args for proc in procs if proc.poll() is not None]
+        if dead:
+            raise RuntimeError(f"a child process exited before serving was ready: {dead}")
+        try:
+            if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"serving not ready within {timeout:.0f} s at {base}")
+
+
 class VersionWatch(threading.Thread):
     """Polls the API every 5 ms and records when each served version was first seen."""
 
@@ -110,11 +127,7 @@ def run(args) -> dict:
         try:
             producer = make_producer(settings, linger_ms=5)
             replay(producer, settings.events_topic, read_events(limit=2500), rate=2000)
-            deadline = time.time() + 60
-            while time.time() < deadline and (
-                store.serving() is None or httpx.get(f"{base}/v2/health/ready").status_code != 200
-            ):
-                time.sleep(0.1)
+            wait_ready(base, procs, timeout=60)
             watch = VersionWatch(base)
             watch.start()
             burst = flip_labels(read_events(limit=9000), 2500, 1500, probability=0.5, seed=1)

@@ -4,7 +4,7 @@ river's ``metrics.ROCAUC`` approximates the curve with a few thresholds (10 by d
 0.026–0.042 low on the bundled data; more thresholds cost one confusion matrix each per event. Instead:
 
 * :class:`RollingAUC` wraps river's ``metrics.RollingROCAUC`` (exact over its window: it ranks the scores)
-  and keeps the window's ``(label, score)`` pairs, so its state can be written to a snapshot and replayed.
+  rebuilt from the window's ``(label, score)`` pairs when a snapshot is restored.
 * :class:`BinnedAUC` counts scores of each class in ``bins`` equal bins of [0, 1] (O(1) per event, O(bins)
   per read): exact up to ties inside one bin, i.e. pairs of a positive and a negative whose scores differ
   by less than ``1/bins`` count one half. With 4,096 bins that is within 0.001 of the exact value on the
@@ -28,25 +28,17 @@ __all__ = ["BinnedAUC", "RollingAUC"]
 
 
 class RollingAUC:
-    """Exact ROC AUC over the last ``window`` scores (river's ``RollingROCAUC``), snapshot-friendly."""
+    """Exact ROC AUC over the last ``window`` scores (river's ``RollingROCAUC``); its state is rebuilt from the
+    window's pairs (:class:`~monitor.metric_set.MetricSet` keeps them)."""
 
     def __init__(self, window: int) -> None:
-        self.window: collections.deque[tuple[bool, float]] = collections.deque(maxlen=window)
         self._metric = metrics.RollingROCAUC(window_size=window)  # type: ignore[no-untyped-call]
 
     def update(self, y_true: bool, p_true: float) -> None:
-        self.window.append((bool(y_true), float(p_true)))
         self._metric.update(y_true, p_true)  # type: ignore[no-untyped-call]
 
     def get(self) -> float:
         return float(self._metric.get())  # type: ignore[no-untyped-call]
-
-    def dump(self) -> dict[str, Any]:
-        return {"pairs": [[y, p] for y, p in self.window]}
-
-    def load(self, doc: dict[str, Any]) -> None:
-        for y, p in doc["pairs"]:
-            self.update(bool(y), float(p))
 
 
 class BinnedAUC:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from monitor.judge import Action, Judge
 from monitor.prequential import LOWER_IS_BETTER, Threshold
-from monitor.signals import RATE_SIGNALS, SignalWatch
+from monitor.signals import RATE_SIGNALS, RUN_SIGNAL, SignalWatch, run_log10_probability
 from streaming.config import Settings
 
 __all__ = [
@@ -226,16 +226,20 @@ def signal_view(samples: Sequence[Sample], settings: Settings) -> list[SignalSta
     (0.1, 0.2, None, 0.25, 0)
     """
     watch, rule = SignalWatch(settings), Threshold(settings)
-    deviations: dict[str, list[tuple[float, int]]] = {s: [] for s in RATE_SIGNALS}
-    incidents = dict.fromkeys(RATE_SIGNALS, 0)
+    deviations: dict[str, list[tuple[float, int]]] = {s: [] for s in (*RATE_SIGNALS, RUN_SIGNAL)}
+    incidents = dict.fromkeys((*RATE_SIGNALS, RUN_SIGNAL), 0)
     for sample in samples:
         threshold = rule.value()
         rule.observe(sample)
+        at = int(sample.get("stream_position", 0))
         if watch.reference_events >= settings.reference_min_events:
             for signal, reference in watch.reference.items():
                 value = sample.get(signal)
                 if reference is not None and value is not None and not math.isnan(value):
-                    deviations[signal].append((abs(value - reference), int(sample.get("stream_position", 0))))
+                    deviations[signal].append((abs(value - reference), at))
+            log_p = run_log10_probability(sample, watch.reference["label_rate"])
+            if log_p is not None:
+                deviations[RUN_SIGNAL].append((-log_p, at))
         for event in watch.observe(sample, threshold=threshold):
             incidents[event.signal] += event.kind == "incident_start"
     stats = []
@@ -244,4 +248,10 @@ def signal_view(samples: Sequence[Sample], settings: Settings) -> list[SignalSta
         low, high = (min(values), max(values)) if values else (math.nan, math.nan)
         largest, position = max(deviations[signal]) if deviations[signal] else (None, None)
         stats.append(SignalStats(signal, low, high, largest, position, watch.bounds[signal], incidents[signal]))
+    runs = [float(s[RUN_SIGNAL]) for s in samples if s.get(RUN_SIGNAL)]  # deviation and bound in -log10 probability
+    most, where = max(deviations[RUN_SIGNAL]) if deviations[RUN_SIGNAL] else (None, None)
+    chance = settings.incident_label_run_probability
+    bound = -math.log10(chance) if chance else math.inf  # 0: off
+    low, high = (min(runs), max(runs)) if runs else (math.nan, math.nan)
+    stats.append(SignalStats(RUN_SIGNAL, low, high, most, where, bound, incidents[RUN_SIGNAL]))
     return stats

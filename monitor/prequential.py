@@ -1,7 +1,8 @@
 """Prequential (test-then-train) evaluation with river's metrics, cumulative and rolling.
 
 Each labelled event is scored *before* the model learns from it; the score feeds every metric twice:
-once cumulatively since the first event, once over a rolling window (``river.utils.Rolling``).
+once cumulatively since the first event, once over a rolling window — two
+:class:`~monitor.metric_set.MetricSet` (river's metrics, the label ones sharing one confusion matrix).
 Label metrics use the predicted label ``p > 0.5`` (river's own tie rule); probability metrics use ``p``.
 ROC AUC is exact over the window and high-resolution over the stream (:mod:`monitor.auc`), not river's
 10-threshold approximation. After a rollback the rolling window restarts empty (:meth:`restart_window`)
@@ -18,89 +19,66 @@ while the cumulative metrics keep counting every scored event.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from river import metrics, utils
-
-from monitor.auc import BinnedAUC, RollingAUC
+from monitor.metric_set import LABEL_METRICS, METRICS, MetricSet
 from streaming.config import Settings
 from streaming.errors import SnapshotCorruptError
 
 __all__ = ["LOWER_IS_BETTER", "METRICS", "PrequentialMetrics", "Threshold", "is_healthy", "meets_threshold"]
 
-#: Metric names livelearn reports, and the river class behind each.
-METRICS: dict[str, Callable[[], Any]] = {
-    "accuracy": metrics.Accuracy,
-    "precision": metrics.Precision,
-    "recall": metrics.Recall,
-    "f1": metrics.F1,
-    "balanced_accuracy": metrics.BalancedAccuracy,
-    "roc_auc": BinnedAUC,
-    "log_loss": metrics.LogLoss,
-}
 #: Metrics where a smaller value is better.
 LOWER_IS_BETTER = frozenset({"log_loss"})
-_PROBA = frozenset({"roc_auc", "log_loss"})
+#: The layout of :meth:`PrequentialMetrics.dump_state` (1: one river metric per name, before 2026-11-28).
+LAYOUT = 2
 
 
 class PrequentialMetrics:
-    """Cumulative and rolling river metrics over (true label, predicted probability) pairs."""
+    """Cumulative and rolling metrics (:class:`~monitor.metric_set.MetricSet`) over (label, probability) pairs."""
 
-    def __init__(self, window: int = 1000, names: tuple[str, ...] = tuple(METRICS)) -> None:
+    def __init__(self, window: int = 1000, names: tuple[str, ...] = METRICS) -> None:
         unknown = set(names) - set(METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(METRICS)}")
         self.window = window
         self.names = names
         self.samples = 0
-        self.cumulative = {name: METRICS[name]() for name in names}
-        self.rolling: dict[str, Any] = {}
-        self.restart_window()
+        self.cumulative = MetricSet(names)
+        self.rolling = MetricSet(names, window)
 
     def restart_window(self) -> None:
         """Empty the rolling window (after a rollback: it must hold the new lineage's scores only)."""
-        window = self.window
-        self.rolling = {
-            name: RollingAUC(window) if name == "roc_auc" else utils.Rolling(METRICS[name], window_size=window)
-            for name in self.names
-        }
+        self.rolling = MetricSet(self.names, self.window)
 
     def update(self, y_true: bool, p_true: float) -> None:
         """Record one prequential score: the probability given *before* learning ``y_true``."""
-        y_label = p_true > 0.5
-        for name in self.names:
-            y_pred = p_true if name in _PROBA else y_label
-            self.cumulative[name].update(y_true, y_pred)
-            self.rolling[name].update(y_true, y_pred)
+        self.cumulative.update(y_true, p_true)
+        self.rolling.update(y_true, p_true)
         self.samples += 1
-
-    @staticmethod
-    def _values(table: dict[str, Any]) -> dict[str, float]:
-        return {name: float(metric.get()) for name, metric in table.items()}
 
     def cumulative_values(self) -> dict[str, float]:
         """Each metric over every scored event, plus ``samples``."""
-        return {**self._values(self.cumulative), "samples": self.samples}
+        return {**self.cumulative.values(), "samples": self.samples}
 
     def rolling_values(self) -> dict[str, float]:
         """Each metric over the last ``window`` scored events, plus ``samples`` in the window."""
-        first = next(iter(self.rolling.values()))
-        return {**self._values(self.rolling), "samples": len(first.window)}
+        return {**self.rolling.values(), "samples": len(self.rolling)}
 
     # -- learned state, as plain msgpack-able values (never pickled) --------------------------------
     def dump_state(self) -> dict[str, Any]:
-        """Every cumulative and rolling metric's sufficient statistics, and the rolling windows."""
+        """The sufficient statistics of both sets and the rolling window's pairs (once)."""
         return {
+            "layout": LAYOUT,
+            "names": list(self.names),
             "window": self.window,
             "samples": self.samples,
-            "cumulative": {name: _dump_metric(m) for name, m in self.cumulative.items()},
-            "rolling": {name: _dump_metric(m) for name, m in self.rolling.items()},
+            "cumulative": self.cumulative.dump(),
+            "rolling": self.rolling.dump(),
         }
 
     @classmethod
     def from_state(cls, doc: dict[str, Any], window: int) -> PrequentialMetrics:
-        """Rebuild from :meth:`dump_state` output.
+        """Rebuild from :meth:`dump_state` output (either layout).
 
         If ``window`` differs from the stored one the old window cannot be resized exactly, so the
         rolling metrics start empty and only the cumulative ones carry over.
@@ -111,16 +89,47 @@ class PrequentialMetrics:
         True
         """
         try:
-            names = tuple(doc["cumulative"])
+            if doc.get("layout") != LAYOUT:
+                doc = _from_layout_1(doc)
+            names = tuple(doc["names"])
             pm = cls(window=window, names=names)
             pm.samples = int(doc["samples"])
-            for name in names:
-                _load_metric(pm.cumulative[name], doc["cumulative"][name])
-                if doc["window"] == window:
-                    _load_metric(pm.rolling[name], doc["rolling"][name])
+            pm.cumulative = MetricSet.from_doc(doc["cumulative"], names)
+            if doc["window"] == window:
+                pm.rolling = MetricSet.from_doc(doc["rolling"], names, window)
             return pm
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SnapshotCorruptError(f"metrics state is malformed ({exc!r}); pick another version") from None
+
+
+def _from_layout_1(doc: dict[str, Any]) -> dict[str, Any]:
+    """Layout 1 (one river metric per name, a rolling window per metric) as layout 2.
+
+    The label metrics all held the same confusion matrix; the window's pairs come from the exact rolling
+    AUC (``pairs``), else from log loss's window (``[y, p]``), else from a label metric's (``[y, p > 0.5]``,
+    all those metrics need).
+    """
+    cumulative, rolling, names = doc["cumulative"], doc["rolling"], tuple(doc["cumulative"])
+    label = next((name for name in names if name in LABEL_METRICS), None)
+    empty_cm = {"cells": [], "n_samples": 0, "total_weight": 0.0, "sum_row": [], "sum_col": [], "true_positives": 0}
+    auc = cumulative.get("roc_auc", {})
+    new_cumulative = {
+        "cm": cumulative[label]["cm"] if label else empty_cm,
+        "log_loss": cumulative.get("log_loss"),
+        "roc_auc": auc if "bins" in auc else {"bins": 4096, "positive": {}, "negative": {}},  # river's: afresh
+    }
+    if "pairs" in rolling.get("roc_auc", {}):
+        pairs = rolling["roc_auc"]["pairs"]
+    elif "log_loss" in rolling:
+        pairs = rolling["log_loss"]["window"]
+    else:
+        pairs = [[y, 1.0 if y_label else 0.0] for y, y_label in rolling[label]["window"]] if label else []
+    new_rolling = {
+        "cm": rolling[label]["inner"]["cm"] if label else empty_cm,
+        "log_loss": rolling["log_loss"]["inner"] if "log_loss" in rolling else None,
+        "pairs": pairs,
+    }
+    return {**doc, "names": list(names), "cumulative": new_cumulative, "rolling": new_rolling}
 
 
 def is_healthy(metric: str, value: float, threshold: float) -> bool:
@@ -202,57 +211,3 @@ class Threshold:
     def load(self, doc: dict[str, Any] | None) -> None:
         if doc:
             self.reference, self.events = doc.get("reference"), int(doc.get("events", 0))
-
-
-# -- the metrics' state codec ---------------------------------------------------------------------------
-def _dump_cm(cm: metrics.ConfusionMatrix) -> dict[str, Any]:
-    return {
-        "cells": [[t, p, w] for t, row in cm.data.items() for p, w in row.items()],
-        "n_samples": cm.n_samples,
-        "total_weight": cm.total_weight,
-        "sum_row": list(cm.sum_row.items()),
-        "sum_col": list(cm.sum_col.items()),
-        "true_positives": cm._total_true_positives,
-    }
-
-
-def _load_cm(cm: metrics.ConfusionMatrix, doc: dict[str, Any]) -> None:
-    for t, p, w in doc["cells"]:
-        cm.data[t][p] = w
-    cm.n_samples = doc["n_samples"]
-    cm.total_weight = doc["total_weight"]
-    cm.sum_row.update(dict(doc["sum_row"]))
-    cm.sum_col.update(dict(doc["sum_col"]))
-    cm._total_true_positives = doc["true_positives"]
-
-
-def _dump_metric(metric: Any) -> dict[str, Any]:
-    if isinstance(metric, RollingAUC | BinnedAUC):
-        return metric.dump()
-    if isinstance(metric, utils.Rolling):
-        window = [list(args) for args, _kwargs in metric.window]
-        return {"window": window, "inner": _dump_metric(metric.obj)}
-    if isinstance(metric, metrics.ROCAUC):
-        return {"cms": [_dump_cm(cm) for cm in metric.cms]}
-    if isinstance(metric, metrics.base.MeanMetric):
-        return {"n": metric._mean.n, "mean": metric._mean._mean}
-    if isinstance(getattr(metric, "cm", None), metrics.ConfusionMatrix):
-        return {"cm": _dump_cm(metric.cm)}
-    raise TypeError(f"no snapshot codec for metric {type(metric).__name__}")
-
-
-def _load_metric(metric: Any, doc: dict[str, Any]) -> None:
-    if isinstance(metric, RollingAUC | BinnedAUC):
-        if "cms" in doc or "window" in doc:
-            return  # written by river's ROCAUC before livelearn 2026-11: start this metric afresh
-        metric.load(doc)
-    elif isinstance(metric, utils.Rolling):
-        metric.window.extend((tuple(args), {}) for args in doc["window"])
-        _load_metric(metric.obj, doc["inner"])
-    elif isinstance(metric, metrics.ROCAUC):
-        for cm, cm_doc in zip(metric.cms, doc["cms"], strict=True):
-            _load_cm(cm, cm_doc)
-    elif isinstance(metric, metrics.base.MeanMetric):
-        metric._mean.n, metric._mean._mean = doc["n"], doc["mean"]
-    else:
-        _load_cm(metric.cm, doc["cm"])

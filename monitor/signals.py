@@ -4,10 +4,13 @@ The learner feeds it every metric sample it records, in stream order (each one a
 ``history_every_events`` labelled events), and acts on what it reports at that exact event:
 
 * **incident start** — the block label rate (or prediction rate) left its reference by more than its bound
-  for ``incident_patience`` blocks in a row. The reference is an exponential average of the blocks seen
-  while the model was healthy and no incident was open (half-life ``reference_half_life_events``), so a slow
-  corruption cannot drag it along. The incident's *change point* is where the shift began: the start of
-  the run of blocks already off by half the bound.
+  for ``incident_patience`` blocks in a row; or, at once, a run of one label value (``label_run``) less
+  likely than ``incident_label_run_probability`` under the reference label rate — a labeller stuck at 0
+  moves a 0.15 label rate by less than the bound, but 200 zeros in a row have a probability of 1e-14.
+  The reference is an exponential average of the blocks seen while the model was healthy and no incident
+  was open (half-life ``reference_half_life_events``), so a slow corruption cannot drag it along. The
+  incident's *change point* is where the shift began: the start of the run of blocks already off by half
+  the bound (for a label run: its first event, or that start if earlier).
 * **incident end** — every watched rate back within its bound for ``incident_resume_after_events`` in a row
   (the hysteresis is in events: ``incident_patience`` blocks to open, many more to close). The reference
   stays where the healthy data left it, so it cannot have learned the incident; within the bound, not a
@@ -42,10 +45,12 @@ from typing import Any, Literal
 from monitor.prequential import meets_threshold
 from streaming.config import Settings
 
-__all__ = ["RATE_SIGNALS", "SignalEvent", "SignalWatch"]
+__all__ = ["RATE_SIGNALS", "RUN_SIGNAL", "SignalEvent", "SignalWatch", "run_log10_probability"]
 
 #: Rates of a block whose shift is a data-quality incident.
 RATE_SIGNALS = ("label_rate", "pred_rate")
+#: An improbable run of one label value (judged against the label rate's reference).
+RUN_SIGNAL = "label_run"
 _RECENT = 64  # blocks kept to locate a change point
 
 
@@ -54,7 +59,7 @@ class SignalEvent:
     """Something the data did: an incident started or ended."""
 
     kind: Literal["incident_start", "incident_end"]
-    signal: str  # label_rate | pred_rate
+    signal: str  # label_rate | pred_rate | label_run
     position: int  # stream position of the sample that decided it
     value: float
     reference: float | None
@@ -67,6 +72,21 @@ class _Incident:
     signal: str
     change_point: int
     normal_since: int | None = None
+
+
+def run_log10_probability(sample: dict[str, float], label_rate: float | None) -> float | None:
+    """log10 of the chance of the block's longest label run under ``label_rate`` (``None``: nothing to judge).
+
+    >>> round(run_log10_probability({"label_run": 200, "label_run_value": 0}, 0.15), 1)
+    -14.1
+    >>> round(run_log10_probability({"label_run": 5, "label_run_value": 1}, 0.12), 1)
+    -4.6
+    """
+    length = sample.get("label_run")
+    if not length or label_rate is None or math.isnan(label_rate):
+        return None
+    rate = min(max(label_rate, 1e-3), 1 - 1e-3)  # a reference of exactly 0 or 1 would make any run impossible
+    return float(length) * math.log10(rate if sample.get("label_run_value") else 1 - rate)
 
 
 class SignalWatch:
@@ -102,6 +122,18 @@ class SignalWatch:
             return False
         return abs(value - reference) > self.bounds[signal] * fraction
 
+    def _improbable_run(self, sample: dict[str, float], fraction: float) -> bool:
+        """The block's label run is less likely than the bound (``fraction`` 2/3: a suspect run, in log space)."""
+        bound = self.settings.incident_label_run_probability
+        log_p = run_log10_probability(sample, self.reference["label_rate"]) if bound else None
+        return log_p is not None and log_p < math.log10(bound) * fraction
+
+    def _run_start(self, sample: dict[str, float]) -> int:
+        """Where the improbable run's shift began: its first event, or the start of the blocks whose rates were
+        already off by half a bound, if earlier (a burst of coin flips makes a long run only after a while)."""
+        start = int(sample.get("label_run_start", sample.get("stream_position", 0)))
+        return start if self.suspect_since is None else min(start, self.suspect_since)
+
     def _change_point(self, signal: str) -> int:
         """Block start of the earliest block in the newest run of blocks off by at least half the bound."""
         start = self.recent[-1][0]
@@ -133,23 +165,34 @@ class SignalWatch:
         self.last_position = position
         rates = {s: sample[s] for s in RATE_SIGNALS if s in sample and not math.isnan(sample[s])}
         self.recent.append((block_start, rates))
-        suspect = any(self._off(s, v, 0.5) for s, v in rates.items())
+        suspect = any(self._off(s, v, 0.5) for s, v in rates.items()) or self._improbable_run(sample, 2 / 3)
         self.suspect_since = (
             (self.suspect_since if self.suspect_since is not None else block_start) if suspect else None
         )
         events: list[SignalEvent] = []
         if self.incident is None and self._ready():
-            events += self._detect(position, rates)
+            events += self._detect(position, rates, sample)
         elif self.incident is not None:
-            events += self._watch_recovery(position, block_start, rates)
-        calm = not any(self.runs.values())  # a block that is already off must not pull the reference along
+            events += self._watch_recovery(position, block_start, rates, sample)
+        # a block that is already off (or holds a suspect run) must not pull the reference along
+        calm = not any(self.runs.values()) and not self._improbable_run(sample, 2 / 3)
         if self.incident is None and calm and meets_threshold(sample, self.settings, threshold):
             self._learn_reference(rates)
         return events
 
-    def _detect(self, position: int, rates: dict[str, float]) -> list[SignalEvent]:
+    def _detect(self, position: int, rates: dict[str, float], sample: dict[str, float]) -> list[SignalEvent]:
         for signal, value in rates.items():
             self.runs[signal] = self.runs[signal] + 1 if self._off(signal, value, 1.0) else 0
+        if self._improbable_run(sample, 1.0):
+            reference, change_point = self.reference["label_rate"], self._run_start(sample)
+            length, value = int(sample["label_run"]), int(sample["label_run_value"])
+            chance = 10 ** (run_log10_probability(sample, reference) or 0.0)
+            self.open_incident(RUN_SIGNAL, change_point)
+            reason = (
+                f"{length} labels in a row were {value} (probability {chance:.1e} at the reference label rate "
+                f"{reference:.3f}); the shift began at stream position {change_point}"
+            )
+            return [SignalEvent("incident_start", RUN_SIGNAL, position, length, reference, change_point, reason)]
         for signal in RATE_SIGNALS:  # the label rate first: it is the usual culprit
             if self.runs[signal] >= self.settings.incident_patience:
                 reference = self.reference[signal]
@@ -164,20 +207,23 @@ class SignalWatch:
                 return [SignalEvent("incident_start", signal, position, value, reference, change_point, reason)]
         return []
 
-    def _watch_recovery(self, position: int, block_start: int, rates: dict[str, float]) -> list[SignalEvent]:
+    def _watch_recovery(
+        self, position: int, block_start: int, rates: dict[str, float], sample: dict[str, float]
+    ) -> list[SignalEvent]:
         incident = self.incident
         assert incident is not None
-        if any(self._off(s, v, 1.0) for s, v in rates.items()):
+        if any(self._off(s, v, 1.0) for s, v in rates.items()) or self._improbable_run(sample, 1.0):
             incident.normal_since = None
             return []
         incident.normal_since = block_start if incident.normal_since is None else incident.normal_since
         if position - incident.normal_since < self.settings.incident_resume_after_events:
             return []
         self.incident = None
-        value, reference = rates.get(incident.signal, math.nan), self.reference[incident.signal]
+        rate = "label_rate" if incident.signal == RUN_SIGNAL else incident.signal
+        value, reference = rates.get(rate, math.nan), self.reference.get(rate)
         reason = (
-            f"{incident.signal} back within its bound of the reference for {position - incident.normal_since} "
-            f"events (incident began at stream position {incident.change_point})"
+            f"labels and predictions back to normal ({incident.signal} incident) for "
+            f"{position - incident.normal_since} events (incident began at stream position {incident.change_point})"
         )
         return [SignalEvent("incident_end", incident.signal, position, value, reference, incident.change_point, reason)]
 

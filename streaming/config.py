@@ -33,7 +33,7 @@ from pydantic_settings import (
 
 from streaming.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "settings_document", "settings_from_document"]
 
 ENV_PREFIX = "LIVELEARN_"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -179,6 +179,13 @@ class Settings(BaseSettings):
     incident_prediction_rate_bound: float = Field(
         0.25, gt=0, le=1, description="A block prediction rate this far from its reference is an incident too."
     )
+    incident_label_run_probability: float = Field(
+        1e-9,
+        ge=0,
+        lt=1,
+        description="A run of one label value less likely than this at the reference label rate opens an incident "
+        "at once (a labeller stuck at 0 or 1; 0: off).",
+    )
     incident_patience: int = Field(
         2, ge=1, le=100, description="Blocks in a row off the reference that open an incident."
     )
@@ -230,6 +237,13 @@ class Settings(BaseSettings):
     serving_stale_after_seconds: float = Field(
         30.0, gt=0, description="/v2/health/ready is 503 when serving could not follow the pointer this long."
     )
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes of `livelearn serve` (one per core; metrics are summed across them).",
+    )
+    api_access_log: bool = Field(False, description="`livelearn serve` logs one line per request (costs throughput).")
 
     # --- validation of events -------------------------------------------------------------
     max_event_bytes: int = Field(1_048_576, ge=64, description="Larger events are dead-lettered.")
@@ -358,6 +372,33 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         ) from None
     finally:
         _CONFIG_FILE.reset(token)
+
+
+def settings_document(settings: Settings) -> dict[str, Any]:
+    """Every value of ``settings`` as plain JSON types, secrets revealed: for a process that must rebuild the
+    exact same Settings (the workers of ``livelearn serve``). Keep it private: it holds the secrets.
+
+    >>> doc = settings_document(Settings(model_name="shop", api_token="t0ken"))
+    >>> doc["model_name"], doc["api_token"], doc["features_exclude"]
+    ('shop', 't0ken', [])
+    >>> settings_from_document(doc) == Settings(model_name="shop", api_token="t0ken")
+    True
+    """
+    return {
+        name: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for name, value in settings.model_dump().items()
+    }
+
+
+def settings_from_document(document: dict[str, Any]) -> Settings:
+    """The Settings a :func:`settings_document` describes. Every field is given, so neither the environment nor
+    a config file can change a value; a document that is not valid is a :class:`ConfigError`."""
+    try:
+        return Settings(**document)
+    except ValidationError as exc:
+        raise ConfigError(
+            "invalid settings document: " + "; ".join(_problem(err, None) for err in exc.errors())
+        ) from None
 
 
 def _checked_config_file(path: Path) -> Path:

@@ -13,13 +13,19 @@ the ``model`` label; units are in the names (``_seconds``, ``_total``, ``_ratio`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from streaming.errors import ConfigError
 
-__all__ = ["counter", "gauge", "histogram", "serve_metrics"]
+__all__ = ["GaugeMode", "counter", "gauge", "histogram", "serve_metrics"]
+
+#: How prometheus_client's multiprocess mode merges a gauge of several processes (``live*``: live ones only).
+GaugeMode = Literal[
+    "all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent", "livemostrecent"
+]
 
 
 def counter(name: str, doc: str, registry: CollectorRegistry, model: str) -> Counter:
@@ -27,9 +33,14 @@ def counter(name: str, doc: str, registry: CollectorRegistry, model: str) -> Cou
     return Counter(name, doc, ["model"], registry=registry).labels(model)
 
 
-def gauge(name: str, doc: str, registry: CollectorRegistry, model: str) -> Gauge:
-    """A gauge of ``model`` (the series with its label already bound)."""
-    return Gauge(name, doc, ["model"], registry=registry).labels(model)
+def gauge(
+    name: str, doc: str, registry: CollectorRegistry, model: str, multiprocess_mode: GaugeMode = "liveall"
+) -> Gauge:
+    """A gauge of ``model`` (the series with its label already bound).
+
+    ``multiprocess_mode`` only matters in prometheus_client's multiprocess mode (``livelearn serve --workers``):
+    ``liveall``, the default, exposes one series per live worker with a ``pid`` label."""
+    return Gauge(name, doc, ["model"], registry=registry, multiprocess_mode=multiprocess_mode).labels(model)
 
 
 def histogram(name: str, doc: str, registry: CollectorRegistry, model: str, buckets: Sequence[float]) -> Histogram:

@@ -140,6 +140,13 @@ def test_data_signals_on_clean_data(clean):
         assert signals[name]["bound"] == bound
         assert 0 < signals[name]["largest_deviation"] < bound
         assert signals[name]["incidents"] == 0
+    # runs of one label value: the least likely one on clean data is far from the bound (-log10 of 1e-9)
+    runs = signals["label_run"]
+    assert (runs["minimum"], runs["maximum"]) == (
+        min(s["label_run"] for s in samples),
+        max(s["label_run"] for s in samples),
+    )
+    assert runs["bound"] == 9 and 0 < runs["largest_deviation"] < 5 and runs["incidents"] == 0
 
 
 def test_bounds_too_tight_for_clean_data_are_reported():
@@ -230,7 +237,7 @@ def test_views_without_enough_data():
     rule = Settings()
     assert distribution([sample(0.9, n=10)], rule) is None
     assert relative_view([sample(0.9)], rule).suggested_drop is None
-    assert [s.largest_deviation for s in signal_view([{"label_rate": 0.1, "pred_rate": 0.1}], rule)] == [None, None]
+    assert [s.largest_deviation for s in signal_view([{"label_rate": 0.1, "pred_rate": 0.1}], rule)] == [None] * 3
 
 
 # -- a range of the live events topic ------------------------------------------------------------------------------

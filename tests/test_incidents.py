@@ -101,8 +101,8 @@ def position(entry: AuditEntry) -> int:
     return int(entry.metrics.get("stream_position", -1))
 
 
-def stuck(events: list[Event], start: int, count: int) -> list[Event]:
-    return [dataclasses.replace(e, label=True) if start <= i < start + count else e for i, e in enumerate(events)]
+def stuck(events: list[Event], start: int, count: int, label: bool = True) -> list[Event]:
+    return [dataclasses.replace(e, label=label) if start <= i < start + count else e for i, e in enumerate(events)]
 
 
 def slow_drift(events: list[Event], start: int, span: int, seed: int = 1) -> Iterator[Event]:
@@ -138,20 +138,30 @@ def decisions(outcome: Outcome) -> tuple:
     )
 
 
-def check_stuck_labeller(outcome: Outcome, at: int, count: int) -> None:
+def run_start(events: list[Event], at: int) -> int:
+    """Where the run of equal labels that goes on at ``at`` began (the labels before a stuck one may agree)."""
+    while at > 0 and events[at - 1].label == events[at].label:
+        at -= 1
+    return at
+
+
+def check_stuck_labeller(outcome: Outcome, at: int, count: int, within: int = BLOCK, began: int | None = None) -> None:
+    """``within``: events into the incident by which learning is held (an improbable run of one label value
+    opens it at the end of the block where its probability fell below incident_label_run_probability);
+    ``began``: where the run began, if clean labels before ``at`` already had the stuck value."""
     store = outcome.store
     (start,) = outcome.actions("incident_start")
     (rollback,) = outcome.actions("rollback")
     (end,) = outcome.actions("incident_end")
-    assert start.fields["signal"] == "label_rate"
-    assert int(start.fields["change_point"]) == at
-    # learning is held from the event that confirmed it: at most PATIENCE blocks into the incident
-    assert at < position(start) <= at + PATIENCE * BLOCK
+    assert start.fields["signal"] == "label_run"
+    cp = int(start.fields["change_point"])
+    assert cp == (at if began is None else began)  # the run's first event
+    assert at < position(start) <= at + within
     assert rollback.actor.startswith("learner")
     assert rollback.fields["incident"] == start.fields["incident"]
     target = store.meta(rollback.to_version)
     assert rollback.to_version in store.stable_numbers()
-    assert position_of(target) <= at  # written before the incident began, not merely older than the head
+    assert position_of(target) <= cp  # written before the incident began, not merely older than the head
     # resumed once the labels were normal again for RESUME_AFTER events
     assert end.fields["resumed"] == "1"
     assert at + count + RESUME_AFTER <= position(end) <= at + count + RESUME_AFTER + 2 * BLOCK
@@ -159,8 +169,8 @@ def check_stuck_labeller(outcome: Outcome, at: int, count: int) -> None:
     assert inside
     assert not inside & set(store.stable_numbers())
     assert not inside & outcome.served()
-    assert set(store.quarantined()) <= inside
-    assert all(outcome.at(n) > at for n in store.quarantined())
+    assert set(store.quarantined()) <= {m.number for m in store.list() if cp < position_of(m) < position(end)}
+    assert not set(store.quarantined()) & set(store.stable_numbers())
     # nothing learned while held: every version of the new lineage up to the end is the target's model
     held = [m for m in store.list() if m.epoch == target.epoch + 1 and position_of(m) <= position(end)]
     assert held
@@ -196,6 +206,20 @@ def test_a_stuck_labeller_is_an_incident_nothing_from_it_is_served_and_the_model
     live = run(make_settings, learners, events, rate=1500)
     check_stuck_labeller(live, at, count)
     assert decisions(live) == decisions(outcome)
+
+
+def test_a_labeller_stuck_at_zero_is_caught_by_its_improbable_run(make_settings, learners):
+    """All labels 0 move a 0.1 label rate by less than its bound (0.25), but 200 zeros in a row have a chance
+    of 1e-9 at that rate: an incident from the run's first event, as for labels stuck at 1."""
+    at, count = 4000, 2000
+    events = stuck(EVENTS, at, count, label=False)
+    began = run_start(events, at)
+    assert began < at  # here, 21 clean zeros lead into it: the incident starts with them (conservative)
+    outcome = run(make_settings, learners, events)
+    # held by the end of the block where 0.9**n fell below 1e-9 (n = 197 at the reference label rate ~0.1)
+    check_stuck_labeller(outcome, at, count, within=3 * BLOCK, began=began)
+    (start,) = outcome.actions("incident_start")
+    assert "labels in a row were 0" in start.reason
 
 
 def test_a_label_flip_burst_is_one_incident_and_one_rollback_even_with_two_monitors(make_settings, learners):
@@ -322,8 +346,8 @@ def test_an_operator_can_declare_the_shift_the_new_normal(make_settings, learner
     learners(settings)
     monitor = learners(settings, command="monitor")
     wait_until_running(settings, monitors=1)
-    producer = threading.Thread(target=produce, args=(settings, stuck(EVENTS, at, N)), kwargs={"rate": 1500})
-    producer.start()
+    events, first = stuck(EVENTS, at, N), at + 1000
+    produce(settings, events[:first])  # through the incident's start; the rest only after the override
     wait_for(lambda: store.incident() is not None, 120, "the incident")
     held = (store.status() or {})["counters"]["events_learned"]
     result = subprocess.run(
@@ -335,7 +359,7 @@ def test_an_operator_can_declare_the_shift_the_new_normal(make_settings, learner
     )
     assert result.returncode == 0, result.stderr
     assert store.incident() is None
-    producer.join()
+    produce(settings, events[first:], rate=1500)
     wait_for(lambda: (store.status() or {}).get("stream_position") == N, 120, "the end of the stream")
     wait_for(lambda: guard_caught_up(settings), 60, "the monitor to judge every metric sample")
     monitor.terminate()
@@ -346,4 +370,5 @@ def test_an_operator_can_declare_the_shift_the_new_normal(make_settings, learner
     assert not end.actor.startswith(("learner", "monitor"))
     final = store.status()
     assert not final["frozen"]
-    assert final["counters"]["events_learned"] > held + 5000  # learning went on after the override
+    assert position(end) <= first
+    assert final["counters"]["events_learned"] >= held + N - first  # every event after the override was learned

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import bisect
+import random
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 from reference import contract_features
-from river import metrics
+from river import metrics, utils
 
 from monitor.prequential import PrequentialMetrics
+from snapshotter.codec import pack, unpack
 from streaming.learner.telemetry import LearnerMetrics
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
@@ -96,3 +99,48 @@ def test_a_restarted_window_forgets_but_the_cumulative_metrics_keep_counting():
     pm.update(True, 0.9)
     assert pm.rolling_values()["samples"] == 1
     assert pm.cumulative_values()["samples"] == len(PAIRS) + 1
+
+
+def river_values(pairs: list[tuple[bool, float]], window: int | None) -> dict[str, float]:
+    """Each label metric and log loss as its own river object (``utils.Rolling`` for a window)."""
+    classes = {"accuracy": metrics.Accuracy, "precision": metrics.Precision, "recall": metrics.Recall}
+    classes |= {"f1": metrics.F1, "balanced_accuracy": metrics.BalancedAccuracy, "log_loss": metrics.LogLoss}
+    values = {}
+    for name, cls in classes.items():
+        metric = cls() if window is None else utils.Rolling(cls, window_size=window)
+        for y, p in pairs:
+            metric.update(y, p if name == "log_loss" else p > 0.5)
+        values[name] = metric.get()
+    return values
+
+
+def test_one_shared_confusion_matrix_gives_river_values_to_the_last_digit():
+    rng = random.Random(3)
+    pairs = [(rng.random() < 0.3, rng.random()) for _ in range(2500)] + [(True, 0.5), (False, 0.5)]  # ties at 0.5
+    pm = PrequentialMetrics(window=700)
+    for y, p in pairs:
+        pm.update(y, p)
+    cumulative, rolling = pm.cumulative_values(), pm.rolling_values()
+    for name, value in river_values(pairs, None).items():
+        assert cumulative[name] == value, name
+    for name, value in river_values(pairs, 700).items():
+        assert rolling[name] == value, name
+    restored = PrequentialMetrics.from_state(unpack(pack(pm.dump_state())), 700)
+    assert (restored.cumulative_values(), restored.rolling_values()) == (cumulative, rolling)
+
+
+def test_metrics_written_in_the_older_layout_restore_and_go_on_exactly():
+    """A snapshot's metrics as written before the shared matrix (one river metric and window per name)."""
+    old = unpack((Path(__file__).parent / "data" / "metrics_layout1.msgpack").read_bytes())
+    pairs = [(bool(y), float(p)) for y, p in old["pairs"]]
+    restored = PrequentialMetrics.from_state(old["state"], 500)
+    assert restored.cumulative_values() == old["cumulative"]
+    assert restored.rolling_values() == old["rolling"]
+    fresh = PrequentialMetrics(window=500)  # the same stream, never written
+    for y, p in pairs[: old["learned"]]:
+        fresh.update(y, p)
+    for y, p in pairs[old["learned"] :]:
+        restored.update(y, p)
+        fresh.update(y, p)
+    assert restored.rolling_values() == fresh.rolling_values()
+    assert restored.cumulative_values() == fresh.cumulative_values()

@@ -25,8 +25,10 @@ from prometheus_client import CollectorRegistry
 
 from snapshotter.codec import decode_snapshot, encode_snapshot, pack, sha256_hex, unpack
 from streaming.config import Settings
+from streaming.events import encode_event
 from streaming.learner.outputs import Outputs
 from streaming.learner.runner import Learner
+from streaming.local.dataset import read_events
 
 
 class Future:
@@ -170,3 +172,27 @@ def test_no_record_stops_corrupts_or_bloats_the_learner(records):
     pack(LEARNER.state.samples)  # the metric samples and the status encode too
     pack(LEARNER.status_document(1.0, 0, POSITIONS))
     LEARNER.publish_status(1.0, 0, POSITIONS)
+
+
+def test_prometheus_counts_added_per_batch_equal_the_learners_counters():
+    registry = CollectorRegistry()
+    learner = Learner(
+        Settings(model_name="counts", publish_predictions=False), redis_client=fakeredis.FakeRedis(), registry=registry
+    )
+    outputs, positions = Outputs(StrictProducer(), learner.settings, learner.telemetry), {TopicPartition("e", 0): 0}
+    events = [*read_events(limit=300), *read_events(limit=20)]  # twenty producer retries
+    records = [Record(encode_event(e), offset) for offset, e in enumerate(events)] + [Record(b"\xff", 320)]
+    for record in records:
+        learner.step.process(learner.state, record, outputs, positions)
+    assert registry.get_sample_value("livelearn_events_consumed_total", {"model": "counts"}) in (None, 0.0)
+    learner.step.flush_telemetry()  # the runner does this after each poll batch
+    counts = {
+        name: registry.get_sample_value(f"livelearn_events_{name}_total", {"model": "counts"})
+        for name in ("consumed", "learned", "duplicate")
+    }
+    assert counts == {"consumed": 321, "learned": learner.counters["events_learned"], "duplicate": 20}
+    assert learner.counters["events_learned"] == 300
+    timed = registry.get_sample_value("livelearn_predict_seconds_count", {"model": "counts"})
+    assert timed == len([n for n in range(1, 301) if n % 16 == 0])  # one scored event in 16 is timed
+    learner.step.flush_telemetry()
+    assert registry.get_sample_value("livelearn_events_consumed_total", {"model": "counts"}) == 321

@@ -2,8 +2,8 @@
 
 Labels inverted for good from some row on are learnable: within a few hundred events the model predicts
 "buy" for almost everyone and agrees with the (wrong) labels, so its rolling accuracy is back above the
-threshold. Data-quality incidents are switched off here (bounds 1.0) and versions are stable when written
-(promotion ``immediate``), so the gate is what is tested.
+threshold. Data-quality incidents are switched off here (bounds 1.0, label runs off) and versions are stable
+when written (promotion ``immediate``), so the gate is what is tested.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def test_versions_that_learned_inverted_labels_fail_the_reference_gate_and_are_n
         keep_versions=100,
         incident_label_rate_bound=1.0,
         incident_prediction_rate_bound=1.0,
+        incident_label_run_probability=0,
         publish_predictions=False,
         promotion="immediate",  # stable when written unless the gate says no: the gate alone decides here
     )

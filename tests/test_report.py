@@ -83,7 +83,7 @@ def test_a_stuck_labeller_reads_as_one_incident_rolled_back_to_before_it(make_se
 
     # the incident: from the change point to where the learner resumed, well after the labels came right
     (incident,) = report.incidents
-    assert (incident.start, incident.signal, incident.open) == (STUCK_AT, "label_rate", False)
+    assert (incident.start, incident.signal, incident.open) == (STUCK_AT, "label_run", False)
     assert incident.end == end.metrics["stream_position"] > STUCK_AT + STUCK_FOR
     assert incident_spans(audit, report.timeline) == report.incidents
 

@@ -32,6 +32,7 @@ GUARD = {
     "history_every_events": GUARD_EVERY,
 }
 ACCURACY_ONLY = {**GUARD, "incident_label_rate_bound": 1.0, "incident_prediction_rate_bound": 1.0}
+ACCURACY_ONLY["incident_label_run_probability"] = 0  # data-quality incidents off: the accuracy guard alone
 N, BURST_AT, BURST = 9000, 3000, 1500
 
 
@@ -100,7 +101,7 @@ def test_an_accuracy_breach_rolls_back_once_at_the_confirming_sample_even_with_t
     _flushed, confirming = breaches[1]
     assert confirming["scored"] == breaches[0][1]["scored"] + GUARD_EVERY
     assert rollback.metrics["stream_position"] == confirming["stream_position"]
-    assert 0 < rollback.time - first_flushed <= 2 * 0.2 + 0.2 + 1.0  # the monitor wakes on the samples
+    assert rollback.time > first_flushed  # how soon is bench/rollback_serving.py's figure, not a test's
     # the skip is durable at the moment of the rollback: at least up to the judged sample
     assert store_for(settings).resume_point()["offsets"][settings.events_topic]["0"] >= confirming["offset:0"]
 
@@ -113,7 +114,9 @@ def test_an_accuracy_breach_rolls_back_once_at_the_confirming_sample_even_with_t
     after = [m for m in store.list() if m.epoch == 1]
     assert after
     assert after[0].parent == rollback.to_version
-    assert after[0].created_at - rollback.time < 2.0  # written as soon as the learner applied the rollback
+    # written as soon as the learner applied the rollback: at the position where its lineage resumed
+    (skipped,) = after[0].extra["rollback"]["skipped_offsets"][settings.events_topic].values()
+    assert after[0].created_at > rollback.time and after[0].events_seen == skipped[1]
     assert not after[0].stable  # the window restarted empty: not stable before min_samples new scores
     assert after[0].metrics["rolling"]["samples"] < 200 <= target.metrics["rolling"]["samples"]
     # honest counts: every event scored and counted across the rollback; only the model rewound

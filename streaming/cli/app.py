@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from streaming.errors import ConfigError, LivelearnError
 
-__all__ = ["LogLevelOpt", "app", "fail", "main", "setup_logging"]
+__all__ = ["LOG_FORMAT", "LogLevelOpt", "app", "fail", "main", "setup_logging"]
 
 app = typer.Typer(
     help="livelearn: online learning from Kafka with numbered Redis snapshots.",
@@ -30,6 +30,8 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 LogLevelOpt = Annotated[str, typer.Option("--log-level", envvar="LIVELEARN_LOG_LEVEL", help="Logging level.")]
+#: The format of every livelearn log line.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # also what uvicorn accepts, in lower case
 
 
@@ -39,9 +41,7 @@ def setup_logging(level: str) -> None:
         raise ConfigError(
             f"unknown log level {level!r}; use one of {', '.join(_LOG_LEVELS)} (--log-level / LIVELEARN_LOG_LEVEL)"
         )
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 

@@ -46,7 +46,8 @@ def _counted(events: Iterator[Event], into: list[int]) -> Iterator[Event]:
 
 _GUARD = ("monitor_metric", "monitor_threshold_mode", "monitor_threshold", "monitor_relative_drop",
           "monitor_min_samples", "monitor_patience", "rolling_window", "history_every_events", "learning_rate",
-          "incident_label_rate_bound", "incident_prediction_rate_bound", "incident_patience")  # fmt: skip
+          "incident_label_rate_bound", "incident_prediction_rate_bound", "incident_label_run_probability",
+          "incident_patience")  # fmt: skip
 
 
 def calibration_report(samples: list[dict[str, float]], settings: Settings, source: dict[str, Any]) -> dict[str, Any]:
@@ -138,11 +139,17 @@ def _print(doc: dict[str, Any]) -> None:
             f"{v:.3f}" if v is not None else "-" for v in (sig["minimum"], sig["maximum"], sig["largest_deviation"])
         )
         at = "-" if sig["position"] is None else f"{sig['position']:,}"
-        table.add_row(sig["signal"], low, high, dev, at, f"{sig['bound']:g}", str(sig["incidents"]))
+        bound = "off" if sig["bound"] is None else f"{sig['bound']:g}"
+        table.add_row(sig["signal"], low, high, dev, at, bound, str(sig["incidents"]))
     out.print(table)
     out.print(
+        "label_run: the longest run of one label value per block; its deviation and bound are -log10 of the run's "
+        "probability at the reference label rate (bound: incident_label_run_probability)"
+    )
+    out.print(
         f"[red]{doc['incidents']} data-quality incidents on this data[/red]: if it is clean, the bounds are too tight; "
-        "raise incident_label_rate_bound / incident_prediction_rate_bound above the largest deviation"
+        "raise incident_label_rate_bound / incident_prediction_rate_bound above the largest deviation, or lower "
+        "incident_label_run_probability"
         if doc["incidents"]
         else "no data-quality incident on this data: the incident bounds leave it alone"
     )

@@ -22,6 +22,11 @@ _OTHER_VARIABLES = (
     ("`LIVELEARN_CONFIG_FILE`", "`(unset)`", "TOML file with any of the settings above."),
     ("`LIVELEARN_LOG_LEVEL`", "`INFO`", "Log level of `livelearn learn`, `monitor` and `serve`."),
     (
+        "`LIVELEARN_SERVE_SETTINGS_FILE`",
+        "`(unset)`",
+        "Set by `livelearn serve --workers N` for its workers: the Settings it validated (not set by hand).",
+    ),
+    (
         "`LIVELEARN_TANSU_BIN`, `LIVELEARN_REDIS_SERVER_BIN`",
         "`(unset)`",
         "Binaries for the embedded stack, if not on PATH or in the `local` extra.",

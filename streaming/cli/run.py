@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from streaming.cli.app import LogLevelOpt, setup_logging
+from streaming.cli.app import LOG_FORMAT, LogLevelOpt, setup_logging
 from streaming.cli.options import (
     BootstrapOpt,
     ConfigOpt,
@@ -55,6 +54,7 @@ def learn(
     """
     from streaming.learner.runner import Learner
     from streaming.observability import serve_metrics
+    from streaming.runtime import freeze_after_startup
 
     setup_logging(log_level)
     settings = settings_from(
@@ -74,8 +74,7 @@ def learn(
         signal.signal(sig, lambda *_: learner.stop())
     # Move the ~130k long-lived objects of the imports out of the collector's reach: full GC passes
     # then take milliseconds, not ~75 ms stalls in the event loop (see bench/learner.py).
-    gc.collect()
-    gc.freeze()
+    freeze_after_startup()
     learner.run(until_caught_up=until_caught_up)
     log.info("stopped: %s", learner.counters)
 
@@ -117,23 +116,64 @@ def serve(
     redis_url: RedisOpt = None,
     host: Annotated[str | None, typer.Option(envvar="LIVELEARN_API_HOST", help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(envvar="LIVELEARN_API_PORT", help="Port.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, envvar="LIVELEARN_API_WORKERS", help="Worker processes (one per core); metrics summed across them."
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log", envvar="LIVELEARN_API_ACCESS_LOG", help="Log one line per request."
+        ),
+    ] = None,
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Serve live predictions over HTTP (plus KServe v2 routes, admin routes and /metrics)."""
     import uvicorn
 
-    from streaming.serving.app import create_app
-
     setup_logging(log_level)
-    settings = settings_from(config, model, redis_url=redis_url, api_host=host, api_port=port)
-    _check_bindable(settings.api_host, settings.api_port)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level=log_level.lower(),
-        timeout_graceful_shutdown=5,
+    settings = settings_from(
+        config, model, redis_url=redis_url, api_host=host, api_port=port, api_workers=workers, api_access_log=access_log
     )
+    _check_bindable(settings.api_host, settings.api_port)
+    options = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_level": log_level.lower(),
+        "log_config": _uvicorn_logging(log_level),
+        "access_log": settings.api_access_log,
+        "timeout_graceful_shutdown": 5,
+    }
+    if settings.api_workers == 1:  # one process: the app object itself, metrics in this process's registry
+        from streaming.serving.app import create_app
+
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    from streaming.serving.workers import FACTORY, worker_environment
+
+    with worker_environment(settings):  # each worker builds the app from these Settings
+        uvicorn.run(FACTORY, factory=True, workers=settings.api_workers, **options)  # type: ignore[arg-type]
+
+
+def _uvicorn_logging(level: str) -> dict[str, object]:
+    """uvicorn's logging configuration plus livelearn's own lines (as :func:`setup_logging` formats them), so
+    that workers, which start as fresh processes and configure logging from this, log like one process."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["livelearn"] = {"format": LOG_FORMAT}
+    config["handlers"]["livelearn"] = {
+        "formatter": "livelearn",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["streaming"] = {"handlers": ["livelearn"], "level": level.upper(), "propagate": False}
+    config["loggers"]["snapshotter"] = {"handlers": ["livelearn"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def _check_bindable(host: str, port: int) -> None:

@@ -262,6 +262,7 @@ class Learner:
                     if due and self._captured is None:
                         self._captured = self.checkpoints.capture(self.state, outputs, positions)
                         cadence.snapshotted(time.monotonic())
+            self.step.flush_telemetry()
             now = time.monotonic()
             if cadence.snapshot_due(now) and self._captured is None:
                 self._captured = self.checkpoints.capture(self.state, outputs, positions)

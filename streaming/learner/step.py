@@ -26,20 +26,40 @@ from streaming.learner.outputs import Outputs
 from streaming.learner.state import LearnerState
 from streaming.learner.telemetry import LearnerMetrics
 
-__all__ = ["EventStep"]
+__all__ = ["TIMED_EVERY", "EventStep"]
+
+#: The predict and learn latency histograms time one event in this many (timing each costs as much as a metric).
+TIMED_EVERY = 16
 
 
 class EventStep:
-    """Processes one record at a time into a :class:`LearnerState`."""
+    """Processes one record at a time into a :class:`LearnerState`.
+
+    Prometheus counters are added per poll batch (:meth:`flush_telemetry`), not per event; the per-event
+    latency histograms time every :data:`TIMED_EVERY`-th event.
+    """
 
     def __init__(self, settings: Settings, telemetry: LearnerMetrics) -> None:
         self.settings = settings
         self.telemetry = telemetry
         self.limits = EventLimits.from_settings(settings)
+        self.consumed = self.learned = self.duplicates = 0  # not yet added to the Prometheus counters
+
+    def flush_telemetry(self) -> None:
+        """Add the counts since the last call to the Prometheus counters (once per poll batch)."""
+        t = self.telemetry
+        for counter, count in (
+            (t.events_consumed, self.consumed),
+            (t.events_learned, self.learned),
+            (t.duplicates, self.duplicates),
+        ):
+            if count:
+                counter.inc(count)
+        self.consumed = self.learned = self.duplicates = 0
 
     def process(self, state: LearnerState, record: Any, outputs: Outputs, positions: dict[TopicPartition, int]) -> None:
         """One record; ``positions`` already include it. Never raises for anything the record holds."""
-        self.telemetry.events_consumed.inc()
+        self.consumed += 1
         counters = state.counters
         try:
             event = decode_event(record.value, self.settings.event_format, self.limits)
@@ -49,29 +69,32 @@ class EventStep:
             return
         if state.recent.seen_before(record.partition, event.event_id):  # a producer retry: learned already
             counters["duplicates"] += 1
-            self.telemetry.duplicates.inc()
+            self.duplicates += 1
             return
         learn = event.label is not None and state.learning
-        t0 = time.perf_counter()
+        timed = self.consumed % TIMED_EVERY == 0
+        t0 = time.perf_counter() if timed else 0.0
         x = state.model.encode(event.features, learn=learn)
         p = state.model.predict_encoded(x)
-        self.telemetry.predict_seconds.observe(time.perf_counter() - t0)
+        if timed:
+            self.telemetry.predict_seconds.observe(time.perf_counter() - t0)
         counters["events_seen"] += 1
         if self.settings.publish_predictions:
             outputs.prediction(event, p, state.parent)
         if event.label is None:
             return
         state.metrics.update(event.label, p)
-        state.signals.add(event.label, p, event.features)
+        state.signals.add(event.label, p, event.features, positions)
         if state.metrics.samples % self.settings.history_every_events == 0:
             self.record_sample(state, positions)
             learn = learn and state.learning  # an incident confirmed by this very block: not learned
         if learn:
-            t1 = time.perf_counter()
+            t1 = time.perf_counter() if timed else 0.0
             state.model.learn_encoded(x, event.label)
-            self.telemetry.learn_seconds.observe(time.perf_counter() - t1)
+            if timed:
+                self.telemetry.learn_seconds.observe(time.perf_counter() - t1)
             counters["events_learned"] += 1
-            self.telemetry.events_learned.inc()
+            self.learned += 1
 
     def record_sample(self, state: LearnerState, positions: dict[TopicPartition, int]) -> None:
         """Keep the rolling metrics at this exact event for the history stream (the monitor judges each one), and

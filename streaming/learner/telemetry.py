@@ -51,10 +51,18 @@ class LearnerMetrics:
             registry=registry,
         )
         self.predict_seconds = histogram(
-            "livelearn_predict_seconds", "Time to score one event.", registry, model, EVENT_LATENCY_BUCKETS
+            "livelearn_predict_seconds",
+            "Time to score one event (one in 16 is timed).",
+            registry,
+            model,
+            EVENT_LATENCY_BUCKETS,
         )
         self.learn_seconds = histogram(
-            "livelearn_learn_seconds", "Time of one SGD step.", registry, model, EVENT_LATENCY_BUCKETS
+            "livelearn_learn_seconds",
+            "Time of one SGD step (one in 16 is timed).",
+            registry,
+            model,
+            EVENT_LATENCY_BUCKETS,
         )
         self.snapshot_seconds = histogram(
             "livelearn_snapshot_seconds", "Time to write one version to Redis.", registry, model, SNAPSHOT_BUCKETS

@@ -3,17 +3,18 @@
 Every prediction names the version that made it (see :mod:`~streaming.serving.routes_predict`); operators
 read versions and act through :mod:`~streaming.serving.routes_admin`. Request limits come from Settings
 (see :mod:`~streaming.serving.schemas`); bodies are parsed as strict JSON, oversized ones refused before they
-are read, and validation errors never echo the input (see :mod:`~streaming.serving.hardening`).
+are read, and validation errors never echo the input (see :mod:`~streaming.serving.hardening`). The common
+``POST /predict`` is answered by a pure-ASGI hot path in front of FastAPI (:mod:`~streaming.serving.fastpath`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import redis
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 
 from snapshotter.connection import connect_redis
@@ -21,13 +22,15 @@ from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 from streaming.errors import SnapshotError
+from streaming.runtime import freeze_after_startup
 from streaming.serving.context import ServingContext, responses
+from streaming.serving.fastpath import PredictFastPath
 from streaming.serving.hardening import BodyLimit, StrictJSONRoute, install_error_handlers
 from streaming.serving.models import ServingModels
 from streaming.serving.routes_admin import admin_routes
 from streaming.serving.routes_predict import prediction_routes
 from streaming.serving.schemas import ApiLimits, request_models
-from streaming.serving.telemetry import ServingMetrics
+from streaming.serving.telemetry import RequestTiming, ServingMetrics, exposition_registry, forget_this_worker
 
 __all__ = ["create_app", "request_store"]
 
@@ -61,8 +64,10 @@ def create_app(
         with contextlib.suppress(SnapshotError, redis.RedisError):  # the watcher retries; ready says why
             models.refresh()
         models.start()
+        freeze_after_startup()  # imports, routes and the loaded model: out of the collector's reach
         yield
         models.stop()
+        forget_this_worker()
 
     app = FastAPI(
         title=f"livelearn · {settings.model_name}",
@@ -73,20 +78,14 @@ def create_app(
     )
     app.router.route_class = StrictJSONRoute  # every body is parsed strictly
     install_error_handlers(app)
-    app.mount("/metrics", make_asgi_app(registry))
+    app.mount("/metrics", make_asgi_app(exposition_registry(registry)))  # every worker's values, merged
     app.state.models = models
-    app.include_router(prediction_routes(ctx))
+    predictions = prediction_routes(ctx)
+    app.include_router(predictions)
     app.include_router(admin_routes(ctx))
 
-    @app.middleware("http")
-    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.request_seconds.labels(settings.model_name, getattr(route, "path", "other")).observe(
-            time.perf_counter() - t0
-        )
-        return response
-
+    predict_route = next(r for r in predictions.routes if isinstance(r, APIRoute) and r.path == "/predict")
+    app.add_middleware(PredictFastPath, ctx=ctx, route=predict_route)  # innermost: after the limit and the timing
+    app.add_middleware(RequestTiming, histogram=metrics.request_seconds, model=settings.model_name)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # outermost: before any parsing
     return app

@@ -100,6 +100,19 @@ class ServingModels:
             f"serving version {self.current[0]} from memory. Check Redis (LIVELEARN_REDIS_URL)"
         )
 
+    def in_memory(self, version: int | None = None) -> LoadedVersion | None:
+        """``(version, model)`` when it can be had without Redis — the serving one, or a cached version — else
+        ``None``. Never blocks on I/O, so the event loop may call it (``None`` then means: ask :meth:`get` from
+        a thread)."""
+        if version is None:
+            return self.current
+        with self._lock:  # held for dictionary operations only, never across I/O
+            model = self._cache.get(version)
+            if model is None:
+                return None
+            self._cache.move_to_end(version)
+        return version, model
+
     def get(self, version: int | None = None) -> LoadedVersion | None:
         """``(version, model)``: the serving one, or the requested version."""
         if version is None:

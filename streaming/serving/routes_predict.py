@@ -3,15 +3,20 @@
 # No `from __future__ import annotations`: the request models are built per app from its Settings, and
 # FastAPI must see the classes themselves in the route signatures.
 
+import os
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
+from starlette.concurrency import run_in_threadpool
 
 from streaming.serving.context import ServingContext, responses
 from streaming.serving.hardening import StrictJSONRoute
 from streaming.serving.schemas import BatchResponse, Prediction, to_rows
 
-__all__ = ["prediction_routes"]
+__all__ = ["WORKER_HEADER", "prediction_routes"]
+
+#: Response header of the health routes: the process id of the worker that answered.
+WORKER_HEADER = "X-Livelearn-Worker"
 
 
 def prediction_routes(ctx: ServingContext) -> APIRouter:
@@ -20,9 +25,15 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
     PredictRequest, BatchRequest, InferRequest = ctx.bodies.predict, ctx.bodies.batch, ctx.bodies.infer
 
     @router.post("/predict", response_model=Prediction, tags=["predict"], responses=responses(404, 422, 503))
-    def predict(body: PredictRequest) -> Prediction:  # type: ignore[valid-type]
+    async def predict(body: PredictRequest) -> Prediction:  # type: ignore[valid-type]
         """Score one feature map with the serving version (or ``version``)."""
-        return ctx.score(ctx.model_for(body.version), body.features, body.event_id)  # type: ignore[attr-defined]
+        # One row is a few tens of microseconds of CPU: scored on the event loop, no thread-pool hop. A version
+        # that is not in memory must be read from Redis, which may hang: that load goes to a thread.
+        version: int | None = body.version  # type: ignore[attr-defined]
+        loaded = ctx.models.in_memory(version)
+        if loaded is None:
+            loaded = await run_in_threadpool(ctx.model_for, version)
+        return ctx.score(loaded, body.features, body.event_id)  # type: ignore[attr-defined]
 
     @router.post("/predict/batch", response_model=BatchResponse, tags=["predict"], responses=responses(404, 422, 503))
     def predict_batch(body: BatchRequest) -> BatchResponse:  # type: ignore[valid-type]
@@ -32,16 +43,21 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
             version=loaded[0],
         )
 
+    worker = str(os.getpid())  # named on the health routes, so a client can tell the workers apart
+
     @router.get("/v2/health/live", tags=["v2"])
-    async def live() -> dict[str, bool]:  # async: answered on the event loop even if every thread waits on Redis
+    async def live(response: Response) -> dict[str, bool]:  # async: answered even if every thread waits on Redis
+        """Live while the process answers; header ``X-Livelearn-Worker`` names the worker process that did."""
+        response.headers[WORKER_HEADER] = worker
         return {"live": True}
 
     @router.get("/v2/health/ready", tags=["v2"], responses=responses(503))
-    async def ready() -> dict[str, bool]:
+    async def ready(response: Response) -> dict[str, bool]:
         """Ready while a version is loaded and serving follows the serving pointer; 503 saying why otherwise."""
         reason = ctx.models.unready_reason(ctx.settings.serving_stale_after_seconds)
         if reason is not None:
-            raise HTTPException(503, reason)
+            raise HTTPException(503, reason, headers={WORKER_HEADER: worker})
+        response.headers[WORKER_HEADER] = worker
         return {"ready": True}
 
     def metadata(version: int | None) -> dict[str, Any]:

@@ -1,22 +1,41 @@
-"""Prometheus metrics of a `livelearn serve` process, declared once per registry.
+"""Prometheus metrics of a `livelearn serve` process, declared once per registry, and the request timer.
 
 >>> from prometheus_client import CollectorRegistry
 >>> registry = CollectorRegistry()
 >>> ServingMetrics(registry, "shop").predictions.inc()
 >>> registry.get_sample_value("livelearn_serving_predictions_total", {"model": "shop"})
 1.0
+
+With several workers (``livelearn serve --workers N``) prometheus_client runs in its multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``): each worker writes its values to files there, and ``/metrics`` of any worker
+shows them merged (:func:`exposition_registry`): counters and histograms summed, the loaded version once per
+live worker (a ``pid`` label).
 """
 
 from __future__ import annotations
 
+import os
+import time
+
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from streaming.observability import counter, gauge
 
-__all__ = ["REQUEST_BUCKETS", "ServingMetrics"]
+__all__ = [
+    "MULTIPROC_DIR_ENV",
+    "REQUEST_BUCKETS",
+    "RequestTiming",
+    "ServingMetrics",
+    "exposition_registry",
+    "forget_this_worker",
+]
 
 #: Buckets (seconds) for one HTTP prediction: 100 us .. 1 s.
 REQUEST_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0)
+#: Set (to a private directory) by `livelearn serve --workers N`; prometheus_client reads it at import.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ServingMetrics:
@@ -33,3 +52,54 @@ class ServingMetrics:
         self.predictions = counter("livelearn_serving_predictions_total", "Predictions returned.", registry, model)
         self.serving_version = gauge("livelearn_serving_loaded_version", "Version loaded for serving.", registry, model)
         self.swaps = counter("livelearn_serving_swaps_total", "Serving model swaps.", registry, model)
+
+
+def exposition_registry(registry: CollectorRegistry) -> CollectorRegistry:
+    """What ``/metrics`` shows: ``registry``, or in multiprocess mode the values of every worker merged.
+
+    >>> registry = CollectorRegistry()
+    >>> exposition_registry(registry) is registry  # PROMETHEUS_MULTIPROC_DIR unset: one process
+    True
+    """
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    if not directory:
+        return registry
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+    return merged
+
+
+def forget_this_worker() -> None:
+    """In multiprocess mode, drop this worker's live-only gauges (its loaded version) as it exits."""
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    if directory:
+        mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+
+
+class RequestTiming:
+    """Pure ASGI middleware: the time to answer each HTTP request, labelled with its route template (``other``
+    when no route matched), in ``livelearn_serving_request_seconds``.
+
+    No ``BaseHTTPMiddleware``: no extra task, stream or request object per request, just two clock reads and
+    one observation (the labelled series are looked up once per route).
+    """
+
+    def __init__(self, app: ASGIApp, histogram: Histogram, model: str) -> None:
+        self.app = app
+        self.histogram = histogram
+        self.model = model
+        self._series: dict[str, Histogram] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            path: str = getattr(scope.get("route"), "path", "other")  # the router records the matched route
+            series = self._series.get(path)
+            if series is None:
+                series = self._series[path] = self.histogram.labels(self.model, path)
+            series.observe(time.perf_counter() - start)
