@@ -39,7 +39,8 @@ class Keys:
         self.quarantined = self.prefix + "quarantined"  # HASH version -> incident that quarantined it
         self.rollbacks = self.prefix + "rollbacks"  # ZSET "time:epoch:position" of rollbacks (score = unix seconds)
         self.resumed = self.prefix + "resumed"  # unix time of the last resume (flap counting restarts)
-        self.audit = self.prefix + "audit"  # STREAM of every snapshot, promotion, rollback, pin, freeze...
+        self.audit = self.prefix + "audit"  # STREAM of operator and monitor actions: rollback, pin, freeze, incident...
+        self.version_log = self.prefix + "audit:versions"  # STREAM of routine per-version entries (snapshot, stable...)
         self.history = self.prefix + "history"  # STREAM of metric samples, one per N labelled events
         self.guard = self.prefix + "guard"  # HASH: the monitors' shared cursor in `history` and judge state
         self.monitors = self.prefix + "monitors"  # ZSET of monitor ids, score = unix time of their last check

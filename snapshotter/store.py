@@ -64,6 +64,7 @@ class VersionStore:
         *,
         keep_stable: int = 10,
         audit_retention: int = 100_000,
+        version_log_retention: int = 100_000,
         promotion: Literal["guard", "immediate"] = "guard",
     ) -> None:
         self.client = client
@@ -72,6 +73,7 @@ class VersionStore:
         self.keep = keep
         self.keep_stable = keep_stable
         self.audit_retention = audit_retention
+        self.version_log_retention = version_log_retention
         self._write = register(client, "write_version")
         self._promote = register(client, "promote")
         self._raise_counter = register(client, "raise_counter")
@@ -84,6 +86,7 @@ class VersionStore:
             settings.keep_versions,
             keep_stable=settings.keep_stable_versions,
             audit_retention=settings.audit_retention,
+            version_log_retention=settings.version_log_retention,
             promotion=settings.promotion,
         )
 
@@ -146,7 +149,7 @@ class VersionStore:
             k.stable,
             k.serving,
             k.pinned,
-            k.audit,
+            k.version_log,
             k.incident,
             k.quarantined,
             k.candidates,
@@ -166,7 +169,7 @@ class VersionStore:
                         str(epoch),
                         "1" if meta["stable"] else "0",
                         self.keep_stable,
-                        self.audit_retention,
+                        self.version_log_retention,
                         writer,
                         rolling,
                         "" if parent is None else parent,
@@ -212,10 +215,18 @@ class VersionStore:
                         k.serving,
                         k.pinned,
                         k.quarantined,
-                        k.audit,
+                        k.version_log,
                         k.incident,
                     ],
-                    args=[lease_value, epoch, confirmed, self.audit_retention, actor, json.dumps(metrics), k.channel],
+                    args=[
+                        lease_value,
+                        epoch,
+                        confirmed,
+                        self.version_log_retention,
+                        actor,
+                        json.dumps(metrics),
+                        k.channel,
+                    ],
                 )
             )
         except redis.ResponseError as exc:

@@ -130,7 +130,18 @@ class Settings(BaseSettings):
     promotion_delay_events: int = Field(
         0, ge=0, description="guard promotion: calm labelled events also needed past a candidate (extra margin)."
     )
-    audit_retention: int = Field(100_000, ge=100, description="Audit entries kept at least (older ones are trimmed).")
+    audit_retention: int = Field(
+        100_000,
+        ge=100,
+        description="Audit entries kept at least: operator and monitor actions, rollbacks, freezes, incidents "
+        "(older ones are trimmed); also the metric history's length.",
+    )
+    version_log_retention: int = Field(
+        100_000,
+        ge=100,
+        description="Routine per-version entries (snapshot, stable, promote) kept at least, in a stream of their "
+        "own: at 4 versions/s about 2-3 hours.",
+    )
 
     # --- quality monitor and rollback -----------------------------------------------------
     monitor_metric: Literal["accuracy", "precision", "recall", "f1", "balanced_accuracy", "roc_auc", "log_loss"] = (

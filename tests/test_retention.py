@@ -13,7 +13,9 @@ import itertools
 
 import fakeredis
 
+from snapshotter.audit import read_audit
 from snapshotter.codec import SnapshotState
+from snapshotter.control import ControlPlane
 from snapshotter.store import THINNING, VersionStore
 
 STATE = SnapshotState(spec={"kind": "k"}, model={}, metrics={}, counters={})
@@ -95,3 +97,27 @@ def test_thinning_never_drops_pinned_protected_candidate_or_incident_versions():
     assert target not in numbers
     assert quarantined not in numbers
     assert {protected, candidate} <= numbers
+
+
+def test_version_churn_never_pushes_operator_actions_out_of_the_audit_stream():
+    """Each version adds routine entries (snapshot, promote) to the version log, capped on its own: thousands of
+    them leave the operators' pin and unpin in the audit stream, however small its retention."""
+    store = VersionStore(
+        fakeredis.FakeRedis(),
+        "m",
+        keep=5,
+        keep_stable=2,
+        audit_retention=100,
+        version_log_retention=100,
+        promotion="immediate",
+    )
+    control = ControlPlane(store)
+    write(store, NOW)
+    control.pin(1, actor="op", reason="hold")
+    control.unpin(actor="op", reason="done")
+    for i in range(1, 600):  # 599 more stable versions: a snapshot and a promote entry each
+        write(store, NOW + i)
+    assert [(e.action, e.actor) for e in read_audit(store.client, store.keys)] == [("pin", "op"), ("unpin", "op")]
+    assert 100 <= store.client.xlen(store.keys.version_log) <= 300  # trimmed at its own retention (~: whole nodes)
+    routine = read_audit(store.client, store.keys, count=3, routine=True)
+    assert [(e.action, e.to_version) for e in routine] == [("promote", 599), ("snapshot", 600), ("promote", 600)]

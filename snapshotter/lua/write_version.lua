@@ -1,6 +1,7 @@
 -- include: confirm
 -- Write one numbered version, atomically: fenced by the lease and the lineage epoch; index it, move the
--- head, audit it; a stable version joins the stable set and, unless a version is pinned, becomes serving;
+-- head, log it (in the version log: routine per-version entries, apart from the operators' audit stream); a
+-- stable version joins the stable set and, unless a version is pinned, becomes serving;
 -- then retention drops versions beyond the newest `keep` that are neither pinned, serving, protected,
 -- among the newest `keep_stable` stable ones, a candidate, the open incident's target or quarantined by it,
 -- nor a stable version kept by thinning: the newest stable version of each time bucket of each tier, e.g. one per
@@ -10,10 +11,10 @@
 -- (this one included) become stable here, later ones when promote.lua confirms them.
 -- While a data-quality incident is open no version may be stable: the script refuses (INCIDENT) and the
 -- writer asks again as not stable.
--- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit, incident, quarantined,
+-- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, version log, incident, quarantined,
 --       candidates, created.
 -- ARGV: lease value ('' = unfenced), blob, meta, keep, version key prefix, lineage epoch, stable (0/1),
---       keep_stable, audit maxlen, writer, metrics json, parent, channel, promotion ('guard'|'immediate'),
+--       keep_stable, version log maxlen, writer, metrics json, parent, channel, promotion ('guard'|'immediate'),
 --       stream position, confirmed stream position ('' = none), created (unix s), thinning tiers (json
 --       [[bucket, horizon], ...]).  Returns the new number.
 if ARGV[1] ~= '' then
@@ -46,7 +47,7 @@ if candidate then
 end
 if ARGV[16] ~= '' and redis.call('EXISTS', KEYS[11]) == 0 then
   local k = {candidates = KEYS[13], stable = KEYS[7], serving = KEYS[8], pinned = KEYS[9], quarantined = KEYS[12],
-             audit = KEYS[10]}
+             log = KEYS[10]}
   confirm_candidates(k, ARGV[16], maxlen, ARGV[10], epoch, ARGV[11], ARGV[13])
 end
 if not candidate and ARGV[7] == '1' then
