@@ -115,14 +115,23 @@ def accuracy(model: OnlineModel, rows: list[Event], truth: list[Event]) -> float
     return hits / len(rows)
 
 
-def run(name: str, broker: str, redis_address: str, n: int) -> dict[str, object]:
+def run(
+    name: str,
+    broker: str,
+    redis_address: str,
+    n: int,
+    *,
+    every_seconds: float = 3600,
+    rate_override: float | None = None,
+) -> dict[str, object]:
     events, start, rate = SCENARIOS[name]()
+    rate = rate_override if rate is not None and rate_override else rate
     settings = Settings(
         model_name=f"bench-guard-{n}-{int(time.time())}",
         kafka_bootstrap=broker,
         redis_url=f"redis://{redis_address}/0",
         events_topic=f"bench-guard-{n}-{int(time.time())}",
-        **SETTINGS,
+        **{**SETTINGS, "snapshot_every_seconds": every_seconds},
     )
     ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1})
     producer = make_producer(settings, linger_ms=5)
@@ -189,11 +198,28 @@ def run(name: str, broker: str, redis_address: str, n: int) -> dict[str, object]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results/guard_scenarios.json"))
+    parser.add_argument(
+        "--snapshot-every-seconds",
+        type=float,
+        default=3600,
+        help="timed snapshots (default 3600: versions by events only; 0.25 is the service's default)",
+    )
+    parser.add_argument("--rate", type=float, default=None, help="events/s of the scenarios produced at a rate")
+    parser.add_argument("--only", default="", help="only the scenarios whose name contains this")
     args = parser.parse_args()
     results = []
     with embedded_stack() as (broker, redis_server):
         for n, name in enumerate(SCENARIOS):
-            result = run(name, broker.address, redis_server.address, n)
+            if args.only not in name:
+                continue
+            result = run(
+                name,
+                broker.address,
+                redis_server.address,
+                n,
+                every_seconds=args.snapshot_every_seconds,
+                rate_override=args.rate,
+            )
             results.append(result)
             print(json.dumps(result))
     print(
@@ -208,7 +234,16 @@ def main() -> None:
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "results": results}, indent=2)
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "cpus": os.cpu_count(),
+                "snapshot_every_seconds": args.snapshot_every_seconds,
+                "rate": args.rate,
+                "results": results,
+            },
+            indent=2,
+        )
     )
     print(f"\nwritten to {args.out}")
 
