@@ -115,8 +115,9 @@ class Settings(BaseSettings):
     snapshot_every_seconds: float = Field(
         0.25,
         gt=0,
-        description="...and every T seconds when events flow (promotion guard: at the first metric sample after T, "
-        "so a version is stable and served at once when the data is calm; at the latest after 2T).",
+        description="...and every T seconds when events flow (promotion guard: at a metric sample, or between "
+        "samples once the block so far is calm (promotion_partial_blocks), so a version is stable and served at "
+        "once when the data is calm; at the latest after 2T).",
     )
     keep_versions: int = Field(50, ge=1, description="Retention: newest K versions kept (plus pinned and stable).")
     lease_ttl_seconds: float = Field(10.0, ge=1, le=600, description="Writer lease TTL; a standby takes over after it.")
@@ -126,6 +127,12 @@ class Settings(BaseSettings):
         "guard",
         description="guard: a version that met the threshold is a candidate until the learner has seen the data "
         "up to it calm (no incident, no suspect block); immediate: stable (and served) as soon as it is written.",
+    )
+    promotion_partial_blocks: bool = Field(
+        True,
+        description="guard promotion: a timed snapshot between metric samples is confirmed when the labelled "
+        "events since the last sample are calm by the full blocks' rule (a partial block never opens an incident); "
+        "false: only full blocks of history_every_events confirm (2 s at 50 labelled events/s).",
     )
     promotion_delay_events: int = Field(
         0, ge=0, description="guard promotion: calm labelled events also needed past a candidate (extra margin)."

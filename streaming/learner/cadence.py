@@ -1,9 +1,10 @@
 """When an active learner snapshots, renews its lease and publishes its status (pure timing, no I/O).
 
 A snapshot is due every ``snapshot_every_events`` records, and every ``snapshot_every_seconds`` while records
-flow. With promotion ``guard`` a version only becomes stable (and served) once a metric sample at or after it
-finds the data calm, so the timed snapshot is taken *at* the first metric sample after the interval — a version
-written there is stable at once — and only falls back to any moment after twice the interval (no labels).
+flow. With promotion ``guard`` a version only becomes stable (and served) once the data up to it is found calm,
+so the timed snapshot is taken where that was just judged — at the first metric sample after the interval, or
+between samples once the block so far is calm (``promotion_partial_blocks``: the runner asks with
+``at_sample=True``) — and is stable at once; it only falls back to any moment after twice the interval.
 
 >>> from streaming.config import Settings
 >>> cadence = Cadence(Settings(snapshot_every_events=2, snapshot_every_seconds=30), now=0.0, seen=0)

@@ -264,7 +264,9 @@ class Learner:
                         cadence.snapshotted(time.monotonic())
             self.step.flush_telemetry()
             now = time.monotonic()
-            if cadence.snapshot_due(now) and self._captured is None:
+            if self._captured is None and cadence.snapshot_due(
+                now, at_sample=self._partial_calm(cadence, now, positions)
+            ):
                 self._captured = self.checkpoints.capture(self.state, outputs, positions)
                 cadence.snapshotted(now)
             if cadence.renew_due(now) and not self.lease.renew():
@@ -279,6 +281,14 @@ class Learner:
                 self.check_in()
             if until_caught_up and not batch and current_lag == 0:
                 return
+
+    def _partial_calm(self, cadence: Cadence, now: float, positions: Positions) -> bool:
+        """A timed snapshot is due between metric samples and the block so far is calm: the data up to here is
+        confirmed, so a snapshot taken now is stable at once (:meth:`EventStep.confirm_partial`)."""
+        if not cadence.snapshot_due(now, at_sample=True) or not self.step.confirm_partial(self.state, positions):
+            return False
+        self.telemetry.partial_confirmations.inc()
+        return True
 
     def _follow(self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions, watch: LineageWatch) -> None:
         """Apply a rollback, freeze or resume made elsewhere (or by this learner's incident) before going on."""
