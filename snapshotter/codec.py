@@ -33,13 +33,18 @@ streaming.errors.SnapshotCorruptError: snapshot checksum mismatch: stored blob h
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import hashlib
 import struct
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 
+from snapshotter.packing import Packer
 from streaming.errors import SnapshotCorruptError
 
 __all__ = [
@@ -51,6 +56,7 @@ __all__ = [
     "VersionMeta",
     "decode_snapshot",
     "encode_snapshot",
+    "gc_paused",
     "pack",
     "sha256_hex",
     "unpack",
@@ -60,6 +66,23 @@ FORMAT = "livelearn.snapshot"
 FORMAT_VERSION = 2
 #: format versions this livelearn decodes (it writes :data:`FORMAT_VERSION`)
 READABLE_FORMAT_VERSIONS = (1, 2)
+
+
+_PACKER, _PACKER_LOCK = Packer(), threading.Lock()  # one per process: a learner encodes one model's snapshots
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (back on after, if it was on): encoding and decoding a large snapshot
+    allocates hundreds of thousands of objects, none of them garbage, and full collections over them would
+    cost more than the work itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def pack(doc: Any) -> bytes:
@@ -156,9 +179,11 @@ def encode_snapshot(state: SnapshotState) -> bytes:
     """Serialise learned state into a snapshot blob (format version :data:`FORMAT_VERSION`)."""
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION}
     doc.update({f.name: getattr(state, f.name) for f in dataclasses.fields(state)})  # shallow: no deep copy
-    if isinstance(state.model.get("weights"), dict):
-        doc["model"] = {**state.model, "weights": _pack_weights(state.model["weights"])}
-    return pack(doc)
+    with gc_paused():
+        if isinstance(state.model.get("weights"), dict):
+            doc["model"] = {**state.model, "weights": _pack_weights(state.model["weights"])}
+        with _PACKER_LOCK:  # the same bytes as pack(doc); the long lists of names packed once (snapshotter.packing)
+            return _PACKER.pack(doc)
 
 
 def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
@@ -169,7 +194,8 @@ def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
             f"snapshot checksum mismatch: stored blob hashes to {actual[:12]}, metadata says {expected_sha256[:12]}"
         )
     try:
-        doc = unpack(blob)
+        with gc_paused():
+            doc = unpack(blob)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError) as exc:
         raise SnapshotCorruptError(f"snapshot blob is not valid msgpack: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -183,7 +209,8 @@ def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
     try:
         model = doc["model"]
         if version == 2 and isinstance(model, dict) and "weights" in model:
-            model["weights"] = _unpack_weights(model["weights"])
+            with gc_paused():
+                model["weights"] = _unpack_weights(model["weights"])
         return SnapshotState(doc["spec"], model, doc["metrics"], doc["counters"], doc.get("stream") or {})
     except KeyError as exc:
         raise SnapshotCorruptError(f"snapshot lacks field {exc}") from None

@@ -117,3 +117,35 @@ def test_format_version_1_blobs_stay_readable_and_version_2_keeps_weights_bit_fo
     )  # fmt: skip
     with pytest.raises(SnapshotCorruptError, match="differ in number"):
         decode_snapshot(broken, sha256_hex(broken))
+
+
+def test_successive_snapshots_of_a_growing_model_are_the_bytes_msgpack_writes():
+    """The encoder keeps the packed long lists of names (weights, vocabulary) between snapshots and packs only
+    what was added: the blob must still be exactly msgpack's, as the model grows, changes and is replaced."""
+    import msgpack
+
+    from snapshotter import codec
+    from snapshotter.codec import FORMAT_VERSION, _pack_weights
+
+    model = OnlineModel(ModelSpec(max_categories_per_feature=5000, max_inputs=100_000))
+    pm = PrequentialMetrics(window=50)
+
+    def plain(state: SnapshotState) -> bytes:
+        doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **state.__dict__}
+        doc["model"] = {**state.model, "weights": _pack_weights(state.model["weights"])}
+        return msgpack.packb(doc, use_bin_type=True)
+
+    blobs = []
+    for rounds in (600, 650, 650, 700):  # a feature with ever more values: its name lists grow past LONG
+        for i in range(rounds):
+            model.learn_one({"page": f"p{i}", "x": float(i % 7)}, i % 3 == 0)
+        state = SnapshotState({"kind": "t"}, model.dump_state(), pm.dump_state(), {"events_seen": rounds})
+        blob = encode_snapshot(state)
+        assert blob == plain(state)
+        assert codec._PACKER.reused >= (600 if blobs else 0)  # from the second on, the names packed before are kept
+        blobs.append(blob)
+    assert len(set(blobs)) == len(blobs)
+    other = OnlineModel(ModelSpec())  # another model in the same process: a different document, same rule
+    other.learn_one({"page": "q", "x": 1.0}, True)
+    state = SnapshotState({"kind": "t"}, other.dump_state(), pm.dump_state(), {})
+    assert encode_snapshot(state) == plain(state)
