@@ -45,7 +45,7 @@ from typing import Any
 import msgpack
 
 from snapshotter.packing import Packer
-from streaming.errors import SnapshotCorruptError
+from streaming.errors import SnapshotCorruptError, SnapshotFormatError
 
 __all__ = [
     "FORMAT",
@@ -202,10 +202,13 @@ def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
         raise SnapshotCorruptError("blob is not a livelearn snapshot")
     version = doc.get("format_version")
     if version not in READABLE_FORMAT_VERSIONS:
-        raise SnapshotCorruptError(
-            f"snapshot format_version {version} is not supported by this livelearn "
-            f"(reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))}); upgrade livelearn"
-        )
+        readable = ", ".join(map(str, READABLE_FORMAT_VERSIONS))
+        if isinstance(version, int) and version > max(READABLE_FORMAT_VERSIONS):
+            raise SnapshotFormatError(
+                f"snapshot format_version {version} was written by a newer livelearn; this one reads {readable}. "
+                "Upgrade livelearn here: serving and every other reader first, then the learners"
+            )
+        raise SnapshotCorruptError(f"snapshot format_version {version!r} is not one livelearn reads ({readable})")
     try:
         model = doc["model"]
         if version == 2 and isinstance(model, dict) and "weights" in model:

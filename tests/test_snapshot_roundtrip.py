@@ -149,3 +149,37 @@ def test_successive_snapshots_of_a_growing_model_are_the_bytes_msgpack_writes():
     other.learn_one({"page": "q", "x": 1.0}, True)
     state = SnapshotState({"kind": "t"}, other.dump_state(), pm.dump_state(), {})
     assert encode_snapshot(state) == plain(state)
+
+
+def test_a_newer_format_says_upgrade_and_a_learner_never_falls_back_past_it():
+    """A version a newer livelearn wrote is not corrupt: decoding it says to upgrade (readers first), and
+    restoring the head stops there instead of going back to an older version this livelearn can read."""
+    import fakeredis
+
+    from snapshotter.codec import EncodedSnapshot
+    from snapshotter.store import VersionStore
+    from streaming.errors import SnapshotFormatError
+    from streaming.learner.restore import restore_head
+
+    model, pm = trained()
+    state = SnapshotState(ModelSpec().to_dict(), model.dump_state(), pm.dump_state(), {})
+    newer = pack({"format": FORMAT, "format_version": 3, "spec": state.spec, "model": {}, "metrics": {}})
+    with pytest.raises(
+        SnapshotFormatError, match=r"written by a newer livelearn.*serving and every other reader first"
+    ):
+        decode_snapshot(newer, sha256_hex(newer))
+    odd = pack({"format": FORMAT, "format_version": "x"})
+    with pytest.raises(SnapshotCorruptError, match="not one livelearn reads"):
+        decode_snapshot(odd, sha256_hex(odd))
+
+    store = VersionStore(fakeredis.FakeRedis(), "m", promotion="immediate")
+    first = store.write(state, writer="w", lease_value=None, offsets={}, metrics={}, parent=None)
+    encoded = EncodedSnapshot(newer, sha256_hex(newer), state.spec, {})
+    store.write(encoded, writer="w", lease_value=None, offsets={}, metrics={}, parent=first.number)
+    with pytest.raises(SnapshotFormatError, match="newer livelearn"):
+        restore_head(store, ModelSpec(), 500)
+    corrupt = pack({"format": FORMAT, "format_version": 2, "spec": state.spec})  # no model: corrupt, not newer
+    store.write(EncodedSnapshot(corrupt, sha256_hex(corrupt), state.spec, {}), writer="w", lease_value=None,
+                offsets={}, metrics={}, parent=first.number)  # fmt: skip
+    restored = restore_head(store, ModelSpec(), 500)  # a corrupt head falls back to its parent, as before
+    assert restored is not None and restored.meta.number == first.number

@@ -70,7 +70,9 @@ def _lineage(store: VersionStore, head: int) -> Iterator[int]:
 
 
 def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored | None:
-    """The newest loadable version at or below the head, or ``None`` when none was ever written."""
+    """The newest loadable version at or below the head, or ``None`` when none was ever written. A version in a
+    newer snapshot format is not skipped (:class:`SnapshotFormatError` goes up): falling back past it would
+    re-learn from an older version what a newer learner already learned; this livelearn must be upgraded."""
     head = store.head()
     if head is None:
         return None
