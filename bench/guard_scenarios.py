@@ -168,6 +168,9 @@ def run(
         if e.action == "rollback"
     ]
     starts = [e for e in audit if e.action == "incident_start"]
+    served = {  # every version serving moved to (the version log holds the routine promotions)
+        e.to_version for e in read_audit(store.client, store.keys, actions={"promote"}) if e.to_version is not None
+    } | {int(e.fields["serving_to"]) for e in audit if e.fields.get("serving_to", "").isdigit()}
     meta, state = store.load(store.head())
     final, _ = restore_state(state, ModelSpec.from_dict(state.spec), window=10)
     unguarded = OnlineModel(spec_from_settings(settings))
@@ -181,6 +184,10 @@ def run(
         "change_point": [int(e.fields["change_point"]) for e in starts],
         "quarantined": [[int(n) for n in e.fields.get("quarantined", "").split(",") if n] for e in starts],
         "rollbacks": rollbacks,
+        # versions an incident quarantined that had been served before it (confirmed on a block that looked calm)
+        "served_then_quarantined": sorted(
+            n for e in starts for n in map(int, filter(None, e.fields.get("quarantined", "").split(","))) if n in served
+        ),
         "incident_end": at("incident_end"),
         "breach_suppressed": at("breach_suppressed"),
         "feature_drift": [
@@ -224,13 +231,14 @@ def main() -> None:
             print(json.dumps(result))
     print(
         f"\n{'scenario':50} {'incident@':>10} {'cp':>6} {'rollback@->v(pos)':>22} {'end@':>6} {'guard':>7} {'none':>7}"
+        "  served then quarantined"
     )
     for r in results:
         rb = ", ".join(f"{x['position']}->v{x['to_version']}({x['target_position']})" for x in r["rollbacks"]) or "-"
         start, cp, end = (",".join(map(str, r[k])) or "-" for k in ("incident_start", "change_point", "incident_end"))
         print(
             f"{r['scenario']:50} {start:>10} {cp:>6} {rb:>22} {end:>6} "
-            f"{r['accuracy_guarded']:>7} {r['accuracy_unguarded']:>7}"
+            f"{r['accuracy_guarded']:>7} {r['accuracy_unguarded']:>7}  {r['served_then_quarantined'] or '-'}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
