@@ -20,6 +20,7 @@ shared and noisy: compare ratios and repeat. Run: ``.venv/bin/python bench/snaps
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -32,11 +33,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from snapshotter import codec
 from snapshotter.codec import FORMAT_VERSION, encode_snapshot, sha256_hex
 from snapshotter.store import VersionStore, connect_settings
 from streaming.config import Settings
 from streaming.events import Event, encode_event
-from streaming.learner import runner
+from streaming.learner import restore, runner
 from streaming.learner.restore import restore_state
 from streaming.learner.runner import Learner
 from streaming.learner.state import LearnerState, spec_from_settings
@@ -45,6 +47,28 @@ from streaming.transport import ensure_topics, make_consumer, make_producer
 
 #: model sizes: (string features, values per feature) -> about features x values weights
 SIZES = {"1k": (10, 100), "10k": (50, 200), "100k": (100, 1000)}
+
+
+class _PlainPacker:
+    """The encoder before the packing cache: msgpack of the whole document every time."""
+
+    reused = 0
+
+    @staticmethod
+    def pack(doc: Any) -> bytes:
+        return codec.pack(doc)
+
+
+_CURRENT = (codec._PACKER, codec.gc_paused, restore.gc_paused)
+#: the code as it is, and as it was before the packing cache and the GC pause (same run, interleaved)
+VARIANTS = {
+    "now": _CURRENT,
+    "before": (_PlainPacker(), contextlib.nullcontext, contextlib.nullcontext),
+}
+
+
+def use(variant: str) -> None:
+    codec._PACKER, codec.gc_paused, restore.gc_paused = VARIANTS[variant]  # type: ignore[assignment]
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -84,50 +108,66 @@ def learned_state(settings: Settings, features: int, values: int) -> LearnerStat
 
 
 def write_restore(settings: Settings, repeat: int) -> dict[str, Any]:
+    """Writes then restores of each size, the variants interleaved (one write or restore each in turn)."""
     client = connect_settings(settings)
     out: dict[str, Any] = {}
     for name, (features, values) in SIZES.items():
-        store = VersionStore(client, f"bench-snap-{name}-{os.getpid()}", keep=5)
         state = learned_state(settings, features, values)
         weights = len(state.model.classifier._weights)
-        dumps, encodes, hashes, writes, restores = [], [], [], [], []
-        write_cpu, restore_cpu = [], []
-        number = 0
+        runs = {v: {k: [] for k in ("dump", "encode", "sha", "write", "restore", "write_cpu", "restore_cpu")}
+                for v in VARIANTS}  # fmt: skip
+        stores = {v: VersionStore(client, f"bench-snap-{name}-{v}-{os.getpid()}", keep=5) for v in VARIANTS}
+        numbers: dict[str, int] = {}
+        sizes: dict[str, int] = {}
         gc.collect()
         for _ in range(repeat):
-            t0 = time.perf_counter()
-            snap = state.snapshot_state()
-            t1 = time.perf_counter()
-            blob = encode_snapshot(snap)
-            t2 = time.perf_counter()
-            sha256_hex(blob)
-            t3 = time.perf_counter()
-            dumps.append(t1 - t0)
-            encodes.append(t2 - t1)
-            hashes.append(t3 - t2)
-            t0, c0 = time.perf_counter(), time.thread_time()
-            meta = store.write(
-                state.snapshot_state(), writer="bench", lease_value=None, offsets={}, metrics={}, parent=None
-            )
-            writes.append(time.perf_counter() - t0)
-            write_cpu.append(time.thread_time() - c0)
-            number = meta.number
+            for variant, r in runs.items():
+                use(variant)
+                t0 = time.perf_counter()
+                snap = state.snapshot_state()
+                t1 = time.perf_counter()
+                blob = encode_snapshot(snap)
+                t2 = time.perf_counter()
+                sha256_hex(blob)
+                t3 = time.perf_counter()
+                r["dump"].append(t1 - t0)
+                r["encode"].append(t2 - t1)
+                r["sha"].append(t3 - t2)
+                t0, c0 = time.perf_counter(), time.thread_time()
+                meta = stores[variant].write(
+                    state.snapshot_state(), writer="bench", lease_value=None, offsets={}, metrics={}, parent=None
+                )
+                r["write"].append(time.perf_counter() - t0)
+                r["write_cpu"].append(time.thread_time() - c0)
+                numbers[variant], sizes[variant] = meta.number, meta.size_bytes
         spec = spec_from_settings(settings)
         for _ in range(repeat):
-            t0, c0 = time.perf_counter(), time.thread_time()
-            _meta, loaded = store.load(number)
-            restore_state(loaded, spec, settings.rolling_window)
-            restores.append(time.perf_counter() - t0)
-            restore_cpu.append(time.thread_time() - c0)
+            for variant, r in runs.items():
+                use(variant)
+                t0, c0 = time.perf_counter(), time.thread_time()
+                _meta, loaded = stores[variant].load(numbers[variant])
+                restore_state(loaded, spec, settings.rolling_window)
+                r["restore"].append(time.perf_counter() - t0)
+                r["restore_cpu"].append(time.thread_time() - c0)
+        use("now")
         out[name] = {
             "weights": weights,
-            "blob_bytes": meta.size_bytes,
-            "write": stats(writes),
-            "restore": stats(restores),
-            # CPU time of this process only (not redis-server's): the work, whatever the machine's other load does
-            "write_cpu": stats(write_cpu),
-            "restore_cpu": stats(restore_cpu),
-            "stages_of_write": {"dump_state": stats(dumps), "encode": stats(encodes), "sha256": stats(hashes)},
+            "blob_bytes": sizes["now"],
+            **{
+                variant: {
+                    "write": stats(r["write"]),
+                    "restore": stats(r["restore"]),
+                    # CPU time of this process only (not redis-server's): the work, whatever the other load does
+                    "write_cpu": stats(r["write_cpu"]),
+                    "restore_cpu": stats(r["restore_cpu"]),
+                    "stages_of_write": {
+                        "dump_state": stats(r["dump"]),
+                        "encode": stats(r["encode"]),
+                        "sha256": stats(r["sha"]),
+                    },
+                }
+                for variant, r in runs.items()
+            },
         }
     return out
 
@@ -234,29 +274,35 @@ def main() -> None:
         result["sizes"] = write_restore(Settings(**base), args.repeat)
         result["stall"] = {}
         for name, (features, values) in (("dataset-like 1k", (10, 100)), ("100k", SIZES["100k"])):
-            tag = f"bench-stall-{name.split()[-1]}-{os.getpid()}"
-            settings = Settings(**base, model_name=tag, events_topic=tag, snapshot_every_seconds=3600)
-            result["stall"][name] = stall(settings, features, values, args.stall_events)
+            for variant in ("before", "now"):
+                use(variant)
+                tag = f"bench-stall-{name.split()[-1]}-{variant}-{os.getpid()}"
+                settings = Settings(**base, model_name=tag, events_topic=tag, snapshot_every_seconds=3600)
+                result["stall"][f"{name}, {variant}"] = stall(settings, features, values, args.stall_events)
+            use("now")
     result["machine"] = {
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
-        "note": "shared 2-core VM, other jobs running: figures are noisy",
+        "note": "shared 2-core VM, other jobs running: figures are noisy; 'before' and 'now' interleaved in one run",
     }
     print(f"snapshot format version {FORMAT_VERSION}; {args.repeat} writes and restores per size")
-    for name, r in result["sizes"].items():
-        w, rs, st = r["write"], r["restore"], r["stages_of_write"]
-        print(
-            f"  {name:>5} ({r['weights']:>6} weights, {r['blob_bytes']:>9,} B)  write p50 {w['p50_ms']:6.2f} "
-            f"p99 {w['p99_ms']:6.2f} max {w['max_ms']:6.2f} ms | restore p50 {rs['p50_ms']:6.2f} "
-            f"p99 {rs['p99_ms']:6.2f} max {rs['max_ms']:6.2f} ms | dump {st['dump_state']['p50_ms']:.2f} "
-            f"encode {st['encode']['p50_ms']:.2f} sha {st['sha256']['p50_ms']:.2f} ms (p50)"
-        )
-        wc, rc = r["write_cpu"], r["restore_cpu"]
-        print(
-            f"        CPU time of this process: write p50 {wc['p50_ms']:6.2f} p99 {wc['p99_ms']:6.2f} ms | "
-            f"restore p50 {rc['p50_ms']:6.2f} p99 {rc['p99_ms']:6.2f} ms"
-        )
+    for name, sized in result["sizes"].items():
+        for variant in VARIANTS:
+            r = sized[variant]
+            w, rs, st = r["write"], r["restore"], r["stages_of_write"]
+            print(
+                f"  {name:>5} {variant:>6} ({sized['weights']:>6} weights, {sized['blob_bytes']:>9,} B)  write p50 "
+                f"{w['p50_ms']:6.2f} p99 {w['p99_ms']:6.2f} max {w['max_ms']:6.2f} ms | restore p50 "
+                f"{rs['p50_ms']:6.2f} p99 {rs['p99_ms']:6.2f} max {rs['max_ms']:6.2f} ms | dump "
+                f"{st['dump_state']['p50_ms']:.2f} encode {st['encode']['p50_ms']:.2f} "
+                f"sha {st['sha256']['p50_ms']:.2f} ms (p50)"
+            )
+            wc, rc = r["write_cpu"], r["restore_cpu"]
+            print(
+                f"               CPU time of this process: write p50 {wc['p50_ms']:6.2f} p99 {wc['p99_ms']:6.2f} ms | "
+                f"restore p50 {rc['p50_ms']:6.2f} p99 {rc['p99_ms']:6.2f} ms"
+            )
     for name, r in result["stall"].items():
         s = r["stall_around_snapshot"] or {}
         print(

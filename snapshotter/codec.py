@@ -68,7 +68,8 @@ FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)
 
 
-_PACKER, _PACKER_LOCK = Packer(), threading.Lock()  # one per process: a learner encodes one model's snapshots
+#: one per process (a learner encodes one model's snapshots); the long lists of names are in the model's maps
+_PACKER, _PACKER_LOCK = Packer(walk=frozenset({"model"})), threading.Lock()
 
 
 @contextlib.contextmanager

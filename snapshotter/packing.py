@@ -18,6 +18,9 @@ True
 >>> doc["model"]["names"][0] = "changed"  # anything else: packed afresh
 >>> packer.pack(doc) == msgpack.packb(doc, use_bin_type=True), packer.reused
 (True, 0)
+>>> only = Packer(walk=frozenset({"model"}))  # walk the model's maps only; the rest is packed whole
+>>> only.pack(doc) == only.pack(doc) == msgpack.packb(doc, use_bin_type=True), only.reused
+(True, 601)
 """
 
 from __future__ import annotations
@@ -53,13 +56,19 @@ class Packer:
     ``reused``: how many list items the last :meth:`pack` did not pack again (for tests and benchmarks).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, walk: frozenset[str] | None = None) -> None:
+        self.walk = walk  # top-level keys whose maps are walked to their long lists (None: all)
         self._lists: dict[tuple[Any, ...], tuple[list[str], bytes]] = {}
         self.reused = 0
 
     def pack(self, doc: Any) -> bytes:
         self.reused = 0
-        return self._pack(doc, ())
+        if self.walk is None or type(doc) is not dict or len(doc) > _MAX_MAP:
+            return self._pack(doc, ())
+        parts = [_header(len(doc), 0x80, 0xDE, 0xDF)]
+        for key, item in doc.items():  # the other values are packed whole: walking small maps costs more
+            parts += (_packb(key), self._pack(item, (key,)) if key in self.walk else _packb(item))
+        return b"".join(parts)
 
     def _pack(self, value: Any, path: tuple[Any, ...]) -> bytes:
         if type(value) is dict and len(value) <= _MAX_MAP:
