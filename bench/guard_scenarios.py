@@ -115,14 +115,23 @@ def accuracy(model: OnlineModel, rows: list[Event], truth: list[Event]) -> float
     return hits / len(rows)
 
 
-def run(name: str, broker: str, redis_address: str, n: int) -> dict[str, object]:
+def run(
+    name: str,
+    broker: str,
+    redis_address: str,
+    n: int,
+    *,
+    every_seconds: float = 3600,
+    rate_override: float | None = None,
+) -> dict[str, object]:
     events, start, rate = SCENARIOS[name]()
+    rate = rate_override if rate is not None and rate_override else rate
     settings = Settings(
         model_name=f"bench-guard-{n}-{int(time.time())}",
         kafka_bootstrap=broker,
         redis_url=f"redis://{redis_address}/0",
         events_topic=f"bench-guard-{n}-{int(time.time())}",
-        **SETTINGS,
+        **{**SETTINGS, "snapshot_every_seconds": every_seconds},
     )
     ensure_topics(settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1})
     producer = make_producer(settings, linger_ms=5)
@@ -159,6 +168,9 @@ def run(name: str, broker: str, redis_address: str, n: int) -> dict[str, object]
         if e.action == "rollback"
     ]
     starts = [e for e in audit if e.action == "incident_start"]
+    served = {  # every version serving moved to (the version log holds the routine promotions)
+        e.to_version for e in read_audit(store.client, store.keys, actions={"promote"}) if e.to_version is not None
+    } | {int(e.fields["serving_to"]) for e in audit if e.fields.get("serving_to", "").isdigit()}
     meta, state = store.load(store.head())
     final, _ = restore_state(state, ModelSpec.from_dict(state.spec), window=10)
     unguarded = OnlineModel(spec_from_settings(settings))
@@ -172,6 +184,10 @@ def run(name: str, broker: str, redis_address: str, n: int) -> dict[str, object]
         "change_point": [int(e.fields["change_point"]) for e in starts],
         "quarantined": [[int(n) for n in e.fields.get("quarantined", "").split(",") if n] for e in starts],
         "rollbacks": rollbacks,
+        # versions an incident quarantined that had been served before it (confirmed on a block that looked calm)
+        "served_then_quarantined": sorted(
+            n for e in starts for n in map(int, filter(None, e.fields.get("quarantined", "").split(","))) if n in served
+        ),
         "incident_end": at("incident_end"),
         "breach_suppressed": at("breach_suppressed"),
         "feature_drift": [
@@ -189,26 +205,53 @@ def run(name: str, broker: str, redis_address: str, n: int) -> dict[str, object]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results/guard_scenarios.json"))
+    parser.add_argument(
+        "--snapshot-every-seconds",
+        type=float,
+        default=3600,
+        help="timed snapshots (default 3600: versions by events only; 0.25 is the service's default)",
+    )
+    parser.add_argument("--rate", type=float, default=None, help="events/s of the scenarios produced at a rate")
+    parser.add_argument("--only", default="", help="only the scenarios whose name contains this")
     args = parser.parse_args()
     results = []
     with embedded_stack() as (broker, redis_server):
         for n, name in enumerate(SCENARIOS):
-            result = run(name, broker.address, redis_server.address, n)
+            if args.only not in name:
+                continue
+            result = run(
+                name,
+                broker.address,
+                redis_server.address,
+                n,
+                every_seconds=args.snapshot_every_seconds,
+                rate_override=args.rate,
+            )
             results.append(result)
             print(json.dumps(result))
     print(
         f"\n{'scenario':50} {'incident@':>10} {'cp':>6} {'rollback@->v(pos)':>22} {'end@':>6} {'guard':>7} {'none':>7}"
+        "  served then quarantined"
     )
     for r in results:
         rb = ", ".join(f"{x['position']}->v{x['to_version']}({x['target_position']})" for x in r["rollbacks"]) or "-"
         start, cp, end = (",".join(map(str, r[k])) or "-" for k in ("incident_start", "change_point", "incident_end"))
         print(
             f"{r['scenario']:50} {start:>10} {cp:>6} {rb:>22} {end:>6} "
-            f"{r['accuracy_guarded']:>7} {r['accuracy_unguarded']:>7}"
+            f"{r['accuracy_guarded']:>7} {r['accuracy_unguarded']:>7}  {r['served_then_quarantined'] or '-'}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "results": results}, indent=2)
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "cpus": os.cpu_count(),
+                "snapshot_every_seconds": args.snapshot_every_seconds,
+                "rate": args.rate,
+                "results": results,
+            },
+            indent=2,
+        )
     )
     print(f"\nwritten to {args.out}")
 

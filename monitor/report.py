@@ -10,8 +10,9 @@ Two panels share the stream position (records consumed); everything is read back
 * **bottom** — the data signals per block: label rate, predicted-positive rate and mean predicted probability
   (a stuck labeller shows as a label rate of 1.0).
 
-What is drawn is computed first by pure functions of the samples, audit entries and versions (:func:`build_report`);
-partial data (no samples, a trimmed audit log, versions removed, samples without newer fields) draws what is known.
+What is drawn is computed first by pure functions of the samples, audit entries (the audit stream and the version
+log, merged) and versions (:func:`build_report`); partial data (no samples, a trimmed audit log or version log,
+versions removed, samples without newer fields) draws what is known.
 Audit entries are placed by the stream position recorded with them, else by their time on the history.
 """
 
@@ -213,7 +214,7 @@ def build_report(
 def read_report(store: VersionStore, settings: Settings) -> Report:
     """What the report draws, read from Redis."""
     versions = store.list()
-    samples, audit = read_samples(store.client, store.keys), read_audit(store.client, store.keys)
+    samples, audit = read_samples(store.client, store.keys), read_audit(store.client, store.keys, routine=True)
     return build_report(settings, samples, audit, versions, version_states(store, [m.number for m in versions]))
 
 

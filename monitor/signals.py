@@ -18,7 +18,10 @@ The learner feeds it every metric sample it records, in stream order (each one a
 * **calm** — no incident, and the newest block not off by half a bound: the versions written up to here
   may be confirmed stable. A block off by half a bound starts a *suspect* run; versions written inside it
   wait, and if the run turns into an incident its start is the change point, so no version written after
-  the change point was ever confirmed.
+  the change point was ever confirmed on a full block. Between samples, :meth:`SignalWatch.calm_with` judges
+  the block so far by the same rule, to confirm a timed snapshot without waiting for the block to fill (at low
+  event rates); a shift too small to show in the partial block may then confirm a version the full block later
+  finds past a change point: the incident quarantines it and rolls back as for any other.
 
 Its state is a plain document (:meth:`SignalWatch.dump`), kept in every snapshot, so a restarted learner
 carries on with the same references and a replay reproduces the same decisions at the same events.
@@ -112,6 +115,24 @@ class SignalWatch:
     def calm(self) -> bool:
         """No incident open and the newest block not suspect: versions up to here may be confirmed."""
         return self.incident is None and self.suspect_since is None
+
+    def calm_with(self, partial: dict[str, float]) -> bool:
+        """Calm up to a point *inside* the current block: :attr:`calm`, and the block so far (``partial``: its
+        signals, :meth:`BlockSignals.peek`) is not what makes a full block suspect — a rate off by half a bound, or
+        a label run two-thirds of the way to improbable. Pure: a partial block can only withhold a confirmation.
+        It never opens an incident, counts towards ``incident_patience`` or teaches the reference — a small block
+        cannot prove harm; the full block and the monitor's rolling window judge the same events again.
+
+        >>> from streaming.config import Settings
+        >>> watch = SignalWatch(Settings(monitor_min_samples=1, reference_min_events=100))
+        >>> _ = watch.observe({"accuracy": 0.9, "samples": 500, "stream_position": 100, "label_rate": 0.15})
+        >>> watch.calm_with({"label_rate": 0.2}), watch.calm_with({"label_rate": 0.9}), watch.calm_with({})
+        (True, False, True)
+        """
+        if not self.calm:
+            return False
+        rates = {s: partial[s] for s in RATE_SIGNALS if s in partial and not math.isnan(partial[s])}
+        return not any(self._off(s, v, 0.5) for s, v in rates.items()) and not self._improbable_run(partial, 2 / 3)
 
     def _ready(self) -> bool:
         return self.reference_events >= self.settings.reference_min_events

@@ -1,8 +1,9 @@
 """The storage layer: numbered, immutable model versions and the control state of a model, in Redis.
 
 It stores plain documents (msgpack) and knows nothing of river or of the monitor: the snapshot format
-(``codec``), the version store (``store``), the writer lease (``lease``), operator and monitor actions
-(``control``), the audit log (``audit``), the learner's status and metric history (``status``), the
+(``codec``, with ``packing``: msgpack that keeps the packed long lists of names between snapshots), the
+version store (``store``), the writer lease (``lease``), operator and monitor actions (``control``), the
+audit log and the version log (``audit``), the learner's status and metric history (``status``), the
 monitors' shared cursor (``cursor``), data-quality incidents (``incidents``), what each version is now
 (``states``), the key layout (``keys``) and the Lua scripts behind every state change (``scripts``,
 ``lua/``). Names are imported on first use.

@@ -1,8 +1,21 @@
-"""The audit trail: a Redis Stream of every snapshot, promotion, rollback, pin, unpin, freeze and resume.
+"""The audit trail: two Redis Streams, appended inside the same Lua scripts that make each change, so the log
+and the state never disagree.
 
-Entries are appended inside the same Lua scripts that make the change, so the log and the state never
-disagree. The stream is trimmed approximately (``MAXLEN ~``), which never keeps fewer entries than the
-configured retention.
+* the **audit stream** (``Keys.audit``, ``LIVELEARN_AUDIT_RETENTION``): what operators and the monitor did —
+  rollbacks, pins, unpins, freezes, resumes, incidents, notices (feature drift, suppressed breaches), failures;
+* the **version log** (``Keys.version_log``, ``LIVELEARN_VERSION_LOG_RETENTION``): the routine entries of every
+  version — ``snapshot`` (written), ``stable`` (confirmed by the guard), ``promote`` (serving moved to the newest
+  stable version). Several a second with timed snapshots: kept apart, so they never push a rollback or an
+  operator's action out of the audit stream.
+
+Each stream is trimmed approximately (``MAXLEN ~``), which never keeps fewer entries than its retention.
+:func:`read_audit` reads the audit stream, and the version log too when asked (or when the actions asked for
+are routine ones), merged in time order.
+
+>>> sorted(ROUTINE_ACTIONS)
+['promote', 'snapshot', 'stable']
+>>> _order("1700000000123-2") < _order("1700000000123-10") < _order("1700000000124-0")
+True
 """
 
 from __future__ import annotations
@@ -18,7 +31,10 @@ import redis
 from snapshotter.connection import as_text
 from snapshotter.keys import Keys
 
-__all__ = ["AuditEntry", "append_audit", "default_actor", "read_audit"]
+__all__ = ["ROUTINE_ACTIONS", "AuditEntry", "append_audit", "default_actor", "read_audit"]
+
+#: Actions recorded in the version log, not the audit stream.
+ROUTINE_ACTIONS = frozenset({"snapshot", "stable", "promote"})
 
 
 def default_actor() -> str:
@@ -72,19 +88,41 @@ class AuditEntry:
         return dataclasses.asdict(self)
 
 
+def _order(entry_id: str) -> tuple[int, int]:
+    """A stream id as a sortable pair (milliseconds, sequence): both streams live on one server, one clock."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def read_audit(
-    client: redis.Redis, keys: Keys, *, count: int | None = None, actions: set[str] | None = None
+    client: redis.Redis,
+    keys: Keys,
+    *,
+    count: int | None = None,
+    actions: set[str] | None = None,
+    routine: bool | None = None,
 ) -> list[AuditEntry]:
-    """Audit entries oldest first (the newest ``count`` if given), optionally of some actions only."""
-    raw: list[tuple[Any, dict[Any, Any]]] = list(
-        client.xrevrange(keys.audit, count=count) if count else client.xrange(keys.audit)  # type: ignore[arg-type]
-    )
-    entries = [AuditEntry.from_stream(i, f) for i, f in (reversed(raw) if count else raw)]
+    """Audit entries oldest first (the newest ``count`` if given), optionally of some actions only.
+
+    ``routine``: also read the version log (snapshot, stable and promote entries), merged in time order; by
+    default it is read only when ``actions`` names one of :data:`ROUTINE_ACTIONS`.
+    """
+    if routine is None:
+        routine = actions is not None and bool(actions & ROUTINE_ACTIONS)
+    entries: list[AuditEntry] = []
+    for stream in (keys.audit, keys.version_log) if routine else (keys.audit,):
+        raw: list[tuple[Any, dict[Any, Any]]] = list(
+            client.xrevrange(stream, count=count) if count else client.xrange(stream)  # type: ignore[arg-type]
+        )
+        entries += (AuditEntry.from_stream(i, f) for i, f in raw)
+    entries.sort(key=lambda e: _order(e.id))
+    if count:
+        entries = entries[-count:]
     return [e for e in entries if actions is None or e.action in actions]
 
 
 def append_audit(client: redis.Redis, keys: Keys, maxlen: int, **fields: Any) -> None:
-    """Append an entry for an event no script records (e.g. a rollback that found no target)."""
+    """Append an entry to the audit stream for an event no script records (e.g. a rollback that found no target)."""
     values: dict[Any, Any] = {
         k: json.dumps(v) if isinstance(v, dict) else ("" if v is None else str(v)) for k, v in fields.items()
     }

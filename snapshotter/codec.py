@@ -2,14 +2,19 @@
 
 A snapshot *blob* holds what is needed to predict and keep learning identically::
 
-    {"format": "livelearn.snapshot", "format_version": 1,
+    {"format": "livelearn.snapshot", "format_version": 2,
      "spec": {...model spec...}, "model": {...scaler, weights, intercept, optimizer...},
      "metrics": {...cumulative and rolling metric state...},
      "counters": {"events_seen": int, "events_learned": int, "dead_lettered": int, "duplicates": int},
      "stream": {"dedupe": {...the idempotence window...}}}
 
-Fields added within format version 1 are optional for readers (``stream``, ``model.vocabulary``), so
-a newer livelearn reads every version-1 snapshot an older one wrote.
+Fields added within a format version are optional for readers (``stream``, ``model.vocabulary``).
+Format version 2 differs from 1 in one field: ``model.weights`` (a map of input name to weight in
+version 1) is ``{"names": [...], "float64le": <bytes>}`` — the names in the weights' insertion order and
+the weights as little-endian IEEE 754 doubles, bit for bit. Unpacking a 100k-entry msgpack map costs
+~10x more than a list of names and one byte string (msgpack interns every map key), so restoring a big
+model is that much cheaper. Decoding expands it back to the version-1 map, so readers see one shape;
+every version this livelearn ever wrote (1 and 2) stays readable.
 
 Its metadata (number, offsets, metrics, checksum, parent...) is stored next to it as
 :class:`VersionMeta`. Decoding verifies the checksum first and refuses unknown formats.
@@ -17,6 +22,9 @@ Its metadata (number, offsets, metrics, checksum, parent...) is stored next to i
 >>> blob = encode_snapshot(SnapshotState(spec={"kind": "k"}, model={}, metrics={}, counters={}))
 >>> decode_snapshot(blob, sha256_hex(blob)).spec
 {'kind': 'k'}
+>>> state = SnapshotState(spec={}, model={"weights": {"a": 0.1, "b": -2.5}}, metrics={}, counters={})
+>>> decode_snapshot(encode_snapshot(state), sha256_hex(encode_snapshot(state))).model
+{'weights': {'a': 0.1, 'b': -2.5}}
 >>> decode_snapshot(blob + b"x", sha256_hex(blob))
 Traceback (most recent call last):
 ...
@@ -25,28 +33,57 @@ streaming.errors.SnapshotCorruptError: snapshot checksum mismatch: stored blob h
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import hashlib
+import struct
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 
-from streaming.errors import SnapshotCorruptError
+from snapshotter.packing import Packer
+from streaming.errors import SnapshotCorruptError, SnapshotFormatError
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "READABLE_FORMAT_VERSIONS",
+    "EncodedSnapshot",
     "SnapshotState",
     "VersionMeta",
     "decode_snapshot",
     "encode_snapshot",
+    "gc_paused",
     "pack",
     "sha256_hex",
     "unpack",
 ]
 
 FORMAT = "livelearn.snapshot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: format versions this livelearn decodes (it writes :data:`FORMAT_VERSION`)
+READABLE_FORMAT_VERSIONS = (1, 2)
+
+
+#: one per process (a learner encodes one model's snapshots); the long lists of names are in the model's maps
+_PACKER, _PACKER_LOCK = Packer(walk=frozenset({"model"})), threading.Lock()
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (back on after, if it was on): encoding and decoding a large snapshot
+    allocates hundreds of thousands of objects, none of them garbage, and full collections over them would
+    cost more than the work itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def pack(doc: Any) -> bytes:
@@ -72,6 +109,25 @@ class SnapshotState:
     metrics: dict[str, Any]
     counters: dict[str, int]
     stream: dict[str, Any] = dataclasses.field(default_factory=dict)  # position-bound state, e.g. dedupe
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSnapshot:
+    """A :class:`SnapshotState` already encoded: immutable bytes, whatever the live state does next.
+
+    A learner encodes its state at a stream position and writes the version once everything it produced up
+    to there is delivered; meanwhile it keeps learning.
+    """
+
+    blob: bytes
+    sha256: str
+    spec: dict[str, Any]
+    counters: dict[str, int]
+
+    @classmethod
+    def of(cls, state: SnapshotState) -> EncodedSnapshot:
+        blob = encode_snapshot(state)
+        return cls(blob, sha256_hex(blob), dict(state.spec), dict(state.counters))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,32 +163,58 @@ class VersionMeta:
         return cls(**{k: v for k, v in doc.items() if k in names})
 
 
+def _pack_weights(weights: dict[str, float]) -> dict[str, Any]:
+    return {"names": list(weights), "float64le": struct.pack(f"<{len(weights)}d", *weights.values())}
+
+
+def _unpack_weights(packed: Any) -> dict[str, float]:
+    if not isinstance(packed, dict) or not isinstance(packed.get("float64le"), bytes):
+        raise SnapshotCorruptError("snapshot model weights are not packed as format version 2 says")
+    names, raw = packed.get("names"), packed["float64le"]
+    if not isinstance(names, list) or len(raw) != 8 * len(names):
+        raise SnapshotCorruptError("snapshot model weights: names and values differ in number")
+    return dict(zip(names, struct.unpack(f"<{len(names)}d", raw), strict=True))
+
+
 def encode_snapshot(state: SnapshotState) -> bytes:
-    """Serialise learned state into a snapshot blob."""
+    """Serialise learned state into a snapshot blob (format version :data:`FORMAT_VERSION`)."""
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION}
     doc.update({f.name: getattr(state, f.name) for f in dataclasses.fields(state)})  # shallow: no deep copy
-    return pack(doc)
+    with gc_paused():
+        if isinstance(state.model.get("weights"), dict):
+            doc["model"] = {**state.model, "weights": _pack_weights(state.model["weights"])}
+        with _PACKER_LOCK:  # the same bytes as pack(doc); the long lists of names packed once (snapshotter.packing)
+            return _PACKER.pack(doc)
 
 
 def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
-    """Verify and decode a snapshot blob, or raise :class:`SnapshotCorruptError`."""
+    """Verify and decode a snapshot blob of any readable format version, or raise :class:`SnapshotCorruptError`."""
     actual = sha256_hex(blob)
     if actual != expected_sha256:
         raise SnapshotCorruptError(
             f"snapshot checksum mismatch: stored blob hashes to {actual[:12]}, metadata says {expected_sha256[:12]}"
         )
     try:
-        doc = unpack(blob)
+        with gc_paused():
+            doc = unpack(blob)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError) as exc:
         raise SnapshotCorruptError(f"snapshot blob is not valid msgpack: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise SnapshotCorruptError("blob is not a livelearn snapshot")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise SnapshotCorruptError(
-            f"snapshot format_version {doc.get('format_version')} is not supported by this livelearn "
-            f"(reads {FORMAT_VERSION}); upgrade livelearn"
-        )
+    version = doc.get("format_version")
+    if version not in READABLE_FORMAT_VERSIONS:
+        readable = ", ".join(map(str, READABLE_FORMAT_VERSIONS))
+        if isinstance(version, int) and version > max(READABLE_FORMAT_VERSIONS):
+            raise SnapshotFormatError(
+                f"snapshot format_version {version} was written by a newer livelearn; this one reads {readable}. "
+                "Upgrade livelearn here: serving and every other reader first, then the learners"
+            )
+        raise SnapshotCorruptError(f"snapshot format_version {version!r} is not one livelearn reads ({readable})")
     try:
-        return SnapshotState(doc["spec"], doc["model"], doc["metrics"], doc["counters"], doc.get("stream") or {})
+        model = doc["model"]
+        if version == 2 and isinstance(model, dict) and "weights" in model:
+            with gc_paused():
+                model["weights"] = _unpack_weights(model["weights"])
+        return SnapshotState(doc["spec"], model, doc["metrics"], doc["counters"], doc.get("stream") or {})
     except KeyError as exc:
         raise SnapshotCorruptError(f"snapshot lacks field {exc}") from None

@@ -28,6 +28,7 @@ class Keys:
         self.status = self.prefix + "status"  # msgpack status of the active learner, short TTL
         self.epoch = self.prefix + "lineage:epoch"  # INCR on every rollback; snapshots are fenced by it
         self.resume = self.prefix + "lineage:resume"  # HASH: where the newest rollback's lineage resumes
+        self.created = self.prefix + "created"  # ZSET version -> creation time (unix s): thinning by age
         self.stable = self.prefix + "stable"  # ZSET of stable versions (met the threshold; confirmed by the guard)
         self.candidates = self.prefix + "candidates"  # ZSET versions awaiting the guard (score = stream position)
         self.serving = self.prefix + "serving"  # version the API and serving follow
@@ -38,7 +39,8 @@ class Keys:
         self.quarantined = self.prefix + "quarantined"  # HASH version -> incident that quarantined it
         self.rollbacks = self.prefix + "rollbacks"  # ZSET "time:epoch:position" of rollbacks (score = unix seconds)
         self.resumed = self.prefix + "resumed"  # unix time of the last resume (flap counting restarts)
-        self.audit = self.prefix + "audit"  # STREAM of every snapshot, promotion, rollback, pin, freeze...
+        self.audit = self.prefix + "audit"  # STREAM of operator and monitor actions: rollback, pin, freeze, incident...
+        self.version_log = self.prefix + "audit:versions"  # STREAM of routine per-version entries (snapshot, stable...)
         self.history = self.prefix + "history"  # STREAM of metric samples, one per N labelled events
         self.guard = self.prefix + "guard"  # HASH: the monitors' shared cursor in `history` and judge state
         self.monitors = self.prefix + "monitors"  # ZSET of monitor ids, score = unix time of their last check

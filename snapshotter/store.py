@@ -16,12 +16,11 @@ import redis
 
 from snapshotter.codec import (
     FORMAT_VERSION,
+    EncodedSnapshot,
     SnapshotState,
     VersionMeta,
     decode_snapshot,
-    encode_snapshot,
     pack,
-    sha256_hex,
     unpack,
 )
 from snapshotter.connection import as_bytes, as_int, as_text, connect_redis, redis_failure
@@ -37,7 +36,14 @@ from streaming.errors import (
     VersionNotFoundError,
 )
 
-__all__ = ["ResumePoint", "VersionStore", "connect_settings", "open_store"]
+__all__ = ["THINNING", "ResumePoint", "VersionStore", "connect_settings", "open_store"]
+
+#: Thinning of old stable versions by age, as (bucket, horizon) in seconds: beyond the newest ``keep`` versions
+#: and the newest ``keep_stable`` stable ones, retention keeps the newest stable version of each 10 s of the last
+#: 10 minutes, of each minute of the last hour, of each hour of the last day and of each day of the last week,
+#: once at least 10 s old (at most ~150 more, whatever the snapshot rate); pinned, serving, protected and
+#: candidate versions and the open incident's target and quarantined versions are never dropped.
+THINNING = ((10, 600), (60, 3600), (3600, 86_400), (86_400, 7 * 86_400))
 
 
 #: Where the newest rollback's lineage resumes (written by the rollback script): its epoch, the version it
@@ -58,6 +64,7 @@ class VersionStore:
         *,
         keep_stable: int = 10,
         audit_retention: int = 100_000,
+        version_log_retention: int = 100_000,
         promotion: Literal["guard", "immediate"] = "guard",
     ) -> None:
         self.client = client
@@ -66,6 +73,7 @@ class VersionStore:
         self.keep = keep
         self.keep_stable = keep_stable
         self.audit_retention = audit_retention
+        self.version_log_retention = version_log_retention
         self._write = register(client, "write_version")
         self._promote = register(client, "promote")
         self._raise_counter = register(client, "raise_counter")
@@ -78,12 +86,13 @@ class VersionStore:
             settings.keep_versions,
             keep_stable=settings.keep_stable_versions,
             audit_retention=settings.audit_retention,
+            version_log_retention=settings.version_log_retention,
             promotion=settings.promotion,
         )
 
     def write(
         self,
-        state: SnapshotState,
+        state: SnapshotState | EncodedSnapshot,
         *,
         writer: str,
         lease_value: str | None,
@@ -95,6 +104,7 @@ class VersionStore:
         stable: bool = False,
         model_events_learned: int | None = None,
         confirmed: int | None = None,
+        created_at: float | None = None,
     ) -> VersionMeta:
         """Store ``state`` as the next version of lineage ``epoch``.
 
@@ -103,22 +113,25 @@ class VersionStore:
         A ``stable`` version (one that met the threshold) is promoted to serving unless a version is pinned:
         at once with promotion ``immediate``; with ``guard`` it is a candidate until the writer has seen the
         data up to it calm — ``confirmed``, a stream position, confirms the candidates at or before it (this
-        version included), later ones :meth:`promote` does.
+        version included), later ones :meth:`promote` does. ``state`` may be encoded already
+        (:meth:`EncodedSnapshot.of`), e.g. at an earlier stream position. ``created_at`` (unix seconds, default
+        now) is the writer's clock; retention thins old stable versions by it (:data:`THINNING`).
         """
-        blob = encode_snapshot(state)
+        encoded = state if isinstance(state, EncodedSnapshot) else EncodedSnapshot.of(state)
+        blob = encoded.blob
         token = int(lease_value.split(":", 1)[0]) if lease_value else 0
         meta = {
-            "created_at": time.time(),
+            "created_at": time.time() if created_at is None else created_at,
             "writer": writer,
             "lease_token": token,
-            "events_seen": int(state.counters.get("events_seen", 0)),
-            "events_learned": int(state.counters.get("events_learned", 0)),
+            "events_seen": int(encoded.counters.get("events_seen", 0)),
+            "events_learned": int(encoded.counters.get("events_learned", 0)),
             "offsets": offsets,
             "metrics": metrics,
             "parent": parent,
-            "spec": state.spec,
+            "spec": encoded.spec,
             "format_version": FORMAT_VERSION,
-            "sha256": sha256_hex(blob),
+            "sha256": encoded.sha256,
             "size_bytes": len(blob),
             "stable": stable,
             "epoch": epoch,
@@ -136,10 +149,11 @@ class VersionStore:
             k.stable,
             k.serving,
             k.pinned,
-            k.audit,
+            k.version_log,
             k.incident,
             k.quarantined,
             k.candidates,
+            k.created,
         ]
         rolling = json.dumps(metrics.get("rolling", {}))
         for _attempt in range(2):
@@ -155,7 +169,7 @@ class VersionStore:
                         str(epoch),
                         "1" if meta["stable"] else "0",
                         self.keep_stable,
-                        self.audit_retention,
+                        self.version_log_retention,
                         writer,
                         rolling,
                         "" if parent is None else parent,
@@ -163,6 +177,8 @@ class VersionStore:
                         self.promotion,
                         sum(sum(partitions.values()) for partitions in offsets.values()),
                         "" if confirmed is None else confirmed,
+                        repr(meta["created_at"]),
+                        json.dumps(THINNING),
                     ],
                 )
                 break
@@ -199,10 +215,18 @@ class VersionStore:
                         k.serving,
                         k.pinned,
                         k.quarantined,
-                        k.audit,
+                        k.version_log,
                         k.incident,
                     ],
-                    args=[lease_value, epoch, confirmed, self.audit_retention, actor, json.dumps(metrics), k.channel],
+                    args=[
+                        lease_value,
+                        epoch,
+                        confirmed,
+                        self.version_log_retention,
+                        actor,
+                        json.dumps(metrics),
+                        k.channel,
+                    ],
                 )
             )
         except redis.ResponseError as exc:

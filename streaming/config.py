@@ -112,7 +112,13 @@ class Settings(BaseSettings):
 
     # --- snapshots ------------------------------------------------------------------------
     snapshot_every_events: int = Field(1000, ge=1, description="Write a version every N consumed events.")
-    snapshot_every_seconds: float = Field(30.0, gt=0, description="...and at least every T seconds when events flow.")
+    snapshot_every_seconds: float = Field(
+        0.25,
+        gt=0,
+        description="...and every T seconds when events flow (promotion guard: at a metric sample, or between "
+        "samples once the block so far is calm (promotion_partial_blocks), so a version is stable and served at "
+        "once when the data is calm; at the latest after 2T).",
+    )
     keep_versions: int = Field(50, ge=1, description="Retention: newest K versions kept (plus pinned and stable).")
     lease_ttl_seconds: float = Field(10.0, ge=1, le=600, description="Writer lease TTL; a standby takes over after it.")
 
@@ -122,10 +128,27 @@ class Settings(BaseSettings):
         description="guard: a version that met the threshold is a candidate until the learner has seen the data "
         "up to it calm (no incident, no suspect block); immediate: stable (and served) as soon as it is written.",
     )
+    promotion_partial_blocks: bool = Field(
+        True,
+        description="guard promotion: a timed snapshot between metric samples is confirmed when the labelled "
+        "events since the last sample are calm by the full blocks' rule (a partial block never opens an incident); "
+        "false: only full blocks of history_every_events confirm (2 s at 50 labelled events/s).",
+    )
     promotion_delay_events: int = Field(
         0, ge=0, description="guard promotion: calm labelled events also needed past a candidate (extra margin)."
     )
-    audit_retention: int = Field(100_000, ge=100, description="Audit entries kept at least (older ones are trimmed).")
+    audit_retention: int = Field(
+        100_000,
+        ge=100,
+        description="Audit entries kept at least: operator and monitor actions, rollbacks, freezes, incidents "
+        "(older ones are trimmed); also the metric history's length.",
+    )
+    version_log_retention: int = Field(
+        100_000,
+        ge=100,
+        description="Routine per-version entries (snapshot, stable, promote) kept at least, in a stream of their "
+        "own: at 4 versions/s about 2-3 hours.",
+    )
 
     # --- quality monitor and rollback -----------------------------------------------------
     monitor_metric: Literal["accuracy", "precision", "recall", "f1", "balanced_accuracy", "roc_auc", "log_loss"] = (

@@ -12,6 +12,7 @@ went wrong *and* what to do about it; the CLI prints them as one line and exits 
     ├── EventError                an event broke the contract; ``reason`` goes to the dead-letter headers
     ├── SnapshotError             a snapshot cannot be written, read or restored
     │   ├── SnapshotCorruptError      checksum mismatch or undecodable
+    │   ├── SnapshotFormatError       written in a newer snapshot format: upgrade this livelearn
     │   ├── SnapshotFencedError       the writer lost its lease
     │   ├── StaleLineageError         a rollback moved the lineage on; reload the head
     │   ├── VersionNotFoundError      no such version (never written, or removed by retention)
@@ -60,6 +61,7 @@ __all__ = [
     "SnapshotCorruptError",
     "SnapshotError",
     "SnapshotFencedError",
+    "SnapshotFormatError",
     "StaleEpochError",
     "StaleLineageError",
     "StoreLostError",
@@ -107,6 +109,11 @@ class SnapshotError(LivelearnError):
 
 class SnapshotCorruptError(SnapshotError):
     """A stored snapshot does not match its checksum or cannot be decoded."""
+
+
+class SnapshotFormatError(SnapshotError):
+    """A stored snapshot is in a format this livelearn cannot read: a newer livelearn wrote it. Not corrupt, so
+    a learner never falls back past it to an older version; upgrade this livelearn (readers before writers)."""
 
 
 class SnapshotFencedError(SnapshotError):

@@ -30,7 +30,7 @@ def livelearn(*args: str, env: dict | None = None) -> subprocess.CompletedProces
 
 
 def test_versions_list_and_show(make_settings, learners):
-    settings = make_settings(snapshot_every_events=400)
+    settings = make_settings(snapshot_every_events=400, snapshot_every_seconds=3600)  # versions by count only
     produce(settings, read_events(limit=1000))
     learners(settings, "--until-caught-up").wait()
     env = settings_env(settings)

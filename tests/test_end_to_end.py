@@ -13,7 +13,9 @@ N = 12_330
 
 
 def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_settings, learners):
-    settings = make_settings(partitions=1, snapshot_every_events=2000, status_interval_seconds=0.2)
+    settings = make_settings(
+        partitions=1, snapshot_every_events=2000, snapshot_every_seconds=3600, status_interval_seconds=0.2
+    )  # versions by count only
     assert produce(settings, read_events()) == N
     learner = learners(settings)
     wait_for(
@@ -35,7 +37,7 @@ def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_sett
         assert meta.offsets == {settings.events_topic: {"0": meta.events_seen}}
         assert meta.metrics["cumulative"]["samples"] == meta.events_seen
         assert meta.spec["learning_rate"] == 0.01
-        assert meta.format_version == 1
+        assert meta.format_version == 2
         assert len(meta.sha256) == 64
     newest = metas[-1]
     assert newest.events_seen == newest.events_learned == N

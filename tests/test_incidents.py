@@ -89,7 +89,7 @@ def run(make_settings, learners, events: list[Event], *, rate: float | None = No
     for monitor in running:
         monitor.terminate()
     store = store_for(settings)
-    return Outcome(settings, store, read_audit(store.client, store.keys), scraped)
+    return Outcome(settings, store, read_audit(store.client, store.keys, routine=True), scraped)
 
 
 def gauge(outcome: Outcome, name: str) -> float:
@@ -325,7 +325,7 @@ def test_learners_killed_during_an_incident_change_none_of_its_decisions(make_se
     wait_for(lambda: (store.status() or {}).get("stream_position") == N, 120, "the end of the stream")
     wait_for(lambda: guard_caught_up(settings), 60, "the monitor to judge every metric sample")
     monitor.terminate()
-    check_stuck_labeller(Outcome(settings, store, read_audit(store.client, store.keys)), at, count)
+    check_stuck_labeller(Outcome(settings, store, read_audit(store.client, store.keys, routine=True)), at, count)
 
 
 def seen(store: VersionStore) -> int:

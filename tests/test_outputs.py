@@ -17,8 +17,9 @@ from streaming.learner.telemetry import LearnerMetrics
 
 
 class Future:
-    def __init__(self, error: Exception | None = None) -> None:
+    def __init__(self, error: Exception | None = None, done: bool = True) -> None:
         self.exception = error
+        self.is_done = done
 
     def failed(self) -> bool:
         return self.exception is not None
@@ -77,3 +78,27 @@ def test_oversized_dead_letter_copies_are_truncated_and_say_so():
     assert value == b"x" * 100
     assert headers["livelearn.truncated_from_bytes"] == b"500"
     assert headers["livelearn.offset"] == b"41"
+
+
+def test_delivered_says_whether_everything_before_a_mark_is_acknowledged_without_blocking():
+    """A snapshot waits for the outputs sent before its mark only: later ones may still be in flight."""
+    producer = Producer()
+    out = outputs(producer)
+    assert out.delivered(out.mark())  # nothing sent: nothing to wait for
+    out.prediction(Event("a", 1, {}, user_id="u"), 0.7, 3)
+    out.prediction(Event("b", 1, {}, user_id="u"), 0.7, 3)
+    mark = out.mark()
+    out.prediction(Event("c", 1, {}, user_id="u"), 0.7, 3)
+    out.pending[1].is_done = False
+    out.pending[2].is_done = False
+    assert not out.delivered(mark)
+    assert producer.flushes == 0  # never blocks on the producer
+    assert len(out.pending) == 2  # the first, known delivered, is forgotten
+    out.pending[0].is_done = True  # the second arrives
+    assert out.delivered(mark)
+    assert len(out.pending) == 1  # the third is sent after the mark: not waited for
+    late = out.mark()
+    out.pending[0].exception = RuntimeError("broker said no")
+    out.pending[0].is_done = True
+    with pytest.raises(OutputDeliveryError, match="1 dead letters/predictions were not delivered"):
+        out.delivered(late)

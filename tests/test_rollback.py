@@ -171,8 +171,12 @@ def test_pinned_serving_is_not_moved_by_rollback_and_unpin_follows_again(make_se
     livelearn(settings, "report", "--out", str(report))
     assert report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report.stat().st_size > 20_000
-    as_json = json.loads(livelearn(settings, "audit", "--json", "--limit", "1000").stdout)
+    as_json = json.loads(livelearn(settings, "audit", "--json", "--limit", "1000", "--routine").stdout)
     assert {"snapshot", "promote", "pin", "rollback"} <= {e["action"] for e in as_json}
+    as_json = json.loads(livelearn(settings, "audit", "--json", "--limit", "1000").stdout)
+    assert {"pin", "rollback"} <= {e["action"] for e in as_json} and not {"snapshot", "promote"} & {
+        e["action"] for e in as_json
+    }
     livelearn(settings, "versions", "unpin", "--reason", "done")
     assert store.pinned() is None
     assert store.serving() == store.stable_numbers()[-1] != pinned

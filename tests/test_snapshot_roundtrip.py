@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from reference import contract_features
 
 from monitor.prequential import PrequentialMetrics
-from snapshotter.codec import SnapshotState, decode_snapshot, encode_snapshot, sha256_hex
+from snapshotter.codec import FORMAT, SnapshotState, decode_snapshot, encode_snapshot, pack, sha256_hex
+from streaming.errors import SnapshotCorruptError
 from streaming.learner.restore import restore_state
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
@@ -90,3 +93,93 @@ def test_restore_in_a_fresh_process_is_bit_identical(tmp_path):
     assert child["weights"] == {k: v.hex() for k, v in state["weights"].items()}
     assert child["intercept"] == state["intercept"].hex()
     assert child["acc"] == pm.rolling_values()["accuracy"].hex()
+
+
+def test_format_version_1_blobs_stay_readable_and_version_2_keeps_weights_bit_for_bit():
+    """Version 2 packs the weights as names + little-endian doubles; version-1 blobs (a map) still decode."""
+    model, pm = trained()
+    state = model.dump_state()
+    state["weights"] = {**state["weights"], "neg_zero": -0.0, "tiny": 5e-324, "big": 1.7976931348623157e308}
+    v1 = pack(
+        {"format": FORMAT, "format_version": 1, "spec": ModelSpec().to_dict(), "model": state,
+         "metrics": pm.dump_state(), "counters": {}}
+    )  # fmt: skip
+    v2 = encode_snapshot(SnapshotState(ModelSpec().to_dict(), state, pm.dump_state(), {}))
+    for blob in (v1, v2):
+        decoded = decode_snapshot(blob, sha256_hex(blob)).model["weights"]
+        assert list(decoded) == list(state["weights"])  # insertion order: the dot product's order of additions
+        assert [v.hex() for v in decoded.values()] == [v.hex() for v in state["weights"].values()]
+        assert math.copysign(1.0, decoded["neg_zero"]) == -1.0
+    assert len(v2) < len(v1)
+    broken = pack(
+        {"format": FORMAT, "format_version": 2, "spec": {}, "model": {"weights": {"names": ["a"], "float64le": b""}},
+         "metrics": {}, "counters": {}}
+    )  # fmt: skip
+    with pytest.raises(SnapshotCorruptError, match="differ in number"):
+        decode_snapshot(broken, sha256_hex(broken))
+
+
+def test_successive_snapshots_of_a_growing_model_are_the_bytes_msgpack_writes():
+    """The encoder keeps the packed long lists of names (weights, vocabulary) between snapshots and packs only
+    what was added: the blob must still be exactly msgpack's, as the model grows, changes and is replaced."""
+    import msgpack
+
+    from snapshotter import codec
+    from snapshotter.codec import FORMAT_VERSION, _pack_weights
+
+    model = OnlineModel(ModelSpec(max_categories_per_feature=5000, max_inputs=100_000))
+    pm = PrequentialMetrics(window=50)
+
+    def plain(state: SnapshotState) -> bytes:
+        doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **state.__dict__}
+        doc["model"] = {**state.model, "weights": _pack_weights(state.model["weights"])}
+        return msgpack.packb(doc, use_bin_type=True)
+
+    blobs = []
+    for rounds in (600, 650, 650, 700):  # a feature with ever more values: its name lists grow past LONG
+        for i in range(rounds):
+            model.learn_one({"page": f"p{i}", "x": float(i % 7)}, i % 3 == 0)
+        state = SnapshotState({"kind": "t"}, model.dump_state(), pm.dump_state(), {"events_seen": rounds})
+        blob = encode_snapshot(state)
+        assert blob == plain(state)
+        assert codec._PACKER.reused >= (600 if blobs else 0)  # from the second on, the names packed before are kept
+        blobs.append(blob)
+    assert len(set(blobs)) == len(blobs)
+    other = OnlineModel(ModelSpec())  # another model in the same process: a different document, same rule
+    other.learn_one({"page": "q", "x": 1.0}, True)
+    state = SnapshotState({"kind": "t"}, other.dump_state(), pm.dump_state(), {})
+    assert encode_snapshot(state) == plain(state)
+
+
+def test_a_newer_format_says_upgrade_and_a_learner_never_falls_back_past_it():
+    """A version a newer livelearn wrote is not corrupt: decoding it says to upgrade (readers first), and
+    restoring the head stops there instead of going back to an older version this livelearn can read."""
+    import fakeredis
+
+    from snapshotter.codec import EncodedSnapshot
+    from snapshotter.store import VersionStore
+    from streaming.errors import SnapshotFormatError
+    from streaming.learner.restore import restore_head
+
+    model, pm = trained()
+    state = SnapshotState(ModelSpec().to_dict(), model.dump_state(), pm.dump_state(), {})
+    newer = pack({"format": FORMAT, "format_version": 3, "spec": state.spec, "model": {}, "metrics": {}})
+    with pytest.raises(
+        SnapshotFormatError, match=r"written by a newer livelearn.*serving and every other reader first"
+    ):
+        decode_snapshot(newer, sha256_hex(newer))
+    odd = pack({"format": FORMAT, "format_version": "x"})
+    with pytest.raises(SnapshotCorruptError, match="not one livelearn reads"):
+        decode_snapshot(odd, sha256_hex(odd))
+
+    store = VersionStore(fakeredis.FakeRedis(), "m", promotion="immediate")
+    first = store.write(state, writer="w", lease_value=None, offsets={}, metrics={}, parent=None)
+    encoded = EncodedSnapshot(newer, sha256_hex(newer), state.spec, {})
+    store.write(encoded, writer="w", lease_value=None, offsets={}, metrics={}, parent=first.number)
+    with pytest.raises(SnapshotFormatError, match="newer livelearn"):
+        restore_head(store, ModelSpec(), 500)
+    corrupt = pack({"format": FORMAT, "format_version": 2, "spec": state.spec})  # no model: corrupt, not newer
+    store.write(EncodedSnapshot(corrupt, sha256_hex(corrupt), state.spec, {}), writer="w", lease_value=None,
+                offsets={}, metrics={}, parent=first.number)  # fmt: skip
+    restored = restore_head(store, ModelSpec(), 500)  # a corrupt head falls back to its parent, as before
+    assert restored is not None and restored.meta.number == first.number

@@ -1,8 +1,8 @@
 -- include: confirm
 -- The active learner confirms its candidate versions up to a stream position whose data was calm (promotion
 -- 'guard'), fenced by its lease and lineage epoch; nothing while a data-quality incident is open.
--- KEYS: lease, epoch, candidates, stable, serving, pinned, quarantined, audit, incident.
--- ARGV: lease value, lineage epoch, confirmed stream position, audit maxlen, actor, metrics json, channel.
+-- KEYS: lease, epoch, candidates, stable, serving, pinned, quarantined, version log, incident.
+-- ARGV: lease value, lineage epoch, confirmed stream position, version log maxlen, actor, metrics json, channel.
 -- Returns how many versions became stable.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED lease is held by ' .. tostring(redis.call('GET', KEYS[1])))
@@ -13,5 +13,5 @@ if epoch ~= ARGV[2] then
 end
 if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
 local k = {candidates = KEYS[3], stable = KEYS[4], serving = KEYS[5], pinned = KEYS[6], quarantined = KEYS[7],
-           audit = KEYS[8]}
+           log = KEYS[8]}
 return confirm_candidates(k, ARGV[3], tonumber(ARGV[4]), ARGV[5], epoch, ARGV[6], ARGV[7])

@@ -1,18 +1,22 @@
 -- include: confirm
 -- Write one numbered version, atomically: fenced by the lease and the lineage epoch; index it, move the
--- head, audit it; a stable version joins the stable set and, unless a version is pinned, becomes serving;
--- then retention drops versions beyond the newest `keep` that are neither pinned, serving, protected nor
--- among the newest `keep_stable` stable ones.
+-- head, log it (in the version log: routine per-version entries, apart from the operators' audit stream); a
+-- stable version joins the stable set and, unless a version is pinned, becomes serving;
+-- then retention drops versions beyond the newest `keep` that are neither pinned, serving, protected,
+-- among the newest `keep_stable` stable ones, a candidate, the open incident's target or quarantined by it,
+-- nor a stable version kept by thinning: the newest stable version of each time bucket of each tier, e.g. one per
+-- minute for the last hour (calendar buckets: what thinning kept stays kept until its horizon passes).
 -- With promotion 'guard' a version that met the threshold is only a candidate (scored by its stream position)
 -- until the learner has seen the data up to it calm: the candidates at or before the confirmed position
 -- (this one included) become stable here, later ones when promote.lua confirms them.
 -- While a data-quality incident is open no version may be stable: the script refuses (INCIDENT) and the
 -- writer asks again as not stable.
--- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, audit, incident, quarantined,
---       candidates.
+-- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, version log, incident, quarantined,
+--       candidates, created.
 -- ARGV: lease value ('' = unfenced), blob, meta, keep, version key prefix, lineage epoch, stable (0/1),
---       keep_stable, audit maxlen, writer, metrics json, parent, channel, promotion ('guard'|'immediate'),
---       stream position, confirmed stream position ('' = none).  Returns the new number.
+--       keep_stable, version log maxlen, writer, metrics json, parent, channel, promotion ('guard'|'immediate'),
+--       stream position, confirmed stream position ('' = none), created (unix s), thinning tiers (json
+--       [[bucket, horizon], ...]).  Returns the new number.
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[1])
   if holder ~= ARGV[1] then
@@ -31,6 +35,7 @@ local prefix = ARGV[5]
 redis.call('SET', prefix .. n .. ':blob', ARGV[2])
 redis.call('SET', prefix .. n .. ':meta', ARGV[3])
 redis.call('ZADD', KEYS[3], n, n)
+redis.call('ZADD', KEYS[14], tonumber(ARGV[17]), n)
 redis.call('SET', KEYS[4], n)
 local maxlen = tonumber(ARGV[9])
 local candidate = ARGV[7] == '1' and ARGV[14] == 'guard'
@@ -42,7 +47,7 @@ if candidate then
 end
 if ARGV[16] ~= '' and redis.call('EXISTS', KEYS[11]) == 0 then
   local k = {candidates = KEYS[13], stable = KEYS[7], serving = KEYS[8], pinned = KEYS[9], quarantined = KEYS[12],
-             audit = KEYS[10]}
+             log = KEYS[10]}
   confirm_candidates(k, ARGV[16], maxlen, ARGV[10], epoch, ARGV[11], ARGV[13])
 end
 if not candidate and ARGV[7] == '1' then
@@ -61,13 +66,39 @@ if count > keep then
   local pinned = redis.call('GET', KEYS[9])
   local serving = redis.call('GET', KEYS[8])
   local keep_stable = tonumber(ARGV[8])
+  local incident = redis.call('HGET', KEYS[11], 'id')
+  local target = incident and redis.call('HGET', KEYS[11], 'target')
+  local created = {}
+  local pairs_ = redis.call('ZRANGE', KEYS[14], 0, -1, 'WITHSCORES')
+  for i = 1, #pairs_, 2 do created[pairs_[i]] = tonumber(pairs_[i + 1]) end
+  local waiting = {}
+  for _, v in ipairs(redis.call('ZRANGE', KEYS[13], 0, -1)) do waiting[v] = true end
+  -- thinning: for each tier {bucket, horizon} (seconds), the newest stable version of each bucket of creation
+  -- time, among those younger than the horizon and at least one (first) bucket old (younger ones: the rules above)
+  local thinned_in = {}
+  local now = tonumber(ARGV[17])
+  local tiers = cjson.decode(ARGV[18])
+  local stable = redis.call('ZRANGE', KEYS[7], 0, -1)
+  for _, tier in ipairs(tiers) do
+    local newest = {}
+    for _, v in ipairs(stable) do
+      local at = created[v]
+      if at and now - at < tier[2] and now - at >= tiers[1][1] then
+        local bucket = math.floor(at / tier[1])
+        if not newest[bucket] or tonumber(v) > tonumber(newest[bucket]) then newest[bucket] = v end
+      end
+    end
+    for _, v in pairs(newest) do thinned_in[v] = true end
+  end
   for _, v in ipairs(redis.call('ZRANGE', KEYS[3], 0, count - keep - 1)) do
     local rank = redis.call('ZREVRANK', KEYS[7], v)
-    local kept = v == pinned or v == serving or (rank and rank < keep_stable)
+    local kept = v == pinned or v == serving or (rank and rank < keep_stable) or thinned_in[v] or waiting[v]
+      or (incident and (v == target or redis.call('HGET', KEYS[12], v) == incident))
       or redis.call('SISMEMBER', KEYS[5], v) == 1
     if not kept then
       redis.call('ZREM', KEYS[3], v)
       redis.call('ZREM', KEYS[7], v)
+      redis.call('ZREM', KEYS[14], v)
       redis.call('HDEL', KEYS[12], v)
       redis.call('ZREM', KEYS[13], v)
       redis.call('DEL', prefix .. v .. ':blob', prefix .. v .. ':meta')

@@ -84,16 +84,25 @@ def audit(
     model: ModelOpt = None,
     redis_url: RedisOpt = None,
     as_json: JsonOpt = False,
+    routine: Annotated[
+        bool,
+        typer.Option(
+            "--routine",
+            help="Also the version log: every snapshot written, confirmed stable and promoted to serving "
+            "(several a second with timed snapshots).",
+        ),
+    ] = False,
 ) -> None:
-    """The audit log: snapshots, promotions, rollbacks, pins, freezes, resumes and incidents, with the date and
-    time (UTC), the stream position where known, the versions and how serving moved."""
+    """The audit log: rollbacks, pins, unpins, freezes, resumes, incidents and the monitor's notices (with
+    --routine also every snapshot, confirmation and promotion), with the date and time (UTC), the stream position
+    where known, the versions and how serving moved."""
     from snapshotter.audit import read_audit
     from snapshotter.incidents import position_of
     from snapshotter.store import open_store
 
     settings = settings_from(config, model, redis_url=redis_url)
     store = open_store(settings)
-    entries = read_audit(store.client, store.keys, count=limit)
+    entries = read_audit(store.client, store.keys, count=limit, routine=routine)
     if as_json:
         typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return

@@ -1,5 +1,11 @@
 """When an active learner snapshots, renews its lease and publishes its status (pure timing, no I/O).
 
+A snapshot is due every ``snapshot_every_events`` records, and every ``snapshot_every_seconds`` while records
+flow. With promotion ``guard`` a version only becomes stable (and served) once the data up to it is found calm,
+so the timed snapshot is taken where that was just judged — at the first metric sample after the interval, or
+between samples once the block so far is calm (``promotion_partial_blocks``: the runner asks with
+``at_sample=True``) — and is stable at once; it only falls back to any moment after twice the interval.
+
 >>> from streaming.config import Settings
 >>> cadence = Cadence(Settings(snapshot_every_events=2, snapshot_every_seconds=30), now=0.0, seen=0)
 >>> cadence.consumed(), cadence.consumed()
@@ -7,7 +13,9 @@
 >>> cadence.snapshotted(now=1.0)
 >>> cadence.consumed()
 False
->>> cadence.snapshot_due(now=20.0), cadence.snapshot_due(now=31.0)
+>>> cadence.snapshot_due(now=20.0, at_sample=True), cadence.snapshot_due(now=32.0, at_sample=True)
+(False, True)
+>>> cadence.snapshot_due(now=32.0), cadence.snapshot_due(now=62.0)  # not at a sample: after twice the interval
 (False, True)
 """
 
@@ -24,6 +32,7 @@ class Cadence:
 
     def __init__(self, settings: Settings, *, now: float, seen: int) -> None:
         self.settings = settings
+        self.align = settings.promotion == "guard"  # timed snapshots at metric samples (see the module docstring)
         self.since_snapshot = 0
         self.last_snapshot_at = now
         self.next_renew = now + settings.lease_ttl_seconds / 3
@@ -35,9 +44,13 @@ class Cadence:
         self.since_snapshot += 1
         return self.since_snapshot >= self.settings.snapshot_every_events
 
-    def snapshot_due(self, now: float) -> bool:
-        """Records arrived since the last snapshot, and it is older than the snapshot interval."""
-        return bool(self.since_snapshot) and now - self.last_snapshot_at >= self.settings.snapshot_every_seconds
+    def snapshot_due(self, now: float, *, at_sample: bool = False) -> bool:
+        """Records arrived since the last snapshot, and it is older than the snapshot interval — or, with promotion
+        ``guard`` and not ``at_sample`` (the event that recorded a metric sample), twice as old."""
+        if not self.since_snapshot:
+            return False
+        interval = self.settings.snapshot_every_seconds
+        return now - self.last_snapshot_at >= (interval if at_sample or not self.align else 2 * interval)
 
     def snapshotted(self, now: float) -> None:
         self.since_snapshot, self.last_snapshot_at = 0, now

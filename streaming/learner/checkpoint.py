@@ -1,13 +1,17 @@
 """What an active learner writes to Redis: numbered versions (snapshots) and its status.
 
-A snapshot first flushes the dead letters and predictions produced so far (so no offset moves past an
-undelivered one), then writes the learned state with its offsets in one fenced script, then commits the
-offsets to the consumer group (for lag dashboards and the lost-store check). The status, with the metric
+A snapshot is taken in two steps so that learning does not wait for Kafka: :meth:`Checkpoints.capture` encodes
+the learned state with its offsets at once (the live state moves on), and :meth:`Checkpoints.write_captured`
+writes it in one fenced script once the dead letters and predictions produced up to its offsets are delivered
+(so no offset moves past an undelivered one; the runner checks the delivery without blocking), then commits the
+offsets to the consumer group (for lag dashboards and the lost-store check). :meth:`Checkpoints.snapshot` does
+both at once, flushing (the final snapshot, a rollback's). The status, with the metric
 samples recorded since the last one, is fenced by the lease the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -16,7 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from monitor.prequential import meets_threshold
-from snapshotter.codec import SnapshotState, VersionMeta
+from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta
 from snapshotter.lease import Lease
 from snapshotter.status import LearnerStatus, StatusWriter
 from snapshotter.store import VersionStore
@@ -29,7 +33,7 @@ from streaming.learner.state import LearnerState
 from streaming.learner.telemetry import LearnerMetrics
 from streaming.model import ModelSpec
 
-__all__ = ["Checkpoints"]
+__all__ = ["Captured", "Checkpoints"]
 
 
 def state_spec(snapshot: SnapshotState) -> ModelSpec:
@@ -39,6 +43,28 @@ def state_spec(snapshot: SnapshotState) -> ModelSpec:
 log = logging.getLogger(__name__)
 
 Positions = dict[TopicPartition, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Captured:
+    """The learner's state at one stream position, encoded, with what its version's metadata will say.
+
+    ``mark`` is the outputs' mark at that position: the version may be written once every dead letter and
+    prediction sent before it is delivered.
+    """
+
+    encoded: EncodedSnapshot
+    positions: Positions
+    offsets: dict[str, dict[str, int]]
+    metrics: dict[str, dict[str, float]]
+    extra: dict[str, Any]
+    stable: bool
+    parent: int | None
+    epoch: int
+    model_events_learned: int
+    mark: int
+    at: float  # time.monotonic() of the capture
+    seconds: float  # what the capture cost (dump + encode + checksum)
 
 
 class Checkpoints:
@@ -61,12 +87,20 @@ class Checkpoints:
     def snapshot(
         self, state: LearnerState, outputs: Outputs, positions: Positions, consumer: KafkaConsumer
     ) -> VersionMeta | None:
-        """Write ``state`` as a new version and commit its offsets; ``None`` when a rollback moved the lineage
-        on meanwhile (the caller follows it, then snapshots). Raises :class:`LeaseLostError` when fenced."""
-        t0 = time.perf_counter()
+        """Write ``state`` as a new version now — waiting for the outputs up to here — and commit its offsets;
+        ``None`` when a rollback moved the lineage on meanwhile (the caller follows it, then snapshots).
+        Raises :class:`LeaseLostError` when fenced. The final snapshot and a rollback's use this."""
+        captured = self.capture(state, outputs, positions)
         outputs.flush()  # dead letters and predictions up to here are durable before offsets move past them
+        return self.write_captured(state, captured, consumer, wait_commit=True)
+
+    def capture(self, state: LearnerState, outputs: Outputs, positions: Positions) -> Captured:
+        """Encode ``state`` as it stands at ``positions`` (the learner goes on at once); :meth:`write_captured`
+        writes it once ``outputs`` delivered everything sent up to here."""
+        t0 = time.perf_counter()
+        offsets: dict[str, dict[str, int]] = {}
         for tp, position in positions.items():
-            state.offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
+            offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
         rolling = state.metrics.rolling_values()
         extra: dict[str, Any] = {"dead_lettered": state.counters["dead_lettered"], "frozen": not state.learning}
         if state.pending_rollback:
@@ -75,28 +109,55 @@ class Checkpoints:
         if stable and self.gate is not None:
             extra["reference"] = verdict = self._judge_on_reference(state)
             stable = verdict["passed"]
+        return Captured(
+            encoded=EncodedSnapshot.of(state.snapshot_state()),
+            positions=dict(positions),
+            offsets=offsets,
+            metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
+            extra=extra,
+            stable=stable,
+            parent=state.parent,
+            epoch=state.epoch,
+            model_events_learned=state.model.steps,
+            mark=outputs.mark(),
+            at=time.monotonic(),
+            seconds=time.perf_counter() - t0,
+        )
+
+    def write_captured(
+        self, state: LearnerState, captured: Captured, consumer: KafkaConsumer, *, wait_commit: bool = False
+    ) -> VersionMeta | None:
+        """Write a captured state as the next version (its outputs must be delivered: the caller checks) and
+        commit its offsets; ``None`` when the lineage moved on since the capture (it is dropped: the caller
+        follows the move). Raises :class:`LeaseLostError` when fenced."""
+        t0 = time.perf_counter()
+        if captured.epoch != state.epoch:
+            log.info("a snapshot encoded on lineage epoch %d is dropped: the lineage moved on", captured.epoch)
+            return None
         try:
             meta = self.store.write(
-                state.snapshot_state(),
+                captured.encoded,
                 writer=self.writer,
                 lease_value=self.lease.value,
-                offsets=state.offsets,
-                parent=state.parent,
-                extra=extra,
-                epoch=state.epoch,
-                stable=stable,
-                model_events_learned=state.model.steps,
-                metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
-                confirmed=state.confirmed,
+                offsets=captured.offsets,
+                parent=captured.parent,
+                extra=captured.extra,
+                epoch=captured.epoch,
+                stable=captured.stable,
+                model_events_learned=captured.model_events_learned,
+                metrics=captured.metrics,
+                confirmed=state.confirmed,  # the calm data seen by now: may confirm this version at once
             )
         except SnapshotFencedError as exc:
             raise LeaseLostError(str(exc)) from None
         except StaleLineageError as exc:
             log.warning("%s; following the rollback first", exc)
             return None
-        state.parent, state.last_snapshot, state.pending_rollback = meta.number, meta, None
-        if self.gate is not None and "reference" in extra:
-            self.gate.remember(meta.number, extra["reference"]["score"])
+        state.parent, state.last_snapshot, state.offsets = meta.number, meta, captured.offsets
+        if state.pending_rollback is not None and captured.extra.get("rollback") is state.pending_rollback:
+            state.pending_rollback = None
+        if self.gate is not None and "reference" in captured.extra:
+            self.gate.remember(meta.number, captured.extra["reference"]["score"])
         position = sum(sum(partitions.values()) for partitions in meta.offsets.values())
         if (
             meta.stable
@@ -104,16 +165,20 @@ class Checkpoints:
             and (state.confirmed is None or position > state.confirmed)
         ):
             state.unconfirmed.append(position)  # a candidate until the data up to it is seen calm
-        elapsed = time.perf_counter() - t0
+        elapsed = captured.seconds + time.perf_counter() - t0
         self.telemetry.snapshot_seconds.observe(elapsed)
         self.telemetry.snapshot_written(meta.created_at, meta.size_bytes, meta.number)
-        self._commit(consumer, positions, meta.number)
+        t1 = time.perf_counter()
+        self._commit(consumer, captured.positions, meta.number, wait=wait_commit)
         log.info(
-            "version %d written: events_seen=%d, %.1f ms (+ %.1f ms offset commit)",
+            "version %d written: events_seen=%d, %.1f ms (encode %.1f ms, then %.0f ms later the write), "
+            "+ %.1f ms offset commit",
             meta.number,
             meta.events_seen,
             elapsed * 1e3,
-            (time.perf_counter() - t0 - elapsed) * 1e3,
+            captured.seconds * 1e3,
+            (time.monotonic() - captured.at) * 1e3,
+            (time.perf_counter() - t1) * 1e3,
         )
         return meta
 
@@ -175,10 +240,20 @@ class Checkpoints:
         if number:
             log.info("%d version(s) confirmed stable: the data up to stream position %d was calm", number, confirmed)
 
-    def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int) -> None:
+    def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int, *, wait: bool) -> None:
+        """Commit the version's offsets to the consumer group: for lag dashboards and the lost-store check only
+        (the offsets that count are in the version), so in the loop without waiting for the broker."""
+
+        def failed(_offsets: object, response: object) -> None:
+            if isinstance(response, Exception):
+                log.warning("offset commit after version %d failed: %s", number, response)
+
         try:
             offsets = {tp: OffsetAndMetadata(pos, f"livelearn v{number}", -1) for tp, pos in positions.items()}
-            consumer.commit(offsets, timeout_ms=2000)
+            if wait:
+                consumer.commit(offsets, timeout_ms=2000)
+            else:
+                consumer.commit_async(offsets, callback=failed)
         except Exception as exc:  # noqa: BLE001 - commits only feed lag dashboards and the lost-store check
             log.warning("offset commit after version %d failed: %s", number, exc)
 

@@ -1,8 +1,11 @@
 """What a learner writes to Kafka besides its offsets: dead letters and predictions.
 
-Both go through one producer. :meth:`Outputs.flush` runs before every snapshot, so by the time a
-snapshot's offsets move past an event, its dead letter or prediction is durable in Kafka: a crash can
-repeat a prediction (the events after the last snapshot are scored again) but never lose one.
+Both go through one producer. A snapshot's offsets never move past an event whose dead letter or
+prediction is not durable in Kafka: a crash can repeat a prediction (the events after the last snapshot
+are scored again) but never lose one. The learner does not wait for that: it takes a :meth:`Outputs.mark`
+when it encodes a snapshot, keeps learning, and writes the snapshot once :meth:`Outputs.delivered` says
+every record sent before the mark was acknowledged (checked without blocking). :meth:`Outputs.flush`
+waits for everything (the final snapshot, a rollback's, or deliveries that take too long).
 
 Every record carries a ``content-type`` header, so consumers in any language know how to read it:
 predictions are ``application/msgpack`` or ``application/json`` (``LIVELEARN_PREDICTIONS_FORMAT``);
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, TypedDict
+from typing import Any, NoReturn, TypedDict
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -55,7 +58,11 @@ class Outputs:
         self.producer = producer
         self.settings = settings
         self.telemetry = telemetry
-        self.pending: list[Any] = []  # send futures since the last flush
+        self.pending: list[Any] = []  # send futures not yet known delivered, oldest first
+        self.sent = 0  # records sent by this producer so far (marks count them)
+        self.delivered_count = 0  # of those, the oldest ones known delivered
+        #: how long a snapshot waits for deliveries before it flushes (and fails if they do not come)
+        self.timeout = max(1.0, settings.lease_ttl_seconds / 2)
 
     def dead_letter(self, record: Any, exc: EventError) -> None:
         """Copy a rejected record unchanged to the dead-letter topic, with the reason in headers."""
@@ -76,6 +83,7 @@ class Outputs:
         self.pending.append(
             self.producer.send(self.settings.dead_letter_topic_name, key=record.key, value=value, headers=headers)
         )
+        self.sent += 1
         self.telemetry.dead_lettered(exc.reason)
         log.debug("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
 
@@ -100,6 +108,27 @@ class Outputs:
                 headers=[("content-type", CONTENT_TYPES[fmt])],
             )
         )
+        self.sent += 1
+
+    def mark(self) -> int:
+        """A mark after every record sent so far (for :meth:`delivered`)."""
+        return self.sent
+
+    def delivered(self, mark: int) -> bool:
+        """Whether every record sent before ``mark`` is acknowledged; never blocks.
+
+        Raises :class:`OutputDeliveryError` when one of them failed, like :meth:`flush`.
+        """
+        pending, known = self.pending, 0
+        need = mark - self.delivered_count
+        while known < need and known < len(pending) and pending[known].is_done:
+            if pending[known].failed():
+                self._failed([f for f in pending if f.failed()])
+            known += 1
+        if known:
+            del pending[:known]
+            self.delivered_count += known
+        return self.delivered_count >= mark
 
     def flush(self) -> None:
         """Wait until every record sent since the last flush is acknowledged, or raise.
@@ -109,7 +138,7 @@ class Outputs:
         """
         if not self.pending:
             return
-        timeout = max(1.0, self.settings.lease_ttl_seconds / 2)
+        timeout = self.timeout
         try:
             self.producer.flush(timeout=timeout)
         except KafkaError as exc:
@@ -118,10 +147,14 @@ class Outputs:
                 f"{timeout:.0f}s: {exc}; no snapshot written past them"
             ) from None
         failed = [f for f in self.pending if f.failed()]
+        self.delivered_count += len(self.pending)
         self.pending = []
         if failed:
-            raise OutputDeliveryError(
-                f"{len(failed)} dead letters/predictions were not delivered ({failed[0].exception}); no snapshot "
-                f"written past them. Check that {self.settings.dead_letter_topic_name} and "
-                f"{self.settings.predictions_topic_name} exist and accept the records"
-            )
+            self._failed(failed)
+
+    def _failed(self, failed: list[Any]) -> NoReturn:
+        raise OutputDeliveryError(
+            f"{len(failed)} dead letters/predictions were not delivered ({failed[0].exception}); no snapshot "
+            f"written past them. Check that {self.settings.dead_letter_topic_name} and "
+            f"{self.settings.predictions_topic_name} exist and accept the records"
+        )

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from monitor.prequential import PrequentialMetrics
-from snapshotter.codec import SnapshotState, VersionMeta
+from snapshotter.codec import SnapshotState, VersionMeta, gc_paused
 from snapshotter.store import VersionStore
 from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotError, VersionNotFoundError
 from streaming.model import ModelSpec, OnlineModel
@@ -46,7 +46,8 @@ def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[O
         )
     if stored != spec:
         log.warning("hyperparameters changed since the snapshot: %s -> %s", stored.to_dict(), spec.to_dict())
-    return OnlineModel.restore(spec, state.model), PrequentialMetrics.from_state(state.metrics, window)
+    with gc_paused():  # ~100k objects for a large model, none of them garbage
+        return OnlineModel.restore(spec, state.model), PrequentialMetrics.from_state(state.metrics, window)
 
 
 def _lineage(store: VersionStore, head: int) -> Iterator[int]:
@@ -69,7 +70,9 @@ def _lineage(store: VersionStore, head: int) -> Iterator[int]:
 
 
 def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored | None:
-    """The newest loadable version at or below the head, or ``None`` when none was ever written."""
+    """The newest loadable version at or below the head, or ``None`` when none was ever written. A version in a
+    newer snapshot format is not skipped (:class:`SnapshotFormatError` goes up): falling back past it would
+    re-learn from an older version what a newer learner already learned; this livelearn must be upgraded."""
     head = store.head()
     if head is None:
         return None

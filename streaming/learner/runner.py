@@ -42,7 +42,7 @@ from streaming.errors import (
 )
 from streaming.health import Heartbeat
 from streaming.learner.cadence import Cadence
-from streaming.learner.checkpoint import Checkpoints
+from streaming.learner.checkpoint import Captured, Checkpoints
 from streaming.learner.incidents import IncidentActions
 from streaming.learner.lineage import Lineage
 from streaming.learner.lineage_watch import LineageWatch
@@ -92,6 +92,7 @@ class Learner:
         self.state = LearnerState.fresh(self.spec, settings)
         self._learned_once = False  # Kafka failures after that are outages to wait out, not setup errors
         self._lineage_moved = False  # a snapshot found the lineage moved on: follow it before going on
+        self._captured: Captured | None = None  # a snapshot encoded, written once its outputs are delivered
 
     @property
     def counters(self) -> dict[str, int]:
@@ -177,6 +178,7 @@ class Learner:
 
     # -- active -----------------------------------------------------------------------------------
     def _run_active(self, until_caught_up: bool) -> None:
+        self._captured = None
         watch = LineageWatch(self.redis, self.store.keys)
         consumer: KafkaConsumer | None = None
         producer: KafkaProducer | None = None
@@ -245,22 +247,32 @@ class Learner:
         broker = BrokerWatch(consumer, s, interval=s.status_interval_seconds)
         while not self._stop.is_set():
             self._follow(consumer, outputs, positions, watch)
-            batch = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records)
+            # while a snapshot waits for its outputs, do not sleep in an idle poll: write it as soon as they are in
+            timeout = s.poll_timeout_ms if self._captured is None else min(s.poll_timeout_ms, 10)
+            batch = consumer.poll(timeout_ms=timeout, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
                     if record.offset < positions[tp]:
                         continue  # a rollback in this batch moved the partition past it
                     positions[tp] = record.offset + 1
+                    samples = len(self.state.samples)
                     self.step.process(self.state, record, outputs, positions)
                     if self.state.incident_events or self.state.promotable:
                         self._after_sample(consumer, outputs, positions, watch)
-                    if cadence.consumed():
-                        self.snapshot(outputs, positions, consumer)
+                    due = cadence.consumed()
+                    if len(self.state.samples) > samples:  # a metric sample at this event: a version here is judged
+                        due = due or cadence.snapshot_due(time.monotonic(), at_sample=True)
+                    if self._captured is not None:
+                        self._write_when_delivered(outputs, consumer)
+                    if due and self._captured is None:
+                        self._captured = self.checkpoints.capture(self.state, outputs, positions)
                         cadence.snapshotted(time.monotonic())
             self.step.flush_telemetry()
             now = time.monotonic()
-            if cadence.snapshot_due(now):
-                self.snapshot(outputs, positions, consumer)
+            if self._captured is None and cadence.snapshot_due(
+                now, at_sample=self._partial_calm(cadence, now, positions)
+            ):
+                self._captured = self.checkpoints.capture(self.state, outputs, positions)
                 cadence.snapshotted(now)
             if cadence.renew_due(now) and not self.lease.renew():
                 raise LeaseLostError(f"lease of model {s.model_name!r} expired or was taken over")
@@ -268,11 +280,21 @@ class Learner:
             self.telemetry.kafka_up.set(1 if kafka_up else 0)
             self.heartbeat.beat("active", ready=kafka_up, detail="" if kafka_up else "Kafka does not answer")
             current_lag = lag(consumer, positions) if kafka_up else None
+            if self._captured is not None:  # caught up: nothing to learn meanwhile, so wait for the deliveries
+                self._write_when_delivered(outputs, consumer, wait=not batch or current_lag == 0)
             if cadence.status_due(now):
                 self.publish_status(cadence.rate(now, self.counters["events_seen"]), current_lag, positions)
                 self.check_in()
             if until_caught_up and not batch and current_lag == 0:
                 return
+
+    def _partial_calm(self, cadence: Cadence, now: float, positions: Positions) -> bool:
+        """A timed snapshot is due between metric samples and the block so far is calm: the data up to here is
+        confirmed, so a snapshot taken now is stable at once (:meth:`EventStep.confirm_partial`)."""
+        if not cadence.snapshot_due(now, at_sample=True) or not self.step.confirm_partial(self.state, positions):
+            return False
+        self.telemetry.partial_confirmations.inc()
+        return True
 
     def _follow(self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions, watch: LineageWatch) -> None:
         """Apply a rollback, freeze or resume made elsewhere (or by this learner's incident) before going on."""
@@ -308,11 +330,27 @@ class Learner:
 
     # -- snapshots and status -----------------------------------------------------------------------
     def snapshot(self, outputs: Outputs, positions: Positions, consumer: KafkaConsumer) -> VersionMeta | None:
-        """Write the current state as a new version (see :class:`Checkpoints`); ``None`` when a rollback moved
-        the lineage on meanwhile: the loop follows it first."""
+        """Write the current state as a new version now, waiting for its outputs (see :class:`Checkpoints`); a
+        captured one still waiting is superseded. ``None`` when a rollback moved the lineage on meanwhile: the
+        loop follows it first."""
+        self._captured = None
         meta = self.checkpoints.snapshot(self.state, outputs, positions, consumer)
         self._lineage_moved = meta is None
         return meta
+
+    def _write_when_delivered(self, outputs: Outputs, consumer: KafkaConsumer, *, wait: bool = False) -> None:
+        """Write the captured snapshot once every output sent before it is delivered (checked without blocking);
+        if that takes longer than the outputs' timeout, or with ``wait`` (the learner has caught up: a status
+        saying so then speaks of a durable snapshot), wait for them here (and fail as a flush does)."""
+        captured = self._captured
+        assert captured is not None
+        if not outputs.delivered(captured.mark):
+            if not wait and time.monotonic() - captured.at < outputs.timeout:
+                return
+            outputs.flush()
+        self._captured = None
+        if self.checkpoints.write_captured(self.state, captured, consumer) is None:
+            self._lineage_moved = True  # follow the move first (a capture on the old lineage was dropped)
 
     def status_document(
         self, events_per_second: float, current_lag: int | None, positions: Positions | None = None

@@ -26,6 +26,9 @@ Blocks are counted in labelled events, so the signals are a function of the stre
 {'label_run': 4, 'label_run_value': 0, 'label_run_start': 1}
 >>> block.flush()["label_rate"]  # an empty block (no labelled event since): nothing to say
 nan
+>>> block.add(True, 0.7, {}, {"p0": 9})
+>>> block.peek()["label_rate"], block.count  # the block so far; it goes on
+(1.0, 1)
 """
 
 from __future__ import annotations
@@ -83,6 +86,12 @@ class BlockSignals:
 
     def flush(self) -> dict[str, float]:
         """The block's signals (NaN rates for an empty block), then an empty block."""
+        fields = self.peek()
+        self._reset()
+        return fields
+
+    def peek(self) -> dict[str, float]:
+        """The signals of the block so far, which goes on (a partial block: see :meth:`SignalWatch.calm_with`)."""
         n = self.count
         fields = {
             "label_rate": self.positives / n if n else _NAN,
@@ -95,7 +104,6 @@ class BlockSignals:
         for name in self.tracked:
             if self.counts.get(name):
                 fields[f"feature:{name}"] = self.sums[name] / self.counts[name]
-        self._reset()
         return fields
 
     def dump(self) -> dict[str, Any]:

@@ -8,7 +8,8 @@ Every ``history_every_events``-th labelled event a metric sample is recorded for
 data-quality watch (:class:`~monitor.signals.SignalWatch`) at that exact event: an incident it confirms
 holds learning from this event on (the runner then records it and rolls back, see
 :mod:`streaming.learner.incidents`), its end lets learning go on from the event that showed it, and calm
-data confirms the versions written up to here (promotion ``guard``).
+data confirms the versions written up to here (promotion ``guard``). Between samples, when a timed snapshot
+is due, :meth:`EventStep.confirm_partial` may confirm up to the current event on the block so far.
 """
 
 from __future__ import annotations
@@ -95,6 +96,22 @@ class EventStep:
                 self.telemetry.learn_seconds.observe(time.perf_counter() - t1)
             counters["events_learned"] += 1
             self.learned += 1
+
+    def confirm_partial(self, state: LearnerState, positions: dict[TopicPartition, int]) -> bool:
+        """Between metric samples (a timed snapshot is due): confirm the data up to here if the block so far is
+        calm by the rule of full blocks (:meth:`~monitor.signals.SignalWatch.calm_with`) and the rolling metric
+        meets its threshold, so a snapshot taken now is stable at once. ``True`` if it did. Nothing is recorded
+        and the watch is not changed: the full block judges the same events again."""
+        s = self.settings
+        if s.promotion != "guard" or not s.promotion_partial_blocks or not state.learning:
+            return False
+        rolling = state.metrics.rolling_values()
+        partial = {**rolling, **state.signals.peek()}
+        if not (state.watch.calm_with(partial) and meets_threshold(rolling, s, state.threshold.value())):
+            return False
+        state.confirmed = sum(positions.values()) - s.promotion_delay_events
+        state.confirmed_metrics = {**rolling, "partial_block": state.signals.count}
+        return True
 
     def record_sample(self, state: LearnerState, positions: dict[TopicPartition, int]) -> None:
         """Keep the rolling metrics at this exact event for the history stream (the monitor judges each one), and

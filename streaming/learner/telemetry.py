@@ -132,6 +132,12 @@ class LearnerMetrics:
             registry,
             model,
         )
+        self.partial_confirmations = counter(
+            "livelearn_partial_block_confirmations_total",
+            "Timed snapshots confirmed stable between metric samples, on the block so far (promotion guard).",
+            registry,
+            model,
+        )
         for kind in ("category", "feature"):
             self._capped.labels(model, kind)
         self._redis_outages.labels(model, "unreachable")

@@ -1,0 +1,236 @@
+"""Freshness: from an event produced to the API serving a version that includes it.
+
+Starts an embedded broker and redis-server, then ``livelearn learn`` and ``livelearn serve`` as child
+processes with **default settings** (only the addresses and the API port are set; ``--env KEY=VALUE``
+overrides one for a comparison). For each rate (``--rates``, default 50, 400 and 2,000 events/s) a producer
+sends the bundled dataset's events at that fixed rate for ``--seconds`` and stamps each with its send time
+and, once acknowledged, its offset (one partition: the offset is the stream position). A watcher asks the API
+``POST /predict`` every 5 ms which version it serves and records when each version was first served; a
+version's offsets come from its metadata. An event's freshness is the time from its send to the first time
+the API served a version whose offsets lie past it. p50 / p99 / max per rate; events never served within
+``--grace`` seconds after the producer stopped are counted, not hidden.
+
+Prints the figures and writes JSON (``--out``, default ``bench/results/freshness.json``). The machine is
+shared and noisy: repeat. Run: ``.venv/bin/python bench/freshness.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from snapshotter.store import open_store
+from streaming.config import Settings
+from streaming.events import encode_event
+from streaming.local.dataset import read_events
+from streaming.local.embedded import embedded_stack, free_port
+from streaming.transport import ensure_topics, make_producer
+
+
+class ServedVersions(threading.Thread):
+    """Asks the API every 5 ms which version it serves; records when each was first served and its position
+    (read from its metadata at once: retention may drop it later)."""
+
+    def __init__(self, base: str, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.base, self.settings, self.stop = base, settings, threading.Event()
+        self.first_served: dict[int, tuple[float, int]] = {}  # version -> (time, stream position)
+        self.created: dict[int, float] = {}  # version -> created_at (the learner's clock: the same machine)
+
+    def run(self) -> None:
+        store = open_store(self.settings)
+        with httpx.Client(base_url=self.base, timeout=5) as client:
+            while not self.stop.is_set():
+                try:
+                    response = client.post("/predict", json={"features": {"PageValues": 1.0}})
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+                    continue
+                if response.status_code == 200:
+                    number, now = int(response.json()["version"]), time.time()
+                    if number not in self.first_served:
+                        meta = store.meta(number)
+                        self.first_served[number] = (now, meta.offsets.get(self.settings.events_topic, {}).get("0", 0))
+                        self.created[number] = meta.created_at
+                time.sleep(0.005)
+
+
+def ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/v2/health/ready").status_code == 200
+    except httpx.HTTPError:
+        return False  # not listening yet
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50_s": statistics.median(ordered),
+        "p99_s": ordered[max(0, round(0.99 * len(ordered)) - 1)],
+        "max_s": ordered[-1],
+        "n": len(ordered),
+    }
+
+
+def produce(settings: Settings, rate: float, seconds: float, start_index: int) -> list[tuple[float, Any]]:
+    """Send ``rate`` events/s for ``seconds``; returns (send time, future) per event."""
+    producer = make_producer(settings, linger_ms=5)
+    sent: list[tuple[float, Any]] = []
+    events = read_events(repeat=20)
+    for _ in range(start_index):
+        next(events)
+    start = time.monotonic()
+    for event in events:
+        if len(sent) >= rate * seconds:
+            break
+        stamp = time.time()
+        future = producer.send(settings.events_topic, key=(event.user_id or "").encode(), value=encode_event(event))
+        sent.append((stamp, future))
+        ahead = len(sent) / rate - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+    producer.flush()
+    producer.close()
+    return sent
+
+
+def measure(settings: Settings, watch: ServedVersions, rate: float, *, seconds: float, grace: float, skip: int) -> dict:
+    store = open_store(settings)
+    sent = produce(settings, rate, seconds, skip)
+    stamps = [(t, f.get(timeout=10).offset) for t, f in sent]
+    last_offset = max(o for _, o in stamps)
+    deadline = time.time() + grace
+    while time.time() < deadline and not any(p > last_offset for _, p in watch.first_served.values()):
+        time.sleep(0.1)
+    served = sorted(watch.first_served.values())
+    times = [t for t, _ in served]
+    # the furthest position served by each time (a rollback could serve an older one; freshness needs the event in)
+    reach: list[int] = []
+    for _, position in served:
+        reach.append(max(position, reach[-1] if reach else 0))
+    delays, unserved = [], 0
+    for stamp, offset in stamps:
+        i = bisect.bisect_left(reach, offset + 1, lo=bisect.bisect_left(times, stamp))
+        if i < len(served):
+            delays.append(max(times[i], stamp) - stamp)
+        else:
+            unserved += 1
+    # where the time goes, per version served during this rate: its newest event sent -> written -> served
+    sent_at = {o: t for t, o in stamps}
+    learner_side, serving_side = [], []
+    for number, (served_at, position) in watch.first_served.items():
+        if position - 1 in sent_at and number in watch.created:
+            learner_side.append(watch.created[number] - sent_at[position - 1])
+            serving_side.append(served_at - watch.created[number])
+    versions = store.list()
+    return {
+        "rate": rate,
+        "events": len(stamps),
+        "served_versions": sum(1 for t in times if t >= stamps[0][0]),
+        "versions_stored": len(versions),
+        "freshness": percentiles(delays) if delays else None,
+        "unserved_within_grace": unserved,
+        "newest_event_sent_to_version_written": percentiles(learner_side) if learner_side else None,
+        "version_written_to_served": percentiles(serving_side) if serving_side else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[50, 400, 2000])
+    parser.add_argument("--seconds", type=float, default=30, help="producing time per rate")
+    parser.add_argument("--grace", type=float, default=40, help="how long to wait for the last event to be served")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for learn and serve (comparisons)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "freshness.json")
+    parser.add_argument("--logs", type=Path, help="write the learn and serve logs in this directory")
+    args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.env)
+    results: dict[str, Any] = {"overrides": overrides, "rates": []}
+    with embedded_stack() as (broker, redis_server):
+        port = free_port()
+        settings = Settings(kafka_bootstrap=broker.address, redis_url=f"redis://{redis_server.address}/0")
+        ensure_topics(
+            settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1, settings.predictions_topic_name: 1}
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVELEARN_")}
+        env.update(
+            {
+                "LIVELEARN_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "LIVELEARN_REDIS_URL": settings.redis_url,
+                "LIVELEARN_API_PORT": str(port),
+                **overrides,
+            }
+        )
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "streaming", cmd],
+                env=env,
+                stdout=(args.logs / f"{cmd}.log").open("wb") if args.logs else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
+            for cmd in ("learn", "serve")
+        ]
+        base = f"http://127.0.0.1:{port}"
+        watch = ServedVersions(base, settings)
+        try:
+            warm = 1500  # enough scored events for a stable version (min samples, threshold)
+            produce(settings, 1000, warm / 1000, 0)
+            deadline = time.time() + 90
+            while time.time() < deadline and not ready(base):
+                time.sleep(0.1)
+            watch.start()
+            skip = warm
+            for rate in args.rates:
+                result = measure(settings, watch, rate, seconds=args.seconds, grace=args.grace, skip=skip)
+                skip += result["events"]
+                results["rates"].append(result)
+                f = result["freshness"] or {}
+                print(
+                    f"{rate:>6.0f} ev/s  {result['events']:>6} events  freshness p50 {f.get('p50_s', 0):.3f} s  "
+                    f"p99 {f.get('p99_s', 0):.3f} s  max {f.get('max_s', 0):.3f} s  "
+                    f"({result['served_versions']} versions served, {result['versions_stored']} stored, "
+                    f"{result['unserved_within_grace']} events not served within {args.grace:.0f} s)",
+                    flush=True,
+                )
+                for part in ("newest_event_sent_to_version_written", "version_written_to_served"):
+                    p = result[part] or {}
+                    print(
+                        f"          {part.replace('_', ' ')}: p50 {p.get('p50_s', 0):.3f} s  "
+                        f"p99 {p.get('p99_s', 0):.3f} s"
+                    )
+        finally:
+            watch.stop.set()
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    results["machine"] = {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "note": "shared 2-core VM, other jobs running: figures are noisy",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

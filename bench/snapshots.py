@@ -1,0 +1,330 @@
+"""Snapshot write and restore cost by model size, and the learner's stall around a snapshot.
+
+Against a real redis-server (and, for the stall, a real Tansu broker) started by
+:mod:`streaming.local.embedded`:
+
+* **write / restore** of models with about 1k, 10k and 100k weights (one-hot categories: ``F`` string
+  features with ``C`` values each, plus a few numbers, learned through the real model with its size caps;
+  the state is a real :class:`LearnerState` with metrics, idempotence window and watch): ``--repeat``
+  writes (dump the state + encode + SHA-256 + the Lua write script) and restores (read blob and metadata +
+  verify + decode + build the model), p50 / p99 / max, the blob size, and the stages of a write;
+* **stall** in a real :class:`~streaming.learner.runner.Learner` run with predictions on: the per-event step is
+  wrapped to timestamp every event, the snapshot work (capture and write) is wrapped to know when it ran;
+  the stall of a snapshot is the longest gap between two consecutive event steps that overlaps it. The
+  events are produced before the learner starts, so the gaps are not waits for data.
+
+Prints the figures and writes JSON (``--out``, default ``bench/results/snapshots.json``). The machine is
+shared and noisy: compare ratios and repeat. Run: ``.venv/bin/python bench/snapshots.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from snapshotter import codec
+from snapshotter.codec import FORMAT_VERSION, encode_snapshot, sha256_hex
+from snapshotter.store import VersionStore, connect_settings
+from streaming.config import Settings
+from streaming.events import Event, encode_event
+from streaming.learner import restore, runner
+from streaming.learner.restore import restore_state
+from streaming.learner.runner import Learner
+from streaming.learner.state import LearnerState, spec_from_settings
+from streaming.local.embedded import embedded_stack
+from streaming.transport import ensure_topics, make_consumer, make_producer
+
+#: model sizes: (string features, values per feature) -> about features x values weights
+SIZES = {"1k": (10, 100), "10k": (50, 200), "100k": (100, 1000)}
+
+
+class _PlainPacker:
+    """The encoder before the packing cache: msgpack of the whole document every time."""
+
+    reused = 0
+
+    @staticmethod
+    def pack(doc: Any) -> bytes:
+        return codec.pack(doc)
+
+
+_CURRENT = (codec._PACKER, codec.gc_paused, restore.gc_paused)
+#: the code as it is, and as it was before the packing cache and the GC pause (same run, interleaved)
+VARIANTS = {
+    "now": _CURRENT,
+    "before": (_PlainPacker(), contextlib.nullcontext, contextlib.nullcontext),
+}
+
+
+def use(variant: str) -> None:
+    codec._PACKER, codec.gc_paused, restore.gc_paused = VARIANTS[variant]  # type: ignore[assignment]
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50_ms": statistics.median(ordered) * 1e3,
+        "p99_ms": ordered[max(0, round(0.99 * len(ordered)) - 1)] * 1e3,
+        "max_ms": ordered[-1] * 1e3,
+        "n": len(ordered),
+    }
+
+
+def wide_events(features: int, values: int, n: int, seed: int = 7) -> list[Event]:
+    """``values`` rounds that teach every feature a new value, then ``n`` events of known values."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(values + n):
+        v = i if i < values else rng.randrange(values)
+        x: dict[str, Any] = {f"f{j}": f"v{v}" for j in range(features)}
+        x["amount"] = rng.random() * 100
+        x["pages"] = float(rng.randrange(20))
+        events.append(Event(f"e{i}", 1_700_000_000_000 + i, x, label=rng.random() < 0.3, user_id=f"u{i % 500}"))
+    return events
+
+
+def learned_state(settings: Settings, features: int, values: int) -> LearnerState:
+    state = LearnerState.fresh(spec_from_settings(settings), settings)
+    for event in wide_events(features, values, 2000):
+        x = state.model.encode(event.features, learn=True)
+        p = state.model.predict_encoded(x)
+        assert event.label is not None
+        state.metrics.update(event.label, p)
+        state.recent.seen_before(0, event.event_id)
+        state.model.learn_encoded(x, event.label)
+        state.counters["events_seen"] += 1
+    return state
+
+
+def write_restore(settings: Settings, repeat: int) -> dict[str, Any]:
+    """Writes then restores of each size, the variants interleaved (one write or restore each in turn)."""
+    client = connect_settings(settings)
+    out: dict[str, Any] = {}
+    for name, (features, values) in SIZES.items():
+        state = learned_state(settings, features, values)
+        weights = len(state.model.classifier._weights)
+        runs = {v: {k: [] for k in ("dump", "encode", "sha", "write", "restore", "write_cpu", "restore_cpu")}
+                for v in VARIANTS}  # fmt: skip
+        stores = {v: VersionStore(client, f"bench-snap-{name}-{v}-{os.getpid()}", keep=5) for v in VARIANTS}
+        numbers: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        gc.collect()
+        for _ in range(repeat):
+            for variant, r in runs.items():
+                use(variant)
+                t0 = time.perf_counter()
+                snap = state.snapshot_state()
+                t1 = time.perf_counter()
+                blob = encode_snapshot(snap)
+                t2 = time.perf_counter()
+                sha256_hex(blob)
+                t3 = time.perf_counter()
+                r["dump"].append(t1 - t0)
+                r["encode"].append(t2 - t1)
+                r["sha"].append(t3 - t2)
+                t0, c0 = time.perf_counter(), time.thread_time()
+                meta = stores[variant].write(
+                    state.snapshot_state(), writer="bench", lease_value=None, offsets={}, metrics={}, parent=None
+                )
+                r["write"].append(time.perf_counter() - t0)
+                r["write_cpu"].append(time.thread_time() - c0)
+                numbers[variant], sizes[variant] = meta.number, meta.size_bytes
+        spec = spec_from_settings(settings)
+        for _ in range(repeat):
+            for variant, r in runs.items():
+                use(variant)
+                t0, c0 = time.perf_counter(), time.thread_time()
+                _meta, loaded = stores[variant].load(numbers[variant])
+                restore_state(loaded, spec, settings.rolling_window)
+                r["restore"].append(time.perf_counter() - t0)
+                r["restore_cpu"].append(time.thread_time() - c0)
+        use("now")
+        out[name] = {
+            "weights": weights,
+            "blob_bytes": sizes["now"],
+            **{
+                variant: {
+                    "write": stats(r["write"]),
+                    "restore": stats(r["restore"]),
+                    # CPU time of this process only (not redis-server's): the work, whatever the other load does
+                    "write_cpu": stats(r["write_cpu"]),
+                    "restore_cpu": stats(r["restore_cpu"]),
+                    "stages_of_write": {
+                        "dump_state": stats(r["dump"]),
+                        "encode": stats(r["encode"]),
+                        "sha256": stats(r["sha"]),
+                    },
+                }
+                for variant, r in runs.items()
+            },
+        }
+    return out
+
+
+def stall(settings: Settings, features: int, values: int, events: int) -> dict[str, Any]:
+    """A real learner over a backlog of wide events with predictions on: gaps between event steps."""
+    ensure_topics(
+        settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1, settings.predictions_topic_name: 1}
+    )
+    producer = make_producer(settings, linger_ms=20, batch_size=256 * 1024)
+    for event in wide_events(features, values, events - values):
+        producer.send(settings.events_topic, key=(event.user_id or "").encode(), value=encode_event(event))
+    producer.flush()
+    producer.close()
+
+    polls: list[tuple[float, float]] = []  # (start, end) of each Kafka poll: not the snapshot's doing
+
+    def timed_consumer(*args: Any, **kwargs: Any) -> Any:
+        consumer = make_consumer(*args, **kwargs)
+        poll = consumer.poll
+
+        def timed_poll(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return poll(*a, **k)
+            finally:
+                polls.append((t0, time.perf_counter()))
+
+        consumer.poll = timed_poll
+        return consumer
+
+    runner.make_consumer = timed_consumer  # type: ignore[attr-defined]
+    learner = Learner(settings, registry=CollectorRegistry())
+    steps: list[tuple[float, float]] = []  # (start, end) of each event step
+    work: list[tuple[float, float]] = []  # (start, end) of snapshot work
+    work_cpu: list[float] = []  # its CPU time (this thread)
+    process = learner.step.process
+
+    def timed_process(*args: Any, **kwargs: Any) -> None:
+        t0 = time.perf_counter()
+        process(*args, **kwargs)
+        steps.append((t0, time.perf_counter()))
+
+    learner.step.process = timed_process  # type: ignore[method-assign]
+    checkpoints = learner.checkpoints
+    for method in ("snapshot", "capture", "write_captured"):  # the old learner had snapshot() only
+        original = getattr(checkpoints, method, None)
+        if original is None:
+            continue
+
+        def wrapped(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                work.append((t0, time.perf_counter()))
+                work_cpu.append(time.thread_time() - c0)
+
+        setattr(checkpoints, method, wrapped)
+    gc.collect()
+    gc.freeze()  # as `livelearn learn` does before its loop
+    t0 = time.perf_counter()
+    learner.run(until_caught_up=True)
+    seconds = time.perf_counter() - t0
+    gc.unfreeze()
+    assert learner.counters["events_seen"] == events, learner.counters
+    gaps = [(steps[i][1], steps[i + 1][0]) for i in range(len(steps) - 1)]
+    around: list[float] = []
+    around_without_poll: list[float] = []
+    for start, end in work:  # the longest gap overlapping each piece of snapshot work
+        overlapping = [(a, b) for a, b in gaps if a <= end and b >= start]
+        if overlapping:
+            a, b = max(overlapping, key=lambda gap: gap[1] - gap[0])
+            around.append(b - a)
+            polled = sum(min(b, pe) - max(a, ps) for ps, pe in polls if ps < b and pe > a)
+            around_without_poll.append(b - a - polled)
+    others = sorted(b - a for a, b in gaps)
+    return {
+        "events": events,
+        "weights": len(learner.state.model.classifier._weights),
+        "events_per_second": events / seconds,
+        "snapshot_work_pieces": len(work),
+        "snapshot_work": stats([b - a for a, b in work]) if work else None,
+        "snapshot_work_cpu": stats(work_cpu) if work_cpu else None,
+        "stall_around_snapshot": stats(around) if around else None,
+        "stall_around_snapshot_without_kafka_poll": stats(around_without_poll) if around_without_poll else None,
+        "gap_between_events_all": {
+            "p50_us": statistics.median(others) * 1e6,
+            "p99_us": others[round(0.99 * len(others)) - 1] * 1e6,
+        },
+        "snapshots_written": learner.last_snapshot.number if learner.last_snapshot else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=200, help="writes and restores per model size")
+    parser.add_argument("--stall-events", type=int, default=30_000, help="events in each learner run")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "snapshots.json")
+    args = parser.parse_args()
+    result: dict[str, Any] = {"format_version": FORMAT_VERSION}
+    with embedded_stack() as (broker, redis_server):
+        base = {"kafka_bootstrap": broker.address, "redis_url": f"redis://{redis_server.address}/0"}
+        result["sizes"] = write_restore(Settings(**base), args.repeat)
+        result["stall"] = {}
+        for name, (features, values) in (("dataset-like 1k", (10, 100)), ("100k", SIZES["100k"])):
+            for variant in ("before", "now"):
+                use(variant)
+                tag = f"bench-stall-{name.split()[-1]}-{variant}-{os.getpid()}"
+                settings = Settings(**base, model_name=tag, events_topic=tag, snapshot_every_seconds=3600)
+                result["stall"][f"{name}, {variant}"] = stall(settings, features, values, args.stall_events)
+            use("now")
+    result["machine"] = {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "note": "shared 2-core VM, other jobs running: figures are noisy; 'before' and 'now' interleaved in one run",
+    }
+    print(f"snapshot format version {FORMAT_VERSION}; {args.repeat} writes and restores per size")
+    for name, sized in result["sizes"].items():
+        for variant in VARIANTS:
+            r = sized[variant]
+            w, rs, st = r["write"], r["restore"], r["stages_of_write"]
+            print(
+                f"  {name:>5} {variant:>6} ({sized['weights']:>6} weights, {sized['blob_bytes']:>9,} B)  write p50 "
+                f"{w['p50_ms']:6.2f} p99 {w['p99_ms']:6.2f} max {w['max_ms']:6.2f} ms | restore p50 "
+                f"{rs['p50_ms']:6.2f} p99 {rs['p99_ms']:6.2f} max {rs['max_ms']:6.2f} ms | dump "
+                f"{st['dump_state']['p50_ms']:.2f} encode {st['encode']['p50_ms']:.2f} "
+                f"sha {st['sha256']['p50_ms']:.2f} ms (p50)"
+            )
+            wc, rc = r["write_cpu"], r["restore_cpu"]
+            print(
+                f"               CPU time of this process: write p50 {wc['p50_ms']:6.2f} p99 {wc['p99_ms']:6.2f} ms | "
+                f"restore p50 {rc['p50_ms']:6.2f} p99 {rc['p99_ms']:6.2f} ms"
+            )
+    for name, r in result["stall"].items():
+        s = r["stall_around_snapshot"] or {}
+        print(
+            f"  stall, learner run '{name}' ({r['weights']} weights, {r['events']:,} events, predictions on, "
+            f"{r['events_per_second']:,.0f} ev/s): around {r['snapshot_work_pieces']} snapshot pieces "
+            f"p50 {s.get('p50_ms', 0):.2f} p99 {s.get('p99_ms', 0):.2f} max {s.get('max_ms', 0):.2f} ms; "
+            f"gap between events p50 {r['gap_between_events_all']['p50_us']:.0f} us"
+        )
+        n = r["stall_around_snapshot_without_kafka_poll"] or {}
+        print(
+            f"        the same gaps without the Kafka poll in them: p50 {n.get('p50_ms', 0):.2f} "
+            f"p99 {n.get('p99_ms', 0):.2f} max {n.get('max_ms', 0):.2f} ms"
+        )
+        w, c = r["snapshot_work"] or {}, r["snapshot_work_cpu"] or {}
+        print(
+            f"        snapshot work per piece (capture or write): wall p50 {w.get('p50_ms', 0):.2f} "
+            f"p99 {w.get('p99_ms', 0):.2f} ms, CPU p50 {c.get('p50_ms', 0):.2f} p99 {c.get('p99_ms', 0):.2f} ms"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
