@@ -65,6 +65,7 @@ class CompiledModel(Vocabulary):
         self._numeric: dict[str, tuple[int, int]] = {}
         self._cached_columns: set[int] = set()
         self._collisions = False  # two inputs share one river name (e.g. feature "a_b" and a="b"): slow path
+        self._scaler_order: list[int] = []  # scaler rows of the last slow-path event, in the event's order
 
     # -- index maps ------------------------------------------------------------------------------------
     def _column(self, name: str) -> int:
@@ -150,9 +151,12 @@ class CompiledModel(Vocabulary):
         for name, value in x.items():
             if isinstance(value, str):
                 inputs.setdefault(f"{name}_{value}", (-1, 1.0))
+        scaler_order = []  # the numbers' own order: where a number took a one-hot input's place, it differs
         for name, value in x.items():
             if not isinstance(value, str) and isinstance(value, numbers.Number):
                 inputs[name] = (self._row(name), float(value))  # type: ignore[arg-type]
+                scaler_order.append(self.rows[name])
+        self._scaler_order = scaler_order
         cols: list[float] = []
         for name in inputs:
             column = self._column(name) if learn else self.columns.get(name)
@@ -172,11 +176,18 @@ class CompiledModel(Vocabulary):
         return self.kernel.predict(x, self.w, self.stats, self.params)
 
     def learn_encoded(self, x: Encoded, label: bool) -> None:
-        """One SGD step on an event from :meth:`encode` with ``learn=True``."""
+        """One SGD step on an event from :meth:`encode` with ``learn=True`` (the last one encoded)."""
+        before = int(self.counters[kernels.C_LEARNED])
         self.kernel.learn(
             x, self.w, self.stats, self.created, self.order, self.row_order, self.counters, self.params,
             1.0 if label else -1.0,
         )  # fmt: skip
+        after = int(self.counters[kernels.C_LEARNED])
+        if self._collisions and after - before > 1:
+            # A number under a one-hot input's name sits at that input's place in the event, ahead of the
+            # numbers before it: put the rows first learned now in the numbers' order, as river's scaler saw them.
+            new = set(self.row_order[before:after].tolist())
+            self.row_order[before:after] = [row for row in self._scaler_order if row in new]
 
     def predict_proba_one(self, features: dict[str, Any]) -> float:
         """Probability of the positive class (the session buys)."""
