@@ -48,8 +48,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 
 __all__ = ["C_CREATED", "C_ITERATIONS", "C_LEARNED", "P_HALF", "P_INTERCEPT", "Kernel", "available", "load"]
@@ -86,12 +84,10 @@ def _learn(ev: Any, w: Any, stats: Any, created: Any, order: Any, row_order: Any
            counters: Any, params: Any, y: float) -> None:  # fmt: skip
     """river's ``Pipeline.learn_one``: scaler update, transform, one SGD step of the logistic regression."""
     n = ev.shape[0] // 3
-    cols = ev[:n].astype(np.int64)
-    nums = ev[n : 2 * n].astype(np.int64)
     raw = ev[2 * n :]
     xs = raw.copy()
     for k in range(n):  # StandardScaler.learn_one (Welford, river's order of operations)
-        j = nums[k]
+        j = int(ev[n + k])
         if j < 0:
             continue
         if stats[j, 0] == 0.0:  # first learned: river's counts and means get the feature now
@@ -103,7 +99,7 @@ def _learn(ev: Any, w: Any, stats: Any, created: Any, order: Any, row_order: Any
         stats[j, 2] = stats[j, 2] + ((x - old_mean) * (x - stats[j, 1]) - stats[j, 2]) / count
     acc = 0.0
     for k in range(n):  # transform with the new statistics, dot in input order (weights born here)
-        c, j = cols[k], nums[k]
+        c, j = int(ev[k]), int(ev[n + k])
         if j >= 0:
             v = stats[j, 2]
             xs[k] = (raw[k] - stats[j, 1]) / v ** params[P_HALF] if v != 0.0 else 0.0
@@ -125,7 +121,7 @@ def _learn(ev: Any, w: Any, stats: Any, created: Any, order: Any, row_order: Any
     params[P_INTERCEPT] = params[P_INTERCEPT] - params[P_INTERCEPT_LR] * g
     lr, l2 = params[P_LR], params[P_L2]
     for k in range(n):
-        c = cols[k]
+        c = int(ev[k])
         if c < 0:
             continue
         gk = xs[k] * g
