@@ -42,6 +42,7 @@ from snapshotter.status import MetricSample, parse_sample, sample_metrics
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.errors import AlreadyFrozenError, ControlError, NotFrozenError, StaleEpochError, VersionNotFoundError
+from streaming.health import Heartbeat
 
 __all__ = ["Monitor"]
 
@@ -65,8 +66,10 @@ class Monitor:
         store: VersionStore | None = None,
         registry: CollectorRegistry = REGISTRY,
         actor: str = "monitor",
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.settings = settings
+        self.heartbeat = heartbeat or Heartbeat(settings.health_stale_seconds)
         self.store = store or open_store(settings)
         self.control = ControlPlane(self.store)
         self.judge = Judge(settings)
@@ -95,8 +98,10 @@ class Monitor:
             while not self._stop.is_set():
                 try:
                     self.check_once(block_ms=block_ms)
+                    self.heartbeat.beat("monitor")
                 except redis.RedisError as exc:  # keep guarding once Redis is back (the client retries first)
                     code = redis_failure(exc)
+                    self.heartbeat.beat("monitor", ready=False, detail=f"Redis unavailable ({code or exc})")
                     log.error("check failed: %s; retrying", describe_failure(code, s.redis_url, exc) if code else exc)
                     self._failed = True
                     self._stop.wait(self.settings.monitor_check_interval_seconds)

@@ -257,7 +257,18 @@ class Settings(BaseSettings):
     max_abs_value: float = Field(1e15, gt=0, le=1e100, description="Numbers beyond +/- this are dead-lettered.")
 
     # --- observability --------------------------------------------------------------------
-    metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port of this process (unset: off).")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Prometheus port of this process (unset: off); `learn` and `monitor` also answer the probes "
+        "/healthz and /readyz there.",
+    )
+    health_stale_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz of `learn` and `monitor` fails when their loop made no progress for this long.",
+    )
     allow_empty_store: bool = Field(
         False,
         description="Let a learner start from nothing although Kafka says the model was learned before "

@@ -52,6 +52,7 @@ def learn(
     A second `learn` for the same model waits as a hot standby. SIGTERM or Ctrl+C finishes the
     batch, writes a final snapshot, commits offsets and exits.
     """
+    from streaming.health import Heartbeat
     from streaming.learner.runner import Learner
     from streaming.observability import serve_metrics
     from streaming.runtime import freeze_after_startup
@@ -67,9 +68,10 @@ def learn(
         metrics_host=metrics_host,
         allow_empty_store=allow_empty_store or None,
     )
+    heartbeat = Heartbeat(settings.health_stale_seconds)
     if settings.metrics_port is not None:  # a port in use fails before anything connects
-        serve_metrics(settings.metrics_port, host=settings.metrics_host)
-    learner = Learner(settings)
+        serve_metrics(settings.metrics_port, host=settings.metrics_host, heartbeat=heartbeat)
+    learner = Learner(settings, heartbeat=heartbeat)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: learner.stop())
     # Move the ~130k long-lived objects of the imports out of the collector's reach: full GC passes
@@ -90,13 +92,15 @@ def monitor(
 ) -> None:
     """Guard the live model: roll back on confirmed breaches, freeze learning when it flaps."""
     from monitor.guard import Monitor
+    from streaming.health import Heartbeat
     from streaming.observability import serve_metrics
 
     setup_logging(log_level if not watch else "ERROR")
     settings = settings_from(config, model, redis_url=redis_url, metrics_port=metrics_port, metrics_host=metrics_host)
+    heartbeat = Heartbeat(settings.health_stale_seconds)
     if settings.metrics_port is not None:  # a port in use fails before anything connects
-        serve_metrics(settings.metrics_port, host=settings.metrics_host)
-    guard = Monitor(settings)
+        serve_metrics(settings.metrics_port, host=settings.metrics_host, heartbeat=heartbeat)
+    guard = Monitor(settings, heartbeat=heartbeat)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: guard.stop())
     if not watch:

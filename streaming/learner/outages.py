@@ -17,6 +17,7 @@ from redis.backoff import ExponentialBackoff
 
 from snapshotter.connection import describe_failure, redis_failure
 from streaming.config import Settings
+from streaming.health import Heartbeat
 from streaming.learner.telemetry import LearnerMetrics
 
 __all__ = ["Outages"]
@@ -28,9 +29,14 @@ class Outages:
     """Waits for Redis or Kafka on behalf of one learner; returns early when the learner is stopped."""
 
     def __init__(
-        self, settings: Settings, telemetry: LearnerMetrics, stop: threading.Event, probe_redis: Callable[[], None]
+        self,
+        settings: Settings,
+        telemetry: LearnerMetrics,
+        stop: threading.Event,
+        heartbeat: Heartbeat,
+        probe_redis: Callable[[], None],
     ) -> None:
-        self.settings, self.telemetry, self._stop = settings, telemetry, stop
+        self.settings, self.telemetry, self._stop, self.heartbeat = settings, telemetry, stop, heartbeat
         self._probe_redis = probe_redis  # a small write: refused while Redis is out of memory, read-only...
         self._kafka_failures = 0
         self._kafka_backoff = ExponentialBackoff(cap=10.0, base=0.2)
@@ -45,6 +51,7 @@ class Outages:
         )
         backoff, failures, next_log = ExponentialBackoff(cap=5.0, base=0.1), 0, started + 30
         while not self._stop.wait(backoff.compute(failures)):
+            self.heartbeat.beat("waiting", ready=False, detail=f"Redis unavailable ({code})")
             try:
                 self._probe_redis()
                 break
@@ -72,6 +79,7 @@ class Outages:
         self.telemetry.kafka_up.set(0)
         pause = self._kafka_backoff.compute(self._kafka_failures)
         log.error("Kafka failed while learning (%s); resuming from the newest snapshot in %.1fs", exc, pause)
+        self.heartbeat.beat("waiting", ready=False, detail=f"Kafka failed: {exc}")
         self._stop.wait(pause)
 
     def kafka_recovered(self) -> None:

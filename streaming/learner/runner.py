@@ -40,6 +40,7 @@ from streaming.errors import (
     SnapshotFencedError,
     StaleLineageError,
 )
+from streaming.health import Heartbeat
 from streaming.learner.cadence import Cadence
 from streaming.learner.checkpoint import Checkpoints
 from streaming.learner.incidents import IncidentActions
@@ -70,8 +71,10 @@ class Learner:
         redis_client: redis.Redis | None = None,
         writer_id: str | None = None,
         registry: CollectorRegistry = REGISTRY,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.settings = settings
+        self.heartbeat = heartbeat or Heartbeat(settings.health_stale_seconds)
         self.redis = redis_client or connect_settings(settings)
         self.writer = writer_id or f"{socket.gethostname()}:{os.getpid()}"
         self.store = VersionStore.for_settings(self.redis, settings)
@@ -85,7 +88,7 @@ class Learner:
         self.checkpoints = Checkpoints(settings, self.store, self.lease, self.writer, self.telemetry, gate=gate)
         self.incidents = IncidentActions(settings, self.store, self.lease, self.writer, self.telemetry)
         self._stop = threading.Event()
-        self.outages = Outages(settings, self.telemetry, self._stop, probe_redis=self.check_in)
+        self.outages = Outages(settings, self.telemetry, self._stop, self.heartbeat, probe_redis=self.check_in)
         self.state = LearnerState.fresh(self.spec, settings)
         self._learned_once = False  # Kafka failures after that are outages to wait out, not setup errors
         self._lineage_moved = False  # a snapshot found the lineage moved on: follow it before going on
@@ -135,6 +138,7 @@ class Learner:
                 # after an outage our lease may still be valid: keep it rather than wait for it to expire
                 if not (self.lease.value is not None and self.lease.renew()) and not self.lease.acquire():
                     self.check_in()
+                    self.heartbeat.beat("standby")
                     if not standby_logged:
                         log.info(
                             "standby: model %r is held by %s", self.settings.model_name, self.lease.current_holder()
@@ -177,6 +181,7 @@ class Learner:
         consumer: KafkaConsumer | None = None
         producer: KafkaProducer | None = None
         try:
+            self.heartbeat.beat("active", ready=False, detail="restoring the newest snapshot")
             self.state = self.lineage.activate(watch.read())
             self.incidents.sync(self.state)
             consumer = make_consumer(self.settings)
@@ -261,6 +266,7 @@ class Learner:
                 raise LeaseLostError(f"lease of model {s.model_name!r} expired or was taken over")
             kafka_up = broker.observe(bool(batch), list(positions))
             self.telemetry.kafka_up.set(1 if kafka_up else 0)
+            self.heartbeat.beat("active", ready=kafka_up, detail="" if kafka_up else "Kafka does not answer")
             current_lag = lag(consumer, positions) if kafka_up else None
             if cadence.status_due(now):
                 self.publish_status(cadence.rate(now, self.counters["events_seen"]), current_lag, positions)

@@ -1,0 +1,206 @@
+{{/* Names and labels. */}}
+{{- define "livelearn.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "livelearn.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "livelearn.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "livelearn.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: livelearn
+livelearn.io/model: {{ include "livelearn.model" . | quote }}
+{{- end -}}
+
+{{- define "livelearn.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "livelearn.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Component labels: call with (dict "root" $ "component" "learner"). */}}
+{{- define "livelearn.componentLabels" -}}
+{{ include "livelearn.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "livelearn.componentSelector" -}}
+{{ include "livelearn.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "livelearn.model" -}}
+{{- default "default" .Values.config.model_name -}}
+{{- end -}}
+
+{{- define "livelearn.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "livelearn.serviceAccountName" -}}
+{{- if .root.Values.serviceAccount.create -}}
+{{- printf "%s-%s" (include "livelearn.fullname" .root) .component -}}
+{{- else -}}
+default
+{{- end -}}
+{{- end -}}
+
+{{- define "livelearn.pinConfigMap" -}}
+{{- default (printf "%s-pin" (include "livelearn.fullname" .)) .Values.kubernetes.pinConfigMap.name -}}
+{{- end -}}
+
+{{/* A setting's value as the string pydantic-settings parses: lists as JSON, whole floats as integers. */}}
+{{- define "livelearn.settingValue" -}}
+{{- $v := . -}}
+{{- if kindIs "slice" $v -}}
+{{- toJson $v -}}
+{{- else if kindIs "float64" $v -}}
+{{- if eq $v (float64 (int64 $v)) -}}{{- int64 $v -}}{{- else -}}{{- $v -}}{{- end -}}
+{{- else -}}
+{{- $v -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The settings as env entries (name/value), for the hook Job that runs before the ConfigMap exists. */}}
+{{- define "livelearn.settingsEnv" -}}
+{{- range $key, $value := .Values.config }}
+{{- if not (kindIs "invalid" $value) }}
+- name: {{ printf "LIVELEARN_%s" (upper $key) }}
+  value: {{ include "livelearn.settingValue" $value | quote }}
+{{- end }}
+{{- end }}
+- name: LIVELEARN_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+{{- end -}}
+
+{{/* A secret setting from an existing Secret: (dict "env" NAME "ref" .Values.secrets.x). */}}
+{{- define "livelearn.secretEnv" -}}
+{{- if .ref.existingSecret }}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .ref.existingSecret }}
+      key: {{ .ref.key }}
+{{- end }}
+{{- end -}}
+
+{{/* Env shared by every livelearn container: secrets, the Kafka CA, the writable HOME. */}}
+{{- define "livelearn.commonEnv" -}}
+- name: HOME
+  value: /tmp
+- name: MPLCONFIGDIR
+  value: /tmp/matplotlib
+{{- if .Values.tls.kafkaCA.existingSecret }}
+- name: SSL_CERT_FILE
+  value: /etc/livelearn/tls/kafka/ca.crt
+{{- end }}
+{{- include "livelearn.secretEnv" (dict "env" "LIVELEARN_KAFKA_SASL_PASSWORD" "ref" .Values.secrets.kafkaSaslPassword) }}
+{{- include "livelearn.secretEnv" (dict "env" "LIVELEARN_REDIS_PASSWORD" "ref" .Values.secrets.redisPassword) }}
+{{- end -}}
+
+{{/* Downward API: who this pod is, for Events and the role label. */}}
+{{- define "livelearn.podEnv" -}}
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+- name: POD_UID
+  valueFrom: {fieldRef: {fieldPath: metadata.uid}}
+{{- end -}}
+
+{{- define "livelearn.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.tls.redisCA.existingSecret }}
+- name: redis-ca
+  mountPath: /etc/livelearn/tls/redis
+  readOnly: true
+{{- end }}
+{{- if .Values.tls.kafkaCA.existingSecret }}
+- name: kafka-ca
+  mountPath: /etc/livelearn/tls/kafka
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "livelearn.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+{{- if .Values.tls.redisCA.existingSecret }}
+- name: redis-ca
+  secret:
+    secretName: {{ .Values.tls.redisCA.existingSecret }}
+    items:
+      - key: {{ .Values.tls.redisCA.key }}
+        path: ca.crt
+{{- end }}
+{{- if .Values.tls.kafkaCA.existingSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.tls.kafkaCA.existingSecret }}
+    items:
+      - key: {{ .Values.tls.kafkaCA.key }}
+        path: ca.crt
+{{- end }}
+{{- end -}}
+
+{{/* An HTTP probe: (dict "probe" .Values.learner.livenessProbe "port" "metrics"). */}}
+{{- define "livelearn.probe" -}}
+httpGet:
+  path: {{ .probe.path }}
+  port: {{ .port }}
+periodSeconds: {{ .probe.periodSeconds }}
+timeoutSeconds: {{ .probe.timeoutSeconds }}
+failureThreshold: {{ .probe.failureThreshold }}
+{{- end -}}
+
+{{/* Scheduling of a component: (dict "root" $ "component" "learner" "values" .Values.learner). */}}
+{{- define "livelearn.scheduling" -}}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .values.topologySpread.enabled }}
+topologySpreadConstraints:
+  - maxSkew: {{ .values.topologySpread.maxSkew }}
+    topologyKey: {{ .values.topologySpread.topologyKey }}
+    whenUnsatisfiable: {{ .values.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "livelearn.componentSelector" (dict "root" .root "component" .component) | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/* The PromQL label selector of this release's series. */}}
+{{- define "livelearn.promSelector" -}}
+model="{{ include "livelearn.model" . }}",namespace="{{ .Release.Namespace }}"
+{{- end -}}

@@ -1,0 +1,273 @@
+"""Write ``helm/livelearn/values.schema.json``: every value of the chart, its ``config`` section built from
+:class:`streaming.config.Settings` so the chart accepts exactly livelearn's non-secret settings.
+
+Run after adding or changing a setting (``tests/test_chart.py`` fails until the file matches)::
+
+    .venv/bin/python helm/values_schema.py
+
+>>> schema = values_schema()
+>>> schema["properties"]["config"]["properties"]["snapshot_every_events"]
+{'type': 'integer', 'minimum': 1, 'description': 'Write a version every N consumed events.'}
+>>> "kafka_sasl_password" in schema["properties"]["config"]["properties"]
+False
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+CHART = Path(__file__).resolve().parent / "livelearn"
+SCHEMA_FILE = CHART / "values.schema.json"
+
+#: Settings the chart never takes in ``config``: secrets (only through ``secrets.*.existingSecret``) and what each
+#: workload sets itself (ports and addresses in the pod; a recovery switch that must not stay on in a Deployment).
+CHART_MANAGED = {
+    "kafka_sasl_password": "secrets.kafkaSaslPassword",
+    "redis_password": "secrets.redisPassword",
+    "api_token": "secrets.apiToken",
+    "metrics_port": "metricsPort",
+    "metrics_host": "0.0.0.0 in the pod",
+    "api_host": "0.0.0.0 in the pod",
+    "api_port": "serve.port",
+    "allow_empty_store": "a one-off `livelearn learn --allow-empty-store`, never a Deployment's setting",
+}
+
+_KEEP = ("type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "items")
+
+
+def _setting_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    """One setting's JSON schema as pydantic states it, without titles, defaults and secret markers; an optional
+    setting also takes null (left unset)."""
+    if "anyOf" in prop:
+        options = [_setting_schema(option) for option in prop["anyOf"]]
+        out: dict[str, Any] = {"anyOf": options}
+    else:
+        out = {key: prop[key] for key in _KEEP if key in prop}
+    if "description" in prop:
+        out["description"] = prop["description"]
+    return out
+
+
+def config_schema() -> dict[str, Any]:
+    """The ``config`` value: one property per non-secret setting the chart passes through."""
+    from streaming.config import Settings
+
+    properties = Settings.model_json_schema()["properties"]
+    return {
+        "type": "object",
+        "description": "Non-secret LIVELEARN_* settings by lower-case name without the prefix (livelearn config).",
+        "additionalProperties": False,
+        "properties": {name: _setting_schema(prop) for name, prop in properties.items() if name not in CHART_MANAGED},
+    }
+
+
+def _obj(properties: dict[str, Any], description: str = "", required: list[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": properties}
+    if description:
+        out["description"] = description
+    if required:
+        out["required"] = required
+    return out
+
+
+_STRING = {"type": "string"}
+_BOOL = {"type": "boolean"}
+_FREE_OBJECT = {"type": "object"}
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_OBJECT_LIST = {"type": "array", "items": {"type": "object"}}
+_DURATION = {"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d|w|y))+$"}
+_NAME = {"type": "string", "pattern": "^$|^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", "maxLength": 253}
+_QUANTITY = {"anyOf": [{"type": "string", "pattern": "^[0-9.]+[a-zA-Z]*$"}, {"type": "number", "minimum": 0}]}
+_RESOURCES = _obj(
+    {
+        "requests": {"type": "object", "additionalProperties": _QUANTITY},
+        "limits": {"type": "object", "additionalProperties": _QUANTITY},
+    },
+    "Container resources (requests and limits).",
+    ["requests", "limits"],
+)
+_PROBE = _obj(
+    {
+        "path": {"type": "string", "pattern": "^/"},
+        "periodSeconds": {"type": "integer", "minimum": 1},
+        "timeoutSeconds": {"type": "integer", "minimum": 1},
+        "failureThreshold": {"type": "integer", "minimum": 1},
+    },
+    "An HTTP probe on the workload's port.",
+    ["path", "periodSeconds", "timeoutSeconds", "failureThreshold"],
+)
+_SECRET_REF = _obj(
+    {
+        "existingSecret": {**_NAME, "description": "Name of a Secret you created (empty: setting unset)."},
+        "key": {"type": "string", "minLength": 1},
+    },
+    required=["existingSecret", "key"],
+)
+_ENV_LIST = {"type": "array", "items": {"type": "object", "required": ["name"]}}
+
+
+def _workload(description: str, *, serve: bool = False) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "replicas": {"type": "integer", "minimum": 0},
+        "resources": _RESOURCES,
+        "terminationGracePeriodSeconds": {"type": "integer", "minimum": 1},
+        "topologySpread": _obj(
+            {
+                "enabled": _BOOL,
+                "topologyKey": {"type": "string", "minLength": 1},
+                "maxSkew": {"type": "integer", "minimum": 1},
+                "whenUnsatisfiable": {"enum": ["ScheduleAnyway", "DoNotSchedule"]},
+            },
+            "Spread the replicas across nodes (topologySpreadConstraints).",
+        ),
+        "podDisruptionBudget": _obj(
+            {"enabled": _BOOL, "maxUnavailable": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]}}
+        ),
+        "livenessProbe": _PROBE,
+        "readinessProbe": _PROBE,
+        "startupProbe": _PROBE,
+        "extraArgs": {"type": "array", "items": {"type": "string"}},
+        "extraEnv": _ENV_LIST,
+        "podAnnotations": _STRING_MAP,
+        "podLabels": _STRING_MAP,
+        "nodeSelector": _STRING_MAP,
+        "tolerations": _OBJECT_LIST,
+        "affinity": _FREE_OBJECT,
+        "priorityClassName": _STRING,
+    }
+    if serve:
+        properties["port"] = {"type": "integer", "minimum": 1, "maximum": 65535}
+        properties["service"] = _obj(
+            {
+                "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "annotations": _STRING_MAP,
+            }
+        )
+        properties["autoscaling"] = _obj(
+            {
+                "enabled": _BOOL,
+                "minReplicas": {"type": "integer", "minimum": 1},
+                "maxReplicas": {"type": "integer", "minimum": 1},
+                "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1, "maximum": 100},
+            },
+            "A HorizontalPodAutoscaler on CPU (replicas then left to it).",
+        )
+    return _obj(properties, description)
+
+
+def _monitor_object(description: str) -> dict[str, Any]:
+    return _obj({"enabled": _BOOL, "interval": _DURATION, "labels": _STRING_MAP}, description)
+
+
+def values_schema() -> dict[str, Any]:
+    """The whole ``values.schema.json``."""
+    security = {"type": "object", "description": "A Kubernetes securityContext (restricted Pod Security Standard)."}
+    return {
+        "$schema": "https://json-schema.org/draft-07/schema#",
+        "title": "livelearn chart values",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "global": _FREE_OBJECT,
+            "nameOverride": _STRING,
+            "fullnameOverride": _STRING,
+            "image": _obj(
+                {
+                    "repository": {"type": "string", "minLength": 1},
+                    "tag": _STRING,
+                    "digest": {"type": "string", "pattern": "^$|^sha256:[0-9a-f]{64}$"},
+                    "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+                },
+                required=["repository"],
+            ),
+            "imagePullSecrets": {"type": "array", "items": _obj({"name": _NAME}, required=["name"])},
+            "config": config_schema(),
+            "logLevel": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
+            "secrets": _obj(
+                {"kafkaSaslPassword": _SECRET_REF, "redisPassword": _SECRET_REF, "apiToken": _SECRET_REF},
+                "Secret settings, only as references to existing Secrets.",
+            ),
+            "tls": _obj({"redisCA": _SECRET_REF, "kafkaCA": _SECRET_REF}, "CA certificates from Secrets."),
+            "metricsPort": {"type": "integer", "minimum": 1024, "maximum": 65535},
+            "serviceAccount": _obj({"create": _BOOL, "annotations": _STRING_MAP}),
+            "rbac": _obj({"create": _BOOL}),
+            "kubernetes": _obj(
+                {
+                    "enabled": _BOOL,
+                    "pinConfigMap": _obj(
+                        {
+                            "name": _NAME,
+                            "create": _BOOL,
+                            "pinned": {
+                                "anyOf": [{"type": "string", "pattern": "^$|^[1-9][0-9]*$"}, {"type": "integer"}],
+                                "description": "A version number, or empty: unpinned.",
+                            },
+                        }
+                    ),
+                },
+                "Events, the pod role label and the declarative pin (Kubernetes API).",
+            ),
+            "podSecurityContext": security,
+            "containerSecurityContext": security,
+            "tmpVolume": _obj({"sizeLimit": _QUANTITY}),
+            "learner": _workload("Learners: one active, the others hot standbys (Redis lease)."),
+            "monitor": _workload("Monitors: the quality guard (epoch-fenced rollbacks)."),
+            "serve": _workload("The prediction API.", serve=True),
+            "topics": _obj(
+                {
+                    "enabled": _BOOL,
+                    "partitions": {"type": "integer", "minimum": 1},
+                    "backoffLimit": {"type": "integer", "minimum": 0},
+                    "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
+                    "resources": _RESOURCES,
+                },
+                "The pre-install/pre-upgrade Job running `livelearn topics`.",
+            ),
+            "networkPolicy": _obj(
+                {
+                    "enabled": _BOOL,
+                    "serveFrom": _OBJECT_LIST,
+                    "metricsFrom": _OBJECT_LIST,
+                    "egress": _OBJECT_LIST,
+                }
+            ),
+            "metrics": _obj(
+                {
+                    "serviceMonitor": _monitor_object("A ServiceMonitor (Prometheus Operator)."),
+                    "podMonitor": _monitor_object("A PodMonitor (Prometheus Operator)."),
+                    "prometheusRule": _obj(
+                        {
+                            "enabled": _BOOL,
+                            "labels": _STRING_MAP,
+                            "snapshotStaleFactor": {"type": "number", "exclusiveMinimum": 1},
+                            "lagMinEvents": {"type": "integer", "minimum": 0},
+                            "lagWindow": _DURATION,
+                            "rollbackWindow": _DURATION,
+                            "alertLabels": _STRING_MAP,
+                        },
+                        "The alert rules (PrometheusRule).",
+                    ),
+                    "dashboard": _obj(
+                        {"enabled": _BOOL, "labels": _STRING_MAP, "annotations": _STRING_MAP},
+                        "The Grafana dashboard ConfigMap (sidecar label).",
+                    ),
+                }
+            ),
+            "helmTest": _obj({"enabled": _BOOL}),
+        },
+    }
+
+
+def render() -> str:
+    """The file's text."""
+    return json.dumps(values_schema(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(CHART.parent.parent))
+    SCHEMA_FILE.write_text(render())
+    print(f"wrote {SCHEMA_FILE}")
