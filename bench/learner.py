@@ -6,6 +6,8 @@ topic of an embedded Tansu broker (or ``--bootstrap``), then times, in one run:
 * **end to end**: a real :class:`streaming.learner.runner.Learner` from its first poll until it has caught
   up (broker -> decode -> predict -> metrics -> learn -> snapshots to a real redis-server);
 * **bare river loop**: ``predict_proba_one`` + ``learn_one`` on the same feature dicts in-process;
+* **model only**: encode + predict + learn per event with each engine (river, compiled), same run, in
+  µs/event (``--engine`` picks the learner's engine; the bare river loop stays the reference);
 * **stages**: Kafka consumption alone, event decoding, the 14 prequential metric updates, and publishing
   one prediction per event to the predictions topic, to show what dominates the cost;
 * **snapshot write** time (encode + Lua write), over the learner's own snapshots and 50 extra writes.
@@ -30,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import pack
 from streaming.config import Settings
+from streaming.engines import ENGINES, new_model, resolve_engine
 from streaming.events import EventLimits, decode_event, encode_event
 from streaming.learner.runner import Learner
 from streaming.local.dataset import read_events
@@ -44,7 +47,20 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
-def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predictions: bool = True) -> dict:
+def model_only(events: list, engine: str) -> float:
+    """Seconds per event of the model alone on ``engine``: encode, predict, learn (the learner's calls)."""
+    model = new_model(ModelSpec(), engine)
+    t0 = time.perf_counter()
+    for ev in events:
+        x = model.encode(ev.features, learn=True)
+        model.predict_encoded(x)
+        model.learn_encoded(x, ev.label)
+    return (time.perf_counter() - t0) / len(events)
+
+
+def run(
+    bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predictions: bool = True, *, engine: str = "auto"
+) -> dict:
     settings = Settings(
         kafka_bootstrap=bootstrap,
         redis_url=redis_url,
@@ -54,6 +70,7 @@ def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predic
         snapshot_every_seconds=3600,
         poll_max_records=2000,
         publish_predictions=predictions,
+        engine=engine,
     )
     ensure_topics(
         settings, {settings.events_topic: 1, settings.dead_letter_topic_name: 1, settings.predictions_topic_name: 1}
@@ -151,8 +168,13 @@ def run(bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predic
 
     publish_s, _ = timed(publish_predictions)
     publisher.close()
+    sample = events[:30_000]
+    per_engine = {name: model_only(sample, name) for name in ("river", "compiled")}  # kernel compiled before t0
     return {
         "events": n,
+        "engine": resolve_engine(engine),
+        "model_only_us_per_event": {name: seconds * 1e6 for name, seconds in per_engine.items()},
+        "model_only_speedup": per_engine["river"] / per_engine["compiled"],
         "end_to_end": {"seconds": e2e_s, "events_per_second": n / e2e_s},
         "bare_river_loop": {"seconds": bare_s, "events_per_second": n / bare_s},
         "ratio_bare_over_end_to_end": (n / bare_s) / (n / e2e_s),
@@ -182,6 +204,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="use this Kafka instead of an embedded Tansu")
     parser.add_argument("--redis-url", help="use this Redis instead of an embedded redis-server")
     parser.add_argument("--no-predictions", action="store_true", help="learner does not publish predictions")
+    parser.add_argument("--engine", choices=ENGINES, default="auto", help="the learner's engine (LIVELEARN_ENGINE)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -192,7 +215,14 @@ def main() -> None:
     name = "learner-no-predictions.json" if args.no_predictions else "learner.json"
     args.out = args.out or Path(__file__).parent / "results" / name
     if args.bootstrap and args.redis_url:
-        result = run(args.bootstrap, args.redis_url, args.repeat, args.snapshot_every, not args.no_predictions)
+        result = run(
+            args.bootstrap,
+            args.redis_url,
+            args.repeat,
+            args.snapshot_every,
+            not args.no_predictions,
+            engine=args.engine,
+        )
     else:
         with embedded_stack() as (broker, redis_server):
             result = run(
@@ -201,6 +231,7 @@ def main() -> None:
                 args.repeat,
                 args.snapshot_every,
                 not args.no_predictions,
+                engine=args.engine,
             )
     result["publish_predictions"] = not args.no_predictions
     result["machine"] = {
@@ -211,10 +242,15 @@ def main() -> None:
     }
     e2e, bare = result["end_to_end"], result["bare_river_loop"]
     topic = "on" if result["publish_predictions"] else "off"
-    print(f"events                {result['events']:,}  (predictions topic {topic})")
+    print(f"events                {result['events']:,}  (predictions topic {topic}, engine {result['engine']})")
     print(f"end to end            {e2e['events_per_second']:>10,.0f} events/s  ({e2e['seconds']:.2f} s)")
     print(f"bare river loop       {bare['events_per_second']:>10,.0f} events/s  ({bare['seconds']:.2f} s)")
     print(f"ratio bare / e2e      {result['ratio_bare_over_end_to_end']:.2f}x")
+    only = result["model_only_us_per_event"]
+    print(
+        f"model only            river {only['river']:.1f} us/event, compiled {only['compiled']:.1f} us/event "
+        f"({result['model_only_speedup']:.1f}x, same run, 30,000 events)"
+    )
     for stage, seconds in result["stages_seconds"].items():
         print(f"  stage {stage:<22} {seconds:6.2f} s  ({seconds / result['events'] * 1e6:6.1f} us/event)")
     snap = result["snapshot_write_seconds"]

@@ -1,5 +1,5 @@
-"""livelearn's streaming side: the shared base (configuration, errors, the event contract, the model)
-and the processes built on it (``learner``, ``serving``, ``cli``, ``local``).
+"""livelearn's streaming side: the shared base (configuration, errors, the event contract, the model and
+its engines) and the processes built on it (``learner``, ``serving``, ``cli``, ``local``).
 
 Names are imported on first use, so ``import streaming.errors`` or ``livelearn --help`` load neither
 river nor any client library.
@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "CompiledModel",
     "Event",
     "EventLimits",
     "LivelearnError",
@@ -20,9 +21,12 @@ __all__ = [
     "decode_event",
     "encode_event",
     "load_settings",
+    "new_model",
+    "restore_model",
 ]
 
 _WHERE = {
+    "CompiledModel": "streaming.compiled",
     "Event": "streaming.events",
     "EventLimits": "streaming.events",
     "LivelearnError": "streaming.errors",
@@ -32,6 +36,8 @@ _WHERE = {
     "decode_event": "streaming.events",
     "encode_event": "streaming.events",
     "load_settings": "streaming.config",
+    "new_model": "streaming.engines",
+    "restore_model": "streaming.engines",
 }
 
 

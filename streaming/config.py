@@ -103,6 +103,16 @@ class Settings(BaseSettings):
     max_inputs: int = Field(
         100_000, ge=1, description="Inputs (numeric features + categories) the model learns in all; then no new ones."
     )
+    engine: Literal["auto", "river", "compiled"] = Field(
+        "auto",
+        description="Learning engine: compiled (numba kernel, river's arithmetic bit for bit), river, or auto "
+        "(compiled when numba imports).",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Where the compiled engine keeps its compiled code (default $XDG_CACHE_HOME/livelearn, "
+        "then the temp dir; none writable: compiled in memory at each start).",
+    )
     dedupe_window: int = Field(
         10_000,
         ge=0,

@@ -15,15 +15,20 @@ def contract_features(event: Event) -> dict:
     return {k: ("true" if v else "false") if isinstance(v, bool) else v for k, v in event.features.items()}
 
 
-def plain_river_loop(events: Iterable[Event], lr: float = 0.01):
-    """Prequential logistic regression; returns (pipeline, cumulative Accuracy, learned count)."""
-    model = compose.Pipeline(
+def plain_river_pipeline(lr: float = 0.01, l2: float = 0.0) -> compose.Pipeline:
+    """The default pipeline, built from river's primitives: scaler on numbers, one-hot on strings, SGD."""
+    return compose.Pipeline(
         compose.TransformerUnion(
             compose.SelectType(numbers.Number) | preprocessing.StandardScaler(),
             compose.SelectType(str) | preprocessing.OneHotEncoder(drop_zeros=True),
         ),
-        linear_model.LogisticRegression(optimizer=optim.SGD(lr)),
+        linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2),
     )
+
+
+def plain_river_loop(events: Iterable[Event], lr: float = 0.01):
+    """Prequential logistic regression; returns (pipeline, cumulative Accuracy, learned count)."""
+    model = plain_river_pipeline(lr)
     accuracy = metrics.Accuracy()
     learned = 0
     for event in events:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from conftest import produce, status_of, store_for, wait_for
-from reference import plain_river_loop
+from reference import plain_river_loop, river_state
 
 from streaming.local.dataset import read_events
 
 N = 12_330
 
 
-def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_settings, learners):
+@pytest.mark.parametrize("engine", ["river", "compiled"])
+def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_settings, learners, engine):
     settings = make_settings(
-        partitions=1, snapshot_every_events=2000, snapshot_every_seconds=3600, status_interval_seconds=0.2
+        partitions=1,
+        snapshot_every_events=2000,
+        snapshot_every_seconds=3600,
+        status_interval_seconds=0.2,
+        engine=engine,
     )  # versions by count only
     assert produce(settings, read_events()) == N
     learner = learners(settings)
@@ -23,7 +29,8 @@ def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_sett
         120,
         "the learner to score every event",
     )
-    learner.terminate()
+    output = learner.terminate()
+    assert f"learning engine: {engine}" in output
 
     store = store_for(settings)
     metas = store.list()
@@ -42,9 +49,16 @@ def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_sett
     newest = metas[-1]
     assert newest.events_seen == newest.events_learned == N
 
-    _model, accuracy, learned = plain_river_loop(read_events())
+    model, accuracy, learned = plain_river_loop(read_events())
     assert learned == N
     assert newest.metrics["cumulative"]["accuracy"] == accuracy.get()  # to the last digit
+    _meta, snapshot = store.load(newest.number)
+    reference = river_state(model)
+    assert list(snapshot.model["weights"]) == list(reference["weights"])  # the same order of creation
+    for name, weight in reference["weights"].items():
+        assert abs(snapshot.model["weights"][name] - weight) <= 1e-12
+    assert abs(snapshot.model["intercept"] - reference["intercept"]) <= 1e-12
+    assert snapshot.model["scaler"]["counts"] == reference["scaler"]["counts"]
     assert all(math.isfinite(v) for v in newest.metrics["rolling"].values())
 
 

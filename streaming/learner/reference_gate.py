@@ -36,9 +36,9 @@ from typing import Any
 
 from monitor.prequential import LOWER_IS_BETTER, PrequentialMetrics
 from streaming.config import Settings
+from streaming.engines import LearningModel
 from streaming.errors import EventError, InputError
 from streaming.events import Event
-from streaming.model import OnlineModel
 
 __all__ = ["ReferenceGate", "load_reference_set"]
 
@@ -84,7 +84,7 @@ class ReferenceGate:
         self.events = list(events)
         self._scores: dict[int, float] = {}  # version -> its reference score (versions are immutable)
 
-    def score(self, model: OnlineModel) -> float:
+    def score(self, model: LearningModel) -> float:
         """The guarded metric of ``model`` over the whole reference set (the model is not changed)."""
         metrics = PrequentialMetrics(window=len(self.events), names=(self.metric,))
         for event in self.events:
@@ -97,7 +97,7 @@ class ReferenceGate:
     def known(self, version: int) -> float | None:
         return self._scores.get(version)
 
-    def judge(self, model: OnlineModel, *, serving: int | None, serving_score: float | None) -> dict[str, Any]:
+    def judge(self, model: LearningModel, *, serving: int | None, serving_score: float | None) -> dict[str, Any]:
         """The gate's verdict on ``model`` against the serving version's score: what the metadata records."""
         score = self.score(model)
         verdict: dict[str, Any] = {"metric": self.metric, "score": score, "rows": len(self.events)}

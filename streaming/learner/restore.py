@@ -17,8 +17,9 @@ from typing import Any
 from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import SnapshotState, VersionMeta, gc_paused
 from snapshotter.store import VersionStore
+from streaming.engines import LearningModel, restore_model
 from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotError, VersionNotFoundError
-from streaming.model import ModelSpec, OnlineModel
+from streaming.model import ModelSpec
 
 __all__ = ["Restored", "restore_head", "restore_state"]
 
@@ -29,15 +30,15 @@ log = logging.getLogger(__name__)
 class Restored:
     """A version brought back to life: its model and metrics, counters, metadata and stream state."""
 
-    model: OnlineModel
+    model: LearningModel
     metrics: PrequentialMetrics
     counters: dict[str, int]
     meta: VersionMeta
     stream: dict[str, Any]
 
 
-def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[OnlineModel, PrequentialMetrics]:
-    """Build a model with ``spec``'s hyperparameters and ``state``'s learned numbers."""
+def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[LearningModel, PrequentialMetrics]:
+    """Build a model with ``spec``'s hyperparameters and ``state``'s learned numbers (on the process's engine)."""
     stored = ModelSpec.from_dict(state.spec)
     if stored.structure() != spec.structure():
         raise ModelSpecMismatchError(
@@ -47,7 +48,7 @@ def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[O
     if stored != spec:
         log.warning("hyperparameters changed since the snapshot: %s -> %s", stored.to_dict(), spec.to_dict())
     with gc_paused():  # ~100k objects for a large model, none of them garbage
-        return OnlineModel.restore(spec, state.model), PrequentialMetrics.from_state(state.metrics, window)
+        return restore_model(spec, state.model), PrequentialMetrics.from_state(state.metrics, window)
 
 
 def _lineage(store: VersionStore, head: int) -> Iterator[int]:

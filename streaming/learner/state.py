@@ -15,10 +15,11 @@ from monitor.signals import SignalEvent, SignalWatch
 from snapshotter.codec import SnapshotState, VersionMeta
 from snapshotter.status import MetricSample
 from streaming.config import Settings
+from streaming.engines import LearningModel, configure, new_model
 from streaming.learner.dedupe import RecentIds
 from streaming.learner.restore import Restored
 from streaming.learner.signals import BlockSignals
-from streaming.model import ModelSpec, OnlineModel
+from streaming.model import ModelSpec
 
 __all__ = ["COUNTERS", "LearnerState", "spec_from_settings"]
 
@@ -43,7 +44,7 @@ class LearnerState:
     """The learned state of an active learner and its place in the stream and the lineage."""
 
     spec: ModelSpec
-    model: OnlineModel
+    model: LearningModel
     metrics: PrequentialMetrics
     recent: RecentIds  # the idempotence window (belongs to the stream position, not to a version)
     signals: BlockSignals  # the current block of data signals (also the stream's, not a version's)
@@ -75,10 +76,11 @@ class LearnerState:
 
     @classmethod
     def fresh(cls, spec: ModelSpec, settings: Settings) -> LearnerState:
-        """Nothing learned yet."""
+        """Nothing learned yet (the first call picks the process's learning engine and compiles it)."""
+        configure(settings.engine, settings.cache_dir)
         return cls(
             spec,
-            OnlineModel(spec),
+            new_model(spec),
             PrequentialMetrics(settings.rolling_window),
             RecentIds(settings.dedupe_window),
             BlockSignals(settings.drift_max_features),

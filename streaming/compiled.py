@@ -1,0 +1,249 @@
+"""The compiled engine: :class:`CompiledModel`, river's default pipeline on the numba kernel.
+
+Same interface, vocabulary, caps and state document as :class:`~streaming.model.OnlineModel`; the
+learning happens in :mod:`streaming.kernel` over dense arrays. Python keeps the index maps (input name
+→ weight column, numeric feature → scaler row) and turns one event into three small arrays
+(:meth:`CompiledModel.encode`). An event whose features are all known takes one dict lookup per feature.
+
+A state dumped by either engine restores into the other bit for bit (weights in the order river created
+them, scaler statistics in river's dict orders), so versions written by one are read by the other.
+
+>>> model = CompiledModel(ModelSpec())
+>>> model.predict_proba_one({"pages": 3, "month": "Feb"})
+0.5
+>>> model.learn_one({"pages": 3, "month": "Feb"}, True)
+>>> round(model.predict_proba_one({"pages": 3, "month": "Feb"}), 6)
+0.5025
+>>> model.dump_state()["weights"]
+{'month_Feb': 0.005, 'pages': 0.0}
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streaming import kernel as kernels
+from streaming.errors import SnapshotCorruptError
+from streaming.vocabulary import ModelSpec, Vocabulary
+
+__all__ = ["CompiledModel", "Encoded"]
+
+#: one event for the kernel: weight columns, scaler rows, raw values in one array (see :mod:`streaming.kernel`)
+Encoded = npt.NDArray[np.float64]
+_NONE: dict[str, int] = {}
+_INTERCEPT_LR = 0.01  # river's LogisticRegression(intercept_lr=0.01), whatever the weights' learning rate
+
+
+class CompiledModel(Vocabulary):
+    """The default pipeline (scaler + one-hot + logistic regression) compiled with numba."""
+
+    engine = "compiled"
+
+    def __init__(self, spec: ModelSpec, cache_dir: str | None = None) -> None:
+        if spec.kind != "logistic_regression":
+            raise ValueError(f"unknown model kind {spec.kind!r}; supported: logistic_regression")
+        super().__init__(spec)
+        self.kernel = kernels.load(cache_dir)
+        self.columns: dict[str, int] = {}  # river's input name (feature, or feature_value) -> weight column
+        self.column_names: list[str] = []
+        self.rows: dict[str, int] = {}  # numeric feature -> scaler row, in river's ``vars`` order
+        self.row_names: list[str] = []
+        self.w = np.zeros(64)
+        self.created = np.zeros(64, np.bool_)
+        self.order = np.zeros(64, np.int64)  # columns in the order their weights were created
+        self.stats = np.zeros((64, 3))  # count, mean, var per row
+        self.row_order = np.zeros(64, np.int64)  # rows in the order they were first learned
+        self.counters = np.zeros(3, np.int64)
+        self.params = np.array([0.0, spec.learning_rate, _INTERCEPT_LR, spec.l2, 0.5])
+        # fast path: vocabulary entries with a column (and row), name -> value -> column / name -> (row, column)
+        self._categorical: dict[str, dict[str, int]] = {}
+        self._numeric: dict[str, tuple[int, int]] = {}
+        self._cached_columns: set[int] = set()
+        self._collisions = False  # two inputs share one river name (e.g. feature "a_b" and a="b"): slow path
+        self._scaler_order: list[int] = []  # scaler rows of the last slow-path event, in the event's order
+
+    # -- index maps ------------------------------------------------------------------------------------
+    def _column(self, name: str) -> int:
+        column = self.columns.get(name)
+        if column is None:
+            column = self.columns[name] = len(self.column_names)
+            self.column_names.append(name)
+            if column == len(self.w):
+                self.w = np.concatenate([self.w, np.zeros(column)])
+                self.created = np.concatenate([self.created, np.zeros(column, np.bool_)])
+                self.order = np.concatenate([self.order, np.zeros(column, np.int64)])
+        return column
+
+    def _row(self, name: str) -> int:
+        row = self.rows.get(name)
+        if row is None:
+            row = self.rows[name] = len(self.row_names)
+            self.row_names.append(name)
+            if row == len(self.stats):
+                self.stats = np.concatenate([self.stats, np.zeros((row, 3))])
+                self.row_order = np.concatenate([self.row_order, np.zeros(row, np.int64)])
+        return row
+
+    def _cache(self, column: int | None) -> bool:
+        if column is None:
+            return False
+        if column in self._cached_columns:
+            self._collisions = True
+        self._cached_columns.add(column)
+        return True
+
+    def _remember(self, pairs: Iterable[tuple[str, Any]]) -> None:
+        """Put the vocabulary's entries among ``pairs`` (feature, value) that have a column on the fast path."""
+        for name, value in pairs:
+            if isinstance(value, str):
+                if value in self.categories.get(name, ()) and value not in self._categorical.get(name, _NONE):
+                    column = self.columns.get(f"{name}_{value}")
+                    if self._cache(column):
+                        self._categorical.setdefault(name, {})[value] = column  # type: ignore[assignment]
+            elif name in self.numeric and name in self.rows and name not in self._numeric:
+                column = self.columns.get(name)
+                if self._cache(column):
+                    self._numeric[name] = (self.rows[name], column)  # type: ignore[assignment]
+
+    # -- one event -------------------------------------------------------------------------------------
+    def encode(self, features: dict[str, Any], *, learn: bool = False) -> Encoded:  # type: ignore[override]
+        """The event as the kernel's arrays, in river's order (one-hot inputs first, then numbers).
+
+        With ``learn``, new features and categories within the caps join the vocabulary and get a
+        column (call it once per event, before scoring, as with the river engine).
+        """
+        if not self._collisions:
+            selected = self.select(features)
+            cat_cols: list[int] = []
+            num_cols: list[int] = []
+            num_rows: list[int] = []
+            num_raw: list[Any] = []
+            categorical, numeric = self._categorical, self._numeric
+            for name, value in selected.items():
+                if isinstance(value, str):
+                    column = categorical.get(name, _NONE).get(value)
+                    if column is None:
+                        break
+                    cat_cols.append(column)
+                else:
+                    known = numeric.get(name)
+                    if known is None:
+                        break
+                    num_rows.append(known[0])
+                    num_cols.append(known[1])
+                    num_raw.append(value)
+            else:
+                k = len(cat_cols)
+                try:
+                    return np.array(cat_cols + num_cols + [-1] * k + num_rows + [1.0] * k + num_raw, np.float64)
+                except (TypeError, ValueError):
+                    pass  # not a plain number: the general path decides as river does
+        return self._encode_slow(features, learn)
+
+    def _encode_slow(self, features: dict[str, Any], learn: bool) -> Encoded:
+        x = Vocabulary.encode(self, features, learn=learn)
+        inputs: dict[str, tuple[int, float]] = {}  # river's TransformerUnion: one-hot dict, then numbers over it
+        for name, value in x.items():
+            if isinstance(value, str):
+                inputs.setdefault(f"{name}_{value}", (-1, 1.0))
+        scaler_order = []  # the numbers' own order: where a number took a one-hot input's place, it differs
+        for name, value in x.items():
+            if not isinstance(value, str) and isinstance(value, numbers.Number):
+                inputs[name] = (self._row(name), float(value))  # type: ignore[arg-type]
+                scaler_order.append(self.rows[name])
+        self._scaler_order = scaler_order
+        cols: list[float] = []
+        for name in inputs:
+            column = self._column(name) if learn else self.columns.get(name)
+            cols.append(-1 if column is None else column)
+        if learn:
+            self._remember(x.items())
+        values = list(inputs.values())
+        return np.array(cols + [row for row, _ in values] + [raw for _, raw in values], np.float64)
+
+    @property
+    def steps(self) -> int:
+        """SGD steps taken: events this model's weights learned from."""
+        return int(self.counters[kernels.C_ITERATIONS])
+
+    def predict_encoded(self, x: Encoded) -> float:
+        """Probability of the positive class for an event from :meth:`encode`."""
+        return self.kernel.predict(x, self.w, self.stats, self.params)
+
+    def learn_encoded(self, x: Encoded, label: bool) -> None:
+        """One SGD step on an event from :meth:`encode` with ``learn=True`` (the last one encoded)."""
+        before = int(self.counters[kernels.C_LEARNED])
+        self.kernel.learn(
+            x, self.w, self.stats, self.created, self.order, self.row_order, self.counters, self.params,
+            1.0 if label else -1.0,
+        )  # fmt: skip
+        after = int(self.counters[kernels.C_LEARNED])
+        if self._collisions and after - before > 1:
+            # A number under a one-hot input's name sits at that input's place in the event, ahead of the
+            # numbers before it: put the rows first learned now in the numbers' order, as river's scaler saw them.
+            new = set(self.row_order[before:after].tolist())
+            self.row_order[before:after] = [row for row in self._scaler_order if row in new]
+
+    def predict_proba_one(self, features: dict[str, Any]) -> float:
+        """Probability of the positive class (the session buys)."""
+        return self.predict_encoded(self.encode(features))
+
+    def learn_one(self, features: dict[str, Any], label: bool) -> None:
+        """One SGD step on one labelled event."""
+        self.learn_encoded(self.encode(features, learn=True), label)
+
+    # -- learned state: the river engine's document ---------------------------------------------------
+    @classmethod
+    def restore(cls, spec: ModelSpec, state: dict[str, Any], cache_dir: str | None = None) -> CompiledModel:
+        """A model built from ``spec`` holding the learned numbers of ``state`` (either engine's)."""
+        model = cls(spec, cache_dir)
+        model.load_state(state)
+        return model
+
+    def dump_state(self) -> dict[str, Any]:
+        """The document :meth:`streaming.model.OnlineModel.dump_state` writes, with the same orders."""
+        names, rows, stats = self.column_names, self.row_names, self.stats
+        learned = self.row_order[: self.counters[kernels.C_LEARNED]].tolist()
+        return {
+            "scaler": {
+                "counts": {rows[j]: int(stats[j, 0]) for j in learned},
+                "means": {rows[j]: float(stats[j, 1]) for j in learned},
+                "vars": {rows[j]: float(stats[j, 2]) for j in range(len(rows))},
+            },
+            "weights": {names[c]: float(self.w[c]) for c in self.order[: self.counters[kernels.C_CREATED]].tolist()},
+            "intercept": float(self.params[kernels.P_INTERCEPT]),
+            "optimizer_iterations": int(self.counters[kernels.C_ITERATIONS]),
+            "vocabulary": self.dump_vocabulary(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Fill this freshly built model with ``state`` from either engine's ``dump_state``."""
+        try:
+            scaler = state["scaler"]
+            counts, means, variances = dict(scaler["counts"]), dict(scaler["means"]), dict(scaler["vars"])
+            for name in [*variances, *(n for n in counts if n not in variances)]:
+                row = self._row(name)
+                self.stats[row] = (
+                    float(counts.get(name, 0)),
+                    float(means.get(name, 0.0)),
+                    float(variances.get(name, 0.0)),
+                )
+            for n, name in enumerate(counts):
+                self.row_order[n] = self.rows[name]
+            self.counters[kernels.C_LEARNED] = len(counts)
+            for n, (name, weight) in enumerate(dict(state["weights"]).items()):
+                column = self._column(name)
+                self.w[column], self.created[column], self.order[n] = float(weight), True, column
+            self.counters[kernels.C_CREATED] = len(state["weights"])
+            self.params[kernels.P_INTERCEPT] = float(state["intercept"])
+            self.counters[kernels.C_ITERATIONS] = int(state["optimizer_iterations"])
+            self.load_vocabulary(state.get("vocabulary"))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SnapshotCorruptError(f"model state is malformed ({exc!r}); pick another version") from None
+        self._remember((name, value) for name, values in self.categories.items() for value in values)
+        self._remember((name, 0.0) for name in self.numeric)
