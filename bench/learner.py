@@ -24,7 +24,6 @@ import statistics
 import time
 from pathlib import Path
 
-from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from monitor.prequential import PrequentialMetrics
@@ -35,7 +34,7 @@ from streaming.learner.runner import Learner
 from streaming.local.dataset import read_events
 from streaming.local.embedded import embedded_stack
 from streaming.model import ModelSpec, OnlineModel
-from streaming.transport import ensure_topics, make_consumer, make_producer
+from streaming.transport import TopicPartition, ensure_topics, make_consumer, make_producer
 
 
 def timed(fn) -> tuple[float, object]:

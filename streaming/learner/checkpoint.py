@@ -12,9 +12,6 @@ import logging
 import time
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
-
 from monitor.prequential import meets_threshold
 from snapshotter.codec import SnapshotState, VersionMeta
 from snapshotter.lease import Lease
@@ -28,6 +25,7 @@ from streaming.learner.restore import restore_state
 from streaming.learner.state import LearnerState
 from streaming.learner.telemetry import LearnerMetrics
 from streaming.model import ModelSpec
+from streaming.transport import Consumer, TopicPartition
 
 __all__ = ["Checkpoints"]
 
@@ -59,7 +57,7 @@ class Checkpoints:
         self.status_writer = StatusWriter(store.client, store.keys, history_maxlen=settings.audit_retention)
 
     def snapshot(
-        self, state: LearnerState, outputs: Outputs, positions: Positions, consumer: KafkaConsumer
+        self, state: LearnerState, outputs: Outputs, positions: Positions, consumer: Consumer
     ) -> VersionMeta | None:
         """Write ``state`` as a new version and commit its offsets; ``None`` when a rollback moved the lineage
         on meanwhile (the caller follows it, then snapshots). Raises :class:`LeaseLostError` when fenced."""
@@ -175,10 +173,9 @@ class Checkpoints:
         if number:
             log.info("%d version(s) confirmed stable: the data up to stream position %d was calm", number, confirmed)
 
-    def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int) -> None:
+    def _commit(self, consumer: Consumer, positions: Positions, number: int) -> None:
         try:
-            offsets = {tp: OffsetAndMetadata(pos, f"livelearn v{number}", -1) for tp, pos in positions.items()}
-            consumer.commit(offsets, timeout_ms=2000)
+            consumer.commit(positions, f"livelearn v{number}", wait=True)
         except Exception as exc:  # noqa: BLE001 - commits only feed lag dashboards and the lost-store check
             log.warning("offset commit after version %d failed: %s", number, exc)
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, TypedDict
-
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from typing import TypedDict
 
 from snapshotter.codec import pack
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event, sniff_format
 from streaming.learner.telemetry import LearnerMetrics
+from streaming.transport import Delivery, Producer, Record
 
 __all__ = ["CONTENT_TYPES", "Outputs", "PredictionRecord"]
 
@@ -51,13 +49,13 @@ def _header(text: str) -> bytes:
 class Outputs:
     """Dead-letter and prediction records of one learner."""
 
-    def __init__(self, producer: KafkaProducer, settings: Settings, telemetry: LearnerMetrics) -> None:
+    def __init__(self, producer: Producer, settings: Settings, telemetry: LearnerMetrics) -> None:
         self.producer = producer
         self.settings = settings
         self.telemetry = telemetry
-        self.pending: list[Any] = []  # send futures since the last flush
+        self.pending: list[Delivery] = []  # send futures since the last flush
 
-    def dead_letter(self, record: Any, exc: EventError) -> None:
+    def dead_letter(self, record: Record, exc: EventError) -> None:
         """Copy a rejected record unchanged to the dead-letter topic, with the reason in headers."""
         headers = [
             ("livelearn.reason", _header(exc.reason)),
@@ -110,13 +108,11 @@ class Outputs:
         if not self.pending:
             return
         timeout = max(1.0, self.settings.lease_ttl_seconds / 2)
-        try:
-            self.producer.flush(timeout=timeout)
-        except KafkaError as exc:
+        if not self.producer.flush(timeout=timeout):
             raise OutputDeliveryError(
                 f"could not flush {len(self.pending)} dead letters/predictions within "
-                f"{timeout:.0f}s: {exc}; no snapshot written past them"
-            ) from None
+                f"{timeout:.0f}s; no snapshot written past them"
+            )
         failed = [f for f in self.pending if f.failed()]
         self.pending = []
         if failed:

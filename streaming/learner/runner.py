@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 
 import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from snapshotter.codec import VersionMeta
@@ -51,7 +49,16 @@ from streaming.learner.reference_gate import ReferenceGate, load_reference_set
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.learner.telemetry import LearnerMetrics
-from streaming.transport import BrokerWatch, lag, make_consumer, make_producer, topic_partitions
+from streaming.transport import (
+    BrokerWatch,
+    Consumer,
+    Producer,
+    TopicPartition,
+    lag,
+    make_consumer,
+    make_producer,
+    topic_partitions,
+)
 
 __all__ = ["Learner", "spec_from_settings"]
 
@@ -162,7 +169,7 @@ class Learner:
                 if code is None or code in FATAL_FAILURES:
                     raise
                 self.outages.wait_for_redis(code, exc)
-            except (BrokerUnavailableError, OutputDeliveryError, KafkaError) as exc:
+            except (BrokerUnavailableError, OutputDeliveryError) as exc:
                 if not self._learned_once:
                     raise  # never got going: a wrong address or setup, say so at once
                 self.outages.pause_for_kafka(exc)
@@ -174,8 +181,8 @@ class Learner:
     # -- active -----------------------------------------------------------------------------------
     def _run_active(self, until_caught_up: bool) -> None:
         watch = LineageWatch(self.redis, self.store.keys)
-        consumer: KafkaConsumer | None = None
-        producer: KafkaProducer | None = None
+        consumer: Consumer | None = None
+        producer: Producer | None = None
         try:
             self.state = self.lineage.activate(watch.read())
             self.incidents.sync(self.state)
@@ -200,11 +207,11 @@ class Learner:
         finally:
             self._close(watch, consumer, producer)
 
-    def _close(self, watch: LineageWatch, consumer: KafkaConsumer | None, producer: KafkaProducer | None) -> None:
+    def _close(self, watch: LineageWatch, consumer: Consumer | None, producer: Producer | None) -> None:
         """Each step on its own: a failing one (broker or Redis gone) must not hide the error on its way up."""
         steps: list[tuple[str, Callable[[], object]]] = [("lineage watch", watch.close)]
         if consumer is not None:
-            steps.append(("consumer", lambda: consumer.close(autocommit=False, timeout_ms=5000)))
+            steps.append(("consumer", consumer.close))
         if producer is not None:
             steps.append(("producer", lambda: producer.close(timeout=5)))
         steps.append(("lease", self.lease.release))
@@ -214,7 +221,7 @@ class Learner:
             except Exception as exc:  # noqa: BLE001 - cleanup only
                 log.debug("closing the %s failed: %s", what, exc)
 
-    def _assign(self, consumer: KafkaConsumer) -> Positions:
+    def _assign(self, consumer: Consumer) -> Positions:
         partitions = topic_partitions(consumer, self.settings.events_topic)
         consumer.assign(partitions)
         stored = self.state.offsets.get(self.settings.events_topic, {})
@@ -229,7 +236,7 @@ class Learner:
 
     def _loop(
         self,
-        consumer: KafkaConsumer,
+        consumer: Consumer,
         outputs: Outputs,
         positions: Positions,
         watch: LineageWatch,
@@ -268,7 +275,7 @@ class Learner:
             if until_caught_up and not batch and current_lag == 0:
                 return
 
-    def _follow(self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions, watch: LineageWatch) -> None:
+    def _follow(self, consumer: Consumer, outputs: Outputs, positions: Positions, watch: LineageWatch) -> None:
         """Apply a rollback, freeze or resume made elsewhere (or by this learner's incident) before going on."""
         control = watch.check(force=self._lineage_moved)
         self._lineage_moved = False
@@ -280,9 +287,7 @@ class Learner:
         if self.state.pending_rollback:
             self.snapshot(outputs, positions, consumer)  # make the skip durable before anything else
 
-    def _after_sample(
-        self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions, watch: LineageWatch
-    ) -> None:
+    def _after_sample(self, consumer: Consumer, outputs: Outputs, positions: Positions, watch: LineageWatch) -> None:
         """At the event a metric sample was recorded: record the incident the watch confirmed or ended, and follow
         the lineage move it made, before the next event; confirm the candidate versions the calm data allows."""
         if self.state.incident_events:
@@ -301,7 +306,7 @@ class Learner:
                 self._lineage_moved = True  # a rollback dropped the candidates: follow it first
 
     # -- snapshots and status -----------------------------------------------------------------------
-    def snapshot(self, outputs: Outputs, positions: Positions, consumer: KafkaConsumer) -> VersionMeta | None:
+    def snapshot(self, outputs: Outputs, positions: Positions, consumer: Consumer) -> VersionMeta | None:
         """Write the current state as a new version (see :class:`Checkpoints`); ``None`` when a rollback moved
         the lineage on meanwhile: the loop follows it first."""
         meta = self.checkpoints.snapshot(self.state, outputs, positions, consumer)
@@ -318,7 +323,7 @@ class Learner:
     ) -> None:
         self.checkpoints.publish_status(self.state, events_per_second, current_lag, positions)
 
-    def _finish(self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions) -> None:
+    def _finish(self, consumer: Consumer, outputs: Outputs, positions: Positions) -> None:
         """Final snapshot (if the position moved since the last one) and status on the way out."""
         last = self.state.last_snapshot
         stored = last.offsets if last else {}
