@@ -13,6 +13,8 @@ Delivery reports run on a producer poll: checking a pending :class:`Delivery` se
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, KafkaException, Producer
@@ -71,6 +73,8 @@ def _check_reachable(client: Any, settings: Settings) -> None:
 
 class ConfluentConsumer:
     """:class:`~streaming.transport.records.Consumer` on a ``confluent_kafka.Consumer``."""
+
+    COMMIT_WAIT = 2.0  # seconds a waited-for offset commit may take (kafka-python's adapter waits as long)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -200,10 +204,11 @@ class ConfluentConsumer:
 
     def end_offsets(self, partitions: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
         ends = {}
+        deadline = time.monotonic() + timeout_ms / 1000  # one budget for all: a silent broker costs it once
         for tp in partitions:
             try:
                 marks = self.client.get_watermark_offsets(
-                    ConfluentTopicPartition(tp[0], tp[1]), timeout=timeout_ms / 1000
+                    ConfluentTopicPartition(tp[0], tp[1]), timeout=max(0.001, deadline - time.monotonic())
                 )
             except KafkaException as exc:
                 raise _failure(self.settings, exc) from None
@@ -222,14 +227,32 @@ class ConfluentConsumer:
         return None if mark.offset < 0 else Committed(int(mark.offset), mark.metadata or "")
 
     def commit(self, offsets: dict[TopicPartition, int], metadata: str, *, wait: bool) -> None:
+        """Without ``wait`` failures are logged by the commit callback; with it, the answer is awaited at most
+        ``COMMIT_WAIT`` seconds (librdkafka's blocking commit has no timeout: a silent broker must not hold the
+        learner past its lease)."""
         parts = [ConfluentTopicPartition(t, p, pos, metadata=metadata) for (t, p), pos in offsets.items()]
-        try:
-            answer = self.client.commit(offsets=parts, asynchronous=False) if wait else None
-            if not wait:
+        if not wait:
+            try:
                 self.client.commit(offsets=parts, asynchronous=True)
-        except KafkaException as exc:
-            raise _failure(self.settings, exc) from None
-        failed = [part for part in answer or [] if part.error is not None]
+            except KafkaException as exc:
+                raise _failure(self.settings, exc) from None
+            return
+        outcome: list[Any] = []
+
+        def commit() -> None:
+            try:
+                outcome.append(self.client.commit(offsets=parts, asynchronous=False))
+            except (KafkaException, RuntimeError) as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=commit, name="livelearn-offset-commit", daemon=True)
+        waiter.start()
+        waiter.join(self.COMMIT_WAIT)
+        if not outcome:
+            raise _failure(self.settings, f"the offset commit was not answered within {self.COMMIT_WAIT:g}s")
+        if isinstance(outcome[0], Exception):
+            raise _failure(self.settings, outcome[0])
+        failed = [part for part in outcome[0] or [] if part.error is not None]
         if failed:
             raise _failure(self.settings, failed[0].error)
 
