@@ -16,7 +16,8 @@ from pydantic import SecretStr
 from streaming.config import Settings
 from streaming.errors import BrokerUnavailableError
 from streaming.transport import Record, TopicPartition, choose_client, make_consumer, make_producer
-from streaming.transport.confluent import ConfluentConsumer, Delivery
+from streaming.transport.confluent import ConfluentConsumer
+from streaming.transport.confluent_producer import Delivery
 from streaming.transport.options import confluent_config, kafka_python_config
 
 SECURE = Settings(

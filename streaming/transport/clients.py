@@ -47,7 +47,7 @@ def make_producer(
     if max_request_size is not None:
         options["max_request_size"] = max_request_size
     if choose_client(settings) == "confluent":
-        from streaming.transport.confluent import ConfluentProducer
+        from streaming.transport.confluent_producer import ConfluentProducer
 
         return ConfluentProducer(settings, **options)
     from streaming.transport.kafka_python import KafkaPythonProducer
@@ -58,7 +58,7 @@ def make_producer(
 def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
     """Create each topic with the given partition count unless it exists already."""
     if choose_client(settings) == "confluent":
-        from streaming.transport.confluent import create_topics
+        from streaming.transport.confluent_producer import create_topics
     else:
         from streaming.transport.kafka_python import create_topics
     create_topics(settings, topics)

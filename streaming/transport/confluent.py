@@ -7,7 +7,7 @@ answer in time becomes a :class:`~streaming.errors.BrokerUnavailableError`, as w
 
 librdkafka only takes a start offset with the assignment, so :meth:`ConfluentConsumer.assign` waits for the
 seeks that follow it and assigns with their offsets at the first poll; later seeks go to the live assignment.
-Delivery reports run on a producer poll: checking a pending :class:`Delivery` serves them, never blocking.
+The producer is in :mod:`~streaming.transport.confluent_producer`.
 """
 
 from __future__ import annotations
@@ -17,28 +17,27 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as ConfluentTopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from streaming.config import Settings
-from streaming.errors import BrokerUnavailableError, ConnectionFailedError
+from streaming.errors import BrokerUnavailableError
 from streaming.transport.options import confluent_config
 from streaming.transport.records import Committed, Record, TopicPartition
 
-__all__ = ["ConfluentConsumer", "ConfluentProducer", "create_topics"]
+__all__ = ["ConfluentConsumer", "ErrorLog", "base_config", "check_reachable", "failure"]
 
 log = logging.getLogger(__name__)
 librdkafka_log = logging.getLogger("streaming.transport.librdkafka")
 
 
-def _failure(settings: Settings, exc: object) -> BrokerUnavailableError:
+def failure(settings: Settings, exc: object) -> BrokerUnavailableError:
     return BrokerUnavailableError(
         f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); start the broker or set LIVELEARN_KAFKA_BOOTSTRAP"
     )
 
 
-class _Errors:
+class ErrorLog:
     """librdkafka's error callback: each kind logged once until another kind comes; a fatal one kept."""
 
     def __init__(self, settings: Settings) -> None:
@@ -56,19 +55,19 @@ class _Errors:
 
     def check(self) -> None:
         if self.fatal is not None:
-            raise _failure(self.settings, self.fatal.str())
+            raise failure(self.settings, self.fatal.str())
 
 
-def _base(settings: Settings, errors: _Errors) -> dict[str, Any]:
+def base_config(settings: Settings, errors: ErrorLog) -> dict[str, Any]:
     return {**confluent_config(settings), "logger": librdkafka_log, "error_cb": errors}
 
 
-def _check_reachable(client: Any, settings: Settings) -> None:
+def check_reachable(client: Any, settings: Settings) -> None:
     """Ask for the cluster's metadata once, as kafka-python does on creation: an unreachable broker says so now."""
     try:
         client.list_topics(timeout=settings.kafka_bootstrap_timeout_seconds)
     except KafkaException as exc:
-        raise _failure(settings, exc.args[0].str() if exc.args else exc) from None
+        raise failure(settings, exc.args[0].str() if exc.args else exc) from None
 
 
 class ConfluentConsumer:
@@ -78,7 +77,7 @@ class ConfluentConsumer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.errors = _Errors(settings)
+        self.errors = ErrorLog(settings)
 
         def committed(err: KafkaError | None, _partitions: object) -> None:
             if err is not None:
@@ -86,7 +85,7 @@ class ConfluentConsumer:
 
         self.client = Consumer(
             {
-                **_base(settings, self.errors),
+                **base_config(settings, self.errors),
                 "group.id": settings.consumer_group_name,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
@@ -95,7 +94,7 @@ class ConfluentConsumer:
                 "on_commit": committed,
             }
         )
-        _check_reachable(self.client, settings)
+        check_reachable(self.client, settings)
         self.positions: dict[TopicPartition, int] = {}
         self.assigned: list[TopicPartition] = []
         self.started = False  # the assignment is handed to librdkafka at the first poll, with the seeks' offsets
@@ -104,7 +103,7 @@ class ConfluentConsumer:
         try:
             metadata = self.client.list_topics(topic, timeout=self.settings.kafka_bootstrap_timeout_seconds)
         except KafkaException as exc:
-            raise _failure(self.settings, exc) from None
+            raise failure(self.settings, exc) from None
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             return None
@@ -138,9 +137,9 @@ class ConfluentConsumer:
                 ConfluentTopicPartition(tp[0], tp[1]), timeout=self.settings.kafka_bootstrap_timeout_seconds
             )
         except KafkaException as exc:
-            raise _failure(self.settings, exc) from None
+            raise failure(self.settings, exc) from None
         if marks is None:
-            raise _failure(self.settings, "no answer to ListOffsets")
+            raise failure(self.settings, "no answer to ListOffsets")
         return int(marks[0]), int(marks[1])
 
     def seek_to_beginning(self, tp: TopicPartition) -> None:
@@ -195,7 +194,7 @@ class ConfluentConsumer:
 
     def _consume_error(self, err: KafkaError) -> None:
         if err.fatal():
-            raise _failure(self.settings, err.str())
+            raise failure(self.settings, err.str())
         log.warning("Kafka consumer: %s", err.str())
 
     def highwater(self, tp: TopicPartition) -> int | None:
@@ -211,9 +210,9 @@ class ConfluentConsumer:
                     ConfluentTopicPartition(tp[0], tp[1]), timeout=max(0.001, deadline - time.monotonic())
                 )
             except KafkaException as exc:
-                raise _failure(self.settings, exc) from None
+                raise failure(self.settings, exc) from None
             if marks is None:
-                raise _failure(self.settings, f"no end offset within {timeout_ms} ms")
+                raise failure(self.settings, f"no end offset within {timeout_ms} ms")
             ends[TopicPartition(*tp)] = int(marks[1])
         return ends
 
@@ -221,9 +220,9 @@ class ConfluentConsumer:
         try:
             (mark,) = self.client.committed([ConfluentTopicPartition(tp[0], tp[1])], timeout=timeout_ms / 1000)
         except KafkaException as exc:
-            raise _failure(self.settings, exc) from None
+            raise failure(self.settings, exc) from None
         if mark.error is not None:
-            raise _failure(self.settings, mark.error)
+            raise failure(self.settings, mark.error)
         return None if mark.offset < 0 else Committed(int(mark.offset), mark.metadata or "")
 
     def commit(self, offsets: dict[TopicPartition, int], metadata: str, *, wait: bool) -> None:
@@ -235,7 +234,7 @@ class ConfluentConsumer:
             try:
                 self.client.commit(offsets=parts, asynchronous=True)
             except KafkaException as exc:
-                raise _failure(self.settings, exc) from None
+                raise failure(self.settings, exc) from None
             return
         outcome: list[Any] = []
 
@@ -249,121 +248,12 @@ class ConfluentConsumer:
         waiter.start()
         waiter.join(self.COMMIT_WAIT)
         if not outcome:
-            raise _failure(self.settings, f"the offset commit was not answered within {self.COMMIT_WAIT:g}s")
+            raise failure(self.settings, f"the offset commit was not answered within {self.COMMIT_WAIT:g}s")
         if isinstance(outcome[0], Exception):
-            raise _failure(self.settings, outcome[0])
+            raise failure(self.settings, outcome[0])
         failed = [part for part in outcome[0] or [] if part.error is not None]
         if failed:
-            raise _failure(self.settings, failed[0].error)
+            raise failure(self.settings, failed[0].error)
 
     def close(self) -> None:
         self.client.close()
-
-
-class Delivery:
-    """The outcome of one send; checking a pending one serves the producer's delivery reports (no blocking)."""
-
-    __slots__ = ("client", "done", "error")
-
-    def __init__(self, client: Producer) -> None:
-        self.client, self.done = client, False
-        self.error: KafkaError | None = None
-
-    def report(self, err: KafkaError | None, _message: object) -> None:
-        self.done, self.error = True, err
-
-    @property
-    def is_done(self) -> bool:
-        if not self.done:
-            self.client.poll(0)
-        return self.done
-
-    def failed(self) -> bool:
-        return self.is_done and self.error is not None
-
-    @property
-    def exception(self) -> BaseException | None:
-        return None if self.error is None else KafkaException(self.error)
-
-
-class ConfluentProducer:
-    """:class:`~streaming.transport.records.Producer` on a ``confluent_kafka.Producer``.
-
-    Options are kafka-python's names, mapped: ``linger_ms``, ``batch_size``, ``max_request_size``.
-    """
-
-    SERVE_EVERY = 256  # sends between two non-blocking polls that run delivery reports
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        linger_ms: int = 5,
-        batch_size: int | None = None,
-        max_request_size: int | None = None,
-    ) -> None:
-        self.settings = settings
-        self.errors = _Errors(settings)
-        config: dict[str, Any] = {
-            **_base(settings, self.errors),
-            "linger.ms": linger_ms,
-            "enable.idempotence": True,  # as kafka-python 3 does by default
-            "message.timeout.ms": 120_000,  # kafka-python's delivery_timeout_ms
-        }
-        if batch_size is not None:
-            config["batch.size"] = batch_size
-        if max_request_size is not None:
-            config["message.max.bytes"] = max_request_size
-        self.client = Producer(config)
-        _check_reachable(self.client, settings)
-        self.unserved = 0
-
-    def send(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
-    ) -> Delivery:
-        delivery = Delivery(self.client)
-        while True:
-            try:
-                self.client.produce(topic, value, key, headers=headers, on_delivery=delivery.report)  # type: ignore[arg-type]
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                self.client.poll(0.05)
-            except KafkaException as exc:
-                delivery.report(exc.args[0] if exc.args else KafkaError(KafkaError._FAIL), None)
-                break
-        self.unserved += 1
-        if self.unserved >= self.SERVE_EVERY:
-            self.unserved = 0
-            self.client.poll(0)
-        return delivery
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return int(self.client.flush(-1 if timeout is None else timeout)) == 0
-
-    def close(self, timeout: float = 5.0) -> None:
-        self.client.flush(timeout)
-
-
-def create_topics(settings: Settings, topics: dict[str, int]) -> None:
-    """Create each topic with the given partition count unless it exists already."""
-    errors = _Errors(settings)
-    admin = AdminClient(_base(settings, errors))
-    timeout = settings.kafka_bootstrap_timeout_seconds
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as exc:
-        raise _failure(settings, exc) from None
-    missing = [
-        NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items() if name not in existing
-    ]
-    if not missing:
-        return
-    for name, future in admin.create_topics(missing, request_timeout=timeout).items():
-        try:
-            future.result(timeout=timeout)
-        except KafkaException as exc:
-            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue
-            raise ConnectionFailedError(
-                f"could not create topic {name!r} on {settings.kafka_bootstrap}: {exc}"
-            ) from None
