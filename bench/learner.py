@@ -12,7 +12,10 @@ topic of an embedded Tansu broker (or ``--bootstrap``), then times, in one run:
   one prediction per event to the predictions topic, to show what dominates the cost;
 * **snapshot write** time (encode + Lua write), over the learner's own snapshots and 50 extra writes.
 
-Prints the figures and writes them as JSON (``--out``). Run: ``.venv/bin/python bench/learner.py``.
+``--client`` picks the Kafka client (``auto``: confluent-kafka when installed); ``--client both`` runs the
+whole measurement once per client in the same process, on the same servers and events, and prints both (the
+JSON's top level is the default client's, ``clients`` holds each). The machine is shared: compare figures of
+one run only. Prints the figures and writes them as JSON (``--out``). Run: ``.venv/bin/python bench/learner.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import statistics
 import time
 from pathlib import Path
 
-from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from monitor.prequential import PrequentialMetrics
@@ -38,7 +40,7 @@ from streaming.learner.runner import Learner
 from streaming.local.dataset import read_events
 from streaming.local.embedded import embedded_stack
 from streaming.model import ModelSpec, OnlineModel
-from streaming.transport import ensure_topics, make_consumer, make_producer
+from streaming.transport import TopicPartition, choose_client, ensure_topics, make_consumer, make_producer
 
 
 def timed(fn) -> tuple[float, object]:
@@ -59,13 +61,21 @@ def model_only(events: list, engine: str) -> float:
 
 
 def run(
-    bootstrap: str, redis_url: str, repeat: int, snapshot_every: int, predictions: bool = True, *, engine: str = "auto"
+    bootstrap: str,
+    redis_url: str,
+    repeat: int,
+    snapshot_every: int,
+    predictions: bool = True,
+    *,
+    client: str = "auto",
+    engine: str = "auto",
 ) -> dict:
     settings = Settings(
         kafka_bootstrap=bootstrap,
+        kafka_client=client,
         redis_url=redis_url,
-        model_name=f"bench-{os.getpid()}",
-        events_topic=f"bench-{os.getpid()}",
+        model_name=f"bench-{os.getpid()}-{client}-{engine}",
+        events_topic=f"bench-{os.getpid()}-{client}-{engine}",
         snapshot_every_events=snapshot_every,
         snapshot_every_seconds=3600,
         poll_max_records=2000,
@@ -82,7 +92,7 @@ def run(
 
     def produce_all() -> None:  # keeps no futures alive: they would inflate every later GC pass
         for raw in raws:
-            producer.send(settings.events_topic, value=raw)
+            producer.send(settings.events_topic, raw)
         producer.flush()
 
     produce_s, _ = timed(produce_all)
@@ -163,7 +173,7 @@ def run(
                 "version": 1,
                 "model": settings.model_name,
             }
-            publisher.send(settings.predictions_topic_name, key=(ev.user_id or ev.event_id).encode(), value=pack(doc))
+            publisher.send(settings.predictions_topic_name, pack(doc), key=(ev.user_id or ev.event_id).encode())
         publisher.flush()
 
     publish_s, _ = timed(publish_predictions)
@@ -171,6 +181,7 @@ def run(
     sample = events[:30_000]
     per_engine = {name: model_only(sample, name) for name in ("river", "compiled")}  # kernel compiled before t0
     return {
+        "client": choose_client(settings),
         "events": n,
         "engine": resolve_engine(engine),
         "model_only_us_per_event": {name: seconds * 1e6 for name, seconds in per_engine.items()},
@@ -197,52 +208,13 @@ def run(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=17, help="dataset replays (17 x 12,330 = 209,610 events)")
-    parser.add_argument("--snapshot-every", type=int, default=10_000)
-    parser.add_argument("--bootstrap", help="use this Kafka instead of an embedded Tansu")
-    parser.add_argument("--redis-url", help="use this Redis instead of an embedded redis-server")
-    parser.add_argument("--no-predictions", action="store_true", help="learner does not publish predictions")
-    parser.add_argument("--engine", choices=ENGINES, default="auto", help="the learner's engine (LIVELEARN_ENGINE)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="JSON file (default: bench/results/learner.json, or learner-no-predictions.json)",
-    )
-    args = parser.parse_args()
-    name = "learner-no-predictions.json" if args.no_predictions else "learner.json"
-    args.out = args.out or Path(__file__).parent / "results" / name
-    if args.bootstrap and args.redis_url:
-        result = run(
-            args.bootstrap,
-            args.redis_url,
-            args.repeat,
-            args.snapshot_every,
-            not args.no_predictions,
-            engine=args.engine,
-        )
-    else:
-        with embedded_stack() as (broker, redis_server):
-            result = run(
-                args.bootstrap or broker.address,
-                args.redis_url or f"redis://{redis_server.address}/0",
-                args.repeat,
-                args.snapshot_every,
-                not args.no_predictions,
-                engine=args.engine,
-            )
-    result["publish_predictions"] = not args.no_predictions
-    result["machine"] = {
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "broker": "tansu (embedded)" if not args.bootstrap else "given",
-    }
+def report(result: dict) -> None:
     e2e, bare = result["end_to_end"], result["bare_river_loop"]
     topic = "on" if result["publish_predictions"] else "off"
-    print(f"events                {result['events']:,}  (predictions topic {topic}, engine {result['engine']})")
+    print(
+        f"client {result['client']}, engine {result['engine']}: "
+        f"events {result['events']:,}  (predictions topic {topic})"
+    )
     print(f"end to end            {e2e['events_per_second']:>10,.0f} events/s  ({e2e['seconds']:.2f} s)")
     print(f"bare river loop       {bare['events_per_second']:>10,.0f} events/s  ({bare['seconds']:.2f} s)")
     print(f"ratio bare / e2e      {result['ratio_bare_over_end_to_end']:.2f}x")
@@ -253,6 +225,7 @@ def main() -> None:
     )
     for stage, seconds in result["stages_seconds"].items():
         print(f"  stage {stage:<22} {seconds:6.2f} s  ({seconds / result['events'] * 1e6:6.1f} us/event)")
+    print(f"  produce the events           {result['produce_seconds'] / result['events'] * 1e6:6.1f} us/event")
     snap = result["snapshot_write_seconds"]
     print(
         f"snapshot in the run   p50 {snap['in_run_p50'] * 1e3:.2f} ms, max {snap['in_run_max'] * 1e3:.2f} ms "
@@ -262,6 +235,69 @@ def main() -> None:
         f"snapshot write alone  p50 {snap['extra_p50'] * 1e3:.2f} ms, p95 {snap['extra_p95'] * 1e3:.2f} ms "
         f"over 50 (encode + Lua write); blob {snap['blob_bytes']:,} B"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=17, help="dataset replays (17 x 12,330 = 209,610 events)")
+    parser.add_argument("--snapshot-every", type=int, default=10_000)
+    parser.add_argument("--bootstrap", help="use this Kafka instead of an embedded Tansu")
+    parser.add_argument("--redis-url", help="use this Redis instead of an embedded redis-server")
+    parser.add_argument("--no-predictions", action="store_true", help="learner does not publish predictions")
+    parser.add_argument(
+        "--client",
+        choices=["auto", "confluent", "kafka-python", "both"],
+        default="auto",
+        help="Kafka client (both: one measurement per client, same run)",
+    )
+    parser.add_argument("--engine", choices=ENGINES, default="auto", help="the learner's engine (LIVELEARN_ENGINE)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file (default: bench/results/learner.json, or learner-no-predictions.json)",
+    )
+    args = parser.parse_args()
+    name = "learner-no-predictions.json" if args.no_predictions else "learner.json"
+    args.out = args.out or Path(__file__).parent / "results" / name
+    clients = ["confluent", "kafka-python"] if args.client == "both" else [args.client]
+
+    def measure(bootstrap: str, redis_url: str) -> dict[str, dict]:
+        results = {}
+        for client in clients:
+            one = run(
+                bootstrap,
+                redis_url,
+                args.repeat,
+                args.snapshot_every,
+                not args.no_predictions,
+                client=client,
+                engine=args.engine,
+            )
+            one["publish_predictions"] = not args.no_predictions
+            report(one)
+            results[one["client"]] = one
+        return results
+
+    if args.bootstrap and args.redis_url:
+        per_client = measure(args.bootstrap, args.redis_url)
+    else:
+        with embedded_stack() as (broker, redis_server):
+            per_client = measure(
+                args.bootstrap or broker.address, args.redis_url or f"redis://{redis_server.address}/0"
+            )
+    result = dict(next(iter(per_client.values())))
+    if len(per_client) > 1:
+        result["clients"] = per_client
+        names = list(per_client)
+        a, b = (per_client[c]["end_to_end"]["events_per_second"] for c in names)
+        print(f"same run: end to end {names[0]} / {names[1]} = {a / b:.2f}x")
+    result["machine"] = {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "broker": "tansu (embedded)" if not args.bootstrap else "given",
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"written {args.out}")

@@ -26,6 +26,7 @@ SCHEMA_FILE = CHART / "values.schema.json"
 #: workload sets itself (ports and addresses in the pod; a recovery switch that must not stay on in a Deployment).
 CHART_MANAGED = {
     "kafka_sasl_password": "secrets.kafkaSaslPassword",
+    "kafka_ssl_key_password": "secrets.kafkaSslKeyPassword",
     "redis_password": "secrets.redisPassword",
     "api_token": "secrets.apiToken",
     "metrics_port": "metricsPort",
@@ -188,7 +189,12 @@ def values_schema() -> dict[str, Any]:
             "config": config_schema(),
             "logLevel": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
             "secrets": _obj(
-                {"kafkaSaslPassword": _SECRET_REF, "redisPassword": _SECRET_REF, "apiToken": _SECRET_REF},
+                {
+                    "kafkaSaslPassword": _SECRET_REF,
+                    "kafkaSslKeyPassword": _SECRET_REF,
+                    "redisPassword": _SECRET_REF,
+                    "apiToken": _SECRET_REF,
+                },
                 "Secret settings, only as references to existing Secrets.",
             ),
             "tls": _obj({"redisCA": _SECRET_REF, "kafkaCA": _SECRET_REF}, "CA certificates from Secrets."),

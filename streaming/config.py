@@ -53,12 +53,21 @@ class Settings(BaseSettings):
 
     # --- Kafka ----------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    kafka_client: Literal["auto", "confluent", "kafka-python"] = Field(
+        "auto",
+        description="Kafka client library: confluent (librdkafka, the fast one), kafka-python (pure Python), or "
+        "auto (confluent when importable).",
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
     )
     kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism, e.g. PLAIN or SCRAM-SHA-512.")
     kafka_sasl_username: str | None = Field(None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    kafka_ssl_cafile: str | None = Field(None, description="CA certificate (PEM) that verifies the brokers (SSL).")
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    kafka_ssl_keyfile: str | None = Field(None, description="Private key (PEM) of the client certificate.")
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="Password of the private key (secret).")
     kafka_bootstrap_timeout_seconds: float = Field(
         30.0, gt=0, le=600, description="How long a client waits for the first broker before giving up."
     )
@@ -361,21 +370,6 @@ class Settings(BaseSettings):
     @property
     def consumer_group_name(self) -> str:
         return self.consumer_group or f"livelearn-{self.model_name}"
-
-    def kafka_client_options(self) -> dict[str, Any]:
-        """Options shared by every kafka-python client this process creates."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()],
-            "security_protocol": self.kafka_security_protocol,
-            "client_id": f"livelearn-{self.model_name}",
-            "bootstrap_timeout_ms": int(self.kafka_bootstrap_timeout_seconds * 1000),
-        }
-        if self.kafka_sasl_mechanism:
-            options["sasl_mechanism"] = self.kafka_sasl_mechanism
-            options["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password is not None:
-                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
-        return options
 
 
 def _is_broker(server: str) -> bool:

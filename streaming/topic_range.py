@@ -68,9 +68,7 @@ def read_topic_range(
 ) -> Iterator[Event]:
     """The events at offsets ``[rng.start, rng.end)`` (at most ``limit`` records); ``read`` gets the first and last
     offset read. A range past the partition's end, a missing partition or a silent broker is an :class:`InputError`."""
-    from kafka import TopicPartition
-
-    from streaming.transport import make_consumer, topic_partitions
+    from streaming.transport import TopicPartition, make_consumer, topic_partitions
 
     read = {} if read is None else read
     limits, tp = EventLimits.from_settings(settings), TopicPartition(rng.topic, rng.partition)
@@ -91,7 +89,7 @@ def read_topic_range(
             stop = min(stops) if stops else None
             if stop is not None and consumer.position(tp) >= stop:
                 return
-            records = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.poll_max_records)
+            records = consumer.poll(settings.poll_timeout_ms, settings.poll_max_records)
             for record in records.get(tp, []):
                 if record.offset < rng.start:  # the broker reset an out-of-range position to the beginning
                     raise InputError(f"offset {rng.start} is out of range on {where}")

@@ -21,12 +21,17 @@ from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.events import Event, encode_event
 from streaming.local.embedded import EmbeddedServer, embedded_stack
-from streaming.transport import ensure_topics, make_producer
+from streaming.transport import choose_client, ensure_topics, make_producer
 
 _counter = itertools.count()
 
 #: Fixtures that start or use real servers: a test that asks for one belongs to the integration lane.
 _INTEGRATION_FIXTURES = frozenset({"stack", "make_settings", "learners", "private", "served", "private_redis"})
+
+
+def pytest_report_header() -> str:
+    """Which Kafka client the learners, fixtures and children of this session use (``LIVELEARN_KAFKA_CLIENT``)."""
+    return f"livelearn Kafka client: {choose_client(Settings())} (LIVELEARN_KAFKA_CLIENT to change)"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -145,9 +150,9 @@ def produce(settings: Settings, events: Iterable[Event | bytes], *, rate: float 
     sent, start = 0, time.monotonic()
     for item in events:
         if isinstance(item, Event):
-            producer.send(settings.events_topic, key=(item.user_id or item.event_id).encode(), value=encode_event(item))
+            producer.send(settings.events_topic, encode_event(item), key=(item.user_id or item.event_id).encode())
         else:
-            producer.send(settings.events_topic, key=b"raw", value=item)
+            producer.send(settings.events_topic, item, key=b"raw")
         sent += 1
         if rate:
             ahead = sent / rate - (time.monotonic() - start)

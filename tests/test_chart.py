@@ -75,7 +75,7 @@ def test_values_schema_is_generated_from_the_settings():
 
 def test_secret_settings_are_exactly_the_secret_references():
     secret_fields = {name for name, field in Settings.model_fields.items() if SecretStr in _types(field.annotation)}
-    assert secret_fields == {"kafka_sasl_password", "redis_password", "api_token"}
+    assert secret_fields == {"kafka_sasl_password", "kafka_ssl_key_password", "redis_password", "api_token"}
     module = values_schema_module()
     assert secret_fields <= set(module.CHART_MANAGED)
     assert set(example_values("production")["secrets"]) == {"kafkaSaslPassword", "redisPassword", "apiToken"}

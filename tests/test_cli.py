@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 from conftest import produce, settings_env, wait_for
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient
 
 from streaming.cli import app
 from streaming.errors import ConnectionFailedError
 from streaming.local.dataset import DATASET_PATH, read_events
 from streaming.local.embedded import free_port
-from streaming.transport import make_consumer, topic_partitions
+from streaming.transport import TopicPartition, make_consumer, topic_partitions
+from streaming.transport.options import kafka_python_config
 
 
 def livelearn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -182,7 +183,7 @@ def events_in_topic(settings) -> int:
     consumer = make_consumer(settings)
     try:
         tp = TopicPartition(settings.events_topic, 0)
-        return consumer.end_offsets([tp])[tp]
+        return consumer.end_offsets([tp], timeout_ms=10_000)[tp]
     finally:
         consumer.close()
 
@@ -241,7 +242,7 @@ def test_topics_creates_events_dead_letter_and_predictions_topics(make_settings)
     events = f"{settings.events_topic}-fresh"
     result = livelearn("topics", "--topic", events, "--partitions", "2", env=settings_env(settings))
     assert result.returncode == 0, result.stderr
-    admin = KafkaAdminClient(**settings.kafka_client_options())
+    admin = KafkaAdminClient(**kafka_python_config(settings))
     try:
         partitions = {
             t["name"]: len(t["partitions"])
@@ -255,7 +256,7 @@ def test_topics_creates_events_dead_letter_and_predictions_topics(make_settings)
 
 def test_missing_topic_hint_names_a_real_command():
     class NoSuchTopic:
-        def partitions_for_topic(self, topic):
+        def partitions_for(self, topic):
             return None
 
     with pytest.raises(ConnectionFailedError) as caught:

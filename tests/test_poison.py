@@ -20,7 +20,6 @@ import fakeredis
 import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from snapshotter.codec import decode_snapshot, encode_snapshot, pack, sha256_hex, unpack
@@ -29,6 +28,7 @@ from streaming.events import encode_event
 from streaming.learner.outputs import Outputs
 from streaming.learner.runner import Learner
 from streaming.local.dataset import read_events
+from streaming.transport import TopicPartition
 
 
 class Future:

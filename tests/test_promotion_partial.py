@@ -12,7 +12,6 @@ import dataclasses
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from streaming.config import Settings
@@ -22,6 +21,7 @@ from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.learner.telemetry import LearnerMetrics
 from streaming.local.dataset import read_events
+from streaming.transport import TopicPartition
 
 EVENTS = list(read_events(limit=3000))
 TP = TopicPartition("events", 0)

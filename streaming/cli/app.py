@@ -63,6 +63,9 @@ def _client_failure(exc: Exception) -> str | None:
     kafka_errors = sys.modules.get("kafka.errors")
     if kafka_errors is not None and isinstance(exc, kafka_errors.KafkaError):
         return f"Kafka failed: {exc}; check LIVELEARN_KAFKA_BOOTSTRAP"
+    confluent = sys.modules.get("confluent_kafka")
+    if confluent is not None and isinstance(exc, confluent.KafkaException):
+        return f"Kafka failed: {exc}; check LIVELEARN_KAFKA_BOOTSTRAP"
     return None
 
 

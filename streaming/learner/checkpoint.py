@@ -16,9 +16,6 @@ import logging
 import time
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
-
 from monitor.prequential import meets_threshold
 from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta
 from snapshotter.lease import Lease
@@ -32,6 +29,7 @@ from streaming.learner.restore import restore_state
 from streaming.learner.state import LearnerState
 from streaming.learner.telemetry import LearnerMetrics
 from streaming.model import ModelSpec
+from streaming.transport import Consumer, TopicPartition
 
 __all__ = ["Captured", "Checkpoints"]
 
@@ -85,7 +83,7 @@ class Checkpoints:
         self.status_writer = StatusWriter(store.client, store.keys, history_maxlen=settings.audit_retention)
 
     def snapshot(
-        self, state: LearnerState, outputs: Outputs, positions: Positions, consumer: KafkaConsumer
+        self, state: LearnerState, outputs: Outputs, positions: Positions, consumer: Consumer
     ) -> VersionMeta | None:
         """Write ``state`` as a new version now — waiting for the outputs up to here — and commit its offsets;
         ``None`` when a rollback moved the lineage on meanwhile (the caller follows it, then snapshots).
@@ -125,7 +123,7 @@ class Checkpoints:
         )
 
     def write_captured(
-        self, state: LearnerState, captured: Captured, consumer: KafkaConsumer, *, wait_commit: bool = False
+        self, state: LearnerState, captured: Captured, consumer: Consumer, *, wait_commit: bool = False
     ) -> VersionMeta | None:
         """Write a captured state as the next version (its outputs must be delivered: the caller checks) and
         commit its offsets; ``None`` when the lineage moved on since the capture (it is dropped: the caller
@@ -240,20 +238,11 @@ class Checkpoints:
         if number:
             log.info("%d version(s) confirmed stable: the data up to stream position %d was calm", number, confirmed)
 
-    def _commit(self, consumer: KafkaConsumer, positions: Positions, number: int, *, wait: bool) -> None:
+    def _commit(self, consumer: Consumer, positions: Positions, number: int, *, wait: bool) -> None:
         """Commit the version's offsets to the consumer group: for lag dashboards and the lost-store check only
         (the offsets that count are in the version), so in the loop without waiting for the broker."""
-
-        def failed(_offsets: object, response: object) -> None:
-            if isinstance(response, Exception):
-                log.warning("offset commit after version %d failed: %s", number, response)
-
         try:
-            offsets = {tp: OffsetAndMetadata(pos, f"livelearn v{number}", -1) for tp, pos in positions.items()}
-            if wait:
-                consumer.commit(offsets, timeout_ms=2000)
-            else:
-                consumer.commit_async(offsets, callback=failed)
+            consumer.commit(positions, f"livelearn v{number}", wait=wait)
         except Exception as exc:  # noqa: BLE001 - commits only feed lag dashboards and the lost-store check
             log.warning("offset commit after version %d failed: %s", number, exc)
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 import time
 
-from kafka import KafkaConsumer, TopicPartition
-
 from monitor.prequential import PrequentialMetrics
 from snapshotter.connection import redact_url
 from snapshotter.store import ResumePoint, VersionStore
@@ -27,6 +25,7 @@ from streaming.learner.restore import restore_head
 from streaming.learner.state import COUNTERS, LearnerState
 from streaming.learner.telemetry import LearnerMetrics
 from streaming.model import ModelSpec
+from streaming.transport import Consumer, TopicPartition
 
 __all__ = ["Lineage"]
 
@@ -154,7 +153,7 @@ class Lineage:
             state.pending_rollback["recovered"] = True
         state.last_rollback = state.pending_rollback
 
-    def refuse_lost_store(self, consumer: KafkaConsumer, partitions: list[TopicPartition]) -> None:
+    def refuse_lost_store(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Starting from nothing is right for a new model, wrong when Redis lost the versions of an old one.
 
         Learners commit their offsets to the model's consumer group after every snapshot (with metadata
@@ -165,7 +164,7 @@ class Lineage:
         """
         committed = {}
         for tp in partitions:
-            mark = consumer.committed(tp, metadata=True, timeout_ms=10_000)
+            mark = consumer.committed(tp, timeout_ms=10_000)
             if mark is not None and mark.offset > 0:
                 committed[tp] = mark
         if not committed:

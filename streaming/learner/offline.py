@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from snapshotter.status import MetricSample
@@ -26,11 +25,14 @@ from streaming.learner.outputs import Outputs
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.learner.telemetry import LearnerMetrics
+from streaming.transport import Record, TopicPartition
 
 __all__ = ["replay_samples"]
 
 
 class _Delivered:
+    is_done, exception = True, None
+
     def failed(self) -> bool:
         return False
 
@@ -41,15 +43,11 @@ class _Discard:
     def send(self, *_args: Any, **_kwargs: Any) -> _Delivered:
         return _Delivered()
 
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
         pass
-
-
-class _Record:
-    topic, partition, key = "offline", 0, None
-
-    def __init__(self, value: bytes, offset: int) -> None:
-        self.value, self.offset = value, offset
 
 
 def replay_samples(events: Iterable[Event], settings: Settings) -> Iterator[MetricSample]:
@@ -59,11 +57,11 @@ def replay_samples(events: Iterable[Event], settings: Settings) -> Iterator[Metr
     state = LearnerState.fresh(spec_from_settings(settings), settings)
     step = EventStep(settings, telemetry)
     outputs = Outputs(_Discard(), settings, telemetry)
-    tp = TopicPartition(_Record.topic, 0)
+    tp = TopicPartition("offline", 0)
     positions = {tp: 0}
     for offset, event in enumerate(events):
         positions[tp] = offset + 1
-        step.process(state, _Record(encode_event(event), offset), outputs, positions)
+        step.process(state, Record(tp.topic, 0, offset, None, encode_event(event), [], -1), outputs, positions)
         state.incident_events.clear()  # offline nothing is recorded; the samples say whether one is open
         if state.samples:
             yield from state.samples

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, NoReturn, TypedDict
-
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from typing import NoReturn, TypedDict
 
 from snapshotter.codec import pack
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event, sniff_format
 from streaming.learner.telemetry import LearnerMetrics
+from streaming.transport import Delivery, Producer, Record
 
 __all__ = ["CONTENT_TYPES", "Outputs", "PredictionRecord"]
 
@@ -54,17 +52,17 @@ def _header(text: str) -> bytes:
 class Outputs:
     """Dead-letter and prediction records of one learner."""
 
-    def __init__(self, producer: KafkaProducer, settings: Settings, telemetry: LearnerMetrics) -> None:
+    def __init__(self, producer: Producer, settings: Settings, telemetry: LearnerMetrics) -> None:
         self.producer = producer
         self.settings = settings
         self.telemetry = telemetry
-        self.pending: list[Any] = []  # send futures not yet known delivered, oldest first
+        self.pending: list[Delivery] = []  # sends not yet known delivered, oldest first
         self.sent = 0  # records sent by this producer so far (marks count them)
         self.delivered_count = 0  # of those, the oldest ones known delivered
         #: how long a snapshot waits for deliveries before it flushes (and fails if they do not come)
         self.timeout = max(1.0, settings.lease_ttl_seconds / 2)
 
-    def dead_letter(self, record: Any, exc: EventError) -> None:
+    def dead_letter(self, record: Record, exc: EventError) -> None:
         """Copy a rejected record unchanged to the dead-letter topic, with the reason in headers."""
         headers = [
             ("livelearn.reason", _header(exc.reason)),
@@ -139,20 +137,18 @@ class Outputs:
         if not self.pending:
             return
         timeout = self.timeout
-        try:
-            self.producer.flush(timeout=timeout)
-        except KafkaError as exc:
+        if not self.producer.flush(timeout=timeout):
             raise OutputDeliveryError(
                 f"could not flush {len(self.pending)} dead letters/predictions within "
-                f"{timeout:.0f}s: {exc}; no snapshot written past them"
-            ) from None
+                f"{timeout:.0f}s; no snapshot written past them"
+            )
         failed = [f for f in self.pending if f.failed()]
         self.delivered_count += len(self.pending)
         self.pending = []
         if failed:
             self._failed(failed)
 
-    def _failed(self, failed: list[Any]) -> NoReturn:
+    def _failed(self, failed: list[Delivery]) -> NoReturn:
         raise OutputDeliveryError(
             f"{len(failed)} dead letters/predictions were not delivered ({failed[0].exception}); no snapshot "
             f"written past them. Check that {self.settings.dead_letter_topic_name} and "

@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 
 import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from snapshotter.codec import VersionMeta
@@ -52,7 +50,16 @@ from streaming.learner.reference_gate import ReferenceGate, load_reference_set
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.learner.telemetry import LearnerMetrics
-from streaming.transport import BrokerWatch, lag, make_consumer, make_producer, topic_partitions
+from streaming.transport import (
+    BrokerWatch,
+    Consumer,
+    Producer,
+    TopicPartition,
+    lag,
+    make_consumer,
+    make_producer,
+    topic_partitions,
+)
 
 __all__ = ["Learner", "spec_from_settings"]
 
@@ -167,7 +174,7 @@ class Learner:
                 if code is None or code in FATAL_FAILURES:
                     raise
                 self.outages.wait_for_redis(code, exc)
-            except (BrokerUnavailableError, OutputDeliveryError, KafkaError) as exc:
+            except (BrokerUnavailableError, OutputDeliveryError) as exc:
                 if not self._learned_once:
                     raise  # never got going: a wrong address or setup, say so at once
                 self.outages.pause_for_kafka(exc)
@@ -180,8 +187,8 @@ class Learner:
     def _run_active(self, until_caught_up: bool) -> None:
         self._captured = None
         watch = LineageWatch(self.redis, self.store.keys)
-        consumer: KafkaConsumer | None = None
-        producer: KafkaProducer | None = None
+        consumer: Consumer | None = None
+        producer: Producer | None = None
         try:
             self.heartbeat.beat("active", ready=False, detail="restoring the newest snapshot")
             self.state = self.lineage.activate(watch.read())
@@ -207,11 +214,11 @@ class Learner:
         finally:
             self._close(watch, consumer, producer)
 
-    def _close(self, watch: LineageWatch, consumer: KafkaConsumer | None, producer: KafkaProducer | None) -> None:
+    def _close(self, watch: LineageWatch, consumer: Consumer | None, producer: Producer | None) -> None:
         """Each step on its own: a failing one (broker or Redis gone) must not hide the error on its way up."""
         steps: list[tuple[str, Callable[[], object]]] = [("lineage watch", watch.close)]
         if consumer is not None:
-            steps.append(("consumer", lambda: consumer.close(autocommit=False, timeout_ms=5000)))
+            steps.append(("consumer", consumer.close))
         if producer is not None:
             steps.append(("producer", lambda: producer.close(timeout=5)))
         steps.append(("lease", self.lease.release))
@@ -221,7 +228,7 @@ class Learner:
             except Exception as exc:  # noqa: BLE001 - cleanup only
                 log.debug("closing the %s failed: %s", what, exc)
 
-    def _assign(self, consumer: KafkaConsumer) -> Positions:
+    def _assign(self, consumer: Consumer) -> Positions:
         partitions = topic_partitions(consumer, self.settings.events_topic)
         consumer.assign(partitions)
         stored = self.state.offsets.get(self.settings.events_topic, {})
@@ -236,7 +243,7 @@ class Learner:
 
     def _loop(
         self,
-        consumer: KafkaConsumer,
+        consumer: Consumer,
         outputs: Outputs,
         positions: Positions,
         watch: LineageWatch,
@@ -296,7 +303,7 @@ class Learner:
         self.telemetry.partial_confirmations.inc()
         return True
 
-    def _follow(self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions, watch: LineageWatch) -> None:
+    def _follow(self, consumer: Consumer, outputs: Outputs, positions: Positions, watch: LineageWatch) -> None:
         """Apply a rollback, freeze or resume made elsewhere (or by this learner's incident) before going on."""
         control = watch.check(force=self._lineage_moved)
         self._lineage_moved = False
@@ -308,9 +315,7 @@ class Learner:
         if self.state.pending_rollback:
             self.snapshot(outputs, positions, consumer)  # make the skip durable before anything else
 
-    def _after_sample(
-        self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions, watch: LineageWatch
-    ) -> None:
+    def _after_sample(self, consumer: Consumer, outputs: Outputs, positions: Positions, watch: LineageWatch) -> None:
         """At the event a metric sample was recorded: record the incident the watch confirmed or ended, and follow
         the lineage move it made, before the next event; confirm the candidate versions the calm data allows."""
         if self.state.incident_events:
@@ -329,7 +334,7 @@ class Learner:
                 self._lineage_moved = True  # a rollback dropped the candidates: follow it first
 
     # -- snapshots and status -----------------------------------------------------------------------
-    def snapshot(self, outputs: Outputs, positions: Positions, consumer: KafkaConsumer) -> VersionMeta | None:
+    def snapshot(self, outputs: Outputs, positions: Positions, consumer: Consumer) -> VersionMeta | None:
         """Write the current state as a new version now, waiting for its outputs (see :class:`Checkpoints`); a
         captured one still waiting is superseded. ``None`` when a rollback moved the lineage on meanwhile: the
         loop follows it first."""
@@ -338,7 +343,7 @@ class Learner:
         self._lineage_moved = meta is None
         return meta
 
-    def _write_when_delivered(self, outputs: Outputs, consumer: KafkaConsumer, *, wait: bool = False) -> None:
+    def _write_when_delivered(self, outputs: Outputs, consumer: Consumer, *, wait: bool = False) -> None:
         """Write the captured snapshot once every output sent before it is delivered (checked without blocking);
         if that takes longer than the outputs' timeout, or with ``wait`` (the learner has caught up: a status
         saying so then speaks of a durable snapshot), wait for them here (and fail as a flush does)."""
@@ -362,7 +367,7 @@ class Learner:
     ) -> None:
         self.checkpoints.publish_status(self.state, events_per_second, current_lag, positions)
 
-    def _finish(self, consumer: KafkaConsumer, outputs: Outputs, positions: Positions) -> None:
+    def _finish(self, consumer: Consumer, outputs: Outputs, positions: Positions) -> None:
         """Final snapshot (if the position moved since the last one) and status on the way out."""
         last = self.state.last_snapshot
         stored = last.offsets if last else {}

@@ -17,8 +17,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kafka import TopicPartition
-
 from monitor.prequential import meets_threshold
 from streaming.config import Settings
 from streaming.errors import EventError
@@ -26,6 +24,7 @@ from streaming.events import EventLimits, decode_event
 from streaming.learner.outputs import Outputs
 from streaming.learner.state import LearnerState
 from streaming.learner.telemetry import LearnerMetrics
+from streaming.transport import TopicPartition
 
 __all__ = ["TIMED_EVERY", "EventStep"]
 

@@ -12,9 +12,8 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from kafka import KafkaProducer
-
 from streaming.events import Event, encode_event
+from streaming.transport import Producer
 
 __all__ = ["flip_labels", "replay"]
 
@@ -40,7 +39,7 @@ def flip_labels(
 
 
 def replay(
-    producer: KafkaProducer,
+    producer: Producer,
     topic: str,
     events: Iterable[Event],
     *,
@@ -56,7 +55,7 @@ def replay(
         if should_stop():
             break
         key = (event.user_id or event.event_id).encode()
-        producer.send(topic, key=key, value=encode_event(event, fmt))  # type: ignore[arg-type]
+        producer.send(topic, encode_event(event, fmt), key=key)  # type: ignore[arg-type]
         sent += 1
         if rate:
             ahead = sent / rate - (time.monotonic() - start)

@@ -108,10 +108,11 @@ default
 - name: MPLCONFIGDIR
   value: /tmp/matplotlib
 {{- if .Values.tls.kafkaCA.existingSecret }}
-- name: SSL_CERT_FILE
+- name: LIVELEARN_KAFKA_SSL_CAFILE
   value: /etc/livelearn/tls/kafka/ca.crt
 {{- end }}
 {{- include "livelearn.secretEnv" (dict "env" "LIVELEARN_KAFKA_SASL_PASSWORD" "ref" .Values.secrets.kafkaSaslPassword) }}
+{{- include "livelearn.secretEnv" (dict "env" "LIVELEARN_KAFKA_SSL_KEY_PASSWORD" "ref" .Values.secrets.kafkaSslKeyPassword) }}
 {{- include "livelearn.secretEnv" (dict "env" "LIVELEARN_REDIS_PASSWORD" "ref" .Values.secrets.redisPassword) }}
 {{- end -}}
 

@@ -1,0 +1,185 @@
+"""The kafka-python adapter: pure Python, no compiled dependency (``LIVELEARN_KAFKA_CLIENT=kafka-python``).
+
+Every kafka-python error leaving a method here becomes a :class:`~streaming.errors.BrokerUnavailableError`, so
+the learner handles both clients alike. A kafka-python send future already is a
+:class:`~streaming.transport.records.Delivery`: it is returned as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from streaming.config import Settings
+from streaming.errors import BrokerUnavailableError, ConnectionFailedError
+from streaming.transport.options import kafka_python_config
+from streaming.transport.records import Committed, Delivery, Record, TopicPartition
+
+__all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "create_topics"]
+
+log = logging.getLogger(__name__)
+
+
+def _failure(settings: Settings, exc: Exception) -> BrokerUnavailableError:
+    return BrokerUnavailableError(
+        f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); start the broker or set "
+        "LIVELEARN_KAFKA_BOOTSTRAP"
+    )
+
+
+class KafkaPythonConsumer:
+    """:class:`~streaming.transport.records.Consumer` on a ``kafka.KafkaConsumer``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        try:
+            self.client = KafkaConsumer(
+                **kafka_python_config(settings),
+                group_id=settings.consumer_group_name,
+                enable_auto_commit=False,
+                auto_offset_reset=settings.auto_offset_reset,
+                max_poll_records=settings.poll_max_records,
+            )
+        except KafkaError as exc:
+            raise _failure(settings, exc) from None
+
+    def partitions_for(self, topic: str) -> set[int] | None:
+        try:
+            return self.client.partitions_for_topic(topic) or None
+        except KafkaError as exc:
+            raise _failure(self.settings, exc) from None
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.client.assign([KafkaTopicPartition(*tp) for tp in partitions])
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.client.seek(KafkaTopicPartition(*tp), offset)
+
+    def seek_to_beginning(self, tp: TopicPartition) -> None:
+        self.client.seek_to_beginning(KafkaTopicPartition(*tp))
+
+    def seek_to_end(self, tp: TopicPartition) -> None:
+        self.client.seek_to_end(KafkaTopicPartition(*tp))
+
+    def position(self, tp: TopicPartition) -> int:
+        try:
+            return int(self.client.position(KafkaTopicPartition(*tp)))
+        except KafkaError as exc:
+            raise _failure(self.settings, exc) from None
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
+        try:
+            batch = self.client.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise _failure(self.settings, exc) from None
+        return {
+            TopicPartition(tp.topic, tp.partition): [
+                Record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp) for r in records
+            ]
+            for tp, records in batch.items()
+        }
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        high = self.client.highwater(KafkaTopicPartition(*tp))
+        return None if high is None else int(high)
+
+    def end_offsets(self, partitions: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
+        try:
+            ends = self.client.end_offsets([KafkaTopicPartition(*tp) for tp in partitions], timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise _failure(self.settings, exc) from None
+        return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+
+    def committed(self, tp: TopicPartition, timeout_ms: int) -> Committed | None:
+        try:
+            mark = self.client.committed(KafkaTopicPartition(*tp), metadata=True, timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise _failure(self.settings, exc) from None
+        return None if mark is None or mark.offset < 0 else Committed(mark.offset, mark.metadata or "")
+
+    def commit(self, offsets: dict[TopicPartition, int], metadata: str, *, wait: bool) -> None:
+        marks = {KafkaTopicPartition(*tp): OffsetAndMetadata(pos, metadata, -1) for tp, pos in offsets.items()}
+
+        def logged(_offsets: object, response: object) -> None:
+            if isinstance(response, Exception):
+                log.warning("offset commit (%s) failed: %s", metadata, response)
+
+        try:
+            if wait:
+                self.client.commit(marks, timeout_ms=2000)
+            else:
+                self.client.commit_async(marks, callback=logged)
+        except KafkaError as exc:
+            raise _failure(self.settings, exc) from None
+
+    def close(self) -> None:
+        self.client.close(autocommit=False, timeout_ms=5000)
+
+
+class KafkaPythonProducer:
+    """:class:`~streaming.transport.records.Producer` on a ``kafka.KafkaProducer``."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        self.settings = settings
+        try:
+            self.client = KafkaProducer(**kafka_python_config(settings), **options)
+        except KafkaError as exc:
+            raise _failure(settings, exc) from None
+
+    def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> Delivery:
+        try:
+            future: Delivery = self.client.send(topic, value=value, key=key, headers=headers)
+        except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
+            return _Failed(exc)
+        return future
+
+    def flush(self, timeout: float | None = None) -> bool:
+        try:
+            self.client.flush(timeout=timeout)
+        except KafkaError:
+            return False
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.client.close(timeout=timeout)
+
+
+class _Failed:
+    """A send that failed before it was queued."""
+
+    is_done = True
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exception = exc
+
+    def failed(self) -> bool:
+        return True
+
+
+def create_topics(settings: Settings, topics: dict[str, int]) -> None:
+    """Create each topic with the given partition count unless it exists already."""
+    try:
+        admin = KafkaAdminClient(**kafka_python_config(settings))
+    except KafkaError as exc:
+        raise _failure(settings, exc) from None
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(missing)
+    except KafkaError as exc:
+        raise ConnectionFailedError(
+            f"could not create topics {sorted(topics)} on {settings.kafka_bootstrap}: {exc}"
+        ) from None
+    finally:
+        admin.close()

@@ -1,0 +1,118 @@
+"""What the learner sees of a Kafka client, whichever library is underneath (no I/O here).
+
+Two adapters implement these protocols: :mod:`~streaming.transport.kafka_python` and
+:mod:`~streaming.transport.confluent`. Learner code names only these types, never a client library.
+
+Partitions are plain tuples, so they compare and hash like any ``(topic, partition)`` pair:
+
+>>> tp = TopicPartition("shop", 2)
+>>> tp == ("shop", 2), {tp: 7}[("shop", 2)]
+(True, 7)
+>>> r = Record("shop", 2, 41, b"u1", b"{}", [("content-type", b"application/json")], 1_700_000_000_000)
+>>> r.offset + 1, dict(r.headers)["content-type"]
+(42, b'application/json')
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+__all__ = ["Committed", "Consumer", "Delivery", "Producer", "Record", "TopicPartition"]
+
+
+class TopicPartition(NamedTuple):
+    """One partition of one topic."""
+
+    topic: str
+    partition: int
+
+
+class Record(NamedTuple):
+    """One consumed record: where it was, its key, value, headers and timestamp (epoch ms, -1 if unknown)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    timestamp: int
+
+
+class Committed(NamedTuple):
+    """An offset committed to the consumer group, with its metadata (``""`` when the broker keeps none)."""
+
+    offset: int
+    metadata: str
+
+
+class Delivery(Protocol):
+    """The outcome of one send, checked without blocking (a kafka-python future is one as it is)."""
+
+    @property
+    def is_done(self) -> bool:
+        """Acknowledged or failed."""
+
+    def failed(self) -> bool:
+        """Done, and not delivered."""
+
+    @property
+    def exception(self) -> BaseException | None:
+        """Why it failed (``None`` while pending or when delivered)."""
+
+
+class Consumer(Protocol):
+    """A consumer with manual assignment: no auto-commit, no group membership, offsets chosen by the caller.
+
+    Errors are :class:`~streaming.errors.ConnectionFailedError` (a topic that does not exist) or its
+    :class:`~streaming.errors.BrokerUnavailableError` (the broker does not answer or failed).
+    """
+
+    def partitions_for(self, topic: str) -> set[int] | None:
+        """The topic's partition ids; ``None`` when the topic does not exist."""
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        """Consume exactly these partitions (replacing any earlier assignment)."""
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Read ``tp`` from ``offset`` next; records fetched before the seek are not returned."""
+
+    def seek_to_beginning(self, tp: TopicPartition) -> None: ...
+
+    def seek_to_end(self, tp: TopicPartition) -> None: ...
+
+    def position(self, tp: TopicPartition) -> int:
+        """The offset of the next record :meth:`poll` returns for ``tp``."""
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
+        """Up to ``max_records`` records, in offset order per partition; returns as soon as any are there."""
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The high-water mark of the last fetch from ``tp`` (``None`` before one): exact on brokers whose
+        ListOffsets answers lag behind."""
+
+    def end_offsets(self, partitions: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
+        """Ask the broker for the partitions' end offsets (ListOffsets "latest")."""
+
+    def committed(self, tp: TopicPartition, timeout_ms: int) -> Committed | None:
+        """The group's committed offset of ``tp``; ``None`` when there is none."""
+
+    def commit(self, offsets: dict[TopicPartition, int], metadata: str, *, wait: bool) -> None:
+        """Commit ``offsets`` to the group (monitoring only); without ``wait`` failures are logged, not raised."""
+
+    def close(self) -> None: ...
+
+
+class Producer(Protocol):
+    """A producer whose sends are checked without blocking and flushed before a snapshot moves past them."""
+
+    def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> Delivery:
+        """Queue one record; a failure shows in the returned :class:`Delivery`, never as an exception here."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record sent so far is done (delivered or failed); ``False`` when time ran out."""
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what it can within ``timeout``, then release the client."""
