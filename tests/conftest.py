@@ -30,8 +30,12 @@ _INTEGRATION_FIXTURES = frozenset({"stack", "make_settings", "learners", "privat
 
 
 def pytest_report_header() -> str:
-    """Which Kafka client the learners, fixtures and children of this session use (``LIVELEARN_KAFKA_CLIENT``)."""
-    return f"livelearn Kafka client: {choose_client(Settings())} (LIVELEARN_KAFKA_CLIENT to change)"
+    """Which Kafka client and learning engine this session's learners, fixtures and children use."""
+    settings = Settings()
+    return (
+        f"livelearn Kafka client: {choose_client(settings)} (LIVELEARN_KAFKA_CLIENT to change), "
+        f"engine: {settings.engine} (LIVELEARN_ENGINE)"
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
