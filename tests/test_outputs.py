@@ -103,3 +103,31 @@ def test_delivered_says_whether_everything_before_a_mark_is_acknowledged_without
     out.pending[0].is_done = True
     with pytest.raises(OutputDeliveryError, match="1 dead letters/predictions were not delivered"):
         out.delivered(late)
+
+
+@pytest.mark.parametrize("fmt", ["msgpack", "json"])
+def test_predictions_decode_to_the_documented_record_in_either_format(fmt):
+    import json
+
+    from snapshotter.codec import unpack
+
+    producer = Producer()
+    settings = Settings(predictions_format=fmt, model_name="shop")
+    out = Outputs(producer, settings, LearnerMetrics(CollectorRegistry(), "shop"))
+    out.prediction(Event("e-1", 1_700_000_000_000, {}, user_id="ü-7"), 0.625, None)
+    out.prediction(Event("e-2", 5, {}), 0.25, 12)  # no user: keyed by the event id
+    decode = json.loads if fmt == "json" else unpack
+    records = [(key, decode(value), headers) for _topic, key, value, headers in producer.sent]
+    assert [r[0] for r in records] == ["ü-7".encode(), b"e-2"]
+    assert records[0][1] == {
+        "event_id": "e-1",
+        "user_id": "ü-7",
+        "ts": 1_700_000_000_000,
+        "probability": 0.625,
+        "label": True,
+        "version": None,
+        "model": "shop",
+    }
+    assert records[1][1]["version"] == 12 and records[1][1]["label"] is False and records[1][1]["user_id"] is None
+    assert {r[2]["content-type"] for r in records} == {f"application/{fmt}".encode()}
+    assert {topic for topic, *_ in producer.sent} == {settings.predictions_topic_name}

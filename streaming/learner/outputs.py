@@ -14,11 +14,13 @@ a dead letter is the original value, labelled with the format it was read as.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from typing import NoReturn, TypedDict
 
-from snapshotter.codec import pack
+import msgpack
+import orjson
+
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event, sniff_format
@@ -61,6 +63,14 @@ class Outputs:
         self.delivered_count = 0  # of those, the oldest ones known delivered
         #: how long a snapshot waits for deliveries before it flushes (and fails if they do not come)
         self.timeout = max(1.0, settings.lease_ttl_seconds / 2)
+        # What every prediction shares is made once: topic, headers, model name and the encoder (one reused
+        # msgpack Packer, the same bytes as snapshotter.codec.pack; or orjson, compact like json.dumps).
+        fmt = settings.predictions_format
+        self._predictions_topic = settings.predictions_topic_name
+        self._prediction_headers = [("content-type", CONTENT_TYPES[fmt])]
+        self._encode: Callable[[object], bytes] = (
+            orjson.dumps if fmt == "json" else msgpack.Packer(use_bin_type=True).pack
+        )
 
     def dead_letter(self, record: Record, exc: EventError) -> None:
         """Copy a rejected record unchanged to the dead-letter topic, with the reason in headers."""
@@ -87,23 +97,21 @@ class Outputs:
 
     def prediction(self, event: Event, probability: float, version: int | None) -> None:
         """Publish the score given *before* learning from ``event``, tagged with its version."""
-        doc = PredictionRecord(
-            event_id=event.event_id,
-            user_id=event.user_id,
-            ts=event.ts,
-            probability=probability,
-            label=probability > 0.5,
-            version=version,
-            model=self.settings.model_name,
-        )
-        fmt = self.settings.predictions_format
-        value = json.dumps(doc, separators=(",", ":")).encode() if fmt == "json" else pack(doc)
+        doc: PredictionRecord = {
+            "event_id": event.event_id,
+            "user_id": event.user_id,
+            "ts": event.ts,
+            "probability": probability,
+            "label": probability > 0.5,
+            "version": version,
+            "model": self.settings.model_name,
+        }
         self.pending.append(
             self.producer.send(
-                self.settings.predictions_topic_name,
+                self._predictions_topic,
                 key=(event.user_id or event.event_id).encode(),
-                value=value,
-                headers=[("content-type", CONTENT_TYPES[fmt])],
+                value=self._encode(doc),
+                headers=self._prediction_headers,
             )
         )
         self.sent += 1
