@@ -7,6 +7,10 @@
 
 The metrics are declared in every process, on or off. A client that cannot be configured is logged and
 counted (operation ``configure``); the process runs on without the integration.
+
+>>> from prometheus_client import CollectorRegistry
+>>> start_for_learner(Settings(kubernetes="off"), Heartbeat(60), registry=CollectorRegistry()) is None
+True
 """
 
 from __future__ import annotations

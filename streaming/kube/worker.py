@@ -58,6 +58,7 @@ class KubeWorker:
         self._tasks: list[_Task] = []
         self._stopping = threading.Event()
         self._failing: set[str] = set()
+        self._dropping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def submit(self, operation: str, job: Job) -> bool:
@@ -66,8 +67,11 @@ class KubeWorker:
             self._queue.put_nowait((operation, job))
         except queue.Full:
             self.metrics.dropped.inc()
-            log.warning("Kubernetes integration is behind: dropped %s (queue full)", operation)
+            level = logging.DEBUG if self._dropping else logging.WARNING  # once per run of drops
+            self._dropping = True
+            log.log(level, "Kubernetes integration is behind: dropped %s (queue full)", operation)
             return False
+        self._dropping = False
         return True
 
     def every(self, seconds: float, operation: str, task: Job) -> None:
