@@ -34,6 +34,9 @@ CHART_MANAGED = {
     "api_host": "0.0.0.0 in the pod",
     "api_port": "serve.port",
     "allow_empty_store": "a one-off `livelearn learn --allow-empty-store`, never a Deployment's setting",
+    "kubernetes": "kubernetes.enabled (auto: on where the service-account token is mounted)",
+    "kubernetes_deployment": "each workload's own Deployment",
+    "kubernetes_pin_configmap": "kubernetes.pinConfigMap.name (the monitor)",
 }
 
 _KEEP = ("type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "items")

@@ -321,6 +321,27 @@ class Settings(BaseSettings):
         description="Learners record their rolling metrics every N labelled events; the monitor judges each record.",
     )
 
+    # --- Kubernetes (streaming.kube) ---------------------------------------------------------
+    kubernetes: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Kubernetes integration of `learn` and `monitor` (Events, the pod role label, the pin "
+        "ConfigMap): auto: on in a pod with a service-account token; on: also outside one (KUBECONFIG); off.",
+    )
+    kubernetes_deployment: str | None = Field(
+        None, description="Deployment the Kubernetes Events regard (the chart sets it; unset: the pod itself)."
+    )
+    kubernetes_pin_configmap: str | None = Field(
+        None,
+        description="ConfigMap the monitor polls for a declarative pin, key `pinned` (a version or empty; the "
+        "chart sets it; unset: none).",
+    )
+    kubernetes_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="Timeout of one Kubernetes API call (errors are logged and counted)."
+    )
+    kubernetes_poll_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often the monitor reads the pin ConfigMap."
+    )
+
     @field_validator("model_name")
     @classmethod
     def _check_model_name(cls, value: str) -> str:

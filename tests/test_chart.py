@@ -299,7 +299,7 @@ def test_rbac_is_least_privilege():
             "apiGroups": [""],
             "resources": ["configmaps"],
             "resourceNames": ["shop-livelearn-pin"],
-            "verbs": ["get", "list", "watch"],
+            "verbs": ["get"],
         }
     ]
     assert len(roles["serve"]) == 2

@@ -27,6 +27,12 @@ _OTHER_VARIABLES = (
         "Set by `livelearn serve --workers N` for its workers: the Settings it validated (not set by hand).",
     ),
     (
+        "`POD_NAME`, `POD_NAMESPACE`, `POD_UID`",
+        "`(unset)`",
+        "Who the pod is, for the Kubernetes integration (the chart sets them from the downward API; defaults: "
+        "the host name, the service account's namespace, none).",
+    ),
+    (
         "`LIVELEARN_TANSU_BIN`, `LIVELEARN_REDIS_SERVER_BIN`",
         "`(unset)`",
         "Binaries for the embedded stack, if not on PATH or in the `local` extra.",

@@ -53,6 +53,7 @@ def learn(
     batch, writes a final snapshot, commits offsets and exits.
     """
     from streaming.health import Heartbeat
+    from streaming.kube import start_for_learner
     from streaming.learner.runner import Learner
     from streaming.observability import serve_metrics
     from streaming.runtime import freeze_after_startup
@@ -72,12 +73,16 @@ def learn(
     if settings.metrics_port is not None:  # a port in use fails before anything connects
         serve_metrics(settings.metrics_port, host=settings.metrics_host, heartbeat=heartbeat)
     learner = Learner(settings, heartbeat=heartbeat)
+    # Kubernetes (in a pod, or LIVELEARN_KUBERNETES=on): the pod's role label and the takeover Event, from a thread
+    kubernetes = start_for_learner(settings, heartbeat)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: learner.stop())
     # Move the ~130k long-lived objects of the imports out of the collector's reach: full GC passes
     # then take milliseconds, not ~75 ms stalls in the event loop (see bench/learner.py).
     freeze_after_startup()
     learner.run(until_caught_up=until_caught_up)
+    if kubernetes is not None:
+        kubernetes.stop()
     log.info("stopped: %s", learner.counters)
 
 
@@ -93,6 +98,7 @@ def monitor(
     """Guard the live model: roll back on confirmed breaches, freeze learning when it flaps."""
     from monitor.guard import Monitor
     from streaming.health import Heartbeat
+    from streaming.kube import start_for_monitor
     from streaming.observability import serve_metrics
 
     setup_logging(log_level if not watch else "ERROR")
@@ -101,10 +107,14 @@ def monitor(
     if settings.metrics_port is not None:  # a port in use fails before anything connects
         serve_metrics(settings.metrics_port, host=settings.metrics_host, heartbeat=heartbeat)
     guard = Monitor(settings, heartbeat=heartbeat)
+    # Kubernetes (in a pod, or LIVELEARN_KUBERNETES=on): an Event per audited action, the pin ConfigMap
+    kubernetes = start_for_monitor(settings, guard.store)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: guard.stop())
     if not watch:
         guard.run()
+        if kubernetes is not None:
+            kubernetes.stop()
         return
     import threading
 

@@ -1,0 +1,117 @@
+"""Starts the Kubernetes integration of a `livelearn learn` or `livelearn monitor` process: one
+:class:`~streaming.kube.worker.KubeWorker` thread with its tasks, or nothing when the integration is off.
+
+* learner: the pod's role label (:class:`~streaming.kube.labels.RoleLabeler`) and the ``LearnerTakeover`` Event;
+* monitor: an Event per reportable audit entry (:mod:`streaming.kube.audit_events`) and, when
+  ``LIVELEARN_KUBERNETES_PIN_CONFIGMAP`` names one, the declarative pin (:mod:`streaming.kube.pin_watch`).
+
+The metrics are declared in every process, on or off. A client that cannot be configured is logged and
+counted (operation ``configure``); the process runs on without the integration.
+
+>>> from prometheus_client import CollectorRegistry
+>>> start_for_learner(Settings(kubernetes="off"), Heartbeat(60), registry=CollectorRegistry()) is None
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+
+import redis
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from snapshotter.control import ControlPlane
+from snapshotter.store import VersionStore
+from streaming.config import Settings
+from streaming.errors import ConfigError
+from streaming.health import Heartbeat
+from streaming.kube.audit_events import AuditTail
+from streaming.kube.client import KubeApi, connect, wanted
+from streaming.kube.events import Emitter, EventSpec
+from streaming.kube.labels import RoleLabeler, TakeoverReporter
+from streaming.kube.pin_watch import PinWatch
+from streaming.kube.telemetry import KubeMetrics
+from streaming.kube.worker import KubeWorker
+
+__all__ = ["start_for_learner", "start_for_monitor"]
+
+log = logging.getLogger(__name__)
+
+#: How often the learner's role and the audit stream are looked at.
+FOLLOW_SECONDS = 1.0
+
+
+def _connect(
+    settings: Settings, metrics: KubeMetrics, kubeconfig: str | None, environ: Mapping[str, str] | None
+) -> KubeApi | None:
+    if not wanted(settings.kubernetes):
+        return None
+    try:
+        return connect(settings, kubeconfig=kubeconfig, environ=environ)
+    except (ConfigError, ImportError) as exc:
+        metrics.error("configure")
+        log.error("Kubernetes integration off: %s", exc)
+        return None
+
+
+def _report(worker: KubeWorker, emitter: Emitter) -> Callable[[EventSpec], object]:
+    """Queue the Event for the worker: the caller never waits for the API."""
+    return lambda spec: worker.submit("create_event", lambda: emitter.emit(spec))
+
+
+def start_for_learner(
+    settings: Settings,
+    heartbeat: Heartbeat,
+    *,
+    registry: CollectorRegistry = REGISTRY,
+    kubeconfig: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> KubeWorker | None:
+    """The learner's integration, started; None when off."""
+    metrics = KubeMetrics(registry, settings.model_name)
+    api = _connect(settings, metrics, kubeconfig, environ)
+    if api is None:
+        return None
+    emitter = Emitter(api, metrics, component="learner", deployment=settings.kubernetes_deployment)
+    worker = KubeWorker(metrics)
+    worker.every(FOLLOW_SECONDS, "label_pod", RoleLabeler(api, heartbeat).poll)
+    worker.every(FOLLOW_SECONDS, "create_event", TakeoverReporter(heartbeat, emitter, settings.model_name).poll)
+    log.info("Kubernetes integration on: pod %s/%s gets the role label", api.pod.namespace, api.pod.name)
+    return worker.start()
+
+
+def start_for_monitor(
+    settings: Settings,
+    store: VersionStore,
+    *,
+    registry: CollectorRegistry = REGISTRY,
+    kubeconfig: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> KubeWorker | None:
+    """The monitor's integration, started; None when off."""
+    metrics = KubeMetrics(registry, settings.model_name)
+    api = _connect(settings, metrics, kubeconfig, environ)
+    if api is None:
+        return None
+    emitter = Emitter(api, metrics, component="monitor", deployment=settings.kubernetes_deployment)
+    worker = KubeWorker(metrics)
+    report = _report(worker, emitter)
+    if settings.monitor_threshold_mode == "absolute":
+        threshold = f"{settings.monitor_threshold:g}"
+    else:
+        threshold = f"relative, {settings.monitor_relative_drop:g} below its healthy level"
+    tail = AuditTail(store.client, store.keys, report, metric=settings.monitor_metric, threshold=threshold)
+    with contextlib.suppress(redis.RedisError):  # "now" is when the monitor starts (Redis down: its first read)
+        tail.poll()
+    worker.every(FOLLOW_SECONDS, "read_audit", tail.poll)
+    if settings.kubernetes_pin_configmap:
+        watch = PinWatch(api, ControlPlane(store), settings.kubernetes_pin_configmap, report)
+        worker.every(settings.kubernetes_poll_seconds, "pin_configmap", watch.poll)
+    log.info(
+        "Kubernetes integration on: Events in namespace %s%s",
+        api.pod.namespace,
+        f", pin from ConfigMap {settings.kubernetes_pin_configmap}" if settings.kubernetes_pin_configmap else "",
+    )
+    return worker.start()
