@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -21,8 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from reference import plain_river_loop, river_state
 
 from snapshotter.control import ControlPlane
+from streaming.errors import BrokerUnavailableError
 from streaming.local.dataset import read_events
 from streaming.local.embedded import EmbeddedServer, free_port, start_redis, start_tansu
+from streaming.transport import make_consumer, topic_partitions
 
 EVENTS = list(read_events())
 N = len(EVENTS)
@@ -277,3 +280,25 @@ def test_a_broker_stalled_while_predictions_are_pending_loses_nothing(private, r
     assert "no snapshot written past them" in out
     assert "resuming from the newest snapshot" in out
     assert_learned_exactly(settings, EVENTS[:6000])
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_a_consumer_closes_in_bounded_time_while_its_commit_hangs_on_a_stalled_broker(private, request, client):
+    """librdkafka's close waits for a commit in flight (minutes on a stopped broker): the adapter bounds it, so a
+    learner reaches its outage handling (found by the stalled-broker test above under load)."""
+    settings = settings_for(private, request, kafka_client=client)
+    consumer = make_consumer(settings)
+    tp = topic_partitions(consumer, settings.events_topic)[0]
+    consumer.assign([tp])
+    consumer.seek(tp, 0)
+    consumer.poll(timeout_ms=100, max_records=1)
+    consumer.commit({tp: 0}, "livelearn v1", wait=True)
+    os.kill(private.broker.process.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(BrokerUnavailableError):
+            consumer.commit({tp: 0}, "livelearn v2", wait=True)  # not answered: given up after its wait
+        started = time.monotonic()
+        consumer.close()
+        assert time.monotonic() - started < 15
+    finally:
+        os.kill(private.broker.process.pid, signal.SIGCONT)

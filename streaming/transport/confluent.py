@@ -74,6 +74,7 @@ class ConfluentConsumer:
     """:class:`~streaming.transport.records.Consumer` on a ``confluent_kafka.Consumer``."""
 
     COMMIT_WAIT = 2.0  # seconds a waited-for offset commit may take (kafka-python's adapter waits as long)
+    CLOSE_WAIT = 5.0  # seconds close may take (as kafka-python's close timeout)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -256,4 +257,10 @@ class ConfluentConsumer:
             raise failure(self.settings, failed[0].error)
 
     def close(self) -> None:
-        self.client.close()
+        """Close within ``CLOSE_WAIT`` seconds: librdkafka's close waits for requests in flight (an offset commit
+        to a stalled broker), which must not hold the learner from its outage handling; it finishes on its own."""
+        closer = threading.Thread(target=self.client.close, name="livelearn-consumer-close", daemon=True)
+        closer.start()
+        closer.join(self.CLOSE_WAIT)
+        if closer.is_alive():
+            log.warning("the Kafka consumer did not close within %gs; left to finish on its own", self.CLOSE_WAIT)
