@@ -36,7 +36,7 @@ def test_versions_list_and_show(make_settings, learners):
     learners(settings, "--until-caught-up").wait()
     env = settings_env(settings)
     listing = json.loads(livelearn("versions", "list", "--json", env=env).stdout)
-    assert listing["head"] == 3
+    assert listing["head"] == 3, [(v["number"], v["events_seen"]) for v in listing["versions"]]
     assert [v["number"] for v in listing["versions"]] == [1, 2, 3]
     assert [v["events_seen"] for v in listing["versions"]] == [400, 800, 1000]
     shown = json.loads(livelearn("versions", "show", "2", "--json", env=env).stdout)
@@ -308,3 +308,13 @@ def test_help_shows_env_vars():
 
 def settings_env_base() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("LIVELEARN_")}
+
+
+def test_version_option_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = subprocess.run(
+        [sys.executable, "-m", "streaming", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"livelearn {version('livelearn')}"

@@ -35,6 +35,24 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # also what uvicorn accepts, in lower case
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"livelearn {version('livelearn')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print livelearn's version and exit."),
+    ] = False,
+) -> None:
+    """livelearn: online learning from Kafka with numbered Redis snapshots."""
+
+
 def setup_logging(level: str) -> None:
     """Log to stderr at ``level``; an unknown level is a :class:`ConfigError`, not a traceback."""
     if level.upper() not in _LOG_LEVELS:

@@ -138,7 +138,7 @@ class Checkpoints:
                 writer=self.writer,
                 lease_value=self.lease.value,
                 offsets=captured.offsets,
-                parent=captured.parent,
+                parent=state.parent,  # captures are written in order: the one before is the parent
                 extra=captured.extra,
                 epoch=captured.epoch,
                 stable=captured.stable,

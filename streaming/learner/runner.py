@@ -12,6 +12,7 @@ batch, writes a final snapshot, commits offsets, closes the clients and releases
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -66,6 +67,8 @@ __all__ = ["Learner", "spec_from_settings"]
 log = logging.getLogger(__name__)
 
 Positions = dict[TopicPartition, int]
+#: snapshots encoded and waiting for their outputs at most; one more first waits for the oldest (a flush)
+MAX_PENDING_CAPTURES = 4
 
 
 class Learner:
@@ -99,7 +102,8 @@ class Learner:
         self.state = LearnerState.fresh(self.spec, settings)
         self._learned_once = False  # Kafka failures after that are outages to wait out, not setup errors
         self._lineage_moved = False  # a snapshot found the lineage moved on: follow it before going on
-        self._captured: Captured | None = None  # a snapshot encoded, written once its outputs are delivered
+        #: snapshots encoded, oldest first, each written (in order) once the outputs sent before it are delivered
+        self._captures: collections.deque[Captured] = collections.deque()
 
     @property
     def counters(self) -> dict[str, int]:
@@ -185,7 +189,7 @@ class Learner:
 
     # -- active -----------------------------------------------------------------------------------
     def _run_active(self, until_caught_up: bool) -> None:
-        self._captured = None
+        self._captures.clear()
         watch = LineageWatch(self.redis, self.store.keys)
         consumer: Consumer | None = None
         producer: Producer | None = None
@@ -255,7 +259,7 @@ class Learner:
         while not self._stop.is_set():
             self._follow(consumer, outputs, positions, watch)
             # while a snapshot waits for its outputs, do not sleep in an idle poll: write it as soon as they are in
-            timeout = s.poll_timeout_ms if self._captured is None else min(s.poll_timeout_ms, 10)
+            timeout = min(s.poll_timeout_ms, 10) if self._captures else s.poll_timeout_ms
             batch = consumer.poll(timeout_ms=timeout, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
@@ -269,17 +273,17 @@ class Learner:
                     due = cadence.consumed()
                     if len(self.state.samples) > samples:  # a metric sample at this event: a version here is judged
                         due = due or cadence.snapshot_due(time.monotonic(), at_sample=True)
-                    if self._captured is not None:
+                    if self._captures:
                         self._write_when_delivered(outputs, consumer)
-                    if due and self._captured is None:
-                        self._captured = self.checkpoints.capture(self.state, outputs, positions)
+                    if due:  # every N events is a version, even while earlier ones wait for their outputs
+                        if len(self._captures) >= MAX_PENDING_CAPTURES:
+                            self._write_when_delivered(outputs, consumer, wait=True)
+                        self._captures.append(self.checkpoints.capture(self.state, outputs, positions))
                         cadence.snapshotted(time.monotonic())
             self.step.flush_telemetry()
             now = time.monotonic()
-            if self._captured is None and cadence.snapshot_due(
-                now, at_sample=self._partial_calm(cadence, now, positions)
-            ):
-                self._captured = self.checkpoints.capture(self.state, outputs, positions)
+            if not self._captures and cadence.snapshot_due(now, at_sample=self._partial_calm(cadence, now, positions)):
+                self._captures.append(self.checkpoints.capture(self.state, outputs, positions))
                 cadence.snapshotted(now)
             if cadence.renew_due(now) and not self.lease.renew():
                 raise LeaseLostError(f"lease of model {s.model_name!r} expired or was taken over")
@@ -287,7 +291,7 @@ class Learner:
             self.telemetry.kafka_up.set(1 if kafka_up else 0)
             self.heartbeat.beat("active", ready=kafka_up, detail="" if kafka_up else "Kafka does not answer")
             current_lag = lag(consumer, positions) if kafka_up else None
-            if self._captured is not None:  # caught up: nothing to learn meanwhile, so wait for the deliveries
+            if self._captures:  # caught up: nothing to learn meanwhile, so wait for the deliveries
                 self._write_when_delivered(outputs, consumer, wait=not batch or current_lag == 0)
             if cadence.status_due(now):
                 self.publish_status(cadence.rate(now, self.counters["events_seen"]), current_lag, positions)
@@ -336,26 +340,29 @@ class Learner:
     # -- snapshots and status -----------------------------------------------------------------------
     def snapshot(self, outputs: Outputs, positions: Positions, consumer: Consumer) -> VersionMeta | None:
         """Write the current state as a new version now, waiting for its outputs (see :class:`Checkpoints`); a
-        captured one still waiting is superseded. ``None`` when a rollback moved the lineage on meanwhile: the
-        loop follows it first."""
-        self._captured = None
+        captured one still waiting is written first (every N events stays a version, even when the final
+        snapshot follows it closely). ``None`` when a rollback moved the lineage on meanwhile: the loop follows
+        it first."""
+        if self._captures:  # (one captured on a lineage moved on since is dropped, as before)
+            self._write_when_delivered(outputs, consumer, wait=True)
         meta = self.checkpoints.snapshot(self.state, outputs, positions, consumer)
         self._lineage_moved = meta is None
         return meta
 
     def _write_when_delivered(self, outputs: Outputs, consumer: Consumer, *, wait: bool = False) -> None:
-        """Write the captured snapshot once every output sent before it is delivered (checked without blocking);
-        if that takes longer than the outputs' timeout, or with ``wait`` (the learner has caught up: a status
-        saying so then speaks of a durable snapshot), wait for them here (and fail as a flush does)."""
-        captured = self._captured
-        assert captured is not None
-        if not outputs.delivered(captured.mark):
-            if not wait and time.monotonic() - captured.at < outputs.timeout:
-                return
-            outputs.flush()
-        self._captured = None
-        if self.checkpoints.write_captured(self.state, captured, consumer) is None:
-            self._lineage_moved = True  # follow the move first (a capture on the old lineage was dropped)
+        """Write the captured snapshots, oldest first, whose outputs (everything sent before each) are delivered
+        (checked without blocking); if the oldest waits longer than the outputs' timeout, or with ``wait`` (the
+        learner has caught up: a status saying so then speaks of durable snapshots), wait for them here (and fail
+        as a flush does)."""
+        while self._captures:
+            captured = self._captures[0]
+            if not outputs.delivered(captured.mark):
+                if not wait and time.monotonic() - captured.at < outputs.timeout:
+                    return
+                outputs.flush()
+            self._captures.popleft()
+            if self.checkpoints.write_captured(self.state, captured, consumer) is None:
+                self._lineage_moved = True  # follow the move first (captures on the old lineage are dropped)
 
     def status_document(
         self, events_per_second: float, current_lag: int | None, positions: Positions | None = None
