@@ -42,6 +42,7 @@ __all__ = [
     "EventFormat",
     "EventLimits",
     "check_feature",
+    "check_features",
     "decode_event",
     "encodable",
     "encode_event",
@@ -186,6 +187,34 @@ def check_feature(name: Any, value: Any, limits: EventLimits) -> Feature:
     raise EventError("bad_type", f"feature {name!r} must be a number, string or boolean, got {kind_of(value)}")
 
 
+def check_features(features: dict[Any, Any], limits: EventLimits) -> dict[str, Feature]:
+    """:func:`check_feature` for every feature, with a fast path for the common case: a short ASCII name with
+    a finite number in range, a short ASCII string or a boolean (exact types). Anything else takes the full
+    check, which gives the same values and the precise error.
+
+    >>> check_features({"pages": 3, "month": "Feb", "new": True, "dur": 1.5}, EventLimits())
+    {'pages': 3, 'month': 'Feb', 'new': 'true', 'dur': 1.5}
+    """
+    checked: dict[str, Feature] = {}
+    longest, bound = limits.max_string_length, limits.max_abs_value
+    for name, value in features.items():
+        if type(name) is str and name and len(name) <= longest and name.isascii():
+            kind = type(value)
+            if kind is float or kind is int:
+                if -bound <= value <= bound:  # NaN and infinities fail this: the full check names them
+                    checked[name] = value
+                    continue
+            elif kind is str:
+                if len(value) <= longest and value.isascii():
+                    checked[name] = value
+                    continue
+            elif kind is bool:
+                checked[name] = "true" if value else "false"
+                continue
+        checked[name] = check_feature(name, value, limits)
+    return checked
+
+
 def _check_label(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
@@ -238,5 +267,4 @@ def _decode(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event:
         )
     if len(features) > limits.max_features:
         raise EventError("too_many_features", f"{len(features)} features, limit {limits.max_features}")
-    checked = {name: check_feature(name, value, limits) for name, value in features.items()}
-    return Event(event_id, ts, checked, _check_label(doc.get("label")), user_id)
+    return Event(event_id, ts, check_features(features, limits), _check_label(doc.get("label")), user_id)

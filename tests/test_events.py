@@ -6,9 +6,11 @@ import json
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streaming.errors import EventError
-from streaming.events import Event, EventLimits, decode_event, encode_event
+from streaming.events import Event, EventLimits, check_feature, check_features, decode_event, encode_event
 
 LIMITS = EventLimits(max_event_bytes=2048, max_features=5, max_string_length=16, max_abs_value=1e6)
 
@@ -107,3 +109,39 @@ def test_json_sent_to_a_msgpack_learner_says_how_to_fix_it():
         decode_event(b" " + json.dumps(doc()).encode(), "msgpack", LIMITS)
     assert info.value.reason == "undecodable"
     assert "set LIVELEARN_EVENT_FORMAT=json or auto" in info.value.detail
+
+
+_names = st.one_of(
+    st.text(max_size=8),
+    st.text(alphabet="ab\ud800é", max_size=4),
+    st.text(min_size=250, max_size=260),
+    st.integers(),
+    st.none(),
+)
+_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.booleans(),
+    st.text(max_size=8),
+    st.text(alphabet="ab\ud800é", max_size=4),
+    st.text(min_size=255, max_size=258),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(st.dictionaries(_names, _values, max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_the_fast_feature_check_agrees_with_the_full_one(features):
+    """The fast path of check_features gives exactly check_feature's values, or the same refusal."""
+    limits = EventLimits(max_string_length=256, max_abs_value=1e15)
+
+    def outcome(check):
+        try:
+            values = check()
+        except EventError as exc:
+            return ("refused", exc.reason, exc.detail)
+        return ("accepted", values, [type(v) for v in values.values()])
+
+    full = outcome(lambda: {name: check_feature(name, value, limits) for name, value in features.items()})
+    assert outcome(lambda: check_features(features, limits)) == full
