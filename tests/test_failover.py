@@ -19,23 +19,33 @@ def test_standby_takes_over_without_loss_and_fences_the_dead_writer(make_setting
     settings = make_settings(
         partitions=3, snapshot_every_events=700, status_interval_seconds=0.1, lease_ttl_seconds=TTL
     )
-    producer = threading.Thread(target=produce, args=(settings, read_events()), kwargs={"rate": 2500})
-    producer.start()
+    events = list(read_events())
     active = learners(settings)
-    first = wait_for(
-        lambda: (
-            (status_of(settings) or {})
-            if (status_of(settings) or {}).get("counters", {}).get("events_seen", 0) >= 3000
-            else None
-        ),
+    produce(settings, events[:3000])
+    wait_for(
+        lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen", 0) >= 3000,
         60,
         "the active learner to pass 3,000 events",
     )
     standby = learners(settings)
     wait_until_running(settings, standbys=(standby,))  # the standby is up and waiting for the lease
+    # the rest of the stream, paced (6 s), so the active learner dies in the middle of it however slowly the
+    # standby started on a busy machine
+    producer = threading.Thread(target=produce, args=(settings, events[3000:]), kwargs={"rate": 1500})
+    producer.start()
+    first = wait_for(
+        lambda: (
+            (status_of(settings) or {})
+            if (status_of(settings) or {}).get("counters", {}).get("events_seen", 0) >= 4500
+            else None
+        ),
+        60,
+        "the active learner to pass 4,500 events",
+    )
     killed_writer, killed_token = first["writer"], first["lease_token"]
     active.kill()
     killed_at = time.monotonic()
+    assert producer.is_alive()  # killed mid-stream: the standby has events to learn
     took_over = wait_for(
         lambda: (status_of(settings) or {}).get("lease_token", killed_token) != killed_token,
         TTL + 5,
