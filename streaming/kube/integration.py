@@ -44,16 +44,24 @@ FOLLOW_SECONDS = 1.0
 
 
 def _connect(
-    settings: Settings, metrics: KubeMetrics, kubeconfig: str | None, environ: Mapping[str, str] | None
-) -> KubeApi | None:
+    settings: Settings,
+    component: str,
+    registry: CollectorRegistry,
+    kubeconfig: str | None,
+    environ: Mapping[str, str] | None,
+) -> tuple[KubeApi, Emitter, KubeWorker] | None:
+    """The API, an Event emitter for ``component`` and a worker not yet started; None when off."""
+    metrics = KubeMetrics(registry, settings.model_name)
     if not wanted(settings.kubernetes):
         return None
     try:
-        return connect(settings, kubeconfig=kubeconfig, environ=environ)
+        api = connect(settings, kubeconfig=kubeconfig, environ=environ)
     except (ConfigError, ImportError) as exc:
         metrics.error("configure")
         log.error("Kubernetes integration off: %s", exc)
         return None
+    emitter = Emitter(api, metrics, component=component, deployment=settings.kubernetes_deployment)
+    return api, emitter, KubeWorker(metrics)
 
 
 def _report(worker: KubeWorker, emitter: Emitter) -> Callable[[EventSpec], object]:
@@ -70,12 +78,10 @@ def start_for_learner(
     environ: Mapping[str, str] | None = None,
 ) -> KubeWorker | None:
     """The learner's integration, started; None when off."""
-    metrics = KubeMetrics(registry, settings.model_name)
-    api = _connect(settings, metrics, kubeconfig, environ)
-    if api is None:
+    connected = _connect(settings, "learner", registry, kubeconfig, environ)
+    if connected is None:
         return None
-    emitter = Emitter(api, metrics, component="learner", deployment=settings.kubernetes_deployment)
-    worker = KubeWorker(metrics)
+    api, emitter, worker = connected
     worker.every(FOLLOW_SECONDS, "label_pod", RoleLabeler(api, heartbeat).poll)
     worker.every(FOLLOW_SECONDS, "create_event", TakeoverReporter(heartbeat, emitter, settings.model_name).poll)
     log.info("Kubernetes integration on: pod %s/%s gets the role label", api.pod.namespace, api.pod.name)
@@ -91,12 +97,10 @@ def start_for_monitor(
     environ: Mapping[str, str] | None = None,
 ) -> KubeWorker | None:
     """The monitor's integration, started; None when off."""
-    metrics = KubeMetrics(registry, settings.model_name)
-    api = _connect(settings, metrics, kubeconfig, environ)
-    if api is None:
+    connected = _connect(settings, "monitor", registry, kubeconfig, environ)
+    if connected is None:
         return None
-    emitter = Emitter(api, metrics, component="monitor", deployment=settings.kubernetes_deployment)
-    worker = KubeWorker(metrics)
+    api, emitter, worker = connected
     report = _report(worker, emitter)
     if settings.monitor_threshold_mode == "absolute":
         threshold = f"{settings.monitor_threshold:g}"
