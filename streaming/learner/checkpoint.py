@@ -57,7 +57,6 @@ class Captured:
     metrics: dict[str, dict[str, float]]
     extra: dict[str, Any]
     stable: bool
-    parent: int | None
     epoch: int
     model_events_learned: int
     mark: int
@@ -114,7 +113,6 @@ class Checkpoints:
             metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
             extra=extra,
             stable=stable,
-            parent=state.parent,
             epoch=state.epoch,
             model_events_learned=state.model.steps,
             mark=outputs.mark(),
