@@ -13,6 +13,9 @@ It waits for each to be ready by polling its port (never a fixed sleep), then lo
 then a measured run, for several rounds with the targets interleaved, so the machine's other load hits each
 target alike. Prints requests/s and p50/p99 per target (median over the rounds), the ratios that matter
 (1 worker / bare, p99 1 worker / bare, 2 workers / 1 worker, also per round), and writes JSON (``--out``).
+It also counts the CPU time the server (with its workers) and ``wrk`` used during each measured run: on 2
+cores shared with ``wrk``, the 2-worker requests/s ratio is bounded by the cores left to the servers, so the
+requests per server core show whether the workers themselves scale.
 
 Absolute numbers depend on the machine and whatever else runs on it; the ratios are the result. ``wrk`` is a
 Debian package: when it is missing the script installs it (``apt-get install -y wrk``) if run as root, else
@@ -26,6 +29,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -182,6 +186,37 @@ def run_wrk(wrk: str, script: Path, base: str, *, seconds: float, connections: i
     return result
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (uvicorn's workers), from ``/proc``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid ... utime(12) stime(13)
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(times.get(p, 0.0) for p in tree)
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's reaped children so far (each finished ``wrk`` run adds its own)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def counter_total(base: str, name: str) -> float:
     """Sum of a counter's samples on ``/metrics`` (every model label)."""
     text = httpx.get(f"{base}/metrics/", timeout=10).text
@@ -245,13 +280,19 @@ def run(args: argparse.Namespace) -> dict:
                 for name, child in children.items():
                     options = {"connections": args.connections, "threads": args.threads}
                     warm = run_wrk(wrk, script, child.base, seconds=args.warmup, **options)
+                    server0, wrk0 = tree_cpu_seconds(child.proc.pid), children_cpu_seconds()
                     measured = run_wrk(wrk, script, child.base, seconds=args.seconds, **options)
+                    seconds = measured["duration_us"] / 1e6
+                    measured["server_cores"] = (tree_cpu_seconds(child.proc.pid) - server0) / seconds
+                    measured["wrk_cores"] = (children_cpu_seconds() - wrk0) / seconds
+                    measured["rps_per_server_core"] = measured["rps"] / max(measured["server_cores"], 1e-9)
                     sent[name] += warm["requests"] + measured["requests"]
                     runs[name].append(measured)
                     print(
                         f"round {round_ + 1}/{args.rounds} {name:<20} {measured['rps']:8.0f} req/s  "
                         f"p50 {measured['p50_us'] / 1e3:6.2f} ms  p99 {measured['p99_us'] / 1e3:7.2f} ms  "
-                        f"errors {measured['errors']}",
+                        f"errors {measured['errors']}  server {measured['server_cores']:.2f} cores, "
+                        f"wrk {measured['wrk_cores']:.2f} cores",
                         flush=True,
                     )
             load_after = os.getloadavg()
@@ -276,6 +317,9 @@ def summarise(args, runs, sent, counted, workers_seen, *, load_before, load_afte
             "rps": median(name, "rps"),
             "p50_ms": median(name, "p50_us") / 1e3,
             "p99_ms": median(name, "p99_us") / 1e3,
+            "server_cores": median(name, "server_cores"),
+            "wrk_cores": median(name, "wrk_cores"),
+            "rps_per_server_core": median(name, "rps_per_server_core"),
             "errors": sum(r["errors"] for r in runs[name]),
             "runs": runs[name],
         }
@@ -295,6 +339,17 @@ def summarise(args, runs, sent, counted, workers_seen, *, load_before, load_afte
             "one_worker_over_bare_rps": targets[one]["rps"] / targets[bare]["rps"],
             "one_worker_over_bare_p99": targets[one]["p99_ms"] / targets[bare]["p99_ms"],
             "two_workers_over_one_rps": targets[two]["rps"] / targets[one]["rps"],
+            # per CPU core the servers got: ~1.0 means the workers share nothing that slows them (the rps ratio
+            # is then set by how many cores are left to the servers next to wrk and the machine's other load)
+            "two_workers_over_one_rps_per_server_core": (
+                targets[two]["rps_per_server_core"] / targets[one]["rps_per_server_core"]
+            ),
+            # the best 2 workers / 1 worker can be here: every request also costs wrk CPU on the same cores, so with
+            # per-request costs s (server) and w (wrk) from the 1-worker run, 2 cores give at most 2 / (s + w) req/s
+            # against 1 / s for a 1-worker server with its own core: 2 s / (s + w)
+            "two_workers_over_one_rps_ceiling_on_these_cores": (
+                2 * targets[one]["server_cores"] / (targets[one]["server_cores"] + targets[one]["wrk_cores"])
+            ),
         },
         "ratios_per_round": per_round,
         "predictions_counted_by_metrics": {
@@ -324,6 +379,16 @@ def report(result: dict) -> None:
     print(f"livelearn 1 worker / bare, req/s:    {r['one_worker_over_bare_rps']:.2f}  (target >= 0.8)")
     print(f"livelearn 1 worker / bare, p99:      {r['one_worker_over_bare_p99']:.2f}  (target <= 2)")
     print(f"livelearn 2 workers / 1 worker, req/s: {r['two_workers_over_one_rps']:.2f}  (target >= 1.8)")
+    two, one = result["targets"]["livelearn 2 workers"], result["targets"]["livelearn 1 worker"]
+    print(
+        f"  the servers got {one['server_cores']:.2f} cores (1 worker) and {two['server_cores']:.2f} cores "
+        f"(2 workers), wrk {two['wrk_cores']:.2f}; per server core: "
+        f"{r['two_workers_over_one_rps_per_server_core']:.2f} (2 workers / 1 worker, req/s per core)"
+    )
+    print(
+        f"  ceiling of 2 workers / 1 worker with wrk on the same 2 cores: "
+        f"{r['two_workers_over_one_rps_ceiling_on_these_cores']:.2f}"
+    )
     rounds = result["ratios_per_round"]
     for key in ("one_worker_over_bare_rps", "one_worker_over_bare_p99", "two_workers_over_one_rps"):
         print(f"  per round {key}: " + ", ".join(f"{x[key]:.2f}" for x in rounds))
