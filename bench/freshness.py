@@ -3,8 +3,9 @@
 Starts an embedded broker and redis-server, then ``livelearn learn`` and ``livelearn serve`` as child
 processes with **default settings** (only the addresses and the API port are set; ``--env KEY=VALUE``
 overrides one for a comparison). For each rate (``--rates``, default 50, 400 and 2,000 events/s) a producer
-sends the bundled dataset's events at that fixed rate for ``--seconds`` and stamps each with its send time
-and, once acknowledged, its offset (one partition: the offset is the stream position). A watcher asks the API
+sends the bundled dataset's events at that fixed rate for ``--seconds`` and stamps each with its send time;
+once all are acknowledged their offsets are read back from the topic (one partition: the offset is the stream
+position). A watcher asks the API
 ``POST /predict`` every 5 ms which version it serves and records when each version was first served; a
 version's offsets come from its metadata. An event's freshness is the time from its send to the first time
 the API served a version whose offsets lie past it. p50 / p99 / max per rate; events never served within
@@ -33,10 +34,10 @@ import httpx
 
 from snapshotter.store import open_store
 from streaming.config import Settings
-from streaming.events import encode_event
+from streaming.events import EventLimits, decode_event, encode_event
 from streaming.local.dataset import read_events
 from streaming.local.embedded import embedded_stack, free_port
-from streaming.transport import ensure_topics, make_producer
+from streaming.transport import TopicPartition, ensure_topics, make_consumer, make_producer
 
 
 class ServedVersions(threading.Thread):
@@ -84,10 +85,11 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def produce(settings: Settings, rate: float, seconds: float, start_index: int) -> list[tuple[float, Any]]:
-    """Send ``rate`` events/s for ``seconds``; returns (send time, future) per event."""
+def produce(settings: Settings, rate: float, seconds: float, start_index: int) -> list[tuple[float, str]]:
+    """Send ``rate`` events/s for ``seconds``; returns (send time, event id) per event, all acknowledged."""
     producer = make_producer(settings, linger_ms=5)
-    sent: list[tuple[float, Any]] = []
+    sent: list[tuple[float, str]] = []
+    deliveries = []
     events = read_events(repeat=20)
     for _ in range(start_index):
         next(events)
@@ -96,20 +98,48 @@ def produce(settings: Settings, rate: float, seconds: float, start_index: int) -
         if len(sent) >= rate * seconds:
             break
         stamp = time.time()
-        future = producer.send(settings.events_topic, key=(event.user_id or "").encode(), value=encode_event(event))
-        sent.append((stamp, future))
+        deliveries.append(
+            producer.send(settings.events_topic, key=(event.user_id or "").encode(), value=encode_event(event))
+        )
+        sent.append((stamp, event.event_id or ""))
         ahead = len(sent) / rate - (time.monotonic() - start)
         if ahead > 0:
             time.sleep(ahead)
-    producer.flush()
+    if not producer.flush(timeout=60) or any(d.failed() or not d.is_done for d in deliveries):
+        raise RuntimeError("the broker did not acknowledge every event within 60 s")
     producer.close()
     return sent
+
+
+def offsets_of(settings: Settings, ids: set[str], timeout: float = 60.0) -> dict[str, int]:
+    """The offset of each event id in ``ids``, read back from the (one-partition) events topic: the stream
+    position of each event, whatever the client's delivery reports hold."""
+    consumer = make_consumer(settings)
+    tp = TopicPartition(settings.events_topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    limits = EventLimits()
+    found: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < len(ids) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500, max_records=10_000).values():
+                for record in records:
+                    event_id = decode_event(record.value, settings.event_format, limits).event_id
+                    if event_id in ids:
+                        found[event_id] = record.offset
+    finally:
+        consumer.close()
+    if len(found) < len(ids):
+        raise RuntimeError(f"read back {len(found)} of {len(ids)} events within {timeout:.0f} s")
+    return found
 
 
 def measure(settings: Settings, watch: ServedVersions, rate: float, *, seconds: float, grace: float, skip: int) -> dict:
     store = open_store(settings)
     sent = produce(settings, rate, seconds, skip)
-    stamps = [(t, f.get(timeout=10).offset) for t, f in sent]
+    offsets = offsets_of(settings, {event_id for _, event_id in sent})
+    stamps = [(t, offsets[event_id]) for t, event_id in sent]
     last_offset = max(o for _, o in stamps)
     deadline = time.time() + grace
     while time.time() < deadline and not any(p > last_offset for _, p in watch.first_served.values()):
