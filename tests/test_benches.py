@@ -46,3 +46,12 @@ def test_freshness_bench_sees_every_event_served(tmp_path):
     assert rate["events"] == 300
     assert rate["unserved_within_grace"] == 0
     assert rate["freshness"]["n"] == 300 and rate["freshness"]["p50_s"] <= rate["freshness"]["p99_s"]
+
+
+def test_rollback_serving_bench_times_a_real_rollback_and_the_routes(tmp_path):
+    result = run_bench("rollback_serving", tmp_path / "rollback.json", "--manual", "2", "--requests", "50")
+    automatic = result["automatic_rollback"]  # the burst's rollback was seen, applied and served
+    assert automatic["to"] <= automatic["from"] and automatic["decision_to_learner_ms"] >= 0
+    assert automatic["decision_to_serving_ms"] >= 0
+    assert result["manual_rollback"]["to_serving"]["n"] == 2
+    assert result["serving_latency"]["predict"]["n"] == 50
