@@ -56,7 +56,8 @@ class MetricSet:
         if "roc_auc" in names:
             self.auc = BinnedAUC() if window is None else RollingAUC(window)
         self._auc_update = None if self.auc is None else self.auc.update
-        self.pairs: collections.deque[tuple[bool, float]] = collections.deque()
+        #: the window's (label, probability, its log loss or None): the loss is kept to revert it exactly
+        self.pairs: collections.deque[tuple[bool, float, float | None]] = collections.deque()
 
     def update(self, y_true: bool, p_true: float, loss: float | None = None) -> None:
         """One scored event: its true label and the probability given before learning it (``loss``: its log
@@ -70,10 +71,10 @@ class MetricSet:
         if self.window is not None:
             pairs = self.pairs
             if len(pairs) == self.window:  # the oldest pair leaves first, as in river.utils.Rolling
-                old_y, old_p = pairs.popleft()
+                old_y, old_p, old_loss = pairs.popleft()
                 if cm is not None:
                     _count(cm, old_y, old_p > 0.5, -1.0)
-                if log_loss is not None:
+                if old_loss is not None:
                     mean = log_loss._mean
                     mean.n -= 1.0
                     if mean.n < 0:
@@ -81,8 +82,10 @@ class MetricSet:
                     if mean.n == 0:
                         mean._mean = 0.0
                     else:
-                        mean._mean -= (1.0 / mean.n) * (log_loss_of(old_y, old_p) - mean._mean)
-            pairs.append((y_true, p_true))
+                        mean._mean -= (1.0 / mean.n) * (old_loss - mean._mean)
+            if log_loss is not None and loss is None:
+                loss = log_loss_of(y_true, p_true)
+            pairs.append((y_true, p_true, loss if log_loss is not None else None))
         if cm is not None:
             _count(cm, y_true, p_true > 0.5, 1.0)
         if log_loss is not None:
@@ -110,7 +113,7 @@ class MetricSet:
         if isinstance(self.auc, BinnedAUC):
             doc["roc_auc"] = self.auc.dump()
         if self.window is not None:
-            doc["pairs"] = [[y, p] for y, p in self.pairs]
+            doc["pairs"] = [[y, p] for y, p, _ in self.pairs]
         return doc
 
     @classmethod
@@ -122,10 +125,11 @@ class MetricSet:
             new.log_loss._mean.n, new.log_loss._mean._mean = doc["log_loss"]["n"], doc["log_loss"]["mean"]
         if isinstance(new.auc, BinnedAUC):
             new.auc.load(doc["roc_auc"])
-        for y, p in doc.get("pairs", []) if window is not None else []:
-            new.pairs.append((bool(y), float(p)))
+        for stored_y, stored_p in doc.get("pairs", []) if window is not None else []:
+            y, p = bool(stored_y), float(stored_p)
+            new.pairs.append((y, p, None if new.log_loss is None else log_loss_of(y, p)))
             if isinstance(new.auc, RollingAUC):
-                new.auc.update(bool(y), float(p))
+                new.auc.update(y, p)
         return new
 
 
@@ -135,7 +139,7 @@ def log_loss_of(y_true: bool, p_true: float) -> float:
     >>> log_loss_of(True, 1.0) == metrics.LogLoss()._eval(True, 1.0)
     True
     """
-    p = max(min(p_true, _HIGH), _LOW)
+    p = _HIGH if p_true > _HIGH else _LOW if p_true < _LOW else p_true  # max(min(p, _HIGH), _LOW), NaN kept
     return -math.log(p) if y_true else -math.log(1 - p)
 
 
