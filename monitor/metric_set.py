@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,9 @@ from river import metrics
 
 from monitor.auc import BinnedAUC, RollingAUC
 
-__all__ = ["LABEL_METRICS", "METRICS", "MetricSet", "dump_cm", "load_cm"]
+__all__ = ["LABEL_METRICS", "METRICS", "MetricSet", "dump_cm", "load_cm", "log_loss_of"]
+
+_LOW, _HIGH = 1e-15, 1 - 1e-15  # river's MeanMetric._clamp_proba bounds
 
 #: The label metrics (``p > 0.5``, river's own tie rule) and the river class behind each.
 LABEL_METRICS: dict[str, Callable[..., Any]] = {
@@ -52,25 +55,45 @@ class MetricSet:
         self.auc: RollingAUC | BinnedAUC | None = None
         if "roc_auc" in names:
             self.auc = BinnedAUC() if window is None else RollingAUC(window)
-        self.pairs: collections.deque[tuple[bool, float]] = collections.deque()
+        self._auc_update = None if self.auc is None else self.auc.update
+        #: the window's (label, probability, its log loss or None): the loss is kept to revert it exactly
+        self.pairs: collections.deque[tuple[bool, float, float | None]] = collections.deque()
 
-    def update(self, y_true: bool, p_true: float) -> None:
-        """One scored event: its true label and the probability given before learning it."""
-        cm, log_loss, pairs = self.cm if self.label else None, self.log_loss, self.pairs
+    def update(self, y_true: bool, p_true: float, loss: float | None = None) -> None:
+        """One scored event: its true label and the probability given before learning it (``loss``: its log
+        loss, :func:`log_loss_of`, when the caller has it already).
+
+        River's arithmetic inlined, operation for operation (its method calls cost more than the sums): the
+        confusion matrix's counts (``ConfusionMatrix.update``/``revert``), log loss's running mean
+        (``stats.Mean``), the AUC's bins — so every value stays river's to the last digit.
+        """
+        cm, log_loss = self.cm if self.label else None, self.log_loss
         if self.window is not None:
+            pairs = self.pairs
             if len(pairs) == self.window:  # the oldest pair leaves first, as in river.utils.Rolling
-                old_y, old_p = pairs.popleft()
+                old_y, old_p, old_loss = pairs.popleft()
                 if cm is not None:
-                    cm.revert(old_y, old_p > 0.5)
-                if log_loss is not None:
-                    log_loss.revert(old_y, old_p)
-            pairs.append((y_true, p_true))
+                    _count(cm, old_y, old_p > 0.5, -1.0)
+                if old_loss is not None:
+                    mean = log_loss._mean
+                    mean.n -= 1.0
+                    if mean.n < 0:
+                        raise ValueError("Cannot go below 0")
+                    if mean.n == 0:
+                        mean._mean = 0.0
+                    else:
+                        mean._mean -= (1.0 / mean.n) * (old_loss - mean._mean)
+            if log_loss is not None and loss is None:
+                loss = log_loss_of(y_true, p_true)
+            pairs.append((y_true, p_true, loss if log_loss is not None else None))
         if cm is not None:
-            cm.update(y_true, p_true > 0.5)
+            _count(cm, y_true, p_true > 0.5, 1.0)
         if log_loss is not None:
-            log_loss.update(y_true, p_true)
-        if self.auc is not None:
-            self.auc.update(y_true, p_true)
+            mean = log_loss._mean
+            mean.n += 1.0
+            mean._mean += (1.0 / mean.n) * ((log_loss_of(y_true, p_true) if loss is None else loss) - mean._mean)
+        if self._auc_update is not None:
+            self._auc_update(y_true, p_true)
 
     def __len__(self) -> int:
         """Pairs in the window (rolling); for a cumulative set, use the caller's own count."""
@@ -90,7 +113,7 @@ class MetricSet:
         if isinstance(self.auc, BinnedAUC):
             doc["roc_auc"] = self.auc.dump()
         if self.window is not None:
-            doc["pairs"] = [[y, p] for y, p in self.pairs]
+            doc["pairs"] = [[y, p] for y, p, _ in self.pairs]
         return doc
 
     @classmethod
@@ -102,11 +125,33 @@ class MetricSet:
             new.log_loss._mean.n, new.log_loss._mean._mean = doc["log_loss"]["n"], doc["log_loss"]["mean"]
         if isinstance(new.auc, BinnedAUC):
             new.auc.load(doc["roc_auc"])
-        for y, p in doc.get("pairs", []) if window is not None else []:
-            new.pairs.append((bool(y), float(p)))
+        for stored_y, stored_p in doc.get("pairs", []) if window is not None else []:
+            y, p = bool(stored_y), float(stored_p)
+            new.pairs.append((y, p, None if new.log_loss is None else log_loss_of(y, p)))
             if isinstance(new.auc, RollingAUC):
-                new.auc.update(bool(y), float(p))
+                new.auc.update(y, p)
         return new
+
+
+def log_loss_of(y_true: bool, p_true: float) -> float:
+    """River's ``LogLoss`` of one pair: the probability clamped to [1e-15, 1 - 1e-15] as river does.
+
+    >>> log_loss_of(True, 1.0) == metrics.LogLoss()._eval(True, 1.0)
+    True
+    """
+    p = _HIGH if p_true > _HIGH else _LOW if p_true < _LOW else p_true  # max(min(p, _HIGH), _LOW), NaN kept
+    return -math.log(p) if y_true else -math.log(1 - p)
+
+
+def _count(cm: Any, y_true: bool, y_pred: bool, w: float) -> None:
+    """River's ``ConfusionMatrix.update`` (``w`` 1.0) or ``revert`` (``w`` -1.0), same operations."""
+    cm.n_samples += 1 if w > 0 else -1
+    cm.data[y_true][y_pred] += w
+    cm.total_weight += w
+    cm.sum_row[y_true] += w
+    cm.sum_col[y_pred] += w
+    if y_true == y_pred:
+        cm._total_true_positives += w
 
 
 def dump_cm(cm: metrics.ConfusionMatrix) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.metric_set import LABEL_METRICS, METRICS, MetricSet
+from monitor.metric_set import LABEL_METRICS, METRICS, MetricSet, log_loss_of
 from streaming.config import Settings
 from streaming.errors import SnapshotCorruptError
 
@@ -52,8 +52,9 @@ class PrequentialMetrics:
 
     def update(self, y_true: bool, p_true: float) -> None:
         """Record one prequential score: the probability given *before* learning ``y_true``."""
-        self.cumulative.update(y_true, p_true)
-        self.rolling.update(y_true, p_true)
+        loss = log_loss_of(y_true, p_true) if "log_loss" in self.names else None  # once for both sets
+        self.cumulative.update(y_true, p_true, loss)
+        self.rolling.update(y_true, p_true, loss)
         self.samples += 1
 
     def cumulative_values(self) -> dict[str, float]:

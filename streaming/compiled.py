@@ -177,13 +177,14 @@ class CompiledModel(Vocabulary):
 
     def learn_encoded(self, x: Encoded, label: bool) -> None:
         """One SGD step on an event from :meth:`encode` with ``learn=True`` (the last one encoded)."""
-        before = int(self.counters[kernels.C_LEARNED])
+        collisions = self._collisions
+        before = int(self.counters[kernels.C_LEARNED]) if collisions else 0
         self.kernel.learn(
             x, self.w, self.stats, self.created, self.order, self.row_order, self.counters, self.params,
             1.0 if label else -1.0,
         )  # fmt: skip
-        after = int(self.counters[kernels.C_LEARNED])
-        if self._collisions and after - before > 1:
+        after = int(self.counters[kernels.C_LEARNED]) if collisions else 0
+        if collisions and after - before > 1:
             # A number under a one-hot input's name sits at that input's place in the event, ahead of the
             # numbers before it: put the rows first learned now in the numbers' order, as river's scaler saw them.
             new = set(self.row_order[before:after].tolist())

@@ -144,3 +144,32 @@ def test_metrics_written_in_the_older_layout_restore_and_go_on_exactly():
         fresh.update(y, p)
     assert restored.rolling_values() == fresh.rolling_values()
     assert restored.cumulative_values() == fresh.cumulative_values()
+
+
+def test_inlined_updates_keep_river_state_exactly_at_the_clamps_and_through_reverts():
+    """The set's inlined arithmetic (confusion matrix counts, log loss mean, reverts) against river's own calls,
+    with probabilities at and beyond the clamp bounds and a window reverted many times over."""
+    rng = random.Random(11)
+    extremes = [0.0, 1.0, 1e-20, 1 - 1e-17, 0.5, 1e-15, 1 - 1e-15]
+    pairs = [(rng.random() < 0.5, rng.choice(extremes) if rng.random() < 0.3 else rng.random()) for _ in range(600)]
+    pm = PrequentialMetrics(window=5)
+    reference_cm = metrics.ConfusionMatrix()
+    rolling_loss = utils.Rolling(metrics.LogLoss, window_size=5)
+    for y, p in pairs:
+        pm.update(y, p)
+        reference_cm.update(y, p > 0.5)
+        rolling_loss.update(y, p)
+    assert pm.cumulative_values() == {**river_values(pairs, None), "roc_auc": pm.cumulative_values()["roc_auc"],
+                                      "samples": len(pairs)}  # fmt: skip
+    assert {k: v for k, v in pm.rolling_values().items() if k in river_values(pairs, 5)} == river_values(pairs, 5)
+    assert pm.rolling.log_loss._mean.n == rolling_loss.obj._mean.n
+    assert pm.rolling.log_loss._mean._mean == rolling_loss.obj._mean._mean
+    cm = pm.cumulative.cm
+    assert (cm.data, cm.n_samples, cm.total_weight) == (
+        reference_cm.data,
+        reference_cm.n_samples,
+        reference_cm.total_weight,
+    )
+    assert (cm.sum_row, cm.sum_col, cm._total_true_positives) == (
+        reference_cm.sum_row, reference_cm.sum_col, reference_cm._total_true_positives,
+    )  # fmt: skip

@@ -14,27 +14,38 @@ from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event
 from streaming.learner.outputs import Outputs
 from streaming.learner.telemetry import LearnerMetrics
-
-
-class Future:
-    def __init__(self, error: Exception | None = None, done: bool = True) -> None:
-        self.exception = error
-        self.is_done = done
-
-    def failed(self) -> bool:
-        return self.exception is not None
+from streaming.transport import Tally
 
 
 class Producer:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail, self.sent, self.flushes = fail, [], 0
+    """Records each send; its delivery is reported at once (``hold``: kept until :meth:`deliver`)."""
 
-    def send(self, topic, key=None, value=None, headers=None):
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.sent, self.flushes, self.serves = fail, [], 0, 0
+        self.hold = False
+        self.held: list[tuple[Tally, Exception | None]] = []
+
+    def send_counted(self, topic, value, key, headers, tally: Tally) -> None:
         self.sent.append((topic, key, value, dict(headers or [])))
-        return Future(RuntimeError("broker said no") if self.fail else None)
+        tally.sent += 1
+        outcome = RuntimeError("broker said no") if self.fail else None
+        if self.hold:
+            self.held.append((tally, outcome))
+        else:
+            tally.report(outcome)
+
+    def deliver(self, count: int, error: Exception | None = None) -> None:
+        """The oldest ``count`` held sends are acknowledged (or fail with ``error``)."""
+        for tally, outcome in self.held[:count]:
+            tally.report(error or outcome)
+        del self.held[:count]
+
+    def serve(self) -> None:
+        self.serves += 1
 
     def flush(self, timeout=None):
         self.flushes += 1
+        self.deliver(len(self.held))
         return True
 
 
@@ -64,7 +75,7 @@ def test_delivered_records_flush_once_and_predictions_carry_the_version():
     out.prediction(Event("e", 1, {}, user_id="u"), 0.7, 3)
     out.flush()
     assert producer.flushes == 1
-    assert out.pending == []
+    assert out.pending == [] and out.delivered_count == out.sent == 1
     topic, key, _value, _ = producer.sent[0]
     assert topic == "livelearn.events.predictions"
     assert key == b"u"
@@ -86,23 +97,33 @@ def test_delivered_says_whether_everything_before_a_mark_is_acknowledged_without
     producer = Producer()
     out = outputs(producer)
     assert out.delivered(out.mark())  # nothing sent: nothing to wait for
+    producer.hold = True
     out.prediction(Event("a", 1, {}, user_id="u"), 0.7, 3)
     out.prediction(Event("b", 1, {}, user_id="u"), 0.7, 3)
     mark = out.mark()
     out.prediction(Event("c", 1, {}, user_id="u"), 0.7, 3)
-    out.pending[1].is_done = False
-    out.pending[2].is_done = False
+    producer.deliver(1)  # the first arrives, the second not yet
     assert not out.delivered(mark)
-    assert producer.flushes == 0  # never blocks on the producer
-    assert len(out.pending) == 2  # the first, known delivered, is forgotten
-    out.pending[0].is_done = True  # the second arrives
+    assert producer.flushes == 0 and producer.serves == 1  # served the reports, never blocked on the producer
+    producer.deliver(1)  # the second arrives
     assert out.delivered(mark)
-    assert len(out.pending) == 1  # the third is sent after the mark: not waited for
+    assert out.delivered_count == 2 and out.open.sent == 1  # the third is sent after the mark: not waited for
     late = out.mark()
-    out.pending[0].exception = RuntimeError("broker said no")
-    out.pending[0].is_done = True
+    producer.deliver(1, RuntimeError("broker said no"))
     with pytest.raises(OutputDeliveryError, match="1 dead letters/predictions were not delivered"):
         out.delivered(late)
+
+
+def test_a_failure_before_the_mark_is_raised_even_while_others_of_its_run_are_pending():
+    producer = Producer()
+    out = outputs(producer)
+    producer.hold = True
+    out.prediction(Event("a", 1, {}, user_id="u"), 0.7, 3)
+    out.prediction(Event("b", 1, {}, user_id="u"), 0.7, 3)
+    mark = out.mark()
+    producer.deliver(1, RuntimeError("record too large"))
+    with pytest.raises(OutputDeliveryError, match=r"1 dead letters/predictions were not delivered \(record too"):
+        out.delivered(mark)
 
 
 @pytest.mark.parametrize("fmt", ["msgpack", "json"])

@@ -52,6 +52,14 @@ class StrictProducer:
         self.sent.append((topic, key, value, headers or []))
         return Future()
 
+    def send_counted(self, topic, value, key, headers, tally) -> None:
+        self.send(topic, key=key, value=value, headers=headers)
+        tally.sent += 1
+        tally.report(None)
+
+    def serve(self) -> None:
+        pass
+
     def flush(self, timeout=None) -> None:
         pass
 

@@ -25,7 +25,7 @@ from streaming.learner.outputs import Outputs
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.learner.telemetry import LearnerMetrics
-from streaming.transport import Record, TopicPartition
+from streaming.transport import Record, Tally, TopicPartition
 
 __all__ = ["replay_samples"]
 
@@ -42,6 +42,13 @@ class _Discard:
 
     def send(self, *_args: Any, **_kwargs: Any) -> _Delivered:
         return _Delivered()
+
+    def send_counted(self, _topic: str, _value: bytes, _key: bytes | None, _headers: Any, tally: Tally) -> None:
+        tally.sent += 1
+        tally.report(None)
+
+    def serve(self) -> None:
+        pass
 
     def flush(self, timeout: float | None = None) -> bool:
         return True

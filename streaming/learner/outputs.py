@@ -25,7 +25,7 @@ from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event, sniff_format
 from streaming.learner.telemetry import LearnerMetrics
-from streaming.transport import Delivery, Producer, Record
+from streaming.transport import Producer, Record, Tally
 
 __all__ = ["CONTENT_TYPES", "Outputs", "PredictionRecord"]
 
@@ -58,7 +58,10 @@ class Outputs:
         self.producer = producer
         self.settings = settings
         self.telemetry = telemetry
-        self.pending: list[Delivery] = []  # sends not yet known delivered, oldest first
+        # Sends are counted in runs, one Tally per run between two marks (one shared delivery callback, no handle
+        # per record): a mark closes the open run, so "everything before a mark" is whole runs.
+        self.pending: list[Tally] = []  # closed runs not yet known delivered, oldest first
+        self.open = Tally()  # the run since the last mark
         self.sent = 0  # records sent by this producer so far (marks count them)
         self.delivered_count = 0  # of those, the oldest ones known delivered
         #: how long a snapshot waits for deliveries before it flushes (and fails if they do not come)
@@ -88,9 +91,7 @@ class Outputs:
         if len(value) > self.settings.max_event_bytes:  # the original stays in its topic, at the offset named
             headers.append(("livelearn.truncated_from_bytes", str(len(value)).encode()))
             value = value[: self.settings.max_event_bytes]
-        self.pending.append(
-            self.producer.send(self.settings.dead_letter_topic_name, key=record.key, value=value, headers=headers)
-        )
+        self.producer.send_counted(self.settings.dead_letter_topic_name, value, record.key, headers, self.open)
         self.sent += 1
         self.telemetry.dead_lettered(exc.reason)
         log.debug("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
@@ -106,18 +107,20 @@ class Outputs:
             "version": version,
             "model": self.settings.model_name,
         }
-        self.pending.append(
-            self.producer.send(
-                self._predictions_topic,
-                key=(event.user_id or event.event_id).encode(),
-                value=self._encode(doc),
-                headers=self._prediction_headers,
-            )
+        self.producer.send_counted(
+            self._predictions_topic,
+            self._encode(doc),
+            (event.user_id or event.event_id).encode(),
+            self._prediction_headers,
+            self.open,
         )
         self.sent += 1
 
     def mark(self) -> int:
-        """A mark after every record sent so far (for :meth:`delivered`)."""
+        """A mark after every record sent so far (for :meth:`delivered`); it closes the open run of sends."""
+        if self.open.sent:
+            self.pending.append(self.open)
+            self.open = Tally()
         return self.sent
 
     def delivered(self, mark: int) -> bool:
@@ -125,15 +128,18 @@ class Outputs:
 
         Raises :class:`OutputDeliveryError` when one of them failed, like :meth:`flush`.
         """
-        pending, known = self.pending, 0
-        need = mark - self.delivered_count
-        while known < need and known < len(pending) and pending[known].is_done:
-            if pending[known].failed():
-                self._failed([f for f in pending if f.failed()])
-            known += 1
-        if known:
-            del pending[:known]
-            self.delivered_count += known
+        if self.delivered_count >= mark:
+            return True
+        self.producer.serve()
+        pending = self.pending
+        while pending and self.delivered_count < mark:
+            run = pending[0]
+            if run.failed:
+                self._failed(run.failed, run.error)
+            if not run.complete:
+                break
+            del pending[0]
+            self.delivered_count += run.sent
         return self.delivered_count >= mark
 
     def flush(self) -> None:
@@ -142,23 +148,25 @@ class Outputs:
         Raises :class:`OutputDeliveryError` when a record could not be delivered: the caller must not
         move offsets past it (the learner then exits, and its successor replays from the last snapshot).
         """
-        if not self.pending:
+        if self.delivered_count == self.sent:
             return
         timeout = self.timeout
         if not self.producer.flush(timeout=timeout):
             raise OutputDeliveryError(
-                f"could not flush {len(self.pending)} dead letters/predictions within "
+                f"could not flush {self.sent - self.delivered_count} dead letters/predictions within "
                 f"{timeout:.0f}s; no snapshot written past them"
             )
-        failed = [f for f in self.pending if f.failed()]
-        self.delivered_count += len(self.pending)
-        self.pending = []
+        runs = [*self.pending, self.open]
+        failed = sum(run.failed for run in runs)
+        error = next((run.error for run in runs if run.error is not None), None)
+        self.delivered_count = self.sent
+        self.pending, self.open = [], Tally()
         if failed:
-            self._failed(failed)
+            self._failed(failed, error)
 
-    def _failed(self, failed: list[Delivery]) -> NoReturn:
+    def _failed(self, failed: int, error: object) -> NoReturn:
         raise OutputDeliveryError(
-            f"{len(failed)} dead letters/predictions were not delivered ({failed[0].exception}); no snapshot "
+            f"{failed} dead letters/predictions were not delivered ({error}); no snapshot "
             f"written past them. Check that {self.settings.dead_letter_topic_name} and "
             f"{self.settings.predictions_topic_name} exist and accept the records"
         )

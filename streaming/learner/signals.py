@@ -56,8 +56,7 @@ class BlockSignals:
         self.positives = 0
         self.predicted = 0
         self.p_sum = 0.0
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
+        self.totals: dict[str, list[Any]] = {}  # tracked feature -> [sum, count] over the block, in first-seen order
         self.longest = (0, False, 0)  # (length, value, stream position before its first event)
 
     def add(self, label: bool, p: float, features: dict[str, Any], positions: Mapping[Any, int]) -> None:
@@ -73,16 +72,21 @@ class BlockSignals:
         self.positives += label
         self.predicted += p > 0.5
         self.p_sum += p
-        tracked = self.tracked
+        tracked, totals = self.tracked, self.totals
         for name, value in features.items():
+            total = totals.get(name)
+            if total is not None:  # tracked and seen in this block: the common case
+                if not isinstance(value, str):
+                    total[0] += value
+                    total[1] += 1
+                continue
             if isinstance(value, str):
                 continue
             if name not in tracked:
                 if len(tracked) >= self.max_features:
                     continue
                 tracked[name] = None
-            self.sums[name] = self.sums.get(name, 0.0) + value
-            self.counts[name] = self.counts.get(name, 0) + 1
+            totals[name] = [0.0 + value, 1]
 
     def flush(self) -> dict[str, float]:
         """The block's signals (NaN rates for an empty block), then an empty block."""
@@ -101,9 +105,11 @@ class BlockSignals:
         length, value, start = self.longest
         if length:
             fields |= {"label_run": length, "label_run_value": int(value), "label_run_start": start}
+        totals = self.totals
         for name in self.tracked:
-            if self.counts.get(name):
-                fields[f"feature:{name}"] = self.sums[name] / self.counts[name]
+            total = totals.get(name)
+            if total is not None:
+                fields[f"feature:{name}"] = total[0] / total[1]
         return fields
 
     def dump(self) -> dict[str, Any]:
@@ -113,8 +119,8 @@ class BlockSignals:
             "positives": self.positives,
             "predicted": self.predicted,
             "p_sum": self.p_sum,
-            "sums": self.sums,
-            "counts": self.counts,
+            "sums": {name: total[0] for name, total in self.totals.items()},
+            "counts": {name: total[1] for name, total in self.totals.items()},
             "run": [self.run_label, self.run_length, self.run_start, *self.longest],
         }
 
@@ -125,8 +131,8 @@ class BlockSignals:
         self.tracked = dict.fromkeys(doc["tracked"])
         self.count, self.positives, self.predicted = int(doc["count"]), int(doc["positives"]), int(doc["predicted"])
         self.p_sum = float(doc["p_sum"])
-        self.sums = {k: float(v) for k, v in doc["sums"].items()}
-        self.counts = {k: int(v) for k, v in doc["counts"].items()}
+        counts = doc["counts"]
+        self.totals = {k: [float(v), int(counts[k])] for k, v in doc["sums"].items() if int(counts.get(k, 0))}
         label, length, start, longest, value, at = doc.get("run", [None, 0, 0, 0, False, 0])  # from 2026-11-28
         self.run_label, self.run_length, self.run_start = label, int(length), int(start)
         self.longest = (int(longest), bool(value), int(at))

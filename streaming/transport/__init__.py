@@ -15,7 +15,7 @@ from streaming.transport.clients import (
     topic_partitions,
 )
 from streaming.transport.options import choose_client
-from streaming.transport.records import Committed, Consumer, Delivery, Producer, Record, TopicPartition
+from streaming.transport.records import Committed, Consumer, Delivery, Producer, Record, Tally, TopicPartition
 from streaming.transport.watch import BrokerWatch
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Delivery",
     "Producer",
     "Record",
+    "Tally",
     "TopicPartition",
     "choose_client",
     "ensure_topics",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -20,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 from streaming.config import Settings
 from streaming.errors import BrokerUnavailableError, ConnectionFailedError
 from streaming.transport.options import kafka_python_config
-from streaming.transport.records import Committed, Delivery, Record, TopicPartition
+from streaming.transport.records import Committed, Delivery, Record, Tally, TopicPartition
 
 __all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "create_topics"]
 
@@ -128,6 +129,7 @@ class KafkaPythonProducer:
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         self.settings = settings
+        self._reports = threading.Lock()
         try:
             self.client = KafkaProducer(**kafka_python_config(settings), **options)
         except KafkaError as exc:
@@ -141,6 +143,30 @@ class KafkaPythonProducer:
         except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
             return _Failed(exc)
         return future
+
+    def send_counted(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None, tally: Tally
+    ) -> None:
+        """:meth:`send`, its outcome counted in ``tally`` (kafka-python reports on its I/O thread: under a lock)."""
+        tally.sent += 1
+        future = self.send(topic, value, key, headers)
+        if isinstance(future, _Failed):
+            tally.report(future.exception)
+            return
+
+        def delivered(_metadata: object) -> None:
+            with self._reports:
+                tally.report(None)
+
+        def failed(exc: BaseException) -> None:
+            with self._reports:
+                tally.report(exc)
+
+        future.add_callback(delivered)  # type: ignore[attr-defined]
+        future.add_errback(failed)  # type: ignore[attr-defined]
+
+    def serve(self) -> None:
+        """Reports run on kafka-python's own thread: nothing to serve."""
 
     def flush(self, timeout: float | None = None) -> bool:
         try:

@@ -11,13 +11,22 @@ Partitions are plain tuples, so they compare and hash like any ``(topic, partiti
 >>> r = Record("shop", 2, 41, b"u1", b"{}", [("content-type", b"application/json")], 1_700_000_000_000)
 >>> r.offset + 1, dict(r.headers)["content-type"]
 (42, b'application/json')
+
+A :class:`Tally` counts the outcomes of a run of sends (one callback shared by all of them):
+
+>>> tally = Tally()
+>>> tally.sent = 2
+>>> tally.report(None, None); tally.complete
+False
+>>> tally.report("broker said no", None); tally.complete, tally.failed, tally.error
+(True, 1, 'broker said no')
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-__all__ = ["Committed", "Consumer", "Delivery", "Producer", "Record", "TopicPartition"]
+__all__ = ["Committed", "Consumer", "Delivery", "Producer", "Record", "Tally", "TopicPartition"]
 
 
 class TopicPartition(NamedTuple):
@@ -59,6 +68,31 @@ class Delivery(Protocol):
     @property
     def exception(self) -> BaseException | None:
         """Why it failed (``None`` while pending or when delivered)."""
+
+
+class Tally:
+    """The outcomes of a run of sends, counted: cheaper than one :class:`Delivery` per send when only "are all of
+    these delivered?" matters. The producer adds to ``sent`` at each send and calls :meth:`report` once per
+    record when it is acknowledged or failed (``error``: the first failure, as the client gave it)."""
+
+    __slots__ = ("done", "error", "failed", "sent")
+
+    def __init__(self) -> None:
+        self.sent = self.done = self.failed = 0
+        self.error: object | None = None
+
+    def report(self, err: object | None, _message: object = None) -> None:
+        """One record done: ``err`` is ``None`` when it was delivered."""
+        self.done += 1
+        if err is not None:
+            self.failed += 1
+            if self.error is None:
+                self.error = err
+
+    @property
+    def complete(self) -> bool:
+        """Every record sent so far is done (delivered or failed)."""
+        return self.done >= self.sent
 
 
 class Consumer(Protocol):
@@ -110,6 +144,15 @@ class Producer(Protocol):
         self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
     ) -> Delivery:
         """Queue one record; a failure shows in the returned :class:`Delivery`, never as an exception here."""
+
+    def send_counted(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None, tally: Tally
+    ) -> None:
+        """Queue one record counted in ``tally`` (its ``sent`` now, :meth:`Tally.report` once it is done); a
+        failure shows in the tally, never as an exception here."""
+
+    def serve(self) -> None:
+        """Run the delivery reports that have arrived (never blocks)."""
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record sent so far is done (delivered or failed); ``False`` when time ran out."""
