@@ -18,6 +18,18 @@ with a new writer). :meth:`~SnapshotWriter.close` drops what is left and joins t
 Why a thread and not a process: the work is ~2/3 C calls that release the GIL (SHA-256, the socket write) or
 are short (one ``bytes.join`` of the kept packed names, ``tobytes`` of the doubles); no single call holds the
 GIL for more than a few milliseconds, so the learner thread keeps stepping events meanwhile.
+
+>>> from snapshotter.codec import SnapshotState
+>>> written = []
+>>> def write(captured, encoded, parent):  # the learner's writes to the store (Checkpoints._write)
+...     written.append(VersionMeta(len(written) + 1, 0.0, "w", 0, 0, 0, {}, {}, parent, {}, 2, encoded.sha256, 1))
+...     return written[-1]
+>>> writer = SnapshotWriter(EncodedSnapshot.of, write, epoch=0)
+>>> jobs = [writer.submit(SnapshotState({}, {}, {}, {"n": i}), epoch=0, parent=None) for i in range(2)]
+>>> writer.release(jobs[1]); writer.release(jobs[0])  # released in any order: written in order
+>>> writer.wait(jobs[1], timeout=60), [(job.meta.number, job.meta.parent) for job in jobs]
+(True, [(1, None), (2, 1)])
+>>> writer.close()
 """
 
 from __future__ import annotations
