@@ -333,6 +333,8 @@ class Learner:
         """At the event a metric sample was recorded: record the incident the watch confirmed or ended, and follow
         the lineage move it made, before the next event; confirm the candidate versions the calm data allows."""
         if self.state.incident_events:
+            if self.checkpoints.in_flight:  # the versions captured before it exist (and may be its target) first
+                self._write_when_delivered(outputs, consumer, wait=True)
             consumed: dict[str, dict[str, int]] = {}
             for tp, position in positions.items():
                 consumed.setdefault(tp.topic, {})[str(tp.partition)] = position
