@@ -6,12 +6,19 @@ Against a real redis-server (and, for the stall, a real Tansu broker) started by
 * **write / restore** of models with about 1k, 10k and 100k weights (one-hot categories: ``F`` string
   features with ``C`` values each, plus a few numbers, learned through the real model with its size caps;
   the state is a real :class:`LearnerState` with metrics, idempotence window and watch): ``--repeat``
-  writes (dump the state + encode + SHA-256 + the Lua write script) and restores (read blob and metadata +
-  verify + decode + build the model), p50 / p99 / max, the blob size, and the stages of a write;
+  writes (capture the state + build its document + encode + SHA-256 + the Lua write script) and restores
+  (read blob and metadata + verify + decode + build the model), p50 / p99 / max, the blob size, and the
+  stages of a write (``capture``: the learner thread's part, the rest runs in the snapshot writer thread).
+  ``before`` is the path before the writer thread, interleaved in the same run: the river-shaped document
+  (``dump_state``: a ``{name: float}`` map of every weight), msgpack of the whole document, and a restore
+  through that map;
 * **stall** in a real :class:`~streaming.learner.runner.Learner` run with predictions on: the per-event step is
   wrapped to timestamp every event, the snapshot work (capture and write) is wrapped to know when it ran;
-  the stall of a snapshot is the longest gap between two consecutive event steps that overlaps it. The
-  events are produced before the learner starts, so the gaps are not waits for data.
+  the stall of a snapshot is the longest gap between two consecutive event steps that overlaps its life, from
+  the start of its capture (learner thread) to the end of its write (writer thread) — and, for a learner
+  without the writer thread, of each piece of snapshot work. The longest gaps of the whole run are printed
+  next to it (the machine's own noise: other jobs, the Kafka poll, GC). The events are produced before the
+  learner starts, so the gaps are not waits for data.
 
 Prints the figures and writes JSON (``--out``, default ``bench/results/snapshots.json``). The machine is
 shared and noisy: compare ratios and repeat. Run: ``.venv/bin/python bench/snapshots.py``.
@@ -34,11 +41,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from snapshotter import codec
-from snapshotter.codec import FORMAT_VERSION, encode_snapshot, sha256_hex
+from snapshotter.codec import FORMAT_VERSION, EncodedSnapshot, encode_snapshot, sha256_hex
 from snapshotter.store import VersionStore, connect_settings
 from streaming.config import Settings
 from streaming.events import Event, encode_event
-from streaming.learner import restore, runner
+from streaming.learner import checkpoint, restore, runner, writer
 from streaming.learner.restore import restore_state
 from streaming.learner.runner import Learner
 from streaming.learner.state import LearnerState, spec_from_settings
@@ -113,9 +120,9 @@ def write_restore(settings: Settings, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (features, values) in SIZES.items():
         state = learned_state(settings, features, values)
-        weights = len(state.model.classifier._weights)
-        runs = {v: {k: [] for k in ("dump", "encode", "sha", "write", "restore", "write_cpu", "restore_cpu")}
-                for v in VARIANTS}  # fmt: skip
+        weights = len(state.model.dump_state()["weights"])
+        keys = ("capture", "dump", "encode", "sha", "write", "restore", "write_cpu", "restore_cpu")
+        runs = {v: {k: [] for k in keys} for v in VARIANTS}
         stores = {v: VersionStore(client, f"bench-snap-{name}-{v}-{os.getpid()}", keep=5) for v in VARIANTS}
         numbers: dict[str, int] = {}
         sizes: dict[str, int] = {}
@@ -124,18 +131,22 @@ def write_restore(settings: Settings, repeat: int) -> dict[str, Any]:
             for variant, r in runs.items():
                 use(variant)
                 t0 = time.perf_counter()
-                snap = state.snapshot_state()
+                captured = state.capture() if variant == "now" else None
+                tc = time.perf_counter()
+                snap = captured.document() if captured is not None else state.snapshot_state()
                 t1 = time.perf_counter()
                 blob = encode_snapshot(snap)
                 t2 = time.perf_counter()
                 sha256_hex(blob)
                 t3 = time.perf_counter()
-                r["dump"].append(t1 - t0)
+                r["capture"].append(tc - t0)
+                r["dump"].append(t1 - tc)
                 r["encode"].append(t2 - t1)
                 r["sha"].append(t3 - t2)
                 t0, c0 = time.perf_counter(), time.thread_time()
+                doc = state.capture().document() if variant == "now" else state.snapshot_state()
                 meta = stores[variant].write(
-                    state.snapshot_state(), writer="bench", lease_value=None, offsets={}, metrics={}, parent=None
+                    EncodedSnapshot.of(doc), writer="bench", lease_value=None, offsets={}, metrics={}, parent=None
                 )
                 r["write"].append(time.perf_counter() - t0)
                 r["write_cpu"].append(time.thread_time() - c0)
@@ -145,7 +156,7 @@ def write_restore(settings: Settings, repeat: int) -> dict[str, Any]:
             for variant, r in runs.items():
                 use(variant)
                 t0, c0 = time.perf_counter(), time.thread_time()
-                _meta, loaded = stores[variant].load(numbers[variant])
+                _meta, loaded = stores[variant].load(numbers[variant], packed_weights=variant == "now")
                 restore_state(loaded, spec, settings.rolling_window)
                 r["restore"].append(time.perf_counter() - t0)
                 r["restore_cpu"].append(time.thread_time() - c0)
@@ -161,6 +172,7 @@ def write_restore(settings: Settings, repeat: int) -> dict[str, Any]:
                     "write_cpu": stats(r["write_cpu"]),
                     "restore_cpu": stats(r["restore_cpu"]),
                     "stages_of_write": {
+                        "capture": stats(r["capture"]),  # on the learner thread ("now"); the rest: writer thread
                         "dump_state": stats(r["dump"]),
                         "encode": stats(r["encode"]),
                         "sha256": stats(r["sha"]),
@@ -213,20 +225,36 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
 
     learner.step.process = timed_process  # type: ignore[method-assign]
     checkpoints = learner.checkpoints
-    for method in ("snapshot", "capture", "write_captured"):  # the old learner had snapshot() only
-        original = getattr(checkpoints, method, None)
-        if original is None:
-            continue
+    background: list[tuple[float, float]] = []  # (start, end) of the writer thread's work (encode, write)
+    background_cpu: list[float] = []
+    written_after: list[float] = []  # capture → version written (the writer thread's queue, outputs, encode, write)
+    lives: list[tuple[float, float]] = []  # (capture start, write end) of each snapshot written
 
-        def wrapped(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+    def timed(original: Any, into: list[tuple[float, float]], cpu: list[float], captured_arg: bool = False) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
-                return _original(*args, **kwargs)
+                return original(*args, **kwargs)
             finally:
-                work.append((t0, time.perf_counter()))
-                work_cpu.append(time.thread_time() - c0)
+                into.append((t0, time.perf_counter()))
+                cpu.append(time.thread_time() - c0)
+                if captured_arg:
+                    after = time.monotonic() - args[0].at
+                    written_after.append(after)
+                    end = time.perf_counter()
+                    lives.append((end - after - args[0].seconds, end))
 
-        setattr(checkpoints, method, wrapped)
+        return wrapped
+
+    # the learner thread's part (older learners: snapshot, capture, write_captured), and the writer thread's
+    for method in ("snapshot", "capture", "write_captured"):
+        original = getattr(checkpoints, method, None)
+        if original is not None:
+            setattr(checkpoints, method, timed(original, work, work_cpu))
+    encode_captured = getattr(checkpoint, "encode_captured", None)
+    if encode_captured is not None:  # the writer thread (started on activation: patched before)
+        checkpoint.encode_captured = timed(encode_captured, background, background_cpu)  # type: ignore[attr-defined]
+        checkpoints._write = timed(checkpoints._write, background, background_cpu, captured_arg=True)  # type: ignore[method-assign]
     gc.collect()
     gc.freeze()  # as `livelearn learn` does before its loop
     t0 = time.perf_counter()
@@ -237,7 +265,8 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
     gaps = [(steps[i][1], steps[i + 1][0]) for i in range(len(steps) - 1)]
     around: list[float] = []
     around_without_poll: list[float] = []
-    for start, end in work:  # the longest gap overlapping each piece of snapshot work
+    # the longest gap overlapping each snapshot's life (or, for a learner without the writer thread, each piece)
+    for start, end in lives or work:
         overlapping = [(a, b) for a, b in gaps if a <= end and b >= start]
         if overlapping:
             a, b = max(overlapping, key=lambda gap: gap[1] - gap[0])
@@ -247,9 +276,13 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
     others = sorted(b - a for a, b in gaps)
     return {
         "events": events,
-        "weights": len(learner.state.model.classifier._weights),
+        "weights": len(learner.state.model.dump_state()["weights"]),
         "events_per_second": events / seconds,
-        "snapshot_work_pieces": len(work),
+        "snapshot_work_pieces": len(work) + len(background),
+        "snapshots_timed": len(lives or work),
+        "writer_thread_work": stats([b - a for a, b in background]) if background else None,
+        "writer_thread_work_cpu": stats(background_cpu) if background_cpu else None,
+        "capture_to_written": stats(written_after) if written_after else None,
         "snapshot_work": stats([b - a for a, b in work]) if work else None,
         "snapshot_work_cpu": stats(work_cpu) if work_cpu else None,
         "stall_around_snapshot": stats(around) if around else None,
@@ -257,6 +290,8 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
         "gap_between_events_all": {
             "p50_us": statistics.median(others) * 1e6,
             "p99_us": others[round(0.99 * len(others)) - 1] * 1e6,
+            "p999_ms": others[round(0.999 * len(others)) - 1] * 1e3,
+            "longest_ms": [round(g * 1e3, 2) for g in others[-5:]],
         },
         "snapshots_written": learner.last_snapshot.number if learner.last_snapshot else 0,
     }
@@ -267,19 +302,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=200, help="writes and restores per model size")
     parser.add_argument("--stall-events", type=int, default=30_000, help="events in each learner run")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "snapshots.json")
+    parser.add_argument("--stall-only", action="store_true", help="the learner runs only (no write/restore loop)")
     args = parser.parse_args()
     result: dict[str, Any] = {"format_version": FORMAT_VERSION}
     with embedded_stack() as (broker, redis_server):
         base = {"kafka_bootstrap": broker.address, "redis_url": f"redis://{redis_server.address}/0"}
-        result["sizes"] = write_restore(Settings(**base), args.repeat)
+        result["sizes"] = {} if args.stall_only else write_restore(Settings(**base), args.repeat)
         result["stall"] = {}
         for name, (features, values) in (("dataset-like 1k", (10, 100)), ("100k", SIZES["100k"])):
-            for variant in ("before", "now"):
-                use(variant)
-                tag = f"bench-stall-{name.split()[-1]}-{variant}-{os.getpid()}"
+            for variant in ("before", "now", "now, 1 ms GIL slices"):
+                use(variant.split(",")[0])
+                writer.SWITCH_INTERVAL = 0.001 if "1 ms" in variant else None  # while the writer works, or Python's
+                tag = f"bench-stall-{name.split()[-1]}-{variant.replace(' ', '').replace(',', '-')}-{os.getpid()}"
                 settings = Settings(**base, model_name=tag, events_topic=tag, snapshot_every_seconds=3600)
                 result["stall"][f"{name}, {variant}"] = stall(settings, features, values, args.stall_events)
             use("now")
+            writer.SWITCH_INTERVAL = None
     result["machine"] = {
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
@@ -296,6 +334,7 @@ def main() -> None:
                 f"{w['p50_ms']:6.2f} p99 {w['p99_ms']:6.2f} max {w['max_ms']:6.2f} ms | restore p50 "
                 f"{rs['p50_ms']:6.2f} p99 {rs['p99_ms']:6.2f} max {rs['max_ms']:6.2f} ms | dump "
                 f"{st['dump_state']['p50_ms']:.2f} encode {st['encode']['p50_ms']:.2f} "
+                f"(capture {st['capture']['p50_ms']:.2f}) "
                 f"sha {st['sha256']['p50_ms']:.2f} ms (p50)"
             )
             wc, rc = r["write_cpu"], r["restore_cpu"]
@@ -307,9 +346,10 @@ def main() -> None:
         s = r["stall_around_snapshot"] or {}
         print(
             f"  stall, learner run '{name}' ({r['weights']} weights, {r['events']:,} events, predictions on, "
-            f"{r['events_per_second']:,.0f} ev/s): around {r['snapshot_work_pieces']} snapshot pieces "
+            f"{r['events_per_second']:,.0f} ev/s): around {r['snapshots_timed']} snapshots "
             f"p50 {s.get('p50_ms', 0):.2f} p99 {s.get('p99_ms', 0):.2f} max {s.get('max_ms', 0):.2f} ms; "
-            f"gap between events p50 {r['gap_between_events_all']['p50_us']:.0f} us"
+            f"gap between events p50 {r['gap_between_events_all']['p50_us']:.0f} us, p99.9 "
+            f"{r['gap_between_events_all']['p999_ms']:.2f} ms, longest {r['gap_between_events_all']['longest_ms']} ms"
         )
         n = r["stall_around_snapshot_without_kafka_poll"] or {}
         print(
@@ -318,9 +358,16 @@ def main() -> None:
         )
         w, c = r["snapshot_work"] or {}, r["snapshot_work_cpu"] or {}
         print(
-            f"        snapshot work per piece (capture or write): wall p50 {w.get('p50_ms', 0):.2f} "
+            f"        learner thread's snapshot work per piece: wall p50 {w.get('p50_ms', 0):.2f} "
             f"p99 {w.get('p99_ms', 0):.2f} ms, CPU p50 {c.get('p50_ms', 0):.2f} p99 {c.get('p99_ms', 0):.2f} ms"
         )
+        if r["writer_thread_work"]:
+            w, c, a = r["writer_thread_work"], r["writer_thread_work_cpu"], r["capture_to_written"] or {}
+            print(
+                f"        writer thread's work per piece (encode or write): wall p50 {w['p50_ms']:.2f} "
+                f"p99 {w['p99_ms']:.2f} ms, CPU p50 {c['p50_ms']:.2f} p99 {c['p99_ms']:.2f} ms; capture to "
+                f"written p50 {a.get('p50_ms', 0):.2f} p99 {a.get('p99_ms', 0):.2f} ms"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"written {args.out}")

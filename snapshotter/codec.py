@@ -37,21 +37,22 @@ import contextlib
 import dataclasses
 import gc
 import hashlib
-import struct
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 
-from snapshotter.packing import Packer
+from snapshotter.packing import Packed, Packer
 from streaming.errors import SnapshotCorruptError, SnapshotFormatError
+from streaming.weights import PackedWeights
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "READABLE_FORMAT_VERSIONS",
     "EncodedSnapshot",
+    "Packed",
     "SnapshotState",
     "VersionMeta",
     "decode_snapshot",
@@ -163,17 +164,14 @@ class VersionMeta:
         return cls(**{k: v for k, v in doc.items() if k in names})
 
 
-def _pack_weights(weights: dict[str, float]) -> dict[str, Any]:
-    return {"names": list(weights), "float64le": struct.pack(f"<{len(weights)}d", *weights.values())}
-
-
-def _unpack_weights(packed: Any) -> dict[str, float]:
-    if not isinstance(packed, dict) or not isinstance(packed.get("float64le"), bytes):
-        raise SnapshotCorruptError("snapshot model weights are not packed as format version 2 says")
-    names, raw = packed.get("names"), packed["float64le"]
-    if not isinstance(names, list) or len(raw) != 8 * len(names):
-        raise SnapshotCorruptError("snapshot model weights: names and values differ in number")
-    return dict(zip(names, struct.unpack(f"<{len(names)}d", raw), strict=True))
+def _stored_weights(weights: Any) -> Any:
+    """``model.weights`` as format version 2 stores it: a map of weights packed, or already packed (an engine
+    with its weights in an array packs them itself: :meth:`PackedWeights.document`)."""
+    if isinstance(weights, PackedWeights):
+        return weights.document()
+    if isinstance(weights, dict):
+        return PackedWeights.of_dict(weights).document()
+    return weights
 
 
 def encode_snapshot(state: SnapshotState) -> bytes:
@@ -181,14 +179,18 @@ def encode_snapshot(state: SnapshotState) -> bytes:
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION}
     doc.update({f.name: getattr(state, f.name) for f in dataclasses.fields(state)})  # shallow: no deep copy
     with gc_paused():
-        if isinstance(state.model.get("weights"), dict):
-            doc["model"] = {**state.model, "weights": _pack_weights(state.model["weights"])}
+        if "weights" in state.model:
+            doc["model"] = {**state.model, "weights": _stored_weights(state.model["weights"])}
         with _PACKER_LOCK:  # the same bytes as pack(doc); the long lists of names packed once (snapshotter.packing)
             return _PACKER.pack(doc)
 
 
-def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
-    """Verify and decode a snapshot blob of any readable format version, or raise :class:`SnapshotCorruptError`."""
+def decode_snapshot(blob: bytes, expected_sha256: str, *, packed_weights: bool = False) -> SnapshotState:
+    """Verify and decode a snapshot blob of any readable format version, or raise :class:`SnapshotCorruptError`.
+
+    ``model.weights`` is a ``{name: weight}`` map, or with ``packed_weights`` a :class:`PackedWeights` (either
+    engine's ``load_state`` reads both; the compiled engine restores a packed one straight into its array).
+    """
     actual = sha256_hex(blob)
     if actual != expected_sha256:
         raise SnapshotCorruptError(
@@ -213,8 +215,9 @@ def decode_snapshot(blob: bytes, expected_sha256: str) -> SnapshotState:
     try:
         model = doc["model"]
         if version == 2 and isinstance(model, dict) and "weights" in model:
+            packed = PackedWeights.from_document(model["weights"])
             with gc_paused():
-                model["weights"] = _unpack_weights(model["weights"])
+                model["weights"] = packed if packed_weights else packed.to_dict()
         return SnapshotState(doc["spec"], model, doc["metrics"], doc["counters"], doc.get("stream") or {})
     except KeyError as exc:
         raise SnapshotCorruptError(f"snapshot lacks field {exc}") from None

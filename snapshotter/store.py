@@ -326,13 +326,14 @@ class VersionStore:
         found = zip(numbers, raws, strict=True)
         return [VersionMeta.from_dict({"number": n, **unpack(as_bytes(r))}) for n, r in found if r is not None]
 
-    def load(self, number: int) -> tuple[VersionMeta, SnapshotState]:
-        """Metadata and verified learned state of version ``number``."""
+    def load(self, number: int, *, packed_weights: bool = False) -> tuple[VersionMeta, SnapshotState]:
+        """Metadata and verified learned state of version ``number`` (``packed_weights``: see
+        :func:`~snapshotter.codec.decode_snapshot`)."""
         meta = self.meta(number)
         blob = self.client.get(self.keys.blob(number))
         if blob is None:
             raise VersionNotFoundError(f"version {number} has metadata but no blob; it was removed while reading")
-        return meta, decode_snapshot(as_bytes(blob), meta.sha256)
+        return meta, decode_snapshot(as_bytes(blob), meta.sha256, packed_weights=packed_weights)
 
 
 def connect_settings(settings: Settings) -> redis.Redis:

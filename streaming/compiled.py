@@ -21,7 +21,7 @@ them, scaler statistics in river's dict orders), so versions written by one are 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ import numpy.typing as npt
 from streaming import kernel as kernels
 from streaming.errors import SnapshotCorruptError
 from streaming.vocabulary import ModelSpec, Vocabulary
+from streaming.weights import PackedWeights
 
 __all__ = ["CompiledModel", "Encoded"]
 
@@ -222,8 +223,69 @@ class CompiledModel(Vocabulary):
             "vocabulary": self.dump_vocabulary(),
         }
 
+    def capture_state(self) -> Callable[[], dict[str, Any]]:
+        """The learned state as it stands, copied in O(copy), and a function building its document later.
+
+        A learner captures its model at a snapshot and goes on learning at once; the document (names,
+        doubles, scaler maps) is built, encoded and written by its snapshot writer thread. So here only the
+        arrays are copied (``w`` in creation order, the scaler rows) and the vocabulary's lists; the names of
+        the columns and rows are append-only lists, so their lengths now are enough. The document is
+        :meth:`dump_state`'s with the weights already packed (:class:`~streaming.weights.PackedWeights`):
+        the bytes of the doubles straight from the array, never a ``{name: float}`` map. The vocabulary's maps
+        only grow at the end too (values and features are added, never removed or reordered), so their lengths
+        now are kept and the lists made later: ``list(values)`` of a map of strings is one C call, which no other
+        Python thread interleaves with (the GIL), so it never sees a map changing size.
+
+        >>> model = CompiledModel(ModelSpec())
+        >>> model.learn_one({"pages": 3, "month": "Feb"}, True)
+        >>> build = model.capture_state()
+        >>> model.learn_one({"pages": 1, "month": "Mar"}, False)  # the live model moves on
+        >>> doc = build()
+        >>> doc["weights"].to_dict(), doc["optimizer_iterations"]
+        ({'month_Feb': 0.005, 'pages': 0.0}, 1)
+        """
+        created, learned = int(self.counters[kernels.C_CREATED]), int(self.counters[kernels.C_LEARNED])
+        order = self.order[:created].copy()
+        values = self.w[order]  # fancy indexing: a copy, in the order river created the weights
+        n_rows = len(self.row_names)
+        stats, row_order = self.stats[:n_rows].copy(), self.row_order[:learned].copy()
+        names, rows = self.column_names, self.row_names  # append-only: the first ``created`` / ``n_rows`` stay
+        intercept = float(self.params[kernels.P_INTERCEPT])
+        iterations = int(self.counters[kernels.C_ITERATIONS])
+        categories = [(name, values, len(values)) for name, values in self.categories.items()]
+        numeric, n_numeric, capped = self.numeric, len(self.numeric), dict(self.capped)
+
+        def document() -> dict[str, Any]:
+            vocabulary = {
+                "categories": {name: list(values)[:n] for name, values, n in categories},
+                "numeric": list(numeric)[:n_numeric],
+                "capped": capped,
+            }
+            if created and int(order[-1]) == created - 1 and bool((order == np.arange(created)).all()):
+                ordered = names[:created]  # columns created in column order (the usual case): one slice
+            else:
+                ordered = [names[c] for c in order.tolist()]
+            learned_rows = row_order.tolist()
+            return {
+                "scaler": {
+                    "counts": {rows[j]: int(stats[j, 0]) for j in learned_rows},
+                    "means": {rows[j]: float(stats[j, 1]) for j in learned_rows},
+                    "vars": {rows[j]: float(stats[j, 2]) for j in range(n_rows)},
+                },
+                "weights": PackedWeights(ordered, values.astype("<f8", copy=False).tobytes()),
+                "intercept": intercept,
+                "optimizer_iterations": iterations,
+                "vocabulary": vocabulary,
+            }
+
+        return document
+
     def load_state(self, state: dict[str, Any]) -> None:
-        """Fill this freshly built model with ``state`` from either engine's ``dump_state``."""
+        """Fill this freshly built model with ``state`` from either engine's ``dump_state``.
+
+        Weights packed as stored (:class:`~streaming.weights.PackedWeights`) go straight into the array
+        (``np.frombuffer``), the names → columns map built once; a ``{name: weight}`` map the same way.
+        """
         try:
             scaler = state["scaler"]
             counts, means, variances = dict(scaler["counts"]), dict(scaler["means"]), dict(scaler["vars"])
@@ -237,14 +299,50 @@ class CompiledModel(Vocabulary):
             for n, name in enumerate(counts):
                 self.row_order[n] = self.rows[name]
             self.counters[kernels.C_LEARNED] = len(counts)
-            for n, (name, weight) in enumerate(dict(state["weights"]).items()):
-                column = self._column(name)
-                self.w[column], self.created[column], self.order[n] = float(weight), True, column
-            self.counters[kernels.C_CREATED] = len(state["weights"])
+            self._load_weights(state["weights"])
             self.params[kernels.P_INTERCEPT] = float(state["intercept"])
             self.counters[kernels.C_ITERATIONS] = int(state["optimizer_iterations"])
             self.load_vocabulary(state.get("vocabulary"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SnapshotCorruptError(f"model state is malformed ({exc!r}); pick another version") from None
-        self._remember((name, value) for name, values in self.categories.items() for value in values)
-        self._remember((name, 0.0) for name in self.numeric)
+        self._remember_vocabulary()
+
+    def _remember_vocabulary(self) -> None:
+        """Put the whole vocabulary on the fast path at once (what :meth:`_remember` does entry by entry, in bulk:
+        a 100k-entry vocabulary in a few C-level passes, not 100k Python calls)."""
+        columns, rows = self.columns, self.rows
+        cached: list[int] = []
+        categorical: dict[str, dict[str, int]] = {}
+        for name, values in self.categories.items():
+            prefix = name + "_"
+            found_columns = list(map(columns.get, map(prefix.__add__, values)))
+            found: dict[str, int] = dict(zip(values, found_columns, strict=True))  # type: ignore[arg-type]
+            if None in found_columns:  # a value with no weight yet (it gets one when learned)
+                found = {value: column for value, column in found.items() if column is not None}
+            if found:
+                categorical[name] = found
+                cached += found.values()
+        numeric = {name: (rows[name], columns[name]) for name in self.numeric if name in rows and name in columns}
+        cached += (column for _row, column in numeric.values())
+        self._categorical, self._numeric, self._cached_columns = categorical, numeric, set(cached)
+        self._collisions = len(self._cached_columns) != len(cached)  # two inputs share one river name: slow path
+
+    def _load_weights(self, weights: PackedWeights | dict[str, float]) -> None:
+        """Weights in creation order into columns 0..n-1 (a fresh model has none yet), created in that order."""
+        if isinstance(weights, PackedWeights):
+            names, values = list(weights.names), np.frombuffer(weights.float64le, dtype="<f8")
+        else:
+            weights = dict(weights)
+            names, values = list(weights), np.fromiter(weights.values(), np.float64, len(weights))
+        n = len(names)
+        columns = dict(zip(names, range(n), strict=True))
+        if len(columns) != n or not set(map(type, names)) <= {str}:
+            raise ValueError("weight names must be distinct strings")
+        capacity = 64
+        while capacity <= n:
+            capacity *= 2
+        self.columns, self.column_names = columns, names
+        self.w, self.created = np.zeros(capacity), np.zeros(capacity, np.bool_)
+        self.order = np.zeros(capacity, np.int64)
+        self.w[:n], self.created[:n], self.order[:n] = values, True, np.arange(n)
+        self.counters[kernels.C_CREATED] = n

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from streaming import kernel
@@ -61,6 +62,8 @@ class LearningModel(Protocol):
     def learn_one(self, features: dict[str, Any], label: bool) -> None: ...
 
     def dump_state(self) -> dict[str, Any]: ...
+
+    def capture_state(self) -> Callable[[], dict[str, Any]]: ...
 
     def load_state(self, state: dict[str, Any]) -> None: ...
 

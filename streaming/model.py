@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import collections
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 from river import compose, linear_model, optim, preprocessing, utils
 
 from streaming.errors import SnapshotCorruptError
 from streaming.vocabulary import OTHER, ModelSpec, Vocabulary
+from streaming.weights import PackedWeights
 
 __all__ = ["OTHER", "ModelSpec", "OnlineModel", "build_pipeline"]
 
@@ -120,14 +122,22 @@ class OnlineModel(Vocabulary):
             "vocabulary": self.dump_vocabulary(),
         }
 
+    def capture_state(self) -> Callable[[], dict[str, Any]]:
+        """The learned state as it stands (:meth:`dump_state`: shallow copies of river's maps, O(copy)), and a
+        function returning it later (a learner's snapshot writer thread encodes it while learning goes on)."""
+        state = self.dump_state()
+        return lambda: state
+
     def load_state(self, state: dict[str, Any]) -> None:
-        """Fill this freshly built model with ``state`` from :meth:`dump_state`."""
+        """Fill this freshly built model with ``state`` from :meth:`dump_state` (weights may come packed as stored:
+        :class:`~streaming.weights.PackedWeights`)."""
         try:
             scaler, clf = self.scaler, self.classifier
             scaler.counts = collections.Counter(state["scaler"]["counts"])
             scaler.means = collections.defaultdict(float, state["scaler"]["means"])
             scaler.vars = collections.defaultdict(float, state["scaler"]["vars"])
-            clf._weights = utils.VectorDict(dict(state["weights"]))
+            weights = state["weights"]
+            clf._weights = utils.VectorDict(weights.to_dict() if isinstance(weights, PackedWeights) else dict(weights))
             clf.intercept = float(state["intercept"])
             clf.optimizer.n_iterations = int(state["optimizer_iterations"])
             self.load_vocabulary(state.get("vocabulary"))

@@ -125,14 +125,15 @@ def test_successive_snapshots_of_a_growing_model_are_the_bytes_msgpack_writes():
     import msgpack
 
     from snapshotter import codec
-    from snapshotter.codec import FORMAT_VERSION, _pack_weights
+    from snapshotter.codec import FORMAT_VERSION
+    from streaming.weights import PackedWeights
 
     model = OnlineModel(ModelSpec(max_categories_per_feature=5000, max_inputs=100_000))
     pm = PrequentialMetrics(window=50)
 
     def plain(state: SnapshotState) -> bytes:
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **state.__dict__}
-        doc["model"] = {**state.model, "weights": _pack_weights(state.model["weights"])}
+        doc["model"] = {**state.model, "weights": PackedWeights.of_dict(state.model["weights"]).document()}
         return msgpack.packb(doc, use_bin_type=True)
 
     blobs = []
@@ -183,3 +184,35 @@ def test_a_newer_format_says_upgrade_and_a_learner_never_falls_back_past_it():
                 offsets={}, metrics={}, parent=first.number)  # fmt: skip
     restored = restore_head(store, ModelSpec(), 500)  # a corrupt head falls back to its parent, as before
     assert restored is not None and restored.meta.number == first.number
+
+
+def test_the_compiled_engine_restores_straight_from_the_packed_doubles_bit_for_bit():
+    """Restore fast path: the weights stay packed as stored (``PackedWeights``) into ``np.frombuffer``; the model is
+    the one the river-shaped map gives, and either engine's version restores into the other bit for bit."""
+    import numpy as np
+
+    from streaming.compiled import CompiledModel
+    from streaming.weights import PackedWeights
+
+    spec = ModelSpec()
+    compiled = CompiledModel(spec)
+    for i in range(3000):
+        compiled.learn_one({"page": f"p{i % 700}", "x": float(i % 7), "y": i % 5 == 0}, i % 3 == 0)
+    state = SnapshotState(spec.to_dict(), compiled.capture_state()(), {}, {})
+    assert isinstance(state.model["weights"], PackedWeights)
+    blob = encode_snapshot(state)
+    assert blob == encode_snapshot(SnapshotState(spec.to_dict(), compiled.dump_state(), {}, {}))  # same bytes
+    packed = decode_snapshot(blob, sha256_hex(blob), packed_weights=True).model
+    mapped = decode_snapshot(blob, sha256_hex(blob)).model
+    assert isinstance(packed["weights"], PackedWeights) and isinstance(mapped["weights"], dict)
+    fast, slow = CompiledModel.restore(spec, packed), CompiledModel.restore(spec, mapped)
+    n = len(mapped["weights"])
+    assert np.array_equal(fast.w[:n], slow.w[:n]) and fast.columns == slow.columns
+    assert fast.dump_state() == slow.dump_state() == compiled.dump_state()
+    river = OnlineModel.restore(spec, packed)  # the river engine reads the packed form too
+    assert river.dump_state() == compiled.dump_state()
+    x = {"page": "p3", "x": 2.0, "y": True}
+    assert fast.predict_proba_one(x) == river.predict_proba_one(x) == compiled.predict_proba_one(x)
+    fast.learn_one(x, True)
+    compiled.learn_one(x, True)
+    assert fast.dump_state() == compiled.dump_state()

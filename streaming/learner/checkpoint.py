@@ -1,11 +1,15 @@
 """What an active learner writes to Redis: numbered versions (snapshots) and its status.
 
-A snapshot is taken in two steps so that learning does not wait for Kafka: :meth:`Checkpoints.capture` encodes
-the learned state with its offsets at once (the live state moves on), and :meth:`Checkpoints.write_captured`
-writes it in one fenced script once the dead letters and predictions produced up to its offsets are delivered
-(so no offset moves past an undelivered one; the runner checks the delivery without blocking), then commits the
-offsets to the consumer group (for lag dashboards and the lost-store check). :meth:`Checkpoints.snapshot` does
-both at once, flushing (the final snapshot, a rollback's). The status, with the metric
+A snapshot costs the learner thread only a copy of its state: :meth:`Checkpoints.capture` copies the learned
+state (:meth:`LearnerState.capture`: the compiled engine's arrays, river's maps, the small rest) with its offsets
+and the metadata known now, and hands it to the snapshot writer thread (:mod:`~streaming.learner.writer`), which
+encodes it (msgpack + SHA-256) at once and writes it in one fenced script, in capture order with the version
+before as parent, once the learner :meth:`~Checkpoints.release` s it: the dead letters and predictions produced
+up to its offsets are delivered (so no offset moves past an undelivered one; the runner checks the delivery
+without blocking). :meth:`Checkpoints.collect` applies the finished writes on the learner thread — parent,
+offsets, candidates, the reference gate's memory, then the offset commit to the consumer group (for lag
+dashboards and the lost-store check) — and raises a failed write's error there. :meth:`Checkpoints.snapshot`
+does it all at once, flushing and waiting (the final snapshot, a rollback's). The status, with the metric
 samples recorded since the last one, is fenced by the lease the same way.
 """
 
@@ -22,16 +26,17 @@ from snapshotter.lease import Lease
 from snapshotter.status import LearnerStatus, StatusWriter
 from snapshotter.store import VersionStore
 from streaming.config import Settings
-from streaming.errors import LeaseLostError, SnapshotError, SnapshotFencedError, StaleLineageError
+from streaming.errors import LeaseLostError, SnapshotError, SnapshotFencedError
 from streaming.learner.outputs import Outputs
 from streaming.learner.reference_gate import ReferenceGate
 from streaming.learner.restore import restore_state
-from streaming.learner.state import LearnerState
+from streaming.learner.state import CapturedState, LearnerState
 from streaming.learner.telemetry import LearnerMetrics
+from streaming.learner.writer import Job, SnapshotWriter
 from streaming.model import ModelSpec
 from streaming.transport import Consumer, TopicPartition
 
-__all__ = ["Captured", "Checkpoints"]
+__all__ = ["Captured", "Checkpoints", "Job"]
 
 
 def state_spec(snapshot: SnapshotState) -> ModelSpec:
@@ -45,13 +50,13 @@ Positions = dict[TopicPartition, int]
 
 @dataclasses.dataclass(frozen=True)
 class Captured:
-    """The learner's state at one stream position, encoded, with what its version's metadata will say.
+    """The learner's state at one stream position, copied, with what its version's metadata will say.
 
     ``mark`` is the outputs' mark at that position: the version may be written once every dead letter and
     prediction sent before it is delivered.
     """
 
-    encoded: EncodedSnapshot
+    state: CapturedState
     positions: Positions
     offsets: dict[str, dict[str, int]]
     metrics: dict[str, dict[str, float]]
@@ -61,7 +66,14 @@ class Captured:
     model_events_learned: int
     mark: int
     at: float  # time.monotonic() of the capture
-    seconds: float  # what the capture cost (dump + encode + checksum)
+    seconds: float  # what the capture cost the learner thread (the copy)
+    lease_value: str | None  # the lease it is written under
+    confirmed: int | None  # the calm data seen by then: may confirm this version at once
+
+
+def encode_captured(captured: Captured) -> EncodedSnapshot:
+    """The blob of a captured state (in the writer thread)."""
+    return EncodedSnapshot.of(captured.state.document())
 
 
 class Checkpoints:
@@ -77,23 +89,56 @@ class Checkpoints:
         *,
         gate: ReferenceGate | None = None,
     ) -> None:
-        self.settings, self.store, self.lease, self.writer, self.telemetry = settings, store, lease, writer, telemetry
+        self.settings, self.store, self.lease, self.telemetry = settings, store, lease, telemetry
+        self.writer_id = writer
         self.gate = gate
+        self.writer: SnapshotWriter | None = None  # one per activation (:meth:`start`)
+        self.jobs: list[Job] = []
+        self.lineage_moved = False  # a collected snapshot was dropped: the lineage moved on
         self.status_writer = StatusWriter(store.client, store.keys, history_maxlen=settings.audit_retention)
 
+    # -- the writer thread --------------------------------------------------------------------------
+    def start(self, state: LearnerState) -> None:
+        """A new snapshot writer for an activation (the one before, if any, is closed)."""
+        self.close()
+        self.writer = SnapshotWriter(encode_captured, self._write, epoch=state.epoch)
+        self.jobs.clear()
+        self.lineage_moved = False
+
+    def close(self) -> None:
+        """Join the writer thread (what it did not write is dropped: the next activation restores the head)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    @property
+    def in_flight(self) -> int:
+        """Captured snapshots not collected yet (waiting for their outputs, in the writer, or finished)."""
+        return len(self.jobs)
+
+    def follow(self, state: LearnerState) -> None:
+        """The learner moved to ``state.epoch``: snapshots captured before are dropped, not written."""
+        if self.writer is not None:
+            self.writer.follow(state.epoch)
+
+    # -- snapshots ------------------------------------------------------------------------------------
     def snapshot(
         self, state: LearnerState, outputs: Outputs, positions: Positions, consumer: Consumer
     ) -> VersionMeta | None:
-        """Write ``state`` as a new version now — waiting for the outputs up to here — and commit its offsets;
-        ``None`` when a rollback moved the lineage on meanwhile (the caller follows it, then snapshots).
-        Raises :class:`LeaseLostError` when fenced. The final snapshot and a rollback's use this."""
-        captured = self.capture(state, outputs, positions)
+        """Write ``state`` as a new version now — waiting for the outputs up to here and every snapshot captured
+        before — and commit its offsets; ``None`` when a rollback moved the lineage on meanwhile (the caller
+        follows it, then snapshots). Raises :class:`LeaseLostError` when fenced. The final snapshot and a
+        rollback's use this."""
+        job = self.capture(state, outputs, positions)
         outputs.flush()  # dead letters and predictions up to here are durable before offsets move past them
-        return self.write_captured(state, captured, consumer, wait_commit=True)
+        for pending in self.jobs:
+            self.release(pending)
+        return self.collect(state, consumer, until=job, wait_commit=True)
 
-    def capture(self, state: LearnerState, outputs: Outputs, positions: Positions) -> Captured:
-        """Encode ``state`` as it stands at ``positions`` (the learner goes on at once); :meth:`write_captured`
-        writes it once ``outputs`` delivered everything sent up to here."""
+    def capture(self, state: LearnerState, outputs: Outputs, positions: Positions) -> Job:
+        """Copy ``state`` as it stands at ``positions`` (the learner goes on at once) and hand it to the writer,
+        which encodes it now and writes it once :meth:`release` d (``outputs`` delivered everything sent up to
+        here)."""
         t0 = time.perf_counter()
         offsets: dict[str, dict[str, int]] = {}
         for tp, position in positions.items():
@@ -106,8 +151,8 @@ class Checkpoints:
         if stable and self.gate is not None:
             extra["reference"] = verdict = self._judge_on_reference(state)
             stable = verdict["passed"]
-        return Captured(
-            encoded=EncodedSnapshot.of(state.snapshot_state()),
+        captured = Captured(
+            state=state.capture(),
             positions=dict(positions),
             offsets=offsets,
             metrics={"rolling": rolling, "cumulative": state.metrics.cumulative_values()},
@@ -118,36 +163,46 @@ class Checkpoints:
             mark=outputs.mark(),
             at=time.monotonic(),
             seconds=time.perf_counter() - t0,
+            lease_value=self.lease.value,
+            confirmed=state.confirmed,
         )
+        if self.writer is None:
+            raise RuntimeError("Checkpoints.start() was not called: no snapshot writer")
+        job = self.writer.submit(captured, epoch=state.epoch, parent=state.parent)
+        self.jobs.append(job)
+        return job
 
-    def write_captured(
-        self, state: LearnerState, captured: Captured, consumer: Consumer, *, wait_commit: bool = False
+    def release(self, job: Job) -> None:
+        """Everything sent before ``job``'s mark is delivered: the writer may write it."""
+        if self.writer is not None:
+            self.writer.release(job)
+
+    def collect(
+        self, state: LearnerState, consumer: Consumer, *, until: Job | None = None, wait_commit: bool = False
     ) -> VersionMeta | None:
-        """Write a captured state as the next version (its outputs must be delivered: the caller checks) and
-        commit its offsets; ``None`` when the lineage moved on since the capture (it is dropped: the caller
-        follows the move). Raises :class:`LeaseLostError` when fenced."""
-        t0 = time.perf_counter()
-        if captured.epoch != state.epoch:
-            log.info("a snapshot encoded on lineage epoch %d is dropped: the lineage moved on", captured.epoch)
-            return None
-        try:
-            meta = self.store.write(
-                captured.encoded,
-                writer=self.writer,
-                lease_value=self.lease.value,
-                offsets=captured.offsets,
-                parent=state.parent,  # captures are written in order: the one before is the parent
-                extra=captured.extra,
-                epoch=captured.epoch,
-                stable=captured.stable,
-                model_events_learned=captured.model_events_learned,
-                metrics=captured.metrics,
-                confirmed=state.confirmed,  # the calm data seen by now: may confirm this version at once
-            )
-        except SnapshotFencedError as exc:
-            raise LeaseLostError(str(exc)) from None
-        except StaleLineageError as exc:
-            log.warning("%s; following the rollback first", exc)
+        """Apply the writes the writer finished, oldest first (with ``until``: wait for that job first, and
+        return its version); raise the first failure (fenced: :class:`LeaseLostError`). ``None`` when ``until``
+        was dropped — the lineage moved on (a dropped job sets ``lineage_moved``: the caller follows first)."""
+        if until is not None and self.writer is not None:
+            self.writer.wait(until)
+        result: VersionMeta | None = None
+        while self.jobs and self.jobs[0].done.is_set():  # the writer finishes them in order
+            job = self.jobs.pop(0)
+            meta = self._apply(state, job, consumer, wait_commit=wait_commit and job is until)
+            if job is until:
+                result = meta
+        return result
+
+    def _apply(self, state: LearnerState, job: Job, consumer: Consumer, *, wait_commit: bool) -> VersionMeta | None:
+        if job.error is not None:
+            self.jobs.clear()  # the writer dropped the rest: the learner re-activates from the newest version
+            if isinstance(job.error, SnapshotFencedError):
+                raise LeaseLostError(str(job.error)) from None
+            raise job.error
+        captured: Captured = job.captured
+        meta = job.meta
+        if meta is None or captured.epoch != state.epoch:
+            self.lineage_moved = True
             return None
         state.parent, state.last_snapshot, state.offsets = meta.number, meta, captured.offsets
         if state.pending_rollback is not None and captured.extra.get("rollback") is state.pending_rollback:
@@ -158,25 +213,42 @@ class Checkpoints:
         if (
             meta.stable
             and self.settings.promotion == "guard"
-            and (state.confirmed is None or position > state.confirmed)
+            and (captured.confirmed is None or position > captured.confirmed)
         ):
             state.unconfirmed.append(position)  # a candidate until the data up to it is seen calm
-        elapsed = captured.seconds + time.perf_counter() - t0
+        elapsed = captured.seconds + job.encode_seconds + job.write_seconds
         self.telemetry.snapshot_seconds.observe(elapsed)
         self.telemetry.snapshot_written(meta.created_at, meta.size_bytes, meta.number)
         t1 = time.perf_counter()
         self._commit(consumer, captured.positions, meta.number, wait=wait_commit)
         log.info(
-            "version %d written: events_seen=%d, %.1f ms (encode %.1f ms, then %.0f ms later the write), "
-            "+ %.1f ms offset commit",
+            "version %d written: events_seen=%d, copy %.1f ms (learner), encode %.1f ms + write %.1f ms (writer "
+            "thread), %.0f ms after the capture; + %.1f ms offset commit",
             meta.number,
             meta.events_seen,
-            elapsed * 1e3,
             captured.seconds * 1e3,
+            job.encode_seconds * 1e3,
+            job.write_seconds * 1e3,
             (time.monotonic() - captured.at) * 1e3,
             (time.perf_counter() - t1) * 1e3,
         )
         return meta
+
+    def _write(self, captured: Captured, encoded: EncodedSnapshot, parent: int | None) -> VersionMeta:
+        """Write one encoded snapshot as the next version (in the writer thread; its outputs are delivered)."""
+        return self.store.write(
+            encoded,
+            writer=self.writer_id,
+            lease_value=captured.lease_value,
+            offsets=captured.offsets,
+            parent=parent,  # written in order: the one before is the parent
+            extra=captured.extra,
+            epoch=captured.epoch,
+            stable=captured.stable,
+            model_events_learned=captured.model_events_learned,
+            metrics=captured.metrics,
+            confirmed=captured.confirmed,
+        )
 
     def stable(self, state: LearnerState, rolling: dict[str, float]) -> bool:
         """Meets the threshold with enough samples (after a rollback the window restarts: only new scores),
@@ -208,7 +280,7 @@ class Checkpoints:
         if known is not None:
             return known
         try:
-            meta, snapshot = self.store.load(number)
+            meta, snapshot = self.store.load(number, packed_weights=True)
         except SnapshotError as exc:
             log.warning("cannot score serving version %d on the reference set (%s): no comparison", number, exc)
             return None
@@ -229,7 +301,7 @@ class Checkpoints:
             lease_value=self.lease.value or "",
             epoch=state.epoch,
             confirmed=confirmed,
-            actor=self.writer,
+            actor=self.writer_id,
             metrics=state.confirmed_metrics,
         )
         state.unconfirmed = [p for p in state.unconfirmed if p > confirmed]
@@ -253,7 +325,7 @@ class Checkpoints:
         for tp, position in (positions or {}).items():
             offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
         return LearnerStatus(
-            writer=self.writer,
+            writer=self.writer_id,
             lease_token=self.lease.token,
             updated_at=time.time(),
             events_per_second=events_per_second,

@@ -80,7 +80,7 @@ def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored 
     problems = []
     for number in _lineage(store, head):
         try:
-            meta, state = store.load(number)
+            meta, state = store.load(number, packed_weights=True)  # the compiled engine reads the doubles as stored
             model, prequential = restore_state(state, spec, window)
         except (SnapshotCorruptError, VersionNotFoundError) as exc:
             log.error("version %d cannot be restored (%s); trying an older one", number, exc)

@@ -41,7 +41,7 @@ from streaming.errors import (
 )
 from streaming.health import Heartbeat
 from streaming.learner.cadence import Cadence
-from streaming.learner.checkpoint import Captured, Checkpoints
+from streaming.learner.checkpoint import Checkpoints, Job
 from streaming.learner.incidents import IncidentActions
 from streaming.learner.lineage import Lineage
 from streaming.learner.lineage_watch import LineageWatch
@@ -67,7 +67,7 @@ __all__ = ["Learner", "spec_from_settings"]
 log = logging.getLogger(__name__)
 
 Positions = dict[TopicPartition, int]
-#: snapshots encoded and waiting for their outputs at most; one more first waits for the oldest (a flush)
+#: snapshots captured and not yet written at most; one more due is captured once the oldest is written
 MAX_PENDING_CAPTURES = 4
 
 
@@ -102,8 +102,8 @@ class Learner:
         self.state = LearnerState.fresh(self.spec, settings)
         self._learned_once = False  # Kafka failures after that are outages to wait out, not setup errors
         self._lineage_moved = False  # a snapshot found the lineage moved on: follow it before going on
-        #: snapshots encoded, oldest first, each written (in order) once the outputs sent before it are delivered
-        self._captures: collections.deque[Captured] = collections.deque()
+        #: snapshots captured (handed to the writer thread), oldest first, waiting for the outputs sent before them
+        self._captures: collections.deque[Job] = collections.deque()
 
     @property
     def counters(self) -> dict[str, int]:
@@ -196,6 +196,7 @@ class Learner:
         try:
             self.heartbeat.beat("active", ready=False, detail="restoring the newest snapshot")
             self.state = self.lineage.activate(watch.read())
+            self.checkpoints.start(self.state)  # the snapshot writer thread of this activation
             self.incidents.sync(self.state)
             consumer = make_consumer(self.settings)
             producer = make_producer(
@@ -216,6 +217,7 @@ class Learner:
             self._loop(consumer, outputs, positions, watch, until_caught_up)
             self._finish(consumer, outputs, positions)
         finally:
+            self.checkpoints.close()  # joins the writer thread (all written by now, or dropped on a failure)
             self._close(watch, consumer, producer)
 
     def _close(self, watch: LineageWatch, consumer: Consumer | None, producer: Producer | None) -> None:
@@ -259,7 +261,7 @@ class Learner:
         while not self._stop.is_set():
             self._follow(consumer, outputs, positions, watch)
             # while a snapshot waits for its outputs, do not sleep in an idle poll: write it as soon as they are in
-            timeout = min(s.poll_timeout_ms, 10) if self._captures else s.poll_timeout_ms
+            timeout = min(s.poll_timeout_ms, 10) if self.checkpoints.in_flight else s.poll_timeout_ms
             batch = consumer.poll(timeout_ms=timeout, max_records=s.poll_max_records)
             for tp, records in batch.items():
                 for record in records:
@@ -273,16 +275,19 @@ class Learner:
                     due = cadence.consumed()
                     if len(self.state.samples) > samples:  # a metric sample at this event: a version here is judged
                         due = due or cadence.snapshot_due(time.monotonic(), at_sample=True)
-                    if self._captures:
+                    if self.checkpoints.in_flight:
                         self._write_when_delivered(outputs, consumer)
-                    if due:  # every N events is a version, even while earlier ones wait for their outputs
-                        if len(self._captures) >= MAX_PENDING_CAPTURES:
-                            self._write_when_delivered(outputs, consumer, wait=True)
+                    # every N events is a version, even while earlier ones wait for their outputs; with too many
+                    # pending, the capture waits for a free place (still due at the next event): learning never
+                    # waits for the outputs' delivery
+                    if due and self.checkpoints.in_flight < MAX_PENDING_CAPTURES:
                         self._captures.append(self.checkpoints.capture(self.state, outputs, positions))
                         cadence.snapshotted(time.monotonic())
             self.step.flush_telemetry()
             now = time.monotonic()
-            if not self._captures and cadence.snapshot_due(now, at_sample=self._partial_calm(cadence, now, positions)):
+            if not self.checkpoints.in_flight and cadence.snapshot_due(
+                now, at_sample=self._partial_calm(cadence, now, positions)
+            ):
                 self._captures.append(self.checkpoints.capture(self.state, outputs, positions))
                 cadence.snapshotted(now)
             if cadence.renew_due(now) and not self.lease.renew():
@@ -291,7 +296,7 @@ class Learner:
             self.telemetry.kafka_up.set(1 if kafka_up else 0)
             self.heartbeat.beat("active", ready=kafka_up, detail="" if kafka_up else "Kafka does not answer")
             current_lag = lag(consumer, positions) if kafka_up else None
-            if self._captures:  # caught up: nothing to learn meanwhile, so wait for the deliveries
+            if self.checkpoints.in_flight:  # caught up: nothing to learn meanwhile, so wait for the deliveries
                 self._write_when_delivered(outputs, consumer, wait=not batch or current_lag == 0)
             if cadence.status_due(now):
                 self.publish_status(cadence.rate(now, self.counters["events_seen"]), current_lag, positions)
@@ -313,9 +318,14 @@ class Learner:
         self._lineage_moved = False
         if control is None:
             return
+        if self.checkpoints.in_flight:
+            self._collect(consumer)  # the versions written by now are the lineage's before it moves
+        epoch = self.state.epoch
         for tp, offset in self.lineage.follow(self.state, control, positions).items():
             consumer.seek(tp, offset)
             positions[tp] = offset
+        if self.state.epoch != epoch:
+            self.checkpoints.follow(self.state)  # what was captured on the old lineage is dropped
         if self.state.pending_rollback:
             self.snapshot(outputs, positions, consumer)  # make the skip durable before anything else
 
@@ -323,6 +333,8 @@ class Learner:
         """At the event a metric sample was recorded: record the incident the watch confirmed or ended, and follow
         the lineage move it made, before the next event; confirm the candidate versions the calm data allows."""
         if self.state.incident_events:
+            if self.checkpoints.in_flight:  # the versions captured before it exist (and may be its target) first
+                self._write_when_delivered(outputs, consumer, wait=True)
             consumed: dict[str, dict[str, int]] = {}
             for tp, position in positions.items():
                 consumed.setdefault(tp.topic, {})[str(tp.partition)] = position
@@ -343,26 +355,36 @@ class Learner:
         captured one still waiting is written first (every N events stays a version, even when the final
         snapshot follows it closely). ``None`` when a rollback moved the lineage on meanwhile: the loop follows
         it first."""
-        if self._captures:  # (one captured on a lineage moved on since is dropped, as before)
+        if self.checkpoints.in_flight:  # (one captured on a lineage moved on since is dropped, as before)
             self._write_when_delivered(outputs, consumer, wait=True)
         meta = self.checkpoints.snapshot(self.state, outputs, positions, consumer)
+        self.checkpoints.lineage_moved = False
         self._lineage_moved = meta is None
         return meta
 
     def _write_when_delivered(self, outputs: Outputs, consumer: Consumer, *, wait: bool = False) -> None:
-        """Write the captured snapshots, oldest first, whose outputs (everything sent before each) are delivered
-        (checked without blocking); if the oldest waits longer than the outputs' timeout, or with ``wait`` (the
-        learner has caught up: a status saying so then speaks of durable snapshots), wait for them here (and fail
-        as a flush does)."""
+        """Release to the writer thread the captured snapshots, oldest first, whose outputs (everything sent
+        before each) are delivered (checked without blocking), and apply the writes it finished. If the oldest
+        waits longer than the outputs' timeout, or with ``wait`` (the learner has caught up: a status saying so
+        then speaks of durable snapshots), flush the outputs (and fail as a flush does) and wait for the
+        writes."""
         while self._captures:
-            captured = self._captures[0]
-            if not outputs.delivered(captured.mark):
-                if not wait and time.monotonic() - captured.at < outputs.timeout:
-                    return
+            job = self._captures[0]
+            if not outputs.delivered(job.captured.mark):
+                if not wait and time.monotonic() - job.captured.at < outputs.timeout:
+                    break
                 outputs.flush()
             self._captures.popleft()
-            if self.checkpoints.write_captured(self.state, captured, consumer) is None:
-                self._lineage_moved = True  # follow the move first (captures on the old lineage are dropped)
+            self.checkpoints.release(job)
+        jobs = self.checkpoints.jobs
+        self._collect(consumer, until=jobs[-1] if wait and jobs else None)
+
+    def _collect(self, consumer: Consumer, until: Job | None = None) -> None:
+        """Apply the writes the writer finished (waiting for ``until``); a dropped one: follow the lineage first."""
+        self.checkpoints.collect(self.state, consumer, until=until)
+        if self.checkpoints.lineage_moved:
+            self.checkpoints.lineage_moved = False
+            self._lineage_moved = True  # follow the move first (captures on the old lineage are dropped)
 
     def status_document(
         self, events_per_second: float, current_lag: int | None, positions: Positions | None = None

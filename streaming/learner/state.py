@@ -8,11 +8,12 @@ next version's blob holds.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from monitor.prequential import PrequentialMetrics, Threshold
 from monitor.signals import SignalEvent, SignalWatch
-from snapshotter.codec import SnapshotState, VersionMeta
+from snapshotter.codec import Packed, SnapshotState, VersionMeta, pack
 from snapshotter.status import MetricSample
 from streaming.config import Settings
 from streaming.engines import LearningModel, configure, new_model
@@ -21,7 +22,7 @@ from streaming.learner.restore import Restored
 from streaming.learner.signals import BlockSignals
 from streaming.model import ModelSpec
 
-__all__ = ["COUNTERS", "LearnerState", "spec_from_settings"]
+__all__ = ["COUNTERS", "CapturedState", "LearnerState", "spec_from_settings"]
 
 #: Counters every snapshot carries (``events_seen``: scored; ``events_learned``: learned from).
 COUNTERS = ("events_seen", "events_learned", "dead_lettered", "duplicates")
@@ -37,6 +38,23 @@ def spec_from_settings(settings: Settings) -> ModelSpec:
         max_categories_per_feature=settings.max_categories_per_feature,
         max_inputs=settings.max_inputs,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class CapturedState:
+    """The learned state copied at one stream position; :meth:`document` builds the blob's content later (in the
+    snapshot writer thread), whatever the live state did meanwhile."""
+
+    spec: dict[str, Any]
+    model: Callable[[], dict[str, Any]]  # the engine's captured state (:meth:`LearningModel.capture_state`)
+    metrics: Packed  # small, packed at the capture: some dumps share live maps
+    counters: dict[str, int]
+    stream: Packed
+
+    def document(self) -> SnapshotState:
+        """The blob's content (``metrics`` and ``stream`` as packed bytes: the encoder writes them as they are)."""
+        metrics, stream = cast(dict[str, Any], self.metrics), cast(dict[str, Any], self.stream)
+        return SnapshotState(self.spec, self.model(), metrics, dict(self.counters), stream)
 
 
 @dataclasses.dataclass
@@ -109,18 +127,31 @@ class LearnerState:
         self.metrics.restart_window()
         self.unconfirmed.clear()  # a lineage move drops the candidates (the Redis script did)
 
+    def capture(self) -> CapturedState:
+        """The learned state as it stands, copied (O(copy)): the model by its engine, the rest (metrics, idempotence
+        window, signals, watch: small, but some dumps share live maps) packed now (the blob gets the same bytes)."""
+        return CapturedState(
+            self.spec.to_dict(),
+            self.model.capture_state(),
+            Packed(pack(self.metrics.dump_state())),
+            dict(self.counters),
+            Packed(pack(self._stream())),
+        )
+
     def snapshot_state(self) -> SnapshotState:
         """The learned state as it stands: what the next version's blob holds."""
-        stream: dict[str, Any] = {
-            "dedupe": self.recent.dump(),
-            "signals": self.signals.dump(),
-            "threshold": self.threshold.dump(),
-            "watch": self.watch.dump(),
-        }
         return SnapshotState(
             spec=self.spec.to_dict(),
             model=self.model.dump_state(),
             metrics=self.metrics.dump_state(),
             counters=dict(self.counters),
-            stream=stream,
+            stream=self._stream(),
         )
+
+    def _stream(self) -> dict[str, Any]:
+        return {
+            "dedupe": self.recent.dump(),
+            "signals": self.signals.dump(),
+            "threshold": self.threshold.dump(),
+            "watch": self.watch.dump(),
+        }
