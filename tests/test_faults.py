@@ -213,6 +213,9 @@ def test_redis_restarted_empty_is_refused_with_a_clear_message(private, request,
     producer = streaming(settings, EVENTS[:6000], rate=2000)
     learner = learners(settings)
     wait_for(lambda: seen(settings) >= 2500, 60, "the learner to pass 2,500 events")
+    # what tells a lost store from a new model is the offsets the group committed after a version: wait for them
+    # (versions are written by a background thread, the commits follow; under load they trail the status)
+    wait_for(lambda: committed_offset(settings) > 0, 60, "the learner to commit a version's offsets")
     private.restart_redis(keep_data=False)  # no persistence: every version is gone
     out, _ = learner.proc.communicate(timeout=120)
     producer.join()
@@ -224,6 +227,17 @@ def test_redis_restarted_empty_is_refused_with_a_clear_message(private, request,
     assert store_for(settings).head() is None  # it wrote nothing: no version 1 reused
     learners(settings, "--until-caught-up", "--allow-empty-store").wait()  # the explicit way to start over
     assert store_for(settings).meta(store_for(settings).head()).events_seen == 6000
+
+
+def committed_offset(settings) -> int:
+    """The offset the model's consumer group committed for the events topic (0: none yet)."""
+    consumer = make_consumer(settings)
+    try:
+        (tp,) = topic_partitions(consumer, settings.events_topic)
+        mark = consumer.committed(tp, timeout_ms=10_000)
+        return 0 if mark is None else mark.offset
+    finally:
+        consumer.close()
 
 
 def test_redis_out_of_memory_is_reported_as_such_and_waited_out(private, request, learners):

@@ -76,11 +76,13 @@ def test_lease_is_exclusive_fenced_and_expires(make_settings):
     stale_value, stale_token = a.value, a.token
     store.client.pexpire(store.keys.lease, 1)  # a stalls past its TTL
     wait_for(lambda: not store.client.exists(store.keys.lease), 5, "the lease to expire")
+    with pytest.raises(SnapshotFencedError, match=r"held by nobody \(it expired, or Redis lost it\)"):
+        write(store, stale_value)  # nobody holds it now: said so, not "held by false"
     assert b.acquire()
     assert b.token == stale_token + 1
     assert not a.renew()
     assert a.value is None
-    with pytest.raises(SnapshotFencedError):
+    with pytest.raises(SnapshotFencedError, match=f"held by {b.value}"):
         write(store, stale_value)
     assert write(store, b.value).number == 2
 

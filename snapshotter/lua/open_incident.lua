@@ -10,7 +10,7 @@
 --       (msgpack), lease value ('' = unfenced), then the numbers of the versions to quarantine.
 -- Returns the incident id.
 if ARGV[15] ~= '' and redis.call('GET', KEYS[14]) ~= ARGV[15] then
-  return redis.error_reply('FENCED lease is held by ' .. tostring(redis.call('GET', KEYS[14])))
+  return redis.error_reply('FENCED lease is held by ' .. tostring(redis.call('GET', KEYS[14]) or 'nobody (it expired, or Redis lost it)'))
 end
 local epoch = redis.call('GET', KEYS[2]) or '0'
 if ARGV[2] ~= '' and ARGV[2] ~= epoch then return redis.error_reply('STALE epoch is ' .. epoch) end

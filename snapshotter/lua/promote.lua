@@ -5,7 +5,7 @@
 -- ARGV: lease value, lineage epoch, confirmed stream position, version log maxlen, actor, metrics json, channel.
 -- Returns how many versions became stable.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('FENCED lease is held by ' .. tostring(redis.call('GET', KEYS[1])))
+  return redis.error_reply('FENCED lease is held by ' .. tostring(redis.call('GET', KEYS[1]) or 'nobody (it expired, or Redis lost it)'))
 end
 local epoch = redis.call('GET', KEYS[2]) or '0'
 if epoch ~= ARGV[2] then

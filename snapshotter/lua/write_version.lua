@@ -20,7 +20,7 @@
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[1])
   if holder ~= ARGV[1] then
-    return redis.error_reply('FENCED lease is held by ' .. tostring(holder))
+    return redis.error_reply('FENCED lease is held by ' .. tostring(holder or 'nobody (it expired, or Redis lost it)'))
   end
 end
 local epoch = redis.call('GET', KEYS[6]) or '0'
