@@ -55,3 +55,13 @@ def test_rollback_serving_bench_times_a_real_rollback_and_the_routes(tmp_path):
     assert automatic["decision_to_serving_ms"] >= 0
     assert result["manual_rollback"]["to_serving"]["n"] == 2
     assert result["serving_latency"]["predict"]["n"] == 50
+
+
+def test_snapshots_bench_writes_restores_and_times_the_stall(tmp_path):
+    result = run_bench("snapshots", tmp_path / "snapshots.json", "--repeat", "3", "--stall-events", "3000")
+    big = result["sizes"]["100k"]
+    assert big["weights"] >= 100_000
+    assert big["now"]["write"]["n"] == 3 and big["now"]["restore"]["n"] == 3
+    stall = result["stall"]["100k, now"]
+    assert stall["events"] == 3000 and stall["snapshots_written"] >= 1
+    assert stall["stall_around_snapshot"]["n"] >= 1
