@@ -344,12 +344,6 @@ def summarise(args, runs, sent, counted, workers_seen, *, load_before, load_afte
             "two_workers_over_one_rps_per_server_core": (
                 targets[two]["rps_per_server_core"] / targets[one]["rps_per_server_core"]
             ),
-            # the best 2 workers / 1 worker can be here: every request also costs wrk CPU on the same cores, so with
-            # per-request costs s (server) and w (wrk) from the 1-worker run, 2 cores give at most 2 / (s + w) req/s
-            # against 1 / s for a 1-worker server with its own core: 2 s / (s + w)
-            "two_workers_over_one_rps_ceiling_on_these_cores": (
-                2 * targets[one]["server_cores"] / (targets[one]["server_cores"] + targets[one]["wrk_cores"])
-            ),
         },
         "ratios_per_round": per_round,
         "predictions_counted_by_metrics": {
@@ -384,10 +378,6 @@ def report(result: dict) -> None:
         f"  the servers got {one['server_cores']:.2f} cores (1 worker) and {two['server_cores']:.2f} cores "
         f"(2 workers), wrk {two['wrk_cores']:.2f}; per server core: "
         f"{r['two_workers_over_one_rps_per_server_core']:.2f} (2 workers / 1 worker, req/s per core)"
-    )
-    print(
-        f"  ceiling of 2 workers / 1 worker with wrk on the same 2 cores: "
-        f"{r['two_workers_over_one_rps_ceiling_on_these_cores']:.2f}"
     )
     rounds = result["ratios_per_round"]
     for key in ("one_worker_over_bare_rps", "one_worker_over_bare_p99", "two_workers_over_one_rps"):
