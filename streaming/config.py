@@ -114,8 +114,8 @@ class Settings(BaseSettings):
     )
     engine: Literal["auto", "river", "compiled"] = Field(
         "auto",
-        description="Learning engine: compiled (numba kernel, river's arithmetic bit for bit), river, or auto "
-        "(compiled when numba imports).",
+        description="Model engine of learn and serve: compiled (numba kernel, river's arithmetic bit for bit), "
+        "river, or auto (compiled when numba imports).",
     )
     cache_dir: str | None = Field(
         None,

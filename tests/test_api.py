@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reference import contract_features
 
 from streaming.config import Settings
-from streaming.learner.restore import restore_state
+from streaming.engines import restore_model
 from streaming.local.dataset import read_events
 from streaming.local.embedded import EmbeddedServer, free_port, start_redis
 from streaming.model import ModelSpec
@@ -138,9 +138,10 @@ def _ok(url: str) -> bool:
 
 
 def in_process(settings, version: int, features: dict) -> float:
+    """River's own probability for the version (the server scores on the process's engine: compiled by default,
+    which must give the same number, bit for bit)."""
     _meta, state = store_for(settings).load(version)
-    model, _ = restore_state(state, ModelSpec.from_dict(state.spec), window=10)
-    return model.predict_proba_one(features)
+    return restore_model(ModelSpec.from_dict(state.spec), state.model, "river").predict_proba_one(features)
 
 
 def test_predictions_match_the_in_process_model_of_the_same_version(served):

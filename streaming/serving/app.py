@@ -21,6 +21,7 @@ from snapshotter.connection import connect_redis
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore
 from streaming.config import Settings
+from streaming.engines import configure
 from streaming.errors import SnapshotError
 from streaming.runtime import freeze_after_startup
 from streaming.serving.context import ServingContext, responses
@@ -48,6 +49,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app for one model."""
     store = store or request_store(settings)
+    configure(settings.engine, settings.cache_dir)  # the engine models are restored on, compiled before ready
     metrics = ServingMetrics(registry, settings.model_name)
     models = ServingModels(store, refresh_seconds=settings.serving_refresh_seconds, metrics=metrics)
     ctx = ServingContext(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 from fastapi import HTTPException
@@ -46,6 +47,9 @@ class ServingContext:
     control: ControlPlane
     metrics: ServingMetrics
     bodies: RequestModels
+    #: one prediction at a time: the event loop's hot path and the routes run in threads share the loaded models,
+    #: and scoring keeps per-call scratch state in the model (both engines): uncontended it costs ~0.1 µs
+    scoring: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @property
     def name(self) -> str:
@@ -69,6 +73,7 @@ class ServingContext:
 
     def score(self, loaded: LoadedVersion, features: dict[str, Any], event_id: str | None = None) -> Prediction:
         version, model = loaded
-        p = model.predict_proba_one(features)
+        with self.scoring:
+            p = model.predict_proba_one(features)
         self.metrics.predictions.inc()
         return Prediction(probability=p, label=p > 0.5, version=version, model=self.name, event_id=event_id)

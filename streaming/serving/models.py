@@ -4,8 +4,9 @@ A watcher thread listens on the model's control channel (and polls the serving p
 ``serving_refresh_seconds`` as a fallback). When the pointer moves it loads and verifies the new version
 *off the request path*, then replaces one reference: a request sees the old model or the new one,
 never a half-loaded one. Requests for a specific version use a small LRU cache of loaded versions.
-Each version is served with the spec it was written with, so its predictions are the ones its learner
-would have made.
+Each version is served with the spec it was written with, on the process's learning engine (the compiled one
+where numba imports: the same probabilities as river's, bit for bit), so its predictions are the ones its
+learner would have made.
 
 The loaded model keeps serving through a Redis outage; :meth:`ServingModels.unready_reason` says when
 serving has not been able to follow the pointer for too long (what ``/v2/health/ready`` reports).
@@ -24,13 +25,14 @@ import threading
 import time
 
 from snapshotter.store import VersionStore
-from streaming.model import ModelSpec, OnlineModel
+from streaming.engines import LearningModel, restore_model
+from streaming.model import ModelSpec
 from streaming.serving.telemetry import ServingMetrics
 
 __all__ = ["LoadedVersion", "ServingModels"]
 
 log = logging.getLogger(__name__)
-LoadedVersion = tuple[int, OnlineModel]
+LoadedVersion = tuple[int, LearningModel]
 
 
 class ServingModels:
@@ -50,20 +52,20 @@ class ServingModels:
         self.current: LoadedVersion | None = None
         self.synced_at: float | None = None  # monotonic time of the last refresh that read the pointer
         self.last_error: str | None = None  # why the last refresh failed, until one succeeds
-        self._cache: collections.OrderedDict[int, OnlineModel] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[int, LearningModel] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def load(self, number: int) -> OnlineModel:
+    def load(self, number: int) -> LearningModel:
         """The model of version ``number`` (verified checksum), from the cache when possible."""
         with self._lock:
             if number in self._cache:
                 self._cache.move_to_end(number)
                 return self._cache[number]
         _meta, state = self.store.load(number)
-        model = OnlineModel.restore(ModelSpec.from_dict(state.spec), state.model)
+        model = restore_model(ModelSpec.from_dict(state.spec), state.model)  # the process's engine: bit for bit river
         with self._lock:
             self._cache[number] = model
             while len(self._cache) > self._cache_size:
