@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -159,10 +160,13 @@ class Child:
                 self.proc.wait()
 
 
-def run_wrk(wrk: str, script: Path, base: str, *, seconds: float, connections: int, threads: int) -> dict:
-    """One wrk run; its summary (from the script's ``done``) plus requests/s."""
+def run_wrk(
+    wrk: str, script: Path, base: str, *, seconds: float, connections: int, threads: int, cpus: set[int] | None = None
+) -> dict:
+    """One wrk run (on ``cpus`` only, when given); its summary (from the script's ``done``) plus requests/s."""
     out = subprocess.run(
         [
+            *(["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []),
             wrk,
             f"-t{threads}",
             f"-c{connections}",
@@ -257,14 +261,22 @@ def run(args: argparse.Namespace) -> dict:
         script.write_text(LUA % {"body": body})
         serve = [sys.executable, "-m", "streaming", "serve", "--host", "127.0.0.1"]
         children: dict[str, Child] = {}
+        # Single-process servers and wrk wake each other over loopback, and the scheduler then tends to keep them on
+        # one core (wake-affine): a one-worker server got 0.57-0.85 cores while wrk waited. So the bare app and the
+        # one-worker server run on one core and wrk on the other; the two-worker server and wrk share both cores.
+        cpus = sorted(os.sched_getaffinity(0))
+        pinned = args.pin and len(cpus) >= 2 and shutil.which("taskset") is not None
+        server_cpu, wrk_cpu = cpus[0], cpus[-1]
+        args.pinned = pinned
         try:
             for name, command in (
                 ("bare FastAPI", [sys.executable, __file__, "--bare-app"]),
                 ("livelearn 1 worker", [*serve, "--workers", "1"]),
                 ("livelearn 2 workers", [*serve, "--workers", "2"]),
             ):
+                pin = ["taskset", "-c", str(server_cpu)] if pinned and "2 workers" not in name else []
                 port = free_port()
-                children[name] = Child(name, [*command, "--port", str(port)], env, logs, port)
+                children[name] = Child(name, [*pin, *command, "--port", str(port)], env, logs, port)
             workers_seen = {
                 name: sorted(child.wait_ready(workers=2 if "2" in name else 1)) for name, child in children.items()
             }
@@ -278,7 +290,9 @@ def run(args: argparse.Namespace) -> dict:
             sent: dict[str, int] = dict.fromkeys(children, 1)
             for round_ in range(args.rounds):
                 for name, child in children.items():
-                    options = {"connections": args.connections, "threads": args.threads}
+                    options: dict[str, Any] = {"connections": args.connections, "threads": args.threads}
+                    if pinned and "2 workers" not in name:  # one core for the server, the other for wrk
+                        options["cpus"] = {wrk_cpu}
                     warm = run_wrk(wrk, script, child.base, seconds=args.warmup, **options)
                     server0, wrk0 = tree_cpu_seconds(child.proc.pid), children_cpu_seconds()
                     measured = run_wrk(wrk, script, child.base, seconds=args.seconds, **options)
@@ -358,6 +372,7 @@ def summarise(args, runs, sent, counted, workers_seen, *, load_before, load_afte
                 "warmup_seconds": args.warmup,
                 "rounds": args.rounds,
             },
+            "pinned": args.pinned,
             "loadavg_before": load_before,
             "loadavg_after": load_after,
         },
@@ -389,7 +404,12 @@ def report(result: dict) -> None:
     m = result["machine"]
     print(
         f"machine: {m['cpu_count']} cores, load average {result['load']['loadavg_before'][0]:.2f} before / "
-        f"{result['load']['loadavg_after'][0]:.2f} after; wrk and the servers share the cores"
+        f"{result['load']['loadavg_after'][0]:.2f} after; "
+        + (
+            "bare and 1 worker pinned to one core, wrk to the other; 2 workers and wrk share both"
+            if result["load"]["pinned"]
+            else "wrk and the servers share the cores"
+        )
     )
 
 
@@ -399,6 +419,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds before each run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over the three targets")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the single-process servers to one core and wrk to another",
+    )
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (it shares the cores with the servers)")
     parser.add_argument("--events", type=int, default=3000, help="dataset rows learned before serving")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serving.json")
