@@ -208,20 +208,11 @@ class CompiledModel(Vocabulary):
         return model
 
     def dump_state(self) -> dict[str, Any]:
-        """The document :meth:`streaming.model.OnlineModel.dump_state` writes, with the same orders."""
-        names, rows, stats = self.column_names, self.row_names, self.stats
-        learned = self.row_order[: self.counters[kernels.C_LEARNED]].tolist()
-        return {
-            "scaler": {
-                "counts": {rows[j]: int(stats[j, 0]) for j in learned},
-                "means": {rows[j]: float(stats[j, 1]) for j in learned},
-                "vars": {rows[j]: float(stats[j, 2]) for j in range(len(rows))},
-            },
-            "weights": {names[c]: float(self.w[c]) for c in self.order[: self.counters[kernels.C_CREATED]].tolist()},
-            "intercept": float(self.params[kernels.P_INTERCEPT]),
-            "optimizer_iterations": int(self.counters[kernels.C_ITERATIONS]),
-            "vocabulary": self.dump_vocabulary(),
-        }
+        """The document :meth:`streaming.model.OnlineModel.dump_state` writes, with the same orders (the
+        captured document of :meth:`capture_state`, its weights as a ``{name: weight}`` map)."""
+        state = self.capture_state()()
+        state["weights"] = state["weights"].to_dict()
+        return state
 
     def capture_state(self) -> Callable[[], dict[str, Any]]:
         """The learned state as it stands, copied in O(copy), and a function building its document later.
