@@ -6,6 +6,7 @@ every ``SERVE_EVERY`` sends serve them too, so the local queue never fills with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -81,19 +82,9 @@ class ConfluentProducer:
         self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
     ) -> Delivery:
         delivery = Delivery(self.client)
-        while True:
-            try:
-                self.client.produce(topic, value, key, headers=headers, on_delivery=delivery.report)  # type: ignore[arg-type]
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                self.client.poll(0.05)
-            except KafkaException as exc:
-                delivery.report(exc.args[0] if exc.args else KafkaError(KafkaError._FAIL), None)
-                break
-        self.unserved += 1
-        if self.unserved >= self.SERVE_EVERY:
-            self.unserved = 0
-            self.client.poll(0)
+        refused = self._produce(topic, value, key, headers, delivery.report)
+        if refused is not None:
+            delivery.report(refused, None)
         return delivery
 
     def send_counted(
@@ -101,25 +92,36 @@ class ConfluentProducer:
     ) -> None:
         """:meth:`send` without a handle: the tally's one bound method is every record's delivery callback."""
         tally.sent += 1
-        try:
-            self.client.produce(topic, value, key, headers=headers, on_delivery=tally.report)  # type: ignore[arg-type]
-        except BufferError:
-            while True:  # the local queue is full: let deliveries drain it
+        refused = self._produce(topic, value, key, headers, tally.report)
+        if refused is not None:
+            tally.report(KafkaException(refused))
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+        on_delivery: Callable[[KafkaError | None, object], None],
+    ) -> KafkaError | None:
+        """Queue one record (``on_delivery`` runs when it is done); the error when librdkafka refuses it at once.
+        A full local queue is waited out, letting deliveries drain it; every ``SERVE_EVERY`` sends the delivery
+        reports that arrived are run."""
+        refused: KafkaError | None = None
+        while True:
+            try:
+                self.client.produce(topic, value, key, headers=headers, on_delivery=on_delivery)  # type: ignore[arg-type]
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
                 self.client.poll(0.05)
-                try:
-                    self.client.produce(topic, value, key, headers=headers, on_delivery=tally.report)  # type: ignore[arg-type]
-                    break
-                except BufferError:
-                    continue
-                except KafkaException as exc:
-                    tally.report(KafkaException(exc.args[0] if exc.args else KafkaError(KafkaError._FAIL)))
-                    break
-        except KafkaException as exc:
-            tally.report(KafkaException(exc.args[0] if exc.args else KafkaError(KafkaError._FAIL)))
+            except KafkaException as exc:
+                refused = exc.args[0] if exc.args else KafkaError(KafkaError._FAIL)
+                break
         self.unserved += 1
         if self.unserved >= self.SERVE_EVERY:
             self.unserved = 0
             self.client.poll(0)
+        return refused
 
     def serve(self) -> None:
         self.client.poll(0)
