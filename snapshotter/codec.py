@@ -8,7 +8,9 @@ A snapshot *blob* holds what is needed to predict and keep learning identically:
      "counters": {"events_seen": int, "events_learned": int, "dead_lettered": int, "duplicates": int},
      "stream": {"dedupe": {...the idempotence window...}}}
 
-Fields added within a format version are optional for readers (``stream``, ``model.vocabulary``).
+Fields added within a format version are optional for readers (``stream``, ``model.vocabulary``,
+``model.vocabulary.positions``: where each category's weight is among the weights, little-endian int32 per value,
+-1 for none — derived from the names, it only spares the compiled engine a lookup per category on restore).
 Format version 2 differs from 1 in one field: ``model.weights`` (a map of input name to weight in
 version 1) is ``{"names": [...], "float64le": <bytes>}`` — the names in the weights' insertion order and
 the weights as little-endian IEEE 754 doubles, bit for bit. Unpacking a 100k-entry msgpack map costs

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ import numpy.typing as npt
 
 from streaming import kernel as kernels
 from streaming.errors import SnapshotCorruptError
-from streaming.vocabulary import ModelSpec, Vocabulary
+from streaming.vocabulary import NO_WEIGHT, ModelSpec, Vocabulary
 from streaming.weights import PackedWeights
 
 __all__ = ["CompiledModel", "Encoded"]
@@ -38,6 +39,56 @@ __all__ = ["CompiledModel", "Encoded"]
 Encoded = npt.NDArray[np.float64]
 _NONE: dict[str, int] = {}
 _INTERCEPT_LR = 0.01  # river's LogisticRegression(intercept_lr=0.01), whatever the weights' learning rate
+
+
+def _positions(
+    categories: dict[str, list[str]],
+    categorical: dict[str, dict[str, int]],
+    order: npt.NDArray[np.int64],
+    n: int,
+    known: dict[str, npt.NDArray[np.int64]],
+) -> dict[str, bytes]:
+    """The vocabulary's ``positions`` (:func:`~streaming.vocabulary.positions_of`'s bytes) from the fast path's
+    ``(feature, value) → column`` maps and the creation ``order`` of the first ``n`` columns, captured earlier.
+
+    The maps are live (the learner goes on): a column they gained since the capture is ``>= n`` or not yet in
+    ``order``, so it counts as no weight, as in the captured weights. A value's position never changes once it
+    has a weight (columns and their creation order only grow), so ``known`` keeps each feature's leading run of
+    values with weights between snapshots, and only the values after it are looked up.
+    """
+    where: npt.NDArray[np.int64] | None = None
+    out = {}
+    for name, values in categories.items():
+        done = known.get(name)
+        start = 0 if done is None else len(done)
+        if start < len(values):
+            if where is None:
+                where = np.full(n + 1, NO_WEIGHT, np.int64)  # column -> position among the captured weights
+                where[order] = np.arange(len(order))
+            found = categorical.get(name, {})
+            columns = np.fromiter(map(found.get, values[start:], repeat(n)), np.int64, len(values) - start)
+            tail = where[np.minimum(columns, n)]
+            positions = tail if done is None else np.concatenate([done, tail])
+            missing = np.flatnonzero(positions < 0)
+            known[name] = positions[: missing[0]] if len(missing) else positions
+        else:
+            positions = done[: len(values)]  # type: ignore[index]
+        out[name] = positions.astype("<i4").tobytes()
+    return out
+
+
+def _stored_columns(raw: Any, count: int, n: int) -> tuple[list[int], bool] | None:
+    """A feature's stored positions as columns (the weights loaded in stored order) and whether every value has
+    one, or ``None`` where they are absent or fail the checks: one per value, each a weight's position or
+    :data:`~streaming.vocabulary.NO_WEIGHT` (the positions only speed a restore up: without them, the values'
+    input names are looked up)."""
+    if type(raw) is not bytes or len(raw) != 4 * count:
+        return None
+    columns = np.frombuffer(raw, "<i4")
+    lowest = int(columns.min()) if count else 0
+    if lowest < NO_WEIGHT or (count and int(columns.max()) >= n):
+        return None
+    return columns.tolist(), lowest >= 0
 
 
 class CompiledModel(Vocabulary):
@@ -67,6 +118,7 @@ class CompiledModel(Vocabulary):
         self._cached_columns: set[int] = set()
         self._collisions = False  # two inputs share one river name (e.g. feature "a_b" and a="b"): slow path
         self._scaler_order: list[int] = []  # scaler rows of the last slow-path event, in the event's order
+        self._known_positions: dict[str, npt.NDArray[np.int64]] = {}  # positions found earlier (:func:`_positions`)
 
     # -- index maps ------------------------------------------------------------------------------------
     def _column(self, name: str) -> int:
@@ -245,12 +297,15 @@ class CompiledModel(Vocabulary):
         iterations = int(self.counters[kernels.C_ITERATIONS])
         categories = [(name, values, len(values)) for name, values in self.categories.items()]
         numeric, n_numeric, capped = self.numeric, len(self.numeric), dict(self.capped)
+        categorical, n_names, known = self._categorical, len(names), self._known_positions
 
         def document() -> dict[str, Any]:
+            listed = {name: list(values)[:n] for name, values, n in categories}
             vocabulary = {
-                "categories": {name: list(values)[:n] for name, values, n in categories},
+                "categories": listed,
                 "numeric": list(numeric)[:n_numeric],
                 "capped": capped,
+                "positions": _positions(listed, categorical, order, n_names, known),
             }
             if created and int(order[-1]) == created - 1 and bool((order == np.arange(created)).all()):
                 ordered = names[:created]  # columns created in column order (the usual case): one slice
@@ -293,23 +348,36 @@ class CompiledModel(Vocabulary):
             self._load_weights(state["weights"])
             self.params[kernels.P_INTERCEPT] = float(state["intercept"])
             self.counters[kernels.C_ITERATIONS] = int(state["optimizer_iterations"])
-            self.load_vocabulary(state.get("vocabulary"))
+            vocabulary = state.get("vocabulary")
+            self.load_vocabulary(vocabulary)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SnapshotCorruptError(f"model state is malformed ({exc!r}); pick another version") from None
-        self._remember_vocabulary()
+        positions = vocabulary.get("positions") if isinstance(vocabulary, dict) else None
+        self._remember_vocabulary(positions if isinstance(positions, dict) else {})
 
-    def _remember_vocabulary(self) -> None:
-        """Put the whole vocabulary on the fast path at once (what :meth:`_remember` does entry by entry, in bulk:
-        a 100k-entry vocabulary in a few C-level passes, not 100k Python calls)."""
+    def _remember_vocabulary(self, positions: dict[str, Any]) -> None:
+        """Put the whole vocabulary on the fast path at once (what :meth:`_remember` does entry by entry, in bulk).
+
+        The weights were just loaded into columns 0..n-1 in their stored order, so a feature's stored positions
+        (:func:`~streaming.vocabulary.positions_of`) are its values' columns: one ``zip`` per feature. Without
+        them (versions written before they were stored), or where they fail the checks, each value's input name
+        is looked up instead: a 100k-entry vocabulary in a few C-level passes, not 100k Python calls.
+        """
         columns, rows = self.columns, self.rows
         cached: list[int] = []
         categorical: dict[str, dict[str, int]] = {}
         for name, values in self.categories.items():
-            prefix = name + "_"
-            found_columns = list(map(columns.get, map(prefix.__add__, values)))
-            found: dict[str, int] = dict(zip(values, found_columns, strict=True))  # type: ignore[arg-type]
-            if None in found_columns:  # a value with no weight yet (it gets one when learned)
-                found = {value: column for value, column in found.items() if column is not None}
+            found: dict[str, int]
+            stored = _stored_columns(positions.get(name), len(values), len(self.column_names))
+            if stored is not None:
+                found = dict(zip(values, stored[0], strict=True))
+                if not stored[1]:  # a value with no weight yet (it gets one when learned)
+                    found = {value: column for value, column in found.items() if column != NO_WEIGHT}
+            else:
+                looked_up = list(map(columns.get, map(f"{name}_".__add__, values)))
+                found = dict(zip(values, looked_up, strict=True))  # type: ignore[arg-type]
+                if None in looked_up:
+                    found = {value: column for value, column in found.items() if column is not None}
             if found:
                 categorical[name] = found
                 cached += found.values()

@@ -32,7 +32,7 @@ from typing import Any
 from river import compose, linear_model, optim, preprocessing, utils
 
 from streaming.errors import SnapshotCorruptError
-from streaming.vocabulary import OTHER, ModelSpec, Vocabulary
+from streaming.vocabulary import OTHER, ModelSpec, Vocabulary, positions_of
 from streaming.weights import PackedWeights
 
 __all__ = ["OTHER", "ModelSpec", "OnlineModel", "build_pipeline"]
@@ -104,7 +104,8 @@ class OnlineModel(Vocabulary):
 
         Dict order is kept (msgpack maps keep it), which matters: the weight vector's iteration order
         decides the order of float additions in the dot product, so a restored model gives bit-identical
-        predictions and learns bit-identically afterwards.
+        predictions and learns bit-identically afterwards. The vocabulary says where each category's
+        weight is among the weights (:func:`~streaming.vocabulary.positions_of`).
 
         >>> a = OnlineModel(ModelSpec())
         >>> a.learn_one({"x": 2.0, "c": "u"}, True)
@@ -112,9 +113,17 @@ class OnlineModel(Vocabulary):
         >>> b.load_state(a.dump_state())
         >>> a.predict_proba_one({"x": 1.0}) == b.predict_proba_one({"x": 1.0})
         True
+        >>> a.dump_state()["vocabulary"]["positions"]  # "c_u" is the first weight river created
+        {'c': b'\\x00\\x00\\x00\\x00'}
         """
+        return self.capture_state()()
+
+    def capture_state(self) -> Callable[[], dict[str, Any]]:
+        """The learned state as it stands (shallow copies of river's maps, O(copy)), and a function building its
+        document later (a learner's snapshot writer thread encodes it while learning goes on): the copies plus the
+        vocabulary's positions, derived from them."""
         scaler, clf = self.scaler, self.classifier
-        return {
+        state = {
             "scaler": {"counts": dict(scaler.counts), "means": dict(scaler.means), "vars": dict(scaler.vars)},
             "weights": clf._weights.to_dict(),
             "intercept": clf.intercept,
@@ -122,11 +131,12 @@ class OnlineModel(Vocabulary):
             "vocabulary": self.dump_vocabulary(),
         }
 
-    def capture_state(self) -> Callable[[], dict[str, Any]]:
-        """The learned state as it stands (:meth:`dump_state`: shallow copies of river's maps, O(copy)), and a
-        function returning it later (a learner's snapshot writer thread encodes it while learning goes on)."""
-        state = self.dump_state()
-        return lambda: state
+        def document() -> dict[str, Any]:
+            vocabulary = state["vocabulary"]
+            vocabulary["positions"] = positions_of(vocabulary["categories"], list(state["weights"]))
+            return state
+
+        return document
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Fill this freshly built model with ``state`` from :meth:`dump_state` (weights may come packed as stored:

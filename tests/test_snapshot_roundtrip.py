@@ -216,3 +216,41 @@ def test_the_compiled_engine_restores_straight_from_the_packed_doubles_bit_for_b
     fast.learn_one(x, True)
     compiled.learn_one(x, True)
     assert fast.dump_state() == compiled.dump_state()
+
+
+def test_the_vocabulary_positions_restore_the_compiled_fast_path_and_bad_ones_fall_back_to_lookups():
+    """The stored positions (where each category's weight is) build the compiled engine's fast path without a
+    100k-name lookup; positions that are absent or fail the checks are not trusted: the input names are looked up
+    instead, and the model is the same."""
+    import struct
+
+    from streaming.compiled import CompiledModel
+
+    spec = ModelSpec()
+    river = OnlineModel(spec)
+    for i in range(2000):
+        river.learn_one({"page": f"p{i % 300}", "x": float(i % 7), "y": "yes" if i % 5 else "no"}, i % 3 == 0)
+    river.load_vocabulary({**river.dump_vocabulary(), "categories": {"page": ["p1", "unseen"], "y": ["no"]}})
+    state = river.dump_state()
+    positions = state["vocabulary"]["positions"]
+    assert struct.unpack("<2i", positions["page"])[1] == -1  # a value with no weight yet
+    fast = CompiledModel.restore(spec, state)
+    assert fast._categorical == {"page": {"p1": fast.columns["page_p1"]}, "y": {"no": fast.columns["y_no"]}}
+
+    def with_positions(value) -> dict:
+        return {**state, "vocabulary": {**state["vocabulary"], "positions": value}}
+
+    n = len(state["weights"])
+    bad = [
+        None,
+        [0, 1],
+        {"page": b"\x00" * 4},  # one position for two values
+        {"page": struct.pack("<2i", 0, n)},  # beyond the last weight
+        {"page": struct.pack("<2i", -2, 0)},
+        {"page": [0, -1]},
+    ]
+    for value in bad:
+        model = CompiledModel.restore(spec, with_positions(value))
+        assert model._categorical == fast._categorical and not model._collisions, value
+    x = {"page": "p1", "x": 2.0, "y": "no"}
+    assert fast.predict_proba_one(x) == river.predict_proba_one(x)
