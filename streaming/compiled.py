@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Iterable
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,8 @@ import numpy.typing as npt
 
 from streaming import kernel as kernels
 from streaming.errors import SnapshotCorruptError
-from streaming.vocabulary import NO_WEIGHT, ModelSpec, Vocabulary
+from streaming.positions import NO_WEIGHT, NUMERIC, PositionFinder, stored_columns
+from streaming.vocabulary import ModelSpec, Vocabulary
 from streaming.weights import PackedWeights
 
 __all__ = ["CompiledModel", "Encoded"]
@@ -39,56 +39,6 @@ __all__ = ["CompiledModel", "Encoded"]
 Encoded = npt.NDArray[np.float64]
 _NONE: dict[str, int] = {}
 _INTERCEPT_LR = 0.01  # river's LogisticRegression(intercept_lr=0.01), whatever the weights' learning rate
-
-
-def _positions(
-    categories: dict[str, list[str]],
-    categorical: dict[str, dict[str, int]],
-    order: npt.NDArray[np.int64],
-    n: int,
-    known: dict[str, npt.NDArray[np.int64]],
-) -> dict[str, bytes]:
-    """The vocabulary's ``positions`` (:func:`~streaming.vocabulary.positions_of`'s bytes) from the fast path's
-    ``(feature, value) → column`` maps and the creation ``order`` of the first ``n`` columns, captured earlier.
-
-    The maps are live (the learner goes on): a column they gained since the capture is ``>= n`` or not yet in
-    ``order``, so it counts as no weight, as in the captured weights. A value's position never changes once it
-    has a weight (columns and their creation order only grow), so ``known`` keeps each feature's leading run of
-    values with weights between snapshots, and only the values after it are looked up.
-    """
-    where: npt.NDArray[np.int64] | None = None
-    out = {}
-    for name, values in categories.items():
-        done = known.get(name)
-        start = 0 if done is None else len(done)
-        if start < len(values):
-            if where is None:
-                where = np.full(n + 1, NO_WEIGHT, np.int64)  # column -> position among the captured weights
-                where[order] = np.arange(len(order))
-            found = categorical.get(name, {})
-            columns = np.fromiter(map(found.get, values[start:], repeat(n)), np.int64, len(values) - start)
-            tail = where[np.minimum(columns, n)]
-            positions = tail if done is None else np.concatenate([done, tail])
-            missing = np.flatnonzero(positions < 0)
-            known[name] = positions[: missing[0]] if len(missing) else positions
-        else:
-            positions = done[: len(values)]  # type: ignore[index]
-        out[name] = positions.astype("<i4").tobytes()
-    return out
-
-
-def _stored_columns(raw: Any, count: int, n: int) -> tuple[list[int], bool] | None:
-    """A feature's stored positions as columns (the weights loaded in stored order) and whether every value has
-    one, or ``None`` where they are absent or fail the checks: one per value, each a weight's position or
-    :data:`~streaming.vocabulary.NO_WEIGHT` (the positions only speed a restore up: without them, the values'
-    input names are looked up)."""
-    if type(raw) is not bytes or len(raw) != 4 * count:
-        return None
-    columns = np.frombuffer(raw, "<i4")
-    lowest = int(columns.min()) if count else 0
-    if lowest < NO_WEIGHT or (count and int(columns.max()) >= n):
-        return None
-    return columns.tolist(), lowest >= 0
 
 
 class CompiledModel(Vocabulary):
@@ -101,7 +51,7 @@ class CompiledModel(Vocabulary):
             raise ValueError(f"unknown model kind {spec.kind!r}; supported: logistic_regression")
         super().__init__(spec)
         self.kernel = kernels.load(cache_dir)
-        self.columns: dict[str, int] = {}  # river's input name (feature, or feature_value) -> weight column
+        self._columns: dict[str, int] | None = {}  # river's input name (feature, or feature_value) -> column
         self.column_names: list[str] = []
         self.rows: dict[str, int] = {}  # numeric feature -> scaler row, in river's ``vars`` order
         self.row_names: list[str] = []
@@ -118,9 +68,19 @@ class CompiledModel(Vocabulary):
         self._cached_columns: set[int] = set()
         self._collisions = False  # two inputs share one river name (e.g. feature "a_b" and a="b"): slow path
         self._scaler_order: list[int] = []  # scaler rows of the last slow-path event, in the event's order
-        self._known_positions: dict[str, npt.NDArray[np.int64]] = {}  # positions found earlier (:func:`_positions`)
+        self._positions = PositionFinder()  # the vocabulary's positions, kept between snapshots
 
     # -- index maps ------------------------------------------------------------------------------------
+    @property
+    def columns(self) -> dict[str, int]:
+        """River's input name (a feature, or ``feature_value``) → weight column; after a restore, built when first
+        needed (an input the fast path does not know): the vocabulary's stored positions fill the fast path."""
+        columns = self._columns
+        if columns is None:
+            names = self.column_names
+            columns = self._columns = dict(zip(names, range(len(names)), strict=True))
+        return columns
+
     def _column(self, name: str) -> int:
         column = self.columns.get(name)
         if column is None:
@@ -297,15 +257,24 @@ class CompiledModel(Vocabulary):
         iterations = int(self.counters[kernels.C_ITERATIONS])
         categories = [(name, values, len(values)) for name, values in self.categories.items()]
         numeric, n_numeric, capped = self.numeric, len(self.numeric), dict(self.capped)
-        categorical, n_names, known = self._categorical, len(names), self._known_positions
+        categorical, numeric_columns, n_names = self._categorical, self._numeric, len(names)
 
         def document() -> dict[str, Any]:
-            listed = {name: list(values)[:n] for name, values, n in categories}
+            listed, numbers = {name: list(values)[:n] for name, values, n in categories}, list(numeric)[:n_numeric]
+            finder, where = self._positions, PositionFinder.where(order, n_names)
             vocabulary = {
                 "categories": listed,
-                "numeric": list(numeric)[:n_numeric],
+                "numeric": numbers,
                 "capped": capped,
-                "positions": _positions(listed, categorical, order, n_names, known),
+                "positions": {
+                    "categories": {
+                        name: finder.find(name, values, categorical.get(name, _NONE).get, where)
+                        for name, values in listed.items()
+                    },
+                    "numeric": finder.find(
+                        NUMERIC, numbers, lambda name, none: numeric_columns.get(name, (0, none))[1], where
+                    ),
+                },
             }
             if created and int(order[-1]) == created - 1 and bool((order == np.arange(created)).all()):
                 ordered = names[:created]  # columns created in column order (the usual case): one slice
@@ -330,7 +299,7 @@ class CompiledModel(Vocabulary):
         """Fill this freshly built model with ``state`` from either engine's ``dump_state``.
 
         Weights packed as stored (:class:`~streaming.weights.PackedWeights`) go straight into the array
-        (``np.frombuffer``), the names → columns map built once; a ``{name: weight}`` map the same way.
+        (``np.frombuffer``); a ``{name: weight}`` map the same way.
         """
         try:
             scaler = state["scaler"]
@@ -358,33 +327,48 @@ class CompiledModel(Vocabulary):
     def _remember_vocabulary(self, positions: dict[str, Any]) -> None:
         """Put the whole vocabulary on the fast path at once (what :meth:`_remember` does entry by entry, in bulk).
 
-        The weights were just loaded into columns 0..n-1 in their stored order, so a feature's stored positions
-        (:func:`~streaming.vocabulary.positions_of`) are its values' columns: one ``zip`` per feature. Without
-        them (versions written before they were stored), or where they fail the checks, each value's input name
-        is looked up instead: a 100k-entry vocabulary in a few C-level passes, not 100k Python calls.
+        The weights were just loaded into columns 0..n-1 in their stored order, so the stored positions
+        (:mod:`streaming.positions`) are the entries' columns: one ``zip`` per feature. Without them (versions
+        written before they were stored), or where they fail the checks, each entry's input name is looked up
+        instead: a 100k-entry vocabulary in a few C-level passes, not 100k Python calls.
+
+        The names → columns map is then left to be built when first needed, if the positions show the names are
+        distinct: every weight is some entry's, and no two entries share one. Otherwise it is built now, and a name
+        stored twice is refused.
         """
-        columns, rows = self.columns, self.rows
+        rows, n = self.rows, len(self.column_names)
         cached: list[int] = []
         categorical: dict[str, dict[str, int]] = {}
+        by_feature = positions.get("categories")
+        by_feature = by_feature if isinstance(by_feature, dict) else {}
         for name, values in self.categories.items():
             found: dict[str, int]
-            stored = _stored_columns(positions.get(name), len(values), len(self.column_names))
+            stored = stored_columns(by_feature.get(name), len(values), n)
             if stored is not None:
                 found = dict(zip(values, stored[0], strict=True))
                 if not stored[1]:  # a value with no weight yet (it gets one when learned)
                     found = {value: column for value, column in found.items() if column != NO_WEIGHT}
             else:
-                looked_up = list(map(columns.get, map(f"{name}_".__add__, values)))
+                looked_up = list(map(self.columns.get, map(f"{name}_".__add__, values)))
                 found = dict(zip(values, looked_up, strict=True))  # type: ignore[arg-type]
                 if None in looked_up:
                     found = {value: column for value, column in found.items() if column is not None}
             if found:
                 categorical[name] = found
                 cached += found.values()
-        numeric = {name: (rows[name], columns[name]) for name in self.numeric if name in rows and name in columns}
+        stored = stored_columns(positions.get("numeric"), len(self.numeric), n)
+        if stored is not None:
+            pairs = zip(self.numeric, stored[0], strict=True)
+            numeric = {name: (rows[name], column) for name, column in pairs if column != NO_WEIGHT and name in rows}
+        else:
+            columns = self.columns
+            numeric = {name: (rows[name], columns[name]) for name in self.numeric if name in rows and name in columns}
         cached += (column for _row, column in numeric.values())
         self._categorical, self._numeric, self._cached_columns = categorical, numeric, set(cached)
         self._collisions = len(self._cached_columns) != len(cached)  # two inputs share one river name: slow path
+        distinct = self._columns is None and not self._collisions and len(cached) == n  # each weight an entry's
+        if not distinct and len(self.columns) != n:
+            raise SnapshotCorruptError("model state is malformed: a weight name is stored twice; pick another version")
 
     def _load_weights(self, weights: PackedWeights | dict[str, float]) -> None:
         """Weights in creation order into columns 0..n-1 (a fresh model has none yet), created in that order."""
@@ -394,13 +378,12 @@ class CompiledModel(Vocabulary):
             weights = dict(weights)
             names, values = list(weights), np.fromiter(weights.values(), np.float64, len(weights))
         n = len(names)
-        columns = dict(zip(names, range(n), strict=True))
-        if len(columns) != n or not set(map(type, names)) <= {str}:
-            raise ValueError("weight names must be distinct strings")
+        if not set(map(type, names)) <= {str}:
+            raise ValueError("weight names must be strings")
         capacity = 64
         while capacity <= n:
             capacity *= 2
-        self.columns, self.column_names = columns, names
+        self._columns, self.column_names = None, names  # the names → columns map: see _remember_vocabulary
         self.w, self.created = np.zeros(capacity), np.zeros(capacity, np.bool_)
         self.order = np.zeros(capacity, np.int64)
         self.w[:n], self.created[:n], self.order[:n] = values, True, np.arange(n)

@@ -32,7 +32,8 @@ from typing import Any
 from river import compose, linear_model, optim, preprocessing, utils
 
 from streaming.errors import SnapshotCorruptError
-from streaming.vocabulary import OTHER, ModelSpec, Vocabulary, positions_of
+from streaming.positions import positions_of
+from streaming.vocabulary import OTHER, ModelSpec, Vocabulary
 from streaming.weights import PackedWeights
 
 __all__ = ["OTHER", "ModelSpec", "OnlineModel", "build_pipeline"]
@@ -104,8 +105,8 @@ class OnlineModel(Vocabulary):
 
         Dict order is kept (msgpack maps keep it), which matters: the weight vector's iteration order
         decides the order of float additions in the dot product, so a restored model gives bit-identical
-        predictions and learns bit-identically afterwards. The vocabulary says where each category's
-        weight is among the weights (:func:`~streaming.vocabulary.positions_of`).
+        predictions and learns bit-identically afterwards. The vocabulary says where each entry's weight
+        is among the weights (:mod:`streaming.positions`).
 
         >>> a = OnlineModel(ModelSpec())
         >>> a.learn_one({"x": 2.0, "c": "u"}, True)
@@ -113,8 +114,8 @@ class OnlineModel(Vocabulary):
         >>> b.load_state(a.dump_state())
         >>> a.predict_proba_one({"x": 1.0}) == b.predict_proba_one({"x": 1.0})
         True
-        >>> a.dump_state()["vocabulary"]["positions"]  # "c_u" is the first weight river created
-        {'c': b'\\x00\\x00\\x00\\x00'}
+        >>> a.dump_state()["vocabulary"]["positions"]  # "c_u" is the first weight river created, then "x"
+        {'categories': {'c': b'\\x00\\x00\\x00\\x00'}, 'numeric': b'\\x01\\x00\\x00\\x00'}
         """
         return self.capture_state()()
 
@@ -132,8 +133,8 @@ class OnlineModel(Vocabulary):
         }
 
         def document() -> dict[str, Any]:
-            vocabulary = state["vocabulary"]
-            vocabulary["positions"] = positions_of(vocabulary["categories"], list(state["weights"]))
+            vocabulary, names = state["vocabulary"], list(state["weights"])
+            vocabulary["positions"] = positions_of(vocabulary["categories"], vocabulary["numeric"], names)
             return state
 
         return document

@@ -13,48 +13,17 @@ encode events with this one class, so their vocabularies — part of every snaps
 ({'month': '__other__'}, {'category': 1, 'feature': 0})
 >>> vocabulary.dump_vocabulary()
 {'categories': {'month': ['Feb', '__other__']}, 'numeric': ['pages'], 'capped': {'category': 1, 'feature': 0}}
-
-A state document's vocabulary also says where each category's weight is among the weights (``positions``:
-:func:`positions_of`), so an engine that keeps its weights in an array restores its ``(feature, value) → column``
-map by zipping two lists instead of looking up 100k input names:
-
->>> positions_of({"month": ["Feb", "Mar"]}, ["pages", "month_Feb"])
-{'month': b'\\x01\\x00\\x00\\x00\\xff\\xff\\xff\\xff'}
 """
 
 from __future__ import annotations
 
 import dataclasses
-import struct
-from collections.abc import Iterable
-from itertools import repeat
 from typing import Any
 
-__all__ = ["NO_WEIGHT", "OTHER", "ModelSpec", "Vocabulary", "pack_positions", "positions_of"]
+__all__ = ["OTHER", "ModelSpec", "Vocabulary"]
 
 #: The shared category of a string feature's values beyond its cap.
 OTHER = "__other__"
-#: The position of a category that has no weight yet (:func:`positions_of`).
-NO_WEIGHT = -1
-
-
-def pack_positions(positions: Iterable[int], n: int) -> bytes:
-    """``n`` positions as the state document stores them: little-endian signed 32-bit integers."""
-    return struct.pack(f"<{n}i", *positions)
-
-
-def positions_of(categories: dict[str, list[str]], names: list[str]) -> dict[str, bytes]:
-    """For each string feature, the position in ``names`` (the weights in creation order) of each value's weight
-    (river's input name ``f"{feature}_{value}"``), or :data:`NO_WEIGHT`, packed (:func:`pack_positions`).
-
-    The ``positions`` of a state document's vocabulary: derived from the weights' names, so any engine can
-    write it; an engine that reads it trusts it only as far as it can check cheaply (lengths, ranges).
-    """
-    index = dict(zip(names, range(len(names)), strict=True))
-    return {
-        feature: pack_positions(map(index.get, map(f"{feature}_".__add__, values), repeat(NO_WEIGHT)), len(values))
-        for feature, values in categories.items()
-    }
 
 
 @dataclasses.dataclass(frozen=True)

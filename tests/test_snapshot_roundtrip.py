@@ -225,15 +225,20 @@ def test_the_vocabulary_positions_restore_the_compiled_fast_path_and_bad_ones_fa
     import struct
 
     from streaming.compiled import CompiledModel
+    from streaming.weights import PackedWeights
 
     spec = ModelSpec()
     river = OnlineModel(spec)
     for i in range(2000):
         river.learn_one({"page": f"p{i % 300}", "x": float(i % 7), "y": "yes" if i % 5 else "no"}, i % 3 == 0)
+    whole = CompiledModel.restore(spec, river.dump_state())
+    assert whole._columns is None  # every weight is an entry's: the names -> columns map waits until needed
+    assert whole.predict_proba_one({"page": "new", "x": 1.0}) == river.predict_proba_one({"page": "new", "x": 1.0})
+    assert whole.columns == {name: column for column, name in enumerate(river.dump_state()["weights"])}
     river.load_vocabulary({**river.dump_vocabulary(), "categories": {"page": ["p1", "unseen"], "y": ["no"]}})
     state = river.dump_state()
     positions = state["vocabulary"]["positions"]
-    assert struct.unpack("<2i", positions["page"])[1] == -1  # a value with no weight yet
+    assert struct.unpack("<2i", positions["categories"]["page"])[1] == -1  # a value with no weight yet
     fast = CompiledModel.restore(spec, state)
     assert fast._categorical == {"page": {"p1": fast.columns["page_p1"]}, "y": {"no": fast.columns["y_no"]}}
 
@@ -241,16 +246,25 @@ def test_the_vocabulary_positions_restore_the_compiled_fast_path_and_bad_ones_fa
         return {**state, "vocabulary": {**state["vocabulary"], "positions": value}}
 
     n = len(state["weights"])
+    page = positions["categories"]["page"]
     bad = [
         None,
         [0, 1],
-        {"page": b"\x00" * 4},  # one position for two values
-        {"page": struct.pack("<2i", 0, n)},  # beyond the last weight
-        {"page": struct.pack("<2i", -2, 0)},
-        {"page": [0, -1]},
+        {"categories": None, "numeric": b""},
+        {"categories": {"page": b"\x00" * 4}},  # one position for two values
+        {"categories": {"page": struct.pack("<2i", 0, n)}},  # beyond the last weight
+        {"categories": {"page": struct.pack("<2i", -2, 0)}},
+        {"categories": {"page": [0, -1]}},
+        {"categories": {"page": page}, "numeric": b"\x00"},
+        {"categories": {"page": page}, "numeric": struct.pack("<i", n)},
     ]
     for value in bad:
         model = CompiledModel.restore(spec, with_positions(value))
-        assert model._categorical == fast._categorical and not model._collisions, value
+        assert model._categorical == fast._categorical and model._numeric == fast._numeric, value
+        assert not model._collisions
     x = {"page": "p1", "x": 2.0, "y": "no"}
     assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+    twice = {**state, "weights": {**state["weights"]}}
+    twice["weights"] = PackedWeights([*state["weights"], "x"], b"\x00" * 8 * (n + 1))  # "x" stored twice
+    with pytest.raises(SnapshotCorruptError, match="stored twice"):
+        CompiledModel.restore(spec, twice)
