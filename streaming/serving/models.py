@@ -64,7 +64,7 @@ class ServingModels:
             if number in self._cache:
                 self._cache.move_to_end(number)
                 return self._cache[number]
-        _meta, state = self.store.load(number)
+        _meta, state = self.store.load(number, packed_weights=True)  # either engine reads the doubles as stored
         model = restore_model(ModelSpec.from_dict(state.spec), state.model)  # the process's engine: bit for bit river
         with self._lock:
             self._cache[number] = model
