@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from streaming import kernel as kernels
 from streaming.errors import SnapshotCorruptError
-from streaming.positions import NO_WEIGHT, NUMERIC, PositionFinder, stored_columns
+from streaming.positions import NO_WEIGHT, NUMERIC, PositionFinder, names_agree, stored_columns
 from streaming.vocabulary import ModelSpec, Vocabulary
 from streaming.weights import PackedWeights
 
@@ -329,7 +329,8 @@ class CompiledModel(Vocabulary):
 
         The weights were just loaded into columns 0..n-1 in their stored order, so the stored positions
         (:mod:`streaming.positions`) are the entries' columns: one ``zip`` per feature. Without them (versions
-        written before they were stored), or where they fail the checks, each entry's input name is looked up
+        written before they were stored), or where they fail the checks (ranges, and a spot check against the
+        names: :func:`~streaming.positions.names_agree`), each entry's input name is looked up
         instead: a 100k-entry vocabulary in a few C-level passes, not 100k Python calls.
 
         The names → columns map is then left to be built when first needed, if the positions show the names are
@@ -344,7 +345,7 @@ class CompiledModel(Vocabulary):
         for name, values in self.categories.items():
             found: dict[str, int]
             stored = stored_columns(by_feature.get(name), len(values), n)
-            if stored is not None:
+            if stored is not None and names_agree(self.column_names, f"{name}_", values, stored[0]):
                 found = dict(zip(values, stored[0], strict=True))
                 if not stored[1]:  # a value with no weight yet (it gets one when learned)
                     found = {value: column for value, column in found.items() if column != NO_WEIGHT}
@@ -357,7 +358,7 @@ class CompiledModel(Vocabulary):
                 categorical[name] = found
                 cached += found.values()
         stored = stored_columns(positions.get("numeric"), len(self.numeric), n)
-        if stored is not None:
+        if stored is not None and names_agree(self.column_names, "", self.numeric, stored[0]):
             pairs = zip(self.numeric, stored[0], strict=True)
             numeric = {name: (rows[name], column) for name, column in pairs if column != NO_WEIGHT and name in rows}
         else:

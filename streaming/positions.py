@@ -23,6 +23,10 @@ written before positions were stored (the field is optional within snapshot form
 ([1, -1], False)
 >>> stored_columns(doc["categories"]["month"], 3, n=2) is None  # one position per value, or not trusted
 True
+>>> names_agree(["pages", "month_Feb"], "month_", {"Feb": None, "Mar": None}, [1, -1])
+True
+>>> names_agree(["pages", "month_Feb"], "month_", {"Feb": None, "Mar": None}, [0, -1])  # shifted: not trusted
+False
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NO_WEIGHT", "NUMERIC", "PositionFinder", "pack_positions", "positions_of", "stored_columns"]
+__all__ = ["NO_WEIGHT", "NUMERIC", "PositionFinder", "names_agree", "pack_positions", "positions_of", "stored_columns"]
 
 #: The position of a vocabulary entry that has no weight yet.
 NO_WEIGHT = -1
@@ -115,3 +119,15 @@ def stored_columns(raw: Any, count: int, n: int) -> tuple[list[int], bool] | Non
     if lowest < NO_WEIGHT or (count and int(columns.max()) >= n):
         return None
     return columns.tolist(), lowest >= 0
+
+
+def names_agree(names: list[str], prefix: str, entries: dict[str, Any], columns: list[int]) -> bool:
+    """A spot check of stored positions against the weights' ``names``: the first and the last of ``entries`` (an
+    insertion-ordered map: a feature's values, with ``prefix`` ``"feature_"``, or the numeric features with ``""``)
+    name the weights their ``columns`` say, where they have one. An index shifted or misaligned fails it; O(1)."""
+    if not columns:
+        return True
+    first, last = columns[0], columns[-1]
+    return (first == NO_WEIGHT or names[first] == prefix + next(iter(entries))) and (
+        last == NO_WEIGHT or names[last] == prefix + next(reversed(entries))
+    )

@@ -257,6 +257,8 @@ def test_the_vocabulary_positions_restore_the_compiled_fast_path_and_bad_ones_fa
         {"categories": {"page": [0, -1]}},
         {"categories": {"page": page}, "numeric": b"\x00"},
         {"categories": {"page": page}, "numeric": struct.pack("<i", n)},
+        {"categories": {"page": struct.pack("<2i", *(p + 1 for p in struct.unpack("<2i", page)))}},  # shifted
+        {"categories": {"page": page}, "numeric": struct.pack("<i", struct.unpack("<i", positions["numeric"])[0] - 1)},
     ]
     for value in bad:
         model = CompiledModel.restore(spec, with_positions(value))
