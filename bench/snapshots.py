@@ -75,6 +75,9 @@ VARIANTS = {
 }
 
 
+PACE_SECONDS = writer.PACE_SECONDS
+
+
 def use(variant: str) -> None:
     codec._PACKER, codec.gc_paused, restore.gc_paused = VARIANTS[variant]  # type: ignore[assignment]
 
@@ -405,14 +408,17 @@ def main() -> None:
         result["sizes"] = {} if args.stall_only else write_restore(Settings(**base), args.repeat)
         result["stall"] = {}
         for name, (features, values) in (("dataset-like 1k", (10, 100)), ("100k", SIZES["100k"])):
-            for variant in ("before", "now", "now, 1 ms GIL slices"):
+            for variant in ("before", "now", "now, unpaced", "now, 1 ms GIL slices"):
                 use(variant.split(",")[0])
                 writer.SWITCH_INTERVAL = 0.001 if "1 ms" in variant else None  # while the writer works, or Python's
+                # "unpaced": the writer works while the learner is between batches too (as before the pacing)
+                writer.PACE_SECONDS = 0.0 if "unpaced" in variant else PACE_SECONDS
                 tag = f"bench-stall-{name.split()[-1]}-{variant.replace(' ', '').replace(',', '-')}-{os.getpid()}"
                 settings = Settings(**base, model_name=tag, events_topic=tag, snapshot_every_seconds=3600)
                 result["stall"][f"{name}, {variant}"] = stall(settings, features, values, args.stall_events)
             use("now")
             writer.SWITCH_INTERVAL = None
+            writer.PACE_SECONDS = PACE_SECONDS
     result["machine"] = {
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),

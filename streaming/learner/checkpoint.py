@@ -116,6 +116,17 @@ class Checkpoints:
         """Captured snapshots not collected yet (waiting for their outputs, in the writer, or finished)."""
         return len(self.jobs)
 
+    def hold_writer(self) -> None:
+        """The learner leaves its batch for the work between polls: the writer waits a little (see
+        :meth:`SnapshotWriter.hold`)."""
+        if self.writer is not None:
+            self.writer.hold()
+
+    def release_writer(self) -> None:
+        """The learner steps events again: the writer works."""
+        if self.writer is not None:
+            self.writer.go()
+
     def follow(self, state: LearnerState) -> None:
         """The learner moved to ``state.epoch``: snapshots captured before are dropped, not written."""
         if self.writer is not None:

@@ -263,6 +263,7 @@ class Learner:
             # while a snapshot waits for its outputs, do not sleep in an idle poll: write it as soon as they are in
             timeout = min(s.poll_timeout_ms, 10) if self.checkpoints.in_flight else s.poll_timeout_ms
             batch = consumer.poll(timeout_ms=timeout, max_records=s.poll_max_records)
+            self.checkpoints.release_writer()  # stepping events: the snapshot writer may take its GIL slices
             for tp, records in batch.items():
                 for record in records:
                     if record.offset < positions[tp]:
@@ -283,6 +284,9 @@ class Learner:
                     if due and self.checkpoints.in_flight < MAX_PENDING_CAPTURES:
                         self._captures.append(self.checkpoints.capture(self.state, outputs, positions))
                         cadence.snapshotted(time.monotonic())
+            # between batches the learner mostly calls what releases the GIL (Redis, the producer, the poll): a
+            # busy writer taking it each time would cost the learner a switch interval back each time
+            self.checkpoints.hold_writer()
             self.step.flush_telemetry()
             now = time.monotonic()
             if not self.checkpoints.in_flight and cadence.snapshot_due(
