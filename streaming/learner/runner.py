@@ -51,6 +51,7 @@ from streaming.learner.reference_gate import ReferenceGate, load_reference_set
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.learner.telemetry import LearnerMetrics
+from streaming.runtime import refreeze
 from streaming.transport import (
     BrokerWatch,
     Consumer,
@@ -214,6 +215,7 @@ class Learner:
             self.outages.kafka_recovered()
             if self.state.pending_rollback:  # record at once the skip a rollback decided while no learner applied it
                 self.snapshot(outputs, positions, consumer)
+            refreeze()  # the activation's model and clients out of the full collections' reach (if frozen before)
             self._loop(consumer, outputs, positions, watch, until_caught_up)
             self._finish(consumer, outputs, positions)
         finally:
