@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from monitor.prequential import meets_threshold
-from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta
+from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta, gc_paused
 from snapshotter.lease import Lease
 from snapshotter.status import LearnerStatus, StatusWriter
 from snapshotter.store import VersionStore
@@ -72,8 +72,11 @@ class Captured:
 
 
 def encode_captured(captured: Captured) -> EncodedSnapshot:
-    """The blob of a captured state (in the writer thread)."""
-    return EncodedSnapshot.of(captured.state.document())
+    """The blob of a captured state (in the writer thread). No cyclic collection meanwhile (in any thread): the
+    document's long lists of names (~200k entries for a 100k-weight model) are all alive until it is packed, and
+    a collection starting in between would walk every one of them while the learner waits for the GIL."""
+    with gc_paused():
+        return EncodedSnapshot.of(captured.state.document())
 
 
 class Checkpoints:
