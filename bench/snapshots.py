@@ -18,7 +18,15 @@ Against a real redis-server (and, for the stall, a real Tansu broker) started by
   the start of its capture (learner thread) to the end of its write (writer thread) — and, for a learner
   without the writer thread, of each piece of snapshot work. The longest gaps of the whole run are printed
   next to it (the machine's own noise: other jobs, the Kafka poll, GC). The events are produced before the
-  learner starts, so the gaps are not waits for data.
+  learner starts, so the gaps are not waits for data. Each snapshot's longest gap is split (``stall_split``,
+  :data:`SPLIT`): the learner thread on a CPU / waiting in the run queue for one / off CPU (the GIL, a socket),
+  read from Linux's per-thread ``schedstat`` at both ends of the gap; the writer thread's CPU time in it; the
+  cyclic GC (``gc.callbacks``), the Kafka poll and the capture inside it; ``longest_stalls_split_ms`` the 5
+  longest, whole; ``gc_collections`` the run's collections per generation (the one ~100 ms full collection is
+  the learner's :func:`~streaming.runtime.refreeze` at activation, before its first event). Variants:
+  ``now, unpaced`` lets the snapshot writer work while the learner is between batches (as before the pacing,
+  :data:`~streaming.learner.writer.PACE_SECONDS`), ``now, 1 ms GIL slices`` sets the switch interval while it
+  works.
 
 Prints the figures and writes JSON (``--out``, default ``bench/results/snapshots.json``). The machine is
 shared and noisy: compare ratios and repeat. Run: ``.venv/bin/python bench/snapshots.py``.
