@@ -21,8 +21,9 @@ GIL for more than a few milliseconds, so the learner thread keeps stepping event
 batches the learner :meth:`~SnapshotWriter.hold` s the writer (it polls, runs delivery reports, talks to Redis:
 calls that release the GIL, each of which a busy writer would turn into a switch interval's wait) and lets it
 :meth:`~SnapshotWriter.go` when it steps events again; the writer starts no piece of work (encode, write) while
-held, for at most :data:`PACE_SECONDS` (``bench/snapshots.py``: the learner's longest gap around a 100k-weight
-snapshot p50 8-16 ms, p99 21-31 ms paced, against p50 21-23, p99 47-48 ms unpaced, same runs).
+held, for at most :data:`PACE_SECONDS`, unless another capture waits behind it (falling behind would delay the
+captures themselves: few may be pending). ``bench/snapshots.py``: the learner's longest gap around a 100k-weight
+snapshot p50 4.5-10, p99 12-26 ms paced, against p50 11-19, p99 20-38 ms unpaced, in the same runs.
 
 >>> from snapshotter.codec import SnapshotState
 >>> written = []
@@ -218,7 +219,9 @@ class SnapshotWriter:
             self._last = (job.epoch, meta.number)
 
     def _pace(self) -> None:
-        if PACE_SECONDS:
+        with self._lock:
+            behind = len(self._queue) > 1  # another capture waits behind this one: catch up first
+        if PACE_SECONDS and not behind:
             self._go.wait(PACE_SECONDS)
 
     def _skip(self, job: Job) -> bool:
