@@ -18,7 +18,15 @@ Against a real redis-server (and, for the stall, a real Tansu broker) started by
   the start of its capture (learner thread) to the end of its write (writer thread) — and, for a learner
   without the writer thread, of each piece of snapshot work. The longest gaps of the whole run are printed
   next to it (the machine's own noise: other jobs, the Kafka poll, GC). The events are produced before the
-  learner starts, so the gaps are not waits for data.
+  learner starts, so the gaps are not waits for data. Each snapshot's longest gap is split (``stall_split``,
+  :data:`SPLIT`): the learner thread on a CPU / waiting in the run queue for one / off CPU (the GIL, a socket),
+  read from Linux's per-thread ``schedstat`` at both ends of the gap; the writer thread's CPU time in it; the
+  cyclic GC (``gc.callbacks``), the Kafka poll and the capture inside it; ``longest_stalls_split_ms`` the 5
+  longest, whole; ``gc_collections`` the run's collections per generation (the one ~100 ms full collection is
+  the learner's :func:`~streaming.runtime.refreeze` at activation, before its first event). Variants:
+  ``now, unpaced`` lets the snapshot writer work while the learner is between batches (as before the pacing,
+  :data:`~streaming.learner.writer.PACE_SECONDS`), ``now, 1 ms GIL slices`` sets the switch interval while it
+  works.
 
 Prints the figures and writes JSON (``--out``, default ``bench/results/snapshots.json``). The machine is
 shared and noisy: compare ratios and repeat. Run: ``.venv/bin/python bench/snapshots.py``.
@@ -34,6 +42,7 @@ import os
 import platform
 import random
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -74,6 +83,9 @@ VARIANTS = {
 }
 
 
+PACE_SECONDS = writer.PACE_SECONDS
+
+
 def use(variant: str) -> None:
     codec._PACKER, codec.gc_paused, restore.gc_paused = VARIANTS[variant]  # type: ignore[assignment]
 
@@ -86,6 +98,42 @@ def stats(values: list[float]) -> dict[str, float]:
         "max_ms": ordered[-1] * 1e3,
         "n": len(ordered),
     }
+
+
+#: how the longest gap around each snapshot is split (``stall_split``), measured per gap, in seconds
+SPLIT = {
+    "learner_on_cpu": "the learner thread ran on a CPU (Python, C, the poll's own work)",
+    "learner_run_queue_wait": "the learner thread was runnable, waiting for a CPU (the machine's other load)",
+    "learner_off_cpu": "the learner thread slept: waiting for the GIL, a socket (the poll), a lock",
+    "writer_on_cpu": "the snapshot writer thread ran on a CPU meanwhile",
+    "gc": "cyclic garbage collections (any thread) inside the gap",
+    "gc_gen2": "of which full (generation 2) collections",
+    "kafka_poll": "the Kafka poll inside the gap",
+    "snapshot_work_learner_thread": "the snapshot work on the learner thread (capture) inside the gap",
+    "without_run_queue_wait": "the gap minus the learner thread's run-queue wait",
+}
+
+
+class ThreadClock:
+    """One thread's cumulative on-CPU and run-queue-wait nanoseconds (Linux ``/proc/.../schedstat``; ~0.5 us a
+    read). Run-queue wait is the time the thread was runnable and no CPU was free: the machine's doing."""
+
+    def __init__(self, native_id: int) -> None:
+        try:
+            self.fd: int | None = os.open(f"/proc/self/task/{native_id}/schedstat", os.O_RDONLY)
+        except OSError:  # not Linux: zeros
+            self.fd = None
+
+    def read(self) -> tuple[int, int]:
+        if self.fd is None:
+            return 0, 0
+        run, wait, _ = os.pread(self.fd, 80, 0).split()
+        return int(run), int(wait)
+
+
+def overlap(a: float, b: float, intervals: list[tuple[float, float]]) -> float:
+    """Seconds of ``intervals`` inside ``[a, b]``."""
+    return sum(min(b, e) - max(a, s) for s, e in intervals if s < b and e > a)
 
 
 def wide_events(features: int, values: int, n: int, seed: int = 7) -> list[Event]:
@@ -216,14 +264,27 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
     runner.make_consumer = timed_consumer  # type: ignore[attr-defined]
     learner = Learner(settings, registry=CollectorRegistry())
     steps: list[tuple[float, float]] = []  # (start, end) of each event step
+    # the learner thread's and the writer thread's schedstat (on-CPU ns, run-queue wait ns) at each step's start/end
+    clocks: list[tuple[int, int, int, int, int, int, int, int]] = []
     work: list[tuple[float, float]] = []  # (start, end) of snapshot work
     work_cpu: list[float] = []  # its CPU time (this thread)
     process = learner.step.process
+    learner_clock = ThreadClock(threading.get_native_id())
+    writer_clock: list[ThreadClock] = []  # opened once the writer thread runs (on activation)
+    no_clock = (0, 0)
 
     def timed_process(*args: Any, **kwargs: Any) -> None:
+        if not writer_clock and learner.checkpoints.writer is not None:
+            writer_clock.append(ThreadClock(learner.checkpoints.writer._thread.native_id))
+        w0 = writer_clock[0].read() if writer_clock else no_clock
+        l0 = learner_clock.read()
         t0 = time.perf_counter()
         process(*args, **kwargs)
-        steps.append((t0, time.perf_counter()))
+        t1 = time.perf_counter()
+        l1 = learner_clock.read()
+        w1 = writer_clock[0].read() if writer_clock else no_clock
+        steps.append((t0, t1))
+        clocks.append((*l0, *l1, *w0, *w1))
 
     learner.step.process = timed_process  # type: ignore[method-assign]
     checkpoints = learner.checkpoints
@@ -257,24 +318,53 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
     if encode_captured is not None:  # the writer thread (started on activation: patched before)
         checkpoint.encode_captured = timed(encode_captured, background, background_cpu)  # type: ignore[attr-defined]
         checkpoints._write = timed(checkpoints._write, background, background_cpu, captured_arg=True)  # type: ignore[method-assign]
+    collections: list[tuple[float, float, int, bool]] = []  # (start, end, generation, in the learner thread)
+    learner_thread = threading.get_ident()
+    started: list[float] = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            collections.append(
+                (started[0], time.perf_counter(), info["generation"], threading.get_ident() == learner_thread)
+            )
+
     gc.collect()
     gc.freeze()  # as `livelearn learn` does before its loop
+    gc.callbacks.append(on_gc)
     t0 = time.perf_counter()
-    learner.run(until_caught_up=True)
+    try:
+        learner.run(until_caught_up=True)
+    finally:
+        gc.callbacks.remove(on_gc)
     seconds = time.perf_counter() - t0
     gc.unfreeze()
     assert learner.counters["events_seen"] == events, learner.counters
     gaps = [(steps[i][1], steps[i + 1][0]) for i in range(len(steps) - 1)]
     around: list[float] = []
     around_without_poll: list[float] = []
+    split: dict[str, list[float]] = {key: [] for key in SPLIT}
     # the longest gap overlapping each snapshot's life (or, for a learner without the writer thread, each piece)
     for start, end in lives or work:
-        overlapping = [(a, b) for a, b in gaps if a <= end and b >= start]
+        overlapping = [(i, a, b) for i, (a, b) in enumerate(gaps) if a <= end and b >= start]
         if overlapping:
-            a, b = max(overlapping, key=lambda gap: gap[1] - gap[0])
+            i, a, b = max(overlapping, key=lambda gap: gap[2] - gap[1])
             around.append(b - a)
-            polled = sum(min(b, pe) - max(a, ps) for ps, pe in polls if ps < b and pe > a)
+            polled = overlap(a, b, polls)
             around_without_poll.append(b - a - polled)
+            # where the gap went: the learner thread on a CPU, waiting for one, or neither (the GIL, a socket)
+            run0, wait0, wrun0 = clocks[i][2], clocks[i][3], clocks[i][6]  # the end of the step before the gap
+            run1, wait1, wrun1 = clocks[i + 1][0], clocks[i + 1][1], clocks[i + 1][4]  # the start of the one after
+            split["learner_on_cpu"].append((run1 - run0) / 1e9)
+            split["learner_run_queue_wait"].append((wait1 - wait0) / 1e9)
+            split["learner_off_cpu"].append(max(0.0, b - a - (run1 - run0 + wait1 - wait0) / 1e9))
+            split["writer_on_cpu"].append(max(0, wrun1 - wrun0) / 1e9)
+            split["gc"].append(overlap(a, b, [(s, e) for s, e, _, _ in collections]))
+            split["gc_gen2"].append(overlap(a, b, [(s, e) for s, e, g, _ in collections if g == 2]))
+            split["kafka_poll"].append(polled)
+            split["snapshot_work_learner_thread"].append(overlap(a, b, work))
+            split["without_run_queue_wait"].append(b - a - (wait1 - wait0) / 1e9)
     others = sorted(b - a for a, b in gaps)
     return {
         "events": events,
@@ -296,6 +386,22 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
             "longest_ms": [round(g * 1e3, 2) for g in others[-5:]],
         },
         "snapshots_written": learner.last_snapshot.number if learner.last_snapshot else 0,
+        # the longest gap of each snapshot, split (seconds → ms stats across snapshots; see SPLIT)
+        "stall_split": {key: stats(values) for key, values in split.items() if values},
+        "longest_stalls_split_ms": [
+            {"gap": round(around[j] * 1e3, 2), **{key: round(split[key][j] * 1e3, 2) for key in SPLIT}}
+            for j in sorted(range(len(around)), key=around.__getitem__)[-5:]
+        ],
+        "gc_collections": {
+            f"gen{g}": {
+                "count": len(durations),
+                "total_ms": sum(durations) * 1e3,
+                "max_ms": max(durations, default=0.0) * 1e3,
+                "in_learner_thread": sum(1 for s, e, gen, mine in collections if gen == g and mine),
+            }
+            for g in range(3)
+            for durations in [[e - s for s, e, gen, _ in collections if gen == g]]
+        },
     }
 
 
@@ -312,14 +418,17 @@ def main() -> None:
         result["sizes"] = {} if args.stall_only else write_restore(Settings(**base), args.repeat)
         result["stall"] = {}
         for name, (features, values) in (("dataset-like 1k", (10, 100)), ("100k", SIZES["100k"])):
-            for variant in ("before", "now", "now, 1 ms GIL slices"):
+            for variant in ("before", "now", "now, unpaced", "now, 1 ms GIL slices"):
                 use(variant.split(",")[0])
                 writer.SWITCH_INTERVAL = 0.001 if "1 ms" in variant else None  # while the writer works, or Python's
+                # "unpaced": the writer works while the learner is between batches too (as before the pacing)
+                writer.PACE_SECONDS = 0.0 if "unpaced" in variant else PACE_SECONDS
                 tag = f"bench-stall-{name.split()[-1]}-{variant.replace(' ', '').replace(',', '-')}-{os.getpid()}"
                 settings = Settings(**base, model_name=tag, events_topic=tag, snapshot_every_seconds=3600)
                 result["stall"][f"{name}, {variant}"] = stall(settings, features, values, args.stall_events)
             use("now")
             writer.SWITCH_INTERVAL = None
+            writer.PACE_SECONDS = PACE_SECONDS
     result["machine"] = {
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
@@ -370,6 +479,21 @@ def main() -> None:
                 f"p99 {w['p99_ms']:.2f} ms, CPU p50 {c['p50_ms']:.2f} p99 {c['p99_ms']:.2f} ms; capture to "
                 f"written p50 {a.get('p50_ms', 0):.2f} p99 {a.get('p99_ms', 0):.2f} ms"
             )
+        if r.get("stall_split"):
+            sp = r["stall_split"]
+            print(
+                "        the same gaps split (p50/p99 ms): "
+                + ", ".join(f"{key} {sp[key]['p50_ms']:.2f}/{sp[key]['p99_ms']:.2f}" for key in SPLIT if key in sp)
+            )
+            print(
+                "        GC in the run: "
+                + ", ".join(
+                    f"{g} {c['count']}x {c['total_ms']:.1f} ms (max {c['max_ms']:.2f})"
+                    for g, c in r["gc_collections"].items()
+                )
+            )
+            for row in r["longest_stalls_split_ms"][::-1][:3]:
+                print(f"        a longest gap: {row}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"written {args.out}")

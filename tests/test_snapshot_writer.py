@@ -121,3 +121,36 @@ def test_the_synchronous_snapshot_waits_for_the_ones_captured_before(parts):
     meta = checkpoints.snapshot(state, outputs, {tp: 40}, consumer)
     assert meta is not None and pending.meta is not None
     assert meta.parent == pending.meta.number and store.head() == meta.number == state.parent
+
+
+def test_a_held_writer_starts_no_work_until_the_learner_steps_events_or_waits_for_it(monkeypatch):
+    """Between batches (``hold``) the writer does not start encoding; ``go`` or the learner waiting lets it."""
+    import threading
+
+    from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta
+    from streaming.learner import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "PACE_SECONDS", WAIT)  # the bound is far away: only go/wait open it
+    encoding = threading.Event()
+
+    def encode(captured):
+        encoding.set()
+        return EncodedSnapshot.of(captured)
+
+    def write(captured, encoded, parent):
+        return VersionMeta(1, 0.0, "w", 0, 0, 0, {}, {}, parent, {}, 2, encoded.sha256, 1)
+
+    writer = writer_module.SnapshotWriter(encode, write, epoch=0)
+    try:
+        writer.hold()
+        job = writer.submit(SnapshotState({}, {}, {}, {}), epoch=0, parent=None)
+        writer.release(job)
+        assert not encoding.wait(0.3)  # held: the learner is polling, delivering, talking to Redis
+        writer.go()
+        assert encoding.wait(WAIT) and job.done.wait(WAIT) and job.meta is not None
+        writer.hold()
+        second = writer.submit(SnapshotState({}, {}, {}, {}), epoch=0, parent=None)
+        writer.release(second)
+        assert writer.wait(second, timeout=WAIT) and second.meta is not None  # the learner waits: no hold
+    finally:
+        writer.close()

@@ -126,3 +126,22 @@ def test_status_is_published_only_by_the_lease_holder(make_settings):
     store.client.delete(store.keys.lease, store.keys.status)  # the lease expired; someone else may hold it
     learner.publish_status(12.0, 3)
     assert store.client.get(store.keys.status) is None
+
+
+def test_status_publish_appends_every_sample_field_by_field_and_is_fenced(make_settings):
+    """The samples travel as one msgpack argument and the script adds them one stream entry each, as they were."""
+    from snapshotter.status import StatusWriter, read_samples, read_status
+
+    settings = make_settings()
+    store = store_for(settings)
+    lease = Lease(store.client, settings.model_name, "w", ttl=30)
+    assert lease.acquire()
+    writer = StatusWriter(store.client, store.keys, history_maxlen=1000)
+    samples = [{"time": 1.5, "accuracy": 0.8125, "offset:0": 300.0}, {"time": 2.0, "epoch": 1.0, "feature:x": -0.1}]
+    status = {"writer": "w", "epoch": 1}
+    assert writer.publish(lease.value, status, samples, ttl_ms=5000)  # type: ignore[arg-type]
+    assert writer.publish(lease.value, status, [], ttl_ms=5000)  # type: ignore[arg-type]
+    assert [sample for _id, sample in read_samples(store.client, store.keys)] == samples
+    assert read_status(store.client, store.keys) == status
+    assert not writer.publish("stale", status, samples, ttl_ms=5000)  # type: ignore[arg-type]
+    assert len(read_samples(store.client, store.keys)) == 2

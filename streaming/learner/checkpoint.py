@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from monitor.prequential import meets_threshold
-from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta
+from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta, gc_paused
 from snapshotter.lease import Lease
 from snapshotter.status import LearnerStatus, StatusWriter
 from snapshotter.store import VersionStore
@@ -72,8 +72,11 @@ class Captured:
 
 
 def encode_captured(captured: Captured) -> EncodedSnapshot:
-    """The blob of a captured state (in the writer thread)."""
-    return EncodedSnapshot.of(captured.state.document())
+    """The blob of a captured state (in the writer thread). No cyclic collection meanwhile (in any thread): the
+    document's long lists of names (~200k entries for a 100k-weight model) are all alive until it is packed, and
+    a collection starting in between would walk every one of them while the learner waits for the GIL."""
+    with gc_paused():
+        return EncodedSnapshot.of(captured.state.document())
 
 
 class Checkpoints:
@@ -115,6 +118,17 @@ class Checkpoints:
     def in_flight(self) -> int:
         """Captured snapshots not collected yet (waiting for their outputs, in the writer, or finished)."""
         return len(self.jobs)
+
+    def hold_writer(self) -> None:
+        """The learner leaves its batch for the work between polls: the writer waits a little (see
+        :meth:`SnapshotWriter.hold`)."""
+        if self.writer is not None:
+            self.writer.hold()
+
+    def release_writer(self) -> None:
+        """The learner steps events again: the writer works."""
+        if self.writer is not None:
+            self.writer.go()
 
     def follow(self, state: LearnerState) -> None:
         """The learner moved to ``state.epoch``: snapshots captured before are dropped, not written."""

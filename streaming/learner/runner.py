@@ -51,6 +51,7 @@ from streaming.learner.reference_gate import ReferenceGate, load_reference_set
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.learner.telemetry import LearnerMetrics
+from streaming.runtime import refreeze
 from streaming.transport import (
     BrokerWatch,
     Consumer,
@@ -214,6 +215,7 @@ class Learner:
             self.outages.kafka_recovered()
             if self.state.pending_rollback:  # record at once the skip a rollback decided while no learner applied it
                 self.snapshot(outputs, positions, consumer)
+            refreeze()  # the activation's model and clients out of the full collections' reach (if frozen before)
             self._loop(consumer, outputs, positions, watch, until_caught_up)
             self._finish(consumer, outputs, positions)
         finally:
@@ -263,6 +265,7 @@ class Learner:
             # while a snapshot waits for its outputs, do not sleep in an idle poll: write it as soon as they are in
             timeout = min(s.poll_timeout_ms, 10) if self.checkpoints.in_flight else s.poll_timeout_ms
             batch = consumer.poll(timeout_ms=timeout, max_records=s.poll_max_records)
+            self.checkpoints.release_writer()  # stepping events: the snapshot writer may take its GIL slices
             for tp, records in batch.items():
                 for record in records:
                     if record.offset < positions[tp]:
@@ -283,6 +286,9 @@ class Learner:
                     if due and self.checkpoints.in_flight < MAX_PENDING_CAPTURES:
                         self._captures.append(self.checkpoints.capture(self.state, outputs, positions))
                         cadence.snapshotted(time.monotonic())
+            # between batches the learner mostly calls what releases the GIL (Redis, the producer, the poll): a
+            # busy writer taking it each time would cost the learner a switch interval back each time
+            self.checkpoints.hold_writer()
             self.step.flush_telemetry()
             now = time.monotonic()
             if not self.checkpoints.in_flight and cadence.snapshot_due(
