@@ -303,7 +303,10 @@ class Learner:
             self.heartbeat.beat("active", ready=kafka_up, detail="" if kafka_up else "Kafka does not answer")
             current_lag = lag(consumer, positions) if kafka_up else None
             if self.checkpoints.in_flight:  # caught up: nothing to learn meanwhile, so wait for the deliveries
-                self._write_when_delivered(outputs, consumer, wait=not batch or current_lag == 0)
+                # (an empty poll with a lag is not caught up: the next fetch is on its way, learning waits for no
+                # flush; with the lag unknown, Kafka may be down: the flush says so)
+                caught_up = current_lag == 0 or (current_lag is None and not batch)
+                self._write_when_delivered(outputs, consumer, wait=caught_up)
             if cadence.status_due(now):
                 self.publish_status(cadence.rate(now, self.counters["events_seen"]), current_lag, positions)
                 self.check_in()
