@@ -36,7 +36,8 @@ def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_sett
     metas = store.list()
     numbers = [m.number for m in metas]
     assert numbers == list(range(1, len(numbers) + 1))
-    assert len(numbers) == N // 2000 + 1
+    written = [(m.number, m.events_seen) for m in metas]
+    assert len(numbers) == N // 2000 + 1, f"versions (number, events_seen): {written}; the learner said:\n{output}"
     assert store.head() == numbers[-1]
     for previous, meta in zip([None, *metas[:-1]], metas, strict=True):
         assert meta.parent == (previous.number if previous else None)

@@ -68,7 +68,7 @@ __all__ = ["Learner", "spec_from_settings"]
 log = logging.getLogger(__name__)
 
 Positions = dict[TopicPartition, int]
-#: snapshots captured and not yet written at most; one more due is captured once the oldest is written
+#: snapshots captured and not yet written at most; with this many pending, a version due waits for the oldest one
 MAX_PENDING_CAPTURES = 4
 
 
@@ -103,6 +103,7 @@ class Learner:
         self.state = LearnerState.fresh(self.spec, settings)
         self._learned_once = False  # Kafka failures after that are outages to wait out, not setup errors
         self._lineage_moved = False  # a snapshot found the lineage moved on: follow it before going on
+        self._idle_judged: tuple[int, int] | None = None  # (epoch, stream position) of the last idle judgement
         #: snapshots captured (handed to the writer thread), oldest first, waiting for the outputs sent before them
         self._captures: collections.deque[Job] = collections.deque()
 
@@ -280,10 +281,11 @@ class Learner:
                         due = due or cadence.snapshot_due(time.monotonic(), at_sample=True)
                     if self.checkpoints.in_flight:
                         self._write_when_delivered(outputs, consumer)
-                    # every N events is a version, even while earlier ones wait for their outputs; with too many
-                    # pending, the capture waits for a free place (still due at the next event): learning never
-                    # waits for the outputs' delivery
-                    if due and self.checkpoints.in_flight < MAX_PENDING_CAPTURES:
+                    # every N events is a version, even while earlier ones wait for their outputs: learning does
+                    # not wait for their delivery, until too many are pending (then the oldest is written first)
+                    if due:
+                        if self.checkpoints.in_flight >= MAX_PENDING_CAPTURES:
+                            self._make_room(outputs, consumer)
                         self._captures.append(self.checkpoints.capture(self.state, outputs, positions))
                         cadence.snapshotted(time.monotonic())
             # between batches the learner mostly calls what releases the GIL (Redis, the producer, the poll): a
@@ -307,6 +309,10 @@ class Learner:
                 # flush; with the lag unknown, Kafka may be down: the flush says so)
                 caught_up = current_lag == 0 or (current_lag is None and not batch)
                 self._write_when_delivered(outputs, consumer, wait=caught_up)
+            if not batch and current_lag == 0:
+                self._confirm_idle(positions)
+            if self.state.promotable:  # a candidate written after the sample that confirmed it, or confirmed idle
+                self._promote()
             if cadence.status_due(now):
                 self.publish_status(cadence.rate(now, self.counters["events_seen"]), current_lag, positions)
                 self.check_in()
@@ -351,12 +357,31 @@ class Learner:
             self._lineage_moved = True
             self._follow(consumer, outputs, positions, watch)
         if self.state.promotable:
-            try:
-                self.checkpoints.promote(self.state)
-            except SnapshotFencedError as exc:
-                raise LeaseLostError(str(exc)) from None
-            except StaleLineageError:
-                self._lineage_moved = True  # a rollback dropped the candidates: follow it first
+            self._promote()
+
+    def _promote(self) -> None:
+        try:
+            self.checkpoints.promote(self.state)
+        except SnapshotFencedError as exc:
+            raise LeaseLostError(str(exc)) from None
+        except StaleLineageError:
+            self._lineage_moved = True  # a rollback dropped the candidates: follow it first
+
+    def _confirm_idle(self, positions: Positions) -> None:
+        """Caught up, with candidate versions past the confirmed position: no metric sample comes before new
+        data does, so judge the block so far now, by the rule a timed snapshot's partial block is judged by
+        (:meth:`EventStep.confirm_partial`), once per position. Calm, it confirms them (served at once); not calm,
+        they wait for the full block as before. Without this, a version written between samples at the end of
+        a burst stayed a candidate until the stream went on."""
+        state = self.state
+        if not state.unconfirmed or (state.confirmed is not None and state.unconfirmed[-1] <= state.confirmed):
+            return
+        judged = (state.epoch, sum(positions.values()))
+        if judged == self._idle_judged:
+            return
+        self._idle_judged = judged
+        if self.step.confirm_partial(state, positions):
+            self.telemetry.partial_confirmations.inc()
 
     # -- snapshots and status -----------------------------------------------------------------------
     def snapshot(self, outputs: Outputs, positions: Positions, consumer: Consumer) -> VersionMeta | None:
@@ -387,6 +412,18 @@ class Learner:
             self.checkpoints.release(job)
         jobs = self.checkpoints.jobs
         self._collect(consumer, until=jobs[-1] if wait and jobs else None)
+
+    def _make_room(self, outputs: Outputs, consumer: Consumer) -> None:
+        """Backpressure: :data:`MAX_PENDING_CAPTURES` versions wait for their outputs or the writer (a slow
+        broker or Redis). A version due is never skipped nor moved to a later event, so learning waits here
+        until the oldest one is written (flushing the outputs it waits for, and failing as a flush does)."""
+        oldest = self.checkpoints.jobs[0]
+        if self._captures and self._captures[0] is oldest:
+            if not outputs.delivered(oldest.captured.mark):
+                outputs.flush()
+            self._captures.popleft()
+            self.checkpoints.release(oldest)
+        self._collect(consumer, until=oldest)
 
     def _collect(self, consumer: Consumer, until: Job | None = None) -> None:
         """Apply the writes the writer finished (waiting for ``until``); a dropped one: follow the lineage first."""
