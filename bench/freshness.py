@@ -9,7 +9,9 @@ position). A watcher asks the API
 ``POST /predict`` every 5 ms which version it serves and records when each version was first served; a
 version's offsets come from its metadata. An event's freshness is the time from its send to the first time
 the API served a version whose offsets lie past it. p50 / p99 / max per rate; events never served within
-``--grace`` seconds after the producer stopped are counted, not hidden.
+``--grace`` seconds after the producer stopped are counted, not hidden: the p99 is also given counting them
+as never served, and the versions written past the furthest position served are listed with what they are
+(a candidate the quality guard holds back, or not eligible), so a tail says whether it is latency or the guard.
 
 Prints the figures and writes JSON (``--out``, default ``bench/results/freshness.json``). The machine is
 shared and noisy: repeat. Run: ``.venv/bin/python bench/freshness.py``.
@@ -32,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from snapshotter.states import version_states
 from snapshotter.store import open_store
 from streaming.config import Settings
 from streaming.events import EventLimits, decode_event, encode_event
@@ -85,6 +88,26 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def p99_counting(delays: list[float], unserved: int) -> float | None:
+    """The p99 over every event sent, an unserved one counted as infinitely late (``None`` if the p99 is one)."""
+    n = len(delays) + unserved
+    if not n:
+        return None
+    rank = max(0, round(0.99 * n) - 1)
+    return sorted(delays)[rank] if rank < len(delays) else None
+
+
+def position_runs(positions: list[int]) -> list[list[int]]:
+    """Sorted positions as [first, last] runs of consecutive ones."""
+    runs: list[list[int]] = []
+    for p in positions:
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
+        else:
+            runs.append([p, p])
+    return runs
+
+
 def produce(settings: Settings, rate: float, seconds: float, start_index: int) -> list[tuple[float, str]]:
     """Send ``rate`` events/s for ``seconds``; returns (send time, event id) per event, all acknowledged."""
     producer = make_producer(settings, linger_ms=5)
@@ -135,6 +158,31 @@ def offsets_of(settings: Settings, ids: set[str], timeout: float = 60.0) -> dict
     return found
 
 
+def held_back(store: Any, versions: list[Any], served_to: int, last_offset: int) -> dict[str, Any]:
+    """Why events past the furthest position served (if any) were not served: the versions written past it,
+    each with what it is now (``candidate``: eligible, waiting for the guard to see the data up to it calm; no
+    state: not eligible, its rolling metric missed the threshold) and its rolling metrics. The guard holding a
+    version back is the product working, not latency; the figures say which it was."""
+    if served_to > last_offset:
+        return {"unserved_tail": None}
+    states = version_states(store)
+    past = []
+    for meta in versions:
+        position = sum(sum(p.values()) for p in meta.offsets.values())
+        if position > served_to:
+            rolling = meta.metrics.get("rolling", {})
+            past.append(
+                {
+                    "version": meta.number,
+                    "position": position,
+                    "eligible": meta.stable,
+                    "states": states.get(meta.number, []),
+                    "rolling": {k: rolling[k] for k in ("accuracy", "samples") if k in rolling},
+                }
+            )
+    return {"unserved_tail": {"served_to_position": served_to, "versions_past_it": past}}
+
+
 def measure(settings: Settings, watch: ServedVersions, rate: float, *, seconds: float, grace: float, skip: int) -> dict:
     store = open_store(settings)
     sent = produce(settings, rate, seconds, skip)
@@ -150,11 +198,12 @@ def measure(settings: Settings, watch: ServedVersions, rate: float, *, seconds: 
     reach: list[int] = []
     for _, position in served:
         reach.append(max(position, reach[-1] if reach else 0))
-    delays, unserved = [], 0
+    delays, unserved, late = [], 0, []
     for stamp, offset in stamps:
         i = bisect.bisect_left(reach, offset + 1, lo=bisect.bisect_left(times, stamp))
         if i < len(served):
             delays.append(max(times[i], stamp) - stamp)
+            late.append((delays[-1], offset))
         else:
             unserved += 1
     # where the time goes, per version served during this rate: its newest event sent -> written -> served
@@ -166,12 +215,17 @@ def measure(settings: Settings, watch: ServedVersions, rate: float, *, seconds: 
             serving_side.append(served_at - watch.created[number])
     versions = store.list()
     return {
+        **held_back(store, versions, reach[-1] if reach else 0, last_offset),
         "rate": rate,
         "events": len(stamps),
         "served_versions": sum(1 for t in times if t >= stamps[0][0]),
         "versions_stored": len(versions),
         "freshness": percentiles(delays) if delays else None,
         "unserved_within_grace": unserved,
+        # the same p99 with each unserved event counted as never served (null: beyond the grace period)
+        "p99_counting_unserved_s": p99_counting(delays, unserved),
+        # where the slowest 1% of served events lie in the stream (runs of positions): which data, which moment
+        "slowest_1pct_positions": position_runs(sorted(o for _, o in sorted(late)[-max(1, len(late) // 100) :])),
         "newest_event_sent_to_version_written": percentiles(learner_side) if learner_side else None,
         "version_written_to_served": percentiles(serving_side) if serving_side else None,
     }
@@ -229,13 +283,24 @@ def main() -> None:
                 skip += result["events"]
                 results["rates"].append(result)
                 f = result["freshness"] or {}
+                counted = result["p99_counting_unserved_s"]
                 print(
                     f"{rate:>6.0f} ev/s  {result['events']:>6} events  freshness p50 {f.get('p50_s', 0):.3f} s  "
                     f"p99 {f.get('p99_s', 0):.3f} s  max {f.get('max_s', 0):.3f} s  "
                     f"({result['served_versions']} versions served, {result['versions_stored']} stored, "
-                    f"{result['unserved_within_grace']} events not served within {args.grace:.0f} s)",
+                    f"{result['unserved_within_grace']} events not served within {args.grace:.0f} s; p99 counting "
+                    f"them {'beyond the grace' if counted is None else f'{counted:.3f} s'})",
                     flush=True,
                 )
+                tail = result["unserved_tail"]
+                if tail:
+                    print(f"          not served past stream position {tail['served_to_position']}; versions past it:")
+                    for v in tail["versions_past_it"]:
+                        print(
+                            f"            {v['version']} at {v['position']}: "
+                            f"{', '.join(v['states']) or ('eligible' if v['eligible'] else 'not eligible')}, "
+                            f"rolling {v['rolling']}"
+                        )
                 for part in ("newest_event_sent_to_version_written", "version_written_to_served"):
                     p = result[part] or {}
                     print(

@@ -46,6 +46,7 @@ def test_freshness_bench_sees_every_event_served(tmp_path):
     assert rate["events"] == 300
     assert rate["unserved_within_grace"] == 0
     assert rate["freshness"]["n"] == 300 and rate["freshness"]["p50_s"] <= rate["freshness"]["p99_s"]
+    assert rate["p99_counting_unserved_s"] == rate["freshness"]["p99_s"] and rate["unserved_tail"] is None
 
 
 def test_rollback_serving_bench_times_a_real_rollback_and_the_routes(tmp_path):
