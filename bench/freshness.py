@@ -34,8 +34,9 @@ from typing import Any
 
 import httpx
 
+from snapshotter.codec import VersionMeta
 from snapshotter.states import version_states
-from snapshotter.store import open_store
+from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.events import EventLimits, decode_event, encode_event
 from streaming.local.dataset import read_events
@@ -158,7 +159,7 @@ def offsets_of(settings: Settings, ids: set[str], timeout: float = 60.0) -> dict
     return found
 
 
-def held_back(store: Any, versions: list[Any], served_to: int, last_offset: int) -> dict[str, Any]:
+def held_back(store: VersionStore, versions: list[VersionMeta], served_to: int, last_offset: int) -> dict[str, Any]:
     """Why events past the furthest position served (if any) were not served: the versions written past it,
     each with what it is now (``candidate``: eligible, waiting for the guard to see the data up to it calm; no
     state: not eligible, its rolling metric missed the threshold) and its rolling metrics. The guard holding a

@@ -322,7 +322,11 @@ class Learner:
     def _partial_calm(self, cadence: Cadence, now: float, positions: Positions) -> bool:
         """A timed snapshot is due between metric samples and the block so far is calm: the data up to here is
         confirmed, so a snapshot taken now is stable at once (:meth:`EventStep.confirm_partial`)."""
-        if not cadence.snapshot_due(now, at_sample=True) or not self.step.confirm_partial(self.state, positions):
+        return cadence.snapshot_due(now, at_sample=True) and self._confirm_partial(positions)
+
+    def _confirm_partial(self, positions: Positions) -> bool:
+        """Confirm the data up to here if the block so far is calm (:meth:`EventStep.confirm_partial`), counted."""
+        if not self.step.confirm_partial(self.state, positions):
             return False
         self.telemetry.partial_confirmations.inc()
         return True
@@ -380,8 +384,7 @@ class Learner:
         if judged == self._idle_judged:
             return
         self._idle_judged = judged
-        if self.step.confirm_partial(state, positions):
-            self.telemetry.partial_confirmations.inc()
+        self._confirm_partial(positions)
 
     # -- snapshots and status -----------------------------------------------------------------------
     def snapshot(self, outputs: Outputs, positions: Positions, consumer: Consumer) -> VersionMeta | None:
@@ -450,8 +453,7 @@ class Learner:
         if moved and (last is not None or any(self.counters.values())):
             # the stream goes no further here: judge the block so far now, as a timed snapshot's would be, so the
             # final version of calm data is stable when written (not a candidate no sample will ever confirm)
-            if self.step.confirm_partial(self.state, positions):
-                self.telemetry.partial_confirmations.inc()
+            self._confirm_partial(positions)
             self.snapshot(outputs, positions, consumer)
         outputs.flush()
         self.publish_status(0.0, lag(consumer, positions), positions)
