@@ -34,7 +34,7 @@ class LineageWatch:
         self._keys = keys
         self._poll_interval = poll_interval
         self._next_poll = 0.0
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(keys.channel)
 
     @staticmethod

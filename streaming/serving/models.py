@@ -132,7 +132,7 @@ class ServingModels:
             self._thread.join(timeout=5)
 
     def _watch(self) -> None:
-        pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
         try:
             while not self._stop.is_set():
                 try:
