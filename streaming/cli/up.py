@@ -3,8 +3,10 @@
 Starts (unless pointed at existing ones) a Tansu broker and a redis-server on free loopback ports,
 creates the topics, starts a learner, the monitor and the prediction API as child processes, replays
 the dataset into the events topic from a thread (optionally with a burst of flipped labels, to watch a
-rollback happen), and draws the live view. Ctrl+C stops the replay, sends SIGTERM to the children (the
-learner writes its final snapshot), then stops the servers: no process is left behind.
+rollback happen), and draws the live view. Ctrl+C (or SIGTERM) stops in order: the replay, then serve and the
+monitor, then the learner (which writes its final snapshot), then the servers; no process is left behind. Every
+child and server runs in a session of its own, so a terminal's Ctrl+C reaches only ``up``, and a second Ctrl+C
+while stopping does not cut the learner's final snapshot short.
 """
 
 from __future__ import annotations
@@ -57,16 +59,37 @@ def _child(command: str, env: dict[str, str], log_path: Path) -> subprocess.Pope
     )
 
 
+#: The order children are stopped in: what reads the model first, the learner (final snapshot) last.
+_STOP_ORDER = (("serve", "monitor"), ("learn",))
+
+
 def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    for proc in children.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in children.values():
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    for group in _STOP_ORDER:
+        procs = [children[name] for name in group if name in children]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _still_stopping(signum: int, _frame: object) -> None:
+    sys.stderr.write("still stopping: the learner is writing its final snapshot\n")
+
+
+def _hold_signals() -> None:
+    """From here on, Ctrl+C and SIGTERM no longer interrupt: the orderly stop runs to its end."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _still_stopping)
+        signal.signal(signal.SIGTERM, _still_stopping)
 
 
 def run_up(
@@ -87,6 +110,10 @@ def run_up(
     children: dict[str, subprocess.Popen[bytes]] = {}
     stop_replay = threading.Event()
     workdir = Path(tempfile.mkdtemp(prefix="livelearn-up-"))
+    store = None
+    final = None
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # a `kill` stops in order, as Ctrl+C does
     try:
         if bootstrap is None:
             servers.append(start_tansu())
@@ -157,12 +184,24 @@ def run_up(
                     break
                 time.sleep(0.5)
     except KeyboardInterrupt:
-        console.print("stopping...")
+        _hold_signals()
+        console.print("stopping: replay, serve and monitor, then the learner (final snapshot), then the servers")
     finally:
+        _hold_signals()
         stop_replay.set()
         _stop_children(children)
+        final = None
+        if store is not None and children.get("learn") is not None and children["learn"].returncode == 0:
+            with contextlib.suppress(Exception):
+                head = store.head()
+                final = store.meta(head) if head is not None else None
         for server in reversed(servers):
             with contextlib.suppress(Exception):
                 server.stop()
-    if children and children["learn"].returncode == 0 and servers:
-        console.print("learner stopped cleanly with a final snapshot; embedded servers stopped (their data is gone)")
+    if final is not None:
+        console.print(f"final snapshot: version {final.number} at {final.events_seen:,} events seen")
+    if children and children["learn"].returncode == 0:
+        gone = "; embedded servers stopped (their data is gone)" if servers else ""
+        console.print(f"learner stopped cleanly with a final snapshot{gone}")
+    elif children:
+        raise SystemExit(f"the learner exited with code {children['learn'].returncode}; see {workdir}/learn.log")

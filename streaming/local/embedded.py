@@ -79,6 +79,9 @@ class EmbeddedServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=workdir,
+            # its own session: a Ctrl+C in the terminal reaches the process that owns the server, which stops it
+            # in order (after the learner's final snapshot), never the server first
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
 
