@@ -16,11 +16,14 @@ import json
 import time
 from typing import Any
 
+import redis
+
 from snapshotter.codec import VersionMeta, pack
+from snapshotter.connection import redis_failure
 from snapshotter.control import ControlPlane, run_script
 from snapshotter.scripts import register
 from snapshotter.store import VersionStore
-from streaming.errors import HeadMovedError
+from streaming.errors import HeadMovedError, LeaseLostError
 
 __all__ = ["Incidents", "OpenedIncident", "position_of"]
 
@@ -44,6 +47,7 @@ class Incidents:
         self.store, self.control, self.keys = store, control, store.keys
         self._open = register(store.client, "open_incident")
         self._close = register(store.client, "close_incident")
+        self._release = register(store.client, "release")
 
     def open(
         self,
@@ -98,12 +102,39 @@ class Incidents:
             return OpenedIncident(int(incident_id), target, quarantine)
         raise HeadMovedError("the head kept moving while opening the incident; try again")
 
-    def close(self, incident_id: int, *, actor: str, reason: str, metrics: dict[str, Any]) -> None:
-        """End incident ``incident_id`` and resume learning if it froze it."""
+    def close(
+        self, incident_id: int, *, actor: str, reason: str, metrics: dict[str, Any], position: int | None = None
+    ) -> None:
+        """End incident ``incident_id`` and resume learning if it froze it; ``position``: the stream position
+        where learning goes on (recorded as the release: see :meth:`release`)."""
         k = self.keys
         run_script(
             self._close,
-            [k.audit, k.incident, k.frozen, k.resumed],
-            [incident_id, actor, reason, json.dumps(metrics), time.time(), k.channel],
+            [k.audit, k.incident, k.frozen, k.resumed, k.released],
+            [
+                incident_id,
+                actor,
+                reason,
+                json.dumps(metrics),
+                time.time(),
+                k.channel,
+                "" if position is None else position,
+            ],
             self.store.audit_retention,
         )
+
+    def release(self, *, position: int, cause: str, actor: str, lease_value: str) -> None:
+        """Record that the active learner (``lease_value``) went on learning at stream ``position`` after a hold
+        an operator lifted (``cause``)."""
+        k = self.keys
+        try:
+            self._release(keys=[k.lease, k.released], args=[lease_value, position, cause, actor, time.time()])
+        except redis.ResponseError as exc:
+            if redis_failure(exc):
+                raise
+            raise LeaseLostError(str(exc).partition(" ")[2]) from None
+
+    def released(self) -> int | None:
+        """The stream position where learning was last released after a hold (None: never recorded)."""
+        value = self.store.client.hget(self.keys.released, "position")
+        return int(value) if value not in (None, b"", "") else None

@@ -39,6 +39,9 @@ class Keys:
         self.quarantined = self.prefix + "quarantined"  # HASH version -> incident that quarantined it
         self.rollbacks = self.prefix + "rollbacks"  # ZSET "time:epoch:position" of rollbacks (score = unix seconds)
         self.resumed = self.prefix + "resumed"  # unix time of the last resume (flap counting restarts)
+        # HASH: where learning was last released after a hold (position, cause, actor, at): a learner restored from
+        # a version written while held replays that range held, as the uninterrupted learner did
+        self.released = self.prefix + "learning:released"
         self.audit = self.prefix + "audit"  # STREAM of operator and monitor actions: rollback, pin, freeze, incident...
         self.version_log = self.prefix + "audit:versions"  # STREAM of routine per-version entries (snapshot, stable...)
         self.history = self.prefix + "history"  # STREAM of metric samples, one per N labelled events

@@ -50,7 +50,7 @@ def test_writable_paths_are_under_tmp() -> None:
 
 def test_build_installs_from_wheels_only_and_takes_a_base_argument() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
-    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", text, re.MULTILINE)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}$", text, re.MULTILINE)  # pinned
     assert "--no-index" in text and "--only-binary=:all:" in text
     assert "[local]" not in text and "livelearn[" not in text  # production image: no embedded servers
     labels = " ".join(_instruction("LABEL"))

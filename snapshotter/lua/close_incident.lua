@@ -1,6 +1,9 @@
 -- include: audit
--- The open incident is over: record its end and, if it froze learning, resume learning.
--- KEYS: audit, incident, frozen, resumed.  ARGV: maxlen, incident id, actor, reason, metrics json, now, channel.
+-- The open incident is over: record its end and, if it froze learning, resume learning. With a position, the
+-- release is recorded too (the position where learning went on: a learner restored from before it holds until
+-- there, as this one did).
+-- KEYS: audit, incident, frozen, resumed, released.
+-- ARGV: maxlen, incident id, actor, reason, metrics json, now, channel, position ('' = unknown).
 local id = redis.call('HGET', KEYS[2], 'id')
 if id ~= ARGV[2] then return redis.error_reply('NOT_OPEN incident ' .. ARGV[2] .. ' is not open') end
 local since = redis.call('HGET', KEYS[2], 'position') or ''
@@ -11,6 +14,10 @@ if redis.call('HGET', KEYS[3], 'incident') == id then
   redis.call('SET', KEYS[4], ARGV[6])
   redis.call('PUBLISH', ARGV[7], 'resume')
   resumed = '1'
+end
+if ARGV[8] ~= '' then
+  redis.call('DEL', KEYS[5])
+  redis.call('HSET', KEYS[5], 'position', ARGV[8], 'cause', 'incident ' .. id, 'actor', ARGV[3], 'at', ARGV[6])
 end
 audit('incident_end', ARGV[3], ARGV[4], '', '', ARGV[5], '', 'incident', id, 'resumed', resumed,
   'frozen_from_position', since)

@@ -201,7 +201,9 @@ def run_up(
     if final is not None:
         console.print(f"final snapshot: version {final.number} at {final.events_seen:,} events seen")
     if children and children["learn"].returncode == 0:
-        gone = "; embedded servers stopped (their data is gone)" if servers else ""
-        console.print(f"learner stopped cleanly with a final snapshot{gone}")
+        if servers:
+            console.print(
+                "learner stopped cleanly with a final snapshot; embedded servers stopped (their data is gone)"
+            )
     elif children:
         raise SystemExit(f"the learner exited with code {children['learn'].returncode}; see {workdir}/learn.log")

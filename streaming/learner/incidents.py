@@ -53,13 +53,32 @@ class IncidentActions:
 
     def sync(self, state: LearnerState) -> None:
         """On activation: an incident open in Redis is one the watch keeps watching (it may have been restored
-        from a version written before the incident); one closed since the restored version holds nothing."""
+        from a version written before the incident).
+
+        A version written while learning was held (an open incident, a freeze) whose hold was released since,
+        at a stream position past the version's: the events up to that position are replayed held, as the
+        learner before this one held them — an incident's end is then decided again by the watch on the same
+        events, an operator's resume takes effect at the same position. So a learner killed at any moment
+        gives the model an uninterrupted one would. Released before the version (or never recorded): nothing
+        holds."""
         record = self.store.incident()
         if record is not None and state.watch.incident is None:
             state.watch.open_incident(record.get("signal", "label_rate"), int(record.get("change_point", 0)))
             log.warning("data-quality incident %s is open: learning stays held until the data is back", record["id"])
-        elif record is None and state.watch.incident is not None:  # closed since that snapshot
-            state.watch.accept_new_normal()
+        elif record is None:
+            last = state.last_snapshot
+            held = state.watch.incident is not None or bool(last is not None and last.extra.get("frozen"))
+            position = sum(sum(partitions.values()) for partitions in state.offsets.values())
+            released = self.incidents.released() if held else None
+            if released is not None and released > position:
+                state.held_until = released
+                log.warning(
+                    "restored from a version written while learning was held: the events up to stream position %d "
+                    "are replayed held, as they were (learning was released there)",
+                    released,
+                )
+            elif state.watch.incident is not None:  # closed since that snapshot, before it (or not recorded)
+                state.watch.accept_new_normal()
         candidates = self.store.candidates()
         state.unconfirmed = sorted(candidates.values())
 
@@ -109,12 +128,19 @@ class IncidentActions:
             opened.target or "- (no stable version before the shift: an operator is needed)",
         )
 
+    def record_release(self, position: int, cause: str) -> None:
+        """An operator's resume took effect at stream ``position`` (nothing after it learned yet): recorded, so a
+        learner restored from a version written while held replays up to there held."""
+        self.incidents.release(position=position, cause=cause, actor=self.actor, lease_value=self.lease.value or "")
+
     def _close(self, event: SignalEvent, metrics: dict[str, Any]) -> None:
         record = self.store.incident()
         if record is None:
             return
         try:
-            self.incidents.close(int(record["id"]), actor=self.actor, reason=event.reason, metrics=metrics)
+            self.incidents.close(
+                int(record["id"]), actor=self.actor, reason=event.reason, metrics=metrics, position=event.position
+            )
         except NoIncidentError as exc:
             log.info("the incident was closed already: %s", exc)
             return

@@ -100,8 +100,12 @@ class Lineage:
         if control.frozen != state.frozen:
             state.frozen = control.frozen
             log.warning("learning %s", "frozen: scoring only" if state.frozen else "resumed")
-        if not control.incident and state.watch.incident is not None:  # closed by an operator (learning resume)
+            if not state.frozen and state.held_until is None:
+                state.released = "resume"
+        if not control.incident and state.watch.incident is not None and state.held_until is None:
+            # closed by an operator (learning resume); while replaying a held range, its end releases it
             state.watch.accept_new_normal()
+            state.released = "incident closed by an operator"
             log.warning("the data-quality incident was closed by an operator: its rates are the new normal")
         if control.epoch == state.epoch:
             return {}

@@ -343,6 +343,9 @@ class Learner:
         for tp, offset in self.lineage.follow(self.state, control, positions).items():
             consumer.seek(tp, offset)
             positions[tp] = offset
+        if self.state.released is not None:  # where learning goes on, before any event is learned
+            cause, self.state.released = self.state.released, None
+            self.incidents.record_release(sum(positions.values()), cause)
         if self.state.epoch != epoch:
             self.checkpoints.follow(self.state)  # what was captured on the old lineage is dropped
         if self.state.pending_rollback:

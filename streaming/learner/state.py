@@ -81,11 +81,23 @@ class LearnerState:
     confirmed: int | None = None  # stream position up to which the data was calm: candidates there may be stable
     confirmed_metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # rolling metrics at ``confirmed``
     unconfirmed: list[int] = dataclasses.field(default_factory=list)  # stream positions of candidates written
+    # replaying a range the learner before this one held (restored from a version written while learning was held,
+    # released since at this stream position): held up to it, as it was, whatever Redis says now
+    held_until: int | None = None
+    released: str | None = None  # an operator's resume applied just now: recorded (position) before going on
 
     @property
     def learning(self) -> bool:
-        """Whether labelled events are learned: not frozen (Redis), no data-quality incident open (the watch)."""
-        return not self.frozen and self.watch.incident is None
+        """Whether labelled events are learned: not frozen (Redis), no data-quality incident open (the watch), not
+        replaying a held range."""
+        return not self.frozen and self.watch.incident is None and self.held_until is None
+
+    def end_replayed_hold(self) -> None:
+        """The replay reached the position where learning was released: learn from the next event on. An incident
+        the watch still holds was closed by an operator then: its rates are the new normal, as they were."""
+        self.held_until = None
+        if self.watch.incident is not None:
+            self.watch.accept_new_normal()
 
     @property
     def promotable(self) -> bool:

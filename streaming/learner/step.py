@@ -71,6 +71,8 @@ class EventStep:
             counters["duplicates"] += 1
             self.duplicates += 1
             return
+        if state.held_until is not None and sum(positions.values()) > state.held_until:
+            state.end_replayed_hold()
         learn = event.label is not None and state.learning
         timed = self.consumed % TIMED_EVERY == 0
         t0 = time.perf_counter() if timed else 0.0
