@@ -81,3 +81,36 @@ def test_a_learner_killed_during_or_after_an_incident_leaves_the_uninterrupted_m
     assert got_closed_at == closed_at
     assert got_counters["events_learned"] == counters["events_learned"]
     assert got_model == model  # bit for bit: nothing held was learned, nothing learned was lost
+
+
+def operator_resume_at(make_settings, learners, first: int, *, kill: bool, every: int = 2500) -> tuple[dict, dict]:
+    """Stream up to ``first`` (the incident open), resume learning as an operator there, optionally SIGKILL the
+    learner once it applied the resume, then stream the rest: the final model and counters."""
+    from snapshotter.control import ControlPlane
+
+    settings = settings_for(make_settings, every)
+    store = store_for(settings)
+    produce(settings, STUCK[:first])
+    learner = learners(settings)
+    wait_for(lambda: (store.status() or {}).get("stream_position") == first, 180, f"stream position {first}")
+    assert store.incident() is not None
+    ControlPlane(store).resume(actor="operator", reason="the new normal")
+    released = store.keys.released
+    wait_for(lambda: store.client.hget(released, "position") == str(first).encode(), 60, "the learner to apply it")
+    if kill:
+        learner.kill()
+        learner = learners(settings)
+    produce(settings, STUCK[first:])
+    wait_for(lambda: (store.status() or {}).get("stream_position") == N, 180, "the end of the stream")
+    learner.terminate()
+    _meta, state = store.load(store.head())
+    return state.model, state.counters
+
+
+def test_a_learner_killed_after_an_operator_resume_learns_from_where_it_was_applied(make_settings, learners):
+    """The resume took effect at stream position 5,500 (the newest snapshot, at 5,000, was written held): the
+    successor replays 5,000-5,500 held and learns from 5,501 on, as the learner it replaced did."""
+    model, counters = operator_resume_at(make_settings, learners, 5500, kill=False)
+    got_model, got_counters = operator_resume_at(make_settings, learners, 5500, kill=True)
+    assert got_counters["events_learned"] == counters["events_learned"]
+    assert got_model == model
