@@ -70,8 +70,9 @@ class Terminal:
         return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.output.decode(errors="replace"))
 
 
-@pytest.mark.parametrize("presses", [1, 2], ids=["ctrl-c", "ctrl-c-twice"])
-def test_ctrl_c_in_a_terminal_writes_the_final_snapshot_before_the_servers_stop(presses: int) -> None:
+@pytest.mark.parametrize("stop", ["ctrl-c", "ctrl-c-twice", "sigterm", "sighup"])
+def test_ctrl_c_in_a_terminal_writes_the_final_snapshot_before_the_servers_stop(stop: str) -> None:
+    """Ctrl+C (once, or again while stopping), a ``kill`` and a closed terminal's SIGHUP each stop ``up`` in order."""
     terminal = Terminal("--rate", "1500", "--clean")
     try:
         url = terminal.wait_for(r"Redis (redis://127\.0\.0\.1:\d+/0)", 120).group(1)
@@ -87,8 +88,13 @@ def test_ctrl_c_in_a_terminal_writes_the_final_snapshot_before_the_servers_stop(
         assert seen >= 1500, terminal.text()[-3000:]
         head_before = store.head()
         assert head_before is not None
-        terminal.type(b"\x03")  # the terminal sends SIGINT to its foreground process group
-        if presses == 2:
+        if stop == "sigterm":
+            os.kill(terminal.pid, signal.SIGTERM)
+        elif stop == "sighup":
+            os.kill(terminal.pid, signal.SIGHUP)
+        else:
+            terminal.type(b"\x03")  # the terminal sends SIGINT to its foreground process group
+        if stop == "ctrl-c-twice":
             terminal.wait_for(r"stopping: replay", 30)
             terminal.type(b"\x03")
         code = terminal.finish(120)

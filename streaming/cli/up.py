@@ -3,7 +3,7 @@
 Starts (unless pointed at existing ones) a Tansu broker and a redis-server on free loopback ports,
 creates the topics, starts a learner, the monitor and the prediction API as child processes, replays
 the dataset into the events topic from a thread (optionally with a burst of flipped labels, to watch a
-rollback happen), and draws the live view. Ctrl+C (or SIGTERM) stops in order: the replay, then serve and the
+rollback happen), and draws the live view. Ctrl+C (or SIGTERM, or SIGHUP) stops in order: the replay, then serve and the
 monitor, then the learner (which writes its final snapshot), then the servers; no process is left behind. Every
 child and server runs in a session of its own, so a terminal's Ctrl+C reaches only ``up``, and a second Ctrl+C
 while stopping does not cut the learner's final snapshot short.
@@ -88,8 +88,8 @@ def _still_stopping(signum: int, _frame: object) -> None:
 def _hold_signals() -> None:
     """From here on, Ctrl+C and SIGTERM no longer interrupt: the orderly stop runs to its end."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _still_stopping)
-        signal.signal(signal.SIGTERM, _still_stopping)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _still_stopping)
 
 
 def run_up(
@@ -114,6 +114,7 @@ def run_up(
     final = None
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # a `kill` stops in order, as Ctrl+C does
+        signal.signal(signal.SIGHUP, _interrupt)  # and so does closing the terminal
     try:
         if bootstrap is None:
             servers.append(start_tansu())
