@@ -39,7 +39,9 @@ CHART_MANAGED = {
     "kubernetes_pin_configmap": "kubernetes.pinConfigMap.name (the monitor)",
 }
 
-_KEEP = ("type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "items")
+_KEEP = ("type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "items")
+#: Rules between settings (a threshold's bound depends on the metric), kept as pydantic states them.
+_RULES = ("if", "then", "else")
 
 
 def _setting_schema(prop: dict[str, Any]) -> dict[str, Any]:
@@ -59,12 +61,15 @@ def config_schema() -> dict[str, Any]:
     """The ``config`` value: one property per non-secret setting the chart passes through."""
     from streaming.config import Settings
 
-    properties = Settings.model_json_schema()["properties"]
+    schema = Settings.model_json_schema()
     return {
         "type": "object",
         "description": "Non-secret LIVELEARN_* settings by lower-case name without the prefix (livelearn config).",
         "additionalProperties": False,
-        "properties": {name: _setting_schema(prop) for name, prop in properties.items() if name not in CHART_MANAGED},
+        "properties": {
+            name: _setting_schema(prop) for name, prop in schema["properties"].items() if name not in CHART_MANAGED
+        },
+        **{rule: schema[rule] for rule in _RULES if rule in schema},
     }
 
 

@@ -23,6 +23,7 @@ from helm_chart import (
     values_schema_module,
 )
 from pydantic import SecretStr
+from settings_cases import ACCEPTED_REDIS_URLS, ACCEPTED_THRESHOLDS, REFUSED_REDIS_URLS
 
 from streaming.cli import app
 from streaming.config import Settings, load_settings
@@ -114,12 +115,51 @@ def test_every_manifest_is_valid_kubernetes(value_set, kube_version):
         ({"kubernetes": {"pinConfigMap": {"pinned": "v3"}}}, "/kubernetes/pinConfigMap/pinned"),
         ({"serve": {"autoscaling": {"enabled": "yes"}}}, "/serve/autoscaling/enabled"),
         ({"unknown": 1}, "unknown"),
+        # what the settings refuse, the schema refuses (issue 16, item 6)
+        ({"config": {"monitor_threshold": 1.5}}, "/config/monitor_threshold"),  # accuracy is in [0, 1]
+        ({"config": {"monitor_metric": "roc_auc", "monitor_threshold": 1.01}}, "/config/monitor_threshold"),
+        ({"config": {"monitor_threshold": -0.1}}, "/config/monitor_threshold"),
+        ({"config": {"monitor_metric": "log_loss", "monitor_threshold": -1}}, "/config/monitor_threshold"),
+        ({"config": {"monitor_threshold": "nan"}}, "/config/monitor_threshold"),
+        ({"config": {"snapshot_every_seconds": 1e6}}, "/config/snapshot_every_seconds"),
+        ({"config": {"health_stale_seconds": 0}}, "/config/health_stale_seconds"),
+        ({"config": {"redis_url": "redis://redis:abc/0"}}, "/config/redis_url"),
+        ({"config": {"redis_url": "redis://redis:99999/0"}}, "/config/redis_url"),
+        ({"config": {"redis_url": "redis://redis:6379/0?socket_timeout=abc"}}, "/config/redis_url"),
     ],
 )
 def test_invalid_values_fail_the_schema(values, where):
     with pytest.raises(helm_python.HelmValuesError, match="schema") as failure:
         render(values)
     assert where in str(failure.value)
+
+
+@pytest.mark.parametrize(("url", "why"), [case for case in REFUSED_REDIS_URLS if "given twice" not in case[1]])
+def test_the_schema_refuses_every_redis_url_the_settings_refuse(url, why):
+    """Helm's own check (Go's regular expressions) of the pattern the settings carry; an option given twice is
+    the one mistake no regular expression can see: `livelearn` itself refuses it at start."""
+    with pytest.raises(helm_python.HelmValuesError, match="/config/redis_url"):
+        render({"config": {"redis_url": url}})
+
+
+@pytest.mark.parametrize("url", ACCEPTED_REDIS_URLS)
+def test_the_schema_takes_every_redis_url_the_settings_take(url):
+    config_map = by_kind(render({"config": {"redis_url": url}}), "ConfigMap")["shop-livelearn-config"]["data"]
+    assert config_map["LIVELEARN_REDIS_URL"] == url
+
+
+@pytest.mark.parametrize(("metric", "threshold"), ACCEPTED_THRESHOLDS)
+def test_the_schema_takes_every_threshold_within_its_metrics_range(metric, threshold):
+    config = {"monitor_metric": metric, "monitor_threshold": float(threshold)}
+    config_map = by_kind(render({"config": config}), "ConfigMap")["shop-livelearn-config"]["data"]
+    assert float(config_map["LIVELEARN_MONITOR_THRESHOLD"]) == float(threshold)
+
+
+@pytest.mark.parametrize("number", [".nan", ".inf", "-.inf"])
+def test_a_values_file_with_nan_or_infinity_is_refused(number):
+    """YAML can spell NaN and infinities; Helm refuses such a values file before any template or schema runs."""
+    with pytest.raises(helm_python.HelmValuesError, match=r"NaN|Inf"):
+        helm_python.values_from_yaml(f"config:\n  monitor_threshold: {number}\n")
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)

@@ -18,7 +18,7 @@ from snapshotter.states import version_states
 from streaming.errors import ControlError, VersionNotFoundError
 from streaming.serving.context import ServingContext, responses
 from streaming.serving.hardening import StrictJSONRoute
-from streaming.serving.schemas import AdminRequest, PinRequest, RollbackRequest
+from streaming.serving.schemas import AdminRequest, PinRequest, RollbackRequest, VersionInPath
 
 __all__ = ["admin_routes"]
 
@@ -73,7 +73,7 @@ def admin_routes(ctx: ServingContext) -> APIRouter:
         }
 
     @router.get("/versions/{number}", tags=["versions"], responses=responses(404, 422, 503))
-    def show_version(number: int) -> dict[str, Any]:
+    def show_version(number: VersionInPath) -> dict[str, Any]:
         try:
             return {**store.meta(number).to_dict(), "state": version_states(store, [number])[number]}
         except VersionNotFoundError as exc:

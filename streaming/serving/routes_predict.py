@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from streaming.serving.context import ServingContext, responses
 from streaming.serving.hardening import StrictJSONRoute
-from streaming.serving.schemas import BatchResponse, Prediction, to_rows
+from streaming.serving.schemas import BatchResponse, Prediction, VersionInPath, to_rows
 
 __all__ = ["WORKER_HEADER", "prediction_routes"]
 
@@ -82,7 +82,7 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
         return metadata(None)
 
     @router.get("/v2/models/{model_name}/versions/{version}", tags=["v2"], responses=responses(404, 422, 503))
-    def version_metadata(model_name: str, version: int) -> dict[str, Any]:
+    def version_metadata(model_name: str, version: VersionInPath) -> dict[str, Any]:
         ctx.check_name(model_name)
         return metadata(version)
 
@@ -111,7 +111,7 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
         return infer(model_name, None, body)
 
     @router.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"], responses=responses(404, 422, 503))
-    def infer_version(model_name: str, version: int, body: InferRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+    def infer_version(model_name: str, version: VersionInPath, body: InferRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         return infer(model_name, version, body)
 
     return router

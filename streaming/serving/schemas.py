@@ -3,7 +3,10 @@
 The request models are built for each app by :func:`request_models` from :class:`ApiLimits`, which come
 from Settings (``LIVELEARN_API_MAX_BATCH``, ``LIVELEARN_MAX_FEATURES``, ``LIVELEARN_MAX_STRING_LENGTH``,
 ``LIVELEARN_MAX_ABS_VALUE``): the API applies the limits of the event contract, and its OpenAPI document
-shows them. Version numbers are strict integers (``true``, ``1.0`` and ``"1"`` are not version 1).
+shows them. Version numbers are strict integers from 1 to 2^53 - 1 (``true``, ``1.0`` and ``"1"`` are not
+version 1); in a path they are plain digits (``/versions/5``: not ``05``, ``+5``, ``5.0`` or ``5%20``), so
+nothing else reads as a version. ``force`` is a JSON boolean, feature names are not empty, and a KServe v2 tensor's
+``shape`` is ``[batch]`` or ``[batch, 1]``; the OpenAPI document states each of these limits.
 
 >>> models = request_models(ApiLimits(max_batch=2))
 >>> models.predict.model_validate({"features": {"pages": 3, "weekend": True}}).features
@@ -27,10 +30,22 @@ inputs.0
 # pydantic resolves their annotations eagerly there.
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StrictInt, StringConstraints, field_validator, model_validator
+from fastapi import Path
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from streaming.config import Settings
 from streaming.errors import EventError
@@ -39,6 +54,7 @@ from streaming.events import EventLimits, check_feature
 __all__ = [
     "MAX_ACTOR_LENGTH",
     "MAX_REASON_LENGTH",
+    "MAX_VERSION",
     "AdminRequest",
     "ApiLimits",
     "BatchResponse",
@@ -50,14 +66,36 @@ __all__ = [
     "Scalar",
     "ValidationErrorBody",
     "ValidationProblem",
+    "VersionInPath",
     "request_models",
     "to_rows",
 ]
 
 MAX_ACTOR_LENGTH = 200
 MAX_REASON_LENGTH = 1000
+#: The largest version number: the largest integer every JSON client reads exactly (and a float states exactly in
+#: the OpenAPI document); Redis's version counter would take 70 million years at 4 versions/s to get there.
+MAX_VERSION = 2**53 - 1
 Scalar = bool | int | float | str
-Version = Annotated[StrictInt, Field(ge=1)]
+Version = Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
+_PLAIN_NUMBER = re.compile(r"0|[1-9][0-9]*")  # ASCII digits, no sign, space, leading zero, point or exponent
+
+
+def _plain_number(value: Any) -> Any:
+    """A version number in a path as written: ``5``, never ``05``, ``+5``, ``5.0``, ``0x5`` or ``5 `` (which a
+    lax integer parser would all read as 5), so one version has one URL."""
+    if isinstance(value, str) and not _PLAIN_NUMBER.fullmatch(value):
+        raise ValueError("write the version number in plain digits, e.g. 5 (no sign, space, leading zero or point)")
+    return value
+
+
+#: A version number in a route's path; FastAPI states its bounds in the OpenAPI document (the Path comes first:
+#: after another validator, FastAPI would publish its bounds as ``ge``/``le`` instead of ``minimum``/``maximum``).
+VersionInPath = Annotated[
+    int,
+    Path(ge=1, le=MAX_VERSION, description="A version number in plain digits, e.g. 5 (not 05, +5, 5.0 or 5%20)."),
+    BeforeValidator(_plain_number),
+]
 Datatype = Literal[
     "BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64", "BYTES"
 ]
@@ -128,7 +166,9 @@ class AdminRequest(BaseModel):
 
 class PinRequest(AdminRequest):
     version: Version = Field(description="Version to hold serving on.")
-    force: bool = Field(False, description="Pin even a version quarantined by an incident (audited as forced).")
+    force: StrictBool = Field(
+        False, description="true or false: pin even a version quarantined by an incident (audited as forced)."
+    )
 
 
 class RollbackRequest(AdminRequest):
@@ -137,12 +177,11 @@ class RollbackRequest(AdminRequest):
 
 # -- Open Inference Protocol (KServe v2) tensors -----------------------------------------------------
 def _check_shape(shape: list[int], data_length: int, max_batch: int) -> int:
-    """The batch of a feature column shaped ``[batch]`` or ``[batch, 1]``, checked before anything is allocated."""
+    """The batch of a feature column shaped ``[batch]`` or ``[batch, 1]``, checked before anything is allocated
+    (every dimension is at least 1 already: the field's item type says so)."""
     if len(shape) == 2 and shape[1] != 1:
         raise ValueError(f"shape {shape}: a feature column is [batch] or [batch, 1]")
     batch = shape[0]
-    if batch < 1:
-        raise ValueError(f"shape {shape}: the batch must be at least 1")
     if batch > max_batch:
         raise ValueError(
             f"shape {shape}: batch {batch} is over the limit of {max_batch} (LIVELEARN_API_MAX_BATCH); "
@@ -170,6 +209,15 @@ def _cell(datatype: str, value: Any) -> Scalar:
     if datatype.startswith("UINT") and value < 0:
         raise ValueError(f"is negative ({datatype})")
     return value
+
+
+def _shape_schema(max_batch: int) -> dict[str, Any]:
+    """What :func:`_check_shape` checks, as JSON Schema for the OpenAPI document: ``[batch]`` or ``[batch, 1]``,
+    batch from 1 to ``max_batch`` (that it is the number of values in ``data`` only words can say)."""
+    return {
+        "prefixItems": [{"type": "integer", "minimum": 1, "maximum": max_batch}, {"const": 1}],
+        "items": False,
+    }
 
 
 def _column(name: str, datatype: str, data: list[Any], limits: EventLimits) -> list[Scalar]:
@@ -214,8 +262,9 @@ def request_models(limits: ApiLimits) -> RequestModels:
     """Request models that enforce ``limits``; pydantic reports every breach as a 422 naming the field."""
     events = limits.events
     Id = Annotated[str, StringConstraints(min_length=1, max_length=events.max_string_length)]
+    Name = Annotated[str, StringConstraints(min_length=1, max_length=events.max_string_length)]
     Features = Annotated[
-        dict[str, Scalar],
+        dict[Name, Scalar],
         Field(max_length=events.max_features, description="name -> number | string | bool, as in events"),
         AfterValidator(_feature_checker(events)),
     ]
@@ -233,7 +282,12 @@ def request_models(limits: ApiLimits) -> RequestModels:
 
     class InferInput(BaseModel):
         name: str = Field(min_length=1, max_length=events.max_string_length, description="The feature name.")
-        shape: list[StrictInt] = Field(min_length=1, max_length=2, description="[batch] or [batch, 1]")
+        shape: list[Annotated[StrictInt, Field(ge=1)]] = Field(
+            min_length=1,
+            max_length=2,
+            description="[batch] or [batch, 1]: batch is the number of values in data.",
+            json_schema_extra=_shape_schema(limits.max_batch),
+        )
         datatype: Datatype
         data: list[Any] = Field(max_length=limits.max_batch, description="One value per row, flat.")
 
