@@ -128,7 +128,8 @@ class CompiledModel(Vocabulary):
         """The event as the kernel's arrays, in river's order (one-hot inputs first, then numbers).
 
         With ``learn``, new features and categories within the caps join the vocabulary and get a
-        column (call it once per event, before scoring, as with the river engine).
+        column (call it once per event, before scoring, as with the river engine); without it nothing gets a
+        column or a scaler row (an unlearned number is dropped, as :meth:`Vocabulary.encode` does).
         """
         if not self._collisions:
             selected = self.select(features)
@@ -167,6 +168,9 @@ class CompiledModel(Vocabulary):
         scaler_order = []  # the numbers' own order: where a number took a one-hot input's place, it differs
         for name, value in x.items():
             if not isinstance(value, str) and isinstance(value, numbers.Number):
+                if not learn and name not in self.rows:  # never learned (a vocabulary from an odd state): no row,
+                    inputs[name] = (-1, 0.0)  # river scales it to 0 (its variance is 0): weight x 0, as river
+                    continue
                 inputs[name] = (self._row(name), float(value))  # type: ignore[arg-type]
                 scaler_order.append(self.rows[name])
         self._scaler_order = scaler_order
@@ -318,7 +322,7 @@ class CompiledModel(Vocabulary):
             self.params[kernels.P_INTERCEPT] = float(state["intercept"])
             self.counters[kernels.C_ITERATIONS] = int(state["optimizer_iterations"])
             vocabulary = state.get("vocabulary")
-            self.load_vocabulary(vocabulary)
+            self.load_vocabulary(vocabulary, counts)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SnapshotCorruptError(f"model state is malformed ({exc!r}); pick another version") from None
         positions = vocabulary.get("positions") if isinstance(vocabulary, dict) else None

@@ -5,8 +5,9 @@ Default pipeline: numeric features -> ``StandardScaler``; string features (boole
 
 The model's size is bounded whatever the events carry (:class:`~streaming.vocabulary.Vocabulary`):
 each string feature learns at most ``max_categories_per_feature`` values (later new values share one
-``"__other__"`` weight), and the model learns at most ``max_inputs`` inputs in all. Below those caps the
-pipeline sees the events unchanged, so it learns exactly as river does on its own. The vocabulary is
+``"__other__"`` weight), and the model learns at most ``max_inputs`` inputs in all, their names at most
+``max_vocabulary_bytes`` bytes (which bounds a snapshot's size: see :mod:`streaming.vocabulary`). Below those
+caps the pipeline sees the events unchanged, so it learns exactly as river does on its own. The vocabulary is
 part of the learned state (snapshots). The compiled engine (:mod:`streaming.compiled`) does the same
 arithmetic over arrays and reads and writes the same state document.
 
@@ -151,6 +152,6 @@ class OnlineModel(Vocabulary):
             clf._weights = utils.VectorDict(weights.to_dict() if isinstance(weights, PackedWeights) else dict(weights))
             clf.intercept = float(state["intercept"])
             clf.optimizer.n_iterations = int(state["optimizer_iterations"])
-            self.load_vocabulary(state.get("vocabulary"))
+            self.load_vocabulary(state.get("vocabulary"), state["scaler"]["counts"])
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotCorruptError(f"model state is malformed ({exc!r}); pick another version") from None

@@ -77,7 +77,10 @@ def test_each_engine_matches_a_plain_river_pipeline_prediction_by_prediction(eng
     assert state["optimizer_iterations"] == len(events)
 
 
-@pytest.mark.parametrize("caps", [{"max_categories_per_feature": 1}, {"max_inputs": 12}, {"max_inputs": 3}])
+@pytest.mark.parametrize(
+    "caps",
+    [{"max_categories_per_feature": 1}, {"max_inputs": 12}, {"max_inputs": 3}, {"max_vocabulary_bytes": 200}],
+)
 def test_the_compiled_engine_matches_the_river_engine_with_caps_hit(caps):
     events = dataset(3000)
     spec = ModelSpec(**caps)
@@ -123,7 +126,12 @@ def without_positions(state: dict) -> dict:
 
 @settings(max_examples=int(os.environ.get("ENGINE_EXAMPLES", "150")), deadline=None)
 @example(stream=[({"a": "x", "b": 0, "a_x": 0}, True)], caps={})  # a number under a one-hot name, found by hypothesis
-@given(streams, st.sampled_from([{}, {"max_categories_per_feature": 2}, {"max_inputs": 4}, {"l2": 0.1}]))
+@given(
+    streams,
+    st.sampled_from(
+        [{}, {"max_categories_per_feature": 2}, {"max_inputs": 4}, {"max_vocabulary_bytes": 6}, {"l2": 0.1}]
+    ),
+)
 def test_any_stream_learns_and_dumps_alike_on_both_engines(stream, caps):
     """Unlabelled events (scored only), type changes, name collisions ("a_x" vs a="x"), caps: one state. Half-way,
     the state is restored into the compiled engine through the stored positions and without them (older
@@ -214,3 +222,39 @@ def test_without_numba_auto_falls_back_to_river_and_compiled_says_what_to_do():
     child = run_child(code, {})["out"]
     assert child["auto"] == "river"
     assert "needs numba" in child["compiled"]
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_unlabelled_events_score_as_a_plain_river_loop_and_leave_no_trace_in_the_state(engine):
+    """The bundled dataset with a third of its labels removed, every unlabelled event carrying inputs never learned
+    (a new number, a new category value) and a known number of zero variance sent other values: every probability is
+    river's bit for bit; weights, counts, means and variances of every learned input, intercept and steps are river's.
+    The one difference: river keeps a zero variance for each number it only scored; livelearn keeps nothing."""
+    events = []
+    for n, (x, y) in enumerate(dataset()):
+        if n % 3 == 1:  # unlabelled: scored only
+            events.append(({**x, f"probe{n}": float(n), "kind": f"k{n}", "constant": float(n)}, None))
+        else:
+            events.append(({**x, "constant": 1.0}, y))
+    river = plain_river_pipeline()
+    model = new_model(ModelSpec(), engine)
+    for x, y in events:
+        expected = river.predict_proba_one(x).get(True, 0.0)
+        encoded = model.encode(x, learn=y is not None)
+        assert model.predict_encoded(encoded) == expected
+        if y is not None:
+            river.learn_one(x, y)
+            model.learn_encoded(encoded, y)
+    state, reference = model.dump_state(), river_state(river)
+    assert list(state["weights"]) == list(reference["weights"]) and state["weights"] == reference["weights"]
+    assert state["intercept"] == reference["intercept"]
+    assert state["optimizer_iterations"] == sum(y is not None for _, y in events)
+    scaler, plain = state["scaler"], reference["scaler"]
+    assert scaler["counts"] == plain["counts"] and list(scaler["counts"]) == list(plain["counts"])
+    assert scaler["means"] == plain["means"]
+    assert plain["vars"]["constant"] == 0.0 and "constant" in scaler["vars"]
+    only_scored = {name for name in plain["vars"] if name not in plain["counts"]}
+    assert len(only_scored) == len(events) // 3 and all(plain["vars"][name] == 0.0 for name in only_scored)
+    assert scaler["vars"] == {name: v for name, v in plain["vars"].items() if name not in only_scored}
+    assert not any(name.startswith("probe") for name in state["vocabulary"]["numeric"])
+    assert state["vocabulary"]["categories"].get("kind") is None

@@ -37,6 +37,7 @@ def spec_from_settings(settings: Settings) -> ModelSpec:
         features_exclude=tuple(settings.features_exclude),
         max_categories_per_feature=settings.max_categories_per_feature,
         max_inputs=settings.max_inputs,
+        max_vocabulary_bytes=settings.max_vocabulary_bytes,
     )
 
 
