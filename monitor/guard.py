@@ -34,14 +34,22 @@ from monitor.data_guard import DataGuard, consumed_offsets
 from monitor.judge import Action, Decision, Judge, JudgeState
 from monitor.telemetry import MonitorMetrics
 from snapshotter.audit import append_audit
-from snapshotter.connection import as_text, describe_failure, redis_failure
+from snapshotter.connection import FATAL_FAILURES, as_text, describe_failure, observe_attempts, redis_failure
 from snapshotter.control import ControlPlane
 from snapshotter.cursor import START, CursorState, GuardCursor, Notice
+from snapshotter.outage import RedisOutage
 from snapshotter.presence import check_in, sign_off
 from snapshotter.status import MetricSample, parse_sample, sample_metrics
-from snapshotter.store import VersionStore, open_store
+from snapshotter.store import VersionStore, connect_settings
 from streaming.config import Settings
-from streaming.errors import AlreadyFrozenError, ControlError, NotFrozenError, StaleEpochError, VersionNotFoundError
+from streaming.errors import (
+    AlreadyFrozenError,
+    ConnectionFailedError,
+    ControlError,
+    NotFrozenError,
+    StaleEpochError,
+    VersionNotFoundError,
+)
 from streaming.health import Heartbeat
 
 __all__ = ["Monitor"]
@@ -70,7 +78,8 @@ class Monitor:
     ) -> None:
         self.settings = settings
         self.heartbeat = heartbeat or Heartbeat(settings.health_stale_seconds)
-        self.store = store or open_store(settings)
+        # not checked here: a Redis down or hung at start is waited out like any outage (run())
+        self.store = store or VersionStore.for_settings(connect_settings(settings, check=False), settings)
         self.control = ControlPlane(self.store)
         self.judge = Judge(settings)
         self.actor = actor
@@ -82,6 +91,15 @@ class Monitor:
         self._fed = START  # the newest history entry the data guard has seen
         self._failed = False
         self._stop = threading.Event()
+        self.outage = RedisOutage(
+            settings.redis_url,
+            log=log,
+            doing="the monitor judges nothing meanwhile (samples wait in the history) and waits for it with backoff",
+            back="judging again from the shared cursor",
+            on_down=self._redis_down,
+            on_up=lambda: self.telemetry.redis_up.set(1),
+        )
+        observe_attempts(self.store.client, self.outage)  # a call that gets no answer is reported at once
 
     def stop(self) -> None:
         self._stop.set()
@@ -91,23 +109,43 @@ class Monitor:
         return self._stop.is_set()
 
     def run(self) -> None:
-        """Judge new samples as they arrive (waiting at most ``monitor_check_interval_seconds``) until stopped."""
+        """Judge new samples as they arrive (waiting at most ``monitor_check_interval_seconds``) until stopped.
+
+        Redis down, hung or refusing writes — also at start — is one outage (:class:`RedisOutage`): logged once
+        within about a socket timeout, ``livelearn_redis_up`` 0, checks retried with a growing backoff, over at the
+        first check that works (it writes: a check-in, the cursor). Rejected credentials or a missing permission
+        end the monitor with an error naming them.
+        """
         s = self.settings  # a blocked read must end well before the client's socket timeout
         block_ms = int(min(s.monitor_check_interval_seconds, 2.0, 0.8 * s.redis_timeout_seconds) * 1000)
         try:
             while not self._stop.is_set():
                 try:
                     self.check_once(block_ms=block_ms)
-                    self.heartbeat.beat("monitor")
                 except redis.RedisError as exc:  # keep guarding once Redis is back (the client retries first)
                     code = redis_failure(exc)
-                    self.heartbeat.beat("monitor", ready=False, detail=f"Redis unavailable ({code or exc})")
-                    log.error("check failed: %s; retrying", describe_failure(code, s.redis_url, exc) if code else exc)
+                    if code in FATAL_FAILURES:
+                        raise ConnectionFailedError(describe_failure(code, s.redis_url, exc)) from None
                     self._failed = True
-                    self._stop.wait(self.settings.monitor_check_interval_seconds)
+                    if code is None:  # not an outage (a bug, or data livelearn did not write): say so each time
+                        self.heartbeat.beat("monitor", ready=False, detail=f"Redis failed: {exc}")
+                        log.error("check failed: %s; retrying", exc)
+                        self._stop.wait(s.monitor_check_interval_seconds)
+                        continue
+                    self.outage.failed(code, exc)
+                    self.heartbeat.beat("monitor", ready=False, detail=f"Redis unavailable ({code})")
+                    self._stop.wait(self.outage.pause())
+                    continue
+                self.outage.confirmed()  # the check worked (it wrote its check-in): an outage is over
+                self.heartbeat.beat("monitor")
         finally:
-            with contextlib.suppress(redis.RedisError):
-                sign_off(self.store.client, self.store.keys.monitors, self.id)
+            if not self.outage.down:  # (while Redis hangs, signing off would only hang the exit)
+                with contextlib.suppress(redis.RedisError):
+                    sign_off(self.store.client, self.store.keys.monitors, self.id)
+
+    def _redis_down(self, code: str, detail: str) -> None:
+        self.telemetry.redis_down(code)
+        self.heartbeat.beat("monitor", ready=False, detail=f"Redis unavailable ({code})")
 
     # -- one step ---------------------------------------------------------------------------------
     def _replay(self, until: str) -> None:
@@ -218,6 +256,8 @@ class Monitor:
                     position=position,
                     # everything up to the judged sample is discarded, even if the learner dies before reading on
                     consumed=consumed_offsets(sample, s.events_topic),
+                    # and how many events were scored up to there (the status, if fresh, tells all the counters)
+                    counters={"events_seen": int(sample["events_seen"])} if "events_seen" in sample else None,
                 )
                 self.telemetry.rollbacks.inc()
                 log.warning("rolled back to version %d: %s", target, decision.reason)

@@ -43,7 +43,9 @@ from streaming.errors import (
     VersionNotFoundError,
 )
 
-__all__ = ["ControlPlane", "RollbackRecord", "run_script"]
+__all__ = ["Consumed", "ControlPlane", "RollbackRecord", "run_script"]
+
+Offsets = dict[str, dict[str, int]]
 
 #: The error codes the control scripts answer with, and the exception each one raises.
 _REFUSALS: dict[str, type[LivelearnError]] = {
@@ -85,6 +87,36 @@ class RollbackRecord:
     def from_member(cls, member: str, score: float) -> RollbackRecord:
         parts = member.split(":")
         return cls(score, int(parts[1]), int(parts[2]) if len(parts) > 2 and parts[2] else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Consumed:
+    """How far a lineage had consumed when a rollback abandoned it, and its stream counters at exactly those offsets
+    (``None`` when not known; a dict without some counter when only part is known).
+
+    >>> Consumed({"shop": {"0": 7}}, None).packed_counters()
+    ''
+    """
+
+    offsets: Offsets
+    counters: dict[str, int] | None
+
+    def packed_counters(self) -> bytes | str:
+        """The counters as the rollback scripts take them (msgpack; ``''``: not known)."""
+        return pack(self.counters) if self.counters else ""
+
+
+def _reaches(offsets: Offsets, furthest: Offsets) -> bool:
+    """Whether ``offsets`` are at ``furthest`` on every partition (a partition it lacks counts as 0).
+
+    >>> _reaches({"t": {"0": 5, "1": 3}}, {"t": {"0": 5, "1": 3}}), _reaches({"t": {"0": 5}}, {"t": {"0": 5, "1": 3}})
+    (True, False)
+    """
+    return all(
+        int(offsets.get(topic, {}).get(partition, 0)) >= position
+        for topic, partitions in furthest.items()
+        for partition, position in partitions.items()
+    )
 
 
 class ControlPlane:
@@ -138,12 +170,15 @@ class ControlPlane:
         automatic: bool = False,
         fallback: int | None = None,
         consumed: dict[str, dict[str, int]] | None = None,
+        counters: dict[str, int] | None = None,
         position: int | None = None,
     ) -> int:
         """Move lineage (and unpinned serving) to ``to`` or the rollback target; returns the target.
 
         ``position``: the stream position the decision was made at (the monitor's judged sample; by default
-        the active learner's current one), which the judge's cooldown and flap window count events from."""
+        the active learner's current one), which the judge's cooldown and flap window count events from.
+        ``consumed``: positions known consumed (the judged sample's), with the stream ``counters`` there if known
+        (see :meth:`consumed`)."""
         k = self.keys
         for _attempt in range(10):
             head = self.store.head()
@@ -153,6 +188,7 @@ class ControlPlane:
             self._verify(target)
             try:
                 at = position if position is not None else int(self.live_metrics().get("stream_position", 0))
+                point = self.consumed(head, consumed, counters)
                 self._run(
                     self._rollback,
                     [*k.lineage_keys, k.quarantined, k.candidates],
@@ -167,8 +203,9 @@ class ControlPlane:
                         k.channel,
                         "rollback" if automatic else "manual_rollback",
                         "" if head is None else str(head),
-                        pack(self.consumed_offsets(head, consumed)),
+                        pack(point.offsets),
                         at,
+                        point.packed_counters(),
                     ],
                 )
             except HeadMovedError:
@@ -176,26 +213,62 @@ class ControlPlane:
             return target
         raise HeadMovedError("the head kept moving while rolling back; try again")
 
-    def consumed_offsets(
-        self, head: int | None, known: dict[str, dict[str, int]] | None = None
-    ) -> dict[str, dict[str, int]]:
-        """How far the lineage has consumed: the head's offsets, raised to the active learner's last
-        published positions and to ``known`` ones (the monitor's judged sample). A rollback skips all of it,
-        so a successor of a learner that dies before applying the rollback does not learn them again."""
-        offsets: dict[str, dict[str, int]] = {}
-        sources = [known or {}]
-        if head is not None:
-            with contextlib.suppress(SnapshotError):  # unreadable head: the live positions below still count
-                sources.append(self.store.meta(head).offsets)
+    def consumed(
+        self, head: int | None, known: Offsets | None = None, counters: dict[str, int] | None = None
+    ) -> Consumed:
+        """How far the lineage has consumed, and its stream counters there.
+
+        The offsets: the head's, raised to the active learner's last published positions, to ``known`` ones (the
+        monitor's judged sample, the learner's own positions) and to those of a rollback no learner applied yet
+        (its skip stands). A rollback skips all of it, so a successor of a learner that dies before applying the
+        rollback does not learn them again.
+
+        The counters: those of a source that is at those offsets on every partition, so a successor counts every
+        event the abandoned lineage scored, also those it scored after its last version (a status is often newer
+        than the head): ``counters`` given with ``known`` (the learner's own), the status's, the pending
+        rollback's, else the head version's (read from its blob) — the source with the most counters when several
+        are. ``None`` when none is: sources mixed (a dead learner's status still fresh while its successor wrote
+        versions ahead of it on some partitions only) or unreadable; the successor then counts from the version
+        the rollback left, as it did before rollbacks recorded counters.
+        """
+        sources: list[tuple[Offsets, dict[str, int] | None]] = []
+        if known:
+            sources.append((known, counters))
         status = self.store.status()
         if status:
-            sources.append(status.get("offsets") or {})
-        for source in sources:
+            sources.append((status.get("offsets") or {}, dict(status.get("counters") or {})))
+        point = self.store.resume_point()
+        pending = point if point is not None and point["epoch"] == self.store.epoch() else None
+        if pending is not None:
+            sources.append((pending["offsets"], pending["counters"]))
+        head_offsets: Offsets | None = None
+        if head is not None:
+            with contextlib.suppress(SnapshotError):  # unreadable head: the live positions below still count
+                head_offsets = self.store.meta(head).offsets
+                sources.append((head_offsets, None))
+        offsets: Offsets = {}
+        for source, _counters in sources:
             for topic, partitions in source.items():
                 mine = offsets.setdefault(topic, {})
                 for partition, position in partitions.items():
                     mine[partition] = max(mine.get(partition, 0), int(position))
-        return offsets
+        known_there = [found for source, found in sources if found and _reaches(source, offsets)]
+        if known_there:
+            most: dict[str, int] = max(known_there, key=len)  # the status's rather than a sample's events_seen alone
+            return Consumed(offsets, dict(most))
+        if head is not None and head_offsets is not None and _reaches(head_offsets, offsets):
+            return Consumed(offsets, self._counters_of(head))
+        if pending is not None and pending["from"] is not None and _reaches(pending["offsets"], offsets):
+            return Consumed(offsets, self._counters_of(pending["from"]))  # recorded before rollbacks kept counters
+        return Consumed(offsets, None)
+
+    def _counters_of(self, number: int) -> dict[str, int] | None:
+        """The stream counters version ``number`` holds (``None`` when it is gone or unreadable)."""
+        try:
+            _meta, state = self.store.load(number)
+        except SnapshotError:
+            return None
+        return {str(name): int(value) for name, value in state.counters.items()}
 
     # -- pinning ----------------------------------------------------------------------------------
     def pin(self, number: int, *, actor: str, reason: str, force: bool = False) -> None:

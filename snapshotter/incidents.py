@@ -60,12 +60,15 @@ class Incidents:
         metrics: dict[str, Any],
         expected_epoch: int | None,
         consumed: dict[str, dict[str, int]] | None = None,
+        counters: dict[str, int] | None = None,
         fallback: int | None = None,
         lease_value: str | None = None,
     ) -> OpenedIncident:
         """Record the incident, quarantine the versions written after ``change_point``, freeze learning, and roll
         back to the newest stable version written at or before it (else ``fallback``, else none). With
-        ``lease_value`` only the holder of the writer lease may (the active learner that saw the shift)."""
+        ``lease_value`` only the holder of the writer lease may (the active learner that saw the shift).
+        ``consumed``: the positions consumed, with the stream ``counters`` there (recorded with the rollback:
+        :meth:`ControlPlane.consumed`)."""
         k = self.keys
         for _attempt in range(10):
             head = self.store.head()
@@ -74,6 +77,7 @@ class Incidents:
             quarantine = [m.number for m in versions if position_of(m) > change_point]
             before = [m.number for m in versions if m.number in stable and position_of(m) <= change_point]
             target = before[-1] if before else fallback
+            point = self.control.consumed(head, consumed, counters)
             try:
                 incident_id = run_script(
                     self._open,
@@ -91,8 +95,9 @@ class Incidents:
                         "" if target is None else target,
                         k.meta(target) if target is not None else "",
                         "" if head is None else str(head),
-                        pack(self.control.consumed_offsets(head, consumed)),
+                        pack(point.offsets),
                         lease_value or "",
+                        point.packed_counters(),
                         *quarantine,
                     ],
                     self.store.audit_retention,

@@ -47,9 +47,18 @@ THINNING = ((10, 600), (60, 3600), (3600, 86_400), (86_400, 7 * 86_400))
 
 
 #: Where the newest rollback's lineage resumes (written by the rollback script): its epoch, the version it
-#: left (``from``) and went to (``to``), and the offsets the abandoned lineage had consumed.
+#: left (``from``) and went to (``to``), the offsets the abandoned lineage had consumed, and its stream counters
+#: at exactly those offsets (``counters``: ``None`` when not known, or recorded before rollbacks kept them; some
+#: may be missing when only part was known, e.g. ``events_seen`` from the monitor's judged sample).
 ResumePoint = TypedDict(
-    "ResumePoint", {"epoch": int, "from": int | None, "to": int, "offsets": dict[str, dict[str, int]]}
+    "ResumePoint",
+    {
+        "epoch": int,
+        "from": int | None,
+        "to": int,
+        "offsets": dict[str, dict[str, int]],
+        "counters": dict[str, int] | None,
+    },
 )
 
 
@@ -76,7 +85,7 @@ class VersionStore:
         self.version_log_retention = version_log_retention
         self._write = register(client, "write_version")
         self._promote = register(client, "promote")
-        self._raise_counter = register(client, "raise_counter")
+        self._start_over = register(client, "start_over")
 
     @classmethod
     def for_settings(cls, client: redis.Redis, settings: Settings) -> VersionStore:
@@ -293,13 +302,30 @@ class VersionStore:
             "from": int(doc["from"]) if doc.get("from") else None,
             "to": int(doc["to"]),
             "offsets": unpack(doc["offsets"]),
+            "counters": unpack(doc["counters"]) if doc.get("counters") else None,
         }
         return point
 
-    def raise_counter(self, at_least: int) -> None:
-        """Make the next version number greater than ``at_least`` (after Redis lost its data, so new versions
-        do not reuse numbers that services may still remember)."""
-        self._raise_counter(keys=[self.keys.counter], args=[at_least])
+    def start_over(self, *, after: int | None, actor: str, reason: str, recorded: str, may_repeat: bool) -> int:
+        """Start this model over after Redis lost its data, in one script with its ``store_lost`` audit entry: new
+        versions are numbered after ``after`` (above every number Kafka recorded of the lost store, so they do
+        not reuse numbers that services and predictions still name; ``None``: nothing known). ``recorded`` says
+        what Kafka recorded, ``may_repeat`` that the new numbers may repeat those of the lost store. Returns the
+        number the next version is numbered after."""
+        k = self.keys
+        return int(
+            self._start_over(
+                keys=[k.audit, k.counter],
+                args=[
+                    self.audit_retention,
+                    "" if after is None else after,
+                    actor,
+                    reason,
+                    recorded,
+                    "1" if may_repeat else "0",
+                ],
+            )
+        )
 
     def numbers(self) -> list[int]:
         """Every stored version number, oldest first."""
@@ -336,10 +362,11 @@ class VersionStore:
         return meta, decode_snapshot(as_bytes(blob), meta.sha256, packed_weights=packed_weights)
 
 
-def connect_settings(settings: Settings) -> redis.Redis:
-    """A checked connection to the configured Redis (URL and optional secret password)."""
+def connect_settings(settings: Settings, *, check: bool = True) -> redis.Redis:
+    """A connection to the configured Redis (URL and optional secret password), checked with ``check`` (the
+    long-running processes wait a Redis that is down at start out instead)."""
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return connect_redis(settings.redis_url, password, timeout=settings.redis_timeout_seconds)
+    return connect_redis(settings.redis_url, password, check=check, timeout=settings.redis_timeout_seconds)
 
 
 def open_store(settings: Settings) -> VersionStore:

@@ -127,6 +127,8 @@ def test_a_rollback_is_not_undone_when_its_learner_dies_before_applying_it(make_
     assert store.meta(store.head()).events_seen == 3000  # the last 200 events are in no snapshot
     ControlPlane(store).rollback(to=2, actor="test", reason="bad labels after event 1,000")
     assert store.resume_point()["offsets"] == {settings.events_topic: {"0": 3200}}
+    # with the counters there: the dead learner's last status (its last version counted 3,000)
+    assert store.resume_point()["counters"]["events_seen"] == 3200
     first.kill()
     produce(settings, events[3200:])
     successor = learners(settings)
@@ -147,8 +149,55 @@ def test_a_rollback_is_not_undone_when_its_learner_dies_before_applying_it(make_
     assert state.model["weights"] == expected["weights"]
     assert state.model["intercept"] == expected["intercept"]
     assert meta.model_events_learned == 1000 + 1000  # the model: the target's 1,000 and the 1,000 after the skip
-    # the stream counters go on from the version the rollback left (the dead learner's last 200 are in none)
-    assert meta.events_learned == meta.events_seen == 3000 + 1000
+    # the stream counters go on from where the dead learner stopped, its last 200 events (in no version) included:
+    # every event produced counted once, as if the learner had applied the rollback itself
+    assert first_of_lineage.events_seen == first_of_lineage.events_learned == 3200
+    assert meta.events_learned == meta.events_seen == len(events)
+
+
+def test_two_rollbacks_no_learner_applied_skip_and_count_as_the_first_one_recorded(make_settings, learners):
+    """A second rollback made before any learner applied the first keeps the first one's skip and counts (its
+    record outlives the dead learner's status), so the successor neither learns the discarded events again nor
+    loses the dead learner's last events from its counters."""
+    settings = make_settings(
+        snapshot_every_events=500,
+        snapshot_every_seconds=3600,  # versions by events only: versions 1-6 at 500-3,000, the last 200 in none
+        status_interval_seconds=0.1,
+        lease_ttl_seconds=2,
+        publish_predictions=False,
+    )
+    events = EVENTS[:4200]
+    produce(settings, events[:3200])
+    first = learners(settings)
+    wait_for(lambda: (status_of(settings) or {}).get("stream_position") == 3200, 60, "the learner to read 3,200")
+    os.kill(first.proc.pid, signal.SIGSTOP)
+    store = store_for(settings)
+    control = ControlPlane(store)
+    control.rollback(to=4, actor="test", reason="bad labels after event 2,000")
+    wait_for(lambda: store.status() is None, 30, "the stopped learner's status to expire")
+    control.rollback(to=2, actor="test", reason="bad labels after event 1,000 after all")
+    assert store.resume_point()["offsets"] == {settings.events_topic: {"0": 3200}}
+    assert store.resume_point()["counters"]["events_seen"] == 3200
+    first.kill()
+    produce(settings, events[3200:])
+    successor = learners(settings)
+    wait_for(
+        lambda: (
+            (status_of(settings) or {}).get("epoch") == 2 and (status_of(settings) or {}).get("stream_position") == 4200
+        ),
+        60,
+        "the successor to reach the end",
+    )
+    successor.terminate()
+
+    first_of_lineage = next(m for m in store.list() if m.epoch == 2)
+    assert first_of_lineage.parent == 2
+    assert first_of_lineage.extra["rollback"]["skipped_offsets"] == {settings.events_topic: {"0": [1000, 3200]}}
+    meta, state = store.load(store.head())
+    expected = river_state(plain_river_loop(events[:1000] + events[3200:])[0])
+    assert state.model["weights"] == expected["weights"]
+    assert meta.model_events_learned == 1000 + 1000
+    assert meta.events_learned == meta.events_seen == len(events)
 
 
 @pytest.mark.parametrize("standby", [False, True], ids=["alone", "with-standby"])

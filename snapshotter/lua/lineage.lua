@@ -1,14 +1,16 @@
 -- Shared by rollback and open_incident: move the learner lineage to version `target` in a new epoch, abandon
 -- the stable versions above it, move serving with it unless a version is pinned, record where the new
--- lineage resumes (`resume_offsets`: how far the abandoned one had consumed) and when and where it happened.
+-- lineage resumes (`resume_offsets`: how far the abandoned one had consumed; `resume_counters`, msgpack or '':
+-- its stream counters at exactly those offsets, when known) and when and where it happened.
 -- `k` names the keys: epoch, head, serving, pinned, rollbacks, stable, resume, candidates.
 -- Returns the new epoch, the head it left, and serving before and after.
-local function move_lineage(k, target, now, position, resume_offsets, channel)
+local function move_lineage(k, target, now, position, resume_offsets, channel, resume_counters)
   local from = redis.call('GET', k.head)
   local new_epoch = redis.call('INCR', k.epoch)
   redis.call('SET', k.head, target)
   redis.call('DEL', k.resume)
   redis.call('HSET', k.resume, 'epoch', new_epoch, 'from', from or '', 'to', target, 'offsets', resume_offsets)
+  if resume_counters ~= '' then redis.call('HSET', k.resume, 'counters', resume_counters) end
   -- every version numbered above the target was written by the lineage being abandoned: none of them may
   -- be picked as "stable" again (rollback targets, unpin, retention's newest stable ones)
   redis.call('ZREMRANGEBYSCORE', k.stable, '(' .. target, '+inf')

@@ -7,7 +7,8 @@
 --       quarantined, frozen, candidates, lease.
 -- ARGV: maxlen, expected epoch ('' = any), actor, reason, metrics json, now (s), channel, signal, change point,
 --       position, target ('' = none), meta key of target, head the resume offsets were read at, resume offsets
---       (msgpack), lease value ('' = unfenced), then the numbers of the versions to quarantine.
+--       (msgpack), lease value ('' = unfenced), the stream counters at the resume offsets (msgpack, '' = not
+--       known), then the numbers of the versions to quarantine.
 -- Returns the incident id.
 if ARGV[15] ~= '' and redis.call('GET', KEYS[14]) ~= ARGV[15] then
   return redis.error_reply('FENCED lease is held by ' .. tostring(redis.call('GET', KEYS[14]) or 'nobody (it expired, or Redis lost it)'))
@@ -24,7 +25,7 @@ local id = redis.call('INCR', KEYS[10])
 redis.call('HSET', KEYS[9], 'id', id, 'signal', ARGV[8], 'change_point', ARGV[9], 'position', ARGV[10],
   'since', ARGV[6], 'reason', ARGV[4], 'target', target)
 local quarantined = {}
-for i = 16, #ARGV do
+for i = 17, #ARGV do
   redis.call('ZREM', KEYS[7], ARGV[i])
   redis.call('ZREM', KEYS[13], ARGV[i])
   redis.call('HSET', KEYS[11], ARGV[i], id)
@@ -40,7 +41,8 @@ audit('incident_start', ARGV[3], ARGV[4], head, target, ARGV[5], epoch, 'inciden
 if target ~= '' then
   local k = {epoch = KEYS[2], head = KEYS[3], serving = KEYS[4], pinned = KEYS[5], rollbacks = KEYS[6],
              stable = KEYS[7], resume = KEYS[8], candidates = KEYS[13]}
-  local new_epoch, from, serving_from, serving_to = move_lineage(k, target, ARGV[6], ARGV[10], ARGV[14], ARGV[7])
+  local new_epoch, from, serving_from, serving_to = move_lineage(k, target, ARGV[6], ARGV[10], ARGV[14], ARGV[7],
+    ARGV[16])
   audit('rollback', ARGV[3], 'incident ' .. id .. ': back to before the shift; ' .. ARGV[4], from, target, ARGV[5],
     new_epoch, 'serving_from', serving_from, 'serving_to', serving_to, 'incident', id)
 end

@@ -4,7 +4,8 @@
 -- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, quarantined, candidates.
 -- ARGV: maxlen, expected epoch ('' = any), target, actor, reason, metrics json, now (s), meta key of target,
 -- channel, action name, head the resume offsets were read at ('' = none), resume offsets (msgpack), stream
--- position of the decision.  Returns the new epoch.
+-- position of the decision, the stream counters at the resume offsets (msgpack, '' = not known).
+-- Returns the new epoch.
 local epoch = redis.call('GET', KEYS[2]) or '0'
 if ARGV[2] ~= '' and ARGV[2] ~= epoch then return redis.error_reply('STALE epoch is ' .. epoch) end
 if redis.call('EXISTS', ARGV[8]) == 0 then return redis.error_reply('MISSING version ' .. ARGV[3]) end
@@ -16,7 +17,8 @@ local head = redis.call('GET', KEYS[3])
 if (head or '') ~= ARGV[11] then return redis.error_reply('HEAD_MOVED head is ' .. tostring(head)) end
 local k = {epoch = KEYS[2], head = KEYS[3], serving = KEYS[4], pinned = KEYS[5], rollbacks = KEYS[6],
            stable = KEYS[7], resume = KEYS[8], candidates = KEYS[10]}
-local new_epoch, from, serving_from, serving_to = move_lineage(k, ARGV[3], ARGV[7], ARGV[13], ARGV[12], ARGV[9])
+local new_epoch, from, serving_from, serving_to = move_lineage(k, ARGV[3], ARGV[7], ARGV[13], ARGV[12], ARGV[9],
+  ARGV[14])
 audit(ARGV[10], ARGV[4], ARGV[5], from, ARGV[3], ARGV[6], new_epoch, 'serving_from', serving_from,
   'serving_to', serving_to)
 return new_epoch

@@ -45,6 +45,7 @@ AUDITED: dict[str, tuple[str, str, str]] = {
     "unpin": ("Unpinned", "Unpin", "Normal"),
     "incident_start": ("DataIncident", "OpenIncident", "Warning"),
     "incident_end": ("DataIncidentClosed", "CloseIncident", "Normal"),
+    "store_lost": ("StoreLost", "StartOver", "Warning"),  # a learner started over after Redis lost its data
 }
 
 

@@ -108,6 +108,7 @@ class IncidentActions:
                 metrics=metrics,
                 expected_epoch=None,  # the learner's own lineage: the lease fences it
                 consumed=consumed,
+                counters=dict(state.counters),  # at exactly those positions: a successor counts on from them
                 fallback=self.settings.monitor_fallback_version,
                 lease_value=self.lease.value,
             )

@@ -7,12 +7,26 @@
   between the target's offsets and the current position are skipped, and recorded in the next snapshot.
   Never before the target's offsets (a manual rollback to a version ahead of the learner) nor before what
   the lineage had consumed when the rollback was made.
-* **A store that lost its data** (no version, but the consumer group committed offsets) is refused.
+* **A store that lost its data** (no version, but the consumer group committed offsets) is refused — or, when
+  allowed, started over with version numbers above every one Kafka recorded (:mod:`~streaming.learner.numbering`).
+
+**Counters across a rollback no learner applied.** The stream counters (``events_seen``, ``events_learned``,
+``dead_lettered``, ``duplicates``) count every event once across rollbacks, as a learner that applies a rollback
+keeps its own. When the learner dies first, its successor takes them from the rollback's record (``counters``:
+those of the abandoned lineage at exactly the offsets it skips to — the learner's own for an incident, else its
+last status, else its head version's; :meth:`~snapshotter.control.ControlPlane.consumed`), so the events the dead
+learner scored after its last version are counted too. What stays approximate: the cumulative metrics go on from
+the version the rollback left (a status holds their values, not their state), so they miss the scores made after
+it; and without such a record (rollbacks made before it existed, sources that disagree — see ``consumed``) the
+counters go on from that version as well. A rollback judged by the monitor on a sample newer than any surviving
+status records only ``events_seen`` (what a sample holds); the other counters then go on from that version.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 
 from monitor.prequential import PrequentialMetrics
@@ -21,6 +35,7 @@ from snapshotter.store import ResumePoint, VersionStore
 from streaming.config import Settings
 from streaming.errors import SnapshotError, StoreLostError
 from streaming.learner.lineage_watch import LineageState
+from streaming.learner.numbering import UNRECORDED, committed_number, last_recorded
 from streaming.learner.restore import restore_head
 from streaming.learner.state import COUNTERS, LearnerState
 from streaming.learner.telemetry import LearnerMetrics
@@ -80,7 +95,7 @@ class Lineage:
                     if position > start:
                         skipped.setdefault(topic, {})[partition] = [start, position]
                         state.offsets.setdefault(topic, {})[partition] = position
-            self._carry_counts_from(state, point["from"] if point else None)
+            self._carry_counts(state, point)
             self._rolled_back(state, point["from"] if point else None, skipped, recovered=True)
             log.warning(
                 "the rollback to version %d was not applied by a learner yet: resuming after the range it discarded %s",
@@ -116,33 +131,52 @@ class Lineage:
         consumed = point["offsets"] if point else {}
         skipped: Skipped = {tp.topic: {} for tp in positions}
         seeks: dict[TopicPartition, int] = {}
+        behind = True  # the rollback's record is at or past this learner's position on every partition
         for tp, position in positions.items():
             start = stored.get(tp.topic, {}).get(str(tp.partition), 0)
-            resume = max(position, start, consumed.get(tp.topic, {}).get(str(tp.partition), 0))
+            recorded = consumed.get(tp.topic, {}).get(str(tp.partition), 0)
+            behind = behind and recorded >= position
+            resume = max(position, start, recorded)
             if resume > start:
                 skipped[tp.topic][str(tp.partition)] = [start, resume]
             if resume > position:
                 seeks[tp] = resume
+        if seeks and behind and point is not None and point["counters"]:
+            # skipping forward past events a dead predecessor scored (its status, recorded by the rollback): they
+            # were counted by it, up to exactly there
+            state.counters.update({k: int(v) for k, v in point["counters"].items() if k in COUNTERS})
         self._rolled_back(state, head_before, skipped, recovered=False)
         log.warning(
             "rolled back to version %s (epoch %d); continuing from the current offsets", state.parent, state.epoch
         )
         return seeks
 
-    def _carry_counts_from(self, state: LearnerState, number: int | None) -> None:
-        """After a rollback no learner applied: the counters and cumulative metrics go on from the version the
-        rollback left (what its learner scored before dying in no version is lost), the window restarts."""
-        if number is None:
+    def _carry_counts(self, state: LearnerState, point: ResumePoint | None) -> None:
+        """After a rollback no learner applied: the counters go on from the abandoned lineage's, at the offsets the
+        rollback recorded when it recorded them (``point["counters"]``), else from the version it left; the
+        cumulative metrics from that version (what its learner scored after it is not in them); the window
+        restarts."""
+        if point is None:
             return
-        try:
-            _meta, left = self.store.load(number)
-            metrics = PrequentialMetrics.from_state(left.metrics, self.settings.rolling_window)
-        except SnapshotError as exc:  # removed by retention, or unreadable: the target's counts it is
-            log.warning("cannot carry the counts of version %d on (%s); counting from the target's", number, exc)
-            return
-        state.counters = {**dict.fromkeys(COUNTERS, 0), **{k: v for k, v in left.counters.items() if k in COUNTERS}}
-        state.metrics = metrics
-        state.metrics.restart_window()
+        number, recorded = point["from"], point["counters"] or {}
+        if number is not None:
+            try:
+                _meta, left = self.store.load(number)
+                metrics = PrequentialMetrics.from_state(left.metrics, self.settings.rolling_window)
+            except SnapshotError as exc:  # removed by retention, or unreadable: the target's metrics it is
+                log.warning(
+                    "cannot carry the cumulative metrics%s of version %d on (%s): the target's go on",
+                    "" if recorded else " and the counts",
+                    number,
+                    exc,
+                )
+            else:
+                counters = {k: v for k, v in left.counters.items() if k in COUNTERS}
+                state.counters = {**dict.fromkeys(COUNTERS, 0), **counters}
+                state.metrics = metrics
+                state.metrics.restart_window()
+        if recorded:
+            state.counters.update({k: int(v) for k, v in recorded.items() if k in COUNTERS})
 
     @staticmethod
     def _rolled_back(state: LearnerState, from_version: int | None, skipped: Skipped, *, recovered: bool) -> None:
@@ -163,8 +197,11 @@ class Lineage:
         Learners commit their offsets to the model's consumer group after every snapshot (with metadata
         ``livelearn vN`` where the broker keeps it). Committed offsets but no version in Redis: Redis lost
         its data (e.g. restarted without persistence). Starting over would relearn from the beginning and
-        reuse version numbers, so the learner refuses unless ``allow_empty_store`` says otherwise; then new
-        versions are numbered after the last one Kafka remembers.
+        reuse version numbers, so the learner refuses unless ``allow_empty_store`` says otherwise. Then new
+        versions are numbered above every number Kafka recorded (commit metadata, the last predictions and dead
+        letters: :mod:`~streaming.learner.numbering`); when it recorded none, the numbers may repeat those of the
+        lost store, which the learner logs and audits. Either way the start-over is one audited script
+        (``store_lost``).
         """
         committed = {}
         for tp in partitions:
@@ -173,11 +210,7 @@ class Lineage:
                 committed[tp] = mark
         if not committed:
             return
-        numbers = [
-            int(m.metadata[len("livelearn v") :])
-            for m in committed.values()
-            if m.metadata and m.metadata.startswith("livelearn v") and m.metadata[11:].isdigit()
-        ]
+        numbers = [n for n in (committed_number(m.metadata) for m in committed.values()) if n is not None]
         last = f"version {max(numbers)}" if numbers else "earlier versions"
         s = self.settings
         group, where = (
@@ -191,12 +224,30 @@ class Lineage:
                 "(or enable persistence), or start a new model from LIVELEARN_AUTO_OFFSET_RESET with "
                 "--allow-empty-store (LIVELEARN_ALLOW_EMPTY_STORE=true)"
             )
+        recorded = last_recorded(s, committed.values())
+        after = recorded.numbered_after()
+        if after is None:
+            reason = (
+                "Redis lost its data; started over as allowed. Kafka recorded no version number "
+                f"({recorded.describe()}): new version numbers may repeat those of the lost store"
+            )
+        else:
+            reason = (
+                f"Redis lost its data; started over as allowed. New versions are numbered after {after}: the highest "
+                f"number Kafka recorded, {recorded.highest} ({recorded.describe()}), plus {UNRECORDED} that may have "
+                "been handed out since"
+            )
+        self.store.start_over(
+            after=after,
+            actor=f"{socket.gethostname()}:{os.getpid()}",
+            reason=reason,
+            recorded=recorded.describe(),
+            may_repeat=after is None,
+        )
         log.warning(
-            "Redis holds no version of model %r although Kafka group %r committed offsets (%s); starting "
-            "from nothing as allowed",
+            "Redis holds no version of model %r although Kafka group %r committed offsets (%s): %s",
             s.model_name,
             group,
             where,
+            reason,
         )
-        if numbers:
-            self.store.raise_counter(max(numbers))

@@ -24,6 +24,7 @@ import orjson
 from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event, sniff_format
+from streaming.learner.numbering import VERSION_HEADER
 from streaming.learner.telemetry import LearnerMetrics
 from streaming.transport import Producer, Record, Tally
 
@@ -75,8 +76,10 @@ class Outputs:
             orjson.dumps if fmt == "json" else msgpack.Packer(use_bin_type=True).pack
         )
 
-    def dead_letter(self, record: Record, exc: EventError) -> None:
-        """Copy a rejected record unchanged to the dead-letter topic, with the reason in headers."""
+    def dead_letter(self, record: Record, exc: EventError, version: int | None = None) -> None:
+        """Copy a rejected record unchanged to the dead-letter topic, with the reason in headers (and ``version``,
+        the version the live model descends from, as ``livelearn.version``: what Kafka remembers of the version
+        numbers if Redis loses them, :mod:`~streaming.learner.numbering`)."""
         headers = [
             ("livelearn.reason", _header(exc.reason)),
             ("livelearn.detail", _header(exc.detail[:1000])),
@@ -84,6 +87,8 @@ class Outputs:
             ("livelearn.partition", str(record.partition).encode()),
             ("livelearn.offset", str(record.offset).encode()),
         ]
+        if version is not None:
+            headers.append((VERSION_HEADER, str(version).encode()))
         value = record.value or b""
         if value:
             fmt = self.settings.event_format

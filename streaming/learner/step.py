@@ -64,7 +64,7 @@ class EventStep:
         try:
             event = decode_event(record.value, self.settings.event_format, self.limits)
         except EventError as exc:
-            outputs.dead_letter(record, exc)
+            outputs.dead_letter(record, exc, state.parent)
             counters["dead_lettered"] += 1
             return
         if state.recent.seen_before(record.partition, event.event_id):  # a producer retry: learned already
