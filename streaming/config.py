@@ -707,7 +707,8 @@ def _problem(err: Any, path: Path | None) -> str:
             f"{name}{where} is not a livelearn setting (keys are the setting names in lower case without "
             f"{ENV_PREFIX}; `livelearn config` lists them)"
         )
-    return f"{name} ({ENV_PREFIX}{name.upper()}): {err['msg']}"
+    message = str(err["msg"]).removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
+    return f"{name} ({ENV_PREFIX}{name.upper()}): {message}"
 
 
 def _unparsable_env_message(exc: SettingsError) -> str:
