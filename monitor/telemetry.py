@@ -51,9 +51,29 @@ class MonitorMetrics:
         self.incident_open = gauge(
             "livelearn_incident_open", "1 while a data-quality incident is open.", registry, model
         )
+        self.redis_up = gauge(
+            "livelearn_redis_up",
+            "0 while Redis is unreachable or refusing writes (the monitor waits).",
+            registry,
+            model,
+        )
+        self._redis_outages = Counter(
+            "livelearn_redis_outages_total",
+            "Times the monitor had to wait for Redis, by Redis error code (unreachable, OOM, MISCONF, READONLY...).",
+            ["model", "code"],
+            registry=registry,
+        )
+        self._model = model
+        self._redis_outages.labels(model, "unreachable")
+        self.redis_up.set(1)
         self.feature_drift = Counter(
             "livelearn_feature_drift_total",
             "Drift reports on a tracked numeric feature's block means, by feature.",
             ["model", "feature"],
             registry=registry,
         )
+
+    def redis_down(self, code: str) -> None:
+        """An outage began: ``livelearn_redis_up`` 0, and one more outage of that code."""
+        self.redis_up.set(0)
+        self._redis_outages.labels(self._model, code).inc()

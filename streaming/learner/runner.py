@@ -25,7 +25,7 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from snapshotter.codec import VersionMeta
-from snapshotter.connection import FATAL_FAILURES, describe_failure, redact_url, redis_failure
+from snapshotter.connection import FATAL_FAILURES, describe_failure, observe_attempts, redact_url, redis_failure
 from snapshotter.lease import Lease
 from snapshotter.presence import check_in, sign_off
 from snapshotter.status import LearnerStatus
@@ -86,7 +86,9 @@ class Learner:
     ) -> None:
         self.settings = settings
         self.heartbeat = heartbeat or Heartbeat(settings.health_stale_seconds)
-        self.redis = redis_client or connect_settings(settings)
+        # not checked here: a Redis down or hung at start is waited out like any outage (run()); credentials it
+        # rejects fail the first call, at once
+        self.redis = redis_client or connect_settings(settings, check=False)
         self.writer = writer_id or f"{socket.gethostname()}:{os.getpid()}"
         self.store = VersionStore.for_settings(self.redis, settings)
         self.lease = Lease(self.redis, settings.model_name, self.writer, settings.lease_ttl_seconds)
@@ -100,6 +102,7 @@ class Learner:
         self.incidents = IncidentActions(settings, self.store, self.lease, self.writer, self.telemetry)
         self._stop = threading.Event()
         self.outages = Outages(settings, self.telemetry, self._stop, self.heartbeat, probe_redis=self.check_in)
+        observe_attempts(self.redis, self.outages)  # a call that gets no answer is reported while it still retries
         self.state = LearnerState.fresh(self.spec, settings)
         self._learned_once = False  # Kafka failures after that are outages to wait out, not setup errors
         self._lineage_moved = False  # a snapshot found the lineage moved on: follow it before going on
@@ -129,8 +132,9 @@ class Learner:
 
         Redis outages and write refusals (out of memory, persistence failing, read-only replica) are waited
         out with backoff, visibly (log lines, ``livelearn_redis_up``): the learner stops consuming, and when
-        Redis answers again it resumes from the newest snapshot. Only failures that waiting cannot cure (a
-        missing permission, wrong credentials) end it, with an error naming them.
+        Redis answers again it resumes from the newest snapshot. The same holds for a Redis down or hung when the
+        learner starts. Only failures that waiting cannot cure (a missing permission, wrong credentials) end it,
+        with an error naming them.
         """
         try:
             self._run(until_caught_up)
@@ -142,8 +146,9 @@ class Learner:
                 else f"Redis at {redact_url(self.settings.redis_url)} failed: {exc}; the newest snapshot is safe"
             ) from None
         finally:
-            with contextlib.suppress(redis.RedisError):
-                sign_off(self.redis, self.store.keys.learners, self.writer)
+            if not self.outages.redis_down:  # (while Redis hangs, signing off would only hang the exit)
+                with contextlib.suppress(redis.RedisError):
+                    sign_off(self.redis, self.store.keys.learners, self.writer)
 
     def _run(self, until_caught_up: bool) -> None:
         standby_logged = False
@@ -152,6 +157,7 @@ class Learner:
                 # after an outage our lease may still be valid: keep it rather than wait for it to expire
                 if not (self.lease.value is not None and self.lease.renew()) and not self.lease.acquire():
                     self.check_in()
+                    self.outages.redis_confirmed()  # a standby's work is its check-in
                     self.heartbeat.beat("standby")
                     if not standby_logged:
                         log.info(
@@ -230,7 +236,8 @@ class Learner:
             steps.append(("consumer", consumer.close))
         if producer is not None:
             steps.append(("producer", lambda: producer.close(timeout=5)))
-        steps.append(("lease", self.lease.release))
+        if not self.outages.redis_down:  # (during an outage it expires on its own: releasing would only wait)
+            steps.append(("lease", self.lease.release))
         for what, close in steps:
             try:
                 close()
@@ -261,6 +268,7 @@ class Learner:
         s = self.settings
         cadence = Cadence(s, now=time.monotonic(), seen=self.counters["events_seen"])
         broker = BrokerWatch(consumer, s, interval=s.status_interval_seconds)
+        restored = self.state.last_snapshot  # after an outage: it is over once a version is written past it
         while not self._stop.is_set():
             self._follow(consumer, outputs, positions, watch)
             # while a snapshot waits for its outputs, do not sleep in an idle poll: write it as soon as they are in
@@ -302,7 +310,12 @@ class Learner:
                 raise LeaseLostError(f"lease of model {s.model_name!r} expired or was taken over")
             kafka_up = broker.observe(bool(batch), list(positions))
             self.telemetry.kafka_up.set(1 if kafka_up else 0)
-            self.heartbeat.beat("active", ready=kafka_up, detail="" if kafka_up else "Kafka does not answer")
+            redis_up = not self.outages.redis_down
+            self.heartbeat.beat(
+                "active",
+                ready=kafka_up and redis_up,
+                detail="" if kafka_up and redis_up else "Kafka does not answer" if redis_up else "Redis unavailable",
+            )
             current_lag = lag(consumer, positions) if kafka_up else None
             if self.checkpoints.in_flight:  # caught up: nothing to learn meanwhile, so wait for the deliveries
                 # (an empty poll with a lag is not caught up: the next fetch is on its way, learning waits for no
@@ -316,6 +329,15 @@ class Learner:
             if cadence.status_due(now):
                 self.publish_status(cadence.rate(now, self.counters["events_seen"]), current_lag, positions)
                 self.check_in()
+                if self.outages.redis_down and (
+                    self.state.last_snapshot is not restored
+                    or (
+                        not batch and current_lag == 0 and not cadence.since_snapshot and not self.checkpoints.in_flight
+                    )
+                ):
+                    # what failed works again: a version was written since the outage, or there is nothing to write
+                    # (caught up, every event consumed in a version) and the status was — not merely a probe write
+                    self.outages.redis_confirmed()
             if until_caught_up and not batch and current_lag == 0:
                 return
 

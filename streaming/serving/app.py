@@ -10,6 +10,7 @@ are read, and validation errors never echo the input (see :mod:`~streaming.servi
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import redis
@@ -17,7 +18,13 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
 
-from snapshotter.connection import connect_redis
+from snapshotter.connection import (
+    check_reachable,
+    connect_redis,
+    describe_failure,
+    redis_failure,
+    worst_call_seconds,
+)
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore
 from streaming.config import Settings
@@ -33,14 +40,41 @@ from streaming.serving.routes_predict import prediction_routes
 from streaming.serving.schemas import ApiLimits, request_models
 from streaming.serving.telemetry import RequestTiming, ServingMetrics, exposition_registry, forget_this_worker
 
-__all__ = ["create_app", "request_store"]
+__all__ = ["REQUEST_RETRIES", "create_app", "request_bound", "request_store"]
+
+log = logging.getLogger(__name__)
+
+#: retries of one Redis call on the request path (after the first attempt)
+REQUEST_RETRIES = 1
+
+
+def request_bound(settings: Settings) -> float:
+    """The longest a request waits on one Redis call while Redis hangs (then it is a 503): two attempts of
+    ``LIVELEARN_API_REDIS_TIMEOUT_SECONDS`` and the backoff between them, about 2 s at the defaults
+    (:func:`~snapshotter.connection.worst_call_seconds`)."""
+    return worst_call_seconds(settings.api_redis_timeout_seconds, REQUEST_RETRIES)
 
 
 def request_store(settings: Settings) -> VersionStore:
     """The store on a client for the request path: short timeouts and one retry, so a hung or lost
-    Redis is a 503 within about twice ``LIVELEARN_API_REDIS_TIMEOUT_SECONDS``, not a hang."""
+    Redis is a 503 within :func:`request_bound`, not a hang.
+
+    A Redis that is down or hung at start does not stop ``serve``: it starts unready and loads the serving
+    version once Redis answers. Credentials Redis rejects (or a missing permission) fail at once."""
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    client = connect_redis(settings.redis_url, password, retries=1, timeout=settings.api_redis_timeout_seconds)
+    client = connect_redis(
+        settings.redis_url,
+        password,
+        check=False,
+        retries=REQUEST_RETRIES,
+        timeout=settings.api_redis_timeout_seconds,
+    )
+    failure = check_reachable(client, settings.redis_url)
+    if failure is not None:
+        log.warning(
+            "%s; serving starts unready and loads the serving version once Redis answers",
+            describe_failure(redis_failure(failure) or "unreachable", settings.redis_url, failure),
+        )
     return VersionStore.for_settings(client, settings)
 
 
