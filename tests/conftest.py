@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,13 +15,16 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+import httpx
 import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from snapshotter.presence import alive
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.events import Event, encode_event
-from streaming.local.embedded import EmbeddedServer, embedded_stack
+from streaming.local.embedded import EmbeddedServer, embedded_stack, start_redis
 from streaming.transport import choose_client, ensure_topics, make_producer
 
 _counter = itertools.count()
@@ -49,6 +53,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def stack() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
     with embedded_stack() as servers:
         yield servers
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[EmbeddedServer, redis.Redis]]:
+    """A redis-server of this test alone (FLUSHALL, ACLs and CONFIG SET touch no other test's model), with an
+    admin (default user) client."""
+    server = start_redis()
+    admin = redis.Redis(host="127.0.0.1", port=server.port)
+    try:
+        yield server, admin
+    finally:
+        admin.close()
+        server.stop()
+        shutil.rmtree(server.workdir or "", ignore_errors=True)
 
 
 def settings_on(broker: str, redis_address: str, test_name: str, partitions: int = 1, **overrides) -> Settings:
@@ -209,3 +227,16 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def metric(port: int, name: str, **labels: str) -> float | None:
+    """A sample of a process's /metrics with these labels (``None`` while it does not answer, or has none)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None

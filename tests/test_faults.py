@@ -16,10 +16,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
-from conftest import learner_id, produce, settings_on, status_of, store_for, wait_for, wait_until_running
-from prometheus_client.parser import text_string_to_metric_families
+from conftest import learner_id, metric, produce, settings_on, status_of, store_for, wait_for, wait_until_running
 from reference import plain_river_loop, river_state
 
 from snapshotter.control import ControlPlane
@@ -86,18 +84,6 @@ def seen(settings) -> int:
     return (status_of(settings) or {}).get("counters", {}).get("events_seen", 0)
 
 
-def gauge(port: int, name: str) -> float | None:
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    except httpx.HTTPError:
-        return None
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                return sample.value
-    return None
-
-
 def assert_learned_exactly(settings, events) -> None:
     """The newest version holds every event once, and the model river would have learned from them."""
     store = store_for(settings)
@@ -110,58 +96,12 @@ def assert_learned_exactly(settings, events) -> None:
     assert state.model["scaler"] == expected["scaler"]
 
 
-def test_a_rollback_is_not_undone_when_its_learner_dies_before_applying_it(make_settings, learners):
+def stopped_at_3200(make_settings, learners):
+    """A learner that read 3,200 events (versions 1-6 at 500-3,000, the last 200 events in none), then stopped
+    (SIGSTOP: it can no longer apply anything). Returns its settings, the 4,200 events, the learner, the store."""
     settings = make_settings(
         snapshot_every_events=500,
-        snapshot_every_seconds=3600,  # versions by events only: the last 200 events must be in none
-        status_interval_seconds=0.1,
-        lease_ttl_seconds=2,
-        publish_predictions=False,
-    )
-    events = EVENTS[:4200]
-    produce(settings, events[:3200])
-    first = learners(settings)
-    wait_for(lambda: (status_of(settings) or {}).get("stream_position") == 3200, 60, "the learner to read 3,200")
-    os.kill(first.proc.pid, signal.SIGSTOP)  # it can no longer apply anything
-    store = store_for(settings)
-    assert store.meta(store.head()).events_seen == 3000  # the last 200 events are in no snapshot
-    ControlPlane(store).rollback(to=2, actor="test", reason="bad labels after event 1,000")
-    assert store.resume_point()["offsets"] == {settings.events_topic: {"0": 3200}}
-    # with the counters there: the dead learner's last status (its last version counted 3,000)
-    assert store.resume_point()["counters"]["events_seen"] == 3200
-    first.kill()
-    produce(settings, events[3200:])
-    successor = learners(settings)
-    wait_for(
-        lambda: (
-            (status_of(settings) or {}).get("epoch") == 1 and (status_of(settings) or {}).get("stream_position") == 4200
-        ),
-        60,
-        "the successor to reach the end",
-    )
-    successor.terminate()
-
-    first_of_lineage = next(m for m in store.list() if m.epoch == 1)
-    assert first_of_lineage.parent == 2
-    assert first_of_lineage.extra["rollback"]["skipped_offsets"] == {settings.events_topic: {"0": [1000, 3200]}}
-    meta, state = store.load(store.head())
-    expected = river_state(plain_river_loop(events[:1000] + events[3200:])[0])
-    assert state.model["weights"] == expected["weights"]
-    assert state.model["intercept"] == expected["intercept"]
-    assert meta.model_events_learned == 1000 + 1000  # the model: the target's 1,000 and the 1,000 after the skip
-    # the stream counters go on from where the dead learner stopped, its last 200 events (in no version) included:
-    # every event produced counted once, as if the learner had applied the rollback itself
-    assert first_of_lineage.events_seen == first_of_lineage.events_learned == 3200
-    assert meta.events_learned == meta.events_seen == len(events)
-
-
-def test_two_rollbacks_no_learner_applied_skip_and_count_as_the_first_one_recorded(make_settings, learners):
-    """A second rollback made before any learner applied the first keeps the first one's skip and counts (its
-    record outlives the dead learner's status), so the successor neither learns the discarded events again nor
-    loses the dead learner's last events from its counters."""
-    settings = make_settings(
-        snapshot_every_events=500,
-        snapshot_every_seconds=3600,  # versions by events only: versions 1-6 at 500-3,000, the last 200 in none
+        snapshot_every_seconds=3600,  # versions by events only
         status_interval_seconds=0.1,
         lease_ttl_seconds=2,
         publish_predictions=False,
@@ -171,7 +111,56 @@ def test_two_rollbacks_no_learner_applied_skip_and_count_as_the_first_one_record
     first = learners(settings)
     wait_for(lambda: (status_of(settings) or {}).get("stream_position") == 3200, 60, "the learner to read 3,200")
     os.kill(first.proc.pid, signal.SIGSTOP)
+    return settings, events, first, store_for(settings)
+
+
+def test_a_rollback_is_not_undone_when_its_learner_dies_before_applying_it(make_settings, learners):
+    settings, events, first, store = stopped_at_3200(make_settings, learners)
+    assert store.meta(store.head()).events_seen == 3000  # the last 200 events are in no snapshot
+    ControlPlane(store).rollback(to=2, actor="test", reason="bad labels after event 1,000")
+    assert store.resume_point()["offsets"] == {settings.events_topic: {"0": 3200}}
+    # with the counters there: the dead learner's last status (its last version counted 3,000)
+    assert store.resume_point()["counters"]["events_seen"] == 3200
+    first.kill()
+    first_of_lineage, meta = successor_after_unapplied_rollback(settings, learners, events, epoch=1)
+    # the stream counters go on from where the dead learner stopped, its last 200 events (in no version) included:
+    # every event produced counted once, as if the learner had applied the rollback itself
+    assert first_of_lineage.events_seen == first_of_lineage.events_learned == 3200
+    assert meta.events_learned == meta.events_seen == len(events)
+
+
+def successor_after_unapplied_rollback(settings, learners, events, *, epoch: int):
+    """The rest of ``events`` (from 3,200) through a successor of a learner that died before applying a rollback
+    to version 2 (its events 0-1,000): the lineage it made skips 1,000-3,200 and its model is a plain river loop
+    over the rest. Returns the first version of that lineage and the final one."""
     store = store_for(settings)
+    produce(settings, events[3200:])
+    successor = learners(settings)
+    wait_for(
+        lambda: (
+            (status_of(settings) or {}).get("epoch") == epoch
+            and (status_of(settings) or {}).get("stream_position") == len(events)
+        ),
+        60,
+        "the successor to reach the end",
+    )
+    successor.terminate()
+    first_of_lineage = next(m for m in store.list() if m.epoch == epoch)
+    assert first_of_lineage.parent == 2
+    assert first_of_lineage.extra["rollback"]["skipped_offsets"] == {settings.events_topic: {"0": [1000, 3200]}}
+    meta, state = store.load(store.head())
+    expected = river_state(plain_river_loop(events[:1000] + events[3200:])[0])
+    assert state.model["weights"] == expected["weights"]
+    assert state.model["intercept"] == expected["intercept"]
+    assert meta.model_events_learned == 1000 + 1000  # the model: the target's 1,000 and the 1,000 after the skip
+    return first_of_lineage, meta
+
+
+def test_two_rollbacks_no_learner_applied_skip_and_count_as_the_first_one_recorded(make_settings, learners):
+    """A second rollback made before any learner applied the first keeps the first one's skip and counts (its
+    record outlives the dead learner's status), so the successor neither learns the discarded events again nor
+    loses the dead learner's last events from its counters."""
+    settings, events, first, store = stopped_at_3200(make_settings, learners)
     control = ControlPlane(store)
     control.rollback(to=4, actor="test", reason="bad labels after event 2,000")
     wait_for(lambda: store.status() is None, 30, "the stopped learner's status to expire")
@@ -179,24 +168,7 @@ def test_two_rollbacks_no_learner_applied_skip_and_count_as_the_first_one_record
     assert store.resume_point()["offsets"] == {settings.events_topic: {"0": 3200}}
     assert store.resume_point()["counters"]["events_seen"] == 3200
     first.kill()
-    produce(settings, events[3200:])
-    successor = learners(settings)
-    wait_for(
-        lambda: (
-            (status_of(settings) or {}).get("epoch") == 2 and (status_of(settings) or {}).get("stream_position") == 4200
-        ),
-        60,
-        "the successor to reach the end",
-    )
-    successor.terminate()
-
-    first_of_lineage = next(m for m in store.list() if m.epoch == 2)
-    assert first_of_lineage.parent == 2
-    assert first_of_lineage.extra["rollback"]["skipped_offsets"] == {settings.events_topic: {"0": [1000, 3200]}}
-    meta, state = store.load(store.head())
-    expected = river_state(plain_river_loop(events[:1000] + events[3200:])[0])
-    assert state.model["weights"] == expected["weights"]
-    assert meta.model_events_learned == 1000 + 1000
+    _first_of_lineage, meta = successor_after_unapplied_rollback(settings, learners, events, epoch=2)
     assert meta.events_learned == meta.events_seen == len(events)
 
 
@@ -239,11 +211,11 @@ def test_redis_paused_then_back_loses_nothing(private, request, learners):
     learner = learners(settings, "--metrics-port", str(port))
     wait_for(lambda: seen(settings) >= 2000, 60, "the learner to pass 2,000 events")
     os.kill(private.redis.process.pid, signal.SIGSTOP)
-    wait_for(lambda: gauge(port, "livelearn_redis_up") == 0, 60, "the learner to report Redis down")
+    wait_for(lambda: metric(port, "livelearn_redis_up") == 0, 60, "the learner to report Redis down")
     os.kill(private.redis.process.pid, signal.SIGCONT)
     producer.join()
     wait_for(lambda: seen(settings) == 8000, 120, "the learner to finish after Redis is back")
-    assert gauge(port, "livelearn_redis_up") == 1
+    assert metric(port, "livelearn_redis_up") == 1
     out = learner.terminate()
     assert "Redis cannot be reached" in out
     assert "Redis is back" in out
@@ -303,7 +275,7 @@ def test_redis_out_of_memory_is_reported_as_such_and_waited_out(private, request
     learner = learners(settings, "--metrics-port", str(port))
     wait_for(lambda: seen(settings) >= 2000, 60, "the learner to pass 2,000 events")
     admin.config_set("maxmemory", admin.info("memory")["used_memory"])  # every write refused from now on
-    wait_for(lambda: gauge(port, "livelearn_redis_up") == 0, 60, "the learner to report the refusal")
+    wait_for(lambda: metric(port, "livelearn_redis_up") == 0, 60, "the learner to report the refusal")
     admin.config_set("maxmemory", 0)
     producer.join()
     wait_for(lambda: seen(settings) == 8000, 120, "the learner to finish once Redis accepts writes")
@@ -325,7 +297,7 @@ def test_a_silent_broker_is_reported_and_lag_is_unknown_not_zero(private, reques
         60,
         "the status to say the lag is unknown",
     )
-    assert gauge(port, "livelearn_kafka_up") == 0
+    assert metric(port, "livelearn_kafka_up") == 0
     os.kill(private.broker.process.pid, signal.SIGCONT)
     wait_for(lambda: (status_of(settings) or {}).get("lag") == 0, 60, "the lag to be known again")
     produce(settings, EVENTS[3000:5000])
@@ -347,7 +319,7 @@ def test_a_broker_stalled_while_predictions_are_pending_loses_nothing(private, r
     wait_for(lambda: seen(settings) >= 1500, 60, "the learner to pass 1,500 events")
     assert seen(settings) < len(events) - 5000, "the learner got too far ahead of the stall for this test"
     os.kill(private.broker.process.pid, signal.SIGSTOP)  # its predictions cannot be delivered now
-    wait_for(lambda: gauge(port, "livelearn_kafka_up") == 0, 60, "the learner to notice")
+    wait_for(lambda: metric(port, "livelearn_kafka_up") == 0, 60, "the learner to notice")
     os.kill(private.broker.process.pid, signal.SIGCONT)
     wait_for(lambda: seen(settings) == len(events), 120, "the learner to finish after the stall")
     out = learner.terminate()

@@ -5,9 +5,6 @@ those of the lost store, in its log and in the audit stream. Real broker, a redi
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-
 import pytest
 import redis
 from conftest import produce, store_for
@@ -15,23 +12,10 @@ from conftest import produce, store_for
 from snapshotter.audit import read_audit
 from streaming.config import Settings
 from streaming.local.dataset import read_events
-from streaming.local.embedded import EmbeddedServer, start_redis
+from streaming.local.embedded import EmbeddedServer
 
 EVENTS = list(read_events(limit=3000))
 GARBAGE = b"\xc1\xff not an event"
-
-
-@pytest.fixture
-def private_redis() -> Iterator[tuple[EmbeddedServer, redis.Redis]]:
-    """A redis-server of this test alone (FLUSHALL must not touch other tests' models), with an admin client."""
-    server = start_redis()
-    admin = redis.Redis(host="127.0.0.1", port=server.port)
-    try:
-        yield server, admin
-    finally:
-        admin.close()
-        server.stop()
-        shutil.rmtree(server.workdir or "", ignore_errors=True)
 
 
 def lost_store_settings(make_settings, server: EmbeddedServer, **overrides) -> Settings:

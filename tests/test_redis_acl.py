@@ -6,10 +6,8 @@ The ACL test runs on a private redis-server (ACL users are server-wide, the sess
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,6 @@ from snapshotter.connection import REQUIRED_REDIS_COMMANDS, redis_acl_rules
 from snapshotter.control import ControlPlane
 from snapshotter.store import open_store
 from streaming.local.dataset import read_events
-from streaming.local.embedded import EmbeddedServer, start_redis
 from streaming.serving.models import ServingModels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,19 +30,6 @@ def livelearn(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "streaming", *args], capture_output=True, text=True, env=env, timeout=120
     )
-
-
-@pytest.fixture
-def private_redis() -> Iterator[tuple[EmbeddedServer, redis.Redis]]:
-    """A redis-server of this test alone, with an admin (default user) client."""
-    server = start_redis()
-    admin = redis.Redis(host="127.0.0.1", port=server.port)
-    try:
-        yield server, admin
-    finally:
-        admin.close()
-        server.stop()
-        shutil.rmtree(server.workdir or "", ignore_errors=True)
 
 
 def denied(admin: redis.Redis) -> list[tuple[str, str]]:

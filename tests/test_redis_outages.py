@@ -29,8 +29,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
-from conftest import LearnerProcess, produce, settings_env, settings_on, status_of, store_for, wait_for
-from prometheus_client.parser import text_string_to_metric_families
+from conftest import LearnerProcess, metric, produce, settings_env, settings_on, status_of, store_for, wait_for
 
 from snapshotter.connection import redis_failure, worst_call_seconds
 from snapshotter.outage import RedisOutage
@@ -117,19 +116,6 @@ def settings_for(servers: Servers, request: pytest.FixtureRequest, **overrides: 
 def start(children: list[LearnerProcess], settings: Settings, *args: str, command: str = "learn") -> LearnerProcess:
     children.append(LearnerProcess(settings, *args, command=command))
     return children[-1]
-
-
-def metric(port: int, name: str, **labels: str) -> float | None:
-    """A sample of the process's /metrics (``None`` while it does not answer)."""
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    except httpx.HTTPError:
-        return None
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return None
 
 
 def probe(port: int, path: str) -> tuple[int, dict]:
