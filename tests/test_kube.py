@@ -27,6 +27,8 @@ from streaming.kube.worker import KubeWorker
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec
 
+pytestmark = pytest.mark.first_lane
+
 STATE = SnapshotState(spec=ModelSpec().to_dict(), model={}, metrics={}, counters={"events_seen": 1})
 POD = {"POD_NAME": "shop-livelearn-learner-0", "POD_NAMESPACE": NAMESPACE, "POD_UID": "pod-uid-1"}
 MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|\+00:00)$")  # what the API server parses

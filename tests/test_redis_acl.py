@@ -22,6 +22,8 @@ from snapshotter.store import open_store
 from streaming.local.dataset import read_events
 from streaming.serving.models import ServingModels
 
+pytestmark = pytest.mark.first_lane
+
 ROOT = Path(__file__).resolve().parents[1]
 README_ACL_COMMAND = " ".join(["ACL SETUSER livelearn", *redis_acl_rules("CHANGE-ME")])
 

@@ -38,7 +38,7 @@ from streaming.local.dataset import read_events
 from streaming.local.embedded import EmbeddedServer, free_port, start_redis, start_tansu
 from streaming.serving.app import request_bound
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.first_lane]
 
 EVENTS = list(read_events(limit=8000))
 BACK = re.compile(r"Redis is back after ([\d.]+)s")

@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 from conftest import settings_env
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="makes its certificates with openssl")
+pytestmark = [
+    pytest.mark.first_lane,
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="makes its certificates with openssl"),
+]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from snapshotter.store import open_store
 from streaming.config import load_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.first_lane]
 
 
 class Terminal:
