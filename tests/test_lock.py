@@ -1,4 +1,4 @@
-"""The environment the suite runs in is the one the lock files pin (scripts/_venv.sh installs from lock/)."""
+"""The environment the suite runs in is the one the lock files pin (scripts/_venv.sh installs from requirements/)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCK = ROOT / "lock"
+LOCK = ROOT / "requirements"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$", re.M)
 
 
@@ -49,7 +49,7 @@ def test_installed_versions_are_the_locked_ones() -> None:
             continue
         if installed != version:
             wrong[project] = (version, installed)
-    assert not wrong, f"installed versions differ from lock/dev.txt (locked, installed): {wrong}; run scripts/test"
+    assert not wrong, f"installed versions differ from requirements/dev.txt (locked, installed): {wrong}; run scripts/test"
 
 
 @pytest.mark.parametrize(("lock", "extras"), [("image", ()), ("up", ("local",)), ("dev", ("local", "test"))])
@@ -61,7 +61,7 @@ def test_each_lock_covers_its_extras(lock: str, extras: tuple[str, ...]) -> None
     pins = read_pins(lock)
     for requirement in wanted:
         name = canonicalize_name(requirement.name)
-        assert name in pins, f"lock/{lock}.txt has no pin for {requirement}"
+        assert name in pins, f"requirements/{lock}.txt has no pin for {requirement}"
         assert requirement.specifier.contains(pins[name], prereleases=True), (lock, str(requirement), pins[name])
 
 
@@ -69,10 +69,10 @@ def test_shared_pins_agree_and_every_install_reads_a_lock() -> None:
     dev = read_pins("dev")
     for lock in ("image", "up", "build"):
         for project, version in read_pins(lock).items():
-            assert dev.get(project) == version, f"lock/{lock}.txt pins {project}=={version}, dev {dev.get(project)}"
+            assert dev.get(project) == version, f"requirements/{lock}.txt pins {project}=={version}, dev {dev.get(project)}"
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "--require-hashes --only-binary=:all: --wheel-dir /wheels -r image.txt" in dockerfile
     assert re.search(r"^ARG BASE_IMAGE=\S+@sha256:[0-9a-f]{64}$", dockerfile, re.M), "the base is not pinned by digest"
     venv = (ROOT / "scripts" / "_venv.sh").read_text()
-    assert '--require-hashes --only-binary=:all: -r "$root/lock/build.txt" -r "$root/lock/$lockset.txt"' in venv
+    assert '--require-hashes --only-binary=:all: -r "$root/requirements/build.txt" -r "$root/requirements/$lockset.txt"' in venv
     assert "--no-deps --no-build-isolation" in venv
