@@ -49,7 +49,7 @@ def test_installed_versions_are_the_locked_ones() -> None:
             continue
         if installed != version:
             wrong[project] = (version, installed)
-    assert not wrong, f"installed versions differ from requirements/dev.txt (locked, installed): {wrong}; run scripts/test"
+    assert not wrong, f"installed versions differ from requirements/dev.txt (locked, installed): {wrong}"
 
 
 @pytest.mark.parametrize(("lock", "extras"), [("image", ()), ("up", ("local",)), ("dev", ("local", "test"))])
@@ -69,10 +69,11 @@ def test_shared_pins_agree_and_every_install_reads_a_lock() -> None:
     dev = read_pins("dev")
     for lock in ("image", "up", "build"):
         for project, version in read_pins(lock).items():
-            assert dev.get(project) == version, f"requirements/{lock}.txt pins {project}=={version}, dev {dev.get(project)}"
+            assert dev.get(project) == version, f"requirements/{lock}.txt: {project}=={version}, dev {dev.get(project)}"
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "--require-hashes --only-binary=:all: --wheel-dir /wheels -r image.txt" in dockerfile
     assert re.search(r"^ARG BASE_IMAGE=\S+@sha256:[0-9a-f]{64}$", dockerfile, re.M), "the base is not pinned by digest"
     venv = (ROOT / "scripts" / "_venv.sh").read_text()
-    assert '--require-hashes --only-binary=:all: -r "$root/requirements/build.txt" -r "$root/requirements/$lockset.txt"' in venv
+    installs = '--require-hashes --only-binary=:all: -r "$root/requirements/build.txt" -r "$root/requirements/$lockset.txt"'  # noqa: E501
+    assert installs in venv
     assert "--no-deps --no-build-isolation" in venv
