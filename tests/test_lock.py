@@ -74,6 +74,8 @@ def test_shared_pins_agree_and_every_install_reads_a_lock() -> None:
     assert "--require-hashes --only-binary=:all: --wheel-dir /wheels -r image.txt" in dockerfile
     assert re.search(r"^ARG BASE_IMAGE=\S+@sha256:[0-9a-f]{64}$", dockerfile, re.M), "the base is not pinned by digest"
     venv = (ROOT / "scripts" / "_venv.sh").read_text()
-    installs = '--require-hashes --only-binary=:all: -r "$root/requirements/build.txt" -r "$root/requirements/$lockset.txt"'  # noqa: E501
+    installs = (
+        '--require-hashes --only-binary=:all: -r "$root/requirements/build.txt" -r "$root/requirements/$lockset.txt"'
+    )
     assert installs in venv
     assert "--no-deps --no-build-isolation" in venv
