@@ -6,7 +6,13 @@ report (``report``). Names are imported on first use.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real types for type checkers; at run time each name is imported on first use (__getattr__)
+    from monitor.guard import Monitor
+    from monitor.judge import Decision, Judge
+    from monitor.prequential import LOWER_IS_BETTER, METRICS, PrequentialMetrics, is_healthy
+    from monitor.report import write_report
 
 __all__ = [
     "LOWER_IS_BETTER",

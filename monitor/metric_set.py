@@ -27,6 +27,7 @@ from typing import Any
 from river import metrics
 
 from monitor.auc import BinnedAUC, RollingAUC
+from streaming.river_internals import mean_state, running_mean, set_mean_state, set_total_true_positives
 
 __all__ = ["LABEL_METRICS", "METRICS", "MetricSet", "dump_cm", "load_cm", "log_loss_of"]
 
@@ -52,6 +53,7 @@ class MetricSet:
         self.cm: Any = metrics.ConfusionMatrix()  # type: ignore[no-untyped-call]
         self.label = {name: LABEL_METRICS[name](cm=self.cm) for name in names if name in LABEL_METRICS}
         self.log_loss: Any = metrics.LogLoss() if "log_loss" in names else None  # type: ignore[no-untyped-call]
+        self._loss_mean: Any = None if self.log_loss is None else running_mean(self.log_loss)  # river's stats.Mean
         self.auc: RollingAUC | BinnedAUC | None = None
         if "roc_auc" in names:
             self.auc = BinnedAUC() if window is None else RollingAUC(window)
@@ -63,35 +65,27 @@ class MetricSet:
         """One scored event: its true label and the probability given before learning it (``loss``: its log
         loss, :func:`log_loss_of`, when the caller has it already).
 
-        River's arithmetic inlined, operation for operation (its method calls cost more than the sums): the
-        confusion matrix's counts (``ConfusionMatrix.update``/``revert``), log loss's running mean
-        (``stats.Mean``), the AUC's bins — so every value stays river's to the last digit.
+        River's own calls on the parts the metrics share, not on each metric: the one confusion matrix's
+        ``update``/``revert`` (what each label metric's ``update`` does), log loss's running mean's (what
+        ``LogLoss.update`` does once the pair's loss is known: computed once for both sets), the AUC's bins — so
+        every value stays river's to the last digit.
         """
-        cm, log_loss = self.cm if self.label else None, self.log_loss
+        cm, mean = self.cm if self.label else None, self._loss_mean
         if self.window is not None:
             pairs = self.pairs
             if len(pairs) == self.window:  # the oldest pair leaves first, as in river.utils.Rolling
                 old_y, old_p, old_loss = pairs.popleft()
                 if cm is not None:
-                    _count(cm, old_y, old_p > 0.5, -1.0)
+                    cm.revert(old_y, old_p > 0.5)
                 if old_loss is not None:
-                    mean = log_loss._mean
-                    mean.n -= 1.0
-                    if mean.n < 0:
-                        raise ValueError("Cannot go below 0")
-                    if mean.n == 0:
-                        mean._mean = 0.0
-                    else:
-                        mean._mean -= (1.0 / mean.n) * (old_loss - mean._mean)
-            if log_loss is not None and loss is None:
+                    mean.revert(old_loss)
+            if mean is not None and loss is None:
                 loss = log_loss_of(y_true, p_true)
-            pairs.append((y_true, p_true, loss if log_loss is not None else None))
+            pairs.append((y_true, p_true, loss if mean is not None else None))
         if cm is not None:
-            _count(cm, y_true, p_true > 0.5, 1.0)
-        if log_loss is not None:
-            mean = log_loss._mean
-            mean.n += 1.0
-            mean._mean += (1.0 / mean.n) * ((log_loss_of(y_true, p_true) if loss is None else loss) - mean._mean)
+            cm.update(y_true, p_true > 0.5)
+        if mean is not None:
+            mean.update(log_loss_of(y_true, p_true) if loss is None else loss)
         if self._auc_update is not None:
             self._auc_update(y_true, p_true)
 
@@ -109,7 +103,8 @@ class MetricSet:
         """The confusion matrix, log loss and AUC statistics, and the window's pairs (rolling)."""
         doc: dict[str, Any] = {"cm": dump_cm(self.cm)}
         if self.log_loss is not None:
-            doc["log_loss"] = {"n": self.log_loss._mean.n, "mean": self.log_loss._mean._mean}
+            n, mean = mean_state(self._loss_mean)
+            doc["log_loss"] = {"n": n, "mean": mean}
         if isinstance(self.auc, BinnedAUC):
             doc["roc_auc"] = self.auc.dump()
         if self.window is not None:
@@ -122,7 +117,7 @@ class MetricSet:
         new = cls(names, window)
         load_cm(new.cm, doc["cm"])
         if new.log_loss is not None:
-            new.log_loss._mean.n, new.log_loss._mean._mean = doc["log_loss"]["n"], doc["log_loss"]["mean"]
+            set_mean_state(new._loss_mean, doc["log_loss"]["n"], doc["log_loss"]["mean"])
         if isinstance(new.auc, BinnedAUC):
             new.auc.load(doc["roc_auc"])
         for stored_y, stored_p in doc.get("pairs", []) if window is not None else []:
@@ -136,22 +131,13 @@ class MetricSet:
 def log_loss_of(y_true: bool, p_true: float) -> float:
     """River's ``LogLoss`` of one pair: the probability clamped to [1e-15, 1 - 1e-15] as river does.
 
-    >>> log_loss_of(True, 1.0) == metrics.LogLoss()._eval(True, 1.0)
+    >>> river_log_loss = metrics.LogLoss()
+    >>> river_log_loss.update(True, 1.0)
+    >>> log_loss_of(True, 1.0) == river_log_loss.get()
     True
     """
     p = _HIGH if p_true > _HIGH else _LOW if p_true < _LOW else p_true  # max(min(p, _HIGH), _LOW), NaN kept
     return -math.log(p) if y_true else -math.log(1 - p)
-
-
-def _count(cm: Any, y_true: bool, y_pred: bool, w: float) -> None:
-    """River's ``ConfusionMatrix.update`` (``w`` 1.0) or ``revert`` (``w`` -1.0), same operations."""
-    cm.n_samples += 1 if w > 0 else -1
-    cm.data[y_true][y_pred] += w
-    cm.total_weight += w
-    cm.sum_row[y_true] += w
-    cm.sum_col[y_pred] += w
-    if y_true == y_pred:
-        cm._total_true_positives += w
 
 
 def dump_cm(cm: metrics.ConfusionMatrix) -> dict[str, Any]:
@@ -162,7 +148,7 @@ def dump_cm(cm: metrics.ConfusionMatrix) -> dict[str, Any]:
         "total_weight": cm.total_weight,
         "sum_row": list(cm.sum_row.items()),
         "sum_col": list(cm.sum_col.items()),
-        "true_positives": cm._total_true_positives,
+        "true_positives": cm.total_true_positives,
     }
 
 
@@ -174,4 +160,4 @@ def load_cm(cm: metrics.ConfusionMatrix, doc: dict[str, Any]) -> None:
     cm.total_weight = doc["total_weight"]
     cm.sum_row.update(dict(doc["sum_row"]))
     cm.sum_col.update(dict(doc["sum_col"]))
-    cm._total_true_positives = doc["true_positives"]
+    set_total_true_positives(cm, doc["true_positives"])

@@ -12,7 +12,16 @@ monitors' shared cursor (``cursor``), data-quality incidents (``incidents``), wh
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real types for type checkers; at run time each name is imported on first use (__getattr__)
+    from snapshotter.codec import FORMAT_VERSION, SnapshotState, VersionMeta, decode_snapshot, encode_snapshot
+    from snapshotter.connection import connect_redis
+    from snapshotter.control import ControlPlane
+    from snapshotter.keys import Keys
+    from snapshotter.lease import Lease
+    from snapshotter.states import version_states
+    from snapshotter.store import VersionStore, open_store
 
 __all__ = [
     "FORMAT_VERSION",

@@ -8,7 +8,15 @@ river nor any client library.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real types for type checkers; at run time each name is imported on first use (__getattr__)
+    from streaming.compiled import CompiledModel
+    from streaming.config import Settings, load_settings
+    from streaming.engines import new_model, restore_model
+    from streaming.errors import LivelearnError
+    from streaming.events import Event, EventLimits, decode_event, encode_event
+    from streaming.model import ModelSpec, OnlineModel
 
 __all__ = [
     "CompiledModel",

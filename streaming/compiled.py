@@ -42,7 +42,42 @@ _INTERCEPT_LR = 0.01  # river's LogisticRegression(intercept_lr=0.01), whatever 
 
 
 class CompiledModel(Vocabulary):
-    """The default pipeline (scaler + one-hot + logistic regression) compiled with numba."""
+    """The default pipeline (scaler + one-hot + logistic regression) compiled with numba.
+
+    River's ``StandardScaler`` on the numbers and ``OneHotEncoder`` on the strings, into ``LogisticRegression``
+    with plain SGD, learned one event at a time: the probabilities, weights (and their order), intercept and
+    scaler statistics are river's bit for bit (:mod:`streaming.kernel`), and :meth:`dump_state` writes the
+    document :class:`~streaming.model.OnlineModel` writes, so either engine restores the other's versions.
+
+    Parameters
+    ----------
+    spec
+        What the model is: ``learning_rate``, ``l2``, the features it selects and the vocabulary's size caps
+        (:class:`~streaming.vocabulary.ModelSpec`; the kind must be ``logistic_regression``).
+    cache_dir
+        The directory numba keeps the compiled kernel under (``LIVELEARN_CACHE_DIR``, in ``<cache_dir>/numba``);
+        ``None``: ``$XDG_CACHE_HOME/livelearn``, then the temporary directory (:func:`streaming.kernel.load`). The
+        first model of a process compiles the kernel or reads it from there; later ones reuse it.
+
+    Examples
+    --------
+    >>> model = CompiledModel(ModelSpec(learning_rate=0.1))
+    >>> events = [
+    ...     ({"pages": 3, "month": "Feb"}, True),
+    ...     ({"pages": 1, "month": "Mar"}, False),
+    ...     ({"pages": 5, "month": "Feb"}, True),
+    ... ]
+    >>> for features, label in events:
+    ...     model.predict_proba_one(features)  # test, then train: scored before it is learned
+    ...     model.learn_one(features, label)
+    0.5
+    0.50124...
+    0.54992...
+    >>> model.predict_proba_one({"pages": 4, "month": "Feb"})
+    0.54191...
+    >>> model.steps, model.inputs, list(model.dump_state()["weights"])
+    (3, 3, ['month_Feb', 'pages', 'month_Mar'])
+    """
 
     engine = "compiled"
 
@@ -68,13 +103,13 @@ class CompiledModel(Vocabulary):
         self._cached_columns: set[int] = set()
         self._collisions = False  # two inputs share one river name (e.g. feature "a_b" and a="b"): slow path
         self._scaler_order: list[int] = []  # scaler rows of the last slow-path event, in the event's order
-        self._positions = PositionFinder()  # the vocabulary's positions, kept between snapshots
+        self._slots = PositionFinder()  # where each vocabulary entry's weight is stored, kept between snapshots
 
     # -- index maps ------------------------------------------------------------------------------------
     @property
     def columns(self) -> dict[str, int]:
         """River's input name (a feature, or ``feature_value``) → weight column; after a restore, built when first
-        needed (an input the fast path does not know): the vocabulary's stored positions fill the fast path."""
+        needed (an input the fast path does not know): the vocabulary's stored slots fill the fast path."""
         columns = self._columns
         if columns is None:
             names = self.column_names
@@ -265,12 +300,12 @@ class CompiledModel(Vocabulary):
 
         def document() -> dict[str, Any]:
             listed, numbers = {name: list(values)[:n] for name, values, n in categories}, list(numeric)[:n_numeric]
-            finder, where = self._positions, PositionFinder.where(order, n_names)
+            finder, where = self._slots, PositionFinder.where(order, n_names)
             vocabulary = {
                 "categories": listed,
                 "numeric": numbers,
                 "capped": capped,
-                "positions": {
+                "positions": {  # the slots, under the snapshot format's key
                     "categories": {
                         name: finder.find(name, values, categorical.get(name, _NONE).get, where)
                         for name, values in listed.items()
@@ -325,26 +360,27 @@ class CompiledModel(Vocabulary):
             self.load_vocabulary(vocabulary, counts)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SnapshotCorruptError(f"model state is malformed ({exc!r}); pick another version") from None
-        positions = vocabulary.get("positions") if isinstance(vocabulary, dict) else None
-        self._remember_vocabulary(positions if isinstance(positions, dict) else {})
+        slots = vocabulary.get("positions") if isinstance(vocabulary, dict) else None
+        self._remember_vocabulary(slots if isinstance(slots, dict) else {})
 
-    def _remember_vocabulary(self, positions: dict[str, Any]) -> None:
+    def _remember_vocabulary(self, slots: dict[str, Any]) -> None:
         """Put the whole vocabulary on the fast path at once (what :meth:`_remember` does entry by entry, in bulk).
 
-        The weights were just loaded into columns 0..n-1 in their stored order, so the stored positions
-        (:mod:`streaming.positions`) are the entries' columns: one ``zip`` per feature. Without them (versions
-        written before they were stored), or where they fail the checks (ranges, and a spot check against the
-        names: :func:`~streaming.positions.names_agree`), each entry's input name is looked up
-        instead: a 100k-entry vocabulary in a few C-level passes, not 100k Python calls.
+        ``slots`` says where each entry's weight is among the stored weights (the vocabulary's ``positions`` in the
+        state document, :mod:`streaming.positions`). The weights were just loaded into columns 0..n-1 in their
+        stored order, so an entry's slot is its column: one ``zip`` per feature. Without slots (versions written
+        before they were stored), or where they fail the checks (ranges, and a spot check against the names:
+        :func:`~streaming.positions.names_agree`), each entry's input name is looked up instead: a 100k-entry
+        vocabulary in a few C-level passes, not 100k Python calls.
 
-        The names → columns map is then left to be built when first needed, if the positions show the names are
+        The names → columns map is then left to be built when first needed, if the slots show the names are
         distinct: every weight is some entry's, and no two entries share one. Otherwise it is built now, and a name
         stored twice is refused.
         """
         rows, n = self.rows, len(self.column_names)
         cached: list[int] = []
         categorical: dict[str, dict[str, int]] = {}
-        by_feature = positions.get("categories")
+        by_feature = slots.get("categories")
         by_feature = by_feature if isinstance(by_feature, dict) else {}
         for name, values in self.categories.items():
             found: dict[str, int]
@@ -361,7 +397,7 @@ class CompiledModel(Vocabulary):
             if found:
                 categorical[name] = found
                 cached += found.values()
-        stored = stored_columns(positions.get("numeric"), len(self.numeric), n)
+        stored = stored_columns(slots.get("numeric"), len(self.numeric), n)
         if stored is not None and names_agree(self.column_names, "", self.numeric, stored[0]):
             pairs = zip(self.numeric, stored[0], strict=True)
             numeric = {name: (rows[name], column) for name, column in pairs if column != NO_WEIGHT and name in rows}

@@ -19,21 +19,21 @@ arithmetic over arrays and reads and writes the same state document.
 0.5025
 >>> small = OnlineModel(ModelSpec(max_categories_per_feature=1))
 >>> small.learn_one({"month": "Feb"}, True); small.learn_one({"month": "Mar"}, False)
->>> sorted(small.classifier._weights), small.capped
+>>> sorted(weights_of(small.classifier)), small.capped
 (['month_Feb', 'month___other__'], {'category': 1, 'feature': 0})
 """
 
 from __future__ import annotations
 
-import collections
 import numbers
 from collections.abc import Callable
 from typing import Any
 
-from river import compose, linear_model, optim, preprocessing, utils
+from river import compose, linear_model, optim, preprocessing
 
 from streaming.errors import SnapshotCorruptError
 from streaming.positions import positions_of
+from streaming.river_internals import scaler_state, set_scaler_state, set_weights, weights_of
 from streaming.vocabulary import OTHER, ModelSpec, Vocabulary
 from streaming.weights import PackedWeights
 
@@ -106,8 +106,8 @@ class OnlineModel(Vocabulary):
 
         Dict order is kept (msgpack maps keep it), which matters: the weight vector's iteration order
         decides the order of float additions in the dot product, so a restored model gives bit-identical
-        predictions and learns bit-identically afterwards. The vocabulary says where each entry's weight
-        is among the weights (:mod:`streaming.positions`).
+        predictions and learns bit-identically afterwards. The vocabulary stores each entry's slot, where its
+        weight is among the weights (the document's key is ``positions``: :mod:`streaming.positions`).
 
         >>> a = OnlineModel(ModelSpec())
         >>> a.learn_one({"x": 2.0, "c": "u"}, True)
@@ -123,11 +123,11 @@ class OnlineModel(Vocabulary):
     def capture_state(self) -> Callable[[], dict[str, Any]]:
         """The learned state as it stands (shallow copies of river's maps, O(copy)), and a function building its
         document later (a learner's snapshot writer thread encodes it while learning goes on): the copies plus the
-        vocabulary's positions, derived from them."""
+        vocabulary's slots, derived from them."""
         scaler, clf = self.scaler, self.classifier
         state = {
-            "scaler": {"counts": dict(scaler.counts), "means": dict(scaler.means), "vars": dict(scaler.vars)},
-            "weights": clf._weights.to_dict(),
+            "scaler": scaler_state(scaler),
+            "weights": weights_of(clf),
             "intercept": clf.intercept,
             "optimizer_iterations": clf.optimizer.n_iterations,
             "vocabulary": self.dump_vocabulary(),
@@ -145,11 +145,10 @@ class OnlineModel(Vocabulary):
         :class:`~streaming.weights.PackedWeights`)."""
         try:
             scaler, clf = self.scaler, self.classifier
-            scaler.counts = collections.Counter(state["scaler"]["counts"])
-            scaler.means = collections.defaultdict(float, state["scaler"]["means"])
-            scaler.vars = collections.defaultdict(float, state["scaler"]["vars"])
+            stats = state["scaler"]
+            set_scaler_state(scaler, stats["counts"], stats["means"], stats["vars"])
             weights = state["weights"]
-            clf._weights = utils.VectorDict(weights.to_dict() if isinstance(weights, PackedWeights) else dict(weights))
+            set_weights(clf, weights.to_dict() if isinstance(weights, PackedWeights) else dict(weights))
             clf.intercept = float(state["intercept"])
             clf.optimizer.n_iterations = int(state["optimizer_iterations"])
             self.load_vocabulary(state.get("vocabulary"), state["scaler"]["counts"])

@@ -28,8 +28,8 @@ river's ``weight * 0.0`` is NaN, livelearn's score is not.
 **Worst-case snapshot size** (:meth:`ModelSpec.max_model_bytes`). A snapshot stores each learned input's name
 at most five times (a numeric feature's: weight, vocabulary, scaler counts, means and variances; a category's
 fewer, its feature's ``__other__`` included) plus at most 64 bytes of its own (msgpack headers, the weight, the
-scaler's count, mean and variance, its position; measured with the snapshot encoding: 36 to 56 bytes, a few
-more for counts past 127). So the ``model`` of a snapshot takes at most::
+scaler's count, mean and variance, its slot among the weights; measured with the snapshot encoding: 36 to 56
+bytes, a few more for counts past 127). So the ``model`` of a snapshot takes at most::
 
     5 * max_vocabulary_bytes + 64 * max_inputs + 1 KB   (defaults: 5 * 4 MiB + 64 * 100,000 + 1 KB ≈ 27.4 MB)
 
