@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import msgpack
 
+from streaming.config import EventLimitSettings, Settings
 from streaming.errors import EventError
 
 __all__ = [
@@ -87,9 +88,11 @@ class EventLimits:
     max_abs_value: float = 1e15
 
     @classmethod
-    def from_settings(cls, settings: Any) -> EventLimits:
-        """The limits configured in :class:`~streaming.config.Settings` (``LIVELEARN_MAX_*``)."""
-        return cls(settings.max_event_bytes, settings.max_features, settings.max_string_length, settings.max_abs_value)
+    def from_settings(cls, settings: EventLimitSettings | Settings) -> EventLimits:
+        """The limits configured in :class:`~streaming.config.Settings` (``LIVELEARN_MAX_*``), from the settings or
+        their ``limits`` group."""
+        limits = EventLimitSettings.of(settings)
+        return cls(limits.max_event_bytes, limits.max_features, limits.max_string_length, limits.max_abs_value)
 
 
 def encode_event(event: Event, fmt: Literal["msgpack", "json"] = "msgpack") -> bytes:

@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Iterator
 
-from streaming.config import Settings
+from streaming.config import KafkaSettings
 from streaming.errors import EventError, InputError
 from streaming.events import Event, EventLimits, decode_event
 
@@ -64,15 +64,20 @@ def parse_topic_range(text: str) -> TopicRange:
 
 
 def read_topic_range(
-    settings: Settings, rng: TopicRange, limit: int | None = None, read: dict[str, int] | None = None
+    kafka: KafkaSettings,
+    limits: EventLimits,
+    rng: TopicRange,
+    limit: int | None = None,
+    read: dict[str, int] | None = None,
 ) -> Iterator[Event]:
-    """The events at offsets ``[rng.start, rng.end)`` (at most ``limit`` records); ``read`` gets the first and last
-    offset read. A range past the partition's end, a missing partition or a silent broker is an :class:`InputError`."""
+    """The events at offsets ``[rng.start, rng.end)`` (at most ``limit`` records), each through the event contract
+    with ``limits``; ``read`` gets the first and last offset read. A range past the partition's end, a missing
+    partition or a silent broker is an :class:`InputError`."""
     from streaming.transport import TopicPartition, make_consumer, topic_partitions
 
     read = {} if read is None else read
-    limits, tp = EventLimits.from_settings(settings), TopicPartition(rng.topic, rng.partition)
-    consumer = make_consumer(settings)
+    tp = TopicPartition(rng.topic, rng.partition)
+    consumer = make_consumer(kafka)
     where = f"{rng.topic} partition {rng.partition}"
     try:
         if tp not in topic_partitions(consumer, rng.topic):
@@ -89,7 +94,7 @@ def read_topic_range(
             stop = min(stops) if stops else None
             if stop is not None and consumer.position(tp) >= stop:
                 return
-            records = consumer.poll(settings.poll_timeout_ms, settings.poll_max_records)
+            records = consumer.poll(kafka.poll_timeout_ms, kafka.poll_max_records)
             for record in records.get(tp, []):
                 if record.offset < rng.start:  # the broker reset an out-of-range position to the beginning
                     raise InputError(f"offset {rng.start} is out of range on {where}")
@@ -98,15 +103,15 @@ def read_topic_range(
                 read.setdefault("first", record.offset)
                 read["last"] = record.offset
                 try:
-                    yield decode_event(record.value, settings.event_format, limits)
+                    yield decode_event(record.value, kafka.event_format, limits)
                 except EventError:
                     continue
             if records:
                 idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > settings.kafka_bootstrap_timeout_seconds:
+            elif time.monotonic() - idle_since > kafka.bootstrap_timeout_seconds:
                 raise InputError(
                     f"no records from {where} at offset {consumer.position(tp)} within "
-                    f"{settings.kafka_bootstrap_timeout_seconds:g}s; check the range and LIVELEARN_KAFKA_BOOTSTRAP"
+                    f"{kafka.bootstrap_timeout_seconds:g}s; check the range and LIVELEARN_KAFKA_BOOTSTRAP"
                 )
     finally:
         consumer.close()

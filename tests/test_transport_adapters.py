@@ -104,7 +104,7 @@ def test_confluent_messages_become_neutral_records_grouped_by_partition():
 
 def test_a_fatal_consumer_error_is_raised_as_broker_unavailable():
     consumer = ConfluentConsumer.__new__(ConfluentConsumer)
-    consumer.positions, consumer.settings = {}, Settings()
+    consumer.positions, consumer.kafka = {}, Settings().kafka
     fatal = Message(error=KafkaError(KafkaError._FATAL, "fenced", fatal=True))
     with pytest.raises(BrokerUnavailableError, match="fenced"):
         consumer._records([fatal])

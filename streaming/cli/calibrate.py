@@ -183,10 +183,17 @@ def calibrate(
     elif topic is not None:
         if to_offset is not None and to_offset <= from_offset:
             raise InputError(f"--to-offset {to_offset} is not after --from-offset {from_offset}; pass a later one")
+        from streaming.events import EventLimits
         from streaming.topic_range import TopicRange, read_topic_range
 
         read: dict[str, int] = {}
-        events = read_topic_range(settings, TopicRange(topic, partition, from_offset, to_offset), limit, read)
+        events = read_topic_range(
+            settings.kafka,
+            EventLimits.from_settings(settings.limits),
+            TopicRange(topic, partition, from_offset, to_offset),
+            limit,
+            read,
+        )
         source.update({"from": f"{topic} partition {partition}", "offsets": read})
     from streaming.learner.offline import replay_samples  # the model and its metrics: only once the input is fine
 

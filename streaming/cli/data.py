@@ -54,16 +54,16 @@ def produce(
             "must be above 0 events per second; leave --rate out to send as fast as possible", param_hint="--rate"
         )
     check_columns(csv_path)
-    settings = settings_from(config, bootstrap=bootstrap, topic=topic)
-    producer = make_producer(settings, linger_ms=10)
+    kafka = settings_from(config, bootstrap=bootstrap, topic=topic).kafka
+    producer = make_producer(kafka, linger_ms=10)
     try:
         events = read_events(csv_path, limit=limit, repeat=repeat)
         if flip_labels_after is not None:
             events = flip_labels(events, flip_labels_after, flip_count, probability=flip_probability)
-        sent = replay(producer, settings.events_topic, events, rate=rate, fmt=event_format)
+        sent = replay(producer, kafka.events_topic, events, rate=rate, fmt=event_format)
     finally:
         producer.close(timeout=10)
-    console.print(f"sent {sent:,} events to {settings.events_topic}")
+    console.print(f"sent {sent:,} events to {kafka.events_topic}")
 
 
 def topics(
@@ -75,9 +75,9 @@ def topics(
     """Create the events, dead-letter and predictions topics if they do not exist."""
     from streaming.transport import ensure_topics, livelearn_topics
 
-    settings = settings_from(config, bootstrap=bootstrap, topic=topic)
-    topics = livelearn_topics(settings, partitions)
-    ensure_topics(settings, topics)
+    kafka = settings_from(config, bootstrap=bootstrap, topic=topic).kafka
+    topics = livelearn_topics(kafka, partitions)
+    ensure_topics(kafka, topics)
     console.print("topics ready: " + ", ".join(f"{name} ({count} partitions)" for name, count in topics.items()))
 
 

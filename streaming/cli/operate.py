@@ -53,17 +53,21 @@ def _default_text(value: object) -> str:
 def settings_markdown() -> str:
     """The README's settings table: every setting's env var, default and meaning, from the Settings object.
 
-    >>> settings_markdown().splitlines()[2].startswith("| `LIVELEARN_MODEL_NAME` | `default` |")
+    >>> settings_markdown().splitlines()[2].startswith("| `LIVELEARN_MODEL_NAME` | (top level) | `default` |")
+    True
+    >>> settings_markdown().splitlines()[3].startswith("| `LIVELEARN_KAFKA_BOOTSTRAP` | `[kafka] bootstrap` |")
     True
     """
-    from streaming.config import ENV_PREFIX, Settings
+    from streaming.config import ENV_PREFIX, Settings, grouped_name
 
-    lines = ["| env var | default | meaning |", "|---|---|---|"]
+    lines = ["| env var | TOML `[group]` key | default | meaning |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = _default_text(field.get_default(call_default_factory=True))
         meaning = (field.description or "").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | `{default}` | {meaning} |")
-    lines += [f"| {env} | {default} | {meaning} |" for env, default, meaning in _OTHER_VARIABLES]
+        grouped = grouped_name(name)
+        where = f"`[{grouped.replace('.', '] ')}`" if grouped else "(top level)"
+        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {where} | `{default}` | {meaning} |")
+    lines += [f"| {env} | | {default} | {meaning} |" for env, default, meaning in _OTHER_VARIABLES]
     return "\n".join(lines)
 
 
@@ -194,7 +198,7 @@ def show_config(
 ) -> None:
     """Every setting with its env var, current value and meaning (secrets hidden)."""
     from snapshotter.connection import redact_url
-    from streaming.config import ENV_PREFIX, Settings
+    from streaming.config import ENV_PREFIX, Settings, grouped_name
 
     if markdown:
         typer.echo(settings_markdown())
@@ -205,17 +209,17 @@ def show_config(
         value = getattr(settings, name)
         if name == "redis_url":  # may carry a password; SecretStr settings print as ********** already
             value = redact_url(value)
-        rows.append((name, f"{ENV_PREFIX}{name.upper()}", value, field.description or ""))
+        rows.append((name, f"{ENV_PREFIX}{name.upper()}", grouped_name(name) or "", value, field.description or ""))
     if as_json:
         typer.echo(
-            json.dumps({name: str(value) if value is not None else None for name, _, value, _ in rows}, indent=2)
+            json.dumps({name: str(value) if value is not None else None for name, _, _, value, _ in rows}, indent=2)
         )
         return
     table = Table(title="livelearn settings")
-    for column in ("env var", "value", "meaning"):
+    for column in ("env var", "group.key", "value", "meaning"):
         table.add_column(column)
-    for _name, env, value, description in rows:
-        table.add_row(env, str(value), description)
+    for _name, env, grouped, value, description in rows:
+        table.add_row(env, grouped, str(value), description)
     Console().print(table)
 
 

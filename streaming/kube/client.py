@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from streaming.config import Settings
+from streaming.config import KubernetesSettings
 from streaming.errors import ConfigError
 
 __all__ = ["SERVICE_ACCOUNT", "KubeApi", "PodIdentity", "connect", "identity_from", "wanted"]
@@ -76,7 +76,7 @@ class KubeApi:
 
 
 def connect(
-    settings: Settings,
+    kube: KubernetesSettings,
     *,
     kubeconfig: str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -107,5 +107,5 @@ def connect(
         apps=client.AppsV1Api(api),
         events=client.EventsV1Api(api),
         pod=identity_from(environ, service_account),
-        timeout=settings.kubernetes_timeout_seconds,
+        timeout=kube.timeout_seconds,
     )

@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore
-from streaming.config import Settings
+from streaming.config import GuardSettings, KubernetesSettings, Settings
 from streaming.errors import ConfigError
 from streaming.health import Heartbeat
 from streaming.kube.audit_events import AuditTail
@@ -44,23 +44,23 @@ FOLLOW_SECONDS = 1.0
 
 
 def _connect(
-    settings: Settings,
+    kube: KubernetesSettings,
     component: str,
     registry: CollectorRegistry,
     kubeconfig: str | None,
     environ: Mapping[str, str] | None,
 ) -> tuple[KubeApi, Emitter, KubeWorker] | None:
     """The API, an Event emitter for ``component`` and a worker not yet started; None when off."""
-    metrics = KubeMetrics(registry, settings.model_name)
-    if not wanted(settings.kubernetes):
+    metrics = KubeMetrics(registry, kube.model_name)
+    if not wanted(kube.mode):
         return None
     try:
-        api = connect(settings, kubeconfig=kubeconfig, environ=environ)
+        api = connect(kube, kubeconfig=kubeconfig, environ=environ)
     except (ConfigError, ImportError) as exc:
         metrics.error("configure")
         log.error("Kubernetes integration off: %s", exc)
         return None
-    emitter = Emitter(api, metrics, component=component, deployment=settings.kubernetes_deployment)
+    emitter = Emitter(api, metrics, component=component, deployment=kube.deployment)
     return api, emitter, KubeWorker(metrics)
 
 
@@ -70,7 +70,7 @@ def _report(worker: KubeWorker, emitter: Emitter) -> Callable[[EventSpec], objec
 
 
 def start_for_learner(
-    settings: Settings,
+    settings: KubernetesSettings | Settings,
     heartbeat: Heartbeat,
     *,
     registry: CollectorRegistry = REGISTRY,
@@ -78,12 +78,13 @@ def start_for_learner(
     environ: Mapping[str, str] | None = None,
 ) -> KubeWorker | None:
     """The learner's integration, started; None when off."""
-    connected = _connect(settings, "learner", registry, kubeconfig, environ)
+    kube = KubernetesSettings.of(settings)
+    connected = _connect(kube, "learner", registry, kubeconfig, environ)
     if connected is None:
         return None
     api, emitter, worker = connected
     worker.every(FOLLOW_SECONDS, "label_pod", RoleLabeler(api, heartbeat).poll)
-    worker.every(FOLLOW_SECONDS, "create_event", TakeoverReporter(heartbeat, emitter, settings.model_name).poll)
+    worker.every(FOLLOW_SECONDS, "create_event", TakeoverReporter(heartbeat, emitter, kube.model_name).poll)
     log.info("Kubernetes integration on: pod %s/%s gets the role label", api.pod.namespace, api.pod.name)
     return worker.start()
 
@@ -96,26 +97,36 @@ def start_for_monitor(
     kubeconfig: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> KubeWorker | None:
-    """The monitor's integration, started; None when off."""
-    connected = _connect(settings, "monitor", registry, kubeconfig, environ)
+    """The monitor's integration, started; None when off (``settings``: its Kubernetes and guard groups)."""
+    kube, guard = settings.kube, settings.guard
+    connected = _connect(kube, "monitor", registry, kubeconfig, environ)
     if connected is None:
         return None
     api, emitter, worker = connected
     report = _report(worker, emitter)
-    if settings.monitor_threshold_mode == "absolute":
-        threshold = f"{settings.monitor_threshold:g}"
-    else:
-        threshold = f"relative, {settings.monitor_relative_drop:g} below its healthy level"
-    tail = AuditTail(store.client, store.keys, report, metric=settings.monitor_metric, threshold=threshold)
+    tail = AuditTail(store.client, store.keys, report, metric=guard.metric, threshold=_threshold_text(guard))
     with contextlib.suppress(redis.RedisError):  # "now" is when the monitor starts (Redis down: its first read)
         tail.poll()
     worker.every(FOLLOW_SECONDS, "read_audit", tail.poll)
-    if settings.kubernetes_pin_configmap:
-        watch = PinWatch(api, ControlPlane(store), settings.kubernetes_pin_configmap, report)
-        worker.every(settings.kubernetes_poll_seconds, "pin_configmap", watch.poll)
+    if kube.pin_configmap:
+        watch = PinWatch(api, ControlPlane(store), kube.pin_configmap, report)
+        worker.every(kube.poll_seconds, "pin_configmap", watch.poll)
     log.info(
         "Kubernetes integration on: Events in namespace %s%s",
         api.pod.namespace,
-        f", pin from ConfigMap {settings.kubernetes_pin_configmap}" if settings.kubernetes_pin_configmap else "",
+        f", pin from ConfigMap {kube.pin_configmap}" if kube.pin_configmap else "",
     )
     return worker.start()
+
+
+def _threshold_text(guard: GuardSettings) -> str:
+    """The guarded threshold in words, for Events.
+
+    >>> _threshold_text(Settings(monitor_threshold=0.75).guard)
+    '0.75'
+    >>> _threshold_text(Settings(monitor_threshold_mode="relative").guard)
+    'relative, 0.12 below its healthy level'
+    """
+    if guard.threshold_mode == "absolute":
+        return f"{guard.threshold:g}"
+    return f"relative, {guard.relative_drop:g} below its healthy level"

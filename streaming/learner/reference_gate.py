@@ -56,7 +56,10 @@ def load_reference_set(settings: Settings) -> list[Event] | None:
         rng = parse_topic_range(settings.reference_set)
         if rng.end is None:
             raise InputError(f"the reference range {rng} has no end offset; a reference set is fixed: name FROM-TO")
-        events = [e for e in read_topic_range(settings, rng) if e.label is not None]
+        from streaming.events import EventLimits
+
+        limits = EventLimits.from_settings(settings.limits)
+        events = [e for e in read_topic_range(settings.kafka, limits, rng) if e.label is not None]
     else:
         from streaming.events import EventLimits, decode_event, encode_event
         from streaming.local.dataset import check_columns, read_events

@@ -1,4 +1,4 @@
-"""Kafka clients for livelearn, built from :class:`~streaming.config.Settings`, whichever library is chosen.
+"""Kafka clients for livelearn, built from :class:`~streaming.config.KafkaSettings`, whichever library is chosen.
 
 ``LIVELEARN_KAFKA_CLIENT`` picks the adapter (:func:`~streaming.transport.options.choose_client`); each is
 imported only when used. Consumers never auto-commit: a learner's position lives in its snapshots, and the
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streaming.config import Settings
+from streaming.config import KafkaSettings, Settings
 from streaming.errors import ConnectionFailedError
 from streaming.transport.options import choose_client
 from streaming.transport.records import Consumer, Producer, TopicPartition
@@ -26,54 +26,62 @@ __all__ = [
 ]
 
 
-def make_consumer(settings: Settings) -> Consumer:
+def make_consumer(settings: KafkaSettings | Settings) -> Consumer:
     """A consumer with manual assignment in mind: no auto-commit, group only for committed offsets."""
-    if choose_client(settings) == "confluent":
+    kafka = KafkaSettings.of(settings)
+    if choose_client(kafka) == "confluent":
         from streaming.transport.confluent import ConfluentConsumer
 
-        return ConfluentConsumer(settings)
+        return ConfluentConsumer(kafka)
     from streaming.transport.kafka_python import KafkaPythonConsumer
 
-    return KafkaPythonConsumer(settings)
+    return KafkaPythonConsumer(kafka)
 
 
 def make_producer(
-    settings: Settings, *, linger_ms: int = 5, batch_size: int | None = None, max_request_size: int | None = None
+    settings: KafkaSettings | Settings,
+    *,
+    linger_ms: int = 5,
+    batch_size: int | None = None,
+    max_request_size: int | None = None,
 ) -> Producer:
     """A producer; ``linger_ms``, ``batch_size`` and ``max_request_size`` (bytes) mean what they mean in Kafka."""
+    kafka = KafkaSettings.of(settings)
     options: dict[str, Any] = {"linger_ms": linger_ms}
     if batch_size is not None:
         options["batch_size"] = batch_size
     if max_request_size is not None:
         options["max_request_size"] = max_request_size
-    if choose_client(settings) == "confluent":
+    if choose_client(kafka) == "confluent":
         from streaming.transport.confluent_producer import ConfluentProducer
 
-        return ConfluentProducer(settings, **options)
+        return ConfluentProducer(kafka, **options)
     from streaming.transport.kafka_python import KafkaPythonProducer
 
-    return KafkaPythonProducer(settings, **options)
+    return KafkaPythonProducer(kafka, **options)
 
 
-def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
+def ensure_topics(settings: KafkaSettings | Settings, topics: dict[str, int]) -> None:
     """Create each topic with the given partition count unless it exists already."""
-    if choose_client(settings) == "confluent":
+    kafka = KafkaSettings.of(settings)
+    if choose_client(kafka) == "confluent":
         from streaming.transport.confluent_producer import create_topics
     else:
         from streaming.transport.kafka_python import create_topics
-    create_topics(settings, topics)
+    create_topics(kafka, topics)
 
 
-def livelearn_topics(settings: Settings, partitions: int = 1) -> dict[str, int]:
+def livelearn_topics(settings: KafkaSettings | Settings, partitions: int = 1) -> dict[str, int]:
     """Every topic a learner uses, with its partition count: events, dead letters and predictions.
 
     >>> sorted(livelearn_topics(Settings(events_topic="shop"), 3).items())
     [('shop', 3), ('shop.dlq', 1), ('shop.predictions', 3)]
     """
+    kafka = KafkaSettings.of(settings)
     return {
-        settings.events_topic: partitions,
-        settings.dead_letter_topic_name: 1,
-        settings.predictions_topic_name: partitions,
+        kafka.events_topic: partitions,
+        kafka.dead_letter_topic: 1,
+        kafka.predictions_topic: partitions,
     }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as ConfluentTopicPartition
 
-from streaming.config import Settings
+from streaming.config import KafkaSettings
 from streaming.errors import BrokerUnavailableError
 from streaming.transport.options import confluent_config
 from streaming.transport.records import Committed, Record, TopicPartition
@@ -31,17 +31,17 @@ log = logging.getLogger(__name__)
 librdkafka_log = logging.getLogger("streaming.transport.librdkafka")
 
 
-def failure(settings: Settings, exc: object) -> BrokerUnavailableError:
+def failure(kafka: KafkaSettings, exc: object) -> BrokerUnavailableError:
     return BrokerUnavailableError(
-        f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); start the broker or set LIVELEARN_KAFKA_BOOTSTRAP"
+        f"cannot reach Kafka at {kafka.bootstrap} ({exc}); start the broker or set LIVELEARN_KAFKA_BOOTSTRAP"
     )
 
 
 class ErrorLog:
     """librdkafka's error callback: each kind logged once until another kind comes; a fatal one kept."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings, self.last = settings, -1
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka, self.last = kafka, -1
         self.fatal: KafkaError | None = None
 
     def __call__(self, err: KafkaError) -> None:
@@ -50,24 +50,24 @@ class ErrorLog:
             log.error("Kafka client failed for good: %s", err.str())
         elif err.code() != self.last:
             level = logging.WARNING if err.code() == KafkaError._ALL_BROKERS_DOWN else logging.INFO
-            log.log(level, "Kafka at %s: %s (the client retries)", self.settings.kafka_bootstrap, err.str())
+            log.log(level, "Kafka at %s: %s (the client retries)", self.kafka.bootstrap, err.str())
         self.last = err.code()
 
     def check(self) -> None:
         if self.fatal is not None:
-            raise failure(self.settings, self.fatal.str())
+            raise failure(self.kafka, self.fatal.str())
 
 
-def base_config(settings: Settings, errors: ErrorLog) -> dict[str, Any]:
-    return {**confluent_config(settings), "logger": librdkafka_log, "error_cb": errors}
+def base_config(kafka: KafkaSettings, errors: ErrorLog) -> dict[str, Any]:
+    return {**confluent_config(kafka), "logger": librdkafka_log, "error_cb": errors}
 
 
-def check_reachable(client: Any, settings: Settings) -> None:
+def check_reachable(client: Any, kafka: KafkaSettings) -> None:
     """Ask for the cluster's metadata once, as kafka-python does on creation: an unreachable broker says so now."""
     try:
-        client.list_topics(timeout=settings.kafka_bootstrap_timeout_seconds)
+        client.list_topics(timeout=kafka.bootstrap_timeout_seconds)
     except KafkaException as exc:
-        raise failure(settings, exc.args[0].str() if exc.args else exc) from None
+        raise failure(kafka, exc.args[0].str() if exc.args else exc) from None
 
 
 class ConfluentConsumer:
@@ -76,9 +76,9 @@ class ConfluentConsumer:
     COMMIT_WAIT = 2.0  # seconds a waited-for offset commit may take (kafka-python's adapter waits as long)
     CLOSE_WAIT = 5.0  # seconds close may take (as kafka-python's close timeout)
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.errors = ErrorLog(settings)
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self.errors = ErrorLog(kafka)
 
         def committed(err: KafkaError | None, _partitions: object) -> None:
             if err is not None:
@@ -86,25 +86,25 @@ class ConfluentConsumer:
 
         self.client = Consumer(
             {
-                **base_config(settings, self.errors),
-                "group.id": settings.consumer_group_name,
+                **base_config(kafka, self.errors),
+                "group.id": kafka.consumer_group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "auto.offset.reset": settings.auto_offset_reset,
+                "auto.offset.reset": kafka.auto_offset_reset,
                 "enable.partition.eof": False,
                 "on_commit": committed,
             }
         )
-        check_reachable(self.client, settings)
+        check_reachable(self.client, kafka)
         self.positions: dict[TopicPartition, int] = {}
         self.assigned: list[TopicPartition] = []
         self.started = False  # the assignment is handed to librdkafka at the first poll, with the seeks' offsets
 
     def partitions_for(self, topic: str) -> set[int] | None:
         try:
-            metadata = self.client.list_topics(topic, timeout=self.settings.kafka_bootstrap_timeout_seconds)
+            metadata = self.client.list_topics(topic, timeout=self.kafka.bootstrap_timeout_seconds)
         except KafkaException as exc:
-            raise failure(self.settings, exc) from None
+            raise failure(self.kafka, exc) from None
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             return None
@@ -135,12 +135,12 @@ class ConfluentConsumer:
     def _watermarks(self, tp: TopicPartition) -> tuple[int, int]:
         try:
             marks = self.client.get_watermark_offsets(
-                ConfluentTopicPartition(tp[0], tp[1]), timeout=self.settings.kafka_bootstrap_timeout_seconds
+                ConfluentTopicPartition(tp[0], tp[1]), timeout=self.kafka.bootstrap_timeout_seconds
             )
         except KafkaException as exc:
-            raise failure(self.settings, exc) from None
+            raise failure(self.kafka, exc) from None
         if marks is None:
-            raise failure(self.settings, "no answer to ListOffsets")
+            raise failure(self.kafka, "no answer to ListOffsets")
         return int(marks[0]), int(marks[1])
 
     def seek_to_beginning(self, tp: TopicPartition) -> None:
@@ -157,11 +157,11 @@ class ConfluentConsumer:
             (part,) = self.client.position([ConfluentTopicPartition(tp[0], tp[1])])
             if part.offset >= 0:
                 return int(part.offset)
-        committed = self.committed(tp, int(self.settings.kafka_bootstrap_timeout_seconds * 1000))
+        committed = self.committed(tp, int(self.kafka.bootstrap_timeout_seconds * 1000))
         if committed is not None:
             return committed.offset
         low, high = self._watermarks(tp)
-        return low if self.settings.auto_offset_reset == "earliest" else high
+        return low if self.kafka.auto_offset_reset == "earliest" else high
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
         self.errors.check()
@@ -195,7 +195,7 @@ class ConfluentConsumer:
 
     def _consume_error(self, err: KafkaError) -> None:
         if err.fatal():
-            raise failure(self.settings, err.str())
+            raise failure(self.kafka, err.str())
         log.warning("Kafka consumer: %s", err.str())
 
     def highwater(self, tp: TopicPartition) -> int | None:
@@ -211,9 +211,9 @@ class ConfluentConsumer:
                     ConfluentTopicPartition(tp[0], tp[1]), timeout=max(0.001, deadline - time.monotonic())
                 )
             except KafkaException as exc:
-                raise failure(self.settings, exc) from None
+                raise failure(self.kafka, exc) from None
             if marks is None:
-                raise failure(self.settings, f"no end offset within {timeout_ms} ms")
+                raise failure(self.kafka, f"no end offset within {timeout_ms} ms")
             ends[TopicPartition(*tp)] = int(marks[1])
         return ends
 
@@ -221,9 +221,9 @@ class ConfluentConsumer:
         try:
             (mark,) = self.client.committed([ConfluentTopicPartition(tp[0], tp[1])], timeout=timeout_ms / 1000)
         except KafkaException as exc:
-            raise failure(self.settings, exc) from None
+            raise failure(self.kafka, exc) from None
         if mark.error is not None:
-            raise failure(self.settings, mark.error)
+            raise failure(self.kafka, mark.error)
         return None if mark.offset < 0 else Committed(int(mark.offset), mark.metadata or "")
 
     def commit(self, offsets: dict[TopicPartition, int], metadata: str, *, wait: bool) -> None:
@@ -235,7 +235,7 @@ class ConfluentConsumer:
             try:
                 self.client.commit(offsets=parts, asynchronous=True)
             except KafkaException as exc:
-                raise failure(self.settings, exc) from None
+                raise failure(self.kafka, exc) from None
             return
         outcome: list[Any] = []
 
@@ -249,12 +249,12 @@ class ConfluentConsumer:
         waiter.start()
         waiter.join(self.COMMIT_WAIT)
         if not outcome:
-            raise failure(self.settings, f"the offset commit was not answered within {self.COMMIT_WAIT:g}s")
+            raise failure(self.kafka, f"the offset commit was not answered within {self.COMMIT_WAIT:g}s")
         if isinstance(outcome[0], Exception):
-            raise failure(self.settings, outcome[0])
+            raise failure(self.kafka, outcome[0])
         failed = [part for part in outcome[0] or [] if part.error is not None]
         if failed:
-            raise failure(self.settings, failed[0].error)
+            raise failure(self.kafka, failed[0].error)
 
     def close(self) -> None:
         """Close within ``CLOSE_WAIT`` seconds: librdkafka's close waits for requests in flight (an offset commit

@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from streaming.config import Settings
+from streaming.config import KafkaSettings
 from streaming.errors import ConnectionFailedError
 from streaming.transport.confluent import ErrorLog, base_config, check_reachable, failure
 from streaming.transport.records import Tally
@@ -56,16 +56,16 @@ class ConfluentProducer:
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaSettings,
         *,
         linger_ms: int = 5,
         batch_size: int | None = None,
         max_request_size: int | None = None,
     ) -> None:
-        self.settings = settings
-        self.errors = ErrorLog(settings)
+        self.kafka = kafka
+        self.errors = ErrorLog(kafka)
         config: dict[str, Any] = {
-            **base_config(settings, self.errors),
+            **base_config(kafka, self.errors),
             "linger.ms": linger_ms,
             "enable.idempotence": True,  # as kafka-python 3 does by default
             "message.timeout.ms": 120_000,  # kafka-python's delivery_timeout_ms
@@ -75,7 +75,7 @@ class ConfluentProducer:
         if max_request_size is not None:
             config["message.max.bytes"] = max_request_size
         self.client = Producer(config)
-        check_reachable(self.client, settings)
+        check_reachable(self.client, kafka)
         self.unserved = 0
 
     def send(
@@ -133,15 +133,15 @@ class ConfluentProducer:
         self.client.flush(timeout)
 
 
-def create_topics(settings: Settings, topics: dict[str, int]) -> None:
+def create_topics(kafka: KafkaSettings, topics: dict[str, int]) -> None:
     """Create each topic with the given partition count unless it exists already."""
-    errors = ErrorLog(settings)
-    admin = AdminClient(base_config(settings, errors))
-    timeout = settings.kafka_bootstrap_timeout_seconds
+    errors = ErrorLog(kafka)
+    admin = AdminClient(base_config(kafka, errors))
+    timeout = kafka.bootstrap_timeout_seconds
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
-        raise failure(settings, exc) from None
+        raise failure(kafka, exc) from None
     missing = [
         NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items() if name not in existing
     ]
@@ -153,6 +153,4 @@ def create_topics(settings: Settings, topics: dict[str, int]) -> None:
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
-            raise ConnectionFailedError(
-                f"could not create topic {name!r} on {settings.kafka_bootstrap}: {exc}"
-            ) from None
+            raise ConnectionFailedError(f"could not create topic {name!r} on {kafka.bootstrap}: {exc}") from None

@@ -18,7 +18,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from streaming.config import Settings
+from streaming.config import KafkaSettings
 from streaming.errors import BrokerUnavailableError, ConnectionFailedError
 from streaming.transport.options import kafka_python_config
 from streaming.transport.records import Committed, Delivery, Record, Tally, TopicPartition
@@ -28,9 +28,9 @@ __all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "create_topics"]
 log = logging.getLogger(__name__)
 
 
-def _failure(settings: Settings, exc: Exception) -> BrokerUnavailableError:
+def _failure(kafka: KafkaSettings, exc: Exception) -> BrokerUnavailableError:
     return BrokerUnavailableError(
-        f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); start the broker or set "
+        f"cannot reach Kafka at {kafka.bootstrap} ({type(exc).__name__}: {exc}); start the broker or set "
         "LIVELEARN_KAFKA_BOOTSTRAP"
     )
 
@@ -38,24 +38,24 @@ def _failure(settings: Settings, exc: Exception) -> BrokerUnavailableError:
 class KafkaPythonConsumer:
     """:class:`~streaming.transport.records.Consumer` on a ``kafka.KafkaConsumer``."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
         try:
             self.client = KafkaConsumer(
-                **kafka_python_config(settings),
-                group_id=settings.consumer_group_name,
+                **kafka_python_config(kafka),
+                group_id=kafka.consumer_group,
                 enable_auto_commit=False,
-                auto_offset_reset=settings.auto_offset_reset,
-                max_poll_records=settings.poll_max_records,
+                auto_offset_reset=kafka.auto_offset_reset,
+                max_poll_records=kafka.poll_max_records,
             )
         except KafkaError as exc:
-            raise _failure(settings, exc) from None
+            raise _failure(kafka, exc) from None
 
     def partitions_for(self, topic: str) -> set[int] | None:
         try:
             return self.client.partitions_for_topic(topic) or None
         except KafkaError as exc:
-            raise _failure(self.settings, exc) from None
+            raise _failure(self.kafka, exc) from None
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         self.client.assign([KafkaTopicPartition(*tp) for tp in partitions])
@@ -73,13 +73,13 @@ class KafkaPythonConsumer:
         try:
             return int(self.client.position(KafkaTopicPartition(*tp)))
         except KafkaError as exc:
-            raise _failure(self.settings, exc) from None
+            raise _failure(self.kafka, exc) from None
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
         try:
             batch = self.client.poll(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
-            raise _failure(self.settings, exc) from None
+            raise _failure(self.kafka, exc) from None
         return {
             TopicPartition(tp.topic, tp.partition): [
                 Record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp) for r in records
@@ -95,14 +95,14 @@ class KafkaPythonConsumer:
         try:
             ends = self.client.end_offsets([KafkaTopicPartition(*tp) for tp in partitions], timeout_ms=timeout_ms)
         except KafkaError as exc:
-            raise _failure(self.settings, exc) from None
+            raise _failure(self.kafka, exc) from None
         return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
     def committed(self, tp: TopicPartition, timeout_ms: int) -> Committed | None:
         try:
             mark = self.client.committed(KafkaTopicPartition(*tp), metadata=True, timeout_ms=timeout_ms)
         except KafkaError as exc:
-            raise _failure(self.settings, exc) from None
+            raise _failure(self.kafka, exc) from None
         return None if mark is None or mark.offset < 0 else Committed(mark.offset, mark.metadata or "")
 
     def commit(self, offsets: dict[TopicPartition, int], metadata: str, *, wait: bool) -> None:
@@ -118,7 +118,7 @@ class KafkaPythonConsumer:
             else:
                 self.client.commit_async(marks, callback=logged)
         except KafkaError as exc:
-            raise _failure(self.settings, exc) from None
+            raise _failure(self.kafka, exc) from None
 
     def close(self) -> None:
         self.client.close(autocommit=False, timeout_ms=5000)
@@ -127,13 +127,13 @@ class KafkaPythonConsumer:
 class KafkaPythonProducer:
     """:class:`~streaming.transport.records.Producer` on a ``kafka.KafkaProducer``."""
 
-    def __init__(self, settings: Settings, **options: Any) -> None:
-        self.settings = settings
+    def __init__(self, kafka: KafkaSettings, **options: Any) -> None:
+        self.kafka = kafka
         self._reports = threading.Lock()
         try:
-            self.client = KafkaProducer(**kafka_python_config(settings), **options)
+            self.client = KafkaProducer(**kafka_python_config(kafka), **options)
         except KafkaError as exc:
-            raise _failure(settings, exc) from None
+            raise _failure(kafka, exc) from None
 
     def send(
         self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
@@ -191,12 +191,12 @@ class _Failed:
         return True
 
 
-def create_topics(settings: Settings, topics: dict[str, int]) -> None:
+def create_topics(kafka: KafkaSettings, topics: dict[str, int]) -> None:
     """Create each topic with the given partition count unless it exists already."""
     try:
-        admin = KafkaAdminClient(**kafka_python_config(settings))
+        admin = KafkaAdminClient(**kafka_python_config(kafka))
     except KafkaError as exc:
-        raise _failure(settings, exc) from None
+        raise _failure(kafka, exc) from None
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
@@ -204,8 +204,6 @@ def create_topics(settings: Settings, topics: dict[str, int]) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
     except KafkaError as exc:
-        raise ConnectionFailedError(
-            f"could not create topics {sorted(topics)} on {settings.kafka_bootstrap}: {exc}"
-        ) from None
+        raise ConnectionFailedError(f"could not create topics {sorted(topics)} on {kafka.bootstrap}: {exc}") from None
     finally:
         admin.close()

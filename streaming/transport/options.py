@@ -1,6 +1,6 @@
-"""Which Kafka client to use, and the settings each one is given (no I/O here).
+"""Which Kafka client to use, and the kafka each one is given (no I/O here).
 
-One set of settings (``LIVELEARN_KAFKA_*``) maps to each library's own names: kafka-python takes keyword
+One set of kafka (``LIVELEARN_KAFKA_*``) maps to each library's own names: kafka-python takes keyword
 arguments, confluent-kafka (librdkafka) takes a dict of dotted properties.
 
 >>> from pydantic import SecretStr
@@ -22,59 +22,62 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, Literal
 
-from streaming.config import Settings
+from streaming.config import KafkaSettings, Settings
 
 __all__ = ["Client", "choose_client", "confluent_config", "kafka_python_config"]
 
 Client = Literal["confluent", "kafka-python"]
 
 
-def choose_client(settings: Settings) -> Client:
+def choose_client(settings: KafkaSettings | Settings) -> Client:
     """``LIVELEARN_KAFKA_CLIENT``, with ``auto`` meaning confluent-kafka when it can be imported."""
-    if settings.kafka_client != "auto":
-        return settings.kafka_client
+    kafka = KafkaSettings.of(settings)
+    if kafka.client != "auto":
+        return kafka.client
     return "confluent" if importlib.util.find_spec("confluent_kafka") is not None else "kafka-python"
 
 
-def kafka_python_config(settings: Settings) -> dict[str, Any]:
+def kafka_python_config(settings: KafkaSettings | Settings) -> dict[str, Any]:
     """Keyword arguments shared by every kafka-python client this process creates."""
+    kafka = KafkaSettings.of(settings)
     options: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()],
-        "security_protocol": settings.kafka_security_protocol,
-        "client_id": f"livelearn-{settings.model_name}",
-        "bootstrap_timeout_ms": int(settings.kafka_bootstrap_timeout_seconds * 1000),
+        "bootstrap_servers": [s.strip() for s in kafka.bootstrap.split(",") if s.strip()],
+        "security_protocol": kafka.security_protocol,
+        "client_id": f"livelearn-{kafka.model_name}",
+        "bootstrap_timeout_ms": int(kafka.bootstrap_timeout_seconds * 1000),
     }
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if kafka.sasl_mechanism:
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        if kafka.sasl_password is not None:
+            options["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
     ssl = {
-        "ssl_cafile": settings.kafka_ssl_cafile,
-        "ssl_certfile": settings.kafka_ssl_certfile,
-        "ssl_keyfile": settings.kafka_ssl_keyfile,
-        "ssl_password": _secret(settings.kafka_ssl_key_password),
+        "ssl_cafile": kafka.ssl_cafile,
+        "ssl_certfile": kafka.ssl_certfile,
+        "ssl_keyfile": kafka.ssl_keyfile,
+        "ssl_password": _secret(kafka.ssl_key_password),
     }
     options.update({name: value for name, value in ssl.items() if value is not None})
     return options
 
 
-def confluent_config(settings: Settings) -> dict[str, Any]:
+def confluent_config(settings: KafkaSettings | Settings) -> dict[str, Any]:
     """librdkafka properties shared by every confluent-kafka client this process creates."""
+    kafka = KafkaSettings.of(settings)
     config: dict[str, Any] = {
-        "bootstrap.servers": ",".join(s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()),
-        "security.protocol": settings.kafka_security_protocol,
-        "client.id": f"livelearn-{settings.model_name}",
-        "socket.connection.setup.timeout.ms": int(settings.kafka_bootstrap_timeout_seconds * 1000),
+        "bootstrap.servers": ",".join(s.strip() for s in kafka.bootstrap.split(",") if s.strip()),
+        "security.protocol": kafka.security_protocol,
+        "client.id": f"livelearn-{kafka.model_name}",
+        "socket.connection.setup.timeout.ms": int(kafka.bootstrap_timeout_seconds * 1000),
     }
     optional = {
-        "sasl.mechanisms": settings.kafka_sasl_mechanism,
-        "sasl.username": settings.kafka_sasl_username if settings.kafka_sasl_mechanism else None,
-        "sasl.password": _secret(settings.kafka_sasl_password) if settings.kafka_sasl_mechanism else None,
-        "ssl.ca.location": settings.kafka_ssl_cafile,
-        "ssl.certificate.location": settings.kafka_ssl_certfile,
-        "ssl.key.location": settings.kafka_ssl_keyfile,
-        "ssl.key.password": _secret(settings.kafka_ssl_key_password),
+        "sasl.mechanisms": kafka.sasl_mechanism,
+        "sasl.username": kafka.sasl_username if kafka.sasl_mechanism else None,
+        "sasl.password": _secret(kafka.sasl_password) if kafka.sasl_mechanism else None,
+        "ssl.ca.location": kafka.ssl_cafile,
+        "ssl.certificate.location": kafka.ssl_certfile,
+        "ssl.key.location": kafka.ssl_keyfile,
+        "ssl.key.password": _secret(kafka.ssl_key_password),
     }
     config.update({name: value for name, value in optional.items() if value is not None})
     return config

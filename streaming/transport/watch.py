@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from streaming.config import Settings
+from streaming.config import KafkaSettings, Settings
 from streaming.transport.clients import probe
 from streaming.transport.records import Consumer, TopicPartition
 
@@ -23,8 +23,8 @@ class BrokerWatch:
     high-water marks are stale), never 0.
     """
 
-    def __init__(self, consumer: Consumer, settings: Settings, interval: float) -> None:
-        self.consumer, self.settings, self.interval = consumer, settings, interval
+    def __init__(self, consumer: Consumer, kafka: KafkaSettings | Settings, interval: float) -> None:
+        self.consumer, self.kafka, self.interval = consumer, KafkaSettings.of(kafka), interval
         self.last_answer = self.next_probe = time.monotonic()
         self.up = True
 
@@ -34,19 +34,19 @@ class BrokerWatch:
         if answered:
             self.last_answer = now
         elif now >= self.next_probe:
-            timeout_ms = int(min(2.0, self.settings.kafka_unreachable_seconds / 2) * 1000)
+            timeout_ms = int(min(2.0, self.kafka.unreachable_seconds / 2) * 1000)
             if probe(self.consumer, partitions, timeout_ms):
                 self.last_answer = time.monotonic()
             self.next_probe = time.monotonic() + self.interval
         silent = time.monotonic() - self.last_answer
-        if self.up and silent > self.settings.kafka_unreachable_seconds:
+        if self.up and silent > self.kafka.unreachable_seconds:
             self.up = False
             log.error(
                 "Kafka at %s has not answered for %.0fs; waiting for it (lag unknown)",
-                self.settings.kafka_bootstrap,
+                self.kafka.bootstrap,
                 silent,
             )
-        elif not self.up and silent <= self.settings.kafka_unreachable_seconds:
+        elif not self.up and silent <= self.kafka.unreachable_seconds:
             self.up = True
-            log.warning("Kafka at %s answers again", self.settings.kafka_bootstrap)
+            log.warning("Kafka at %s answers again", self.kafka.bootstrap)
         return self.up

@@ -1,0 +1,66 @@
+"""One frozen, typed configuration for every livelearn process, and the groups each component receives.
+
+Values come from, highest priority first: explicit keyword arguments (the CLI's options), environment
+variables prefixed ``LIVELEARN_``, a TOML file named by ``LIVELEARN_CONFIG_FILE`` (or ``--config``),
+then the defaults. Secrets are :class:`pydantic.SecretStr` and never printed.
+
+:class:`Settings` holds every value under the name users write (env var ``LIVELEARN_KAFKA_BOOTSTRAP``, TOML key
+``kafka_bootstrap``, Helm value ``config.kafka_bootstrap``). Components receive groups of it
+(``settings.kafka``, ``settings.serving``, ...: :data:`GROUPS`), each a small frozen model with short names.
+Those names may also be written grouped: a TOML table per group (``[kafka]`` ``bootstrap = ...``) or
+``LIVELEARN_KAFKA__BOOTSTRAP`` (see :mod:`streaming.config._grouped_names`).
+
+>>> s = Settings(model_name="shop", learning_rate=0.05)
+>>> s.model_name, s.learning_rate, s.dead_letter_topic_name
+('shop', 0.05, 'livelearn.events.dlq')
+>>> s.consumer_group_name
+'livelearn-shop'
+>>> s.model.learning_rate, s.kafka.dead_letter_topic, s.guard.metric
+(0.05, 'livelearn.events.dlq', 'accuracy')
+"""
+
+from streaming.config._grouped_names import grouped_name
+from streaming.config._groups import (
+    GROUPS,
+    EventLimitSettings,
+    GuardSettings,
+    KafkaSettings,
+    KubernetesSettings,
+    LearnerSettings,
+    ModelSettings,
+    ProbeSettings,
+    RedisSettings,
+    RetentionSettings,
+    ServingSettings,
+    SettingsGroup,
+)
+from streaming.config._redis_url import REDIS_URL_PATTERN
+from streaming.config._settings import (
+    ENV_PREFIX,
+    Settings,
+    load_settings,
+    settings_document,
+    settings_from_document,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "GROUPS",
+    "REDIS_URL_PATTERN",
+    "EventLimitSettings",
+    "GuardSettings",
+    "KafkaSettings",
+    "KubernetesSettings",
+    "LearnerSettings",
+    "ModelSettings",
+    "ProbeSettings",
+    "RedisSettings",
+    "RetentionSettings",
+    "ServingSettings",
+    "Settings",
+    "SettingsGroup",
+    "grouped_name",
+    "load_settings",
+    "settings_document",
+    "settings_from_document",
+]
