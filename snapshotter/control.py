@@ -20,26 +20,18 @@ import time
 from typing import Any
 
 import redis
-from redis.commands.core import Script
 
 from snapshotter.codec import pack
 from snapshotter.connection import as_text, redis_failure
-from snapshotter.scripts import register
+from snapshotter.keys import Keys
+from snapshotter.scripts import FREEZE, PIN, RESUME, ROLLBACK, UNPIN, BoundScript, bind, refusal_error
 from snapshotter.store import VersionStore
 from streaming.errors import (
-    AlreadyFrozenError,
     ControlError,
     HeadMovedError,
-    IncidentOpenError,
-    LeaseLostError,
-    LivelearnError,
-    NoIncidentError,
     NoRollbackTargetError,
-    NotFrozenError,
-    NotPinnedError,
-    QuarantinedError,
+    ScriptRefusal,
     SnapshotError,
-    StaleEpochError,
     VersionNotFoundError,
 )
 
@@ -47,32 +39,19 @@ __all__ = ["Consumed", "ControlPlane", "RollbackRecord", "run_script"]
 
 Offsets = dict[str, dict[str, int]]
 
-#: The error codes the control scripts answer with, and the exception each one raises.
-_REFUSALS: dict[str, type[LivelearnError]] = {
-    "STALE": StaleEpochError,
-    "HEAD_MOVED": HeadMovedError,
-    "MISSING": VersionNotFoundError,
-    "ALREADY": AlreadyFrozenError,
-    "NOT_FROZEN": NotFrozenError,
-    "NOT_PINNED": NotPinnedError,
-    "QUARANTINED": QuarantinedError,
-    "INCIDENT_OPEN": IncidentOpenError,
-    "NOT_OPEN": NoIncidentError,
-    "FENCED": LeaseLostError,
-}
 
-
-def run_script(script: Script, keys: list[str], args: list[Any], maxlen: int) -> Any:
-    """Run a control script (its first argument is the audit stream's length); a refusal raises the matching
-    :class:`ControlError` (or :class:`VersionNotFoundError`) saying nothing was changed."""
+def run_script(script: BoundScript, keys: Keys, /, **args: Any) -> Any:
+    """Run a control script (``maxlen`` among ``args``: the audit stream's length); a refusal raises its error
+    (:data:`~snapshotter.scripts.REFUSAL_ERRORS`: a :class:`ControlError`, :class:`VersionNotFoundError` or
+    :class:`LeaseLostError`) saying nothing was changed."""
     try:
-        return script(keys=keys, args=[maxlen, *args])
+        return script(keys, **args)
+    except ScriptRefusal as refusal:
+        raise refusal_error(refusal, f"{refusal}; nothing was changed") from None
     except redis.ResponseError as exc:
         if redis_failure(exc):
             raise  # Redis refused the write itself (out of memory, read-only, permission): not our refusal
-        code, _, detail = str(exc).partition(" ")
-        error = _REFUSALS.get(code, ControlError)
-        raise error(f"{code.lower().replace('_', ' ')}: {detail}; nothing was changed") from None
+        raise ControlError(f"{exc}; nothing was changed") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,11 +106,11 @@ class ControlPlane:
         self.keys = store.keys
         client = store.client
         self._rollback, self._pin, self._unpin, self._freeze, self._resume = (
-            register(client, name) for name in ("rollback", "pin", "unpin", "freeze", "resume")
+            bind(client, spec) for spec in (ROLLBACK, PIN, UNPIN, FREEZE, RESUME)
         )
 
-    def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        return run_script(script, keys, args, self.store.audit_retention)
+    def _run(self, script: BoundScript, **args: Any) -> Any:
+        return run_script(script, self.keys, maxlen=self.store.audit_retention, **args)
 
     def live_metrics(self) -> dict[str, Any]:
         """The active learner's rolling metrics and position now (recorded with operator actions)."""
@@ -191,22 +170,19 @@ class ControlPlane:
                 point = self.consumed(head, consumed, counters)
                 self._run(
                     self._rollback,
-                    [*k.lineage_keys, k.quarantined, k.candidates],
-                    [
-                        "" if expected_epoch is None else str(expected_epoch),
-                        target,
-                        actor,
-                        reason,
-                        json.dumps(metrics or {}),
-                        time.time(),
-                        k.meta(target),
-                        k.channel,
-                        "rollback" if automatic else "manual_rollback",
-                        "" if head is None else str(head),
-                        pack(point.offsets),
-                        at,
-                        point.packed_counters(),
-                    ],
+                    expected_epoch=expected_epoch,
+                    target=target,
+                    actor=actor,
+                    reason=reason,
+                    metrics=json.dumps(metrics or {}),
+                    now=time.time(),
+                    target_meta=k.meta(target),
+                    channel=k.channel,
+                    action="rollback" if automatic else "manual_rollback",
+                    head=head,
+                    resume_offsets=pack(point.offsets),
+                    position=at,
+                    resume_counters=point.packed_counters(),
                 )
             except HeadMovedError:
                 continue  # a snapshot landed meanwhile: read its offsets and try again
@@ -277,42 +253,42 @@ class ControlPlane:
         k = self.keys
         self._run(
             self._pin,
-            [k.audit, k.pinned, k.serving, k.protected, k.quarantined],
-            [number, actor, reason, k.meta(number), k.channel, "1" if force else "", json.dumps(self.live_metrics())],
+            version=number,
+            actor=actor,
+            reason=reason,
+            version_meta=k.meta(number),
+            channel=k.channel,
+            force="1" if force else "",
+            metrics=json.dumps(self.live_metrics()),
         )
 
     def unpin(self, *, actor: str, reason: str) -> None:
-        k = self.keys
         self._run(
-            self._unpin,
-            [k.audit, k.pinned, k.serving, k.protected, k.stable],
-            [actor, reason, k.channel, json.dumps(self.live_metrics())],
+            self._unpin, actor=actor, reason=reason, channel=self.keys.channel, metrics=json.dumps(self.live_metrics())
         )
 
     # -- freezing ---------------------------------------------------------------------------------
     def freeze(
         self, *, actor: str, reason: str, metrics: dict[str, Any] | None = None, expected_epoch: int | None = None
     ) -> None:
-        k = self.keys
         self._run(
             self._freeze,
-            [k.audit, k.frozen, k.epoch],
-            [
-                actor,
-                reason,
-                json.dumps(metrics or {}),
-                time.time(),
-                k.channel,
-                "" if expected_epoch is None else str(expected_epoch),
-            ],
+            actor=actor,
+            reason=reason,
+            metrics=json.dumps(metrics or {}),
+            now=time.time(),
+            channel=self.keys.channel,
+            expected_epoch=expected_epoch,
         )
 
     def resume(self, *, actor: str, reason: str, metrics: dict[str, Any] | None = None) -> None:
-        k = self.keys
         self._run(
             self._resume,
-            [k.audit, k.frozen, k.resumed, k.incident],
-            [actor, reason, json.dumps(metrics or {}), time.time(), k.channel],
+            actor=actor,
+            reason=reason,
+            metrics=json.dumps(metrics or {}),
+            now=time.time(),
+            channel=self.keys.channel,
         )
 
     def frozen(self) -> dict[str, str] | None:

@@ -18,7 +18,7 @@ import redis
 
 from snapshotter.connection import as_text
 from snapshotter.keys import Keys
-from snapshotter.scripts import register
+from snapshotter.scripts import COMMIT_CURSOR, bind
 
 __all__ = ["CursorState", "GuardCursor", "Notice"]
 
@@ -50,7 +50,7 @@ class GuardCursor:
 
     def __init__(self, client: redis.Redis, keys: Keys, audit_retention: int) -> None:
         self.client, self.keys, self.audit_retention = client, keys, audit_retention
-        self._commit = register(client, "commit_cursor")
+        self._commit = bind(client, COMMIT_CURSOR)
 
     def load(self) -> CursorState:
         raw = {as_text(k): as_text(v) for k, v in self.client.hgetall(self.keys.guard).items()}
@@ -68,16 +68,15 @@ class GuardCursor:
         """Move to ``state``, audit ``notices`` and promote the candidates up to ``state.confirmed`` if the cursor
         is still at ``read_from``: the number of versions promoted; ``None`` (nothing done) if another monitor
         moved it."""
-        k = self.keys
-        args: list[str | int] = [
-            self.audit_retention,
-            read_from,
-            state.cursor,
-            state.epoch,
-            state.scored,
-            json.dumps(state.judge),
-            actor,
-        ]
-        for notice in notices:
-            args += [notice.action, notice.reason, json.dumps(notice.metrics)]
-        return bool(self._commit(keys=[k.audit, k.guard], args=args))
+        moved = self._commit(
+            self.keys,
+            maxlen=self.audit_retention,
+            read_from=read_from,
+            cursor=state.cursor,
+            epoch=state.epoch,
+            scored=state.scored,
+            judge=json.dumps(state.judge),
+            actor=actor,
+            notices=[x for notice in notices for x in (notice.action, notice.reason, json.dumps(notice.metrics))],
+        )
+        return bool(moved)

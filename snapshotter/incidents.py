@@ -16,14 +16,11 @@ import json
 import time
 from typing import Any
 
-import redis
-
 from snapshotter.codec import VersionMeta, pack
-from snapshotter.connection import redis_failure
 from snapshotter.control import ControlPlane, run_script
-from snapshotter.scripts import register
+from snapshotter.scripts import CLOSE_INCIDENT, OPEN_INCIDENT, RELEASE, bind, refusal_error
 from snapshotter.store import VersionStore
-from streaming.errors import HeadMovedError, LeaseLostError
+from streaming.errors import HeadMovedError, ScriptRefusal
 
 __all__ = ["Incidents", "OpenedIncident", "position_of"]
 
@@ -45,9 +42,9 @@ class Incidents:
 
     def __init__(self, store: VersionStore, control: ControlPlane) -> None:
         self.store, self.control, self.keys = store, control, store.keys
-        self._open = register(store.client, "open_incident")
-        self._close = register(store.client, "close_incident")
-        self._release = register(store.client, "release")
+        self._open = bind(store.client, OPEN_INCIDENT)
+        self._close = bind(store.client, CLOSE_INCIDENT)
+        self._release = bind(store.client, RELEASE)
 
     def open(
         self,
@@ -81,26 +78,24 @@ class Incidents:
             try:
                 incident_id = run_script(
                     self._open,
-                    [*k.lineage_keys, k.incident, k.incident_counter, k.quarantined, k.frozen, k.candidates, k.lease],
-                    [
-                        "" if expected_epoch is None else str(expected_epoch),
-                        actor,
-                        reason,
-                        json.dumps(metrics),
-                        time.time(),
-                        k.channel,
-                        signal,
-                        change_point,
-                        position,
-                        "" if target is None else target,
-                        k.meta(target) if target is not None else "",
-                        "" if head is None else str(head),
-                        pack(point.offsets),
-                        lease_value or "",
-                        point.packed_counters(),
-                        *quarantine,
-                    ],
-                    self.store.audit_retention,
+                    k,
+                    maxlen=self.store.audit_retention,
+                    expected_epoch=expected_epoch,
+                    actor=actor,
+                    reason=reason,
+                    metrics=json.dumps(metrics),
+                    now=time.time(),
+                    channel=k.channel,
+                    signal=signal,
+                    change_point=change_point,
+                    position=position,
+                    target=target,
+                    target_meta=None if target is None else k.meta(target),
+                    head=head,
+                    resume_offsets=pack(point.offsets),
+                    lease_value=lease_value,
+                    resume_counters=point.packed_counters(),
+                    quarantine=quarantine,
                 )
             except HeadMovedError:
                 continue  # a snapshot landed meanwhile: it may need quarantining too
@@ -112,32 +107,28 @@ class Incidents:
     ) -> None:
         """End incident ``incident_id`` and resume learning if it froze it; ``position``: the stream position
         where learning goes on (recorded as the release: see :meth:`release`)."""
-        k = self.keys
         run_script(
             self._close,
-            [k.audit, k.incident, k.frozen, k.resumed, k.released],
-            [
-                incident_id,
-                actor,
-                reason,
-                json.dumps(metrics),
-                time.time(),
-                k.channel,
-                "" if position is None else position,
-            ],
-            self.store.audit_retention,
+            self.keys,
+            maxlen=self.store.audit_retention,
+            incident_id=incident_id,
+            actor=actor,
+            reason=reason,
+            metrics=json.dumps(metrics),
+            now=time.time(),
+            channel=self.keys.channel,
+            position=position,
         )
 
     def release(self, *, position: int, cause: str, actor: str, lease_value: str) -> None:
         """Record that the active learner (``lease_value``) went on learning at stream ``position`` after a hold
         an operator lifted (``cause``)."""
-        k = self.keys
         try:
-            self._release(keys=[k.lease, k.released], args=[lease_value, position, cause, actor, time.time()])
-        except redis.ResponseError as exc:
-            if redis_failure(exc):
-                raise
-            raise LeaseLostError(str(exc).partition(" ")[2]) from None
+            self._release(
+                self.keys, lease_value=lease_value, position=position, cause=cause, actor=actor, now=time.time()
+            )
+        except ScriptRefusal as refusal:  # FENCED: a LeaseLostError
+            raise refusal_error(refusal, refusal.detail) from None
 
     def released(self) -> int | None:
         """The stream position where learning was last released after a hold (None: never recorded)."""

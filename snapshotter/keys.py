@@ -14,7 +14,8 @@ __all__ = ["Keys"]
 
 
 class Keys:
-    """Names of the Redis keys of model ``model_name``."""
+    """Names of the Redis keys of model ``model_name``; a script's spec names its ``KEYS`` by these attributes
+    (:class:`~snapshotter.scripts.ScriptSpec`)."""
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
@@ -50,11 +51,6 @@ class Keys:
         self.learners = self.prefix + "learners"  # ZSET of learner ids (active or standby), score = last check-in
         self.channel = self.prefix + "control"  # pub/sub channel: "rollback", "serving", "freeze", "resume"
         self.version_prefix = self.prefix + "v:"
-
-    @property
-    def lineage_keys(self) -> list[str]:
-        """The keys a lineage move touches, in the order ``lineage.lua``'s callers pass them first."""
-        return [self.audit, self.epoch, self.head, self.serving, self.pinned, self.rollbacks, self.stable, self.resume]
 
     def blob(self, number: int) -> str:
         return f"{self.version_prefix}{number}:blob"

@@ -21,7 +21,7 @@ import redis
 
 from snapshotter.connection import as_text
 from snapshotter.keys import Keys
-from snapshotter.scripts import register
+from snapshotter.scripts import LEASE_ACQUIRE, LEASE_RELEASE, LEASE_RENEW, bind
 
 __all__ = ["Lease"]
 
@@ -35,7 +35,7 @@ class Lease:
         self.ttl_ms = int(ttl * 1000)
         self.value: str | None = None
         self._acquire, self._renew, self._release = (
-            register(client, name) for name in ("lease_acquire", "lease_renew", "lease_release")
+            bind(client, spec) for spec in (LEASE_ACQUIRE, LEASE_RENEW, LEASE_RELEASE)
         )
         self._client = client
 
@@ -46,7 +46,7 @@ class Lease:
 
     def acquire(self) -> bool:
         """Take the lease if nobody holds it; ``True`` on success."""
-        value = self._acquire(keys=[self.keys.lease, self.keys.fence], args=[self.holder, self.ttl_ms])
+        value = self._acquire(self.keys, holder=self.holder, ttl_ms=self.ttl_ms)
         if value is None:
             return False
         self.value = value.decode() if isinstance(value, bytes) else str(value)
@@ -56,7 +56,7 @@ class Lease:
         """Extend the TTL; ``False`` means the lease was lost and the holder must stop writing."""
         if self.value is None:
             return False
-        if self._renew(keys=[self.keys.lease], args=[self.value, self.ttl_ms]):
+        if self._renew(self.keys, lease_value=self.value, ttl_ms=self.ttl_ms):
             return True
         self.value = None
         return False
@@ -64,7 +64,7 @@ class Lease:
     def release(self) -> None:
         """Give the lease up so a standby can take over at once."""
         if self.value is not None:
-            self._release(keys=[self.keys.lease], args=[self.value])
+            self._release(self.keys, lease_value=self.value)
             self.value = None
 
     def current_holder(self) -> str | None:

@@ -26,7 +26,7 @@ import redis
 from snapshotter.codec import pack, unpack
 from snapshotter.connection import as_bytes, as_text
 from snapshotter.keys import Keys
-from snapshotter.scripts import register
+from snapshotter.scripts import PUBLISH_STATUS, bind
 
 __all__ = [
     "LearnerStatus",
@@ -102,14 +102,21 @@ class StatusWriter:
     def __init__(self, client: redis.Redis, keys: Keys, *, history_maxlen: int) -> None:
         self.keys = keys
         self.history_maxlen = history_maxlen
-        self._script = register(client, "publish_status")
+        self._script = bind(client, PUBLISH_STATUS)
 
     def publish(
         self, lease_value: str | None, status: LearnerStatus, samples: Sequence[MetricSample], ttl_ms: int
     ) -> bool:
         """Write ``status`` (expiring after ``ttl_ms``) and append ``samples``; ``False`` if the lease is not ours."""
-        args: list[Any] = [lease_value or "", pack(status), ttl_ms, self.history_maxlen]
-        if samples:  # one argument: each costs redis-py microseconds of Python, and a status carries ~2k fields
-            args.append(pack([[str(x) for pair in sample.items() for x in pair] for sample in samples]))
-        k = self.keys
-        return bool(self._script(keys=[k.lease, k.status, k.history], args=args))
+        # the samples as one argument: each costs redis-py microseconds of Python, and a status carries ~2k fields
+        packed = pack([[str(x) for pair in sample.items() for x in pair] for sample in samples]) if samples else ""
+        return bool(
+            self._script(
+                self.keys,
+                lease_value=lease_value,
+                status=pack(status),
+                ttl_ms=ttl_ms,
+                history_maxlen=self.history_maxlen,
+                samples=packed,
+            )
+        )

@@ -25,16 +25,10 @@ from snapshotter.codec import (
 )
 from snapshotter.connection import as_bytes, as_int, as_text, connect_redis, redis_failure
 from snapshotter.keys import Keys
-from snapshotter.scripts import register
+from snapshotter.scripts import PROMOTE, START_OVER, WRITE_VERSION, bind, refusal_error
 from snapshotter.status import LearnerStatus, read_status
 from streaming.config import Settings
-from streaming.errors import (
-    SnapshotCorruptError,
-    SnapshotError,
-    SnapshotFencedError,
-    StaleLineageError,
-    VersionNotFoundError,
-)
+from streaming.errors import RefusalCode, ScriptRefusal, SnapshotCorruptError, SnapshotError, VersionNotFoundError
 
 __all__ = ["THINNING", "ResumePoint", "VersionStore", "connect_settings", "open_store"]
 
@@ -63,7 +57,51 @@ ResumePoint = TypedDict(
 
 
 class VersionStore:
-    """Read and write the numbered versions of one model."""
+    """Read and write the numbered versions of one model.
+
+    Parameters
+    ----------
+    client
+        A Redis connection (livelearn's: replies as bytes, no ``decode_responses``).
+    model_name
+        The model whose keys (:class:`~snapshotter.keys.Keys`) the store reads and writes.
+    keep
+        How many of the newest versions retention always keeps.
+    keep_stable
+        How many of the newest stable versions retention keeps besides (older stable ones are thinned by age:
+        :data:`THINNING`).
+    audit_retention
+        The length (approximate) the audit stream is capped at.
+    version_log_retention
+        The length (approximate) the version log (routine per-version entries) is capped at.
+    promotion
+        ``"guard"``: a version that met the threshold is a candidate until the writer saw the data up to it calm
+        (:meth:`promote`); ``"immediate"``: it is stable at once, and serving unless a version is pinned.
+
+    Examples
+    --------
+    >>> import fakeredis
+    >>> from snapshotter.codec import SnapshotState
+    >>> from snapshotter.control import ControlPlane
+    >>> store = VersionStore(fakeredis.FakeRedis(), "shop", keep=10, promotion="immediate")
+    >>> state = SnapshotState(spec={"inputs": ["x"]}, model={}, metrics={}, counters={"events_seen": 100})
+    >>> def snapshot(position):
+    ...     return store.write(state, writer="learner-a", lease_value=None, offsets={"events": {"0": position}},
+    ...                        metrics={"rolling": {"accuracy": 0.9}}, parent=store.head(), stable=True)
+    >>> snapshot(100).number, snapshot(200).number
+    (1, 2)
+    >>> [(meta.number, meta.parent, meta.offsets) for meta in store.list()]
+    [(1, None, {'events': {'0': 100}}), (2, 1, {'events': {'0': 200}})]
+    >>> store.head(), store.serving()
+    (2, 2)
+
+    An operator pins version 1 (atomic and audited: :class:`~snapshotter.control.ControlPlane`); serving stays
+    there while newer versions are written:
+
+    >>> ControlPlane(store).pin(1, actor="operator", reason="back to the morning's model")
+    >>> snapshot(300).number, store.pinned(), store.serving()
+    (3, 1, 1)
+    """
 
     def __init__(
         self,
@@ -83,9 +121,9 @@ class VersionStore:
         self.keep_stable = keep_stable
         self.audit_retention = audit_retention
         self.version_log_retention = version_log_retention
-        self._write = register(client, "write_version")
-        self._promote = register(client, "promote")
-        self._start_over = register(client, "start_over")
+        self._write = bind(client, WRITE_VERSION)
+        self._promote = bind(client, PROMOTE)
+        self._start_over = bind(client, START_OVER)
 
     @classmethod
     def for_settings(cls, client: redis.Redis, settings: Settings) -> VersionStore:
@@ -148,61 +186,42 @@ class VersionStore:
             "model_events_learned": model_events_learned,
         }
         k = self.keys
-        keys = [
-            k.lease,
-            k.counter,
-            k.index,
-            k.head,
-            k.protected,
-            k.epoch,
-            k.stable,
-            k.serving,
-            k.pinned,
-            k.version_log,
-            k.incident,
-            k.quarantined,
-            k.candidates,
-            k.created,
-        ]
-        rolling = json.dumps(metrics.get("rolling", {}))
         for _attempt in range(2):
             try:
                 number = self._write(
-                    keys=keys,
-                    args=[
-                        lease_value or "",
-                        blob,
-                        pack(meta),
-                        self.keep,
-                        k.version_prefix,
-                        str(epoch),
-                        "1" if meta["stable"] else "0",
-                        self.keep_stable,
-                        self.version_log_retention,
-                        writer,
-                        rolling,
-                        "" if parent is None else parent,
-                        k.channel,
-                        self.promotion,
-                        sum(sum(partitions.values()) for partitions in offsets.values()),
-                        "" if confirmed is None else confirmed,
-                        repr(meta["created_at"]),
-                        json.dumps(THINNING),
-                    ],
+                    k,
+                    lease_value=lease_value,
+                    blob=blob,
+                    meta=pack(meta),
+                    keep=self.keep,
+                    version_prefix=k.version_prefix,
+                    epoch=str(epoch),
+                    stable="1" if meta["stable"] else "0",
+                    keep_stable=self.keep_stable,
+                    version_log_maxlen=self.version_log_retention,
+                    writer=writer,
+                    metrics=json.dumps(metrics.get("rolling", {})),
+                    parent=parent,
+                    channel=k.channel,
+                    promotion=self.promotion,
+                    position=sum(sum(partitions.values()) for partitions in offsets.values()),
+                    confirmed=confirmed,
+                    created_at=repr(meta["created_at"]),
+                    thinning=json.dumps(THINNING),
                 )
                 break
-            except redis.ResponseError as exc:
-                code, _, detail = str(exc).partition(" ")  # the script answers "<CODE> <detail>"
-                if code == "INCIDENT":  # no version is stable while an incident is open: write it as not stable
-                    meta["stable"] = False
+            except ScriptRefusal as refusal:
+                if refusal.code is RefusalCode.INCIDENT:  # no version is stable while an incident is open:
+                    meta["stable"] = False  # write it as not stable
                     continue
-                if code == "FENCED":
-                    raise SnapshotFencedError(
+                if refusal.code is RefusalCode.FENCED:
+                    raise refusal_error(
+                        refusal,
                         f"snapshot rejected for model {k.model_name!r}: this writer ({writer}) no longer holds "
-                        f"the lease ({detail}); another learner is active"
+                        f"the lease ({refusal.detail}); another learner is active",
                     ) from None
-                if code == "STALE_LINEAGE":
-                    raise StaleLineageError(f"snapshot rejected: {detail}") from None
+                raise refusal_error(refusal, f"snapshot rejected: {refusal.detail}") from None
+            except redis.ResponseError as exc:
                 if redis_failure(exc):
                     raise  # out of memory, persistence failing, read-only...: for the caller to wait out or report
                 raise SnapshotError(f"snapshot write failed: {exc}") from None
@@ -216,35 +235,19 @@ class VersionStore:
         try:
             return int(
                 self._promote(
-                    keys=[
-                        k.lease,
-                        k.epoch,
-                        k.candidates,
-                        k.stable,
-                        k.serving,
-                        k.pinned,
-                        k.quarantined,
-                        k.version_log,
-                        k.incident,
-                    ],
-                    args=[
-                        lease_value,
-                        epoch,
-                        confirmed,
-                        self.version_log_retention,
-                        actor,
-                        json.dumps(metrics),
-                        k.channel,
-                    ],
+                    k,
+                    lease_value=lease_value,
+                    epoch=epoch,
+                    confirmed=confirmed,
+                    version_log_maxlen=self.version_log_retention,
+                    actor=actor,
+                    metrics=json.dumps(metrics),
+                    channel=k.channel,
                 )
             )
-        except redis.ResponseError as exc:
-            code, _, detail = str(exc).partition(" ")
-            if code == "FENCED":
-                raise SnapshotFencedError(f"promotion rejected: {detail}; another learner is active") from None
-            if code == "STALE_LINEAGE":
-                raise StaleLineageError(f"promotion rejected: {detail}") from None
-            raise
+        except ScriptRefusal as refusal:
+            lost = "; another learner is active" if refusal.code is RefusalCode.FENCED else ""
+            raise refusal_error(refusal, f"promotion rejected: {refusal.detail}{lost}") from None
 
     # -- reads -------------------------------------------------------------------------------
     def head(self) -> int | None:
@@ -312,18 +315,15 @@ class VersionStore:
         not reuse numbers that services and predictions still name; ``None``: nothing known). ``recorded`` says
         what Kafka recorded, ``may_repeat`` that the new numbers may repeat those of the lost store. Returns the
         number the next version is numbered after."""
-        k = self.keys
         return int(
             self._start_over(
-                keys=[k.audit, k.counter],
-                args=[
-                    self.audit_retention,
-                    "" if after is None else after,
-                    actor,
-                    reason,
-                    recorded,
-                    "1" if may_repeat else "0",
-                ],
+                self.keys,
+                maxlen=self.audit_retention,
+                after=after,
+                actor=actor,
+                reason=reason,
+                recorded=recorded,
+                may_repeat="1" if may_repeat else "0",
             )
         )
 

@@ -17,6 +17,8 @@ went wrong *and* what to do about it; the CLI prints them as one line and exits 
     │   ├── StaleLineageError         a rollback moved the lineage on; reload the head
     │   ├── VersionNotFoundError      no such version (never written, or removed by retention)
     │   └── ModelSpecMismatchError    written for another model structure
+    ├── ScriptRefusal             a storage script refused a change (``code``: RefusalCode); the store raises the
+    │                             error its callers expect in its place (``snapshotter.scripts.REFUSAL_ERRORS``)
     ├── ControlError              an operator or monitor action was refused; nothing was changed
     │   ├── StaleEpochError           another actor moved the lineage first (e.g. a second monitor)
     │   ├── HeadMovedError            a snapshot landed while a rollback was prepared
@@ -38,6 +40,8 @@ went wrong *and* what to do about it; the CLI prints them as one line and exits 
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
     "AlreadyFrozenError",
     "BrokerUnavailableError",
@@ -58,6 +62,8 @@ __all__ = [
     "NotPinnedError",
     "OutputDeliveryError",
     "QuarantinedError",
+    "RefusalCode",
+    "ScriptRefusal",
     "SnapshotCorruptError",
     "SnapshotError",
     "SnapshotFencedError",
@@ -130,6 +136,39 @@ class VersionNotFoundError(SnapshotError):
 
 class ModelSpecMismatchError(SnapshotError):
     """A snapshot was written for a model with another structure than the configured one."""
+
+
+class RefusalCode(enum.StrEnum):
+    """Why a storage script (``snapshotter/lua``) refused a change: every code a script answers with."""
+
+    FENCED = "FENCED"  # the caller no longer holds the writer lease
+    STALE_LINEAGE = "STALE_LINEAGE"  # a snapshot or promotion of an epoch a rollback moved on from
+    INCIDENT = "INCIDENT"  # a stable version while a data-quality incident is open
+    STALE = "STALE"  # the lineage epoch moved on since the actor judged it
+    HEAD_MOVED = "HEAD_MOVED"  # a snapshot landed while a rollback or an incident was prepared
+    MISSING = "MISSING"  # no such version
+    ALREADY = "ALREADY"  # learning is frozen already
+    NOT_FROZEN = "NOT_FROZEN"  # learning is not frozen
+    NOT_PINNED = "NOT_PINNED"  # no version is pinned
+    QUARANTINED = "QUARANTINED"  # the version was quarantined by an incident
+    INCIDENT_OPEN = "INCIDENT_OPEN"  # an incident is open already
+    NOT_OPEN = "NOT_OPEN"  # no such incident is open
+
+
+class ScriptRefusal(LivelearnError):
+    """A storage script refused a change, so nothing was changed: ``code`` says why, ``detail`` the specifics
+    (``"lease is held by 3:learner-b"``); ``script`` names it. Callers match on ``code``, never on the text.
+
+    >>> refusal = ScriptRefusal(RefusalCode.HEAD_MOVED, "head is 7", script="rollback")
+    >>> refusal.code is RefusalCode.HEAD_MOVED, str(refusal)
+    (True, 'head moved: head is 7')
+    """
+
+    def __init__(self, code: RefusalCode, detail: str, *, script: str = "") -> None:
+        super().__init__(f"{code.value.lower().replace('_', ' ')}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.script = script
 
 
 class ControlError(LivelearnError):

@@ -1,11 +1,13 @@
 -- include: audit
+-- include: refuse
 -- The open incident is over: record its end and, if it froze learning, resume learning. With a position, the
 -- release is recorded too (the position where learning went on: a learner restored from before it holds until
 -- there, as this one did).
--- KEYS: audit, incident, frozen, resumed, released.
--- ARGV: maxlen, incident id, actor, reason, metrics json, now, channel, position ('' = unknown).
+-- KEYS: audit, incident, frozen, resumed, released
+-- ARGV: maxlen, incident_id, actor, reason, metrics, now, channel, position
+-- maxlen: the audit stream's; metrics: json; now: unix s; position: '' = unknown.
 local id = redis.call('HGET', KEYS[2], 'id')
-if id ~= ARGV[2] then return redis.error_reply('NOT_OPEN incident ' .. ARGV[2] .. ' is not open') end
+if id ~= ARGV[2] then return refuse('NOT_OPEN', 'incident ' .. ARGV[2] .. ' is not open') end
 local since = redis.call('HGET', KEYS[2], 'position') or ''
 redis.call('DEL', KEYS[2])
 local resumed = '0'

@@ -1,26 +1,31 @@
 -- include: audit
 -- include: lineage
--- A confirmed data-quality incident (the active learner saw it, fenced by its lease), atomically: record it, quarantine the versions written since the shift
--- began (they leave the stable set for good), freeze learning (scoring goes on), and roll the lineage back to
--- the newest stable version written before the shift (when there is one), fenced by the judged epoch.
--- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, incident, incident counter,
---       quarantined, frozen, candidates, lease.
--- ARGV: maxlen, expected epoch ('' = any), actor, reason, metrics json, now (s), channel, signal, change point,
---       position, target ('' = none), meta key of target, head the resume offsets were read at, resume offsets
---       (msgpack), lease value ('' = unfenced), the stream counters at the resume offsets (msgpack, '' = not
---       known), then the numbers of the versions to quarantine.
+-- include: refuse
+-- A confirmed data-quality incident (the active learner saw it, fenced by its lease), atomically: record it,
+-- quarantine the versions written since the shift began (they leave the stable set for good), freeze learning
+-- (scoring goes on), and roll the lineage back to the newest stable version written before the shift (when there
+-- is one), fenced by the judged epoch.
+-- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, incident, incident_counter, quarantined,
+--       frozen, candidates, lease
+-- ARGV: maxlen, expected_epoch, actor, reason, metrics, now, channel, signal, change_point, position, target,
+--       target_meta, head, resume_offsets, lease_value, resume_counters, ...quarantine
+-- maxlen: the audit stream's; expected_epoch: '' = any; metrics: json; now: unix s; target: '' = none;
+-- target_meta: the meta key of the target; head: the head the resume offsets were read at ('' = none);
+-- resume_offsets: msgpack; lease_value: '' = unfenced; resume_counters: the stream counters at the resume offsets
+-- (msgpack, '' = not known); quarantine: the numbers of the versions to quarantine.
 -- Returns the incident id.
 if ARGV[15] ~= '' and redis.call('GET', KEYS[14]) ~= ARGV[15] then
-  return redis.error_reply('FENCED lease is held by ' .. tostring(redis.call('GET', KEYS[14]) or 'nobody (it expired, or Redis lost it)'))
+  return refuse('FENCED',
+    'lease is held by ' .. tostring(redis.call('GET', KEYS[14]) or 'nobody (it expired, or Redis lost it)'))
 end
 local epoch = redis.call('GET', KEYS[2]) or '0'
-if ARGV[2] ~= '' and ARGV[2] ~= epoch then return redis.error_reply('STALE epoch is ' .. epoch) end
+if ARGV[2] ~= '' and ARGV[2] ~= epoch then return refuse('STALE', 'epoch is ' .. epoch) end
 local open = redis.call('HGET', KEYS[9], 'id')
-if open then return redis.error_reply('INCIDENT_OPEN incident ' .. open .. ' is open already') end
+if open then return refuse('INCIDENT_OPEN', 'incident ' .. open .. ' is open already') end
 local target = ARGV[11]
-if target ~= '' and redis.call('EXISTS', ARGV[12]) == 0 then return redis.error_reply('MISSING version ' .. target) end
+if target ~= '' and redis.call('EXISTS', ARGV[12]) == 0 then return refuse('MISSING', 'version ' .. target) end
 local head = redis.call('GET', KEYS[3])
-if (head or '') ~= ARGV[13] then return redis.error_reply('HEAD_MOVED head is ' .. tostring(head)) end
+if (head or '') ~= ARGV[13] then return refuse('HEAD_MOVED', 'head is ' .. tostring(head)) end
 local id = redis.call('INCR', KEYS[10])
 redis.call('HSET', KEYS[9], 'id', id, 'signal', ARGV[8], 'change_point', ARGV[9], 'position', ARGV[10],
   'since', ARGV[6], 'reason', ARGV[4], 'target', target)

@@ -1,11 +1,13 @@
 -- include: audit
+-- include: refuse
 -- Hold serving on a version; a quarantined one only when forced.
--- KEYS: audit, pinned, serving, protected, quarantined.  ARGV: maxlen, version, actor, reason, meta key, channel,
--- force ('1' or ''), metrics json.
-if redis.call('EXISTS', ARGV[5]) == 0 then return redis.error_reply('MISSING version ' .. ARGV[2]) end
+-- KEYS: audit, pinned, serving, protected, quarantined
+-- ARGV: maxlen, version, actor, reason, version_meta, channel, force, metrics
+-- maxlen: the audit stream's; version_meta: the meta key of the version; force: '1' or ''; metrics: json.
+if redis.call('EXISTS', ARGV[5]) == 0 then return refuse('MISSING', 'version ' .. ARGV[2]) end
 local quarantined = redis.call('HGET', KEYS[5], ARGV[2])
 if quarantined and ARGV[7] ~= '1' then
-  return redis.error_reply('QUARANTINED version ' .. ARGV[2] .. ' is quarantined by incident ' .. quarantined)
+  return refuse('QUARANTINED', 'version ' .. ARGV[2] .. ' is quarantined by incident ' .. quarantined)
 end
 local old = redis.call('GET', KEYS[3])
 local old_pin = redis.call('GET', KEYS[2])

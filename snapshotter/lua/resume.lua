@@ -1,9 +1,12 @@
 -- include: audit
+-- include: refuse
 -- Restart learning after a freeze; an open data-quality incident is closed too (an operator's override,
 -- audited as its end).
--- KEYS: audit, frozen, resumed, incident.  ARGV: maxlen, actor, reason, metrics, now, channel.
+-- KEYS: audit, frozen, resumed, incident
+-- ARGV: maxlen, actor, reason, metrics, now, channel
+-- maxlen: the audit stream's; metrics: json; now: unix s.
 if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
-  return redis.error_reply('NOT_FROZEN learning is not frozen')
+  return refuse('NOT_FROZEN', 'learning is not frozen')
 end
 local incident = redis.call('HGET', KEYS[4], 'id')
 if incident then

@@ -1,20 +1,24 @@
 -- include: audit
 -- include: lineage
+-- include: refuse
 -- Move the learner lineage to a version (and serving, unless pinned), fenced by the judged epoch.
--- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, quarantined, candidates.
--- ARGV: maxlen, expected epoch ('' = any), target, actor, reason, metrics json, now (s), meta key of target,
--- channel, action name, head the resume offsets were read at ('' = none), resume offsets (msgpack), stream
--- position of the decision, the stream counters at the resume offsets (msgpack, '' = not known).
+-- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, quarantined, candidates
+-- ARGV: maxlen, expected_epoch, target, actor, reason, metrics, now, target_meta, channel, action, head,
+--       resume_offsets, position, resume_counters
+-- maxlen: the audit stream's; expected_epoch: '' = any; metrics: json; now: unix s; target_meta: the meta key of
+-- the target; action: the audit action; head: the head the resume offsets were read at ('' = none);
+-- resume_offsets: msgpack; position: the stream position of the decision; resume_counters: the stream counters
+-- at the resume offsets (msgpack, '' = not known).
 -- Returns the new epoch.
 local epoch = redis.call('GET', KEYS[2]) or '0'
-if ARGV[2] ~= '' and ARGV[2] ~= epoch then return redis.error_reply('STALE epoch is ' .. epoch) end
-if redis.call('EXISTS', ARGV[8]) == 0 then return redis.error_reply('MISSING version ' .. ARGV[3]) end
+if ARGV[2] ~= '' and ARGV[2] ~= epoch then return refuse('STALE', 'epoch is ' .. epoch) end
+if redis.call('EXISTS', ARGV[8]) == 0 then return refuse('MISSING', 'version ' .. ARGV[3]) end
 local quarantined = redis.call('HGET', KEYS[9], ARGV[3])
 if quarantined then
-  return redis.error_reply('QUARANTINED version ' .. ARGV[3] .. ' is quarantined by incident ' .. quarantined)
+  return refuse('QUARANTINED', 'version ' .. ARGV[3] .. ' is quarantined by incident ' .. quarantined)
 end
 local head = redis.call('GET', KEYS[3])
-if (head or '') ~= ARGV[11] then return redis.error_reply('HEAD_MOVED head is ' .. tostring(head)) end
+if (head or '') ~= ARGV[11] then return refuse('HEAD_MOVED', 'head is ' .. tostring(head)) end
 local k = {epoch = KEYS[2], head = KEYS[3], serving = KEYS[4], pinned = KEYS[5], rollbacks = KEYS[6],
            stable = KEYS[7], resume = KEYS[8], candidates = KEYS[10]}
 local new_epoch, from, serving_from, serving_to = move_lineage(k, ARGV[3], ARGV[7], ARGV[13], ARGV[12], ARGV[9],

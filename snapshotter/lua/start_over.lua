@@ -1,9 +1,10 @@
 -- include: audit
 -- A learner starts a model over after Redis lost its data (allowed: --allow-empty-store), atomically: number the
--- new versions after ARGV[2] (above every number Kafka recorded of the lost store; '' = none known) and audit it.
--- KEYS: audit, counter.
--- ARGV: maxlen, number after ('' = none known), actor, reason, what Kafka recorded (text), '1' when the new
--- numbers may repeat those of the lost store, else '0'.
+-- new versions after `after` (above every number Kafka recorded of the lost store) and audit it.
+-- KEYS: audit, counter
+-- ARGV: maxlen, after, actor, reason, recorded, may_repeat
+-- maxlen: the audit stream's; after: '' = none known; recorded: what Kafka recorded (text); may_repeat: '1' when
+-- the new numbers may repeat those of the lost store, else '0'.
 -- Returns the last number handed out: the next version is numbered after it.
 if ARGV[2] ~= '' and tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
   redis.call('SET', KEYS[2], ARGV[2])

@@ -1,8 +1,11 @@
 -- include: audit
+-- include: refuse
 -- Let serving follow the newest stable version again (quarantined versions are not in the stable set).
--- KEYS: audit, pinned, serving, protected, stable.  ARGV: maxlen, actor, reason, channel, metrics json.
+-- KEYS: audit, pinned, serving, protected, stable
+-- ARGV: maxlen, actor, reason, channel, metrics
+-- maxlen: the audit stream's; metrics: json.
 local pinned = redis.call('GET', KEYS[2])
-if not pinned then return redis.error_reply('NOT_PINNED no version is pinned') end
+if not pinned then return refuse('NOT_PINNED', 'no version is pinned') end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[4], pinned)
 local newest = redis.call('ZREVRANGE', KEYS[5], 0, 0)[1]

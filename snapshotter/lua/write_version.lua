@@ -1,4 +1,5 @@
 -- include: confirm
+-- include: refuse
 -- Write one numbered version, atomically: fenced by the lease and the lineage epoch; index it, move the
 -- head, log it (in the version log: routine per-version entries, apart from the operators' audit stream); a
 -- stable version joins the stable set and, unless a version is pinned, becomes serving;
@@ -11,24 +12,26 @@
 -- (this one included) become stable here, later ones when promote.lua confirms them.
 -- While a data-quality incident is open no version may be stable: the script refuses (INCIDENT) and the
 -- writer asks again as not stable.
--- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, version log, incident, quarantined,
---       candidates, created.
--- ARGV: lease value ('' = unfenced), blob, meta, keep, version key prefix, lineage epoch, stable (0/1),
---       keep_stable, version log maxlen, writer, metrics json, parent, channel, promotion ('guard'|'immediate'),
---       stream position, confirmed stream position ('' = none), created (unix s), thinning tiers (json
---       [[bucket, horizon], ...]).  Returns the new number.
+-- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, version_log, incident, quarantined,
+--       candidates, created
+-- ARGV: lease_value, blob, meta, keep, version_prefix, epoch, stable, keep_stable, version_log_maxlen, writer,
+--       metrics, parent, channel, promotion, position, confirmed, created_at, thinning
+-- lease_value: '' = unfenced; version_prefix: the version keys' prefix; epoch: the writer's lineage epoch; stable:
+-- '1' or '0'; metrics: json; parent: '' = none; promotion: 'guard' or 'immediate'; position: the stream position;
+-- confirmed: the confirmed stream position ('' = none); created_at: unix s; thinning: the tiers (json
+-- [[bucket, horizon], ...]).  Returns the new number.
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[1])
   if holder ~= ARGV[1] then
-    return redis.error_reply('FENCED lease is held by ' .. tostring(holder or 'nobody (it expired, or Redis lost it)'))
+    return refuse('FENCED', 'lease is held by ' .. tostring(holder or 'nobody (it expired, or Redis lost it)'))
   end
 end
 local epoch = redis.call('GET', KEYS[6]) or '0'
 if epoch ~= ARGV[6] then
-  return redis.error_reply('STALE_LINEAGE lineage epoch is ' .. epoch .. ', writer is on ' .. ARGV[6])
+  return refuse('STALE_LINEAGE', 'lineage epoch is ' .. epoch .. ', writer is on ' .. ARGV[6])
 end
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[11]) == 1 then
-  return redis.error_reply('INCIDENT incident ' .. redis.call('HGET', KEYS[11], 'id') .. ' is open')
+  return refuse('INCIDENT', 'incident ' .. redis.call('HGET', KEYS[11], 'id') .. ' is open')
 end
 local n = redis.call('INCR', KEYS[2])
 local prefix = ARGV[5]
