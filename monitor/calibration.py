@@ -13,7 +13,7 @@ and hands the metric samples here. Only *judged* samples count: those whose roll
   is rolled back, so cooldowns do not apply: an upper bound of the live count;
 * :func:`relative_view` and :func:`signal_view` — the relative threshold's healthy level and the data signals.
 
->>> from streaming.config import Settings
+>>> from streaming.config import GuardSettings, Settings
 >>> settings = Settings(monitor_min_samples=100, monitor_patience=2)
 >>> samples = [{"stream_position": 100 * i, "samples": 100, "accuracy": a} for i, a in enumerate([.9, .84, .83, .9])]
 >>> distribution(samples, settings).worst, suggest_threshold(0.83, "accuracy")
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from monitor.judge import Action, Judge
 from monitor.prequential import LOWER_IS_BETTER, Threshold
 from monitor.signals import RATE_SIGNALS, RUN_SIGNAL, SignalWatch, run_log10_probability
-from streaming.config import Settings
+from streaming.config import GuardSettings, Settings
 
 __all__ = [
     "MARGIN",
@@ -97,10 +97,11 @@ class Distribution:
     undefined: int = 0
 
 
-def distribution(samples: Sequence[Sample], settings: Settings) -> Distribution | None:
+def distribution(samples: Sequence[Sample], settings: GuardSettings | Settings) -> Distribution | None:
     """The distribution of ``monitor_metric`` over the judged samples; ``None`` when no sample was judged."""
-    metric = settings.monitor_metric
-    judged = [s for s in samples if s.get("samples", 0) >= settings.monitor_min_samples and metric in s]
+    guard = GuardSettings.of(settings)
+    metric = guard.metric
+    judged = [s for s in samples if s.get("samples", 0) >= guard.min_samples and metric in s]
     defined = [s for s in judged if not math.isnan(s[metric])]
     if not defined:
         return None
@@ -124,21 +125,24 @@ class Breaches:
     first_position: int | None = None  # where the first rollback would have been decided
 
 
-def count_breaches(samples: Sequence[Sample], settings: Settings, threshold: float | None = None) -> Breaches:
+def count_breaches(
+    samples: Sequence[Sample], settings: GuardSettings | Settings, threshold: float | None = None
+) -> Breaches:
     """Feed the samples to a :class:`~monitor.judge.Judge` as the monitor does; count its verdicts.
 
     ``threshold``: an absolute threshold to try; ``None``: the configured rule (in relative mode the
     :class:`~monitor.prequential.Threshold` is fed each sample first, as the monitor does).
 
-    >>> from streaming.config import Settings
+    >>> from streaming.config import GuardSettings, Settings
     >>> s = Settings(monitor_metric="log_loss", monitor_threshold=0.4, monitor_patience=2, monitor_min_samples=10)
     >>> losses = [(0.5, 100), (0.5, 5), (0.5, 100), (0.5, 100), (0.5, 100), (0.2, 100)]
     >>> count_breaches([{"log_loss": v, "samples": n} for v, n in losses], s)
     Breaches(threshold=0.4, breaching=4, confirmed=1, suppressed=0, first_position=0)
     """
+    guard = GuardSettings.of(settings)
     if threshold is not None:
-        settings = settings.model_copy(update={"monitor_threshold_mode": "absolute", "monitor_threshold": threshold})
-    judge, rule = Judge(settings), Threshold(settings)
+        guard = guard.model_copy(update={"threshold_mode": "absolute", "threshold": threshold})
+    judge, rule = Judge(guard), Threshold(guard)
     breaching = confirmed = suppressed = 0
     first: int | None = None
     for sample in samples:
@@ -171,35 +175,35 @@ class RelativeView:
     suggested_drop: float | None  # the largest drop plus the margin, ceiled to 0.01, checked: no rollback
 
 
-def _drops(samples: Sequence[Sample], settings: Settings) -> tuple[Threshold, list[tuple[float, int]]]:
-    rule, sign = Threshold(settings), (-1.0 if settings.monitor_metric in LOWER_IS_BETTER else 1.0)
+def _drops(samples: Sequence[Sample], guard: GuardSettings) -> tuple[Threshold, list[tuple[float, int]]]:
+    rule, sign = Threshold(guard), (-1.0 if guard.metric in LOWER_IS_BETTER else 1.0)
     drops = []
     for sample in samples:
         rule.observe(sample)  # the monitor's order: feed the sample, then judge it against the level
-        value = sample.get(settings.monitor_metric)
+        value = sample.get(guard.metric)
         if rule.value() is None or rule.reference is None or value is None or math.isnan(value):
             continue
-        if sample.get("samples", 0) >= settings.monitor_min_samples:
+        if sample.get("samples", 0) >= guard.min_samples:
             drops.append((sign * (rule.reference - value), int(sample.get("stream_position", 0))))
     return rule, drops
 
 
-def _rollbacks_at_drop(samples: Sequence[Sample], settings: Settings, drop: float) -> int:
-    return count_breaches(samples, settings.model_copy(update={"monitor_relative_drop": drop})).confirmed
+def _rollbacks_at_drop(samples: Sequence[Sample], guard: GuardSettings, drop: float) -> int:
+    return count_breaches(samples, guard.model_copy(update={"relative_drop": drop})).confirmed
 
 
-def relative_view(samples: Sequence[Sample], settings: Settings) -> RelativeView:
+def relative_view(samples: Sequence[Sample], settings: GuardSettings | Settings) -> RelativeView:
     """What ``monitor_threshold_mode="relative"`` with the configured drop would learn and do on the samples."""
-    settings = settings.model_copy(update={"monitor_threshold_mode": "relative"})
-    rule, drops = _drops(samples, settings)
-    confirmed = count_breaches(samples, settings).confirmed
+    guard = GuardSettings.of(settings).model_copy(update={"threshold_mode": "relative"})
+    rule, drops = _drops(samples, guard)
+    confirmed = count_breaches(samples, guard).confirmed
     if not drops:
-        return RelativeView(rule.reference, None, None, settings.monitor_relative_drop, confirmed, None)
+        return RelativeView(rule.reference, None, None, guard.relative_drop, confirmed, None)
     largest, position = max(drops)
     suggested = min(1.0, _step_away(max(largest, 0.0) + MARGIN, True))
-    while suggested < 1.0 and _rollbacks_at_drop(samples, settings, suggested):
+    while suggested < 1.0 and _rollbacks_at_drop(samples, guard, suggested):
         suggested = round(suggested + 0.01, 10)  # a larger drop lets the level learn lower samples: check it
-    return RelativeView(rule.reference, largest, position, settings.monitor_relative_drop, confirmed, suggested)
+    return RelativeView(rule.reference, largest, position, guard.relative_drop, confirmed, suggested)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,24 +219,25 @@ class SignalStats:
     incidents: int  # incidents the watch opened on this signal
 
 
-def signal_view(samples: Sequence[Sample], settings: Settings) -> list[SignalStats]:
+def signal_view(samples: Sequence[Sample], settings: GuardSettings | Settings) -> list[SignalStats]:
     """Replay the learner's :class:`~monitor.signals.SignalWatch` over the samples (the learner's order: the
     threshold known before the sample) and measure each rate against the reference it is judged by.
 
-    >>> from streaming.config import Settings
+    >>> from streaming.config import GuardSettings, Settings
     >>> blocks = [{"stream_position": 100 * i, "label_rate": r, "pred_rate": 0.1} for i, r in enumerate([.1, .2])]
     >>> label = signal_view(blocks, Settings())[0]
     >>> label.minimum, label.maximum, label.largest_deviation, label.bound, label.incidents
     (0.1, 0.2, None, 0.25, 0)
     """
-    watch, rule = SignalWatch(settings), Threshold(settings)
+    guard = GuardSettings.of(settings)
+    watch, rule = SignalWatch(guard), Threshold(guard)
     deviations: dict[str, list[tuple[float, int]]] = {s: [] for s in (*RATE_SIGNALS, RUN_SIGNAL)}
     incidents = dict.fromkeys((*RATE_SIGNALS, RUN_SIGNAL), 0)
     for sample in samples:
         threshold = rule.value()
         rule.observe(sample)
         at = int(sample.get("stream_position", 0))
-        if watch.reference_events >= settings.reference_min_events:
+        if watch.reference_events >= guard.reference_min_events:
             for signal, reference in watch.reference.items():
                 value = sample.get(signal)
                 if reference is not None and value is not None and not math.isnan(value):
@@ -250,7 +255,7 @@ def signal_view(samples: Sequence[Sample], settings: Settings) -> list[SignalSta
         stats.append(SignalStats(signal, low, high, largest, position, watch.bounds[signal], incidents[signal]))
     runs = [float(s[RUN_SIGNAL]) for s in samples if s.get(RUN_SIGNAL)]  # deviation and bound in -log10 probability
     most, where = max(deviations[RUN_SIGNAL]) if deviations[RUN_SIGNAL] else (None, None)
-    chance = settings.incident_label_run_probability
+    chance = guard.incident_label_run_probability
     bound = -math.log10(chance) if chance else math.inf  # 0: off
     low, high = (min(runs), max(runs)) if runs else (math.nan, math.nan)
     stats.append(SignalStats(RUN_SIGNAL, low, high, most, where, bound, incidents[RUN_SIGNAL]))

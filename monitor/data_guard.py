@@ -21,7 +21,7 @@ from monitor.drift import FeatureDrift
 from monitor.prequential import Threshold
 from snapshotter.cursor import Notice
 from snapshotter.status import MetricSample, sample_metrics
-from streaming.config import Settings
+from streaming.config import GuardSettings, Settings
 
 __all__ = ["DataGuard", "consumed_offsets"]
 
@@ -34,15 +34,15 @@ def consumed_offsets(sample: MetricSample, topic: str) -> dict[str, dict[str, in
 class DataGuard:
     """Feature drift and the relative threshold, fed every sample in stream order."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.drift = FeatureDrift(settings.drift_detector)
-        self.threshold = Threshold(settings)
+    def __init__(self, settings: GuardSettings | Settings) -> None:
+        self.guard = guard = GuardSettings.of(settings)
+        self.drift = FeatureDrift(guard.drift_detector)
+        self.threshold = Threshold(guard)
         self.scored = -1  # the highest ``scored`` fed: a sample at or below it is a replay of blocks already seen
 
     def checkpoint(self) -> tuple[FeatureDrift, Threshold, int]:
         """The state fed so far, to go back to if the batch is lost to another monitor."""
-        memo = {id(self.settings): self.settings}
+        memo = {id(self.guard): self.guard}
         return copy.deepcopy(self.drift, memo), copy.deepcopy(self.threshold, memo), self.scored
 
     def restore(self, checkpoint: tuple[FeatureDrift, Threshold, int]) -> None:

@@ -76,23 +76,25 @@ class Monitor:
         actor: str = "monitor",
         heartbeat: Heartbeat | None = None,
     ) -> None:
-        self.settings = settings
-        self.heartbeat = heartbeat or Heartbeat(settings.health_stale_seconds)
+        # the groups the monitor uses: the guard's rules, Redis, the probes; and the model's name and events topic
+        self.guard, self.redis = settings.guard, settings.redis
+        self.model_name, self.events_topic = settings.model_name, settings.events_topic
+        self.heartbeat = heartbeat or Heartbeat(settings.probes.health_stale_seconds)
         # not checked here: a Redis down or hung at start is waited out like any outage (run())
-        self.store = store or VersionStore.for_settings(connect_settings(settings, check=False), settings)
+        self.store = store or VersionStore.for_settings(connect_settings(self.redis, check=False), settings.store)
         self.control = ControlPlane(self.store)
-        self.judge = Judge(settings)
+        self.judge = Judge(self.guard)
         self.actor = actor
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.telemetry = MonitorMetrics(registry, settings.model_name)
-        self.telemetry.threshold.labels(settings.model_name, settings.monitor_metric).set(settings.monitor_threshold)
+        self.telemetry = MonitorMetrics(registry, self.model_name)
+        self.telemetry.threshold.labels(self.model_name, self.guard.metric).set(self.guard.threshold)
         self.cursor = GuardCursor(self.store.client, self.store.keys, self.store.audit_retention)
-        self.data = DataGuard(settings)
+        self.data = DataGuard(self.guard)
         self._fed = START  # the newest history entry the data guard has seen
         self._failed = False
         self._stop = threading.Event()
         self.outage = RedisOutage(
-            settings.redis_url,
+            self.redis.url,
             log=log,
             doing="the monitor judges nothing meanwhile (samples wait in the history) and waits for it with backoff",
             back="judging again from the shared cursor",
@@ -116,8 +118,8 @@ class Monitor:
         first check that works (it writes: a check-in, the cursor). Rejected credentials or a missing permission
         end the monitor with an error naming them.
         """
-        s = self.settings  # a blocked read must end well before the client's socket timeout
-        block_ms = int(min(s.monitor_check_interval_seconds, 2.0, 0.8 * s.redis_timeout_seconds) * 1000)
+        guard, url = self.guard, self.redis.url  # a blocked read must end well before the client's socket timeout
+        block_ms = int(min(guard.check_interval_seconds, 2.0, 0.8 * self.redis.timeout_seconds) * 1000)
         try:
             while not self._stop.is_set():
                 try:
@@ -125,12 +127,12 @@ class Monitor:
                 except redis.RedisError as exc:  # keep guarding once Redis is back (the client retries first)
                     code = redis_failure(exc)
                     if code in FATAL_FAILURES:
-                        raise ConnectionFailedError(describe_failure(code, s.redis_url, exc)) from None
+                        raise ConnectionFailedError(describe_failure(code, url, exc)) from None
                     self._failed = True
                     if code is None:  # not an outage (a bug, or data livelearn did not write): say so each time
                         self.heartbeat.beat("monitor", ready=False, detail=f"Redis failed: {exc}")
                         log.error("check failed: %s; retrying", exc)
-                        self._stop.wait(s.monitor_check_interval_seconds)
+                        self._stop.wait(guard.check_interval_seconds)
                         continue
                     self.outage.failed(code, exc)
                     self.heartbeat.beat("monitor", ready=False, detail=f"Redis unavailable ({code})")
@@ -216,7 +218,7 @@ class Monitor:
             position = int(notice.metrics.get("stream_position", 0))
             if notice.action == "feature_drift":
                 feature = str(notice.metrics.get("signal", "")).removeprefix("feature:")
-                self.telemetry.feature_drift.labels(self.settings.model_name, feature).inc()
+                self.telemetry.feature_drift.labels(self.model_name, feature).inc()
                 log.warning("feature drift at stream position %d: %s", position, notice.reason)
             else:
                 self.telemetry.suppressed.inc()
@@ -239,9 +241,8 @@ class Monitor:
 
     def _act(self, decision: Decision, sample: MetricSample, epoch: int, frozen: bool) -> tuple[int, bool]:
         """Carry out ``decision``; returns the (epoch, frozen) the following samples are judged under."""
-        s = self.settings
         if decision.value is not None:
-            self.telemetry.metric.labels(s.model_name, s.monitor_metric).set(decision.value)
+            self.telemetry.metric.labels(self.model_name, self.guard.metric).set(decision.value)
         metrics = sample_metrics(sample)
         position = int(sample.get("stream_position", 0))
         try:
@@ -252,10 +253,10 @@ class Monitor:
                     metrics=metrics,
                     expected_epoch=epoch,
                     automatic=True,
-                    fallback=s.monitor_fallback_version,
+                    fallback=self.guard.fallback_version,
                     position=position,
                     # everything up to the judged sample is discarded, even if the learner dies before reading on
-                    consumed=consumed_offsets(sample, s.events_topic),
+                    consumed=consumed_offsets(sample, self.events_topic),
                     # and how many events were scored up to there (the status, if fresh, tells all the counters)
                     counters={"events_seen": int(sample["events_seen"])} if "events_seen" in sample else None,
                 )
@@ -302,4 +303,4 @@ class Monitor:
         self.telemetry.incident_open.set(0 if self.store.incident() is None else 1)
         threshold = self.data.threshold.value()
         if threshold is not None:
-            self.telemetry.threshold.labels(self.settings.model_name, self.settings.monitor_metric).set(threshold)
+            self.telemetry.threshold.labels(self.model_name, self.guard.metric).set(threshold)

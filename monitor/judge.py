@@ -15,7 +15,7 @@ at any rate (seconds remain available as an additional bound, off by default):
 * during a data-quality incident (the learner holds learning itself): a confirmed breach is suppressed and
   reported once, nothing else.
 
->>> from streaming.config import Settings
+>>> from streaming.config import GuardSettings, Settings
 >>> judge = Judge(Settings(monitor_patience=2, monitor_min_samples=10))
 >>> bad = {"accuracy": 0.5, "samples": 100}
 >>> judge.decide(bad, position=100, now=0.0, rollbacks=[], frozen=False).action
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from monitor.prequential import is_healthy
-from streaming.config import Settings
+from streaming.config import GuardSettings, Settings
 
 __all__ = ["Action", "Decision", "Judge", "JudgeState", "Rollback"]
 
@@ -83,18 +83,19 @@ class JudgeState:
 class Judge:
     """Turns the stream of metric samples into actions."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.metric = settings.monitor_metric
-        self.threshold = settings.monitor_threshold
-        self.min_samples = settings.monitor_min_samples
-        self.patience = settings.monitor_patience
-        self.cooldown_events = settings.monitor_cooldown_events
-        self.cooldown_seconds = settings.monitor_cooldown_seconds
-        self.max_rollbacks = settings.monitor_max_rollbacks
-        self.window_events = settings.monitor_rollback_window_events
-        self.window_seconds = settings.monitor_rollback_window_seconds
-        self.resume_after_events = settings.monitor_resume_after_events
-        self.resume_after_seconds = settings.monitor_resume_after_seconds
+    def __init__(self, settings: GuardSettings | Settings) -> None:
+        guard = GuardSettings.of(settings)
+        self.metric = guard.metric
+        self.threshold = guard.threshold
+        self.min_samples = guard.min_samples
+        self.patience = guard.patience
+        self.cooldown_events = guard.cooldown_events
+        self.cooldown_seconds = guard.cooldown_seconds
+        self.max_rollbacks = guard.max_rollbacks
+        self.window_events = guard.rollback_window_events
+        self.window_seconds = guard.rollback_window_seconds
+        self.resume_after_events = guard.resume_after_events
+        self.resume_after_seconds = guard.resume_after_seconds
         self.state = JudgeState()
 
     def healthy(self, value: float, threshold: float | None = None) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.metric_set import LABEL_METRICS, METRICS, MetricSet, log_loss_of
-from streaming.config import Settings
+from streaming.config import GuardSettings, Settings
 from streaming.errors import SnapshotCorruptError
 
 __all__ = ["LOWER_IS_BETTER", "METRICS", "PrequentialMetrics", "Threshold", "is_healthy", "meets_threshold"]
@@ -142,23 +142,26 @@ def is_healthy(metric: str, value: float, threshold: float) -> bool:
     return value <= threshold if metric in LOWER_IS_BETTER else value >= threshold
 
 
-def meets_threshold(rolling: dict[str, float], settings: Settings, threshold: float | None = None) -> bool:
+def meets_threshold(
+    rolling: dict[str, float], settings: GuardSettings | Settings, threshold: float | None = None
+) -> bool:
     """Whether rolling values satisfy the monitor's metric and threshold with enough samples; ``threshold``
     overrides the configured one (relative mode), and is ``None`` while it cannot be known yet.
 
-    >>> from streaming.config import Settings
+    >>> from streaming.config import GuardSettings, Settings
     >>> meets_threshold({"accuracy": 0.85, "samples": 500}, Settings())
     True
     >>> meets_threshold({"accuracy": 0.85, "samples": 50}, Settings()), meets_threshold(
     ...     {"log_loss": 0.3, "samples": 500}, Settings(monitor_metric="log_loss", monitor_threshold=0.4))
     (False, True)
     """
-    if rolling.get("samples", 0) < settings.monitor_min_samples or settings.monitor_metric not in rolling:
+    guard = GuardSettings.of(settings)
+    if rolling.get("samples", 0) < guard.min_samples or guard.metric not in rolling:
         return False
-    if threshold is None and settings.monitor_threshold_mode == "relative":
+    if threshold is None and guard.threshold_mode == "relative":
         return False
-    limit = settings.monitor_threshold if threshold is None else threshold
-    return is_healthy(settings.monitor_metric, rolling[settings.monitor_metric], limit)
+    limit = guard.threshold if threshold is None else threshold
+    return is_healthy(guard.metric, rolling[guard.metric], limit)
 
 
 class Threshold:
@@ -167,7 +170,7 @@ class Threshold:
     met the threshold (half-life ``reference_half_life_events``), known once it has seen
     ``reference_min_events`` events. Learners (stable versions) and monitors (breaches) keep the same one.
 
-    >>> from streaming.config import Settings
+    >>> from streaming.config import GuardSettings, Settings
     >>> rule = Threshold(Settings(monitor_threshold_mode="relative", monitor_relative_drop=0.05,
     ...                           reference_min_events=200, monitor_min_samples=10))
     >>> rule.value() is None
@@ -178,30 +181,30 @@ class Threshold:
     0.85
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        blocks = max(settings.reference_half_life_events / settings.history_every_events, 1.0)
+    def __init__(self, settings: GuardSettings | Settings) -> None:
+        self.guard = guard = GuardSettings.of(settings)
+        blocks = max(guard.reference_half_life_events / guard.history_every_events, 1.0)
         self.alpha = 1 - 0.5 ** (1 / blocks)
         self.reference: float | None = None
         self.events = 0
 
     def value(self) -> float | None:
-        s = self.settings
-        if s.monitor_threshold_mode == "absolute":
-            return s.monitor_threshold
+        s = self.guard
+        if s.threshold_mode == "absolute":
+            return s.threshold
         if self.reference is None or self.events < s.reference_min_events:
             return None
-        drop = s.monitor_relative_drop
-        return self.reference + drop if s.monitor_metric in LOWER_IS_BETTER else self.reference - drop
+        drop = s.relative_drop
+        return self.reference + drop if s.metric in LOWER_IS_BETTER else self.reference - drop
 
     def observe(self, rolling: dict[str, float]) -> None:
         """One metric sample (relative mode learns from those that meet the current threshold)."""
-        s = self.settings
-        value = rolling.get(s.monitor_metric)
-        if s.monitor_threshold_mode == "absolute" or value is None or rolling.get("samples", 0) < s.monitor_min_samples:
+        s = self.guard
+        value = rolling.get(s.metric)
+        if s.threshold_mode == "absolute" or value is None or rolling.get("samples", 0) < s.min_samples:
             return
         current = self.value()
-        if current is not None and not is_healthy(s.monitor_metric, value, current):
+        if current is not None and not is_healthy(s.metric, value, current):
             return
         self.reference = value if self.reference is None else self.reference + self.alpha * (value - self.reference)
         self.events += s.history_every_events

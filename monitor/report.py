@@ -31,7 +31,7 @@ from snapshotter.incidents import position_of
 from snapshotter.states import version_states
 from snapshotter.status import MetricSample, read_samples
 from snapshotter.store import VersionStore
-from streaming.config import Settings
+from streaming.config import GuardSettings, Settings
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -124,7 +124,7 @@ def timeline_of(entries: Sequence[tuple[str, MetricSample]]) -> Timeline:
     return Timeline(times, positions, [s for _, s in entries])
 
 
-def threshold_steps(timeline: Timeline, settings: Settings) -> Series:
+def threshold_steps(timeline: Timeline, settings: GuardSettings | Settings) -> Series:
     """The relative threshold after each sample, learned as the monitor learns it (replayed samples skipped)."""
     rule, scored, steps = Threshold(settings), -1.0, []
     for x, sample in zip(timeline.positions, timeline.samples, strict=True):
@@ -198,12 +198,12 @@ def build_report(
     """What the report draws, from the history entries, the audit log, the stored versions and their states now."""
     timeline = timeline_of(samples)
     shots = snapshots(audit, versions, states, timeline)
-    relative = settings.monitor_threshold_mode == "relative"
+    guard = settings.guard
     return Report(
         model=settings.model_name,
-        metric=settings.monitor_metric,
+        metric=guard.metric,
         timeline=timeline,
-        threshold=threshold_steps(timeline, settings) if relative else settings.monitor_threshold,
+        threshold=threshold_steps(timeline, guard) if guard.threshold_mode == "relative" else guard.threshold,
         snapshots=shots,
         incidents=incident_spans(audit, timeline),
         skipped=skipped_ranges(versions),

@@ -26,7 +26,7 @@ The learner feeds it every metric sample it records, in stream order (each one a
 Its state is a plain document (:meth:`SignalWatch.dump`), kept in every snapshot, so a restarted learner
 carries on with the same references and a replay reproduces the same decisions at the same events.
 
->>> from streaming.config import Settings
+>>> from streaming.config import GuardSettings, Settings
 >>> watch = SignalWatch(Settings(monitor_min_samples=1, reference_min_events=200))
 >>> block = {"accuracy": 0.9, "samples": 500, "pred_rate": 0.1}
 >>> for i in range(1, 6):
@@ -46,7 +46,7 @@ import math
 from typing import Any, Literal
 
 from monitor.prequential import meets_threshold
-from streaming.config import Settings
+from streaming.config import GuardSettings, Settings
 
 __all__ = ["RATE_SIGNALS", "RUN_SIGNAL", "SignalEvent", "SignalWatch", "run_log10_probability"]
 
@@ -95,13 +95,13 @@ def run_log10_probability(sample: dict[str, float], label_rate: float | None) ->
 class SignalWatch:
     """Turns the rates of consecutive metric samples into :class:`SignalEvent` s."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: GuardSettings | Settings) -> None:
+        self.guard = guard = GuardSettings.of(settings)
         self.bounds = {
-            "label_rate": settings.incident_label_rate_bound,
-            "pred_rate": settings.incident_prediction_rate_bound,
+            "label_rate": guard.incident_label_rate_bound,
+            "pred_rate": guard.incident_prediction_rate_bound,
         }
-        blocks = max(settings.reference_half_life_events / settings.history_every_events, 1.0)
+        blocks = max(guard.reference_half_life_events / guard.history_every_events, 1.0)
         self.alpha = 1 - 0.5 ** (1 / blocks)
         self.reference: dict[str, float | None] = dict.fromkeys(RATE_SIGNALS)
         self.reference_events = 0  # healthy events the reference has seen
@@ -123,7 +123,7 @@ class SignalWatch:
         It never opens an incident, counts towards ``incident_patience`` or teaches the reference — a small block
         cannot prove harm; the full block and the monitor's rolling window judge the same events again.
 
-        >>> from streaming.config import Settings
+        >>> from streaming.config import GuardSettings, Settings
         >>> watch = SignalWatch(Settings(monitor_min_samples=1, reference_min_events=100))
         >>> _ = watch.observe({"accuracy": 0.9, "samples": 500, "stream_position": 100, "label_rate": 0.15})
         >>> watch.calm_with({"label_rate": 0.2}), watch.calm_with({"label_rate": 0.9}), watch.calm_with({})
@@ -135,7 +135,7 @@ class SignalWatch:
         return not any(self._off(s, v, 0.5) for s, v in rates.items()) and not self._improbable_run(partial, 2 / 3)
 
     def _ready(self) -> bool:
-        return self.reference_events >= self.settings.reference_min_events
+        return self.reference_events >= self.guard.reference_min_events
 
     def _off(self, signal: str, value: float | None, fraction: float) -> bool:
         reference = self.reference[signal]
@@ -145,7 +145,7 @@ class SignalWatch:
 
     def _improbable_run(self, sample: dict[str, float], fraction: float) -> bool:
         """The block's label run is less likely than the bound (``fraction`` 2/3: a suspect run, in log space)."""
-        bound = self.settings.incident_label_run_probability
+        bound = self.guard.incident_label_run_probability
         log_p = run_log10_probability(sample, self.reference["label_rate"]) if bound else None
         return log_p is not None and log_p < math.log10(bound) * fraction
 
@@ -197,7 +197,7 @@ class SignalWatch:
             events += self._watch_recovery(position, block_start, rates, sample)
         # a block that is already off (or holds a suspect run) must not pull the reference along
         calm = not any(self.runs.values()) and not self._improbable_run(sample, 2 / 3)
-        if self.incident is None and calm and meets_threshold(sample, self.settings, threshold):
+        if self.incident is None and calm and meets_threshold(sample, self.guard, threshold):
             self._learn_reference(rates)
         return events
 
@@ -215,7 +215,7 @@ class SignalWatch:
             )
             return [SignalEvent("incident_start", RUN_SIGNAL, position, length, reference, change_point, reason)]
         for signal in RATE_SIGNALS:  # the label rate first: it is the usual culprit
-            if self.runs[signal] >= self.settings.incident_patience:
+            if self.runs[signal] >= self.guard.incident_patience:
                 reference = self.reference[signal]
                 assert reference is not None
                 value = rates[signal]
@@ -223,7 +223,7 @@ class SignalWatch:
                 self.open_incident(signal, change_point)
                 reason = (
                     f"{signal} {value:.3f} vs reference {reference:.3f} (bound {self.bounds[signal]}) for "
-                    f"{self.settings.incident_patience} blocks; shift began at stream position {change_point}"
+                    f"{self.guard.incident_patience} blocks; shift began at stream position {change_point}"
                 )
                 return [SignalEvent("incident_start", signal, position, value, reference, change_point, reason)]
         return []
@@ -237,7 +237,7 @@ class SignalWatch:
             incident.normal_since = None
             return []
         incident.normal_since = block_start if incident.normal_since is None else incident.normal_since
-        if position - incident.normal_since < self.settings.incident_resume_after_events:
+        if position - incident.normal_since < self.guard.incident_resume_after_events:
             return []
         self.incident = None
         rate = "label_rate" if incident.signal == RUN_SIGNAL else incident.signal
@@ -252,7 +252,7 @@ class SignalWatch:
         for signal, value in rates.items():
             reference = self.reference[signal]
             self.reference[signal] = value if reference is None else reference + self.alpha * (value - reference)
-        self.reference_events += self.settings.history_every_events
+        self.reference_events += self.guard.history_every_events
 
     # -- state as a plain document (kept in snapshots) -------------------------------------------------
     def dump(self) -> dict[str, Any]:

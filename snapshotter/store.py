@@ -27,7 +27,7 @@ from snapshotter.connection import as_bytes, as_int, as_text, connect_redis, red
 from snapshotter.keys import Keys
 from snapshotter.scripts import PROMOTE, START_OVER, WRITE_VERSION, bind, refusal_error
 from snapshotter.status import LearnerStatus, read_status
-from streaming.config import Settings
+from streaming.config import RedisSettings, Settings, StoreSettings
 from streaming.errors import RefusalCode, ScriptRefusal, SnapshotCorruptError, SnapshotError, VersionNotFoundError
 
 __all__ = ["THINNING", "ResumePoint", "VersionStore", "connect_settings", "open_store"]
@@ -126,15 +126,17 @@ class VersionStore:
         self._start_over = bind(client, START_OVER)
 
     @classmethod
-    def for_settings(cls, client: redis.Redis, settings: Settings) -> VersionStore:
+    def for_settings(cls, client: redis.Redis, settings: StoreSettings | Settings) -> VersionStore:
+        """The store of the model ``settings`` (or their ``store`` group) configure, on ``client``."""
+        store = StoreSettings.of(settings)
         return cls(
             client,
-            settings.model_name,
-            settings.keep_versions,
-            keep_stable=settings.keep_stable_versions,
-            audit_retention=settings.audit_retention,
-            version_log_retention=settings.version_log_retention,
-            promotion=settings.promotion,
+            store.model_name,
+            store.keep_versions,
+            keep_stable=store.keep_stable_versions,
+            audit_retention=store.audit_retention,
+            version_log_retention=store.version_log_retention,
+            promotion=store.promotion,
         )
 
     def write(
@@ -362,13 +364,14 @@ class VersionStore:
         return meta, decode_snapshot(as_bytes(blob), meta.sha256, packed_weights=packed_weights)
 
 
-def connect_settings(settings: Settings, *, check: bool = True) -> redis.Redis:
-    """A connection to the configured Redis (URL and optional secret password), checked with ``check`` (the
-    long-running processes wait a Redis that is down at start out instead)."""
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return connect_redis(settings.redis_url, password, check=check, timeout=settings.redis_timeout_seconds)
+def connect_settings(settings: RedisSettings | Settings, *, check: bool = True) -> redis.Redis:
+    """A connection to the configured Redis (URL and optional secret password; ``settings`` or their ``redis``
+    group), checked with ``check`` (the long-running processes wait a Redis that is down at start out instead)."""
+    config = RedisSettings.of(settings)
+    password = config.password.get_secret_value() if config.password else None
+    return connect_redis(config.url, password, check=check, timeout=config.timeout_seconds)
 
 
 def open_store(settings: Settings) -> VersionStore:
     """A store on a fresh, checked connection to the configured Redis."""
-    return VersionStore.for_settings(connect_settings(settings), settings)
+    return VersionStore.for_settings(connect_settings(settings.redis), settings.store)

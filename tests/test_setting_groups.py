@@ -177,3 +177,11 @@ def test_the_settings_table_names_each_grouped_spelling():
     for name in Settings.model_fields:
         if name != "model_name":
             assert f"| `LIVELEARN_{name.upper()}` | `[" in table, name
+
+
+def test_a_copy_with_updates_builds_its_groups_from_its_own_values():
+    settings = Settings()
+    assert settings.guard.threshold_mode == "absolute"  # cached on the original
+    copied = settings.model_copy(update={"monitor_threshold_mode": "relative", "api_port": 1})
+    assert (copied.guard.threshold_mode, copied.serving.port) == ("relative", 1)
+    assert settings.guard.threshold_mode == "absolute"

@@ -30,9 +30,9 @@ from streaming.config._groups import (
     ModelSettings,
     ProbeSettings,
     RedisSettings,
-    RetentionSettings,
     ServingSettings,
     SettingsGroup,
+    StoreSettings,
 )
 from streaming.config._redis_url import REDIS_URL_PATTERN
 from streaming.config._settings import (
@@ -55,10 +55,10 @@ __all__ = [
     "ModelSettings",
     "ProbeSettings",
     "RedisSettings",
-    "RetentionSettings",
     "ServingSettings",
     "Settings",
     "SettingsGroup",
+    "StoreSettings",
     "grouped_name",
     "load_settings",
     "settings_document",

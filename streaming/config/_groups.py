@@ -39,9 +39,9 @@ __all__ = [
     "ModelSettings",
     "ProbeSettings",
     "RedisSettings",
-    "RetentionSettings",
     "ServingSettings",
     "SettingsGroup",
+    "StoreSettings",
 ]
 
 
@@ -119,18 +119,18 @@ class RedisSettings(SettingsGroup):
 
     attribute: ClassVar[str] = "redis"
 
-    model_name: str = Field(validation_alias=_setting("model_name"))
     url: str = Field(validation_alias=_setting("redis_url"))
     password: SecretStr | None = Field(validation_alias=_setting("redis_password"))
     timeout_seconds: float = Field(validation_alias=_setting("redis_timeout_seconds"))
 
 
-class RetentionSettings(SettingsGroup):
-    """How many versions, stable versions, audit and version-log entries the store keeps, and how a version
-    becomes stable (``promotion``)."""
+class StoreSettings(SettingsGroup):
+    """The version store of one model: its name, how many versions, stable versions, audit and version-log entries
+    it keeps, and how a version becomes stable (``promotion``)."""
 
-    attribute: ClassVar[str] = "retention"
+    attribute: ClassVar[str] = "store"
 
+    model_name: str = Field(validation_alias=_setting("model_name"))
     keep_versions: int = Field(validation_alias=_setting("keep_versions"))
     keep_stable_versions: int = Field(validation_alias=_setting("keep_stable_versions"))
     audit_retention: int = Field(validation_alias=_setting("audit_retention"))
@@ -155,7 +155,7 @@ class ModelSettings(SettingsGroup):
 
 
 class LearnerSettings(SettingsGroup):
-    """How the learner runs: its metric window, dedupe, snapshot cadence, lease, promotion, status and history."""
+    """How the learner runs: its metric window, dedupe, snapshot cadence, lease, promotion and status."""
 
     attribute: ClassVar[str] = "learner"
 
@@ -167,14 +167,14 @@ class LearnerSettings(SettingsGroup):
     promotion_partial_blocks: bool = Field(validation_alias=_setting("promotion_partial_blocks"))
     promotion_delay_events: int = Field(validation_alias=_setting("promotion_delay_events"))
     status_interval_seconds: float = Field(validation_alias=_setting("status_interval_seconds"))
-    history_every_events: int = Field(validation_alias=_setting("history_every_events"))
     drift_max_features: int = Field(validation_alias=_setting("drift_max_features"))
     allow_empty_store: bool = Field(validation_alias=_setting("allow_empty_store"))
 
 
 class GuardSettings(SettingsGroup):
     """The quality guard: the rolling-metric rule and its rollbacks and freezes (``monitor_*``), the
-    data-quality incidents (``incident_*``, ``reference_*``), drift, and the reference-set gate."""
+    data-quality incidents (``incident_*``, ``reference_*``), drift, the reference-set gate, and the block they
+    are judged by (``history_every_events``)."""
 
     attribute: ClassVar[str] = "guard"
 
@@ -205,6 +205,8 @@ class GuardSettings(SettingsGroup):
     drift_detector: Literal["page_hinkley", "adwin", "kswin"] = Field(validation_alias=_setting("drift_detector"))
     reference_set: str | None = Field(validation_alias=_setting("reference_set"))
     reference_tolerance: float = Field(validation_alias=_setting("reference_tolerance"))
+    #: the guard's block: learners record a metric sample every this many labelled events, each judged
+    history_every_events: int = Field(validation_alias=_setting("history_every_events"))
 
 
 class ServingSettings(SettingsGroup):
@@ -262,7 +264,7 @@ class KubernetesSettings(SettingsGroup):
 GROUPS: dict[str, type[SettingsGroup]] = {
     "kafka": KafkaSettings,
     "redis": RedisSettings,
-    "retention": RetentionSettings,
+    "store": StoreSettings,
     "model": ModelSettings,
     "learner": LearnerSettings,
     "guard": GuardSettings,

@@ -7,9 +7,10 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -22,6 +23,7 @@ from pydantic_settings import (
 
 from streaming.config._grouped_names import FlatteningSource, GroupedEnvSource
 from streaming.config._groups import (
+    GROUPS,
     EventLimitSettings,
     GuardSettings,
     KafkaSettings,
@@ -30,9 +32,9 @@ from streaming.config._groups import (
     ModelSettings,
     ProbeSettings,
     RedisSettings,
-    RetentionSettings,
     ServingSettings,
     SettingsGroup,
+    StoreSettings,
 )
 from streaming.config._redis_url import REDIS_URL_PATTERN, redis_url_problem
 from streaming.errors import ConfigError
@@ -450,6 +452,13 @@ class Settings(BaseSettings):
         return self.consumer_group or f"livelearn-{self.model_name}"
 
     # --- the groups each component receives (streaming.config._groups) ----------------------
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (``update``: with those settings changed) whose groups are built afresh from its own values."""
+        copied = super().model_copy(update=update, deep=deep)
+        for attribute in GROUPS:
+            copied.__dict__.pop(attribute, None)  # a group cached by the original may hold a value updated here
+        return copied
+
     def _group(self, group: type[_G]) -> _G:
         values = {
             **self.__dict__,
@@ -470,9 +479,9 @@ class Settings(BaseSettings):
         return self._group(RedisSettings)
 
     @functools.cached_property
-    def retention(self) -> RetentionSettings:
-        """What the version store keeps, and how versions become stable."""
-        return self._group(RetentionSettings)
+    def store(self) -> StoreSettings:
+        """The model's name in Redis, what the version store keeps, and how versions become stable."""
+        return self._group(StoreSettings)
 
     @functools.cached_property
     def model(self) -> ModelSettings:
