@@ -14,7 +14,7 @@ nothing committed, within a time budget), and the highest number of all is :attr
 Numbers above it may have been handed out: the newest version is never in an output (a version names the events
 scored *after* it), and a learner killed between a write and its commit loses the commit. In normal operation at
 most six of them: the captured snapshots not yet applied when the last output was sent (four at most,
-``runner.MAX_PENDING_CAPTURES``), the final snapshot and a rollback's or an incident's — so numbering goes on after
+``versions.MAX_PENDING_CAPTURES``), the final snapshot and a rollback's or an incident's — so numbering goes on after
 ``highest + UNRECORDED`` (ten, with room to spare: :meth:`Recorded.numbered_after`; a gap in the numbers is
 harmless, a reused number is not). What stays possible: more versions than that written after the last output
 and the last commit with metadata kept — a long run of duplicates only (they produce no output), or predictions

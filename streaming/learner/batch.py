@@ -1,0 +1,229 @@
+"""One poll batch of an active learner: each record stepped, then the event hooks, in order.
+
+:class:`BatchStep` takes the records one poll returned and, for each one past the partition's position, moves the
+position past it, runs the per-event step (:class:`~streaming.learner.step.EventStep`: decode, skip duplicates,
+score, publish, learn, metric samples) and then every :class:`EventHook` of its list, in list order, before the
+next record. The hooks of a live learner (:func:`event_hooks`) are
+
+1. :class:`ActOnIncidents` — an incident the watch confirmed or ended at this event is recorded and the lineage
+   move it made followed (a rollback may move the positions past records still in the batch: they are skipped);
+2. :class:`PromoteConfirmed` — the candidate versions the calm data confirmed are promoted;
+3. :class:`CaptureWhenDue` — a version is captured every ``snapshot_every_events`` records, or at a metric sample
+   once the snapshot interval passed.
+
+A later stage hooks in by taking its place in that list (a stage that must see the event before the versions are
+captured goes before :class:`CaptureWhenDue`), without changing the loop. While events are stepped the snapshot
+writer thread may take its share of the GIL; the Prometheus counts are added once per batch.
+
+>>> from prometheus_client import CollectorRegistry
+>>> from streaming.config import Settings
+>>> from streaming.events import Event, encode_event
+>>> from streaming.learner.state import LearnerState, spec_from_settings
+>>> from streaming.learner.telemetry import LearnerMetrics
+>>> class Seen:  # a hook: what it saw after each event
+...     def __init__(self): self.events = []
+...     def after_event(self, record, positions, sampled): self.events.append((record.offset, sum(positions.values())))
+>>> class Writer:
+...     def release_writer(self): pass
+...     def hold_writer(self): pass
+>>> settings = Settings(engine="river", publish_predictions=False)
+>>> state = LearnerState.fresh(spec_from_settings(settings), settings)
+>>> step = EventStep(settings, LearnerMetrics(CollectorRegistry()))
+>>> tp, seen = TopicPartition("events", 0), Seen()
+>>> records = [
+...     Record("events", 0, offset, None, encode_event(Event(f"e{offset}", 0, {"x": 1.0}, True)), [], -1)
+...     for offset in (3, 4, 5)
+... ]
+>>> outputs = Outputs(None, settings, step.telemetry)  # predictions off: nothing to send
+>>> BatchStep(state, step, outputs, [seen], Writer()).process({tp: records}, {tp: 4})  # offset 3: consumed already
+>>> seen.events, state.counters["events_learned"]
+([(4, 5), (5, 6)], 2)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from streaming.learner.cadence import Cadence
+from streaming.learner.incidents import IncidentActions
+from streaming.learner.outputs import Outputs
+from streaming.learner.state import LearnerState
+from streaming.learner.step import EventStep
+from streaming.learner.versions import ActiveVersions
+from streaming.transport import Record, TopicPartition
+
+__all__ = [
+    "ActOnIncidents",
+    "BatchStep",
+    "CaptureWhenDue",
+    "EventHook",
+    "PromoteConfirmed",
+    "WriterTurns",
+    "event_hooks",
+]
+
+Positions = dict[TopicPartition, int]
+
+
+class EventHook(Protocol):
+    """Work after each stepped event, before the next one."""
+
+    def after_event(self, record: Record, positions: Positions, sampled: bool) -> None:
+        """``record`` was just stepped; ``positions`` already include it (a hook may move them forward: the
+        records before them are skipped); ``sampled``: a metric sample was recorded at this event."""
+
+
+class WriterTurns(Protocol):
+    """The snapshot writer thread's share of the GIL (:class:`~streaming.learner.checkpoint.Checkpoints`)."""
+
+    def release_writer(self) -> None:
+        """The learner steps events: the writer works meanwhile."""
+
+    def hold_writer(self) -> None:
+        """The learner leaves its batch for the work between polls: the writer waits a little."""
+
+
+class BatchStep:
+    """Steps the records of one poll batch, each followed by the event hooks (see the module docstring).
+
+    Parameters
+    ----------
+    state
+        What the learner knows; the events are learned into it.
+    step
+        The per-event work (:meth:`EventStep.process`, looked up per batch: a benchmark may wrap it).
+    outputs
+        Where dead letters and predictions go.
+    hooks
+        Run after each stepped event, in this order.
+    writer
+        Released while events are stepped, held after.
+    """
+
+    def __init__(
+        self,
+        state: LearnerState,
+        step: EventStep,
+        outputs: Outputs,
+        hooks: Sequence[EventHook],
+        writer: WriterTurns,
+    ) -> None:
+        self.state, self.step, self.outputs, self.writer = state, step, outputs, writer
+        self.hooks = tuple(hooks)
+
+    def process(self, batch: Mapping[TopicPartition, Sequence[Record]], positions: Positions) -> None:
+        """Step every record of ``batch`` past ``positions`` (moved past each one as it is stepped)."""
+        state, outputs, hooks, process = self.state, self.outputs, self.hooks, self.step.process
+        self.writer.release_writer()  # stepping events: the snapshot writer may take its GIL slices
+        for tp, records in batch.items():
+            for record in records:
+                if record.offset < positions[tp]:
+                    continue  # consumed already: a rollback in this batch moved the partition past it
+                positions[tp] = record.offset + 1
+                samples = len(state.samples)
+                process(state, record, outputs, positions)
+                sampled = len(state.samples) > samples  # (only the step adds samples; the status takes them)
+                for hook in hooks:
+                    hook.after_event(record, positions, sampled)
+        # between batches the learner mostly calls what releases the GIL (Redis, the producer, the poll): a busy
+        # writer taking it each time would cost the learner a switch interval back each time
+        self.writer.hold_writer()
+        self.step.flush_telemetry()
+
+
+class ActOnIncidents:
+    """An incident the watch confirmed or ended at this event: recorded, and the lineage move it made followed
+    before the next event (:mod:`~streaming.learner.incidents`).
+
+    Parameters
+    ----------
+    state
+        Its ``incident_events`` are what the watch reported.
+    versions
+        The versions captured before the incident are written first: one of them may be its target.
+    incidents
+        Records the incident (open: quarantine, freeze, roll back; end: close).
+    follow
+        Applies the lineage move (a rollback seeks the partitions forward, moving the positions).
+    """
+
+    def __init__(
+        self,
+        state: LearnerState,
+        versions: ActiveVersions,
+        incidents: IncidentActions,
+        follow: Callable[[], None],
+    ) -> None:
+        self.state, self.versions, self.incidents, self.follow = state, versions, incidents, follow
+
+    def after_event(self, record: Record, positions: Positions, sampled: bool) -> None:
+        if not self.state.incident_events:
+            return
+        if self.versions.in_flight:  # the versions captured before it exist (and may be its target) first
+            self.versions.write_when_delivered(wait=True)
+        consumed: dict[str, dict[str, int]] = {}
+        for tp, position in positions.items():
+            consumed.setdefault(tp.topic, {})[str(tp.partition)] = position
+        self.incidents.act(self.state, consumed)
+        self.versions.lineage_moved = True  # an incident start rolled back: read the lineage now, not at a poll
+        self.follow()
+
+
+class PromoteConfirmed:
+    """Candidate versions at or before the position the data was confirmed calm up to: promoted at once."""
+
+    def __init__(self, state: LearnerState, versions: ActiveVersions) -> None:
+        self.state, self.versions = state, versions
+
+    def after_event(self, record: Record, positions: Positions, sampled: bool) -> None:
+        if self.state.promotable:
+            self.versions.promote()
+
+
+class CaptureWhenDue:
+    """A version every ``snapshot_every_events`` records, and at a metric sample once the snapshot interval passed
+    (:class:`~streaming.learner.cadence.Cadence`) — even while earlier ones wait for their outputs: learning does
+    not wait for their delivery, until too many are pending (:meth:`ActiveVersions.capture`).
+
+    Parameters
+    ----------
+    cadence
+        Counts the records and says when a version is due.
+    versions
+        Releases the earlier captures whose outputs are in, and captures.
+    clock
+        Monotonic seconds (the cadence's clock).
+    """
+
+    def __init__(self, cadence: Cadence, versions: ActiveVersions, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cadence, self.versions, self.clock = cadence, versions, clock
+
+    def after_event(self, record: Record, positions: Positions, sampled: bool) -> None:
+        cadence, versions = self.cadence, self.versions
+        due = cadence.consumed()
+        if sampled:  # a metric sample at this event: a version here is judged
+            due = due or cadence.snapshot_due(self.clock(), at_sample=True)
+        if versions.in_flight:
+            versions.write_when_delivered()
+        if due:
+            versions.capture(positions)
+            cadence.snapshotted(self.clock())
+
+
+def event_hooks(
+    state: LearnerState,
+    versions: ActiveVersions,
+    incidents: IncidentActions,
+    cadence: Cadence,
+    follow: Callable[[], None],
+) -> list[EventHook]:
+    """The event hooks of a live learner, in their order: what a metric sample decided is acted on (an incident
+    first: its rollback drops the candidates a promotion would confirm) before a version is captured at the
+    event."""
+    return [
+        ActOnIncidents(state, versions, incidents, follow),
+        PromoteConfirmed(state, versions),
+        CaptureWhenDue(cadence, versions),
+    ]
