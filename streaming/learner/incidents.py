@@ -31,7 +31,7 @@ from snapshotter.incidents import Incidents
 from snapshotter.lease import Lease
 from snapshotter.status import sample_metrics
 from snapshotter.store import VersionStore
-from streaming.config import Settings
+from streaming.config import GuardSettings, Settings
 from streaming.errors import ControlError, IncidentOpenError, NoIncidentError, StaleEpochError
 from streaming.learner.state import LearnerState
 from streaming.learner.telemetry import LearnerMetrics
@@ -45,9 +45,14 @@ class IncidentActions:
     """Records the incidents an active learner's watch reports, and syncs the watch with Redis."""
 
     def __init__(
-        self, settings: Settings, store: VersionStore, lease: Lease, writer: str, telemetry: LearnerMetrics
+        self,
+        guard: GuardSettings | Settings,
+        store: VersionStore,
+        lease: Lease,
+        writer: str,
+        telemetry: LearnerMetrics,
     ) -> None:
-        self.settings, self.store, self.lease, self.telemetry = settings, store, lease, telemetry
+        self.guard, self.store, self.lease, self.telemetry = GuardSettings.of(guard), store, lease, telemetry
         self.actor = f"learner {writer}"
         self.incidents = Incidents(store, ControlPlane(store))
 
@@ -109,7 +114,7 @@ class IncidentActions:
                 expected_epoch=None,  # the learner's own lineage: the lease fences it
                 consumed=consumed,
                 counters=dict(state.counters),  # at exactly those positions: a successor counts on from them
-                fallback=self.settings.monitor_fallback_version,
+                fallback=self.guard.fallback_version,
                 lease_value=self.lease.value,
             )
         except IncidentOpenError as exc:  # decided again after a restart: it is open already

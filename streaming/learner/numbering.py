@@ -40,7 +40,7 @@ from typing import Any
 
 import msgpack
 
-from streaming.config import Settings
+from streaming.config import KafkaSettings, Settings
 from streaming.errors import ConnectionFailedError
 from streaming.transport import Committed, Record, TopicPartition, make_consumer
 
@@ -117,17 +117,20 @@ class Recorded:
         )
 
 
-def last_recorded(settings: Settings, commits: Iterable[Committed], budget_seconds: float = 10.0) -> Recorded:
+def last_recorded(
+    settings: KafkaSettings | Settings, commits: Iterable[Committed], budget_seconds: float = 10.0
+) -> Recorded:
     """What Kafka recorded of the version numbers: the commit metadata of ``commits`` (the group's, every partition)
     and the last record of each partition of the predictions and dead-letter topics, read by a consumer of its own
     (partitions assigned by hand, nothing committed) within ``budget_seconds`` (what it did not read by then is
     left out, logged). A broker that fails counts as having recorded nothing there."""
+    kafka = KafkaSettings.of(settings)
     numbers = [n for n in (committed_number(mark.metadata) for mark in commits) if n is not None]
-    predictions, dead_letters = settings.predictions_topic_name, settings.dead_letter_topic_name
+    predictions, dead_letters = kafka.predictions_topic, kafka.dead_letter_topic
     found: dict[str, list[int]] = {predictions: [], dead_letters: []}
-    budget = min(budget_seconds, settings.kafka_bootstrap_timeout_seconds)
+    budget = min(budget_seconds, kafka.bootstrap_timeout_seconds)
     try:
-        for record in _last_records(settings, list(found), budget):
+        for record in _last_records(kafka, list(found), budget):
             version = output_version(record, dead_letter=record.topic == dead_letters)
             if version is not None:
                 found[record.topic].append(version)
@@ -140,11 +143,11 @@ def last_recorded(settings: Settings, commits: Iterable[Committed], budget_secon
     )
 
 
-def _last_records(settings: Settings, topics: list[str], budget: float) -> list[Record]:
+def _last_records(kafka: KafkaSettings, topics: list[str], budget: float) -> list[Record]:
     """The records from the last one of each partition of ``topics`` to the partition's end, read within ``budget``
     seconds (the end is the fetch's high-water mark: some brokers' ListOffsets answers lag behind)."""
     deadline = time.monotonic() + budget
-    consumer = make_consumer(settings)
+    consumer = make_consumer(kafka)
     try:
         partitions = [
             TopicPartition(topic, partition)

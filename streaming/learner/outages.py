@@ -19,7 +19,7 @@ from redis.backoff import ExponentialBackoff
 
 from snapshotter.connection import FATAL_FAILURES, redis_failure
 from snapshotter.outage import RedisOutage
-from streaming.config import Settings
+from streaming.config import RedisSettings, Settings
 from streaming.health import Heartbeat
 from streaming.learner.telemetry import LearnerMetrics
 
@@ -36,16 +36,16 @@ class Outages:
 
     def __init__(
         self,
-        settings: Settings,
+        redis: RedisSettings | Settings,
         telemetry: LearnerMetrics,
         stop: threading.Event,
         heartbeat: Heartbeat,
         probe_redis: Callable[[], None],
     ) -> None:
-        self.settings, self.telemetry, self._stop, self.heartbeat = settings, telemetry, stop, heartbeat
+        self.telemetry, self._stop, self.heartbeat = telemetry, stop, heartbeat
         self._probe_redis = probe_redis  # a small write: refused while Redis is out of memory, read-only...
         self.redis = RedisOutage(
-            settings.redis_url,
+            RedisSettings.of(redis).url,
             log=log,
             doing="the learner stops consuming (the newest snapshot is safe) and waits for it with backoff",
             back="resumed from the newest snapshot",

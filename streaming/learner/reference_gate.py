@@ -13,7 +13,7 @@ rollback target). The outcome is recorded in the version's metadata (``extra.ref
 The serving version's own reference score comes from its metadata when it was gated too, else it is
 loaded and scored once.
 
->>> from streaming.config import Settings
+>>> from streaming.config import GuardSettings, Settings
 >>> from streaming.local.dataset import read_events
 >>> from streaming.model import OnlineModel
 >>> from streaming.learner.state import spec_from_settings
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from monitor.prequential import LOWER_IS_BETTER, PrequentialMetrics
-from streaming.config import Settings
+from streaming.config import GuardSettings, Settings
 from streaming.engines import LearningModel
 from streaming.errors import EventError, InputError
 from streaming.events import Event
@@ -82,8 +82,9 @@ def load_reference_set(settings: Settings) -> list[Event] | None:
 class ReferenceGate:
     """Scores models on the reference set and says whether a candidate may become stable."""
 
-    def __init__(self, settings: Settings, events: Sequence[Event]) -> None:
-        self.metric, self.tolerance = settings.monitor_metric, settings.reference_tolerance
+    def __init__(self, settings: GuardSettings | Settings, events: Sequence[Event]) -> None:
+        guard = GuardSettings.of(settings)
+        self.metric, self.tolerance = guard.metric, guard.reference_tolerance
         self.events = list(events)
         self._scores: dict[int, float] = {}  # version -> its reference score (versions are immutable)
 

@@ -95,23 +95,23 @@ class Learner:
         heartbeat: Heartbeat | None = None,
     ) -> None:
         self.settings = settings
-        self.heartbeat = heartbeat or Heartbeat(settings.health_stale_seconds)
+        self.heartbeat = heartbeat or Heartbeat(settings.probes.health_stale_seconds)
         # not checked here: a Redis down or hung at start is waited out like any outage (run()); credentials it
         # rejects fail the first call, at once
-        self.redis = redis_client or connect_settings(settings, check=False)
+        self.redis = redis_client or connect_settings(settings.redis, check=False)
         self.writer = writer_id or f"{socket.gethostname()}:{os.getpid()}"
-        self.store = VersionStore.for_settings(self.redis, settings)
-        self.lease = Lease(self.redis, settings.model_name, self.writer, settings.lease_ttl_seconds)
-        self.spec = spec_from_settings(settings)
+        self.store = VersionStore.for_settings(self.redis, settings.store)
+        self.lease = Lease(self.redis, settings.model_name, self.writer, settings.learner.lease_ttl_seconds)
+        self.spec = spec_from_settings(settings.model)
         self.telemetry = LearnerMetrics(registry, settings.model_name)
         self.step = EventStep(settings, self.telemetry)
         self.lineage = Lineage(self.store, self.spec, settings, self.telemetry)
         reference = load_reference_set(settings)  # a missing or malformed set stops the learner here, saying so
-        gate = ReferenceGate(settings, reference) if reference is not None else None
+        gate = ReferenceGate(settings.guard, reference) if reference is not None else None
         self.checkpoints = Checkpoints(settings, self.store, self.lease, self.writer, self.telemetry, gate=gate)
-        self.incidents = IncidentActions(settings, self.store, self.lease, self.writer, self.telemetry)
+        self.incidents = IncidentActions(settings.guard, self.store, self.lease, self.writer, self.telemetry)
         self._stop = threading.Event()
-        self.outages = Outages(settings, self.telemetry, self._stop, self.heartbeat, probe_redis=self.check_in)
+        self.outages = Outages(settings.redis, self.telemetry, self._stop, self.heartbeat, probe_redis=self.check_in)
         observe_attempts(self.redis, self.outages)  # a call that gets no answer is reported while it still retries
         self.state = LearnerState.fresh(self.spec, settings)
         self._learned_once = False  # Kafka failures after that are outages to wait out, not setup errors
@@ -149,9 +149,9 @@ class Learner:
         except redis.RedisError as exc:
             code = redis_failure(exc)
             raise ConnectionFailedError(
-                describe_failure(code, self.settings.redis_url, exc)
+                describe_failure(code, self.settings.redis.url, exc)
                 if code
-                else f"Redis at {redact_url(self.settings.redis_url)} failed: {exc}; the newest snapshot is safe"
+                else f"Redis at {redact_url(self.settings.redis.url)} failed: {exc}; the newest snapshot is safe"
             ) from None
         finally:
             if not self.outages.redis_down:  # (while Redis hangs, signing off would only hang the exit)
@@ -199,7 +199,7 @@ class Learner:
         self.heartbeat.beat("standby")
         if not logged:
             log.info("standby: model %r is held by %s", self.settings.model_name, self.lease.current_holder())
-        self._stop.wait(min(1.0, self.settings.lease_ttl_seconds / 4))
+        self._stop.wait(min(1.0, self.settings.learner.lease_ttl_seconds / 4))
 
     def check_in(self) -> None:
         """Record that this learner is alive (active or standby) for operators, views and readiness checks."""
@@ -215,11 +215,11 @@ class Learner:
             self.state = self.lineage.activate(watch.read())
             self.checkpoints.start(self.state)  # the snapshot writer thread of this activation
             self.incidents.sync(self.state)
-            consumer = make_consumer(self.settings)
+            consumer = make_consumer(self.settings.kafka)
             producer = make_producer(
-                self.settings,
+                self.settings.kafka,
                 linger_ms=20,  # a dead letter copies events up to the limit
-                max_request_size=max(1_048_576, self.settings.max_event_bytes) + 65_536,
+                max_request_size=max(1_048_576, self.settings.limits.max_event_bytes) + 65_536,
             )
             positions = self._assign(consumer)
             if self.state.last_snapshot is None:
@@ -256,13 +256,13 @@ class Learner:
                 log.debug("closing the %s failed: %s", what, exc)
 
     def _assign(self, consumer: Consumer) -> Positions:
-        partitions = topic_partitions(consumer, self.settings.events_topic)
+        partitions = topic_partitions(consumer, self.settings.kafka.events_topic)
         consumer.assign(partitions)
-        stored = self.state.offsets.get(self.settings.events_topic, {})
+        stored = self.state.offsets.get(self.settings.kafka.events_topic, {})
         for tp in partitions:
             if str(tp.partition) in stored:
                 consumer.seek(tp, stored[str(tp.partition)])
-            elif self.settings.auto_offset_reset == "earliest":
+            elif self.settings.kafka.auto_offset_reset == "earliest":
                 consumer.seek_to_beginning(tp)
             else:
                 consumer.seek_to_end(tp)
@@ -282,7 +282,7 @@ class Learner:
             versions,
             self.partial_confirmation,
             lease=self.lease,
-            broker=BrokerWatch(consumer, s, interval=s.status_interval_seconds),
+            broker=BrokerWatch(consumer, s.kafka, interval=s.learner.status_interval_seconds),
             consumer=consumer,
             heartbeat=self.heartbeat,
             telemetry=self.telemetry,
@@ -292,8 +292,9 @@ class Learner:
         while not self._stop.is_set():
             self._follow(active)
             # while a snapshot waits for its outputs, do not sleep in an idle poll: write it as soon as they are in
-            timeout = min(s.poll_timeout_ms, 10) if versions.in_flight else s.poll_timeout_ms
-            batch = consumer.poll(timeout_ms=timeout, max_records=s.poll_max_records)
+            kafka = s.kafka
+            timeout = min(kafka.poll_timeout_ms, 10) if versions.in_flight else kafka.poll_timeout_ms
+            batch = consumer.poll(timeout_ms=timeout, max_records=kafka.poll_max_records)
             batch_step.process(batch, active.positions)
             caught_up = between.run(bool(batch), active.positions)
             if until_caught_up and caught_up:

@@ -15,7 +15,7 @@ from monitor.prequential import PrequentialMetrics, Threshold
 from monitor.signals import SignalEvent, SignalWatch
 from snapshotter.codec import Packed, SnapshotState, VersionMeta, pack
 from snapshotter.status import MetricSample
-from streaming.config import Settings
+from streaming.config import ModelSettings, Settings
 from streaming.engines import LearningModel, configure, new_model
 from streaming.learner.dedupe import RecentIds
 from streaming.learner.restore import Restored
@@ -28,16 +28,17 @@ __all__ = ["COUNTERS", "CapturedState", "LearnerState", "spec_from_settings"]
 COUNTERS = ("events_seen", "events_learned", "dead_lettered", "duplicates")
 
 
-def spec_from_settings(settings: Settings) -> ModelSpec:
-    """The model the settings describe."""
+def spec_from_settings(settings: ModelSettings | Settings) -> ModelSpec:
+    """The model the settings (or their ``model`` group) describe."""
+    model = ModelSettings.of(settings)
     return ModelSpec(
-        learning_rate=settings.learning_rate,
-        l2=settings.l2,
-        features_include=tuple(settings.features_include),
-        features_exclude=tuple(settings.features_exclude),
-        max_categories_per_feature=settings.max_categories_per_feature,
-        max_inputs=settings.max_inputs,
-        max_vocabulary_bytes=settings.max_vocabulary_bytes,
+        learning_rate=model.learning_rate,
+        l2=model.l2,
+        features_include=model.features_include,
+        features_exclude=model.features_exclude,
+        max_categories_per_feature=model.max_categories_per_feature,
+        max_inputs=model.max_inputs,
+        max_vocabulary_bytes=model.max_vocabulary_bytes,
     )
 
 
@@ -108,15 +109,15 @@ class LearnerState:
     @classmethod
     def fresh(cls, spec: ModelSpec, settings: Settings) -> LearnerState:
         """Nothing learned yet (the first call picks the process's learning engine and compiles it)."""
-        configure(settings.engine, settings.cache_dir)
+        configure(settings.model.engine, settings.model.cache_dir)
         return cls(
             spec,
             new_model(spec),
-            PrequentialMetrics(settings.rolling_window),
-            RecentIds(settings.dedupe_window),
-            BlockSignals(settings.drift_max_features),
-            Threshold(settings),
-            SignalWatch(settings),
+            PrequentialMetrics(settings.learner.rolling_window),
+            RecentIds(settings.learner.dedupe_window),
+            BlockSignals(settings.learner.drift_max_features),
+            Threshold(settings.guard),
+            SignalWatch(settings.guard),
         )
 
     def adopt(self, restored: Restored) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from streaming.config import KafkaSettings, Settings
+from streaming.config import KafkaSettings
 from streaming.transport.clients import probe
 from streaming.transport.records import Consumer, TopicPartition
 
@@ -23,8 +23,8 @@ class BrokerWatch:
     high-water marks are stale), never 0.
     """
 
-    def __init__(self, consumer: Consumer, kafka: KafkaSettings | Settings, interval: float) -> None:
-        self.consumer, self.kafka, self.interval = consumer, KafkaSettings.of(kafka), interval
+    def __init__(self, consumer: Consumer, kafka: KafkaSettings, interval: float) -> None:
+        self.consumer, self.kafka, self.interval = consumer, kafka, interval
         self.last_answer = self.next_probe = time.monotonic()
         self.up = True
 
