@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from streaming import kernel as kernels
 from streaming.errors import SnapshotCorruptError
-from streaming.positions import NO_WEIGHT, NUMERIC, PositionFinder, names_agree, stored_columns
+from streaming.slots import NO_WEIGHT, NUMERIC, SlotFinder, names_agree, stored_columns
 from streaming.vocabulary import ModelSpec, Vocabulary
 from streaming.weights import PackedWeights
 
@@ -103,7 +103,7 @@ class CompiledModel(Vocabulary):
         self._cached_columns: set[int] = set()
         self._collisions = False  # two inputs share one river name (e.g. feature "a_b" and a="b"): slow path
         self._scaler_order: list[int] = []  # scaler rows of the last slow-path event, in the event's order
-        self._slots = PositionFinder()  # where each vocabulary entry's weight is stored, kept between snapshots
+        self._slots = SlotFinder()  # where each vocabulary entry's weight is stored, kept between snapshots
 
     # -- index maps ------------------------------------------------------------------------------------
     @property
@@ -300,7 +300,7 @@ class CompiledModel(Vocabulary):
 
         def document() -> dict[str, Any]:
             listed, numbers = {name: list(values)[:n] for name, values, n in categories}, list(numeric)[:n_numeric]
-            finder, where = self._slots, PositionFinder.where(order, n_names)
+            finder, where = self._slots, SlotFinder.where(order, n_names)
             vocabulary = {
                 "categories": listed,
                 "numeric": numbers,
@@ -367,10 +367,10 @@ class CompiledModel(Vocabulary):
         """Put the whole vocabulary on the fast path at once (what :meth:`_remember` does entry by entry, in bulk).
 
         ``slots`` says where each entry's weight is among the stored weights (the vocabulary's ``positions`` in the
-        state document, :mod:`streaming.positions`). The weights were just loaded into columns 0..n-1 in their
+        state document, :mod:`streaming.slots`). The weights were just loaded into columns 0..n-1 in their
         stored order, so an entry's slot is its column: one ``zip`` per feature. Without slots (versions written
         before they were stored), or where they fail the checks (ranges, and a spot check against the names:
-        :func:`~streaming.positions.names_agree`), each entry's input name is looked up instead: a 100k-entry
+        :func:`~streaming.slots.names_agree`), each entry's input name is looked up instead: a 100k-entry
         vocabulary in a few C-level passes, not 100k Python calls.
 
         The names → columns map is then left to be built when first needed, if the slots show the names are

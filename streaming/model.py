@@ -32,8 +32,8 @@ from typing import Any
 from river import compose, linear_model, optim, preprocessing
 
 from streaming.errors import SnapshotCorruptError
-from streaming.positions import positions_of
 from streaming.river_internals import scaler_state, set_scaler_state, set_weights, weights_of
+from streaming.slots import slots_of
 from streaming.vocabulary import OTHER, ModelSpec, Vocabulary
 from streaming.weights import PackedWeights
 
@@ -107,7 +107,7 @@ class OnlineModel(Vocabulary):
         Dict order is kept (msgpack maps keep it), which matters: the weight vector's iteration order
         decides the order of float additions in the dot product, so a restored model gives bit-identical
         predictions and learns bit-identically afterwards. The vocabulary stores each entry's slot, where its
-        weight is among the weights (the document's key is ``positions``: :mod:`streaming.positions`).
+        weight is among the weights (the document's key is ``positions``: :mod:`streaming.slots`).
 
         >>> a = OnlineModel(ModelSpec())
         >>> a.learn_one({"x": 2.0, "c": "u"}, True)
@@ -135,7 +135,7 @@ class OnlineModel(Vocabulary):
 
         def document() -> dict[str, Any]:
             vocabulary, names = state["vocabulary"], list(state["weights"])
-            vocabulary["positions"] = positions_of(vocabulary["categories"], vocabulary["numeric"], names)
+            vocabulary["positions"] = slots_of(vocabulary["categories"], vocabulary["numeric"], names)
             return state
 
         return document

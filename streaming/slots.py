@@ -1,4 +1,5 @@
-"""Where each vocabulary entry's weight is among the stored weights: a state document's ``vocabulary.positions``.
+"""Slots: where each vocabulary entry's weight is among the stored weights (a state document's
+``vocabulary.positions``, the name it is stored under).
 
 A snapshot stores the weights as their names in creation order plus one byte string of doubles
 (:mod:`streaming.weights`), and the vocabulary as the values of each string feature and the numeric features
@@ -11,12 +12,12 @@ feature and for the numeric features, little-endian int32, aligned with the voca
 
     "positions": {"categories": {feature: <int32le per value>}, "numeric": <int32le per numeric feature>}
 
-They are derived from the names, so any engine writes them (:func:`positions_of`, or :class:`PositionFinder`
+They are derived from the names, so any engine writes them (:func:`slots_of`, or :class:`SlotFinder`
 from an engine's own maps) and both engines write the same bytes. A reader trusts them only as far as it can
 check cheaply (:func:`stored_columns`: lengths, ranges) and otherwise looks the names up, as for the versions
 written before positions were stored (the field is optional within snapshot format 2).
 
->>> doc = positions_of({"month": ["Feb", "Mar"]}, ["pages"], ["pages", "month_Feb"])
+>>> doc = slots_of({"month": ["Feb", "Mar"]}, ["pages"], ["pages", "month_Feb"])
 >>> doc["categories"]["month"].hex(), doc["numeric"].hex()
 ('01000000ffffffff', '00000000')
 >>> stored_columns(doc["categories"]["month"], 2, n=2)
@@ -39,40 +40,40 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NO_WEIGHT", "NUMERIC", "PositionFinder", "names_agree", "pack_positions", "positions_of", "stored_columns"]
+__all__ = ["NO_WEIGHT", "NUMERIC", "SlotFinder", "names_agree", "pack_slots", "slots_of", "stored_columns"]
 
 #: The position of a vocabulary entry that has no weight yet.
 NO_WEIGHT = -1
-#: :class:`PositionFinder`'s key for the numeric features (a string feature's key is its name).
+#: :class:`SlotFinder`'s key for the numeric features (a string feature's key is its name).
 NUMERIC = ("numeric",)
 _NONE_YET: npt.NDArray[np.int64] = np.zeros(0, np.int64)
 
 
-def pack_positions(positions: Iterable[int], n: int) -> bytes:
+def pack_slots(positions: Iterable[int], n: int) -> bytes:
     """``n`` positions as the state document stores them: little-endian signed 32-bit integers."""
     return struct.pack(f"<{n}i", *positions)
 
 
-def positions_of(categories: dict[str, list[str]], numeric: list[str], names: list[str]) -> dict[str, Any]:
+def slots_of(categories: dict[str, list[str]], numeric: list[str], names: list[str]) -> dict[str, Any]:
     """The ``positions`` of a vocabulary (``categories``, ``numeric``) over the weights ``names`` (creation order)."""
     index = dict(zip(names, range(len(names)), strict=True))
     return {
         "categories": {
-            feature: pack_positions(map(index.get, map(f"{feature}_".__add__, values), repeat(NO_WEIGHT)), len(values))
+            feature: pack_slots(map(index.get, map(f"{feature}_".__add__, values), repeat(NO_WEIGHT)), len(values))
             for feature, values in categories.items()
         },
-        "numeric": pack_positions(map(index.get, numeric, repeat(NO_WEIGHT)), len(numeric)),
+        "numeric": pack_slots(map(index.get, numeric, repeat(NO_WEIGHT)), len(numeric)),
     }
 
 
-class PositionFinder:
+class SlotFinder:
     """The positions from an engine's own ``entry → column`` maps, kept between snapshots.
 
     An entry's position never changes once it has a weight (columns and their creation order only grow), so
     each list's leading run of entries with weights is kept and only the entries after it are looked up: a
     snapshot of a 100k-weight model looks up its new entries only.
 
-    >>> finder = PositionFinder()
+    >>> finder = SlotFinder()
     >>> where = finder.where(order=np.array([1, 0]), n=3)  # column 1 was created first
     >>> finder.find("month", ["Feb", "Mar", "Apr"], {"Feb": 0, "Mar": 1, "Apr": 2}.get, where).hex()
     '0100000000000000ffffffff'
