@@ -32,7 +32,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from monitor.data_guard import DataGuard, consumed_offsets
 from monitor.judge import Action, Decision, Judge, JudgeState
-from monitor.telemetry import MonitorMetrics
+from monitor.prometheus import MonitorMetrics
 from snapshotter.audit import append_audit
 from snapshotter.connection import FATAL_FAILURES, as_text, describe_failure, observe_attempts, redis_failure
 from snapshotter.control import ControlPlane

@@ -21,7 +21,7 @@ from streaming.config import Settings
 from streaming.health import Heartbeat
 from streaming.kube import start_for_learner, start_for_monitor
 from streaming.kube.client import wanted
-from streaming.kube.events import event_name
+from streaming.kube.event_emitter import event_name
 from streaming.kube.labels import ROLE_LABEL
 from streaming.kube.worker import KubeWorker
 from streaming.local.dataset import read_events

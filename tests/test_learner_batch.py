@@ -24,9 +24,9 @@ from streaming.events import encode_event
 from streaming.learner.batch import ActOnIncidents, BatchStep, CaptureWhenDue, PromoteConfirmed, event_hooks
 from streaming.learner.cadence import Cadence
 from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.learner.versions import MAX_PENDING_CAPTURES, ActiveVersions
 from streaming.local.dataset import read_events
 from streaming.transport import Record, TopicPartition

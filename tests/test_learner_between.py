@@ -16,8 +16,8 @@ from streaming.errors import LeaseLostError
 from streaming.health import Heartbeat
 from streaming.learner.between import BetweenBatches, PartialConfirmation
 from streaming.learner.cadence import Cadence
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState, spec_from_settings
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.transport import TopicPartition
 
 P0, P1 = TopicPartition("events", 0), TopicPartition("events", 1)

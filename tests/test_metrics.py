@@ -13,7 +13,7 @@ from river import metrics, utils
 
 from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import pack, unpack
-from streaming.learner.telemetry import LearnerMetrics
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
 

@@ -13,9 +13,9 @@ from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import EncodedSnapshot, SnapshotState, encode_snapshot, pack, unpack
 from streaming.compiled import CompiledModel
 from streaming.config import load_settings
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.restore import restore_state
 from streaming.learner.state import spec_from_settings
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.local.dataset import read_events
 from streaming.model import OTHER, ModelSpec, OnlineModel
 from streaming.vocabulary import Vocabulary

@@ -13,7 +13,7 @@ from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event
 from streaming.learner.outputs import Outputs
-from streaming.learner.telemetry import LearnerMetrics
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.transport import Tally
 
 

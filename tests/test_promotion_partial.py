@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 from streaming.config import Settings
 from streaming.events import encode_event
 from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.local.dataset import read_events
 from streaming.transport import TopicPartition
 

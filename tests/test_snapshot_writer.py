@@ -15,8 +15,8 @@ from snapshotter.store import open_store
 from streaming.errors import LeaseLostError
 from streaming.learner.checkpoint import Checkpoints
 from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState, spec_from_settings
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.transport import TopicPartition, make_consumer, make_producer
 
 WAIT = 60.0  # seconds: generous on a busy machine; a pass never waits this long

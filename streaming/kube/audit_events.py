@@ -26,7 +26,7 @@ import redis
 from snapshotter.audit import AuditEntry
 from snapshotter.connection import as_text
 from snapshotter.keys import Keys
-from streaming.kube.events import EventSpec, event_name
+from streaming.kube.event_emitter import EventSpec, event_name
 
 __all__ = ["AUDITED", "AuditTail", "event_from_audit"]
 

@@ -29,10 +29,10 @@ from streaming.errors import ConfigError
 from streaming.health import Heartbeat
 from streaming.kube.audit_events import AuditTail
 from streaming.kube.client import KubeApi, connect, wanted
-from streaming.kube.events import Emitter, EventSpec
+from streaming.kube.event_emitter import Emitter, EventSpec
 from streaming.kube.labels import RoleLabeler, TakeoverReporter
 from streaming.kube.pin_watch import PinWatch
-from streaming.kube.telemetry import KubeMetrics
+from streaming.kube.prometheus import KubeMetrics
 from streaming.kube.worker import KubeWorker
 
 __all__ = ["start_for_learner", "start_for_monitor"]

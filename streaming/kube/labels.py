@@ -18,7 +18,7 @@ from typing import Any
 
 from streaming.health import Heartbeat
 from streaming.kube.client import KubeApi
-from streaming.kube.events import Emitter, EventSpec, event_name
+from streaming.kube.event_emitter import Emitter, EventSpec, event_name
 
 __all__ = ["LABELLED_ROLES", "ROLE_LABEL", "RoleLabeler", "TakeoverReporter", "role_patch"]
 

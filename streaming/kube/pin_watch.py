@@ -23,7 +23,7 @@ from snapshotter.audit import read_audit
 from snapshotter.control import ControlPlane
 from streaming.errors import ControlError, NotPinnedError, QuarantinedError, SnapshotError
 from streaming.kube.client import KubeApi
-from streaming.kube.events import EventSpec, event_name
+from streaming.kube.event_emitter import EventSpec, event_name
 
 __all__ = ["PinWatch", "pin_actor"]
 

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from streaming.kube.telemetry import KubeMetrics
+from streaming.kube.prometheus import KubeMetrics
 
 __all__ = ["KubeWorker", "describe_failure"]
 

@@ -19,7 +19,7 @@ writer thread may take its share of the GIL; the Prometheus counts are added onc
 >>> from streaming.config import Settings
 >>> from streaming.events import Event, encode_event
 >>> from streaming.learner.state import LearnerState, spec_from_settings
->>> from streaming.learner.telemetry import LearnerMetrics
+>>> from streaming.learner.prometheus import LearnerMetrics
 >>> class Seen:  # a hook: what it saw after each event
 ...     def __init__(self): self.events = []
 ...     def after_event(self, record, positions, sampled): self.events.append((record.offset, sum(positions.values())))

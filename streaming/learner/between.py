@@ -23,7 +23,7 @@
 >>> class State:
 ...     epoch, confirmed, unconfirmed = 0, None, [120]
 >>> from prometheus_client import CollectorRegistry
->>> from streaming.learner.telemetry import LearnerMetrics
+>>> from streaming.learner.prometheus import LearnerMetrics
 >>> partial = PartialConfirmation(Step(), LearnerMetrics(CollectorRegistry()))
 >>> state, positions = State(), {TopicPartition("events", 0): 150}
 >>> partial.confirm_idle(state, positions), state.confirmed
@@ -44,9 +44,9 @@ from streaming.errors import LeaseLostError
 from streaming.health import Heartbeat
 from streaming.learner.cadence import Cadence
 from streaming.learner.outages import Outages
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState
 from streaming.learner.step import EventStep
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.learner.versions import ActiveVersions
 from streaming.transport import BrokerWatch, Consumer, TopicPartition, lag
 

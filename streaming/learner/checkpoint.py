@@ -28,10 +28,10 @@ from snapshotter.store import VersionStore
 from streaming.config import Settings
 from streaming.errors import LeaseLostError, SnapshotError, SnapshotFencedError
 from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.reference_gate import ReferenceGate
 from streaming.learner.restore import restore_state
 from streaming.learner.state import CapturedState, LearnerState
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.learner.writer import Job, SnapshotWriter
 from streaming.model import ModelSpec
 from streaming.transport import Consumer, TopicPartition

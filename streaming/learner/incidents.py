@@ -33,8 +33,8 @@ from snapshotter.status import sample_metrics
 from snapshotter.store import VersionStore
 from streaming.config import GuardSettings, Settings
 from streaming.errors import ControlError, IncidentOpenError, NoIncidentError, StaleEpochError
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState
-from streaming.learner.telemetry import LearnerMetrics
 
 __all__ = ["IncidentActions"]
 

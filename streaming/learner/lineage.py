@@ -36,9 +36,9 @@ from streaming.config import Settings
 from streaming.errors import SnapshotError, StoreLostError
 from streaming.learner.lineage_watch import LineageState
 from streaming.learner.numbering import UNRECORDED, committed_number, last_recorded
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.restore import restore_head
 from streaming.learner.state import COUNTERS, LearnerState
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.model import ModelSpec
 from streaming.transport import Consumer, TopicPartition
 

@@ -22,9 +22,9 @@ from snapshotter.status import MetricSample
 from streaming.config import Settings
 from streaming.events import Event, encode_event
 from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.transport import Record, Tally, TopicPartition
 
 __all__ = ["replay_samples"]

@@ -21,7 +21,7 @@ from snapshotter.connection import FATAL_FAILURES, redis_failure
 from snapshotter.outage import RedisOutage
 from streaming.config import RedisSettings, Settings
 from streaming.health import Heartbeat
-from streaming.learner.telemetry import LearnerMetrics
+from streaming.learner.prometheus import LearnerMetrics
 
 __all__ = ["Outages"]
 

@@ -25,7 +25,7 @@ from streaming.config import Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event, sniff_format
 from streaming.learner.numbering import VERSION_HEADER
-from streaming.learner.telemetry import LearnerMetrics
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.transport import Producer, Record, Tally
 
 __all__ = ["CONTENT_TYPES", "Outputs", "PredictionRecord"]

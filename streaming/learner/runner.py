@@ -47,10 +47,10 @@ from streaming.learner.lineage import Lineage
 from streaming.learner.lineage_watch import LineageWatch
 from streaming.learner.outages import Outages
 from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.reference_gate import ReferenceGate, load_reference_set
 from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.learner.versions import ActiveVersions
 from streaming.runtime import refreeze
 from streaming.transport import (

@@ -22,8 +22,8 @@ from streaming.config import Settings
 from streaming.errors import EventError
 from streaming.events import EventLimits, decode_event
 from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState
-from streaming.learner.telemetry import LearnerMetrics
 from streaming.transport import TopicPartition
 
 __all__ = ["TIMED_EVERY", "EventStep"]

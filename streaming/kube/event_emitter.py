@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from streaming.kube.client import KubeApi
-from streaming.kube.telemetry import KubeMetrics
+from streaming.kube.prometheus import KubeMetrics
 
 __all__ = ["NOTE_BYTES", "Emitter", "EventSpec", "clip_note", "event_name", "event_time"]
 
