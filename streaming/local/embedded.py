@@ -24,7 +24,15 @@ from pathlib import Path
 
 from streaming.errors import EmbeddedServerError
 
-__all__ = ["EmbeddedServer", "embedded_stack", "find_binary", "free_port", "start_redis", "start_tansu"]
+__all__ = [
+    "EmbeddedServer",
+    "die_with_parent",
+    "embedded_stack",
+    "find_binary",
+    "free_port",
+    "start_redis",
+    "start_tansu",
+]
 
 
 def free_port() -> int:
@@ -62,7 +70,9 @@ def find_binary(name: str) -> Path:
     return packaged
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask Linux to end this process when its parent ends (``PR_SET_PDEATHSIG``): a child's ``preexec_fn``, run
+    between fork and exec."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -82,7 +92,7 @@ class EmbeddedServer:
             # its own session: a Ctrl+C in the terminal reaches the process that owns the server, which stops it
             # in order (after the learner's final snapshot), never the server first
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis
 from fastapi import FastAPI
@@ -37,7 +38,7 @@ from streaming.serving.hardening import BodyLimit, StrictJSONRoute, install_erro
 from streaming.serving.models import ServingModels
 from streaming.serving.routes_admin import admin_routes
 from streaming.serving.routes_predict import prediction_routes
-from streaming.serving.schemas import ApiLimits, request_models
+from streaming.serving.schemas import ApiLimits, RequestModels, UseLimits, using_limits
 from streaming.serving.telemetry import RequestTiming, ServingMetrics, exposition_registry, forget_this_worker
 
 __all__ = ["REQUEST_RETRIES", "create_app", "request_bound", "request_store"]
@@ -78,6 +79,16 @@ def request_store(settings: Settings) -> VersionStore:
     return VersionStore.for_settings(client, settings)
 
 
+class _LimitedApp(FastAPI):
+    """An app whose OpenAPI document states its request limits, however it is asked for (made once, then kept)."""
+
+    limits = ApiLimits()
+
+    def openapi(self) -> dict[str, Any]:
+        with using_limits(self.limits):
+            return super().openapi()
+
+
 def create_app(
     settings: Settings, *, store: VersionStore | None = None, registry: CollectorRegistry = REGISTRY
 ) -> FastAPI:
@@ -92,7 +103,7 @@ def create_app(
         models=models,
         control=ControlPlane(store),
         metrics=metrics,
-        bodies=request_models(ApiLimits.from_settings(settings)),
+        bodies=RequestModels(ApiLimits.from_settings(settings)),
     )
 
     @contextlib.asynccontextmanager
@@ -105,13 +116,14 @@ def create_app(
         models.stop()
         forget_this_worker()
 
-    app = FastAPI(
+    app = _LimitedApp(
         title=f"livelearn · {settings.model_name}",
         version="1",
         lifespan=lifespan,
         responses=responses(413),
         description="Live predictions of an online-learning model; each tagged with its version.",
     )
+    app.limits = ctx.bodies.limits
     app.router.route_class = StrictJSONRoute  # every body is parsed strictly
     install_error_handlers(app)
     app.mount("/metrics", make_asgi_app(exposition_registry(registry)))  # every worker's values, merged
@@ -122,6 +134,7 @@ def create_app(
 
     predict_route = next(r for r in predictions.routes if isinstance(r, APIRoute) and r.path == "/predict")
     app.add_middleware(PredictFastPath, ctx=ctx, route=predict_route)  # innermost: after the limit and the timing
+    app.add_middleware(UseLimits, limits=ctx.bodies.limits)  # the request models validate with these, on both paths
     app.add_middleware(RequestTiming, histogram=metrics.request_seconds, model=settings.model_name)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # outermost: before any parsing
     return app

@@ -1,7 +1,6 @@
 """Prediction routes: ``/predict``, ``/predict/batch`` and the Open Inference Protocol (KServe v2)."""
 
-# No `from __future__ import annotations`: the request models are built per app from its Settings, and
-# FastAPI must see the classes themselves in the route signatures.
+from __future__ import annotations
 
 import os
 from typing import Any
@@ -11,7 +10,15 @@ from starlette.concurrency import run_in_threadpool
 
 from streaming.serving.context import ServingContext, responses
 from streaming.serving.hardening import StrictJSONRoute
-from streaming.serving.schemas import BatchResponse, Prediction, VersionInPath, to_rows
+from streaming.serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    InferRequest,
+    Prediction,
+    PredictRequest,
+    VersionInPath,
+    to_rows,
+)
 
 __all__ = ["WORKER_HEADER", "prediction_routes"]
 
@@ -22,24 +29,22 @@ WORKER_HEADER = "X-Livelearn-Worker"
 def prediction_routes(ctx: ServingContext) -> APIRouter:
     """Every route that scores features, and the v2 health and metadata routes."""
     router = APIRouter(route_class=StrictJSONRoute)
-    PredictRequest, BatchRequest, InferRequest = ctx.bodies.predict, ctx.bodies.batch, ctx.bodies.infer
 
     @router.post("/predict", response_model=Prediction, tags=["predict"], responses=responses(404, 422, 503))
-    async def predict(body: PredictRequest) -> Prediction:  # type: ignore[valid-type]
+    async def predict(body: PredictRequest) -> Prediction:
         """Score one feature map with the serving version (or ``version``)."""
         # One row is a few tens of microseconds of CPU: scored on the event loop, no thread-pool hop. A version
         # that is not in memory must be read from Redis, which may hang: that load goes to a thread.
-        version: int | None = body.version  # type: ignore[attr-defined]
-        loaded = ctx.models.in_memory(version)
+        loaded = ctx.models.in_memory(body.version)
         if loaded is None:
-            loaded = await run_in_threadpool(ctx.model_for, version)
-        return ctx.score(loaded, body.features, body.event_id)  # type: ignore[attr-defined]
+            loaded = await run_in_threadpool(ctx.model_for, body.version)
+        return ctx.score(loaded, body.features, body.event_id)
 
     @router.post("/predict/batch", response_model=BatchResponse, tags=["predict"], responses=responses(404, 422, 503))
-    def predict_batch(body: BatchRequest) -> BatchResponse:  # type: ignore[valid-type]
-        loaded = ctx.model_for(body.version)  # type: ignore[attr-defined]
+    def predict_batch(body: BatchRequest) -> BatchResponse:
+        loaded = ctx.model_for(body.version)
         return BatchResponse(
-            predictions=[ctx.score(loaded, i.features, i.event_id) for i in body.instances],  # type: ignore[attr-defined]
+            predictions=[ctx.score(loaded, i.features, i.event_id) for i in body.instances],
             version=loaded[0],
         )
 
@@ -86,7 +91,7 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
         ctx.check_name(model_name)
         return metadata(version)
 
-    def infer(model_name: str, version: int | None, body: Any) -> dict[str, Any]:
+    def infer(model_name: str, version: int | None, body: InferRequest) -> dict[str, Any]:
         ctx.check_name(model_name)
         rows = to_rows(body)
         loaded = ctx.model_for(version)
@@ -107,11 +112,11 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
         }
 
     @router.post("/v2/models/{model_name}/infer", tags=["v2"], responses=responses(404, 422, 503))
-    def infer_serving(model_name: str, body: InferRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+    def infer_serving(model_name: str, body: InferRequest) -> dict[str, Any]:
         return infer(model_name, None, body)
 
     @router.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"], responses=responses(404, 422, 503))
-    def infer_version(model_name: str, version: VersionInPath, body: InferRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+    def infer_version(model_name: str, version: VersionInPath, body: InferRequest) -> dict[str, Any]:
         return infer(model_name, version, body)
 
     return router

@@ -1,24 +1,28 @@
 """Request and response bodies of the serving API (pydantic), validated like events are.
 
-The request models are built for each app by :func:`request_models` from :class:`ApiLimits`, which come
-from Settings (``LIVELEARN_API_MAX_BATCH``, ``LIVELEARN_MAX_FEATURES``, ``LIVELEARN_MAX_STRING_LENGTH``,
-``LIVELEARN_MAX_ABS_VALUE``): the API applies the limits of the event contract, and its OpenAPI document
-shows them. Version numbers are strict integers from 1 to 2^53 - 1 (``true``, ``1.0`` and ``"1"`` are not
-version 1); in a path they are plain digits (``/versions/5``: not ``05``, ``+5``, ``5.0`` or ``5%20``), so
-nothing else reads as a version. ``force`` is a JSON boolean, feature names are not empty, and a KServe v2 tensor's
-``shape`` is ``[batch]`` or ``[batch, 1]``; the OpenAPI document states each of these limits.
+The request models are static classes, validated with an :class:`ApiLimits`: a request's batch size, and the event
+contract's bounds from Settings (``LIVELEARN_API_MAX_BATCH``, ``LIVELEARN_MAX_FEATURES``,
+``LIVELEARN_MAX_STRING_LENGTH``, ``LIVELEARN_MAX_ABS_VALUE``). The limits of a validation are pydantic's validation
+context (``model_validate(doc, context=limits)``), else the limits in force (:func:`using_limits`; an app puts its
+own in force for each of its requests with :class:`UseLimits`, as FastAPI validates a body without a context), else
+the defaults. The OpenAPI document states the limits in force where it is made. Version numbers are strict integers
+from 1 to 2^53 - 1 (``true``, ``1.0`` and ``"1"`` are not version 1); in a path they are plain digits
+(``/versions/5``: not ``05``, ``+5``, ``5.0`` or ``5%20``), so nothing else reads as a version. ``force`` is a JSON
+boolean, feature names are not empty, and a KServe v2 tensor's ``shape`` is ``[batch]`` or ``[batch, 1]``; the
+OpenAPI document states each of these limits.
 
->>> models = request_models(ApiLimits(max_batch=2))
->>> models.predict.model_validate({"features": {"pages": 3, "weekend": True}}).features
+>>> limits = ApiLimits(max_batch=2)
+>>> PredictRequest.model_validate({"features": {"pages": 3, "weekend": True}}, context=limits).features
 {'pages': 3, 'weekend': 'true'}
->>> to_rows(models.infer.model_validate({"inputs": [
+>>> to_rows(InferRequest.model_validate({"inputs": [
 ...     {"name": "pages", "shape": [2], "datatype": "INT64", "data": [3, 4]},
-...     {"name": "weekend", "shape": [2, 1], "datatype": "BOOL", "data": [True, 0]}]}))
+...     {"name": "weekend", "shape": [2, 1], "datatype": "BOOL", "data": [True, 0]}]}, context=limits))
 [{'pages': 3, 'weekend': 'true'}, {'pages': 4, 'weekend': 'false'}]
 
 A tensor's declared shape is checked against its data and the batch limit before anything is allocated:
 
->>> models.infer.model_validate({"inputs": [{"name": "x", "shape": [20000000], "datatype": "FP64", "data": []}]})
+>>> InferRequest.model_validate(
+...     {"inputs": [{"name": "x", "shape": [20000000], "datatype": "FP64", "data": []}]}, context=limits)
 Traceback (most recent call last):
 ...
 pydantic_core._pydantic_core.ValidationError: 1 validation error for InferRequest
@@ -26,12 +30,15 @@ inputs.0
   Value error, shape [20000000]: batch 20000000 is over the limit of 2 (LIVELEARN_API_MAX_BATCH)...
 """
 
-# No `from __future__ import annotations`: the request models are classes made inside a function, and
-# pydantic resolves their annotations eagerly there.
+from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import dataclasses
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
@@ -40,12 +47,19 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StrictBool,
     StrictInt,
     StringConstraints,
+    TypeAdapter,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from streaming.config import Settings
 from streaming.errors import EventError
@@ -57,18 +71,25 @@ __all__ = [
     "MAX_VERSION",
     "AdminRequest",
     "ApiLimits",
+    "BatchRequest",
     "BatchResponse",
     "ErrorBody",
+    "InferInput",
+    "InferRequest",
     "PinRequest",
+    "PredictInstance",
+    "PredictRequest",
     "Prediction",
     "RequestModels",
     "RollbackRequest",
     "Scalar",
+    "UseLimits",
     "ValidationErrorBody",
     "ValidationProblem",
     "VersionInPath",
-    "request_models",
+    "limits_of",
     "to_rows",
+    "using_limits",
 ]
 
 MAX_ACTOR_LENGTH = 200
@@ -107,10 +128,102 @@ class ApiLimits:
 
     max_batch: int = 1000
     events: EventLimits = dataclasses.field(default_factory=EventLimits)
+    #: the validators of the fields these limits bound, made on first use (equal limits share them)
+    _validators: dict[Callable[[ApiLimits], Any], TypeAdapter[Any]] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ApiLimits":
+    def from_settings(cls, settings: Settings) -> ApiLimits:
         return cls(max_batch=settings.api_max_batch, events=EventLimits.from_settings(settings))
+
+    def validator(self, bounded: Callable[[ApiLimits], Any]) -> TypeAdapter[Any]:
+        """The validator of the type ``bounded(self)``."""
+        adapter = self._validators.get(bounded)
+        if adapter is None:
+            adapter = self._validators[bounded] = _adapter(bounded, self)
+        return adapter
+
+
+# -- the limits of a validation ---------------------------------------------------------------------
+_DEFAULT_LIMITS = ApiLimits()  # Settings' defaults
+_IN_FORCE: contextvars.ContextVar[ApiLimits] = contextvars.ContextVar("livelearn_api_limits", default=_DEFAULT_LIMITS)
+
+
+@contextlib.contextmanager
+def using_limits(limits: ApiLimits) -> Iterator[None]:
+    """Put ``limits`` in force for the ``with`` block (in this thread or task): validations without a context and
+    the JSON schemas made there use them.
+
+    >>> with using_limits(ApiLimits(max_batch=1)):
+    ...     BatchRequest.model_json_schema()["properties"]["instances"]["maxItems"]
+    1
+    """
+    token = _IN_FORCE.set(limits)
+    try:
+        yield
+    finally:
+        _IN_FORCE.reset(token)
+
+
+def limits_of(info: ValidationInfo) -> ApiLimits:
+    """The limits a validation applies: its context's, else those in force."""
+    return info.context if isinstance(info.context, ApiLimits) else _IN_FORCE.get()
+
+
+class UseLimits:
+    """Pure ASGI middleware: ``limits`` are in force for every request it passes on, so the request models apply the
+    app's limits wherever a body is validated (FastAPI validates without a context)."""
+
+    def __init__(self, app: ASGIApp, limits: ApiLimits) -> None:
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _IN_FORCE.set(self.limits)  # set in this request's task: other requests' tasks keep their own
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _IN_FORCE.reset(token)
+
+
+#: What a limit sets in a JSON schema (copied from a bounded type's schema into the field's).
+_BOUND_KEYWORDS = frozenset(
+    {"minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties", "propertyNames"}
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _adapter(bounded: Callable[[ApiLimits], Any], limits: ApiLimits) -> TypeAdapter[Any]:
+    return TypeAdapter(bounded(limits))
+
+
+@functools.lru_cache(maxsize=64)
+def _bounds(bounded: Callable[[ApiLimits], Any], limits: ApiLimits) -> dict[str, Any]:
+    return {k: v for k, v in _adapter(bounded, limits).json_schema().items() if k in _BOUND_KEYWORDS}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limited:
+    """A field's metadata: the field is validated as ``bounded(limits)`` (its type, bounded by the limits of the
+    validation), and its JSON schema states the bounds of the limits in force. One definition of each bound, so
+    the document says what is enforced; ``bounded`` uses pydantic's own constraints, so a breach is reported as
+    before (type, message and place)."""
+
+    bounded: Callable[[ApiLimits], Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        bounded = self.bounded
+
+        def validate(value: Any, _static: Any, info: ValidationInfo) -> Any:
+            limits = limits_of(info)
+            return limits.validator(bounded).validate_python(value, context=limits)  # nested models: the same limits
+
+        return core_schema.with_info_wrap_validator_function(validate, handler(source))  # the schema: the static type
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(copy.deepcopy(_bounds(self.bounded, _IN_FORCE.get())))  # the cached one stays as made
+        return json_schema
 
 
 def _feature_checker(limits: EventLimits) -> Callable[[dict[str, Scalar]], dict[str, Scalar]]:
@@ -233,7 +346,7 @@ def _column(name: str, datatype: str, data: list[Any], limits: EventLimits) -> l
     return values
 
 
-def _check_inputs(inputs: list[Any]) -> None:
+def _check_inputs(inputs: list[InferInput]) -> None:
     """Every input is a distinct feature of the same batch."""
     first = inputs[0]
     seen: set[str] = set()
@@ -248,72 +361,98 @@ def _check_inputs(inputs: list[Any]) -> None:
             )
 
 
-# -- request models built from the limits ------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class RequestModels:
-    """The request bodies of one app, with its limits."""
-
-    predict: type[BaseModel]
-    batch: type[BaseModel]
-    infer: type[BaseModel]
+# -- request models: the bounds each field takes from the limits --------------------------------------
+def _name(limits: ApiLimits) -> Any:
+    """A feature name or an id: not empty, at most ``LIVELEARN_MAX_STRING_LENGTH`` characters."""
+    return Annotated[str, StringConstraints(min_length=1, max_length=limits.events.max_string_length)]
 
 
-def request_models(limits: ApiLimits) -> RequestModels:
-    """Request models that enforce ``limits``; pydantic reports every breach as a 422 naming the field."""
+def _features(limits: ApiLimits) -> Any:
     events = limits.events
-    Id = Annotated[str, StringConstraints(min_length=1, max_length=events.max_string_length)]
     Name = Annotated[str, StringConstraints(min_length=1, max_length=events.max_string_length)]
-    Features = Annotated[
-        dict[Name, Scalar],
-        Field(max_length=events.max_features, description="name -> number | string | bool, as in events"),
-        AfterValidator(_feature_checker(events)),
+    return Annotated[
+        dict[Name, Scalar], Field(max_length=events.max_features), AfterValidator(_feature_checker(events))
     ]
 
-    class PredictInstance(BaseModel):
-        features: Features
-        event_id: Id | None = Field(None, description="Echoed back with the prediction.")
 
-    class PredictRequest(PredictInstance):
-        version: Version | None = Field(None, description="Score with this version instead of the serving one.")
-
-    class BatchRequest(BaseModel):
-        instances: list[PredictInstance] = Field(min_length=1, max_length=limits.max_batch)
-        version: Version | None = Field(None, description="Score with this version instead of the serving one.")
-
-    class InferInput(BaseModel):
-        name: str = Field(min_length=1, max_length=events.max_string_length, description="The feature name.")
-        shape: list[Annotated[StrictInt, Field(ge=1)]] = Field(
-            min_length=1,
-            max_length=2,
-            description="[batch] or [batch, 1]: batch is the number of values in data.",
-            json_schema_extra=_shape_schema(limits.max_batch),
-        )
-        datatype: Datatype
-        data: list[Any] = Field(max_length=limits.max_batch, description="One value per row, flat.")
-
-        @model_validator(mode="after")
-        def _valid_column(self) -> "InferInput":
-            _check_shape(self.shape, len(self.data), limits.max_batch)
-            self.data = _column(self.name, self.datatype, self.data, events)
-            return self
-
-    class InferRequest(BaseModel):
-        id: Id | None = Field(None, description="Echoed back in the response.")
-        inputs: list[InferInput] = Field(
-            min_length=1, max_length=events.max_features, description="One input tensor per feature."
-        )
-        parameters: dict[str, Any] | None = None
-
-        @field_validator("inputs")
-        @classmethod
-        def _same_batch(cls, inputs: list[InferInput]) -> list[InferInput]:
-            _check_inputs(inputs)
-            return inputs
-
-    return RequestModels(predict=PredictRequest, batch=BatchRequest, infer=InferRequest)
+def _instances(limits: ApiLimits) -> Any:
+    return Annotated[list[PredictInstance], Field(min_length=1, max_length=limits.max_batch)]
 
 
-def to_rows(request: Any) -> list[dict[str, Scalar]]:
+def _column_data(limits: ApiLimits) -> Any:
+    return Annotated[list[Any], Field(max_length=limits.max_batch)]
+
+
+def _inputs(limits: ApiLimits) -> Any:
+    return Annotated[list[InferInput], Field(min_length=1, max_length=limits.events.max_features)]
+
+
+def _stated_shape(schema: dict[str, Any]) -> None:
+    schema.update(_shape_schema(_IN_FORCE.get().max_batch))
+
+
+Id = Annotated[str, _Limited(_name)]
+
+
+class PredictInstance(BaseModel):
+    features: Annotated[dict[str, Scalar], _Limited(_features)] = Field(
+        description="name -> number | string | bool, as in events"
+    )
+    event_id: Id | None = Field(None, description="Echoed back with the prediction.")
+
+
+class PredictRequest(PredictInstance):
+    version: Version | None = Field(None, description="Score with this version instead of the serving one.")
+
+
+class BatchRequest(BaseModel):
+    instances: Annotated[list[PredictInstance], _Limited(_instances)]
+    version: Version | None = Field(None, description="Score with this version instead of the serving one.")
+
+
+class InferInput(BaseModel):
+    name: Annotated[str, _Limited(_name)] = Field(description="The feature name.")
+    shape: list[Annotated[StrictInt, Field(ge=1)]] = Field(
+        min_length=1,
+        max_length=2,
+        description="[batch] or [batch, 1]: batch is the number of values in data.",
+        json_schema_extra=_stated_shape,
+    )
+    datatype: Datatype
+    data: Annotated[list[Any], _Limited(_column_data)] = Field(description="One value per row, flat.")
+
+    @model_validator(mode="after")
+    def _valid_column(self, info: ValidationInfo) -> InferInput:
+        limits = limits_of(info)
+        _check_shape(self.shape, len(self.data), limits.max_batch)
+        self.data = _column(self.name, self.datatype, self.data, limits.events)
+        return self
+
+
+class InferRequest(BaseModel):
+    id: Id | None = Field(None, description="Echoed back in the response.")
+    inputs: Annotated[list[InferInput], _Limited(_inputs)] = Field(description="One input tensor per feature.")
+    parameters: dict[str, Any] | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _same_batch(cls, inputs: list[InferInput]) -> list[InferInput]:
+        _check_inputs(inputs)
+        return inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestModels:
+    """The request bodies of one app and the limits it puts in force while it validates them (:class:`UseLimits`);
+    the classes are the same for every app."""
+
+    limits: ApiLimits = dataclasses.field(default_factory=ApiLimits)
+    predict: type[PredictRequest] = PredictRequest
+    batch: type[BatchRequest] = BatchRequest
+    infer: type[InferRequest] = InferRequest
+
+
+def to_rows(request: InferRequest) -> list[dict[str, Scalar]]:
     """One feature dict per row of a validated infer request (every input is a checked column)."""
     batch = request.inputs[0].shape[0]
     rows: list[dict[str, Scalar]] = [{} for _ in range(batch)]
