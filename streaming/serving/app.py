@@ -28,7 +28,7 @@ from snapshotter.connection import (
 )
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore
-from streaming.config import Settings
+from streaming.config import RedisSettings, ServingSettings, Settings, StoreSettings
 from streaming.engines import configure
 from streaming.errors import SnapshotError
 from streaming.runtime import freeze_after_startup
@@ -49,34 +49,29 @@ log = logging.getLogger(__name__)
 REQUEST_RETRIES = 1
 
 
-def request_bound(settings: Settings) -> float:
+def request_bound(settings: ServingSettings | Settings) -> float:
     """The longest a request waits on one Redis call while Redis hangs (then it is a 503): two attempts of
     ``LIVELEARN_API_REDIS_TIMEOUT_SECONDS`` and the backoff between them, about 2 s at the defaults
     (:func:`~snapshotter.connection.worst_call_seconds`)."""
-    return worst_call_seconds(settings.api_redis_timeout_seconds, REQUEST_RETRIES)
+    return worst_call_seconds(ServingSettings.of(settings).redis_timeout_seconds, REQUEST_RETRIES)
 
 
-def request_store(settings: Settings) -> VersionStore:
-    """The store on a client for the request path: short timeouts and one retry, so a hung or lost
+def request_store(redis_settings: RedisSettings, store: StoreSettings, serving: ServingSettings) -> VersionStore:
+    """The store on a client for the request path: ``serving``'s short timeout and one retry, so a hung or lost
     Redis is a 503 within :func:`request_bound`, not a hang.
 
     A Redis that is down or hung at start does not stop ``serve``: it starts unready and loads the serving
     version once Redis answers. Credentials Redis rejects (or a missing permission) fail at once."""
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    client = connect_redis(
-        settings.redis_url,
-        password,
-        check=False,
-        retries=REQUEST_RETRIES,
-        timeout=settings.api_redis_timeout_seconds,
-    )
-    failure = check_reachable(client, settings.redis_url)
+    url = redis_settings.url
+    password = redis_settings.password.get_secret_value() if redis_settings.password else None
+    client = connect_redis(url, password, check=False, retries=REQUEST_RETRIES, timeout=serving.redis_timeout_seconds)
+    failure = check_reachable(client, url)
     if failure is not None:
         log.warning(
             "%s; serving starts unready and loads the serving version once Redis answers",
-            describe_failure(redis_failure(failure) or "unreachable", settings.redis_url, failure),
+            describe_failure(redis_failure(failure) or "unreachable", url, failure),
         )
-    return VersionStore.for_settings(client, settings)
+    return VersionStore.for_settings(client, store)
 
 
 class _LimitedApp(FastAPI):
@@ -92,18 +87,21 @@ class _LimitedApp(FastAPI):
 def create_app(
     settings: Settings, *, store: VersionStore | None = None, registry: CollectorRegistry = REGISTRY
 ) -> FastAPI:
-    """The ASGI app for one model."""
-    store = store or request_store(settings)
-    configure(settings.engine, settings.cache_dir)  # the engine models are restored on, compiled before ready
-    metrics = ServingMetrics(registry, settings.model_name)
-    models = ServingModels(store, refresh_seconds=settings.serving_refresh_seconds, metrics=metrics)
+    """The ASGI app for one model (of ``settings`` it uses the groups serving, model, limits, and for its own
+    store redis and store)."""
+    serving, name = settings.serving, settings.model_name
+    store = store or request_store(settings.redis, settings.store, serving)
+    configure(settings.model.engine, settings.model.cache_dir)  # the engine models are restored on, before ready
+    metrics = ServingMetrics(registry, name)
+    models = ServingModels(store, refresh_seconds=serving.refresh_seconds, metrics=metrics)
     ctx = ServingContext(
-        settings=settings,
+        model_name=name,
+        serving=serving,
         store=store,
         models=models,
         control=ControlPlane(store),
         metrics=metrics,
-        bodies=RequestModels(ApiLimits.from_settings(settings)),
+        bodies=RequestModels(ApiLimits.from_settings(serving, settings.limits)),
     )
 
     @contextlib.asynccontextmanager
@@ -117,7 +115,7 @@ def create_app(
         forget_this_worker()
 
     app = _LimitedApp(
-        title=f"livelearn · {settings.model_name}",
+        title=f"livelearn · {name}",
         version="1",
         lifespan=lifespan,
         responses=responses(413),
@@ -135,6 +133,6 @@ def create_app(
     predict_route = next(r for r in predictions.routes if isinstance(r, APIRoute) and r.path == "/predict")
     app.add_middleware(PredictFastPath, ctx=ctx, route=predict_route)  # innermost: after the limit and the timing
     app.add_middleware(UseLimits, limits=ctx.bodies.limits)  # the request models validate with these, on both paths
-    app.add_middleware(RequestTiming, histogram=metrics.request_seconds, model=settings.model_name)
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # outermost: before any parsing
+    app.add_middleware(RequestTiming, histogram=metrics.request_seconds, model=name)
+    app.add_middleware(BodyLimit, max_bytes=serving.max_body_bytes)  # outermost: before any parsing
     return app

@@ -1,4 +1,5 @@
-"""What the routes of one app share: settings, the version store, the loaded models, control actions."""
+"""What the routes of one app share: its model's name and serving settings, the version store, the loaded models,
+control actions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import HTTPException
 
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore
-from streaming.config import Settings
+from streaming.config import ServingSettings
 from streaming.errors import SnapshotError, VersionNotFoundError
 from streaming.serving.models import LoadedVersion, ServingModels
 from streaming.serving.schemas import ErrorBody, Prediction, RequestModels, ValidationErrorBody
@@ -41,7 +42,8 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 class ServingContext:
     """One model's serving state, handed to the route factories."""
 
-    settings: Settings
+    model_name: str
+    serving: ServingSettings
     store: VersionStore
     models: ServingModels
     control: ControlPlane
@@ -53,7 +55,7 @@ class ServingContext:
 
     @property
     def name(self) -> str:
-        return self.settings.model_name
+        return self.model_name
 
     def model_for(self, version: int | None) -> LoadedVersion:
         """The serving version (or ``version``): 404 when it does not exist, 503 before any is loaded."""

@@ -29,12 +29,12 @@ _ADMIN = (401, 403, 409, 422, 503)
 def admin_routes(ctx: ServingContext) -> APIRouter:
     """``/versions`` and ``/admin/*``."""
     router = APIRouter(route_class=StrictJSONRoute)
-    store, control, settings = ctx.store, ctx.control, ctx.settings
+    store, control, serving = ctx.store, ctx.control, ctx.serving
 
     def caller(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
         if creds is None:
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        token = settings.api_token.get_secret_value() if settings.api_token else None
+        token = serving.token.get_secret_value() if serving.token else None
         if token is None:
             raise HTTPException(403, "the admin API is off: set LIVELEARN_API_TOKEN on the server")
         if not secrets.compare_digest(creds.credentials.encode(), token.encode()):

@@ -59,7 +59,7 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
     @router.get("/v2/health/ready", tags=["v2"], responses=responses(503))
     async def ready(response: Response) -> dict[str, bool]:
         """Ready while a version is loaded and serving follows the serving pointer; 503 saying why otherwise."""
-        reason = ctx.models.unready_reason(ctx.settings.serving_stale_after_seconds)
+        reason = ctx.models.unready_reason(ctx.serving.stale_after_seconds)
         if reason is not None:
             raise HTTPException(503, reason, headers={WORKER_HEADER: worker})
         response.headers[WORKER_HEADER] = worker

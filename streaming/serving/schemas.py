@@ -61,7 +61,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from streaming.config import Settings
+from streaming.config import EventLimitSettings, ServingSettings
 from streaming.errors import EventError
 from streaming.events import EventLimits, check_feature
 
@@ -134,8 +134,9 @@ class ApiLimits:
     )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ApiLimits:
-        return cls(max_batch=settings.api_max_batch, events=EventLimits.from_settings(settings))
+    def from_settings(cls, serving: ServingSettings, limits: EventLimitSettings) -> ApiLimits:
+        """The limits of an app: its batch size (``serving``) and the event contract's bounds (``limits``)."""
+        return cls(max_batch=serving.max_batch, events=EventLimits.from_settings(limits))
 
     def validator(self, bounded: Callable[[ApiLimits], Any]) -> TypeAdapter[Any]:
         """The validator of the type ``bounded(self)``."""
