@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fakes import DeliveringProducer
 from prometheus_client import CollectorRegistry
 from reference import plain_river_loop, river_state
 
@@ -33,27 +34,6 @@ from streaming.transport import Record, TopicPartition
 
 EVENTS = list(read_events(limit=1200))
 P0, P1 = TopicPartition("events", 0), TopicPartition("events", 1)
-
-
-class _Acked:
-    def failed(self) -> bool:
-        return False
-
-
-class _Producer:
-    def send(self, *_args: Any, **_kwargs: Any) -> _Acked:
-        return _Acked()
-
-    def send_counted(self, *args: Any) -> None:
-        tally = args[-1]
-        tally.sent += 1
-        tally.report(None)
-
-    def serve(self) -> None:
-        pass
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
 
 
 class _Writer:
@@ -91,7 +71,7 @@ def batch_step(hooks=(), *, log: list | None = None, **overrides: Any) -> tuple[
     registry = CollectorRegistry()
     telemetry = LearnerMetrics(registry, settings.model_name)
     state = LearnerState.fresh(spec_from_settings(settings), settings)
-    outputs = Outputs(_Producer(), settings, telemetry)  # type: ignore[arg-type]
+    outputs = Outputs(DeliveringProducer(), settings, telemetry)  # type: ignore[arg-type]
     step = EventStep(settings, telemetry)
     return BatchStep(state, step, outputs, list(hooks), _Writer([] if log is None else log, registry)), state
 

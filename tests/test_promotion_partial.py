@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+from fakes import DeliveringProducer
 from prometheus_client import CollectorRegistry
 
 from streaming.config import Settings
@@ -25,27 +26,6 @@ from streaming.transport import TopicPartition
 
 EVENTS = list(read_events(limit=3000))
 TP = TopicPartition("events", 0)
-
-
-class _Acked:
-    def failed(self) -> bool:
-        return False
-
-
-class _Producer:
-    def send(self, *_args: Any, **_kwargs: Any) -> _Acked:
-        return _Acked()
-
-    def send_counted(self, *_args: Any) -> None:
-        tally = _args[-1]
-        tally.sent += 1
-        tally.report(None)
-
-    def serve(self) -> None:
-        pass
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
 
 
 @dataclasses.dataclass
@@ -65,7 +45,7 @@ class Learner:
         telemetry = LearnerMetrics(CollectorRegistry(), self.settings.model_name)
         self.state = LearnerState.fresh(spec_from_settings(self.settings), self.settings)
         self.step = EventStep(self.settings, telemetry)
-        self.outputs = Outputs(_Producer(), self.settings, telemetry)  # type: ignore[arg-type]
+        self.outputs = Outputs(DeliveringProducer(), self.settings, telemetry)  # type: ignore[arg-type]
         self.positions = {TP: 0}
 
     def feed(self, events: list[Any]) -> None:
