@@ -65,7 +65,38 @@ def _id(entry_id: str) -> tuple[int, int]:
 
 
 class Monitor:
-    """The quality guard of one model."""
+    """The quality guard of one model.
+
+    :meth:`run` is ``livelearn monitor``: it calls :meth:`check_once` until :meth:`stop`, waiting out Redis
+    outages. Each check judges every metric sample recorded since the shared cursor (see the module's docstring)
+    and acts through the :class:`~snapshotter.control.ControlPlane`: rollback, freeze, resume.
+
+    Parameters
+    ----------
+    settings
+        The settings: the guard's rules (``settings.guard``), Redis, the probes' staleness, the model's name and
+        events topic.
+    store
+        The model's version store (default: one on a new connection to ``settings.redis``, not checked until the
+        first call: a Redis down at start is waited out like any outage).
+    registry
+        Where its Prometheus metrics are registered (default: the process's ``REGISTRY``).
+    actor
+        Who its actions are audited as (default ``"monitor"``).
+    heartbeat
+        What ``/healthz`` and ``/readyz`` read (default: a new one, stale after ``health_stale_seconds``).
+
+    Examples
+    --------
+    >>> import fakeredis
+    >>> from prometheus_client import CollectorRegistry
+    >>> store = VersionStore(fakeredis.FakeRedis(), "shop")
+    >>> monitor = Monitor(Settings(model_name="shop"), store=store, registry=CollectorRegistry())
+    >>> monitor.check_once()  # no learner recorded a sample yet: nothing to judge
+    []
+    >>> store.client.zcard(store.keys.monitors)  # but the monitor checked in
+    1
+    """
 
     def __init__(
         self,

@@ -81,7 +81,40 @@ class JudgeState:
 
 
 class Judge:
-    """Turns the stream of metric samples into actions."""
+    """Turns the stream of metric samples into actions.
+
+    The rule of the module's docstring, one :meth:`decide` per metric sample: it reads only its arguments and its
+    :attr:`state` (:class:`JudgeState`, which the monitor keeps in Redis between checks), so the same samples give
+    the same decisions wherever they are judged.
+
+    Parameters
+    ----------
+    settings
+        The settings or their ``guard`` group: the metric and threshold (``monitor_metric``,
+        ``monitor_threshold``), ``monitor_min_samples``, ``monitor_patience``, the cooldown
+        (``monitor_cooldown_events``, ``monitor_cooldown_seconds``), the flap window and its freeze
+        (``monitor_max_rollbacks``, ``monitor_rollback_window_events``, ``monitor_rollback_window_seconds``) and the
+        resume (``monitor_resume_after_events``, ``monitor_resume_after_seconds``).
+
+    Examples
+    --------
+    >>> from streaming.config import Settings
+    >>> judge = Judge(Settings(monitor_patience=1, monitor_min_samples=10, monitor_cooldown_events=1000))
+    >>> bad = {"accuracy": 0.5, "samples": 100}
+    >>> judge.decide(bad, position=100, now=0.0, rollbacks=[], frozen=False).action
+    <Action.ROLLBACK: 'rollback'>
+
+    The breach goes on after the rollback at position 100: suppressed (reported once) until the cooldown is over.
+
+    >>> for position in (300, 400, 1200):
+    ...     decision = judge.decide(bad, position=position, now=0.0, rollbacks=[(100, 0.0)], frozen=False)
+    ...     print(position, decision.action.value, decision.notify)
+    300 cooldown True
+    400 cooldown False
+    1200 rollback False
+    >>> judge.decide({"accuracy": 0.5, "samples": 5}, position=1300, now=0.0, rollbacks=[], frozen=False).reason
+    '5 samples < 10'
+    """
 
     def __init__(self, settings: GuardSettings | Settings) -> None:
         guard = GuardSettings.of(settings)

@@ -34,7 +34,32 @@ LAYOUT = 2
 
 
 class PrequentialMetrics:
-    """Cumulative and rolling metrics (:class:`~monitor.metric_set.MetricSet`) over (label, probability) pairs."""
+    """Cumulative and rolling metrics (:class:`~monitor.metric_set.MetricSet`) over (label, probability) pairs.
+
+    The learner feeds it each labelled event's probability, scored before it learned the event; the rolling values
+    are what it records in every metric sample and what the monitor judges. Its state is part of every snapshot
+    (:meth:`dump_state`, :meth:`from_state`).
+
+    Parameters
+    ----------
+    window
+        Scored events in the rolling window (default ``1000``; ``LIVELEARN_ROLLING_WINDOW``).
+    names
+        The metrics to keep (default :data:`METRICS`: all of them); an unknown name is a ``ValueError``.
+
+    Examples
+    --------
+    >>> pm = PrequentialMetrics(window=2, names=("accuracy", "log_loss"))
+    >>> for y, p in [(True, 0.9), (False, 0.8), (False, 0.1)]:
+    ...     pm.update(y, p)
+    >>> pm.cumulative_values()
+    {'accuracy': 0.6667, 'log_loss': 0.6067, 'samples': 3}
+    >>> pm.rolling_values()  # the last two: (False, 0.8) is wrong, (False, 0.1) right
+    {'accuracy': 0.5, 'log_loss': 0.8574, 'samples': 2}
+    >>> pm.restart_window()  # after a rollback
+    >>> pm.rolling_values()["samples"], pm.cumulative_values()["samples"]
+    (0, 3)
+    """
 
     def __init__(self, window: int = 1000, names: tuple[str, ...] = METRICS) -> None:
         unknown = set(names) - set(METRICS)

@@ -99,7 +99,42 @@ def _reaches(offsets: Offsets, furthest: Offsets) -> bool:
 
 
 class ControlPlane:
-    """Atomic, audited control actions on one model's versions."""
+    """Atomic, audited control actions on one model's versions.
+
+    Each action is one Lua script: it checks what it is about to do (the version exists and is readable, the
+    lineage is at the epoch the caller judged), changes the keys, appends its audit entry and publishes on the
+    model's control channel, or refuses having changed nothing (an error of :func:`run_script`). Operators reach it
+    through the CLI, the admin API and the pin ConfigMap; the monitor and the learner through their own rules.
+
+    Parameters
+    ----------
+    store
+        The version store of the model it acts on (its client, keys and audit stream's length).
+
+    Examples
+    --------
+    >>> import fakeredis
+    >>> from snapshotter.audit import read_audit
+    >>> from snapshotter.codec import SnapshotState
+    >>> store = VersionStore(fakeredis.FakeRedis(), "shop", promotion="immediate")
+    >>> state = SnapshotState(spec={"inputs": ["x"]}, model={}, metrics={}, counters={"events_seen": 100})
+    >>> store.write(state, writer="learner-a", lease_value=None, offsets={"events": {"0": 100}},
+    ...             metrics={"rolling": {"accuracy": 0.9}}, parent=None, stable=True).number
+    1
+    >>> plane = ControlPlane(store)
+    >>> plane.pin(1, actor="alice", reason="hold it through the sale")
+    >>> store.pinned(), store.serving()
+    (1, 1)
+    >>> plane.unpin(actor="alice", reason="sale over")
+    >>> store.pinned(), store.serving()  # serving follows the newest stable version again
+    (None, 1)
+    >>> [(entry.action, entry.actor, entry.reason) for entry in read_audit(store.client, store.keys)]
+    [('pin', 'alice', 'hold it through the sale'), ('unpin', 'alice', 'sale over')]
+    >>> plane.pin(7, actor="alice", reason="a typo")
+    Traceback (most recent call last):
+    ...
+    streaming.errors.VersionNotFoundError: version 7 of model 'shop' does not exist (...); nothing was changed
+    """
 
     def __init__(self, store: VersionStore) -> None:
         self.store = store

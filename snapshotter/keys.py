@@ -15,7 +15,27 @@ __all__ = ["Keys"]
 
 class Keys:
     """Names of the Redis keys of model ``model_name``; a script's spec names its ``KEYS`` by these attributes
-    (:class:`~snapshotter.scripts.ScriptSpec`)."""
+    (:class:`~snapshotter.scripts.ScriptSpec`).
+
+    Each attribute is one key (its comment says what it holds; ARCHITECTURE.md has the table), and :meth:`blob`
+    and :meth:`meta` name a version's two keys. Every name starts with ``livelearn:{<model>}:``, so two models
+    never share a key and one model's keys share a Redis Cluster slot.
+
+    Parameters
+    ----------
+    model_name
+        The model whose keys these are (``LIVELEARN_MODEL_NAME``: 1-64 letters, digits, ``.``, ``_`` or ``-``).
+
+    Examples
+    --------
+    >>> keys = Keys("shop")
+    >>> keys.head, keys.lease, keys.channel
+    ('livelearn:{shop}:head', 'livelearn:{shop}:lease', 'livelearn:{shop}:control')
+    >>> keys.blob(3), keys.meta(3)
+    ('livelearn:{shop}:v:3:blob', 'livelearn:{shop}:v:3:meta')
+    >>> all(key.startswith("livelearn:{shop}:") for name, key in vars(keys).items() if name != "model_name")
+    True
+    """
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name

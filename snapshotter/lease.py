@@ -27,7 +27,44 @@ __all__ = ["Lease"]
 
 
 class Lease:
-    """A fenced, expiring lease on model ``model_name`` for ``holder``."""
+    """A fenced, expiring lease on model ``model_name`` for ``holder``.
+
+    The active learner holds it and renews it every third of its TTL; a standby tries :meth:`acquire` until the
+    lease is free (given up, or expired). Each grant has a new fencing token (:attr:`token`), and every write of
+    the holder carries its :attr:`value`, so a holder that lost the lease cannot write any more.
+
+    Parameters
+    ----------
+    client
+        A Redis connection.
+    model_name
+        The model whose lease it is (:class:`~snapshotter.keys.Keys`).
+    holder
+        Who takes it (the learner's writer id, e.g. ``host:pid``); stored in the lease's value.
+    ttl
+        Seconds the lease lasts unless renewed (``LIVELEARN_LEASE_TTL_SECONDS``).
+
+    Examples
+    --------
+    >>> import fakeredis
+    >>> r = fakeredis.FakeRedis()
+    >>> lease, standby = Lease(r, "shop", "learner-a", ttl=10), Lease(r, "shop", "learner-b", ttl=10)
+    >>> lease.acquire(), lease.value, lease.token
+    (True, '1:learner-a', 1)
+    >>> lease.renew(), standby.acquire(), standby.current_holder()
+    (True, False, '1:learner-a')
+    >>> lease.release(); standby.acquire(), standby.token
+    (True, 2)
+    >>> lease.renew()  # released (or expired): the old holder must stop writing
+    False
+
+    A lease lost while its holder was not looking (here deleted; in life, expired during a long pause) is lost
+    at the next renewal:
+
+    >>> _ = r.delete(standby.keys.lease)
+    >>> standby.renew(), standby.value
+    (False, None)
+    """
 
     def __init__(self, client: redis.Redis, model_name: str, holder: str, ttl: float) -> None:
         self.keys = Keys(model_name)

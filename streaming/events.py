@@ -60,7 +60,34 @@ _WHITESPACE = b" \t\r\n"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
-    """One validated behaviour event."""
+    """One validated behaviour event.
+
+    :func:`decode_event` builds it from a Kafka record value and checks every field; built directly (a replay, a
+    test), it is trusted as given. :func:`encode_event` writes it for the events topic.
+
+    Parameters
+    ----------
+    event_id
+        The event's id, non-empty: the learner skips an id it saw recently on the same partition (a retried send).
+    ts
+        When it happened, in epoch milliseconds (an integer from 0 to 2^63-1).
+    features
+        Name -> number or string, as the model sees them (booleans arrive decoded as ``"true"``/``"false"``).
+    label
+        Whether the session bought (default ``None``: unlabelled, scored but not learned).
+    user_id
+        Who it belongs to (default ``None``); its record's key (else ``event_id``): one user's events stay in order.
+
+    Examples
+    --------
+    >>> event = Event("e1", 1700000000000, {"pages": 3, "month": "Feb"}, label=True, user_id="u9")
+    >>> event.to_dict()
+    {'event_id': 'e1', 'ts': 1700000000000, 'user_id': 'u9', 'features': {'pages': 3, 'month': 'Feb'}, 'label': True}
+    >>> decode_event(encode_event(event), "msgpack", EventLimits()) == event
+    True
+    >>> decode_event(encode_event(event, "json"), "auto", EventLimits()) == event
+    True
+    """
 
     event_id: str
     ts: int
@@ -80,7 +107,37 @@ class Event:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EventLimits:
-    """Bounds past which an event is dead-lettered instead of learned from."""
+    """Bounds past which an event is dead-lettered instead of learned from.
+
+    :func:`decode_event` checks them (a request to the prediction API is refused past them too); each is a setting
+    (``LIVELEARN_MAX_*``: :meth:`from_settings`).
+
+    Parameters
+    ----------
+    max_event_bytes
+        The longest record value, in bytes (default 1 MiB).
+    max_features
+        The most features one event carries (default ``1000``).
+    max_string_length
+        The longest string, in characters: a feature's name or value, ``event_id``, ``user_id`` (default ``256``).
+    max_abs_value
+        The largest magnitude of a number (default ``1e15``).
+
+    Examples
+    --------
+    >>> limits = EventLimits(max_features=2, max_string_length=8)
+    >>> decode_event(encode_event(Event("e1", 1, {"a": 1, "b": 2, "c": 3})), "msgpack", limits)
+    Traceback (most recent call last):
+    ...
+    streaming.errors.EventError: too_many_features: 3 features, limit 2
+    >>> decode_event(encode_event(Event("e2", 1, {"city": "Llanfairpwll"})), "msgpack", limits)
+    Traceback (most recent call last):
+    ...
+    streaming.errors.EventError: oversized: feature 'city' is longer than 8 characters
+    >>> from streaming.config import Settings
+    >>> EventLimits.from_settings(Settings(max_features=50)).max_features
+    50
+    """
 
     max_event_bytes: int = 1_048_576
     max_features: int = 1000

@@ -63,7 +63,47 @@ def build_pipeline(
 
 
 class OnlineModel(Vocabulary):
-    """A river pipeline plus the feature selection and the size caps of its spec."""
+    """A river pipeline plus the feature selection and the size caps of its spec.
+
+    The river engine (``LIVELEARN_ENGINE=river``): river's ``StandardScaler`` on the numbers and ``OneHotEncoder``
+    on the strings, into ``LogisticRegression`` with plain SGD (:func:`build_pipeline`), learned one event at a
+    time. Each event first goes through the shared :class:`~streaming.vocabulary.Vocabulary` (feature selection,
+    size caps); below the caps the pipeline sees it unchanged, so the model learns exactly as river does on its
+    own. :meth:`dump_state` writes the document :class:`~streaming.compiled.CompiledModel` writes, so either engine
+    restores the other's versions.
+
+    Parameters
+    ----------
+    spec
+        What the model is: ``learning_rate``, ``l2``, the features it selects and the vocabulary's size caps
+        (:class:`~streaming.vocabulary.ModelSpec`; the kind must be ``logistic_regression``, else ``ValueError``).
+
+    Examples
+    --------
+    >>> model = OnlineModel(ModelSpec(learning_rate=0.1))
+    >>> events = [
+    ...     ({"pages": 3, "month": "Feb"}, True),
+    ...     ({"pages": 1, "month": "Mar"}, False),
+    ...     ({"pages": 5, "month": "Feb"}, True),
+    ... ]
+    >>> for features, label in events:
+    ...     model.predict_proba_one(features)  # test, then train: scored before it is learned
+    ...     model.learn_one(features, label)
+    0.5
+    0.50124...
+    0.54992...
+    >>> model.predict_proba_one({"pages": 4, "month": "Feb"})
+    0.54191...
+    >>> model.steps, model.inputs, list(model.dump_state()["weights"])
+    (3, 3, ['month_Feb', 'pages', 'month_Mar'])
+
+    A version stores the learned state; restored, it predicts (and learns on) bit for bit:
+
+    >>> restored = OnlineModel.restore(ModelSpec(learning_rate=0.1), model.dump_state())
+    >>> event = {"pages": 4, "month": "Feb"}
+    >>> restored.predict_proba_one(event) == model.predict_proba_one(event)
+    True
+    """
 
     engine = "river"
 

@@ -87,7 +87,45 @@ def _vocabulary_bytes(categories: dict[str, dict[str, None]], numeric: dict[str,
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """What the model is: kind, hyperparameters and feature selection. Stored in every snapshot."""
+    """What the model is: kind, hyperparameters and feature selection. Stored in every snapshot.
+
+    Both engines build their model from it (:class:`~streaming.model.OnlineModel`,
+    :class:`~streaming.compiled.CompiledModel`); the learner builds it from the settings of the same names
+    (:func:`streaming.learner.state.spec_from_settings`). Every snapshot stores it (:meth:`to_dict`), and a
+    version restores only into a spec of the same :meth:`structure`.
+
+    Parameters
+    ----------
+    kind
+        The model: ``"logistic_regression"`` (the default, and the only one the engines build).
+    learning_rate
+        The SGD learning rate of the weights (default ``0.01``; the intercept's is river's ``0.01`` whatever this is).
+    l2
+        The L2 regularisation strength (default ``0.0``).
+    features_include
+        Only these features are learned and scored (default ``()``: all of them).
+    features_exclude
+        These features are ignored (default ``()``).
+    max_categories_per_feature
+        Values a string feature learns (default ``1000``); later new values share one ``"__other__"`` input.
+    max_inputs
+        Inputs (numeric features and categories) the model learns in all (default ``100_000``).
+    max_vocabulary_bytes
+        UTF-8 bytes of the learned inputs' names (default 4 MiB), which bounds a snapshot's size
+        (:meth:`max_model_bytes`).
+
+    Examples
+    --------
+    >>> spec = ModelSpec(learning_rate=0.05, features_exclude=("user_agent",))
+    >>> Vocabulary(spec).encode({"pages": 3, "user_agent": "curl/8"}, learn=True)
+    {'pages': 3}
+    >>> ModelSpec.from_dict(spec.to_dict()) == spec  # as a snapshot stores it
+    True
+    >>> spec.structure()  # what a version's learned state depends on
+    {'kind': 'logistic_regression', 'features_include': [], 'features_exclude': ['user_agent']}
+    >>> ModelSpec(max_inputs=1000, max_vocabulary_bytes=65536).max_model_bytes()
+    392704
+    """
 
     kind: str = "logistic_regression"
     learning_rate: float = 0.01

@@ -59,7 +59,38 @@ _G = TypeVar("_G", bound=SettingsGroup)
 
 
 class Settings(BaseSettings):
-    """Every setting of livelearn; see ``livelearn config`` for the table with env vars."""
+    """Every setting of livelearn; see ``livelearn config`` for the table with env vars.
+
+    One frozen object per process. Values come from, highest priority first: the keyword arguments, the
+    ``LIVELEARN_*`` environment variables, the TOML file named by ``LIVELEARN_CONFIG_FILE``, then the defaults
+    (:func:`load_settings` turns a mistake in any of them into one readable :class:`ConfigError`). Components
+    receive its groups, each a small frozen view under short names (:data:`~streaming.config.GROUPS`):
+    ``kafka``, ``redis``, ``store``, ``model``, ``learner``, ``guard``, ``serving``, ``limits``, ``probes``,
+    ``kube``.
+
+    Parameters
+    ----------
+    **values
+        Any setting by its name: every field is a setting, listed by ``livelearn config`` with its env var
+        (``LIVELEARN_<NAME>``), TOML key, default and meaning (``livelearn config --markdown``: the README's table).
+        A group's short name is accepted too, as a mapping (``serving={"port": 8080}``), as in a TOML table
+        (``[serving]`` ``port = 8080``) or a ``LIVELEARN_SERVING__PORT`` variable. A value out of bounds is a
+        :class:`pydantic.ValidationError`.
+
+    Examples
+    --------
+    >>> settings = Settings(model_name="shop", api_port=8080)
+    >>> settings.serving.port, settings.store.model_name, settings.kafka.consumer_group
+    (8080, 'shop', 'livelearn-shop')
+    >>> Settings(serving={"port": 9000}).api_port  # the grouped spelling of the same setting
+    9000
+    >>> settings.model_copy(update={"api_port": 9000}).serving.port  # frozen: a change is a copy, groups afresh
+    9000
+    >>> load_settings(learning_rate=0)
+    Traceback (most recent call last):
+    ...
+    streaming.errors.ConfigError: invalid configuration: learning_rate (LIVELEARN_LEARNING_RATE): Input should be ...
+    """
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

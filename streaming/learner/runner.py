@@ -83,7 +83,42 @@ class Activation:
 
 
 class Learner:
-    """A prequential online learner for one model; see the module docstring."""
+    """A prequential online learner for one model; see the module docstring.
+
+    :meth:`run` is ``livelearn learn``: it waits for the lease, then consumes the events topic, scores and learns
+    each event and snapshots to Redis until :meth:`stop`. Building one connects to nothing: Redis is first called
+    by :meth:`run`, and Kafka when the learner becomes active.
+
+    Parameters
+    ----------
+    settings
+        Every setting it uses: the model (its engine is configured for the process here), Kafka, Redis, the store,
+        the learner's cadence and lease, the guard's rules, the limits, the probes. A ``reference_set`` is read
+        here (a topic range from Kafka), and a missing or malformed one stops the learner at once.
+    redis_client
+        The Redis connection (default: a new one to ``settings.redis``, not checked until the first call: a Redis
+        down at start is waited out like any outage).
+    writer_id
+        Who holds the lease and writes the versions (default ``<host>:<pid>``); unique per learner.
+    registry
+        Where its Prometheus metrics are registered (default: the process's ``REGISTRY``).
+    heartbeat
+        What ``/healthz`` and ``/readyz`` read (default: a new one, stale after ``health_stale_seconds``).
+
+    Examples
+    --------
+    >>> import fakeredis
+    >>> from prometheus_client import CollectorRegistry
+    >>> settings = Settings(model_name="shop", engine="river", learning_rate=0.05)
+    >>> learner = Learner(settings, redis_client=fakeredis.FakeRedis(), writer_id="learner-a",
+    ...                   registry=CollectorRegistry())
+    >>> learner.spec.learning_rate, learner.counters["events_seen"], learner.last_snapshot
+    (0.05, 0, None)
+    >>> learner.lease.value is None, learner.store.head()  # standby until run() takes the lease; nothing stored
+    (True, None)
+    >>> learner.stop(); learner.stopping  # signal-safe: run() finishes its batch, snapshots and returns
+    True
+    """
 
     def __init__(
         self,

@@ -137,29 +137,35 @@ class _Replay:
 class LocalStack:
     """The broker, Redis, the learner, the monitor, the API and the replay, started and stopped in order.
 
+    Building one starts nothing; :meth:`start` (or entering it as a context manager) starts every part in order,
+    :meth:`stop` (or leaving it) stops what started, in reverse. There is no example here because starting it
+    starts servers and child processes; the module's example builds one without starting it, and
+    ``tests/test_local_stack.py`` drives one with stand-ins (:class:`Launcher`).
+
     Parameters
     ----------
     bootstrap, redis_url
-        Addresses of a running broker and Redis; ``None`` starts an embedded one (its data goes when it stops).
+        Addresses of a running broker and Redis (default ``None``: start an embedded one, whose data goes when it
+        stops).
     partitions
-        Partitions of the events topic.
+        Partitions of the events topic (default ``1``).
     api_port
         Port of the prediction API (default: a free one).
     environ
         The children's environment (default: this process's); the stack adds the addresses, the API port and
         the admin token (``LIVELEARN_API_TOKEN`` if set, else a new one).
     events, rate
-        What the replay sends, and how fast (events/s; ``None``: as fast as it can). No events: no replay.
+        What the replay sends, and how fast (events/s; ``None``: as fast as it can). No events (the default): no
+        replay.
     workdir
         Where the children's logs go (default: a new temporary directory).
     on_stop
         Called first when the stop begins (before anything stops), with the exception that caused it, if any:
         ``livelearn up`` holds its signals there, so a second Ctrl+C cannot cut the learner's final snapshot short.
     launcher
-        How each part is started.
+        How each part is started (default: ``Launcher()``, the real servers, topics, store and child processes).
     stop_timeout
-        Seconds a child has to exit after SIGTERM before it is killed.
-
+        Seconds a child has to exit after SIGTERM before it is killed (default ``60``).
     """
 
     def __init__(
