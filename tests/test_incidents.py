@@ -350,6 +350,9 @@ def test_an_operator_can_declare_the_shift_the_new_normal(make_settings, learner
     produce(settings, events[:first])  # through the incident's start; the rest only after the override
     wait_for(lambda: store.incident() is not None, 120, "the incident")
     held = (store.status() or {})["counters"]["events_learned"]
+    # the override comes once the learner has read what was produced (at the same stream position however slowly
+    # it runs): the watch's new normal starts there
+    wait_for(lambda: (store.status() or {}).get("stream_position") == first, 120, "the learner to read it all")
     result = subprocess.run(
         [sys.executable, "-m", "streaming", "learning", "resume", "--reason", "a sale: everyone buys"],
         capture_output=True,
