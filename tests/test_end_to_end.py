@@ -63,7 +63,7 @@ def test_learner_matches_plain_river_loop_and_writes_numbered_versions(make_sett
     assert all(math.isfinite(v) for v in newest.metrics["rolling"].values())
 
 
-def test_the_main_job_streams_the_dataset_through_the_guard_and_stops_cleanly(make_settings):
+def test_the_main_job_streams_the_dataset_through_the_guard_and_stops_cleanly(make_settings, tmp_path):
     """`livelearn up` (what `scripts/up` runs) with its default drift demo, against the session's servers."""
     import subprocess
     import sys
@@ -82,6 +82,7 @@ def test_the_main_job_streams_the_dataset_through_the_guard_and_stops_cleanly(ma
         text=True,
         env=env,
         timeout=300,
+        cwd=tmp_path,  # up's stack file (.livelearn/) lands here: other tests' commands never read it
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "learner stopped cleanly" not in result.stdout  # said only when it started the servers itself

@@ -19,6 +19,12 @@ from streaming.config import load_settings
 pytestmark = [pytest.mark.integration, pytest.mark.first_lane]
 
 
+@pytest.fixture(autouse=True)
+def _in_a_directory_of_its_own(tmp_path, monkeypatch):
+    """up's stack file (``.livelearn/up.toml``) lands there, never where other tests' commands would read it."""
+    monkeypatch.chdir(tmp_path)
+
+
 class Terminal:
     """``livelearn up`` on the slave side of a pseudo-terminal, as its controlling terminal."""
 

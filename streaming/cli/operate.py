@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, ReasonOpt, RedisOpt, settings_from
+from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, ReasonOpt, RedisOpt, WideOpt, settings_from
+from streaming.cli.tables import Column, print_table
 from streaming.cli.versions import actor_or_default, control_from, done, open_store_from
 from streaming.errors import InputError
 
@@ -102,6 +102,7 @@ def audit(
             "(several a second with timed snapshots).",
         ),
     ] = False,
+    wide: WideOpt = False,
 ) -> None:
     """The audit log: rollbacks, pins, unpins, freezes, resumes, incidents and the monitor's notices (with
     --routine also every snapshot, confirmation and promotion), with the date and time (UTC), the stream position
@@ -118,23 +119,38 @@ def audit(
         return
     stored = {m.number: position_of(m) for m in store.list()}  # a snapshot's position: its offsets
     metric = settings.monitor_metric
-    table = Table(title=f"audit of model {store.keys.model_name!r} (newest {limit})")
-    for column in ("time (UTC)", "action", "actor", "position", "from", "to", "serving", metric, "reason"):
-        table.add_column(column, no_wrap=column in {"time (UTC)", "position", "serving"})
+    rows = []
     for e in entries:
         snapshot_at = stored.get(e.to_version or 0) if e.action == "snapshot" else None
-        table.add_row(
-            dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-            e.action,
-            e.actor,
-            _number(e.metrics.get("stream_position", snapshot_at)),
-            str(e.from_version or "-"),
-            str(e.to_version or "-"),
-            _serving_move(e.action, e.fields),
-            _number(e.metrics.get(metric, e.metrics.get("rolling", {}).get(metric)), "{:.3f}"),
-            e.reason,
+        rows.append(
+            [
+                dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                e.action,
+                e.actor,
+                _number(e.metrics.get("stream_position", snapshot_at)),
+                str(e.from_version or "-"),
+                str(e.to_version or "-"),
+                _serving_move(e.action, e.fields),
+                _number(e.metrics.get(metric, e.metrics.get("rolling", {}).get(metric)), "{:.3f}"),
+                e.reason,
+            ]
         )
-    console.print(table)
+    print_table(f"audit of model {store.keys.model_name!r} (newest {limit})", _audit_columns(metric), rows, wide=wide)
+
+
+def _audit_columns(metric: str) -> tuple[Column, ...]:
+    """The columns of ``livelearn audit``; at 80 columns when, what, to which version, how serving moved and why."""
+    return (
+        Column("time (UTC)"),
+        Column("action"),
+        Column("actor", 5),
+        Column("position", 6, right=True),
+        Column("from", 4, right=True),
+        Column("to", 1, right=True),
+        Column("serving", 2),
+        Column(metric, 7, right=True),
+        Column("reason", 3, wraps=True, least=16),
+    )
 
 
 def _number(value: object, fmt: str = "{:.0f}") -> str:
@@ -195,6 +211,7 @@ def show_config(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="The defaults as the README's Markdown table.")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Every setting with its env var, current value and meaning (secrets hidden)."""
     from snapshotter.connection import redact_url
@@ -215,12 +232,17 @@ def show_config(
             json.dumps({name: str(value) if value is not None else None for name, _, _, value, _ in rows}, indent=2)
         )
         return
-    table = Table(title="livelearn settings")
-    for column in ("env var", "group.key", "value", "meaning"):
-        table.add_column(column)
-    for _name, env, grouped, value, description in rows:
-        table.add_row(env, grouped, str(value), description)
-    Console().print(table)
+    print_table(
+        "livelearn settings",
+        (
+            Column("env var"),
+            Column("group.key", 2),
+            Column("value", wraps=True, least=20),
+            Column("meaning", 1, wraps=True, least=30),
+        ),
+        [[env, grouped, str(value), description] for _name, env, grouped, value, description in rows],
+        wide=wide,
+    )
 
 
 def register(app: typer.Typer) -> None:

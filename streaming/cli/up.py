@@ -7,12 +7,19 @@ view. Ctrl+C (or SIGTERM, or SIGHUP) stops the stack in order: the replay, then 
 learner (which writes its final snapshot), then the servers; no process is left behind. Every child and server runs
 in a session of its own, so a terminal's Ctrl+C reaches only ``up``, and a second Ctrl+C while stopping does not cut
 the learner's final snapshot short.
+
+While the stack runs, ``up`` says where it is in the stack file (:data:`~streaming.cli.options.UP_FILE`,
+``.livelearn/up.toml`` in the directory it runs in, mode 0600) and prints the command for a second terminal: the
+livelearn commands run in that directory then reach this stack with no flag. The file goes when the stack begins
+to stop (Ctrl+C, SIGTERM, SIGHUP, a child that exits); one left by a killed ``up`` names a process that is gone,
+and the commands ignore it (the next ``up`` replaces it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -22,9 +29,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
 from snapshotter.connection import redact_url
 from streaming.cli.live_view import ViewState
+from streaming.cli.options import UP_FILE, UpFile, process_status, read_up_file, up_file_text
 from streaming.config import load_settings
 from streaming.events import Event
 from streaming.local.dataset import DATASET_PATH, read_events
@@ -92,6 +101,98 @@ def _watch(console: Console, stack: LocalStack, *, exit_when_done: bool, drift: 
             time.sleep(0.5)
 
 
+def _up_file_of(stack: LocalStack) -> UpFile:
+    """What the stack file says about ``stack`` (and this process)."""
+    settings = {
+        "model_name": stack.settings.model_name,
+        "kafka_bootstrap": stack.bootstrap,
+        "redis_url": stack.redis_url,
+    }
+    status = process_status(os.getpid())
+    started = status[1] if status is not None else None
+    return UpFile(settings, os.getpid(), started, f"http://127.0.0.1:{stack.api_port}", str(stack.workdir))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` (mode 0600, in a directory of mode 0700 that git ignores) in one step: a reader sees the old
+    file or the new one, never a part."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ignore = path.parent / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by livelearn up: nothing here belongs in git\n*\n")
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            os.fchmod(descriptor, 0o600)  # even if an earlier partial file had another mode
+            file.write(text)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _other_up(path: Path) -> UpFile | None:
+    """The running ``up`` (not this one) whose stack file is at ``path``, if any."""
+    try:
+        other = read_up_file(path)
+    except ValueError:
+        return None  # not a stack file any more: replaced
+    return other if other is not None and other.running and other.pid != os.getpid() else None
+
+
+def _second_terminal() -> str:
+    """The exact command for a second terminal: this directory, then this installation's ``livelearn``."""
+    here = Path.cwd()
+    command = Path(sys.executable).with_name("livelearn")
+    if not command.exists():  # not an installed script (a checkout run with python -m): the same interpreter
+        return f"cd {shlex.quote(str(here))} && {shlex.quote(sys.executable)} -m streaming versions list"
+    shown = command.relative_to(here) if command.is_relative_to(here) else command
+    return f"cd {shlex.quote(str(here))} && {shlex.quote(str(shown))} versions list"
+
+
+def _remove_own(path: Path) -> None:
+    """Remove the stack file at ``path`` if this process wrote it, and its directory if nothing else is left."""
+    with contextlib.suppress(ValueError, OSError):
+        up = read_up_file(path)
+        if up is not None and up.pid == os.getpid():
+            path.unlink(missing_ok=True)
+        if [entry.name for entry in path.parent.iterdir()] == [".gitignore"]:  # only what _write_private added
+            (path.parent / ".gitignore").unlink()
+            path.parent.rmdir()
+
+
+def _publish(console: Console, stack: LocalStack, path: Path) -> None:
+    """Write the stack file, unless another running ``up`` wrote it first, and say how to use it."""
+    other = _other_up(path)
+    if other is not None:
+        message = (
+            f"{UP_FILE} belongs to livelearn up pid {other.pid}: the commands run here reach that stack; "
+            f"pass --redis-url {redact_url(stack.redis_url)} to reach this one"
+        )
+        console.print(Text(message), soft_wrap=True)
+        return
+    try:
+        _write_private(path, up_file_text(_up_file_of(stack)))
+    except OSError as exc:
+        console.print(Text(f"cannot write {path} ({exc.strerror or exc}); pass --redis-url to the commands"))
+        return
+    # soft wrap: a narrow terminal folds the line, the command copied from it is still one line
+    console.print(Text(f"second terminal: {_second_terminal()}", style="bold"), soft_wrap=True)
+    console.print(Text(f"(livelearn commands run there find this stack in {UP_FILE} until up stops)"))
+
+
+@contextlib.contextmanager
+def _published(console: Console, stack: LocalStack) -> Iterator[None]:
+    """While the body runs, the stack file says where ``stack`` is; it is removed when the body ends, however it
+    ends (even a Ctrl+C in the middle of writing it)."""
+    path = Path.cwd() / UP_FILE
+    try:
+        _publish(console, stack, path)
+        yield
+    finally:
+        _remove_own(path)
+
+
 def run_up(
     *,
     rate: float,
@@ -104,7 +205,8 @@ def run_up(
     flip_count: int | None = None,
     api_port: int | None = None,
 ) -> None:
-    load_settings(kafka_bootstrap=bootstrap, redis_url=redis_url)  # a bad setting fails before any server starts
+    # a bad setting fails before any server starts
+    settings = load_settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
     console = Console()
     _on_signals(_interrupt, signal.SIGTERM, signal.SIGHUP)  # a `kill` or a closed terminal stops in order, as Ctrl+C
     stack = LocalStack(
@@ -112,7 +214,8 @@ def run_up(
         redis_url=redis_url,
         partitions=partitions,
         api_port=api_port,
-        environ={**_DEMO_DEFAULTS, **os.environ},
+        # the children take up's model name, whatever a stack file in this directory says
+        environ={**_DEMO_DEFAULTS, **os.environ, "LIVELEARN_MODEL_NAME": settings.model_name},
         events=_events(csv_path, flip_labels_after, flip_count),
         rate=rate or None,
         on_stop=_stopping(console),
@@ -124,7 +227,8 @@ def run_up(
             f"API http://127.0.0.1:{port}/docs · metrics http://127.0.0.1:{port}/metrics · admin token {stack.token}"
         )
         drift = "" if flip_labels_after is None else f" · labels flipped from event {flip_labels_after:,}"
-        _watch(console, stack, exit_when_done=exit_when_done, drift=drift)
+        with _published(console, stack):
+            _watch(console, stack, exit_when_done=exit_when_done, drift=drift)
     if stack.final is not None:
         console.print(f"final snapshot: version {stack.final.number} at {stack.final.events_seen:,} events seen")
     if stack.learner_code == 0:

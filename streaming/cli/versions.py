@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, ReasonOpt, RedisOpt, settings_from
+from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, ReasonOpt, RedisOpt, WideOpt, settings_from
+from streaming.cli.tables import Column, print_table
 
 if TYPE_CHECKING:
     from snapshotter.control import ControlPlane
@@ -58,9 +58,43 @@ def _metric(meta: Any, name: str, part: str = "rolling") -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+#: The columns of ``versions list``; at 80 columns the version, its state, events seen, rolling accuracy and when.
+_LIST_COLUMNS = (
+    Column("version", right=True),
+    Column("state"),
+    Column("created (UTC)", 3),
+    Column("parent", 4, right=True),
+    Column("events seen", 1, right=True),
+    Column("rolling acc", 2, right=True),
+    Column("rolling F1", 5, right=True),
+    Column("cumul. acc", 6, right=True),
+    Column("writer", 8),
+    Column("size", 7, right=True),
+)
+
+
+def _list_row(meta: Any, states: list[str], head: int | None) -> list[str]:
+    return [
+        f"{meta.number}{' *' if meta.number == head else ''}",
+        ", ".join(s for s in states if s != "head"),
+        _when(meta.created_at),
+        str(meta.parent or "-"),
+        f"{meta.events_seen:,}",
+        _metric(meta, "accuracy"),
+        _metric(meta, "f1"),
+        _metric(meta, "accuracy", "cumulative"),
+        meta.writer,
+        f"{meta.size_bytes:,} B",
+    ]
+
+
 @versions_app.command("list")
 def list_versions(
-    config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Every stored version, oldest first, with what it is now (stable, candidate, quarantined, serving...)."""
     from snapshotter.states import version_states
@@ -74,40 +108,16 @@ def list_versions(
         doc = {"model": settings.model_name, "head": head, "serving": serving, "pinned": pinned, "versions": versions}
         typer.echo(json.dumps(doc, indent=2))
         return
-    table = Table(
-        title=f"model {settings.model_name!r}: {len(metas)} versions · head {head} · serving {serving}"
+    print_table(
+        f"model {settings.model_name!r}: {len(metas)} versions · head {head} · serving {serving}"
         + (" (pinned)" if pinned else ""),
-        caption="stable: a rollback or unpin may go there · candidate: awaiting the guard · quarantined:N: written "
-        "during incident N (pin only with --force) · events seen: every scored event, across rollbacks",
+        _LIST_COLUMNS,
+        [_list_row(m, states[m.number], head) for m in metas],
+        wide=wide,
+        caption="* head · stable: a rollback or unpin may go there · candidate: awaiting the guard · "
+        "quarantined:N: written during incident N (pin only with --force) · events seen: every scored event, "
+        "across rollbacks",
     )
-    for column in (
-        "version",
-        "state",
-        "created (UTC)",
-        "parent",
-        "events seen",
-        "rolling acc",
-        "rolling F1",
-        "cumul. acc",
-        "writer",
-        "size",
-    ):
-        table.add_column(column, justify="left" if column in ("state", "writer", "created (UTC)") else "right")
-    for m in metas:
-        marker = " *" if m.number == head else ""
-        table.add_row(
-            f"{m.number}{marker}",
-            ", ".join(s for s in states[m.number] if s != "head"),
-            _when(m.created_at),
-            str(m.parent or "-"),
-            f"{m.events_seen:,}",
-            _metric(m, "accuracy"),
-            _metric(m, "f1"),
-            _metric(m, "accuracy", "cumulative"),
-            m.writer,
-            f"{m.size_bytes:,} B",
-        )
-    console.print(table)
 
 
 @versions_app.command("show")
@@ -124,19 +134,19 @@ def show_version(
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
-    table = Table(
-        title=f"model {settings.model_name!r} version {number}",
-        show_header=False,
+    doc["created_at"] = f"{_when(meta.created_at)} UTC"
+    print_table(
+        f"model {settings.model_name!r} version {number}",
+        (Column("field"), Column("value", wraps=True, least=30)),
+        [
+            [key, json.dumps(value, sort_keys=False) if isinstance(value, dict) else str(value)]
+            for key, value in doc.items()
+        ],
         caption="stable (metadata): met the threshold when written; state: what it is now · events_seen, "
         "events_learned: the stream's counters, every event across rollbacks · model_events_learned: the "
         "model's own SGD steps (rewinds with a rollback)",
+        header=False,
     )
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    doc["created_at"] = f"{_when(meta.created_at)} UTC"
-    for key, value in doc.items():
-        table.add_row(key, json.dumps(value, sort_keys=False) if isinstance(value, dict) else str(value))
-    console.print(table)
 
 
 def pin(
