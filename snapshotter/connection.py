@@ -55,7 +55,7 @@ T = TypeVar("T")
 REDIS_KEY_PATTERN = "livelearn:*"
 
 #: Every Redis command livelearn sends (learner, monitor, serve and the operator commands), with what it is
-#: for; the commands the Lua scripts run are checked against the user's ACL too. The README's
+#: for; the commands the Lua scripts run are checked against the user's ACL too. The documentation's
 #: least-privilege table is this dict; tests/test_redis_acl.py proves it is enough and that every command a
 #: Lua script calls is in it. A new Redis call in livelearn needs its command here.
 REQUIRED_REDIS_COMMANDS: dict[str, str] = {
@@ -118,7 +118,7 @@ _ADVICE = {
     "MASTERDOWN": "Redis replica has lost its primary",
     "CLUSTERDOWN": "Redis Cluster is down",
     "TRYAGAIN": "Redis Cluster is resharding",
-    "NOPERM": "the Redis user lacks a permission livelearn needs (see the README's Redis ACL)",
+    "NOPERM": "the Redis user lacks a permission livelearn needs (see docs/operations/production.md, the Redis ACL)",
     "NOAUTH": "Redis rejected the credentials (check the password in LIVELEARN_REDIS_URL / LIVELEARN_REDIS_PASSWORD)",
     "TLS": "the Redis server's TLS certificate is not trusted (check ssl_ca_certs in LIVELEARN_REDIS_URL)",
 }

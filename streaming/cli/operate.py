@@ -17,7 +17,7 @@ from streaming.errors import InputError
 
 __all__ = ["audit", "register", "report", "resume", "settings_markdown", "show_config"]
 
-#: Environment variables read outside the Settings object (the README table lists them too).
+#: Environment variables read outside the Settings object (the configuration reference lists them too).
 _OTHER_VARIABLES = (
     ("`LIVELEARN_CONFIG_FILE`", "`(unset)`", "TOML file with any of the settings above."),
     ("`LIVELEARN_LOG_LEVEL`", "`INFO`", "Log level of `livelearn learn`, `monitor` and `serve`."),
@@ -51,7 +51,8 @@ def _default_text(value: object) -> str:
 
 
 def settings_markdown() -> str:
-    """The README's settings table: every setting's env var, default and meaning, from the Settings object.
+    """The configuration reference's table (``docs/reference/configuration.md``): every setting's env var, grouped
+    name, default and meaning, from the Settings object.
 
     >>> settings_markdown().splitlines()[2].startswith("| `LIVELEARN_MODEL_NAME` | (top level) | `default` |")
     True
@@ -210,7 +211,9 @@ def _check_writable(out: Path) -> None:
 def show_config(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    markdown: Annotated[bool, typer.Option("--markdown", help="The defaults as the README's Markdown table.")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The defaults as the configuration reference's Markdown table.")
+    ] = False,
     wide: WideOpt = False,
 ) -> None:
     """Every setting with its env var, current value and meaning (secrets hidden)."""
