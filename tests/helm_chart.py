@@ -41,13 +41,27 @@ def render(values: dict[str, Any] | None = None, *, upgrade: bool = False) -> li
     return copy.deepcopy(_render(json.dumps(values or {}, sort_keys=True), upgrade))
 
 
+def notes(values: dict[str, Any] | None = None) -> str:
+    """What ``helm install`` prints after installing with ``values`` (the chart's NOTES.txt)."""
+    return _rendered(json.dumps(values or {}, sort_keys=True), False)[NOTES]
+
+
+#: The template Helm prints after an install or upgrade: text, not a manifest.
+NOTES = "livelearn/templates/NOTES.txt"
+
+
 @functools.lru_cache(maxsize=64)
-def _render(values: str, upgrade: bool) -> list[dict[str, Any]]:
+def _rendered(values: str, upgrade: bool) -> dict[str, str]:
     with helm_python.Chart.load(CHART) as chart:
-        rendered = chart.render(
+        return chart.render(
             json.loads(values), name=RELEASE, namespace=NAMESPACE, is_install=not upgrade, is_upgrade=upgrade
         )
-    return [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+@functools.lru_cache(maxsize=64)
+def _render(values: str, upgrade: bool) -> list[dict[str, Any]]:
+    rendered = _rendered(values, upgrade)
+    return [doc for path, text in rendered.items() if path != NOTES for doc in yaml.safe_load_all(text) if doc]
 
 
 def by_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -73,10 +87,11 @@ def dashboard(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def documented_metrics() -> set[str]:
-    """The metric names the README's Prometheus table lists (``tests/test_api.py`` holds them to the processes),
-    with the ``_bucket``/``_sum``/``_count`` series of its histograms."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Prometheus metrics", 1)[1].split("\n## ", 1)[0]
+    """The metric names the metrics page's Prometheus table lists (``docs/operations/metrics.md``;
+    ``tests/test_api.py`` holds them to the processes), with the ``_bucket``/``_sum``/``_count`` series of its
+    histograms."""
+    page = (ROOT / "docs" / "operations" / "metrics.md").read_text()
+    section = page.split("## Prometheus metrics", 1)[1].split("\n## ", 1)[0]
     names: set[str] = set()
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -96,7 +111,16 @@ def metric_names(expression: str) -> set[str]:
 
 def values_schema_module() -> ModuleType:
     """``helm/values_schema.py`` (it writes values.schema.json from the Settings)."""
-    spec = importlib.util.spec_from_file_location("values_schema", ROOT / "helm" / "values_schema.py")
+    return _helm_module("values_schema")
+
+
+def values_doc_module() -> ModuleType:
+    """``helm/values_doc.py`` (it writes the chart README's values table from values.yaml's comments)."""
+    return _helm_module("values_doc")
+
+
+def _helm_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "helm" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

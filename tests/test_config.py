@@ -71,10 +71,12 @@ def test_redact_url_hides_every_password(url, shown):
     assert redact_url(url) == shown
 
 
-def test_the_readme_lists_every_setting_with_its_default_and_meaning():
+def test_the_configuration_reference_lists_every_setting_with_its_default_and_meaning():
     from pathlib import Path
 
     from streaming.cli.operate import settings_markdown
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert settings_markdown() in readme, "regenerate the README table with: livelearn config --markdown"
+    reference = (Path(__file__).parent.parent / "docs" / "reference" / "configuration.md").read_text()
+    assert settings_markdown() in reference, (
+        "regenerate the table in docs/reference/configuration.md with: livelearn config --markdown"
+    )

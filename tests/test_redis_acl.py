@@ -25,7 +25,7 @@ from streaming.serving.models import ServingModels
 pytestmark = pytest.mark.first_lane
 
 ROOT = Path(__file__).resolve().parents[1]
-README_ACL_COMMAND = " ".join(["ACL SETUSER livelearn", *redis_acl_rules("CHANGE-ME")])
+DOCUMENTED_ACL_COMMAND = " ".join(["ACL SETUSER livelearn", *redis_acl_rules("CHANGE-ME")])
 
 
 def livelearn(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -124,10 +124,10 @@ def test_every_command_a_lua_script_runs_is_on_the_list():
     assert called - set(REQUIRED_REDIS_COMMANDS) == set()
 
 
-def test_readme_shows_the_same_list():
-    readme = (ROOT / "README.md").read_text()
-    assert README_ACL_COMMAND in readme
-    rows = re.findall(r"^\| `([A-Z]+(?:\\\|[A-Z]+)?)` \| (.*) \|$", readme, re.MULTILINE)
+def test_the_production_page_shows_the_same_list():
+    page = (ROOT / "docs" / "operations" / "production.md").read_text()
+    assert DOCUMENTED_ACL_COMMAND in page
+    rows = re.findall(r"^\| `([A-Z]+(?:\\\|[A-Z]+)?)` \| (.*) \|$", page, re.MULTILINE)
     assert [(command.replace("\\|", "|"), purpose) for command, purpose in rows] == list(
         REQUIRED_REDIS_COMMANDS.items()
     )
