@@ -30,6 +30,7 @@ CHART_MANAGED = {
     "redis_password": "secrets.redisPassword",
     "api_token": "secrets.apiToken",
     "metrics_port": "metricsPort",
+    "api_metrics_port": "metricsPort (serve's /metrics, apart from its predictions)",
     "metrics_host": "0.0.0.0 in the pod",
     "api_host": "0.0.0.0 in the pod",
     "api_port": "serve.port",
@@ -116,6 +117,14 @@ _SECRET_REF = _obj(
     required=["existingSecret", "key"],
 )
 _ENV_LIST = {"type": "array", "items": {"type": "object", "required": ["name"]}}
+_NAMED_LIST = _ENV_LIST  # volumes, containers: Kubernetes objects with a name
+_MOUNT_LIST = {"type": "array", "items": {"type": "object", "required": ["name", "mountPath"]}}
+_SPREAD_LIST = {
+    "type": "array",
+    "items": {"type": "object", "required": ["maxSkew", "topologyKey", "whenUnsatisfiable"]},
+    "description": "topologySpreadConstraints as Kubernetes takes them (labelSelector defaults to the component's).",
+}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 
 
 def _workload(description: str, *, serve: bool = False) -> dict[str, Any]:
@@ -140,6 +149,12 @@ def _workload(description: str, *, serve: bool = False) -> dict[str, Any]:
         "startupProbe": _PROBE,
         "extraArgs": {"type": "array", "items": {"type": "string"}},
         "extraEnv": _ENV_LIST,
+        "extraEnvFrom": _OBJECT_LIST,
+        "extraVolumes": _NAMED_LIST,
+        "extraVolumeMounts": _MOUNT_LIST,
+        "initContainers": _NAMED_LIST,
+        "sidecars": _NAMED_LIST,
+        "topologySpreadConstraints": _SPREAD_LIST,
         "podAnnotations": _STRING_MAP,
         "podLabels": _STRING_MAP,
         "nodeSelector": _STRING_MAP,
@@ -148,11 +163,12 @@ def _workload(description: str, *, serve: bool = False) -> dict[str, Any]:
         "priorityClassName": _STRING,
     }
     if serve:
-        properties["port"] = {"type": "integer", "minimum": 1, "maximum": 65535}
+        properties["port"] = _PORT
         properties["service"] = _obj(
             {
                 "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
-                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "port": _PORT,
+                "nodePort": {"anyOf": [{"type": "null"}, _PORT], "description": "NodePort and LoadBalancer only."},
                 "annotations": _STRING_MAP,
             }
         )
@@ -163,13 +179,69 @@ def _workload(description: str, *, serve: bool = False) -> dict[str, Any]:
                 "maxReplicas": {"type": "integer", "minimum": 1},
                 "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1, "maximum": 100},
             },
-            "A HorizontalPodAutoscaler on CPU (replicas then left to it).",
+            # minReplicas <= maxReplicas: no JSON schema compares two values; serve.yaml fails the render instead
+            "A HorizontalPodAutoscaler on CPU (replicas then left to it; minReplicas at most maxReplicas).",
         )
     return _obj(properties, description)
 
 
 def _monitor_object(description: str) -> dict[str, Any]:
-    return _obj({"enabled": _BOOL, "interval": _DURATION, "labels": _STRING_MAP}, description)
+    return _obj(
+        {
+            "enabled": _BOOL,
+            "interval": _DURATION,
+            "scrapeTimeout": {"anyOf": [{"const": ""}, _DURATION]},
+            "labels": _STRING_MAP,
+            "relabelings": _OBJECT_LIST,
+            "metricRelabelings": _OBJECT_LIST,
+            "scheme": {"enum": ["http", "https"]},
+            "tlsConfig": _FREE_OBJECT,
+        },
+        description,
+    )
+
+
+def _when_enabled(then: dict[str, Any]) -> dict[str, Any]:
+    """``then``'s properties apply when ``enabled`` is true (a JSON schema if/then)."""
+    return {"if": {"properties": {"enabled": {"const": True}}, "required": ["enabled"]}, "then": {"properties": then}}
+
+
+def _exposure() -> dict[str, Any]:
+    """``ingress`` and ``httpRoute``: serve's predictions from outside the cluster."""
+    path = _obj(
+        {
+            "path": {"type": "string", "pattern": "^/"},
+            "pathType": {"enum": ["Prefix", "Exact", "ImplementationSpecific"]},
+        },
+        required=["path", "pathType"],
+    )
+    host = _obj({"host": _STRING, "paths": {"type": "array", "items": path, "minItems": 1}}, required=["paths"])
+    tls = _obj({"secretName": _NAME, "hosts": {"type": "array", "items": _STRING}})
+    ingress = _obj(
+        {
+            "enabled": _BOOL,
+            "className": _STRING,
+            "annotations": _STRING_MAP,
+            "hosts": {"type": "array", "items": host},
+            "tls": {"type": "array", "items": tls},
+        },
+        "An Ingress to serve's predictions.",
+    )
+    route = _obj(
+        {
+            "enabled": _BOOL,
+            "parentRefs": {"type": "array", "items": {"type": "object", "required": ["name"]}},
+            "hostnames": {"type": "array", "items": _STRING},
+            "matches": {"type": "array", "items": _FREE_OBJECT, "minItems": 1},
+            "annotations": _STRING_MAP,
+            "labels": _STRING_MAP,
+        },
+        "A Gateway API HTTPRoute to serve's predictions.",
+    )
+    # an Ingress with no rule, a route attached to no Gateway: nothing would reach serve
+    ingress |= _when_enabled({"hosts": {"minItems": 1}})
+    route |= _when_enabled({"parentRefs": {"minItems": 1}})
+    return {"ingress": ingress, "httpRoute": route}
 
 
 def values_schema() -> dict[str, Any]:
@@ -181,11 +253,17 @@ def values_schema() -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "global": _FREE_OBJECT,
+            "global": {
+                "type": "object",
+                "properties": {"imageRegistry": {**_STRING, "description": "Registry of every image (wins)."}},
+            },
             "nameOverride": _STRING,
             "fullnameOverride": _STRING,
+            "commonLabels": _STRING_MAP,
+            "commonAnnotations": _STRING_MAP,
             "image": _obj(
                 {
+                    "registry": _STRING,
                     "repository": {"type": "string", "minLength": 1},
                     "tag": _STRING,
                     "digest": {"type": "string", "pattern": "^$|^sha256:[0-9a-f]{64}$"},
@@ -206,8 +284,9 @@ def values_schema() -> dict[str, Any]:
                 "Secret settings, only as references to existing Secrets.",
             ),
             "tls": _obj({"redisCA": _SECRET_REF, "kafkaCA": _SECRET_REF}, "CA certificates from Secrets."),
+            "reloader": _obj({"enabled": _BOOL}, "stakater Reloader's annotation naming the referenced Secrets."),
             "metricsPort": {"type": "integer", "minimum": 1024, "maximum": 65535},
-            "serviceAccount": _obj({"create": _BOOL, "annotations": _STRING_MAP}),
+            "serviceAccount": _obj({"create": _BOOL, "name": _NAME, "annotations": _STRING_MAP}),
             "rbac": _obj({"create": _BOOL}),
             "kubernetes": _obj(
                 {
@@ -249,6 +328,7 @@ def values_schema() -> dict[str, Any]:
                     "egress": _OBJECT_LIST,
                 }
             ),
+            **_exposure(),
             "metrics": _obj(
                 {
                     "serviceMonitor": _monitor_object("A ServiceMonitor (Prometheus Operator)."),
@@ -262,6 +342,7 @@ def values_schema() -> dict[str, Any]:
                             "lagWindow": _DURATION,
                             "rollbackWindow": _DURATION,
                             "alertLabels": _STRING_MAP,
+                            "runbookBaseUrl": {"type": "string", "pattern": "^https?://[^\\s]+$"},
                         },
                         "The alert rules (PrometheusRule).",
                     ),
@@ -270,7 +351,15 @@ def values_schema() -> dict[str, Any]:
                         "The Grafana dashboard ConfigMap (sidecar label).",
                     ),
                 }
-            ),
+            )
+            # both monitors on would scrape every series twice (doubled rates; alerts on sums)
+            | {
+                "if": {
+                    "properties": {"serviceMonitor": _when_enabled({})["if"]},
+                    "required": ["serviceMonitor"],
+                },
+                "then": {"properties": {"podMonitor": {"properties": {"enabled": {"const": False}}}}},
+            },
             "helmTest": _obj({"enabled": _BOOL}),
         },
     }

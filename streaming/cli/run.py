@@ -6,7 +6,7 @@ import logging
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,9 @@ from streaming.cli.options import (
     settings_from,
 )
 from streaming.errors import ConfigError
+
+if TYPE_CHECKING:
+    from streaming.config import ServingSettings
 
 __all__ = ["learn", "monitor", "register", "serve", "up"]
 
@@ -142,16 +145,35 @@ def serve(
             "--access-log/--no-access-log", envvar="LIVELEARN_API_ACCESS_LOG", help="Log one line per request."
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            envvar="LIVELEARN_API_METRICS_PORT",
+            help="Answer /metrics on this port (same --host) instead of the API port, to firewall it apart.",
+        ),
+    ] = None,
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Serve live predictions over HTTP (plus KServe v2 routes, admin routes and /metrics)."""
     import uvicorn
 
+    from streaming.serving.app import serve_api_metrics
+
     setup_logging(log_level)
     settings = settings_from(
-        config, model, redis_url=redis_url, api_host=host, api_port=port, api_workers=workers, api_access_log=access_log
+        config,
+        model,
+        redis_url=redis_url,
+        api_host=host,
+        api_port=port,
+        api_workers=workers,
+        api_access_log=access_log,
+        api_metrics_port=metrics_port,
     )
-    _check_bindable(settings.api_host, settings.api_port)
+    _check_ports(settings.serving)
     options = {
         "host": settings.api_host,
         "port": settings.api_port,
@@ -163,11 +185,13 @@ def serve(
     if settings.api_workers == 1:  # one process: the app object itself, metrics in this process's registry
         from streaming.serving.app import create_app
 
+        serve_api_metrics(settings.serving)
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
         return
     from streaming.serving.workers import FACTORY, worker_environment
 
     with worker_environment(settings):  # each worker builds the app from these Settings
+        serve_api_metrics(settings.serving)  # here: it reads the workers' metrics directory
         uvicorn.run(FACTORY, factory=True, workers=settings.api_workers, **options)  # type: ignore[arg-type]
 
 
@@ -190,8 +214,22 @@ def _uvicorn_logging(level: str) -> dict[str, object]:
     return config
 
 
-def _check_bindable(host: str, port: int) -> None:
-    """One line naming the settings when ``host:port`` cannot be bound (uvicorn would log it and exit 3)."""
+def _check_ports(serving: ServingSettings) -> None:
+    """One line naming the settings when the API port (or the metrics port) cannot be bound: uvicorn would log it
+    and exit 3, the metrics port's own message would name the other processes' setting."""
+    _check_bindable(serving.host, serving.port, "the API", "--port (LIVELEARN_API_PORT)")
+    if serving.metrics_port is None:
+        return
+    if serving.metrics_port == serving.port:
+        raise ConfigError(
+            f"the metrics port {serving.metrics_port} is the API port: choose another with --metrics-port "
+            "(LIVELEARN_API_METRICS_PORT), or leave it unset to answer /metrics on the API port"
+        )
+    _check_bindable(serving.host, serving.metrics_port, "metrics", "--metrics-port (LIVELEARN_API_METRICS_PORT)")
+
+
+def _check_bindable(host: str, port: int, what: str, option: str) -> None:
+    """One line naming ``option`` and the host setting when ``host:port`` cannot be bound."""
     try:
         family, kind, _proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind) as probe:
@@ -199,8 +237,8 @@ def _check_bindable(host: str, port: int) -> None:
             probe.bind(address)
     except OSError as exc:
         raise ConfigError(
-            f"cannot serve the API on {host}:{port} ({exc.strerror or exc}); choose a free port with "
-            "--port (LIVELEARN_API_PORT) or another address with --host (LIVELEARN_API_HOST)"
+            f"cannot serve {what} on {host}:{port} ({exc.strerror or exc}); choose a free port with "
+            f"{option} or another address with --host (LIVELEARN_API_HOST)"
         ) from None
 
 

@@ -22,12 +22,10 @@ True
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-
-if TYPE_CHECKING:
-    from streaming.config._settings import Settings
+from pydantic_settings import BaseSettings
 
 __all__ = [
     "GROUPS",
@@ -59,9 +57,9 @@ class SettingsGroup(BaseModel):
     attribute: ClassVar[str] = ""
 
     @classmethod
-    def of(cls, source: Self | Settings) -> Self:
-        """This group of ``source``: ``source`` itself when it is one, else the group of those settings (for
-        entry points that take either).
+    def of(cls, source: Self | BaseSettings) -> Self:
+        """This group of ``source``: ``source`` itself when it is one, else the group of those
+        :class:`~streaming.config.Settings` (for entry points that take either).
 
         >>> from streaming.config import Settings
         >>> KafkaSettings.of(Settings(events_topic="shop")).events_topic
@@ -210,7 +208,8 @@ class GuardSettings(SettingsGroup):
 
 
 class ServingSettings(SettingsGroup):
-    """``livelearn serve``: its address, admin token, request bounds, workers and how it follows versions."""
+    """``livelearn serve``: its address, admin token, request bounds, workers, metrics port and how it follows
+    versions."""
 
     attribute: ClassVar[str] = "serving"
 
@@ -224,6 +223,7 @@ class ServingSettings(SettingsGroup):
     stale_after_seconds: float = Field(validation_alias=_setting("serving_stale_after_seconds"))
     workers: int = Field(validation_alias=_setting("api_workers"))
     access_log: bool = Field(validation_alias=_setting("api_access_log"))
+    metrics_port: int | None = Field(validation_alias=_setting("api_metrics_port"))
 
 
 class EventLimitSettings(SettingsGroup):

@@ -350,6 +350,13 @@ class Settings(BaseSettings):
         description="Worker processes of `livelearn serve` (one per core; metrics are summed across them).",
     )
     api_access_log: bool = Field(False, description="`livelearn serve` logs one line per request (costs throughput).")
+    api_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="`livelearn serve` answers /metrics on this port (on api_host), apart from the predictions, and "
+        "no longer on the API port (unset: /metrics on the API port).",
+    )
 
     # --- validation of events -------------------------------------------------------------
     max_event_bytes: int = Field(1_048_576, ge=64, description="Larger events are dead-lettered.")

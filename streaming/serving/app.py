@@ -5,6 +5,10 @@ read versions and act through :mod:`~streaming.serving.routes_admin`. Request li
 (see :mod:`~streaming.serving.schemas`); bodies are parsed as strict JSON, oversized ones refused before they
 are read, and validation errors never echo the input (see :mod:`~streaming.serving.hardening`). The common
 ``POST /predict`` is answered by a pure-ASGI hot path in front of FastAPI (:mod:`~streaming.serving.fastpath`).
+
+``/metrics`` is on the API port unless ``LIVELEARN_API_METRICS_PORT`` names a port of its own
+(:func:`serve_api_metrics`): then a firewall (a Kubernetes NetworkPolicy) can admit the scraper to the metrics and
+only the clients to the predictions.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import redis
 from fastapi import FastAPI
@@ -31,6 +36,7 @@ from snapshotter.store import VersionStore
 from streaming.config import RedisSettings, ServingSettings, Settings, StoreSettings
 from streaming.engines import configure
 from streaming.errors import SnapshotError
+from streaming.observability import serve_metrics
 from streaming.runtime import freeze_after_startup
 from streaming.serving.context import ServingContext, responses
 from streaming.serving.fastpath import PredictFastPath
@@ -41,7 +47,7 @@ from streaming.serving.routes_predict import prediction_routes
 from streaming.serving.schemas import ApiLimits, RequestModels, UseLimits, using_limits
 from streaming.serving.telemetry import RequestTiming, ServingMetrics, exposition_registry, forget_this_worker
 
-__all__ = ["REQUEST_RETRIES", "create_app", "request_bound", "request_store"]
+__all__ = ["REQUEST_RETRIES", "create_app", "request_bound", "request_store", "serve_api_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +94,7 @@ def create_app(
     settings: Settings, *, store: VersionStore | None = None, registry: CollectorRegistry = REGISTRY
 ) -> FastAPI:
     """The ASGI app for one model (of ``settings`` it uses the groups serving, model, limits, and for its own
-    store redis and store)."""
+    store redis and store). It answers ``/metrics`` itself only while ``serving.metrics_port`` is unset."""
     serving, name = settings.serving, settings.model_name
     store = store or request_store(settings.redis, settings.store, serving)
     configure(settings.model.engine, settings.model.cache_dir)  # the engine models are restored on, before ready
@@ -124,7 +130,8 @@ def create_app(
     app.limits = ctx.bodies.limits
     app.router.route_class = StrictJSONRoute  # every body is parsed strictly
     install_error_handlers(app)
-    app.mount("/metrics", make_asgi_app(exposition_registry(registry)))  # every worker's values, merged
+    if serving.metrics_port is None:  # else serve_api_metrics answers on that port, and this one has no /metrics
+        app.mount("/metrics", make_asgi_app(exposition_registry(registry)))  # every worker's values, merged
     app.state.models = models
     predictions = prediction_routes(ctx)
     app.include_router(predictions)
@@ -133,6 +140,45 @@ def create_app(
     predict_route = next(r for r in predictions.routes if isinstance(r, APIRoute) and r.path == "/predict")
     app.add_middleware(PredictFastPath, ctx=ctx, route=predict_route)  # innermost: after the limit and the timing
     app.add_middleware(UseLimits, limits=ctx.bodies.limits)  # the request models validate with these, on both paths
-    app.add_middleware(RequestTiming, histogram=metrics.request_seconds, model=name)
+    # the time and the status code of every answer (the status: what the alert on serve's errors reads)
+    app.add_middleware(RequestTiming, histogram=metrics.request_seconds, model=name, responses=metrics.responses)
     app.add_middleware(BodyLimit, max_bytes=serving.max_body_bytes)  # outermost: before any parsing
     return app
+
+
+def serve_api_metrics(serving: ServingSettings, registry: CollectorRegistry = REGISTRY) -> WSGIServer | None:
+    """Answer ``/metrics`` on ``serving.metrics_port`` (bound on ``serving.host``) from a daemon thread; returns
+    the server (``shutdown()`` stops it), or ``None`` when no metrics port is set.
+
+    Called by ``livelearn serve`` in its first process: with several workers, inside
+    :func:`~streaming.serving.workers.worker_environment`, so that it shows every worker's values merged
+    (:func:`~streaming.serving.telemetry.exposition_registry`), as ``/metrics`` of the API port would.
+
+    Parameters
+    ----------
+    serving
+        The serving settings; nothing is started while their ``metrics_port`` is unset.
+    registry
+        The registry shown in a single process (``REGISTRY``, where :func:`create_app` declares its metrics).
+
+    Examples
+    --------
+    >>> import socket, urllib.request
+    >>> from streaming.config import Settings
+    >>> from streaming.serving.telemetry import ServingMetrics
+    >>> serve_api_metrics(Settings().serving) is None  # unset: /metrics stays on the API port
+    True
+    >>> with socket.socket() as probe:
+    ...     probe.bind(("127.0.0.1", 0))
+    ...     port = probe.getsockname()[1]
+    >>> registry = CollectorRegistry()
+    >>> ServingMetrics(registry, "shop").predictions.inc()
+    >>> server = serve_api_metrics(Settings(api_metrics_port=port).serving, registry)
+    >>> page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    >>> 'livelearn_serving_predictions_total{model="shop"} 1.0' in page
+    True
+    >>> server.shutdown()
+    """
+    if serving.metrics_port is None:
+        return None
+    return serve_metrics(serving.metrics_port, exposition_registry(registry), host=serving.host)

@@ -16,6 +16,7 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The labels of every object: the chart's own, then commonLabels (a common label never replaces the chart's). */}}
 {{- define "livelearn.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/name: {{ include "livelearn.name" . }}
@@ -24,6 +25,23 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: livelearn
 livelearn.io/model: {{ include "livelearn.model" . | quote }}
+{{- range $key, $value := .Values.commonLabels }}
+{{- if not (or (hasPrefix "app.kubernetes.io/" $key) (hasPrefix "helm.sh/" $key) (eq $key "livelearn.io/model")) }}
+{{ $key }}: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+An object's metadata annotations: (dict "root" $ "extra" (dict ...)), the extra ones (hooks, a Service's own)
+winning over commonAnnotations; nothing when both are empty.
+*/}}
+{{- define "livelearn.annotations" -}}
+{{- $all := merge (deepCopy (default (dict) .extra)) (default (dict) .root.Values.commonAnnotations) -}}
+{{- with $all -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
 {{- end -}}
 
 {{- define "livelearn.selectorLabels" -}}
@@ -46,20 +64,62 @@ app.kubernetes.io/component: {{ .component }}
 {{- default "default" .Values.config.model_name -}}
 {{- end -}}
 
+{{/* The image: [registry/]repository then @digest or :tag; global.imageRegistry wins over image.registry. */}}
 {{- define "livelearn.image" -}}
+{{- $registry := default .Values.image.registry ((.Values.global).imageRegistry) -}}
+{{- $repository := .Values.image.repository -}}
+{{- if $registry -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository -}}
+{{- end -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 
+{{/* A workload's ServiceAccount: its own (create), else the one named, else the namespace's default. */}}
 {{- define "livelearn.serviceAccountName" -}}
 {{- if .root.Values.serviceAccount.create -}}
 {{- printf "%s-%s" (include "livelearn.fullname" .root) .component -}}
 {{- else -}}
-default
+{{- default "default" .root.Values.serviceAccount.name -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Whether Roles are made: with the Kubernetes integration, for accounts this chart makes or names (never for the
+namespace's default account, which every other pod of the namespace runs as too).
+*/}}
+{{- define "livelearn.rbac" -}}
+{{- if and .Values.rbac.create .Values.kubernetes.enabled (or .Values.serviceAccount.create .Values.serviceAccount.name) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The learner pods' names (a StatefulSet's: <fullname>-learner-0 ...), comma-separated. */}}
+{{- define "livelearn.learnerPods" -}}
+{{- $names := list -}}
+{{- range $i := until (int .Values.learner.replicas) -}}
+{{- $names = append $names (printf "%s-learner-%d" (include "livelearn.fullname" $) $i) -}}
+{{- end -}}
+{{- join "," $names -}}
+{{- end -}}
+
+{{/* The Secrets a component references (settings, CA certificates), sorted, comma-separated. */}}
+{{- define "livelearn.referencedSecrets" -}}
+{{- $v := .root.Values -}}
+{{- $refs := list $v.secrets.kafkaSaslPassword $v.secrets.kafkaSslKeyPassword $v.secrets.redisPassword $v.tls.redisCA $v.tls.kafkaCA -}}
+{{- if eq .component "serve" -}}
+{{- $refs = append $refs $v.secrets.apiToken -}}
+{{- end -}}
+{{- $names := list -}}
+{{- range $refs -}}
+{{- if .existingSecret -}}
+{{- $names = append $names .existingSecret -}}
+{{- end -}}
+{{- end -}}
+{{- $names | uniq | sortAlpha | join "," -}}
 {{- end -}}
 
 {{- define "livelearn.pinConfigMap" -}}
@@ -190,14 +250,24 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- if .values.topologySpread.enabled }}
+{{- $selector := dict "matchLabels" (include "livelearn.componentSelector" (dict "root" .root "component" .component) | fromYaml) }}
+{{- if .values.topologySpreadConstraints }}
+{{- /* The full list, as given; a constraint without a labelSelector counts this component's pods. */}}
+topologySpreadConstraints:
+{{- range .values.topologySpreadConstraints }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" $selector }}
+{{- end }}
+  - {{- toYaml $constraint | nindent 4 }}
+{{- end }}
+{{- else if .values.topologySpread.enabled }}
 topologySpreadConstraints:
   - maxSkew: {{ .values.topologySpread.maxSkew }}
     topologyKey: {{ .values.topologySpread.topologyKey }}
     whenUnsatisfiable: {{ .values.topologySpread.whenUnsatisfiable }}
     labelSelector:
-      matchLabels:
-        {{- include "livelearn.componentSelector" (dict "root" .root "component" .component) | nindent 8 }}
+      {{- toYaml $selector | nindent 6 }}
 {{- end }}
 {{- end -}}
 
