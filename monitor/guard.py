@@ -15,6 +15,10 @@ step; the other re-reads). Each sample goes
 
 Samples a restarted learner recorded twice are skipped. Every action carries the epoch that was judged, so
 when two monitors see the same breach only the first one acts.
+
+``livelearn_alert`` (an operator is needed) is 1 while learning is frozen, while a confirmed breach is suppressed,
+while the monitor's checks fail (Redis down, or an error no outage explains: cleared by the next check that
+works) and after a control action failed (cleared by the next one that succeeds).
 """
 
 from __future__ import annotations
@@ -122,7 +126,9 @@ class Monitor:
         self.cursor = GuardCursor(self.store.client, self.store.keys, self.store.audit_retention)
         self.data = DataGuard(self.guard)
         self._fed = START  # the newest history entry the data guard has seen
-        self._failed = False
+        # what livelearn_alert is made of (_publish_alert): the last check failed; the last control action failed;
+        # learning was frozen at the last check. Kept apart so a working check clears only its own failure.
+        self._check_failed = self._action_failed = self._frozen = False
         self._stop = threading.Event()
         self.outage = RedisOutage(
             self.redis.url,
@@ -146,8 +152,9 @@ class Monitor:
 
         Redis down, hung or refusing writes — also at start — is one outage (:class:`RedisOutage`): logged once
         within about a socket timeout, ``livelearn_redis_up`` 0, checks retried with a growing backoff, over at the
-        first check that works (it writes: a check-in, the cursor). Rejected credentials or a missing permission
-        end the monitor with an error naming them.
+        first check that works (it writes: a check-in, the cursor). While checks fail, ``livelearn_alert`` is 1;
+        the first check that works clears that again. Rejected credentials or a missing permission end the monitor
+        with an error naming them.
         """
         guard, url = self.guard, self.redis.url  # a blocked read must end well before the client's socket timeout
         block_ms = int(min(guard.check_interval_seconds, 2.0, 0.8 * self.redis.timeout_seconds) * 1000)
@@ -159,7 +166,7 @@ class Monitor:
                     code = redis_failure(exc)
                     if code in FATAL_FAILURES:
                         raise ConnectionFailedError(describe_failure(code, url, exc)) from None
-                    self._failed = True
+                    self._set_check_failed(True)
                     if code is None:  # not an outage (a bug, or data livelearn did not write): say so each time
                         self.heartbeat.beat("monitor", ready=False, detail=f"Redis failed: {exc}")
                         log.error("check failed: %s; retrying", exc)
@@ -170,6 +177,7 @@ class Monitor:
                     self._stop.wait(self.outage.pause())
                     continue
                 self.outage.confirmed()  # the check worked (it wrote its check-in): an outage is over
+                self._set_check_failed(False)  # and no longer calls an operator
                 self.heartbeat.beat("monitor")
         finally:
             if not self.outage.down:  # (while Redis hangs, signing off would only hang the exit)
@@ -301,12 +309,12 @@ class Monitor:
                 self.control.resume(actor=self.actor, reason=decision.reason, metrics=metrics)
                 log.warning("learning resumed: %s", decision.reason)
             if decision.action not in (Action.WAIT, Action.COOLDOWN):
-                self._failed = False
+                self._action_failed = False
         except (StaleEpochError, AlreadyFrozenError, NotFrozenError) as exc:
             log.info("another actor got there first: %s", exc)  # e.g. a second monitor
         except (ControlError, VersionNotFoundError) as exc:
             log.error("cannot %s: %s", decision.action, exc)
-            self._failed = True
+            self._action_failed = True
             self._audit(f"{decision.action}_failed", str(exc), metrics)
         if decision.action in (Action.ROLLBACK, Action.FREEZE, Action.RESUME):
             return self.store.epoch(), self.control.frozen() is not None
@@ -323,10 +331,19 @@ class Monitor:
             metrics=metrics,
         )
 
+    def _set_check_failed(self, failed: bool) -> None:
+        """A check failed (``livelearn_alert`` 1 at once: the monitor guards nothing meanwhile), or worked."""
+        self._check_failed = failed
+        self._publish_alert()
+
+    def _publish_alert(self) -> None:
+        needed = self._frozen or self._check_failed or self._action_failed or self.judge.state.suppressed
+        self.telemetry.alert.set(1 if needed else 0)
+
     def _update_gauges(self, frozen: bool) -> None:
         self.telemetry.frozen.set(1 if frozen else 0)
-        suppressed = self.judge.state.suppressed
-        self.telemetry.alert.set(1 if frozen or self._failed or suppressed else 0)
+        self._frozen = frozen
+        self._publish_alert()
         head, serving, pinned = self.store.head(), self.store.serving(), self.store.pinned()
         self.telemetry.head_version.set(head or 0)
         self.telemetry.serving_version.set(serving or 0)

@@ -35,7 +35,11 @@ class MonitorMetrics:
         )
         self.frozen = gauge("livelearn_learning_frozen", "1 while learning is frozen.", registry, model)
         self.alert = gauge(
-            "livelearn_alert", "1 when an operator is needed (frozen, or no rollback target).", registry, model
+            "livelearn_alert",
+            "1 while an operator is needed: learning frozen, a confirmed breach suppressed, the monitor's checks "
+            "failing (until one works), a control action failed (until one succeeds).",
+            registry,
+            model,
         )
         self.head_version = gauge(
             "livelearn_monitor_head_version", "Head version seen by the monitor.", registry, model

@@ -9,6 +9,12 @@ microseconds, so the default buckets (5 ms and up) would put every observation i
 >>> m.events_consumed.inc(3)
 >>> registry.get_sample_value("livelearn_events_consumed_total", {"model": "shop"})
 3.0
+
+Every dead-letter reason is counted from 0 at start, so a dashboard shows 0 rather than "No data" until the first
+dead letter:
+
+>>> registry.get_sample_value("livelearn_events_dead_lettered_total", {"model": "shop", "reason": "non_finite"})
+0.0
 """
 
 from __future__ import annotations
@@ -19,12 +25,26 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from streaming.observability import counter, gauge, histogram
 
-__all__ = ["EVENT_LATENCY_BUCKETS", "SNAPSHOT_BUCKETS", "LearnerMetrics"]
+__all__ = ["DEAD_LETTER_REASONS", "EVENT_LATENCY_BUCKETS", "SNAPSHOT_BUCKETS", "LearnerMetrics"]
 
 #: Buckets (seconds) for one predict or learn step: 5 us .. 50 ms.
 EVENT_LATENCY_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2)
 #: Buckets (seconds) for one snapshot write: 0.5 ms .. 5 s.
 SNAPSHOT_BUCKETS = (5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0, 5.0)
+#: The reasons an event is dead-lettered for (``EventError.reason``, raised by :mod:`streaming.events`; a test holds
+#: the two together), each series of ``livelearn_events_dead_lettered_total`` created at 0.
+DEAD_LETTER_REASONS = (
+    "bad_feature_name",
+    "bad_field",
+    "bad_label",
+    "bad_shape",
+    "bad_string",
+    "bad_type",
+    "non_finite",
+    "oversized",
+    "too_many_features",
+    "undecodable",
+)
 
 
 class LearnerMetrics:
@@ -140,6 +160,8 @@ class LearnerMetrics:
         )
         for kind in ("category", "feature"):
             self._capped.labels(model, kind)
+        for reason in DEAD_LETTER_REASONS:
+            self._dead_lettered.labels(model, reason)
         self._redis_outages.labels(model, "unreachable")
         self.redis_up.set(1)
         self.kafka_up.set(1)

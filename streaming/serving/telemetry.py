@@ -6,6 +6,9 @@
 >>> registry.get_sample_value("livelearn_serving_predictions_total", {"model": "shop"})
 1.0
 
+Every answer is counted by route and status code in ``livelearn_serving_responses_total`` (what the alert on
+serve's error ratio reads); :class:`RequestTiming` records it with the request's time.
+
 With several workers (``livelearn serve --workers N``) prometheus_client runs in its multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR``): each worker writes its values to files there, and ``/metrics`` of any worker
 shows them merged (:func:`exposition_registry`): counters and histograms summed, the loaded version once per
@@ -17,9 +20,9 @@ from __future__ import annotations
 import os
 import time
 
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streaming.observability import counter, gauge
 
@@ -47,6 +50,12 @@ class ServingMetrics:
             "Time to answer one request.",
             ["model", "route"],
             buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.responses = Counter(
+            "livelearn_serving_responses_total",
+            "Answers to HTTP requests, by route template and status code.",
+            ["model", "route", "code"],
             registry=registry,
         )
         self.predictions = counter("livelearn_serving_predictions_total", "Predictions returned.", registry, model)
@@ -78,28 +87,84 @@ def forget_this_worker() -> None:
 
 class RequestTiming:
     """Pure ASGI middleware: the time to answer each HTTP request, labelled with its route template (``other``
-    when no route matched), in ``livelearn_serving_request_seconds``.
+    when no route matched), in ``livelearn_serving_request_seconds``, and with ``responses``
+    (:attr:`ServingMetrics.responses`) the answer's status code in ``livelearn_serving_responses_total``.
 
     No ``BaseHTTPMiddleware``: no extra task, stream or request object per request, just two clock reads and
-    one observation (the labelled series are looked up once per route).
+    one observation, and to count codes one wrapper of ``send`` (the labelled series are looked up once per
+    route and code).
+
+    Parameters
+    ----------
+    app
+        The application it times.
+    histogram
+        ``livelearn_serving_request_seconds`` (labels ``model``, ``route``).
+    model
+        The model's name (the ``model`` label).
+    responses
+        ``livelearn_serving_responses_total`` (labels ``model``, ``route``, ``code``), or ``None``: codes not counted.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> registry = CollectorRegistry()
+    >>> metrics = ServingMetrics(registry, "shop")
+    >>> async def broken(scope, receive, send):
+    ...     raise RuntimeError("a bug")
+    >>> timing = RequestTiming(broken, metrics.request_seconds, "shop", responses=metrics.responses)
+    >>> try:
+    ...     asyncio.run(timing({"type": "http"}, None, None))
+    ... except RuntimeError:
+    ...     pass  # the server answers 500
+    >>> labels = {"model": "shop", "route": "other", "code": "500"}
+    >>> registry.get_sample_value("livelearn_serving_responses_total", labels)
+    1.0
     """
 
-    def __init__(self, app: ASGIApp, histogram: Histogram, model: str) -> None:
+    def __init__(self, app: ASGIApp, histogram: Histogram, model: str, responses: Counter | None = None) -> None:
         self.app = app
         self.histogram = histogram
         self.model = model
+        self.responses = responses
         self._series: dict[str, Histogram] = {}
+        self._answers: dict[tuple[str, int], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
+        start, responses = time.perf_counter(), self.responses
+        if responses is None:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self._observe(scope, start)
+            return
+        status = 500  # the app raised before it answered: the server answers 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_noting_status)
         finally:
-            path: str = getattr(scope.get("route"), "path", "other")  # the router records the matched route
-            series = self._series.get(path)
-            if series is None:
-                series = self._series[path] = self.histogram.labels(self.model, path)
-            series.observe(time.perf_counter() - start)
+            self._count(responses, self._observe(scope, start), status)
+
+    def _observe(self, scope: Scope, start: float) -> str:
+        """Record the request's time; returns its route template."""
+        path: str = getattr(scope.get("route"), "path", "other")  # the router records the matched route
+        series = self._series.get(path)
+        if series is None:
+            series = self._series[path] = self.histogram.labels(self.model, path)
+        series.observe(time.perf_counter() - start)
+        return path
+
+    def _count(self, responses: Counter, path: str, status: int) -> None:
+        answers = self._answers.get((path, status))
+        if answers is None:
+            answers = self._answers[path, status] = responses.labels(self.model, path, str(status))
+        answers.inc()
