@@ -21,6 +21,7 @@ from helm_chart import (
     NAMESPACE,
     ROOT,
     dashboard,
+    documented_metrics,
     example_values,
     metric_names,
     rule_groups,
@@ -73,22 +74,6 @@ def concrete(expression: str) -> str:
         expression = expression.replace(variable, value)
     assert "$" not in expression, f"a dashboard variable without a test value in {expression}"
     return expression
-
-
-def documented_metrics() -> set[str]:
-    """The metric names the metrics page's table lists, with the ``_bucket``/``_sum``/``_count`` series of its
-    histograms."""
-    section = METRICS_PAGE.read_text().split("## Prometheus metrics", 1)[1].split("\n## ", 1)[0]
-    names: set[str] = set()
-    for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) < 4 or not cells[0].startswith("`livelearn_"):
-            continue
-        row = set(re.findall(r"`(livelearn_[a-z_]+)", cells[0]))
-        names |= row
-        if "histogram" in cells[2]:
-            names |= {f"{name}{suffix}" for name in row for suffix in ("_bucket", "_sum", "_count")}
-    return names
 
 
 # --- names ------------------------------------------------------------------------------------------------------
