@@ -37,7 +37,6 @@ ROUTING = {"model": "shop", "namespace": NAMESPACE}
 DASHBOARD_VARIABLES = {"$model": "shop", "$namespace": NAMESPACE, "$metric": "accuracy", "$__rate_interval": "2m"}
 #: The page each runbook_url points into (one section per alert, its anchor the alert's name in lower case).
 ALERTS_PAGE = ROOT / "docs" / "operations" / "alerts.md"
-METRICS_PAGE = ROOT / "docs" / "operations" / "metrics.md"
 #: The chart's default runbookBaseUrl.
 RUNBOOK_BASE = "https://livelearn.readthedocs.io/en/latest"
 
