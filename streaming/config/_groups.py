@@ -33,6 +33,7 @@ __all__ = [
     "GuardSettings",
     "KafkaSettings",
     "KubernetesSettings",
+    "LabelSettings",
     "LearnerSettings",
     "ModelSettings",
     "ProbeSettings",
@@ -169,6 +170,26 @@ class LearnerSettings(SettingsGroup):
     allow_empty_store: bool = Field(validation_alias=_setting("allow_empty_store"))
 
 
+class LabelSettings(SettingsGroup):
+    """Labels that arrive after their events: the join's wait, its policy and its bounds
+    (:mod:`streaming.learner.join`)."""
+
+    attribute: ClassVar[str] = "labels"
+
+    topic: str | None = Field(validation_alias=_setting("labels_topic"))
+    wait_seconds: float = Field(validation_alias=_setting("label_wait"))
+    policy: Literal["drop", "negative"] = Field(validation_alias=_setting("label_policy"))
+    max_pending: int = Field(validation_alias=_setting("label_max_pending"))
+    max_bytes: int = Field(validation_alias=_setting("label_max_bytes"))
+    max_orphans: int = Field(validation_alias=_setting("label_max_orphans"))
+    remember: int = Field(validation_alias=_setting("label_remember"))
+
+    @property
+    def joined(self) -> bool:
+        """Whether labels may come after their events (a wait is set)."""
+        return self.wait_seconds > 0
+
+
 class GuardSettings(SettingsGroup):
     """The quality guard: the rolling-metric rule and its rollbacks and freezes (``monitor_*``), the
     data-quality incidents (``incident_*``, ``reference_*``), drift, the reference-set gate, and the block they
@@ -267,6 +288,7 @@ GROUPS: dict[str, type[SettingsGroup]] = {
     "store": StoreSettings,
     "model": ModelSettings,
     "learner": LearnerSettings,
+    "labels": LabelSettings,
     "guard": GuardSettings,
     "serving": ServingSettings,
     "limits": EventLimitSettings,

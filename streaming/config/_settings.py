@@ -10,9 +10,9 @@ import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,6 +28,7 @@ from streaming.config._groups import (
     GuardSettings,
     KafkaSettings,
     KubernetesSettings,
+    LabelSettings,
     LearnerSettings,
     ModelSettings,
     ProbeSettings,
@@ -56,6 +57,23 @@ _UNBOUNDED_METRICS = ("log_loss",)
 #: The TOML file of the Settings being built by :func:`load_settings` (unset: ``LIVELEARN_CONFIG_FILE``).
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("livelearn_config_file", default=None)
 _G = TypeVar("_G", bound=SettingsGroup)
+_DURATION = re.compile(r"^\s*(?P<number>\d+(\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, None: 1.0}
+
+
+def _duration_seconds(value: Any) -> Any:
+    """A duration in seconds from a number or a string such as ``90``, ``90s``, ``30m``, ``2h`` (else as given:
+    the field's own check refuses it).
+
+    >>> [_duration_seconds(v) for v in ("30m", "90s", "1.5h", "250ms", 12, "12")]
+    [1800.0, 90.0, 5400.0, 0.25, 12, 12.0]
+    """
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"use seconds or a duration such as 90s, 30m, 2h (got {value[:40]!r})")
+        return float(match["number"]) * _UNIT_SECONDS[match["unit"]]
+    return value
 
 
 class Settings(BaseSettings):
@@ -192,6 +210,54 @@ class Settings(BaseSettings):
         ge=0,
         le=1_000_000,
         description="Event ids remembered per partition; a repeated id (producer retry) is skipped (0: off).",
+    )
+
+    # --- labels that arrive after their events (streaming.learner.join) -------------------
+    label_wait: Annotated[float, BeforeValidator(_duration_seconds)] = Field(
+        0.0,
+        ge=0,
+        le=30 * 86_400,
+        description="How long a scored event waits for its label, in event time (seconds, or 90s, 30m, 2h): "
+        "labels may then come after their events (label records on the events topic or the labels topic). "
+        "0: off, labels ride inside their events.",
+    )
+    label_policy: Literal["drop", "negative"] = Field(
+        "drop",
+        description="What an event whose label did not come within the wait becomes: drop (never learned) or "
+        "negative (no purchase by then: learned as a 0).",
+    )
+    label_max_pending: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="Most scored events waiting for their labels; past it the oldest "
+        "is expired early (the policy applies, counted as evicted).",
+    )
+    label_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=65_536,
+        le=16 * 1024**3,
+        description="Most bytes of waiting events (their packed features: what a version stores); past it the "
+        "oldest is expired early.",
+    )
+    label_max_orphans: int = Field(
+        10_000,
+        ge=0,
+        le=1_000_000,
+        description="Most labels held for an event not seen yet (a label before its event); past it the oldest "
+        "is dropped (counted).",
+    )
+    label_remember: int = Field(
+        100_000,
+        ge=0,
+        le=10_000_000,
+        description="Event ids remembered after their label was learned or their wait expired, so a second or a "
+        "late label is told from a label for an unknown event.",
+    )
+    labels_topic: str | None = Field(
+        None,
+        description="Topic of label records {event_id, label, ts}, keyed like the events (needs label_wait; "
+        "unset: labels come inside the events or as records on the events topic).",
     )
 
     # --- snapshots ------------------------------------------------------------------------
@@ -445,6 +511,20 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value
 
+    @field_validator("labels_topic")
+    @classmethod
+    def _check_labels_topic(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A labels topic needs the join (a wait) and is not the events topic."""
+        if value is None:
+            return value
+        if not value.strip():
+            raise ValueError("name a topic, or leave it unset")
+        if info.data.get("label_wait") == 0:
+            raise ValueError("labels on their own topic need a wait: set label_wait (e.g. 30m)")
+        if value == info.data.get("events_topic"):
+            raise ValueError("labels on the events topic need no labels topic: leave it unset and set label_wait")
+        return value
+
     @field_validator("monitor_threshold")
     @classmethod
     def _check_threshold(cls, value: float, info: ValidationInfo) -> float:
@@ -530,6 +610,11 @@ class Settings(BaseSettings):
     def learner(self) -> LearnerSettings:
         """How the learner runs: window, dedupe, snapshot cadence, lease, status."""
         return self._group(LearnerSettings)
+
+    @functools.cached_property
+    def labels(self) -> LabelSettings:
+        """Labels that arrive after their events: the join's topic, wait, policy and bounds."""
+        return self._group(LabelSettings)
 
     @functools.cached_property
     def guard(self) -> GuardSettings:
