@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import msgpack
 
@@ -42,11 +42,13 @@ __all__ = [
     "Event",
     "EventFormat",
     "EventLimits",
+    "Label",
     "check_feature",
     "check_features",
     "decode_event",
     "encodable",
     "encode_event",
+    "encode_label",
     "kind_of",
     "sniff_format",
 ]
@@ -106,6 +108,43 @@ class Event:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Label:
+    """A label that arrives on its own, after (or before) the event it belongs to: ``{event_id, label, ts}``.
+
+    It travels on the labels topic (``LIVELEARN_LABELS_TOPIC``) or, as a record without ``features``, on the
+    events topic; the learner joins it to the scored event with the same ``event_id`` (see
+    :mod:`streaming.learner.join`). :func:`decode_event` with ``labels=True`` returns one for a record without
+    ``features``.
+
+    Parameters
+    ----------
+    event_id
+        The event it labels.
+    ts
+        When the outcome happened (epoch milliseconds): a purchase's time, at or after its session's.
+    label
+        Whether the session bought.
+
+    Examples
+    --------
+    >>> raw = encode_label(Label("e1", 1700000060000, True))
+    >>> decode_event(raw, "msgpack", EventLimits(), labels=True)
+    Label(event_id='e1', ts=1700000060000, label=True)
+    >>> decode_event(raw, "msgpack", EventLimits())  # labels not joined: a record without features is refused
+    Traceback (most recent call last):
+    ...
+    streaming.errors.EventError: bad_field: features must be a map of name -> number | string | boolean, got null
+    """
+
+    event_id: str
+    ts: int
+    label: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "ts": self.ts, "label": self.label}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EventLimits:
     """Bounds past which an event is dead-lettered instead of learned from.
 
@@ -155,6 +194,15 @@ class EventLimits:
 def encode_event(event: Event, fmt: Literal["msgpack", "json"] = "msgpack") -> bytes:
     """Serialise an event for the events topic."""
     doc = event.to_dict()
+    if fmt == "json":
+        return json.dumps(doc, separators=(",", ":")).encode()
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
+
+
+def encode_label(label: Label, fmt: Literal["msgpack", "json"] = "msgpack") -> bytes:
+    """Serialise a label record (for the labels topic, or the events topic with the join on)."""
+    doc = label.to_dict()
     if fmt == "json":
         return json.dumps(doc, separators=(",", ":")).encode()
     packed: bytes = msgpack.packb(doc, use_bin_type=True)
@@ -284,18 +332,23 @@ def _check_label(value: Any) -> bool | None:
     raise EventError("bad_label", f"label must be true/false/0/1 or absent, got {shown}")
 
 
-def decode_event(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event:
+@overload
+def decode_event(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event: ...
+@overload
+def decode_event(raw: bytes | None, fmt: EventFormat, limits: EventLimits, *, labels: bool) -> Event | Label: ...
+def decode_event(raw: bytes | None, fmt: EventFormat, limits: EventLimits, *, labels: bool = False) -> Event | Label:
     """Decode and validate one Kafka record value, or raise :class:`EventError` — never anything else,
-    so no input can stop a learner."""
+    so no input can stop a learner. With ``labels`` (the label join is on), a record without ``features`` is a
+    :class:`Label` (its ``label`` required)."""
     try:
-        return _decode(raw, fmt, limits)
+        return _decode(raw, fmt, limits, labels)
     except EventError:
         raise
     except Exception as exc:  # noqa: BLE001 - the promise: nothing but EventError (e.g. unhashable map keys)
         raise EventError("undecodable", f"{type(exc).__name__}: {exc}"[:500]) from None
 
 
-def _decode(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event:
+def _decode(raw: bytes | None, fmt: EventFormat, limits: EventLimits, labels: bool = False) -> Event | Label:
     if raw is None:
         raise EventError("undecodable", "record has no value (tombstone)")
     if len(raw) > limits.max_event_bytes:
@@ -320,6 +373,11 @@ def _decode(raw: bytes | None, fmt: EventFormat, limits: EventLimits) -> Event:
                 "bad_field", f"user_id must be a string, a 64-bit integer or absent, got {kind_of(user_id)}"
             )
         _check_string(user_id, "user_id", limits)
+    if labels and "features" not in doc:
+        label = _check_label(doc.get("label"))
+        if label is None:
+            raise EventError("bad_label", "a label record (no features) must carry label true/false/0/1")
+        return Label(event_id, ts, label)
     features = doc.get("features")
     if not isinstance(features, dict):
         raise EventError(
