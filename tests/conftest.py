@@ -25,7 +25,7 @@ from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings
 from streaming.events import Event, encode_event
 from streaming.local.embedded import EmbeddedServer, embedded_stack, start_redis
-from streaming.transport import choose_client, ensure_topics, make_producer
+from streaming.transport import choose_client, ensure_topics, livelearn_topics, make_producer
 
 _counter = itertools.count()
 
@@ -81,14 +81,7 @@ def settings_on(broker: str, redis_address: str, test_name: str, partitions: int
         **overrides,
     }
     settings = Settings(**values)
-    ensure_topics(
-        settings,
-        {
-            settings.events_topic: partitions,
-            settings.dead_letter_topic_name: 1,
-            settings.predictions_topic_name: partitions,
-        },
-    )
+    ensure_topics(settings, livelearn_topics(settings, partitions, labels_topic=settings.labels.topic))
     return settings
 
 

@@ -71,18 +71,26 @@ def ensure_topics(settings: KafkaSettings | Settings, topics: dict[str, int]) ->
     create_topics(kafka, topics)
 
 
-def livelearn_topics(settings: KafkaSettings | Settings, partitions: int = 1) -> dict[str, int]:
-    """Every topic a learner uses, with its partition count: events, dead letters and predictions.
+def livelearn_topics(
+    settings: KafkaSettings | Settings, partitions: int = 1, *, labels_topic: str | None = None
+) -> dict[str, int]:
+    """Every topic a learner uses, with its partition count: events, dead letters and predictions (and labels, when
+    they have a topic: partitioned like the events).
 
     >>> sorted(livelearn_topics(Settings(events_topic="shop"), 3).items())
     [('shop', 3), ('shop.dlq', 1), ('shop.predictions', 3)]
+    >>> sorted(livelearn_topics(Settings(events_topic="shop"), 2, labels_topic="shop.labels"))
+    ['shop', 'shop.dlq', 'shop.labels', 'shop.predictions']
     """
     kafka = KafkaSettings.of(settings)
-    return {
+    topics = {
         kafka.events_topic: partitions,
         kafka.dead_letter_topic: 1,
         kafka.predictions_topic: partitions,
     }
+    if labels_topic:
+        topics[labels_topic] = partitions
+    return topics
 
 
 def topic_partitions(consumer: Consumer, topic: str) -> list[TopicPartition]:

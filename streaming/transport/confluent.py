@@ -132,6 +132,15 @@ class ConfluentConsumer:
         except KafkaException:  # not fetching yet: assign again, every partition from its position
             self._start()
 
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        if not self.started:
+            self._start()
+        self.client.pause([ConfluentTopicPartition(t, p) for t, p in partitions])
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        if self.started:
+            self.client.resume([ConfluentTopicPartition(t, p) for t, p in partitions])
+
     def _watermarks(self, tp: TopicPartition) -> tuple[int, int]:
         try:
             marks = self.client.get_watermark_offsets(

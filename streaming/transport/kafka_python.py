@@ -63,6 +63,12 @@ class KafkaPythonConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.client.seek(KafkaTopicPartition(*tp), offset)
 
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.client.pause(*(KafkaTopicPartition(*tp) for tp in partitions))
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.client.resume(*(KafkaTopicPartition(*tp) for tp in partitions))
+
     def seek_to_beginning(self, tp: TopicPartition) -> None:
         self.client.seek_to_beginning(KafkaTopicPartition(*tp))
 

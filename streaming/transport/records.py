@@ -121,6 +121,12 @@ class Consumer(Protocol):
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
         """Up to ``max_records`` records, in offset order per partition; returns as soon as any are there."""
 
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        """Stop fetching these partitions until :meth:`resume` d (records fetched already may still come)."""
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        """Fetch these paused partitions again, from their positions."""
+
     def highwater(self, tp: TopicPartition) -> int | None:
         """The high-water mark of the last fetch from ``tp`` (``None`` before one): exact on brokers whose
         ListOffsets answers lag behind."""
