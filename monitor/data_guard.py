@@ -27,8 +27,18 @@ __all__ = ["DataGuard", "consumed_offsets"]
 
 
 def consumed_offsets(sample: MetricSample, topic: str) -> dict[str, dict[str, int]]:
-    """The per-partition positions a sample was recorded at."""
-    return {topic: {k.split(":", 1)[1]: int(v) for k, v in sample.items() if k.startswith("offset:")}}
+    """The per-partition positions a sample was recorded at: ``offset:<partition>`` of the events ``topic``,
+    ``offset:<other topic>:<partition>`` of another (the labels topic).
+
+    >>> consumed_offsets({"offset:0": 5.0, "offset:shop.labels:0": 2.0, "accuracy": 0.9}, "shop")
+    {'shop': {'0': 5}, 'shop.labels': {'0': 2}}
+    """
+    consumed: dict[str, dict[str, int]] = {topic: {}}
+    for key, value in sample.items():
+        if key.startswith("offset:"):
+            where, _, partition = key[len("offset:") :].rpartition(":")
+            consumed.setdefault(where or topic, {})[partition] = int(value)
+    return consumed
 
 
 class DataGuard:

@@ -19,7 +19,7 @@ lease can neither mislead the monitor nor the operators.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import redis
 
@@ -61,6 +61,7 @@ class LearnerStatus(TypedDict):
     stream_position: int
     offsets: dict[str, dict[str, int]]
     last_rollback: dict[str, Any] | None
+    labels: NotRequired[dict[str, Any] | None]  # the label join's figures (counts, pending, oldest wait, delays)
 
 
 _NOT_METRICS = ("time", "epoch", "version", "scored", "incident")

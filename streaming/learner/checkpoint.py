@@ -27,6 +27,7 @@ from snapshotter.status import LearnerStatus, StatusWriter
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 from streaming.errors import LeaseLostError, SnapshotError, SnapshotFencedError
+from streaming.learner.join import RecentDelays
 from streaming.learner.outputs import Outputs
 from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.reference_gate import ReferenceGate
@@ -99,6 +100,7 @@ class Checkpoints:
         self.jobs: list[Job] = []
         self.lineage_moved = False  # a collected snapshot was dropped: the lineage moved on
         self.status_writer = StatusWriter(store.client, store.keys, history_maxlen=settings.audit_retention)
+        self.delays = RecentDelays()  # the label delays of the last labels joined (the status shows quantiles)
 
     # -- the writer thread --------------------------------------------------------------------------
     def start(self, state: LearnerState) -> None:
@@ -159,6 +161,9 @@ class Checkpoints:
             offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
         rolling = state.metrics.rolling_values()
         extra: dict[str, Any] = {"dead_lettered": state.counters["dead_lettered"], "frozen": not state.learning}
+        if state.join is not None:  # the join's counts, waits and recent label delays
+            self._label_delays(state)
+            extra["labels"] = {**state.join.figures(), **self.delays.summary()}
         if state.pending_rollback:
             extra["rollback"] = state.pending_rollback
         stable = self.stable(state, rolling)
@@ -355,12 +360,25 @@ class Checkpoints:
             stream_position=sum(positions.values()) if positions else 0,
             offsets=offsets,
             last_rollback=state.last_rollback,
+            labels=None if state.join is None else {**state.join.figures(), **self.delays.summary()},
         )
+
+    def _label_delays(self, state: LearnerState) -> None:
+        """The label delays (ms) since the last call, kept for the status's and the versions' quantiles, and
+        observed by the delay histogram."""
+        assert state.join is not None
+        delays = state.join.take_delays()
+        self.delays.add(delays)
+        for delay in delays:
+            self.telemetry.label_delay.observe(delay / 1000)
 
     def publish_status(
         self, state: LearnerState, events_per_second: float, current_lag: int | None, positions: Positions | None = None
     ) -> None:
         """Write the status and the metric samples recorded since; a no-op without the lease."""
+        if state.join is not None:
+            self._label_delays(state)
+            self.telemetry.label_join(state.join.figures())
         status = self.status_document(state, events_per_second, current_lag, positions)
         self.telemetry.set_rolling(status["rolling"])
         self.telemetry.model_size(state.model.inputs, state.model.capped)

@@ -23,14 +23,17 @@ import time
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
+from streaming.learner.join import COUNTS as _JOIN_COUNTS
 from streaming.observability import counter, gauge, histogram
 
-__all__ = ["DEAD_LETTER_REASONS", "EVENT_LATENCY_BUCKETS", "SNAPSHOT_BUCKETS", "LearnerMetrics"]
+__all__ = ["DEAD_LETTER_REASONS", "EVENT_LATENCY_BUCKETS", "LABEL_DELAY_BUCKETS", "SNAPSHOT_BUCKETS", "LearnerMetrics"]
 
 #: Buckets (seconds) for one predict or learn step: 5 us .. 50 ms.
 EVENT_LATENCY_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2)
 #: Buckets (seconds) for one snapshot write: 0.5 ms .. 5 s.
 SNAPSHOT_BUCKETS = (5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0, 5.0)
+#: Buckets (seconds) for a label's delay after its event, in event time: 1 s .. 1 day.
+LABEL_DELAY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21_600.0, 86_400.0)
 #: The reasons an event is dead-lettered for (``EventError.reason``, raised by :mod:`streaming.events`; a test holds
 #: the two together), each series of ``livelearn_events_dead_lettered_total`` created at 0.
 DEAD_LETTER_REASONS = (
@@ -41,6 +44,7 @@ DEAD_LETTER_REASONS = (
     "bad_string",
     "bad_type",
     "non_finite",
+    "not_a_label",
     "oversized",
     "too_many_features",
     "undecodable",
@@ -158,6 +162,49 @@ class LearnerMetrics:
             registry,
             model,
         )
+        self.labels_consumed = counter(
+            "livelearn_labels_consumed_total",
+            "Label records taken (labels topic, or label records on the events topic).",
+            registry,
+            model,
+        )
+        self._label_outcomes = Counter(
+            "livelearn_label_outcomes_total",
+            "What the label join did, by outcome (matched, expired, evicted, late, duplicates, orphaned, "
+            "orphans_expired, orphans_evicted, conflicts, inline, pending_in: streaming.learner.join).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self._label_seen: dict[str, int] = {}
+        self.label_delay = histogram(
+            "livelearn_label_delay_seconds",
+            "Event time from an event to its label, for the labels joined.",
+            registry,
+            model,
+            LABEL_DELAY_BUCKETS,
+        )
+        self.labels_pending = gauge(
+            "livelearn_labels_pending_events", "Scored events waiting for their labels.", registry, model
+        )
+        self.labels_pending_bytes = gauge(
+            "livelearn_labels_pending_bytes", "Bytes of the events waiting (packed features).", registry, model
+        )
+        self.labels_oldest_pending = gauge(
+            "livelearn_labels_oldest_pending_seconds",
+            "Event time the oldest waiting event has waited (0: none waits).",
+            registry,
+            model,
+        )
+        self.labels_orphans = gauge("livelearn_labels_orphans", "Labels held for events not seen yet.", registry, model)
+        self.label_coverage = gauge(
+            "livelearn_label_coverage_ratio",
+            "Share of the events whose wait ended that got their label (matched + inline over those plus expired "
+            "and evicted; NaN before any).",
+            registry,
+            model,
+        )
+        for outcome in _JOIN_COUNTS:
+            self._label_outcomes.labels(model, outcome)
         for kind in ("category", "feature"):
             self._capped.labels(model, kind)
         for reason in DEAD_LETTER_REASONS:
@@ -184,6 +231,23 @@ class LearnerMetrics:
             if delta > 0 and not restored:
                 self._capped.labels(self._model, kind).inc(delta)
             self._capped_seen[kind] = total
+
+    def label_join(self, figures: dict[str, int | float | None], *, restored: bool = False) -> None:
+        """Report the label join (:meth:`~streaming.learner.join.LabelJoin.figures`); the outcome counts are the
+        join's running totals (kept in versions): with ``restored`` only taken as the baseline, as
+        :meth:`model_size` does. (The delays go to :attr:`label_delay` as they are taken.)"""
+        for outcome in _JOIN_COUNTS:
+            total = int(figures.get(outcome) or 0)
+            delta = total - self._label_seen.get(outcome, 0)
+            if delta > 0 and not restored:
+                self._label_outcomes.labels(self._model, outcome).inc(delta)
+            self._label_seen[outcome] = total
+        self.labels_pending.set(figures.get("pending") or 0)
+        self.labels_pending_bytes.set(figures.get("pending_bytes") or 0)
+        self.labels_oldest_pending.set(figures.get("oldest_pending_seconds") or 0)
+        self.labels_orphans.set(figures.get("orphans") or 0)
+        coverage = figures.get("coverage")
+        self.label_coverage.set(float("nan") if coverage is None else coverage)
 
     def redis_down(self, code: str) -> None:
         self.redis_up.set(0)

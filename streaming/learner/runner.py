@@ -43,6 +43,7 @@ from streaming.learner.between import BetweenBatches, PartialConfirmation
 from streaming.learner.cadence import Cadence
 from streaming.learner.checkpoint import Checkpoints
 from streaming.learner.incidents import IncidentActions
+from streaming.learner.join import LabelJoin
 from streaming.learner.lineage import Lineage
 from streaming.learner.lineage_watch import LineageWatch
 from streaming.learner.outages import Outages
@@ -248,6 +249,8 @@ class Learner:
         try:
             self.heartbeat.beat("active", ready=False, detail="restoring the newest snapshot")
             self.state = self.lineage.activate(watch.read())
+            if self.state.join is not None:  # its running counts are the baseline: a restart counts nothing twice
+                self.telemetry.label_join(self.state.join.figures(), restored=True)
             self.checkpoints.start(self.state)  # the snapshot writer thread of this activation
             self.incidents.sync(self.state)
             consumer = make_consumer(self.settings.kafka)
@@ -291,10 +294,15 @@ class Learner:
                 log.debug("closing the %s failed: %s", what, exc)
 
     def _assign(self, consumer: Consumer) -> Positions:
-        partitions = topic_partitions(consumer, self.settings.kafka.events_topic)
+        """Every partition of the events topic (and of the labels topic, when labels have one), each at the
+        offset the restored version stored, else where ``auto_offset_reset`` says."""
+        topics = [self.settings.kafka.events_topic]
+        if self.settings.labels.topic:
+            topics.append(self.settings.labels.topic)
+        partitions = [tp for topic in topics for tp in topic_partitions(consumer, topic)]
         consumer.assign(partitions)
-        stored = self.state.offsets.get(self.settings.kafka.events_topic, {})
         for tp in partitions:
+            stored = self.state.offsets.get(tp.topic, {})
             if str(tp.partition) in stored:
                 consumer.seek(tp, stored[str(tp.partition)])
             elif self.settings.kafka.auto_offset_reset == "earliest":
@@ -324,12 +332,15 @@ class Learner:
             outages=self.outages,
             status=self,
         )
+        paused: set[TopicPartition] = set()  # partitions read ahead in event time (the label join)
         while not self._stop.is_set():
             self._follow(active)
             # while a snapshot waits for its outputs, do not sleep in an idle poll: write it as soon as they are in
             kafka = s.kafka
             timeout = min(kafka.poll_timeout_ms, 10) if versions.in_flight else kafka.poll_timeout_ms
             batch = consumer.poll(timeout_ms=timeout, max_records=kafka.poll_max_records)
+            if state.join is not None:
+                paused = _align_event_time(state.join, consumer, active.positions, paused)
             batch_step.process(batch, active.positions)
             caught_up = between.run(bool(batch), active.positions)
             if until_caught_up and caught_up:
@@ -380,3 +391,27 @@ class Learner:
             active.versions.snapshot(positions)
         active.outputs.flush()
         self.publish_status(0.0, lag(active.consumer, positions), positions)
+
+
+def _unread(highwater: int | None, position: int) -> bool:
+    """Whether a partition has records past ``position`` (unknown before its first fetch: assumed so)."""
+    return highwater is None or position < highwater
+
+
+#: How far in event time a partition may be read ahead of the slowest one with records unread (the label join).
+ALIGN_SLACK_MS = 60_000
+
+
+def _align_event_time(
+    join: LabelJoin, consumer: Consumer, positions: Positions, paused: set[TopicPartition]
+) -> set[TopicPartition]:
+    """Before a batch: the join's clock waits for the partitions with records unread, and those read more than
+    :data:`ALIGN_SLACK_MS` (at most a quarter of the wait) ahead of it in event time are paused until the others
+    catch up (:meth:`LabelJoin.ahead`); returns the partitions paused now."""
+    join.hold_for(tp for tp, at in positions.items() if _unread(consumer.highwater(tp), at))
+    ahead = {TopicPartition(*tp) for tp in join.ahead(min(ALIGN_SLACK_MS, join.wait_ms // 4))}  # type: ignore[misc]
+    if ahead - paused:
+        consumer.pause(sorted(ahead - paused))
+    if paused - ahead:
+        consumer.resume(sorted(paused - ahead))
+    return ahead

@@ -13,11 +13,12 @@ from typing import Any, cast
 
 from monitor.prequential import PrequentialMetrics, Threshold
 from monitor.signals import SignalEvent, SignalWatch
-from snapshotter.codec import Packed, SnapshotState, VersionMeta, pack
+from snapshotter.codec import Packed, SnapshotState, VersionMeta, pack, unpack
 from snapshotter.status import MetricSample
 from streaming.config import ModelSettings, Settings
 from streaming.engines import LearningModel, configure, new_model
 from streaming.learner.dedupe import RecentIds
+from streaming.learner.join import LabelJoin, LearnedOrder
 from streaming.learner.restore import Restored
 from streaming.learner.signals import BlockSignals
 from streaming.model import ModelSpec
@@ -52,10 +53,16 @@ class CapturedState:
     metrics: Packed  # small, packed at the capture: some dumps share live maps
     counters: dict[str, int]
     stream: Packed
+    join: Callable[[], dict[str, Any]] | None = None  # the label join's captured state (packed in the writer)
+    learned: dict[str, Any] | None = None  # the pairs learned since the version before, in order (the join on)
 
     def document(self) -> SnapshotState:
         """The blob's content (``metrics`` and ``stream`` as packed bytes: the encoder writes them as they are)."""
         metrics, stream = cast(dict[str, Any], self.metrics), cast(dict[str, Any], self.stream)
+        if self.join is not None:  # the join's waiting events can be large: packed here, in the writer thread
+            stream = cast(
+                dict[str, Any], Packed(pack({**unpack(self.stream), "join": self.join(), "learned": self.learned}))
+            )
         return SnapshotState(self.spec, self.model(), metrics, dict(self.counters), stream)
 
 
@@ -87,6 +94,8 @@ class LearnerState:
     # released since at this stream position): held up to it, as it was, whatever Redis says now
     held_until: int | None = None
     released: str | None = None  # an operator's resume applied just now: recorded (position) before going on
+    join: LabelJoin | None = None  # labels that come after their events (``label_wait`` set), else None
+    learned: LearnedOrder | None = None  # with the join: the pairs learned since the last version, in order
 
     @property
     def learning(self) -> bool:
@@ -110,6 +119,7 @@ class LearnerState:
     def fresh(cls, spec: ModelSpec, settings: Settings) -> LearnerState:
         """Nothing learned yet (the first call picks the process's learning engine and compiles it)."""
         configure(settings.model.engine, settings.model.cache_dir)
+        labels = settings.labels
         return cls(
             spec,
             new_model(spec),
@@ -118,6 +128,17 @@ class LearnerState:
             BlockSignals(settings.learner.drift_max_features),
             Threshold(settings.guard),
             SignalWatch(settings.guard),
+            join=None
+            if not labels.joined
+            else LabelJoin(
+                round(labels.wait_seconds * 1000),
+                labels.policy,
+                max_pending=labels.max_pending,
+                max_bytes=labels.max_bytes,
+                max_orphans=labels.max_orphans,
+                remember=labels.remember,
+            ),
+            learned=LearnedOrder() if labels.joined else None,
         )
 
     def adopt(self, restored: Restored) -> None:
@@ -130,6 +151,8 @@ class LearnerState:
         self.signals.load(restored.stream.get("signals"))
         self.threshold.load(restored.stream.get("threshold"))
         self.watch.load(restored.stream.get("watch"))
+        if self.join is not None:
+            self.join.load(restored.stream.get("join"))
         self.adopt_model(restored)
 
     def adopt_model(self, restored: Restored) -> None:
@@ -140,6 +163,8 @@ class LearnerState:
         self.parent, self.last_snapshot = restored.meta.number, restored.meta
         self.metrics.restart_window()
         self.unconfirmed.clear()  # a lineage move drops the candidates (the Redis script did)
+        if self.learned is not None:
+            self.learned.clear()
 
     def capture(self) -> CapturedState:
         """The learned state as it stands, copied (O(copy)): the model by its engine, the rest (metrics, idempotence
@@ -150,6 +175,8 @@ class LearnerState:
             Packed(pack(self.metrics.dump_state())),
             dict(self.counters),
             Packed(pack(self._stream())),
+            None if self.join is None else self.join.capture(),
+            None if self.learned is None else self.learned.take(),
         )
 
     def snapshot_state(self) -> SnapshotState:
@@ -159,8 +186,17 @@ class LearnerState:
             model=self.model.dump_state(),
             metrics=self.metrics.dump_state(),
             counters=dict(self.counters),
-            stream=self._stream(),
+            stream={
+                **self._stream(),
+                **({} if self.join is None else {"join": self.join.dump(), "learned": self.learned_so_far()}),
+            },
         )
+
+    def learned_so_far(self) -> dict[str, Any] | None:
+        """The pairs learned since the last version, not taken (what :meth:`snapshot_state` shows)."""
+        if self.learned is None:
+            return None
+        return {"ids": list(self.learned.ids), "labels": bytes(self.learned.labels)}
 
     def _stream(self) -> dict[str, Any]:
         return {

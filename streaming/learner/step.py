@@ -20,7 +20,8 @@ from typing import Any
 from monitor.prequential import meets_threshold
 from streaming.config import Settings
 from streaming.errors import EventError
-from streaming.events import EventLimits, decode_event
+from streaming.events import Event, EventLimits, Label, decode_event
+from streaming.learner.join import Joined
 from streaming.learner.outputs import Outputs
 from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState
@@ -43,7 +44,8 @@ class EventStep:
         self.settings = settings
         self.telemetry = telemetry
         self.limits = EventLimits.from_settings(settings)
-        self.consumed = self.learned = self.duplicates = 0  # not yet added to the Prometheus counters
+        self.labels_topic = settings.labels.topic
+        self.consumed = self.learned = self.duplicates = self.labels = 0  # not yet added to the Prometheus counters
 
     def flush_telemetry(self) -> None:
         """Add the counts since the last call to the Prometheus counters (once per poll batch)."""
@@ -52,27 +54,42 @@ class EventStep:
             (t.events_consumed, self.consumed),
             (t.events_learned, self.learned),
             (t.duplicates, self.duplicates),
+            (t.labels_consumed, self.labels),
         ):
             if count:
                 counter.inc(count)
-        self.consumed = self.learned = self.duplicates = 0
+        self.consumed = self.learned = self.duplicates = self.labels = 0
 
     def process(self, state: LearnerState, record: Any, outputs: Outputs, positions: dict[TopicPartition, int]) -> None:
         """One record; ``positions`` already include it. Never raises for anything the record holds."""
         self.consumed += 1
         counters = state.counters
+        join = state.join
         try:
-            event = decode_event(record.value, self.settings.event_format, self.limits)
+            event = decode_event(record.value, self.settings.event_format, self.limits, labels=join is not None)
+            if record.topic == self.labels_topic and type(event) is not Label:
+                raise EventError("not_a_label", "the labels topic carries {event_id, label, ts}: this has features")
         except EventError as exc:
             outputs.dead_letter(record, exc, state.parent)
             counters["dead_lettered"] += 1
             return
+        if type(event) is Label:  # (only with the join on)
+            assert join is not None
+            if state.held_until is not None and sum(positions.values()) > state.held_until:
+                state.end_replayed_hold()
+            self.labels += 1
+            self.settle(state, join.advance(event.ts, (record.topic, record.partition)), positions)
+            self.settle(state, join.labelled(event.event_id, event.ts, event.label), positions)
+            return
+        assert isinstance(event, Event)
         if state.recent.seen_before(record.partition, event.event_id):  # a producer retry: learned already
             counters["duplicates"] += 1
             self.duplicates += 1
             return
         if state.held_until is not None and sum(positions.values()) > state.held_until:
             state.end_replayed_hold()
+        if join is not None:  # the waits this event's time ends are learned (or dropped) before it is scored
+            self.settle(state, join.advance(event.ts, (record.topic, record.partition)), positions)
         learn = event.label is not None and state.learning
         timed = self.consumed % TIMED_EVERY == 0
         t0 = time.perf_counter() if timed else 0.0
@@ -84,19 +101,60 @@ class EventStep:
         if self.settings.publish_predictions:
             outputs.prediction(event, p, state.parent)
         if event.label is None:
+            if join is not None:
+                self.settle(state, join.scored(event.event_id, event.ts, p, event.features), positions)
             return
-        state.metrics.update(event.label, p)
-        state.signals.add(event.label, p, event.features, positions)
+        if join is not None:
+            join.inline(event.event_id)
+        self.judge_and_learn(
+            state, event.event_id, event.label, p, event.features, positions=positions, learn=learn, x=x
+        )
+
+    def settle(self, state: LearnerState, joined: list[Joined], positions: dict[TopicPartition, int]) -> None:
+        """Pairs the label join completed at this record, in order: judged with the probability stored at scoring
+        and learned on the features the event was scored with (a wait that ran out under policy ``drop``: only
+        counted)."""
+        for pair in joined:
+            if pair.label is not None:
+                learn = state.learning
+                self.judge_and_learn(
+                    state, pair.event_id, pair.label, pair.probability, pair.features, positions=positions, learn=learn
+                )
+
+    def judge_and_learn(
+        self,
+        state: LearnerState,
+        event_id: str,
+        label: bool,
+        p: float,
+        features: dict[str, Any],
+        *,
+        positions: dict[TopicPartition, int],
+        learn: bool,
+        x: Any = None,
+    ) -> None:
+        """The labelled half of prequential learning, at label time: the metrics and the data signals take
+        ``(label, p)``, a metric sample is recorded every ``history_every_events`` labels, then — if ``learn`` (decided
+        before the sample) and the sample did not hold learning — one SGD step (``x``: the event encoded with
+        ``learn=True`` already, else encoded now)."""
+        state.metrics.update(label, p)
+        state.signals.add(label, p, features, positions)
         if state.metrics.samples % self.settings.history_every_events == 0:
             self.record_sample(state, positions)
             learn = learn and state.learning  # an incident confirmed by this very block: not learned
-        if learn:
-            t1 = time.perf_counter() if timed else 0.0
-            state.model.learn_encoded(x, event.label)
-            if timed:
-                self.telemetry.learn_seconds.observe(time.perf_counter() - t1)
-            counters["events_learned"] += 1
-            self.learned += 1
+        if not learn:
+            return
+        timed = x is not None and self.consumed % TIMED_EVERY == 0
+        t1 = time.perf_counter() if timed else 0.0
+        if x is None:
+            x = state.model.encode(features, learn=True)
+        state.model.learn_encoded(x, label)
+        if timed:
+            self.telemetry.learn_seconds.observe(time.perf_counter() - t1)
+        state.counters["events_learned"] += 1
+        self.learned += 1
+        if state.learned is not None:
+            state.learned.append(event_id, label)
 
     def confirm_partial(self, state: LearnerState, positions: dict[TopicPartition, int]) -> bool:
         """Between metric samples (a timed snapshot is due): confirm the data up to here if the block so far is
@@ -133,7 +191,7 @@ class EventStep:
             "scored": state.metrics.samples,
             "events_seen": state.counters["events_seen"],
             "stream_position": position,
-            **{f"offset:{tp.partition}": at for tp, at in positions.items()},
+            **{_offset_key(tp, self.settings.kafka.events_topic): at for tp, at in positions.items()},
             **rolling,
             **state.signals.flush(),
         }
@@ -144,3 +202,9 @@ class EventStep:
         if state.watch.calm and state.learning and meets_threshold(rolling, self.settings, threshold):
             state.confirmed = position - self.settings.promotion_delay_events
             state.confirmed_metrics = rolling
+
+
+def _offset_key(tp: TopicPartition, events_topic: str) -> str:
+    """A sample's field for a partition's position: ``offset:<partition>`` for the events topic (as ever),
+    ``offset:<topic>:<partition>`` for another (the labels topic)."""
+    return f"offset:{tp.partition}" if tp.topic == events_topic else f"offset:{tp.topic}:{tp.partition}"
