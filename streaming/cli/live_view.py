@@ -103,6 +103,9 @@ def render(
             ),
         )
         table.add_row("rolling F1 / AUC", f"{rolling['f1']:.4f} / {rolling['roc_auc']:.4f}")
+        labels = status.get("labels")
+        if labels:
+            table.add_row("labels", describe_labels(labels))
         last_at = status.get("last_snapshot_at")
         age = time.time() - last_at if last_at else None
         table.add_row("last snapshot", "-" if age is None else f"v{status['head_version']}, {age:.1f}s ago")
@@ -144,6 +147,28 @@ def render(
     for key, text in extra.items():
         table.add_row(key, text)
     return Panel(table, title=f"livelearn · model {settings.model_name!r}", border_style="green")
+
+
+def describe_labels(labels: dict[str, Any]) -> str:
+    """The label join in one line: what waits, how late labels come, what became of them.
+
+    >>> figures = {"pending": 120, "oldest_pending_seconds": 95.0, "delay_p50_seconds": 40.0,
+    ...            "delay_p90_seconds": 300.0, "matched": 900, "expired": 30, "evicted": 0, "late": 2,
+    ...            "orphans": 1, "duplicates": 3, "coverage": 0.968}
+    >>> describe_labels(figures).split(" · ")  # doctest: +NORMALIZE_WHITESPACE
+    ['120 waiting (oldest 95s)', 'delay p50 40s, p90 300s', '900 joined, 30 expired, 2 late, 3 duplicate, 1 held early',
+     'coverage 0.968']
+    """
+    oldest = labels.get("oldest_pending_seconds")
+    p50, p90, coverage = labels.get("delay_p50_seconds"), labels.get("delay_p90_seconds"), labels.get("coverage")
+    return (
+        f"{labels.get('pending', 0):,} waiting"
+        + ("" if oldest is None else f" (oldest {oldest:.0f}s)")
+        + (" · delay -" if p50 is None else f" · delay p50 {p50:.0f}s, p90 {p90:.0f}s")
+        + f" · {labels.get('matched', 0):,} joined, {labels.get('expired', 0) + labels.get('evicted', 0):,} expired, "
+        f"{labels.get('late', 0):,} late, {labels.get('duplicates', 0):,} duplicate, {labels.get('orphans', 0):,} held "
+        "early" + ("" if coverage is None else f" · coverage {coverage:.3f}")
+    )
 
 
 def watch(

@@ -149,6 +149,51 @@ def show_version(
     )
 
 
+@versions_app.command("learned")
+def learned_pairs(
+    number: Annotated[int | None, typer.Argument(help="The version (default: the head).")] = None,
+    since: Annotated[
+        int | None, typer.Option(help="Start after this version of its lineage (default: from the first).")
+    ] = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """The (event id, label) pairs version NUMBER's model learned, in the order it learned them (with the label
+    join on: each version stores its own, the parent chain gives the rest). One JSON object per line:
+    ``{"event_id", "label", "version"}``. A plain river loop over these pairs (``learn_one`` in this order, on each
+    event's features) reproduces the version's model to the last digit."""
+    from streaming.errors import InputError, SnapshotError
+
+    store = open_store_from(config, model, redis_url)
+    start = number if number is not None else store.head()
+    if start is None:
+        raise InputError("no version is stored yet: nothing was learned")
+    chain: list[tuple[int, dict[str, Any]]] = []
+    at: int | None = start
+    while at is not None and at != since:
+        try:
+            meta, state = store.load(at)
+        except SnapshotError as exc:
+            below = f" (below version {chain[-1][0]})" if chain else ""
+            raise InputError(
+                f"version {at}{below} cannot be read ({exc}): its pairs are not known; start after it with --since {at}"
+            ) from None
+        learned = state.stream.get("learned")
+        if learned is None:
+            raise InputError(
+                f"version {at} was written without the label join (LIVELEARN_LABEL_WAIT unset): its model learned "
+                f"the labelled events in stream order; start after it with --since {at}"
+            )
+        chain.append((at, learned))
+        at = meta.parent
+    if since is not None and at != since:
+        raise InputError(f"version {since} is not an ancestor of version {start}")
+    for version, learned in reversed(chain):
+        for event_id, label in zip(learned["ids"], learned["labels"], strict=True):
+            typer.echo(json.dumps({"event_id": event_id, "label": bool(label), "version": version}))
+
+
 def pin(
     number: int,
     reason: ReasonOpt,
