@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from streaming.cli.app import LOG_FORMAT, LogLevelOpt, setup_logging
+from streaming.cli.data import LabelDelayOpt, LabelSeedOpt, MissingLabelsOpt, SendLabelsOpt, label_delay_from
 from streaming.cli.options import (
     BootstrapOpt,
     ConfigOpt,
@@ -259,11 +260,17 @@ def up(
     api_port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Port of the prediction API (default: a free one).")
     ] = None,
+    label_delay: LabelDelayOpt = None,
+    send_labels: SendLabelsOpt = "all",
+    missing_labels: MissingLabelsOpt = 0.0,
+    label_seed: LabelSeedOpt = 0,
 ) -> None:
-    """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view."""
+    """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view (with
+    --label-delay, labels come later on <events>.labels and the learner joins them)."""
     from streaming.cli.up import run_up
     from streaming.local.dataset import check_columns
 
+    labels = label_delay_from(label_delay, send_labels, missing_labels, label_seed)
     if csv_path is not None:
         check_columns(csv_path)
     run_up(
@@ -276,6 +283,7 @@ def up(
         flip_labels_after=None if clean else flip_labels_after,
         flip_count=flip_count,
         api_port=api_port,
+        labels=labels,
     )
 
 

@@ -2,11 +2,12 @@
 
 Starts a :class:`~streaming.local.stack.LocalStack` (a Tansu broker and a redis-server on free loopback ports unless
 pointed at existing ones, the topics, a learner, the monitor and the prediction API as child processes, and the
-replay of the dataset, optionally with a burst of flipped labels, to watch a rollback happen) and draws the live
-view. Ctrl+C (or SIGTERM, or SIGHUP) stops the stack in order: the replay, then serve and the monitor, then the
-learner (which writes its final snapshot), then the servers; no process is left behind. Every child and server runs
-in a session of its own, so a terminal's Ctrl+C reaches only ``up``, and a second Ctrl+C while stopping does not cut
-the learner's final snapshot short.
+replay of the dataset, optionally with a burst of flipped labels, to watch a rollback happen, and with its labels
+sent on their own later, to watch the label join: :func:`label_settings`) and draws the live view. Ctrl+C (or
+SIGTERM, or SIGHUP) stops the stack in order: the replay, then serve and the monitor, then the learner (which writes
+its final snapshot), then the servers; no process is left behind. Every child and server runs in a session of its
+own, so a terminal's Ctrl+C reaches only ``up``, and a second Ctrl+C while stopping does not cut the learner's final
+snapshot short.
 
 While the stack runs, ``up`` says where it is in the stack file (:data:`~streaming.cli.options.UP_FILE`,
 ``.livelearn/up.toml`` in the directory it runs in, mode 0600) and prints the command for a second terminal: the
@@ -34,13 +35,13 @@ from rich.text import Text
 from snapshotter.connection import redact_url
 from streaming.cli.live_view import ViewState
 from streaming.cli.options import UP_FILE, UpFile, process_status, read_up_file, up_file_text
-from streaming.config import load_settings
-from streaming.events import Event
+from streaming.config import Settings, load_settings
+from streaming.events import Event, Label
 from streaming.local.dataset import DATASET_PATH, read_events
-from streaming.local.replay import flip_labels
+from streaming.local.replay import LabelDelay, flip_labels
 from streaming.local.stack import LocalStack
 
-__all__ = ["run_up"]
+__all__ = ["label_settings", "run_up"]
 
 #: Quicker reflexes than the production defaults, so a short replay shows snapshots and a rollback
 #: (any of them can be overridden by setting the env var before `livelearn up`).
@@ -78,10 +79,47 @@ def _stopping(console: Console) -> Callable[[BaseException | None], None]:
     return hold
 
 
-def _events(csv_path: Path | None, flip_after: int | None, flip_count: int | None) -> Iterator[Event]:
-    """The events to replay: the CSV (default: the bundled dataset), with the drift demo's flipped labels."""
+def _events(
+    csv_path: Path | None, flip_after: int | None, flip_count: int | None, labels: LabelDelay | None = None
+) -> Iterator[Event | Label]:
+    """The events to replay: the CSV (default: the bundled dataset), with the drift demo's flipped labels, and each
+    label on its own later (``labels``)."""
     events = read_events(csv_path or DATASET_PATH)
-    return events if flip_after is None else flip_labels(events, flip_after, flip_count)
+    if flip_after is not None:
+        events = flip_labels(events, flip_after, flip_count)
+    return events if labels is None else labels.apply(events)
+
+
+def label_settings(settings: Settings, labels: LabelDelay | None) -> tuple[dict[str, str], str | None]:
+    """What the stack's settings need for its learner to join the labels that ``labels`` sends later, with a warning
+    when the wait set is too short.
+
+    Unless ``settings`` (the user's) set them: ``label_wait`` twice the longest delay (at least a minute), so a
+    label is never late, and ``labels_topic`` the events topic's name with ``.labels``.
+
+    Examples
+    --------
+    >>> label_settings(Settings(events_topic="shop"), LabelDelay.parse("30s..10m"))
+    ({'label_wait': '1200', 'labels_topic': 'shop.labels'}, None)
+    >>> label_settings(Settings(label_wait=300, labels_topic="orders"), LabelDelay.parse("30s..10m"))[1]
+    'LIVELEARN_LABEL_WAIT is 300s: labels later than that are late, never learned (the longest delay is 600s)'
+    >>> label_settings(Settings(), None)
+    ({}, None)
+    """
+    if labels is None:
+        return {}, None
+    overrides, warning = {}, None
+    wait = settings.labels.wait_seconds
+    if wait == 0:
+        overrides["label_wait"] = f"{max(2 * labels.max_seconds, 60.0):g}"
+    elif wait <= labels.max_seconds:
+        warning = (
+            f"LIVELEARN_LABEL_WAIT is {wait:g}s: labels later than that are late, never learned "
+            f"(the longest delay is {labels.max_seconds:g}s)"
+        )
+    if settings.labels.topic is None:
+        overrides["labels_topic"] = f"{settings.events_topic}.labels"
+    return overrides, warning
 
 
 def _watch(console: Console, stack: LocalStack, *, exit_when_done: bool, drift: str) -> None:
@@ -91,7 +129,8 @@ def _watch(console: Console, stack: LocalStack, *, exit_when_done: bool, drift: 
     with Live(console=console, refresh_per_second=4) as live:
         while True:
             done = " (done)" if stack.replayed else ""
-            live.update(view.frame({"replay": f"{stack.sent:,} sent{done}{drift}", "stop": "Ctrl+C"}))
+            labels = f" + {stack.labels_sent:,} labels" if stack.labels_sent else ""
+            live.update(view.frame({"replay": f"{stack.sent:,} sent{labels}{done}{drift}", "stop": "Ctrl+C"}))
             exited = stack.exited()
             if exited is not None:
                 command, code = exited
@@ -204,10 +243,14 @@ def run_up(
     flip_labels_after: int | None = None,
     flip_count: int | None = None,
     api_port: int | None = None,
+    labels: LabelDelay | None = None,
 ) -> None:
     # a bad setting fails before any server starts
     settings = load_settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
     console = Console()
+    overrides, warning = label_settings(settings, labels)
+    if warning is not None:
+        console.print(Text(f"warning: {warning}"), soft_wrap=True)
     _on_signals(_interrupt, signal.SIGTERM, signal.SIGHUP)  # a `kill` or a closed terminal stops in order, as Ctrl+C
     stack = LocalStack(
         bootstrap=bootstrap,
@@ -216,8 +259,9 @@ def run_up(
         api_port=api_port,
         # the children take up's model name, whatever a stack file in this directory says
         environ={**_DEMO_DEFAULTS, **os.environ, "LIVELEARN_MODEL_NAME": settings.model_name},
-        events=_events(csv_path, flip_labels_after, flip_count),
+        events=_events(csv_path, flip_labels_after, flip_count, labels),
         rate=rate or None,
+        overrides=overrides,
         on_stop=_stopping(console),
     )
     with contextlib.suppress(KeyboardInterrupt), stack:  # Ctrl+C: the stack stops in order, then `up` reports
@@ -227,6 +271,8 @@ def run_up(
             f"API http://127.0.0.1:{port}/docs · metrics http://127.0.0.1:{port}/metrics · admin token {stack.token}"
         )
         drift = "" if flip_labels_after is None else f" · labels flipped from event {flip_labels_after:,}"
+        if labels is not None:
+            drift += f" · labels {labels} later to {stack.settings.labels.topic}"
         with _published(console, stack):
             _watch(console, stack, exit_when_done=exit_when_done, drift=drift)
     if stack.final is not None:

@@ -3,11 +3,11 @@
 A :class:`LocalStack` starts, in this order: a Tansu broker and a redis-server on free loopback ports (unless
 given the addresses of running ones), the topics, the version store, a learner, the monitor and the prediction
 API as child processes (``python -m streaming learn|monitor|serve``, logs in a new directory), and the replay of
-the events into the events topic on a thread. It stops in the reverse order: the replay, then serve and the
-monitor, then the learner (whose final snapshot it reads), then the servers, so nothing is left behind however
-far the start got. It is a context manager: started on entering, stopped on leaving. Every child and server runs
-in a session of its own and dies with its parent, so a terminal's Ctrl+C reaches only the process that owns the
-stack, which stops it in order.
+the events into the events topic on a thread (labels sent on their own into the labels topic, if one is set). It
+stops in the reverse order: the replay, then serve and the monitor, then the learner (whose final snapshot it
+reads), then the servers, so nothing is left behind however far the start got. It is a context manager: started
+on entering, stopped on leaving. Every child and server runs in a session of its own and dies with its parent, so a
+terminal's Ctrl+C reaches only the process that owns the stack, which stops it in order.
 
 >>> stack = LocalStack(bootstrap="127.0.0.1:9092", redis_url="redis://127.0.0.1:6379/0", environ={})
 >>> stack.embedded, stack.learner_code, stack.final
@@ -33,9 +33,9 @@ from typing import Protocol
 from snapshotter.codec import VersionMeta
 from snapshotter.store import VersionStore, open_store
 from streaming.config import Settings, load_settings
-from streaming.events import Event
+from streaming.events import Event, Label
 from streaming.local.embedded import die_with_parent, free_port, start_redis, start_tansu
-from streaming.local.replay import replay
+from streaming.local.replay import Replayed, replay
 from streaming.transport import Producer, ensure_topics, livelearn_topics, make_producer
 
 __all__ = ["CHILDREN", "Child", "Launcher", "LocalStack", "Server", "start_child"]
@@ -83,8 +83,9 @@ def start_child(command: str, env: Mapping[str, str], log_path: Path) -> subproc
 
 
 def create_topics(settings: Settings, partitions: int) -> None:
-    """The events topic with ``partitions`` partitions, its dead letters and predictions (kept if they exist)."""
-    ensure_topics(settings, livelearn_topics(settings, partitions))
+    """The events topic with ``partitions`` partitions, its dead letters and predictions, and the labels topic when
+    set (kept if they exist)."""
+    ensure_topics(settings, livelearn_topics(settings, partitions, labels_topic=settings.labels.topic))
 
 
 def replay_producer(settings: Settings) -> Producer:
@@ -105,24 +106,33 @@ class Launcher:
 
 
 class _Replay:
-    """The events sent to the events topic on a daemon thread, with its progress."""
+    """The events sent to the events topic (labels on their own to the labels topic, if set) on a daemon thread, with
+    its progress."""
 
-    def __init__(self, producer: Producer, topic: str, events: Iterable[Event], rate: float | None) -> None:
-        self.sent, self.done = 0, False
+    def __init__(
+        self, producer: Producer, settings: Settings, events: Iterable[Event | Label], rate: float | None
+    ) -> None:
+        self.sent, self.done = Replayed(0, 0), False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(producer, topic, events, rate), name="replay")
+        self._thread = threading.Thread(target=self._run, args=(producer, settings, events, rate), name="replay")
         self._thread.daemon = True  # never holds the process: the stack stops it, and a stop has a time limit
 
-    def _run(self, producer: Producer, topic: str, events: Iterable[Event], rate: float | None) -> None:
+    def _run(self, producer: Producer, settings: Settings, events: Iterable[Event | Label], rate: float | None) -> None:
         try:
             self.sent = replay(
-                producer, topic, events, rate=rate, should_stop=self._stop.is_set, on_progress=self._progressed
+                producer,
+                settings.events_topic,
+                events,
+                labels_topic=settings.labels.topic,
+                rate=rate,
+                should_stop=self._stop.is_set,
+                on_progress=self._progressed,
             )
         finally:
             producer.close(timeout=5)
             self.done = True
 
-    def _progressed(self, sent: int) -> None:
+    def _progressed(self, sent: Replayed) -> None:
         self.sent = sent
 
     def start(self) -> None:
@@ -156,7 +166,12 @@ class LocalStack:
         the admin token (``LIVELEARN_API_TOKEN`` if set, else a new one).
     events, rate
         What the replay sends, and how fast (events/s; ``None``: as fast as it can). No events (the default): no
-        replay.
+        replay. A :class:`~streaming.events.Label` among them goes to the labels topic (the events topic when none
+        is set), keyed like its event (:func:`~streaming.local.replay.replay`).
+    overrides
+        Settings by name, written as in their ``LIVELEARN_*`` variables, that the stack and its children take over
+        the environment's and the config file's (default: none): ``livelearn up --label-delay`` sets
+        ``label_wait`` and ``labels_topic`` there, so the topic is created and the learner joins the labels.
     workdir
         Where the children's logs go (default: a new temporary directory).
     on_stop
@@ -176,8 +191,9 @@ class LocalStack:
         partitions: int = 1,
         api_port: int | None = None,
         environ: Mapping[str, str] | None = None,
-        events: Iterable[Event] | None = None,
+        events: Iterable[Event | Label] | None = None,
         rate: float | None = None,
+        overrides: Mapping[str, str] | None = None,
         workdir: Path | None = None,
         on_stop: Callable[[BaseException | None], None] = lambda _cause: None,
         launcher: Launcher | None = None,
@@ -191,6 +207,7 @@ class LocalStack:
         self.environ = dict(os.environ if environ is None else environ)
         self.token = self.environ.get("LIVELEARN_API_TOKEN") or secrets.token_urlsafe(16)
         self.events, self.rate, self.on_stop = events, rate, on_stop
+        self.overrides = dict(overrides or {})
         self.launcher = launcher or Launcher()
         self.stop_timeout = stop_timeout
         #: the servers this stack started (none when given both addresses)
@@ -229,7 +246,12 @@ class LocalStack:
     @property
     def sent(self) -> int:
         """Events the replay has sent so far."""
-        return self._replay.sent if self._replay else 0
+        return self._replay.sent.events if self._replay else 0
+
+    @property
+    def labels_sent(self) -> int:
+        """Labels the replay has sent on their own so far."""
+        return self._replay.sent.labels if self._replay else 0
 
     @property
     def replayed(self) -> bool:
@@ -273,7 +295,9 @@ class LocalStack:
         self.bootstrap = bootstrap if bootstrap is not None else self._start_server(launch.broker).address
         self.redis_url = redis_url if redis_url is not None else f"redis://{self._start_server(launch.redis).address}/0"
         self.api_port = self.api_port or free_port()
-        settings = self._settings = load_settings(kafka_bootstrap=self.bootstrap, redis_url=self.redis_url)
+        settings = self._settings = load_settings(
+            kafka_bootstrap=self.bootstrap, redis_url=self.redis_url, **self.overrides
+        )
         launch.topics(settings, self.partitions)
         self._store = launch.store(settings)
         exits.callback(self._read_final)  # once the learner stopped, before the servers
@@ -284,13 +308,14 @@ class LocalStack:
             "LIVELEARN_REDIS_URL": self.redis_url,
             "LIVELEARN_API_TOKEN": self.token,
             "LIVELEARN_API_PORT": str(self.api_port),
+            **{f"LIVELEARN_{name.upper()}": value for name, value in self.overrides.items()},
         }
         exits.callback(self._stop_children, ("learn",))  # pushed before they start: stopping none is a no-op
         exits.callback(self._stop_children, ("serve", "monitor"))
         for command in CHILDREN:
             self.children[command] = launch.child(command, env, self.workdir / f"{command}.log")
         if self.events is not None:
-            self._replay = _Replay(launch.producer(settings), settings.events_topic, self.events, self.rate)
+            self._replay = _Replay(launch.producer(settings), settings, self.events, self.rate)
             exits.callback(self._replay.stop, 10.0)
             self._replay.start()
 
