@@ -8,7 +8,8 @@ Two panels share the stream position (records consumed); everything is read back
   incidents shaded from their change point (dashed) to their end; what a rollback skipped hatched; suppressed
   breaches and feature drift as small markers; pins, unpins, freezes and resumes as lines.
 * **bottom** — the data signals per block: label rate, predicted-positive rate and mean predicted probability
-  (a stuck labeller shows as a label rate of 1.0).
+  (a stuck labeller shows as a label rate of 1.0); with labels that come after their events, the block's mean label
+  delay (seconds, right axis).
 
 What is drawn is computed first by pure functions of the samples, audit entries (the audit stream and the version
 log, merged) and versions (:func:`build_report`); partial data (no samples, a trimmed audit log or version log,
@@ -329,3 +330,8 @@ def _rates(ax: Axes, report: Report) -> None:
             ax.plot(*series, color=colour, linewidth=1, label=f"{label} (per block)")
     ax.set_ylim(-0.03, 1.05)
     ax.set_ylabel("rate per block")
+    if (delays := report.timeline.series("label_delay_s"))[0]:  # labels that came later (the label join)
+        right = ax.twinx()
+        right.plot(*delays, color="tab:gray", linewidth=1, linestyle="--", label="mean label delay (s, right)")
+        right.set_ylabel("label delay (s)")
+        right.legend(loc="lower left", bbox_to_anchor=(1.01, 0), fontsize=7)

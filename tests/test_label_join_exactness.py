@@ -92,12 +92,14 @@ def test_prequential_metrics_equal_rivers_progressive_validation_with_the_same_d
         delay=_each(iter(delays), two_args=True),
         copy=False,
     )
+    answered: list[int] = []  # the delays in the order the labels come
     for i, _x, y in order:
         event = by_index[i]
         if y is None:
             records.append(("events", encode_event(Event(event.event_id, event.ts, event.features, None))))
         else:
             records.append(("events", encode_label(Label(event.event_id, event.ts + delays[i], bool(y)))))
+            answered.append(delays[i])
     settings = Settings(engine=engine, label_wait="1d", rolling_window=100_000)
     state = run_records(records, settings)
 
@@ -117,6 +119,12 @@ def test_prequential_metrics_equal_rivers_progressive_validation_with_the_same_d
     assert cumulative["log_loss"] == log_loss.get()
     assert model_state(state) == river_state(river_model)
     assert state.join is not None and state.join.counts["matched"] == len(shop_events)
+    # each metric sample holds its block's mean label delay (seconds) and what waits
+    block = settings.history_every_events
+    assert [s["label_delay_s"] for s in state.samples] == [
+        sum(answered[k : k + block]) / block / 1000 for k in range(0, len(answered) - block + 1, block)
+    ]
+    assert all(s["labels_pending"] >= 0 for s in state.samples) and max(s["labels_pending"] for s in state.samples)
     assert [event_id for event_id, _ in learned_pairs(state)] != [e.event_id for e in shop_events]  # joined order
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from conftest import guard_caught_up, produce, settings_env, status_of, store_for, wait_for
 from matplotlib.image import imread
 
+import monitor.report as report_module
 from monitor.report import build_report, draw_report, incident_spans, read_report, served_versions, write_report
 from snapshotter.audit import ROUTINE_ACTIONS, AuditEntry, read_audit
 from snapshotter.codec import VersionMeta
@@ -288,3 +289,21 @@ def test_served_versions_come_from_promotions_pins_unpins_and_rollbacks_serving_
         entry(7, "snapshot", to=8),
     ]
     assert served_versions(audit) == {2, 3, 5, 7}
+
+
+def test_the_label_delay_is_drawn_on_its_own_axis_when_labels_come_later(tmp_path):
+    settings = Settings(model_name="delayed", label_wait="10m")
+    samples = [sample(p, accuracy=0.85, samples=500.0, label_rate=0.15, label_delay_s=p / 10) for p in (100, 200, 300)]
+    samples.append(sample(400, accuracy=0.85, samples=500.0, label_rate=0.15))  # a block without a joined label
+    report = build_report(settings, samples, [], [], {})
+    assert report.timeline.series("label_delay_s") == ([100.0, 200.0, 300.0], [10.0, 20.0, 30.0])
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.subplots()
+    report_module._rates(ax, report)
+    (right,) = [other for other in fig.axes if other is not ax]
+    assert right.get_ylabel() == "label delay (s)"
+    assert list(right.lines[0].get_ydata()) == [10.0, 20.0, 30.0]
+    draw_report(report, tmp_path / "delayed.png")
+    assert_png(tmp_path / "delayed.png")

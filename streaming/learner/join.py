@@ -181,6 +181,7 @@ class LabelJoin:
         self.behind: frozenset[Hashable] = frozenset()  # sources with records not read yet: the clock waits for them
         self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
         self.delays_ms: list[int] = []  # label delays since the caller last took them (for a histogram)
+        self.block_delay = [0, 0]  # sum (ms) and count of the label delays since the last metric sample
 
     # -- the clock ------------------------------------------------------------------------------------
     @property
@@ -278,7 +279,7 @@ class LabelJoin:
             self._compact(self._orphan_heap, self.orphans)
             self.counts["matched"] += 1
             self._resolve(event_id, _RESOLVED_MATCHED)
-            self.delays_ms.append(max(0, orphan.ts - ts))
+            self._delayed(max(0, orphan.ts - ts))
             return [Joined(event_id, features, orphan.label, probability, ts, orphan.ts, "matched")]
         packed: bytes = msgpack.packb(features, use_bin_type=True)
         self._insert(event_id, _Pending(ts, probability, packed, self._seq()))
@@ -312,7 +313,7 @@ class LabelJoin:
             self.bytes -= len(entry.packed) + ENTRY_OVERHEAD
             self.counts["matched"] += 1
             self._resolve(event_id, _RESOLVED_MATCHED)
-            self.delays_ms.append(max(0, ts - entry.ts))
+            self._delayed(max(0, ts - entry.ts))
             return [Joined(event_id, _unpack(entry.packed), label, entry.probability, entry.ts, ts, "matched")]
         how = self.resolved.get(event_id)
         if how == _RESOLVED_MATCHED or event_id in self.orphans:
@@ -361,6 +362,18 @@ class LabelJoin:
             "oldest_pending_seconds": None if (age := self.oldest_pending_ms()) is None else age / 1000,
         }
 
+    def _delayed(self, delay_ms: int) -> None:
+        self.delays_ms.append(delay_ms)
+        self.block_delay[0] += delay_ms
+        self.block_delay[1] += 1
+
+    def take_block_delay(self) -> float | None:
+        """The mean label delay (seconds) of the labels joined since the last call (a metric sample's block;
+        ``None``: none)."""
+        total, count = self.block_delay
+        self.block_delay = [0, 0]
+        return None if not count else total / count / 1000
+
     def take_delays(self) -> list[int]:
         """The label delays (ms) recorded since the last call."""
         delays, self.delays_ms = self.delays_ms, []
@@ -402,6 +415,7 @@ class LabelJoin:
         self.read_at.clear()
         self.behind = frozenset()
         self.delays_ms = []
+        self.block_delay = [0, 0]
         if not state:
             return
         for event_id, ts, probability, packed in state["pending"]:  # beyond smaller bounds: the next event evicts

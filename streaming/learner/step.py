@@ -195,6 +195,11 @@ class EventStep:
             **rolling,
             **state.signals.flush(),
         }
+        if state.join is not None:  # labels that came later: how late, on average, and how many events wait
+            delay = state.join.take_block_delay()
+            if delay is not None:
+                sample["label_delay_s"] = delay
+            sample["labels_pending"] = len(state.join.pending)
         events = state.watch.observe(sample, threshold=threshold)
         state.incident_events += [(event, sample) for event in events]
         sample["incident"] = 0 if state.watch.incident is None else 1  # the monitor's judge reads it
