@@ -66,6 +66,8 @@ class Keys:
         self.audit = self.prefix + "audit"  # STREAM of operator and monitor actions: rollback, pin, freeze, incident...
         self.version_log = self.prefix + "audit:versions"  # STREAM of routine per-version entries (snapshot, stable...)
         self.history = self.prefix + "history"  # STREAM of metric samples, one per N labelled events
+        # HASH (version, sha256, state) of the label join as the newest version left it (written with each version)
+        self.join = self.prefix + "join"
         self.guard = self.prefix + "guard"  # HASH: the monitors' shared cursor in `history` and judge state
         self.monitors = self.prefix + "monitors"  # ZSET of monitor ids, score = unix time of their last check
         self.learners = self.prefix + "learners"  # ZSET of learner ids (active or standby), score = last check-in

@@ -265,6 +265,7 @@ WRITE_VERSION = ScriptSpec(
         "quarantined",
         "candidates",
         "created",
+        "join",
     ),
     args=(
         "lease_value",
@@ -285,6 +286,8 @@ WRITE_VERSION = ScriptSpec(
         "confirmed",
         "created_at",
         "thinning",
+        "join",
+        "join_sha256",
     ),
     raises=_SNAPSHOT_WRITER,
 )

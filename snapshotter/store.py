@@ -8,6 +8,7 @@ plus every protected version). Readers verify the SHA-256 of a blob before decod
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any, Literal, TypedDict
@@ -154,6 +155,7 @@ class VersionStore:
         model_events_learned: int | None = None,
         confirmed: int | None = None,
         created_at: float | None = None,
+        join: bytes | None = None,
     ) -> VersionMeta:
         """Store ``state`` as the next version of lineage ``epoch``.
 
@@ -164,7 +166,8 @@ class VersionStore:
         data up to it calm — ``confirmed``, a stream position, confirms the candidates at or before it (this
         version included), later ones :meth:`promote` does. ``state`` may be encoded already
         (:meth:`EncodedSnapshot.of`), e.g. at an earlier stream position. ``created_at`` (unix seconds, default
-        now) is the writer's clock; retention thins old stable versions by it (:data:`THINNING`).
+        now) is the writer's clock; retention thins old stable versions by it (:data:`THINNING`). ``join`` (packed):
+        the label join's state at this version, which replaces the one stored before (:meth:`join_state`).
         """
         encoded = state if isinstance(state, EncodedSnapshot) else EncodedSnapshot.of(state)
         blob = encoded.blob
@@ -210,6 +213,8 @@ class VersionStore:
                     confirmed=confirmed,
                     created_at=repr(meta["created_at"]),
                     thinning=json.dumps(THINNING),
+                    join=join or b"",
+                    join_sha256=hashlib.sha256(join).hexdigest() if join else "",
                 )
                 break
             except ScriptRefusal as refusal:
@@ -353,6 +358,17 @@ class VersionStore:
         raws = self.client.mget([self.keys.meta(n) for n in numbers])
         found = zip(numbers, raws, strict=True)
         return [VersionMeta.from_dict({"number": n, **unpack(as_bytes(r))}) for n, r in found if r is not None]
+
+    def join_state(self) -> tuple[int, dict[str, Any]] | None:
+        """The label join's state as the newest version written with it left it, and that version's number
+        (``None``: none stored). Raises :class:`SnapshotCorruptError` when its checksum does not match."""
+        fields = self.client.hmget(self.keys.join, "version", "sha256", "state")
+        if fields[2] is None:
+            return None
+        state = as_bytes(fields[2])
+        if hashlib.sha256(state).hexdigest() != as_text(fields[1]):
+            raise SnapshotCorruptError(f"the label join stored with version {as_text(fields[0])} fails its checksum")
+        return int(as_text(fields[0])), unpack(state)
 
     def load(self, number: int, *, packed_weights: bool = False) -> tuple[VersionMeta, SnapshotState]:
         """Metadata and verified learned state of version ``number`` (``packed_weights``: see

@@ -206,7 +206,7 @@ def test_the_model_equals_a_plain_river_loop_over_the_pairs_in_join_order(shop_e
 def test_a_version_stores_the_join_and_a_restored_learner_goes_on_exactly(shop_events):
     """Half the stream, a snapshot's document, a new state from it, the rest: the same model and counts as one run
     through everything (what a restart or a takeover does, minus Kafka)."""
-    from snapshotter.codec import EncodedSnapshot, decode_snapshot
+    from snapshotter.codec import EncodedSnapshot, decode_snapshot, unpack
     from streaming.learner.restore import Restored, restore_state
 
     records, _ = two_topic_records(shop_events, 7)
@@ -215,11 +215,16 @@ def test_a_version_stores_the_join_and_a_restored_learner_goes_on_exactly(shop_e
     half = len(records) // 2
     first = run_records(records[:half], settings)
     learned_first = learned_pairs(first)
-    encoded = EncodedSnapshot.of(first.capture().document())
+    captured = first.capture()
+    encoded = EncodedSnapshot.of(captured.document())
     snapshot = decode_snapshot(encoded.blob, encoded.sha256)
+    join_blob = captured.join_blob()  # stored apart from the version (one copy: the newest version's)
+    assert join_blob is not None and "join" not in snapshot.stream
     model, prequential = restore_state(snapshot, spec_from_settings(settings), settings.rolling_window)
     second = LearnerState.fresh(spec_from_settings(settings), settings)
-    second.adopt(Restored(model, prequential, dict(snapshot.counters), _meta(), dict(snapshot.stream)))
+    second.adopt(
+        Restored(model, prequential, dict(snapshot.counters), _meta(), dict(snapshot.stream)), unpack(join_blob)
+    )
     telemetry = LearnerMetrics(CollectorRegistry(), "m")
     step, outputs = EventStep(settings, telemetry), Outputs(_Discard(), settings, telemetry)
     positions = {TopicPartition("events", 0): 0, TopicPartition("labels", 0): 0}  # only after the snapshot is stepped
@@ -266,3 +271,31 @@ def test_a_label_record_without_the_join_is_dead_lettered_and_the_labels_topic_t
     )
     assert on.counters["dead_lettered"] == 1 and on.counters["events_seen"] == 0
     assert on.join is not None and on.join.counts["orphaned"] == 1
+
+
+class _Store:
+    """What :meth:`Lineage._join_state` asks of the store."""
+
+    def __init__(self, head, stored):
+        self._head, self._stored = head, stored
+
+    def head(self):
+        return self._head
+
+    def join_state(self):
+        return self._stored
+
+
+def test_a_learner_goes_on_with_the_newest_join_and_starts_empty_past_an_unreadable_head():
+    from streaming.learner.lineage import Lineage
+
+    doc = {"pending": [], "orphans": [], "resolved": [], "clocks": [], "counts": {}}
+    lineage = Lineage.__new__(Lineage)
+    lineage.store = _Store(head=7, stored=(7, doc))
+    assert lineage._join_state(7) is doc  # the head's own
+    lineage.store = _Store(head=3, stored=(9, doc))  # a rollback to 3 no learner applied: the newest stream state
+    assert lineage._join_state(3) is doc
+    lineage.store = _Store(head=7, stored=(7, doc))  # head 7 unreadable, restored 5: its join is not stored
+    assert lineage._join_state(5) is None
+    lineage.store = _Store(head=7, stored=None)
+    assert lineage._join_state(7) is None

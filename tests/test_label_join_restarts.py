@@ -133,6 +133,9 @@ def test_every_label_once_and_the_model_is_river_over_the_join_order_across_sigk
     assert N_EVENTS == c["pending_in"] == c["matched"] + c["expired"] + c["evicted"] + c["pending"]
     assert c["late"] > 0 and c["duplicates"] > 0 and c["orphans_expired"] + c["orphans_evicted"] > 0
 
+    joined_at, join = store.join_state()  # one copy, the newest version's: not one per version
+    assert joined_at == head.number and len(join["pending"]) == c["pending"]
+    assert all("join" not in store.load(m.number)[1].stream for m in store.list()[-3:])
     pairs = learned_pairs(settings)
     ids = [pair["event_id"] for pair in pairs]
     assert len(ids) == len(set(ids)) == c["matched"] + c["expired"] + c["evicted"]  # never twice, never lost

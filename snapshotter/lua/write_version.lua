@@ -12,14 +12,16 @@
 -- (this one included) become stable here, later ones when promote.lua confirms them.
 -- While a data-quality incident is open no version may be stable: the script refuses (INCIDENT) and the
 -- writer asks again as not stable.
+-- With the label join, the join's state as this version leaves it replaces the one before (one copy, not one per
+-- version: it is the stream's state, restored with the head).
 -- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, version_log, incident, quarantined,
---       candidates, created
+--       candidates, created, join
 -- ARGV: lease_value, blob, meta, keep, version_prefix, epoch, stable, keep_stable, version_log_maxlen, writer,
---       metrics, parent, channel, promotion, position, confirmed, created_at, thinning
+--       metrics, parent, channel, promotion, position, confirmed, created_at, thinning, join, join_sha256
 -- lease_value: '' = unfenced; version_prefix: the version keys' prefix; epoch: the writer's lineage epoch; stable:
 -- '1' or '0'; metrics: json; parent: '' = none; promotion: 'guard' or 'immediate'; position: the stream position;
 -- confirmed: the confirmed stream position ('' = none); created_at: unix s; thinning: the tiers (json
--- [[bucket, horizon], ...]).  Returns the new number.
+-- [[bucket, horizon], ...]); join: the packed join state ('' = no join).  Returns the new number.
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[1])
   if holder ~= ARGV[1] then
@@ -37,6 +39,9 @@ local n = redis.call('INCR', KEYS[2])
 local prefix = ARGV[5]
 redis.call('SET', prefix .. n .. ':blob', ARGV[2])
 redis.call('SET', prefix .. n .. ':meta', ARGV[3])
+if ARGV[19] ~= '' then
+  redis.call('HSET', KEYS[15], 'version', n, 'sha256', ARGV[20], 'state', ARGV[19])
+end
 redis.call('ZADD', KEYS[3], n, n)
 redis.call('ZADD', KEYS[14], tonumber(ARGV[17]), n)
 redis.call('SET', KEYS[4], n)

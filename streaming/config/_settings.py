@@ -234,11 +234,11 @@ class Settings(BaseSettings):
         "is expired early (the policy applies, counted as evicted).",
     )
     label_max_bytes: int = Field(
-        64 * 1024 * 1024,
+        32 * 1024 * 1024,
         ge=65_536,
-        le=16 * 1024**3,
-        description="Most bytes of waiting events (their packed features: what a version stores); past it the "
-        "oldest is expired early.",
+        le=256 * 1024 * 1024,
+        description="Most bytes the waiting events hold in memory (packed features + ~360 B each; their packed "
+        "form is written to Redis with every version); past it the oldest is expired early.",
     )
     label_max_orphans: int = Field(
         10_000,

@@ -267,6 +267,7 @@ class Checkpoints:
             model_events_learned=captured.model_events_learned,
             metrics=captured.metrics,
             confirmed=captured.confirmed,
+            join=captured.state.join_blob(),
         )
 
     def stable(self, state: LearnerState, rolling: dict[str, float]) -> bool:

@@ -90,8 +90,9 @@ COUNTS = (
 )
 
 Outcome = Literal["matched", "expired", "evicted", "inline"]
-#: Per pending event in memory: Python's objects around the packed features (a bound's estimate, bytes).
-ENTRY_OVERHEAD = 160
+#: Per waiting event in memory: Python's objects around the packed features (its entry, id, heap item, dict slot;
+#: measured by ``bench/labels.py``: ~360 B on CPython 3.11), so ``max_bytes`` bounds what waiting events hold.
+ENTRY_OVERHEAD = 360
 _RESOLVED_MATCHED, _RESOLVED_EXPIRED = 1, 2
 
 
@@ -177,7 +178,6 @@ class LabelJoin:
         self.resolved: OrderedDict[str, int] = OrderedDict()
         self.clocks: dict[Hashable, int] = {}  # newest ts read per source (clamped)
         self.read_at: dict[Hashable, int] = {}  # wall clock (ms) of each source's last record
-        self.wall_ms = 0  # the wall clock at the last record
         self.behind: frozenset[Hashable] = frozenset()  # sources with records not read yet: the clock waits for them
         self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
         self.delays_ms: list[int] = []  # label delays since the caller last took them (for a histogram)
@@ -189,7 +189,7 @@ class LabelJoin:
         """Event time the join has reached (``-1``: nothing read): the oldest clock of the sources that hold it —
         those with records unread (:meth:`hold_for`) or read within :data:`IDLE_AFTER_MS` of wall time —, else
         (every source idle) the newest clock of all."""
-        recent = self.wall_ms - IDLE_AFTER_MS
+        recent = self.clock_ms() - IDLE_AFTER_MS  # now: a source idle since its last record stops holding
         holding = [self.clocks.get(s, -1) for s in self.behind]
         holding += [self.clocks[s] for s, at in self.read_at.items() if at > recent and s not in self.behind]
         if holding:
@@ -205,14 +205,15 @@ class LabelJoin:
         """The sources behind (:meth:`hold_for`) whose clock is more than ``slack_ms`` past the watermark: reading
         them further only widens the gap (their events wait longer, their labels are held as orphans); paused
         until the others catch up, the reading follows event time across topics and partitions. The source at the
-        watermark is never among them, so the reading always goes on."""
+        watermark is never among them, and a caught-up source stops holding it within :data:`IDLE_AFTER_MS`, so
+        the reading always goes on."""
         limit = self.watermark + slack_ms
         return {source for source in self.behind if self.clocks.get(source, -1) > limit}
 
     def advance(self, ts: int, source: Hashable) -> list[Joined]:
         """A record of ``source`` at ``ts`` was read: the waits that ran out by the new watermark end (each returned:
         learned as a 0 under the policy ``negative``, only counted under ``drop``)."""
-        self.wall_ms = now = self.clock_ms()
+        now = self.clock_ms()
         self.read_at[source] = now
         ts = min(ts, now + MAX_AHEAD_MS)
         if ts <= self.clocks.get(source, -1):
@@ -282,6 +283,11 @@ class LabelJoin:
             self._delayed(max(0, orphan.ts - ts))
             return [Joined(event_id, features, orphan.label, probability, ts, orphan.ts, "matched")]
         packed: bytes = msgpack.packb(features, use_bin_type=True)
+        if len(packed) + ENTRY_OVERHEAD > self.max_bytes:  # past the byte bound alone: its wait ends at once
+            self.counts["evicted"] += 1
+            self._resolve(event_id, _RESOLVED_EXPIRED)
+            return [Joined(event_id, features, False if self.policy == "negative" else None, probability, ts, None,
+                           "evicted")]  # fmt: skip
         self._insert(event_id, _Pending(ts, probability, packed, self._seq()))
         out: list[Joined] = []
         heap = self._pending_heap
@@ -302,6 +308,7 @@ class LabelJoin:
         it already was)."""
         self.counts["inline"] += 1
         if self.orphans.pop(event_id, None) is not None:
+            self._compact(self._orphan_heap, self.orphans)
             self.counts["duplicates"] += 1
         self._resolve(event_id, _RESOLVED_MATCHED)
 

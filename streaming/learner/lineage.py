@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import time
+from typing import Any
 
 from monitor.prequential import PrequentialMetrics
 from snapshotter.connection import redact_url
@@ -60,7 +61,7 @@ class Lineage:
         restored = restore_head(self.store, self.spec, self.settings.rolling_window)
         if restored is not None:
             if activation:
-                state.adopt(restored)
+                state.adopt(restored, self._join_state(restored.meta.number) if state.join is not None else None)
             else:
                 state.adopt_model(restored)
             meta = restored.meta
@@ -72,6 +73,35 @@ class Lineage:
                 ", learning frozen" if state.frozen else "",
             )
         self.telemetry.model_size(state.model.inputs, state.model.capped, restored=True)
+
+    def _join_state(self, restored: int) -> dict[str, Any] | None:
+        """The label join to go on with from version ``restored``: the one stored with the newest version written
+        — the head's own, or, after a rollback no learner applied, that of the abandoned lineage's newest version,
+        whose offsets the rollback's record resumes after (the records between are skipped: their events never
+        wait, their labels are held and expire). Restored past an unreadable head (an older version), the join of
+        that version is not stored: the join starts empty (logged)."""
+        try:
+            stored = self.store.join_state()
+        except SnapshotError as exc:
+            log.warning("the label join cannot be read (%s): it starts empty", exc)
+            return None
+        head = self.store.head()
+        if stored is None:
+            if head is not None:
+                log.warning("no label join is stored with version %s: it starts empty", head)
+            return None
+        number, join = stored
+        if restored != head:
+            log.warning(
+                "restored version %d, not the head %s: its label join is not stored (only the newest is); the join "
+                "starts empty — labels for events scored before it count as held, then expire",
+                restored,
+                head,
+            )
+            return None
+        if number != restored:
+            log.info("the label join of version %d goes on from the rollback to version %d", number, restored)
+        return join
 
     def _resume_point(self, epoch: int) -> ResumePoint | None:
         """The rollback record that made lineage ``epoch`` (``offsets`` consumed, ``from`` version), if any."""

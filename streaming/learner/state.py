@@ -53,17 +53,20 @@ class CapturedState:
     metrics: Packed  # small, packed at the capture: some dumps share live maps
     counters: dict[str, int]
     stream: Packed
-    join: Callable[[], dict[str, Any]] | None = None  # the label join's captured state (packed in the writer)
+    join: Callable[[], dict[str, Any]] | None = None  # the label join's captured state (packed in the writer thread)
     learned: dict[str, Any] | None = None  # the pairs learned since the version before, in order (the join on)
 
     def document(self) -> SnapshotState:
         """The blob's content (``metrics`` and ``stream`` as packed bytes: the encoder writes them as they are)."""
         metrics, stream = cast(dict[str, Any], self.metrics), cast(dict[str, Any], self.stream)
-        if self.join is not None:  # the join's waiting events can be large: packed here, in the writer thread
-            stream = cast(
-                dict[str, Any], Packed(pack({**unpack(self.stream), "join": self.join(), "learned": self.learned}))
-            )
+        if self.learned is not None:  # the pairs learned since the version before (small: one version's worth)
+            stream = cast(dict[str, Any], Packed(pack({**unpack(self.stream), "learned": self.learned})))
         return SnapshotState(self.spec, self.model(), metrics, dict(self.counters), stream)
+
+    def join_blob(self) -> bytes | None:
+        """The label join's state, packed (in the writer thread: the waiting events can be large); stored apart
+        from the version, once (:meth:`~snapshotter.store.VersionStore.join_state`)."""
+        return None if self.join is None else pack(self.join())
 
 
 @dataclasses.dataclass
@@ -141,8 +144,9 @@ class LearnerState:
             learned=LearnedOrder() if labels.joined else None,
         )
 
-    def adopt(self, restored: Restored) -> None:
-        """Take all of ``restored``: model, metrics, counters, idempotence window and place (on activation)."""
+    def adopt(self, restored: Restored, join: dict[str, Any] | None = None) -> None:
+        """Take all of ``restored``: model, metrics, counters, idempotence window and place (on activation), and
+        ``join``, the label join's state stored with it (:meth:`LabelJoin.dump`; ``None``: nothing waits)."""
         counters = dict(restored.counters)
         counters.pop("scored_since_rollback", None)  # kept by versions before 2026-11; the window restart replaced it
         self.counters = {**dict.fromkeys(COUNTERS, 0), **counters}
@@ -152,7 +156,7 @@ class LearnerState:
         self.threshold.load(restored.stream.get("threshold"))
         self.watch.load(restored.stream.get("watch"))
         if self.join is not None:
-            self.join.load(restored.stream.get("join"))
+            self.join.load(join)
         self.adopt_model(restored)
 
     def adopt_model(self, restored: Restored) -> None:
@@ -186,10 +190,7 @@ class LearnerState:
             model=self.model.dump_state(),
             metrics=self.metrics.dump_state(),
             counters=dict(self.counters),
-            stream={
-                **self._stream(),
-                **({} if self.join is None else {"join": self.join.dump(), "learned": self.learned_so_far()}),
-            },
+            stream={**self._stream(), **({} if self.learned is None else {"learned": self.learned_so_far()})},
         )
 
     def learned_so_far(self) -> dict[str, Any] | None:
