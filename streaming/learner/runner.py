@@ -413,5 +413,8 @@ def _align_event_time(
     if ahead - paused:
         consumer.pause(sorted(ahead - paused))
     if paused - ahead:
-        consumer.resume(sorted(paused - ahead))
+        resumed = sorted(paused - ahead)
+        consumer.resume(resumed)
+        for tp in resumed:  # from the learner's own position: a client may have dropped what it fetched while paused
+            consumer.seek(tp, positions[tp])
     return ahead

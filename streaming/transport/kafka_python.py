@@ -50,6 +50,7 @@ class KafkaPythonConsumer:
             )
         except KafkaError as exc:
             raise _failure(kafka, exc) from None
+        self.paused: set[TopicPartition] = set()
 
     def partitions_for(self, topic: str) -> set[int] | None:
         try:
@@ -58,16 +59,19 @@ class KafkaPythonConsumer:
             raise _failure(self.kafka, exc) from None
 
     def assign(self, partitions: list[TopicPartition]) -> None:
+        self.paused.clear()
         self.client.assign([KafkaTopicPartition(*tp) for tp in partitions])
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.client.seek(KafkaTopicPartition(*tp), offset)
 
     def pause(self, partitions: list[TopicPartition]) -> None:
-        self.client.pause(*(KafkaTopicPartition(*tp) for tp in partitions))
+        # kafka-python 3.0's own pause() parks what it fetched and, here, never fetched the partition again after
+        # resume(): paused partitions are held back in poll() instead (their records dropped and fetched again)
+        self.paused.update(TopicPartition(*tp) for tp in partitions)
 
     def resume(self, partitions: list[TopicPartition]) -> None:
-        self.client.resume(*(KafkaTopicPartition(*tp) for tp in partitions))
+        self.paused.difference_update(TopicPartition(*tp) for tp in partitions)
 
     def seek_to_beginning(self, tp: TopicPartition) -> None:
         self.client.seek_to_beginning(KafkaTopicPartition(*tp))
@@ -86,12 +90,17 @@ class KafkaPythonConsumer:
             batch = self.client.poll(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
             raise _failure(self.kafka, exc) from None
-        return {
-            TopicPartition(tp.topic, tp.partition): [
+        out: dict[TopicPartition, list[Record]] = {}
+        for tp, records in batch.items():
+            if not records:
+                continue
+            if (tp.topic, tp.partition) in self.paused:  # held back: read again from its first record once resumed
+                self.client.seek(tp, records[0].offset)
+                continue
+            out[TopicPartition(tp.topic, tp.partition)] = [
                 Record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp) for r in records
             ]
-            for tp, records in batch.items()
-        }
+        return out
 
     def highwater(self, tp: TopicPartition) -> int | None:
         high = self.client.highwater(KafkaTopicPartition(*tp))
