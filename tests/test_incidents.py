@@ -18,7 +18,6 @@ import threading
 from collections.abc import Iterator
 
 import httpx
-import pytest
 from conftest import guard_caught_up, learner_id, produce, status_of, store_for, wait_for, wait_until_running
 from reference import contract_features
 
@@ -333,12 +332,6 @@ def seen(store: VersionStore) -> int:
     return int((store.status() or {}).get("stream_position", 0))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, found this stop: after the operator's resume the monitor judges a rolling window that still "
-    "holds the held, shifted events and rolls back; on a loaded machine the watch then sees the rolled-back "
-    "model's prediction rate off the new normal and opens a second incident (about 2 runs in 5 under load)",
-)
 def test_an_operator_can_declare_the_shift_the_new_normal(make_settings, learners):
     """`livelearn learning resume` during an incident closes it (audited as the operator's), learning goes on at
     once, and the watch learns the shifted rates as its new reference instead of opening the incident again."""

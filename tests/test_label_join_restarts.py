@@ -159,6 +159,7 @@ def test_a_stuck_labeller_is_caught_in_label_time_when_labels_come_later(make_se
     was open is served or stable; and the final model learned not one stuck label."""
     from snapshotter.audit import read_audit
     from snapshotter.incidents import position_of
+    from snapshotter.status import read_samples
 
     settings = make_settings(
         partitions=1,
@@ -200,6 +201,13 @@ def test_a_stuck_labeller_is_caught_in_label_time_when_labels_come_later(make_se
     served = {e.to_version for e in audit if e.action in ("promote", "pin", "unpin") and e.to_version}
     inside = {m.number for m in store.list() if cp < position_of(m) < ended}
     assert inside and not inside & served and not inside & set(store.stable_numbers())
+    # the block that ended it is judged as held, and the guarded window starts afresh after it: the recovered model
+    # is not rolled back for the incident's own labels
+    assert [e.action for e in audit].count("rollback") == 1
+    samples = [s for _id, s in read_samples(store.client, store.keys)]
+    last_held = max(i for i, s in enumerate(samples) if s.get("incident"))
+    assert samples[last_held]["stream_position"] == ended
+    assert samples[last_held + 1]["samples"] == settings.history_every_events
     stuck_ids = {e.event_id for e in events[at : at + count] if not e.label}  # labelled 1 by the stuck labeller
     learned = learned_pairs(settings)
     assert {p["event_id"] for p in learned if p["label"]}.isdisjoint(stuck_ids)

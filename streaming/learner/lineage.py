@@ -150,6 +150,7 @@ class Lineage:
         if not control.incident and state.watch.incident is not None and state.held_until is None:
             # closed by an operator (learning resume); while replaying a held range, its end releases it
             state.watch.accept_new_normal()
+            state.metrics.restart_window()  # judged from here on: the window held the incident's own labels
             state.released = "incident closed by an operator"
             log.warning("the data-quality incident was closed by an operator: its rates are the new normal")
         if control.epoch == state.epoch:

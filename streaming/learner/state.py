@@ -112,6 +112,7 @@ class LearnerState:
         self.held_until = None
         if self.watch.incident is not None:
             self.watch.accept_new_normal()
+            self.metrics.restart_window()  # as the live learner did when the operator's resume came
 
     @property
     def promotable(self) -> bool:

@@ -202,7 +202,14 @@ class EventStep:
             sample["labels_pending"] = len(state.join.pending)
         events = state.watch.observe(sample, threshold=threshold)
         state.incident_events += [(event, sample) for event in events]
-        sample["incident"] = 0 if state.watch.incident is None else 1  # the monitor's judge reads it
+        ended = any(event.kind == "incident_end" for event in events)
+        if ended:
+            # learning goes on from here: the rolling window judges only what comes after the incident (it held the
+            # incident's own labels, which would read as a breach of the model learned without them)
+            state.metrics.restart_window()
+        # the monitor's judge reads it: a block an incident held, including the one that ended it (its rolling metrics
+        # still hold the incident's labels), is not judged by the metric rule
+        sample["incident"] = 0 if state.watch.incident is None and not ended else 1
         state.samples.append(sample)
         if state.watch.calm and state.learning and meets_threshold(rolling, self.settings, threshold):
             state.confirmed = position - self.settings.promotion_delay_events
