@@ -49,6 +49,16 @@ def test_freshness_bench_sees_every_event_served(tmp_path):
     assert rate["p99_counting_unserved_s"] == rate["freshness"]["p99_s"] and rate["unserved_tail"] is None
 
 
+def test_freshness_bench_with_labels_later_sees_every_label_served(tmp_path):
+    args = ("--label-delay", "30s..2m", "--rates", "100", "--seconds", "3", "--grace", "60")
+    result = run_bench("freshness", tmp_path / "freshness-labels.json", *args)
+    (rate,) = result["rates"]
+    assert rate["events"] == rate["labels"] == 300 and rate["label_wait_event_time_s"] == 240
+    assert rate["labels_unserved_within_grace"] == 0 and rate["label_to_served"]["n"] == 300
+    assert rate["join_counts"]["matched"] == 300 and rate["join_pending_at_end"] == 0
+    assert rate["newest_version_offsets"]["events.labels"] == {"0": 300}  # the labels topic, read to its end
+
+
 def test_rollback_serving_bench_times_a_real_rollback_and_the_routes(tmp_path):
     result = run_bench("rollback_serving", tmp_path / "rollback.json", "--manual", "2", "--requests", "50")
     automatic = result["automatic_rollback"]  # the burst's rollback was seen, applied and served
@@ -66,3 +76,20 @@ def test_snapshots_bench_writes_restores_and_times_the_stall(tmp_path):
     stall = result["stall"]["100k, now"]
     assert stall["events"] == 3000 and stall["snapshots_written"] >= 1
     assert stall["stall_around_snapshot"]["n"] >= 1
+
+
+def test_labels_bench_measures_the_join_under_each_flood(tmp_path):
+    result = run_bench("labels", tmp_path / "labels.json", "--events", "20000")
+    scenarios = result["scenarios"]
+    assert set(scenarios) == {
+        "pending_1e6",
+        "unlabelled_defaults",
+        "unlabelled_byte_bound",
+        "orphan_flood",
+        "scored_labelled",
+    }
+    for figures in scenarios.values():
+        assert figures["within_bounds"] and figures["calls_per_second"] > 0 and figures["rss_peak_growth_mib"] >= 0
+    assert scenarios["pending_1e6"]["join"]["pending"] == 20_000
+    assert scenarios["orphan_flood"]["join"]["orphans"] == 10_000  # the default orphan bound holds
+    assert scenarios["orphan_flood"]["join"]["orphans_evicted"] == 10_000

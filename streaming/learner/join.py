@@ -160,7 +160,7 @@ class LabelJoin:
         policy: Literal["drop", "negative"] = "drop",
         *,
         max_pending: int = 100_000,
-        max_bytes: int = 64 * 1024 * 1024,
+        max_bytes: int = 32 * 1024 * 1024,
         max_orphans: int = 10_000,
         remember: int = 100_000,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
