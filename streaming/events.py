@@ -193,16 +193,15 @@ class EventLimits:
 
 def encode_event(event: Event, fmt: Literal["msgpack", "json"] = "msgpack") -> bytes:
     """Serialise an event for the events topic."""
-    doc = event.to_dict()
-    if fmt == "json":
-        return json.dumps(doc, separators=(",", ":")).encode()
-    packed: bytes = msgpack.packb(doc, use_bin_type=True)
-    return packed
+    return _encode(event.to_dict(), fmt)
 
 
 def encode_label(label: Label, fmt: Literal["msgpack", "json"] = "msgpack") -> bytes:
     """Serialise a label record (for the labels topic, or the events topic with the join on)."""
-    doc = label.to_dict()
+    return _encode(label.to_dict(), fmt)
+
+
+def _encode(doc: dict[str, Any], fmt: Literal["msgpack", "json"]) -> bytes:
     if fmt == "json":
         return json.dumps(doc, separators=(",", ":")).encode()
     packed: bytes = msgpack.packb(doc, use_bin_type=True)
