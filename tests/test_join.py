@@ -202,15 +202,17 @@ def test_a_late_label_past_the_ids_remembered_is_an_orphan_that_expires():
     assert join.counts["late"] == 1 and join.counts["orphaned"] == 1 and list(join.orphans) == ["e1"]
 
 
-def test_an_id_resolved_again_is_remembered_as_the_newest():
+def test_an_id_resolved_again_is_a_conflict_and_the_oldest_resolution_is_forgotten_first():
     join = make(remember=2)
     join.advance(CLOCK, EVENTS)
-    for event_id in ("a", "b", "a", "c"):  # a again: b is now the oldest resolution, forgotten first
+    for event_id in ("a", "b"):
         join.inline(event_id)
-    assert list(join.resolved) == ["a", "c"]
-    label(join, "b", CLOCK)
+    assert not join.inline("a")  # a again: a conflict, resolved once (not moved to the newest)
+    join.inline("c")  # a is now the oldest resolution, forgotten first
+    assert list(join.resolved) == ["b", "c"]
     label(join, "a", CLOCK)
-    assert join.counts["orphaned"] == 1 and join.counts["duplicates"] == 1
+    label(join, "b", CLOCK)
+    assert join.counts["orphaned"] == 1 and join.counts["duplicates"] == 1 and join.counts["conflicts"] == 1
 
 
 def test_an_id_seen_again_after_it_was_forgotten_waits_its_own_wait():
@@ -726,11 +728,17 @@ class Checked:
         elif kind == "label":
             out += self.labelled(event_id, ts, op[4], before)
         else:
-            join.inline(event_id)
-            self.fed["inline"] += 1
+            conflict = event_id in self.waiting or event_id in join.resolved
+            learned = join.inline(event_id)
             moved = {k: join.counts[k] - before[k] for k in COUNTS}
-            assert moved["inline"] == 1 and set(moved.values()) <= {0, 1} and sum(moved.values()) <= 2, moved
-            self.fed["met_inline"] += moved["duplicates"]  # a held label met an event that carried its own
+            assert learned is not conflict
+            if conflict:  # its id waits or was resolved: scored only, nothing else moves
+                self.fed["events"] += 1
+                assert moved == {**dict.fromkeys(COUNTS, 0), "conflicts": 1}, moved
+            else:
+                self.fed["inline"] += 1
+                assert moved["inline"] == 1 and set(moved.values()) <= {0, 1} and sum(moved.values()) <= 2, moved
+                self.fed["met_inline"] += moved["duplicates"]  # a held label met an event that carried its own
         self.check()
         return out
 

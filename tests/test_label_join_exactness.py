@@ -299,3 +299,22 @@ def test_a_learner_goes_on_with_the_newest_join_and_starts_empty_past_an_unreada
     assert lineage._join_state(5) is None
     lineage.store = _Store(head=7, stored=None)
     assert lineage._join_state(7) is None
+
+
+def test_an_event_with_its_label_inside_whose_id_already_waits_is_scored_and_never_learned_twice(shop_events):
+    first, second = shop_events[0], shop_events[1]
+    records = [
+        ("events", encode_event(Event(first.event_id, first.ts, first.features, None))),  # waits
+        ("events", encode_event(first)),  # the same id with its label inside: a conflict
+        ("events", encode_label(Label(first.event_id, first.ts + 1000, bool(first.label)))),  # its label: joined
+        ("events", encode_event(second)),  # labelled inline: learned at once
+        ("events", encode_label(Label(second.event_id, second.ts + 1000, True))),  # a second label: a duplicate
+    ]
+    for engine in ENGINES:
+        state = run_records(records, Settings(engine=engine, label_wait="10m", dedupe_window=0))  # (another partition)
+        assert state.join is not None
+        c = state.join.counts
+        assert (c["conflicts"], c["matched"], c["inline"], c["duplicates"]) == (1, 1, 1, 1)
+        assert [event_id for event_id, _ in learned_pairs(state)] == [first.event_id, second.event_id]
+        assert_model_equals_river_loop(state, {e.event_id: e for e in (first, second)})
+        assert state.counters["events_seen"] == 3 and state.metrics.samples == 2

@@ -303,14 +303,19 @@ class LabelJoin:
         heapq.heappush(self._pending_heap, (entry.ts, entry.seq, event_id))
         self.bytes += len(entry.packed) + ENTRY_OVERHEAD
 
-    def inline(self, event_id: str) -> None:
-        """An event carried its label and is learned at once: a later label for it is a duplicate (and one held for
-        it already was)."""
+    def inline(self, event_id: str) -> bool:
+        """An event carried its label: ``True`` if it is learned at once (a later label for it is then a duplicate,
+        and one held for it already was); ``False`` when its id waits or was resolved already (``conflicts``: scored,
+        not learned — a pair is never learned twice)."""
+        if event_id in self.pending or event_id in self.resolved:
+            self.counts["conflicts"] += 1
+            return False
         self.counts["inline"] += 1
         if self.orphans.pop(event_id, None) is not None:
             self._compact(self._orphan_heap, self.orphans)
             self.counts["duplicates"] += 1
         self._resolve(event_id, _RESOLVED_MATCHED)
+        return True
 
     def labelled(self, event_id: str, ts: int, label: bool) -> list[Joined]:
         """A label arrived (after :meth:`advance` for its ``ts``): its event's pair to learn, if it waits."""

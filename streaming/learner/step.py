@@ -90,7 +90,10 @@ class EventStep:
             state.end_replayed_hold()
         if join is not None:  # the waits this event's time ends are learned (or dropped) before it is scored
             self.settle(state, join.advance(event.ts, (record.topic, record.partition)), positions)
-        learn = event.label is not None and state.learning
+        labelled = event.label is not None
+        if labelled and join is not None and not join.inline(event.event_id):
+            labelled = False  # its id waits or was joined already (a conflict): scored only, never learned twice
+        learn = labelled and state.learning
         timed = self.consumed % TIMED_EVERY == 0
         t0 = time.perf_counter() if timed else 0.0
         x = state.model.encode(event.features, learn=learn)
@@ -104,11 +107,10 @@ class EventStep:
             if join is not None:
                 self.settle(state, join.scored(event.event_id, event.ts, p, event.features), positions)
             return
-        if join is not None:
-            join.inline(event.event_id)
-        self.judge_and_learn(
-            state, event.event_id, event.label, p, event.features, positions=positions, learn=learn, x=x
-        )
+        if labelled:
+            self.judge_and_learn(
+                state, event.event_id, event.label, p, event.features, positions=positions, learn=learn, x=x
+            )
 
     def settle(self, state: LearnerState, joined: list[Joined], positions: dict[TopicPartition, int]) -> None:
         """Pairs the label join completed at this record, in order: judged with the probability stored at scoring
