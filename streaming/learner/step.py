@@ -4,10 +4,16 @@ Each record is decoded against the event contract (a bad one is dead-lettered, n
 against the idempotence window, scored *before* the model learns from it, its prediction published, the
 metrics updated with that score, and then — if it is labelled and learning is on — one SGD step taken.
 
+With the label join on (``LIVELEARN_LABEL_WAIT``, :mod:`streaming.learner.join`) a record may also be a label, and an
+event without a label waits in the join: the labelled half (:meth:`EventStep.judge_and_learn` — metrics with the
+probability stored at scoring, signals, samples, the SGD step) runs when its label comes, in label time, for every
+pair the record completed (:meth:`EventStep.settle`), and for the waits its time ended before it is scored.
+
 Every ``history_every_events``-th labelled event a metric sample is recorded for the monitor and fed to the
 data-quality watch (:class:`~monitor.signals.SignalWatch`) at that exact event: an incident it confirms
 holds learning from this event on (the runner then records it and rolls back, see
-:mod:`streaming.learner.incidents`), its end lets learning go on from the event that showed it, and calm
+:mod:`streaming.learner.incidents`), its end lets learning go on from the event that showed it (the rolling window
+starts afresh there, and that block is marked as held for the monitor's metric rule), and calm
 data confirms the versions written up to here (promotion ``guard``). Between samples, when a timed snapshot
 is due, :meth:`EventStep.confirm_partial` may confirm up to the current event on the block so far.
 """
