@@ -362,13 +362,13 @@ class VersionStore:
     def join_state(self) -> tuple[int, dict[str, Any]] | None:
         """The label join's state as the newest version written with it left it, and that version's number
         (``None``: none stored). Raises :class:`SnapshotCorruptError` when its checksum does not match."""
-        fields = self.client.hmget(self.keys.join, "version", "sha256", "state")
-        if fields[2] is None:
+        fields = {as_text(k): v for k, v in self.client.hgetall(self.keys.join).items()}
+        if "state" not in fields:
             return None
-        state = as_bytes(fields[2])
-        if hashlib.sha256(state).hexdigest() != as_text(fields[1]):
-            raise SnapshotCorruptError(f"the label join stored with version {as_text(fields[0])} fails its checksum")
-        return int(as_text(fields[0])), unpack(state)
+        state, version = as_bytes(fields["state"]), as_text(fields.get("version", b"?"))
+        if hashlib.sha256(state).hexdigest() != as_text(fields.get("sha256", b"")):
+            raise SnapshotCorruptError(f"the label join stored with version {version} fails its checksum")
+        return int(version), unpack(state)
 
     def load(self, number: int, *, packed_weights: bool = False) -> tuple[VersionMeta, SnapshotState]:
         """Metadata and verified learned state of version ``number`` (``packed_weights``: see

@@ -318,3 +318,17 @@ def test_an_event_with_its_label_inside_whose_id_already_waits_is_scored_and_nev
         assert [event_id for event_id, _ in learned_pairs(state)] == [first.event_id, second.event_id]
         assert_model_equals_river_loop(state, {e.event_id: e for e in (first, second)})
         assert state.counters["events_seen"] == 3 and state.metrics.samples == 2
+
+
+def test_a_learner_with_the_join_off_says_what_the_last_one_left_waiting(caplog):
+    from streaming.learner.lineage import Lineage
+
+    lineage = Lineage.__new__(Lineage)
+    lineage.store = _Store(head=4, stored=(4, {"pending": [["e1", 1, 0.5, b"\x80"]] * 3}))
+    with caplog.at_level("WARNING", logger="streaming.learner.lineage"):
+        lineage._warn_join_off()
+    assert "3 events scored by version 4's learner wait for their labels" in caplog.text
+    caplog.clear()
+    lineage.store = _Store(head=4, stored=None)
+    lineage._warn_join_off()
+    assert caplog.text == ""

@@ -67,12 +67,14 @@ def test_a_user_with_exactly_the_documented_commands_runs_livelearn(private_redi
         history_every_events=50,
         monitor_min_samples=50,
         monitor_threshold=0.5,
+        label_wait="10m",  # the label join on (labels inside the events: learned as ever): its Redis use checked too
     )
     produce(settings, read_events(limit=1200))
     learners(settings, "--until-caught-up").wait()  # lease, snapshots with retention, status, history, check-ins
     store = open_store(settings)
     assert store.head() == 4
     assert len(store.numbers()) < 4
+    assert store.join_state() is not None  # written with each version, read back on activation
 
     assert store.serving() in store.stable_numbers()  # confirmed by the learner (promotion guard)
     decisions = Monitor(settings, registry=CollectorRegistry()).check_once(block_ms=100)  # one monitor step
@@ -91,6 +93,7 @@ def test_a_user_with_exactly_the_documented_commands_runs_livelearn(private_redi
     for args in (
         ("versions", "list", "--json"),
         ("versions", "show", "4"),
+        ("versions", "learned", "--since", "3"),
         ("versions", "pin", "4", "--reason", "acl"),
         ("versions", "unpin", "--reason", "acl"),
         ("versions", "rollback", "--to", str(oldest), "--reason", "acl"),

@@ -61,6 +61,8 @@ class Lineage:
         restored = restore_head(self.store, self.spec, self.settings.rolling_window)
         if restored is not None:
             if activation:
+                if state.join is None:
+                    self._warn_join_off()
                 state.adopt(restored, self._join_state(restored.meta.number) if state.join is not None else None)
             else:
                 state.adopt_model(restored)
@@ -73,6 +75,21 @@ class Lineage:
                 ", learning frozen" if state.frozen else "",
             )
         self.telemetry.model_size(state.model.inputs, state.model.capped, restored=True)
+
+    def _warn_join_off(self) -> None:
+        """The label join is off now, but the last learner waited for labels: its waiting events are never learned
+        (turned on again before more versions are written, it goes on with them)."""
+        try:
+            stored = self.store.join_state()
+        except SnapshotError:
+            return
+        if stored is not None and stored[1].get("pending"):
+            log.warning(
+                "the label join is off (LIVELEARN_LABEL_WAIT unset) but %d events scored by version %d's learner wait "
+                "for their labels: they will not be learned, and their labels on the events topic are dead-lettered",
+                len(stored[1]["pending"]),
+                stored[0],
+            )
 
     def _join_state(self, restored: int) -> dict[str, Any] | None:
         """The label join to go on with from version ``restored``: the one stored with the newest version written
