@@ -205,6 +205,7 @@ def test_writes_refused_while_probes_get_through_are_one_outage_with_a_growing_b
     admin.config_set("maxmemory", admin.info("memory")["used_memory"])  # at the limit: writes refused, mostly
     refused = time.monotonic()
     wait_for(lambda: metric(port, "livelearn_redis_up") == 0, 60, "the learner to report the refusal")
+    reported = time.monotonic() - refused  # the learner's outage began by then (later on a loaded machine)
     window = 12.0
     time.sleep(max(0.0, refused + window - time.monotonic()))  # the refusal's length: the scenario, not a wait
     admin.config_set("maxmemory", 0)
@@ -218,7 +219,7 @@ def test_writes_refused_while_probes_get_through_are_one_outage_with_a_growing_b
     assert "out of memory" in out
     assert "Redis cannot be reached" not in out
     (length,) = backs(out)  # once, at the end: not after each probe that got through
-    assert length >= window - 2.0, (length, lifted)
+    assert length >= lifted - reported - 1.0, (length, lifted, reported)  # one outage, to the lift (not a probe)
     activations = len(re.findall(r"active: \S+ holds the lease", out)) - 1  # after the first one
     assert activations <= most_attempts(lifted) + 1, (activations, most_attempts(lifted))
     head = store_for(settings).meta(store_for(settings).head())
