@@ -20,23 +20,24 @@ an event whose wait      ``late``: not learned (the policy decided already)
 ran out
 ======================  ==================================================================================
 
-An event whose wait runs out is ``expired``: with policy ``negative`` it is learned as a 0 then (no purchase by
-the end of the wait), with ``drop`` never. The bounds on waiting events (count and packed bytes) expire the
-oldest early (``evicted``, the policy applies the same way). An event whose id is already waiting or was
-resolved recently is scored but not joined (``conflicts``). Ids are remembered for ``remember`` resolutions, so
-a late or second label is told from one for an unknown event; past that memory it is an orphan that expires.
+An event whose wait runs out is ``expired``: with policy ``negative`` it is learned as a 0 then (no purchase by the
+end of the wait), with ``drop`` never. The bounds on waiting events (count and packed bytes) expire the oldest early
+(``evicted``, the policy applies the same way). An event whose id is already waiting or was resolved recently (also
+one that carries its label inside) is scored but not joined (``conflicts``). Ids are remembered for ``remember``
+resolutions, so a late or second label is told from one for an unknown event; past that memory it is an orphan that
+expires.
 
 **Event time.** The join's clock (its *watermark*) follows the ``ts`` of what it read, per source (a partition of
 the events or the labels topic): while some sources have records not read yet (:meth:`LabelJoin.hold_for`, from the
-consumer's high-water marks), the oldest of their clocks — so an events partition read far ahead of a lagging
-labels partition (a backlog after a restart) does not end the waits whose labels are still unread —, else the newest
-clock of all (an idle source does not hold it). A ``ts`` more than :data:`MAX_AHEAD_MS` ahead of the wall clock moves
-a source's clock only that far (a producer's bad clock cannot end every wait at once). An event waits while
-``ts + wait > watermark``.
+consumer's high-water marks) or were read within :data:`IDLE_AFTER_MS` of wall time, the oldest of their clocks — so
+an events partition read far ahead of a lagging labels partition (a backlog after a restart) does not end the waits
+whose labels are still unread —, else the newest clock of all (an idle source does not hold it). A ``ts`` more than
+:data:`MAX_AHEAD_MS` ahead of the wall clock moves a source's clock only that far (a producer's bad clock cannot end
+every wait at once). An event waits while ``ts + wait > watermark``.
 
 **State.** :meth:`dump` / :meth:`load`: plain msgpack values (the pending events' features stay the bytes packed
-when they arrived); a version stores it with the offsets of both topics, so a restart or takeover resumes the
-join exactly where the version was written.
+when they arrived); it is written with each version (one copy, the newest version's: ``livelearn:{m}:join``), whose
+offsets cover both topics, so a restart or takeover resumes the join exactly where the version was written.
 
 Examples
 --------
