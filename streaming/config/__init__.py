@@ -19,9 +19,11 @@ Those names may also be written grouped: a TOML table per group (``[kafka]`` ``b
 (0.05, 'livelearn.events.dlq', 'accuracy')
 """
 
+from streaming.config._challengers import CHAMPION, ChallengerConfig, parse_challenger, parse_challengers
 from streaming.config._grouped_names import grouped_name
 from streaming.config._groups import (
     GROUPS,
+    ChallengerSettings,
     EventLimitSettings,
     GuardSettings,
     KafkaSettings,
@@ -45,9 +47,12 @@ from streaming.config._settings import (
 )
 
 __all__ = [
+    "CHAMPION",
     "ENV_PREFIX",
     "GROUPS",
     "REDIS_URL_PATTERN",
+    "ChallengerConfig",
+    "ChallengerSettings",
     "EventLimitSettings",
     "GuardSettings",
     "KafkaSettings",
@@ -63,6 +68,8 @@ __all__ = [
     "StoreSettings",
     "grouped_name",
     "load_settings",
+    "parse_challenger",
+    "parse_challengers",
     "settings_document",
     "settings_from_document",
 ]

@@ -27,8 +27,11 @@ from typing import ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings
 
+from streaming.config._challengers import ChallengerConfig, parse_challengers
+
 __all__ = [
     "GROUPS",
+    "ChallengerSettings",
     "EventLimitSettings",
     "GuardSettings",
     "KafkaSettings",
@@ -190,6 +193,25 @@ class LabelSettings(SettingsGroup):
         return self.wait_seconds > 0
 
 
+class ChallengerSettings(SettingsGroup):
+    """Challengers learning in shadow and how they are compared with the champion (:mod:`streaming.learner.arms`,
+    :mod:`monitor.compare`)."""
+
+    attribute: ClassVar[str] = "arms"
+
+    declared: tuple[str, ...] = Field(validation_alias=_setting("challengers"))
+    alpha: float = Field(validation_alias=_setting("compare_alpha"))
+    min_gain: float = Field(validation_alias=_setting("compare_min_gain"))
+    min_labels: int = Field(validation_alias=_setting("compare_min_labels"))
+    segments: tuple[str, ...] = Field(validation_alias=_setting("compare_segments"))
+    segment_margin: float = Field(validation_alias=_setting("compare_segment_margin"))
+
+    @property
+    def configs(self) -> tuple[ChallengerConfig, ...]:
+        """The declared challengers, parsed (validated when the settings were)."""
+        return parse_challengers(self.declared)
+
+
 class GuardSettings(SettingsGroup):
     """The quality guard: the rolling-metric rule and its rollbacks and freezes (``monitor_*``), the
     data-quality incidents (``incident_*``, ``reference_*``), drift, the reference-set gate, and the block they
@@ -289,6 +311,7 @@ GROUPS: dict[str, type[SettingsGroup]] = {
     "model": ModelSettings,
     "learner": LearnerSettings,
     "labels": LabelSettings,
+    "arms": ChallengerSettings,
     "guard": GuardSettings,
     "serving": ServingSettings,
     "limits": EventLimitSettings,

@@ -21,9 +21,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from streaming.config._challengers import parse_challengers
 from streaming.config._grouped_names import FlatteningSource, GroupedEnvSource
 from streaming.config._groups import (
     GROUPS,
+    ChallengerSettings,
     EventLimitSettings,
     GuardSettings,
     KafkaSettings,
@@ -258,6 +260,44 @@ class Settings(BaseSettings):
         None,
         description="Topic of label records {event_id, label, ts}, keyed like the events (needs label_wait; "
         "unset: labels come inside the events or as records on the events topic).",
+    )
+
+    # --- challengers: other models learning in shadow (streaming.learner.arms, monitor.compare) ---------
+    challengers: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Models that learn in shadow beside the serving one from the same labelled events and are "
+        "compared with it: NAME:KEY=VALUE,... with lr, l2, include, exclude (features, |-separated), "
+        "start=cold|champion (e.g. fast:lr=0.05).",
+    )
+    compare_alpha: float = Field(
+        0.05,
+        gt=0,
+        le=0.5,
+        description="Error rate of the comparison's anytime-valid confidence sequence: checked after every "
+        "labelled event, a challenger no better than the champion is called better with at most this probability.",
+    )
+    compare_min_gain: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="A challenger is better when the lower bound of its relative log-loss gain is above this "
+        "(0.01: at least 1 % lower log loss).",
+    )
+    compare_min_labels: int = Field(
+        1000, ge=1, le=100_000_000, description="Labelled events both arms scored before a comparison may decide."
+    )
+    compare_segments: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Categorical features whose values are compared apart (e.g. VisitorType): a challenger worse "
+        "in one of them by more than compare_segment_margin is not better.",
+    )
+    compare_segment_margin: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="How much worse (relative log loss) a challenger may be in one segment and still be better.",
     )
 
     # --- snapshots ------------------------------------------------------------------------
@@ -525,6 +565,13 @@ class Settings(BaseSettings):
             raise ValueError("labels on the events topic need no labels topic: leave it unset and set label_wait")
         return value
 
+    @field_validator("challengers")
+    @classmethod
+    def _check_challengers(cls, value: list[str]) -> list[str]:
+        """Each challenger written as livelearn reads it (:mod:`streaming.config._challengers`), names unique."""
+        parse_challengers(value)
+        return value
+
     @field_validator("monitor_threshold")
     @classmethod
     def _check_threshold(cls, value: float, info: ValidationInfo) -> float:
@@ -615,6 +662,11 @@ class Settings(BaseSettings):
     def labels(self) -> LabelSettings:
         """Labels that arrive after their events: the join's topic, wait, policy and bounds."""
         return self._group(LabelSettings)
+
+    @functools.cached_property
+    def arms(self) -> ChallengerSettings:
+        """Challengers learning in shadow beside the champion, and the comparison's rule."""
+        return self._group(ChallengerSettings)
 
     @functools.cached_property
     def guard(self) -> GuardSettings:
