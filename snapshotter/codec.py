@@ -8,7 +8,8 @@ A snapshot *blob* holds what is needed to predict and keep learning identically:
      "counters": {"events_seen": int, "events_learned": int, "dead_lettered": int, "duplicates": int},
      "stream": {"dedupe": {...the idempotence window...}}}
 
-Fields added within a format version are optional for readers (``stream``, ``model.vocabulary``,
+Fields added within a format version are optional for readers (``stream``, ``arms``: the challengers learning in
+shadow, each with its spec, model, metrics and comparison — :mod:`streaming.learner.arms` —, ``model.vocabulary``,
 ``model.vocabulary.positions``: where each category's weight is among the weights, little-endian int32 per value,
 -1 for none — derived from the names, it only spares the compiled engine a lookup per category on restore).
 Format version 2 differs from 1 in one field: ``model.weights`` (a map of input name to weight in
@@ -112,6 +113,7 @@ class SnapshotState:
     metrics: dict[str, Any]
     counters: dict[str, int]
     stream: dict[str, Any] = dataclasses.field(default_factory=dict)  # position-bound state, e.g. dedupe
+    arms: dict[str, Any] = dataclasses.field(default_factory=dict)  # the challengers, by name (none: not written)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,13 +178,33 @@ def _stored_weights(weights: Any) -> Any:
     return weights
 
 
+def _stored_model(model: dict[str, Any]) -> dict[str, Any]:
+    return {**model, "weights": _stored_weights(model["weights"])} if "weights" in model else model
+
+
+def _read_model(model: Any, version: int, packed_weights: bool) -> Any:
+    """A ``model`` as decoded: version 2's packed weights expanded to a map, or kept packed (see below)."""
+    if version == 2 and isinstance(model, dict) and "weights" in model:
+        packed = PackedWeights.from_document(model["weights"])
+        with gc_paused():
+            model["weights"] = packed if packed_weights else packed.to_dict()
+    return model
+
+
 def encode_snapshot(state: SnapshotState) -> bytes:
     """Serialise learned state into a snapshot blob (format version :data:`FORMAT_VERSION`)."""
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION}
     doc.update({f.name: getattr(state, f.name) for f in dataclasses.fields(state)})  # shallow: no deep copy
+    if not state.arms:
+        del doc["arms"]  # optional within format version 2: a learner without challengers writes what it always did
     with gc_paused():
         if "weights" in state.model:
-            doc["model"] = {**state.model, "weights": _stored_weights(state.model["weights"])}
+            doc["model"] = _stored_model(state.model)
+        if state.arms:  # each challenger's model stored as the champion's is
+            doc["arms"] = {
+                name: {**arm, "model": _stored_model(arm["model"])} if "model" in arm else arm
+                for name, arm in state.arms.items()
+            }
         with _PACKER_LOCK:  # the same bytes as pack(doc); the long lists of names packed once (snapshotter.packing)
             return _PACKER.pack(doc)
 
@@ -215,11 +237,11 @@ def decode_snapshot(blob: bytes, expected_sha256: str, *, packed_weights: bool =
             )
         raise SnapshotCorruptError(f"snapshot format_version {version!r} is not one livelearn reads ({readable})")
     try:
-        model = doc["model"]
-        if version == 2 and isinstance(model, dict) and "weights" in model:
-            packed = PackedWeights.from_document(model["weights"])
-            with gc_paused():
-                model["weights"] = packed if packed_weights else packed.to_dict()
-        return SnapshotState(doc["spec"], model, doc["metrics"], doc["counters"], doc.get("stream") or {})
+        model = _read_model(doc["model"], version, packed_weights)
+        arms = doc.get("arms") or {}
+        for arm in arms.values():
+            if isinstance(arm, dict) and "model" in arm:
+                arm["model"] = _read_model(arm["model"], version, packed_weights)
+        return SnapshotState(doc["spec"], model, doc["metrics"], doc["counters"], doc.get("stream") or {}, arms)
     except KeyError as exc:
         raise SnapshotCorruptError(f"snapshot lacks field {exc}") from None

@@ -62,6 +62,7 @@ class LearnerStatus(TypedDict):
     offsets: dict[str, dict[str, int]]
     last_rollback: dict[str, Any] | None
     labels: NotRequired[dict[str, Any] | None]  # the label join's figures (counts, pending, oldest wait, delays)
+    arms: NotRequired[dict[str, Any] | None]  # each challenger's figures and its comparison with the champion
 
 
 _NOT_METRICS = ("time", "epoch", "version", "scored", "incident")
@@ -73,13 +74,14 @@ def parse_sample(fields: Mapping[Any, Any]) -> MetricSample:
 
 
 def sample_metrics(sample: MetricSample) -> dict[str, float]:
-    """What an audit entry records of a sample: metrics, rates and stream position (no per-partition or
-    per-feature fields).
+    """What an audit entry records of a sample: metrics, rates and stream position (no per-partition, per-feature
+    or per-challenger fields).
 
     >>> sample_metrics({"time": 1.0, "accuracy": 0.9, "offset:0": 5.0, "feature:x": 2.0, "stream_position": 5.0})
     {'accuracy': 0.9, 'stream_position': 5.0}
     """
-    return {k: v for k, v in sample.items() if k not in _NOT_METRICS and not k.startswith(("offset:", "feature:"))}
+    skipped = ("offset:", "feature:", "arm:")
+    return {k: v for k, v in sample.items() if k not in _NOT_METRICS and not k.startswith(skipped)}
 
 
 def read_samples(client: redis.Redis, keys: Keys) -> list[tuple[str, MetricSample]]:

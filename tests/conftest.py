@@ -6,6 +6,7 @@ Each test gets its own model name and topics, so tests never see each other's da
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -103,7 +104,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         if value is None or value == []:
             continue
         plain = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        env[f"LIVELEARN_{name.upper()}"] = str(plain)
+        env[f"LIVELEARN_{name.upper()}"] = json.dumps(plain) if isinstance(plain, list) else str(plain)
     env.update(extra)
     return env
 

@@ -783,7 +783,8 @@ class Checked:
         expected_label = {"drop": None, "negative": False}[self.join.policy]
         for pair in pairs:
             assert pair.outcome in outcomes
-            if pair.outcome != "matched":  # a wait ends oldest first (by event time), for the bound as for expiry
+            alone = pair.outcome == "evicted" and size(pair.features) > self.join.max_bytes  # past the bound alone
+            if pair.outcome != "matched" and not alone:  # a wait ends oldest first (by event time), bound and expiry
                 assert pair.event_ts == min(ts for ts, _, _ in self.waiting.values())
             ts, probability, features = self.waiting.pop(pair.event_id)
             assert (pair.event_ts, pair.probability, pair.features) == (ts, probability, features)

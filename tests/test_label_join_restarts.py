@@ -15,6 +15,7 @@ import pytest
 from conftest import guard_caught_up, settings_env, status_of, store_for, wait_for, wait_until_running
 from reference import contract_features
 
+from monitor.compare import Comparison
 from streaming.events import Event, Label, encode_event, encode_label
 from streaming.local.dataset import read_events
 from streaming.model import ModelSpec, OnlineModel
@@ -88,6 +89,7 @@ def test_every_label_once_and_the_model_is_river_over_the_join_order_across_sigk
         status_interval_seconds=0.1,
         lease_ttl_seconds=TTL,
         keep_versions=100_000,
+        challengers=["fast:lr=0.05", "twin"],  # both arms exact across the kills too, and their comparison whole
     )
     events = list(read_events(limit=N_EVENTS))
     stream = delayed_stream(events, seed=rng.randrange(1000))
@@ -150,6 +152,21 @@ def test_every_label_once_and_the_model_is_river_over_the_join_order_across_sigk
     assert state.model["intercept"] == expected["intercept"]
     assert state.model["scaler"] == expected["scaler"]
     assert state.model["optimizer_iterations"] == len(pairs)
+    # each challenger is a plain river loop over the same pairs at its own rate; the twin is the champion, and its
+    # comparison saw every pair once with a difference of exactly 0 (scored when the champion scored, across kills)
+    fast = OnlineModel(ModelSpec(learning_rate=0.05))
+    for pair in pairs:
+        fast.learn_one(features[pair["event_id"]], pair["label"])
+    for name, plain in (("fast", fast.dump_state()), ("twin", expected)):
+        arm = state.arms[name]
+        assert {k: arm["model"][k] for k in ("weights", "intercept", "scaler")} == {
+            k: plain[k] for k in ("weights", "intercept", "scaler")
+        }, name
+        assert arm["learned"] == len(pairs) and arm["started"] == {"from": "cold", "version": None}
+    twin = Comparison.load(state.arms["twin"]["comparison"]).result()
+    assert twin.labels == len(pairs) and twin.loss_difference == 0 and twin.difference_upper == 0
+    assert Comparison.load(state.arms["fast"]["comparison"]).labels == len(pairs)
+    assert head.extra["arms"]["fast"]["comparison"]["labels"] == len(pairs)
 
 
 @pytest.mark.integration
@@ -171,6 +188,7 @@ def test_a_stuck_labeller_is_caught_in_label_time_when_labels_come_later(make_se
         status_interval_seconds=0.2,
         monitor_check_interval_seconds=0.2,
         publish_predictions=False,
+        challengers=["fast:lr=0.05", "twin"],  # the incident holds every arm; each comparison leaves its range out
     )
     rng = random.Random(21)
     events = list(read_events())
@@ -212,3 +230,13 @@ def test_a_stuck_labeller_is_caught_in_label_time_when_labels_come_later(make_se
     learned = learned_pairs(settings)
     assert {p["event_id"] for p in learned if p["label"]}.isdisjoint(stuck_ids)
     assert len(learned) > len(events) // 2  # learning went on after the incident
+    # every arm learned what the champion learned, and its comparison judged exactly those pairs: the stuck labels
+    # (held, then rolled back past) are in neither; the twin never differs
+    head = store.meta(store.head())
+    for name, arm in head.extra["arms"].items():
+        assert arm["learned"] == arm["comparison"]["labels"] == head.model_events_learned == len(learned), name
+    _meta, state = store.load(head.number)
+    assert {k: state.arms["twin"]["model"][k] for k in ("weights", "intercept")} == {
+        k: state.model[k] for k in ("weights", "intercept")
+    }
+    assert Comparison.load(state.arms["twin"]["comparison"]).result().loss_difference == 0

@@ -164,6 +164,8 @@ class Checkpoints:
         if state.join is not None:  # the join's counts, waits and recent label delays
             self._label_delays(state)
             extra["labels"] = {**state.join.figures(), **self.delays.summary()}
+        if state.arms is not None:  # each challenger's figures and comparison (its state is in the blob)
+            extra["arms"] = state.arms.summary()
         if state.pending_rollback:
             extra["rollback"] = state.pending_rollback
         stable = self.stable(state, rolling)
@@ -362,6 +364,7 @@ class Checkpoints:
             offsets=offsets,
             last_rollback=state.last_rollback,
             labels=None if state.join is None else {**state.join.figures(), **self.delays.summary()},
+            arms=None if state.arms is None else state.arms.summary(),
         )
 
     def _label_delays(self, state: LearnerState) -> None:

@@ -94,6 +94,8 @@ Outcome = Literal["matched", "expired", "evicted", "inline"]
 #: Per waiting event in memory: Python's objects around the packed features (its entry, id, heap item, dict slot;
 #: measured by ``bench/labels.py``: ~360 B on CPython 3.11), so ``max_bytes`` bounds what waiting events hold.
 ENTRY_OVERHEAD = 360
+#: Per challenger's score kept with a waiting event (its entry in a small dict; measured like the above).
+SCORE_OVERHEAD = 80
 _RESOLVED_MATCHED, _RESOLVED_EXPIRED = 1, 2
 
 
@@ -102,7 +104,8 @@ class Joined:
     """One pair to learn (and judge): the event's features, its label, and what scored it.
 
     ``label`` is ``None`` for an expired event under policy ``drop`` (judged by nothing, learned never: returned
-    only so the caller can count it); ``label_ts`` is ``None`` when the wait ran out.
+    only so the caller can count it); ``label_ts`` is ``None`` when the wait ran out. ``others``: the challengers'
+    probabilities, scored with the champion's (:mod:`streaming.learner.arms`; ``None``: none scored it).
     """
 
     event_id: str
@@ -112,6 +115,7 @@ class Joined:
     event_ts: int
     label_ts: int | None
     outcome: Outcome
+    others: dict[str, float] | None = None
 
     @property
     def delay_ms(self) -> int | None:
@@ -125,6 +129,12 @@ class _Pending:
     probability: float
     packed: bytes  # the features, msgpack
     seq: int  # arrival number: its entry in the heap
+    others: dict[str, float] | None = None  # the challengers' probabilities, by arm
+
+    @property
+    def size(self) -> int:
+        """What it holds in memory, as :attr:`LabelJoin.bytes` counts it."""
+        return len(self.packed) + ENTRY_OVERHEAD + (0 if self.others is None else SCORE_OVERHEAD * len(self.others))
 
 
 @dataclasses.dataclass(slots=True)
@@ -242,11 +252,11 @@ class LabelJoin:
 
     def _end_wait(self, event_id: str, outcome: Literal["expired", "evicted"]) -> Joined:
         entry = self.pending.pop(event_id)
-        self.bytes -= len(entry.packed) + ENTRY_OVERHEAD
+        self.bytes -= entry.size
         self.counts[outcome] += 1
         self._resolve(event_id, _RESOLVED_EXPIRED)
         label = False if self.policy == "negative" else None
-        return Joined(event_id, _unpack(entry.packed), label, entry.probability, entry.ts, None, outcome)
+        return Joined(event_id, _unpack(entry.packed), label, entry.probability, entry.ts, None, outcome, entry.others)
 
     def _resolve(self, event_id: str, how: int) -> None:
         if self.remember <= 0:
@@ -268,10 +278,17 @@ class LabelJoin:
             heapq.heapify(heap)
 
     # -- the two inputs -------------------------------------------------------------------------------
-    def scored(self, event_id: str, ts: int, probability: float, features: dict[str, Any]) -> list[Joined]:
-        """An event without a label was scored with ``probability``: it waits for its label (or meets the orphan
-        label that came first). Returns what to learn now, in order (waits the bounds ended — its own, when it is
-        the oldest —, or its own pair)."""
+    def scored(
+        self,
+        event_id: str,
+        ts: int,
+        probability: float,
+        features: dict[str, Any],
+        others: dict[str, float] | None = None,
+    ) -> list[Joined]:
+        """An event without a label was scored with ``probability`` (and by the challengers with ``others``): it
+        waits for its label (or meets the orphan label that came first). Returns what to learn now, in order (waits
+        the bounds ended — its own, when it is the oldest —, or its own pair)."""
         if event_id in self.pending or event_id in self.resolved:
             self.counts["conflicts"] += 1
             return []
@@ -282,27 +299,28 @@ class LabelJoin:
             self.counts["matched"] += 1
             self._resolve(event_id, _RESOLVED_MATCHED)
             self._delayed(max(0, orphan.ts - ts))
-            return [Joined(event_id, features, orphan.label, probability, ts, orphan.ts, "matched")]
-        packed: bytes = msgpack.packb(features, use_bin_type=True)
-        if len(packed) + ENTRY_OVERHEAD > self.max_bytes:  # past the byte bound alone: its wait ends at once
+            return [Joined(event_id, features, orphan.label, probability, ts, orphan.ts, "matched", others)]
+        entry = _Pending(ts, probability, msgpack.packb(features, use_bin_type=True), 0, others)
+        if entry.size > self.max_bytes:  # past the byte bound alone: its wait ends at once
             self.counts["evicted"] += 1
             self._resolve(event_id, _RESOLVED_EXPIRED)
             return [Joined(event_id, features, False if self.policy == "negative" else None, probability, ts, None,
-                           "evicted")]  # fmt: skip
-        self._insert(event_id, _Pending(ts, probability, packed, self._seq()))
+                           "evicted", others)]  # fmt: skip
+        entry.seq = self._seq()
+        self._insert(event_id, entry)
         out: list[Joined] = []
         heap = self._pending_heap
         while len(self.pending) > self.max_pending or self.bytes > self.max_bytes:  # the oldest by ts ends first
             _ts, seq, oldest = heapq.heappop(heap)
-            entry = self.pending.get(oldest)
-            if entry is not None and entry.seq == seq:
+            waiting = self.pending.get(oldest)
+            if waiting is not None and waiting.seq == seq:
                 out.append(self._end_wait(oldest, "evicted"))
         return out
 
     def _insert(self, event_id: str, entry: _Pending) -> None:
         self.pending[event_id] = entry
         heapq.heappush(self._pending_heap, (entry.ts, entry.seq, event_id))
-        self.bytes += len(entry.packed) + ENTRY_OVERHEAD
+        self.bytes += entry.size
 
     def inline(self, event_id: str) -> bool:
         """An event carried its label: ``True`` if it is learned at once (a later label for it is then a duplicate,
@@ -323,11 +341,13 @@ class LabelJoin:
         entry = self.pending.pop(event_id, None)
         if entry is not None:
             self._compact(self._pending_heap, self.pending)
-            self.bytes -= len(entry.packed) + ENTRY_OVERHEAD
+            self.bytes -= entry.size
             self.counts["matched"] += 1
             self._resolve(event_id, _RESOLVED_MATCHED)
             self._delayed(max(0, ts - entry.ts))
-            return [Joined(event_id, _unpack(entry.packed), label, entry.probability, entry.ts, ts, "matched")]
+            return [
+                Joined(event_id, _unpack(entry.packed), label, entry.probability, entry.ts, ts, "matched", entry.others)
+            ]
         how = self.resolved.get(event_id)
         if how == _RESOLVED_MATCHED or event_id in self.orphans:
             self.counts["duplicates"] += 1
@@ -405,7 +425,10 @@ class LabelJoin:
 
         def document() -> dict[str, Any]:
             return {
-                "pending": [[i, e.ts, e.probability, e.packed] for i, e in pending],  # arrival order (dict order)
+                # arrival order (dict order); the challengers' scores as a fifth item when there are any
+                "pending": [
+                    [i, e.ts, e.probability, e.packed, *(() if e.others is None else (e.others,))] for i, e in pending
+                ],
                 "orphans": [[i, o.ts, o.label] for i, o in orphans],  # arrival order
                 "resolved": [[i, how] for i, how in resolved],
                 "clocks": clocks,
@@ -431,8 +454,9 @@ class LabelJoin:
         self.block_delay = [0, 0]
         if not state:
             return
-        for event_id, ts, probability, packed in state["pending"]:  # beyond smaller bounds: the next event evicts
-            self._insert(str(event_id), _Pending(int(ts), float(probability), bytes(packed), self._seq()))
+        for event_id, ts, probability, packed, *rest in state["pending"]:  # beyond smaller bounds: the next evicts
+            others = {str(arm): float(p) for arm, p in rest[0].items()} if rest else None
+            self._insert(str(event_id), _Pending(int(ts), float(probability), bytes(packed), self._seq(), others))
         for event_id, ts, label in state["orphans"]:  # (beyond a smaller bound: the next held label evicts)
             orphan = self.orphans[str(event_id)] = _Orphan(int(ts), bool(label), self._seq())
             heapq.heappush(self._orphan_heap, (orphan.ts, orphan.seq, str(event_id)))

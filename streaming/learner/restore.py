@@ -35,6 +35,7 @@ class Restored:
     counters: dict[str, int]
     meta: VersionMeta
     stream: dict[str, Any]
+    arms: dict[str, Any] = dataclasses.field(default_factory=dict)  # the challengers' stored state, by name
 
 
 def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[LearningModel, PrequentialMetrics]:
@@ -86,7 +87,7 @@ def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored 
             log.error("version %d cannot be restored (%s); trying an older one", number, exc)
             problems.append(f"v{number}: {exc}")
             continue
-        return Restored(model, prequential, dict(state.counters), meta, dict(state.stream))
+        return Restored(model, prequential, dict(state.counters), meta, dict(state.stream), dict(state.arms))
     raise SnapshotError(
         "no stored version of this model can be restored (" + "; ".join(problems) + "); "
         "inspect them with `livelearn versions list` before starting from scratch under a new model name"

@@ -17,6 +17,7 @@ from snapshotter.codec import Packed, SnapshotState, VersionMeta, pack, unpack
 from snapshotter.status import MetricSample
 from streaming.config import ModelSettings, Settings
 from streaming.engines import LearningModel, configure, new_model
+from streaming.learner.arms import Challengers
 from streaming.learner.dedupe import RecentIds
 from streaming.learner.join import LabelJoin, LearnedOrder
 from streaming.learner.restore import Restored
@@ -55,13 +56,15 @@ class CapturedState:
     stream: Packed
     join: Callable[[], dict[str, Any]] | None = None  # the label join's captured state (packed in the writer thread)
     learned: dict[str, Any] | None = None  # the pairs learned since the version before, in order (the join on)
+    arms: Callable[[], dict[str, Any]] | None = None  # the challengers' captured state (:meth:`Challengers.capture`)
 
     def document(self) -> SnapshotState:
         """The blob's content (``metrics`` and ``stream`` as packed bytes: the encoder writes them as they are)."""
         metrics, stream = cast(dict[str, Any], self.metrics), cast(dict[str, Any], self.stream)
         if self.learned is not None:  # the pairs learned since the version before (small: one version's worth)
             stream = cast(dict[str, Any], Packed(pack({**unpack(self.stream), "learned": self.learned})))
-        return SnapshotState(self.spec, self.model(), metrics, dict(self.counters), stream)
+        arms = {} if self.arms is None else self.arms()
+        return SnapshotState(self.spec, self.model(), metrics, dict(self.counters), stream, arms)
 
     def join_blob(self) -> bytes | None:
         """The label join's state, packed (in the writer thread: the waiting events can be large); stored apart
@@ -99,6 +102,7 @@ class LearnerState:
     released: str | None = None  # an operator's resume applied just now: recorded (position) before going on
     join: LabelJoin | None = None  # labels that come after their events (``label_wait`` set), else None
     learned: LearnedOrder | None = None  # with the join: the pairs learned since the last version, in order
+    arms: Challengers | None = None  # challengers learning in shadow (``LIVELEARN_CHALLENGERS``), else None
 
     @property
     def learning(self) -> bool:
@@ -124,10 +128,12 @@ class LearnerState:
         """Nothing learned yet (the first call picks the process's learning engine and compiles it)."""
         configure(settings.model.engine, settings.model.cache_dir)
         labels = settings.labels
+        model = new_model(spec)
+        window = settings.learner.rolling_window
         return cls(
             spec,
-            new_model(spec),
-            PrequentialMetrics(settings.learner.rolling_window),
+            model,
+            PrequentialMetrics(window),
             RecentIds(settings.learner.dedupe_window),
             BlockSignals(settings.learner.drift_max_features),
             Threshold(settings.guard),
@@ -143,6 +149,7 @@ class LearnerState:
                 remember=labels.remember,
             ),
             learned=LearnedOrder() if labels.joined else None,
+            arms=Challengers.start(settings.arms, spec, model, {}, window=window) if settings.arms.declared else None,
         )
 
     def adopt(self, restored: Restored, join: dict[str, Any] | None = None) -> None:
@@ -168,6 +175,8 @@ class LearnerState:
         self.parent, self.last_snapshot = restored.meta.number, restored.meta
         self.metrics.restart_window()
         self.unconfirmed.clear()  # a lineage move drops the candidates (the Redis script did)
+        if self.arms is not None:  # every arm is the restored version's (or starts as declared, if it holds none)
+            self.arms = self.arms.restarted(self.spec, self.model, restored.arms, restored.meta.number)
         if self.learned is not None:
             self.learned.clear()
 
@@ -182,6 +191,7 @@ class LearnerState:
             Packed(pack(self._stream())),
             None if self.join is None else self.join.capture(),
             None if self.learned is None else self.learned.take(),
+            None if self.arms is None else self.arms.capture(),
         )
 
     def snapshot_state(self) -> SnapshotState:
@@ -192,6 +202,7 @@ class LearnerState:
             metrics=self.metrics.dump_state(),
             counters=dict(self.counters),
             stream={**self._stream(), **({} if self.learned is None else {"learned": self.learned_so_far()})},
+            arms={} if self.arms is None else self.arms.dump(),
         )
 
     def learned_so_far(self) -> dict[str, Any] | None:

@@ -110,8 +110,9 @@ class EventStep:
         if self.settings.publish_predictions:
             outputs.prediction(event, p, state.parent)
         if event.label is None:
-            if join is not None:
-                self.settle(state, join.scored(event.event_id, event.ts, p, event.features), positions)
+            if join is not None:  # it waits for its label with every arm's score (the challengers score it now too)
+                others = None if state.arms is None else state.arms.score(event.features)
+                self.settle(state, join.scored(event.event_id, event.ts, p, event.features, others), positions)
             return
         if labelled:
             self.judge_and_learn(
@@ -126,7 +127,14 @@ class EventStep:
             if pair.label is not None:
                 learn = state.learning
                 self.judge_and_learn(
-                    state, pair.event_id, pair.label, pair.probability, pair.features, positions=positions, learn=learn
+                    state,
+                    pair.event_id,
+                    pair.label,
+                    pair.probability,
+                    pair.features,
+                    positions=positions,
+                    learn=learn,
+                    others=pair.others,
                 )
 
     def judge_and_learn(
@@ -140,11 +148,13 @@ class EventStep:
         positions: dict[TopicPartition, int],
         learn: bool,
         x: Any = None,
+        others: dict[str, float] | None = None,
     ) -> None:
         """The labelled half of prequential learning, at label time: the metrics and the data signals take
         ``(label, p)``, a metric sample is recorded every ``history_every_events`` labels, then — if ``learn`` (decided
         before the sample) and the sample did not hold learning — one SGD step (``x``: the event encoded with
-        ``learn=True`` already, else encoded now)."""
+        ``learn=True`` already, else encoded now), and every challenger's (``others``: their scores from when the
+        event waited, :mod:`streaming.learner.arms`)."""
         state.metrics.update(label, p)
         state.signals.add(label, p, features, positions)
         if state.metrics.samples % self.settings.history_every_events == 0:
@@ -152,6 +162,8 @@ class EventStep:
             learn = learn and state.learning  # an incident confirmed by this very block: not learned
         if not learn:
             return
+        if state.arms is not None:
+            state.arms.judge_and_learn(label, p, features, others)
         timed = x is not None and self.consumed % TIMED_EVERY == 0
         t1 = time.perf_counter() if timed else 0.0
         if x is None:
@@ -208,6 +220,8 @@ class EventStep:
             if delay is not None:
                 sample["label_delay_s"] = delay
             sample["labels_pending"] = len(state.join.pending)
+        if state.arms is not None:  # each challenger's comparison at this event (``livelearn compare`` draws them)
+            sample.update(state.arms.sample_fields())
         events = state.watch.observe(sample, threshold=threshold)
         state.incident_events += [(event, sample) for event in events]
         ended = any(event.kind == "incident_end" for event in events)

@@ -1,0 +1,305 @@
+"""Challengers: other models that learn in shadow beside the champion, from the same labelled events.
+
+The active learner decodes, dedupes and joins each event once; the champion (the model that serves) scores it and,
+when its label is known and learning is on, every challenger (``LIVELEARN_CHALLENGERS``) scores the same event
+*before* learning it, the comparison (:class:`monitor.compare.Comparison`) takes both probabilities, and then each
+arm takes its own SGD step. So on every event they are compared on, both arms had learned exactly the same events
+before it — the comparison is fair, and each arm equals a plain river loop over the events it learned (its own
+``predict_proba_one`` then ``learn_one``, in stream order).
+
+With the label join (``LIVELEARN_LABEL_WAIT``) an event waits for its label: the challengers score it when the
+champion does (their probabilities wait with it in the join) and learn it at label time, as the champion does; an
+arm started while an event waited scores it at label time.
+
+What holds the champion holds every arm: a frozen learner, an open data-quality incident or a replayed hold learns
+nothing, and those events are left out of the comparison too (the comparison covers what both arms learned). Every
+arm is part of each version the learner writes (the blob's ``arms``: spec, model, metrics, comparison, where it
+started), so a restart, a failover or a rollback brings every arm back at the version's offsets, as it does the
+champion: after a rollback, each arm is the target version's.
+
+>>> from streaming.config import Settings
+>>> from streaming.engines import new_model
+>>> from streaming.vocabulary import ModelSpec
+>>> settings = Settings(challengers=["fast:lr=0.05"], compare_min_labels=10)
+>>> champion = new_model(ModelSpec(), "river")
+>>> arms = Challengers.start(settings.arms, ModelSpec(), champion, {}, window=100, engine="river")
+>>> arms.names
+('fast',)
+>>> plain = new_model(ModelSpec(learning_rate=0.05), "river")  # what a user would run for the challenger alone
+>>> for features, label in [({"pages": 3}, True), ({"pages": 1}, False), ({"pages": 5}, True)]:
+...     p = champion.predict_proba_one(features)  # the champion scores, then every arm scores and learns
+...     arms.judge_and_learn(label, p, features, None)
+...     champion.learn_one(features, label)
+...     _ = plain.predict_proba_one(features); plain.learn_one(features, label)
+>>> arms.arms[0].learned, arms.arms[0].comparison.labels
+(3, 3)
+>>> arms.arms[0].model.dump_state() == plain.dump_state()  # the arm is the plain loop, to the last bit
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from monitor.compare import Comparison
+from monitor.prequential import PrequentialMetrics
+from snapshotter.codec import Packed, pack, unpack
+from streaming.config import ChallengerConfig, ChallengerSettings
+from streaming.engines import LearningModel, new_model, restore_model
+from streaming.errors import ConfigError, ModelSpecMismatchError, SnapshotCorruptError
+from streaming.vocabulary import ModelSpec
+
+__all__ = ["Arm", "Challengers"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Arm:
+    """One challenger: its declaration, spec and model, its own prequential metrics, its comparison with the
+    champion, where it started (``{"from": "cold" | "champion", "version": parent or None}``) and how many events it
+    learned."""
+
+    config: ChallengerConfig
+    spec: ModelSpec
+    model: LearningModel
+    metrics: PrequentialMetrics
+    comparison: Comparison
+    started: dict[str, Any]
+    learned: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def summary(self) -> dict[str, Any]:
+        """What a version's metadata and the status say of this arm (plain values)."""
+        result = self.comparison.result()
+        return {
+            "declared": self.config.describe(),
+            "learned": self.learned,
+            "started": self.started,
+            "rolling": self.metrics.rolling_values(),
+            "comparison": {  # (an interval is infinite before two labels: None then, so that JSON can hold it)
+                "labels": result.labels,
+                "relative_gain": _finite(result.relative_gain),
+                "gain_lower": _finite(result.gain_lower),
+                "gain_upper": _finite(result.gain_upper),
+                "decision": result.decision,
+                "reason": result.reason,
+            },
+        }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class Challengers:
+    """The challengers of one active learner (see the module docstring); built by :meth:`start`.
+
+    Parameters
+    ----------
+    arms
+        The challengers, in their declared order.
+    settings
+        The comparison's rule (``compare_*``) and the segments compared apart.
+    window
+        Events in each arm's rolling metric window (the champion's, ``LIVELEARN_ROLLING_WINDOW``).
+    engine
+        The learning engine of the arms (``None``: the process's, :func:`streaming.engines.configure`).
+    """
+
+    def __init__(
+        self, arms: list[Arm], settings: ChallengerSettings, *, window: int = 1000, engine: str | None = None
+    ) -> None:
+        self.arms = arms
+        self.settings, self.window, self.engine = settings, window, engine
+        self.names = tuple(arm.name for arm in arms)
+        self._segments = tuple(settings.segments)
+
+    # -- building -------------------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        settings: ChallengerSettings,
+        champion_spec: ModelSpec,
+        champion: LearningModel,
+        stored: Mapping[str, Any],
+        *,
+        window: int,
+        parent: int | None = None,
+        engine: str | None = None,
+    ) -> Challengers:
+        """The declared challengers, each restored from ``stored`` (a version's ``arms``) when it holds one declared
+        the same way, else started as declared: ``cold`` (nothing learned) or from ``champion`` as it is now.
+
+        A stored arm no longer declared is not carried on (the version keeps it); a declaration that changed starts
+        its arm again. ``start=champion`` needs the champion's feature selection (else :class:`ConfigError`)."""
+        arms = []
+        for config in settings.configs:
+            spec = dataclasses.replace(champion_spec, **config.overrides)
+            doc = stored.get(config.name)
+            if isinstance(doc, dict) and doc.get("spec") == spec.to_dict():
+                arms.append(cls._restore(config, spec, doc, settings=settings, window=window, engine=engine))
+                continue
+            if doc is not None:
+                log.warning("challenger %s is declared differently now: starts again (%s)", config.name, config.start)
+            begin = cls._begin
+            arms.append(begin(config, spec, champion_spec, champion, settings=settings, window=window, parent=parent,
+                              engine=engine))  # fmt: skip
+        for name in sorted(set(stored) - {config.name for config in settings.configs}):
+            log.warning("challenger %s is no longer declared: not carried on (version %s keeps it)", name, parent)
+        return cls(arms, settings, window=window, engine=engine)
+
+    def restarted(
+        self, champion_spec: ModelSpec, champion: LearningModel, stored: Mapping[str, Any], parent: int | None
+    ) -> Challengers:
+        """The arms of a restored version (``stored``: its ``arms``), the champion being its model (:meth:`start`
+        with this learner's settings)."""
+        return self.start(
+            self.settings, champion_spec, champion, stored, window=self.window, parent=parent, engine=self.engine
+        )
+
+    @staticmethod
+    def _comparison(settings: ChallengerSettings, doc: dict[str, Any] | None = None) -> Comparison:
+        return Comparison.load(
+            doc,
+            alpha=settings.alpha,
+            min_gain=settings.min_gain,
+            min_labels=settings.min_labels,
+            segment_margin=settings.segment_margin,
+        )
+
+    @classmethod
+    def _restore(
+        cls,
+        config: ChallengerConfig,
+        spec: ModelSpec,
+        doc: dict[str, Any],
+        *,
+        settings: ChallengerSettings,
+        window: int,
+        engine: str | None,
+    ) -> Arm:
+        try:
+            return Arm(
+                config,
+                spec,
+                restore_model(spec, doc["model"], engine),
+                PrequentialMetrics.from_state(doc["metrics"], window),
+                cls._comparison(settings, doc["comparison"]),
+                dict(doc["started"]),
+                int(doc["learned"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotCorruptError(f"challenger {config.name}'s stored state is unreadable: {exc!r}") from None
+
+    @classmethod
+    def _begin(
+        cls,
+        config: ChallengerConfig,
+        spec: ModelSpec,
+        champion_spec: ModelSpec,
+        champion: LearningModel,
+        *,
+        settings: ChallengerSettings,
+        window: int,
+        parent: int | None,
+        engine: str | None,
+    ) -> Arm:
+        if config.start == "champion":
+            if spec.structure() != champion_spec.structure():
+                raise ConfigError(
+                    f"challenger {config.name} starts from the champion but selects other features; "
+                    "start it cold (start=cold) or keep the champion's features"
+                )
+            try:
+                model = restore_model(spec, champion.dump_state(), engine)
+            except ModelSpecMismatchError as exc:  # (the structure is checked above: kept as a guard)
+                raise ConfigError(f"challenger {config.name}: {exc}") from None
+        else:
+            model = new_model(spec, engine)
+        started = {"from": config.start, "version": parent if config.start == "champion" else None}
+        return Arm(config, spec, model, PrequentialMetrics(window), cls._comparison(settings), started)
+
+    # -- the per-event work ---------------------------------------------------------------------------
+    def score(self, features: dict[str, Any]) -> dict[str, float]:
+        """Every arm's probability for an event that waits for its label (scored with the champion, learned
+        nothing)."""
+        return {arm.name: arm.model.predict_encoded(arm.model.encode(features)) for arm in self.arms}
+
+    def judge_and_learn(
+        self, label: bool, p_champion: float, features: dict[str, Any], others: dict[str, float] | None
+    ) -> None:
+        """A labelled event the champion learns: each arm scores it (or takes its score from when it waited,
+        ``others``), the comparison and the arm's metrics take it, then the arm learns it."""
+        segments = tuple(f"{name}={features[name]}" for name in self._segments if name in features)
+        for arm in self.arms:
+            model = arm.model
+            x = model.encode(features, learn=True)
+            p = others.get(arm.name) if others is not None else None
+            if p is None:
+                p = model.predict_encoded(x)
+            arm.metrics.update(label, p)
+            arm.comparison.update(label, p_champion, p, segments)
+            model.learn_encoded(x, label)
+            arm.learned += 1
+
+    # -- state ----------------------------------------------------------------------------------------
+    def capture(self) -> Callable[[], dict[str, Any]]:
+        """Every arm as it stands, copied (the models by their engine, the rest packed now); the returned function
+        builds the blob's ``arms`` later (in the snapshot writer thread)."""
+        captured = [
+            (
+                arm.name,
+                arm.model.capture_state(),
+                Packed(
+                    pack(
+                        {
+                            "spec": arm.spec.to_dict(),
+                            "declared": arm.config.describe(),
+                            "metrics": arm.metrics.dump_state(),
+                            "comparison": arm.comparison.dump(),
+                            "started": arm.started,
+                            "learned": arm.learned,
+                        }
+                    )
+                ),
+            )
+            for arm in self.arms
+        ]
+
+        def document() -> dict[str, Any]:
+            return {name: {**unpack(rest), "model": model()} for name, model, rest in captured}
+
+        return document
+
+    def dump(self) -> dict[str, Any]:
+        """The blob's ``arms`` now."""
+        return self.capture()()
+
+    def sample_fields(self) -> dict[str, float]:
+        """Each arm's comparison as metric-sample fields ``arm:<name>:<figure>`` (finite values only: the interval is
+        infinite before two labels): labels, both log losses (the arm's rolling, the comparison's cumulative),
+        the relative gain and its interval."""
+        fields: dict[str, float] = {}
+        for arm in self.arms:
+            result = arm.comparison.result()
+            figures = {
+                "labels": result.labels,
+                "log_loss": arm.metrics.rolling_values().get("log_loss", math.nan),
+                "gain": result.relative_gain,
+                "gain_lower": result.gain_lower,
+                "gain_upper": result.gain_upper,
+            }
+            fields.update({f"arm:{arm.name}:{k}": float(v) for k, v in figures.items() if math.isfinite(v)})
+        return fields
+
+    def summary(self) -> dict[str, Any]:
+        """Each arm's figures for a version's metadata and the status."""
+        return {arm.name: arm.summary() for arm in self.arms}

@@ -1,0 +1,253 @@
+"""Challengers learning in shadow (:mod:`streaming.learner.arms`): each arm against a plain river loop, to the bit.
+
+No Kafka, no Redis: records go through the learner's own :class:`~streaming.learner.step.EventStep`. Stated equalities
+(docs/challengers.md):
+
+1. Each challenger's model equals a plain river loop with its spec over the events it learned, in order — the same
+   events the champion learned (both engines, inline labels and the label join).
+2. Its comparison equals a :class:`~monitor.compare.Comparison` fed with the two plain loops' probabilities, each
+   scored before either learned the event; an identical twin's differences are exactly 0 (scored when the champion
+   scored, also with the join).
+3. A version holds every arm: restored, the learner goes on exactly as one that never stopped; a rollback makes every
+   arm the target's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.compare import Comparison
+from snapshotter.codec import EncodedSnapshot, SnapshotState, decode_snapshot, encode_snapshot, unpack
+from streaming.config import Settings
+from streaming.errors import ConfigError
+from streaming.events import Event, encode_event
+from streaming.learner.offline import _Discard
+from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
+from streaming.learner.restore import Restored, restore_state
+from streaming.learner.state import LearnerState, spec_from_settings
+from streaming.learner.step import EventStep
+from streaming.local.dataset import read_events
+from streaming.transport import Record, TopicPartition
+from tests.reference import contract_features, plain_river_pipeline, river_state
+from tests.test_label_join_exactness import _meta, learned_pairs, model_state, two_topic_records
+
+ENGINES = ("river", "compiled")
+DECLARED = ["fast:lr=0.05", "twin", "lean:lr=0.02,exclude=Month|VisitorType"]
+
+
+@pytest.fixture(scope="module")
+def shop_events() -> list[Event]:
+    return list(read_events(limit=1200))
+
+
+class Run:
+    """One learner's step over records (topic, value), one partition per topic, resumable."""
+
+    def __init__(self, settings: Settings, state: LearnerState | None = None) -> None:
+        self.settings = settings.model_copy(update={"publish_predictions": False})
+        telemetry = LearnerMetrics(CollectorRegistry(), self.settings.model_name)
+        self.state = state or LearnerState.fresh(spec_from_settings(self.settings), self.settings)
+        self.step = EventStep(self.settings, telemetry)
+        self.outputs = Outputs(_Discard(), self.settings, telemetry)
+        self.positions: dict[TopicPartition, int] = {}
+
+    def feed(self, records: list[tuple[str, bytes]]) -> Run:
+        for topic, value in records:
+            tp = TopicPartition(topic, 0)
+            offset = self.positions.get(tp, 0)
+            self.positions[tp] = offset + 1
+            self.step.process(self.state, Record(topic, 0, offset, None, value, [], -1), self.outputs, self.positions)
+            self.state.incident_events.clear()
+        return self
+
+
+def arm(state: LearnerState, name: str):
+    assert state.arms is not None
+    (found,) = [a for a in state.arms.arms if a.name == name]
+    return found
+
+
+def arm_state(state: LearnerState, name: str) -> dict:
+    dumped = arm(state, name).model.dump_state()
+    holder = LearnerState.__new__(LearnerState)
+    holder.model = type("M", (), {"dump_state": lambda _self: dumped})()
+    return model_state(holder)
+
+
+def without(features: dict, excluded: tuple[str, ...]) -> dict:
+    return {k: v for k, v in features.items() if k not in excluded}
+
+
+SPECS = {"fast": (0.05, ()), "twin": (0.01, ()), "lean": (0.02, ("Month", "VisitorType"))}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_arm_is_a_plain_river_loop_and_its_comparison_is_the_plain_loops_scores(shop_events, engine):
+    settings = Settings(engine=engine, challengers=DECLARED, compare_segments=["VisitorType"], compare_min_labels=100)
+    run = Run(settings).feed([("events", encode_event(e)) for e in shop_events])
+    state = run.state
+    champion = plain_river_pipeline(0.01)
+    plain = {name: plain_river_pipeline(lr) for name, (lr, _) in SPECS.items()}
+    expected = {name: Comparison(min_labels=100) for name in SPECS}
+    for event in shop_events:
+        x = contract_features(event)
+        p = champion.predict_proba_one(x).get(True, 0.0)
+        segment = (f"VisitorType={x['VisitorType']}",)
+        for name, (_, excluded) in SPECS.items():
+            xa = without(x, excluded)
+            expected[name].update(event.label, p, plain[name].predict_proba_one(xa).get(True, 0.0), segment)
+            plain[name].learn_one(xa, event.label)
+        champion.learn_one(x, event.label)
+    assert model_state(state) == river_state(champion)
+    for name in SPECS:
+        assert arm_state(state, name) == river_state(plain[name]), name
+        assert arm(state, name).comparison.dump() == expected[name].dump(), name
+        assert arm(state, name).learned == len(shop_events)
+    twin = arm(state, "twin").comparison.result()
+    assert twin.loss_difference == 0 and (twin.difference_lower, twin.difference_upper) == (0, 0)
+    assert twin.decision == "undecided"
+    # the arms' own prequential metrics are river's over their own scores
+    assert arm(state, "twin").metrics.cumulative_values() == state.metrics.cumulative_values()
+    # every metric sample carries each arm's comparison as it stood before that event (livelearn compare draws them)
+    last = state.samples[-1]
+    assert last["scored"] == len(shop_events) and last["arm:fast:labels"] == len(shop_events) - 1
+    assert last["arm:twin:gain"] == last["arm:twin:gain_lower"] == 0
+    assert last["arm:fast:gain_lower"] < last["arm:fast:gain"] < last["arm:fast:gain_upper"]
+
+
+def test_with_labels_after_their_events_the_arms_score_when_the_champion_scores(shop_events):
+    """The join: a twin's difference stays exactly 0 only if it scored each event when the champion did (scoring at
+    label time it would have learned more by then), and each arm is a plain loop over the learned pairs."""
+    records, _ = two_topic_records(shop_events, 3)
+    settings = Settings(
+        engine="compiled", label_wait="10m", label_policy="negative", labels_topic="labels", challengers=DECLARED
+    )
+    state = Run(settings).feed(records).state
+    by_id = {e.event_id: e for e in shop_events}
+    by_id["far-future"] = Event("far-future", 0, {"x": 1.0})
+    pairs = learned_pairs(state)
+    for name, (lr, excluded) in SPECS.items():
+        plain = plain_river_pipeline(lr)
+        for event_id, label in pairs:
+            plain.learn_one(without(contract_features(by_id[event_id]), excluded), label)
+        assert arm_state(state, name) == river_state(plain), name
+        assert arm(state, name).comparison.labels == len(pairs) == arm(state, name).learned
+    twin = arm(state, "twin").comparison.result()
+    assert twin.labels > 500 and twin.loss_difference == 0 and twin.difference_upper == 0
+    fast = arm(state, "fast").comparison.result()
+    assert fast.loss_difference != 0
+
+
+def _restored(state: LearnerState, settings: Settings) -> Restored:
+    captured = state.capture()
+    encoded = EncodedSnapshot.of(captured.document())
+    snapshot = decode_snapshot(encoded.blob, encoded.sha256)
+    model, prequential = restore_state(snapshot, spec_from_settings(settings), settings.rolling_window)
+    return Restored(model, prequential, dict(snapshot.counters), _meta(), dict(snapshot.stream), dict(snapshot.arms))
+
+
+@pytest.mark.parametrize("joined", [False, True])
+def test_a_version_holds_every_arm_and_a_restored_learner_goes_on_exactly(shop_events, joined):
+    if joined:
+        records, _ = two_topic_records(shop_events, 5)
+        extra = {"label_wait": "10m", "labels_topic": "labels"}
+    else:
+        records, extra = [("events", encode_event(e)) for e in shop_events], {}
+    settings = Settings(engine="compiled", challengers=DECLARED, **extra)
+    whole = Run(settings).feed(records).state
+    half = len(records) // 2
+    first = Run(settings).feed(records[:half])
+    captured_join = first.state.capture().join_blob() if joined else None
+    restored = _restored(first.state, settings)
+    assert set(restored.arms) == set(SPECS)
+    second = Run(settings)
+    second.state.adopt(restored, None if captured_join is None else unpack(captured_join))
+    second.positions = dict(first.positions)
+    second.feed(records[half:])
+    for name in SPECS:
+        assert arm_state(second.state, name) == arm_state(whole, name), name
+        assert arm(second.state, name).comparison.dump() == arm(whole, name).comparison.dump(), name
+        assert arm(second.state, name).learned == arm(whole, name).learned
+    assert model_state(second.state) == model_state(whole)
+
+
+def test_a_rollback_makes_every_arm_the_targets_and_a_hold_stops_every_arm(shop_events):
+    settings = Settings(engine="river", challengers=DECLARED)
+    run = Run(settings).feed([("events", encode_event(e)) for e in shop_events[:400]])
+    target = _restored(run.state, settings)
+    at_target = {name: arm_state(run.state, name) for name in SPECS}
+    run.feed([("events", encode_event(e)) for e in shop_events[400:800]])
+    assert arm_state(run.state, "fast") != at_target["fast"]
+    run.state.adopt_model(target)
+    assert {name: arm_state(run.state, name) for name in SPECS} == at_target
+    assert arm(run.state, "fast").learned == 400
+    run.state.frozen = True  # an operator's freeze (an incident holds the same way: state.learning is False)
+    before = {name: (arm_state(run.state, name), arm(run.state, name).comparison.labels) for name in SPECS}
+    run.feed([("events", encode_event(e)) for e in shop_events[800:]])
+    assert {name: (arm_state(run.state, name), arm(run.state, name).comparison.labels) for name in SPECS} == before
+
+
+def test_how_an_arm_starts_and_what_a_changed_declaration_does(shop_events, caplog):
+    settings = Settings(engine="river", challengers=["copy:lr=0.05,start=champion"])
+    run = Run(settings.model_copy(update={"challengers": []})).feed(
+        [("events", encode_event(e)) for e in shop_events[:300]]
+    )
+    champion_now = model_state(run.state)
+    restored = _restored(run.state, settings)
+    state = LearnerState.fresh(spec_from_settings(settings), settings)
+    state.adopt(restored)
+    copy = arm(state, "copy")
+    assert copy.started == {"from": "champion", "version": 1} and copy.learned == 0
+    assert arm_state(state, "copy") == champion_now  # the champion's model, learning at its own rate from here
+    # declared differently: starts again; no longer declared: not carried on (logged)
+    stored = _restored(Run(Settings(engine="river", challengers=["a:lr=0.05", "b"])).feed(
+        [("events", encode_event(e)) for e in shop_events[:50]]).state, settings)  # fmt: skip
+    changed = Settings(engine="river", challengers=["a:lr=0.02"])
+    fresh = LearnerState.fresh(spec_from_settings(changed), changed)
+    with caplog.at_level(logging.WARNING):
+        fresh.adopt(stored)
+    assert arm(fresh, "a").learned == 0 and fresh.arms is not None and fresh.arms.names == ("a",)
+    assert "declared differently" in caplog.text and "no longer declared" in caplog.text
+    # a challenger with other features cannot start from the champion's model
+    bad = Settings(engine="river", challengers=["x:exclude=Month,start=champion"])
+    with pytest.raises(ConfigError, match="selects other features"):
+        LearnerState.fresh(spec_from_settings(bad), bad)
+
+
+def test_a_learner_without_challengers_writes_the_blob_it_always_wrote():
+    state = SnapshotState(spec={"kind": "k"}, model={}, metrics={}, counters={})
+    assert "arms" not in unpack(encode_snapshot(state))
+    with_arms = SnapshotState(spec={}, model={}, metrics={}, counters={}, arms={"a": {"learned": 1}})
+    blob = encode_snapshot(with_arms)
+    from snapshotter.codec import sha256_hex
+
+    assert decode_snapshot(blob, sha256_hex(blob)).arms == {"a": {"learned": 1}}
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        (["fast:lr=0"], "lr must be a number above 0"),
+        (["fast:lr=nan"], "lr must be a number"),
+        (["fast:l2=-1"], "l2 must be a number at least 0"),
+        (["Fast:lr=0.1"], "name 'Fast' must be"),
+        (["fast:speed=2"], "unknown key 'speed'"),
+        (["fast:lr=0.1,lr=0.2"], "lr given twice"),
+        (["fast:kind=hoeffding_tree"], "not one the engines build"),
+        (["fast:start=warm"], "start is cold or champion"),
+        (["fast:exclude=a||b"], "feature names separated by |"),
+        (["champion:lr=0.1"], "names the serving arm"),
+        (["a:lr=0.1", "a:lr=0.2"], "two challengers are named 'a'"),
+        (["fast:lr"], "is not KEY=VALUE"),
+    ],
+)
+def test_a_wrong_declaration_is_one_line_naming_what_is_wrong(declared, message):
+    from streaming.config import load_settings
+
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_settings(challengers=declared)
+    assert "\n" not in str(caught.value)
