@@ -93,3 +93,13 @@ def test_labels_bench_measures_the_join_under_each_flood(tmp_path):
     assert scenarios["pending_1e6"]["join"]["pending"] == 20_000
     assert scenarios["orphan_flood"]["join"]["orphans"] == 10_000  # the default orphan bound holds
     assert scenarios["orphan_flood"]["join"]["orphans_evicted"] == 10_000
+
+
+def test_challengers_bench_times_the_step_with_and_without_a_challenger(tmp_path):
+    result = run_bench("challengers", tmp_path / "challengers.json", "--events", "3000", "--rounds", "2")
+    variants = result["variants"]
+    assert set(variants) == {"champion_only", "one_challenger", "one_challenger_segments"}
+    assert variants["champion_only"]["overhead_median"] == 0
+    for figures in variants.values():
+        assert figures["us_per_event_median"] > 0
+        assert figures["events_per_cpu_second"] == pytest.approx(1e6 / figures["us_per_event_median"])

@@ -264,13 +264,26 @@ def up(
     send_labels: SendLabelsOpt = "all",
     missing_labels: MissingLabelsOpt = 0.0,
     label_seed: LabelSeedOpt = 0,
+    challenger: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A challenger learning in shadow, compared with the serving model: [NAME:]lr=0.05,l2=..,"
+            "exclude=A|B,start=cold|champion (repeatable; see LIVELEARN_CHALLENGERS)."
+        ),
+    ] = None,
 ) -> None:
     """Start a broker, a redis-server, a learner, the monitor, the API and the replay, with a live view (with
-    --label-delay, labels come later on <events>.labels and the learner joins them)."""
+    --label-delay, labels come later on <events>.labels and the learner joins them; with --challenger, another model
+    learns in shadow and is compared with the serving one)."""
     from streaming.cli.up import run_up
+    from streaming.config import parse_challengers
     from streaming.local.dataset import check_columns
 
     labels = label_delay_from(label_delay, send_labels, missing_labels, label_seed)
+    try:
+        parse_challengers(challenger or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--challenger") from None
     if csv_path is not None:
         check_columns(csv_path)
     run_up(
@@ -284,6 +297,7 @@ def up(
         flip_count=flip_count,
         api_port=api_port,
         labels=labels,
+        challengers=challenger or [],
     )
 
 

@@ -19,6 +19,7 @@ and the commands ignore it (the next ``up`` replaces it).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -244,11 +245,17 @@ def run_up(
     flip_count: int | None = None,
     api_port: int | None = None,
     labels: LabelDelay | None = None,
+    challengers: list[str] | None = None,
 ) -> None:
     # a bad setting fails before any server starts
     settings = load_settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
     console = Console()
     overrides, warning = label_settings(settings, labels)
+    shadow = {}  # the children's environment: challengers learned in shadow, compared by visitor type too
+    if challengers:
+        shadow["LIVELEARN_CHALLENGERS"] = json.dumps(challengers)
+        if not settings.arms.segments:
+            shadow["LIVELEARN_COMPARE_SEGMENTS"] = json.dumps(["VisitorType"])
     if warning is not None:
         console.print(Text(f"warning: {warning}"), soft_wrap=True)
     _on_signals(_interrupt, signal.SIGTERM, signal.SIGHUP)  # a `kill` or a closed terminal stops in order, as Ctrl+C
@@ -258,7 +265,7 @@ def run_up(
         partitions=partitions,
         api_port=api_port,
         # the children take up's model name, whatever a stack file in this directory says
-        environ={**_DEMO_DEFAULTS, **os.environ, "LIVELEARN_MODEL_NAME": settings.model_name},
+        environ={**_DEMO_DEFAULTS, **os.environ, "LIVELEARN_MODEL_NAME": settings.model_name, **shadow},
         events=_events(csv_path, flip_labels_after, flip_count, labels),
         rate=rate or None,
         overrides=overrides,
