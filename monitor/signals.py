@@ -178,6 +178,18 @@ class SignalWatch:
         self.runs = dict.fromkeys(RATE_SIGNALS, 0)
         self.recent.clear()
 
+    def forget(self, signal: str) -> None:
+        """Another model serves now (a challenger was promoted): its prediction rate is its own. The reference of
+        ``signal`` is learned again from the next block on (no incident on it until then).
+
+        >>> watch = SignalWatch(Settings())
+        >>> watch.reference["pred_rate"] = 0.2
+        >>> watch.forget("pred_rate"); watch.reference["pred_rate"] is None
+        True
+        """
+        self.reference[signal] = None
+        self.runs[signal] = 0
+
     def observe(self, sample: dict[str, float], *, threshold: float | None = None) -> list[SignalEvent]:
         """One metric sample, in stream order; the events it causes. ``threshold``: the guarded metric's current
         threshold (relative mode), which says whether the model is healthy enough to learn references from."""

@@ -68,6 +68,11 @@ class Keys:
         self.history = self.prefix + "history"  # STREAM of metric samples, one per N labelled events
         # HASH (version, sha256, state) of the label join as the newest version left it (written with each version)
         self.join = self.prefix + "join"
+        # challengers (streaming.learner.arms): the arm serving as champion when a promotion moved it (absent: the
+        # versions' own model), the challengers declared at run time, the canary split of serving
+        self.champion = self.prefix + "champion"  # STRING: arm name the `champion` alias points at
+        self.arms = self.prefix + "arms"  # HASH name -> declaration ("fast:lr=0.05"), once managed at run time
+        self.canary = self.prefix + "canary"  # HASH: arm, percent, steps, step, actor, reason, at (absent: none)
         self.guard = self.prefix + "guard"  # HASH: the monitors' shared cursor in `history` and judge state
         self.monitors = self.prefix + "monitors"  # ZSET of monitor ids, score = unix time of their last check
         self.learners = self.prefix + "learners"  # ZSET of learner ids (active or standby), score = last check-in

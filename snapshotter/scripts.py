@@ -48,6 +48,7 @@ import redis
 from snapshotter.keys import Keys
 from streaming.errors import (
     AlreadyFrozenError,
+    ChallengerError,
     HeadMovedError,
     IncidentOpenError,
     LeaseLostError,
@@ -66,6 +67,7 @@ from streaming.errors import (
 )
 
 __all__ = [
+    "ARMS",
     "CLOSE_INCIDENT",
     "COMMIT_CURSOR",
     "FREEZE",
@@ -75,6 +77,7 @@ __all__ = [
     "OPEN_INCIDENT",
     "PIN",
     "PROMOTE",
+    "PROMOTE_ARM",
     "PUBLISH_STATUS",
     "REFUSAL_ERRORS",
     "RELEASE",
@@ -229,6 +232,11 @@ REFUSAL_ERRORS: Mapping[RefusalCode, type[LivelearnError]] = MappingProxyType(
         RefusalCode.QUARANTINED: QuarantinedError,
         RefusalCode.INCIDENT_OPEN: IncidentOpenError,
         RefusalCode.NOT_OPEN: NoIncidentError,
+        RefusalCode.CHAMPION_MOVED: ChallengerError,
+        RefusalCode.IS_CHAMPION: ChallengerError,
+        RefusalCode.ARM_EXISTS: ChallengerError,
+        RefusalCode.UNKNOWN_ARM: ChallengerError,
+        RefusalCode.NOT_MANAGED: ChallengerError,
     }
 )
 
@@ -398,6 +406,15 @@ PUBLISH_STATUS = ScriptSpec(
 LEASE_ACQUIRE = ScriptSpec("lease_acquire", keys=("lease", "fence"), args=("holder", "ttl_ms"))
 LEASE_RENEW = ScriptSpec("lease_renew", keys=("lease",), args=("lease_value", "ttl_ms"))
 LEASE_RELEASE = ScriptSpec("lease_release", keys=("lease",), args=("lease_value",))
+# challengers (streaming.learner.arms): the champion alias, the declarations at run time
+PROMOTE_ARM = ScriptSpec(
+    "promote_arm",
+    keys=("audit", "champion", "canary"),
+    args=("maxlen", "arm", "actor", "reason", "channel", "metrics", "current"),
+)
+ARMS = ScriptSpec(
+    "arms", keys=("audit", "arms"), args=("maxlen", "op", "name", "declaration", "seed", "actor", "reason", "channel")
+)
 
 #: Every script, by name.
 SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
@@ -420,6 +437,9 @@ SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
             LEASE_ACQUIRE,
             LEASE_RENEW,
             LEASE_RELEASE,
+            PROMOTE_ARM,
+            ARMS,
         )
     }
 )
+

@@ -28,7 +28,8 @@ went wrong *and* what to do about it; the CLI prints them as one line and exits 
     │   ├── NoRollbackTargetError     no stable version older than the head
     │   ├── QuarantinedError          the version was quarantined by an incident (pin it with force)
     │   ├── IncidentOpenError         an incident is open already
-    │   └── NoIncidentError           no such incident is open
+    │   ├── NoIncidentError           no such incident is open
+    │   └── ChallengerError           a change to the challengers or the champion alias was refused
     ├── OutputDeliveryError       dead letters or predictions were not delivered; no snapshot moved past them
     ├── StoreLostError            Redis lost the versions of a model Kafka says was learned
     ├── LeaseLostError            this learner lost its writer lease
@@ -45,6 +46,7 @@ import enum
 __all__ = [
     "AlreadyFrozenError",
     "BrokerUnavailableError",
+    "ChallengerError",
     "ConfigError",
     "ConnectionFailedError",
     "ControlError",
@@ -153,6 +155,11 @@ class RefusalCode(enum.StrEnum):
     QUARANTINED = "QUARANTINED"  # the version was quarantined by an incident
     INCIDENT_OPEN = "INCIDENT_OPEN"  # an incident is open already
     NOT_OPEN = "NOT_OPEN"  # no such incident is open
+    CHAMPION_MOVED = "CHAMPION_MOVED"  # the champion alias moved since the actor looked
+    IS_CHAMPION = "IS_CHAMPION"  # that arm is the champion already
+    ARM_EXISTS = "ARM_EXISTS"  # a challenger of that name is declared already
+    UNKNOWN_ARM = "UNKNOWN_ARM"  # no challenger of that name is declared
+    NOT_MANAGED = "NOT_MANAGED"  # the challengers are the settings' already (nothing to reset)
 
 
 class ScriptRefusal(LivelearnError):
@@ -209,6 +216,11 @@ class IncidentOpenError(ControlError):
 
 class NoIncidentError(ControlError):
     """No such data-quality incident is open."""
+
+
+class ChallengerError(ControlError):
+    """A change to the challengers or the champion alias was refused (the champion moved meanwhile, it is that arm
+    already, no such challenger, one of that name exists); nothing was changed."""
 
 
 class OutputDeliveryError(LivelearnError):

@@ -254,3 +254,73 @@ def test_a_wrong_declaration_is_one_line_naming_what_is_wrong(declared, message)
     with pytest.raises(ConfigError, match=message) as caught:
         load_settings(challengers=declared)
     assert "\n" not in str(caught.value)
+
+
+def _plain_loop(events, lr: float):
+    model = plain_river_pipeline(lr)
+    scores = []
+    for event in events:
+        x = contract_features(event)
+        scores.append(model.predict_proba_one(x).get(True, 0.0))
+        model.learn_one(x, event.label)
+    return model, scores
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_promotion_swaps_the_champion_at_that_event_and_the_former_one_learns_on_for_its_cool_down(
+    shop_events, engine
+):
+    settings = Settings(engine=engine, challengers=["fast:lr=0.05", "twin"], compare_min_labels=100)
+    records = [("events", encode_event(e)) for e in shop_events]
+    run = Run(settings).feed(records[:600])
+    state = run.state
+    state.promote("fast", cooldown=300)
+    assert (state.arm_name, state.spec.learning_rate) == ("fast", 0.05)
+    assert state.arms is not None and state.arms.names == ("twin", "base")
+    assert state.pending_promotion == {"from": "base", "to": "fast", "version": None, "learned": 600}
+    assert state.metrics.rolling_values()["samples"] == 0  # the guard judges the new champion's scores only
+    run.feed(records[600:900])
+    base_then = arm_state(run.state, "base")  # the former champion: lr 0.01 over the first 900 events
+    assert arm(state, "base").learned == 300 and arm(state, "base").started["demoted"]
+    assert state.arms.retire() == ["base"] and state.arms.names == ("twin",)  # 300 events of cool-down
+    run.feed(records[900:])
+    fast, fast_scores = _plain_loop(shop_events, 0.05)
+    twin, twin_scores = _plain_loop(shop_events, 0.01)
+    assert model_state(state) == river_state(fast)  # the champion: lr 0.05 over every event, from event 0
+    assert arm_state(state, "twin") == river_state(twin)  # a challenger keeps its own model through a promotion
+    assert base_then == river_state(_plain_loop(shop_events[:900], 0.01)[0])
+    # every comparison restarted at the promotion: the twin against the new champion, over the events since
+    expected = Comparison(min_labels=100)
+    for event, p, q in list(zip(shop_events, fast_scores, twin_scores, strict=True))[600:]:
+        expected.update(event.label, p, q)
+    assert arm(state, "twin").comparison.dump() == expected.dump()
+    assert state.metrics.cumulative_values()["samples"] == len(shop_events)  # the stream's count goes on
+
+
+def test_a_promotion_with_labels_waiting_judges_each_by_the_score_of_the_arm_that_serves_now(shop_events):
+    """A twin promoted mid-stream with labels waiting changes nothing (its scores are the champion's); a fast arm
+    promoted becomes a plain lr 0.05 loop over the learned pairs, the former champion lr 0.01 until it retires."""
+    records, _ = two_topic_records(shop_events, 9)
+    half = len(records) // 2
+    common = {"engine": "compiled", "label_wait": "10m", "label_policy": "negative", "labels_topic": "labels"}
+    plain = Run(Settings(**common, challengers=["twin"])).feed(records).state
+    twin_run = Run(Settings(**common, challengers=["twin"])).feed(records[:half])
+    assert twin_run.state.join is not None and twin_run.state.join.pending
+    twin_run.state.promote("twin", cooldown=10**9)
+    twin_run.feed(records[half:])
+    assert model_state(twin_run.state) == model_state(plain)
+    assert twin_run.state.metrics.cumulative_values() == plain.metrics.cumulative_values()
+    fast_run = Run(Settings(**common, challengers=["fast:lr=0.05"])).feed(records[:half])
+    waiting = {i: e.others["fast"] for i, e in fast_run.state.join.pending.items()}
+    fast_run.state.promote("fast", cooldown=10**9)
+    assert {i: e.probability for i, e in fast_run.state.join.pending.items()} == waiting
+    fast_run.feed(records[half:])
+    by_id = {e.event_id: e for e in shop_events}
+    by_id["far-future"] = Event("far-future", 0, {"x": 1.0})
+    pairs = learned_pairs(fast_run.state)
+    for name, lr, state_of in (("fast", 0.05, model_state), ("base", 0.01, None)):
+        model = plain_river_pipeline(lr)
+        for event_id, label in pairs:
+            model.learn_one(contract_features(by_id[event_id]), label)
+        got = model_state(fast_run.state) if state_of else arm_state(fast_run.state, name)
+        assert got == river_state(model), name

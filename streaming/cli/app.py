@@ -1,9 +1,10 @@
 """The ``livelearn`` command line (Typer): one app, its sub-apps, and one-line errors.
 
 Commands live in :mod:`~streaming.cli.run` (learn, monitor, serve, up), :mod:`~streaming.cli.data`
-(produce, topics), :mod:`~streaming.cli.versions` (list, show, pin, unpin, rollback) and
-:mod:`~streaming.cli.operate` (learning resume, audit, report, config). Each imports what it needs inside
-the command, so ``livelearn --help`` loads no client library and no model.
+(produce, topics), :mod:`~streaming.cli.versions` (list, show, pin, unpin, rollback),
+:mod:`~streaming.cli.operate` (learning resume, audit, report, config) and :mod:`~streaming.cli.challengers`
+(challengers list, compare: registered here, in a help panel of their own after the others). Each imports what it
+needs inside the command, so ``livelearn --help`` loads no client library and no model.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from streaming.cli import challengers
 from streaming.errors import ConfigError, LivelearnError
 
 __all__ = ["LOG_FORMAT", "LogLevelOpt", "app", "fail", "main", "setup_logging"]
@@ -27,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+challengers.register(app)
 console = Console(stderr=True)
 
 LogLevelOpt = Annotated[str, typer.Option("--log-level", envvar="LIVELEARN_LOG_LEVEL", help="Logging level.")]

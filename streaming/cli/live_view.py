@@ -1,6 +1,6 @@
 """The live terminal view of one model (rich): throughput, guarded metric against the threshold,
-the data's label and prediction rates and any open data-quality incident, head and serving versions, pin
-and freeze state, the last rollback.
+the data's label and prediction rates and any open data-quality incident, each challenger's comparison with the
+serving model, head and serving versions, pin and freeze state, the last rollback.
 
 It reads only what learners and the control plane keep in Redis, so it works the same against an
 embedded stack and a production cluster.
@@ -24,7 +24,7 @@ from snapshotter.status import LearnerStatus, parse_sample
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 
-__all__ = ["ViewState", "render", "sparkline", "watch"]
+__all__ = ["ViewState", "describe_arm", "describe_gain", "describe_labels", "render", "sparkline", "watch"]
 
 _SPARK = "▁▂▃▄▅▆▇█"
 
@@ -106,6 +106,8 @@ def render(
         labels = status.get("labels")
         if labels:
             table.add_row("labels", describe_labels(labels))
+        for name, arm in (status.get("arms") or {}).items():
+            table.add_row("challenger", describe_arm(name, arm))
         last_at = status.get("last_snapshot_at")
         age = time.time() - last_at if last_at else None
         table.add_row("last snapshot", "-" if age is None else f"v{status['head_version']}, {age:.1f}s ago")
@@ -168,6 +170,45 @@ def describe_labels(labels: dict[str, Any]) -> str:
         + f" · {labels.get('matched', 0):,} joined, {labels.get('expired', 0) + labels.get('evicted', 0):,} expired, "
         f"{labels.get('late', 0):,} late, {labels.get('duplicates', 0):,} duplicate, {labels.get('orphans', 0):,} held "
         "early" + ("" if coverage is None else f" · coverage {coverage:.3f}")
+    )
+
+
+def describe_gain(comparison: dict[str, Any]) -> str:
+    """A challenger's relative log-loss gain and its confidence interval, in percent (``-``: not known yet).
+
+    >>> describe_gain({"relative_gain": 0.021, "gain_lower": 0.004, "gain_upper": 0.038})
+    '+2.1 % [+0.4, +3.8]'
+    >>> describe_gain({"relative_gain": 0.0, "gain_lower": None, "gain_upper": None})
+    '+0.0 % [-, -]'
+    """
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:+.1f}"
+
+    gain = comparison.get("relative_gain")
+    if gain is None:
+        return "-"
+    return f"{percent(gain)} % [{percent(comparison.get('gain_lower'))}, {percent(comparison.get('gain_upper'))}]"
+
+
+def describe_arm(name: str, arm: dict[str, Any]) -> str:
+    """One challenger in one line: its declaration, labels compared, gain over the champion and decision.
+
+    >>> figures = {"declared": "fast:lr=0.05", "learned": 3412, "comparison": {"labels": 3412, "relative_gain": 0.021,
+    ...            "gain_lower": 0.004, "gain_upper": 0.038, "decision": "promote", "reason": "..."}}
+    >>> describe_arm("fast", figures)
+    'fast (lr=0.05): 3,412 labels, gain +2.1 % [+0.4, +3.8], promote'
+    >>> twin = {"declared": "twin", "comparison": {"labels": 1, "relative_gain": 0.0, "gain_lower": None,
+    ...         "gain_upper": None, "decision": "undecided"}}
+    >>> describe_arm("twin", twin)  # the champion's settings: nothing in parentheses; no interval before 2 labels
+    'twin: 1 label, gain +0.0 % [-, -], undecided'
+    """
+    comparison = arm.get("comparison") or {}
+    _, _, settings = str(arm.get("declared", name)).partition(":")
+    labels = comparison.get("labels", 0)
+    return (
+        f"{name}{f' ({settings})' if settings else ''}: {labels:,} label{'' if labels == 1 else 's'}, "
+        f"gain {describe_gain(comparison)}, {comparison.get('decision', '-')}"
     )
 
 

@@ -19,7 +19,7 @@ Those names may also be written grouped: a TOML table per group (``[kafka]`` ``b
 (0.05, 'livelearn.events.dlq', 'accuracy')
 """
 
-from streaming.config._challengers import CHAMPION, ChallengerConfig, parse_challenger, parse_challengers
+from streaming.config._challengers import BASE, CHAMPION, ChallengerConfig, parse_challenger, parse_challengers
 from streaming.config._grouped_names import grouped_name
 from streaming.config._groups import (
     GROUPS,
@@ -47,6 +47,7 @@ from streaming.config._settings import (
 )
 
 __all__ = [
+    "BASE",
     "CHAMPION",
     "ENV_PREFIX",
     "GROUPS",

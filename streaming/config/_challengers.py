@@ -35,10 +35,12 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
-__all__ = ["CHAMPION", "ChallengerConfig", "parse_challenger", "parse_challengers"]
+__all__ = ["BASE", "CHAMPION", "ChallengerConfig", "parse_challenger", "parse_challengers"]
 
-#: The arm that serves; never a challenger's name.
+#: The alias of the arm that serves; never a challenger's name.
 CHAMPION = "champion"
+#: The arm name of the model the settings describe (the champion until a promotion); never a challenger's name.
+BASE = "base"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _KINDS = ("logistic_regression",)
 
@@ -130,8 +132,8 @@ def parse_challenger(text: str) -> ChallengerConfig:
         name = name.strip() or "challenger"
         if not _NAME.fullmatch(name):
             raise ValueError(f"name {name!r} must be 1-32 lowercase letters, digits, - or _")
-        if name == CHAMPION:
-            raise ValueError("'champion' names the serving arm; call the challenger something else")
+        if name in (CHAMPION, BASE):
+            raise ValueError(f"{name!r} names the serving arm; call the challenger something else")
         config: dict[str, Any] = {"overrides": {}, "start": "cold"}
         seen: set[str] = set()
         for item in filter(None, (part.strip() for part in body.split(","))):

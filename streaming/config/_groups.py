@@ -205,6 +205,9 @@ class ChallengerSettings(SettingsGroup):
     min_labels: int = Field(validation_alias=_setting("compare_min_labels"))
     segments: tuple[str, ...] = Field(validation_alias=_setting("compare_segments"))
     segment_margin: float = Field(validation_alias=_setting("compare_segment_margin"))
+    policy: Literal["manual", "auto"] = Field(validation_alias=_setting("challenger_policy"))
+    confirm_labels: int = Field(validation_alias=_setting("compare_confirm_labels"))
+    cooldown_labels: int = Field(validation_alias=_setting("challenger_cooldown_labels"))
 
     @property
     def configs(self) -> tuple[ChallengerConfig, ...]:

@@ -293,6 +293,25 @@ class Settings(BaseSettings):
         description="Categorical features whose values are compared apart (e.g. VisitorType): a challenger worse "
         "in one of them by more than compare_segment_margin is not better.",
     )
+    challenger_policy: Literal["manual", "auto"] = Field(
+        "manual",
+        description="manual: a challenger is promoted by an operator (livelearn challengers promote); auto: the "
+        "learner promotes one whose verdict has been promote for compare_confirm_labels labels.",
+    )
+    compare_confirm_labels: int = Field(
+        2000,
+        ge=0,
+        le=100_000_000,
+        description="auto policy: labels a promote verdict must hold before the challenger is promoted (an early "
+        "lead that fades is not promoted).",
+    )
+    challenger_cooldown_labels: int = Field(
+        10_000,
+        ge=0,
+        le=100_000_000,
+        description="After a promotion the former champion learns on in shadow for this many labelled events, so that "
+        "backing out (promote it again) lands on a fresh model; 0: it leaves at once.",
+    )
     compare_segment_margin: float = Field(
         0.02,
         ge=0,

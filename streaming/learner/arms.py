@@ -48,12 +48,12 @@ from typing import Any
 from monitor.compare import Comparison
 from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import Packed, pack, unpack
-from streaming.config import ChallengerConfig, ChallengerSettings
+from streaming.config import BASE, ChallengerConfig, ChallengerSettings
 from streaming.engines import LearningModel, new_model, restore_model
 from streaming.errors import ConfigError, ModelSpecMismatchError, SnapshotCorruptError
 from streaming.vocabulary import ModelSpec
 
-__all__ = ["ARM_METRICS", "Arm", "Challengers"]
+__all__ = ["ARM_METRICS", "BASE", "Arm", "Challengers", "declaration_of"]
 
 #: The prequential metrics an arm keeps of its own (the comparison holds the rest): the full set, AUC included,
 #: costs the champion a seventh of its time per event, which a shadow arm need not pay.
@@ -66,7 +66,9 @@ log = logging.getLogger(__name__)
 class Arm:
     """One challenger: its declaration, spec and model, its own prequential metrics, its comparison with the
     champion, where it started (``{"from": "cold" | "champion", "version": parent or None}``) and how many events it
-    learned."""
+    learned. A former champion (after a promotion) learns on in shadow until ``retire_after`` events, then leaves;
+    ``promote_since`` is the comparison's label count since which its verdict has been ``promote`` (the ``auto``
+    policy promotes once it held ``compare_confirm_labels``)."""
 
     config: ChallengerConfig
     spec: ModelSpec
@@ -75,6 +77,8 @@ class Arm:
     comparison: Comparison
     started: dict[str, Any]
     learned: int = 0
+    retire_after: int | None = None
+    promote_since: int | None = None
 
     @property
     def name(self) -> str:
@@ -87,6 +91,7 @@ class Arm:
             "declared": self.config.describe(),
             "learned": self.learned,
             "started": self.started,
+            "retire_after": self.retire_after,
             "rolling": self.metrics.rolling_values(),
             "comparison": {  # (an interval is infinite before two labels: None then, so that JSON can hold it)
                 "labels": result.labels,
@@ -95,6 +100,7 @@ class Arm:
                 "gain_upper": _finite(result.gain_upper),
                 "decision": result.decision,
                 "reason": result.reason,
+                "promote_since": self.promote_since,
             },
         }
 
@@ -103,26 +109,49 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def declaration_of(name: str, spec: ModelSpec) -> ChallengerConfig:
+    """A declaration that makes ``spec`` whatever the champion's is (a former champion's, after a promotion)."""
+    overrides: dict[str, Any] = {"learning_rate": spec.learning_rate, "l2": spec.l2}
+    if spec.features_include:
+        overrides["features_include"] = tuple(spec.features_include)
+    if spec.features_exclude:
+        overrides["features_exclude"] = tuple(spec.features_exclude)
+    return ChallengerConfig(name, overrides)
+
+
 class Challengers:
     """The challengers of one active learner (see the module docstring); built by :meth:`start`.
 
     Parameters
     ----------
     arms
-        The challengers, in their declared order.
+        The challengers, in their declared order (a former champion in its cool-down last).
     settings
         The comparison's rule (``compare_*``) and the segments compared apart.
     window
         Events in each arm's rolling metric window (the champion's, ``LIVELEARN_ROLLING_WINDOW``).
     engine
         The learning engine of the arms (``None``: the process's, :func:`streaming.engines.configure`).
+    configs
+        The declared challengers (``None``: the settings'; managed at run time: Redis's, ``livelearn challengers``).
+    champion
+        The arm name of the champion, the model that serves (``base`` until a promotion).
     """
 
     def __init__(
-        self, arms: list[Arm], settings: ChallengerSettings, *, window: int = 1000, engine: str | None = None
+        self,
+        arms: list[Arm],
+        settings: ChallengerSettings,
+        *,
+        window: int = 1000,
+        engine: str | None = None,
+        configs: tuple[ChallengerConfig, ...] | None = None,
+        champion: str = BASE,
     ) -> None:
         self.arms = arms
         self.settings, self.window, self.engine = settings, window, engine
+        self.configs = configs  # None: the settings'
+        self.champion = champion
         self.names = tuple(arm.name for arm in arms)
         self._segments = tuple(settings.segments)
 
@@ -138,36 +167,42 @@ class Challengers:
         window: int,
         parent: int | None = None,
         engine: str | None = None,
+        configs: tuple[ChallengerConfig, ...] | None = None,
+        champion_name: str = BASE,
+        base_spec: ModelSpec | None = None,
     ) -> Challengers:
-        """The declared challengers, each restored from ``stored`` (a version's ``arms``) when it holds one declared
-        the same way, else started as declared: ``cold`` (nothing learned) or from ``champion`` as it is now.
+        """The declared challengers (``configs``, else the settings'; the champion's own name skipped), each its
+        declaration over ``base_spec`` (the settings' model; ``None``: ``champion_spec``) — so a declaration means the
+        same model after a promotion as before —, each restored
+        from ``stored`` (a version's ``arms``) when it holds one declared the same way, else started as declared:
+        ``cold`` (nothing learned) or from ``champion`` as it is now; then a former champion ``stored`` in its
+        cool-down.
 
         A stored arm no longer declared is not carried on (the version keeps it); a declaration that changed starts
         its arm again. ``start=champion`` needs the champion's feature selection (else :class:`ConfigError`)."""
+        declared = tuple(c for c in (settings.configs if configs is None else configs) if c.name != champion_name)
+        build: dict[str, Any] = {"settings": settings, "window": window, "engine": engine}
         arms = []
-        for config in settings.configs:
-            spec = dataclasses.replace(champion_spec, **config.overrides)
+        for config in declared:
+            spec = dataclasses.replace(base_spec or champion_spec, **config.overrides)
             doc = stored.get(config.name)
             if isinstance(doc, dict) and doc.get("spec") == spec.to_dict():
-                arms.append(cls._restore(config, spec, doc, settings=settings, window=window, engine=engine))
+                arms.append(arm := cls._restore(config, spec, doc, **build))
+                arm.retire_after = None  # declared: a challenger, even if it served before
                 continue
             if doc is not None:
                 log.warning("challenger %s is declared differently now: starts again (%s)", config.name, config.start)
-            begin = cls._begin
-            arms.append(begin(config, spec, champion_spec, champion, settings=settings, window=window, parent=parent,
-                              engine=engine))  # fmt: skip
-        for name in sorted(set(stored) - {config.name for config in settings.configs}):
-            log.warning("challenger %s is no longer declared: not carried on (version %s keeps it)", name, parent)
-        return cls(arms, settings, window=window, engine=engine)
-
-    def restarted(
-        self, champion_spec: ModelSpec, champion: LearningModel, stored: Mapping[str, Any], parent: int | None
-    ) -> Challengers:
-        """The arms of a restored version (``stored``: its ``arms``), the champion being its model (:meth:`start`
-        with this learner's settings)."""
-        return self.start(
-            self.settings, champion_spec, champion, stored, window=self.window, parent=parent, engine=self.engine
-        )
+            arms.append(cls._begin(config, spec, champion_spec, champion, parent=parent, **build))
+        names = {config.name for config in declared} | {champion_name}
+        for name, doc in stored.items():
+            if name in names:
+                continue
+            if isinstance(doc, dict) and doc.get("retire_after") is not None:  # a former champion, cooling down
+                spec = ModelSpec.from_dict(doc["spec"])
+                arms.append(cls._restore(declaration_of(name, spec), spec, doc, **build))
+            else:
+                log.warning("challenger %s is no longer declared: not carried on (version %s keeps it)", name, parent)
+        return cls(arms, settings, window=window, engine=engine, configs=configs, champion=champion_name)
 
     @staticmethod
     def _comparison(settings: ChallengerSettings, doc: dict[str, Any] | None = None) -> Comparison:
@@ -191,6 +226,7 @@ class Challengers:
         engine: str | None,
     ) -> Arm:
         try:
+            retire, since = doc.get("retire_after"), doc.get("promote_since")
             return Arm(
                 config,
                 spec,
@@ -199,6 +235,8 @@ class Challengers:
                 cls._comparison(settings, doc["comparison"]),
                 dict(doc["started"]),
                 int(doc["learned"]),
+                None if retire is None else int(retire),
+                None if since is None else int(since),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotCorruptError(f"challenger {config.name}'s stored state is unreadable: {exc!r}") from None
@@ -231,6 +269,54 @@ class Challengers:
         started = {"from": config.start, "version": parent if config.start == "champion" else None}
         metrics = PrequentialMetrics(window, names=ARM_METRICS)
         return Arm(config, spec, model, metrics, cls._comparison(settings), started)
+
+    # -- promotion ------------------------------------------------------------------------------------
+    def promote(
+        self,
+        name: str,
+        *,
+        champion_spec: ModelSpec,
+        champion: LearningModel,
+        parent: int | None,
+        cooldown: int,
+    ) -> Arm:
+        """Arm ``name`` becomes the champion (returned: the caller makes its model the one that serves); the champion
+        until now stays as an arm named as it was, learning on in shadow for ``cooldown`` events (0: it leaves at
+        once), so backing out lands on a model as fresh as the stream. Every comparison starts again: they compare
+        with the new champion from here on."""
+        (promoted,) = [arm for arm in self.arms if arm.name == name]
+        former = Arm(
+            declaration_of(self.champion, champion_spec),
+            champion_spec,
+            champion,
+            PrequentialMetrics(self.window, names=ARM_METRICS),
+            self._comparison(self.settings),
+            {"from": "champion", "version": parent, "demoted": True},
+            retire_after=cooldown,
+        )
+        self.arms = [arm for arm in self.arms if arm.name != name] + ([former] if cooldown > 0 else [])
+        for arm in self.arms:
+            arm.comparison, arm.promote_since = self._comparison(self.settings), None
+        self.champion, self.names = name, tuple(arm.name for arm in self.arms)
+        return promoted
+
+    def retire(self) -> list[str]:
+        """Drop the former champions whose cool-down is over; their names."""
+        done = [arm.name for arm in self.arms if arm.retire_after is not None and arm.learned >= arm.retire_after]
+        if done:
+            self.arms = [arm for arm in self.arms if arm.name not in done]
+            self.names = tuple(arm.name for arm in self.arms)
+        return done
+
+    def ready(self, confirm_labels: int) -> list[str]:
+        """Arms whose verdict has been ``promote`` for at least ``confirm_labels`` labels (the ``auto`` policy),
+        best relative gain first (as of the last metric sample)."""
+        ready = [
+            arm
+            for arm in self.arms
+            if arm.promote_since is not None and arm.comparison.labels - arm.promote_since >= confirm_labels
+        ]
+        return [arm.name for arm in sorted(ready, key=lambda arm: -arm.comparison.result().relative_gain)]
 
     # -- the per-event work ---------------------------------------------------------------------------
     def score(self, features: dict[str, Any]) -> dict[str, float]:
@@ -272,6 +358,8 @@ class Challengers:
                             "comparison": arm.comparison.dump(),
                             "started": arm.started,
                             "learned": arm.learned,
+                            "retire_after": arm.retire_after,
+                            "promote_since": arm.promote_since,
                         }
                     )
                 ),
@@ -295,6 +383,10 @@ class Challengers:
         fields: dict[str, float] = {}
         for arm in self.arms:
             result = arm.comparison.result()
+            if result.decision != "promote":  # the verdict held since (the auto policy waits for it to last)
+                arm.promote_since = None
+            elif arm.promote_since is None:
+                arm.promote_since = result.labels
             figures = {
                 "labels": result.labels,
                 "log_loss": arm.metrics.rolling_values().get("log_loss", math.nan),

@@ -25,7 +25,7 @@ from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta, gc_pa
 from snapshotter.lease import Lease
 from snapshotter.status import LearnerStatus, StatusWriter
 from snapshotter.store import VersionStore
-from streaming.config import Settings
+from streaming.config import BASE, Settings
 from streaming.errors import LeaseLostError, SnapshotError, SnapshotFencedError
 from streaming.learner.join import RecentDelays
 from streaming.learner.outputs import Outputs
@@ -166,6 +166,10 @@ class Checkpoints:
             extra["labels"] = {**state.join.figures(), **self.delays.summary()}
         if state.arms is not None:  # each challenger's figures and comparison (its state is in the blob)
             extra["arms"] = state.arms.summary()
+        if state.arms is not None or state.arm_name != BASE:
+            extra["arm"] = state.arm_name  # the arm name of this version's model (serving resolves the alias by it)
+        if state.pending_promotion is not None:
+            extra["promotion"] = state.pending_promotion
         if state.pending_rollback:
             extra["rollback"] = state.pending_rollback
         stable = self.stable(state, rolling)
@@ -228,6 +232,8 @@ class Checkpoints:
         state.parent, state.last_snapshot, state.offsets = meta.number, meta, captured.offsets
         if state.pending_rollback is not None and captured.extra.get("rollback") is state.pending_rollback:
             state.pending_rollback = None
+        if state.pending_promotion is not None and captured.extra.get("promotion") is state.pending_promotion:
+            state.pending_promotion = None
         if self.gate is not None and "reference" in captured.extra:
             self.gate.remember(meta.number, captured.extra["reference"]["score"])
         position = sum(sum(partitions.values()) for partitions in meta.offsets.values())
@@ -385,6 +391,7 @@ class Checkpoints:
             self.telemetry.label_join(state.join.figures())
         status = self.status_document(state, events_per_second, current_lag, positions)
         self.telemetry.set_rolling(status["rolling"])
+        self.telemetry.set_challengers(status.get("arms"))
         self.telemetry.model_size(state.model.inputs, state.model.capped)
         self.telemetry.consumer_lag.set(float("nan") if current_lag is None else current_lag)
         samples, state.samples = state.samples, []

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable
@@ -321,6 +322,17 @@ class LabelJoin:
         self.pending[event_id] = entry
         heapq.heappush(self._pending_heap, (entry.ts, entry.seq, event_id))
         self.bytes += entry.size
+
+    def swap_scores(self, promoted: str, former: str) -> None:
+        """A challenger was promoted: in each waiting event, the score of arm ``promoted`` becomes the champion's and
+        the former champion's is kept as arm ``former``'s. An event the promoted arm had not scored (it started while
+        the event waited) gets NaN: the champion scores it when its label comes."""
+        for entry in self.pending.values():
+            others = dict(entry.others or {})
+            probability = others.pop(promoted, math.nan)
+            others[former] = entry.probability
+            entry.probability, entry.others = probability, others
+        self.bytes = sum(entry.size for entry in self.pending.values())
 
     def inline(self, event_id: str) -> bool:
         """An event carried its label: ``True`` if it is learned at once (a later label for it is then a duplicate,

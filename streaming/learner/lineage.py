@@ -31,10 +31,11 @@ import time
 from typing import Any
 
 from monitor.prequential import PrequentialMetrics
+from snapshotter.challengers import ArmControl
 from snapshotter.connection import redact_url
 from snapshotter.store import ResumePoint, VersionStore
-from streaming.config import Settings
-from streaming.errors import SnapshotError, StoreLostError
+from streaming.config import ChallengerConfig, Settings, parse_challenger
+from streaming.errors import ChallengerError, SnapshotError, StoreLostError
 from streaming.learner.lineage_watch import LineageState
 from streaming.learner.numbering import UNRECORDED, committed_number, last_recorded
 from streaming.learner.prometheus import LearnerMetrics
@@ -55,6 +56,7 @@ class Lineage:
 
     def __init__(self, store: VersionStore, spec: ModelSpec, settings: Settings, telemetry: LearnerMetrics) -> None:
         self.store, self.spec, self.settings, self.telemetry = store, spec, settings, telemetry
+        self._refused: set[str] = set()  # declarations and aliases logged as unusable once
 
     def _restore(self, state: LearnerState, control: LineageState, *, activation: bool) -> None:
         state.epoch, state.frozen = control.epoch, control.frozen
@@ -128,7 +130,9 @@ class Lineage:
     def activate(self, control: LineageState) -> LearnerState:
         """A state restored from the head, resuming exactly where it stopped (or after a discarded range)."""
         state = LearnerState.fresh(self.spec, self.settings)
+        state.arm_configs = self._declared(control)
         self._restore(state, control, activation=True)
+        self.follow_arms(state, control)  # a promotion decided while no learner was active: applied now
         last = state.last_snapshot
         if last is None:
             return state
@@ -150,6 +154,76 @@ class Lineage:
                 skipped,
             )
         return state
+
+    def _declared(self, control: LineageState) -> tuple[ChallengerConfig, ...] | None:
+        """The challengers declared at run time (``None``: the settings'), an unreadable declaration left out (logged
+        once: ``livelearn challengers`` checks them, so only a hand-written one can be)."""
+        if control.arms is None:
+            return None
+        configs = []
+        for text in control.arms:
+            try:
+                configs.append(parse_challenger(text))
+            except ValueError as exc:
+                if text not in self._refused:
+                    self._refused.add(text)
+                    log.error("a challenger declared at run time is left out: %s", exc)
+        return tuple(configs)
+
+    def follow_arms(self, state: LearnerState, control: LineageState) -> bool:
+        """Apply the challengers declared at run time, the end of a former champion's cool-down and the ``champion``
+        alias; ``True`` when a promotion was applied (the caller snapshots at once: the new champion's first version
+        is written before anything else)."""
+        configs = self._declared(control)
+        if configs != state.arm_configs:
+            state.declare_arms(configs)
+            log.warning("challengers now: %s", ", ".join(state.arms.names) if state.arms else "none")
+        if state.arms is not None:
+            for name in state.arms.retire():
+                log.info("the former champion %s ends its cool-down: it no longer learns in shadow", name)
+            if not state.arms.arms:
+                state.arms = None
+        alias = control.champion
+        if alias is None or alias == state.arm_name:
+            alias = self._auto_promotion(state)
+        if alias is None or alias == state.arm_name:
+            return False
+        if state.arms is None or alias not in state.arms.names:
+            if alias not in self._refused:
+                self._refused.add(alias)
+                log.error(
+                    "the champion alias names %s, not a challenger of this learner (%s): the champion stays %s",
+                    alias,
+                    ", ".join(state.arms.names) if state.arms else "none",
+                    state.arm_name,
+                )
+            return False
+        former = state.arm_name
+        state.promote(alias, self.settings.arms.cooldown_labels)
+        log.warning("challenger %s is the champion now; %s learns on in shadow for its cool-down", alias, former)
+        return True
+
+    def _auto_promotion(self, state: LearnerState) -> str | None:
+        """Policy ``auto``: the arm whose ``promote`` verdict lasted ``compare_confirm_labels`` (the best if several),
+        promoted through the ``champion`` alias like an operator's command (audited ``promote_arm`` by the learner;
+        an operator moving it meanwhile wins) — never while learning is held."""
+        arms = self.settings.arms
+        if arms.policy != "auto" or state.arms is None or not state.learning:
+            return None
+        ready = state.arms.ready(arms.confirm_labels)
+        if not ready:
+            return None
+        name = ready[0]
+        summary = state.arms.summary()[name]["comparison"]
+        reason = (
+            f"auto: {summary['reason']}; the verdict held for {summary['labels'] - summary['promote_since']:,} labels"
+        )
+        try:
+            ArmControl(self.store).promote(name, actor="learner (auto)", reason=reason, current=state.arm_name)
+        except ChallengerError as exc:
+            log.warning("the auto promotion of %s was refused: %s", name, exc)
+            return None
+        return name
 
     def follow(
         self, state: LearnerState, control: LineageState, positions: dict[TopicPartition, int]

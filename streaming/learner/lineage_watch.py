@@ -1,4 +1,5 @@
-"""The learner's view of the control plane: lineage epoch (rollbacks), the frozen flag, an open incident.
+"""The learner's view of the control plane: lineage epoch (rollbacks), the frozen flag, an open incident, the
+champion alias and the challengers declared at run time (:mod:`snapshotter.challengers`).
 
 Changes are announced on the model's pub/sub channel, so a learner usually reacts within one loop
 iteration; a plain read every ``poll_interval`` seconds is the fallback when a message is lost (pub/sub
@@ -12,6 +13,8 @@ import time
 
 import redis
 
+from snapshotter.challengers import MANAGED
+from snapshotter.connection import as_text
 from snapshotter.keys import Keys
 
 __all__ = ["LineageState", "LineageWatch"]
@@ -19,11 +22,15 @@ __all__ = ["LineageState", "LineageWatch"]
 
 @dataclasses.dataclass(frozen=True)
 class LineageState:
-    """The lineage epoch (it moves on every rollback), whether learning is frozen and an incident is open."""
+    """The lineage epoch (it moves on every rollback), whether learning is frozen and an incident is open, the arm
+    the ``champion`` alias points at (``None``: never moved) and the challengers declared at run time (``None``: the
+    settings')."""
 
     epoch: int
     frozen: bool
     incident: bool
+    champion: str | None = None
+    arms: tuple[str, ...] | None = None
 
 
 class LineageWatch:
@@ -43,8 +50,12 @@ class LineageWatch:
         pipe.get(keys.epoch)
         pipe.exists(keys.frozen)
         pipe.exists(keys.incident)
-        epoch, frozen, incident = pipe.execute()
-        return LineageState(int(epoch or 0), bool(frozen), bool(incident))
+        pipe.get(keys.champion)
+        pipe.hgetall(keys.arms)
+        epoch, frozen, incident, champion, arms = pipe.execute()
+        declared = None if not arms else tuple(as_text(v) for k, v in sorted(arms.items()) if as_text(k) != MANAGED)
+        alias = None if champion is None else as_text(champion)
+        return LineageState(int(epoch or 0), bool(frozen), bool(incident), alias, declared)
 
     def read(self) -> LineageState:
         return self.read_state(self._client, self._keys)

@@ -15,18 +15,38 @@ dead letter:
 
 >>> registry.get_sample_value("livelearn_events_dead_lettered_total", {"model": "shop", "reason": "non_finite"})
 0.0
+
+Each challenger's comparison with the champion, as the status says it (:meth:`LearnerMetrics.set_challengers`):
+
+>>> m.set_challengers({"fast": {"learned": 3412, "rolling": {"log_loss": 0.31}, "comparison": {"labels": 3412,
+...     "relative_gain": 0.021, "gain_lower": 0.004, "gain_upper": None, "decision": "promote"}}})
+>>> registry.get_sample_value("livelearn_challenger_relative_gain_ratio", {"model": "shop", "arm": "fast",
+...                                                                     "bound": "lower"})
+0.004
+>>> registry.get_sample_value("livelearn_challenger_decision", {"model": "shop", "arm": "fast", "decision": "worse"})
+0.0
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from streaming.learner.join import COUNTS as _JOIN_COUNTS
 from streaming.observability import counter, gauge, histogram
 
-__all__ = ["DEAD_LETTER_REASONS", "EVENT_LATENCY_BUCKETS", "LABEL_DELAY_BUCKETS", "SNAPSHOT_BUCKETS", "LearnerMetrics"]
+__all__ = [
+    "DEAD_LETTER_REASONS",
+    "DECISIONS",
+    "EVENT_LATENCY_BUCKETS",
+    "LABEL_DELAY_BUCKETS",
+    "SNAPSHOT_BUCKETS",
+    "LearnerMetrics",
+]
 
 #: Buckets (seconds) for one predict or learn step: 5 us .. 50 ms.
 EVENT_LATENCY_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2)
@@ -49,6 +69,11 @@ DEAD_LETTER_REASONS = (
     "too_many_features",
     "undecodable",
 )
+#: A challenger's decisions (:class:`monitor.compare.ComparisonResult`; a test holds the two together), each a series of
+#: ``livelearn_challenger_decision``.
+DECISIONS = ("promote", "worse", "undecided")
+#: The bounds of ``livelearn_challenger_relative_gain_ratio`` and the status fields they come from.
+_GAIN_BOUNDS = {"point": "relative_gain", "lower": "gain_lower", "upper": "gain_upper"}
 
 
 class LearnerMetrics:
@@ -203,6 +228,39 @@ class LearnerMetrics:
             registry,
             model,
         )
+        self._challenger_labels = Gauge(
+            "livelearn_challenger_labels",
+            "Labelled events each challenger was compared with the champion on (as of the version: a rollback "
+            "rewinds it).",
+            ["model", "arm"],
+            registry=registry,
+        )
+        self._challenger_gain = Gauge(
+            "livelearn_challenger_relative_gain_ratio",
+            "Each challenger's relative log-loss gain over the champion (bound point) and its anytime-valid "
+            "confidence interval (lower, upper; NaN while infinite, before 2 labels).",
+            ["model", "arm", "bound"],
+            registry=registry,
+        )
+        self._challenger_log_loss = Gauge(
+            "livelearn_challenger_log_loss",
+            "Each challenger's rolling log loss (the champion's: livelearn_rolling_metric_ratio{metric=log_loss}).",
+            ["model", "arm"],
+            registry=registry,
+        )
+        self._challenger_learned = Gauge(
+            "livelearn_challenger_learned_events",
+            "Events each challenger learned (as of the version: a rollback rewinds it).",
+            ["model", "arm"],
+            registry=registry,
+        )
+        self._challenger_decision = Gauge(
+            "livelearn_challenger_decision",
+            "1 for each challenger's current decision (promote, worse, undecided), 0 for the others.",
+            ["model", "arm", "decision"],
+            registry=registry,
+        )
+        self._arms: set[str] = set()
         for outcome in _JOIN_COUNTS:
             self._label_outcomes.labels(model, outcome)
         for kind in ("category", "feature"):
@@ -248,6 +306,34 @@ class LearnerMetrics:
         self.labels_orphans.set(figures.get("orphans") or 0)
         coverage = figures.get("coverage")
         self.label_coverage.set(float("nan") if coverage is None else coverage)
+
+    def set_challengers(self, arms: Mapping[str, Any] | None) -> None:
+        """Report each challenger's figures as the status gives them (:meth:`streaming.learner.arms.Arm.summary`;
+        ``None``: no challengers). An arm no longer reported loses its series, so none stays frozen at old values."""
+        arms = arms or {}
+        model = self._model
+        for name in self._arms - set(arms):
+            self._drop_challenger(name)
+        self._arms = set(arms)
+        for name, arm in arms.items():
+            comparison = arm["comparison"]
+            self._challenger_labels.labels(model, name).set(comparison["labels"])
+            self._challenger_learned.labels(model, name).set(arm["learned"])
+            self._challenger_log_loss.labels(model, name).set(arm["rolling"].get("log_loss", math.nan))
+            for bound, field in _GAIN_BOUNDS.items():
+                value = comparison[field]  # None: the interval is still infinite
+                self._challenger_gain.labels(model, name, bound).set(math.nan if value is None else value)
+            for decision in DECISIONS:
+                self._challenger_decision.labels(model, name, decision).set(comparison["decision"] == decision)
+
+    def _drop_challenger(self, name: str) -> None:
+        model = self._model
+        for series in (self._challenger_labels, self._challenger_log_loss, self._challenger_learned):
+            series.remove(model, name)
+        for bound in _GAIN_BOUNDS:
+            self._challenger_gain.remove(model, name, bound)
+        for decision in DECISIONS:
+            self._challenger_decision.remove(model, name, decision)
 
     def redis_down(self, code: str) -> None:
         self.redis_up.set(0)

@@ -17,6 +17,7 @@ from typing import Any
 from monitor.prequential import PrequentialMetrics
 from snapshotter.codec import SnapshotState, VersionMeta, gc_paused
 from snapshotter.store import VersionStore
+from streaming.config import BASE
 from streaming.engines import LearningModel, restore_model
 from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotError, VersionNotFoundError
 from streaming.model import ModelSpec
@@ -36,6 +37,8 @@ class Restored:
     meta: VersionMeta
     stream: dict[str, Any]
     arms: dict[str, Any] = dataclasses.field(default_factory=dict)  # the challengers' stored state, by name
+    arm: str = BASE  # the arm name of the version's model (another than ``base`` after a promotion)
+    spec: ModelSpec | None = None  # the spec it was restored with (``None``: the configured one)
 
 
 def restore_state(state: SnapshotState, spec: ModelSpec, window: int) -> tuple[LearningModel, PrequentialMetrics]:
@@ -82,12 +85,16 @@ def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored 
     for number in _lineage(store, head):
         try:
             meta, state = store.load(number, packed_weights=True)  # the compiled engine reads the doubles as stored
-            model, prequential = restore_state(state, spec, window)
+            arm = str(meta.extra.get("arm", BASE))
+            # after a promotion the champion is the promoted arm: its spec is the version's, not the settings'
+            own = ModelSpec.from_dict(state.spec) if arm != BASE else spec
+            model, prequential = restore_state(state, own, window)
         except (SnapshotCorruptError, VersionNotFoundError) as exc:
             log.error("version %d cannot be restored (%s); trying an older one", number, exc)
             problems.append(f"v{number}: {exc}")
             continue
-        return Restored(model, prequential, dict(state.counters), meta, dict(state.stream), dict(state.arms))
+        stream, arms = dict(state.stream), dict(state.arms)
+        return Restored(model, prequential, dict(state.counters), meta, stream, arms, arm, None if arm == BASE else own)
     raise SnapshotError(
         "no stored version of this model can be restored (" + "; ".join(problems) + "); "
         "inspect them with `livelearn versions list` before starting from scratch under a new model name"

@@ -269,8 +269,8 @@ class Learner:
             active = Activation(consumer, outputs, positions, watch, versions)
             self._learned_once = True
             self.outages.kafka_recovered()
-            if self.state.pending_rollback:  # record at once the skip a rollback decided while no learner applied it
-                versions.snapshot(positions)
+            if self.state.pending_rollback or self.state.pending_promotion:  # a skip or a promotion no learner
+                versions.snapshot(positions)  # applied yet (decided while none was active): recorded at once
             refreeze()  # the activation's model and clients out of the full collections' reach (if frozen before)
             self._loop(active, until_caught_up)
             self._finish(active)
@@ -364,8 +364,9 @@ class Learner:
             self.incidents.record_release(sum(positions.values()), cause)
         if self.state.epoch != epoch:
             self.checkpoints.follow(self.state)  # what was captured on the old lineage is dropped
-        if self.state.pending_rollback:
-            versions.snapshot(positions)  # make the skip durable before anything else
+        promoted = self.lineage.follow_arms(self.state, control)
+        if self.state.pending_rollback or promoted:
+            versions.snapshot(positions)  # make the skip (or the new champion) durable before anything else
 
     # -- status -------------------------------------------------------------------------------------
     def status_document(

@@ -8,14 +8,14 @@ next version's blob holds.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from monitor.prequential import PrequentialMetrics, Threshold
 from monitor.signals import SignalEvent, SignalWatch
 from snapshotter.codec import Packed, SnapshotState, VersionMeta, pack, unpack
 from snapshotter.status import MetricSample
-from streaming.config import ModelSettings, Settings
+from streaming.config import BASE, ChallengerConfig, ChallengerSettings, ModelSettings, Settings
 from streaming.engines import LearningModel, configure, new_model
 from streaming.learner.arms import Challengers
 from streaming.learner.dedupe import RecentIds
@@ -103,6 +103,12 @@ class LearnerState:
     join: LabelJoin | None = None  # labels that come after their events (``label_wait`` set), else None
     learned: LearnedOrder | None = None  # with the join: the pairs learned since the last version, in order
     arms: Challengers | None = None  # challengers learning in shadow (``LIVELEARN_CHALLENGERS``), else None
+    arm_name: str = BASE  # the champion's arm name: ``base`` (the settings' model) until a promotion
+    arm_settings: ChallengerSettings | None = None  # how challengers are compared (None: a state without settings)
+    arm_configs: tuple[ChallengerConfig, ...] | None = None  # challengers declared at run time (None: the settings')
+    arm_window: int = 1000  # each arm's rolling window (the champion's)
+    base_spec: ModelSpec | None = None  # the settings' model: challengers are declared over it (None: ``spec``)
+    pending_promotion: dict[str, Any] | None = None  # a promotion applied: recorded in the next snapshot's metadata
 
     @property
     def learning(self) -> bool:
@@ -130,7 +136,7 @@ class LearnerState:
         labels = settings.labels
         model = new_model(spec)
         window = settings.learner.rolling_window
-        return cls(
+        state = cls(
             spec,
             model,
             PrequentialMetrics(window),
@@ -149,8 +155,12 @@ class LearnerState:
                 remember=labels.remember,
             ),
             learned=LearnedOrder() if labels.joined else None,
-            arms=Challengers.start(settings.arms, spec, model, {}, window=window) if settings.arms.declared else None,
+            arm_settings=settings.arms,
+            arm_window=window,
+            base_spec=spec,
         )
+        state.start_arms({}, None)
+        return state
 
     def adopt(self, restored: Restored, join: dict[str, Any] | None = None) -> None:
         """Take all of ``restored``: model, metrics, counters, idempotence window and place (on activation), and
@@ -170,15 +180,62 @@ class LearnerState:
     def adopt_model(self, restored: Restored) -> None:
         """Take only ``restored``'s model and lineage place (after a rollback): the counters and cumulative
         metrics keep counting every scored event, the offsets and the idempotence window stay where the
-        stream is, and the rolling window restarts empty, so it judges the new lineage's scores only."""
+        stream is, and the rolling window restarts empty, so it judges the new lineage's scores only. The champion
+        is the version's (after a promotion: the promoted arm, with its spec), and so is each challenger."""
         self.model = restored.model
+        if restored.spec is not None:
+            self.spec = restored.spec
+        self.arm_name = restored.arm
         self.parent, self.last_snapshot = restored.meta.number, restored.meta
         self.metrics.restart_window()
         self.unconfirmed.clear()  # a lineage move drops the candidates (the Redis script did)
-        if self.arms is not None:  # every arm is the restored version's (or starts as declared, if it holds none)
-            self.arms = self.arms.restarted(self.spec, self.model, restored.arms, restored.meta.number)
+        self.start_arms(restored.arms, restored.meta.number)  # each arm the version's (or as declared, if it has none)
         if self.learned is not None:
             self.learned.clear()
+
+    def promote(self, name: str, cooldown: int) -> None:
+        """Challenger ``name`` becomes the champion from this event on (:meth:`Challengers.promote`): its model and spec
+        serve and are judged by the guard (the rolling window restarts, the prediction rate's reference is learned
+        again), the former champion learns on in shadow for ``cooldown`` events, each waiting event's scores follow
+        their arms (:meth:`LabelJoin.swap_scores`). Recorded in the next version (``extra.promotion``)."""
+        assert self.arms is not None
+        former = self.arm_name
+        arm = self.arms.promote(
+            name, champion_spec=self.spec, champion=self.model, parent=self.parent, cooldown=cooldown
+        )
+        self.model, self.spec, self.arm_name = arm.model, arm.spec, name
+        self.metrics.restart_window()
+        self.watch.forget("pred_rate")
+        if self.join is not None:
+            self.join.swap_scores(name, former)
+        self.pending_promotion = {"from": former, "to": name, "version": self.parent, "learned": arm.learned}
+        if not self.arms.arms:
+            self.arms = None
+
+    def start_arms(self, stored: Mapping[str, Any], parent: int | None) -> None:
+        """The challengers from here (:meth:`Challengers.start`): those declared (at run time, else in the settings),
+        each restored from ``stored`` (a version's ``arms``) when it holds it as declared, and a former champion
+        ``stored`` in its cool-down; ``None`` when there are none (a learner without challengers pays nothing)."""
+        if self.arm_settings is None:
+            return
+        arms = Challengers.start(
+            self.arm_settings,
+            self.spec,
+            self.model,
+            stored,
+            window=self.arm_window,
+            parent=parent,
+            configs=self.arm_configs,
+            champion_name=self.arm_name,
+            base_spec=self.base_spec,
+        )
+        self.arms = arms if arms.arms else None
+
+    def declare_arms(self, configs: tuple[ChallengerConfig, ...] | None) -> None:
+        """Challengers declared anew (at run time; ``None``: back to the settings'), from this event on: an arm declared
+        as before goes on as it is, a new one starts as declared, a removed one leaves."""
+        self.arm_configs = configs
+        self.start_arms({} if self.arms is None else self.arms.dump(), self.parent)
 
     def capture(self) -> CapturedState:
         """The learned state as it stands, copied (O(copy)): the model by its engine, the rest (metrics, idempotence

@@ -20,6 +20,7 @@ is due, :meth:`EventStep.confirm_partial` may confirm up to the current event on
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -126,11 +127,14 @@ class EventStep:
         for pair in joined:
             if pair.label is not None:
                 learn = state.learning
+                probability = pair.probability
+                if math.isnan(probability):  # NaN: promoted after it was scored, by an arm that had not scored it
+                    probability = state.model.predict_encoded(state.model.encode(pair.features))
                 self.judge_and_learn(
                     state,
                     pair.event_id,
                     pair.label,
-                    pair.probability,
+                    probability,
                     pair.features,
                     positions=positions,
                     learn=learn,

@@ -1,0 +1,104 @@
+"""Promotion of a challenger with real processes: an operator's command and the ``auto`` policy, across a SIGKILL.
+
+Stated equality: whatever the promotions and restarts, the head's champion is a plain river loop at the promoted
+arm's rate over every event, and each challenger (and the former champion, in its cool-down) a plain loop at its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import produce, status_of, store_for, wait_for
+from reference import contract_features, plain_river_pipeline, river_state
+
+from snapshotter.audit import read_audit
+from snapshotter.challengers import ArmControl
+from streaming.local.dataset import read_events
+
+pytestmark = pytest.mark.integration
+
+
+def plain(events, lr: float) -> dict:
+    model = plain_river_pipeline(lr)
+    for event in events:
+        model.learn_one(contract_features(event), event.label)
+    return river_state(model)
+
+
+def learned(doc: dict) -> dict:
+    """A stored model's weights, intercept and scaler, as :func:`river_state` has them."""
+    return {"weights": doc["weights"], "intercept": doc["intercept"], "scaler": doc["scaler"]}
+
+
+def at_end(settings, count: int) -> dict:
+    return wait_for(
+        lambda: s if (s := status_of(settings) or {}).get("stream_position") == count else None,
+        180,
+        "the learner to read every event",
+    )
+
+
+def test_an_operators_promotion_survives_a_sigkill_and_the_champion_is_the_promoted_arms_loop(make_settings, learners):
+    settings = make_settings(
+        challengers=["fast:lr=0.05", "twin"], snapshot_every_events=500, status_interval_seconds=0.1
+    )
+    events = list(read_events(limit=6000))
+    produce(settings, events[:3000])
+    first = learners(settings)
+    at_end(settings, 3000)
+    store = store_for(settings)
+    ArmControl(store).promote("fast", actor="alice", reason="try the faster rate", current="base")
+    promoted = wait_for(
+        lambda: next((m for m in store.list() if m.extra.get("promotion")), None), 60, "the promotion's version"
+    )
+    assert promoted.extra["arm"] == "fast" and promoted.extra["promotion"]["from"] == "base"
+    assert promoted.spec["learning_rate"] == 0.05 and set(promoted.extra["arms"]) == {"twin", "base"}
+    first.kill()  # the next learner restores the promoted champion with its own spec, not the settings' lr 0.01
+    produce(settings, events[3000:])
+    last = learners(settings)
+    at_end(settings, len(events))
+    last.terminate()
+    head = store.meta(store.head())
+    assert head.extra["arm"] == "fast" and head.spec["learning_rate"] == 0.05
+    _meta, state = store.load(head.number)
+    assert learned(state.model) == plain(events, 0.05)  # every event once, at lr 0.05 from the first
+    assert learned(state.arms["twin"]["model"]) == plain(events, 0.01)
+    assert learned(state.arms["base"]["model"]) == plain(events, 0.01)  # the former champion, cooling down
+    assert state.arms["base"]["retire_after"] == settings.challenger_cooldown_labels
+    entries = [e for e in read_audit(store.client, store.keys) if e.action == "promote_arm"]
+    assert [(e.actor, e.fields["from"], e.fields["to"]) for e in entries] == [("alice", "base", "fast")]
+
+
+def test_the_auto_policy_promotes_a_better_rate_whose_verdict_lasts_and_never_a_worse_one_or_a_twin(
+    make_settings, learners
+):
+    settings = make_settings(
+        challengers=["lr02:lr=0.02", "slow:lr=0.003", "twin"],
+        challenger_policy="auto",
+        compare_min_labels=1000,
+        compare_confirm_labels=2000,
+        status_interval_seconds=0.1,
+    )
+    events = list(read_events())
+    produce(settings, events)
+    learner = learners(settings)
+    at_end(settings, len(events))
+    learner.terminate()
+    store = store_for(settings)
+    entries = [e for e in read_audit(store.client, store.keys) if e.action == "promote_arm"]
+    # first the better rate; never the worse one. (The twin is the champion's twin only until then: once lr 0.02
+    # serves, "twin" is the settings' lr 0.01 model, and when lr 0.02's lead fades it may win its way back.)
+    assert entries and (entries[0].actor, entries[0].fields["to"]) == ("learner (auto)", "lr02")
+    assert "slow" not in {e.fields["to"] for e in entries}
+    promoted = next(m for m in store.list() if m.extra.get("promotion"))
+    labels = promoted.events_learned
+    # the verdict said promote from about 1,000 labels and had to hold 2,000 more; within the power curve's 80 % for
+    # a 5 % gain (5,488 labels, bench/compare.py) plus the confirmation
+    assert 3000 <= labels <= 5488 + 2000, labels
+    head = store.meta(store.head())
+    _meta, state = store.load(head.number)
+    assert head.extra["arm"] == entries[-1].fields["to"]
+    # every arm learned every event from the first, whichever served when: the champion is its arm's plain loop
+    rates = {"lr02": 0.02, "slow": 0.003, "twin": 0.01, "base": 0.01}
+    assert learned(state.model) == plain(events, rates[head.extra["arm"]])
+    for name, arm in state.arms.items():
+        assert learned(arm["model"]) == plain(events, rates[name]), name
