@@ -6,8 +6,11 @@ arm's rate over every event, and each challenger (and the former champion, in it
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from conftest import produce, status_of, store_for, wait_for
+from conftest import produce, settings_env, status_of, store_for, wait_for
 from reference import contract_features, plain_river_pipeline, river_state
 
 from snapshotter.audit import read_audit
@@ -102,3 +105,55 @@ def test_the_auto_policy_promotes_a_better_rate_whose_verdict_lasts_and_never_a_
     assert learned(state.model) == plain(events, rates[head.extra["arm"]])
     for name, arm in state.arms.items():
         assert learned(arm["model"]) == plain(events, rates[name]), name
+
+
+def livelearn(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streaming", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_challengers_declared_at_run_time_and_an_operators_promotion_checks_the_verdict(make_settings, learners):
+    settings = make_settings(status_interval_seconds=0.1, compare_min_labels=100_000)
+    events = list(read_events(limit=3000))
+    produce(settings, events[:1500])
+    learner = learners(settings)
+    at_end(settings, 1500)
+    added = livelearn(settings, "challengers", "add", "fast:lr=0.05", "--reason", "try a faster rate")
+    assert added.returncode == 0, added.stderr
+    wait_for(lambda: "fast" in ((status_of(settings) or {}).get("arms") or {}), 30, "the learner to start fast")
+    produce(settings, events[1500:])
+    status = at_end(settings, len(events))
+    learned_by_fast = status["arms"]["fast"]["learned"]
+    assert 0 < learned_by_fast <= 1500
+    # still undecided (min labels 100,000): promoting it needs --force, and the refusal is one line
+    refused = livelearn(settings, "challengers", "promote", "fast", "--reason", "impatient")
+    assert refused.returncode != 0 and "--force" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    for args, says in (
+        (("add", "bad:lr=x", "--reason", "typo"), "lr must be a number"),
+        (("remove", "nosuch", "--reason", "typo"), "no challenger nosuch"),
+        (("promote", "nosuch", "--reason", "typo"), "no arm 'nosuch'"),
+    ):
+        wrong = livelearn(settings, "challengers", *args)
+        assert wrong.returncode != 0 and says in wrong.stderr, (args, wrong.stderr)
+    store = store_for(settings)
+    wait_for(lambda: store.meta(store.head()).extra.get("arms", {}).get("fast"), 30, "a version holding fast")
+    learner.terminate()
+    _meta, state = store.load(store.head())
+    # it learned the events after it started, each before learning it, as a plain loop over them would
+    assert learned(state.arms["fast"]["model"]) == plain(events[len(events) - state.arms["fast"]["learned"] :], 0.05)
+    removed = livelearn(settings, "challengers", "remove", "fast", "--reason", "seen enough")
+    assert removed.returncode == 0, removed.stderr
+    reset = livelearn(settings, "challengers", "reset", "--reason", "back to the settings")
+    assert reset.returncode == 0, reset.stderr
+    actions = [e.action for e in read_audit(store.client, store.keys)]
+    assert [a for a in actions if a.startswith("challenger")] == [
+        "challenger_add",
+        "challenger_remove",
+        "challengers_reset",
+    ]

@@ -340,5 +340,8 @@ def _draw(store: VersionStore, rule: ChallengerSettings, name: str, out: Path, *
 
 def register(app: typer.Typer) -> None:
     """``livelearn challengers list`` and ``livelearn compare``, in a help panel of their own."""
+    from streaming.cli import arm_commands
+
+    arm_commands.register(challengers_app)
     app.add_typer(challengers_app, name="challengers", rich_help_panel="Challengers")
     app.command("compare", rich_help_panel="Challengers")(compare)
