@@ -136,7 +136,7 @@ def test_predictions_decode_to_the_documented_record_in_either_format(fmt):
     settings = Settings(predictions_format=fmt, model_name="shop")
     out = Outputs(producer, settings, LearnerMetrics(CollectorRegistry(), "shop"))
     out.prediction(Event("e-1", 1_700_000_000_000, {}, user_id="ü-7"), 0.625, None)
-    out.prediction(Event("e-2", 5, {}), 0.25, 12)  # no user: keyed by the event id
+    out.prediction(Event("e-2", 5, {}), 0.25, 12, "fast")  # no user: keyed by the event id; a promoted arm
     decode = json.loads if fmt == "json" else unpack
     records = [(key, decode(value), headers) for _topic, key, value, headers in producer.sent]
     assert [r[0] for r in records] == ["ü-7".encode(), b"e-2"]
@@ -148,7 +148,9 @@ def test_predictions_decode_to_the_documented_record_in_either_format(fmt):
         "label": True,
         "version": None,
         "model": "shop",
+        "arm": "base",
     }
     assert records[1][1]["version"] == 12 and records[1][1]["label"] is False and records[1][1]["user_id"] is None
+    assert records[1][1]["arm"] == "fast"
     assert {r[2]["content-type"] for r in records} == {f"application/{fmt}".encode()}
     assert {topic for topic, *_ in producer.sent} == {settings.predictions_topic_name}

@@ -21,7 +21,7 @@ from typing import NoReturn, TypedDict
 import msgpack
 import orjson
 
-from streaming.config import Settings
+from streaming.config import BASE, Settings
 from streaming.errors import EventError, OutputDeliveryError
 from streaming.events import Event, sniff_format
 from streaming.learner.numbering import VERSION_HEADER
@@ -43,6 +43,7 @@ class PredictionRecord(TypedDict):
     label: bool  # probability > 0.5
     version: int | None  # the version the live model descends from; None before the first snapshot
     model: str
+    arm: str  # the champion's arm name: base (the settings' model) until a challenger is promoted
 
 
 CONTENT_TYPES = {"msgpack": b"application/msgpack", "json": b"application/json"}
@@ -101,8 +102,8 @@ class Outputs:
         self.telemetry.dead_lettered(exc.reason)
         log.debug("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
 
-    def prediction(self, event: Event, probability: float, version: int | None) -> None:
-        """Publish the score given *before* learning from ``event``, tagged with its version."""
+    def prediction(self, event: Event, probability: float, version: int | None, arm: str = BASE) -> None:
+        """Publish the score given *before* learning from ``event``, tagged with its version and the champion's arm."""
         doc: PredictionRecord = {
             "event_id": event.event_id,
             "user_id": event.user_id,
@@ -111,6 +112,7 @@ class Outputs:
             "label": probability > 0.5,
             "version": version,
             "model": self.settings.model_name,
+            "arm": arm,
         }
         self.producer.send_counted(
             self._predictions_topic,

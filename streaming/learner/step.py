@@ -109,7 +109,7 @@ class EventStep:
             self.telemetry.predict_seconds.observe(time.perf_counter() - t0)
         counters["events_seen"] += 1
         if self.settings.publish_predictions:
-            outputs.prediction(event, p, state.parent)
+            outputs.prediction(event, p, state.parent, state.arm_name)
         if event.label is None:
             if join is not None:  # it waits for its label with every arm's score (the challengers score it now too)
                 others = None if state.arms is None else state.arms.score(event.features)
