@@ -324,3 +324,22 @@ def test_a_promotion_with_labels_waiting_judges_each_by_the_score_of_the_arm_tha
             model.learn_one(contract_features(by_id[event_id]), label)
         got = model_state(fast_run.state) if state_of else arm_state(fast_run.state, name)
         assert got == river_state(model), name
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+def test_an_identical_twin_is_never_ready_for_promotion_in_dataset_order_or_shuffled(seed):
+    """The A/A case on the bundled data: a twin scores every event as the champion does, so its verdict is never
+    promote — in the dataset's order and three shuffles, every sample checked."""
+    import random
+
+    events = list(read_events())
+    if seed is not None:
+        random.Random(seed).shuffle(events)
+    settings = Settings(engine="compiled", challengers=["twin"], challenger_policy="auto", compare_min_labels=200)
+    run = Run(settings)
+    for start in range(0, len(events), 500):
+        run.feed([("events", encode_event(e)) for e in events[start : start + 500]])
+        twin = arm(run.state, "twin")
+        assert twin.promote_since is None and run.state.arms is not None and not run.state.arms.ready(0)
+    result = arm(run.state, "twin").comparison.result()
+    assert result.labels == len(events) and result.loss_difference == 0 and result.decision == "undecided"
