@@ -401,13 +401,16 @@ class Comparison:
         """Labelled events compared (NaN ones skipped)."""
         return self._n
 
-    def update(self, label: bool, p_champion: float, p_challenger: float, segments: tuple[str, ...] = ()) -> None:
+    def update(
+        self, label: bool, p_champion: float, p_challenger: float, segments: tuple[str, ...] = ()
+    ) -> float | None:
         """One labelled event: both arms' probabilities of the positive label, scored before either learned it, and
-        the segments the event belongs to (e.g. ``("VisitorType=Returning_Visitor",)``)."""
+        the segments the event belongs to (e.g. ``("VisitorType=Returning_Visitor",)``). Returns the challenger's log
+        loss on it (``None``: skipped), for the caller's own rolling figures."""
         # NaN, the only value unequal to itself (cheaper than two math.isnan calls): a broken score says nothing
         if p_champion != p_champion or p_challenger != p_challenger:  # noqa: PLR0124
             self.skipped += 1
-            return
+            return None
         champion_loss = log_loss_of(label, p_champion)
         challenger_loss = log_loss_of(label, p_challenger)
         difference = champion_loss - challenger_loss
@@ -428,6 +431,7 @@ class Comparison:
                 self._c += 1
         if segments:
             self._update_segments(segments, difference, champion_loss)
+        return challenger_loss
 
     def _update_segments(self, names: Iterable[str], difference: float, champion_loss: float) -> None:
         table, overflow = self._segments, False

@@ -102,8 +102,28 @@ class CompiledModel(Vocabulary):
         self._numeric: dict[str, tuple[int, int]] = {}
         self._cached_columns: set[int] = set()
         self._collisions = False  # two inputs share one river name (e.g. feature "a_b" and a="b"): slow path
+        # the last event encoded took the fast path: every input known, nothing in the model changed (a challenger
+        # that encodes like this model may take that encoding: :meth:`encodes_like`)
+        self.encoded_fast = False
         self._scaler_order: list[int] = []  # scaler rows of the last slow-path event, in the event's order
         self._slots = SlotFinder()  # where each vocabulary entry's weight is stored, kept between snapshots
+
+    def encodes_like(self, other: object) -> bool:
+        """Whether ``other`` encodes every event exactly as this model does: the same engine, feature selection and
+        caps, the same vocabulary in the same columns and scaler rows. It stays so while both encode the same events
+        with ``learn`` (the vocabulary only grows there, the same way in both), so one's encoded event is the other's
+        (the challengers share the champion's: :mod:`streaming.learner.arms`)."""
+        if not isinstance(other, CompiledModel) or self._collisions or other._collisions:
+            return False
+        a, b = self.spec, other.spec
+        return (
+            a.structure() == b.structure()
+            and (a.max_categories_per_feature, a.max_inputs, a.max_vocabulary_bytes)
+            == (b.max_categories_per_feature, b.max_inputs, b.max_vocabulary_bytes)
+            and self.column_names == other.column_names
+            and self.row_names == other.row_names
+            and self.dump_vocabulary() == other.dump_vocabulary()
+        )
 
     # -- index maps ------------------------------------------------------------------------------------
     @property
@@ -189,9 +209,12 @@ class CompiledModel(Vocabulary):
             else:
                 k = len(cat_cols)
                 try:
-                    return np.array(cat_cols + num_cols + [-1] * k + num_rows + [1.0] * k + num_raw, np.float64)
+                    x = np.array(cat_cols + num_cols + [-1] * k + num_rows + [1.0] * k + num_raw, np.float64)
+                    self.encoded_fast = True
+                    return x
                 except (TypeError, ValueError):
                     pass  # not a plain number: the general path decides as river does
+        self.encoded_fast = False
         return self._encode_slow(features, learn)
 
     def _encode_slow(self, features: dict[str, Any], learn: bool) -> Encoded:

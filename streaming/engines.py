@@ -42,6 +42,7 @@ class LearningModel(Protocol):
     """What the learner, the reference gate and the tests use of a model, whatever its engine."""
 
     engine: str
+    encoded_fast: bool
     spec: ModelSpec
     inputs: int
     capped: dict[str, int]
@@ -52,6 +53,8 @@ class LearningModel(Protocol):
     def steps(self) -> int: ...
 
     def encode(self, features: dict[str, Any], *, learn: bool = False) -> Any: ...
+
+    def encodes_like(self, other: object) -> bool: ...
 
     def predict_encoded(self, x: Any) -> float: ...
 

@@ -106,6 +106,7 @@ class OnlineModel(Vocabulary):
     """
 
     engine = "river"
+    encoded_fast = False  # (see CompiledModel.encoded_fast: nothing is shared on this engine)
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
@@ -115,6 +116,10 @@ class OnlineModel(Vocabulary):
     def steps(self) -> int:
         """SGD steps taken: events this model's weights learned from."""
         return int(self.classifier.optimizer.n_iterations)
+
+    def encodes_like(self, other: object) -> bool:
+        """``False``: the river engine's encoded event is a dict each pipeline reads on its own; nothing to share."""
+        return False
 
     def predict_encoded(self, x: dict[str, Any]) -> float:
         """Probability of the positive class for features already passed through :meth:`encode`."""

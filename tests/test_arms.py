@@ -111,10 +111,9 @@ def test_each_arm_is_a_plain_river_loop_and_its_comparison_is_the_plain_loops_sc
     assert twin.loss_difference == 0 and (twin.difference_lower, twin.difference_upper) == (0, 0)
     assert twin.decision == "undecided"
     # the arms' own prequential metrics are river's over their own scores
-    champion_metrics = state.metrics.cumulative_values()
-    assert arm(state, "twin").metrics.cumulative_values() == {
-        k: champion_metrics[k] for k in ("accuracy", "log_loss", "samples")
-    }
+    # the twin's rolling log loss is the champion's; the arms that select the champion's features share its encoding
+    assert arm(state, "twin").loss.mean() == pytest.approx(state.metrics.rolling_values()["log_loss"], abs=1e-4)
+    assert state.arms is not None and state.arms.shared == ({"fast", "twin"} if engine == "compiled" else set())
     # every metric sample carries each arm's comparison as it stood before that event (livelearn compare draws them)
     last = state.samples[-1]
     assert last["scored"] == len(shop_events) and last["arm:fast:labels"] == len(shop_events) - 1
@@ -343,3 +342,30 @@ def test_an_identical_twin_is_never_ready_for_promotion_in_dataset_order_or_shuf
         assert twin.promote_since is None and run.state.arms is not None and not run.state.arms.ready(0)
     result = arm(run.state, "twin").comparison.result()
     assert result.labels == len(events) and result.loss_difference == 0 and result.decision == "undecided"
+
+
+def test_an_event_the_champion_encoded_to_learn_but_did_not_stops_the_arms_sharing_its_encoding(shop_events):
+    """An incident confirmed at the very event that brought a new input: the champion's vocabulary grew, the arms did
+    not see it; from then on they encode on their own, and each is still its plain loop over what it learned."""
+    settings = Settings(engine="compiled", challengers=["fast:lr=0.05"], history_every_events=50)
+    run = Run(settings)
+    assert run.state.arms is not None and run.state.arms.shared == {"fast"}
+    events = shop_events[:300]
+    odd = events[49]
+    events[49] = type(odd)(odd.event_id, odd.ts, {**odd.features, "brand_new": 3.0}, odd.label, odd.user_id)
+    run.feed([("events", encode_event(e)) for e in events[:49]])
+    sample = run.step.record_sample
+
+    def held(state, positions):  # the 50th label's sample confirms an incident: that event is not learned
+        sample(state, positions)
+        state.frozen = True
+
+    run.step.record_sample = held
+    run.feed([("events", encode_event(events[49]))])
+    run.step.record_sample = sample
+    assert run.state.arms.shared == frozenset() and "brand_new" in run.state.model.numeric
+    run.state.frozen = False
+    run.feed([("events", encode_event(e)) for e in events[50:]])
+    learned = events[:49] + events[50:]
+    assert arm_state(run.state, "fast") == river_state(_plain_loop(learned, 0.05)[0])
+    assert "brand_new" not in arm(run.state, "fast").model.numeric

@@ -13,7 +13,7 @@ arm started while an event waited scores it at label time.
 
 What holds the champion holds every arm: a frozen learner, an open data-quality incident or a replayed hold learns
 nothing, and those events are left out of the comparison too (the comparison covers what both arms learned). Every
-arm is part of each version the learner writes (the blob's ``arms``: spec, model, metrics, comparison, where it
+arm is part of each version the learner writes (the blob's ``arms``: spec, model, rolling loss, comparison, where it
 started), so a restart, a failover or a rollback brings every arm back at the version's offsets, as it does the
 champion: after a rollback, each arm is the target version's.
 
@@ -46,25 +46,23 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from monitor.compare import Comparison
-from monitor.prequential import PrequentialMetrics
+from monitor.rolling import RollingMean
 from snapshotter.codec import Packed, pack, unpack
 from streaming.config import BASE, ChallengerConfig, ChallengerSettings
 from streaming.engines import LearningModel, new_model, restore_model
 from streaming.errors import ConfigError, ModelSpecMismatchError, SnapshotCorruptError
 from streaming.vocabulary import ModelSpec
 
-__all__ = ["ARM_METRICS", "BASE", "Arm", "Challengers", "declaration_of"]
-
-#: The prequential metrics an arm keeps of its own (the comparison holds the rest): the full set, AUC included,
-#: costs the champion a seventh of its time per event, which a shadow arm need not pay.
-ARM_METRICS = ("accuracy", "log_loss")
+__all__ = ["BASE", "Arm", "Challengers", "declaration_of"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class Arm:
-    """One challenger: its declaration, spec and model, its own prequential metrics, its comparison with the
+    """One challenger: its declaration, spec and model, its rolling log loss (the comparison holds its cumulative log
+    loss and accuracy: an arm keeps no metric set of its own, which would cost it a fifth of its time), its comparison
+    with the
     champion, where it started (``{"from": "cold" | "champion", "version": parent or None}``) and how many events it
     learned. A former champion (after a promotion) learns on in shadow until ``retire_after`` events, then leaves;
     ``promote_since`` is the comparison's label count since which its verdict has been ``promote`` (the ``auto``
@@ -73,7 +71,7 @@ class Arm:
     config: ChallengerConfig
     spec: ModelSpec
     model: LearningModel
-    metrics: PrequentialMetrics
+    loss: RollingMean
     comparison: Comparison
     started: dict[str, Any]
     learned: int = 0
@@ -92,7 +90,7 @@ class Arm:
             "learned": self.learned,
             "started": self.started,
             "retire_after": self.retire_after,
-            "rolling": self.metrics.rolling_values(),
+            "rolling": {"log_loss": _finite(self.loss.mean()), "samples": len(self.loss)},
             "comparison": {  # (an interval is infinite before two labels: None then, so that JSON can hold it)
                 "labels": result.labels,
                 "relative_gain": _finite(result.relative_gain),
@@ -154,6 +152,7 @@ class Challengers:
         self.champion = champion
         self.names = tuple(arm.name for arm in arms)
         self._segments = tuple(settings.segments)
+        self.shared: frozenset[str] = frozenset()  # arms that take the champion's encoded event (:meth:`share`)
 
     # -- building -------------------------------------------------------------------------------------
     @classmethod
@@ -202,7 +201,9 @@ class Challengers:
                 arms.append(cls._restore(declaration_of(name, spec), spec, doc, **build))
             else:
                 log.warning("challenger %s is no longer declared: not carried on (version %s keeps it)", name, parent)
-        return cls(arms, settings, window=window, engine=engine, configs=configs, champion=champion_name)
+        challengers = cls(arms, settings, window=window, engine=engine, configs=configs, champion=champion_name)
+        challengers.share(champion)
+        return challengers
 
     @staticmethod
     def _comparison(settings: ChallengerSettings, doc: dict[str, Any] | None = None) -> Comparison:
@@ -231,7 +232,7 @@ class Challengers:
                 config,
                 spec,
                 restore_model(spec, doc["model"], engine),
-                PrequentialMetrics.from_state(doc["metrics"], window),
+                RollingMean.load(doc["loss"], window),
                 cls._comparison(settings, doc["comparison"]),
                 dict(doc["started"]),
                 int(doc["learned"]),
@@ -267,8 +268,7 @@ class Challengers:
         else:
             model = new_model(spec, engine)
         started = {"from": config.start, "version": parent if config.start == "champion" else None}
-        metrics = PrequentialMetrics(window, names=ARM_METRICS)
-        return Arm(config, spec, model, metrics, cls._comparison(settings), started)
+        return Arm(config, spec, model, RollingMean(window), cls._comparison(settings), started)
 
     # -- promotion ------------------------------------------------------------------------------------
     def promote(
@@ -289,7 +289,7 @@ class Challengers:
             declaration_of(self.champion, champion_spec),
             champion_spec,
             champion,
-            PrequentialMetrics(self.window, names=ARM_METRICS),
+            RollingMean(self.window),
             self._comparison(self.settings),
             {"from": "champion", "version": parent, "demoted": True},
             retire_after=cooldown,
@@ -298,6 +298,7 @@ class Challengers:
         for arm in self.arms:
             arm.comparison, arm.promote_since = self._comparison(self.settings), None
         self.champion, self.names = name, tuple(arm.name for arm in self.arms)
+        self.share(promoted.model)
         return promoted
 
     def retire(self) -> list[str]:
@@ -319,26 +320,50 @@ class Challengers:
         return [arm.name for arm in sorted(ready, key=lambda arm: -arm.comparison.result().relative_gain)]
 
     # -- the per-event work ---------------------------------------------------------------------------
-    def score(self, features: dict[str, Any]) -> dict[str, float]:
+    def share(self, champion: LearningModel) -> None:
+        """Note which arms encode events exactly as ``champion`` does (:meth:`~streaming.compiled.CompiledModel.
+        encodes_like`: the compiled engine, the same selection, caps and vocabulary): they take its encoded event
+        instead of encoding it again, as long as every event the champion encodes to learn they learn too."""
+        self.shared = frozenset(arm.name for arm in self.arms if champion.encodes_like(arm.model))
+
+    def unshare(self) -> None:
+        """The champion's vocabulary grew on an event the arms did not learn (an incident confirmed at that very
+        event): from here on each arm encodes its events itself."""
+        self.shared = frozenset()
+
+    def score(self, features: dict[str, Any], x: Any = None) -> dict[str, float]:
         """Every arm's probability for an event that waits for its label (scored with the champion, learned
-        nothing)."""
-        return {arm.name: arm.model.predict_encoded(arm.model.encode(features)) for arm in self.arms}
+        nothing; ``x``: the champion's encoding of it, taken by the arms that share it)."""
+        shared = self.shared if x is not None else ()
+        return {
+            arm.name: arm.model.predict_encoded(x if arm.name in shared else arm.model.encode(features))
+            for arm in self.arms
+        }
 
     def judge_and_learn(
-        self, label: bool, p_champion: float, features: dict[str, Any], others: dict[str, float] | None
+        self,
+        label: bool,
+        p_champion: float,
+        features: dict[str, Any],
+        others: dict[str, float] | None,
+        x: Any = None,
     ) -> None:
         """A labelled event the champion learns: each arm scores it (or takes its score from when it waited,
-        ``others``), the comparison and the arm's metrics take it, then the arm learns it."""
-        segments = tuple(f"{name}={features[name]}" for name in self._segments if name in features)
+        ``others``), the comparison and the arm's rolling loss take it, then the arm learns it (``x``: the champion's
+        encoding of it with ``learn``, taken by the arms that share it)."""
+        named = self._segments
+        segments = tuple(f"{name}={features[name]}" for name in named if name in features) if named else ()
+        shared = self.shared if x is not None else ()
         for arm in self.arms:
             model = arm.model
-            x = model.encode(features, learn=True)
+            xa = x if arm.name in shared else model.encode(features, learn=True)
             p = others.get(arm.name) if others is not None else None
             if p is None:
-                p = model.predict_encoded(x)
-            arm.metrics.update(label, p)
-            arm.comparison.update(label, p_champion, p, segments)
-            model.learn_encoded(x, label)
+                p = model.predict_encoded(xa)
+            loss = arm.comparison.update(label, p_champion, p, segments)
+            if loss is not None:
+                arm.loss.add(loss)
+            model.learn_encoded(xa, label)
             arm.learned += 1
 
     # -- state ----------------------------------------------------------------------------------------
@@ -354,7 +379,7 @@ class Challengers:
                         {
                             "spec": arm.spec.to_dict(),
                             "declared": arm.config.describe(),
-                            "metrics": arm.metrics.dump_state(),
+                            "loss": arm.loss.dump(),
                             "comparison": arm.comparison.dump(),
                             "started": arm.started,
                             "learned": arm.learned,
@@ -389,7 +414,7 @@ class Challengers:
                 arm.promote_since = result.labels
             figures = {
                 "labels": result.labels,
-                "log_loss": arm.metrics.rolling_values().get("log_loss", math.nan),
+                "log_loss": arm.loss.mean(),
                 "gain": result.relative_gain,
                 "gain_lower": result.gain_lower,
                 "gain_upper": result.gain_upper,

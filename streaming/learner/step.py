@@ -112,7 +112,7 @@ class EventStep:
             outputs.prediction(event, p, state.parent, state.arm_name)
         if event.label is None:
             if join is not None:  # it waits for its label with every arm's score (the challengers score it now too)
-                others = None if state.arms is None else state.arms.score(event.features)
+                others = None if state.arms is None else state.arms.score(event.features, x)
                 self.settle(state, join.scored(event.event_id, event.ts, p, event.features, others), positions)
             return
         if labelled:
@@ -163,15 +163,18 @@ class EventStep:
         state.signals.add(label, p, features, positions)
         if state.metrics.samples % self.settings.history_every_events == 0:
             self.record_sample(state, positions)
-            learn = learn and state.learning  # an incident confirmed by this very block: not learned
+            if learn and not state.learning:  # an incident confirmed by this very block: not learned
+                learn = False
+                if x is not None and state.arms is not None and not state.model.encoded_fast:
+                    state.arms.unshare()  # the champion's vocabulary may have grown on it alone
         if not learn:
             return
-        if state.arms is not None:
-            state.arms.judge_and_learn(label, p, features, others)
         timed = x is not None and self.consumed % TIMED_EVERY == 0
-        t1 = time.perf_counter() if timed else 0.0
         if x is None:
             x = state.model.encode(features, learn=True)
+        if state.arms is not None:  # (arms that encode like the champion take its encoding when it changed nothing)
+            state.arms.judge_and_learn(label, p, features, others, x if state.model.encoded_fast else None)
+        t1 = time.perf_counter() if timed else 0.0
         state.model.learn_encoded(x, label)
         if timed:
             self.telemetry.learn_seconds.observe(time.perf_counter() - t1)
