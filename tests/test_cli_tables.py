@@ -62,6 +62,7 @@ VERSION_HEADERS = [
     "cumul. acc",
     "writer",
     "size",
+    "arm",
 ]
 
 

@@ -70,6 +70,7 @@ _LIST_COLUMNS = (
     Column("cumul. acc", 6, right=True),
     Column("writer", 8),
     Column("size", 7, right=True),
+    Column("arm", 9),
 )
 
 
@@ -85,7 +86,14 @@ def _list_row(meta: Any, states: list[str], head: int | None) -> list[str]:
         _metric(meta, "accuracy", "cumulative"),
         meta.writer,
         f"{meta.size_bytes:,} B",
+        _arms(meta.extra),
     ]
+
+
+def _arms(extra: dict[str, Any]) -> str:
+    """The champion's arm and how many challengers the version holds (``fast +2``; ``base`` without challengers)."""
+    challengers = len(extra.get("arms") or ())
+    return f"{extra.get('arm', 'base')}{f' +{challengers}' if challengers else ''}"
 
 
 @versions_app.command("list")
