@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 ROLLBACKS = ("rollback", "manual_rollback")
+#: The champion alias and the canary split moving (drawn as the moments of the A/B story).
+ARM_ACTIONS = ("promote_arm", "canary", "canary_abort")
 Series: TypeAlias = tuple[list[float], list[float]]  # (stream positions, values)
 Entries: TypeAlias = Sequence[tuple[str, MetricSample]]  # the history's (entry id, sample), oldest first
 
@@ -89,6 +91,7 @@ class CompareReport:
     promote_at: float | None
     held: list[tuple[float, float]]
     rollbacks: list[Rollback]
+    moves: list[tuple[str, float, str]] = dataclasses.field(default_factory=list)  # (action, position, text)
 
 
 def _position(sample: MetricSample) -> float:
@@ -138,19 +141,39 @@ def held_spans(entries: Entries) -> list[tuple[float, float]]:
     return spans
 
 
-def rollback_marks(audit: Sequence[AuditEntry], entries: Entries) -> list[Rollback]:
-    """The rollbacks, each at the stream position recorded with it, else at the first sample at or after its time."""
+def _placed(audit: Sequence[AuditEntry], entries: Entries, actions: Sequence[str]) -> list[tuple[AuditEntry, float]]:
+    """The audit entries of ``actions``, each at the stream position recorded with it, else at the first sample at or
+    after its time."""
     times = [sample.get("time", int(entry_id.split("-")[0]) / 1000) for entry_id, sample in entries]
     positions = [_position(sample) for _, sample in entries]
     found = []
-    for entry in (e for e in audit if e.action in ROLLBACKS):
+    for entry in (e for e in audit if e.action in actions):
         recorded = entry.metrics.get("stream_position")
         if isinstance(recorded, int | float):
-            found.append(Rollback(entry.action, float(recorded), entry.to_version))
+            found.append((entry, float(recorded)))
         elif positions:
-            at = min(bisect.bisect_left(times, entry.time), len(positions) - 1)
-            found.append(Rollback(entry.action, positions[at], entry.to_version))
+            found.append((entry, positions[min(bisect.bisect_left(times, entry.time), len(positions) - 1)]))
     return found
+
+
+def rollback_marks(audit: Sequence[AuditEntry], entries: Entries) -> list[Rollback]:
+    """The rollbacks, each at the stream position recorded with it, else at the first sample at or after its time."""
+    return [Rollback(entry.action, at, entry.to_version) for entry, at in _placed(audit, entries, ROLLBACKS)]
+
+
+def arm_moves(audit: Sequence[AuditEntry], entries: Entries) -> list[tuple[str, float, str]]:
+    """Promotions (``→fast``), canary steps (``fast 25 %``) and aborts, placed like the rollbacks."""
+    moves = []
+    for entry, at in _placed(audit, entries, ARM_ACTIONS):
+        f = entry.fields
+        if entry.action == "promote_arm":
+            text = f"→{f.get('to', '?')}"
+        elif entry.action == "canary":
+            text = f"{f.get('arm', '?')} {f.get('percent', '?')} %"
+        else:
+            text = f"{f.get('arm', '?')} aborted"
+        moves.append((entry.action, at, text))
+    return moves
 
 
 def build_compare_report(
@@ -184,6 +207,7 @@ def build_compare_report(
         promote_at=first_promotable(positions, labels, lower, min_labels=min_labels, min_gain=min_gain),
         held=held_spans(entries),
         rollbacks=rollback_marks(audit, entries),
+        moves=arm_moves(audit, entries),
     )
 
 
@@ -191,7 +215,7 @@ def read_compare_report(store: VersionStore, rule: ChallengerSettings, arm: str)
     """What the picture draws for challenger ``arm``, read from Redis (``compare_min_gain`` and
     ``compare_min_labels`` from ``rule``: ``settings.arms``)."""
     entries = read_samples(store.client, store.keys)
-    audit = read_audit(store.client, store.keys, actions=set(ROLLBACKS))
+    audit = read_audit(store.client, store.keys, actions={*ROLLBACKS, *ARM_ACTIONS})
     return build_compare_report(
         store.keys.model_name, arm, entries, audit, min_gain=rule.min_gain, min_labels=rule.min_labels
     )
@@ -234,6 +258,11 @@ def _held_and_rollbacks(ax: Axes, report: CompareReport) -> None:
         ax.axvline(mark.position, color="tab:red", linestyle=style, linewidth=1.2, label=mark.action.replace("_", " "))
         text = f"→v{mark.to or '?'}"
         ax.annotate(text, (mark.position, 0.98), xycoords=("data", "axes fraction"), fontsize=7, color="tab:red")
+    colours = {"promote_arm": ("tab:green", "-"), "canary": ("tab:purple", ":"), "canary_abort": ("tab:orange", "--")}
+    for action, position, text in report.moves:
+        colour, style = colours[action]
+        ax.axvline(position, color=colour, linestyle=style, linewidth=1.2, label=action.replace("_", " "))
+        ax.annotate(text, (position, 0.90), xycoords=("data", "axes fraction"), fontsize=7, color=colour)
 
 
 def _losses(ax: Axes, report: CompareReport) -> None:

@@ -375,3 +375,25 @@ def test_the_picture_of_an_empty_history_is_still_a_picture(tmp_path):
     report = build_compare_report("m", "a", [], [], min_gain=0.0, min_labels=10)
     compare_figure(report).savefig(Path(tmp_path / "empty.png"), format="png")
     assert imread(tmp_path / "empty.png").shape[:2] == (880, 1540)
+
+
+def test_the_picture_places_promotions_canary_steps_and_aborts_at_their_stream_positions():
+    from monitor.compare_report import build_compare_report
+
+    entries = [
+        (f"{1000 * i}-0", {"time": float(i), "stream_position": 100.0 * i, "log_loss": 0.4}) for i in range(1, 6)
+    ]
+    audit = [
+        AuditEntry.from_stream("1500-0", {"action": "canary", "arm": "fast", "percent": "25", "metrics": "{}"}),
+        AuditEntry.from_stream("2500-0", {"action": "canary_abort", "arm": "fast", "metrics": "{}"}),
+        AuditEntry.from_stream(
+            "3100-0", {"action": "promote_arm", "to": "fast", "metrics": '{"stream_position": 333}'}
+        ),  # recorded position wins over the time
+        AuditEntry.from_stream("9-0", {"action": "pin", "to": "2", "metrics": "{}"}),  # not a move
+    ]
+    report = build_compare_report("m", "fast", entries, audit, min_gain=0.0, min_labels=10)
+    assert report.moves == [
+        ("canary", 200.0, "fast 25 %"),
+        ("canary_abort", 300.0, "fast aborted"),
+        ("promote_arm", 333.0, "→fast"),
+    ]
