@@ -60,7 +60,7 @@ benchmark's calibration); it shares :func:`gain_bounds` with :meth:`Comparison.r
 
 >>> comparison = Comparison(min_labels=30)
 >>> for label in [True, False, False] * 20:  # the champion always says 1/3; the challenger knows better
-...     comparison.update(label, 1 / 3, 0.6 if label else 0.2)
+...     _ = comparison.update(label, 1 / 3, 0.6 if label else 0.2)
 >>> result = comparison.result()
 >>> result.decision, result.labels, round(result.relative_gain, 3)
 ('promote', 60, 0.499)
@@ -341,7 +341,7 @@ class Comparison:
 
     >>> twin = Comparison(min_labels=2)
     >>> for label, p in [(True, 0.8), (False, 0.3), (True, 0.4)]:
-    ...     twin.update(label, p, p, ("VisitorType=New_Visitor",))
+    ...     _ = twin.update(label, p, p, ("VisitorType=New_Visitor",))
     >>> result = twin.result()
     >>> result.decision, (result.gain_lower, result.gain_upper), result.mcnemar_p
     ('undecided', (0.0, 0.0), 1.0)
@@ -385,7 +385,7 @@ class Comparison:
         # The overall statistics live in plain attributes rather than a _Segment: update runs per labelled event in
         # the learner, and a _Segment would add a method call to each.
         self._n = 0
-        self._mean = 0.0  # of d = loss_champion - loss_challenger (Welford)
+        self._mean_difference = 0.0  # of d = loss_champion - loss_challenger (Welford)
         self._m2 = 0.0  # sum of squared deviations of d (Welford)
         self._champion_loss = 0.0
         self._challenger_loss = 0.0
@@ -415,9 +415,9 @@ class Comparison:
         challenger_loss = log_loss_of(label, p_challenger)
         difference = champion_loss - challenger_loss
         self._n += 1
-        delta = difference - self._mean
-        self._mean += delta / self._n
-        self._m2 += delta * (difference - self._mean)
+        delta = difference - self._mean_difference
+        self._mean_difference += delta / self._n
+        self._m2 += delta * (difference - self._mean_difference)
         self._champion_loss += champion_loss
         self._challenger_loss += challenger_loss
         champion_right = (p_champion > 0.5) == label
@@ -451,7 +451,7 @@ class Comparison:
         n = self._n
         counted = max(n, 1)
         difference, gain = gain_bounds(
-            n, self._mean, self._m2 / counted, self._champion_loss / counted, alpha=self.alpha, rho=self.rho
+            n, self._mean_difference, self._m2 / counted, self._champion_loss / counted, alpha=self.alpha, rho=self.rho
         )
         segments = self._segment_results()
         decision, reason, blocking = self._decide(n, gain, segments)
@@ -460,7 +460,7 @@ class Comparison:
             skipped=self.skipped,
             champion_log_loss=self._champion_loss / counted,
             challenger_log_loss=self._challenger_loss / counted,
-            loss_difference=self._mean,
+            loss_difference=self._mean_difference,
             difference_std=math.sqrt(self._m2 / counted),
             difference_lower=float(difference.lower),
             difference_upper=float(difference.upper),
@@ -538,7 +538,7 @@ class Comparison:
         return {
             "layout": LAYOUT,
             "skipped": self.skipped,
-            "overall": [self._n, self._mean, self._m2, self._champion_loss],
+            "overall": [self._n, self._mean_difference, self._m2, self._champion_loss],
             "challenger_loss": self._challenger_loss,
             "right": [self._champion_right, self._challenger_right],
             "discordant": [self._b, self._c],
@@ -561,7 +561,8 @@ class Comparison:
             if doc["layout"] != LAYOUT:
                 raise ValueError(f"layout {doc['layout']!r}, not {LAYOUT}")
             overall = _Segment.load(doc["overall"])
-            new._n, new._mean, new._m2, new._champion_loss = overall.n, overall.mean, overall.m2, overall.champion
+            new._n, new._mean_difference = overall.n, overall.mean
+            new._m2, new._champion_loss = overall.m2, overall.champion
             new._challenger_loss = _nonnegative(doc["challenger_loss"])
             new.skipped = _count(doc["skipped"])
             new._champion_right, new._challenger_right = (_count(value) for value in doc["right"])

@@ -369,6 +369,18 @@ def test_the_gauges_follow_each_arm_and_drop_an_arm_no_longer_reported():
     assert value("livelearn_challenger_decision", {**fast, "arm": "slow", "decision": "worse"}) is None
     metrics.set_challengers(None)
     assert value("livelearn_challenger_labels", fast) is None
+    # a challenger that has scored nothing yet (just started): its summary as the learner builds it, nothing finite
+    from streaming.config import Settings
+    from streaming.engines import new_model
+    from streaming.learner.arms import Challengers
+    from streaming.vocabulary import ModelSpec
+
+    fresh = Challengers.start(
+        Settings(challengers=["fast:lr=0.05"]).arms, ModelSpec(), new_model(ModelSpec(), "river"), {}, window=10
+    )
+    metrics.set_challengers(fresh.summary())
+    assert math.isnan(value("livelearn_challenger_log_loss", fast))
+    assert value("livelearn_challenger_labels", fast) == 0
 
 
 def test_the_picture_of_an_empty_history_is_still_a_picture(tmp_path):

@@ -319,7 +319,8 @@ class LearnerMetrics:
             comparison = arm["comparison"]
             self._challenger_labels.labels(model, name).set(comparison["labels"])
             self._challenger_learned.labels(model, name).set(arm["learned"])
-            self._challenger_log_loss.labels(model, name).set(arm["rolling"].get("log_loss", math.nan))
+            log_loss = arm["rolling"].get("log_loss")  # None: nothing scored yet (a challenger just started)
+            self._challenger_log_loss.labels(model, name).set(math.nan if log_loss is None else log_loss)
             for bound, field in _GAIN_BOUNDS.items():
                 value = comparison[field]  # None: the interval is still infinite
                 self._challenger_gain.labels(model, name, bound).set(math.nan if value is None else value)
