@@ -7,6 +7,8 @@
   quarantined by a data-quality incident (:mod:`snapshotter.incidents`) is pinned only when forced, and
   never chosen by a rollback or an unpin.
 * :meth:`freeze` / :meth:`resume` stop and restart learning (learners keep scoring).
+* :meth:`set_canary` / :meth:`advance_canary` / :meth:`abort_canary` split serving: a share of the requests with a
+  user key goes to another arm of the serving version (:class:`Canary`; ``streaming.serving.split`` applies it).
 
 Every change publishes on the model's control channel, so learners and servers react at once.
 """
@@ -15,8 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
+import math
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
@@ -24,7 +29,7 @@ import redis
 from snapshotter.codec import pack
 from snapshotter.connection import as_text, redis_failure
 from snapshotter.keys import Keys
-from snapshotter.scripts import FREEZE, PIN, RESUME, ROLLBACK, UNPIN, BoundScript, bind, refusal_error
+from snapshotter.scripts import CANARY, FREEZE, PIN, RESUME, ROLLBACK, UNPIN, BoundScript, bind, refusal_error
 from snapshotter.store import VersionStore
 from streaming.errors import (
     ControlError,
@@ -35,7 +40,17 @@ from streaming.errors import (
     VersionNotFoundError,
 )
 
-__all__ = ["Consumed", "ControlPlane", "RollbackRecord", "run_script"]
+__all__ = [
+    "CANARY_STEPS",
+    "MAIN_ARM",
+    "Canary",
+    "Consumed",
+    "ControlPlane",
+    "RollbackRecord",
+    "arms_held",
+    "main_arm",
+    "run_script",
+]
 
 Offsets = dict[str, dict[str, int]]
 
@@ -83,6 +98,108 @@ class Consumed:
     def packed_counters(self) -> bytes | str:
         """The counters as the rollback scripts take them (msgpack; ``''``: not known)."""
         return pack(self.counters) if self.counters else ""
+
+
+#: The arm name of a version's own model when its metadata names none (``extra["arm"]``, written after a promotion).
+MAIN_ARM = "base"
+#: The steps of a canary unless told otherwise: percent of the requests with a user key.
+CANARY_STEPS: tuple[float, ...] = (5.0, 25.0, 50.0, 100.0)
+
+
+def main_arm(extra: Mapping[str, Any]) -> str:
+    """The arm name of a version's own model, from its metadata's ``extra``.
+
+    >>> main_arm({}), main_arm({"arm": "fast"})
+    ('base', 'fast')
+    """
+    return str(extra.get("arm") or MAIN_ARM)
+
+
+def arms_held(extra: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every arm a version holds, its own model's first, then its challengers (``extra["arms"]``, written with the
+    blob's ``arms``) by name.
+
+    >>> arms_held({"arms": {"lean": {}, "fast": {}}}), arms_held({"arm": "fast", "arms": {"base": {}}})
+    (('base', 'fast', 'lean'), ('fast', 'base'))
+    """
+    main = main_arm(extra)
+    return (main, *sorted(set(extra.get("arms") or {}) - {main}))
+
+
+def _percent_text(value: float) -> str:
+    """A percent as stored and shown: ``25``, ``2.5``."""
+    return f"{value:g}"
+
+
+def _checked_percent(value: float, what: str = "percent") -> float:
+    """``value`` as a canary percent (0 to 100, to 0.01: the bucket's grain), or :class:`ControlError`."""
+    if not math.isfinite(value) or not 0 <= value <= 100:
+        raise ControlError(f"the canary's {what} must be from 0 to 100, not {value!r}; nothing was changed")
+    return round(value, 2)
+
+
+def _checked_steps(steps: Iterable[float]) -> tuple[float, ...]:
+    """The steps of a canary: 1 to 10 percents above 0, increasing, or :class:`ControlError`."""
+    checked = tuple(_checked_percent(float(step), "steps") for step in steps)
+    if not 1 <= len(checked) <= 10 or checked[0] <= 0 or any(b <= a for a, b in itertools.pairwise(checked)):
+        shown = ",".join(map(_percent_text, checked))
+        raise ControlError(
+            f"the canary's steps must be 1 to 10 increasing percents above 0, e.g. 5,25,50,100, not {shown!r}; "
+            "nothing was changed"
+        )
+    return checked
+
+
+@dataclasses.dataclass(frozen=True)
+class Canary:
+    """The canary split of serving as stored (``Keys.canary``): ``percent`` of the requests that carry a user key
+    go to ``arm`` of the serving version (which requests: ``streaming.serving.split``), on the way through
+    ``steps``, of which ``step`` are reached; ``aborted``: percent 0 since an abort, the arm kept.
+
+    Examples
+    --------
+    >>> canary = Canary.from_hash({b"arm": b"fast", b"percent": b"25", b"steps": b"5,25,50,100", b"step": b"2",
+    ...                            b"actor": b"alice", b"reason": b"looks good", b"at": b"1700000000.5"})
+    >>> canary.percent, canary.next_percent, canary.aborted
+    (25.0, 50.0, False)
+    >>> Canary.from_hash({}) is None
+    True
+    """
+
+    arm: str
+    percent: float
+    steps: tuple[float, ...]
+    step: int
+    actor: str
+    reason: str
+    at: str  # unix seconds as written: the version of the split an advance is made from (compare-and-set)
+    aborted: bool = False
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[Any, Any]) -> Canary | None:
+        """The canary in a ``HGETALL`` answer, or ``None`` for none."""
+        f = {as_text(k): as_text(v) for k, v in raw.items()}
+        if "arm" not in f:
+            return None
+        steps = tuple(float(s) for s in f.get("steps", "").split(",") if s)
+        return cls(
+            arm=f["arm"],
+            percent=float(f.get("percent") or 0),
+            steps=steps or CANARY_STEPS,
+            step=int(f.get("step") or 0),
+            actor=f.get("actor", ""),
+            reason=f.get("reason", ""),
+            at=f.get("at", ""),
+            aborted=f.get("aborted") == "1",
+        )
+
+    @property
+    def next_percent(self) -> float | None:
+        """The first step above the percent now (``None``: at or past the last one)."""
+        return next((step for step in self.steps if step > self.percent), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "steps": list(self.steps), "at": float(self.at) if self.at else None}
 
 
 def _reaches(offsets: Offsets, furthest: Offsets) -> bool:
@@ -134,14 +251,22 @@ class ControlPlane:
     Traceback (most recent call last):
     ...
     streaming.errors.VersionNotFoundError: version 7 of model 'shop' does not exist (...); nothing was changed
+
+    A canary split sends a share of the requests to another arm the serving version holds (this one holds its own
+    model only):
+
+    >>> plane.set_canary("fast", 5, actor="alice", reason="try fast")
+    Traceback (most recent call last):
+    ...
+    streaming.errors.ControlError: missing: the serving version 1 holds no arm fast (it holds base); nothing was changed
     """
 
     def __init__(self, store: VersionStore) -> None:
         self.store = store
         self.keys = store.keys
         client = store.client
-        self._rollback, self._pin, self._unpin, self._freeze, self._resume = (
-            bind(client, spec) for spec in (ROLLBACK, PIN, UNPIN, FREEZE, RESUME)
+        self._rollback, self._pin, self._unpin, self._freeze, self._resume, self._canary = (
+            bind(client, spec) for spec in (ROLLBACK, PIN, UNPIN, FREEZE, RESUME, CANARY)
         )
 
     def _run(self, script: BoundScript, **args: Any) -> Any:
@@ -339,3 +464,101 @@ class ControlPlane:
             self.keys.rollbacks, f"({start}", "+inf", withscores=True
         )
         return [RollbackRecord.from_member(as_text(member), float(score)) for member, score in found]
+
+    # -- the canary split -----------------------------------------------------------------------------
+    def canary(self) -> Canary | None:
+        """The canary split as stored (``None``: none)."""
+        return Canary.from_hash(self.store.client.hgetall(self.keys.canary))
+
+    def champion(self) -> str | None:
+        """The arm the ``champion`` alias names (``None``: each version's own model)."""
+        raw = self.store.client.get(self.keys.champion)
+        return as_text(raw) if raw else None
+
+    def set_canary(
+        self,
+        arm: str,
+        percent: float,
+        *,
+        steps: Iterable[float] = CANARY_STEPS,
+        actor: str,
+        reason: str,
+        expected: str | None = None,
+    ) -> Canary:
+        """Send ``percent`` of the requests with a user key to ``arm`` of the serving version (0 to 100; ``arm``: one
+        that version holds, else :class:`ControlError`), on the way through ``steps``; audited ``canary``.
+        ``expected``: the ``at`` of the canary the caller read (another change since then is refused)."""
+        percent, steps = _checked_percent(percent), _checked_steps(steps)
+        serving = self.store.serving()
+        held = arms_held(self.store.meta(serving).extra) if serving is not None else ()
+        self._run(
+            self._canary,
+            arm=arm,
+            percent=_percent_text(percent),
+            steps=",".join(map(_percent_text, steps)),
+            step=sum(s <= percent for s in steps),
+            actor=actor,
+            reason=reason,
+            now=f"{time.time():.6f}",
+            metrics=json.dumps(self.live_metrics()),
+            channel=self.keys.channel,
+            serving=serving,
+            held=",".join(held),
+            expected=expected,
+            abort=None,
+        )
+        return self._stored_canary()
+
+    def advance_canary(self, *, actor: str, reason: str) -> Canary:
+        """Move the canary to its next step (an aborted one, or one at its last step, is refused)."""
+        canary = self.canary()
+        if canary is None:
+            raise ControlError("no canary is set: start one with `livelearn canary set ARM PERCENT`")
+        if canary.aborted:
+            raise ControlError(f"the canary of arm {canary.arm} was aborted; set it again to go on")
+        percent = canary.next_percent
+        if percent is None:
+            raise ControlError(
+                f"the canary of arm {canary.arm} is at {_percent_text(canary.percent)} %, its last step "
+                f"({','.join(map(_percent_text, canary.steps))}); nothing was changed"
+            )
+        return self.set_canary(
+            canary.arm, percent, steps=canary.steps, actor=actor, reason=reason, expected=canary.at or None
+        )
+
+    def abort_canary(self, *, actor: str, reason: str) -> bool:
+        """Send every request back to the champion (percent 0, the arm kept; audited ``canary_abort``); ``False``
+        when the canary was aborted already (nothing changed)."""
+        done = self._run(
+            self._canary,
+            **dict.fromkeys(("arm", "percent", "steps", "step", "serving", "held", "expected")),
+            actor=actor,
+            reason=reason,
+            now=f"{time.time():.6f}",
+            metrics=json.dumps(self.live_metrics()),
+            channel=self.keys.channel,
+            abort="1",
+        )
+        return bool(done)
+
+    def canary_status(self) -> dict[str, Any]:
+        """What ``livelearn canary status`` and ``GET /canary`` show: the canary, the champion alias, the serving
+        version and the arms it holds."""
+        serving = self.store.serving()
+        canary = self.canary()
+        arms: list[str] = []
+        if serving is not None:
+            with contextlib.suppress(VersionNotFoundError):  # (serving moved on and retention took it meanwhile)
+                arms = list(arms_held(self.store.meta(serving).extra))
+        return {
+            "canary": canary.to_dict() if canary else None,
+            "champion": self.champion(),
+            "serving": serving,
+            "arms": arms,
+        }
+
+    def _stored_canary(self) -> Canary:
+        canary = self.canary()
+        if canary is None:  # (a promotion of an arm ends the canary: it may have done so meanwhile)
+            raise ControlError("the canary ended while it was set (an arm was promoted meanwhile); read it again")
+        return canary

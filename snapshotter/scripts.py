@@ -49,6 +49,7 @@ from snapshotter.keys import Keys
 from streaming.errors import (
     AlreadyFrozenError,
     ChallengerError,
+    ControlError,
     HeadMovedError,
     IncidentOpenError,
     LeaseLostError,
@@ -443,3 +444,28 @@ SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
     }
 )
 
+# -- the canary split of serving (ControlPlane.set_canary / abort_canary), registered in one block of its own --------
+CANARY = ScriptSpec(
+    "canary",
+    keys=("audit", "canary", "serving"),
+    args=(
+        "maxlen",
+        "arm",
+        "percent",
+        "steps",
+        "step",
+        "actor",
+        "reason",
+        "now",
+        "metrics",
+        "channel",
+        "serving",
+        "held",
+        "expected",
+        "abort",
+    ),
+    # an operator's request refused (no canary to abort, an arm the serving version lacks), not a missing version
+    raises=MappingProxyType({RefusalCode.MISSING: ControlError}),
+)
+SPECS = MappingProxyType({**SPECS, CANARY.name: CANARY})
+__all__ += ["CANARY"]

@@ -104,6 +104,7 @@ def test_the_alerts_the_issue_asks_for_exist():
         "LivelearnSnapshotStale",
         "LivelearnConsumerLagGrowing",
         "LivelearnServingNotFollowing",
+        "LivelearnCanaryAborted",
     }
 
 
@@ -168,6 +169,8 @@ def test_dashboard_shows_what_operators_need():
         "livelearn_snapshot_size_bytes",
         "livelearn_serving_request_seconds_bucket",  # latency
         "livelearn_serving_predictions_total",  # rate
+        "livelearn_serving_predictions_by_arm_total",  # each arm's share of the requests
+        "livelearn_canary_percent",
     ):
         assert metric in queries, metric
     assert "livelearn_rollbacks_total" in board["annotations"]["list"][0]["expr"]
@@ -200,7 +203,7 @@ def test_promtool_accepts_the_rules(value_set, tmp_path):
     path.write_text(yaml.safe_dump({"groups": rule_groups(values)}))
     result = run_promtool("check", "rules", path)
     assert f"SUCCESS: {len(all_rules())} rules found" in result.stdout + result.stderr
-    assert len(all_rules()) == 13
+    assert len(all_rules()) == 14
 
 
 def test_promtool_parses_every_dashboard_query(tmp_path):
@@ -531,6 +534,24 @@ CASES: list[tuple[str, list[dict[str, str]], list[dict[str, Any]]]] = [
             series("livelearn_serving_responses_total", "100x30", route="/predict", code="200", instance="s1"),
         ],
         [quiet("LivelearnServeErrors", f"{m}m") for m in range(2, 30, 2)],
+    ),
+    (
+        "a canary aborted: fires for 10 minutes, then clears",
+        [
+            series("livelearn_canary_aborts_total", "0x5 1x25", instance="s1", pod="a"),
+            series("livelearn_canary_aborts_total", "0x5 1x25", instance="s2", pod="b"),  # every worker counts it
+        ],
+        [fires("LivelearnCanaryAborted", "7m"), fires("LivelearnCanaryAborted", "14m")]
+        + [quiet("LivelearnCanaryAborted", f"{m}m") for m in (4, 17, 25)],
+    ),
+    (
+        "serve restarts (a counter back to 0, a new pod from 0) and a canary never aborted: quiet",
+        [
+            series("livelearn_canary_aborts_total", "2x10 stale 0x19", instance="s1", pod="a"),
+            series("livelearn_canary_aborts_total", "_x12 0x18", instance="s2", pod="c"),
+            series("livelearn_canary_percent", "5x10 25x20", arm="fast", instance="s3", pod="d"),
+        ],
+        [quiet("LivelearnCanaryAborted", f"{m}m") for m in range(2, 30, 2)],
     ),
 ]
 

@@ -504,6 +504,10 @@ DECLARED = {  # status codes each route can return, besides 200
     ("post", "/v2/models/{model_name}/versions/{version}/infer"): {404, 503} | BODY,
     ("post", "/admin/pin"): {404} | ADMIN,
     ("post", "/admin/unpin"): ADMIN,
+    ("get", "/canary"): {413, 503},
+    ("post", "/admin/canary"): ADMIN,
+    ("post", "/admin/canary/next"): ADMIN,
+    ("post", "/admin/canary/abort"): ADMIN,
     ("post", "/admin/rollback"): {404} | ADMIN,
     ("post", "/admin/learning/resume"): ADMIN,
 }

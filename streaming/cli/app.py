@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from streaming.cli import challengers
+from streaming.cli import canary, challengers
 from streaming.errors import ConfigError, LivelearnError
 
 __all__ = ["LOG_FORMAT", "LogLevelOpt", "app", "fail", "main", "setup_logging"]
@@ -30,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 challengers.register(app)
+canary.register(app)
 console = Console(stderr=True)
 
 LogLevelOpt = Annotated[str, typer.Option("--log-level", envvar="LIVELEARN_LOG_LEVEL", help="Logging level.")]

@@ -1,4 +1,4 @@
-"""The serving process (``livelearn serve``): predictions over HTTP, each tagged with its version."""
+"""The serving process (``livelearn serve``): predictions over HTTP, each tagged with its arm and version."""
 
 from streaming.serving.app import create_app
 

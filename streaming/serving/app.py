@@ -1,9 +1,10 @@
 """``livelearn serve``: the prediction API (FastAPI), with KServe v2 routes, admin routes and /metrics.
 
-Every prediction names the version that made it (see :mod:`~streaming.serving.routes_predict`); operators
-read versions and act through :mod:`~streaming.serving.routes_admin`. Request limits come from Settings
-(see :mod:`~streaming.serving.schemas`); bodies are parsed as strict JSON, oversized ones refused before they
-are read, and validation errors never echo the input (see :mod:`~streaming.serving.hardening`). The common
+Every prediction names the arm and the version that made it: the champion, or a canary's arm for the requests its
+split takes (see :mod:`~streaming.serving.routes_predict` and :mod:`~streaming.serving.split`); operators read
+versions and act (pins, rollbacks, the canary) through :mod:`~streaming.serving.routes_admin`. Request limits come
+from Settings (see :mod:`~streaming.serving.schemas`); bodies are parsed as strict JSON, oversized ones refused before
+they are read, and validation errors never echo the input (see :mod:`~streaming.serving.hardening`). The common
 ``POST /predict`` is answered by a pure-ASGI hot path in front of FastAPI (:mod:`~streaming.serving.fastpath`).
 
 ``/metrics`` is on the API port unless ``LIVELEARN_API_METRICS_PORT`` names a port of its own
@@ -125,7 +126,7 @@ def create_app(
         version="1",
         lifespan=lifespan,
         responses=responses(413),
-        description="Live predictions of an online-learning model; each tagged with its version.",
+        description="Live predictions of an online-learning model; each tagged with its arm and version.",
     )
     app.limits = ctx.bodies.limits
     app.router.route_class = StrictJSONRoute  # every body is parsed strictly

@@ -1,5 +1,5 @@
-"""What the routes of one app share: its model's name and serving settings, the version store, the loaded models,
-control actions."""
+"""What the routes of one app share: its model's name and serving settings, the version store, the loaded models
+(each request's arm: :mod:`~streaming.serving.split`), control actions."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore
 from streaming.config import ServingSettings
 from streaming.errors import SnapshotError, VersionNotFoundError
-from streaming.serving.models import LoadedVersion, ServingModels
+from streaming.serving.models import ServingModels
 from streaming.serving.schemas import ErrorBody, Prediction, RequestModels, ValidationErrorBody
+from streaming.serving.split import Route, ServedArm
 from streaming.serving.telemetry import ServingMetrics
 
 __all__ = ["ServingContext", "responses"]
@@ -57,8 +58,9 @@ class ServingContext:
     def name(self) -> str:
         return self.model_name
 
-    def model_for(self, version: int | None) -> LoadedVersion:
-        """The serving version (or ``version``): 404 when it does not exist, 503 before any is loaded."""
+    def route_for(self, version: int | None) -> Route:
+        """The serving version's route (or ``version``'s, its own model): 404 when it does not exist, 503 before any
+        is loaded. May read Redis: from a thread (:meth:`ServingModels.in_memory` first on the event loop)."""
         try:
             loaded = self.models.get(version)
         except VersionNotFoundError as exc:
@@ -73,9 +75,11 @@ class ServingContext:
         if model_name != self.name:
             raise HTTPException(404, f"unknown model {model_name[:100]!r}; this server serves {self.name!r}")
 
-    def score(self, loaded: LoadedVersion, features: dict[str, Any], event_id: str | None = None) -> Prediction:
-        version, model = loaded
+    def score(self, served: ServedArm, features: dict[str, Any], event_id: str | None = None) -> Prediction:
+        """``features`` scored by ``served`` (a route's pick), counted by arm, answered with its arm and version."""
+        version, arm, model = served
         with self.scoring:
             p = model.predict_proba_one(features)
         self.metrics.predictions.inc()
-        return Prediction(probability=p, label=p > 0.5, version=version, model=self.name, event_id=event_id)
+        self.metrics.by_arm(arm).inc()
+        return Prediction(probability=p, label=p > 0.5, version=version, arm=arm, model=self.name, event_id=event_id)

@@ -2,9 +2,11 @@
 
 A JSON body that is clean strict JSON (see :func:`~streaming.serving.hardening.loads_clean`) and passes the
 app's own ``PredictRequest`` model (the same pydantic validation FastAPI applies), asking for the serving
-version or another one already in memory, is scored here and answered with the same JSON document as the
-FastAPI route (the ``Prediction`` model's own serializer). That skips, per request, FastAPI's request object,
-dependency solving, exit stack and response machinery: about half the CPU time of a prediction.
+version or another one already in memory, is scored here on the arm its route picks (the champion, or with a canary
+split the canary's arm for a ``user_id`` in its buckets: one hash, only while a split is on; no Redis) and answered
+with the same JSON document as the FastAPI route (the ``Prediction`` model's own serializer). That skips, per
+request, FastAPI's request object, dependency solving, exit stack and response machinery: about half the CPU time of
+a prediction.
 
 Anything else goes on to FastAPI untouched, body included, and is answered there as before: every error (422
 naming the field, 404, 503), a version that must be read from Redis (in a thread, off the event loop), other
@@ -80,10 +82,10 @@ class PredictFastPath:
             request: Any = self.request_model.model_validate(doc)
         except ValidationError:
             return None
-        loaded = self.ctx.models.in_memory(request.version)
-        if loaded is None:
+        route = self.ctx.models.in_memory(request.version)
+        if route is None:
             return None
-        prediction = self.ctx.score(loaded, request.features, request.event_id)
+        prediction = self.ctx.score(route.pick(request.user_id), request.features, request.event_id)
         return prediction.__pydantic_serializer__.to_json(prediction)
 
 

@@ -1,4 +1,10 @@
-"""Prediction routes: ``/predict``, ``/predict/batch`` and the Open Inference Protocol (KServe v2)."""
+"""Prediction routes: ``/predict``, ``/predict/batch`` and the Open Inference Protocol (KServe v2).
+
+Each answer says the arm and the version that made it: the champion, or with a canary split the canary's arm for
+the requests whose user key (``user_id``; KServe v2: ``parameters.user_id``, for every row) falls in its buckets
+(:mod:`~streaming.serving.split`). A request that names a version gets that version's own model (no alias, no split).
+KServe v2 answers carry the arm and the version in ``parameters`` (the version as ``model_version`` too).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from streaming.serving.schemas import (
     Prediction,
     PredictRequest,
     VersionInPath,
+    infer_user_key,
     to_rows,
 )
 
@@ -35,17 +42,18 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
         """Score one feature map with the serving version (or ``version``)."""
         # One row is a few tens of microseconds of CPU: scored on the event loop, no thread-pool hop. A version
         # that is not in memory must be read from Redis, which may hang: that load goes to a thread.
-        loaded = ctx.models.in_memory(body.version)
-        if loaded is None:
-            loaded = await run_in_threadpool(ctx.model_for, body.version)
-        return ctx.score(loaded, body.features, body.event_id)
+        route = ctx.models.in_memory(body.version)
+        if route is None:
+            route = await run_in_threadpool(ctx.route_for, body.version)
+        return ctx.score(route.pick(body.user_id), body.features, body.event_id)
 
     @router.post("/predict/batch", response_model=BatchResponse, tags=["predict"], responses=responses(404, 422, 503))
     def predict_batch(body: BatchRequest) -> BatchResponse:
-        loaded = ctx.model_for(body.version)
+        """Score each instance with the serving version (or ``version``), each on the arm of its ``user_id``."""
+        route = ctx.route_for(body.version)  # one route for the batch: one version, whatever swaps meanwhile
         return BatchResponse(
-            predictions=[ctx.score(loaded, i.features, i.event_id) for i in body.instances],
-            version=loaded[0],
+            predictions=[ctx.score(route.pick(i.user_id), i.features, i.event_id) for i in body.instances],
+            version=route.version,
         )
 
     worker = str(os.getpid())  # named on the health routes, so a client can tell the workers apart
@@ -77,7 +85,7 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
             ],
         }
         if version is not None:
-            ctx.model_for(version)
+            ctx.route_for(version)
             doc["version"] = str(version)
         return doc
 
@@ -94,12 +102,13 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
     def infer(model_name: str, version: int | None, body: InferRequest) -> dict[str, Any]:
         ctx.check_name(model_name)
         rows = to_rows(body)
-        loaded = ctx.model_for(version)
-        predictions = [ctx.score(loaded, row) for row in rows]
+        served = ctx.route_for(version).pick(infer_user_key(body))
+        predictions = [ctx.score(served, row) for row in rows]
         return {
             "model_name": ctx.name,
-            "model_version": str(loaded[0]),
+            "model_version": str(served.version),
             "id": body.id,
+            "parameters": {"arm": served.arm, "version": served.version},
             "outputs": [
                 {
                     "name": "probability",

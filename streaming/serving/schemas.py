@@ -73,6 +73,7 @@ __all__ = [
     "ApiLimits",
     "BatchRequest",
     "BatchResponse",
+    "CanaryRequest",
     "ErrorBody",
     "InferInput",
     "InferRequest",
@@ -87,6 +88,7 @@ __all__ = [
     "ValidationErrorBody",
     "ValidationProblem",
     "VersionInPath",
+    "infer_user_key",
     "limits_of",
     "to_rows",
     "using_limits",
@@ -264,6 +266,7 @@ class Prediction(BaseModel):
     probability: float
     label: bool
     version: int
+    arm: str = Field(description="The arm of the version that answered: the champion's, or the canary's.")
     model: str
     event_id: str | None = None
 
@@ -287,6 +290,21 @@ class PinRequest(AdminRequest):
 
 class RollbackRequest(AdminRequest):
     to: Version | None = Field(None, description="Target version (default: newest stable older than the head).")
+
+
+#: A canary's percent: 0 to 100 (a JSON number; its bucket grain is 0.01).
+Percent = Annotated[float, Field(ge=0, le=100, strict=True)]
+
+
+class CanaryRequest(AdminRequest):
+    arm: str = Field(
+        pattern=r"^[a-z0-9_-]{1,32}$",
+        description="An arm the serving version holds: a challenger's name, or its own model's (base).",
+    )
+    percent: Percent = Field(description="Share of the requests with a user key sent to the arm.")
+    steps: list[Annotated[float, Field(gt=0, le=100, strict=True)]] | None = Field(
+        None, min_length=1, max_length=10, description="Increasing percents `next` goes through (default 5,25,50,100)."
+    )
 
 
 # -- Open Inference Protocol (KServe v2) tensors -----------------------------------------------------
@@ -400,6 +418,12 @@ class PredictInstance(BaseModel):
         description="name -> number | string | bool, as in events"
     )
     event_id: Id | None = Field(None, description="Echoed back with the prediction.")
+    user_id: Id | None = Field(
+        None,
+        description="The key a canary split is sticky by (a visitor, a session): one key always gets one arm. "
+        "Without it the champion answers.",
+        exclude=True,  # read to pick the arm, never echoed: a request's dump holds what it held before
+    )
 
 
 class PredictRequest(PredictInstance):
@@ -433,7 +457,17 @@ class InferInput(BaseModel):
 class InferRequest(BaseModel):
     id: Id | None = Field(None, description="Echoed back in the response.")
     inputs: Annotated[list[InferInput], _Limited(_inputs)] = Field(description="One input tensor per feature.")
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(
+        None, description="user_id (a string): the key a canary split is sticky by, for every row of the request."
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _user_key(cls, parameters: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        key = (parameters or {}).get("user_id")
+        if key is not None and not (isinstance(key, str) and 1 <= len(key) <= limits_of(info).events.max_string_length):
+            raise ValueError(f"user_id must be a string of 1 to {limits_of(info).events.max_string_length} characters")
+        return parameters
 
     @field_validator("inputs")
     @classmethod
@@ -461,3 +495,14 @@ def to_rows(request: InferRequest) -> list[dict[str, Scalar]]:
         for row, value in zip(rows, column.data, strict=True):
             row[column.name] = value
     return rows
+
+
+def infer_user_key(request: InferRequest) -> str | None:
+    """The user key of a validated infer request (``parameters.user_id``), or ``None``.
+
+    >>> infer_user_key(InferRequest.model_validate({"inputs": [{"name": "x", "shape": [1], "datatype": "FP64",
+    ...     "data": [1.0]}], "parameters": {"user_id": "visitor-42"}}))
+    'visitor-42'
+    """
+    key = (request.parameters or {}).get("user_id")
+    return key if isinstance(key, str) else None

@@ -2,17 +2,29 @@
 
 >>> from prometheus_client import CollectorRegistry
 >>> registry = CollectorRegistry()
->>> ServingMetrics(registry, "shop").predictions.inc()
+>>> metrics = ServingMetrics(registry, "shop")
+>>> metrics.predictions.inc()
 >>> registry.get_sample_value("livelearn_serving_predictions_total", {"model": "shop"})
 1.0
 
 Every answer is counted by route and status code in ``livelearn_serving_responses_total`` (what the alert on
-serve's error ratio reads); :class:`RequestTiming` records it with the request's time.
+serve's error ratio reads); :class:`RequestTiming` records it with the request's time. Each prediction is counted by
+the arm that made it too (the champion, or the canary's arm: :mod:`~streaming.serving.split`), and the canary split
+this process applies is a gauge per arm:
+
+>>> metrics.by_arm("fast").inc()
+>>> metrics.show_canary("fast", 25.0)
+>>> registry.get_sample_value("livelearn_serving_predictions_by_arm_total", {"model": "shop", "arm": "fast"})
+1.0
+>>> metrics.show_canary(None, 0.0)  # aborted: the arm's share is 0 again
+>>> registry.get_sample_value("livelearn_canary_percent", {"model": "shop", "arm": "fast"})
+0.0
 
 With several workers (``livelearn serve --workers N``) prometheus_client runs in its multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR``): each worker writes its values to files there, and ``/metrics`` of any worker
-shows them merged (:func:`exposition_registry`): counters and histograms summed, the loaded version once per
-live worker (a ``pid`` label).
+shows them merged (:func:`exposition_registry`): counters and histograms summed (each worker counts the canary
+aborts it applied), the loaded version once per live worker (a ``pid`` label), the canary's percent as the highest
+of the live workers' (they follow the same split within a refresh).
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ from __future__ import annotations
 import os
 import time
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,6 +73,43 @@ class ServingMetrics:
         self.predictions = counter("livelearn_serving_predictions_total", "Predictions returned.", registry, model)
         self.serving_version = gauge("livelearn_serving_loaded_version", "Version loaded for serving.", registry, model)
         self.swaps = counter("livelearn_serving_swaps_total", "Serving model swaps.", registry, model)
+        self.predictions_by_arm = Counter(
+            "livelearn_serving_predictions_by_arm_total",
+            "Predictions returned, by the arm that made them (the champion, or the canary's arm).",
+            ["model", "arm"],
+            registry=registry,
+        )
+        self.canary_percent = Gauge(
+            "livelearn_canary_percent",
+            "Share of the requests with a user key that the canary's arm answers, in percent (0: no split).",
+            ["model", "arm"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.canary_aborts = counter(
+            "livelearn_canary_aborts_total",
+            "Canary aborts this process applied (each worker counts each).",
+            registry,
+            model,
+        )
+        self._model = model
+        self._arms: dict[str, Counter] = {}  # the labelled series of each arm, looked up once
+        self._canary_arms: set[str] = set()
+
+    def by_arm(self, arm: str) -> Counter:
+        """``livelearn_serving_predictions_by_arm_total`` of ``arm`` (the series, bound once)."""
+        series = self._arms.get(arm)
+        if series is None:
+            series = self._arms[arm] = self.predictions_by_arm.labels(self._model, arm)
+        return series
+
+    def show_canary(self, arm: str | None, percent: float) -> None:
+        """The split applied now: ``percent`` to ``arm`` (``None``: no split); every arm shown before goes to 0."""
+        for shown in self._canary_arms - {arm}:
+            self.canary_percent.labels(self._model, shown).set(0)
+        if arm is not None:
+            self.canary_percent.labels(self._model, arm).set(percent)
+            self._canary_arms.add(arm)
 
 
 def exposition_registry(registry: CollectorRegistry) -> CollectorRegistry:
