@@ -157,3 +157,57 @@ def test_challengers_declared_at_run_time_and_an_operators_promotion_checks_the_
         "challenger_remove",
         "challengers_reset",
     ]
+
+
+def serving_holds(settings, arm: str) -> bool:
+    store = store_for(settings)
+    serving = store.serving()
+    return serving is not None and arm in (store.meta(serving).extra.get("arms") or {})
+
+
+@pytest.mark.parametrize(
+    ("challenger", "outcome"),
+    [("lr02:lr=0.02", "promoted"), ("slow:lr=0.003", "aborted")],
+)
+def test_the_auto_policy_walks_a_canary_through_its_steps_or_aborts_it(make_settings, learners, challenger, outcome):
+    """A canary an operator starts at 5 %: the auto policy takes each next step once the verdict held promote for
+    compare_confirm_labels labels since the step began, and promotes at the last; a worse challenger's canary is
+    aborted at once. Never a promotion past a running canary."""
+    from snapshotter.control import ControlPlane
+
+    name = challenger.split(":")[0]
+    settings = make_settings(
+        challengers=[challenger],
+        challenger_policy="auto",
+        compare_min_labels=500,
+        compare_confirm_labels=300,
+        status_interval_seconds=0.1,
+    )
+    events = list(read_events())
+    produce(settings, events[:800])
+    learner = learners(settings)
+    wait_for(lambda: serving_holds(settings, name), 60, f"a serving version holding {name}")
+    store = store_for(settings)
+    ControlPlane(store).set_canary(name, 5, actor="alice", reason="5 % of the visitors first")
+    produce(settings, events[800:], rate=2500)  # a live pace: the policy acts between batches, twice a second
+    at_end(settings, len(events))
+    learner.terminate()
+    moves = [
+        (e.action, e.actor, e.fields.get("percent") or e.fields.get("to"))
+        for e in read_audit(store.client, store.keys)
+        if e.action in ("canary", "canary_abort", "promote_arm")
+    ]
+    assert moves[0] == ("canary", "alice", "5")
+    if outcome == "promoted":
+        assert moves[1:5] == [
+            ("canary", "learner (auto)", "25"),
+            ("canary", "learner (auto)", "50"),
+            ("canary", "learner (auto)", "100"),
+            ("promote_arm", "learner (auto)", name),
+        ], moves
+        # later, lr 0.02's early lead fades and the former champion (learning on in shadow) may win back: a
+        # promotion by the same rule, no canary any more
+        assert all(action == "promote_arm" for action, _actor, _to in moves[5:]), moves
+    else:
+        assert moves[1:] == [("canary_abort", "learner (auto)", "0")], moves
+        assert store.meta(store.head()).extra.get("arm", "base") == "base"

@@ -31,11 +31,11 @@ import time
 from typing import Any
 
 from monitor.prequential import PrequentialMetrics
-from snapshotter.challengers import ArmControl
 from snapshotter.connection import redact_url
 from snapshotter.store import ResumePoint, VersionStore
 from streaming.config import ChallengerConfig, Settings, parse_challenger
-from streaming.errors import ChallengerError, SnapshotError, StoreLostError
+from streaming.errors import SnapshotError, StoreLostError
+from streaming.learner.analysis import AutoPolicy
 from streaming.learner.lineage_watch import LineageState
 from streaming.learner.numbering import UNRECORDED, committed_number, last_recorded
 from streaming.learner.prometheus import LearnerMetrics
@@ -57,6 +57,7 @@ class Lineage:
     def __init__(self, store: VersionStore, spec: ModelSpec, settings: Settings, telemetry: LearnerMetrics) -> None:
         self.store, self.spec, self.settings, self.telemetry = store, spec, settings, telemetry
         self._refused: set[str] = set()  # declarations and aliases logged as unusable once
+        self.auto = AutoPolicy(store, settings.arms)  # the auto policy's promotions and canary steps
 
     def _restore(self, state: LearnerState, control: LineageState, *, activation: bool) -> None:
         state.epoch, state.frozen = control.epoch, control.frozen
@@ -185,7 +186,7 @@ class Lineage:
                 state.arms = None
         alias = control.champion
         if alias is None or alias == state.arm_name:
-            alias = self._auto_promotion(state)
+            alias = self.auto.decide(state)
         if alias is None or alias == state.arm_name:
             return False
         if state.arms is None or alias not in state.arms.names:
@@ -202,28 +203,6 @@ class Lineage:
         state.promote(alias, self.settings.arms.cooldown_labels)
         log.warning("challenger %s is the champion now; %s learns on in shadow for its cool-down", alias, former)
         return True
-
-    def _auto_promotion(self, state: LearnerState) -> str | None:
-        """Policy ``auto``: the arm whose ``promote`` verdict lasted ``compare_confirm_labels`` (the best if several),
-        promoted through the ``champion`` alias like an operator's command (audited ``promote_arm`` by the learner;
-        an operator moving it meanwhile wins) — never while learning is held."""
-        arms = self.settings.arms
-        if arms.policy != "auto" or state.arms is None or not state.learning:
-            return None
-        ready = state.arms.ready(arms.confirm_labels)
-        if not ready:
-            return None
-        name = ready[0]
-        summary = state.arms.summary()[name]["comparison"]
-        reason = (
-            f"auto: {summary['reason']}; the verdict held for {summary['labels'] - summary['promote_since']:,} labels"
-        )
-        try:
-            ArmControl(self.store).promote(name, actor="learner (auto)", reason=reason, current=state.arm_name)
-        except ChallengerError as exc:
-            log.warning("the auto promotion of %s was refused: %s", name, exc)
-            return None
-        return name
 
     def follow(
         self, state: LearnerState, control: LineageState, positions: dict[TopicPartition, int]
