@@ -38,6 +38,7 @@ from snapshotter.control import run_script
 from snapshotter.scripts import ARMS, PROMOTE_ARM, BoundScript, bind
 from snapshotter.store import VersionStore
 from streaming.config import BASE
+from streaming.errors import ChallengerError
 
 __all__ = ["MANAGED", "ArmControl"]
 
@@ -73,6 +74,42 @@ class ArmControl:
         if not raw:
             return None
         return dict(sorted((as_text(k), as_text(v)) for k, v in raw.items() if as_text(k) != MANAGED))
+
+    def arms_now(self) -> dict[str, Any]:
+        """Every arm learning beside the champion now, as the active learner's status says (while fresh), else the
+        head version's metadata (``extra.arms``: each one's declaration, where it started, its comparison)."""
+        status = self.store.status()
+        if status is not None:
+            return dict(status.get("arms") or {})
+        head = self.store.head()
+        return {} if head is None else dict(self.store.meta(head).extra.get("arms") or {})
+
+    def in_use(self) -> dict[str, str]:
+        """The declarations the learner uses now (its challengers; a former champion cooling down is not one): the
+        starting point of the first change at run time."""
+        return {name: arm["declared"] for name, arm in self.arms_now().items() if arm.get("retire_after") is None}
+
+    def promote_checked(self, arm: str, *, actor: str, reason: str, force: bool = False) -> str:
+        """:meth:`promote` an arm the learner has (a challenger, or a former champion cooling down, which is backing
+        out) whose verdict is ``promote`` — any verdict with ``force``, audited as forced; the champion before it is
+        returned. A missing arm or another verdict is :class:`~streaming.errors.ChallengerError`, nothing changed."""
+        arms, champion = self.arms_now(), self.champion()
+        if arm not in arms:
+            known = ", ".join(sorted(arms)) or "none"
+            raise ChallengerError(
+                f"no arm {arm!r} learns beside the champion {champion} (arms: {known}); nothing was changed"
+            )
+        comparison = arms[arm].get("comparison") or {}
+        verdict = comparison.get("decision", "undecided")
+        backing_out = bool((arms[arm].get("started") or {}).get("demoted"))
+        if verdict != "promote" and not force and not backing_out:
+            raise ChallengerError(
+                f"{arm}'s verdict is {verdict} ({comparison.get('reason', 'no comparison yet')}); "
+                "promote it anyway with force (--force; the API's \"force\": true), or wait; nothing was changed"
+            )
+        note = "" if verdict == "promote" or backing_out else f" (forced: verdict {verdict})"
+        self.promote(arm, actor=actor, reason=reason + note, current=champion, metrics=comparison)
+        return champion
 
     def promote(
         self, arm: str, *, actor: str, reason: str, current: str | None = None, metrics: Mapping[str, Any] | None = None

@@ -508,6 +508,11 @@ DECLARED = {  # status codes each route can return, besides 200
     ("post", "/admin/canary"): ADMIN,
     ("post", "/admin/canary/next"): ADMIN,
     ("post", "/admin/canary/abort"): ADMIN,
+    ("get", "/challengers"): {413, 503},
+    ("post", "/admin/challengers"): ADMIN,
+    ("post", "/admin/challengers/remove"): ADMIN,
+    ("post", "/admin/challengers/reset"): ADMIN,
+    ("post", "/admin/challengers/promote"): ADMIN,
     ("post", "/admin/rollback"): {404} | ADMIN,
     ("post", "/admin/learning/resume"): ADMIN,
 }

@@ -398,3 +398,35 @@ def test_no_request_fails_during_an_abort_under_concurrent_requests(served):
     assert {code for _, code, _ in answers} == {200}  # not one request failed while the route was swapped
     assert switched_at - aborted_at < 5.0  # generous: four threads share this process with the watcher
     assert {arm for t, _, arm in answers if t > switched_at + 0.5} == {"base"}  # and everyone stays back
+
+
+# -- the challengers' routes ---------------------------------------------------------------------------------------
+def test_the_challenger_routes_declare_promote_and_refuse_in_one_line(served):
+    client, auth = served.client, {"Authorization": f"Bearer {TOKEN}"}
+    shown = client.get("/challengers").json()
+    assert shown["champion"] == "base" and shown["declared_at_run_time"] is None
+    assert shown["arms"]["fast"]["declared"] == "fast:lr=0.05"
+    assert client.post("/admin/challengers", json={"declaration": "slow:lr=0.005", "reason": "r"}).status_code == 401
+    bad = client.post("/admin/challengers", json={"declaration": "slow:lr=x", "reason": "typo"}, headers=auth)
+    assert bad.status_code == 422 and "lr must be a number" in bad.json()["detail"]
+    added = client.post("/admin/challengers", json={"declaration": "slow:lr=0.005", "reason": "try"}, headers=auth)
+    assert added.status_code == 200, added.text
+    assert added.json()["declared_at_run_time"] == {
+        "fast": "fast:lr=0.05",
+        "slow": "slow:lr=0.005",
+    }  # from the learner's
+    missing = client.post("/admin/challengers/remove", json={"arm": "nosuch", "reason": "typo"}, headers=auth)
+    assert missing.status_code == 409 and "no challenger nosuch" in missing.json()["detail"]
+    early = client.post("/admin/challengers/promote", json={"arm": "fast", "reason": "soon"}, headers=auth)
+    assert early.status_code == 409 and "force" in early.json()["detail"]  # 600 labels: undecided
+    forced = client.post(
+        "/admin/challengers/promote", json={"arm": "fast", "reason": "try it", "force": True}, headers=auth
+    )
+    assert forced.status_code == 200 and forced.json()["champion"] == "fast"
+    served.wait_served(champion="fast")
+    assert served.arm_of("anyone") == "fast"  # serving answers with the promoted arm of the version it serves
+    reset = client.post("/admin/challengers/reset", json={"reason": "settings again"}, headers=auth)
+    assert reset.status_code == 200 and reset.json()["declared_at_run_time"] is None
+    entries = read_audit(served.store.client, served.store.keys)
+    promoted = [e for e in entries if e.action == "promote_arm"]
+    assert len(promoted) == 1 and "(forced: verdict undecided)" in promoted[0].reason

@@ -18,7 +18,6 @@ import typer
 from rich.console import Console
 
 from streaming.cli.options import ActorOpt, ConfigOpt, ModelOpt, ReasonOpt, RedisOpt, settings_from
-from streaming.errors import InputError
 
 if TYPE_CHECKING:
     from snapshotter.challengers import ArmControl
@@ -42,7 +41,11 @@ def _actor(actor: str | None) -> str:
 
 
 def _seed(config: ConfigOpt, model: ModelOpt, redis_url: RedisOpt) -> dict[str, str]:
-    """The declarations in use before the first change at run time: the settings'."""
+    """The declarations in use before the first change at run time: the learner's (its status, else the head version),
+    else — no learner ever ran — the settings'."""
+    in_use = _control(config, model, redis_url).in_use()
+    if in_use or _control(config, model, redis_url).store.head() is not None:
+        return in_use
     settings = settings_from(config, model, redis_url=redis_url)
     return {c.name: c.describe() for c in settings.arms.configs}
 
@@ -104,23 +107,7 @@ def promote(
     redis_url: RedisOpt = None,
 ) -> None:
     """Make NAME the champion: serving answers with it at once, the learner from its next batch on."""
-    from streaming.cli.challengers import _current_arms
-
-    control = _control(config, model, redis_url)
-    arms, _source = _current_arms(control.store)
-    champion = control.champion()
-    if name not in arms:
-        known = ", ".join(sorted(arms)) or "none"
-        raise InputError(f"no arm {name!r} learns beside the champion {champion} (arms: {known}); nothing was changed")
-    comparison = arms[name].get("comparison") or {}
-    verdict = comparison.get("decision", "undecided")
-    if verdict != "promote" and not force and not arms[name].get("started", {}).get("demoted"):
-        raise InputError(
-            f"{name}'s verdict is {verdict} ({comparison.get('reason', 'no comparison yet')}); "
-            "promote it anyway with --force, or wait; nothing was changed"
-        )
-    note = "" if verdict == "promote" else f" (forced: verdict {verdict})"
-    control.promote(name, actor=_actor(actor), reason=reason + note, current=champion, metrics=comparison)
+    champion = _control(config, model, redis_url).promote_checked(name, actor=_actor(actor), reason=reason, force=force)
     console.print(f"champion is {name} now (was {champion}); serving follows at once, the learner at its next batch")
 
 

@@ -22,6 +22,7 @@ from streaming.config import ServingSettings
 from streaming.errors import ControlError, VersionNotFoundError
 from streaming.serving.context import ServingContext, responses
 from streaming.serving.hardening import StrictJSONRoute
+from streaming.serving.routes_challengers import challenger_routes
 from streaming.serving.schemas import AdminRequest, CanaryRequest, PinRequest, RollbackRequest, VersionInPath
 
 __all__ = ["admin_routes"]
@@ -115,6 +116,7 @@ def admin_routes(ctx: ServingContext) -> APIRouter:
         return act(lambda: control.resume(actor=_on_behalf(body, who), reason=body.reason))
 
     _canary_routes(router, ctx, caller)
+    challenger_routes(router, ctx, caller)
     return router
 
 

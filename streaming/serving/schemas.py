@@ -71,9 +71,11 @@ __all__ = [
     "MAX_VERSION",
     "AdminRequest",
     "ApiLimits",
+    "ArmRequest",
     "BatchRequest",
     "BatchResponse",
     "CanaryRequest",
+    "ChallengerRequest",
     "ErrorBody",
     "InferInput",
     "InferRequest",
@@ -290,6 +292,19 @@ class PinRequest(AdminRequest):
 
 class RollbackRequest(AdminRequest):
     to: Version | None = Field(None, description="Target version (default: newest stable older than the head).")
+
+
+class ChallengerRequest(AdminRequest):
+    declaration: str = Field(
+        min_length=1, max_length=512, description="NAME:KEY=VALUE,... e.g. fast:lr=0.05 (see LIVELEARN_CHALLENGERS)."
+    )
+
+
+class ArmRequest(AdminRequest):
+    arm: str = Field(pattern=r"^[a-z0-9_-]{1,32}$", description="A challenger's name (or the former champion's).")
+    force: StrictBool = Field(
+        False, description="promote only: true promotes whatever the comparison's verdict (audited as forced)."
+    )
 
 
 #: A canary's percent: 0 to 100 (a JSON number; its bucket grain is 0.01).
