@@ -17,7 +17,6 @@ import itertools
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from clirun import one_line_error, run_livelearn
 from conftest import wait_for
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -35,7 +35,6 @@ from snapshotter.audit import CANARY_ACTIONS, read_audit
 from snapshotter.codec import EncodedSnapshot
 from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore, open_store
-from streaming.cli.app import main
 from streaming.config import Settings
 from streaming.engines import LearningModel, restore_model
 from streaming.errors import StaleEpochError
@@ -278,22 +277,12 @@ def livelearn(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
 
     def run(model: Served, *args: str) -> tuple[int, str, str]:
-        argv = [*args, "--model", model.settings.model_name, "--redis-url", model.settings.redis_url]
-        monkeypatch.setattr(sys, "argv", ["livelearn", *argv])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        out, err = capsys.readouterr()
-        return int(exited.value.code or 0), out, err
+        settings = model.settings
+        return run_livelearn(
+            monkeypatch, capsys, *args, "--model", settings.model_name, "--redis-url", settings.redis_url
+        )
 
     return run
-
-
-def one_line_error(result: tuple[int, str, str], *needles: str) -> None:
-    code, _, err = result
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_the_cli_sets_advances_aborts_and_shows_the_canary_and_the_audit_has_each(served, livelearn):

@@ -15,13 +15,13 @@ import itertools
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
 import numpy as np
 import pytest
+from clirun import one_line_error, run_livelearn
 from matplotlib.image import imread
 from prometheus_client import CollectorRegistry
 from rich.console import Console
@@ -32,7 +32,6 @@ from monitor.compare_report import build_compare_report, compare_figure, read_co
 from snapshotter.audit import AuditEntry
 from snapshotter.codec import EncodedSnapshot
 from snapshotter.store import VersionStore, open_store
-from streaming.cli.app import main
 from streaming.cli.live_view import ViewState
 from streaming.config import Settings
 from streaming.events import encode_event
@@ -102,22 +101,12 @@ def livelearn(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
 
     def run(model: Model, *args: str) -> tuple[int, str, str]:
-        argv = [*args, "--model", model.settings.model_name, "--redis-url", model.settings.redis_url]
-        monkeypatch.setattr(sys, "argv", ["livelearn", *argv])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        out, err = capsys.readouterr()
-        return int(exited.value.code or 0), out, err
+        settings = model.settings
+        return run_livelearn(
+            monkeypatch, capsys, *args, "--model", settings.model_name, "--redis-url", settings.redis_url
+        )
 
     return run
-
-
-def one_line_error(result: tuple[int, str, str], *needles: str) -> None:
-    code, _, err = result
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def stored_result(model: Model, name: str, number: int | None = None) -> ComparisonResult:

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from streaming.cli.options import ActorOpt, ConfigOpt, ModelOpt, ReasonOpt, RedisOpt, settings_from
+from streaming.cli.versions import actor_or_default
 
 if TYPE_CHECKING:
     from snapshotter.challengers import ArmControl
@@ -32,12 +33,6 @@ def _control(config: ConfigOpt, model: ModelOpt, redis_url: RedisOpt) -> ArmCont
     from streaming.cli.versions import open_store_from
 
     return ArmControl(open_store_from(config, model, redis_url))
-
-
-def _actor(actor: str | None) -> str:
-    from snapshotter.audit import default_actor
-
-    return actor or default_actor()
 
 
 def _seed(config: ConfigOpt, model: ModelOpt, redis_url: RedisOpt) -> dict[str, str]:
@@ -67,7 +62,7 @@ def add(
         raise typer.BadParameter(str(exc), param_hint="DECLARATION") from None
     control = _control(config, model, redis_url)
     seed = _seed(config, model, redis_url)
-    control.declare("add", parsed.name, parsed.describe(), seed=seed, actor=_actor(actor), reason=reason)
+    control.declare("add", parsed.name, parsed.describe(), seed=seed, actor=actor_or_default(actor), reason=reason)
     console.print(f"challenger {parsed.describe()} added; declared now: {', '.join(control.declared() or {})}")
 
 
@@ -81,7 +76,7 @@ def remove(
 ) -> None:
     """Stop a challenger (the versions that hold it keep it)."""
     control = _control(config, model, redis_url)
-    control.declare("remove", name, seed=_seed(config, model, redis_url), actor=_actor(actor), reason=reason)
+    control.declare("remove", name, seed=_seed(config, model, redis_url), actor=actor_or_default(actor), reason=reason)
     console.print(f"challenger {name} removed; declared now: {', '.join(control.declared() or {}) or 'none'}")
 
 
@@ -93,7 +88,7 @@ def reset(
     redis_url: RedisOpt = None,
 ) -> None:
     """Give the declarations back to the settings (LIVELEARN_CHALLENGERS)."""
-    _control(config, model, redis_url).declare("reset", seed={}, actor=_actor(actor), reason=reason)
+    _control(config, model, redis_url).declare("reset", seed={}, actor=actor_or_default(actor), reason=reason)
     console.print("challengers are the settings' again (LIVELEARN_CHALLENGERS)")
 
 
@@ -107,7 +102,9 @@ def promote(
     redis_url: RedisOpt = None,
 ) -> None:
     """Make NAME the champion: serving answers with it at once, the learner from its next batch on."""
-    champion = _control(config, model, redis_url).promote_checked(name, actor=_actor(actor), reason=reason, force=force)
+    champion = _control(config, model, redis_url).promote_checked(
+        name, actor=actor_or_default(actor), reason=reason, force=force
+    )
     console.print(f"champion is {name} now (was {champion}); serving follows at once, the learner at its next batch")
 
 

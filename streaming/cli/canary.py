@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, ReasonOpt, RedisOpt, settings_from
+from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, ReasonOpt, RedisOpt
 from streaming.cli.tables import Column, print_table
+from streaming.cli.versions import actor_or_default, control_from
 from streaming.errors import InputError
 
 if TYPE_CHECKING:
-    from snapshotter.control import ControlPlane
+    pass
 
 __all__ = ["abort", "canary_app", "describe", "parse_steps", "register", "set_split", "status", "step_next"]
 
@@ -82,19 +83,6 @@ def describe(status: dict[str, Any]) -> str:
     return f"canary {canary['arm']} at {canary['percent']:g} % (step {canary['step']} of {steps}){on}{tail}"
 
 
-def _control(config: Any, model: str | None, redis_url: str | None) -> ControlPlane:
-    from snapshotter.control import ControlPlane
-    from snapshotter.store import open_store
-
-    return ControlPlane(open_store(settings_from(config, model, redis_url=redis_url)))
-
-
-def _actor(actor: str | None) -> str:
-    from snapshotter.audit import default_actor
-
-    return actor or default_actor()
-
-
 def set_split(
     arm: Annotated[str, typer.Argument(help="An arm the serving version holds (a challenger, or base).")],
     percent: Annotated[float, typer.Argument(help="Share of the requests with a user_id sent to ARM, 0 to 100.")],
@@ -108,9 +96,9 @@ def set_split(
     """Send PERCENT of the requests that carry a user_id to ARM of the serving version (sticky by the user_id)."""
     from snapshotter.control import CANARY_STEPS
 
-    control = _control(config, model, redis_url)
+    control = control_from(config, model, redis_url)
     chosen = parse_steps(steps) if steps else CANARY_STEPS
-    control.set_canary(arm, percent, steps=chosen, actor=_actor(actor), reason=reason)
+    control.set_canary(arm, percent, steps=chosen, actor=actor_or_default(actor), reason=reason)
     console.print(describe(control.canary_status()), highlight=False, soft_wrap=True)
 
 
@@ -122,8 +110,8 @@ def step_next(
     redis_url: RedisOpt = None,
 ) -> None:
     """Move the canary to its next step (refused when aborted or at its last step)."""
-    control = _control(config, model, redis_url)
-    control.advance_canary(actor=_actor(actor), reason=reason)
+    control = control_from(config, model, redis_url)
+    control.advance_canary(actor=actor_or_default(actor), reason=reason)
     console.print(describe(control.canary_status()), highlight=False, soft_wrap=True)
 
 
@@ -135,8 +123,8 @@ def abort(
     redis_url: RedisOpt = None,
 ) -> None:
     """Send every request back to the champion now (percent 0; the arm and steps are kept)."""
-    control = _control(config, model, redis_url)
-    aborted = control.abort_canary(actor=_actor(actor), reason=reason)
+    control = control_from(config, model, redis_url)
+    aborted = control.abort_canary(actor=actor_or_default(actor), reason=reason)
     line = describe(control.canary_status())
     console.print(line if aborted else f"{line} (aborted already: nothing changed)", highlight=False, soft_wrap=True)
 
@@ -148,7 +136,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """The canary as stored, the champion alias, the serving version and the arms it holds."""
-    control = _control(config, model, redis_url)
+    control = control_from(config, model, redis_url)
     state = control.canary_status()
     if as_json:
         typer.echo(json.dumps({"model": control.keys.model_name, **state}, indent=2))
