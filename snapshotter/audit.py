@@ -3,7 +3,8 @@ and the state never disagree.
 
 * the **audit stream** (``Keys.audit``, ``LIVELEARN_AUDIT_RETENTION``): what operators and the monitor did —
   rollbacks, pins, unpins, freezes, resumes, incidents, notices (feature drift, suppressed breaches), failures,
-  the canary split of serving (:data:`CANARY_ACTIONS`);
+  the canary split of serving (:data:`CANARY_ACTIONS`), the challengers' promotions and run-time declarations
+  (:data:`ARM_ACTIONS`);
 * the **version log** (``Keys.version_log``, ``LIVELEARN_VERSION_LOG_RETENTION``): the routine entries of every
   version — ``snapshot`` (written), ``stable`` (confirmed by the guard), ``promote`` (serving moved to the newest
   stable version). Several a second with timed snapshots: kept apart, so they never push a rollback or an
@@ -32,13 +33,25 @@ import redis
 from snapshotter.connection import as_text
 from snapshotter.keys import Keys
 
-__all__ = ["CANARY_ACTIONS", "ROUTINE_ACTIONS", "AuditEntry", "append_audit", "default_actor", "read_audit"]
+__all__ = [
+    "ARM_ACTIONS",
+    "CANARY_ACTIONS",
+    "ROUTINE_ACTIONS",
+    "AuditEntry",
+    "append_audit",
+    "default_actor",
+    "read_audit",
+]
 
 #: Actions recorded in the version log, not the audit stream.
 ROUTINE_ACTIONS = frozenset({"snapshot", "stable", "promote"})
 #: The canary split's actions (``canary.lua``): set or advanced (``arm``, ``percent``, ``steps``, ``step``, ``was``:
 #: the percent before), aborted (``arm``, ``was``); ``to`` is the serving version the split applied to.
 CANARY_ACTIONS = frozenset({"canary", "canary_abort"})
+#: Actions whose ``from`` and ``to`` are arm names, not version numbers (``promote_arm.lua``: the champion alias
+#: moved; ``arms.lua``: a challenger added (``to``) or removed (``from``), the declarations reset): their
+#: :attr:`AuditEntry.from_version` and ``to_version`` are ``None``, the names are in :attr:`AuditEntry.fields`.
+ARM_ACTIONS = frozenset({"promote_arm", "challenger_add", "challenger_remove", "challengers_reset"})
 
 
 def default_actor() -> str:

@@ -103,3 +103,16 @@ def test_challengers_bench_times_the_step_with_and_without_a_challenger(tmp_path
     for figures in variants.values():
         assert figures["us_per_event_median"] > 0
         assert figures["events_per_cpu_second"] == pytest.approx(1e6 / figures["us_per_event_median"])
+
+
+def test_promotion_bench_serves_each_promotion_and_abort_without_failing_a_request(tmp_path):
+    result = run_bench("promotion", tmp_path / "promotion.json", "--switches", "2", "--aborts", "1", "--clients", "2")
+    assert result["failed_requests"] == 0, result["failures_first"]  # a request failed under the moves: a bug
+    assert result["answers_from_the_old_arm_after_a_move"] == 0
+    assert result["switch_to_served"]["n"] == 2 and result["switch_to_learner"]["n"] == 2
+    assert result["canary_abort"]["n"] == 1
+    for figures in (result["switch_to_served"], result["switch_to_learner"], result["canary_abort"]):
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert result["champion_at_the_end"] == "base"  # fast, then backed out
+    assert result["requests"] > 0 and result["requests_per_second"] > 0 and result["clients"] == 2
+    assert len(result["machine"]["load_average"]) == 3

@@ -15,6 +15,7 @@ from kubeapi import NAMESPACE, KubeEmulator, emulator
 from prometheus_client import CollectorRegistry
 
 from snapshotter.audit import read_audit
+from snapshotter.challengers import ArmControl
 from snapshotter.codec import SnapshotState
 from snapshotter.control import ControlPlane
 from streaming.config import Settings
@@ -197,6 +198,90 @@ def test_the_monitor_reports_each_audited_action_once_with_two_monitors(make_set
     assert rollback["metadata"]["name"].endswith(entry_id.replace("-", "."))
     assert events["LearningFrozen"]["type"] == "Warning" and events["Pinned"]["type"] == "Normal"
     assert events["Pinned"]["note"] == "pin: versions 2→1; actor ops@host; hold for the sale"
+
+
+def test_the_monitor_reports_the_challengers_promotions_declarations_and_canary(make_settings, kube, workers, tmp_path):
+    settings = make_settings(kubernetes="on", kubernetes_deployment="shop-livelearn-monitor", promotion="immediate")
+    kube.create_deployment("shop-livelearn-monitor", "deploy-uid-7")
+    store = store_for(settings)
+    store.write(  # serving: a version that holds the challenger too (a canary splits the serving version's arms)
+        STATE,
+        writer="w",
+        lease_value=None,
+        offsets={"events": {"0": 1}},
+        metrics={},
+        parent=None,
+        stable=True,
+        extra={"arms": {"fast": {}}},
+    )
+    worker = start_for_monitor(
+        settings, store_for(settings), registry=CollectorRegistry(), kubeconfig=kube.kubeconfig(tmp_path), environ=POD
+    )
+    assert worker is not None
+    workers.append(worker)
+    arms, control = ArmControl(store), ControlPlane(store)
+    arms.declare("add", "fast", "fast:lr=0.05", seed={}, actor="ops@host", reason="try a faster rate")
+    control.set_canary("fast", 25, steps=(5, 25, 100), actor="ops@host", reason="a quarter")
+    control.abort_canary(actor="ops@host", reason="errors up")
+    gain = {"relative_gain": 0.031, "gain_lower": 0.012, "gain_upper": 0.05, "labels": 2345, "decision": "promote"}
+    arms.promote("fast", actor="alice", reason="3 % lower log loss", current="base", metrics=gain)
+    arms.promote("base", actor="bob", reason="back out", current="fast")
+    arms.declare("remove", "fast", seed={}, actor="bob", reason="seen enough")
+    arms.declare("reset", seed={}, actor="bob", reason="the settings again")
+
+    wait_for(lambda: len(kube.events_list()) >= 7, 60, "an Event for each action")
+    # in the audit stream's order: the name ends with the entry's id, <ms>.<sequence> (all in a few milliseconds)
+    got = sorted(
+        (
+            tuple(map(int, e["metadata"]["name"].rsplit("-", 1)[1].split("."))),
+            e["reason"],
+            e["type"],
+            e["action"],
+            e["note"],
+        )
+        for e in kube.events_list()
+    )
+    assert [row[1:] for row in got] == [
+        (
+            "ChallengerAdded",
+            "Normal",
+            "AddChallenger",
+            "challenger_add: fast (fast:lr=0.05); actor ops@host; try a faster rate",
+        ),
+        (
+            "CanarySet",
+            "Normal",
+            "Canary",
+            "canary: fast at 25 % (was 0 %; steps 5,25,100) of version 1; actor ops@host; a quarter",
+        ),
+        (
+            "CanaryAborted",
+            "Warning",
+            "AbortCanary",
+            "canary_abort: fast 25 %→0 %, everyone on the champion (version 1); actor ops@host; errors up",
+        ),
+        (
+            "ChallengerPromoted",
+            "Normal",
+            "Promote",
+            "promote_arm: champion base→fast; gain +3.1 % [+1.2 %, +5.0 %] over 2,345 labels; "
+            "the canary on fast ended; actor alice; 3 % lower log loss",  # the aborted canary: its hash removed
+        ),
+        ("ChallengerPromoted", "Normal", "Promote", "promote_arm: champion fast→base; actor bob; back out"),
+        (
+            "ChallengerRemoved",
+            "Normal",
+            "RemoveChallenger",
+            "challenger_remove: fast (was fast:lr=0.05); actor bob; seen enough",
+        ),
+        (
+            "ChallengersReset",
+            "Normal",
+            "ResetChallengers",
+            "challengers_reset: the settings' declarations (LIVELEARN_CHALLENGERS) again; actor bob; "
+            "the settings again",
+        ),
+    ]
 
 
 def test_a_configmap_pin_is_applied_once_per_change_and_audited(make_settings, kube, workers, tmp_path):

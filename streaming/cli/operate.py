@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, Reason
 from streaming.cli.tables import Column, print_table
 from streaming.cli.versions import actor_or_default, control_from, done, open_store_from
 from streaming.errors import InputError
+
+if TYPE_CHECKING:  # the audit module imports redis: `livelearn --help` loads no client library
+    from snapshotter.audit import AuditEntry
 
 __all__ = ["audit", "register", "report", "resume", "settings_markdown", "show_config"]
 
@@ -105,9 +108,10 @@ def audit(
     ] = False,
     wide: WideOpt = False,
 ) -> None:
-    """The audit log: rollbacks, pins, unpins, freezes, resumes, incidents and the monitor's notices (with
-    --routine also every snapshot, confirmation and promotion), with the date and time (UTC), the stream position
-    where known, the versions and how serving moved."""
+    """The audit log: rollbacks, pins, unpins, freezes, resumes, incidents, the monitor's notices, challengers
+    promoted, added and removed, and canary steps and aborts (with --routine also every snapshot, confirmation and
+    promotion), with the date and time (UTC), the stream position where known, the versions (or arms) and how
+    serving moved."""
     from snapshotter.audit import read_audit
     from snapshotter.incidents import position_of
     from snapshotter.store import open_store
@@ -129,8 +133,7 @@ def audit(
                 e.action,
                 e.actor,
                 _number(e.metrics.get("stream_position", snapshot_at)),
-                str(e.from_version or "-"),
-                str(e.to_version or "-"),
+                *_moved(e),
                 _serving_move(e.action, e.fields),
                 _number(e.metrics.get(metric, e.metrics.get("rolling", {}).get(metric)), "{:.3f}"),
                 e.reason,
@@ -159,18 +162,44 @@ def _number(value: object, fmt: str = "{:.0f}") -> str:
     return fmt.format(value) if isinstance(value, int | float) else "-"
 
 
+def _moved(entry: AuditEntry) -> tuple[str, str]:
+    """The ``from`` and ``to`` columns: the versions, or the arms of a challenger's action (names, which the entry
+    does not read as version numbers), ``-`` for none.
+
+    >>> from snapshotter.audit import AuditEntry
+    >>> _moved(AuditEntry.from_stream("1-0", {"action": "promote_arm", "from": "base", "to": "fast"}))
+    ('base', 'fast')
+    >>> _moved(AuditEntry.from_stream("1-0", {"action": "pin", "from": "9", "to": "5"}))
+    ('9', '5')
+    """
+    from snapshotter.audit import ARM_ACTIONS
+
+    if entry.action in ARM_ACTIONS:
+        return entry.fields.get("from") or "-", entry.fields.get("to") or "-"
+    return str(entry.from_version or "-"), str(entry.to_version or "-")
+
+
 def _serving_move(action: str, fields: dict[str, str]) -> str:
-    """How an entry moved serving: ``from→to`` (rollbacks record serving apart from the lineage).
+    """How an entry moved serving: ``from→to`` (rollbacks record serving apart from the lineage; a promoted
+    challenger moves it from arm to arm), or the canary arm's share of the requests ``before→now %``.
 
     >>> _serving_move("rollback", {"from": "9", "to": "4", "serving_from": "9", "serving_to": "4"})
     '9→4'
     >>> _serving_move("pin", {"from": "9", "to": "5"}), _serving_move("snapshot", {"to": "10"})
     ('9→5', '-')
+    >>> _serving_move("promote_arm", {"from": "base", "to": "fast"})
+    'base→fast'
+    >>> _serving_move("canary", {"arm": "fast", "percent": "25", "was": ""})  # the first step: none before
+    'fast 0→25 %'
     """
+    from snapshotter.audit import CANARY_ACTIONS
+
     if action in {"rollback", "manual_rollback"}:
         before, after = fields.get("serving_from", ""), fields.get("serving_to", "")
-    elif action in {"promote", "pin", "unpin"}:
+    elif action in {"promote", "pin", "unpin", "promote_arm"}:
         before, after = fields.get("from", ""), fields.get("to", "")
+    elif action in CANARY_ACTIONS:
+        return f"{fields.get('arm') or '-'} {fields.get('was') or '0'}→{fields.get('percent') or '0'} %"
     else:
         return "-"
     return f"{before or '-'}→{after or '-'}"
