@@ -105,7 +105,7 @@ class ArmControl:
         if verdict != "promote" and not force and not backing_out:
             raise ChallengerError(
                 f"{arm}'s verdict is {verdict} ({comparison.get('reason', 'no comparison yet')}); "
-                "promote it anyway with force (--force; the API's \"force\": true), or wait; nothing was changed"
+                'promote it anyway with force (--force; the API\'s "force": true), or wait; nothing was changed'
             )
         note = "" if verdict == "promote" or backing_out else f" (forced: verdict {verdict})"
         self.promote(arm, actor=actor, reason=reason + note, current=champion, metrics=comparison)

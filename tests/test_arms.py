@@ -296,6 +296,19 @@ def test_a_promotion_swaps_the_champion_at_that_event_and_the_former_one_learns_
     assert state.metrics.cumulative_values()["samples"] == len(shop_events)  # the stream's count goes on
 
 
+def test_a_rollback_to_a_version_from_before_a_promotion_brings_the_settings_model_back(shop_events):
+    settings = Settings(engine="river", challengers=["fast:lr=0.05"])
+    run = Run(settings).feed([("events", encode_event(e)) for e in shop_events[:300]])
+    before = _restored(run.state, settings)  # champion base (lr 0.01), arm fast
+    run.state.promote("fast", cooldown=1000)
+    run.feed([("events", encode_event(e)) for e in shop_events[300:400]])
+    assert (run.state.arm_name, run.state.spec.learning_rate) == ("fast", 0.05)
+    run.state.adopt_model(before)
+    assert (run.state.arm_name, run.state.spec.learning_rate) == ("base", 0.01)
+    assert run.state.capture().spec["learning_rate"] == 0.01  # the next version says so too
+    assert run.state.arms is not None and run.state.arms.names == ("fast",) and run.state.arms.champion == "base"
+
+
 def test_a_promotion_with_labels_waiting_judges_each_by_the_score_of_the_arm_that_serves_now(shop_events):
     """A twin promoted mid-stream with labels waiting changes nothing (its scores are the champion's); a fast arm
     promoted becomes a plain lr 0.05 loop over the learned pairs, the former champion lr 0.01 until it retires."""

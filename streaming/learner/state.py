@@ -183,8 +183,9 @@ class LearnerState:
         stream is, and the rolling window restarts empty, so it judges the new lineage's scores only. The champion
         is the version's (after a promotion: the promoted arm, with its spec), and so is each challenger."""
         self.model = restored.model
-        if restored.spec is not None:
-            self.spec = restored.spec
+        # the version's champion: a promoted arm with its own spec, else the settings' model (also after a rollback
+        # to a version from before a promotion)
+        self.spec = restored.spec if restored.spec is not None else (self.base_spec or self.spec)
         self.arm_name = restored.arm
         self.parent, self.last_snapshot = restored.meta.number, restored.meta
         self.metrics.restart_window()
