@@ -25,6 +25,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from streaming import kernel
+from streaming.classifiers import KINDS as CLASSIFIER_KINDS
+from streaming.classifiers import ClassifierModel
 from streaming.compiled import CompiledModel
 from streaming.errors import ConfigError
 from streaming.model import OnlineModel
@@ -103,7 +105,10 @@ def configure(engine: str, cache_dir: str | None = None) -> str:
 
 
 def new_model(spec: ModelSpec, engine: str | None = None) -> LearningModel:
-    """An untrained model of ``spec`` on ``engine`` (``None``: the configured engine)."""
+    """An untrained model of ``spec`` on ``engine`` (``None``: the configured engine; a kind other than logistic
+    regression is always river's own: :mod:`streaming.classifiers`)."""
+    if spec.kind in CLASSIFIER_KINDS:
+        return ClassifierModel(spec)
     if resolve_engine(engine) == "compiled":
         return CompiledModel(spec, _configured["cache_dir"])
     return OnlineModel(spec)

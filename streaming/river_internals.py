@@ -33,9 +33,11 @@ from river import stats, utils
 __all__ = [
     "RELIED_ON",
     "Relied",
+    "gaussian_state",
     "mean_state",
     "running_mean",
     "scaler_state",
+    "set_gaussian_state",
     "set_mean_state",
     "set_scaler_state",
     "set_total_true_positives",
@@ -73,6 +75,15 @@ RELIED_ON = (
     Relied("ConfusionMatrix", "sum_col", collections.defaultdict, float),
     Relied("ConfusionMatrix", "_total_true_positives", float),
     Relied("ConfusionMatrix", "total_true_positives", float),
+    Relied("PAClassifier", "weights", collections.defaultdict, float),
+    Relied("PAClassifier", "intercept", float),
+    Relied("ALMAClassifier", "w", collections.defaultdict, float),
+    Relied("ALMAClassifier", "k", int),
+    Relied("GaussianNB", "class_counts", collections.Counter),
+    Relied("GaussianNB", "gaussians", collections.defaultdict),
+    Relied("Gaussian", "_var", stats.Var),
+    Relied("Var", "_S", float),
+    Relied("Var", "mean", stats.Mean),
 )
 
 
@@ -133,6 +144,20 @@ def set_mean_state(mean: Any, n: float, value: float) -> None:
     (0.25, (2.0, 0.25))
     """
     mean.n, mean._mean = n, value
+
+
+# -- GaussianNB --------------------------------------------------------------------------------------------------------
+def gaussian_state(gaussian: Any) -> list[float]:
+    """A river ``proba.Gaussian`` as ``[n, mean, S]`` (its running mean and sum of squared deviations, exactly: the
+    variance alone would not give ``S`` back bit for bit)."""
+    var = gaussian._var
+    return [var.mean.n, var.mean._mean, var._S]
+
+
+def set_gaussian_state(gaussian: Any, n: float, mean: float, s: float) -> None:
+    """Give a fresh river ``proba.Gaussian`` the state :func:`gaussian_state` returned."""
+    var = gaussian._var
+    var.mean.n, var.mean._mean, var._S = n, mean, s
 
 
 # -- ConfusionMatrix ---------------------------------------------------------------------------------------------------

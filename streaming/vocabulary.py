@@ -97,7 +97,8 @@ class ModelSpec:
     Parameters
     ----------
     kind
-        The model: ``"logistic_regression"`` (the default, and the only one the engines build).
+        The model: ``"logistic_regression"`` (the default; both engines), or for a challenger river's ``"pa"``,
+        ``"alma"`` or ``"gaussian_nb"`` behind the same front (:mod:`streaming.classifiers`, the river engine).
     learning_rate
         The SGD learning rate of the weights (default ``0.01``; the intercept's is river's ``0.01`` whatever this is).
     l2

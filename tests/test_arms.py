@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.compare import Comparison
 from snapshotter.codec import EncodedSnapshot, SnapshotState, decode_snapshot, encode_snapshot, unpack
+from streaming.classifiers import ClassifierModel
 from streaming.config import Settings
 from streaming.errors import ConfigError
 from streaming.events import Event, encode_event
@@ -32,6 +33,7 @@ from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.local.dataset import read_events
 from streaming.transport import Record, TopicPartition
+from streaming.vocabulary import ModelSpec
 from tests.reference import contract_features, plain_river_pipeline, river_state
 from tests.test_label_join_exactness import _meta, learned_pairs, model_state, two_topic_records
 
@@ -382,3 +384,90 @@ def test_an_event_the_champion_encoded_to_learn_but_did_not_stops_the_arms_shari
     learned = events[:49] + events[50:]
     assert arm_state(run.state, "fast") == river_state(_plain_loop(learned, 0.05)[0])
     assert "brand_new" not in arm(run.state, "fast").model.numeric
+
+
+def _plain_classifier(kind: str):
+    import numbers
+
+    from river import compose, linear_model, naive_bayes, preprocessing
+
+    classifier = {
+        "pa": lambda: linear_model.PAClassifier(C=1.0, mode=1),
+        "alma": linear_model.ALMAClassifier,
+        "gaussian_nb": naive_bayes.GaussianNB,
+    }[kind]()
+    return compose.Pipeline(
+        compose.TransformerUnion(
+            compose.SelectType(numbers.Number) | preprocessing.StandardScaler(),
+            compose.SelectType(str) | preprocessing.OneHotEncoder(drop_zeros=True),
+        ),
+        classifier,
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_other_river_classifiers_as_challengers_are_their_plain_river_loops_through_a_restore(shop_events, engine):
+    """PA, ALMA and Gaussian naive Bayes behind the champion's front: each arm's probabilities (in its comparison) and
+    learned numbers are river's own over the same events, also when a version's document restores them halfway."""
+    kinds = ("pa", "alma", "gaussian_nb")
+    settings = Settings(
+        engine=engine, challengers=[f"{k.replace('_', '-')}:kind={k}" for k in kinds], compare_min_labels=100
+    )
+    records = [("events", encode_event(e)) for e in shop_events]
+    first = Run(settings).feed(records[:600])
+    second = Run(settings)
+    second.state.adopt(_restored(first.state, settings))
+    second.positions = dict(first.positions)
+    second.feed(records[600:])
+    champion = plain_river_pipeline(0.01)
+    plain = {kind: _plain_classifier(kind) for kind in kinds}
+    expected = {kind: Comparison(min_labels=100) for kind in plain}
+    for event in shop_events:
+        x = contract_features(event)
+        p = champion.predict_proba_one(x).get(True, 0.0)
+        for kind, model in plain.items():
+            expected[kind].update(event.label, p, model.predict_proba_one(x).get(True, 0.0))
+            model.learn_one(x, event.label)
+        champion.learn_one(x, event.label)
+    for kind, model in plain.items():
+        got = arm(second.state, kind.replace("_", "-"))
+        assert got.comparison.dump() == expected[kind].dump(), kind
+        reference = ClassifierModel(ModelSpec(kind=kind))
+        reference.pipeline = model  # river's own pipeline, dumped the way the arm is
+        reference.scaler = next(
+            s
+            for b in model.steps["TransformerUnion"].transformers.values()
+            for s in b.steps.values()
+            if type(s).__name__ == "StandardScaler"
+        )
+        reference.classifier = list(model.steps.values())[-1]
+        mine, theirs = got.model.dump_state(), reference.dump_state()
+        assert {k: v for k, v in mine.items() if k not in ("learned", "vocabulary")} == {
+            k: v for k, v in theirs.items() if k not in ("learned", "vocabulary")
+        }, kind
+
+
+def test_a_promoted_passive_aggressive_arm_serves_and_is_restored_as_the_champion(shop_events):
+    settings = Settings(engine="compiled", challengers=["pa:kind=pa"])
+    records = [("events", encode_event(e)) for e in shop_events]
+    run = Run(settings).feed(records[:500])
+    run.state.promote("pa", cooldown=10**6)
+    run.feed(records[500:900])
+    encoded = EncodedSnapshot.of(run.state.capture().document())
+    snapshot = decode_snapshot(encoded.blob, encoded.sha256)
+    own = ModelSpec.from_dict(snapshot.spec)  # after a promotion the version's spec is the champion's (restore_head)
+    model, prequential = restore_state(snapshot, own, settings.rolling_window)
+    restored = Restored(
+        model, prequential, dict(snapshot.counters), _meta(), dict(snapshot.stream), snapshot.arms, "pa", own
+    )
+    again = Run(settings)
+    again.state.adopt(restored)
+    again.positions = dict(run.positions)
+    again.feed(records[900:])
+    assert (again.state.arm_name, again.state.spec.kind) == ("pa", "pa")
+    plain = _plain_classifier("pa")
+    for event in shop_events:
+        plain.learn_one(contract_features(event), event.label)
+    weights = list(plain.steps.values())[-1].weights
+    assert again.state.model.dump_state()["coefficients"] == {"names": list(weights), "values": list(weights.values())}
+    assert arm_state(again.state, "base") == river_state(_plain_loop(shop_events, 0.01)[0])  # the former champion

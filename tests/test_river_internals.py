@@ -43,7 +43,18 @@ def learned_objects() -> dict[str, object]:
     cm, log_loss = metrics.ConfusionMatrix(), metrics.LogLoss()
     cm.update(True, False)
     log_loss.update(True, 0.8)
+    from river import linear_model, naive_bayes
+
+    pa, alma, nb = linear_model.PAClassifier(), linear_model.ALMAClassifier(), naive_bayes.GaussianNB()
+    for classifier_ in (pa, alma, nb):
+        classifier_.learn_one({"pages": 3.0}, LABEL)
+    gaussian = nb.gaussians[LABEL]["pages"]
     return {
+        "PAClassifier": pa,
+        "ALMAClassifier": alma,
+        "GaussianNB": nb,
+        "Gaussian": gaussian,
+        "Var": gaussian._var,
         "LogisticRegression": classifier,
         "StandardScaler": scaler,
         "LogLoss": log_loss,

@@ -14,7 +14,8 @@ once; a key not given is the champion's:
 ``start``
     ``cold`` (default: nothing learned) or ``champion`` (the champion's model as it is when the challenger starts).
 ``kind``
-    ``logistic_regression`` (the only kind the engines build today).
+    ``logistic_regression``, or river's ``pa`` (passive-aggressive), ``alma`` or ``gaussian_nb`` behind the same front
+    (:mod:`streaming.classifiers`).
 
 >>> parse_challenger("fast:lr=0.05")
 ChallengerConfig(name='fast', overrides={'learning_rate': 0.05}, start='cold')
@@ -42,7 +43,7 @@ CHAMPION = "champion"
 #: The arm name of the model the settings describe (the champion until a promotion); never a challenger's name.
 BASE = "base"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
-_KINDS = ("logistic_regression",)
+_KINDS = ("logistic_regression", "pa", "alma", "gaussian_nb")  # (all but the first: streaming.classifiers)
 
 
 @dataclasses.dataclass(frozen=True)
