@@ -79,3 +79,13 @@ def test_shared_pins_agree_and_every_install_reads_a_lock() -> None:
     )
     assert installs in venv
     assert "--no-deps --no-build-isolation" in venv
+
+
+def test_each_lock_names_the_pyproject_it_was_made_from() -> None:
+    """``scripts/lock`` heads each lock with pyproject.toml's sha256: a pyproject change is committed with its locks."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256((root / "pyproject.toml").read_bytes()).hexdigest()
+    for path in sorted((root / "requirements").glob("*.txt")):
+        assert path.read_text().splitlines()[0] == f"# locked from pyproject.toml sha256 {digest}", path.name
