@@ -80,6 +80,21 @@ import numpy.typing as npt
 
 from monitor.metric_set import log_loss_of
 from streaming.errors import SnapshotCorruptError
+from streaming.kernel import (
+    T_B,
+    T_C,
+    T_CHALLENGER_LOSS,
+    T_CHALLENGER_RIGHT,
+    T_CHAMPION_LOSS,
+    T_CHAMPION_RIGHT,
+    T_DIFFERENCE,
+    T_LAST_CHAMPION,
+    T_M2,
+    T_MEAN,
+    T_N,
+    T_SKIPPED,
+    TALLY_SIZE,
+)
 
 __all__ = [
     "OTHER",
@@ -381,25 +396,21 @@ class Comparison:
         self.segment_margin, self.segment_min_labels = segment_margin, segment_min_labels
         self.max_segments = max_segments
         self.rho = tuned_rho(alpha, horizon)
-        self.skipped = 0
-        # The overall statistics live in plain attributes rather than a _Segment: update runs per labelled event in
-        # the learner, and a _Segment would add a method call to each.
-        self._n = 0
-        self._mean_difference = 0.0  # of d = loss_champion - loss_challenger (Welford)
-        self._m2 = 0.0  # sum of squared deviations of d (Welford)
-        self._champion_loss = 0.0
-        self._challenger_loss = 0.0
-        self._champion_right = 0
-        self._challenger_right = 0
-        self._b = 0  # only the champion right
-        self._c = 0  # only the challenger right
+        # The overall statistics live in one array of doubles (counts exact), laid out by streaming.kernel's T_*
+        # indices: a compiled challenger's kernel updates it in place by the same operations as update does here.
+        self.tally = np.zeros(TALLY_SIZE)
         self._segments: dict[str, _Segment] = {}
         self._other = _Segment()
 
     @property
     def labels(self) -> int:
         """Labelled events compared (NaN ones skipped)."""
-        return self._n
+        return int(self.tally[T_N])
+
+    @property
+    def skipped(self) -> int:
+        """Labelled events skipped (a NaN score)."""
+        return int(self.tally[T_SKIPPED])
 
     def update(
         self, label: bool, p_champion: float, p_challenger: float, segments: tuple[str, ...] = ()
@@ -407,31 +418,43 @@ class Comparison:
         """One labelled event: both arms' probabilities of the positive label, scored before either learned it, and
         the segments the event belongs to (e.g. ``("VisitorType=Returning_Visitor",)``). Returns the challenger's log
         loss on it (``None``: skipped), for the caller's own rolling figures."""
+        tally = self.tally
         # NaN, the only value unequal to itself (cheaper than two math.isnan calls): a broken score says nothing
         if p_champion != p_champion or p_challenger != p_challenger:  # noqa: PLR0124
-            self.skipped += 1
+            tally[T_SKIPPED] += 1.0
             return None
         champion_loss = log_loss_of(label, p_champion)
         challenger_loss = log_loss_of(label, p_challenger)
         difference = champion_loss - challenger_loss
-        self._n += 1
-        delta = difference - self._mean_difference
-        self._mean_difference += delta / self._n
-        self._m2 += delta * (difference - self._mean_difference)
-        self._champion_loss += champion_loss
-        self._challenger_loss += challenger_loss
+        overall = tally[:T_DIFFERENCE].tolist()
+        n, mean, m2, champion_sum, challenger_sum, champion_rights, challenger_rights, b, c = overall
+        n += 1.0
+        delta = difference - mean
+        mean += delta / n
+        m2 += delta * (difference - mean)
         champion_right = (p_champion > 0.5) == label
         challenger_right = (p_challenger > 0.5) == label
-        self._champion_right += champion_right
-        self._challenger_right += challenger_right
         if champion_right != challenger_right:
             if champion_right:
-                self._b += 1
+                b += 1.0
             else:
-                self._c += 1
+                c += 1.0
+        tally[:T_SKIPPED] = (
+            n, mean, m2, champion_sum + champion_loss, challenger_sum + challenger_loss,
+            champion_rights + champion_right, challenger_rights + challenger_right, b, c,
+            difference, champion_loss, challenger_loss,
+        )  # fmt: skip
         if segments:
             self._update_segments(segments, difference, champion_loss)
         return challenger_loss
+
+    def update_segments(self, segments: tuple[str, ...]) -> None:
+        """The segments of the event compared last (by :meth:`update` or a kernel on :attr:`tally`)."""
+        self._update_segments(segments, float(self.tally[T_DIFFERENCE]), float(self.tally[T_LAST_CHAMPION]))
+
+    def add_segments(self, segments: tuple[str, ...], difference: float, champion_loss: float) -> None:
+        """The segments of an event a kernel compared on :attr:`tally` (its loss difference and champion loss)."""
+        self._update_segments(segments, difference, champion_loss)
 
     def _update_segments(self, names: Iterable[str], difference: float, champion_loss: float) -> None:
         table, overflow = self._segments, False
@@ -448,34 +471,49 @@ class Comparison:
 
     def result(self) -> ComparisonResult:
         """The comparison so far and its decision."""
-        n = self._n
+        n, mean, m2, champion_loss, challenger_loss, champion_right, challenger_right, b, c = self._overall()
         counted = max(n, 1)
-        difference, gain = gain_bounds(
-            n, self._mean_difference, self._m2 / counted, self._champion_loss / counted, alpha=self.alpha, rho=self.rho
-        )
+        difference, gain = gain_bounds(n, mean, m2 / counted, champion_loss / counted, alpha=self.alpha, rho=self.rho)
         segments = self._segment_results()
         decision, reason, blocking = self._decide(n, gain, segments)
         return ComparisonResult(
             labels=n,
             skipped=self.skipped,
-            champion_log_loss=self._champion_loss / counted,
-            challenger_log_loss=self._challenger_loss / counted,
-            loss_difference=self._mean_difference,
-            difference_std=math.sqrt(self._m2 / counted),
+            champion_log_loss=champion_loss / counted,
+            challenger_log_loss=challenger_loss / counted,
+            loss_difference=mean,
+            difference_std=math.sqrt(m2 / counted),
             difference_lower=float(difference.lower),
             difference_upper=float(difference.upper),
             relative_gain=float(gain.estimate),
             gain_lower=float(gain.lower),
             gain_upper=float(gain.upper),
-            champion_accuracy=self._champion_right / counted,
-            challenger_accuracy=self._challenger_right / counted,
-            mcnemar_b=self._b,
-            mcnemar_c=self._c,
-            mcnemar_p=mcnemar_p_value(self._b, self._c),
+            champion_accuracy=champion_right / counted,
+            challenger_accuracy=challenger_right / counted,
+            mcnemar_b=b,
+            mcnemar_c=c,
+            mcnemar_p=mcnemar_p_value(b, c),
             segments=segments,
             decision=decision,
             reason=reason,
             blocking_segments=blocking,
+        )
+
+    def _overall(self) -> tuple[int, float, float, float, float, int, int, int, int]:
+        """The tally's overall statistics, counts as ints."""
+        n, mean, m2, champion_loss, challenger_loss, champion_right, challenger_right, b, c = self.tally[
+            :T_DIFFERENCE
+        ].tolist()
+        return (
+            int(n),
+            mean,
+            m2,
+            champion_loss,
+            challenger_loss,
+            int(champion_right),
+            int(challenger_right),
+            int(b),
+            int(c),
         )
 
     def _segment_results(self) -> tuple[SegmentResult, ...]:
@@ -535,13 +573,14 @@ class Comparison:
     # -- state, as plain msgpack-able values (never pickled) ----------------------------------------
     def dump(self) -> dict[str, Any]:
         """The running statistics as plain values (ints, floats, strings, lists): :meth:`load` continues exactly."""
+        n, mean, m2, champion_loss, challenger_loss, champion_right, challenger_right, b, c = self._overall()
         return {
             "layout": LAYOUT,
             "skipped": self.skipped,
-            "overall": [self._n, self._mean_difference, self._m2, self._champion_loss],
-            "challenger_loss": self._challenger_loss,
-            "right": [self._champion_right, self._challenger_right],
-            "discordant": [self._b, self._c],
+            "overall": [n, mean, m2, champion_loss],
+            "challenger_loss": challenger_loss,
+            "right": [champion_right, challenger_right],
+            "discordant": [b, c],
             "segments": [[name, *segment.dump()] for name, segment in self._segments.items()],
             "other": self._other.dump(),
         }
@@ -561,12 +600,14 @@ class Comparison:
             if doc["layout"] != LAYOUT:
                 raise ValueError(f"layout {doc['layout']!r}, not {LAYOUT}")
             overall = _Segment.load(doc["overall"])
-            new._n, new._mean_difference = overall.n, overall.mean
-            new._m2, new._champion_loss = overall.m2, overall.champion
-            new._challenger_loss = _nonnegative(doc["challenger_loss"])
-            new.skipped = _count(doc["skipped"])
-            new._champion_right, new._challenger_right = (_count(value) for value in doc["right"])
-            new._b, new._c = (_count(value) for value in doc["discordant"])
+            tally = new.tally
+            tally[T_N], tally[T_MEAN], tally[T_M2], tally[T_CHAMPION_LOSS] = (
+                overall.n, overall.mean, overall.m2, overall.champion
+            )  # fmt: skip
+            tally[T_CHALLENGER_LOSS] = _nonnegative(doc["challenger_loss"])
+            tally[T_SKIPPED] = _count(doc["skipped"])
+            tally[T_CHAMPION_RIGHT], tally[T_CHALLENGER_RIGHT] = (_count(value) for value in doc["right"])
+            tally[T_B], tally[T_C] = (_count(value) for value in doc["discordant"])
             new._other = _Segment.load(doc["other"])
             for name, *row in doc["segments"]:
                 if not isinstance(name, str) or name in new._segments:

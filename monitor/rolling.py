@@ -16,12 +16,12 @@ True
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 import numpy as np
 
 from streaming.errors import SnapshotCorruptError
+from streaming.kernel import R_ADDED, R_COUNT, R_HEAD, R_TOTAL, ROLLING_SIZE
 
 __all__ = ["RollingMean"]
 
@@ -48,34 +48,49 @@ class RollingMean:
         if size < 1:
             raise ValueError(f"a rolling window holds at least 1 value, not {size}")
         self.size = size
-        self.values: deque[float] = deque(maxlen=size)
-        self.total = 0.0
-        self.added = 0  # values added since the sum was last recomputed
+        # a ring of doubles and its running figures (streaming.kernel's R_* indices): a compiled challenger's kernel
+        # adds to them in place by the same operations as add does here
+        self.ring = np.zeros(size)
+        self.state = np.zeros(ROLLING_SIZE)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return int(self.state[R_COUNT])
+
+    @property
+    def values(self) -> list[float]:
+        """The window's values, oldest first."""
+        count, head = int(self.state[R_COUNT]), int(self.state[R_HEAD])
+        ring = self.ring.tolist()
+        return ring[:count] if count < self.size else ring[head:] + ring[:head]
 
     def add(self, value: float) -> None:
-        values = self.values
-        if len(values) == self.size:
-            self.total -= values[0]
-        values.append(value)
-        self.total += value
-        self.added += 1
-        if self.added >= self.size:  # the running sum, recomputed exactly once per window: rounding never builds up
-            self.total, self.added = math.fsum(values), 0
+        total, added, head, count = self.state.tolist()
+        slot = int(head)
+        if count == self.size:
+            total -= float(self.ring[slot])  # the oldest value, overwritten now
+        else:
+            count += 1.0
+        self.ring[slot] = value
+        self.state[:] = (total + value, added + 1.0, (slot + 1) % self.size, count)
+        if added + 1.0 >= self.size:
+            self.resum()
+
+    def resum(self) -> None:
+        """Recount the running sum exactly (once per window of values added: rounding never builds up)."""
+        self.state[R_TOTAL], self.state[R_ADDED] = math.fsum(self.values), 0.0
 
     def mean(self) -> float:
         """The mean over the window: its sum kept as values come and go, recomputed exactly every ``size`` values so
         rounding never builds up."""
-        n = len(self.values)
-        return self.total / n if n else math.nan
+        n = self.state[R_COUNT]
+        return float(self.state[R_TOTAL] / n) if n else math.nan
 
     def dump(self) -> dict[str, Any]:
         """``size``, the values (little-endian doubles, oldest first) and the running sum with its count (so a restore
         goes on with the same rounding)."""
         values = np.array(self.values, "<f8").tobytes()
-        return {"size": self.size, "values": values, "total": self.total, "added": self.added}
+        total, added = float(self.state[R_TOTAL]), int(self.state[R_ADDED])
+        return {"size": self.size, "values": values, "total": total, "added": added}
 
     @classmethod
     def load(cls, doc: dict[str, Any] | None, size: int) -> RollingMean:
@@ -89,8 +104,10 @@ class RollingMean:
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotCorruptError(f"a rolling window's state is malformed ({exc!r})") from None
         if int(doc.get("size", size)) == size:
-            window.values.extend(values)
-            window.total, window.added = total, added
+            if len(values) > size:
+                raise SnapshotCorruptError(f"a rolling window of {size} holds {len(values)} values")
+            window.ring[: len(values)] = values
+            window.state[:] = (total, added, len(values) % size, len(values))
         else:
             for value in values[-size:]:
                 window.add(value)

@@ -252,14 +252,82 @@ class CompiledModel(Vocabulary):
 
     def learn_encoded(self, x: Encoded, label: bool) -> None:
         """One SGD step on an event from :meth:`encode` with ``learn=True`` (the last one encoded)."""
-        collisions = self._collisions
-        before = int(self.counters[kernels.C_LEARNED]) if collisions else 0
+        before = int(self.counters[kernels.C_LEARNED]) if self._collisions else 0
         self.kernel.learn(
             x, self.w, self.stats, self.created, self.order, self.row_order, self.counters, self.params,
             1.0 if label else -1.0,
         )  # fmt: skip
-        after = int(self.counters[kernels.C_LEARNED]) if collisions else 0
-        if collisions and after - before > 1:
+        if self._collisions:
+            self._order_new_rows(before)
+
+    def learn_judged(
+        self, x: Encoded, label: bool, p_champion: float, p: float | None, *, tally: Any, ring: Any, rolling: Any
+    ) -> int:
+        """A challenger's labelled event in one kernel call (:func:`streaming.kernel._shadow`): scored now (or ``p``,
+        its score from when it waited), compared with ``p_champion`` into a comparison's ``tally``, its log loss into
+        a rolling window's ``ring`` and ``rolling``, then learned as :meth:`learn_encoded` learns it. The same bits as
+        those calls one by one; returns the kernel's ``S_*`` bits."""
+        before = int(self.counters[kernels.C_LEARNED]) if self._collisions else 0
+        flags: int = self.kernel.shadow(
+            x, self.w, self.stats, self.created, self.order, self.row_order, self.counters, self.params,
+            1.0 if label else -1.0, p_champion, 0.0 if p is None else p, p is not None, tally, ring, rolling,
+        )  # fmt: skip
+        if self._collisions:
+            self._order_new_rows(before)
+        return flags
+
+    def learn_judged_many(
+        self,
+        xs: list[Encoded],
+        labels: list[bool],
+        p_champions: list[float],
+        given: list[float | None] | None,
+        *,
+        tally: Any,
+        ring: Any,
+        rolling: Any,
+        resum: Callable[[], None],
+    ) -> npt.NDArray[np.float64]:
+        """:meth:`learn_judged` over many events in order, in one kernel call (a few when the rolling window's sum is
+        due its exact recount: ``resum`` does it between them); ``given``: each event's score from when it waited, or
+        ``None`` (``None``: none has one). Returns one row per event: compared (1.0 or 0.0), the loss difference, the
+        champion's loss."""
+        n = len(xs)
+        out = np.zeros((n, 3))
+        if self._collisions:  # (the scaler rows' order is put right after each event: one by one)
+            given = [None] * n if given is None else given
+            for i in range(n):
+                flags = self.learn_judged(
+                    xs[i], labels[i], p_champions[i], given[i], tally=tally, ring=ring, rolling=rolling
+                )
+                if flags & kernels.S_RESUM:
+                    resum()
+                if flags & kernels.S_COMPARED:
+                    out[i] = (1.0, tally[kernels.T_DIFFERENCE], tally[kernels.T_LAST_CHAMPION])
+            return out
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum([len(x) for x in xs], out=offsets[1:])
+        flat = np.concatenate(xs)
+        ys = np.where(np.array(labels, np.bool_), 1.0, -1.0)
+        if given is None:
+            scored, probabilities = np.zeros(n, np.bool_), np.zeros(n)
+        else:
+            scored = np.array([p is not None for p in given], np.bool_)
+            probabilities = np.array([0.0 if p is None else p for p in given])
+        champions = np.array(p_champions, np.float64)
+        done = 0
+        while done < n:
+            done = self.kernel.shadow_many(
+                flat, offsets, ys, champions, probabilities, scored, self.w, self.stats, self.created, self.order,
+                self.row_order, self.counters, self.params, tally, ring, rolling, out, done,
+            )  # fmt: skip
+            if rolling[kernels.R_ADDED] >= ring.shape[0]:  # (the kernel stops right after such an event)
+                resum()
+        return out
+
+    def _order_new_rows(self, before: int) -> None:
+        after = int(self.counters[kernels.C_LEARNED])
+        if after - before > 1:
             # A number under a one-hot input's name sits at that input's place in the event, ahead of the
             # numbers before it: put the rows first learned now in the numbers' order, as river's scaler saw them.
             new = set(self.row_order[before:after].tolist())

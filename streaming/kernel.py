@@ -19,6 +19,11 @@ floating-point results are river's bit for bit:
 * weights come to exist when first learned (river inserts them then): ``created``/``order`` keep that
   order, which is the order of the weights in a snapshot.
 
+A challenger's labelled event (:mod:`streaming.learner.arms`) is one call, ``shadow`` — its score, the comparison with
+the champion's score into a ``tally`` (``T_*``, :class:`monitor.compare.Comparison`'s state), its log loss into a
+rolling window (``R_*``, :class:`monitor.rolling.RollingMean`'s), then ``learn`` — or one call for a run of them,
+``shadow_many``; the Python classes do the same operations in the same order (the same bits, tested).
+
 Numba compiles the functions once (``@njit(cache=True)``, on disk in the cache directory, see
 :func:`load`), ~1–3 s the first time and ~0.1 s from the cache. With no writable cache directory they
 are compiled in memory at every start (a warning says so).
@@ -50,12 +55,58 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["C_CREATED", "C_ITERATIONS", "C_LEARNED", "P_HALF", "P_INTERCEPT", "Kernel", "available", "load"]
+__all__ = [
+    "C_CREATED",
+    "C_ITERATIONS",
+    "C_LEARNED",
+    "P_HALF",
+    "P_INTERCEPT",
+    "ROLLING_SIZE",
+    "R_ADDED",
+    "R_COUNT",
+    "R_HEAD",
+    "R_TOTAL",
+    "S_COMPARED",
+    "S_RESUM",
+    "TALLY_SIZE",
+    "T_B",
+    "T_C",
+    "T_CHALLENGER_LOSS",
+    "T_CHALLENGER_RIGHT",
+    "T_CHAMPION_LOSS",
+    "T_CHAMPION_RIGHT",
+    "T_DIFFERENCE",
+    "T_LAST_CHALLENGER",
+    "T_LAST_CHAMPION",
+    "T_M2",
+    "T_MEAN",
+    "T_N",
+    "T_SKIPPED",
+    "Kernel",
+    "available",
+    "load",
+]
 
 #: ``params``: intercept, learning rate, intercept learning rate, l2, the exponent 0.5
 P_INTERCEPT, P_LR, P_INTERCEPT_LR, P_L2, P_HALF = range(5)
 #: ``counters``: weights created, scaler rows learned, SGD steps
 C_CREATED, C_LEARNED, C_ITERATIONS = range(3)
+#: ``tally``, a challenger's comparison with the champion (:class:`monitor.compare.Comparison` keeps its state in it):
+#: labels compared, the mean and summed squared deviations of the loss difference (Welford), both summed log losses,
+#: both right counts, the events only the champion / only the challenger got right, then the last compared event's
+#: difference, champion loss and challenger loss, and the events skipped (a NaN score). Counts are exact doubles.
+(
+    T_N, T_MEAN, T_M2, T_CHAMPION_LOSS, T_CHALLENGER_LOSS, T_CHAMPION_RIGHT, T_CHALLENGER_RIGHT, T_B, T_C,
+    T_DIFFERENCE, T_LAST_CHAMPION, T_LAST_CHALLENGER, T_SKIPPED,
+) = range(13)  # fmt: skip
+TALLY_SIZE = 13
+#: ``rolling``, a rolling mean over a ring of values (:class:`monitor.rolling.RollingMean` keeps its state in it):
+#: the running sum, values added since the sum was last recounted exactly, the ring's next slot, values held
+R_TOTAL, R_ADDED, R_HEAD, R_COUNT = range(4)
+ROLLING_SIZE = 4
+#: :func:`_shadow`'s result, bits: the event was compared (not skipped); the rolling sum is due its exact recount
+S_COMPARED, S_RESUM = 1, 2
+_LOW, _HIGH = 1e-15, 1 - 1e-15  # river's log loss clamps a probability to these (monitor.metric_set.log_loss_of)
 
 
 def _predict(ev: Any, w: Any, stats: Any, params: Any) -> float:
@@ -131,6 +182,98 @@ def _learn(ev: Any, w: Any, stats: Any, created: Any, order: Any, row_order: Any
     counters[C_ITERATIONS] += 1
 
 
+def _log_loss(label: bool, p: float) -> float:
+    """river's log loss of one pair, as :func:`monitor.metric_set.log_loss_of` computes it (NaN kept)."""
+    p = _HIGH if p > _HIGH else _LOW if p < _LOW else p
+    return -math.log(p) if label else -math.log(1 - p)
+
+
+def _compare(label: bool, p_champion: float, p: float, tally: Any) -> bool:
+    """One labelled event into a comparison's ``tally``, operation for operation as
+    :meth:`monitor.compare.Comparison.update` does it; ``False``: skipped (a NaN score)."""
+    if p_champion != p_champion or p != p:  # noqa: PLR0124 — NaN, the only value unequal to itself
+        tally[T_SKIPPED] += 1.0
+        return False
+    champion_loss = _log_loss(label, p_champion)
+    challenger_loss = _log_loss(label, p)
+    difference = champion_loss - challenger_loss
+    n = tally[T_N] + 1.0
+    mean = tally[T_MEAN]
+    delta = difference - mean
+    mean += delta / n
+    tally[T_N] = n
+    tally[T_MEAN] = mean
+    tally[T_M2] += delta * (difference - mean)
+    tally[T_CHAMPION_LOSS] += champion_loss
+    tally[T_CHALLENGER_LOSS] += challenger_loss
+    champion_right = (p_champion > 0.5) == label
+    challenger_right = (p > 0.5) == label
+    if champion_right:
+        tally[T_CHAMPION_RIGHT] += 1.0
+    if challenger_right:
+        tally[T_CHALLENGER_RIGHT] += 1.0
+    if champion_right != challenger_right:
+        tally[T_B if champion_right else T_C] += 1.0
+    tally[T_DIFFERENCE] = difference
+    tally[T_LAST_CHAMPION] = champion_loss
+    tally[T_LAST_CHALLENGER] = challenger_loss
+    return True
+
+
+def _roll(value: float, ring: Any, rolling: Any) -> bool:
+    """``value`` into a rolling mean's ``ring``, as :meth:`monitor.rolling.RollingMean.add` does it; ``True``: its sum
+    is due an exact recount (``math.fsum``, in Python)."""
+    size = ring.shape[0]
+    head = int(rolling[R_HEAD])
+    if rolling[R_COUNT] == size:
+        rolling[R_TOTAL] -= ring[head]  # the oldest value, overwritten now
+    else:
+        rolling[R_COUNT] += 1.0
+    ring[head] = value
+    rolling[R_TOTAL] += value
+    rolling[R_HEAD] = (head + 1) % size
+    rolling[R_ADDED] += 1.0
+    due: bool = rolling[R_ADDED] >= size
+    return due
+
+
+def _shadow(ev: Any, w: Any, stats: Any, created: Any, order: Any, row_order: Any,  # noqa: PLR0917
+            counters: Any, params: Any, y: float, p_champion: float, p: float, scored: bool,
+            tally: Any, ring: Any, rolling: Any) -> int:  # fmt: skip
+    """A challenger's labelled event in one call: its score (``p`` when ``scored``, from when the event waited; else
+    :func:`_predict` now), the comparison's ``tally`` and its rolling loss take it, then :func:`_learn`. The same
+    operations as the four Python calls, so the same bits; returns :data:`S_COMPARED` | :data:`S_RESUM` bits."""
+    if not scored:
+        p = _predict(ev, w, stats, params)
+    flags = 0
+    if _compare(y > 0.0, p_champion, p, tally):
+        flags = S_COMPARED
+        if _roll(tally[T_LAST_CHALLENGER], ring, rolling):
+            flags |= S_RESUM
+    _learn(ev, w, stats, created, order, row_order, counters, params, y)
+    return flags
+
+
+def _shadow_many(xs: Any, offsets: Any, ys: Any, p_champions: Any, given: Any, scored: Any,  # noqa: PLR0917
+                 w: Any, stats: Any, created: Any, order: Any, row_order: Any, counters: Any, params: Any,
+                 tally: Any, ring: Any, rolling: Any, out: Any, start: int) -> int:  # fmt: skip
+    """:func:`_shadow` over events ``start, start + 1, ...`` in order (event ``i`` is ``xs[offsets[i]:offsets[i + 1]]``
+    with ``ys[i]``, ``p_champions[i]``, and ``given[i]`` when ``scored[i]``); ``out[i]`` = (compared, the loss
+    difference, the champion's loss). Returns the index after the last event done: early, right after an event whose
+    rolling sum is due its exact recount (done in Python; then call again from there)."""
+    n: int = offsets.shape[0] - 1
+    for i in range(start, n):
+        flags = _shadow(
+            xs[offsets[i] : offsets[i + 1]], w, stats, created, order, row_order, counters, params, ys[i],
+            p_champions[i], given[i], scored[i], tally, ring, rolling,
+        )  # fmt: skip
+        if flags & S_COMPARED:
+            out[i, 0], out[i, 1], out[i, 2] = 1.0, tally[T_DIFFERENCE], tally[T_LAST_CHAMPION]
+        if flags & S_RESUM:
+            return i + 1
+    return n
+
+
 @dataclasses.dataclass(frozen=True)
 class Kernel:
     """The compiled functions and where they were cached (``None``: in memory only)."""
@@ -138,6 +281,8 @@ class Kernel:
     predict: Callable[..., float]
     learn: Callable[..., None]
     cache_dir: Path | None
+    shadow: Callable[..., int]
+    shadow_many: Callable[..., int]
 
 
 _LOADED: Kernel | None = None
@@ -197,11 +342,22 @@ def load(cache_dir: str | None = None) -> Kernel:
     config: Any = numba.config
     if where is not None and str(where) != config.CACHE_DIR:
         config.reload_config()  # numba was imported before: make it read the directory set above
+    from numba.extending import register_jitable
+
+    for inlined in (_predict, _learn, _log_loss, _compare, _roll, _shadow):  # callable from _shadow(_many), inlined
+        register_jitable(inlined)
+    cache = where is not None
     arrays = "(float64[::1], float64[::1], float64[:, ::1]"
-    predict = numba.njit(f"float64{arrays}, float64[::1])", cache=where is not None)(_predict)
-    learn = numba.njit(
-        f"void{arrays}, boolean[::1], int64[::1], int64[::1], int64[::1], float64[::1], float64)",
-        cache=where is not None,
-    )(_learn)
-    _LOADED = Kernel(predict, learn, where)
+    learning = f"{arrays}, boolean[::1], int64[::1], int64[::1], int64[::1], float64[::1], float64"
+    predict = numba.njit(f"float64{arrays}, float64[::1])", cache=cache)(_predict)
+    learn = numba.njit(f"void{learning})", cache=cache)(_learn)
+    judging = "float64[::1], float64[::1], float64[::1]"
+    shadow = numba.njit(f"int64{learning}, float64, float64, boolean, {judging})", cache=cache)(_shadow)
+    shadow_many = numba.njit(
+        "int64(float64[::1], int64[::1], float64[::1], float64[::1], float64[::1], boolean[::1], float64[::1], "
+        "float64[:, ::1], boolean[::1], int64[::1], int64[::1], int64[::1], float64[::1], "
+        f"{judging}, float64[:, ::1], int64)",
+        cache=cache,
+    )(_shadow_many)
+    _LOADED = Kernel(predict, learn, where, shadow, shadow_many)
     return _LOADED

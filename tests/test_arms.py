@@ -15,16 +15,21 @@ No Kafka, no Redis: records go through the learner's own :class:`~streaming.lear
 from __future__ import annotations
 
 import logging
+import math
+import random
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.compare import Comparison
+from monitor.rolling import RollingMean
 from snapshotter.codec import EncodedSnapshot, SnapshotState, decode_snapshot, encode_snapshot, unpack
 from streaming.classifiers import ClassifierModel
+from streaming.compiled import CompiledModel
 from streaming.config import Settings
 from streaming.errors import ConfigError
 from streaming.events import Event, encode_event
+from streaming.kernel import S_RESUM
 from streaming.learner.offline import _Discard
 from streaming.learner.outputs import Outputs
 from streaming.learner.prometheus import LearnerMetrics
@@ -471,3 +476,88 @@ def test_a_promoted_passive_aggressive_arm_serves_and_is_restored_as_the_champio
     weights = list(plain.steps.values())[-1].weights
     assert again.state.model.dump_state()["coefficients"] == {"names": list(weights), "values": list(weights.values())}
     assert arm_state(again.state, "base") == river_state(_plain_loop(shop_events, 0.01)[0])  # the former champion
+
+
+HOSTILE = [0.0, 1.0, 0.5, 1e-300, 1e-16, 1 - 1e-16, 0.9999999, math.inf, -math.inf, math.nan, -0.0, 2.0, -1.0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_kernels_one_call_step_is_the_python_calls_to_the_bit_on_hostile_scores(shop_events, seed):
+    """:meth:`CompiledModel.learn_judged` (one event) and ``learn_judged_many`` (a run, stopping for the rolling sum's
+    exact recount) against the four Python calls — score (or the score given), :meth:`Comparison.update`,
+    :meth:`RollingMean.add`, learn — on scores a broken champion or a stored state may hold (0, 1, subnormal, ±inf,
+    NaN, out of range), a window of 7 (recounted every 7 values): the tally, the ring and the model are the same
+    bits."""
+    rng = random.Random(seed)
+    spec = ModelSpec(learning_rate=0.05)
+    python_model, one, many = CompiledModel(spec), CompiledModel(spec), CompiledModel(spec)
+    python_cmp, one_cmp, many_cmp = Comparison(), Comparison(), Comparison()
+    python_loss, one_loss, many_loss = RollingMean(7), RollingMean(7), RollingMean(7)
+    pending: list[tuple] = []
+
+    def flush_many() -> None:
+        if pending:
+            xs, labels, champions, given = (list(c) for c in zip(*pending, strict=True))
+            out = many.learn_judged_many(
+                xs, labels, champions, given if any(g is not None for g in given) or rng.random() < 0.5 else None,
+                tally=many_cmp.tally, ring=many_loss.ring, rolling=many_loss.state, resum=many_loss.resum,
+            )  # fmt: skip
+            assert out.shape == (len(xs), 3)
+            pending.clear()
+
+    for event in shop_events[:600]:
+        label = bool(event.label)
+        p_champion = rng.choice(HOSTILE) if rng.random() < 0.3 else rng.random()
+        given = None if rng.random() < 0.7 else (rng.choice(HOSTILE) if rng.random() < 0.5 else rng.random())
+        x = python_model.encode(event.features, learn=True)
+        p = python_model.predict_encoded(x) if given is None else given
+        loss = python_cmp.update(label, p_champion, p)
+        if loss is not None:
+            python_loss.add(loss)
+        python_model.learn_encoded(x, label)
+        flags = one.learn_judged(
+            one.encode(event.features, learn=True), label, p_champion, given,
+            tally=one_cmp.tally, ring=one_loss.ring, rolling=one_loss.state,
+        )  # fmt: skip
+        if flags & S_RESUM:
+            one_loss.resum()
+        pending.append((many.encode(event.features, learn=True), label, p_champion, given))
+        if rng.random() < 0.05:
+            flush_many()  # runs of every length, the vocabulary growing between them
+    flush_many()
+    assert python_cmp.skipped > 0 and python_cmp.labels > 300
+    for comparison, loss, model in ((one_cmp, one_loss, one), (many_cmp, many_loss, many)):
+        assert comparison.tally.tobytes() == python_cmp.tally.tobytes()
+        assert comparison.dump() == python_cmp.dump()
+        assert loss.dump() == python_loss.dump() and loss.mean() == python_loss.mean()
+        assert model.dump_state() == python_model.dump_state()
+
+
+@pytest.mark.parametrize("every", [1, 37, 1000])
+def test_the_arms_learn_queued_events_exactly_whenever_they_are_flushed(shop_events, every):
+    """The arms learn the champion's labelled events in queued runs (flushed by a metric sample every ``every``
+    labels, by :data:`QUEUED` events, or by anyone reading an arm): at every cadence each arm is its plain river loop
+    and its comparison the plain loops' scores, to the bit; reading the arms mid-stream changes nothing."""
+    settings = Settings(
+        engine="compiled", challengers=DECLARED, compare_segments=["VisitorType"], history_every_events=every
+    )
+    run = Run(settings)
+    records = [("events", encode_event(e)) for e in shop_events]
+    for start in range(0, len(records), 97):
+        run.feed(records[start : start + 97])
+        assert run.state.arms is not None and run.state.arms.arms[0].learned == min(start + 97, len(records))
+    champion = plain_river_pipeline(0.01)
+    plain = {name: plain_river_pipeline(lr) for name, (lr, _) in SPECS.items()}
+    expected = {name: Comparison() for name in SPECS}
+    for event in shop_events:
+        x = contract_features(event)
+        p = champion.predict_proba_one(x).get(True, 0.0)
+        for name, (_, excluded) in SPECS.items():
+            xa = without(x, excluded)
+            segment = (f"VisitorType={x['VisitorType']}",)
+            expected[name].update(event.label, p, plain[name].predict_proba_one(xa).get(True, 0.0), segment)
+            plain[name].learn_one(xa, event.label)
+        champion.learn_one(x, event.label)
+    for name in SPECS:
+        assert arm_state(run.state, name) == river_state(plain[name]), name
+        assert arm(run.state, name).comparison.dump() == expected[name].dump(), name

@@ -17,6 +17,13 @@ arm is part of each version the learner writes (the blob's ``arms``: spec, model
 started), so a restart, a failover or a rollback brings every arm back at the version's offsets, as it does the
 champion: after a rollback, each arm is the target version's.
 
+The arms learn the champion's labelled events **queued**: :meth:`Challengers.judge_and_learn` notes the event and
+:meth:`Challengers.flush` lets every arm learn the queue in order — on the compiled engine one kernel call per arm and
+run of events (:meth:`~streaming.compiled.CompiledModel.learn_judged_many`: score, comparison, rolling loss, SGD step,
+the same operations as the Python calls, so the same bits). Every public method flushes first (so does reading
+:attr:`Challengers.arms`), and the queue never holds more than :data:`QUEUED` events: nothing sees an arm behind the
+champion.
+
 >>> from streaming.config import Settings
 >>> from streaming.engines import new_model
 >>> from streaming.vocabulary import ModelSpec
@@ -51,9 +58,14 @@ from snapshotter.codec import Packed, pack, unpack
 from streaming.config import BASE, ChallengerConfig, ChallengerSettings
 from streaming.engines import LearningModel, new_model, restore_model
 from streaming.errors import ConfigError, ModelSpecMismatchError, SnapshotCorruptError
+from streaming.kernel import S_COMPARED, S_RESUM
 from streaming.vocabulary import ModelSpec
 
-__all__ = ["BASE", "Arm", "Challengers", "declaration_of"]
+__all__ = ["BASE", "QUEUED", "Arm", "Challengers", "declaration_of"]
+
+#: Labelled events queued for the arms at most (:meth:`Challengers.judge_and_learn`; a metric sample, a snapshot or a
+#: waiting event's score flushes them sooner).
+QUEUED = 256
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +89,11 @@ class Arm:
     learned: int = 0
     retire_after: int | None = None
     promote_since: int | None = None
+    #: the model's one-call labelled step (:meth:`~streaming.compiled.CompiledModel.learn_judged`), if it has one
+    judged: Callable[..., int] | None = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.judged = getattr(self.model, "learn_judged", None)
 
     @property
     def name(self) -> str:
@@ -146,13 +163,22 @@ class Challengers:
         configs: tuple[ChallengerConfig, ...] | None = None,
         champion: str = BASE,
     ) -> None:
-        self.arms = arms
+        self._arms = arms
+        # labelled events the champion learned and the arms have yet to (:meth:`judge_and_learn`, :meth:`flush`)
+        self._queue: list[tuple[Any, bool, float, dict[str, float] | None, dict[str, Any]]] = []
+        self._unencoded = self._scored = 0  # queued events without the champion's encoding / with the arms' scores
         self.settings, self.window, self.engine = settings, window, engine
         self.configs = configs  # None: the settings'
         self.champion = champion
         self.names = tuple(arm.name for arm in arms)
         self._segments = tuple(settings.segments)
         self.shared: frozenset[str] = frozenset()  # arms that take the champion's encoded event (:meth:`share`)
+
+    @property
+    def arms(self) -> list[Arm]:
+        """The arms, every labelled event handed to :meth:`judge_and_learn` learned."""
+        self.flush()
+        return self._arms
 
     # -- building -------------------------------------------------------------------------------------
     @classmethod
@@ -284,7 +310,8 @@ class Challengers:
         until now stays as an arm named as it was, learning on in shadow for ``cooldown`` events (0: it leaves at
         once), so backing out lands on a model as fresh as the stream. Every comparison starts again: they compare
         with the new champion from here on."""
-        (promoted,) = [arm for arm in self.arms if arm.name == name]
+        self.flush()
+        (promoted,) = [arm for arm in self._arms if arm.name == name]
         former = Arm(
             declaration_of(self.champion, champion_spec),
             champion_spec,
@@ -294,27 +321,29 @@ class Challengers:
             {"from": "champion", "version": parent, "demoted": True},
             retire_after=cooldown,
         )
-        self.arms = [arm for arm in self.arms if arm.name != name] + ([former] if cooldown > 0 else [])
-        for arm in self.arms:
+        self._arms = [arm for arm in self._arms if arm.name != name] + ([former] if cooldown > 0 else [])
+        for arm in self._arms:
             arm.comparison, arm.promote_since = self._comparison(self.settings), None
-        self.champion, self.names = name, tuple(arm.name for arm in self.arms)
+        self.champion, self.names = name, tuple(arm.name for arm in self._arms)
         self.share(promoted.model)
         return promoted
 
     def retire(self) -> list[str]:
         """Drop the former champions whose cool-down is over; their names."""
-        done = [arm.name for arm in self.arms if arm.retire_after is not None and arm.learned >= arm.retire_after]
+        self.flush()
+        done = [arm.name for arm in self._arms if arm.retire_after is not None and arm.learned >= arm.retire_after]
         if done:
-            self.arms = [arm for arm in self.arms if arm.name not in done]
-            self.names = tuple(arm.name for arm in self.arms)
+            self._arms = [arm for arm in self._arms if arm.name not in done]
+            self.names = tuple(arm.name for arm in self._arms)
         return done
 
     def ready(self, confirm_labels: int) -> list[str]:
         """Arms whose verdict has been ``promote`` for at least ``confirm_labels`` labels (the ``auto`` policy),
         best relative gain first (as of the last metric sample)."""
+        self.flush()
         ready = [
             arm
-            for arm in self.arms
+            for arm in self._arms
             if arm.promote_since is not None and arm.comparison.labels - arm.promote_since >= confirm_labels
         ]
         return [arm.name for arm in sorted(ready, key=lambda arm: -arm.comparison.result().relative_gain)]
@@ -324,20 +353,23 @@ class Challengers:
         """Note which arms encode events exactly as ``champion`` does (:meth:`~streaming.compiled.CompiledModel.
         encodes_like`: the compiled engine, the same selection, caps and vocabulary): they take its encoded event
         instead of encoding it again, as long as every event the champion encodes to learn they learn too."""
-        self.shared = frozenset(arm.name for arm in self.arms if champion.encodes_like(arm.model))
+        self.flush()
+        self.shared = frozenset(arm.name for arm in self._arms if champion.encodes_like(arm.model))
 
     def unshare(self) -> None:
         """The champion's vocabulary grew on an event the arms did not learn (an incident confirmed at that very
         event): from here on each arm encodes its events itself."""
+        self.flush()
         self.shared = frozenset()
 
     def score(self, features: dict[str, Any], x: Any = None) -> dict[str, float]:
         """Every arm's probability for an event that waits for its label (scored with the champion, learned
         nothing; ``x``: the champion's encoding of it, taken by the arms that share it)."""
+        self.flush()
         shared = self.shared if x is not None else ()
         return {
             arm.name: arm.model.predict_encoded(x if arm.name in shared else arm.model.encode(features))
-            for arm in self.arms
+            for arm in self._arms
         }
 
     def judge_and_learn(
@@ -350,26 +382,102 @@ class Challengers:
     ) -> None:
         """A labelled event the champion learns: each arm scores it (or takes its score from when it waited,
         ``others``), the comparison and the arm's rolling loss take it, then the arm learns it (``x``: the champion's
-        encoding of it with ``learn``, taken by the arms that share it)."""
+        encoding of it with ``learn``, taken by the arms that share it).
+
+        Queued, done by :meth:`flush` — in order, each arm's run of events in one kernel call on the compiled engine
+        — before anything reads an arm (every public method flushes first) or after :data:`QUEUED` events: the same
+        operations in the same order as one event at a time, so the same bits."""
+        self._queue.append((x, label, p_champion, others, features))
+        if x is None:
+            self._unencoded += 1
+        if others is not None:
+            self._scored += 1
+        if len(self._queue) >= QUEUED:
+            self.flush()
+
+    def flush(self) -> None:
+        """Every arm learns the queued events (:meth:`judge_and_learn`)."""
+        queue = self._queue
+        if not queue:
+            return
+        unencoded, scored = self._unencoded, self._scored
+        self._queue, self._unencoded, self._scored = [], 0, 0
+        xs, labels, champions, others, features = (list(column) for column in zip(*queue, strict=True))
         named = self._segments
-        segments = tuple(f"{name}={features[name]}" for name in named if name in features) if named else ()
-        shared = self.shared if x is not None else ()
-        for arm in self.arms:
-            model = arm.model
-            xa = x if arm.name in shared else model.encode(features, learn=True)
-            p = others.get(arm.name) if others is not None else None
+        segments = [tuple(f"{name}={f[name]}" for name in named if name in f) for f in features] if named else None
+        n = len(queue)
+        for arm in self._arms:
+            shared = arm.name in self.shared
+            many = getattr(arm.model, "learn_judged_many", None)
+            if many is not None and shared and not unencoded:  # every event encoded by the champion: one call
+                given = [None if o is None else o.get(arm.name) for o in others] if scored else None
+                self._learn_run(arm, many, xs, labels, champions, given, segments)
+                continue
+            start = 0
+            while start < n:
+                end = start
+                if many is not None and shared:  # the run of events encoded by the champion: one kernel call
+                    while end < n and xs[end] is not None:
+                        end += 1
+                if many is not None and end > start:
+                    given = [None if o is None else o.get(arm.name) for o in others[start:end]]
+                    self._learn_run(
+                        arm, many, xs[start:end], labels[start:end], champions[start:end], given,
+                        None if segments is None else segments[start:end],
+                    )  # fmt: skip
+                    start = end
+                else:
+                    self._learn_one(arm, queue[start], shared, () if segments is None else segments[start])
+                    start += 1
+
+    @staticmethod
+    def _learn_run(  # noqa: PLR0917 — the queue's columns
+        arm: Arm,
+        many: Callable[..., Any],
+        xs: list[Any],
+        labels: list[bool],
+        champions: list[float],
+        given: list[float | None] | None,
+        segments: list[tuple[str, ...]] | None,
+    ) -> None:
+        comparison, loss = arm.comparison, arm.loss
+        out = many(
+            xs, labels, champions, given, tally=comparison.tally, ring=loss.ring, rolling=loss.state, resum=loss.resum
+        )
+        arm.learned += len(xs)
+        if segments is not None:
+            for (compared, difference, champion_loss), names in zip(out.tolist(), segments, strict=True):
+                if compared and names:
+                    comparison.add_segments(names, difference, champion_loss)
+
+    @staticmethod
+    def _learn_one(arm: Arm, entry: Any, shared: bool, segments: tuple[str, ...]) -> None:
+        x, label, p_champion, others, features = entry
+        model = arm.model
+        xa = x if shared and x is not None else model.encode(features, learn=True)
+        p = others.get(arm.name) if others is not None else None
+        judged = arm.judged
+        if judged is not None:  # the compiled engine: score, compare, roll and learn in one kernel call
+            comparison, loss = arm.comparison, arm.loss
+            flags = judged(xa, label, p_champion, p, tally=comparison.tally, ring=loss.ring, rolling=loss.state)
+            if flags & S_RESUM:
+                loss.resum()
+            if segments and flags & S_COMPARED:
+                comparison.update_segments(segments)
+        else:
             if p is None:
                 p = model.predict_encoded(xa)
-            loss = arm.comparison.update(label, p_champion, p, segments)
-            if loss is not None:
-                arm.loss.add(loss)
+            challenger_loss = arm.comparison.update(label, p_champion, p, segments)
+            if challenger_loss is not None:
+                arm.loss.add(challenger_loss)
             model.learn_encoded(xa, label)
-            arm.learned += 1
+        arm.learned += 1
 
     # -- state ----------------------------------------------------------------------------------------
     def capture(self) -> Callable[[], dict[str, Any]]:
         """Every arm as it stands, copied (the models by their engine, the rest packed now); the returned function
         builds the blob's ``arms`` later (in the snapshot writer thread)."""
+        self.flush()
         captured = [
             (
                 arm.name,
@@ -389,7 +497,7 @@ class Challengers:
                     )
                 ),
             )
-            for arm in self.arms
+            for arm in self._arms
         ]
 
         def document() -> dict[str, Any]:
@@ -405,8 +513,9 @@ class Challengers:
         """Each arm's comparison as metric-sample fields ``arm:<name>:<figure>`` (finite values only: the interval is
         infinite before two labels): labels, both log losses (the arm's rolling, the comparison's cumulative),
         the relative gain and its interval."""
+        self.flush()
         fields: dict[str, float] = {}
-        for arm in self.arms:
+        for arm in self._arms:
             result = arm.comparison.result()
             if result.decision != "promote":  # the verdict held since (the auto policy waits for it to last)
                 arm.promote_since = None
@@ -424,4 +533,5 @@ class Challengers:
 
     def summary(self) -> dict[str, Any]:
         """Each arm's figures for a version's metadata and the status."""
-        return {arm.name: arm.summary() for arm in self.arms}
+        self.flush()
+        return {arm.name: arm.summary() for arm in self._arms}
