@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from monitor.judge import Action, Judge
 from monitor.prequential import LOWER_IS_BETTER, Threshold
-from monitor.signals import RATE_SIGNALS, RUN_SIGNAL, SignalWatch, run_log10_probability
+from monitor.signals import ODDS_SIGNAL, RATE_SIGNALS, RUN_SIGNAL, SignalWatch, run_log10_probability
 from streaming.config import GuardSettings, Settings
 
 __all__ = [
@@ -231,8 +231,9 @@ def signal_view(samples: Sequence[Sample], settings: GuardSettings | Settings) -
     """
     guard = GuardSettings.of(settings)
     watch, rule = SignalWatch(guard), Threshold(guard)
-    deviations: dict[str, list[tuple[float, int]]] = {s: [] for s in (*RATE_SIGNALS, RUN_SIGNAL)}
-    incidents = dict.fromkeys((*RATE_SIGNALS, RUN_SIGNAL), 0)
+    deviations: dict[str, list[tuple[float, int]]] = {s: [] for s in (*RATE_SIGNALS, RUN_SIGNAL, ODDS_SIGNAL)}
+    incidents = dict.fromkeys((*RATE_SIGNALS, RUN_SIGNAL, ODDS_SIGNAL), 0)
+    cusums: list[float] = []
     for sample in samples:
         threshold = rule.value()
         rule.observe(sample)
@@ -247,6 +248,10 @@ def signal_view(samples: Sequence[Sample], settings: GuardSettings | Settings) -
                 deviations[RUN_SIGNAL].append((-log_p, at))
         for event in watch.observe(sample, threshold=threshold):
             incidents[event.signal] += event.kind == "incident_start"
+        if watch.odds:  # the label-odds CUSUMs after this block (the highest of every group, either way)
+            highest = max(max(s[0], s[2]) for s in watch.odds.values())
+            cusums.append(highest)
+            deviations[ODDS_SIGNAL].append((highest, at))
     stats = []
     for signal in RATE_SIGNALS:
         values = [s[signal] for s in samples if signal in s and not math.isnan(s[signal])]
@@ -259,4 +264,8 @@ def signal_view(samples: Sequence[Sample], settings: GuardSettings | Settings) -
     bound = -math.log10(chance) if chance else math.inf  # 0: off
     low, high = (min(runs), max(runs)) if runs else (math.nan, math.nan)
     stats.append(SignalStats(RUN_SIGNAL, low, high, most, where, bound, incidents[RUN_SIGNAL]))
+    most, where = max(deviations[ODDS_SIGNAL]) if deviations[ODDS_SIGNAL] else (None, None)
+    low, high = (min(cusums), max(cusums)) if cusums else (math.nan, math.nan)
+    odds_bound = guard.incident_odds_threshold or math.inf  # 0: off
+    stats.append(SignalStats(ODDS_SIGNAL, low, high, most, where, odds_bound, incidents[ODDS_SIGNAL]))
     return stats

@@ -11,6 +11,19 @@ The learner feeds it every metric sample it records, in stream order (each one a
   was open (half-life ``reference_half_life_events``), so a slow corruption cannot drag it along. The
   incident's *change point* is where the shift began: the start of the run of blocks already off by half
   the bound (for a label run: its first event, or that start if earlier).
+* **incident start, quietly** — the **label-odds rule** (a risk-adjusted Bernoulli CUSUM, Steiner et al. 2000): the
+  model's own prequential score ``p`` says how likely each label is to be positive; labels whose odds of being
+  positive are ``R`` times (or ``1/R`` times) what the scores say (``R``: ``incident_odds_ratio``, 2) accumulate a
+  log-likelihood ratio, per group — the stream (``all``) and each value of each guard segment
+  (``LIVELEARN_GUARD_SEGMENTS``) — block by block, ``S = max(0, S + block LLR)``; ``S`` above
+  ``incident_odds_threshold`` (9) opens an incident (signal ``label_odds``), its change point the block where that
+  ``S`` last left 0; it is over once that group's labels have shown they agree with the scores again (a CUSUM
+  of the reverse evidence past a third of the threshold) and no alarm came for ``incident_resume_after_events``. It
+  sees what the rates cannot: a labeller broken for one segment, half of the positives lost,
+  one kind of session all labelled positive — the labels disagree with the scores — while the data's own drift,
+  which moves the features as well, moves the scores with it (clean bundled data in order, 5 shuffles and cycled 3
+  times stays below 6). It judges from ``reference_min_events`` healthy events on, and starts afresh when another
+  model serves (a promotion) or an operator declares a new normal.
 * **incident end** — every watched rate back within its bound for ``incident_resume_after_events`` in a row
   (the hysteresis is in events: ``incident_patience`` blocks to open, many more to close). The reference
   stays where the healthy data left it, so it cannot have learned the incident; within the bound, not a
@@ -48,12 +61,14 @@ from typing import Any, Literal
 from monitor.prequential import meets_threshold
 from streaming.config import GuardSettings, Settings
 
-__all__ = ["RATE_SIGNALS", "RUN_SIGNAL", "SignalEvent", "SignalWatch", "run_log10_probability"]
+__all__ = ["ODDS_SIGNAL", "RATE_SIGNALS", "RUN_SIGNAL", "SignalEvent", "SignalWatch", "run_log10_probability"]
 
 #: Rates of a block whose shift is a data-quality incident.
 RATE_SIGNALS = ("label_rate", "pred_rate")
 #: An improbable run of one label value (judged against the label rate's reference).
 RUN_SIGNAL = "label_run"
+#: Labels whose odds, given the model's scores, moved (the label-odds CUSUM, per group).
+ODDS_SIGNAL = "label_odds"
 _RECENT = 64  # blocks kept to locate a change point
 
 
@@ -68,6 +83,7 @@ class SignalEvent:
     reference: float | None
     change_point: int | None = None  # where the shift began
     reason: str = ""
+    group: str | None = None  # the label-odds rule's group (``all`` or ``<feature>=<value>``)
 
 
 @dataclasses.dataclass
@@ -75,6 +91,33 @@ class _Incident:
     signal: str
     change_point: int
     normal_since: int | None = None
+    group: str | None = None  # a label-odds incident's group and direction (None: any, as after a restore)
+    upward: bool | None = None
+    # a segment's label-odds incident: over the calm run so far, that segment's positives and summed scores, then the
+    # rest of the stream's (its labels are judged against the others', not against the held model's own scores)
+    window: list[float] | None = None
+
+
+OddsSums = tuple[float, float, float, float, float]
+
+
+def block_odds(sample: dict[str, float]) -> dict[str, OddsSums]:
+    """The block's label-odds sums per group, ``(events, positives, up, down, scores)`` (``BlockSignals``'
+    ``odds:*``)."""
+    groups: dict[str, list[float]] = {}
+    for key, value in sample.items():
+        if key.startswith("odds:"):
+            group, _, stat = key[5:].rpartition(":")
+            sums = groups.setdefault(group, [0.0, 0.0, 0.0, 0.0, 0.0])
+            index = _ODDS_STATS.get(stat)
+            if index is not None:
+                sums[index] = float(value)
+    return {group: (n, pos, up, down, p) for group, (n, pos, up, down, p) in groups.items()}
+
+
+_ODDS_STATS = {"n": 0, "pos": 1, "up": 2, "down": 3, "p": 4}
+#: The label-odds group of every labelled event.
+ALL = "all"
 
 
 def run_log10_probability(sample: dict[str, float], label_rate: float | None) -> float | None:
@@ -110,6 +153,11 @@ class SignalWatch:
         self.incident: _Incident | None = None
         self.last_position: int | None = None
         self.suspect_since: int | None = None  # start of the current run of blocks off by half a bound
+        # the label-odds CUSUMs: group -> [S up, block start where it left 0, S down, where it left 0]
+        self.odds_threshold = guard.incident_odds_threshold
+        self.log_ratio = math.log(guard.incident_odds_ratio)
+        self.odds: dict[str, list[Any]] = {}
+        self.odds_from: int | None = None  # stream position from which the CUSUMs run (None: once the reference is)
 
     @property
     def calm(self) -> bool:
@@ -132,10 +180,69 @@ class SignalWatch:
         if not self.calm:
             return False
         rates = {s: partial[s] for s in RATE_SIGNALS if s in partial and not math.isnan(partial[s])}
-        return not any(self._off(s, v, 0.5) for s, v in rates.items()) and not self._improbable_run(partial, 2 / 3)
+        if any(self._off(s, v, 0.5) for s, v in rates.items()) or self._improbable_run(partial, 2 / 3):
+            return False
+        return (
+            not any(
+                max(self._odds_after(group, sums)[::2]) > self.odds_threshold / 2
+                for group, sums in block_odds(partial).items()
+            )
+            if self.odds_threshold and self._odds_ready()
+            else True
+        )
 
     def _ready(self) -> bool:
         return self.reference_events >= self.guard.reference_min_events
+
+    # -- the label-odds rule --------------------------------------------------------------------------
+    def _odds_ready(self) -> bool:
+        return self._ready() and (self.odds_from is None or (self.last_position or 0) >= self.odds_from)
+
+    def _odds_after(self, group: str, sums: OddsSums) -> tuple[float, Any, float, Any]:
+        """Group ``group``'s CUSUMs after a block with ``sums``: ``(S up, where it left 0, S down, where)``."""
+        _, positives, up, down, _ = sums
+        s_up, up_since, s_down, down_since = self.odds.get(group) or (0.0, None, 0.0, None)
+        s_up = max(0.0, s_up + positives * self.log_ratio - up)
+        s_down = max(0.0, s_down - positives * self.log_ratio - down)
+        return s_up, up_since, s_down, down_since
+
+    def _update_odds(self, block_start: int, sample: dict[str, float]) -> None:
+        for group, sums in block_odds(sample).items():
+            s_up, up_since, s_down, down_since = self._odds_after(group, sums)
+            up_since = None if s_up == 0.0 else block_start if up_since is None else up_since
+            down_since = None if s_down == 0.0 else block_start if down_since is None else down_since
+            self.odds[group] = [s_up, up_since, s_down, down_since]
+
+    def _odds_alarm(
+        self, fraction: float, only: tuple[str | None, bool | None] = (None, None)
+    ) -> tuple[str, bool, float, int] | None:
+        """The group whose CUSUM is highest above ``fraction`` of the threshold: ``(group, up?, S, change point)``
+        (``only``: that group and direction; ``None``: any)."""
+        if not self.odds_threshold:
+            return None
+        worst: tuple[str, bool, float, int] | None = None
+        for group, (s_up, up_since, s_down, down_since) in self.odds.items():
+            if only[0] is not None and group != only[0]:
+                continue
+            for upward, s, since in ((True, s_up, up_since), (False, s_down, down_since)):
+                if only[1] is not None and upward != only[1]:
+                    continue
+                if s > self.odds_threshold * fraction and (worst is None or s > worst[2]):
+                    worst = (group, upward, s, int(since if since is not None else self.last_position or 0))
+        return worst
+
+    def restart_odds(self, position: int | None = None) -> None:
+        """Start the label-odds CUSUMs afresh (another model's scores serve now), judging again after
+        ``reference_min_events`` more events from ``position`` (``None``: the last sample's)."""
+        self.odds = {}
+        at = self.last_position if position is None else position
+        self.odds_from = None if at is None else at + self.guard.reference_min_events
+
+    def odds_fields(self) -> dict[str, float]:
+        """The highest CUSUM each way, for the metric sample (``label_odds_up``, ``label_odds_down``)."""
+        ups = [s[0] for s in self.odds.values()]
+        downs = [s[2] for s in self.odds.values()]
+        return {"label_odds_up": max(ups, default=0.0), "label_odds_down": max(downs, default=0.0)}
 
     def _off(self, signal: str, value: float | None, fraction: float) -> bool:
         reference = self.reference[signal]
@@ -168,6 +275,7 @@ class SignalWatch:
         """Watch an incident recorded elsewhere (in Redis, when the watch was restored from before it)."""
         self.incident = _Incident(signal, change_point)
         self.runs = dict.fromkeys(RATE_SIGNALS, 0)
+        self.odds = {}  # the incident's recovery is judged by fresh CUSUMs
 
     def accept_new_normal(self) -> None:
         """An operator closed the incident: the shifted rates are the new normal. The watch forgets the incident
@@ -177,6 +285,7 @@ class SignalWatch:
         self.reference_events = 0
         self.runs = dict.fromkeys(RATE_SIGNALS, 0)
         self.recent.clear()
+        self.odds, self.odds_from = {}, None
 
     def forget(self, signal: str) -> None:
         """Another model serves now (a challenger was promoted): its prediction rate is its own. The reference of
@@ -198,7 +307,13 @@ class SignalWatch:
         self.last_position = position
         rates = {s: sample[s] for s in RATE_SIGNALS if s in sample and not math.isnan(sample[s])}
         self.recent.append((block_start, rates))
-        suspect = any(self._off(s, v, 0.5) for s, v in rates.items()) or self._improbable_run(sample, 2 / 3)
+        if self.odds_threshold and self._odds_ready():
+            self._update_odds(block_start, sample)
+        suspect = (
+            any(self._off(s, v, 0.5) for s, v in rates.items())
+            or self._improbable_run(sample, 2 / 3)
+            or self._odds_alarm(0.5) is not None
+        )
         self.suspect_since = (
             (self.suspect_since if self.suspect_since is not None else block_start) if suspect else None
         )
@@ -208,7 +323,7 @@ class SignalWatch:
         elif self.incident is not None:
             events += self._watch_recovery(position, block_start, rates, sample)
         # a block that is already off (or holds a suspect run) must not pull the reference along
-        calm = not any(self.runs.values()) and not self._improbable_run(sample, 2 / 3)
+        calm = not any(self.runs.values()) and not self._improbable_run(sample, 2 / 3) and self._odds_alarm(0.5) is None
         if self.incident is None and calm and meets_threshold(sample, self.guard, threshold):
             self._learn_reference(rates)
         return events
@@ -226,6 +341,19 @@ class SignalWatch:
                 f"{reference:.3f}); the shift began at stream position {change_point}"
             )
             return [SignalEvent("incident_start", RUN_SIGNAL, position, length, reference, change_point, reason)]
+        alarm = self._odds_alarm(1.0)
+        if alarm is not None:
+            group, upward, s, change_point = alarm
+            self.open_incident(ODDS_SIGNAL, change_point)
+            assert self.incident is not None
+            self.incident.group, self.incident.upward = group, upward
+            ratio = math.exp(self.log_ratio if upward else -self.log_ratio)
+            reason = (
+                f"labels of {group} are {'more' if upward else 'less'} often positive than the model's scores say: "
+                f"the odds ×{ratio:g} CUSUM is {s:.1f} (threshold {self.odds_threshold:g}); the shift began at "
+                f"stream position {change_point}"
+            )
+            return [SignalEvent("incident_start", ODDS_SIGNAL, position, s, None, change_point, reason, group)]
         for signal in RATE_SIGNALS:  # the label rate first: it is the usual culprit
             if self.runs[signal] >= self.guard.incident_patience:
                 reference = self.reference[signal]
@@ -245,13 +373,31 @@ class SignalWatch:
     ) -> list[SignalEvent]:
         incident = self.incident
         assert incident is not None
+        # While an incident is open the model is held, so its scores grow stale as the data drifts on: the label-odds
+        # CUSUMs would judge the model's age, not the labels. The rates' rule closes every incident; a segment's
+        # label-odds incident also needs that segment's labels to agree with the rest of the stream's again, both
+        # measured against the same held scores (positives over summed scores, over the calm run: within a factor
+        # of sqrt(R) of each other) — a stream-wide one cannot be told from the drift that way, and the CUSUM that
+        # restarts when learning goes on catches it again if it was not over.
         if any(self._off(s, v, 1.0) for s, v in rates.items()) or self._improbable_run(sample, 1.0):
-            incident.normal_since = None
+            incident.normal_since, incident.window = None, None
             return []
+        segment = incident.signal == ODDS_SIGNAL and incident.group not in (None, ALL)
+        if segment:
+            groups = block_odds(sample)
+            own, every = groups.get(str(incident.group)), groups.get(ALL)
+            if own is not None and every is not None:
+                window = incident.window or [0.0, 0.0, 0.0, 0.0]
+                incident.window = [window[0] + own[1], window[1] + own[4], window[2] + every[1] - own[1],
+                                   window[3] + every[4] - own[4]]  # fmt: skip
         incident.normal_since = block_start if incident.normal_since is None else incident.normal_since
         if position - incident.normal_since < self.guard.incident_resume_after_events:
             return []
+        if segment and not self._agrees(incident.window):
+            incident.normal_since, incident.window = None, None  # not yet: judge the next run afresh
+            return []
         self.incident = None
+        self.odds = {}
         rate = "label_rate" if incident.signal == RUN_SIGNAL else incident.signal
         value, reference = rates.get(rate, math.nan), self.reference.get(rate)
         reason = (
@@ -259,6 +405,19 @@ class SignalWatch:
             f"{position - incident.normal_since} events (incident began at stream position {incident.change_point})"
         )
         return [SignalEvent("incident_end", incident.signal, position, value, reference, incident.change_point, reason)]
+
+    def _agrees(self, window: list[float] | None) -> bool:
+        """A segment's labels agree with the rest of the stream's: their positives per summed score within a factor
+        of ``sqrt(R)`` (too few scores to say: they do)."""
+        if window is None:
+            return True
+        own_positives, own_scores, other_positives, other_scores = window
+        if own_scores < 1.0 or other_scores < 1.0 or other_positives < 1.0:
+            return True
+        if own_positives == 0.0:
+            return False
+        ratio = (own_positives / own_scores) / (other_positives / other_scores)
+        return abs(math.log(ratio)) < self.log_ratio / 2
 
     def _learn_reference(self, rates: dict[str, float]) -> None:
         for signal, value in rates.items():
@@ -276,6 +435,8 @@ class SignalWatch:
             "incident": dataclasses.asdict(self.incident) if self.incident else None,
             "last_position": self.last_position,
             "suspect_since": self.suspect_since,
+            "odds": {group: list(state) for group, state in self.odds.items()},
+            "odds_from": self.odds_from,
         }
 
     def load(self, doc: dict[str, Any] | None) -> None:
@@ -291,3 +452,5 @@ class SignalWatch:
         self.incident = _Incident(**incident) if incident else None
         self.last_position = doc.get("last_position")
         self.suspect_since = doc.get("suspect_since")
+        self.odds = {str(g): [float(s[0]), s[1], float(s[2]), s[3]] for g, s in (doc.get("odds") or {}).items()}
+        self.odds_from = doc.get("odds_from")  # (from 2026-12-07: a version before starts them afresh)

@@ -147,6 +147,11 @@ def test_data_signals_on_clean_data(clean):
         max(s["label_run"] for s in samples),
     )
     assert runs["bound"] == 9 and 0 < runs["largest_deviation"] < 5 and runs["incidents"] == 0
+    # the label-odds CUSUM: the learner's own after each block (the samples' label_odds_up/down), far below its bound
+    odds = signals["label_odds"]
+    highest = max(max(s["label_odds_up"], s["label_odds_down"]) for s in samples)
+    assert odds["bound"] == 9 and odds["incidents"] == 0
+    assert odds["largest_deviation"] == odds["maximum"] == highest and 1 < highest < 6
 
 
 def test_bounds_too_tight_for_clean_data_are_reported():
@@ -237,7 +242,7 @@ def test_views_without_enough_data():
     rule = Settings()
     assert distribution([sample(0.9, n=10)], rule) is None
     assert relative_view([sample(0.9)], rule).suggested_drop is None
-    assert [s.largest_deviation for s in signal_view([{"label_rate": 0.1, "pred_rate": 0.1}], rule)] == [None] * 3
+    assert [s.largest_deviation for s in signal_view([{"label_rate": 0.1, "pred_rate": 0.1}], rule)] == [None] * 4
 
 
 # -- a range of the live events topic ------------------------------------------------------------------------------

@@ -146,17 +146,29 @@ def run_start(events: list[Event], at: int) -> int:
     return at
 
 
-def check_stuck_labeller(outcome: Outcome, at: int, count: int, within: int = BLOCK, began: int | None = None) -> None:
+def check_stuck_labeller(
+    outcome: Outcome,
+    at: int,
+    count: int,
+    *,
+    within: int = BLOCK,
+    began: int | None = None,
+    signal: str = "label_run",
+    slack: int = 0,
+) -> None:
     """``within``: events into the incident by which learning is held (an improbable run of one label value
     opens it at the end of the block where its probability fell below incident_label_run_probability);
-    ``began``: where the run began, if clean labels before ``at`` already had the stuck value."""
+    ``began``: where the run began, if clean labels before ``at`` already had the stuck value; ``signal``: the rule
+    that opens it, whose change point is the run's first event (``label_run``) or at most ``slack`` events before
+    it (``label_odds``: the start of the block where its CUSUM last left 0)."""
     store = outcome.store
     (start,) = outcome.actions("incident_start")
     (rollback,) = outcome.actions("rollback")
     (end,) = outcome.actions("incident_end")
-    assert start.fields["signal"] == "label_run"
+    assert start.fields["signal"] == signal
     cp = int(start.fields["change_point"])
-    assert cp == (at if began is None else began)  # the run's first event
+    first = at if began is None else began  # the run's first event
+    assert first - slack <= cp <= (first if signal == "label_run" else at)  # the CUSUM's: a block start, by at
     assert at < position(start) <= at + within
     assert rollback.actor.startswith("learner")
     assert rollback.fields["incident"] == start.fields["incident"]
@@ -209,18 +221,26 @@ def test_a_stuck_labeller_is_an_incident_nothing_from_it_is_served_and_the_model
     assert decisions(live) == decisions(outcome)
 
 
-def test_a_labeller_stuck_at_zero_is_caught_by_its_improbable_run(make_settings, learners):
-    """All labels 0 move a 0.1 label rate by less than its bound (0.25), but 200 zeros in a row have a chance
-    of 1e-9 at that rate: an incident from the run's first event, as for labels stuck at 1."""
+@pytest.mark.parametrize("odds", [True, False])
+def test_a_labeller_stuck_at_zero_is_caught_by_the_label_odds_or_its_improbable_run(make_settings, learners, odds):
+    """All labels 0 move a 0.1 label rate by less than its bound (0.25). The label-odds rule sees labels far less
+    often positive than the model's scores say within two blocks (its CUSUM gains ~0.1 per zero), its change point
+    the start of the block where the CUSUM last left 0 (at most two blocks before the first zero); with it off, 200
+    zeros in a row have a chance of 1e-9 at that rate: an incident from the run's first event, as for labels stuck
+    at 1."""
     at, count = 4000, 2000
     events = stuck(EVENTS, at, count, label=False)
     began = run_start(events, at)
     assert began < at  # here, 21 clean zeros lead into it: the incident starts with them (conservative)
-    outcome = run(make_settings, learners, events)
-    # held by the end of the block where 0.9**n fell below 1e-9 (n = 197 at the reference label rate ~0.1)
-    check_stuck_labeller(outcome, at, count, within=3 * BLOCK, began=began)
+    outcome = run(make_settings, learners, events, **({} if odds else {"incident_odds_threshold": 0}))
     (start,) = outcome.actions("incident_start")
-    assert "labels in a row were 0" in start.reason
+    if odds:
+        check_stuck_labeller(outcome, at, count, within=2 * BLOCK, began=began, signal="label_odds", slack=2 * BLOCK)
+        assert "less often positive than the model's scores say" in start.reason
+    else:
+        # held by the end of the block where 0.9**n fell below 1e-9 (n = 197 at the reference label rate ~0.1)
+        check_stuck_labeller(outcome, at, count, within=3 * BLOCK, began=began)
+        assert "labels in a row were 0" in start.reason
 
 
 def test_a_label_flip_burst_is_one_incident_and_one_rollback_even_with_two_monitors(make_settings, learners):
@@ -230,8 +250,10 @@ def test_a_label_flip_burst_is_one_incident_and_one_rollback_even_with_two_monit
     store = outcome.store
     (incident,) = outcome.actions("incident_start")
     (rollback,) = outcome.actions("rollback", "manual_rollback")
-    assert incident.fields["signal"] == "label_rate"
-    assert int(incident.fields["change_point"]) == at
+    # labels flipped at random disagree with the model's scores at once (the label-odds rule, its change point the
+    # start of the block where its CUSUM left 0), before the label rate has been off its bound for two blocks
+    assert incident.fields["signal"] == "label_odds"
+    assert at - 2 * BLOCK <= int(incident.fields["change_point"]) <= at
     assert at < position(incident) <= at + PATIENCE * BLOCK
     assert position_of(store.meta(rollback.to_version)) <= at
     (end,) = outcome.actions("incident_end")

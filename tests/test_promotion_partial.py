@@ -77,15 +77,18 @@ def test_a_calm_block_so_far_confirms_up_to_the_current_event():
     assert learner.state.watch.dump() == other.state.watch.dump()
 
 
-@pytest.mark.parametrize(("label", "count"), [(True, 40), (False, 190)])
-def test_a_block_so_far_a_full_block_would_call_suspect_confirms_nothing_and_opens_nothing(label: bool, count: int):
+@pytest.mark.parametrize(("label", "start", "count"), [(True, 2400, 40), (False, 2480, 110)])
+def test_a_block_so_far_a_full_block_would_call_suspect_confirms_nothing_and_opens_nothing(
+    label: bool, start: int, count: int
+):
     """A labeller stuck at 1 shows in 40 events (the label rate is off by far more than half a bound); one stuck at
-    0 barely moves a low label rate, and shows as for full blocks by its run of zeros, two-thirds of the way to
-    improbable (~170 zeros at the reference rate): here 190, 90 of them in the block so far."""
+    0 barely moves a low label rate, and shows as for full blocks by the label-odds CUSUM past half its threshold
+    (~0.16 per zero at the model's scores here: 20 zeros in the last full block, under half, and 90 more in the block
+    so far)."""
     learner = Learner()
-    learner.feed(EVENTS[:2400])
+    learner.feed(EVENTS[:start])
     assert learner.state.watch.reference["label_rate"] is not None  # the reference is learned: judging is on
-    learner.feed([dataclasses.replace(e, label=label) for e in EVENTS[2400 : 2400 + count]])
+    learner.feed([dataclasses.replace(e, label=label) for e in EVENTS[start : start + count]])
     confirmed = learner.state.confirmed
     assert confirmed is not None and confirmed <= 2500
     assert learner.state.watch.calm  # the last full block did not see it yet (or saw too little)...
@@ -93,8 +96,8 @@ def test_a_block_so_far_a_full_block_would_call_suspect_confirms_nothing_and_ope
     assert learner.state.confirmed == confirmed
     assert learner.state.watch.incident is None  # a partial block opens nothing
     clean = Learner()
-    clean.feed(EVENTS[: 2400 + count])
-    assert clean.confirm() and clean.state.confirmed == 2400 + count  # the same events with their true labels
+    clean.feed(EVENTS[: start + count])
+    assert clean.confirm() and clean.state.confirmed == start + count  # the same events with their true labels
 
 
 def test_an_incident_or_a_suspect_full_block_or_the_setting_off_confirms_nothing():

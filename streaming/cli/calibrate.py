@@ -47,7 +47,7 @@ def _counted(events: Iterator[Event], into: list[int]) -> Iterator[Event]:
 _GUARD = ("monitor_metric", "monitor_threshold_mode", "monitor_threshold", "monitor_relative_drop",
           "monitor_min_samples", "monitor_patience", "rolling_window", "history_every_events", "learning_rate",
           "incident_label_rate_bound", "incident_prediction_rate_bound", "incident_label_run_probability",
-          "incident_patience")  # fmt: skip
+          "incident_patience", "incident_odds_ratio", "incident_odds_threshold", "guard_segments")  # fmt: skip
 
 
 def calibration_report(samples: list[dict[str, float]], settings: Settings, source: dict[str, Any]) -> dict[str, Any]:
@@ -144,12 +144,14 @@ def _print(doc: dict[str, Any]) -> None:
     out.print(table)
     out.print(
         "label_run: the longest run of one label value per block; its deviation and bound are -log10 of the run's "
-        "probability at the reference label rate (bound: incident_label_run_probability)"
+        "probability at the reference label rate (bound: incident_label_run_probability); label_odds: the highest "
+        "label-odds CUSUM after each block, over the stream and every guard segment, either way (bound: "
+        "incident_odds_threshold; clean data should stay well below it)"
     )
     out.print(
         f"[red]{doc['incidents']} data-quality incidents on this data[/red]: if it is clean, the bounds are too tight; "
-        "raise incident_label_rate_bound / incident_prediction_rate_bound above the largest deviation, or lower "
-        "incident_label_run_probability"
+        "raise incident_label_rate_bound / incident_prediction_rate_bound above the largest deviation, lower "
+        "incident_label_run_probability, or raise incident_odds_threshold above the label_odds maximum"
         if doc["incidents"]
         else "no data-quality incident on this data: the incident bounds leave it alone"
     )

@@ -414,6 +414,29 @@ class Settings(BaseSettings):
         description="A run of one label value less likely than this at the reference label rate opens an incident "
         "at once (a labeller stuck at 0 or 1; 0: off).",
     )
+    incident_odds_ratio: float = Field(
+        2.0,
+        gt=1,
+        le=100,
+        description="The label-odds rule watches for labels whose odds of being positive, given the model's own "
+        "score, moved by this factor up or down (a risk-adjusted Bernoulli CUSUM per segment and overall).",
+    )
+    incident_odds_threshold: float = Field(
+        9.0,
+        ge=0,
+        le=1000,
+        description="The label-odds CUSUM (a log-likelihood ratio) above this opens an incident (0: off); clean "
+        "bundled data stays below 6 (livelearn calibrate prints it).",
+    )
+    guard_segments: list[str] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Categorical features whose values the label-odds rule also watches apart (e.g. VisitorType): "
+        "a labeller broken for one segment moves that segment's labels, not the stream's.",
+    )
+    guard_segment_values: int = Field(
+        8, ge=1, le=64, description="Values watched per guard segment (first seen); later values count as 'other'."
+    )
     incident_patience: int = Field(
         2, ge=1, le=100, description="Blocks in a row off the reference that open an incident."
     )

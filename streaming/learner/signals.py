@@ -10,7 +10,14 @@ of labelled events since the previous sample:
   value ``label_run_value`` (1 or 0) and ``label_run_start``, the stream position just before its first
   event (a labeller stuck at 0 barely moves a low label rate, but makes an improbable run),
 * ``feature:<name>`` — the mean raw value of each tracked numeric feature (the first
-  ``drift_max_features`` numeric features seen, a fixed list kept in snapshots).
+  ``drift_max_features`` numeric features seen, a fixed list kept in snapshots),
+* ``odds:<group>:n``, ``:pos``, ``:up``, ``:down``, ``:p`` — for the label-odds rule
+  (:class:`monitor.signals.SignalWatch`): per group — ``all``, and ``<feature>=<value>`` for each guard segment
+  (``LIVELEARN_GUARD_SEGMENTS``, the first ``guard_segment_values`` values seen, later ones ``<feature>=other``) —
+  the labelled events, the positive labels, the sums of ``log(1 - p + R p)`` and ``log(1 - p + p / R)`` over the
+  model's scores ``p``, and of ``p`` (``R``: ``incident_odds_ratio``): a block's log-likelihood ratio of "the odds
+  of a positive label are ``R`` (or ``1/R``)
+  times what the model says" is ``pos · log R - up`` (``pos · log(1/R) - down``).
 
 Blocks are counted in labelled events, so the signals are a function of the stream, not of the rate.
 
@@ -18,8 +25,10 @@ Blocks are counted in labelled events, so the signals are a function of the stre
 >>> for at, (label, p, x) in enumerate([(True, 0.9, {"a": 1.0, "c": "x"}), (False, 0.2, {"a": 3.0, "b": 5})]):
 ...     block.add(label, p, x, {"p0": at + 1})
 >>> signals = block.flush()
->>> {k: v for k, v in signals.items() if not k.startswith("label_run")}
+>>> {k: v for k, v in signals.items() if not k.startswith(("label_run", "odds:"))}
 {'label_rate': 0.5, 'pred_rate': 0.5, 'mean_p': 0.55, 'feature:a': 2.0, 'feature:b': 5.0}
+>>> signals["odds:all:n"], signals["odds:all:pos"], round(signals["odds:all:up"], 4)  # log(1.9) + log(1.2)
+(2, 1, 0.824)
 >>> for at, label in enumerate([False, False, False, True, False, False], start=2):  # the last block ended on 0
 ...     block.add(label, 0.1, {}, {"p0": at + 1})
 >>> {k: v for k, v in block.flush().items() if k.startswith("label_run")}  # 4 zeros, the first at position 1
@@ -33,19 +42,30 @@ nan
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["BlockSignals"]
+from monitor.signals import ALL
+
+__all__ = ["OTHER", "BlockSignals"]
 
 _NAN = float("nan")
+#: A guard segment's value past the first ``guard_segment_values``.
+OTHER = "other"
 
 
 class BlockSignals:
     """Accumulates one block of labelled events; :meth:`flush` returns its signals and starts the next."""
 
-    def __init__(self, max_features: int) -> None:
+    def __init__(
+        self, max_features: int, *, segments: Iterable[str] = (), segment_values: int = 8, odds_ratio: float = 2.0
+    ) -> None:
         self.max_features = max_features
+        self.segments = tuple(segments)
+        self.segment_values = segment_values
+        self.seen: dict[str, dict[str, None]] = {name: {} for name in self.segments}  # values kept, first seen
+        self.up_slope, self.down_slope = odds_ratio - 1.0, 1.0 / odds_ratio - 1.0
         self.tracked: dict[str, None] = {}  # numeric features watched for drift, in first-seen order
         self.run_label: bool | None = None  # the current run of one label value, across blocks
         self.run_length = self.run_start = 0
@@ -57,6 +77,8 @@ class BlockSignals:
         self.predicted = 0
         self.p_sum = 0.0
         self.totals: dict[str, list[Any]] = {}  # tracked feature -> [sum, count] over the block, in first-seen order
+        # group -> [events, positives, sum log(1-p+Rp), sum log(1-p+p/R), sum p]
+        self.groups: dict[str, list[float]] = {}
         self.longest = (0, False, 0)  # (length, value, stream position before its first event)
 
     def add(self, label: bool, p: float, features: dict[str, Any], positions: Mapping[Any, int]) -> None:
@@ -72,6 +94,20 @@ class BlockSignals:
         self.positives += label
         self.predicted += p > 0.5
         self.p_sum += p
+        if 0.0 <= p <= 1.0:  # (a NaN score says nothing of the odds)
+            up, down = math.log(1.0 + self.up_slope * p), math.log(1.0 + self.down_slope * p)
+            groups = self.groups
+            for group in (ALL, *(self._segment(name, features) for name in self.segments)) if self.segments else (ALL,):
+                if group is None:
+                    continue
+                sums = groups.get(group)
+                if sums is None:
+                    sums = groups[group] = [0.0, 0.0, 0.0, 0.0, 0.0]
+                sums[0] += 1.0
+                sums[1] += label
+                sums[2] += up
+                sums[3] += down
+                sums[4] += p
         tracked, totals = self.tracked, self.totals
         for name, value in features.items():
             total = totals.get(name)
@@ -87,6 +123,18 @@ class BlockSignals:
                     continue
                 tracked[name] = None
             totals[name] = [0.0 + value, 1]
+
+    def _segment(self, name: str, features: Mapping[str, Any]) -> str | None:
+        """The event's group for guard segment ``name`` (``None``: it has no such feature)."""
+        value = features.get(name)
+        if value is None:
+            return None
+        text, seen = str(value), self.seen[name]
+        if text not in seen:
+            if len(seen) >= self.segment_values or text == OTHER:
+                return f"{name}={OTHER}"
+            seen[text] = None
+        return f"{name}={text}"
 
     def flush(self) -> dict[str, float]:
         """The block's signals (NaN rates for an empty block), then an empty block."""
@@ -110,6 +158,9 @@ class BlockSignals:
             total = totals.get(name)
             if total is not None:
                 fields[f"feature:{name}"] = total[0] / total[1]
+        for group, (events, positives, up, down, scores) in self.groups.items():
+            fields |= {f"odds:{group}:n": int(events), f"odds:{group}:pos": int(positives)}
+            fields |= {f"odds:{group}:up": up, f"odds:{group}:down": down, f"odds:{group}:p": scores}
         return fields
 
     def dump(self) -> dict[str, Any]:
@@ -122,6 +173,8 @@ class BlockSignals:
             "sums": {name: total[0] for name, total in self.totals.items()},
             "counts": {name: total[1] for name, total in self.totals.items()},
             "run": [self.run_label, self.run_length, self.run_start, *self.longest],
+            "seen": {name: list(values) for name, values in self.seen.items()},
+            "groups": {group: list(sums) for group, sums in self.groups.items()},
         }
 
     def load(self, doc: dict[str, Any] | None) -> None:
@@ -136,3 +189,8 @@ class BlockSignals:
         label, length, start, longest, value, at = doc.get("run", [None, 0, 0, 0, False, 0])  # from 2026-11-28
         self.run_label, self.run_length, self.run_start = label, int(length), int(start)
         self.longest = (int(longest), bool(value), int(at))
+        seen = doc.get("seen") or {}  # (from 2026-12-07; a segment added since starts with no values)
+        self.seen = {name: dict.fromkeys(str(v) for v in seen.get(name, ())) for name in self.segments}
+        self.groups = {
+            str(g): [float(v) for v in sums] for g, sums in (doc.get("groups") or {}).items() if len(sums) == 5
+        }

@@ -141,7 +141,12 @@ class LearnerState:
             model,
             PrequentialMetrics(window),
             RecentIds(settings.learner.dedupe_window),
-            BlockSignals(settings.learner.drift_max_features),
+            BlockSignals(
+                settings.learner.drift_max_features,
+                segments=settings.guard.segments,
+                segment_values=settings.guard.segment_values,
+                odds_ratio=settings.guard.incident_odds_ratio,
+            ),
             Threshold(settings.guard),
             SignalWatch(settings.guard),
             join=None
@@ -207,6 +212,7 @@ class LearnerState:
         self.model, self.spec, self.arm_name = arm.model, arm.spec, name
         self.metrics.restart_window()
         self.watch.forget("pred_rate")
+        self.watch.restart_odds()  # the label-odds rule judges the new champion's scores from scratch
         if self.join is not None:
             self.join.swap_scores(name, former)
         self.pending_promotion = {"from": former, "to": name, "version": self.parent, "learned": arm.learned}

@@ -230,6 +230,7 @@ class EventStep:
         if state.arms is not None:  # each challenger's comparison at this event (``livelearn compare`` draws them)
             sample.update(state.arms.sample_fields())
         events = state.watch.observe(sample, threshold=threshold)
+        sample.update(state.watch.odds_fields())
         state.incident_events += [(event, sample) for event in events]
         ended = any(event.kind == "incident_end" for event in events)
         if ended:
