@@ -1,7 +1,9 @@
 """What the monitor learns from every metric sample besides the judge's verdict: feature drift and the threshold.
 
 * **feature drift** (:class:`~monitor.drift.FeatureDrift`) is a notice: audited with the shared cursor's
-  move (so once, by whichever monitor judged the sample), counted, logged; nothing more.
+  move (so once, by whichever monitor judged the sample), counted, logged; nothing more. Detections come in
+  episodes (:class:`~monitor.drift.DriftEpisodes`): the first is a notice at once, the next
+  ``drift_group_events`` events' are one notice at the episode's end (each detection counted with its notice).
 * **the relative threshold** (:class:`~monitor.prequential.Threshold`, relative mode) is learned from the
   samples, as the learner learns it.
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import copy
 
-from monitor.drift import FeatureDrift
+from monitor.drift import DriftEpisodes, FeatureDrift
 from monitor.prequential import Threshold
 from snapshotter.cursor import Notice
 from snapshotter.status import MetricSample, sample_metrics
@@ -47,16 +49,22 @@ class DataGuard:
     def __init__(self, settings: GuardSettings | Settings) -> None:
         self.guard = guard = GuardSettings.of(settings)
         self.drift = FeatureDrift(guard.drift_detector)
+        self.episodes = DriftEpisodes(guard.drift_group_events)
         self.threshold = Threshold(guard)
         self.scored = -1  # the highest ``scored`` fed: a sample at or below it is a replay of blocks already seen
 
-    def checkpoint(self) -> tuple[FeatureDrift, Threshold, int]:
+    def checkpoint(self) -> tuple[FeatureDrift, DriftEpisodes, Threshold, int]:
         """The state fed so far, to go back to if the batch is lost to another monitor."""
         memo = {id(self.guard): self.guard}
-        return copy.deepcopy(self.drift, memo), copy.deepcopy(self.threshold, memo), self.scored
+        return (
+            copy.deepcopy(self.drift, memo),
+            copy.deepcopy(self.episodes, memo),
+            copy.deepcopy(self.threshold, memo),
+            self.scored,
+        )
 
-    def restore(self, checkpoint: tuple[FeatureDrift, Threshold, int]) -> None:
-        self.drift, self.threshold, self.scored = checkpoint
+    def restore(self, checkpoint: tuple[FeatureDrift, DriftEpisodes, Threshold, int]) -> None:
+        self.drift, self.episodes, self.threshold, self.scored = checkpoint
 
     def feed(self, sample: MetricSample) -> list[Notice] | None:
         """Feed one sample in stream order: the notices it causes; ``None`` for a replayed sample (skipped)."""
@@ -67,9 +75,17 @@ class DataGuard:
         self.threshold.observe(sample)
         position = int(sample.get("stream_position", 0))
         metrics = sample_metrics(sample)
+        detected = self.drift.observe(sample, position=position)
         return [
             Notice(
-                "feature_drift", event.reason, {**metrics, "signal": f"feature:{event.feature}", "value": event.value}
+                "feature_drift",
+                notice.reason,
+                {
+                    **metrics,
+                    "signal": ",".join(f"feature:{feature}" for feature in notice.features),
+                    "value": notice.events[0].value,
+                    **({"episode_since": notice.since} if notice.since is not None else {}),
+                },
             )
-            for event in self.drift.observe(sample, position=position)
+            for notice in self.episodes.notices(detected, position=position)
         ]

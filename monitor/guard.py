@@ -255,9 +255,9 @@ class Monitor:
         """Log and count the notices this monitor recorded."""
         for notice in notices:
             position = int(notice.metrics.get("stream_position", 0))
-            if notice.action == "feature_drift":
-                feature = str(notice.metrics.get("signal", "")).removeprefix("feature:")
-                self.telemetry.feature_drift.labels(self.model_name, feature).inc()
+            if notice.action == "feature_drift":  # one notice may hold an episode's detections: each counted
+                for signal in str(notice.metrics.get("signal", "")).split(","):
+                    self.telemetry.feature_drift.labels(self.model_name, signal.removeprefix("feature:")).inc()
                 log.warning("feature drift at stream position %d: %s", position, notice.reason)
             else:
                 self.telemetry.suppressed.inc()

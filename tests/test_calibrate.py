@@ -7,6 +7,7 @@ a threshold above the clean minimum.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -18,6 +19,7 @@ import pytest
 from conftest import produce, settings_env
 
 from monitor.calibration import count_breaches, distribution, relative_view, signal_view, suggest_threshold
+from monitor.data_guard import DataGuard
 from streaming.cli.calibrate import calibration_report
 from streaming.config import Settings
 from streaming.learner.offline import replay_samples
@@ -277,3 +279,21 @@ def test_calibrate_on_a_topic_range_matches_the_same_events_offline(make_setting
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
         assert needle in lines[0], lines[0]
+
+
+def test_feature_drift_detections_come_in_episodes_on_clean_cycled_data():
+    """The bundled data cycled 3 times (its wraps put February after December): every detection is in a notice, the
+    first of an episode at once, the next drift_group_events' together at its end."""
+    cycled = [dataclasses.replace(e, event_id=f"{e.event_id}-{k}") for k in range(3) for e in read_events()]
+    counts = {}
+    for group in (0, 5000):
+        settings = DEFAULTS.model_copy(update={"drift_group_events": group})
+        guard, notices = DataGuard(settings), []
+        for sample in replay_samples(cycled, settings):
+            notices += [n for n in guard.feed(sample) or [] if n.action == "feature_drift"]
+        detections = [s for n in notices for s in str(n.metrics["signal"]).split(",")]
+        counts[group] = (len(notices), len(detections))
+        positions = [int(n.metrics["stream_position"]) for n in notices]
+        assert positions == sorted(positions)
+    assert counts[0][0] == counts[0][1] == counts[5000][1]  # one notice per detection, or the same ones grouped
+    assert counts[5000][0] < counts[0][0] * 2 / 3

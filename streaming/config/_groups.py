@@ -251,6 +251,7 @@ class GuardSettings(SettingsGroup):
     reference_half_life_events: int = Field(validation_alias=_setting("reference_half_life_events"))
     reference_min_events: int = Field(validation_alias=_setting("reference_min_events"))
     drift_detector: Literal["page_hinkley", "adwin", "kswin"] = Field(validation_alias=_setting("drift_detector"))
+    drift_group_events: int = Field(validation_alias=_setting("drift_group_events"))
     reference_set: str | None = Field(validation_alias=_setting("reference_set"))
     reference_tolerance: float = Field(validation_alias=_setting("reference_tolerance"))
     #: the guard's block: learners record a metric sample every this many labelled events, each judged

@@ -452,6 +452,12 @@ class Settings(BaseSettings):
     drift_detector: Literal["page_hinkley", "adwin", "kswin"] = Field(
         "page_hinkley", description="river drift detector watching each tracked numeric feature's block means."
     )
+    drift_group_events: int = Field(
+        5000,
+        ge=0,
+        description="A feature-drift notice opens an episode this many events long: the detections inside it are "
+        "counted at once and audited together when it ends (0: one notice per detection).",
+    )
     monitor_fallback_version: int | None = Field(None, ge=1, description="Rollback target when no stable one exists.")
     reference_set: str | None = Field(
         None,
