@@ -4,9 +4,9 @@ Starts an embedded broker and redis-server, then `livelearn learn`, `livelearn m
 `livelearn serve` as child processes (as `livelearn up` does), and measures:
 
 * **automatic rollback**: a burst of coin-flip labels is streamed; from the rollback's decision (its audit
-  entry: the learner's data-quality incident, as the label rate jumps, or the monitor's confirmed breach)
-  to the learner running on the new lineage (the time the learner applied it, from its status) and to the
-  API answering with the rollback's serving version;
+  entry: the learner's data-quality incident, as the labels stop agreeing with the scores, or the monitor's
+  confirmed breach) to the learner running on the new lineage (the time the learner applied it, from its status)
+  and to the API answering with the rollback's serving version;
 * **manual rollbacks** (20, alternating between two stable versions, so the serving version really
   changes each time): the same two latencies;
 * **serving latency**: 2,000 sequential `POST /predict` and 2,000 `POST /v2/models/{name}/infer` (one row)

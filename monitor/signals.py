@@ -84,6 +84,12 @@ class SignalEvent:
     change_point: int | None = None  # where the shift began
     reason: str = ""
     group: str | None = None  # the label-odds rule's group (``all`` or ``<feature>=<value>``)
+    upward: bool | None = None  # ...and its direction (the labels more often positive than the scores say)
+
+    @property
+    def scope(self) -> str:
+        """What the signal watched, as the incident record keeps it: ``""`` (the stream), ``<group>:up|down``."""
+        return "" if self.group is None else f"{self.group}:{'up' if self.upward else 'down'}"
 
 
 @dataclasses.dataclass
@@ -164,7 +170,7 @@ class SignalWatch:
         """No incident open and the newest block not suspect: versions up to here may be confirmed."""
         return self.incident is None and self.suspect_since is None
 
-    def calm_with(self, partial: dict[str, float]) -> bool:
+    def calm_with(self, partial: dict[str, float], *, odds: bool = True) -> bool:
         """Calm up to a point *inside* the current block: :attr:`calm`, and the block so far (``partial``: its
         signals, :meth:`BlockSignals.peek`) is not what makes a full block suspect — a rate off by half a bound, or
         a label run two-thirds of the way to improbable. Pure: a partial block can only withhold a confirmation.
@@ -187,7 +193,7 @@ class SignalWatch:
                 max(self._odds_after(group, sums)[::2]) > self.odds_threshold / 2
                 for group, sums in block_odds(partial).items()
             )
-            if self.odds_threshold and self._odds_ready()
+            if odds and self.odds_threshold and self._odds_ready(self.last_position)
             else True
         )
 
@@ -195,8 +201,10 @@ class SignalWatch:
         return self.reference_events >= self.guard.reference_min_events
 
     # -- the label-odds rule --------------------------------------------------------------------------
-    def _odds_ready(self) -> bool:
-        return self._ready() and (self.odds_from is None or (self.last_position or 0) >= self.odds_from)
+    def _odds_ready(self, block_start: int | None) -> bool:
+        """Whether the CUSUMs judge the block that starts at ``block_start`` (the same answer for the block so far
+        and for the full block)."""
+        return self._ready() and (self.odds_from is None or (block_start or 0) >= self.odds_from)
 
     def _odds_after(self, group: str, sums: OddsSums) -> tuple[float, Any, float, Any]:
         """Group ``group``'s CUSUMs after a block with ``sums``: ``(S up, where it left 0, S down, where)``."""
@@ -206,11 +214,13 @@ class SignalWatch:
         s_down = max(0.0, s_down - positives * self.log_ratio - down)
         return s_up, up_since, s_down, down_since
 
-    def _update_odds(self, block_start: int, sample: dict[str, float]) -> None:
+    def _update_odds(self, since: int, sample: dict[str, float]) -> None:
+        """The block's sums into the CUSUMs; one that leaves 0 now notes ``since`` as where the shift began (the start
+        of the block before this one: a shift that began inside that block may have left it at 0)."""
         for group, sums in block_odds(sample).items():
             s_up, up_since, s_down, down_since = self._odds_after(group, sums)
-            up_since = None if s_up == 0.0 else block_start if up_since is None else up_since
-            down_since = None if s_down == 0.0 else block_start if down_since is None else down_since
+            up_since = None if s_up == 0.0 else since if up_since is None else up_since
+            down_since = None if s_down == 0.0 else since if down_since is None else down_since
             self.odds[group] = [s_up, up_since, s_down, down_since]
 
     def _odds_alarm(
@@ -231,12 +241,14 @@ class SignalWatch:
                     worst = (group, upward, s, int(since if since is not None else self.last_position or 0))
         return worst
 
-    def restart_odds(self, position: int | None = None) -> None:
-        """Start the label-odds CUSUMs afresh (another model's scores serve now), judging again after
-        ``reference_min_events`` more events from ``position`` (``None``: the last sample's)."""
+    def restart_odds(self, position: int | None = None, *, warm_up: bool = True) -> None:
+        """Start the label-odds CUSUMs afresh (another model's scores serve now: a promoted challenger, or an older
+        version after a rollback), judging again after ``reference_min_events`` more events from ``position``
+        (``None``: the last sample's) — or at once (``warm_up=False``: the same kind of model, only older)."""
         self.odds = {}
-        at = self.last_position if position is None else position
-        self.odds_from = None if at is None else at + self.guard.reference_min_events
+        if warm_up:
+            at = self.last_position if position is None else position
+            self.odds_from = None if at is None else at + self.guard.reference_min_events
 
     def odds_fields(self) -> dict[str, float]:
         """The highest CUSUM each way, for the metric sample (``label_odds_up``, ``label_odds_down``)."""
@@ -271,9 +283,13 @@ class SignalWatch:
             start = block_start
         return start
 
-    def open_incident(self, signal: str, change_point: int) -> None:
-        """Watch an incident recorded elsewhere (in Redis, when the watch was restored from before it)."""
-        self.incident = _Incident(signal, change_point)
+    def open_incident(self, signal: str, change_point: int, *, scope: str = "") -> None:
+        """Watch an incident recorded elsewhere (in Redis, when the watch was restored from before it); ``scope``:
+        :attr:`SignalEvent.scope` (a label-odds incident's group and direction)."""
+        group, _, direction = scope.rpartition(":") if scope else (None, "", None)
+        self.incident = _Incident(
+            signal, change_point, group=group or None, upward=direction == "up" if group else None
+        )
         self.runs = dict.fromkeys(RATE_SIGNALS, 0)
         self.odds = {}  # the incident's recovery is judged by fresh CUSUMs
 
@@ -299,16 +315,24 @@ class SignalWatch:
         self.reference[signal] = None
         self.runs[signal] = 0
 
-    def observe(self, sample: dict[str, float], *, threshold: float | None = None) -> list[SignalEvent]:
+    def observe(
+        self, sample: dict[str, float], *, threshold: float | None = None, odds: bool = True
+    ) -> list[SignalEvent]:
         """One metric sample, in stream order; the events it causes. ``threshold``: the guarded metric's current
-        threshold (relative mode), which says whether the model is healthy enough to learn references from."""
+        threshold (relative mode), which says whether the model is healthy enough to learn references from;
+        ``odds``: whether the model's scores are probabilities the label-odds rule may judge by (a logistic
+        regression's are; a passive-aggressive classifier's are not: the rule then rests)."""
         position = int(sample.get("stream_position", 0))
         block_start = self.last_position if self.last_position is not None else position
         self.last_position = position
         rates = {s: sample[s] for s in RATE_SIGNALS if s in sample and not math.isnan(sample[s])}
         self.recent.append((block_start, rates))
-        if self.odds_threshold and self._odds_ready():
-            self._update_odds(block_start, sample)
+        if not odds:
+            self.odds = {}
+        elif self.incident is None and self.odds_threshold and self._odds_ready(block_start):
+            # (while an incident is open the model is held: its scores grow stale, and the CUSUMs start afresh at
+            # its end; the shift that began may also have begun in the block before: a block start earlier)
+            self._update_odds(self.recent[-2][0] if len(self.recent) > 1 else block_start, sample)
         suspect = (
             any(self._off(s, v, 0.5) for s, v in rates.items())
             or self._improbable_run(sample, 2 / 3)
@@ -344,16 +368,14 @@ class SignalWatch:
         alarm = self._odds_alarm(1.0)
         if alarm is not None:
             group, upward, s, change_point = alarm
-            self.open_incident(ODDS_SIGNAL, change_point)
-            assert self.incident is not None
-            self.incident.group, self.incident.upward = group, upward
+            self.open_incident(ODDS_SIGNAL, change_point, scope=f"{group}:{'up' if upward else 'down'}")
             ratio = math.exp(self.log_ratio if upward else -self.log_ratio)
             reason = (
                 f"labels of {group} are {'more' if upward else 'less'} often positive than the model's scores say: "
                 f"the odds ×{ratio:g} CUSUM is {s:.1f} (threshold {self.odds_threshold:g}); the shift began at "
                 f"stream position {change_point}"
             )
-            return [SignalEvent("incident_start", ODDS_SIGNAL, position, s, None, change_point, reason, group)]
+            return [SignalEvent("incident_start", ODDS_SIGNAL, position, s, None, change_point, reason, group, upward)]
         for signal in RATE_SIGNALS:  # the label rate first: it is the usual culprit
             if self.runs[signal] >= self.guard.incident_patience:
                 reference = self.reference[signal]
@@ -376,9 +398,9 @@ class SignalWatch:
         # While an incident is open the model is held, so its scores grow stale as the data drifts on: the label-odds
         # CUSUMs would judge the model's age, not the labels. The rates' rule closes every incident; a segment's
         # label-odds incident also needs that segment's labels to agree with the rest of the stream's again, both
-        # measured against the same held scores (positives over summed scores, over the calm run: within a factor
-        # of sqrt(R) of each other) — a stream-wide one cannot be told from the drift that way, and the CUSUM that
-        # restarts when learning goes on catches it again if it was not over.
+        # measured against the same held scores (over the calm run, "its odds moved by R the incident's way" is less
+        # likely than "as the rest's": _agrees) — a stream-wide one cannot be told from the drift that way, and the
+        # CUSUM that restarts when learning goes on catches it again if it was not over.
         if any(self._off(s, v, 1.0) for s, v in rates.items()) or self._improbable_run(sample, 1.0):
             incident.normal_since, incident.window = None, None
             return []
@@ -393,11 +415,13 @@ class SignalWatch:
         incident.normal_since = block_start if incident.normal_since is None else incident.normal_since
         if position - incident.normal_since < self.guard.incident_resume_after_events:
             return []
-        if segment and not self._agrees(incident.window):
+        if segment and not self._agrees(incident.window, incident.upward):
             incident.normal_since, incident.window = None, None  # not yet: judge the next run afresh
             return []
         self.incident = None
-        self.odds = {}
+        # learning goes on from the model held since the change point: it has the data's drift since to catch up
+        # with, which its scores would show as labels off them — the CUSUMs judge again after reference_min_events
+        self.restart_odds(position)
         rate = "label_rate" if incident.signal == RUN_SIGNAL else incident.signal
         value, reference = rates.get(rate, math.nan), self.reference.get(rate)
         reason = (
@@ -406,18 +430,23 @@ class SignalWatch:
         )
         return [SignalEvent("incident_end", incident.signal, position, value, reference, incident.change_point, reason)]
 
-    def _agrees(self, window: list[float] | None) -> bool:
-        """A segment's labels agree with the rest of the stream's: their positives per summed score within a factor
-        of ``sqrt(R)`` (too few scores to say: they do)."""
+    def _agrees(self, window: list[float] | None, upward: bool | None) -> bool:
+        """A segment's labels agree with the rest of the stream's again: over the calm run, the likelihood ratio of
+        "its odds are ``R`` (``upward``; else ``1/R``; ``None``: either) times the rest's" against "the same as the
+        rest's" favours the latter (its positives a Poisson count with mean its summed scores times the rest's
+        positives per summed score). Too little of either to tell: it does."""
         if window is None:
             return True
         own_positives, own_scores, other_positives, other_scores = window
         if own_scores < 1.0 or other_scores < 1.0 or other_positives < 1.0:
             return True
-        if own_positives == 0.0:
-            return False
-        ratio = (own_positives / own_scores) / (other_positives / other_scores)
-        return abs(math.log(ratio)) < self.log_ratio / 2
+        expected = own_scores * other_positives / other_scores
+        directions = (True, False) if upward is None else (upward,)
+        for up in directions:
+            log_ratio = self.log_ratio if up else -self.log_ratio
+            if own_positives * log_ratio - expected * (math.exp(log_ratio) - 1.0) >= 0.0:
+                return False
+        return True
 
     def _learn_reference(self, rates: dict[str, float]) -> None:
         for signal, value in rates.items():

@@ -60,12 +60,14 @@ class Incidents:
         counters: dict[str, int] | None = None,
         fallback: int | None = None,
         lease_value: str | None = None,
+        scope: str = "",
     ) -> OpenedIncident:
         """Record the incident, quarantine the versions written after ``change_point``, freeze learning, and roll
         back to the newest stable version written at or before it (else ``fallback``, else none). With
         ``lease_value`` only the holder of the writer lease may (the active learner that saw the shift).
         ``consumed``: the positions consumed, with the stream ``counters`` there (recorded with the rollback:
-        :meth:`ControlPlane.consumed`)."""
+        :meth:`ControlPlane.consumed`); ``scope``: what the signal watched (``""``: the stream; a label-odds incident:
+        ``<group>:up`` or ``<group>:down``), kept with the record so a restarted watch judges its end alike."""
         k = self.keys
         for _attempt in range(10):
             head = self.store.head()
@@ -95,6 +97,7 @@ class Incidents:
                     resume_offsets=pack(point.offsets),
                     lease_value=lease_value,
                     resume_counters=point.packed_counters(),
+                    scope=scope,
                     quarantine=quarantine,
                 )
             except HeadMovedError:

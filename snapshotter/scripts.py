@@ -364,6 +364,7 @@ OPEN_INCIDENT = ScriptSpec(
         "resume_offsets",
         "lease_value",
         "resume_counters",
+        "scope",
     ),
     rest="quarantine",
 )

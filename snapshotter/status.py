@@ -74,13 +74,13 @@ def parse_sample(fields: Mapping[Any, Any]) -> MetricSample:
 
 
 def sample_metrics(sample: MetricSample) -> dict[str, float]:
-    """What an audit entry records of a sample: metrics, rates and stream position (no per-partition, per-feature
-    or per-challenger fields).
+    """What an audit entry records of a sample: metrics, rates and stream position (no per-partition, per-feature,
+    per-challenger or per-group label-odds fields).
 
     >>> sample_metrics({"time": 1.0, "accuracy": 0.9, "offset:0": 5.0, "feature:x": 2.0, "stream_position": 5.0})
     {'accuracy': 0.9, 'stream_position': 5.0}
     """
-    skipped = ("offset:", "feature:", "arm:")
+    skipped = ("offset:", "feature:", "arm:", "odds:")
     return {k: v for k, v in sample.items() if k not in _NOT_METRICS and not k.startswith(skipped)}
 
 

@@ -25,8 +25,8 @@ rolling window (``R_*``, :class:`monitor.rolling.RollingMean`'s), then ``learn``
 ``shadow_many``; the Python classes do the same operations in the same order (the same bits, tested).
 
 Numba compiles the functions once (``@njit(cache=True)``, on disk in the cache directory, see
-:func:`load`), ~1–3 s the first time and ~0.1 s from the cache. With no writable cache directory they
-are compiled in memory at every start (a warning says so).
+:func:`load`), ~3–6 s the first time (with the challengers' functions) and ~0.1 s from the cache. With no
+writable cache directory they are compiled in memory at every start (a warning says so).
 
 >>> import numpy as np
 >>> kernel = load()
@@ -344,7 +344,8 @@ def load(cache_dir: str | None = None) -> Kernel:
         config.reload_config()  # numba was imported before: make it read the directory set above
     from numba.extending import register_jitable
 
-    for inlined in (_predict, _learn, _log_loss, _compare, _roll, _shadow):  # callable from _shadow(_many), inlined
+    for inlined in (_predict, _learn, _log_loss, _compare, _roll, _shadow):  # callable from _shadow(_many) (compiled
+        # with it, in the same cache entry; numba calls them, it does not inline them)
         register_jitable(inlined)
     cache = where is not None
     arrays = "(float64[::1], float64[::1], float64[:, ::1]"

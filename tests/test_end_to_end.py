@@ -92,7 +92,9 @@ def test_the_main_job_streams_the_dataset_through_the_guard_and_stops_cleanly(ma
     audit = read_audit(store.client, store.keys)
     (start,) = [e for e in audit if e.action == "incident_start"]
     (rollback,) = [e for e in audit if e.action == "rollback"]
-    assert int(start.fields["change_point"]) == 5000  # the demo's coin-flip labels begin at event 5,000
+    # the demo's coin-flip labels begin at event 5,000: the label-odds rule's change point is a block start at or
+    # before it (at most two blocks of 100 labelled events)
+    assert 4800 <= int(start.fields["change_point"]) <= 5000
     assert position_of(store.meta(rollback.to_version)) <= 5000
     assert [e for e in audit if e.action == "incident_end"]
     assert store.serving() in store.stable_numbers()

@@ -46,9 +46,10 @@ def visitor(kind: str, then: Callable[[bool | None], bool | None]) -> Corrupt:
 
 SCENARIOS: dict[str, tuple[int, int, Corrupt, str]] = {
     # name: (at, count, corruption, the group whose CUSUM opens it)
-    "new visitors' labeller stuck at 0": (5000, 3000, visitor("New_Visitor", lambda _: False), "New_Visitor"),
-    "new visitors' labels inverted": (5500, 2000, visitor("New_Visitor", lambda y: not y), "New_Visitor"),
-    "every weekend session a purchase": (6000, 2000, lambda e, _: True if e.features["Weekend"] else e.label, "all"),
+    # (starts inside a block of 100 labelled events: the change point must still not come after them)
+    "new visitors' labeller stuck at 0": (5050, 3000, visitor("New_Visitor", lambda _: False), "New_Visitor"),
+    "new visitors' labels inverted": (5590, 2000, visitor("New_Visitor", lambda y: not y), "New_Visitor"),
+    "every weekend session a purchase": (6090, 2000, lambda e, _: True if e.features["Weekend"] else e.label, "all"),
 }
 
 

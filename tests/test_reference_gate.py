@@ -2,8 +2,8 @@
 
 Labels inverted for good from some row on are learnable: within a few hundred events the model predicts
 "buy" for almost everyone and agrees with the (wrong) labels, so its rolling accuracy is back above the
-threshold. Data-quality incidents are switched off here (bounds 1.0, label runs off) and versions are stable
-when written (promotion ``immediate``), so the gate is what is tested.
+threshold. Data-quality incidents are switched off here (bounds 1.0, label runs and the label-odds rule off) and
+versions are stable when written (promotion ``immediate``), so the gate is what is tested.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def test_versions_that_learned_inverted_labels_fail_the_reference_gate_and_are_n
         snapshot_every_seconds=3600,
         keep_versions=100,
         incident_label_rate_bound=1.0,
+        incident_odds_threshold=0,
         incident_prediction_rate_bound=1.0,
         incident_label_run_probability=0,
         publish_predictions=False,

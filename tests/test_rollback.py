@@ -31,7 +31,13 @@ GUARD = {
     "publish_predictions": False,
     "history_every_events": GUARD_EVERY,
 }
-ACCURACY_ONLY = {**GUARD, "incident_label_rate_bound": 1.0, "incident_prediction_rate_bound": 1.0}
+# the accuracy judge alone: no data-quality incident (the rates' bounds out of reach, the label-odds rule off)
+ACCURACY_ONLY = {
+    **GUARD,
+    "incident_label_rate_bound": 1.0,
+    "incident_prediction_rate_bound": 1.0,
+    "incident_odds_threshold": 0,
+}
 ACCURACY_ONLY["incident_label_run_probability"] = 0  # data-quality incidents off: the accuracy guard alone
 N, BURST_AT, BURST = 9000, 3000, 1500
 

@@ -8,11 +8,12 @@
 -- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, incident, incident_counter, quarantined,
 --       frozen, candidates, lease
 -- ARGV: maxlen, expected_epoch, actor, reason, metrics, now, channel, signal, change_point, position, target,
---       target_meta, head, resume_offsets, lease_value, resume_counters, ...quarantine
+--       target_meta, head, resume_offsets, lease_value, resume_counters, scope, ...quarantine
 -- maxlen: the audit stream's; expected_epoch: '' = any; metrics: json; now: unix s; target: '' = none;
 -- target_meta: the meta key of the target; head: the head the resume offsets were read at ('' = none);
 -- resume_offsets: msgpack; lease_value: '' = unfenced; resume_counters: the stream counters at the resume offsets
--- (msgpack, '' = not known); quarantine: the numbers of the versions to quarantine.
+-- (msgpack, '' = not known); scope: what the signal watched ('' = the stream; a label-odds incident:
+-- '<group>:up|down'); quarantine: the numbers of the versions to quarantine.
 -- Returns the incident id.
 if ARGV[15] ~= '' and redis.call('GET', KEYS[14]) ~= ARGV[15] then
   return refuse('FENCED',
@@ -28,9 +29,9 @@ local head = redis.call('GET', KEYS[3])
 if (head or '') ~= ARGV[13] then return refuse('HEAD_MOVED', 'head is ' .. tostring(head)) end
 local id = redis.call('INCR', KEYS[10])
 redis.call('HSET', KEYS[9], 'id', id, 'signal', ARGV[8], 'change_point', ARGV[9], 'position', ARGV[10],
-  'since', ARGV[6], 'reason', ARGV[4], 'target', target)
+  'since', ARGV[6], 'reason', ARGV[4], 'target', target, 'scope', ARGV[17])
 local quarantined = {}
-for i = 17, #ARGV do
+for i = 18, #ARGV do
   redis.call('ZREM', KEYS[7], ARGV[i])
   redis.call('ZREM', KEYS[13], ARGV[i])
   redis.call('HSET', KEYS[11], ARGV[i], id)
@@ -42,7 +43,7 @@ if redis.call('EXISTS', KEYS[12]) == 0 then
   redis.call('PUBLISH', ARGV[7], 'freeze')
 end
 audit('incident_start', ARGV[3], ARGV[4], head, target, ARGV[5], epoch, 'incident', id, 'signal', ARGV[8],
-  'change_point', ARGV[9], 'quarantined', table.concat(quarantined, ','))
+  'change_point', ARGV[9], 'quarantined', table.concat(quarantined, ','), 'scope', ARGV[17])
 if target ~= '' then
   local k = {epoch = KEYS[2], head = KEYS[3], serving = KEYS[4], pinned = KEYS[5], rollbacks = KEYS[6],
              stable = KEYS[7], resume = KEYS[8], candidates = KEYS[13]}

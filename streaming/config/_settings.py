@@ -620,6 +620,15 @@ class Settings(BaseSettings):
         parse_challengers(value)
         return value
 
+    @field_validator("guard_segments", "compare_segments")
+    @classmethod
+    def _check_segments(cls, value: list[str]) -> list[str]:
+        """Each feature named once (twice would count its events twice)."""
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"each segment feature is named once; repeated: {', '.join(repeated)}")
+        return value
+
     @field_validator("monitor_threshold")
     @classmethod
     def _check_threshold(cls, value: float, info: ValidationInfo) -> float:

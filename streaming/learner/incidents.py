@@ -68,7 +68,9 @@ class IncidentActions:
         holds."""
         record = self.store.incident()
         if record is not None and state.watch.incident is None:
-            state.watch.open_incident(record.get("signal", "label_rate"), int(record.get("change_point", 0)))
+            state.watch.open_incident(
+                record.get("signal", "label_rate"), int(record.get("change_point", 0)), scope=record.get("scope", "")
+            )
             log.warning("data-quality incident %s is open: learning stays held until the data is back", record["id"])
         elif record is None:
             last = state.last_snapshot
@@ -116,6 +118,7 @@ class IncidentActions:
                 counters=dict(state.counters),  # at exactly those positions: a successor counts on from them
                 fallback=self.guard.fallback_version,
                 lease_value=self.lease.value,
+                scope=event.scope,
             )
         except IncidentOpenError as exc:  # decided again after a restart: it is open already
             log.info("%s", exc)

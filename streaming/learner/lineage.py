@@ -69,6 +69,7 @@ class Lineage:
                 state.adopt(restored, self._join_state(restored.meta.number) if state.join is not None else None)
             else:
                 state.adopt_model(restored)
+                state.watch.restart_odds(warm_up=False)  # the label-odds CUSUMs judge the older model from 0
             meta = restored.meta
             log.info(
                 "restored version %d (events_seen=%d, epoch %d%s)",

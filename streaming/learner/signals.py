@@ -81,9 +81,17 @@ class BlockSignals:
         self.groups: dict[str, list[float]] = {}
         self.longest = (0, False, 0)  # (length, value, stream position before its first event)
 
-    def add(self, label: bool, p: float, features: dict[str, Any], positions: Mapping[Any, int]) -> None:
+    def add(
+        self,
+        label: bool,
+        p: float,
+        features: dict[str, Any],
+        positions: Mapping[Any, int],
+        odds_p: float | None = None,
+    ) -> None:
         """One labelled event: its label, the score it got before learning, its features, and the consumer
-        positions that already include it (their sum less one: the stream position just before it)."""
+        positions that already include it (their sum less one: the stream position just before it); ``odds_p``: the
+        score the label-odds sums take instead of ``p`` (a label that came later: the model's score at label time)."""
         self.count += 1
         if label == self.run_label:
             self.run_length += 1
@@ -94,8 +102,9 @@ class BlockSignals:
         self.positives += label
         self.predicted += p > 0.5
         self.p_sum += p
-        if 0.0 <= p <= 1.0:  # (a NaN score says nothing of the odds)
-            up, down = math.log(1.0 + self.up_slope * p), math.log(1.0 + self.down_slope * p)
+        q = p if odds_p is None else odds_p
+        if 0.0 <= q <= 1.0:  # (a NaN score says nothing of the odds)
+            up, down = math.log(1.0 + self.up_slope * q), math.log(1.0 + self.down_slope * q)
             groups = self.groups
             for group in (ALL, *(self._segment(name, features) for name in self.segments)) if self.segments else (ALL,):
                 if group is None:
@@ -107,7 +116,7 @@ class BlockSignals:
                 sums[1] += label
                 sums[2] += up
                 sums[3] += down
-                sums[4] += p
+                sums[4] += q
         tracked, totals = self.tracked, self.totals
         for name, value in features.items():
             total = totals.get(name)

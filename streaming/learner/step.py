@@ -34,10 +34,13 @@ from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState
 from streaming.transport import TopicPartition
 
-__all__ = ["TIMED_EVERY", "EventStep"]
+__all__ = ["CALIBRATED", "TIMED_EVERY", "EventStep"]
 
 #: The predict and learn latency histograms time one event in this many (timing each costs as much as a metric).
 TIMED_EVERY = 16
+#: Model kinds whose scores are probabilities the label-odds rule may judge labels by (a logistic regression's; the
+#: margin-based classifiers' and naive Bayes's are not calibrated).
+CALIBRATED = frozenset({"logistic_regression"})
 
 
 class EventStep:
@@ -160,7 +163,10 @@ class EventStep:
         ``learn=True`` already, else encoded now), and every challenger's (``others``: their scores from when the
         event waited, :mod:`streaming.learner.arms`)."""
         state.metrics.update(label, p)
-        state.signals.add(label, p, features, positions)
+        # the label-odds rule judges a label by the model's score when the label came: with the join, the score the
+        # event got may be from a model that had learned far fewer labels then (its topic read ahead of the labels')
+        now = None if x is not None else state.model.predict_encoded(state.model.encode(features))
+        state.signals.add(label, p, features, positions, now)
         if state.metrics.samples % self.settings.history_every_events == 0:
             self.record_sample(state, positions)
             if learn and not state.learning:  # an incident confirmed by this very block: not learned
@@ -193,7 +199,10 @@ class EventStep:
             return False
         rolling = state.metrics.rolling_values()
         partial = {**rolling, **state.signals.peek()}
-        if not (state.watch.calm_with(partial) and meets_threshold(rolling, s, state.threshold.value())):
+        if not (
+            state.watch.calm_with(partial, odds=state.spec.kind in CALIBRATED)
+            and meets_threshold(rolling, s, state.threshold.value())
+        ):
             return False
         state.confirmed = sum(positions.values()) - s.promotion_delay_events
         state.confirmed_metrics = {**rolling, "partial_block": state.signals.count}
@@ -229,7 +238,7 @@ class EventStep:
             sample["labels_pending"] = len(state.join.pending)
         if state.arms is not None:  # each challenger's comparison at this event (``livelearn compare`` draws them)
             sample.update(state.arms.sample_fields())
-        events = state.watch.observe(sample, threshold=threshold)
+        events = state.watch.observe(sample, threshold=threshold, odds=state.spec.kind in CALIBRATED)
         sample.update(state.watch.odds_fields())
         state.incident_events += [(event, sample) for event in events]
         ended = any(event.kind == "incident_end" for event in events)

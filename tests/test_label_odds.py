@@ -1,0 +1,144 @@
+"""The label-odds rule's pieces that a restart, a promotion or a partial block must not change (pure: no servers):
+the incident's scope kept with its record, the same readiness for a block so far as for the full block, a change
+point never after a shift that begins inside a block, and the end of a segment's incident judged against the rest
+of the stream."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+import pytest
+
+import streaming.learner.step as step_module
+from monitor.signals import ALL, ODDS_SIGNAL, SignalEvent, SignalWatch
+from streaming.config import Settings
+from streaming.events import Event
+from streaming.learner.offline import replay_samples
+from streaming.local.dataset import read_events
+
+EVENTS = list(read_events())
+SETTINGS = Settings(engine="compiled", guard_segments=["VisitorType"])
+
+
+def incidents_of(events: list[Event], settings: Settings = SETTINGS) -> list[SignalEvent]:
+    """The incident events the learner's own step decides over ``events`` (offline: nothing is rolled back)."""
+    seen: list[SignalEvent] = []
+    record = step_module.EventStep.record_sample
+
+    def recording(self, state, positions):  # type: ignore[no-untyped-def]
+        record(self, state, positions)
+        seen.extend(event for event, _ in state.incident_events)
+
+    step_module.EventStep.record_sample = recording  # type: ignore[method-assign]
+    try:
+        for _ in replay_samples(events, settings):
+            pass
+    finally:
+        step_module.EventStep.record_sample = record  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("at", [5001, 5050, 5090, 5099, 5590, 7333])
+def test_the_change_point_is_never_after_a_shift_that_begins_inside_a_block(at):
+    """New visitors' labels stuck at 0 from ``at``: the CUSUM may leave 0 only in the next block; the change point is
+    the start of the block before that, so the rollback lands before the first corrupted label."""
+    events = [
+        dataclasses.replace(e, label=False) if i >= at and e.features["VisitorType"] == "New_Visitor" else e
+        for i, e in enumerate(EVENTS)
+    ]
+    (first, *_) = [e for e in incidents_of(events) if e.kind == "incident_start"]
+    assert first.signal == ODDS_SIGNAL and first.group == "VisitorType=New_Visitor" and first.upward is False
+    assert at - 300 <= first.change_point <= at < first.position <= at + 1000
+
+
+def test_an_incident_reopened_from_its_record_keeps_its_group_and_direction():
+    watch = SignalWatch(SETTINGS)
+    event = SignalEvent("incident_start", ODDS_SIGNAL, 900, 10.0, None, 700, "", "VisitorType=New_Visitor", False)
+    assert event.scope == "VisitorType=New_Visitor:down"
+    watch.open_incident(ODDS_SIGNAL, 700, scope=event.scope)
+    assert watch.incident is not None
+    assert (watch.incident.group, watch.incident.upward) == ("VisitorType=New_Visitor", False)
+    watch.open_incident("label_rate", 700)  # a stream-wide incident: no scope
+    assert watch.incident is not None and watch.incident.group is None
+    assert SignalEvent("incident_start", "label_rate", 1, 0.2, 0.1).scope == ""
+
+
+def _block(position: int, positives: float, p: float = 0.1, events: float = 100) -> dict[str, float]:
+    """A block of ``events`` labels, ``positives`` of them positive, every score ``p`` (odds ratio 2)."""
+    up, down = events * math.log(1 + p), events * math.log(1 - p / 2)
+    return {
+        "stream_position": position, "label_rate": positives / events, "pred_rate": 0.0, "samples": 1000,
+        "accuracy": 0.9, f"odds:{ALL}:n": events, f"odds:{ALL}:pos": positives, f"odds:{ALL}:up": up,
+        f"odds:{ALL}:down": down, f"odds:{ALL}:p": p * events,
+    }  # fmt: skip
+
+
+def test_a_block_so_far_and_the_full_block_are_judged_alike_right_after_a_promotion():
+    settings = Settings(reference_min_events=300, monitor_min_samples=1)
+    watch = SignalWatch(settings)
+    for i in range(1, 6):
+        watch.observe(_block(100 * i, 10))
+    watch.restart_odds()  # a promoted challenger serves from position 500: judged from 800 on
+    assert watch.odds_from == 800
+    # the label rate near its reference (0.12), but the scores say 0.025: ~5 times fewer positives than came, past half
+    # the CUSUM's threshold in one block, and invisible to the rates
+    loud = _block(0, 12, p=0.025)
+    for start in range(500, 1300, 100):
+        partial_calm = watch.calm_with({k: v for k, v in loud.items() if k != "stream_position"})
+        events = watch.observe({**loud, "stream_position": start + 100})
+        judged = bool(events) or not watch.calm
+        assert partial_calm == (not judged), start  # the partial block is suspect exactly when the full one is
+        if events:
+            assert start >= 800 and events[0].change_point >= 700
+            break
+    else:
+        pytest.fail("the loud blocks from 800 on opened no incident")
+
+
+@pytest.mark.parametrize(
+    ("window", "upward", "agrees"),
+    [
+        ([10.0, 10.0, 100.0, 100.0], False, True),  # as the rest: 10 positives for 10 expected
+        ([0.0, 10.0, 100.0, 100.0], False, False),  # stuck at 0
+        ([30.0, 10.0, 100.0, 100.0], True, False),  # three times the positives the rest's calibration expects
+        ([30.0, 10.0, 300.0, 100.0], True, True),  # ...but the rest's labels run three times their scores too
+        ([0.0, 0.5, 100.0, 100.0], False, True),  # too little of the segment to tell
+        ([20.0, 10.0, 100.0, 100.0], None, False),  # either way: twice the positives is a shift
+    ],
+)
+def test_a_segments_incident_ends_only_when_its_labels_agree_with_the_rest_of_the_stream(window, upward, agrees):
+    assert SignalWatch(SETTINGS)._agrees(window, upward) is agrees
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_clean_labels_that_come_later_open_no_incident(seed):
+    """With the label join the events' topic may be read far ahead of the labels' (a backlog): each event's score then
+    comes from a model that had learned few labels. The rule judges a label by the model's score when the label came,
+    so clean labels 5 s to 2 min late, in dataset order, open nothing."""
+    from test_arms import Run
+
+    from streaming.events import Label, encode_event
+
+    rng = random.Random(seed)
+    stream = []
+    for event in EVENTS:
+        stream.append((event.ts, 1, "events", Event(event.event_id, event.ts, event.features, None, event.user_id)))
+        ts = event.ts + rng.randint(5, 120) * 1000
+        stream.append((ts, 0, "labels", Label(event.event_id, ts, bool(event.label))))
+    stream.sort(key=lambda item: (item[0], item[1]))
+    events_first = [r for r in stream if r[2] == "events"] + [r for r in stream if r[2] == "labels"]
+    settings = Settings(
+        engine="compiled",
+        guard_segments=["VisitorType"],
+        label_wait="24h",
+        labels_topic="labels",
+        label_max_pending=20_000,
+    )
+    for order in (stream, events_first):  # in time order, and every event read before any label
+        run = Run(settings)
+        for _, _, kind, record in order:
+            run.feed([(kind, encode_event(record))])
+        assert not any(s["incident"] for s in run.state.samples)
+        assert max(max(s["label_odds_up"], s["label_odds_down"]) for s in run.state.samples) < 7  # threshold 9
