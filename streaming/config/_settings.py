@@ -456,7 +456,7 @@ class Settings(BaseSettings):
         5000,
         ge=0,
         description="A feature-drift notice opens an episode this many events long: the detections inside it are "
-        "counted at once and audited together when it ends (0: one notice per detection).",
+        "audited (and counted) together when it ends (0: one notice per detection).",
     )
     monitor_fallback_version: int | None = Field(None, ge=1, description="Rollback target when no stable one exists.")
     reference_set: str | None = Field(
