@@ -11,7 +11,7 @@ of labelled events since the previous sample:
   event (a labeller stuck at 0 barely moves a low label rate, but makes an improbable run),
 * ``feature:<name>`` — the mean raw value of each tracked numeric feature (the first
   ``drift_max_features`` numeric features seen, a fixed list kept in snapshots),
-* ``odds:<group>:n``, ``:pos``, ``:up``, ``:down``, ``:p`` — for the label-odds rule
+* ``odds:<group>:n``, ``:pos``, ``:up``, ``:down``, ``:p`` — for the label-odds rule, while it is on
   (:class:`monitor.signals.SignalWatch`): per group — ``all``, and ``<feature>=<value>`` for each guard segment
   (``LIVELEARN_GUARD_SEGMENTS``, the first ``guard_segment_values`` values seen, later ones ``<feature>=other``) —
   the labelled events, the positive labels, the sums of ``log(1 - p + R p)`` and ``log(1 - p + p / R)`` over the
@@ -59,13 +59,21 @@ class BlockSignals:
     """Accumulates one block of labelled events; :meth:`flush` returns its signals and starts the next."""
 
     def __init__(
-        self, max_features: int, *, segments: Iterable[str] = (), segment_values: int = 8, odds_ratio: float = 2.0
+        self,
+        max_features: int,
+        *,
+        segments: Iterable[str] = (),
+        segment_values: int = 8,
+        odds_ratio: float | None = 2.0,
     ) -> None:
         self.max_features = max_features
         self.segments = tuple(segments)
         self.segment_values = segment_values
         self.seen: dict[str, dict[str, None]] = {name: {} for name in self.segments}  # values kept, first seen
-        self.up_slope, self.down_slope = odds_ratio - 1.0, 1.0 / odds_ratio - 1.0
+        #: whether the label-odds sums are kept (``odds_ratio`` ``None``: the rule is off, nothing to keep)
+        self.odds = odds_ratio is not None
+        ratio = odds_ratio or 2.0
+        self.up_slope, self.down_slope = ratio - 1.0, 1.0 / ratio - 1.0
         self.tracked: dict[str, None] = {}  # numeric features watched for drift, in first-seen order
         self.run_label: bool | None = None  # the current run of one label value, across blocks
         self.run_length = self.run_start = 0
@@ -103,7 +111,7 @@ class BlockSignals:
         self.predicted += p > 0.5
         self.p_sum += p
         q = p if odds_p is None else odds_p
-        if 0.0 <= q <= 1.0:  # (a NaN score says nothing of the odds)
+        if self.odds and 0.0 <= q <= 1.0:  # (a NaN score says nothing of the odds)
             up, down = math.log(1.0 + self.up_slope * q), math.log(1.0 + self.down_slope * q)
             groups = self.groups
             for group in (ALL, *(self._segment(name, features) for name in self.segments)) if self.segments else (ALL,):

@@ -145,7 +145,7 @@ class LearnerState:
                 settings.learner.drift_max_features,
                 segments=settings.guard.segments,
                 segment_values=settings.guard.segment_values,
-                odds_ratio=settings.guard.incident_odds_ratio,
+                odds_ratio=settings.guard.incident_odds_ratio if settings.guard.incident_odds_threshold else None,
             ),
             Threshold(settings.guard),
             SignalWatch(settings.guard),

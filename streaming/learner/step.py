@@ -165,7 +165,11 @@ class EventStep:
         state.metrics.update(label, p)
         # the label-odds rule judges a label by the model's score when the label came: with the join, the score the
         # event got may be from a model that had learned far fewer labels then (its topic read ahead of the labels')
-        now = None if x is not None else state.model.predict_encoded(state.model.encode(features))
+        now = (
+            None
+            if x is not None or not state.signals.odds
+            else state.model.predict_encoded(state.model.encode(features))
+        )
         state.signals.add(label, p, features, positions, now)
         if state.metrics.samples % self.settings.history_every_events == 0:
             self.record_sample(state, positions)
