@@ -38,10 +38,12 @@ __all__ = [
     "Breaches",
     "Distribution",
     "RelativeView",
+    "RuleView",
     "SignalStats",
     "count_breaches",
     "distribution",
     "relative_view",
+    "rule_view",
     "signal_view",
     "suggest_threshold",
 ]
@@ -153,7 +155,7 @@ def count_breaches(
         position = int(sample.get("stream_position", 0))
         decision = judge.decide(
             sample, position=position, now=0.0, rollbacks=[], frozen=False, threshold=limit,
-            incident=bool(sample.get("incident")),
+            incident=bool(sample.get("incident")), also=rule.breaches(sample),
         )  # fmt: skip
         breaching += decision.action in (Action.WAIT, Action.ROLLBACK, Action.COOLDOWN)
         suppressed += decision.action is Action.COOLDOWN and decision.notify
@@ -204,6 +206,60 @@ def relative_view(samples: Sequence[Sample], settings: GuardSettings | Settings)
     while suggested < 1.0 and _rollbacks_at_drop(samples, guard, suggested):
         suggested = round(suggested + 0.01, 10)  # a larger drop lets the level learn lower samples: check it
     return RelativeView(rule.reference, largest, position, guard.relative_drop, confirmed, suggested)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleView:
+    """One further guarded metric (``monitor_also``) on these samples: its worst value against its bound."""
+
+    rule: str  # as written: recall:drop=0.5
+    level: float | None  # a relative rule's healthy level at the end (None: absolute, or never learned)
+    worst: float | None  # the worst value judged (its bound known), and where
+    worst_position: int | None
+    largest_drop: float | None  # a relative rule: the largest fall below the level, as a share of it
+    breaching: int  # judged samples in breach of this rule
+    suggested: float | None  # a relative rule: the largest drop plus the margin, ceiled to 0.01 (below 1)
+
+
+def rule_view(samples: Sequence[Sample], settings: GuardSettings | Settings) -> list[RuleView]:
+    """Each further rule of ``monitor_also`` on the samples, fed as the monitor feeds them (sample, then judge).
+
+    >>> from streaming.config import Settings
+    >>> s = Settings(monitor_also=["recall:drop=0.5"], monitor_min_samples=10, reference_min_events=100)
+    >>> samples = [{"stream_position": 100 * i, "samples": 100, "accuracy": .9, "recall": r}
+    ...            for i, r in enumerate([.4, .4, .3, .15])]
+    >>> view = rule_view(samples, s)[0]
+    >>> view.rule, round(view.worst, 2), round(view.largest_drop, 3), view.breaching, view.suggested
+    ('recall:drop=0.5', 0.15, 0.622, 1, 0.65)
+    """
+    guard = GuardSettings.of(settings)
+    rule, judged = Threshold(guard), {r.metric: list[tuple[float, float, int]]() for r in guard.rules}
+    breaching = dict.fromkeys(judged, 0)
+    for sample in samples:
+        rule.observe(sample)
+        if sample.get("samples", 0) < guard.min_samples:
+            continue
+        limits, at = rule.limits(), int(sample.get("stream_position", 0))
+        for r in guard.rules:
+            value = sample.get(r.metric)
+            if r.metric not in limits or value is None or math.isnan(value):
+                continue
+            level = rule.levels[r.metric][0] if r.relative else None
+            drop = (value - level if r.lower_is_better else level - value) / level if level else 0.0
+            judged[r.metric].append((drop, value, at))
+            breaching[r.metric] += not r.healthy(value, limits[r.metric])
+    views = []
+    for r in guard.rules:
+        level = rule.levels[r.metric][0] if r.relative else None
+        if not judged[r.metric]:
+            views.append(RuleView(r.describe(), level, None, None, None, 0, None))
+            continue
+        pick = max if r.lower_is_better else min
+        _, worst, at = pick(judged[r.metric], key=lambda item: item[1])
+        largest = max(drop for drop, _, _ in judged[r.metric]) if r.relative else None
+        suggested = None if largest is None else min(0.99, _step_away(max(largest, 0.0) + MARGIN, True))
+        views.append(RuleView(r.describe(), level, worst, at, largest, breaching[r.metric], suggested))
+    return views
 
 
 @dataclasses.dataclass(frozen=True)

@@ -276,14 +276,21 @@ class Monitor:
             frozen=frozen,
             threshold=threshold,
             incident=bool(sample.get("incident")),  # as the learner saw it at that event, not as Redis says now
+            also=self.data.threshold.breaches(sample),  # the further rules (monitor_also) it breaks
+            shortfalls=self.data.threshold.shortfalls(sample),  # where a breach began: a rollback goes before it
         )
 
     def _act(self, decision: Decision, sample: MetricSample, epoch: int, frozen: bool) -> tuple[int, bool]:
         """Carry out ``decision``; returns the (epoch, frozen) the following samples are judged under."""
         if decision.value is not None:
             self.telemetry.metric.labels(self.model_name, self.guard.metric).set(decision.value)
+            for rule in self.guard.rules:  # and the further guarded metrics (monitor_also)
+                if isinstance(sample.get(rule.metric), float):
+                    self.telemetry.metric.labels(self.model_name, rule.metric).set(sample[rule.metric])
         metrics = sample_metrics(sample)
         position = int(sample.get("stream_position", 0))
+        if decision.change_point is not None:
+            metrics["change_point"] = decision.change_point
         try:
             if decision.action is Action.ROLLBACK:
                 target = self.control.rollback(
@@ -294,6 +301,7 @@ class Monitor:
                     automatic=True,
                     fallback=self.guard.fallback_version,
                     position=position,
+                    change_point=decision.change_point,  # the newest stable version before the degradation
                     # everything up to the judged sample is discarded, even if the learner dies before reading on
                     consumed=consumed_offsets(sample, self.events_topic),
                     # and how many events were scored up to there (the status, if fresh, tells all the counters)
@@ -352,3 +360,5 @@ class Monitor:
         threshold = self.data.threshold.value()
         if threshold is not None:
             self.telemetry.threshold.labels(self.model_name, self.guard.metric).set(threshold)
+        for metric, limit in self.data.threshold.limits().items():  # the further rules' bounds known so far
+            self.telemetry.threshold.labels(self.model_name, metric).set(limit)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monitor.prequential import is_healthy
@@ -60,6 +60,8 @@ class Decision:
     reason: str
     value: float | None = None
     notify: bool = False  # a suppressed breach to report (the first of its cooldown)
+    #: a rollback's estimate of where the degradation began: the last sample at every metric's healthy level
+    change_point: int | None = None
 
 
 @dataclasses.dataclass
@@ -70,6 +72,8 @@ class JudgeState:
     healthy_since: int | None = None  # stream position where the frozen model became healthy
     healthy_since_time: float | None = None
     suppressed: bool = False  # a confirmed breach of this cooldown was reported already
+    #: each guarded metric's rolling-window start at its last sample near its healthy level (no shortfall)
+    at_level: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -165,22 +169,36 @@ class Judge:
         frozen: bool,
         threshold: float | None = None,
         incident: bool = False,
+        also: Mapping[str, str] | None = None,
+        shortfalls: Mapping[str, float] | None = None,
     ) -> Decision:
         """One check at stream ``position``. ``rollbacks``: since the last resume (the window is applied here);
         ``threshold``: the effective one (relative mode), else the configured one; ``incident``: a data-quality
         incident holds learning (the learner rolled back and froze already): a confirmed breach is suppressed
-        and reported, nothing resumes."""
+        and reported, nothing resumes; ``also``: the further rules (``monitor_also``) this sample breaks, metric ->
+        in words (:meth:`~monitor.prequential.Threshold.breaches`): a breach of any is a breach; ``shortfalls``:
+        each metric's shortfall from its healthy level less half its margin
+        (:meth:`~monitor.prequential.Threshold.shortfalls`): a rollback's change point is the start of the rolling
+        window at the breaching metrics' last sample without one, the earliest of them (the newest stable version at
+        or before it is the target)."""
         samples, value = rolling.get("samples", 0), rolling.get(self.metric)
         limit = self.threshold if threshold is None else threshold
         if value is None or samples < self.min_samples:
             self.reset()
             return Decision(Action.INSUFFICIENT, f"{samples} samples < {self.min_samples}", value)
-        desc = f"rolling {self.metric} {value:.4f} vs threshold {limit:.4f} over {samples} events"
+        also = also or {}
+        desc = "; ".join(
+            [f"rolling {self.metric} {value:.4f} vs threshold {limit:.4f} over {samples} events", *also.values()]
+        )
         state = self.state
+        for metric, shortfall in (shortfalls or {}).items():
+            if shortfall <= 0.0:  # near its level over this window: a change shown later began after its start
+                state.at_level[metric] = position - int(samples)
+        healthy = self.healthy(value, limit) and not also
         if frozen and not incident:
-            return self._frozen(state, value, limit=limit, position=position, now=now, desc=desc)
+            return self._frozen(state, value, healthy=healthy, position=position, now=now, desc=desc)
         state.healthy_since = state.healthy_since_time = None
-        if self.healthy(value, limit):
+        if healthy:
             state.breaches, state.suppressed = 0, False
             return Decision(Action.NONE, desc, value)
         state.breaches += 1
@@ -201,13 +219,18 @@ class Judge:
         state.breaches, state.suppressed = 0, False
         if len(recent) >= self.max_rollbacks:
             return Decision(Action.FREEZE, f"{len(recent)} rollbacks within the window and still: {desc}", value)
-        return Decision(Action.ROLLBACK, f"breach for {self.patience} checks: {desc}", value)
+        breaching = [*([] if self.healthy(value, limit) else [self.metric]), *also]
+        known = [state.at_level[metric] for metric in breaching if metric in state.at_level]
+        change = min(known) if known else None
+        where = "" if change is None else f" (degradation after stream position {change})"
+        reason = f"breach for {self.patience} checks: {desc}{where}"
+        return Decision(Action.ROLLBACK, reason, value, change_point=change)
 
     def _frozen(
-        self, state: JudgeState, value: float, *, limit: float, position: int, now: float, desc: str
+        self, state: JudgeState, value: float, *, healthy: bool, position: int, now: float, desc: str
     ) -> Decision:
         state.breaches, state.suppressed = 0, False
-        if not self.healthy(value, limit):
+        if not healthy:
             state.healthy_since = state.healthy_since_time = None
             return Decision(Action.NONE, f"frozen; {desc}", value)
         if state.healthy_since is None:

@@ -19,6 +19,7 @@ while the cumulative metrics keep counting every scored event.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from monitor.metric_set import LABEL_METRICS, METRICS, MetricSet, log_loss_of
@@ -190,20 +191,26 @@ def meets_threshold(
 
 
 class Threshold:
-    """The guarded metric's threshold: ``monitor_threshold`` as it is (absolute mode), or ``monitor_relative_drop``
+    """The guarded metrics' bounds: ``monitor_threshold`` as it is (absolute mode), or ``monitor_relative_drop``
     below the metric's own healthy level (relative mode) — an exponential average of the sampled values that
     met the threshold (half-life ``reference_half_life_events``), known once it has seen
-    ``reference_min_events`` events. Learners (stable versions) and monitors (breaches) keep the same one.
+    ``reference_min_events`` events; and each further rule of ``monitor_also``
+    (:class:`~streaming.config.MetricRule`), a relative one's healthy level learned the same way from the values
+    that met it. Learners (stable versions) and monitors (breaches) keep the same one.
 
     >>> from streaming.config import GuardSettings, Settings
     >>> rule = Threshold(Settings(monitor_threshold_mode="relative", monitor_relative_drop=0.05,
-    ...                           reference_min_events=200, monitor_min_samples=10))
+    ...                           monitor_also=["recall:drop=0.5"], reference_min_events=200, monitor_min_samples=10))
     >>> rule.value() is None
     True
     >>> for _ in range(3):
-    ...     rule.observe({"accuracy": 0.9, "samples": 500})
-    >>> round(rule.value(), 2)
-    0.85
+    ...     rule.observe({"accuracy": 0.9, "recall": 0.4, "samples": 500})
+    >>> round(rule.value(), 2), rule.limits()
+    (0.85, {'recall': 0.2})
+    >>> rule.breaches({"accuracy": 0.9, "recall": 0.1, "samples": 500})
+    {'recall': 'recall 0.1000 below 0.2000 (recall:drop=0.5, healthy level 0.4000)'}
+    >>> rule.meets({"accuracy": 0.9, "recall": 0.1, "samples": 500}), rule.meets({"accuracy": 0.9, "samples": 500})
+    (False, True)
     """
 
     def __init__(self, settings: GuardSettings | Settings) -> None:
@@ -212,6 +219,11 @@ class Threshold:
         self.alpha = 1 - 0.5 ** (1 / blocks)
         self.reference: float | None = None
         self.events = 0
+        self.rules = guard.rules
+        #: each relative further rule's healthy level and the events it was learned from
+        self.levels: dict[str, list[Any]] = {rule.metric: [None, 0] for rule in self.rules if rule.relative}
+        #: every guarded metric's healthy level, in either mode (not stored: the monitor's change points read it)
+        self.healthy: dict[str, float] = {}
 
     def value(self) -> float | None:
         s = self.guard
@@ -222,21 +234,104 @@ class Threshold:
         drop = s.relative_drop
         return self.reference + drop if s.metric in LOWER_IS_BETTER else self.reference - drop
 
+    def limits(self) -> dict[str, float]:
+        """The further rules' bounds known so far (a relative rule's once its level has seen enough events)."""
+        out: dict[str, float] = {}
+        for rule in self.rules:
+            level, events = self.levels.get(rule.metric, (None, 0))
+            limit = rule.limit(level if events >= self.guard.reference_min_events else None)
+            if limit is not None:
+                out[rule.metric] = limit
+        return out
+
+    def breaches(self, rolling: dict[str, float]) -> dict[str, str]:
+        """The further rules ``rolling`` breaks: metric -> the breach in words (none while the window is short)."""
+        if rolling.get("samples", 0) < self.guard.min_samples:
+            return {}
+        limits, out = self.limits(), {}
+        for rule in self.rules:
+            value, limit = rolling.get(rule.metric), limits.get(rule.metric)
+            if value is None or limit is None or math.isnan(value) or rule.healthy(value, limit):
+                continue
+            side = "above" if rule.lower_is_better else "below"
+            level = f", healthy level {self.levels[rule.metric][0]:.4f}" if rule.relative else ""
+            out[rule.metric] = f"{rule.metric} {value:.4f} {side} {limit:.4f} ({rule.describe()}{level})"
+        return out
+
+    def meets(self, rolling: dict[str, float]) -> bool:
+        """The guarded metric meets its threshold with enough samples and no further rule is broken."""
+        return meets_threshold(rolling, self.guard, self.value()) and not self.breaches(rolling)
+
     def observe(self, rolling: dict[str, float]) -> None:
-        """One metric sample (relative mode learns from those that meet the current threshold)."""
+        """One metric sample (relative rules learn from those that meet their current bound)."""
         s = self.guard
+        if rolling.get("samples", 0) < s.min_samples:
+            return
         value = rolling.get(s.metric)
-        if s.threshold_mode == "absolute" or value is None or rolling.get("samples", 0) < s.min_samples:
-            return
-        current = self.value()
-        if current is not None and not is_healthy(s.metric, value, current):
-            return
-        self.reference = value if self.reference is None else self.reference + self.alpha * (value - self.reference)
-        self.events += s.history_every_events
+        if s.threshold_mode == "relative" and value is not None:
+            current = self.value()
+            if current is None or is_healthy(s.metric, value, current):
+                self.reference = (
+                    value if self.reference is None else self.reference + self.alpha * (value - self.reference)
+                )
+                self.events += s.history_every_events
+        self._observe_healthy(rolling)
+        limits = self.limits()
+        for metric, level in self.levels.items():
+            value = rolling.get(metric)
+            rule = next(rule for rule in self.rules if rule.metric == metric)
+            if value is None or math.isnan(value):
+                continue
+            if metric in limits and not rule.healthy(value, limits[metric]):
+                continue
+            level[0] = value if level[0] is None else level[0] + self.alpha * (value - level[0])
+            level[1] += s.history_every_events
+
+    def _observe_healthy(self, rolling: dict[str, float]) -> None:
+        primary, limits = self.value(), self.limits()
+        for metric in (self.guard.metric, *(rule.metric for rule in self.rules)):
+            value = rolling.get(metric)
+            if value is None or math.isnan(value):
+                continue
+            limit = primary if metric == self.guard.metric else limits.get(metric)
+            if limit is not None and not is_healthy(metric, value, limit):
+                continue
+            level = self.healthy.get(metric)
+            self.healthy[metric] = value if level is None else level + self.alpha * (value - level)
+
+    def shortfalls(self, rolling: dict[str, float]) -> dict[str, float]:
+        """Each guarded metric's shortfall from its healthy level in ``rolling``, less half the margin its bound
+        allows (:class:`~monitor.judge.Judge` keeps the last sample without one: the start of its rolling window is
+        the change point of a later breach). Positive: worse than the level by more than that slack; only metrics
+        with a level and a known bound.
+
+        >>> from streaming.config import Settings
+        >>> rule = Threshold(Settings(monitor_min_samples=10, monitor_also=[]))
+        >>> rule.observe({"accuracy": 0.9, "samples": 100})  # healthy level 0.9; threshold 0.8: slack 0.05
+        >>> {m: round(v, 3) for m, v in rule.shortfalls({"accuracy": 0.7, "samples": 100}).items()}
+        {'accuracy': 0.15}
+        """
+        if rolling.get("samples", 0) < self.guard.min_samples:
+            return {}
+        limits, out = {self.guard.metric: self.value(), **self.limits()}, {}
+        for metric, level in self.healthy.items():
+            value, limit = rolling.get(metric), limits.get(metric)
+            if value is None or limit is None or math.isnan(value):
+                continue
+            sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+            slack = max(sign * (level - limit), 0.0) / 2
+            out[metric] = sign * (level - value) - slack
+        return out
 
     def dump(self) -> dict[str, Any]:
-        return {"reference": self.reference, "events": self.events}
+        doc: dict[str, Any] = {"reference": self.reference, "events": self.events}
+        if self.levels:
+            doc["levels"] = {metric: list(level) for metric, level in self.levels.items()}
+        return doc
 
     def load(self, doc: dict[str, Any] | None) -> None:
         if doc:
             self.reference, self.events = doc.get("reference"), int(doc.get("events", 0))
+            for metric, (level, events) in (doc.get("levels") or {}).items():
+                if metric in self.levels:  # a rule still configured keeps its level; a new one starts afresh
+                    self.levels[metric] = [None if level is None else float(level), int(events)]

@@ -159,6 +159,11 @@ class VersionMeta:
     #: stream counters above; ``None`` for versions written before 2026-11
     model_events_learned: int | None = None
 
+    @property
+    def position(self) -> int:
+        """Its stream position: the sum of its offsets (what metric samples call ``stream_position``)."""
+        return sum(sum(partitions.values()) for partitions in self.offsets.values())
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

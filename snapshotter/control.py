@@ -293,9 +293,20 @@ class ControlPlane:
             raise ControlError(f"{exc}; nothing was changed") from None
 
     # -- rollback ---------------------------------------------------------------------------------
-    def rollback_target(self, head: int | None, fallback: int | None = None) -> int | None:
-        """The newest stable version older than ``head`` (or ``fallback`` when there is none)."""
+    def rollback_target(
+        self, head: int | None, fallback: int | None = None, *, change_point: int | None = None
+    ) -> int | None:
+        """The newest stable version older than ``head`` (or ``fallback`` when there is none); with
+        ``change_point`` (a stream position: where the degradation began), the newest one written at or before it
+        — and when there is none, ``fallback`` if given, else the newest older than ``head``."""
         older = [n for n in self.store.stable_numbers() if head is None or n < head]
+        if change_point is not None and older:
+            positions = {meta.number: meta.position for meta in self.store.list()}
+            before = [n for n in older if n in positions and positions[n] <= change_point]
+            if before:
+                return before[-1]
+            if fallback is not None:
+                return fallback
         return older[-1] if older else fallback
 
     def rollback(
@@ -311,17 +322,20 @@ class ControlPlane:
         consumed: dict[str, dict[str, int]] | None = None,
         counters: dict[str, int] | None = None,
         position: int | None = None,
+        change_point: int | None = None,
     ) -> int:
         """Move lineage (and unpinned serving) to ``to`` or the rollback target; returns the target.
 
         ``position``: the stream position the decision was made at (the monitor's judged sample; by default
-        the active learner's current one), which the judge's cooldown and flap window count events from.
+        the active learner's current one), which the judge's cooldown and flap window count events from;
+        ``change_point``: where the degradation began, if known (the target is then the newest stable version
+        written at or before it: :meth:`rollback_target`).
         ``consumed``: positions known consumed (the judged sample's), with the stream ``counters`` there if known
         (see :meth:`consumed`)."""
         k = self.keys
         for _attempt in range(10):
             head = self.store.head()
-            target = to if to is not None else self.rollback_target(head, fallback)
+            target = to if to is not None else self.rollback_target(head, fallback, change_point=change_point)
             if target is None:
                 raise NoRollbackTargetError("no stable version older than the head to roll back to; pass --to N")
             self._verify(target)

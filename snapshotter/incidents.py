@@ -27,7 +27,7 @@ __all__ = ["Incidents", "OpenedIncident", "position_of"]
 
 def position_of(meta: VersionMeta) -> int:
     """A version's stream position: the sum of its offsets (what metric samples call ``stream_position``)."""
-    return sum(sum(partitions.values()) for partitions in meta.offsets.values())
+    return meta.position
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 from conftest import produce, settings_env
 
-from monitor.calibration import count_breaches, distribution, relative_view, signal_view, suggest_threshold
+from monitor.calibration import (
+    count_breaches,
+    distribution,
+    relative_view,
+    rule_view,
+    signal_view,
+    suggest_threshold,
+)
 from monitor.data_guard import DataGuard
 from streaming.cli.calibrate import calibration_report
 from streaming.config import Settings
@@ -132,6 +139,19 @@ def test_relative_mode_view(clean):
     assert percentiles["min"] <= relative["reference"] <= percentiles["max"]  # a level the metric really had
     suggested = relative_settings.model_copy(update={"monitor_relative_drop": relative["suggested_drop"]})
     assert count_breaches(samples, suggested).confirmed == 0
+
+
+def test_the_further_guarded_metrics_on_clean_data(clean):
+    samples, views = clean["samples"], {v["rule"]: v for v in clean["report"]["also"]}
+    assert set(views) == {"recall:drop=0.5", "precision:drop=0.4"}  # the defaults
+    for text, view in views.items():
+        drop = float(text.rpartition("=")[2])
+        assert view["breaching"] == 0 and 0 < view["largest_drop"] < drop  # clean data leaves them alone...
+        assert view["suggested"] == math.ceil(round((view["largest_drop"] + 0.02) * 100, 6)) / 100
+        metric = text.partition(":")[0]
+        tighter = [f"{metric}:drop={view['largest_drop'] - 0.01:.4f}"]  # ...and the largest drop is a real one
+        assert rule_view(samples, DEFAULTS.model_copy(update={"monitor_also": tighter}))[0].breaching >= 1
+    assert "recall:drop=0.5" in clean["text_085"].stdout and "further guarded metrics" in clean["text_085"].stdout
 
 
 def test_data_signals_on_clean_data(clean):

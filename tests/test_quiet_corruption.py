@@ -13,7 +13,8 @@ Bounds stated here (the defaults: blocks of 100 labelled events, odds ratio 2, C
 within ``WITHIN`` events of the corruption's start (measured on these scenarios: 200-700), the change point is at
 most ``SLACK`` events before it (the CUSUM may have wandered above 0 before the shift: measured 0-600), never after
 it. Clean data, in dataset order, 5 shuffles and cycled 3 times: no
-incident, the highest CUSUM below two-thirds of the threshold (replayed through the learner's own step).
+incident, no breach of any guarded metric (accuracy and the default ``monitor_also`` rules), the highest CUSUM below
+two-thirds of the threshold (replayed through the learner's own step).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable
 import pytest
 from test_incidents import EVENTS, RESUME_AFTER, Outcome, position, run
 
+from monitor.calibration import count_breaches
 from snapshotter.incidents import position_of
 from streaming.config import Settings
 from streaming.events import Event
@@ -111,13 +113,14 @@ CLEAN = {
 
 
 @pytest.mark.parametrize("segments", [False, True])
-def test_clean_data_opens_no_incident_and_the_cusum_stays_well_below_its_threshold(segments):
+def test_clean_data_opens_no_incident_breaches_nothing_and_the_cusum_stays_well_below_its_threshold(segments):
     """The learner's own step (offline replay, the compiled engine's exact river loop) over clean streams."""
     settings = Settings(engine="compiled", **(SEGMENTS if segments else {}))
     highest = {}
     for name, events in CLEAN.items():
         samples = list(replay_samples(events(), settings))
         assert not any(s["incident"] for s in samples), name
+        assert count_breaches(samples, settings).confirmed == 0, name  # nor a breach of any guarded metric
         highest[name] = max(max(s["label_odds_up"], s["label_odds_down"]) for s in samples)
     assert max(highest.values()) < settings.guard.incident_odds_threshold * 2 / 3, highest
     assert min(highest.values()) > 1  # the rule ran (it judges from reference_min_events on)

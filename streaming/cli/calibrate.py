@@ -47,12 +47,21 @@ def _counted(events: Iterator[Event], into: list[int]) -> Iterator[Event]:
 _GUARD = ("monitor_metric", "monitor_threshold_mode", "monitor_threshold", "monitor_relative_drop",
           "monitor_min_samples", "monitor_patience", "rolling_window", "history_every_events", "learning_rate",
           "incident_label_rate_bound", "incident_prediction_rate_bound", "incident_label_run_probability",
-          "incident_patience", "incident_odds_ratio", "incident_odds_threshold", "guard_segments")  # fmt: skip
+          "incident_patience", "incident_odds_ratio", "incident_odds_threshold", "guard_segments",
+          "monitor_also")  # fmt: skip
 
 
 def calibration_report(samples: list[dict[str, float]], settings: Settings, source: dict[str, Any]) -> dict[str, Any]:
     """Everything ``calibrate`` prints, as one JSON-able document."""
-    from monitor.calibration import MARGIN, count_breaches, distribution, relative_view, signal_view, suggest_threshold
+    from monitor.calibration import (
+        MARGIN,
+        count_breaches,
+        distribution,
+        relative_view,
+        rule_view,
+        signal_view,
+        suggest_threshold,
+    )
     from monitor.prequential import LOWER_IS_BETTER
 
     metric = settings.monitor_metric
@@ -81,6 +90,7 @@ def calibration_report(samples: list[dict[str, float]], settings: Settings, sour
             for t in threshold_grid(dist.worst, suggested, *configured)
         ],
         "relative": dataclasses.asdict(relative_view(samples, settings)),
+        "also": [dataclasses.asdict(view) for view in rule_view(samples, settings)],
         "signals": [dataclasses.asdict(s) for s in signals],
         "incidents": sum(s.incidents for s in signals),
     }
@@ -130,6 +140,24 @@ def _print(doc: dict[str, Any]) -> None:
         f"monitor_relative_drop: {rel['suggested_drop']:.2f}[/bold] (largest drop + 0.02, ceiled to 0.01; "
         "checked: no rollback)\n"
     )
+    if doc["also"]:
+        table = _table(
+            "further guarded metrics (monitor_also; a breach of any is a breach)",
+            *("rule", "healthy level", "worst", "at", "largest drop", "breaching", "suggested drop"),
+        )
+        table.columns[0].no_wrap = True  # a rule is read whole: recall:drop=0.5
+        for view in doc["also"]:
+            level, worst, drop, suggested = (
+                "-" if v is None else f"{v:.4f}" if i < 3 else f"{v:.2f}"
+                for i, v in enumerate((view["level"], view["worst"], view["largest_drop"], view["suggested"]))
+            )
+            at = "-" if view["worst_position"] is None else f"{view['worst_position']:,}"
+            table.add_row(view["rule"], level, worst, at, drop, str(view["breaching"]), suggested)
+        out.print(table)
+        out.print(
+            "largest drop: the furthest a relative rule's metric fell below its healthy level, as a share of it; "
+            "suggested drop: that + 0.02, ceiled to 0.01 (the rollbacks above count every rule)\n"
+        )
     table = _table(
         f"data signals per block of {s['history_every_events']} labelled events",
         *("signal", "min", "max", "largest deviation", "at", "bound", "incidents"),

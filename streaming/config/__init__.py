@@ -37,6 +37,7 @@ from streaming.config._groups import (
     SettingsGroup,
     StoreSettings,
 )
+from streaming.config._metric_rules import MetricRule, parse_metric_rule, parse_metric_rules
 from streaming.config._redis_url import REDIS_URL_PATTERN
 from streaming.config._settings import (
     ENV_PREFIX,
@@ -60,6 +61,7 @@ __all__ = [
     "KubernetesSettings",
     "LabelSettings",
     "LearnerSettings",
+    "MetricRule",
     "ModelSettings",
     "ProbeSettings",
     "RedisSettings",
@@ -71,6 +73,8 @@ __all__ = [
     "load_settings",
     "parse_challenger",
     "parse_challengers",
+    "parse_metric_rule",
+    "parse_metric_rules",
     "settings_document",
     "settings_from_document",
 ]

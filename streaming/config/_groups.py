@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from streaming.config._challengers import ChallengerConfig, parse_challengers
+from streaming.config._metric_rules import MetricRule, parse_metric_rules
 
 __all__ = [
     "GROUPS",
@@ -228,6 +229,7 @@ class GuardSettings(SettingsGroup):
     threshold: float = Field(validation_alias=_setting("monitor_threshold"))
     threshold_mode: Literal["absolute", "relative"] = Field(validation_alias=_setting("monitor_threshold_mode"))
     relative_drop: float = Field(validation_alias=_setting("monitor_relative_drop"))
+    also: tuple[str, ...] = Field(validation_alias=_setting("monitor_also"))
     min_samples: int = Field(validation_alias=_setting("monitor_min_samples"))
     patience: int = Field(validation_alias=_setting("monitor_patience"))
     check_interval_seconds: float = Field(validation_alias=_setting("monitor_check_interval_seconds"))
@@ -256,6 +258,11 @@ class GuardSettings(SettingsGroup):
     reference_tolerance: float = Field(validation_alias=_setting("reference_tolerance"))
     #: the guard's block: learners record a metric sample every this many labelled events, each judged
     history_every_events: int = Field(validation_alias=_setting("history_every_events"))
+
+    @property
+    def rules(self) -> tuple[MetricRule, ...]:
+        """The further guarded metrics (``monitor_also``), parsed (validated when the settings were)."""
+        return parse_metric_rules(self.also)
 
 
 class ServingSettings(SettingsGroup):

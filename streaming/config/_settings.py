@@ -39,6 +39,7 @@ from streaming.config._groups import (
     SettingsGroup,
     StoreSettings,
 )
+from streaming.config._metric_rules import parse_metric_rules
 from streaming.config._redis_url import REDIS_URL_PATTERN, redis_url_problem
 from streaming.errors import ConfigError
 
@@ -377,6 +378,13 @@ class Settings(BaseSettings):
         description="In relative mode: how far below its healthy level the metric may fall (livelearn calibrate "
         "checks one on clean data).",
     )
+    monitor_also: list[str] = Field(
+        default_factory=lambda: ["recall:drop=0.5", "precision:drop=0.4"],
+        max_length=6,
+        description="Further guarded metrics, a breach of any is a breach: METRIC:drop=F (below 1-F times its own "
+        "healthy level; log_loss: above 1+F times it), METRIC:min=X or log_loss:max=X; [] for none. The "
+        "defaults suit a 15 % base rate, where accuracy barely moves when half the purchases go unlabelled.",
+    )
     monitor_min_samples: int = Field(200, ge=1, description="No judgement before the window holds this many.")
     monitor_patience: int = Field(3, ge=1, description="Consecutive breaching metric samples that confirm a breach.")
     monitor_check_interval_seconds: float = Field(
@@ -627,6 +635,13 @@ class Settings(BaseSettings):
         repeated = sorted({name for name in value if value.count(name) > 1})
         if repeated:
             raise ValueError(f"each segment feature is named once; repeated: {', '.join(repeated)}")
+        return value
+
+    @field_validator("monitor_also")
+    @classmethod
+    def _check_also(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        """Each further rule written as livelearn reads it (:mod:`streaming.config._metric_rules`)."""
+        parse_metric_rules(value, info.data.get("monitor_metric"))
         return value
 
     @field_validator("monitor_threshold")

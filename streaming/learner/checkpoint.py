@@ -20,7 +20,6 @@ import logging
 import time
 from typing import Any
 
-from monitor.prequential import meets_threshold
 from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta, gc_paused
 from snapshotter.lease import Lease
 from snapshotter.status import LearnerStatus, StatusWriter
@@ -281,7 +280,7 @@ class Checkpoints:
     def stable(self, state: LearnerState, rolling: dict[str, float]) -> bool:
         """Meets the threshold with enough samples (after a rollback the window restarts: only new scores),
         and learned: a version written while learning is frozen (flapping, an open incident) never is."""
-        return state.learning and meets_threshold(rolling, self.settings, state.threshold.value())
+        return state.learning and state.threshold.meets(rolling)
 
     def _judge_on_reference(self, state: LearnerState) -> dict[str, Any]:
         """The reference-set gate's verdict on the live model, against the serving version's score."""

@@ -24,7 +24,6 @@ import math
 import time
 from typing import Any
 
-from monitor.prequential import meets_threshold
 from streaming.config import Settings
 from streaming.errors import EventError
 from streaming.events import Event, EventLimits, Label, decode_event
@@ -203,10 +202,7 @@ class EventStep:
             return False
         rolling = state.metrics.rolling_values()
         partial = {**rolling, **state.signals.peek()}
-        if not (
-            state.watch.calm_with(partial, odds=state.spec.kind in CALIBRATED)
-            and meets_threshold(rolling, s, state.threshold.value())
-        ):
+        if not (state.watch.calm_with(partial, odds=state.spec.kind in CALIBRATED) and state.threshold.meets(rolling)):
             return False
         state.confirmed = sum(positions.values()) - s.promotion_delay_events
         state.confirmed_metrics = {**rolling, "partial_block": state.signals.count}
@@ -221,7 +217,7 @@ class EventStep:
         ``scored`` count), which the monitor recognises and skips.
         """
         rolling = state.metrics.rolling_values()
-        threshold = state.threshold.value()
+        threshold, meets = state.threshold.value(), state.threshold.meets(rolling)  # judged before this sample
         state.threshold.observe(rolling)
         position = sum(positions.values())
         sample = {
@@ -254,7 +250,7 @@ class EventStep:
         # still hold the incident's labels), is not judged by the metric rule
         sample["incident"] = 0 if state.watch.incident is None and not ended else 1
         state.samples.append(sample)
-        if state.watch.calm and state.learning and meets_threshold(rolling, self.settings, threshold):
+        if state.watch.calm and state.learning and meets:
             state.confirmed = position - self.settings.promotion_delay_events
             state.confirmed_metrics = rolling
 
