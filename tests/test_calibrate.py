@@ -317,3 +317,31 @@ def test_feature_drift_detections_come_in_episodes_on_clean_cycled_data():
         assert positions == sorted(positions)
     assert counts[0][0] == counts[0][1] == counts[5000][1]  # one notice per detection, or the same ones grouped
     assert counts[5000][0] < counts[0][0] * 2 / 3
+
+
+def test_time_to_detect_finds_each_damage_by_its_rule_and_clean_labels_by_none():
+    from streaming.learner.detect import SHIFTS, time_to_detect
+
+    events = list(read_events(limit=7000))
+    shifts = {
+        "clean": lambda e, _rng: e.label,  # the same labels: a detection would be a false alarm
+        **{name: SHIFTS[name] for name in ("labels stuck at 1", "50 % of positives lost")},
+    }
+    found = {d.shift: d for d in time_to_detect(events, DEFAULTS, shifts=shifts, starts=(0.5,), horizon=3500)}
+    assert found["clean"].delay is None and found["clean"].rule is None
+    stuck = found["labels stuck at 1"]
+    assert stuck.start == 3500 and 0 < stuck.delay <= 200 and stuck.rule in ("label_run", "label_odds")
+    assert stuck.change_point <= stuck.start
+    lost = found["50 % of positives lost"]
+    assert lost.delay is not None and lost.delay <= 3000 and {"recall", "precision"} & set(lost.rule.split("+"))
+    assert lost.change_point <= lost.start
+
+
+def test_calibrate_detect_prints_the_table_and_puts_it_in_the_json():
+    csv = str(DATASET_PATH)
+    started = [calibrate_process("--csv", csv, "--limit", "2000", "--detect", *flag) for flag in ((), ("--json",))]
+    text, doc = (finish(process) for process in started)
+    assert text.returncode == 0 and doc.returncode == 0, text.stderr + doc.stderr
+    assert "time to detect" in text.stdout and "labels stuck at 1" in text.stdout
+    rows = json.loads(doc.stdout)["detection"]
+    assert len(rows) == 8 * 3 and {row["start"] for row in rows} == {500, 1000, 1500}

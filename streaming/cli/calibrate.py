@@ -38,9 +38,11 @@ def threshold_grid(worst: float, *also: float, span: float = 0.05, step: float =
     return sorted({round((centre + k) * step, 10) for k in range(-count, count + 1)} | set(also))
 
 
-def _counted(events: Iterator[Event], into: list[int]) -> Iterator[Event]:
+def _counted(events: Iterator[Event], into: list[int], kept: list[Event] | None = None) -> Iterator[Event]:
     for event in events:
         into[0] += 1
+        if kept is not None:
+            kept.append(event)
         yield event
 
 
@@ -176,12 +178,33 @@ def _print(doc: dict[str, Any]) -> None:
         "label-odds CUSUM after each block, over the stream and every guard segment, either way (bound: "
         "incident_odds_threshold; clean data should stay well below it)"
     )
+    if "detection" in doc:
+        _print_detection(out, doc["detection"])
     out.print(
         f"[red]{doc['incidents']} data-quality incidents on this data[/red]: if it is clean, the bounds are too tight; "
         "raise incident_label_rate_bound / incident_prediction_rate_bound above the largest deviation, lower "
         "incident_label_run_probability, or raise incident_odds_threshold above the label_odds maximum"
         if doc["incidents"]
         else "no data-quality incident on this data: the incident bounds leave it alone"
+    )
+
+
+def _print_detection(out: Console, found: list[dict[str, Any]]) -> None:
+    table = _table(
+        "\ntime to detect: label damage from a quarter, half and three quarters into the data (events until an "
+        "incident opened or a breach was confirmed)",
+        *("damage", "from", "detected after", "by", "change point"),
+    )
+    for column in (0, 3):
+        table.columns[column].no_wrap = True
+    for row in found:
+        delay = "-" if row["delay"] is None else f"{row['delay']:,}"
+        where = "-" if row["change_point"] is None else f"{row['change_point'] - row['start']:+,}"
+        table.add_row(row["shift"], f"{row['start']:,}", delay, row["rule"] or "-", where)
+    out.print(table)
+    out.print(
+        "-: not detected within 5,000 events; change point: where the guard placed the damage's start, relative to "
+        "it (negative: before it; a rollback goes to the newest stable version at or before it)\n"
     )
 
 
@@ -196,6 +219,14 @@ def calibrate(
     to_offset: Annotated[
         int | None, typer.Option(min=1, help="--topic: end offset, exclusive (default: the end).")
     ] = None,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            "--detect",
+            help="Also measure how soon the guard catches label damage of several kinds and sizes started a "
+            "quarter, half and three quarters into the data (replays the data 24 times more).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     as_json: JsonOpt = False,
@@ -227,9 +258,14 @@ def calibrate(
         source.update({"from": f"{topic} partition {partition}", "offsets": read})
     from streaming.learner.offline import replay_samples  # the model and its metrics: only once the input is fine
 
-    count = [0]
-    samples = list(replay_samples(_counted(events, count), settings))
+    count: list[int] = [0]
+    kept: list[Event] = []
+    samples = list(replay_samples(_counted(events, count, kept if detect else None), settings))
     doc = calibration_report(samples, settings, {**source, "events": count[0]})
+    if detect:
+        from streaming.learner.detect import time_to_detect
+
+        doc["detection"] = [dataclasses.asdict(found) for found in time_to_detect(kept, settings)]
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     else:

@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from monitor.signals import SignalEvent
 from snapshotter.status import MetricSample
 from streaming.config import Settings
 from streaming.events import Event, encode_event
@@ -57,8 +58,11 @@ class _Discard:
         pass
 
 
-def replay_samples(events: Iterable[Event], settings: Settings) -> Iterator[MetricSample]:
-    """Score then learn ``events`` in order (one partition); yield every metric sample as it is recorded."""
+def replay_samples(
+    events: Iterable[Event], settings: Settings, incidents: list[SignalEvent] | None = None
+) -> Iterator[MetricSample]:
+    """Score then learn ``events`` in order (one partition); yield every metric sample as it is recorded.
+    ``incidents``: where to put the incidents the learner's watch opened and closed (else they are dropped)."""
     settings = settings.model_copy(update={"publish_predictions": False, "event_format": "msgpack"})
     telemetry = LearnerMetrics(CollectorRegistry(), settings.model_name)
     state = LearnerState.fresh(spec_from_settings(settings), settings)
@@ -69,6 +73,8 @@ def replay_samples(events: Iterable[Event], settings: Settings) -> Iterator[Metr
     for offset, event in enumerate(events):
         positions[tp] = offset + 1
         step.process(state, Record(tp.topic, 0, offset, None, encode_event(event), [], -1), outputs, positions)
+        if incidents is not None:
+            incidents += [event for event, _sample in state.incident_events]
         state.incident_events.clear()  # offline nothing is recorded; the samples say whether one is open
         if state.samples:
             yield from state.samples
