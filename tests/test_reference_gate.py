@@ -9,6 +9,7 @@ versions are stable when written (promotion ``immediate``), so the gate is what 
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 from conftest import produce, store_for
@@ -20,10 +21,11 @@ from streaming.local.dataset import DATASET_PATH, read_events
 AT, N = 3000, 9000
 
 
-def reference_csv(tmp_path, rows: int):
+def reference_csv(tmp_path, rows: int, first: int = 0):
     lines = DATASET_PATH.read_text(encoding="utf-8").splitlines(keepends=True)
     path = tmp_path / "reference.csv"
-    path.write_text("".join(lines[: rows + 1]), encoding="utf-8")  # header + the first rows: a known-good slice
+    known_good = lines[1 + first : 1 + first + rows]  # after the header: a known-good slice
+    path.write_text("".join([lines[0], *known_good]), encoding="utf-8")
     return path
 
 
@@ -93,3 +95,54 @@ def test_a_topic_range_reference_set_is_the_same_events_as_the_csv_slice(make_se
     (tmp_path / "bad.csv").write_text("".join(lines), encoding="utf-8")
     with pytest.raises(InputError, match=r"bad.csv line 4 breaks the event contract: .*NaN or infinite"):
         load_reference_set(settings.model_copy(update={"reference_set": str(tmp_path / "bad.csv")}))
+
+
+def _slowly_poisoned(start: int, span: int, top: float) -> list:
+    """Positive labels dropped with a probability rising from 0 at ``start`` to ``top`` ``span`` events later."""
+    rng = random.Random(3)
+    events = []
+    for i, event in enumerate(read_events(limit=10_000)):
+        share = 0.0 if i < start else min(top, top * (i - start) / span)
+        events.append(dataclasses.replace(event, label=False) if event.label and rng.random() < share else event)
+    return events
+
+
+@pytest.mark.parametrize("best_of", [10, 0])
+def test_a_slow_poisoning_cannot_ratchet_the_reference_score_down_past_the_best_recent_stable_version(
+    make_settings, learners, tmp_path, best_of
+):
+    """Each version a little worse on the reference set than the one before (measured offline: steps of at most
+    0.018 between versions 500 events apart; the tolerance is 0.02): against the serving version alone the stable
+    versions' reference accuracy declines past the tolerance; against the best of the newest ``reference_best_of``
+    stable versions it stops at the tolerance, and the versions below it are kept, never stable."""
+    settings = make_settings(
+        reference_set=str(reference_csv(tmp_path, 1500, first=6000)),  # a clean copy of a busy month
+        reference_best_of=best_of,
+        snapshot_every_events=500,
+        snapshot_every_seconds=3600,
+        keep_versions=100,
+        incident_label_rate_bound=1.0,
+        incident_odds_threshold=0,
+        incident_prediction_rate_bound=1.0,
+        incident_label_run_probability=0,
+        monitor_also=[],  # the gate alone decides (the guarded recall would catch this poisoning too)
+        publish_predictions=False,
+        promotion="immediate",
+    )
+    produce(settings, _slowly_poisoned(3000, 6000, 0.9))
+    learners(settings, "--until-caught-up").wait()
+    store = store_for(settings)
+    scored = [(m.number, m.extra["reference"]) for m in store.list() if "reference" in m.extra]
+    stable = [(n, v["score"]) for n, v in scored if v["passed"]]
+    assert set(store.stable_numbers()) <= {n for n, _ in stable}
+    tolerance = settings.reference_tolerance
+    decline = max(score for _, score in stable) - stable[-1][1]
+    if best_of:
+        for i, (number, score) in enumerate(stable):  # never more than the tolerance below the best recent one
+            recent = [s for _, s in stable[max(0, i - best_of) : i]]
+            assert not recent or score >= max(recent) - tolerance - 1e-12, (number, score, recent)
+        failed = [v for _, v in scored if not v["passed"]]
+        assert failed and all(v["against_score"] - v["score"] > tolerance for v in failed)
+        assert decline <= tolerance + 1e-12
+    else:
+        assert decline > tolerance, stable  # version by version, the ratchet went past the tolerance

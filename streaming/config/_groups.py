@@ -256,6 +256,7 @@ class GuardSettings(SettingsGroup):
     drift_group_events: int = Field(validation_alias=_setting("drift_group_events"))
     reference_set: str | None = Field(validation_alias=_setting("reference_set"))
     reference_tolerance: float = Field(validation_alias=_setting("reference_tolerance"))
+    reference_best_of: int = Field(validation_alias=_setting("reference_best_of"))
     #: the guard's block: learners record a metric sample every this many labelled events, each judged
     history_every_events: int = Field(validation_alias=_setting("history_every_events"))
 

@@ -473,7 +473,18 @@ class Settings(BaseSettings):
         "CSV (the dataset's columns) or a topic range kafka:TOPIC:PARTITION:FROM-TO (unset: no gate).",
     )
     reference_tolerance: float = Field(
-        0.02, ge=0, le=1, description="A candidate more than this worse than the serving version on the set fails."
+        0.02,
+        ge=0,
+        le=1,
+        description="A candidate more than this worse on the set than the best of the serving version and the "
+        "newest reference_best_of stable versions fails.",
+    )
+    reference_best_of: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="Newest stable versions a candidate is compared with on the reference set besides the serving "
+        "one (the best of them): a slow decline cannot ratchet down version by version (0: the serving one only).",
     )
 
     # --- serving --------------------------------------------------------------------------

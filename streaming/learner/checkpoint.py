@@ -283,19 +283,24 @@ class Checkpoints:
         return state.learning and state.threshold.meets(rolling)
 
     def _judge_on_reference(self, state: LearnerState) -> dict[str, Any]:
-        """The reference-set gate's verdict on the live model, against the serving version's score."""
+        """The reference-set gate's verdict on the live model, against the best of the serving version and the
+        newest ``reference_best_of`` stable versions."""
         assert self.gate is not None
-        serving = self.store.serving()
-        serving_score = None if serving is None else self._reference_score(serving)
-        verdict = self.gate.judge(state.model, serving=serving, serving_score=serving_score)
+        serving, best_of = self.store.serving(), self.settings.guard.reference_best_of
+        compared = ([serving] if serving is not None else []) + (
+            self.store.stable_numbers()[-best_of:] if best_of else []
+        )
+        against, against_score = self.gate.best({number: self._reference_score(number) for number in compared})
+        verdict = self.gate.judge(state.model, against=against, against_score=against_score)
         if not verdict["passed"]:
             self.telemetry.reference_gate_failures.inc()
             log.warning(
-                "reference set: %s %.4f vs %.4f of serving version %d (tolerance %s): kept, not stable",
+                "reference set: %s %.4f vs %.4f of version %d, the best of serving and the newest stable ones "
+                "(tolerance %s): kept, not stable",
                 verdict["metric"],
                 verdict["score"],
-                serving_score,
-                serving,
+                against_score,
+                against,
                 verdict["tolerance"],
             )
         return verdict
@@ -307,16 +312,16 @@ class Checkpoints:
         if known is not None:
             return known
         try:
-            meta, snapshot = self.store.load(number, packed_weights=True)
+            recorded = self.store.meta(number).extra.get("reference") or {}
+            if recorded.get("metric") == self.gate.metric and recorded.get("rows") == len(self.gate.events):
+                score = float(recorded["score"])  # gated when it was written: no need to load it
+            else:
+                _meta, snapshot = self.store.load(number, packed_weights=True)
+                model, _ = restore_state(snapshot, state_spec(snapshot), self.settings.rolling_window)
+                score = self.gate.score(model)
         except SnapshotError as exc:
-            log.warning("cannot score serving version %d on the reference set (%s): no comparison", number, exc)
+            log.warning("cannot score version %d on the reference set (%s): not compared with", number, exc)
             return None
-        recorded = meta.extra.get("reference") or {}
-        if recorded.get("metric") == self.gate.metric and recorded.get("rows") == len(self.gate.events):
-            score = float(recorded["score"])
-        else:
-            model, _ = restore_state(snapshot, state_spec(snapshot), self.settings.rolling_window)
-            score = self.gate.score(model)
         self.gate.remember(number, score)
         return score
 

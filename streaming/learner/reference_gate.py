@@ -5,13 +5,15 @@ can learn (labels inverted, a feature's meaning changed), the model and the stre
 metric looks fine. A fixed reference set — e.g. a known-good day, exported as a CSV in the dataset's
 format, or kept as an offset range of the events topic (``kafka:TOPIC:PARTITION:FROM-TO``), named by
 ``reference_set`` — does not move. Every version that meets the threshold is scored
-on it (the guarded metric, computed over the whole set), and compared with the version serving now:
-more than ``reference_tolerance`` worse and it is **kept but never stable** (never promoted, never a
-rollback target). The outcome is recorded in the version's metadata (``extra.reference``) and counted
-(``livelearn_reference_gate_failures_total``).
+on it (the guarded metric, computed over the whole set), and compared with the best of the version serving now and
+the newest ``reference_best_of`` stable versions: more than ``reference_tolerance`` worse and it is **kept but never
+stable** (never promoted, never a rollback target). Against the serving version alone, a slow poisoning would pass
+version by version, each a little worse than the last one promoted; against the best recent one it cannot fall more
+than the tolerance in all. The outcome is recorded in the version's metadata (``extra.reference``: its score, the
+version it was compared with and that one's score) and counted (``livelearn_reference_gate_failures_total``).
 
-The serving version's own reference score comes from its metadata when it was gated too, else it is
-loaded and scored once.
+A compared version's own reference score comes from its metadata when it was gated too, else it is loaded and
+scored once.
 
 >>> from streaming.config import GuardSettings, Settings
 >>> from streaming.local.dataset import read_events
@@ -24,8 +26,10 @@ loaded and scored once.
 ...     model.learn_one(event.features, event.label)
 >>> round(gate.score(model), 3)
 0.963
->>> gate.judge(model, serving=None, serving_score=None)["passed"]  # nothing to compare with yet
+>>> gate.judge(model, against=None, against_score=None)["passed"]  # nothing to compare with yet
 True
+>>> gate.judge(model, against=3, against_score=0.99)["passed"]  # more than 0.02 below version 3's score
+False
 """
 
 from __future__ import annotations
@@ -101,12 +105,27 @@ class ReferenceGate:
     def known(self, version: int) -> float | None:
         return self._scores.get(version)
 
-    def judge(self, model: LearningModel, *, serving: int | None, serving_score: float | None) -> dict[str, Any]:
-        """The gate's verdict on ``model`` against the serving version's score: what the metadata records."""
+    def judge(self, model: LearningModel, *, against: int | None, against_score: float | None) -> dict[str, Any]:
+        """The gate's verdict on ``model`` against version ``against`` (the best compared one) and its score: what
+        the metadata records."""
         score = self.score(model)
         verdict: dict[str, Any] = {"metric": self.metric, "score": score, "rows": len(self.events)}
-        if serving is None or serving_score is None:
+        if against is None or against_score is None:
             return {**verdict, "passed": True, "against": None}
-        worse = score - serving_score if self.metric in LOWER_IS_BETTER else serving_score - score
-        verdict.update(against=serving, against_score=serving_score, tolerance=self.tolerance)
+        worse = score - against_score if self.metric in LOWER_IS_BETTER else against_score - score
+        verdict.update(against=against, against_score=against_score, tolerance=self.tolerance)
         return {**verdict, "passed": worse <= self.tolerance}
+
+    def best(self, scores: dict[int, float | None]) -> tuple[int | None, float | None]:
+        """The best-scoring version of ``scores`` (version -> reference score; ``None``: not known), or nothing.
+
+        >>> from streaming.config import Settings
+        >>> ReferenceGate(Settings(), []).best({4: 0.91, 7: 0.93, 9: None}), ReferenceGate(Settings(), []).best({})
+        ((7, 0.93), (None, None))
+        """
+        known = [(score, number) for number, score in scores.items() if score is not None]
+        if not known:
+            return None, None
+        pick = min if self.metric in LOWER_IS_BETTER else max
+        score, number = pick(known, key=lambda item: (item[0], item[1]))
+        return number, score
