@@ -1,15 +1,21 @@
 """``livelearn report``: the story of an incident in one picture (matplotlib, Agg backend, PNG).
 
-Two panels share the stream position (records consumed); everything is read back from Redis:
+Two panels (and one per segment an incident watched) share the stream position (records consumed); everything is
+read back from Redis:
 
-* **top** — the guarded rolling metric per metric sample and its threshold (relative mode: a step line as it evolved);
-  a tick per version, coloured by what it is *now* (stable, candidate, quarantined, neither; pale once removed), a
-  triangle on those ever served; rollbacks as red lines annotated ``→vN``, an arrow back to the target's position;
-  incidents shaded from their change point (dashed) to their end; what a rollback skipped hatched; suppressed
+* **top** — the guarded rolling metric per metric sample and its threshold (relative mode: a step line as it evolved),
+  and the further guarded metrics (``monitor_also``) as thin lines; samples judged on an incident's labels (the sample
+  says so) drawn hollow and red — during a stuck-at-0 labeller the rolling accuracy *rises*, and those points are not
+  to be believed; a tick per version, coloured by what it is *now* (stable, candidate, quarantined, neither; pale once
+  removed), a triangle on those ever served; rollbacks as red lines annotated ``→vN``, an arrow back to the target's
+  position and, for a metric breach, its change point (a dotted line: the target is the newest stable version before
+  it); incidents shaded from their change point (dashed) to their end; what a rollback skipped hatched; suppressed
   breaches and feature drift as small markers; pins, unpins, freezes and resumes as lines.
 * **bottom** — the data signals per block: label rate, predicted-positive rate and mean predicted probability
   (a stuck labeller shows as a label rate of 1.0); with labels that come after their events, the block's mean label
   delay (seconds, right axis).
+* **segments** (only when an incident watched one segment: a label-odds incident of ``<feature>=<value>``) — that
+  segment's label rate and mean predicted probability per block, from the samples' label-odds sums.
 
 What is drawn is computed first by pure functions of the samples, audit entries (the audit stream and the version
 log, merged) and versions (:func:`build_report`); partial data (no samples, a trimmed audit log or version log,
@@ -37,7 +43,8 @@ from streaming.config import GuardSettings, Settings
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["Report", "build_report", "draw_report", "incident_spans", "read_report", "served_versions"]
+__all__ = ["Report", "build_report", "draw_report", "incident_segments", "incident_spans", "read_report"]
+__all__ += ["served_versions"]
 __all__ += ["skipped_ranges", "write_report"]
 
 ROLLBACKS = ("rollback", "manual_rollback")
@@ -81,6 +88,7 @@ class Incident:
     start: float
     end: float
     open: bool
+    scope: str = ""  # a label-odds incident's ``<group>:up|down`` (``""``: the stream)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +110,7 @@ class Mark:
     position: float
     version: int | None
     target_position: float | None
+    change_point: float | None = None  # a metric breach's: where the degradation began
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +125,8 @@ class Report:
     incidents: list[Incident]
     skipped: list[tuple[float, float]]
     marks: list[Mark]
+    also: tuple[str, ...] = ()  # the further guarded metrics (monitor_also), drawn beside the metric
+    segments: tuple[str, ...] = ()  # the segments incidents watched (``<feature>=<value>``): a panel each
 
 
 def timeline_of(entries: Sequence[tuple[str, MetricSample]]) -> Timeline:
@@ -145,8 +156,20 @@ def incident_spans(audit: Audit, timeline: Timeline) -> list[Incident]:
         start = float(change) if change.isdigit() else timeline.place(entry)
         end = next((x for x in (ends.get(key), max(timeline.positions, default=None), start) if x is not None), None)
         if start is not None and end is not None:
-            spans.append(Incident(key, entry.fields.get("signal", ""), start, max(end, start), key not in ends))
+            signal, scope = entry.fields.get("signal", ""), entry.fields.get("scope", "")
+            spans.append(Incident(key, signal, start, max(end, start), key not in ends, scope))
     return spans
+
+
+def incident_segments(incidents: Sequence[Incident]) -> tuple[str, ...]:
+    """The segments (``<feature>=<value>``) incidents watched, in order of first appearance (``all`` is the stream).
+
+    >>> incident_segments([Incident("1", "label_odds", 0, 1, False, "VisitorType=New_Visitor:down"),
+    ...                    Incident("2", "label_odds", 2, 3, False, "all:up"), Incident("3", "label_run", 4, 5, False)])
+    ('VisitorType=New_Visitor',)
+    """
+    groups = (incident.scope.rpartition(":")[0] for incident in incidents if incident.scope)
+    return tuple(dict.fromkeys(group for group in groups if group and group != "all"))
 
 
 def served_versions(audit: Audit) -> set[int]:
@@ -188,8 +211,11 @@ def marks(audit: Audit, timeline: Timeline, at: Mapping[int, float]) -> list[Mar
     found = []
     for e in (e for e in audit if e.action in MARKED):
         target = at.get(e.to_version or 0) if e.action in ROLLBACKS else None
+        change = e.metrics.get("change_point") if e.action in ROLLBACKS else None
         if (x := timeline.place(e)) is not None:
-            found.append(Mark(e.action, x, e.to_version, target))
+            found.append(
+                Mark(e.action, x, e.to_version, target, float(change) if isinstance(change, int | float) else None)
+            )
     return found
 
 
@@ -200,15 +226,18 @@ def build_report(
     timeline = timeline_of(samples)
     shots = snapshots(audit, versions, states, timeline)
     guard = settings.guard
+    incidents = incident_spans(audit, timeline)
     return Report(
         model=settings.model_name,
         metric=guard.metric,
         timeline=timeline,
         threshold=threshold_steps(timeline, guard) if guard.threshold_mode == "relative" else guard.threshold,
         snapshots=shots,
-        incidents=incident_spans(audit, timeline),
+        incidents=incidents,
         skipped=skipped_ranges(versions),
         marks=marks(audit, timeline, {s.number: s.position for s in shots}),
+        also=tuple(rule.metric for rule in guard.rules),
+        segments=incident_segments(incidents),
     )
 
 
@@ -232,6 +261,7 @@ _LINES |= {"unpin": ("tab:purple", ":"), "freeze": ("black", "-"), "resume": ("b
 _DOTS = {"breach_suppressed": ("tab:orange", "x"), "feature_drift": ("tab:brown", "d")}
 _RATES = {"label_rate": ("tab:green", "label rate"), "pred_rate": ("tab:purple", "predicted-positive rate")}
 _RATES["mean_p"] = ("tab:orange", "mean predicted probability")
+_ALSO = ("tab:cyan", "tab:olive", "tab:pink", "tab:brown", "tab:gray", "darkblue")
 
 
 def draw_report(report: Report, out: Path) -> None:
@@ -239,16 +269,20 @@ def draw_report(report: Report, out: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(14, 8), dpi=110, layout="constrained")
+    panels = 2 + len(report.segments)
+    fig = Figure(figsize=(14, 8 + 2 * len(report.segments)), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.2])
+    top, bottom, *segments = fig.subplots(panels, 1, sharex=True, height_ratios=[3, 1.2, *[1.2] * (panels - 2)])
     for draw in (_incidents, _metric, _snapshots, _rollbacks, _marks):
         draw(top, report)
     _incidents(bottom, report)
     _rates(bottom, report)
+    for ax, group in zip(segments, report.segments, strict=True):
+        _incidents(ax, report)
+        _segment(ax, report, group)
     top.set_title(f"livelearn model {report.model!r}: rolling {report.metric}, versions, rollbacks and incidents")
-    bottom.set_xlabel("stream position (records consumed)")
-    for ax in (top, bottom):
+    (segments or [bottom])[-1].set_xlabel("stream position (records consumed)")
+    for ax in (top, bottom, *segments):
         ax.grid(alpha=0.3)
         unique = {label: handle for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
         if unique:
@@ -278,13 +312,38 @@ def _metric(ax: Axes, report: Report) -> None:
     """The rolling metric per sample and the threshold; each incident's signal named at its start."""
     xs, ys = report.timeline.series(report.metric, windowed=True)
     ax.plot(xs, ys, ".-", color="tab:blue", linewidth=1, markersize=2, label=f"rolling {report.metric}")
+    for metric, colour in zip(report.also, _ALSO, strict=False):
+        if (series := report.timeline.series(metric, windowed=True))[0]:
+            ax.plot(*series, color=colour, linewidth=0.8, alpha=0.8, label=f"rolling {metric} (also guarded)")
+    held = [(x, y) for x, y, s in zip(xs, ys, _windowed(report.timeline), strict=True) if s.get("incident")]
+    if held:
+        ax.plot(*zip(*held, strict=True), "o", mfc="none", color="tab:red", markersize=4,
+                label="judged on an incident's labels (not trusted)")  # fmt: skip
     if isinstance(report.threshold, float):
         ax.axhline(report.threshold, color="tab:orange", linestyle="--", label="threshold")
     else:
         ax.step(*report.threshold, where="post", color="tab:orange", linestyle="--", label="threshold (relative)")
     for incident in report.incidents:
         _text(ax, incident.start, 0.99, f" incident {incident.id}: {incident.signal}", "tab:red", va="top")
-    ax.set_ylabel(f"rolling {report.metric}")
+    ax.set_ylabel("rolling metrics" if report.also else f"rolling {report.metric}")
+
+
+def _windowed(timeline: Timeline) -> list[MetricSample]:
+    """The samples :meth:`Timeline.series` keeps with ``windowed`` (over a non-empty window), in order."""
+    return [s for s in timeline.samples if s.get("samples", 0) != 0]
+
+
+def _segment(ax: Axes, report: Report, group: str) -> None:
+    """One segment's label rate and mean predicted probability per block (from its label-odds sums)."""
+    rows = [(x, s) for x, s in zip(report.timeline.positions, report.timeline.samples, strict=True)]
+    blocks = [(x, s[f"odds:{group}:pos"], s[f"odds:{group}:p"], s[f"odds:{group}:n"]) for x, s in rows
+              if s.get(f"odds:{group}:n")]  # fmt: skip
+    if blocks:
+        xs = [x for x, *_ in blocks]
+        ax.plot(xs, [pos / n for _, pos, _, n in blocks], color="tab:green", linewidth=1, label=f"{group}: label rate")
+        ax.plot(xs, [p / n for _, _, p, n in blocks], color="tab:orange", linewidth=1, label=f"{group}: mean score")
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_ylabel(f"{group}\nper block", fontsize=7)
 
 
 def _snapshots(ax: Axes, report: Report) -> None:
@@ -317,6 +376,8 @@ def _rollbacks(ax: Axes, report: Report) -> None:
         ax.axvline(m.position, color=colour, linestyle=style, linewidth=1.5, label=m.action.replace("_", " "))
         height = 0.88 - 0.05 * (i % 4)
         _text(ax, m.position, height + 0.01, f"→v{m.version or '?'}", colour, va="bottom")
+        if m.change_point is not None:
+            ax.axvline(m.change_point, color=colour, linestyle=":", linewidth=1, label="change point (metric breach)")
         if m.target_position is not None:
             arrow = {"arrowstyle": "->", "color": colour}
             _text(ax, m.target_position, height, "", colour, xytext=(m.position, height), arrowprops=arrow)

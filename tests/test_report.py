@@ -307,3 +307,49 @@ def test_the_label_delay_is_drawn_on_its_own_axis_when_labels_come_later(tmp_pat
     assert list(right.lines[0].get_ydata()) == [10.0, 20.0, 30.0]
     draw_report(report, tmp_path / "delayed.png")
     assert_png(tmp_path / "delayed.png")
+
+
+def test_the_report_does_not_mislead_incident_labels_change_points_and_the_segment_involved(tmp_path):
+    """Samples judged on an incident's labels are told apart (a stuck-at-0 labeller makes the accuracy *rise*), the
+    further guarded metrics are drawn, a metric breach's rollback carries its change point, and a segment incident
+    gets its own panel from the samples' label-odds sums."""
+    settings = Settings(model_name="honest", monitor_also=["recall:drop=0.5", "precision:drop=0.4"])
+    group = "VisitorType=New_Visitor"
+    odds = {f"odds:{group}:n": 20.0, f"odds:{group}:pos": 1.0, f"odds:{group}:p": 6.0}
+    samples = [
+        *(sample(p, accuracy=0.88, recall=0.4, precision=0.75, samples=500.0, **odds) for p in range(100, 1000, 100)),
+        *(sample(p, accuracy=0.93, recall=0.1, samples=500.0, incident=1, **odds) for p in range(1000, 1500, 100)),
+        *(sample(p, accuracy=0.85, recall=0.15, precision=0.4, samples=500.0) for p in range(1500, 2500, 100)),
+    ]
+    audit = [
+        entry(
+            900,
+            "incident_start",
+            3,
+            2,
+            {"stream_position": 1000},
+            incident="1",
+            change_point="900",
+            signal="label_odds",
+            scope=f"{group}:down",
+            quarantined="3",
+        ),
+        entry(1400, "incident_end", metrics={"stream_position": 1400}, incident="1"),
+        entry(2300, "rollback", 6, 4, {"stream_position": 2300, "change_point": 1600}, serving_to="4"),
+    ]
+    versions = [version(n, 400 * n) for n in range(1, 7)]
+    report = build_report(settings, samples, audit, versions, {4: ["stable"]})
+    assert report.also == ("recall", "precision")
+    assert report.segments == (group,)
+    assert report.incidents[0].scope == f"{group}:down"
+    (rollback,) = [m for m in report.marks if m.action == "rollback"]
+    assert (rollback.position, rollback.version, rollback.target_position, rollback.change_point) == (
+        2300.0,
+        4,
+        1600.0,
+        1600.0,
+    )
+    held = [s["stream_position"] for s in report_module._windowed(report.timeline) if s.get("incident")]
+    assert held == [1000.0, 1100.0, 1200.0, 1300.0, 1400.0]
+    draw_report(report, tmp_path / "honest.png")
+    assert_png(tmp_path / "honest.png", height=880 + 220)  # one more panel: the segment's
