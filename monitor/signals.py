@@ -56,6 +56,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from monitor.prequential import meets_threshold
@@ -190,7 +191,7 @@ class SignalWatch:
             return False
         return (
             not any(
-                max(self._odds_after(group, sums)[::2]) > self.odds_threshold / 2
+                max(self._odds_after(group, sums)[::2]) > self.odds_bound(group, block_odds(partial)) / 2
                 for group, sums in block_odds(partial).items()
             )
             if odds and self.odds_threshold and self._odds_ready(self.last_position)
@@ -205,6 +206,22 @@ class SignalWatch:
         """Whether the CUSUMs judge the block that starts at ``block_start`` (the same answer for the block so far
         and for the full block)."""
         return self._ready() and (self.odds_from is None or (block_start or 0) >= self.odds_from)
+
+    def odds_bound(self, group: str, more: Iterable[str] = ()) -> float:
+        """The CUSUM bound of ``group``: ``incident_odds_threshold`` for the stream (``all``); for a segment, that
+        plus ln of the number of segment groups watched (with ``more``, groups a block brings): a Bonferroni bound,
+        so the segments together raise false alarms about as often as one CUSUM does, however many they are.
+
+        >>> from streaming.config import Settings
+        >>> watch = SignalWatch(Settings())
+        >>> watch.odds = {"all": [0, None, 0, None], "Browser=1": [0, None, 0, None], "Browser=2": [0, None, 0, None]}
+        >>> watch.odds_bound("all"), round(watch.odds_bound("Browser=1"), 3), round(watch.odds_bound("x", ["x"]), 3)
+        (9.0, 9.693, 10.099)
+        """
+        if group == ALL:
+            return self.odds_threshold
+        segments = {g for g in self.odds if g != ALL} | {g for g in more if g != ALL}
+        return self.odds_threshold + math.log(max(len(segments), 1))
 
     def _odds_after(self, group: str, sums: OddsSums) -> tuple[float, Any, float, Any]:
         """Group ``group``'s CUSUMs after a block with ``sums``: ``(S up, where it left 0, S down, where)``."""
@@ -237,7 +254,7 @@ class SignalWatch:
             for upward, s, since in ((True, s_up, up_since), (False, s_down, down_since)):
                 if only[1] is not None and upward != only[1]:
                     continue
-                if s > self.odds_threshold * fraction and (worst is None or s > worst[2]):
+                if s > self.odds_bound(group) * fraction and (worst is None or s > worst[2]):
                     worst = (group, upward, s, int(since if since is not None else self.last_position or 0))
         return worst
 
@@ -372,7 +389,7 @@ class SignalWatch:
             ratio = math.exp(self.log_ratio if upward else -self.log_ratio)
             reason = (
                 f"labels of {group} are {'more' if upward else 'less'} often positive than the model's scores say: "
-                f"the odds ×{ratio:g} CUSUM is {s:.1f} (threshold {self.odds_threshold:g}); the shift began at "
+                f"the odds ×{ratio:g} CUSUM is {s:.1f} (threshold {self.odds_bound(group):.3g}); the shift began at "
                 f"stream position {change_point}"
             )
             return [SignalEvent("incident_start", ODDS_SIGNAL, position, s, None, change_point, reason, group, upward)]
