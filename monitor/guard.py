@@ -41,6 +41,7 @@ from snapshotter.audit import append_audit
 from snapshotter.connection import FATAL_FAILURES, as_text, describe_failure, observe_attempts, redis_failure
 from snapshotter.control import ControlPlane
 from snapshotter.cursor import START, CursorState, GuardCursor, Notice
+from snapshotter.incidents import NEW_NORMAL
 from snapshotter.outage import RedisOutage
 from snapshotter.presence import check_in, sign_off
 from snapshotter.status import MetricSample, parse_sample, sample_metrics
@@ -268,6 +269,12 @@ class Monitor:
         if threshold is None:
             return Decision(Action.INSUFFICIENT, "the relative threshold has no reference level yet")
         rollbacks = [(r.position, r.time) for r in self.control.recent_rollbacks()]
+        released = {as_text(k): as_text(v) for k, v in self.store.client.hgetall(self.store.keys.released).items()}
+        settled = (  # an operator declared a new normal there: the model learns it, a cooldown's worth of events
+            int(released["position"])
+            if released.get("cause") == NEW_NORMAL and released.get("position", "").isdigit()
+            else None
+        )
         return self.judge.decide(
             sample,
             position=int(sample.get("stream_position", 0)),
@@ -278,6 +285,7 @@ class Monitor:
             incident=bool(sample.get("incident")),  # as the learner saw it at that event, not as Redis says now
             also=self.data.threshold.breaches(sample),  # the further rules (monitor_also) it breaks
             shortfalls=self.data.threshold.shortfalls(sample),  # where a breach began: a rollback goes before it
+            settled=settled,
         )
 
     def _act(self, decision: Decision, sample: MetricSample, epoch: int, frozen: bool) -> tuple[int, bool]:

@@ -74,6 +74,12 @@ class JudgeState:
     suppressed: bool = False  # a confirmed breach of this cooldown was reported already
     #: each guarded metric's rolling-window start at its last sample near its healthy level (no shortfall)
     at_level: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: the window start of the first sample judged since the judge was reset (a breaching metric never near its
+    #: level since: its degradation began before it at the latest)
+    first: int | None = None
+    #: recent samples' (scored, stream position): where a window of ``samples`` scored events began on the stream
+    #: (positions also count unlabelled events and other partitions: ``position - samples`` would be too late)
+    marks: list[list[int]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -157,7 +163,32 @@ class Judge:
         return in_events or in_seconds
 
     def reset(self) -> None:
-        self.state = JudgeState()
+        self.state = JudgeState(marks=self.state.marks)  # (where windows began on the stream stays known)
+
+    def window_start(self, rolling: dict[str, float], position: int) -> int:
+        """The stream position where the rolling window of ``rolling`` (its ``samples`` scored events, up to its
+        ``scored``) began, from the samples seen (``marks``); at the latest ``position - samples``.
+
+        >>> judge = Judge(Settings())
+        >>> for scored, at in ((100, 250), (200, 480), (300, 700)):
+        ...     judge.mark({"scored": scored, "samples": 200}, at)
+        >>> judge.window_start({"scored": 300, "samples": 200}, 700)  # labelled every other event: not 500
+        250
+        """
+        marks, start = self.state.marks, int(rolling.get("scored", position)) - int(rolling.get("samples", 0))
+        before = [at for scored, at in marks if scored <= start]
+        return max(before) if before else position - int(rolling.get("samples", 0))
+
+    def mark(self, rolling: dict[str, float], position: int) -> None:
+        """Note where this sample's ``scored`` events ended on the stream; forget marks older than its window."""
+        scored, samples = int(rolling.get("scored", position)), int(rolling.get("samples", 0))
+        marks = self.state.marks
+        if marks and marks[-1][0] >= scored:  # a replay, or another lineage's count: start the marks again
+            marks.clear()
+        marks.append([scored, position])
+        start = scored - samples
+        while len(marks) > 1 and marks[1][0] <= start:  # keep the newest mark at or before the window's start
+            del marks[0]
 
     def decide(
         self,
@@ -171,6 +202,7 @@ class Judge:
         incident: bool = False,
         also: Mapping[str, str] | None = None,
         shortfalls: Mapping[str, float] | None = None,
+        settled: int | None = None,
     ) -> Decision:
         """One check at stream ``position``. ``rollbacks``: since the last resume (the window is applied here);
         ``threshold``: the effective one (relative mode), else the configured one; ``incident``: a data-quality
@@ -180,9 +212,13 @@ class Judge:
         each metric's shortfall from its healthy level less half its margin
         (:meth:`~monitor.prequential.Threshold.shortfalls`): a rollback's change point is the start of the rolling
         window at the breaching metrics' last sample without one, the earliest of them (the newest stable version at
-        or before it is the target)."""
+        or before it is the target); ``settled``: the stream position where an operator declared a new normal
+        (closed an incident; learning went on there): the model learns the shifted data from there, so for
+        ``cooldown_events`` after it a confirmed breach is reported, not acted on, as after a rollback (not counted
+        as one)."""
         samples, value = rolling.get("samples", 0), rolling.get(self.metric)
         limit = self.threshold if threshold is None else threshold
+        self.mark(rolling, position)
         if value is None or samples < self.min_samples:
             self.reset()
             return Decision(Action.INSUFFICIENT, f"{samples} samples < {self.min_samples}", value)
@@ -191,9 +227,12 @@ class Judge:
             [f"rolling {self.metric} {value:.4f} vs threshold {limit:.4f} over {samples} events", *also.values()]
         )
         state = self.state
+        window_from = self.window_start(rolling, position)
+        if state.first is None:
+            state.first = window_from
         for metric, shortfall in (shortfalls or {}).items():
             if shortfall <= 0.0:  # near its level over this window: a change shown later began after its start
-                state.at_level[metric] = position - int(samples)
+                state.at_level[metric] = window_from
         healthy = self.healthy(value, limit) and not also
         if frozen and not incident:
             return self._frozen(state, value, healthy=healthy, position=position, now=now, desc=desc)
@@ -213,15 +252,24 @@ class Judge:
                 first,
             )
         recent = self.recent(rollbacks, position=position, now=now)
-        if self.cooling_down(recent, position=position, now=now):
+        last = recent[-1][0] if recent else None
+        adapting = (
+            settled is not None and position < settled + self.cooldown_events and (last is None or settled >= last)
+        )
+        if adapting or self.cooling_down(recent, position=position, now=now):
             first, state.suppressed = not state.suppressed, True
-            return Decision(Action.COOLDOWN, f"breach confirmed but cooling down: {desc}", value, notify=first)
+            why = "cooling down" if not adapting else f"learning the new normal declared at stream position {settled}"
+            return Decision(Action.COOLDOWN, f"breach confirmed but {why}: {desc}", value, notify=first)
         state.breaches, state.suppressed = 0, False
         if len(recent) >= self.max_rollbacks:
             return Decision(Action.FREEZE, f"{len(recent)} rollbacks within the window and still: {desc}", value)
+        # every guarded metric's last point near its level, the earliest (a metric that drifted first may not be the
+        # one that broke its bound first); a breaching one never near its level since the reset: the first window
         breaching = [*([] if self.healthy(value, limit) else [self.metric]), *also]
-        known = [state.at_level[metric] for metric in breaching if metric in state.at_level]
-        change = min(known) if known else None
+        points = list(state.at_level.values())
+        if any(metric not in state.at_level for metric in breaching) and state.first is not None:
+            points.append(state.first)
+        change = min(points) if points else None
         where = "" if change is None else f" (degradation after stream position {change})"
         reason = f"breach for {self.patience} checks: {desc}{where}"
         return Decision(Action.ROLLBACK, reason, value, change_point=change)

@@ -288,10 +288,12 @@ class Threshold:
             level[1] += s.history_every_events
 
     def _observe_healthy(self, rolling: dict[str, float]) -> None:
-        primary, limits = self.value(), self.limits()
+        """Each guarded metric's healthy level learns from the samples near it (no shortfall): a decline that stays
+        within the bound does not drag the level down with it, so where the decline began stays visible."""
+        primary, limits, short = self.value(), self.limits(), self.shortfalls(rolling)
         for metric in (self.guard.metric, *(rule.metric for rule in self.rules)):
             value = rolling.get(metric)
-            if value is None or math.isnan(value):
+            if value is None or math.isnan(value) or short.get(metric, 0.0) > 0.0:
                 continue
             limit = primary if metric == self.guard.metric else limits.get(metric)
             if limit is not None and not is_healthy(metric, value, limit):

@@ -315,7 +315,9 @@ def _metric(ax: Axes, report: Report) -> None:
     for metric, colour in zip(report.also, _ALSO, strict=False):
         if (series := report.timeline.series(metric, windowed=True))[0]:
             ax.plot(*series, color=colour, linewidth=0.8, alpha=0.8, label=f"rolling {metric} (also guarded)")
-    held = [(x, y) for x, y, s in zip(xs, ys, _windowed(report.timeline), strict=True) if s.get("incident")]
+    held = [
+        (x, y) for x, y, s in zip(xs, ys, _windowed(report.timeline, report.metric), strict=True) if s.get("incident")
+    ]
     if held:
         ax.plot(*zip(*held, strict=True), "o", mfc="none", color="tab:red", markersize=4,
                 label="judged on an incident's labels (not trusted)")  # fmt: skip
@@ -328,9 +330,9 @@ def _metric(ax: Axes, report: Report) -> None:
     ax.set_ylabel("rolling metrics" if report.also else f"rolling {report.metric}")
 
 
-def _windowed(timeline: Timeline) -> list[MetricSample]:
+def _windowed(timeline: Timeline, metric: str) -> list[MetricSample]:
     """The samples :meth:`Timeline.series` keeps with ``windowed`` (over a non-empty window), in order."""
-    return [s for s in timeline.samples if s.get("samples", 0) != 0]
+    return [s for s in timeline.samples if s.get("samples", 0) != 0 and metric in s]
 
 
 def _segment(ax: Axes, report: Report, group: str) -> None:

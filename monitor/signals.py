@@ -165,6 +165,12 @@ class SignalWatch:
         self.log_ratio = math.log(guard.incident_odds_ratio)
         self.odds: dict[str, list[Any]] = {}
         self.odds_from: int | None = None  # stream position from which the CUSUMs run (None: once the reference is)
+        #: after an operator declared a new normal: the CUSUMs rest until the model's scores agree with the labels
+        #: over a block within half the shift they look for (the model is learning the shifted data; until it has,
+        #: its scores are no yardstick for the labels)
+        self.calibrating = False
+        #: every segment group the CUSUMs have watched (kept across their restarts: the bound does not drop then)
+        self.segment_groups: set[str] = set()
 
     @property
     def calm(self) -> bool:
@@ -205,7 +211,9 @@ class SignalWatch:
     def _odds_ready(self, block_start: int | None) -> bool:
         """Whether the CUSUMs judge the block that starts at ``block_start`` (the same answer for the block so far
         and for the full block)."""
-        return self._ready() and (self.odds_from is None or (block_start or 0) >= self.odds_from)
+        return (
+            self._ready() and not self.calibrating and (self.odds_from is None or (block_start or 0) >= self.odds_from)
+        )
 
     def odds_bound(self, group: str, more: Iterable[str] = ()) -> float:
         """The CUSUM bound of ``group``: ``incident_odds_threshold`` for the stream (``all``); for a segment, that
@@ -214,13 +222,13 @@ class SignalWatch:
 
         >>> from streaming.config import Settings
         >>> watch = SignalWatch(Settings())
-        >>> watch.odds = {"all": [0, None, 0, None], "Browser=1": [0, None, 0, None], "Browser=2": [0, None, 0, None]}
+        >>> watch.segment_groups = {"Browser=1", "Browser=2"}
         >>> watch.odds_bound("all"), round(watch.odds_bound("Browser=1"), 3), round(watch.odds_bound("x", ["x"]), 3)
         (9.0, 9.693, 10.099)
         """
         if group == ALL:
             return self.odds_threshold
-        segments = {g for g in self.odds if g != ALL} | {g for g in more if g != ALL}
+        segments = self.segment_groups | {g for g in more if g != ALL}
         return self.odds_threshold + math.log(max(len(segments), 1))
 
     def _odds_after(self, group: str, sums: OddsSums) -> tuple[float, Any, float, Any]:
@@ -235,6 +243,8 @@ class SignalWatch:
         """The block's sums into the CUSUMs; one that leaves 0 now notes ``since`` as where the shift began (the start
         of the block before this one: a shift that began inside that block may have left it at 0)."""
         for group, sums in block_odds(sample).items():
+            if group != ALL:
+                self.segment_groups.add(group)
             s_up, up_since, s_down, down_since = self._odds_after(group, sums)
             up_since = None if s_up == 0.0 else since if up_since is None else up_since
             down_since = None if s_down == 0.0 else since if down_since is None else down_since
@@ -318,7 +328,25 @@ class SignalWatch:
         self.reference_events = 0
         self.runs = dict.fromkeys(RATE_SIGNALS, 0)
         self.recent.clear()
-        self.odds, self.odds_from = {}, None
+        self.odds, self.odds_from, self.calibrating = {}, None, True
+
+    def _calibrated(self, sample: dict[str, float]) -> bool:
+        """The block's labels agree with the model's scores over the stream: the odds of its labels within a factor
+        √R of the odds its scores give (half the shift the CUSUMs look for; ½ added to each count).
+
+        >>> watch = SignalWatch(Settings())  # R = 2
+        >>> watch._calibrated({"odds:all:n": 100, "odds:all:pos": 100, "odds:all:p": 95.0})  # all bought; 0.95 said
+        False
+        >>> watch._calibrated({"odds:all:n": 100, "odds:all:pos": 17, "odds:all:p": 15.0})
+        True
+        """
+        sums = block_odds(sample).get(ALL)
+        if sums is None or not sums[0]:
+            return False
+        n, positives, _up, _down, scores = sums
+        labels = math.log((positives + 0.5) / (n - positives + 0.5))
+        said = math.log((scores + 0.5) / (n - scores + 0.5))
+        return abs(labels - said) <= self.log_ratio / 2
 
     def forget(self, signal: str) -> None:
         """Another model serves now (a challenger was promoted): its prediction rate is its own. The reference of
@@ -344,6 +372,9 @@ class SignalWatch:
         self.last_position = position
         rates = {s: sample[s] for s in RATE_SIGNALS if s in sample and not math.isnan(sample[s])}
         self.recent.append((block_start, rates))
+        if self.calibrating and self.incident is None and self._calibrated(sample):
+            self.calibrating = False  # the model has learned the new normal: the CUSUMs judge from the next block
+            self.odds, self.odds_from = {}, position
         if not odds:
             self.odds = {}
         elif self.incident is None and self.odds_threshold and self._odds_ready(block_start):
@@ -385,11 +416,12 @@ class SignalWatch:
         alarm = self._odds_alarm(1.0)
         if alarm is not None:
             group, upward, s, change_point = alarm
+            bound = self.odds_bound(group)  # (before the incident: opening it starts the CUSUMs afresh)
             self.open_incident(ODDS_SIGNAL, change_point, scope=f"{group}:{'up' if upward else 'down'}")
             ratio = math.exp(self.log_ratio if upward else -self.log_ratio)
             reason = (
                 f"labels of {group} are {'more' if upward else 'less'} often positive than the model's scores say: "
-                f"the odds ×{ratio:g} CUSUM is {s:.1f} (threshold {self.odds_bound(group):.3g}); the shift began at "
+                f"the odds ×{ratio:g} CUSUM is {s:.1f} (threshold {bound:.3g}); the shift began at "
                 f"stream position {change_point}"
             )
             return [SignalEvent("incident_start", ODDS_SIGNAL, position, s, None, change_point, reason, group, upward)]
@@ -483,6 +515,8 @@ class SignalWatch:
             "suspect_since": self.suspect_since,
             "odds": {group: list(state) for group, state in self.odds.items()},
             "odds_from": self.odds_from,
+            **({"calibrating": True} if self.calibrating else {}),
+            **({"segment_groups": sorted(self.segment_groups)} if self.segment_groups else {}),
         }
 
     def load(self, doc: dict[str, Any] | None) -> None:
@@ -500,3 +534,5 @@ class SignalWatch:
         self.suspect_since = doc.get("suspect_since")
         self.odds = {str(g): [float(s[0]), s[1], float(s[2]), s[3]] for g, s in (doc.get("odds") or {}).items()}
         self.odds_from = doc.get("odds_from")  # (from 2026-12-07: a version before starts them afresh)
+        self.calibrating = bool(doc.get("calibrating", False))
+        self.segment_groups = set(doc.get("segment_groups") or ()) | {g for g in self.odds if g != ALL}

@@ -22,7 +22,11 @@ from snapshotter.scripts import CLOSE_INCIDENT, OPEN_INCIDENT, RELEASE, bind, re
 from snapshotter.store import VersionStore
 from streaming.errors import HeadMovedError, ScriptRefusal
 
-__all__ = ["Incidents", "OpenedIncident", "position_of"]
+__all__ = ["NEW_NORMAL", "Incidents", "OpenedIncident", "position_of"]
+
+#: The cause recorded when learning goes on after an operator closed an incident (its shifted data the new normal);
+#: the monitor gives the model a cooldown's worth of events from there to learn it.
+NEW_NORMAL = "incident closed by an operator"
 
 
 def position_of(meta: VersionMeta) -> int:

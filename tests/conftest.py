@@ -101,7 +101,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment that makes a `livelearn` child process see ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVELEARN_")}
     for name, value in settings.model_dump().items():
-        if value is None or value == []:
+        if value is None:
             continue
         plain = value.get_secret_value() if hasattr(value, "get_secret_value") else value
         env[f"LIVELEARN_{name.upper()}"] = json.dumps(plain) if isinstance(plain, list) else str(plain)

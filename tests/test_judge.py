@@ -77,3 +77,15 @@ def test_lower_is_better_metrics_and_an_explicit_threshold():
     assert relative.decide(GOOD, position=100, now=0, rollbacks=[], frozen=False, threshold=0.95).action is (
         Action.ROLLBACK
     )
+
+
+def test_a_declared_new_normal_gives_the_model_a_cooldown_to_learn_it_and_is_not_a_rollback():
+    j = judge(monitor_patience=1, monitor_max_rollbacks=1)
+    learning = j.decide(BAD, position=5500, now=0.0, rollbacks=[], frozen=False, settled=5000)
+    assert learning.action is Action.COOLDOWN and learning.notify  # reported once, not acted on
+    assert "new normal declared at stream position 5000" in learning.reason
+    # after the cooldown a breach acts; and the declaration never counts towards a freeze
+    assert j.decide(BAD, position=6000, now=0.0, rollbacks=[], frozen=False, settled=5000).action is Action.ROLLBACK
+    # a rollback after the declaration is the newer anchor: its own cooldown applies, the declaration's not again
+    after = j.decide(BAD, position=5400, now=0.0, rollbacks=[(5200, 0.0)], frozen=False, settled=5000)
+    assert after.action is Action.COOLDOWN and "cooling down" in after.reason

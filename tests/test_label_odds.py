@@ -142,3 +142,26 @@ def test_clean_labels_that_come_later_open_no_incident(seed):
             run.feed([(kind, encode_event(record))])
         assert not any(s["incident"] for s in run.state.samples)
         assert max(max(s["label_odds_up"], s["label_odds_down"]) for s in run.state.samples) < 7  # threshold 9
+
+
+def test_after_a_declared_new_normal_the_rule_rests_until_the_scores_agree_with_the_labels_again():
+    """An operator declares the shifted labels the new normal; the model needs time to learn them, and until its
+    scores agree with the labels within √R over a block, judging the labels by them would call the new normal wrong."""
+    watch = SignalWatch(Settings(reference_min_events=0))
+    watch.accept_new_normal()
+    assert watch.calibrating
+
+    def block(position: int, positives: int, scores: float) -> dict[str, float]:
+        up, down = positives * 0.7, positives * 0.3  # whatever the sums: nothing is summed while it rests
+        odds = {f"odds:{ALL}:n": 100, f"odds:{ALL}:pos": positives, f"odds:{ALL}:p": scores}
+        return {"stream_position": position, "accuracy": 0.9, "samples": 500, "label_rate": positives / 100,
+                "pred_rate": 0.5, **odds, f"odds:{ALL}:up": up, f"odds:{ALL}:down": down}  # fmt: skip
+
+    for position, scores in ((100, 60.0), (200, 80.0), (300, 90.0)):  # everyone buys; the model follows slowly
+        assert watch.observe(block(position, 100, scores)) == []
+        assert watch.calibrating and watch.odds == {}
+    restored = SignalWatch(Settings(reference_min_events=0))
+    restored.load(watch.dump())
+    assert restored.calibrating  # a restarted learner rests alike
+    watch.observe(block(400, 50, 48.0))  # agreeing again: the CUSUMs judge from the next block on
+    assert not watch.calibrating and watch.odds_from == 400 and "calibrating" not in watch.dump()

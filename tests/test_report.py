@@ -349,7 +349,7 @@ def test_the_report_does_not_mislead_incident_labels_change_points_and_the_segme
         1600.0,
         1600.0,
     )
-    held = [s["stream_position"] for s in report_module._windowed(report.timeline) if s.get("incident")]
+    held = [s["stream_position"] for s in report_module._windowed(report.timeline, "accuracy") if s.get("incident")]
     assert held == [1000.0, 1100.0, 1200.0, 1300.0, 1400.0]
     draw_report(report, tmp_path / "honest.png")
     assert_png(tmp_path / "honest.png", height=880 + 220)  # one more panel: the segment's

@@ -262,8 +262,9 @@ class GuardSettings(SettingsGroup):
 
     @property
     def rules(self) -> tuple[MetricRule, ...]:
-        """The further guarded metrics (``monitor_also``), parsed (validated when the settings were)."""
-        return parse_metric_rules(self.also)
+        """The further guarded metrics (``monitor_also``), parsed (validated when the settings were); a default rule
+        on ``monitor_metric`` itself is left out (it is guarded by ``monitor_threshold``)."""
+        return tuple(rule for rule in parse_metric_rules(self.also) if rule.metric != self.metric)
 
 
 class ServingSettings(SettingsGroup):

@@ -43,6 +43,10 @@ from streaming.config._metric_rules import parse_metric_rules
 from streaming.config._redis_url import REDIS_URL_PATTERN, redis_url_problem
 from streaming.errors import ConfigError
 
+#: The further guarded metrics by default: at a 15 % base rate accuracy barely moves when half the purchases go
+#: unlabelled, recall and precision fall by half.
+DEFAULT_MONITOR_ALSO = ("recall:drop=0.5", "precision:drop=0.4")
+
 __all__ = [
     "ENV_PREFIX",
     "REDIS_URL_PATTERN",
@@ -379,7 +383,7 @@ class Settings(BaseSettings):
         "checks one on clean data).",
     )
     monitor_also: list[str] = Field(
-        default_factory=lambda: ["recall:drop=0.5", "precision:drop=0.4"],
+        default_factory=lambda: list(DEFAULT_MONITOR_ALSO),
         max_length=6,
         description="Further guarded metrics, a breach of any is a breach: METRIC:drop=F (below 1-F times its own "
         "healthy level; log_loss: above 1+F times it), METRIC:min=X or log_loss:max=X; [] for none. The "
@@ -651,8 +655,9 @@ class Settings(BaseSettings):
     @field_validator("monitor_also")
     @classmethod
     def _check_also(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        """Each further rule written as livelearn reads it (:mod:`streaming.config._metric_rules`)."""
-        parse_metric_rules(value, info.data.get("monitor_metric"))
+        """Each further rule written as livelearn reads it (:mod:`streaming.config._metric_rules`); the default rules
+        leave out ``monitor_metric`` itself (guarding recall, the default recall rule is not an error)."""
+        parse_metric_rules(value, None if value == list(DEFAULT_MONITOR_ALSO) else info.data.get("monitor_metric"))
         return value
 
     @field_validator("monitor_threshold")

@@ -32,6 +32,7 @@ from typing import Any
 
 from monitor.prequential import PrequentialMetrics
 from snapshotter.connection import redact_url
+from snapshotter.incidents import NEW_NORMAL
 from snapshotter.store import ResumePoint, VersionStore
 from streaming.config import ChallengerConfig, Settings, parse_challenger
 from streaming.errors import SnapshotError, StoreLostError
@@ -222,7 +223,7 @@ class Lineage:
             # closed by an operator (learning resume); while replaying a held range, its end releases it
             state.watch.accept_new_normal()
             state.metrics.restart_window()  # judged from here on: the window held the incident's own labels
-            state.released = "incident closed by an operator"
+            state.released = NEW_NORMAL
             log.warning("the data-quality incident was closed by an operator: its rates are the new normal")
         if control.epoch == state.epoch:
             return {}

@@ -9,8 +9,9 @@ on it (the guarded metric, computed over the whole set), and compared with the b
 the newest ``reference_best_of`` stable versions: more than ``reference_tolerance`` worse and it is **kept but never
 stable** (never promoted, never a rollback target). Against the serving version alone, a slow poisoning would pass
 version by version, each a little worse than the last one promoted; against the best recent one it cannot fall more
-than the tolerance in all. The outcome is recorded in the version's metadata (``extra.reference``: its score, the
-version it was compared with and that one's score) and counted (``livelearn_reference_gate_failures_total``).
+than the tolerance within any ``reference_best_of`` stable versions. The outcome is recorded in the version's
+metadata (``extra.reference``: its score, the version it was compared with and that one's score) and counted
+(``livelearn_reference_gate_failures_total``).
 
 A compared version's own reference score comes from its metadata when it was gated too, else it is loaded and
 scored once.
