@@ -317,6 +317,14 @@ class Monitor:
                 )
                 self.telemetry.rollbacks.inc()
                 log.warning("rolled back to version %d: %s", target, decision.reason)
+                point = decision.change_point
+                if point is not None and self.store.meta(target).position > point:  # no stable version before it
+                    log.warning(
+                        "no stable version from before the change point %d: version %d may have learned some of the "
+                        "degradation (LIVELEARN_MONITOR_FALLBACK_VERSION names one to go to instead)",
+                        point,
+                        target,
+                    )
             elif decision.action is Action.FREEZE:
                 self.control.freeze(actor=self.actor, reason=decision.reason, metrics=metrics, expected_epoch=epoch)
                 self.telemetry.freezes.inc()

@@ -263,9 +263,10 @@ class Threshold:
         return meets_threshold(rolling, self.guard, self.value()) and not self.breaches(rolling)
 
     def observe(self, rolling: dict[str, float]) -> None:
-        """One metric sample (relative rules learn from those that meet their current bound)."""
+        """One metric sample (relative rules learn from those that meet their current bound; none from a sample
+        judged on an incident's labels)."""
         s = self.guard
-        if rolling.get("samples", 0) < s.min_samples:
+        if rolling.get("samples", 0) < s.min_samples or rolling.get("incident"):
             return
         value = rolling.get(s.metric)
         if s.threshold_mode == "relative" and value is not None:

@@ -218,7 +218,6 @@ class EventStep:
         """
         rolling = state.metrics.rolling_values()
         threshold, meets = state.threshold.value(), state.threshold.meets(rolling)  # judged before this sample
-        state.threshold.observe(rolling)
         position = sum(positions.values())
         sample = {
             "time": time.time(),
@@ -249,6 +248,8 @@ class EventStep:
         # the monitor's judge reads it: a block an incident held, including the one that ended it (its rolling metrics
         # still hold the incident's labels), is not judged by the metric rule
         sample["incident"] = 0 if state.watch.incident is None and not ended else 1
+        # the guarded metrics' levels learn from this sample as the monitor's do (not from an incident's labels)
+        state.threshold.observe({**rolling, "incident": sample["incident"]})
         state.samples.append(sample)
         if state.watch.calm and state.learning and meets:
             state.confirmed = position - self.settings.promotion_delay_events
