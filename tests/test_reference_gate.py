@@ -19,6 +19,18 @@ from streaming.learner.reference_gate import load_reference_set
 from streaming.local.dataset import DATASET_PATH, read_events
 
 AT, N = 3000, 9000
+GATE_ONLY = {  # versions every 500 events, stable when written unless the gate says no: the gate alone decides
+    "snapshot_every_events": 500,
+    "snapshot_every_seconds": 3600,
+    "keep_versions": 100,
+    "incident_label_rate_bound": 1.0,
+    "incident_odds_threshold": 0,
+    "incident_prediction_rate_bound": 1.0,
+    "incident_label_run_probability": 0,
+    "monitor_also": [],
+    "publish_predictions": False,
+    "promotion": "immediate",
+}
 
 
 def reference_csv(tmp_path, rows: int, first: int = 0):
@@ -32,18 +44,7 @@ def reference_csv(tmp_path, rows: int, first: int = 0):
 def test_versions_that_learned_inverted_labels_fail_the_reference_gate_and_are_never_served(
     make_settings, learners, tmp_path
 ):
-    settings = make_settings(
-        reference_set=str(reference_csv(tmp_path, 1500)),
-        snapshot_every_events=500,
-        snapshot_every_seconds=3600,
-        keep_versions=100,
-        incident_label_rate_bound=1.0,
-        incident_odds_threshold=0,
-        incident_prediction_rate_bound=1.0,
-        incident_label_run_probability=0,
-        publish_predictions=False,
-        promotion="immediate",  # stable when written unless the gate says no: the gate alone decides here
-    )
+    settings = make_settings(reference_set=str(reference_csv(tmp_path, 1500)), **GATE_ONLY)
     events = [dataclasses.replace(e, label=not e.label) if i >= AT else e for i, e in enumerate(read_events(limit=N))]
     produce(settings, events)
     learners(settings, "--until-caught-up").wait()
@@ -118,16 +119,7 @@ def test_a_slow_poisoning_cannot_ratchet_the_reference_score_down_past_the_best_
     settings = make_settings(
         reference_set=str(reference_csv(tmp_path, 1500, first=6000)),  # a clean copy of a busy month
         reference_best_of=best_of,
-        snapshot_every_events=500,
-        snapshot_every_seconds=3600,
-        keep_versions=100,
-        incident_label_rate_bound=1.0,
-        incident_odds_threshold=0,
-        incident_prediction_rate_bound=1.0,
-        incident_label_run_probability=0,
-        monitor_also=[],  # the gate alone decides (the guarded recall would catch this poisoning too)
-        publish_predictions=False,
-        promotion="immediate",
+        **GATE_ONLY,  # (the guarded recall would catch this poisoning too)
     )
     produce(settings, _slowly_poisoned(3000, 6000, 0.9))
     learners(settings, "--until-caught-up").wait()
