@@ -222,7 +222,7 @@ class Monitor:
         epoch = self.store.epoch()
         decisions: list[Decision] = []
         notices: list[Notice] = []
-        checkpoint, fed = self.data.checkpoint(), self._fed
+        checkpoint, fed, settled = self.data.checkpoint(), self._fed, self._settled()  # (once per check)
         for entry_id, fields in entries:
             sample = parse_sample(fields)
             if _id(entry_id) > _id(self._fed):
@@ -237,7 +237,7 @@ class Monitor:
                 self.judge.reset()
                 state_epoch = sample_epoch
             last_scored = scored
-            decision = self._decide(sample, frozen, now)
+            decision = self._decide(sample, frozen, now, settled)
             decisions.append(decision)
             epoch, frozen = self._act(decision, sample, epoch, frozen)
             if decision.action is Action.COOLDOWN and decision.notify:
@@ -264,17 +264,18 @@ class Monitor:
                 self.telemetry.suppressed.inc()
                 log.warning("breach suppressed at stream position %d: %s", position, notice.reason)
 
-    def _decide(self, sample: MetricSample, frozen: bool, now: float) -> Decision:
+    def _settled(self) -> int | None:
+        """Where an operator last declared a new normal (learning went on after closing an incident), if so: the
+        model learns it from there, a cooldown's worth of events."""
+        released = {as_text(k): as_text(v) for k, v in self.store.client.hgetall(self.store.keys.released).items()}
+        position = released.get("position", "")
+        return int(position) if released.get("cause") == NEW_NORMAL and position.isdigit() else None
+
+    def _decide(self, sample: MetricSample, frozen: bool, now: float, settled: int | None = None) -> Decision:
         threshold = self.data.threshold.value()
         if threshold is None:
             return Decision(Action.INSUFFICIENT, "the relative threshold has no reference level yet")
         rollbacks = [(r.position, r.time) for r in self.control.recent_rollbacks()]
-        released = {as_text(k): as_text(v) for k, v in self.store.client.hgetall(self.store.keys.released).items()}
-        settled = (  # an operator declared a new normal there: the model learns it, a cooldown's worth of events
-            int(released["position"])
-            if released.get("cause") == NEW_NORMAL and released.get("position", "").isdigit()
-            else None
-        )
         return self.judge.decide(
             sample,
             position=int(sample.get("stream_position", 0)),

@@ -230,6 +230,7 @@ REAL = {
 }
 
 
+@pytest.mark.first_lane  # the guard's rules: the other client and engine give the same samples (tested elsewhere)
 @pytest.mark.parametrize("name", list(REAL))
 def test_a_metric_breach_is_rolled_back_to_before_its_change_point_with_real_processes(make_settings, learners, name):
     events, at, late = REAL[name]
