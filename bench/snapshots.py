@@ -63,6 +63,7 @@ from streaming.transport import ensure_topics, make_consumer, make_producer
 
 #: model sizes: (string features, values per feature) -> about features x values weights
 SIZES = {"1k": (10, 100), "10k": (50, 200), "100k": (100, 1000)}
+STALL_VARIANTS = ("before", "now", "now, unpaced", "now, 1 ms GIL slices")  # the learner runs of each size
 
 
 class _PlainPacker:
@@ -411,14 +412,21 @@ def main() -> None:
     parser.add_argument("--stall-events", type=int, default=30_000, help="events in each learner run")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "snapshots.json")
     parser.add_argument("--stall-only", action="store_true", help="the learner runs only (no write/restore loop)")
+    parser.add_argument(
+        "--stall-variant",
+        action="append",
+        choices=STALL_VARIANTS,
+        help="a learner-run variant (repeatable; default all of them)",
+    )
     args = parser.parse_args()
+    variants = args.stall_variant or list(STALL_VARIANTS)
     result: dict[str, Any] = {"format_version": FORMAT_VERSION}
     with embedded_stack() as (broker, redis_server):
         base = {"kafka_bootstrap": broker.address, "redis_url": f"redis://{redis_server.address}/0"}
         result["sizes"] = {} if args.stall_only else write_restore(Settings(**base), args.repeat)
         result["stall"] = {}
         for name, (features, values) in (("dataset-like 1k", (10, 100)), ("100k", SIZES["100k"])):
-            for variant in ("before", "now", "now, unpaced", "now, 1 ms GIL slices"):
+            for variant in variants:
                 use(variant.split(",")[0])
                 writer.SWITCH_INTERVAL = 0.001 if "1 ms" in variant else None  # while the writer works, or Python's
                 # "unpaced": the writer works while the learner is between batches too (as before the pacing)

@@ -69,13 +69,16 @@ def test_rollback_serving_bench_times_a_real_rollback_and_the_routes(tmp_path):
 
 
 def test_snapshots_bench_writes_restores_and_times_the_stall(tmp_path):
-    result = run_bench("snapshots", tmp_path / "snapshots.json", "--repeat", "3", "--stall-events", "3000")
+    result = run_bench(
+        "snapshots", tmp_path / "snapshots.json", "--repeat", "3", "--stall-events", "3000", "--stall-variant", "now"
+    )
     big = result["sizes"]["100k"]
     assert big["weights"] >= 100_000
     assert big["now"]["write"]["n"] == 3 and big["now"]["restore"]["n"] == 3
     stall = result["stall"]["100k, now"]
     assert stall["events"] == 3000 and stall["snapshots_written"] >= 1
     assert stall["stall_around_snapshot"]["n"] >= 1
+    assert set(result["stall"]) == {"dataset-like 1k, now", "100k, now"}  # the variants asked for, no others
 
 
 def test_labels_bench_measures_the_join_under_each_flood(tmp_path):

@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -49,6 +50,7 @@ from tests.test_arms import Run
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 USERS = [f"visitor-{i}" for i in range(10_000)]
+SPLIT = USERS[:2_000]  # the visitors of the split's end-to-end test (its shares: 4 standard errors; 100k below)
 EVENTS = list(read_events(limit=900))
 FEATURES = [e.features for e in EVENTS[:40]]  # the feature maps requests cycle through
 SCORED = [contract_features(e) for e in EVENTS[:40]]  # as the event contract hands them to a model
@@ -172,29 +174,38 @@ def on_canary(answers: list[dict[str, Any]], users: list[str]) -> set[str]:
 
 
 # -- the split ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model_name", ["shop", "canary-0", "модель", "a" * 200])
+def test_the_documented_bucket_gives_each_percent_its_share_of_visitors(model_name):
+    buckets = [bucket(model_name, f"visitor-{i}") for i in range(100_000)]
+    for percent in (1, 5, 25, 50, 90):
+        share, bound = percent / 100, 6 * math.sqrt(percent / 100 * (1 - percent / 100) / len(buckets))  # 6 std errors
+        assert abs(sum(b < percent * 100 for b in buckets) / len(buckets) - share) < bound
+    assert bucket(model_name, "visitor-1") == bucket(model_name, "visitor-1")
+
+
 def test_a_canary_splits_visitors_stickily_raising_keeps_them_and_an_abort_takes_all_back(served):
     served.control.set_canary("fast", 25, actor="alice", reason="try fast on a quarter")
     served.wait_served(canary="fast", percent=25.0)
-    first = served.ask(USERS)
-    canary = on_canary(first, USERS)
-    assert 0.23 <= len(canary) / len(USERS) <= 0.27
+    first = served.ask(SPLIT)
+    canary = on_canary(first, SPLIT)
+    assert 0.21 <= len(canary) / len(SPLIT) <= 0.29
     assert {(a["version"], a["model"]) for a in first} == {(1, served.settings.model_name)}
     assert [a["probability"] for a in first] == expected(served, 1, first)  # each arm's own model, to the last bit
     assert [a["label"] for a in first] == [a["probability"] > 0.5 for a in first]
-    assert canary == {u for u in USERS if bucket(served.settings.model_name, u) < 2500}  # the documented bucket
-    assert on_canary(served.ask(USERS), USERS) == canary  # asked again: each visitor on the same arm
+    assert canary == {u for u in SPLIT if bucket(served.settings.model_name, u) < 2500}  # the documented bucket
+    assert on_canary(served.ask(SPLIT), SPLIT) == canary  # asked again: each visitor on the same arm
 
     served.control.advance_canary(actor="alice", reason="fine so far")
     served.wait_served(percent=50.0)
-    raised = on_canary(served.ask(USERS), USERS)
-    assert canary < raised and 0.48 <= len(raised) / len(USERS) <= 0.52  # every 25 % visitor stays on the canary
+    raised = on_canary(served.ask(SPLIT), SPLIT)
+    assert canary < raised and 0.455 <= len(raised) / len(SPLIT) <= 0.545  # every 25 % visitor stays on the canary
 
     user = next(iter(canary))
     served.control.abort_canary(actor="alice", reason="conversion dropped")
     aborted_at = time.monotonic()
     wait_for(lambda: served.arm_of(user) == "base", 10, "the abort to reach serving", interval=0.005)
     assert time.monotonic() - aborted_at < 1.0  # announced on the control channel: no poll interval to wait out
-    back = served.ask(USERS)
+    back = served.ask(SPLIT)
     assert {a["arm"] for a in back} == {"base"}
     assert [a["probability"] for a in back] == expected(served, 1, back)
 

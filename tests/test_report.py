@@ -57,7 +57,7 @@ def assert_png(path: Path, width: int = 1540, height: int = 880) -> None:
 def test_a_stuck_labeller_reads_as_one_incident_rolled_back_to_before_it(make_settings, learners, tmp_path):
     events = [
         dataclasses.replace(e, label=True) if STUCK_AT <= i < STUCK_AT + STUCK_FOR else e
-        for i, e in enumerate(read_events())
+        for i, e in enumerate(read_events(limit=8_000))
     ]
     settings = make_settings(
         snapshot_every_events=250,
