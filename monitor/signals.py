@@ -14,16 +14,17 @@ The learner feeds it every metric sample it records, in stream order (each one a
 * **incident start, quietly** — the **label-odds rule** (a risk-adjusted Bernoulli CUSUM, Steiner et al. 2000): the
   model's own prequential score ``p`` says how likely each label is to be positive; labels whose odds of being
   positive are ``R`` times (or ``1/R`` times) what the scores say (``R``: ``incident_odds_ratio``, 2) accumulate a
-  log-likelihood ratio, per group — the stream (``all``) and each value of each guard segment
-  (``LIVELEARN_GUARD_SEGMENTS``) — block by block, ``S = max(0, S + block LLR)``; ``S`` above
-  ``incident_odds_threshold`` (9) opens an incident (signal ``label_odds``), its change point the block where that
-  ``S`` last left 0; it is over once that group's labels have shown they agree with the scores again (a CUSUM
-  of the reverse evidence past a third of the threshold) and no alarm came for ``incident_resume_after_events``. It
-  sees what the rates cannot: a labeller broken for one segment, half of the positives lost,
-  one kind of session all labelled positive — the labels disagree with the scores — while the data's own drift,
-  which moves the features as well, moves the scores with it (clean bundled data in order, 5 shuffles and cycled 3
-  times stays below 6). It judges from ``reference_min_events`` healthy events on, and starts afresh when another
-  model serves (a promotion) or an operator declares a new normal.
+  log-likelihood ratio, per group — the stream (``all``) and each group of each guard segment
+  (``LIVELEARN_GUARD_SEGMENTS``), a segment group against scores moved by its own calibration (its labels' long-run
+  odds against its scores while healthy: :meth:`SignalWatch.odds_factors`) — block by block, ``S = max(0, S + block
+  LLR)``; ``S`` above ``incident_odds_threshold`` (9) opens an incident (signal ``label_odds``), its change point
+  the block where that ``S`` last left 0; it is over once that group's labels have shown they agree with the scores
+  again (a CUSUM of the reverse evidence past a third of the threshold) and no alarm came for
+  ``incident_resume_after_events``. It sees what the rates cannot: a labeller broken for one segment, half of the
+  positives lost, one kind of session all labelled positive — the labels disagree with the scores — while the data's
+  own drift, which moves the features as well, moves the scores with it (clean bundled data in order, 5 shuffles and
+  cycled 3 times stays below 6). It judges from ``reference_min_events`` healthy events on, and starts afresh when
+  another model serves (a promotion) or an operator declares a new normal.
 * **incident end** — every watched rate back within its bound for ``incident_resume_after_events`` in a row
   (the hysteresis is in events: ``incident_patience`` blocks to open, many more to close). The reference
   stays where the healthy data left it, so it cannot have learned the incident; within the bound, not a
@@ -71,6 +72,13 @@ RUN_SIGNAL = "label_run"
 #: Labels whose odds, given the model's scores, moved (the label-odds CUSUM, per group).
 ODDS_SIGNAL = "label_odds"
 _RECENT = 64  # blocks kept to locate a change point
+#: a group's calibration (:meth:`SignalWatch.odds_factors`) is kept within odds ×e^±3 (about ×20)
+CALIBRATION_MAX_LOG = 3.0
+#: the calibration's half-life, in reference half-lives (``reference_half_life_events``)
+CALIBRATION_HALF_LIVES = 2.0
+#: a segment group is judged (against its calibration) once that has seen this many of its labelled events while
+#: healthy
+CALIBRATION_MIN_EVENTS = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +161,9 @@ class SignalWatch:
         }
         blocks = max(guard.reference_half_life_events / guard.history_every_events, 1.0)
         self.alpha = 1 - 0.5 ** (1 / blocks)
+        #: the calibration sums' decay per block: CALIBRATION_HALF_LIVES reference half-lives (a chronic disagreement
+        #: is slow; a short memory would make a small group's calibration noisy)
+        self.calibration_keep = 0.5 ** (1 / (blocks * CALIBRATION_HALF_LIVES))
         self.reference: dict[str, float | None] = dict.fromkeys(RATE_SIGNALS)
         self.reference_events = 0  # healthy events the reference has seen
         self.runs: dict[str, int] = dict.fromkeys(RATE_SIGNALS, 0)
@@ -171,6 +182,9 @@ class SignalWatch:
         self.calibrating = False
         #: every segment group the CUSUMs have watched (kept across their restarts: the bound does not drop then)
         self.segment_groups: set[str] = set()
+        #: each group's long-run agreement of labels with scores, learned from healthy calm blocks like the reference
+        #: rates (same half-life): group -> [events, positives, summed scores], exponentially weighted
+        self.calibration: dict[str, list[float]] = {}
 
     @property
     def calm(self) -> bool:
@@ -277,6 +291,54 @@ class SignalWatch:
             at = self.last_position if position is None else position
             self.odds_from = None if at is None else at + self.guard.reference_min_events
 
+    def _learn_calibration(self, sample: dict[str, float]) -> None:
+        """The block's labels and scores into each group's calibration sums (every group's sums decay per block)."""
+        keep = self.calibration_keep
+        for sums in self.calibration.values():
+            sums[0] *= keep
+            sums[1] *= keep
+            sums[2] *= keep
+        for group, (n, positives, _up, _down, scores) in block_odds(sample).items():
+            if n:
+                sums = self.calibration.setdefault(group, [0.0, 0.0, 0.0, 0.0])
+                sums[0] += n
+                sums[1] += positives
+                sums[2] += scores
+                was = sums[3]
+                sums[3] += n  # (not decayed: how many it has seen in all)
+                if was < CALIBRATION_MIN_EVENTS <= sums[3]:
+                    self.odds.pop(group, None)  # judged against its calibration from here: its CUSUMs start afresh
+
+    def _log_factor(self, group: str) -> float:
+        """Group ``group``'s calibration in log odds: how far its labels' log odds ran above its scores' over the
+        calibration sums (½ added to each count), kept within ±``CALIBRATION_MAX_LOG``; 0 until it has seen
+        ``CALIBRATION_MIN_EVENTS`` of the group's labelled events while healthy (the group is not judged until then:
+        judged against the scores as they are, or a young estimate shrunk towards them, a chronically mis-scored
+        group's CUSUM drifts towards an alarm)."""
+        sums = self.calibration.get(group)
+        if sums is None or sums[3] < CALIBRATION_MIN_EVENTS:
+            return 0.0
+        n, positives, scores, _seen = sums
+        labels = math.log((positives + 0.5) / (n - positives + 0.5))
+        said = math.log((scores + 0.5) / (n - scores + 0.5))
+        return min(max(labels - said, -CALIBRATION_MAX_LOG), CALIBRATION_MAX_LOG)
+
+    def odds_factors(self) -> dict[str, float]:
+        """Each segment group's calibration (:attr:`BlockSignals.odds_factors`): the factor by which its labels' odds
+        have run above what the model's scores say, while healthy. The stream's (``all``) is 1 by definition: its
+        CUSUMs judge the labels against the scores as they are.
+
+        >>> watch = SignalWatch(Settings())
+        >>> watch.calibration = {"all": [2000.0, 300.0, 300.0, 5e3], "PageValues>0": [400.0, 200.0, 120.0, 1e3]}
+        >>> {g: round(c, 2) for g, c in watch.odds_factors().items()}  # labels 1:1, scores 3:7
+        {'PageValues>0': 2.33}
+        """
+        return {g: math.exp(self._log_factor(g)) for g in self.calibration if g != ALL}
+
+    def forget_calibration(self) -> None:
+        """Another model serves (a promoted challenger): its agreement with each group's labels is its own."""
+        self.calibration = {}
+
     def odds_fields(self) -> dict[str, float]:
         """The highest CUSUM each way, for the metric sample (``label_odds_up``, ``label_odds_down``)."""
         ups = [s[0] for s in self.odds.values()]
@@ -329,6 +391,7 @@ class SignalWatch:
         self.runs = dict.fromkeys(RATE_SIGNALS, 0)
         self.recent.clear()
         self.odds, self.odds_from, self.calibrating = {}, None, True
+        self.calibration = {}
 
     def _calibrated(self, sample: dict[str, float]) -> bool:
         """The block's labels agree with the model's scores over the stream: the odds of its labels within a factor
@@ -395,9 +458,15 @@ class SignalWatch:
         elif self.incident is not None:
             events += self._watch_recovery(position, block_start, rates, sample)
         # a block that is already off (or holds a suspect run) must not pull the reference along
-        calm = not any(self.runs.values()) and not self._improbable_run(sample, 2 / 3) and self._odds_alarm(0.5) is None
-        if self.incident is None and calm and meets_threshold(sample, self.guard, threshold):
-            self._learn_reference(rates)
+        rates_calm = not any(self.runs.values()) and not self._improbable_run(sample, 2 / 3)
+        if self.incident is None and rates_calm and meets_threshold(sample, self.guard, threshold):
+            if self._odds_alarm(0.5) is None:
+                self._learn_reference(rates)
+            # the calibration learns from a block the odds rule finds suspect too: its memory is long, so a few blocks
+            # of a shift barely move it, while one frozen at a value noise made too low would push its own CUSUM on;
+            # from when the rule judges (an untrained model's agreement with the labels is not its own)
+            if self._ready():
+                self._learn_calibration(sample)
         return events
 
     def _detect(self, position: int, rates: dict[str, float], sample: dict[str, float]) -> list[SignalEvent]:
@@ -464,7 +533,7 @@ class SignalWatch:
         incident.normal_since = block_start if incident.normal_since is None else incident.normal_since
         if position - incident.normal_since < self.guard.incident_resume_after_events:
             return []
-        if segment and not self._agrees(incident.window, incident.upward):
+        if segment and not self._agrees(incident.window, incident.upward, incident.group):
             incident.normal_since, incident.window = None, None  # not yet: judge the next run afresh
             return []
         self.incident = None
@@ -479,23 +548,36 @@ class SignalWatch:
         )
         return [SignalEvent("incident_end", incident.signal, position, value, reference, incident.change_point, reason)]
 
-    def _agrees(self, window: list[float] | None, upward: bool | None) -> bool:
+    def _agrees(self, window: list[float] | None, upward: bool | None, group: str | None = None) -> bool:
         """A segment's labels agree with the rest of the stream's again: over the calm run, the likelihood ratio of
         "its odds are ``R`` (``upward``; else ``1/R``; ``None``: either) times the rest's" against "the same as the
         rest's" favours the latter (its positives a Poisson count with mean its summed scores times the rest's
-        positives per summed score). Too little of either to tell: it does."""
+        positives per summed score, times how the two compared while healthy: :meth:`_relative_rate`). Too little of
+        either to tell: it does."""
         if window is None:
             return True
         own_positives, own_scores, other_positives, other_scores = window
         if own_scores < 1.0 or other_scores < 1.0 or other_positives < 1.0:
             return True
-        expected = own_scores * other_positives / other_scores
+        expected = own_scores * other_positives / other_scores * self._relative_rate(group)
         directions = (True, False) if upward is None else (upward,)
         for up in directions:
             log_ratio = self.log_ratio if up else -self.log_ratio
             if own_positives * log_ratio - expected * (math.exp(log_ratio) - 1.0) >= 0.0:
                 return False
         return True
+
+    def _relative_rate(self, group: str | None) -> float:
+        """Positives per summed score of ``group`` over the rest of the stream's, in the calibration sums (1 when
+        either has too little, as :meth:`_log_factor`): a group the model chronically scores low agrees with
+        the rest when it runs that much above them, as it did while healthy."""
+        own, every = self.calibration.get(group or ""), self.calibration.get(ALL)
+        if own is None or every is None or own[3] < CALIBRATION_MIN_EVENTS:
+            return 1.0
+        rest_positives, rest_scores = every[1] - own[1], every[2] - own[2]
+        if own[2] < 1.0 or rest_scores < 1.0 or rest_positives < 1.0:
+            return 1.0
+        return ((own[1] + 0.5) / (own[2] + 0.5)) / ((rest_positives + 0.5) / (rest_scores + 0.5))
 
     def _learn_reference(self, rates: dict[str, float]) -> None:
         for signal, value in rates.items():
@@ -517,6 +599,7 @@ class SignalWatch:
             "odds_from": self.odds_from,
             **({"calibrating": True} if self.calibrating else {}),
             **({"segment_groups": sorted(self.segment_groups)} if self.segment_groups else {}),
+            **({"calibration": {g: list(v) for g, v in self.calibration.items()}} if self.calibration else {}),
         }
 
     def load(self, doc: dict[str, Any] | None) -> None:
@@ -536,3 +619,6 @@ class SignalWatch:
         self.odds_from = doc.get("odds_from")  # (from 2026-12-07: a version before starts them afresh)
         self.calibrating = bool(doc.get("calibrating", False))
         self.segment_groups = set(doc.get("segment_groups") or ()) | {g for g in self.odds if g != ALL}
+        self.calibration = {  # (from 2026-12-07: a version before learns it afresh)
+            str(g): [float(x) for x in v] for g, v in (doc.get("calibration") or {}).items() if len(v) == 4
+        }

@@ -39,6 +39,7 @@ from streaming.config._groups import (
 )
 from streaming.config._metric_rules import MetricRule, parse_metric_rule, parse_metric_rules
 from streaming.config._redis_url import REDIS_URL_PATTERN
+from streaming.config._segments import Segment, parse_segment, parse_segments
 from streaming.config._settings import (
     ENV_PREFIX,
     Settings,
@@ -65,6 +66,7 @@ __all__ = [
     "ModelSettings",
     "ProbeSettings",
     "RedisSettings",
+    "Segment",
     "ServingSettings",
     "Settings",
     "SettingsGroup",
@@ -75,6 +77,8 @@ __all__ = [
     "parse_challengers",
     "parse_metric_rule",
     "parse_metric_rules",
+    "parse_segment",
+    "parse_segments",
     "settings_document",
     "settings_from_document",
 ]

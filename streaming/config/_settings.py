@@ -41,6 +41,7 @@ from streaming.config._groups import (
 )
 from streaming.config._metric_rules import parse_metric_rules
 from streaming.config._redis_url import REDIS_URL_PATTERN, redis_url_problem
+from streaming.config._segments import parse_segments
 from streaming.errors import ConfigError
 
 #: The further guarded metrics by default: at a 15 % base rate accuracy barely moves when half the purchases go
@@ -443,8 +444,9 @@ class Settings(BaseSettings):
     guard_segments: list[str] = Field(
         default_factory=list,
         max_length=4,
-        description="Categorical features whose values the label-odds rule also watches apart (e.g. VisitorType): "
-        "a labeller broken for one segment moves that segment's labels, not the stream's.",
+        description="Segments whose groups the label-odds rule also watches apart, each judged against its own "
+        "calibration: a categorical feature (VisitorType: one group per value) or a numeric cut (PageValues>0: "
+        "two groups). A labeller broken for one segment moves that segment's labels, not the stream's.",
     )
     guard_segment_values: int = Field(
         8, ge=1, le=64, description="Values watched per guard segment (first seen); later values count as 'other'."
@@ -643,7 +645,14 @@ class Settings(BaseSettings):
         parse_challengers(value)
         return value
 
-    @field_validator("guard_segments", "compare_segments")
+    @field_validator("guard_segments")
+    @classmethod
+    def _check_guard_segments(cls, value: list[str]) -> list[str]:
+        """Each segment written as livelearn reads it (:mod:`streaming.config._segments`), named once; kept
+        normalised (``PageValues > 0`` is ``PageValues>0``)."""
+        return [segment.name for segment in parse_segments(value)]
+
+    @field_validator("compare_segments")
     @classmethod
     def _check_segments(cls, value: list[str]) -> list[str]:
         """Each feature named once (twice would count its events twice)."""

@@ -12,12 +12,13 @@ of labelled events since the previous sample:
 * ``feature:<name>`` — the mean raw value of each tracked numeric feature (the first
   ``drift_max_features`` numeric features seen, a fixed list kept in snapshots),
 * ``odds:<group>:n``, ``:pos``, ``:up``, ``:down``, ``:p`` — for the label-odds rule, while it is on
-  (:class:`monitor.signals.SignalWatch`): per group — ``all``, and ``<feature>=<value>`` for each guard segment
-  (``LIVELEARN_GUARD_SEGMENTS``, the first ``guard_segment_values`` values seen, later ones ``<feature>=other``) —
-  the labelled events, the positive labels, the sums of ``log(1 - p + R p)`` and ``log(1 - p + p / R)`` over the
-  model's scores ``p``, and of ``p`` (``R``: ``incident_odds_ratio``): a block's log-likelihood ratio of "the odds
-  of a positive label are ``R`` (or ``1/R``)
-  times what the model says" is ``pos · log R - up`` (``pos · log(1/R) - down``).
+  (:class:`monitor.signals.SignalWatch`): per group — ``all``, and each guard segment's groups
+  (``LIVELEARN_GUARD_SEGMENTS``: ``<feature>=<value>``, the first ``guard_segment_values`` values seen, later ones
+  ``<feature>=other``; a numeric cut's ``<feature>>X`` and ``<feature><=X``) — the labelled events, the positive
+  labels, the sums of ``log(1 - p + R p)`` and ``log(1 - p + p / R)`` over the model's scores ``p`` (a segment
+  group's with its odds times the group's calibration, :attr:`BlockSignals.odds_factors`), and of ``p``
+  (``R``: ``incident_odds_ratio``): a block's log-likelihood ratio of "the odds of a positive label are ``R`` (or
+  ``1/R``) times what the model says" is ``pos · log R - up`` (``pos · log(1/R) - down``).
 
 Blocks are counted in labelled events, so the signals are a function of the stream, not of the rate.
 
@@ -47,6 +48,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from monitor.signals import ALL
+from streaming.config import Segment, parse_segments
 
 __all__ = ["OTHER", "BlockSignals"]
 
@@ -67,9 +69,15 @@ class BlockSignals:
         odds_ratio: float | None = 2.0,
     ) -> None:
         self.max_features = max_features
-        self.segments = tuple(segments)
+        self.segments = parse_segments(segments)
         self.segment_values = segment_values
-        self.seen: dict[str, dict[str, None]] = {name: {} for name in self.segments}  # values kept, first seen
+        # values kept, first seen, per categorical segment (a numeric cut has its two groups)
+        self.seen: dict[str, dict[str, None]] = {s.feature: {} for s in self.segments if s.cut is None}
+        #: each segment group's calibration for the label-odds sums: the factor by which its labels' odds have run
+        #: above what the model's scores say (the watch's, as they stood when the block began:
+        #: :meth:`monitor.signals.SignalWatch.odds_factors`), so a group the model chronically scores low is judged
+        #: against its own long-run agreement with the scores, not against the scores as they are
+        self.odds_factors: dict[str, float] = {}
         #: whether the label-odds sums are kept (``odds_ratio`` ``None``: the rule is off, nothing to keep)
         self.odds = odds_ratio is not None
         ratio = odds_ratio or 2.0
@@ -112,9 +120,10 @@ class BlockSignals:
         self.p_sum += p
         q = p if odds_p is None else odds_p
         if self.odds and 0.0 <= q <= 1.0:  # (a NaN score says nothing of the odds)
-            up, down = math.log(1.0 + self.up_slope * q), math.log(1.0 + self.down_slope * q)
-            groups = self.groups
-            for group in (ALL, *(self._segment(name, features) for name in self.segments)) if self.segments else (ALL,):
+            up_slope, down_slope = self.up_slope, self.down_slope
+            up, down = math.log(1.0 + up_slope * q), math.log(1.0 + down_slope * q)
+            groups, factors = self.groups, self.odds_factors
+            for group in (ALL, *(self._segment(s, features) for s in self.segments)) if self.segments else (ALL,):
                 if group is None:
                     continue
                 sums = groups.get(group)
@@ -122,8 +131,14 @@ class BlockSignals:
                     sums = groups[group] = [0.0, 0.0, 0.0, 0.0, 0.0]
                 sums[0] += 1.0
                 sums[1] += label
-                sums[2] += up
-                sums[3] += down
+                factor = factors.get(group)
+                if factor is not None:  # the score with its odds times the group's calibration: q·c / (1 - q + q·c)
+                    calibrated = q * factor / (1.0 - q + q * factor)
+                    sums[2] += math.log(1.0 + up_slope * calibrated)
+                    sums[3] += math.log(1.0 + down_slope * calibrated)
+                else:
+                    sums[2] += up
+                    sums[3] += down
                 sums[4] += q
         tracked, totals = self.tracked, self.totals
         for name, value in features.items():
@@ -141,11 +156,15 @@ class BlockSignals:
                 tracked[name] = None
             totals[name] = [0.0 + value, 1]
 
-    def _segment(self, name: str, features: Mapping[str, Any]) -> str | None:
-        """The event's group for guard segment ``name`` (``None``: it has no such feature)."""
+    def _segment(self, segment: Segment, features: Mapping[str, Any]) -> str | None:
+        """The event's group for guard segment ``segment`` (``None``: it has no such feature, or no number for a
+        cut)."""
+        name = segment.feature
         value = features.get(name)
         if value is None:
             return None
+        if segment.cut is not None:
+            return segment.group(value)
         text, seen = str(value), self.seen[name]
         if text not in seen:
             if len(seen) >= self.segment_values or text == OTHER:
@@ -192,6 +211,7 @@ class BlockSignals:
             "run": [self.run_label, self.run_length, self.run_start, *self.longest],
             "seen": {name: list(values) for name, values in self.seen.items()},
             "groups": {group: list(sums) for group, sums in self.groups.items()},
+            **({"odds_factors": dict(self.odds_factors)} if self.odds_factors else {}),
         }
 
     def load(self, doc: dict[str, Any] | None) -> None:
@@ -207,7 +227,8 @@ class BlockSignals:
         self.run_label, self.run_length, self.run_start = label, int(length), int(start)
         self.longest = (int(longest), bool(value), int(at))
         seen = doc.get("seen") or {}  # (from 2026-12-07; a segment added since starts with no values)
-        self.seen = {name: dict.fromkeys(str(v) for v in seen.get(name, ())) for name in self.segments}
+        self.seen = {name: dict.fromkeys(str(v) for v in seen.get(name, ())) for name in self.seen}
+        self.odds_factors = {str(g): float(c) for g, c in (doc.get("odds_factors") or {}).items()}  # (from 2026-12-07)
         self.groups = {
             str(g): [float(v) for v in sums] for g, sums in (doc.get("groups") or {}).items() if len(sums) == 5
         }

@@ -239,6 +239,7 @@ class EventStep:
             sample.update(state.arms.sample_fields())
         events = state.watch.observe(sample, threshold=threshold, odds=state.spec.kind in CALIBRATED)
         sample.update(state.watch.odds_fields())
+        state.signals.odds_factors = state.watch.odds_factors()  # each segment group's calibration, for the next block
         state.incident_events += [(event, sample) for event in events]
         ended = any(event.kind == "incident_end" for event in events)
         if ended:
