@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from monitor.prequential import Threshold
+from monitor.signals import group_metrics
 from snapshotter.audit import AuditEntry, read_audit
 from snapshotter.codec import VersionMeta
 from snapshotter.incidents import position_of
@@ -336,16 +337,28 @@ def _windowed(timeline: Timeline, metric: str) -> list[MetricSample]:
 
 
 def _segment(ax: Axes, report: Report, group: str) -> None:
-    """One segment's label rate and mean predicted probability per block (from its label-odds sums)."""
-    rows = [(x, s) for x, s in zip(report.timeline.positions, report.timeline.samples, strict=True)]
-    blocks = [(x, s[f"odds:{group}:pos"], s[f"odds:{group}:p"], s[f"odds:{group}:n"]) for x, s in rows
-              if s.get(f"odds:{group}:n")]  # fmt: skip
-    if blocks:
-        xs = [x for x, *_ in blocks]
-        ax.plot(xs, [pos / n for _, pos, _, n in blocks], color="tab:green", linewidth=1, label=f"{group}: label rate")
-        ax.plot(xs, [p / n for _, _, p, n in blocks], color="tab:orange", linewidth=1, label=f"{group}: mean score")
+    """One segment's label rate, mean score, prediction rate, precision and recall per block (its label-odds sums)."""
+    rows = [
+        (x, group_metrics(s, group)) for x, s in zip(report.timeline.positions, report.timeline.samples, strict=True)
+    ]
+    blocks = [(x, figures) for x, figures in rows if figures is not None]
+    for name, colour, style in _SEGMENT_LINES:
+        points = [(x, figures[name]) for x, figures in blocks if name in figures]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, color=colour, linewidth=1, linestyle=style, label=f"{group}: {name.replace('_', ' ')}")
     ax.set_ylim(-0.03, 1.05)
     ax.set_ylabel(f"{group}\nper block", fontsize=7)
+
+
+#: a segment panel's lines: figure, colour, line style
+_SEGMENT_LINES = (
+    ("label_rate", "tab:green", "-"),
+    ("mean_score", "tab:orange", "-"),
+    ("pred_rate", "tab:purple", ":"),
+    ("precision", "tab:blue", "--"),
+    ("recall", "tab:brown", "--"),
+)
 
 
 def _snapshots(ax: Axes, report: Report) -> None:

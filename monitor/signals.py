@@ -63,7 +63,15 @@ from typing import Any, Literal
 from monitor.prequential import meets_threshold
 from streaming.config import GuardSettings, Settings
 
-__all__ = ["ODDS_SIGNAL", "RATE_SIGNALS", "RUN_SIGNAL", "SignalEvent", "SignalWatch", "run_log10_probability"]
+__all__ = [
+    "ODDS_SIGNAL",
+    "RATE_SIGNALS",
+    "RUN_SIGNAL",
+    "SignalEvent",
+    "SignalWatch",
+    "group_metrics",
+    "run_log10_probability",
+]
 
 #: Rates of a block whose shift is a data-quality incident.
 RATE_SIGNALS = ("label_rate", "pred_rate")
@@ -75,7 +83,7 @@ _RECENT = 64  # blocks kept to locate a change point
 #: a group's calibration (:meth:`SignalWatch.odds_factors`) is kept within odds ×e^±3 (about ×20)
 CALIBRATION_MAX_LOG = 3.0
 #: the calibration's half-life, in reference half-lives (``reference_half_life_events``)
-CALIBRATION_HALF_LIVES = 2.0
+CALIBRATION_HALF_LIVES = 5.0
 #: a segment group is judged (against its calibration) once that has seen this many of its labelled events while
 #: healthy
 CALIBRATION_MIN_EVENTS = 300.0
@@ -133,6 +141,39 @@ def block_odds(sample: dict[str, float]) -> dict[str, OddsSums]:
 _ODDS_STATS = {"n": 0, "pos": 1, "up": 2, "down": 3, "p": 4}
 #: The label-odds group of every labelled event.
 ALL = "all"
+
+
+def _clamp(value: float, bound: float) -> float:
+    return min(max(value, -bound), bound)
+
+
+def group_metrics(sample: dict[str, float], group: str) -> dict[str, float] | None:
+    """One group's block figures from a metric sample's label-odds sums (``None``: no labelled event of it in the
+    block): ``n``, ``label_rate``, ``pred_rate``, ``mean_score``, ``accuracy``, ``precision`` and ``recall`` (NaN
+    where undefined; the prediction counts exist from 2026-12-07 on — without them only the first three rates).
+
+    >>> sample = {"odds:all:n": 10, "odds:all:pos": 4, "odds:all:p": 3.5, "odds:all:pred": 3, "odds:all:hit": 7}
+    >>> f = group_metrics(sample, "all")  # TP 2, FP 1, FN 2, TN 5
+    >>> f["label_rate"], f["pred_rate"], f["accuracy"], round(f["precision"], 3), f["recall"]
+    (0.4, 0.3, 0.7, 0.667, 0.5)
+    >>> group_metrics(sample, "VisitorType=Other") is None
+    True
+    """
+    n = sample.get(f"odds:{group}:n")
+    if not n:
+        return None
+    positives, scores = sample.get(f"odds:{group}:pos", 0.0), sample.get(f"odds:{group}:p", math.nan)
+    figures = {"n": n, "label_rate": positives / n, "mean_score": scores / n}
+    predicted, right = sample.get(f"odds:{group}:pred"), sample.get(f"odds:{group}:hit")
+    if predicted is not None and right is not None:
+        true_positives = (right - n + positives + predicted) / 2
+        figures |= {
+            "pred_rate": predicted / n,
+            "accuracy": right / n,
+            "precision": true_positives / predicted if predicted else math.nan,
+            "recall": true_positives / positives if positives else math.nan,
+        }
+    return figures
 
 
 def run_log10_probability(sample: dict[str, float], label_rate: float | None) -> float | None:
@@ -292,36 +333,35 @@ class SignalWatch:
             self.odds_from = None if at is None else at + self.guard.reference_min_events
 
     def _learn_calibration(self, sample: dict[str, float]) -> None:
-        """The block's labels and scores into each group's calibration sums (every group's sums decay per block)."""
+        """The block's labels and scores into each group's calibration sums, which decay per block. A block the odds
+        rule finds suspect is learned too: the memory is long (``CALIBRATION_HALF_LIVES``), so the few blocks before
+        a shift's alarm barely move it, while a calibration held still whenever its CUSUM rose would keep a value that
+        noise had made wrong and push its own CUSUM on (measured: alarms on clean data in half the runs)."""
         keep = self.calibration_keep
         for sums in self.calibration.values():
             sums[0] *= keep
             sums[1] *= keep
             sums[2] *= keep
         for group, (n, positives, _up, _down, scores) in block_odds(sample).items():
-            if n:
+            if n > 0 and 0.0 <= positives <= n and 0.0 <= scores <= n:
                 sums = self.calibration.setdefault(group, [0.0, 0.0, 0.0, 0.0])
                 sums[0] += n
                 sums[1] += positives
                 sums[2] += scores
-                was = sums[3]
                 sums[3] += n  # (not decayed: how many it has seen in all)
-                if was < CALIBRATION_MIN_EVENTS <= sums[3]:
-                    self.odds.pop(group, None)  # judged against its calibration from here: its CUSUMs start afresh
 
     def _log_factor(self, group: str) -> float:
         """Group ``group``'s calibration in log odds: how far its labels' log odds ran above its scores' over the
-        calibration sums (½ added to each count), kept within ±``CALIBRATION_MAX_LOG``; 0 until it has seen
-        ``CALIBRATION_MIN_EVENTS`` of the group's labelled events while healthy (the group is not judged until then:
-        judged against the scores as they are, or a young estimate shrunk towards them, a chronically mis-scored
-        group's CUSUM drifts towards an alarm)."""
+        calibration sums (½ added to each count), kept within ±``CALIBRATION_MAX_LOG``; 0 (the scores as they are)
+        until it has seen ``CALIBRATION_MIN_EVENTS`` of the group's labelled events while healthy — a young estimate
+        is noisy, and one shrunk towards 0 would bias a chronically mis-scored group's CUSUM towards an alarm."""
         sums = self.calibration.get(group)
         if sums is None or sums[3] < CALIBRATION_MIN_EVENTS:
             return 0.0
         n, positives, scores, _seen = sums
-        labels = math.log((positives + 0.5) / (n - positives + 0.5))
-        said = math.log((scores + 0.5) / (n - scores + 0.5))
-        return min(max(labels - said, -CALIBRATION_MAX_LOG), CALIBRATION_MAX_LOG)
+        labels = math.log((positives + 0.5) / (max(n - positives, 0.0) + 0.5))
+        said = math.log((scores + 0.5) / (max(n - scores, 0.0) + 0.5))
+        return _clamp(labels - said, CALIBRATION_MAX_LOG)
 
     def odds_factors(self) -> dict[str, float]:
         """Each segment group's calibration (:attr:`BlockSignals.odds_factors`): the factor by which its labels' odds
@@ -334,10 +374,6 @@ class SignalWatch:
         {'PageValues>0': 2.33}
         """
         return {g: math.exp(self._log_factor(g)) for g in self.calibration if g != ALL}
-
-    def forget_calibration(self) -> None:
-        """Another model serves (a promoted challenger): its agreement with each group's labels is its own."""
-        self.calibration = {}
 
     def odds_fields(self) -> dict[str, float]:
         """The highest CUSUM each way, for the metric sample (``label_odds_up``, ``label_odds_down``)."""
@@ -462,9 +498,8 @@ class SignalWatch:
         if self.incident is None and rates_calm and meets_threshold(sample, self.guard, threshold):
             if self._odds_alarm(0.5) is None:
                 self._learn_reference(rates)
-            # the calibration learns from a block the odds rule finds suspect too: its memory is long, so a few blocks
-            # of a shift barely move it, while one frozen at a value noise made too low would push its own CUSUM on;
-            # from when the rule judges (an untrained model's agreement with the labels is not its own)
+            # the calibration learns once the reference rates are (an untrained model's agreement with the labels is
+            # not its own), also through a promotion's warm-up (the new champion's) and a new normal's calibrating
             if self._ready():
                 self._learn_calibration(sample)
         return events
@@ -577,7 +612,8 @@ class SignalWatch:
         rest_positives, rest_scores = every[1] - own[1], every[2] - own[2]
         if own[2] < 1.0 or rest_scores < 1.0 or rest_positives < 1.0:
             return 1.0
-        return ((own[1] + 0.5) / (own[2] + 0.5)) / ((rest_positives + 0.5) / (rest_scores + 0.5))
+        ratio = ((own[1] + 0.5) / (own[2] + 0.5)) / ((rest_positives + 0.5) / (rest_scores + 0.5))
+        return math.exp(_clamp(math.log(ratio), CALIBRATION_MAX_LOG))
 
     def _learn_reference(self, rates: dict[str, float]) -> None:
         for signal, value in rates.items():
@@ -619,6 +655,10 @@ class SignalWatch:
         self.odds_from = doc.get("odds_from")  # (from 2026-12-07: a version before starts them afresh)
         self.calibrating = bool(doc.get("calibrating", False))
         self.segment_groups = set(doc.get("segment_groups") or ()) | {g for g in self.odds if g != ALL}
-        self.calibration = {  # (from 2026-12-07: a version before learns it afresh)
-            str(g): [float(x) for x in v] for g, v in (doc.get("calibration") or {}).items() if len(v) == 4
+        self.calibration = {  # (from 2026-12-07: a version before learns it afresh; sums that cannot be, dropped)
+            str(g): sums
+            for g, v in (doc.get("calibration") or {}).items()
+            if len(v) == 4
+            for sums in [[float(x) for x in v]]
+            if all(math.isfinite(x) and x >= 0.0 for x in sums) and sums[1] <= sums[0] and sums[2] <= sums[0]
         }

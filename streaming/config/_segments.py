@@ -8,7 +8,8 @@ session moves that group's labels, not the stream's):
     values seen, later ones ``FEATURE=other``.
 ``FEATURE>X``
     A numeric cut: two groups, ``FEATURE>X`` and ``FEATURE<=X`` (``PageValues>0``: the sessions that reached a page
-    with a value, and the rest). An event without a number there (missing, text, NaN) is in neither.
+    with a value, and the rest). An event without a number there (missing, text, NaN) is in neither. A feature whose
+    name holds ``<`` or ``>`` cannot be a segment.
 
 >>> parse_segment("VisitorType")
 Segment(feature='VisitorType', cut=None)
@@ -17,6 +18,8 @@ Segment(feature='VisitorType', cut=None)
 ('PageValues>0', 'PageValues>0', 'PageValues<=0')
 >>> parse_segment("Month").group("Nov"), parse_segment("PageValues>0").group("n/a")
 ('Month=Nov', None)
+>>> parse_segment("Amount > 1234567.5").name, parse_segment("Page Values").name
+('Amount>1234567.5', 'Page Values')
 >>> parse_segment("PageValues>>0")
 Traceback (most recent call last):
 ...
@@ -33,7 +36,13 @@ from typing import Any
 
 __all__ = ["Segment", "parse_segment", "parse_segments"]
 
-_FORM = re.compile(r"^\s*([^<>=\s:]+)\s*(?:>\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*)?$")
+_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+
+
+def _number(cut: float) -> str:
+    """``cut`` written exactly and short (the shortest text that reads back as the same float; no ``.0``)."""
+    text = repr(cut)
+    return text[:-2] if text.endswith(".0") else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +55,7 @@ class Segment:
     @property
     def name(self) -> str:
         """As written in the settings, normalised (``PageValues>0``)."""
-        return self.feature if self.cut is None else f"{self.feature}>{self.cut:g}"
+        return self.feature if self.cut is None else f"{self.feature}>{_number(self.cut)}"
 
     def group(self, value: Any) -> str | None:
         """The group of an event whose feature is ``value`` (a categorical segment: ``FEATURE=value``, the caller
@@ -55,24 +64,29 @@ class Segment:
             return None if value is None else f"{self.feature}={value}"
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             return None
-        return f"{self.feature}>{self.cut:g}" if value > self.cut else f"{self.feature}<={self.cut:g}"
+        cut = _number(self.cut)
+        return f"{self.feature}>{cut}" if value > self.cut else f"{self.feature}<={cut}"
 
 
 def parse_segment(text: str) -> Segment:
-    """One segment as written in the settings; a one-line :class:`ValueError` for anything else."""
-    match = _FORM.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(
-            f"guard segment {text!r}: write FEATURE (a categorical feature) or FEATURE>NUMBER (a numeric cut)"
-        )
-    feature, cut = match.group(1), match.group(2)
-    if cut is not None and not math.isfinite(float(cut)):
+    """One segment as written in the settings; a one-line :class:`ValueError` for anything else. A feature's name may
+    hold anything but ``<``, ``>`` and line breaks; outer spaces are dropped."""
+    problem = f"guard segment {text!r}: write FEATURE (a categorical feature) or FEATURE>NUMBER (a numeric cut)"
+    if not isinstance(text, str) or "<" in text or "\n" in text or "\r" in text or text.count(">") > 1:
+        raise ValueError(problem)
+    feature, cut, number = (part.strip() for part in text.partition(">"))
+    if not feature or (cut and not _NUMBER.match(number)):
+        raise ValueError(problem)
+    if not cut:
+        return Segment(feature)
+    value = float(number)
+    if not math.isfinite(value):
         raise ValueError(f"guard segment {text!r}: the cut must be a finite number")
-    return Segment(feature, None if cut is None else float(cut))
+    return Segment(feature, value + 0.0)  # (-0 is 0)
 
 
 def parse_segments(texts: Iterable[str]) -> tuple[Segment, ...]:
-    """Every segment; each feature cut or split once (twice would count its events twice in one CUSUM bound)."""
+    """Every segment, each named once (twice would count its events twice under one name)."""
     segments = tuple(parse_segment(t) for t in texts)
     names = [s.name for s in segments]
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -18,7 +18,10 @@ of labelled events since the previous sample:
   labels, the sums of ``log(1 - p + R p)`` and ``log(1 - p + p / R)`` over the model's scores ``p`` (a segment
   group's with its odds times the group's calibration, :attr:`BlockSignals.odds_factors`), and of ``p``
   (``R``: ``incident_odds_ratio``): a block's log-likelihood ratio of "the odds of a positive label are ``R`` (or
-  ``1/R``) times what the model says" is ``pos · log R - up`` (``pos · log(1/R) - down``).
+  ``1/R``) times what the model says" is ``pos · log R - up`` (``pos · log(1/R) - down``); and ``:pred``, ``:hit``,
+  the events predicted positive (``p > 0.5``, the served score) and predicted right — so each group's label rate,
+  prediction rate, mean score, accuracy, precision and recall per block follow from its sums
+  (:func:`monitor.signals.group_metrics`).
 
 Blocks are counted in labelled events, so the signals are a function of the stream, not of the rate.
 
@@ -93,7 +96,7 @@ class BlockSignals:
         self.predicted = 0
         self.p_sum = 0.0
         self.totals: dict[str, list[Any]] = {}  # tracked feature -> [sum, count] over the block, in first-seen order
-        # group -> [events, positives, sum log(1-p+Rp), sum log(1-p+p/R), sum p]
+        # group -> [events, positives, sum log(1-p+Rp), sum log(1-p+p/R), sum p, predicted positive, predicted right]
         self.groups: dict[str, list[float]] = {}
         self.longest = (0, False, 0)  # (length, value, stream position before its first event)
 
@@ -116,7 +119,8 @@ class BlockSignals:
         if self.run_length > self.longest[0]:
             self.longest = (self.run_length, label, self.run_start)
         self.positives += label
-        self.predicted += p > 0.5
+        predicted = p > 0.5
+        self.predicted += predicted
         self.p_sum += p
         q = p if odds_p is None else odds_p
         if self.odds and 0.0 <= q <= 1.0:  # (a NaN score says nothing of the odds)
@@ -128,7 +132,7 @@ class BlockSignals:
                     continue
                 sums = groups.get(group)
                 if sums is None:
-                    sums = groups[group] = [0.0, 0.0, 0.0, 0.0, 0.0]
+                    sums = groups[group] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
                 sums[0] += 1.0
                 sums[1] += label
                 factor = factors.get(group)
@@ -140,6 +144,8 @@ class BlockSignals:
                     sums[2] += up
                     sums[3] += down
                 sums[4] += q
+                sums[5] += predicted
+                sums[6] += predicted == label
         tracked, totals = self.tracked, self.totals
         for name, value in features.items():
             total = totals.get(name)
@@ -194,9 +200,10 @@ class BlockSignals:
             total = totals.get(name)
             if total is not None:
                 fields[f"feature:{name}"] = total[0] / total[1]
-        for group, (events, positives, up, down, scores) in self.groups.items():
+        for group, (events, positives, up, down, scores, predicted, right) in self.groups.items():
             fields |= {f"odds:{group}:n": int(events), f"odds:{group}:pos": int(positives)}
             fields |= {f"odds:{group}:up": up, f"odds:{group}:down": down, f"odds:{group}:p": scores}
+            fields |= {f"odds:{group}:pred": int(predicted), f"odds:{group}:hit": int(right)}
         return fields
 
     def dump(self) -> dict[str, Any]:
@@ -230,5 +237,8 @@ class BlockSignals:
         self.seen = {name: dict.fromkeys(str(v) for v in seen.get(name, ())) for name in self.seen}
         self.odds_factors = {str(g): float(c) for g, c in (doc.get("odds_factors") or {}).items()}  # (from 2026-12-07)
         self.groups = {
-            str(g): [float(v) for v in sums] for g, sums in (doc.get("groups") or {}).items() if len(sums) == 5
+            # (before 2026-12-07 without the predictions: counted from the restore on)
+            str(g): [*(float(v) for v in sums), 0.0, 0.0][:7]
+            for g, sums in (doc.get("groups") or {}).items()
+            if len(sums) in (5, 7)
         }

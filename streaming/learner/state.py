@@ -213,7 +213,6 @@ class LearnerState:
         self.metrics.restart_window()
         self.watch.forget("pred_rate")
         self.watch.restart_odds()  # the label-odds rule judges the new champion's scores from scratch
-        self.watch.forget_calibration()  # ...and learns how they agree with each segment's labels anew
         if self.join is not None:
             self.join.swap_scores(name, former)
         self.pending_promotion = {"from": former, "to": name, "version": self.parent, "learned": arm.learned}
