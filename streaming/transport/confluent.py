@@ -212,19 +212,28 @@ class ConfluentConsumer:
         return None if marks is None or marks[1] < 0 else int(marks[1])
 
     def end_offsets(self, partitions: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
-        ends = {}
+        return {tp: high for tp, (_low, high) in self._marks(partitions, timeout_ms, "end").items()}
+
+    def beginning_offsets(self, partitions: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
+        return {tp: low for tp, (low, _high) in self._marks(partitions, timeout_ms, "log start").items()}
+
+    def _marks(
+        self, partitions: list[TopicPartition], timeout_ms: int, what: str
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """Each partition's (log start, end) offsets from the broker (ListOffsets), within one time budget."""
+        marks = {}
         deadline = time.monotonic() + timeout_ms / 1000  # one budget for all: a silent broker costs it once
         for tp in partitions:
             try:
-                marks = self.client.get_watermark_offsets(
+                answer = self.client.get_watermark_offsets(
                     ConfluentTopicPartition(tp[0], tp[1]), timeout=max(0.001, deadline - time.monotonic())
                 )
             except KafkaException as exc:
                 raise failure(self.kafka, exc) from None
-            if marks is None:
-                raise failure(self.kafka, f"no end offset within {timeout_ms} ms")
-            ends[TopicPartition(*tp)] = int(marks[1])
-        return ends
+            if answer is None:
+                raise failure(self.kafka, f"no {what} offset within {timeout_ms} ms")
+            marks[TopicPartition(*tp)] = (int(answer[0]), int(answer[1]))
+        return marks
 
     def committed(self, tp: TopicPartition, timeout_ms: int) -> Committed | None:
         try:

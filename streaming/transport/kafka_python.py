@@ -113,6 +113,15 @@ class KafkaPythonConsumer:
             raise _failure(self.kafka, exc) from None
         return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
+    def beginning_offsets(self, partitions: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
+        try:
+            starts = self.client.beginning_offsets(
+                [KafkaTopicPartition(*tp) for tp in partitions], timeout_ms=timeout_ms
+            )
+        except KafkaError as exc:
+            raise _failure(self.kafka, exc) from None
+        return {TopicPartition(tp.topic, tp.partition): int(start) for tp, start in starts.items()}
+
     def committed(self, tp: TopicPartition, timeout_ms: int) -> Committed | None:
         try:
             mark = self.client.committed(KafkaTopicPartition(*tp), metadata=True, timeout_ms=timeout_ms)

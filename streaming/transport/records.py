@@ -134,6 +134,10 @@ class Consumer(Protocol):
     def end_offsets(self, partitions: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
         """Ask the broker for the partitions' end offsets (ListOffsets "latest")."""
 
+    def beginning_offsets(self, partitions: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
+        """Ask the broker for the partitions' log start offsets (ListOffsets "earliest"): the oldest offset it still
+        holds, past which retention has deleted the records."""
+
     def committed(self, tp: TopicPartition, timeout_ms: int) -> Committed | None:
         """The group's committed offset of ``tp``; ``None`` when there is none."""
 
