@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from monitor.judge import Action, Judge
+from monitor.judge import Action, Decision, Judge
 from monitor.prequential import LOWER_IS_BETTER, Threshold
 from monitor.signals import ODDS_SIGNAL, RATE_SIGNALS, RUN_SIGNAL, SignalWatch, run_log10_probability
 from streaming.config import GuardSettings, Settings
@@ -42,6 +42,7 @@ __all__ = [
     "SignalStats",
     "count_breaches",
     "distribution",
+    "judge_samples",
     "relative_view",
     "rule_view",
     "signal_view",
@@ -127,6 +128,32 @@ class Breaches:
     first_position: int | None = None  # where the first rollback would have been decided
 
 
+def judge_samples(samples: Iterable[Sample], *, judge: Judge, rule: Threshold) -> Iterator[tuple[Sample, Decision]]:
+    """Each sample judged as the monitor judges it (``monitor.guard``): ``rule`` (the threshold and the further
+    rules) fed the sample first, then ``judge`` decides with the effective threshold, the incident the learner saw,
+    the further rules it breaks and their shortfalls — offline, so nothing rolls back, nothing is frozen. Yields
+    ``(sample, decision)`` for the samples the monitor judges (none while the relative threshold has no level yet),
+    each before the next sample is fed: the caller keeps ``judge`` and ``rule`` (to reset the judge, read the rules
+    as they judged that sample).
+
+    >>> from streaming.config import Settings
+    >>> s = Settings(monitor_patience=1, monitor_min_samples=10, monitor_also=[])
+    >>> samples = [{"accuracy": a, "samples": 100, "stream_position": 100 * i} for i, a in enumerate([0.9, 0.7], 1)]
+    >>> [(x["stream_position"], d.action.name) for x, d in judge_samples(samples, judge=Judge(s), rule=Threshold(s))]
+    [(100, 'NONE'), (200, 'ROLLBACK')]
+    """
+    for sample in samples:
+        rule.observe(sample)
+        limit = rule.value()
+        if limit is None:  # the relative threshold has no healthy level yet: the monitor does not judge
+            continue
+        position = int(sample.get("stream_position", 0))
+        yield sample, judge.decide(
+            sample, position=position, now=0.0, rollbacks=[], frozen=False, threshold=limit,
+            incident=bool(sample.get("incident")), also=rule.breaches(sample), shortfalls=rule.shortfalls(sample),
+        )  # fmt: skip
+
+
 def count_breaches(
     samples: Sequence[Sample], settings: GuardSettings | Settings, threshold: float | None = None
 ) -> Breaches:
@@ -144,24 +171,15 @@ def count_breaches(
     guard = GuardSettings.of(settings)
     if threshold is not None:
         guard = guard.model_copy(update={"threshold_mode": "absolute", "threshold": threshold})
-    judge, rule = Judge(guard), Threshold(guard)
+    rule = Threshold(guard)
     breaching = confirmed = suppressed = 0
     first: int | None = None
-    for sample in samples:
-        rule.observe(sample)
-        limit = rule.value()
-        if limit is None:  # the relative threshold has no healthy level yet: the monitor does not judge
-            continue
-        position = int(sample.get("stream_position", 0))
-        decision = judge.decide(
-            sample, position=position, now=0.0, rollbacks=[], frozen=False, threshold=limit,
-            incident=bool(sample.get("incident")), also=rule.breaches(sample),
-        )  # fmt: skip
+    for sample, decision in judge_samples(samples, judge=Judge(guard), rule=rule):
         breaching += decision.action in (Action.WAIT, Action.ROLLBACK, Action.COOLDOWN)
         suppressed += decision.action is Action.COOLDOWN and decision.notify
         if decision.action is Action.ROLLBACK:
             confirmed += 1
-            first = position if first is None else first
+            first = int(sample.get("stream_position", 0)) if first is None else first
     return Breaches(threshold if threshold is not None else rule.value(), breaching, confirmed, suppressed, first)
 
 

@@ -23,6 +23,7 @@ from conftest import store_for
 from test_control import IMMEDIATE, write
 from test_incidents import EVENTS, position, run
 
+from monitor.calibration import judge_samples
 from monitor.judge import Action, Judge
 from monitor.prequential import Threshold
 from snapshotter.control import ControlPlane
@@ -176,17 +177,8 @@ QUIET = {
 
 def _monitor_decisions(events: list[Event], settings: Settings) -> list[tuple[int, Action, int | None, str]]:
     """The learner's samples (its own step, offline) judged as the monitor judges them; no incident acts here."""
-    judge, rule = Judge(settings), Threshold(settings)
-    out = []
-    for sample in replay_samples(events, settings):
-        rule.observe(sample)
-        if rule.value() is None:
-            continue
-        at = int(sample["stream_position"])
-        decision = judge.decide(sample, position=at, now=0.0, rollbacks=[], frozen=False,
-                                also=rule.breaches(sample), shortfalls=rule.shortfalls(sample))  # fmt: skip
-        out.append((at, decision.action, decision.change_point, decision.reason))
-    return out
+    judged = judge_samples(replay_samples(events, settings), judge=Judge(settings), rule=Threshold(settings))
+    return [(int(s["stream_position"]), d.action, d.change_point, d.reason) for s, d in judged]
 
 
 CASES = [(name, at) for name in QUIET for at in (3000, 5050, 8020)]

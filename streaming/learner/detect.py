@@ -22,6 +22,7 @@ import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
 
+from monitor.calibration import judge_samples
 from monitor.judge import Action, Judge
 from monitor.prequential import Threshold
 from monitor.signals import SignalEvent
@@ -73,19 +74,13 @@ class Detection:
 
 def _judged(samples: Sequence[dict[str, float]], settings: Settings, start: int) -> tuple[int, str, int | None] | None:
     judge, rule = Judge(settings), Threshold(settings)
-    for sample in samples:
-        rule.observe(sample)
-        if rule.value() is None:
-            continue
-        at, also = int(sample["stream_position"]), rule.breaches(sample)
-        decision = judge.decide(
-            sample, position=at, now=0.0, rollbacks=[], frozen=False, incident=bool(sample.get("incident")),
-            also=also, shortfalls=rule.shortfalls(sample),
-        )  # fmt: skip
+    for sample, decision in judge_samples(samples, judge=judge, rule=rule):  # as the monitor judges them
+        at = int(sample["stream_position"])
         if decision.action is Action.ROLLBACK:
             if at > start:
                 healthy = judge.healthy(decision.value or 0.0, rule.value())
                 breached = [] if healthy else [settings.guard.metric]
+                also = rule.breaches(sample)  # (the rule as it judged this sample: the generator waits here)
                 return at, "+".join([*breached, *also]) or settings.guard.metric, decision.change_point
             judge.reset()  # a breach before the shift is the clean data's (calibrate counts those): go on
     return None
