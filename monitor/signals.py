@@ -223,8 +223,9 @@ class SignalWatch:
         self.calibrating = False
         #: every segment group the CUSUMs have watched (kept across their restarts: the bound does not drop then)
         self.segment_groups: set[str] = set()
-        #: each group's long-run agreement of labels with scores, learned from healthy calm blocks like the reference
-        #: rates (same half-life): group -> [events, positives, summed scores], exponentially weighted
+        #: each group's long-run agreement of labels with scores, learned from the blocks without an incident once the
+        #: reference rates are ready: group -> [events, positives, summed scores] (decayed, CALIBRATION_HALF_LIVES),
+        #: and the events seen in all (not decayed)
         self.calibration: dict[str, list[float]] = {}
 
     @property

@@ -320,3 +320,13 @@ def test_each_groups_block_figures_are_those_of_a_plain_river_loop_over_its_even
             for name, value in expected.items():
                 assert figures[name] == pytest.approx(value, nan_ok=True, rel=1e-12), (end, group, name)
     assert len(samples) >= 15  # (every event is labelled: one sample per 100 events)
+
+
+def test_a_stored_calibration_that_no_watch_writes_is_dropped_on_load_not_crashed_on():
+    block, watch = BlockSignals(2, segments=["k"]), SignalWatch(CHRONIC)
+    doc = block.dump() | {"odds_factors": {"k=a": math.nan, "k=b": -1.0, "k=c": 2.0, "k=d": math.inf}}
+    block.load(doc)
+    assert block.odds_factors == {"k=c": 2.0}
+    stored = {"k=a": [10.0, 20.0, 5.0, 400.0], "k=b": [10.0, 2.0, math.nan, 400.0], "k=c": [10.0, 2.0, 3.0, 400.0]}
+    watch.load(watch.dump() | {"calibration": stored})  # positives above events, a NaN: not sums a watch makes
+    assert set(watch.calibration) == {"k=c"} and set(watch.odds_factors()) == {"k=c"}

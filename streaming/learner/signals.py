@@ -235,7 +235,9 @@ class BlockSignals:
         self.longest = (int(longest), bool(value), int(at))
         seen = doc.get("seen") or {}  # (from 2026-12-07; a segment added since starts with no values)
         self.seen = {name: dict.fromkeys(str(v) for v in seen.get(name, ())) for name in self.seen}
-        self.odds_factors = {str(g): float(c) for g, c in (doc.get("odds_factors") or {}).items()}  # (from 2026-12-07)
+        self.odds_factors = {  # (from 2026-12-07; a factor no watch writes — not a positive number — is dropped)
+            str(g): float(c) for g, c in (doc.get("odds_factors") or {}).items() if 0.0 < float(c) < math.inf
+        }
         self.groups = {
             # (before 2026-12-07 without the predictions: counted from the restore on)
             str(g): [*(float(v) for v in sums), 0.0, 0.0][:7]
