@@ -23,8 +23,8 @@ The learner feeds it every metric sample it records, in stream order (each one a
   ``incident_resume_after_events``. It sees what the rates cannot: a labeller broken for one segment, half of the
   positives lost, one kind of session all labelled positive — the labels disagree with the scores — while the data's
   own drift, which moves the features as well, moves the scores with it (clean bundled data in order, 5 shuffles and
-  cycled 3 times stays below 6). It judges from ``reference_min_events`` healthy events on, and starts afresh when
-  another model serves (a promotion) or an operator declares a new normal.
+  cycled 3 times stays below 6; 10 shuffles below 7). It judges from ``reference_min_events`` healthy events on, and
+  starts afresh when another model serves (a promotion) or an operator declares a new normal.
 * **incident end** — every watched rate back within its bound for ``incident_resume_after_events`` in a row
   (the hysteresis is in events: ``incident_patience`` blocks to open, many more to close). The reference
   stays where the healthy data left it, so it cannot have learned the incident; within the bound, not a
@@ -84,8 +84,8 @@ _RECENT = 64  # blocks kept to locate a change point
 CALIBRATION_MAX_LOG = 3.0
 #: the calibration's half-life, in reference half-lives (``reference_half_life_events``)
 CALIBRATION_HALF_LIVES = 5.0
-#: a segment group is judged (against its calibration) once that has seen this many of its labelled events while
-#: healthy
+#: a segment group is judged against its calibration once that has seen this many of its labelled events while
+#: healthy (before, against the model's scores as they are)
 CALIBRATION_MIN_EVENTS = 300.0
 
 

@@ -439,7 +439,8 @@ class Settings(BaseSettings):
         ge=0,
         le=1000,
         description="The label-odds CUSUM (a log-likelihood ratio) above this opens an incident (0: off); clean "
-        "bundled data stays below 6 (livelearn calibrate prints it).",
+        "bundled data stays below 7 (dataset order, 10 shuffles, cycled; livelearn calibrate prints it). A guard "
+        "segment group's bound is this plus ln of the number of segment groups.",
     )
     guard_segments: list[str] = Field(
         default_factory=list,
