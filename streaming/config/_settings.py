@@ -446,8 +446,9 @@ class Settings(BaseSettings):
         default_factory=list,
         max_length=4,
         description="Segments whose groups the label-odds rule also watches apart, each judged against its own "
-        "calibration: a categorical feature (VisitorType: one group per value) or a numeric cut (PageValues>0: "
-        "two groups). A labeller broken for one segment moves that segment's labels, not the stream's.",
+        "calibration: a categorical feature (VisitorType: one group per value) or a numeric cut (Amount>100: "
+        "two groups; not on the model's strongest input, docs/guard.md). A labeller broken for one segment moves "
+        "that segment's labels, not the stream's.",
     )
     guard_segment_values: int = Field(
         8, ge=1, le=64, description="Values watched per guard segment (first seen); later values count as 'other'."
