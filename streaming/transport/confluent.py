@@ -142,15 +142,7 @@ class ConfluentConsumer:
             self.client.resume([ConfluentTopicPartition(t, p) for t, p in partitions])
 
     def _watermarks(self, tp: TopicPartition) -> tuple[int, int]:
-        try:
-            marks = self.client.get_watermark_offsets(
-                ConfluentTopicPartition(tp[0], tp[1]), timeout=self.kafka.bootstrap_timeout_seconds
-            )
-        except KafkaException as exc:
-            raise failure(self.kafka, exc) from None
-        if marks is None:
-            raise failure(self.kafka, "no answer to ListOffsets")
-        return int(marks[0]), int(marks[1])
+        return self._marks([tp], round(self.kafka.bootstrap_timeout_seconds * 1000), "ListOffsets")[TopicPartition(*tp)]
 
     def seek_to_beginning(self, tp: TopicPartition) -> None:
         self.seek(tp, self._watermarks(tp)[0])
