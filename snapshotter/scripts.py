@@ -48,6 +48,7 @@ import redis
 from snapshotter.keys import Keys
 from streaming.errors import (
     AlreadyFrozenError,
+    ArchiveConflictError,
     ChallengerError,
     ControlError,
     HeadMovedError,
@@ -72,6 +73,7 @@ __all__ = [
     "CLOSE_INCIDENT",
     "COMMIT_CURSOR",
     "FREEZE",
+    "IMPORT_VERSION",
     "LEASE_ACQUIRE",
     "LEASE_RELEASE",
     "LEASE_RENEW",
@@ -82,6 +84,7 @@ __all__ = [
     "PUBLISH_STATUS",
     "REFUSAL_ERRORS",
     "RELEASE",
+    "RESTORE",
     "RESUME",
     "ROLLBACK",
     "SPECS",
@@ -238,6 +241,8 @@ REFUSAL_ERRORS: Mapping[RefusalCode, type[LivelearnError]] = MappingProxyType(
         RefusalCode.ARM_EXISTS: ChallengerError,
         RefusalCode.UNKNOWN_ARM: ChallengerError,
         RefusalCode.NOT_MANAGED: ChallengerError,
+        RefusalCode.CONFLICT: ArchiveConflictError,
+        RefusalCode.NOT_EMPTY: ControlError,
     }
 )
 
@@ -305,6 +310,39 @@ PROMOTE = ScriptSpec(
     keys=("lease", "epoch", "candidates", "stable", "serving", "pinned", "quarantined", "version_log", "incident"),
     args=("lease_value", "epoch", "confirmed", "version_log_maxlen", "actor", "metrics", "channel"),
     raises=_SNAPSHOT_WRITER,
+)
+IMPORT_VERSION = ScriptSpec(
+    "import_version",
+    keys=("version_log", "index", "created", "stable", "quarantined", "counter"),
+    args=(
+        "version_log_maxlen",
+        "version_prefix",
+        "number",
+        "blob",
+        "meta",
+        "stable",
+        "quarantined",
+        "created_at",
+        "actor",
+        "source",
+    ),
+)
+RESTORE = ScriptSpec(
+    "restore",
+    keys=("audit", "head", "serving", "counter", "epoch", "join"),
+    args=(
+        "maxlen",
+        "version_meta",
+        "version",
+        "after",
+        "epoch",
+        "actor",
+        "reason",
+        "source",
+        "channel",
+        "join",
+        "join_sha256",
+    ),
 )
 START_OVER = ScriptSpec(
     "start_over", keys=("audit", "counter"), args=("maxlen", "after", "actor", "reason", "recorded", "may_repeat")
@@ -426,6 +464,8 @@ SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
             WRITE_VERSION,
             PROMOTE,
             START_OVER,
+            IMPORT_VERSION,
+            RESTORE,
             ROLLBACK,
             OPEN_INCIDENT,
             CLOSE_INCIDENT,

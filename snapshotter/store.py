@@ -26,7 +26,7 @@ from snapshotter.codec import (
 )
 from snapshotter.connection import as_bytes, as_int, as_text, connect_redis, redis_failure
 from snapshotter.keys import Keys
-from snapshotter.scripts import PROMOTE, START_OVER, WRITE_VERSION, bind, refusal_error
+from snapshotter.scripts import IMPORT_VERSION, PROMOTE, RESTORE, START_OVER, WRITE_VERSION, bind, refusal_error
 from snapshotter.status import LearnerStatus, read_status
 from streaming.config import RedisSettings, Settings, StoreSettings
 from streaming.errors import RefusalCode, ScriptRefusal, SnapshotCorruptError, SnapshotError, VersionNotFoundError
@@ -125,6 +125,8 @@ class VersionStore:
         self._write = bind(client, WRITE_VERSION)
         self._promote = bind(client, PROMOTE)
         self._start_over = bind(client, START_OVER)
+        self._import = bind(client, IMPORT_VERSION)
+        self._restore = bind(client, RESTORE)
 
     @classmethod
     def for_settings(cls, client: redis.Redis, settings: StoreSettings | Settings) -> VersionStore:
@@ -333,6 +335,83 @@ class VersionStore:
                 may_repeat="1" if may_repeat else "0",
             )
         )
+
+    def counter(self) -> int:
+        """The last version number handed out (0: none)."""
+        return int(self.client.get(self.keys.counter) or 0)
+
+    def raw(self, number: int) -> tuple[bytes, bytes] | None:
+        """Version ``number`` as stored: its packed metadata and its blob (``None``: not stored), read together."""
+        meta, blob = self.client.mget([self.keys.meta(number), self.keys.blob(number)])
+        return None if meta is None or blob is None else (as_bytes(meta), as_bytes(blob))
+
+    def import_version(
+        self,
+        number: int,
+        *,
+        meta: bytes,
+        blob: bytes,
+        stable: bool,
+        quarantined: int | None,
+        created_at: float,
+        actor: str,
+        source: str,
+    ) -> bool:
+        """Store version ``number`` as it was elsewhere (``meta`` packed, ``blob`` verified by the caller), in one
+        script with its version-log entry: ``True`` imported, ``False`` this very version was here already. Raises
+        :class:`~streaming.errors.ArchiveConflictError` when a different version holds the number. Never moves the
+        head, serving or a pin; the counter is raised to ``number`` (never handed out again here)."""
+        k = self.keys
+        try:
+            return bool(
+                self._import(
+                    k,
+                    version_log_maxlen=self.version_log_retention,
+                    version_prefix=k.version_prefix,
+                    number=number,
+                    blob=blob,
+                    meta=meta,
+                    stable="1" if stable else "0",
+                    quarantined=quarantined,
+                    created_at=repr(created_at),
+                    actor=actor,
+                    source=source,
+                )
+            )
+        except ScriptRefusal as refusal:
+            raise refusal_error(
+                refusal,
+                f"version {number} not imported into model {k.model_name!r}: "
+                f"{refusal.detail}; versions are never overwritten",
+            ) from None
+
+    def restore(
+        self, number: int, *, after: int, epoch: int, actor: str, reason: str, source: str, join: bytes | None = None
+    ) -> int:
+        """Make stored version ``number`` the head of a new lineage and serving, after Redis lost this model's data
+        (one script with its ``restore`` audit entry); new versions are numbered after ``after`` at least. Refused
+        (:class:`~streaming.errors.ControlError`) when the store has a head already. Returns the number new
+        versions are numbered after."""
+        k = self.keys
+        try:
+            return int(
+                self._restore(
+                    k,
+                    maxlen=self.audit_retention,
+                    version_meta=k.meta(number),
+                    version=number,
+                    after=after,
+                    epoch=epoch,
+                    actor=actor,
+                    reason=reason,
+                    source=source,
+                    channel=k.channel,
+                    join=join or b"",
+                    join_sha256=hashlib.sha256(join).hexdigest() if join else "",
+                )
+            )
+        except ScriptRefusal as refusal:
+            raise refusal_error(refusal, f"restore of model {k.model_name!r} refused: {refusal.detail}") from None
 
     def numbers(self) -> list[int]:
         """Every stored version number, oldest first."""

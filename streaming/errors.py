@@ -32,6 +32,10 @@ went wrong *and* what to do about it; the CLI prints them as one line and exits 
     │   └── ChallengerError           a change to the challengers or the champion alias was refused
     ├── OutputDeliveryError       dead letters or predictions were not delivered; no snapshot moved past them
     ├── StoreLostError            Redis lost the versions of a model Kafka says was learned
+    ├── OffsetsExpiredError       Kafka no longer holds the records a restore or rebuild needs (log start offset)
+    ├── ArchiveError              an export, backup or import could not read or write its object storage
+    │   ├── ArchiveCorruptError       an archived object does not match its checksum or cannot be read
+    │   └── ArchiveConflictError      a different version already holds that number (in the archive or in Redis)
     ├── LeaseLostError            this learner lost its writer lease
     └── EmbeddedServerError       an embedded broker or redis-server could not start
 
@@ -45,6 +49,9 @@ import enum
 
 __all__ = [
     "AlreadyFrozenError",
+    "ArchiveConflictError",
+    "ArchiveCorruptError",
+    "ArchiveError",
     "BrokerUnavailableError",
     "ChallengerError",
     "ConfigError",
@@ -62,6 +69,7 @@ __all__ = [
     "NoRollbackTargetError",
     "NotFrozenError",
     "NotPinnedError",
+    "OffsetsExpiredError",
     "OutputDeliveryError",
     "QuarantinedError",
     "RefusalCode",
@@ -160,6 +168,8 @@ class RefusalCode(enum.StrEnum):
     ARM_EXISTS = "ARM_EXISTS"  # a challenger of that name is declared already
     UNKNOWN_ARM = "UNKNOWN_ARM"  # no challenger of that name is declared
     NOT_MANAGED = "NOT_MANAGED"  # the challengers are the settings' already (nothing to reset)
+    CONFLICT = "CONFLICT"  # a different version holds that number already
+    NOT_EMPTY = "NOT_EMPTY"  # a restore into a store that has a lineage already
 
 
 class ScriptRefusal(LivelearnError):
@@ -229,6 +239,25 @@ class OutputDeliveryError(LivelearnError):
 
 class StoreLostError(LivelearnError):
     """Redis holds no version of a model that Kafka says was learned before: Redis lost its data."""
+
+
+class OffsetsExpiredError(LivelearnError):
+    """Kafka no longer holds records a restore or a rebuild needs: its log starts after them (retention); the
+    message names each partition's log start offset and the offset needed."""
+
+
+class ArchiveError(LivelearnError):
+    """An export, backup or import could not read or write its object storage (a directory or a bucket); the
+    message names the location."""
+
+
+class ArchiveCorruptError(ArchiveError):
+    """An archived version, its metadata or a manifest does not match its checksum or cannot be decoded."""
+
+
+class ArchiveConflictError(ArchiveError):
+    """A different version already holds that number, in the archive or in the Redis imported into: versions are
+    never overwritten."""
 
 
 class LeaseLostError(LivelearnError):

@@ -31,7 +31,9 @@ from streaming.transport import choose_client, ensure_topics, livelearn_topics, 
 _counter = itertools.count()
 
 #: Fixtures that start or use real servers: a test that asks for one belongs to the integration lane.
-_INTEGRATION_FIXTURES = frozenset({"stack", "make_settings", "learners", "private", "served", "private_redis"})
+_INTEGRATION_FIXTURES = frozenset(
+    {"stack", "make_settings", "learners", "private", "served", "private_redis", "s3_server", "s3"}
+)
 
 
 def pytest_report_header() -> str:
@@ -68,6 +70,40 @@ def private_redis() -> Iterator[tuple[EmbeddedServer, redis.Redis]]:
         admin.close()
         server.stop()
         shutil.rmtree(server.workdir or "", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A real S3-protocol server (moto's server mode, in this process, on a free port): the environment a client
+    needs to reach it (endpoint, credentials, region, plain http)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "livelearn-test",
+        "AWS_SECRET_ACCESS_KEY": "livelearn-test",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, request) -> str:
+    """A fresh bucket on the S3 server with this process's environment pointing at it: its ``s3://`` URL."""
+    import boto3
+
+    for name, value in s3_server.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"b{next(_counter)}-{os.getpid()}"
+    boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL"], region_name="us-east-1").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/backups"
 
 
 def settings_on(broker: str, redis_address: str, test_name: str, partitions: int = 1, **overrides) -> Settings:

@@ -139,6 +139,7 @@ class StoreSettings(SettingsGroup):
     audit_retention: int = Field(validation_alias=_setting("audit_retention"))
     version_log_retention: int = Field(validation_alias=_setting("version_log_retention"))
     promotion: Literal["guard", "immediate"] = Field(validation_alias=_setting("promotion"))
+    backup_url: str | None = Field(validation_alias=_setting("backup_url"))
 
 
 class ModelSettings(SettingsGroup):

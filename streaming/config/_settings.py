@@ -365,6 +365,12 @@ class Settings(BaseSettings):
         description="Routine per-version entries (snapshot, stable, promote) kept at least, in a stream of their "
         "own: at 4 versions/s about 2-3 hours.",
     )
+    backup_url: str | None = Field(
+        None,
+        description="Where `livelearn backup` (and the chart's backup CronJob) writes the model's stable versions, "
+        "and `restore-from-backup` reads them: s3://BUCKET/PREFIX (also gs://, az://) or a directory. A bucket's "
+        "endpoint and credentials come from the cloud's own variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).",
+    )
 
     # --- quality monitor and rollback -----------------------------------------------------
     monitor_metric: Literal["accuracy", "precision", "recall", "f1", "balanced_accuracy", "roc_auc", "log_loss"] = (

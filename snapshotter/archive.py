@@ -1,0 +1,419 @@
+"""Versions carried out of Redis and back in: exports, backups and imports through object storage.
+
+A location (:mod:`snapshotter.objects`: a directory or a bucket) holds, per model::
+
+    <model>/versions/<number>.meta                   the version's metadata as Redis holds it (msgpack)
+    <model>/versions/<number>.blob                   its snapshot as Redis holds it (msgpack)
+    <model>/join/<number>.msgpack                    the label join's state stored with that version, when exported
+    <model>/manifests/<UTC time>-<kind>-<id>.json    one per export or backup: what it covers, with checksums
+
+(``<number>`` has ten digits, so listings sort by number.) An export writes its objects first and its manifest
+last, so a manifest names only objects that are whole; an export that dies half way leaves objects no manifest
+names, which the next one checks and names. Objects are written once: a different object at a version's path is a
+conflict (:class:`~streaming.errors.ArchiveConflictError`), never overwritten. Each manifest records each version's
+blob and metadata SHA-256 and the source store's version counter, so an import verifies every byte and a restore
+numbers new versions above every number ever exported. Nothing is pickled: msgpack and JSON only.
+
+Examples
+--------
+>>> import fakeredis, tempfile
+>>> from snapshotter.codec import SnapshotState
+>>> from snapshotter.objects import open_objects
+>>> from snapshotter.store import VersionStore
+>>> staging = VersionStore(fakeredis.FakeRedis(), "shop", promotion="immediate")
+>>> for position in (100, 200):
+...     _ = staging.write(SnapshotState(spec={}, model={"w": position}, metrics={}, counters={}), writer="a",
+...                       lease_value=None, offsets={"events": {"0": position}}, metrics={}, parent=staging.head(),
+...                       stable=True)
+>>> objects = open_objects(tempfile.mkdtemp())
+>>> export_versions(staging, objects, actor="op").written
+(1, 2)
+>>> production = VersionStore(fakeredis.FakeRedis(), "shop")
+>>> archive = read_archive(objects, "shop")
+>>> import_versions(production, objects, archive, actor="op").imported
+(1, 2)
+>>> production.raw(2) == staging.raw(2), production.head(), production.counter()
+(True, None, 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from snapshotter.codec import unpack
+from snapshotter.connection import as_bytes, as_text
+from snapshotter.objects import Objects
+from snapshotter.store import VersionStore
+from streaming.errors import (
+    ArchiveConflictError,
+    ArchiveCorruptError,
+    ArchiveError,
+    InputError,
+    SnapshotCorruptError,
+    VersionNotFoundError,
+)
+
+__all__ = [
+    "ARCHIVE_FORMAT",
+    "Archive",
+    "ArchivedVersion",
+    "ExportReport",
+    "ImportReport",
+    "export_versions",
+    "import_versions",
+    "read_archive",
+]
+
+#: The archive layout's version; a reader refuses manifests of a newer one.
+ARCHIVE_FORMAT = 1
+#: Objects read or written at once (each a thread: object storage and Redis calls release the GIL).
+_PARALLEL = 8
+
+
+def _path(model: str, number: int, part: Literal["meta", "blob"]) -> str:
+    return f"{model}/versions/{number:010d}.{part}"
+
+
+def _join_path(model: str, number: int) -> str:
+    return f"{model}/join/{number:010d}.msgpack"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchivedVersion:
+    """One version as a manifest names it."""
+
+    number: int
+    sha256: str  #: the blob's (the metadata's ``sha256`` says the same)
+    meta_sha256: str  #: the packed metadata's
+    size_bytes: int
+    parent: int | None
+    stable: bool  #: stable in the source store when exported (a rollback, unpin or retention may pick it)
+    quarantined: int | None  #: the incident that quarantined it there, if one did
+    created_at: float
+    epoch: int
+    events_seen: int
+    offsets: dict[str, dict[str, int]]
+
+    @classmethod
+    def from_dict(cls, number: int, doc: dict[str, Any]) -> ArchivedVersion:
+        names = {f.name for f in dataclasses.fields(cls)} - {"number"}
+        return cls(number=number, **{k: v for k, v in doc.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        del doc["number"]
+        return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class Archive:
+    """What the manifests of one model at a location say, together (:func:`read_archive`)."""
+
+    model: str
+    where: str
+    versions: dict[int, ArchivedVersion]
+    manifests: tuple[str, ...]
+    #: the highest version number any source store had handed out when it exported here (and every number here)
+    counter: int
+    #: version -> SHA-256 of the label join's state exported with it
+    joins: dict[int, str]
+
+    def newest_stable(self) -> int | None:
+        """The newest version that was stable (and not quarantined) where it came from."""
+        stable = [n for n, v in self.versions.items() if v.stable and v.quarantined is None]
+        return max(stable) if stable else None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    """What an export or backup did: the versions it wrote, those the location held already, its manifest."""
+
+    written: tuple[int, ...]
+    present: tuple[int, ...]
+    missing: tuple[int, ...]  #: selected but dropped by retention before they were read
+    manifest: str
+    bytes_written: int
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportReport:
+    """What an import did: the versions it wrote, and those the store held already (the same, checked)."""
+
+    imported: tuple[int, ...]
+    present: tuple[int, ...]
+    bytes_read: int
+    seconds: float
+
+
+def read_archive(objects: Objects, model: str) -> Archive:
+    """Every manifest of ``model`` at ``objects``, together. Raises :class:`ArchiveCorruptError` when a manifest
+    cannot be read or two name different versions under one number."""
+    prefix = f"{model}/manifests/"
+    names = [name for name in objects.list(prefix) if name.endswith(".json")]
+    versions: dict[int, ArchivedVersion] = {}
+    joins: dict[int, str] = {}
+    counter = 0
+    for name in names:
+        raw = objects.get(name)
+        try:
+            doc = json.loads(raw or b"")
+            if not isinstance(doc, dict) or doc.get("model") != model:
+                raise ValueError("not a livelearn manifest of this model")
+            if int(doc.get("archive_format", 0)) > ARCHIVE_FORMAT:
+                raise ArchiveError(
+                    f"{name} at {objects.where} is archive format {doc['archive_format']}, newer than this "
+                    f"livelearn reads ({ARCHIVE_FORMAT}): upgrade livelearn"
+                )
+            listed = {int(n): ArchivedVersion.from_dict(int(n), v) for n, v in doc["versions"].items()}
+            counter = max(counter, int(doc.get("source", {}).get("counter") or 0))
+            join = doc.get("join")
+        except ArchiveError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ArchiveCorruptError(f"manifest {name} at {objects.where} is unreadable: {exc}") from None
+        for number, version in listed.items():
+            known = versions.get(number)
+            if known is not None and known.sha256 != version.sha256:
+                raise ArchiveCorruptError(
+                    f"manifests at {objects.where} name two different versions {number} ({known.sha256[:12]} and "
+                    f"{version.sha256[:12]} in {name})"
+                )
+            versions[number] = version
+        if isinstance(join, dict) and "version" in join and "sha256" in join:
+            joins[int(join["version"])] = str(join["sha256"])
+    counter = max([counter, *versions])
+    return Archive(model, objects.where, dict(sorted(versions.items())), tuple(names), counter, joins)
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _parallel(work: Callable[[int], Any], numbers: Sequence[int]) -> Iterator[tuple[int, Any]]:
+    """``work(n)`` for each of ``numbers``, a few at a time, in order (a chunk in memory at once)."""
+    with ThreadPoolExecutor(_PARALLEL) as pool:
+        for chunk in _chunks(numbers, _PARALLEL * 2):
+            yield from zip(chunk, pool.map(work, chunk), strict=True)
+
+
+def export_versions(
+    store: VersionStore,
+    objects: Objects,
+    numbers: Iterable[int] | None = None,
+    *,
+    actor: str,
+    kind: Literal["export", "backup"] = "export",
+    source: str = "",
+) -> ExportReport:
+    """Write versions ``numbers`` of ``store`` (default: every stored one) and a manifest naming them to
+    ``objects``; versions the location holds already (the same bytes) are named, not written again.
+
+    Every blob is checked against its checksum before it leaves Redis (a corrupt one raises
+    :class:`~streaming.errors.SnapshotCorruptError`, nothing of it is written). A version asked for by number that is
+    not stored raises :class:`~streaming.errors.VersionNotFoundError`; one dropped by retention between the listing
+    and the read is reported as ``missing``. ``source`` describes the store (shown by ``versions import``)."""
+    started = time.monotonic()
+    model = store.keys.model_name
+    asked = numbers is not None
+    stored = set(store.numbers())
+    selected = sorted(set(numbers)) if numbers is not None else sorted(stored)
+    absent = [n for n in selected if n not in stored]
+    if asked and absent:
+        raise VersionNotFoundError(f"model {model!r} has no version {', '.join(map(str, absent))} to export")
+    archive = read_archive(objects, model)
+    stable, quarantined = set(store.stable_numbers()), store.quarantined()
+    counter, head, serving, epoch = store.counter(), store.head(), store.serving(), store.epoch()
+    entries: dict[int, ArchivedVersion] = {}
+    sizes: dict[int, int] = {}
+
+    def put(number: int) -> tuple[ArchivedVersion, bool, int] | None:
+        raw = store.raw(number)
+        if raw is None:
+            return None
+        meta_bytes, blob = raw
+        meta = unpack(meta_bytes)
+        if _sha256(blob) != meta["sha256"]:
+            raise SnapshotCorruptError(f"version {number} of model {model!r} fails its checksum in Redis: not exported")
+        entry = ArchivedVersion(
+            number=number,
+            sha256=meta["sha256"],
+            meta_sha256=_sha256(meta_bytes),
+            size_bytes=len(blob),
+            parent=meta.get("parent"),
+            stable=number in stable and number not in quarantined,
+            quarantined=quarantined.get(number),
+            created_at=float(meta.get("created_at") or 0.0),
+            epoch=int(meta.get("epoch") or 0),
+            events_seen=int(meta.get("events_seen") or 0),
+            offsets=meta.get("offsets") or {},
+        )
+        held = archive.versions.get(number)
+        if held is not None and held.sha256 != entry.sha256:
+            raise ArchiveConflictError(
+                f"{objects.where} holds another version {number} of model {model!r} (checksum {held.sha256[:12]}, "
+                f"this store's {entry.sha256[:12]}): export to another location or model"
+            )
+        wrote_meta = objects.put_new(_path(model, number, "meta"), meta_bytes)
+        wrote_blob = objects.put_new(_path(model, number, "blob"), blob)
+        return entry, wrote_meta or wrote_blob, len(blob) + len(meta_bytes)
+
+    written: list[int] = []
+    present: list[int] = []
+    missing: list[int] = []
+    for number, done in _parallel(put, selected):
+        if done is None:
+            missing.append(number)
+            continue
+        entry, wrote, size = done
+        entries[number] = entry
+        (written if wrote else present).append(number)
+        sizes[number] = size if wrote else 0
+    join = _export_join(store, objects, set(entries))
+    stamp = dt.datetime.now(dt.UTC)
+    manifest = f"{model}/manifests/{stamp:%Y%m%dT%H%M%S%f}Z-{kind}-{secrets.token_hex(3)}.json"
+    doc = {
+        "archive_format": ARCHIVE_FORMAT,
+        "kind": kind,
+        "model": model,
+        "created_at": stamp.timestamp(),
+        "actor": actor,
+        "livelearn": _livelearn_version(),
+        "source": {"store": source, "counter": counter, "head": head, "serving": serving, "epoch": epoch},
+        "versions": {str(n): e.to_dict() for n, e in sorted(entries.items())},
+        "join": join,
+    }
+    objects.put_new(manifest, json.dumps(doc, indent=1, sort_keys=True).encode())
+    return ExportReport(
+        tuple(written), tuple(present), tuple(missing), manifest, sum(sizes.values()), time.monotonic() - started
+    )
+
+
+def _export_join(store: VersionStore, objects: Objects, exported: set[int]) -> dict[str, Any] | None:
+    """The label join's state, when the version stored with it is among ``exported`` (only the newest version's is
+    kept in Redis): written beside it, so a restore of that version goes on with its waiting events."""
+    fields = {as_text(k): as_bytes(v) for k, v in store.client.hgetall(store.keys.join).items()}
+    if "state" not in fields or not fields.get("version", b"").isdigit():
+        return None
+    number = int(fields["version"])
+    if number not in exported or _sha256(fields["state"]) != as_text(fields.get("sha256", b"")):
+        return None
+    objects.put_new(_join_path(store.keys.model_name, number), fields["state"])
+    return {"version": number, "sha256": _sha256(fields["state"])}
+
+
+def _livelearn_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("livelearn")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def fetch_version(objects: Objects, archive: Archive, number: int) -> tuple[bytes, bytes]:
+    """Version ``number``'s packed metadata and blob from the archive, each verified against the manifest's
+    checksums. Raises :class:`ArchiveCorruptError` (naming the object) when one does not match or is missing."""
+    entry = archive.versions.get(number)
+    if entry is None:
+        raise VersionNotFoundError(f"{archive.where} holds no version {number} of model {archive.model!r}")
+    meta_path, blob_path = _path(archive.model, number, "meta"), _path(archive.model, number, "blob")
+    meta, blob = objects.get(meta_path), objects.get(blob_path)
+    for path, data, want in ((meta_path, meta, entry.meta_sha256), (blob_path, blob, entry.sha256)):
+        if data is None:
+            raise ArchiveCorruptError(f"{path} is missing at {archive.where} (a manifest names it)")
+        if _sha256(data) != want:
+            raise ArchiveCorruptError(f"{path} at {archive.where} fails its checksum: not imported")
+    assert meta is not None
+    assert blob is not None
+    try:
+        said = unpack(meta).get("sha256")
+    except (ValueError, TypeError) as exc:
+        raise ArchiveCorruptError(f"{meta_path} at {archive.where} is unreadable: {exc}") from None
+    if said != entry.sha256:
+        raise ArchiveCorruptError(f"{meta_path} at {archive.where} names another blob than its manifest")
+    return meta, blob
+
+
+def fetch_join(objects: Objects, archive: Archive, number: int) -> bytes | None:
+    """The label join's state exported with version ``number`` (verified), ``None`` when none was."""
+    want = archive.joins.get(number)
+    if want is None:
+        return None
+    data = objects.get(_join_path(archive.model, number))
+    if data is None or _sha256(data) != want:
+        raise ArchiveCorruptError(f"the label join of version {number} at {archive.where} is missing or corrupt")
+    return data
+
+
+def import_versions(
+    store: VersionStore,
+    objects: Objects,
+    archive: Archive,
+    numbers: Iterable[int] | None = None,
+    *,
+    actor: str,
+    as_stable: Callable[[ArchivedVersion], bool] | None = None,
+) -> ImportReport:
+    """Write versions ``numbers`` of ``archive`` (default: all) into ``store`` under their own numbers, oldest first,
+    each checked against the manifest before it is written; one the store holds already (the same bytes) is left.
+
+    Raises :class:`ArchiveCorruptError` at the first version that fails its checksum (those before it are imported:
+    running the import again goes on) and :class:`ArchiveConflictError` when the store holds a different version under
+    a number. ``as_stable`` decides which become stable here (default: those stable where they came from)."""
+    started = time.monotonic()
+    selected = sorted(set(numbers)) if numbers is not None else list(archive.versions)
+    unknown = [n for n in selected if n not in archive.versions]
+    if unknown:
+        raise InputError(
+            f"{archive.where} holds no version {', '.join(map(str, unknown))} of model {archive.model!r} "
+            f"(it holds {_ranges(list(archive.versions)) or 'none'})"
+        )
+    stable = as_stable or (lambda v: v.stable and v.quarantined is None)
+    source = f"{archive.where} ({archive.model})"
+    imported: list[int] = []
+    present: list[int] = []
+    size = 0
+    for number, (meta, blob) in _parallel(lambda n: fetch_version(objects, archive, n), selected):
+        entry = archive.versions[number]
+        fresh = store.import_version(
+            number,
+            meta=meta,
+            blob=blob,
+            stable=stable(entry),
+            quarantined=entry.quarantined,
+            created_at=entry.created_at,
+            actor=actor,
+            source=source,
+        )
+        (imported if fresh else present).append(number)
+        size += len(meta) + len(blob)
+    return ImportReport(tuple(imported), tuple(present), size, time.monotonic() - started)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``1-4, 7, 9-10`` for sorted ``numbers``.
+
+    >>> _ranges([1, 2, 3, 4, 7, 9, 10])
+    '1-4, 7, 9-10'
+    """
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)

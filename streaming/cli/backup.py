@@ -1,0 +1,232 @@
+"""``livelearn versions export|import``, ``livelearn backup`` and ``livelearn restore-from-backup``: versions
+carried between environments through object storage, backups, and the recovery after Redis lost its data."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
+from streaming.cli.versions import actor_or_default, versions_app
+from streaming.errors import InputError
+
+if TYPE_CHECKING:
+    from snapshotter.archive import ExportReport
+    from snapshotter.store import VersionStore
+    from streaming.config import Settings
+
+__all__ = ["backup", "export", "import_", "register", "restore"]
+
+console = Console()
+
+NumbersArg = Annotated[list[int] | None, typer.Argument(help="Version numbers (default: see the options).")]
+BootstrapOpt = Annotated[
+    str | None, typer.Option("--bootstrap", envvar="LIVELEARN_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
+]
+
+
+def _location(given: str | None, settings: Settings, flag: str) -> str:
+    url = given or settings.store.backup_url
+    if not url:
+        raise InputError(f"say where: {flag} s3://BUCKET/PREFIX or a directory (or set LIVELEARN_BACKUP_URL)")
+    return url
+
+
+def _store(settings: Settings) -> VersionStore:
+    from snapshotter.store import open_store
+
+    return open_store(settings)
+
+
+def _source(settings: Settings) -> str:
+    from snapshotter.connection import redact_url
+
+    return f"{redact_url(settings.redis.url)} model {settings.store.model_name}"
+
+
+def _said(report: ExportReport, where: str) -> dict[str, Any]:
+    return {
+        "location": where,
+        "manifest": report.manifest,
+        "written": list(report.written),
+        "present": list(report.present),
+        "missing": list(report.missing),
+        "bytes_written": report.bytes_written,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def _audit(store: VersionStore, action: str, actor: str, reason: str, **fields: Any) -> None:
+    from snapshotter.audit import append_audit
+
+    append_audit(store.client, store.keys, store.audit_retention, action=action, actor=actor, reason=reason, **fields)
+
+
+def export(
+    numbers: NumbersArg = None,
+    to: Annotated[str | None, typer.Option("--to", help="s3://BUCKET/PREFIX (gs://, az://) or a directory.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every stored version (the default without NUMBERS).")] = False,
+    stable: Annotated[bool, typer.Option("--stable", help="Only the stable versions.")] = False,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write versions (blob, metadata, SHA-256 of each) and a manifest to object storage; versions there already
+    are named, not written again, and a different version under the same number is refused."""
+    from snapshotter.archive import export_versions
+    from snapshotter.objects import open_objects
+
+    if numbers and (every or stable):
+        raise InputError("give version NUMBERS or --all/--stable, not both")
+    settings = settings_from(config, model, redis_url=redis_url)
+    objects = open_objects(_location(to, settings, "--to"))
+    store = _store(settings)
+    chosen = numbers or (store.stable_numbers() if stable else None)
+    who = actor_or_default(actor)
+    report = export_versions(store, objects, chosen, actor=who, kind="export", source=_source(settings))
+    _audit(store, "export", who, f"exported to {objects.where}", manifest=report.manifest, written=len(report.written))
+    _print(report, objects.where, as_json, "exported")
+
+
+def _print(report: ExportReport, where: str, as_json: bool, verb: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(_said(report, where), indent=2))
+        return
+    mib = report.bytes_written / 2**20
+    console.print(
+        f"{verb} {len(report.written)} versions ({mib:,.1f} MiB in {report.seconds:.1f} s) to {where}; "
+        f"{len(report.present)} there already"
+        + (f"; {len(report.missing)} dropped by retention before they were read" if report.missing else "")
+        + f"; manifest {report.manifest}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def import_(
+    numbers: NumbersArg = None,
+    source: Annotated[str | None, typer.Option("--from", help="s3://BUCKET/PREFIX or a directory.")] = None,
+    from_model: Annotated[
+        str | None, typer.Option("--from-model", help="The model name in the archive (default: this model's).")
+    ] = None,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write versions from object storage into this Redis under their own numbers (default: every version the
+    archive holds), each verified against its SHA-256 first. Never moves the head or serving (pin a version to
+    serve it); a different version already holding a number is refused, never overwritten."""
+    from snapshotter.archive import import_versions, read_archive
+    from snapshotter.objects import open_objects
+
+    settings = settings_from(config, model, redis_url=redis_url)
+    objects = open_objects(_location(source, settings, "--from"))
+    archive = read_archive(objects, from_model or settings.store.model_name)
+    if not archive.versions:
+        raise InputError(f"{objects.where} holds no version of model {archive.model!r}")
+    store = _store(settings)
+    report = import_versions(store, objects, archive, numbers or None, actor=actor_or_default(actor))
+    if as_json:
+        doc = {"location": objects.where, "imported": list(report.imported), "present": list(report.present)}
+        typer.echo(json.dumps({**doc, "bytes_read": report.bytes_read, "seconds": round(report.seconds, 3)}))
+        return
+    console.print(
+        f"imported {len(report.imported)} versions from {objects.where} ({report.bytes_read / 2**20:,.1f} MiB in "
+        f"{report.seconds:.1f} s); {len(report.present)} were here already; head {store.head()}, serving "
+        f"{store.serving()} (pin a version to serve it)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def backup(
+    to: Annotated[str | None, typer.Option("--to", help="Default: LIVELEARN_BACKUP_URL.")] = None,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up the model's stable versions that the backup location does not hold yet, and the version counter
+    (run it on a schedule: the chart's CronJob). A restore goes back to the newest one; its age is the RPO."""
+    from snapshotter.archive import export_versions, read_archive
+    from snapshotter.objects import open_objects
+
+    settings = settings_from(config, model, redis_url=redis_url)
+    objects = open_objects(_location(to, settings, "--to"))
+    store = _store(settings)
+    held = read_archive(objects, settings.store.model_name).versions
+    new = [n for n in store.stable_numbers() if n not in held]
+    who = actor_or_default(actor)
+    report = export_versions(store, objects, new, actor=who, kind="backup", source=_source(settings))
+    if report.written:
+        where, written = objects.where, len(report.written)
+        _audit(store, "backup", who, f"backed up to {where}", manifest=report.manifest, written=written)
+    _print(report, objects.where, as_json, "backed up")
+
+
+def restore(
+    source: Annotated[str | None, typer.Option("--from", help="Default: LIVELEARN_BACKUP_URL.")] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Restore this version (default: the newest stable one).")
+    ] = None,
+    accept_loss: Annotated[
+        bool,
+        typer.Option(
+            "--accept-loss", help="Restore even when Kafka no longer holds the events after the version (lost)."
+        ),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+    bootstrap: BootstrapOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """After Redis lost the model's data: put the newest backed-up stable version back as the head (with the stable
+    ones before it), numbering new versions above every number ever backed up or recorded in Kafka. Start the
+    learner afterwards: it replays what Kafka holds after that version's offsets."""
+    from snapshotter.archive import read_archive
+    from snapshotter.objects import open_objects
+    from streaming.learner.recovery import plan_restore, restore_from_backup
+
+    settings = settings_from(config, model, bootstrap, redis_url=redis_url)
+    objects = open_objects(_location(source, settings, "--from"))
+    store = _store(settings)
+    archive = read_archive(objects, settings.store.model_name)
+    plan = plan_restore(settings, store, archive, version=version)
+    after = (
+        None
+        if dry_run
+        else restore_from_backup(store, objects, plan, actor=actor_or_default(actor), accept_loss=accept_loss)
+    )
+    if as_json:
+        doc = {
+            "version": plan.version,
+            "offsets": plan.offsets,
+            "imports": list(plan.imports),
+            "numbered_after": plan.numbered_after if after is None else after,
+            "expired": [list(e) for e in plan.expired],
+            "join": plan.join,
+            "dry_run": dry_run,
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    console.print(("would " if dry_run else "") + plan.describe(), highlight=False, soft_wrap=True)
+    if not dry_run:
+        console.print("now start the learner: it replays what Kafka holds after these offsets", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    versions_app.command("export")(export)
+    versions_app.command("import")(import_)
+    app.command("backup")(backup)
+    app.command("restore-from-backup")(restore)

@@ -1,0 +1,137 @@
+"""Restore a model from its backups after Redis lost its data (``livelearn restore-from-backup``).
+
+A learner that finds no version in Redis while Kafka says the model was learned refuses to start
+(:class:`~streaming.errors.StoreLostError`). The drill then is: :func:`plan_restore` picks the newest version the
+backups hold that was stable (or the one asked for), reads where Kafka's logs start now (a version whose offsets
+retention has deleted past would lose events: refused unless accepted) and what Kafka recorded of the version
+numbers; :func:`restore_from_backup` imports that version and the stable ones before it (rollback targets) into the
+empty Redis, makes it the head and serving, and numbers new versions above every number ever exported and every
+number Kafka recorded, in one audited script. The learner, started again, restores the head and replays what
+Kafka holds after its offsets: the events since the backup are learned again, none twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from snapshotter.archive import Archive, fetch_join, import_versions, read_archive
+from snapshotter.objects import Objects
+from snapshotter.store import VersionStore
+from streaming.config import Settings
+from streaming.errors import ArchiveError, ControlError, OffsetsExpiredError, VersionNotFoundError
+from streaming.learner.numbering import last_recorded
+from streaming.transport import TopicPartition, make_consumer
+
+__all__ = ["RestorePlan", "plan_restore", "restore_from_backup"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RestorePlan:
+    """What a restore from backup would do (``--dry-run`` prints it)."""
+
+    version: int  #: the version the learner goes on from
+    offsets: dict[str, dict[str, int]]  #: its offsets: the learner replays from them
+    #: (topic, partition, offset needed, log start) where Kafka's log starts after the version's offset
+    expired: tuple[tuple[str, int, int, int], ...]
+    imports: tuple[int, ...]  #: the versions imported: it and the newest stable ones before it
+    archive_counter: int  #: the highest number any backup's store had handed out
+    kafka_after: int | None  #: the number Kafka's records say new versions come after (None: none recorded)
+    kafka_recorded: str  #: what Kafka recorded, in words
+    join: bool  #: the label join's state at that version is in the backup
+
+    @property
+    def numbered_after(self) -> int:
+        """New versions are numbered after this: above every number exported and every number Kafka recorded."""
+        return max(self.archive_counter, self.kafka_after or 0)
+
+    def describe(self) -> str:
+        where = ", ".join(f"{t}[{p}]@{o}" for t, parts in self.offsets.items() for p, o in sorted(parts.items()))
+        lost = "; ".join(f"{t}[{p}] needs {need}, log starts at {start}" for t, p, need, start in self.expired)
+        return (
+            f"restore version {self.version} (offsets {where or 'none'}) with {len(self.imports)} versions "
+            f"({', '.join(map(str, self.imports))}); new versions numbered after {self.numbered_after} (backups "
+            f"{self.archive_counter}, Kafka {self.kafka_after if self.kafka_after is not None else 'none'}: "
+            f"{self.kafka_recorded})" + (f"; EXPIRED: {lost}" if lost else "")
+        )
+
+
+def plan_restore(
+    settings: Settings, store: VersionStore, archive: Archive, *, version: int | None = None
+) -> RestorePlan:
+    """The restore of ``archive`` into ``store`` (empty): which version, what Kafka still holds, the numbering.
+
+    Raises :class:`~streaming.errors.ControlError` when the store has a head already, and
+    :class:`~streaming.errors.VersionNotFoundError` when the backups hold no such (or no stable) version."""
+    head = store.head()
+    if head is not None:
+        raise ControlError(
+            f"model {store.keys.model_name!r} has a lineage in this Redis already (head {head}): restore-from-backup "
+            "only fills a Redis that lost the model's data (import single versions with `versions import`)"
+        )
+    chosen = version if version is not None else archive.newest_stable()
+    if chosen is None:
+        raise VersionNotFoundError(f"{archive.where} holds no stable version of model {archive.model!r} to restore")
+    entry = archive.versions.get(chosen)
+    if entry is None:
+        raise VersionNotFoundError(f"{archive.where} holds no version {chosen} of model {archive.model!r}")
+    keep = settings.store.keep_stable_versions
+    before = [n for n, v in archive.versions.items() if n < chosen and v.stable and v.quarantined is None]
+    imports = (*(before[-keep:] if keep else ()), chosen)
+    wanted = [TopicPartition(t, int(p)) for t, parts in entry.offsets.items() for p in parts]
+    consumer = make_consumer(settings.kafka)
+    try:
+        starts = consumer.beginning_offsets(wanted, timeout_ms=int(settings.kafka.bootstrap_timeout_seconds * 1000))
+        groups = [consumer.committed(tp, timeout_ms=10_000) for tp in wanted]
+    finally:
+        consumer.close()
+    expired = tuple(
+        (tp.topic, tp.partition, entry.offsets[tp.topic][str(tp.partition)], starts[tp])
+        for tp in wanted
+        if tp in starts and starts[tp] > entry.offsets[tp.topic][str(tp.partition)]
+    )
+    recorded = last_recorded(settings.kafka, [c for c in groups if c is not None])
+    return RestorePlan(
+        version=chosen,
+        offsets=entry.offsets,
+        expired=expired,
+        imports=imports,
+        archive_counter=archive.counter,
+        kafka_after=recorded.numbered_after(),
+        kafka_recorded=recorded.describe(),
+        join=chosen in archive.joins,
+    )
+
+
+def restore_from_backup(
+    store: VersionStore, objects: Objects, plan: RestorePlan, *, actor: str, accept_loss: bool = False
+) -> int:
+    """Carry out ``plan``: import its versions, then make its version the head and serving (one script, audited
+    ``restore``). Refuses (:class:`~streaming.errors.OffsetsExpiredError`) when Kafka no longer holds events after
+    the version's offsets, unless ``accept_loss``. Returns the number new versions are numbered after."""
+    if plan.expired and not accept_loss:
+        lost = "; ".join(
+            f"{t}[{p}] needs offset {need}, its log starts at {start}" for t, p, need, start in plan.expired
+        )
+        raise OffsetsExpiredError(
+            f"Kafka no longer holds the events after version {plan.version}'s offsets ({lost}): the events between "
+            "would never be learned. Restore a newer backup, or accept the loss with --accept-loss"
+        )
+    archive = read_archive(objects, store.keys.model_name)
+    if plan.version not in archive.versions:
+        raise ArchiveError(f"{objects.where} no longer holds version {plan.version}")
+    import_versions(store, objects, archive, plan.imports, actor=actor, as_stable=lambda v: v.number in plan.imports)
+    join = fetch_join(objects, archive, plan.version)
+    after = store.restore(
+        plan.version,
+        after=plan.numbered_after,
+        epoch=archive.versions[plan.version].epoch,
+        actor=actor,
+        reason=f"Redis lost the model's data; restored from backup: {plan.describe()}",
+        source=objects.where,
+        join=join,  # the label join as it was at that version: its waiting events go on waiting
+    )
+    log.warning("restored model %r from %s: %s", store.keys.model_name, objects.where, plan.describe())
+    return after

@@ -1,0 +1,231 @@
+"""Export and import of versions through object storage: a real S3-protocol server (moto's server mode) and a
+directory, real redis-servers. Every byte comes back; nothing is ever overwritten; a damaged object is named."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from clirun import one_line_error, run_livelearn
+
+from snapshotter.archive import export_versions, import_versions, read_archive
+from snapshotter.audit import read_audit
+from snapshotter.codec import SnapshotState
+from snapshotter.objects import open_objects
+from snapshotter.store import VersionStore
+from streaming.errors import (
+    ArchiveConflictError,
+    ArchiveCorruptError,
+    ArchiveError,
+    InputError,
+    SnapshotCorruptError,
+    VersionNotFoundError,
+)
+
+
+def write_versions(store: VersionStore, count: int, *, seed: int = 0, stable_every: int = 2) -> list[int]:
+    """``count`` versions of a small model (weights that differ by ``seed``), every ``stable_every``-th stable."""
+    numbers = []
+    for i in range(count):
+        weights = {f"w{j}": (seed + 1) * (i + 1) * 0.001 * j for j in range(50)}
+        state = SnapshotState(
+            spec={"inputs": []}, model={"weights": weights}, metrics={}, counters={"events_seen": 100 * (i + 1)}
+        )
+        meta = store.write(
+            state,
+            writer="test",
+            lease_value=None,
+            offsets={"events": {"0": 100 * (i + 1)}},
+            metrics={"rolling": {"accuracy": 0.8}},
+            parent=store.head(),
+            stable=i % stable_every == stable_every - 1,
+        )
+        numbers.append(meta.number)
+    return numbers
+
+
+@pytest.fixture
+def two_stores(stack, private_redis, request):
+    """A store on the session's redis-server (the source) and one on a redis-server of the test's own."""
+    _broker, shared = stack
+    _server, admin = private_redis
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
+    name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40] + "-" + digest
+    import redis
+
+    source = VersionStore(redis.Redis(host="127.0.0.1", port=shared.port), name, promotion="immediate")
+    target = VersionStore(admin, name, promotion="immediate")
+    return source, target
+
+
+@pytest.mark.parametrize("where", ["s3", "directory"])
+def test_an_export_comes_back_byte_for_byte_in_another_redis_with_its_numbers_and_lineage(
+    two_stores, where, request, tmp_path
+):
+    source, target = two_stores
+    numbers = write_versions(source, 12)
+    url = request.getfixturevalue("s3") if where == "s3" else str(tmp_path / "archive")
+    objects = open_objects(url)
+
+    report = export_versions(source, objects, actor="op")
+    assert report.written == tuple(numbers) and not report.present
+    archive = read_archive(objects, source.keys.model_name)
+    assert list(archive.versions) == numbers and archive.counter == source.counter()
+
+    imported = import_versions(target, objects, archive, actor="op")
+
+    assert imported.imported == tuple(numbers)
+    for n in numbers:
+        assert target.raw(n) == source.raw(n)  # metadata and blob, byte for byte
+        assert hashlib.sha256(target.raw(n)[1]).hexdigest() == source.meta(n).sha256
+        assert target.meta(n).parent == source.meta(n).parent
+    assert target.stable_numbers() == source.stable_numbers()
+    assert target.counter() == source.counter()  # never handed out again here
+    assert target.head() is None and target.serving() is None  # an import moves nothing
+    entries = read_audit(target.client, target.keys, actions={"import"})
+    assert [e.to_version for e in entries] == numbers and all(e.actor == "op" for e in entries)
+    # the next version this store writes is numbered above every imported one
+    assert write_versions(target, 1)[0] == numbers[-1] + 1
+
+
+def test_exports_are_incremental_and_never_overwrite_another_version_under_a_number(two_stores, tmp_path):
+    source, target = two_stores
+    write_versions(source, 4)
+    objects = open_objects(str(tmp_path))
+    export_versions(source, objects, actor="op")
+    write_versions(source, 2)
+
+    again = export_versions(source, objects, actor="op")
+    assert again.written == (5, 6) and again.present == (1, 2, 3, 4)
+    assert len(read_archive(objects, source.keys.model_name).manifests) == 2
+
+    write_versions(target, 3, seed=7)  # another store's versions 1-3: other bytes under the same numbers
+    before = sorted(p.read_bytes() for p in tmp_path.rglob("*.blob"))
+    with pytest.raises(ArchiveConflictError, match="holds another version 1"):
+        export_versions(target, objects, actor="op")
+    assert sorted(p.read_bytes() for p in tmp_path.rglob("*.blob")) == before  # nothing replaced
+
+
+def test_an_import_leaves_the_same_version_and_refuses_a_different_one_under_its_number(two_stores, tmp_path):
+    source, target = two_stores
+    write_versions(source, 4)
+    objects = open_objects(str(tmp_path))
+    export_versions(source, objects, actor="op")
+    archive = read_archive(objects, source.keys.model_name)
+    assert import_versions(target, objects, archive, [1, 2], actor="op").imported == (1, 2)
+
+    again = import_versions(target, objects, archive, actor="op")
+    assert again.imported == (3, 4) and again.present == (1, 2)
+
+    other = VersionStore(target.client, "other-model")
+    write_versions(other, 2, seed=3)
+    theirs = other.raw(2)
+    with pytest.raises(ArchiveConflictError, match=r"version 2 not imported .* different version"):
+        import_versions(other, objects, archive, [2], actor="op")
+    assert other.raw(2) == theirs  # left as it was
+
+
+@pytest.mark.parametrize("damage", ["blob", "meta", "missing blob"])
+def test_a_damaged_object_is_named_and_nothing_of_it_is_imported(two_stores, tmp_path, damage):
+    source, target = two_stores
+    write_versions(source, 5)
+    objects = open_objects(str(tmp_path))
+    export_versions(source, objects, actor="op")
+    part = "meta" if damage == "meta" else "blob"
+    path = next(tmp_path.rglob(f"0000000003.{part}"))
+    if damage == "missing blob":
+        path.unlink()
+    else:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01  # one bit
+        path.write_bytes(bytes(data))
+    archive = read_archive(objects, source.keys.model_name)
+
+    with pytest.raises(ArchiveCorruptError, match=f"0000000003.{part}"):
+        import_versions(target, objects, archive, actor="op")
+
+    assert target.raw(3) is None and 3 not in target.numbers()
+    assert set(target.numbers()) <= {1, 2}  # the ones before it (running it again goes on)
+
+
+def test_a_version_corrupt_in_redis_is_never_exported(two_stores, tmp_path):
+    source, _target = two_stores
+    write_versions(source, 3)
+    source.client.setrange(source.keys.blob(2), 10, b"\x00\x01")
+    with pytest.raises(SnapshotCorruptError, match=r"version 2 .* fails its checksum"):
+        export_versions(source, open_objects(str(tmp_path)), actor="op")
+    assert not list(tmp_path.rglob("0000000002.blob"))
+
+
+def test_an_unreadable_manifest_or_unknown_version_is_one_clear_error(two_stores, tmp_path):
+    source, target = two_stores
+    write_versions(source, 2)
+    objects = open_objects(str(tmp_path))
+    with pytest.raises(VersionNotFoundError, match="no version 9"):
+        export_versions(source, objects, [1, 9], actor="op")
+    export_versions(source, objects, actor="op")
+    archive = read_archive(objects, source.keys.model_name)
+    with pytest.raises(InputError, match=r"holds no version 7 .*\(it holds 1-2\)"):
+        import_versions(target, objects, archive, [7], actor="op")
+    manifest = next((tmp_path / source.keys.model_name / "manifests").iterdir())
+    manifest.write_text("{not json")
+    with pytest.raises(ArchiveCorruptError, match=r"manifest .* unreadable"):
+        read_archive(objects, source.keys.model_name)
+
+
+def test_a_newer_archive_format_is_refused_with_the_upgrade_advice(tmp_path):
+    model = tmp_path / "shop" / "manifests"
+    model.mkdir(parents=True)
+    (model / "x.json").write_text(json.dumps({"archive_format": 99, "model": "shop", "versions": {}}))
+    with pytest.raises(ArchiveError, match="upgrade livelearn"):
+        read_archive(open_objects(str(tmp_path)), "shop")
+
+
+def test_the_commands_export_and_import_through_s3_and_audit_the_export(two_stores, s3, monkeypatch, capsys):
+    source, target = two_stores
+    numbers = write_versions(source, 6)
+    model = source.keys.model_name
+    src_url = f"redis://127.0.0.1:{source.client.connection_pool.connection_kwargs['port']}/0"
+    dst_url = f"redis://127.0.0.1:{target.client.connection_pool.connection_kwargs['port']}/0"
+    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
+        monkeypatch.delenv(name)
+
+    code, out, err = run_livelearn(
+        monkeypatch, capsys, "versions", "export", "--to", s3, "--model", model, "--redis-url", src_url, "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["written"] == numbers
+    (entry,) = read_audit(source.client, source.keys, actions={"export"})
+    assert entry.fields["written"] == "6"
+
+    code, out, err = run_livelearn(
+        monkeypatch, capsys, "versions", "import", "2", "4", "--from", s3, "--model", model, "--redis-url", dst_url
+    )
+    assert code == 0, err
+    assert "imported 2 versions" in out
+    assert target.numbers() == [2, 4] and target.raw(4) == source.raw(4)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["versions", "export", "--to", "ftp://host/x"], ["unknown object-storage scheme 'ftp'"]),
+        (["versions", "export", "1", "--all", "--to", "/tmp"], ["NUMBERS or --all/--stable, not both"]),
+        (["backup"], ["say where: --to"]),
+        (["restore-from-backup"], ["say where: --from"]),
+    ],
+)
+def test_bad_locations_and_options_are_one_line_errors(monkeypatch, capsys, argv, needles):
+    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
+        monkeypatch.delenv(name)
+    one_line_error(run_livelearn(monkeypatch, capsys, *argv), *needles)
+
+
+def test_a_file_where_a_directory_should_be_is_a_one_line_error(tmp_path: Path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(ArchiveError, match="is a file, not a directory"):
+        open_objects(str(path))
