@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, RedisOpt, settings_from
+from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, RedisOpt, TopicOpt, settings_from
 from streaming.cli.versions import actor_or_default, versions_app
 from streaming.errors import InputError
 
@@ -189,6 +189,7 @@ def restore(
     model: ModelOpt = None,
     redis_url: RedisOpt = None,
     bootstrap: BootstrapOpt = None,
+    topic: TopicOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """After Redis lost the model's data: put the newest backed-up stable version back as the head (with the stable
@@ -198,7 +199,7 @@ def restore(
     from snapshotter.objects import open_objects
     from streaming.learner.recovery import plan_restore, restore_from_backup
 
-    settings = settings_from(config, model, bootstrap, redis_url=redis_url)
+    settings = settings_from(config, model, bootstrap, redis_url=redis_url, topic=topic)
     objects = open_objects(_location(source, settings, "--from"))
     store = _store(settings)
     archive = read_archive(objects, settings.store.model_name)

@@ -129,7 +129,8 @@ def restore_from_backup(
         after=plan.numbered_after,
         epoch=archive.versions[plan.version].epoch,
         actor=actor,
-        reason=f"Redis lost the model's data; restored from backup: {plan.describe()}",
+        reason=f"Redis lost the model's data; restored from backup: {plan.describe()}"
+        + ("; the events Kafka no longer holds are lost (accepted)" if plan.expired else ""),
         source=objects.where,
         join=join,  # the label join as it was at that version: its waiting events go on waiting
     )
