@@ -320,6 +320,23 @@ def values_schema() -> dict[str, Any]:
                 },
                 "The pre-install/pre-upgrade Job running `livelearn topics`.",
             ),
+            "backup": _obj(
+                {
+                    "enabled": _BOOL,
+                    "url": {"type": "string", "pattern": "^$|^[a-z0-9]+://.+"},
+                    "schedule": {"type": "string", "minLength": 1},
+                    "timeZone": _STRING,
+                    "env": _STRING_MAP,
+                    "existingSecret": _NAME,
+                    "startingDeadlineSeconds": {"type": "integer", "minimum": 10},
+                    "successfulJobsHistoryLimit": {"type": "integer", "minimum": 0},
+                    "failedJobsHistoryLimit": {"type": "integer", "minimum": 0},
+                    "backoffLimit": {"type": "integer", "minimum": 0},
+                    "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
+                    "resources": _RESOURCES,
+                },
+                "The backup CronJob running `livelearn backup`.",
+            ),
             "networkPolicy": _obj(
                 {
                     "enabled": _BOOL,

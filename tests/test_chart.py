@@ -54,6 +54,8 @@ def pod_specs(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for manifest in manifests:
         if manifest["kind"] in {*WORKLOAD_KINDS, "Job"}:
             specs[manifest["metadata"]["name"]] = manifest["spec"]["template"]["spec"]
+        elif manifest["kind"] == "CronJob":
+            specs[manifest["metadata"]["name"]] = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         elif manifest["kind"] == "Pod":
             specs[manifest["metadata"]["name"]] = manifest["spec"]
     return specs
@@ -300,6 +302,23 @@ def test_the_topics_hook_has_the_settings_of_the_config_map():
     config_map = by_kind(manifests, "ConfigMap")["shop-livelearn-config"]["data"]
     assert config_map.items() <= literal_env(c).items()
     assert "LIVELEARN_KAFKA_SASL_PASSWORD" in {e["name"] for e in c["env"]}
+
+
+def test_the_backup_cron_job_runs_livelearn_backup_with_the_settings_and_the_credentials_secret():
+    manifests = render(example_values("production"))
+    (job,) = by_kind(manifests, "CronJob").values()
+    assert job["spec"]["schedule"] == "*/15 * * * *" and job["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"][0] == "backup" and "backup" in typer.main.get_command(app).commands
+    sources = [next(iter(s.values()))["name"] for s in c["envFrom"]]
+    assert sources[0].endswith("-config") and sources[1] == "livelearn-backup-s3"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["LIVELEARN_BACKUP_URL"] == "s3://shop-ml-backups/livelearn" and env["AWS_REGION"] == "eu-west-1"
+    assert pod["automountServiceAccountToken"] is False
+    assert not by_kind(render(), "CronJob")  # off by default
+    with pytest.raises(Exception, match=r"backup.enabled needs backup.url"):
+        render({"backup": {"enabled": True}})
 
 
 def test_the_workloads_run_real_commands():
