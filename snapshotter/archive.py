@@ -367,13 +367,16 @@ def import_versions(
     *,
     actor: str,
     as_stable: Callable[[ArchivedVersion], bool] | None = None,
+    below_counter: bool = False,
 ) -> ImportReport:
     """Write versions ``numbers`` of ``archive`` (default: all) into ``store`` under their own numbers, oldest first,
     each checked against the manifest before it is written; one the store holds already (the same bytes) is left.
 
     Raises :class:`ArchiveCorruptError` at the first version that fails its checksum (those before it are imported:
     running the import again goes on) and :class:`ArchiveConflictError` when the store holds a different version under
-    a number. ``as_stable`` decides which become stable here (default: those stable where they came from)."""
+    a number, or when it numbered a version with that number already and no longer holds it (unless
+    ``below_counter``: the archive holds this store's own versions). ``as_stable`` decides which become stable here
+    (default: those stable where they came from)."""
     started = time.monotonic()
     selected = sorted(set(numbers)) if numbers is not None else list(archive.versions)
     unknown = [n for n in selected if n not in archive.versions]
@@ -398,6 +401,7 @@ def import_versions(
             created_at=entry.created_at,
             actor=actor,
             source=source,
+            below_counter=below_counter,
         )
         (imported if fresh else present).append(number)
         size += len(meta) + len(blob)

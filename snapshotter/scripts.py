@@ -325,6 +325,7 @@ IMPORT_VERSION = ScriptSpec(
         "created_at",
         "actor",
         "source",
+        "below_counter",
     ),
 )
 RESTORE = ScriptSpec(

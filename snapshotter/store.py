@@ -356,11 +356,14 @@ class VersionStore:
         created_at: float,
         actor: str,
         source: str,
+        below_counter: bool = False,
     ) -> bool:
         """Store version ``number`` as it was elsewhere (``meta`` packed, ``blob`` verified by the caller), in one
         script with its version-log entry: ``True`` imported, ``False`` this very version was here already. Raises
         :class:`~streaming.errors.ArchiveConflictError` when a different version holds the number. Never moves the
-        head, serving or a pin; the counter is raised to ``number`` (never handed out again here)."""
+        head, serving or a pin; the counter is raised to ``number`` (never handed out again here). A number this store
+        handed out already and no longer holds is refused too (it may have named another version here), unless
+        ``below_counter``: the caller knows it is this store's own version (e.g. from its own backup)."""
         k = self.keys
         try:
             return bool(
@@ -376,6 +379,7 @@ class VersionStore:
                     created_at=repr(created_at),
                     actor=actor,
                     source=source,
+                    below_counter="1" if below_counter else "0",
                 )
             )
         except ScriptRefusal as refusal:

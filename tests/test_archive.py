@@ -128,6 +128,25 @@ def test_an_import_leaves_the_same_version_and_refuses_a_different_one_under_its
     assert other.raw(2) == theirs  # left as it was
 
 
+def test_a_number_this_store_handed_out_and_no_longer_holds_is_refused_unless_the_versions_are_its_own(
+    two_stores, tmp_path
+):
+    source, _target = two_stores
+    write_versions(source, 4)
+    objects = open_objects(str(tmp_path))
+    export_versions(source, objects, actor="op")
+    archive = read_archive(objects, source.keys.model_name)
+    source.client.delete(source.keys.meta(2), source.keys.blob(2))  # as retention drops a version
+    source.client.zrem(source.keys.index, 2)
+
+    with pytest.raises(ArchiveConflictError, match=r"numbered a version 2 already \(its counter is 4\)"):
+        import_versions(source, objects, archive, [2], actor="op")
+    assert source.raw(2) is None
+    # its own backup: the operator says so
+    assert import_versions(source, objects, archive, [2], actor="op", below_counter=True).imported == (2,)
+    assert source.raw(2) is not None and source.counter() == 4
+
+
 @pytest.mark.parametrize("damage", ["blob", "meta", "missing blob"])
 def test_a_damaged_object_is_named_and_nothing_of_it_is_imported(two_stores, tmp_path, damage):
     source, target = two_stores

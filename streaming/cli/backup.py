@@ -114,6 +114,15 @@ def import_(
     from_model: Annotated[
         str | None, typer.Option("--from-model", help="The model name in the archive (default: this model's).")
     ] = None,
+    own: Annotated[
+        bool,
+        typer.Option(
+            "--own-versions",
+            help="The archive holds this store's own versions (its backups): import numbers it handed out before "
+            "and no longer holds (retention dropped them). Without it such a number is refused: it may have named "
+            "another version here.",
+        ),
+    ] = False,
     actor: ActorOpt = None,
     config: ConfigOpt = None,
     model: ModelOpt = None,
@@ -132,7 +141,7 @@ def import_(
     if not archive.versions:
         raise InputError(f"{objects.where} holds no version of model {archive.model!r}")
     store = _store(settings)
-    report = import_versions(store, objects, archive, numbers or None, actor=actor_or_default(actor))
+    report = import_versions(store, objects, archive, numbers or None, actor=actor_or_default(actor), below_counter=own)
     if as_json:
         doc = {"location": objects.where, "imported": list(report.imported), "present": list(report.present)}
         typer.echo(json.dumps({**doc, "bytes_read": report.bytes_read, "seconds": round(report.seconds, 3)}))

@@ -122,7 +122,15 @@ def restore_from_backup(
     archive = read_archive(objects, store.keys.model_name)
     if plan.version not in archive.versions:
         raise ArchiveError(f"{objects.where} no longer holds version {plan.version}")
-    import_versions(store, objects, archive, plan.imports, actor=actor, as_stable=lambda v: v.number in plan.imports)
+    import_versions(  # the store's own versions, from its own backups
+        store,
+        objects,
+        archive,
+        plan.imports,
+        actor=actor,
+        as_stable=lambda v: v.number in plan.imports,
+        below_counter=True,
+    )
     join = fetch_join(objects, archive, plan.version)
     after = store.restore(
         plan.version,
