@@ -333,6 +333,7 @@ def values_schema() -> dict[str, Any]:
                     "failedJobsHistoryLimit": {"type": "integer", "minimum": 0},
                     "backoffLimit": {"type": "integer", "minimum": 0},
                     "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
+                    "alertAfterMinutes": {"type": "integer", "minimum": 1},
                     "resources": _RESOURCES,
                 },
                 "The backup CronJob running `livelearn backup`.",

@@ -374,6 +374,7 @@ class Monitor:
         self.telemetry.serving_version.set(serving or 0)
         self.telemetry.pinned.set(1 if pinned is not None else 0)
         self.telemetry.incident_open.set(0 if self.store.incident() is None else 1)
+        self.telemetry.backup_age.set(self.store.backup_age())
         threshold = self.data.threshold.value()
         if threshold is not None:
             self.telemetry.threshold.labels(self.model_name, self.guard.metric).set(threshold)

@@ -55,6 +55,13 @@ class MonitorMetrics:
         self.incident_open = gauge(
             "livelearn_incident_open", "1 while a data-quality incident is open.", registry, model
         )
+        self.backup_age = gauge(
+            "livelearn_backup_age_seconds",
+            "Seconds since the last completed `livelearn backup` of the model; with none, since its oldest stored "
+            "version was written (0 with no version).",
+            registry,
+            model,
+        )
         self.redis_up = gauge(
             "livelearn_redis_up",
             "0 while Redis is unreachable or refusing writes (the monitor waits).",

@@ -73,6 +73,8 @@ class Keys:
         self.champion = self.prefix + "champion"  # STRING: arm name the `champion` alias points at
         self.arms = self.prefix + "arms"  # HASH name -> declaration ("fast:lr=0.05"), once managed at run time
         self.canary = self.prefix + "canary"  # HASH: arm, percent, steps, step, actor, reason, at (absent: none)
+        # HASH: the last backup that completed (at, location, manifest, written, newest): the monitor's backup age
+        self.backup = self.prefix + "backup"
         self.guard = self.prefix + "guard"  # HASH: the monitors' shared cursor in `history` and judge state
         self.monitors = self.prefix + "monitors"  # ZSET of monitor ids, score = unix time of their last check
         self.learners = self.prefix + "learners"  # ZSET of learner ids (active or standby), score = last check-in

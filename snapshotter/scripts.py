@@ -82,6 +82,7 @@ __all__ = [
     "PROMOTE",
     "PROMOTE_ARM",
     "PUBLISH_STATUS",
+    "RECORD_BACKUP",
     "REFUSAL_ERRORS",
     "RELEASE",
     "RESTORE",
@@ -328,6 +329,11 @@ IMPORT_VERSION = ScriptSpec(
         "below_counter",
     ),
 )
+RECORD_BACKUP = ScriptSpec(
+    "record_backup",
+    keys=("audit", "backup"),
+    args=("maxlen", "at", "location", "manifest", "written", "newest", "actor"),
+)
 RESTORE = ScriptSpec(
     "restore",
     keys=("audit", "head", "serving", "counter", "epoch", "join"),
@@ -466,6 +472,7 @@ SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
             PROMOTE,
             START_OVER,
             IMPORT_VERSION,
+            RECORD_BACKUP,
             RESTORE,
             ROLLBACK,
             OPEN_INCIDENT,

@@ -26,7 +26,16 @@ from snapshotter.codec import (
 )
 from snapshotter.connection import as_bytes, as_int, as_text, connect_redis, redis_failure
 from snapshotter.keys import Keys
-from snapshotter.scripts import IMPORT_VERSION, PROMOTE, RESTORE, START_OVER, WRITE_VERSION, bind, refusal_error
+from snapshotter.scripts import (
+    IMPORT_VERSION,
+    PROMOTE,
+    RECORD_BACKUP,
+    RESTORE,
+    START_OVER,
+    WRITE_VERSION,
+    bind,
+    refusal_error,
+)
 from snapshotter.status import LearnerStatus, read_status
 from streaming.config import RedisSettings, Settings, StoreSettings
 from streaming.errors import RefusalCode, ScriptRefusal, SnapshotCorruptError, SnapshotError, VersionNotFoundError
@@ -127,6 +136,7 @@ class VersionStore:
         self._start_over = bind(client, START_OVER)
         self._import = bind(client, IMPORT_VERSION)
         self._restore = bind(client, RESTORE)
+        self._record_backup = bind(client, RECORD_BACKUP)
 
     @classmethod
     def for_settings(cls, client: redis.Redis, settings: StoreSettings | Settings) -> VersionStore:
@@ -416,6 +426,36 @@ class VersionStore:
             )
         except ScriptRefusal as refusal:
             raise refusal_error(refusal, f"restore of model {k.model_name!r} refused: {refusal.detail}") from None
+
+    def record_backup(
+        self, *, at: float, location: str, manifest: str, written: int, newest: int | None, actor: str
+    ) -> None:
+        """Record a completed backup (and audit it when it wrote versions), in one script."""
+        self._record_backup(
+            self.keys,
+            maxlen=self.audit_retention,
+            at=repr(at),
+            location=location,
+            manifest=manifest,
+            written=written,
+            newest=newest,
+            actor=actor,
+        )
+
+    def last_backup(self) -> dict[str, str] | None:
+        """The last completed backup (at, location, manifest, written, newest, actor), ``None`` when none is."""
+        raw = self.client.hgetall(self.keys.backup)
+        return {as_text(k): as_text(v) for k, v in raw.items()} if raw else None
+
+    def backup_age(self, now: float | None = None) -> float:
+        """Seconds since the last completed backup; with none, since the oldest version stored was written (versions
+        that were never backed up); 0 with no version at all."""
+        now = time.time() if now is None else now
+        last = self.last_backup()
+        if last is not None:
+            return max(0.0, now - float(last["at"]))
+        oldest: list[tuple[Any, float]] = self.client.zrange(self.keys.created, 0, 0, withscores=True)  # type: ignore[assignment]
+        return max(0.0, now - oldest[0][1]) if oldest else 0.0
 
     def numbers(self) -> list[int]:
         """Every stored version number, oldest first."""

@@ -105,6 +105,7 @@ def test_the_alerts_the_issue_asks_for_exist():
         "LivelearnConsumerLagGrowing",
         "LivelearnServingNotFollowing",
         "LivelearnCanaryAborted",
+        "LivelearnBackupStale",
     }
 
 
@@ -200,10 +201,12 @@ def test_promtool_accepts_the_rules(value_set, tmp_path):
         "enabled": True,
     }
     path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump({"groups": rule_groups(values)}))
+    groups = rule_groups(values)
+    path.write_text(yaml.safe_dump({"groups": groups}))
     result = run_promtool("check", "rules", path)
-    assert f"SUCCESS: {len(all_rules())} rules found" in result.stdout + result.stderr
-    assert len(all_rules()) == 14
+    count = sum(len(group["rules"]) for group in groups)
+    assert f"SUCCESS: {count} rules found" in result.stdout + result.stderr
+    assert count == {"default": 14, "production": 15}[value_set]  # the backup alert comes with the backup CronJob
 
 
 def test_promtool_parses_every_dashboard_query(tmp_path):
@@ -552,6 +555,20 @@ CASES: list[tuple[str, list[dict[str, str]], list[dict[str, Any]]]] = [
             series("livelearn_canary_percent", "5x10 25x20", arm="fast", instance="s3", pod="d"),
         ],
         [quiet("LivelearnCanaryAborted", f"{m}m") for m in range(2, 30, 2)],
+    ),
+    (
+        "backups stop: the age passes an hour and fires 5 minutes later",
+        [
+            series("livelearn_backup_age_seconds", "0+60x90", instance="m1"),
+            series("livelearn_backup_age_seconds", "0+60x90", instance="m2"),  # both monitors read one Redis
+        ],
+        [fires("LivelearnBackupStale", "70m"), fires("LivelearnBackupStale", "85m")]
+        + [quiet("LivelearnBackupStale", f"{m}m") for m in (30, 60, 64)],
+    ),
+    (
+        "a backup every 15 minutes, and a run that failed once: quiet",
+        [series("livelearn_backup_age_seconds", sawtooth(0, 1740, 60, 120), instance="m1")],
+        [quiet("LivelearnBackupStale", f"{m}m") for m in range(5, 120, 5)],
     ),
 ]
 

@@ -243,6 +243,17 @@ def test_bad_locations_and_options_are_one_line_errors(monkeypatch, capsys, argv
     one_line_error(run_livelearn(monkeypatch, capsys, *argv), *needles)
 
 
+def test_the_backup_age_counts_from_the_oldest_version_until_a_backup_completes(two_stores):
+    source, _target = two_stores
+    assert source.backup_age() == 0.0  # nothing to back up
+    write_versions(source, 2)
+    oldest = source.meta(1).created_at
+    assert source.backup_age(now=oldest + 100) == pytest.approx(100)
+    source.record_backup(at=oldest + 50, location="s3://b/p", manifest="m.json", written=2, newest=2, actor="op")
+    assert source.backup_age(now=oldest + 100) == pytest.approx(50)
+    assert source.last_backup()["location"] == "s3://b/p"
+
+
 def test_a_file_where_a_directory_should_be_is_a_one_line_error(tmp_path: Path):
     path = tmp_path / "file"
     path.write_text("x")

@@ -54,6 +54,12 @@ def test_redis_wiped_while_learning_is_restored_from_backup_and_the_learner_goes
     assert code == 0, err
     code, _out, err = cli(settings, "backup", "--to", s3)  # nothing new: nothing written
     assert code == 0 and "backed up 0 versions" in _out, err
+    store = store_for(settings)
+    last = store.last_backup()
+    assert last is not None and last["written"] == "0" and int(last["newest"]) == store.stable_numbers()[-1]
+    assert store.backup_age() < 60  # the monitor's livelearn_backup_age_seconds
+    (entry,) = read_audit(store.client, store.keys, actions={"backup"})  # only the run that wrote versions
+    assert int(entry.fields["written"]) == len(store.stable_numbers())
 
     produce(settings, EVENTS[2000:3500])
     wait_for(lambda: seen(settings) == 3500, 90, "the learner to learn 3,500 events")

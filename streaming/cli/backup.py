@@ -4,6 +4,7 @@ carried between environments through object storage, backups, and the recovery a
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -175,9 +176,15 @@ def backup(
     new = [n for n in store.stable_numbers() if n not in held]
     who = actor_or_default(actor)
     report = export_versions(store, objects, new, actor=who, kind="backup", source=_source(settings))
-    if report.written:
-        where, written = objects.where, len(report.written)
-        _audit(store, "backup", who, f"backed up to {where}", manifest=report.manifest, written=written)
+    newest = max([*held, *report.written, *report.present], default=None)
+    store.record_backup(
+        at=time.time(),
+        location=objects.where,
+        manifest=report.manifest,
+        written=len(report.written),
+        newest=newest,
+        actor=who,
+    )
     _print(report, objects.where, as_json, "backed up")
 
 
