@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from streaming.config import Settings
 from streaming.events import Event, encode_event
-from streaming.learner.offline import _Discard  # the offline step's producer: accepts every send
+from streaming.learner.offline import Discard  # the offline step's producer: accepts every send
 from streaming.learner.outputs import Outputs
 from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState, spec_from_settings
@@ -63,7 +63,7 @@ def one_round(variant: str, batch: list[Record], engine: str) -> float:
     telemetry = LearnerMetrics(CollectorRegistry(), settings.model_name)
     state = LearnerState.fresh(spec_from_settings(settings), settings)
     step = EventStep(settings, telemetry)
-    outputs = Outputs(_Discard(), settings, telemetry)
+    outputs = Outputs(Discard(), settings, telemetry)
     tp = TopicPartition("events", 0)
     positions = {tp: 0}
     start = time.process_time()

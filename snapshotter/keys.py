@@ -73,6 +73,9 @@ class Keys:
         self.champion = self.prefix + "champion"  # STRING: arm name the `champion` alias points at
         self.arms = self.prefix + "arms"  # HASH name -> declaration ("fast:lr=0.05"), once managed at run time
         self.canary = self.prefix + "canary"  # HASH: arm, percent, steps, step, actor, reason, at (absent: none)
+        # HASH name -> JSON of each rebuild's branch (base, ranges, exclusions, provenance, status, head, heartbeat);
+        # each branch's versions in the ZSET branch(name)
+        self.branches = self.prefix + "branches"
         # HASH: the last backup that completed (at, location, manifest, written, newest): the monitor's backup age
         self.backup = self.prefix + "backup"
         self.guard = self.prefix + "guard"  # HASH: the monitors' shared cursor in `history` and judge state
@@ -80,6 +83,10 @@ class Keys:
         self.learners = self.prefix + "learners"  # ZSET of learner ids (active or standby), score = last check-in
         self.channel = self.prefix + "control"  # pub/sub channel: "rollback", "serving", "freeze", "resume"
         self.version_prefix = self.prefix + "v:"
+
+    def branch(self, name: str) -> str:
+        """The versions of rebuild branch ``name`` (ZSET, score = number)."""
+        return f"{self.prefix}branch:{name}"
 
     def blob(self, number: int) -> str:
         return f"{self.version_prefix}{number}:blob"

@@ -59,6 +59,7 @@ from streaming.errors import (
     NotFrozenError,
     NotPinnedError,
     QuarantinedError,
+    RebuildError,
     RefusalCode,
     ScriptRefusal,
     SnapshotError,
@@ -81,6 +82,7 @@ __all__ = [
     "PIN",
     "PROMOTE",
     "PROMOTE_ARM",
+    "PROMOTE_BRANCH",
     "PUBLISH_STATUS",
     "RECORD_BACKUP",
     "REFUSAL_ERRORS",
@@ -89,8 +91,11 @@ __all__ = [
     "RESUME",
     "ROLLBACK",
     "SPECS",
+    "START_BRANCH",
     "START_OVER",
     "UNPIN",
+    "UPDATE_BRANCH",
+    "WRITE_BRANCH",
     "WRITE_VERSION",
     "BoundScript",
     "ScriptSpec",
@@ -244,6 +249,8 @@ REFUSAL_ERRORS: Mapping[RefusalCode, type[LivelearnError]] = MappingProxyType(
         RefusalCode.NOT_MANAGED: ChallengerError,
         RefusalCode.CONFLICT: ArchiveConflictError,
         RefusalCode.NOT_EMPTY: ControlError,
+        RefusalCode.BRANCH_EXISTS: RebuildError,
+        RefusalCode.NOT_DONE: RebuildError,
     }
 )
 
@@ -328,6 +335,44 @@ IMPORT_VERSION = ScriptSpec(
         "source",
         "below_counter",
     ),
+)
+_REBUILD = MappingProxyType({RefusalCode.CONFLICT: RebuildError, RefusalCode.MISSING: RebuildError})
+START_BRANCH = ScriptSpec(
+    "start_branch", keys=("branches",), args=("name", "doc", "now_ms", "stale_ms"), raises=_REBUILD
+)
+WRITE_BRANCH = ScriptSpec(
+    "write_branch",
+    keys=("counter", "index", "created", "protected", "branches", "version_log"),
+    args=("version_prefix", "blob", "meta", "created_at", "branch_key", "name", "doc", "version_log_maxlen", "actor"),
+)
+UPDATE_BRANCH = ScriptSpec("update_branch", keys=("branches",), args=("name", "doc"), raises=_REBUILD)
+PROMOTE_BRANCH = ScriptSpec(
+    "promote_branch",
+    keys=(
+        "audit",
+        "head",
+        "epoch",
+        "resume",
+        "stable",
+        "candidates",
+        "serving",
+        "pinned",
+        "lease",
+        "branches",
+        "protected",
+    ),
+    args=(
+        "maxlen",
+        "name",
+        "branch_key",
+        "expected_epoch",
+        "actor",
+        "reason",
+        "channel",
+        "provenance",
+        "now",
+    ),
+    raises=_REBUILD,
 )
 RECORD_BACKUP = ScriptSpec(
     "record_backup",
@@ -474,6 +519,10 @@ SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
             IMPORT_VERSION,
             RECORD_BACKUP,
             RESTORE,
+            START_BRANCH,
+            WRITE_BRANCH,
+            UPDATE_BRANCH,
+            PROMOTE_BRANCH,
             ROLLBACK,
             OPEN_INCIDENT,
             CLOSE_INCIDENT,

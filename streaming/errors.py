@@ -33,6 +33,7 @@ went wrong *and* what to do about it; the CLI prints them as one line and exits 
     ├── OutputDeliveryError       dead letters or predictions were not delivered; no snapshot moved past them
     ├── StoreLostError            Redis lost the versions of a model Kafka says was learned
     ├── OffsetsExpiredError       Kafka no longer holds the records a restore or rebuild needs (log start offset)
+    ├── RebuildError              a rebuild cannot start (its range, its base) or its branch cannot be promoted
     ├── ArchiveError              an export, backup or import could not read or write its object storage
     │   ├── ArchiveCorruptError       an archived object does not match its checksum or cannot be read
     │   └── ArchiveConflictError      a different version already holds that number (in the archive or in Redis)
@@ -72,6 +73,7 @@ __all__ = [
     "OffsetsExpiredError",
     "OutputDeliveryError",
     "QuarantinedError",
+    "RebuildError",
     "RefusalCode",
     "ScriptRefusal",
     "SnapshotCorruptError",
@@ -170,6 +172,8 @@ class RefusalCode(enum.StrEnum):
     NOT_MANAGED = "NOT_MANAGED"  # the challengers are the settings' already (nothing to reset)
     CONFLICT = "CONFLICT"  # a different version holds that number already
     NOT_EMPTY = "NOT_EMPTY"  # a restore into a store that has a lineage already
+    BRANCH_EXISTS = "BRANCH_EXISTS"  # a rebuild branch of that name exists already
+    NOT_DONE = "NOT_DONE"  # the rebuild branch is not finished (running, failed or promoted)
 
 
 class ScriptRefusal(LivelearnError):
@@ -244,6 +248,11 @@ class StoreLostError(LivelearnError):
 class OffsetsExpiredError(LivelearnError):
     """Kafka no longer holds records a restore or a rebuild needs: its log starts after them (retention); the
     message names each partition's log start offset and the offset needed."""
+
+
+class RebuildError(LivelearnError):
+    """A rebuild cannot start (its range overlaps a running one, its base version is missing or quarantined) or its
+    branch cannot be promoted (not finished, the lineage moved since); the message says which."""
 
 
 class ArchiveError(LivelearnError):

@@ -30,7 +30,7 @@ from streaming.config import Settings
 from streaming.errors import ConfigError
 from streaming.events import Event, encode_event
 from streaming.kernel import S_RESUM
-from streaming.learner.offline import _Discard
+from streaming.learner.offline import Discard
 from streaming.learner.outputs import Outputs
 from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.restore import Restored, restore_state
@@ -59,7 +59,7 @@ class Run:
         telemetry = LearnerMetrics(CollectorRegistry(), self.settings.model_name)
         self.state = state or LearnerState.fresh(spec_from_settings(self.settings), self.settings)
         self.step = EventStep(self.settings, telemetry)
-        self.outputs = Outputs(_Discard(), self.settings, telemetry)
+        self.outputs = Outputs(Discard(), self.settings, telemetry)
         self.positions: dict[TopicPartition, int] = {}
 
     def feed(self, records: list[tuple[str, bytes]]) -> Run:

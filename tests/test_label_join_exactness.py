@@ -22,7 +22,7 @@ from river import evaluate, metrics, stream
 
 from streaming.config import Settings
 from streaming.events import Event, Label, encode_event, encode_label
-from streaming.learner.offline import _Discard
+from streaming.learner.offline import Discard
 from streaming.learner.outputs import Outputs
 from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState, spec_from_settings
@@ -40,7 +40,7 @@ def run_records(records: list[tuple[str, bytes]], settings: Settings) -> Learner
     telemetry = LearnerMetrics(CollectorRegistry(), settings.model_name)
     state = LearnerState.fresh(spec_from_settings(settings), settings)
     step = EventStep(settings, telemetry)
-    outputs = Outputs(_Discard(), settings, telemetry)
+    outputs = Outputs(Discard(), settings, telemetry)
     positions: dict[TopicPartition, int] = {}
     for topic, value in records:
         tp = TopicPartition(topic, 0)
@@ -226,7 +226,7 @@ def test_a_version_stores_the_join_and_a_restored_learner_goes_on_exactly(shop_e
         Restored(model, prequential, dict(snapshot.counters), _meta(), dict(snapshot.stream)), unpack(join_blob)
     )
     telemetry = LearnerMetrics(CollectorRegistry(), "m")
-    step, outputs = EventStep(settings, telemetry), Outputs(_Discard(), settings, telemetry)
+    step, outputs = EventStep(settings, telemetry), Outputs(Discard(), settings, telemetry)
     positions = {TopicPartition("events", 0): 0, TopicPartition("labels", 0): 0}  # only after the snapshot is stepped
     for index, (topic, value) in enumerate(records):
         tp = TopicPartition(topic, 0)

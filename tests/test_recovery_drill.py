@@ -26,7 +26,8 @@ def seen(settings) -> int:
 @pytest.fixture
 def cli(monkeypatch, capsys):
     """``livelearn ARGV`` in this process, on the given settings' model and Redis (nothing from the environment)."""
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
+    lane = {"LIVELEARN_KAFKA_CLIENT", "LIVELEARN_ENGINE"}  # the test lane's client and engine stay
+    for name in [n for n in os.environ if n.startswith("LIVELEARN_") and n not in lane]:
         monkeypatch.delenv(name)
 
     def run(settings, *argv: str) -> tuple[int, str, str]:

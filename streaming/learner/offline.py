@@ -28,7 +28,7 @@ from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.transport import Record, Tally, TopicPartition
 
-__all__ = ["replay_samples"]
+__all__ = ["Discard", "replay_samples"]
 
 
 class _Delivered:
@@ -38,7 +38,7 @@ class _Delivered:
         return False
 
 
-class _Discard:
+class Discard:
     """Stands in for the producer: offline, predictions and dead letters go nowhere."""
 
     def send(self, *_args: Any, **_kwargs: Any) -> _Delivered:
@@ -67,7 +67,7 @@ def replay_samples(
     telemetry = LearnerMetrics(CollectorRegistry(), settings.model_name)
     state = LearnerState.fresh(spec_from_settings(settings), settings)
     step = EventStep(settings, telemetry)
-    outputs = Outputs(_Discard(), settings, telemetry)
+    outputs = Outputs(Discard(), settings, telemetry)
     tp = TopicPartition("offline", 0)
     positions = {tp: 0}
     for offset, event in enumerate(events):

@@ -22,7 +22,7 @@ from streaming.engines import LearningModel, restore_model
 from streaming.errors import ModelSpecMismatchError, SnapshotCorruptError, SnapshotError, VersionNotFoundError
 from streaming.model import ModelSpec
 
-__all__ = ["Restored", "restore_head", "restore_state"]
+__all__ = ["Restored", "restore_head", "restore_state", "restore_version"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,18 @@ def _lineage(store: VersionStore, head: int) -> Iterator[int]:
             number = lower[-1] if lower else None
 
 
+def restore_version(store: VersionStore, number: int, spec: ModelSpec, window: int) -> Restored:
+    """Version ``number`` brought back to life (raises what :meth:`VersionStore.load` and :func:`restore_state`
+    raise)."""
+    meta, state = store.load(number, packed_weights=True)  # the compiled engine reads the doubles as stored
+    arm = str(meta.extra.get("arm", BASE))
+    # after a promotion the champion is the promoted arm: its spec is the version's, not the settings'
+    own = ModelSpec.from_dict(state.spec) if arm != BASE else spec
+    model, prequential = restore_state(state, own, window)
+    stream, arms = dict(state.stream), dict(state.arms)
+    return Restored(model, prequential, dict(state.counters), meta, stream, arms, arm, None if arm == BASE else own)
+
+
 def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored | None:
     """The newest loadable version at or below the head, or ``None`` when none was ever written. A version in a
     newer snapshot format is not skipped (:class:`SnapshotFormatError` goes up): falling back past it would
@@ -84,17 +96,10 @@ def restore_head(store: VersionStore, spec: ModelSpec, window: int) -> Restored 
     problems = []
     for number in _lineage(store, head):
         try:
-            meta, state = store.load(number, packed_weights=True)  # the compiled engine reads the doubles as stored
-            arm = str(meta.extra.get("arm", BASE))
-            # after a promotion the champion is the promoted arm: its spec is the version's, not the settings'
-            own = ModelSpec.from_dict(state.spec) if arm != BASE else spec
-            model, prequential = restore_state(state, own, window)
+            return restore_version(store, number, spec, window)
         except (SnapshotCorruptError, VersionNotFoundError) as exc:
             log.error("version %d cannot be restored (%s); trying an older one", number, exc)
             problems.append(f"v{number}: {exc}")
-            continue
-        stream, arms = dict(state.stream), dict(state.arms)
-        return Restored(model, prequential, dict(state.counters), meta, stream, arms, arm, None if arm == BASE else own)
     raise SnapshotError(
         "no stored version of this model can be restored (" + "; ".join(problems) + "); "
         "inspect them with `livelearn versions list` before starting from scratch under a new model name"

@@ -1,0 +1,21 @@
+-- Store one version of a rebuild's branch, atomically: the next number, blob and metadata, indexed, kept from
+-- retention (protected until the branch is promoted or dropped), in the branch's set, its doc's head moved and
+-- heartbeat renewed, a version-log entry. Never touches the head, serving, the stable versions or the lease: a
+-- branch serves nothing until it is promoted.
+-- KEYS: counter, index, created, protected, branches, version_log
+-- ARGV: version_prefix, blob, meta, created_at, branch_key, name, doc, version_log_maxlen, actor
+-- branch_key: the branch's ZSET (Keys.branch(name)); doc: the branch's JSON without its head (set here).
+local n = redis.call('INCR', KEYS[1])
+redis.call('SET', ARGV[1] .. n .. ':blob', ARGV[2])
+redis.call('SET', ARGV[1] .. n .. ':meta', ARGV[3])
+redis.call('ZADD', KEYS[2], n, n)
+redis.call('ZADD', KEYS[3], ARGV[4], n)
+redis.call('SADD', KEYS[4], n)
+redis.call('ZADD', ARGV[5], n, n)
+local doc = cjson.decode(ARGV[7])
+doc.head = n
+doc.versions = redis.call('ZCARD', ARGV[5])
+redis.call('HSET', KEYS[5], ARGV[6], cjson.encode(doc))
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', tonumber(ARGV[8]), '*', 'action', 'branch', 'actor', ARGV[9],
+  'reason', 'rebuild branch ' .. ARGV[6], 'from', '', 'to', n, 'metrics', '{}', 'epoch', '')
+return n

@@ -1,0 +1,481 @@
+"""Rebuild: learn a bounded range of the events topic again, from a stored version (or from nothing), as a branch.
+
+SGD cannot subtract events. When a bad range is found after its versions were served (a labeller wrong for six
+hours), the honest repair is to go back to a version before it and learn again, skipping it. A rebuild reads the
+events topic with partitions it assigns itself (never the live consumer group, nothing committed, no prediction
+published) from the base version's offsets to ``until``, runs each record through the learner's own per-event step
+(:class:`~streaming.learner.step.EventStep`: decode, dedupe, score, metrics, data signals, learn — the same code and
+the same order, so the same bits), skips the excluded ranges, and writes versions as a branch
+(:mod:`snapshotter.branches`): numbered, parent chain from the base, provenance in ``extra.rebuild``, never serving.
+``livelearn rebuild promote`` then moves the learner lineage to the branch head.
+
+**Order.** One partition is learned in offset order: a rebuild with no exclusion from version k to version k+j's
+offsets reproduces k+j's model bit for bit. Several partitions are merged by record timestamp (then partition, then
+offset): deterministic, the same on every run, but not necessarily the order the live learner's polls interleaved
+them in, so the result equals a plain loop over that merged order, not the live lineage's bits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import heapq
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry
+
+from snapshotter.branches import Branches
+from snapshotter.store import VersionStore
+from streaming.config import Settings
+from streaming.errors import (
+    EventError,
+    InputError,
+    OffsetsExpiredError,
+    RebuildError,
+    SnapshotError,
+    VersionNotFoundError,
+)
+from streaming.learner.offline import Discard
+from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
+from streaming.learner.restore import restore_version
+from streaming.learner.state import LearnerState, spec_from_settings
+from streaming.learner.step import EventStep
+from streaming.transport import Consumer, Record, TopicPartition, make_consumer, topic_partitions
+
+__all__ = ["Exclusion", "RebuildPlan", "RebuildReport", "parse_until", "plan_rebuild", "run_rebuild"]
+
+log = logging.getLogger(__name__)
+
+_EXCLUSION = re.compile(r"kafka:(?P<topic>[^:]+):(?P<partition>\d+):(?P<first>\d+)-(?P<last>\d+)")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Seconds between a running rebuild's heartbeats (a rebuild silent for ``snapshotter.branches.STALE_MS`` is dead).
+HEARTBEAT_SECONDS = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Exclusion:
+    """Offsets ``first`` to ``last`` (both included) of one partition: skipped by the rebuild.
+
+    >>> Exclusion.parse("kafka:events:0:5000-6499")
+    Exclusion(topic='events', partition=0, first=5000, last=6499)
+    >>> Exclusion.parse("events:0:5000")
+    Traceback (most recent call last):
+    ...
+    streaming.errors.InputError: --exclude 'events:0:5000' is not kafka:TOPIC:PARTITION:FROM-TO (offsets, both included)
+    """
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+
+    @classmethod
+    def parse(cls, text: str) -> Exclusion:
+        match = _EXCLUSION.fullmatch(text.strip())
+        if match is None:
+            raise InputError(f"--exclude {text!r} is not kafka:TOPIC:PARTITION:FROM-TO (offsets, both included)")
+        first, last = int(match["first"]), int(match["last"])
+        if last < first:
+            raise InputError(f"--exclude {text!r}: FROM ({first}) is after TO ({last})")
+        return cls(match["topic"], int(match["partition"]), first, last)
+
+    def __str__(self) -> str:
+        return f"kafka:{self.topic}:{self.partition}:{self.first}-{self.last}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RebuildPlan:
+    """What a rebuild reads and where it starts (:func:`plan_rebuild`)."""
+
+    name: str
+    base: int | None  #: the version it starts from (``None``: from nothing)
+    start: dict[str, dict[str, int]]  #: first offset read, per topic and partition (the base's offsets)
+    until: dict[str, dict[str, int]]  #: first offset not read
+    exclusions: tuple[Exclusion, ...]
+    mode: Literal["online", "batch"] = "online"
+    batch_size: int = 32
+    epochs: int = 1
+    seed: int = 0
+    every: int = 100_000  #: a branch version every this many records read (and one at the end)
+    epoch: int = 0  #: the lineage epoch of the base version
+
+    @property
+    def ranges(self) -> dict[str, dict[str, list[int]]]:
+        return {t: {p: [self.start[t][p], end] for p, end in parts.items()} for t, parts in self.until.items()}
+
+    @property
+    def records(self) -> int:
+        """Offsets in the range, excluded ones included."""
+        return sum(end - self.start[t][p] for t, parts in self.until.items() for p, end in parts.items())
+
+    def describe(self) -> str:
+        spans = ", ".join(
+            f"{t}[{p}] {a}-{b}" for t, parts in self.ranges.items() for p, (a, b) in sorted(parts.items())
+        )
+        skip = f"; excluding {', '.join(map(str, self.exclusions))}" if self.exclusions else ""
+        batch = f" (batch {self.batch_size}, {self.epochs} epochs, seed {self.seed})" if self.mode == "batch" else ""
+        base = f"version {self.base}" if self.base is not None else "nothing"
+        return f"branch {self.name}: from {base} over {spans} ({self.records:,} offsets){skip}; {self.mode}{batch}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RebuildReport:
+    """What a rebuild did."""
+
+    name: str
+    versions: tuple[int, ...]
+    read: int  #: records read
+    excluded: int  #: records skipped by an exclusion
+    learned: int  #: events learned
+    seconds: float
+
+    @property
+    def head(self) -> int | None:
+        return self.versions[-1] if self.versions else None
+
+
+def parse_until(text: str, ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """``--until``: ``head`` (each partition's end now) or ``PARTITION:OFFSET,...`` of the events topic (the first
+    offset not read; partitions not named: their end now).
+
+    >>> tp = TopicPartition("events", 0)
+    >>> parse_until("head", {tp: 900}), parse_until("0:500", {tp: 900})
+    ({TopicPartition(topic='events', partition=0): 900}, {TopicPartition(topic='events', partition=0): 500})
+    """
+    if text.strip() == "head":
+        return dict(ends)
+    until = dict(ends)
+    by_partition = {tp.partition: tp for tp in ends}
+    for part in text.split(","):
+        partition, _, offset = part.strip().partition(":")
+        if not partition.isdigit() or not offset.isdigit():
+            raise InputError(f"--until {text!r}: say head, or PARTITION:OFFSET,... (e.g. 0:15000,1:14800)")
+        tp = by_partition.get(int(partition))
+        if tp is None:
+            raise InputError(f"--until {text!r}: the events topic has no partition {partition}")
+        if int(offset) > ends[tp]:
+            raise InputError(f"--until {text!r}: partition {partition} ends at {ends[tp]}")
+        until[tp] = int(offset)
+    return until
+
+
+def plan_rebuild(
+    settings: Settings,
+    store: VersionStore,
+    *,
+    name: str,
+    base: int | None,
+    until: str = "head",
+    exclusions: tuple[Exclusion, ...] = (),
+    force: bool = False,
+    consumer: Consumer | None = None,
+    **options: Any,
+) -> RebuildPlan:
+    """Check a rebuild before it starts: the base version exists and is not quarantined (unless ``force``), the
+    range holds (Kafka still holds its first offsets: the log start offset), the exclusions name its topic.
+    ``options``: the plan's ``mode``, ``batch_size``, ``epochs``, ``seed``, ``every``."""
+    if not _NAME.fullmatch(name):
+        raise InputError(f"branch name {name!r}: 1-64 letters, digits, '.', '_' or '-'")
+    if settings.labels.joined:
+        raise RebuildError(
+            "a rebuild with the label join (LIVELEARN_LABEL_WAIT) is not supported yet: its waiting events are not "
+            "replayed; rebuild with the join off only where labels come inside the events"
+        )
+    topic = settings.kafka.events_topic
+    epoch, start_offsets = 0, {}
+    if base is not None:
+        try:
+            meta = store.meta(base)
+        except VersionNotFoundError:
+            raise RebuildError(f"base version {base} of model {store.keys.model_name!r} is not stored") from None
+        incident = store.quarantined().get(base)
+        if incident is not None and not force:
+            raise RebuildError(f"base version {base} is quarantined by incident {incident}; --force to use it anyway")
+        start_offsets = dict(meta.offsets.get(topic, {}))
+        epoch = meta.epoch
+    own = consumer is None
+    consumer = consumer or make_consumer(settings.kafka)
+    try:
+        partitions = topic_partitions(consumer, topic)
+        timeout = int(settings.kafka.bootstrap_timeout_seconds * 1000)
+        logs = consumer.beginning_offsets(partitions, timeout_ms=timeout)
+        ends = fetched_ends(consumer, partitions, timeout / 1000)
+    finally:
+        if own:
+            consumer.close()
+    if base is None:  # from nothing: from the start of each log
+        start = {tp: logs.get(tp, 0) for tp in partitions}
+    else:  # a partition the base never read: from its start (offset 0), as the live learner read it
+        start = {tp: int(start_offsets.get(str(tp.partition), 0)) for tp in partitions}
+    expired = [(tp, start[tp], logs[tp]) for tp in partitions if tp in logs and logs[tp] > start[tp]]
+    if expired:
+        said = "; ".join(
+            f"{tp.topic}[{tp.partition}] needs offset {need}, its log starts at {at}" for tp, need, at in expired
+        )
+        raise OffsetsExpiredError(f"Kafka no longer holds the range to rebuild ({said}): rebuild from a newer version")
+    stop = parse_until(until, ends)
+    behind = [tp for tp in partitions if stop[tp] < start[tp]]
+    if behind:
+        named = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in behind)
+        raise InputError(f"--until is before the base version's offsets on {named}")
+    for exclusion in exclusions:
+        if exclusion.topic != topic:
+            raise InputError(f"--exclude {exclusion}: the rebuild reads {topic!r}, not {exclusion.topic!r}")
+    return RebuildPlan(
+        name=name,
+        base=base,
+        start={topic: {str(tp.partition): start[tp] for tp in partitions}},
+        until={topic: {str(tp.partition): stop[tp] for tp in partitions}},
+        exclusions=tuple(exclusions),
+        epoch=epoch,
+        **options,
+    )
+
+
+def fetched_ends(consumer: Consumer, partitions: list[TopicPartition], budget: float) -> dict[TopicPartition, int]:
+    """Each partition's end now: the high-water mark of a fetch (some brokers' ListOffsets "latest" lags behind
+    a batched produce), at least what ListOffsets says. Leaves ``consumer`` assigned to ``partitions``."""
+    listed = consumer.end_offsets(partitions, timeout_ms=max(1, int(budget * 1000)))
+    consumer.assign(partitions)
+    for tp in partitions:
+        consumer.seek(tp, max(0, listed.get(tp, 0) - 1))
+    deadline = time.monotonic() + budget
+    while any(consumer.highwater(tp) is None for tp in partitions) and time.monotonic() < deadline:
+        consumer.poll(timeout_ms=200, max_records=1)
+    return {tp: max(listed.get(tp, 0), consumer.highwater(tp) or 0) for tp in partitions}
+
+
+def settings_hash(settings: Settings) -> str:
+    """A short hash of the settings that shape learning (no secrets, no addresses)."""
+    hidden = {
+        name
+        for name in type(settings).model_fields
+        if "password" in name or "token" in name or name.endswith(("_url", "_bootstrap", "_host"))
+    }
+    doc = settings.model_dump(mode="json", exclude=hidden)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def provenance(settings: Settings, plan: RebuildPlan, engine: str) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "base": plan.base,
+        "ranges": plan.ranges,
+        "exclusions": [str(e) for e in plan.exclusions],
+        "mode": plan.mode,
+        **({"batch_size": plan.batch_size, "epochs": plan.epochs, "seed": plan.seed} if plan.mode == "batch" else {}),
+        "engine": engine,
+        "river": of("river"),
+        "livelearn": of("livelearn"),
+        "settings_sha256": settings_hash(settings),
+    }
+
+
+def _merged(consumer: Consumer, start: dict[TopicPartition, int], until: dict[TopicPartition, int]) -> Iterator[Record]:
+    """The records of every partition from ``start`` to ``until``, merged by (timestamp, partition, offset)."""
+    todo = {tp for tp in start if until[tp] > start[tp]}
+    if not todo:
+        return
+    consumer.assign(sorted(todo))
+    for tp in todo:
+        consumer.seek(tp, start[tp])
+    buffers: dict[TopicPartition, deque[Record]] = {tp: deque() for tp in todo}
+    done: set[TopicPartition] = set()
+    heap: list[tuple[int, int, int, TopicPartition]] = []
+
+    def fill() -> None:
+        while True:
+            waiting = [tp for tp in todo if tp not in done and not buffers[tp]]
+            if not waiting:
+                return
+            batch = consumer.poll(timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                if tp not in buffers or tp in done:
+                    continue
+                for record in records:
+                    if record.offset >= until[tp]:
+                        done.add(tp)
+                        break
+                    buffers[tp].append(record)
+                if buffers[tp] and buffers[tp][-1].offset == until[tp] - 1:
+                    done.add(tp)
+
+    fill()
+    for tp, buffer in buffers.items():
+        if buffer:
+            r = buffer[0]
+            heapq.heappush(heap, (r.timestamp, r.partition, r.offset, tp))
+    while heap:
+        _ts, _p, _o, tp = heapq.heappop(heap)
+        record = buffers[tp].popleft()
+        yield record
+        if not buffers[tp] and tp not in done:
+            fill()
+        if buffers[tp]:
+            r = buffers[tp][0]
+            heapq.heappush(heap, (r.timestamp, r.partition, r.offset, tp))
+
+
+def run_rebuild(
+    settings: Settings,
+    store: VersionStore,
+    plan: RebuildPlan,
+    *,
+    actor: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> RebuildReport:
+    """Carry out ``plan``: the branch registered (refused when a running rebuild overlaps), each record of the range
+    stepped as the live learner steps it (no prediction published), versions written every ``plan.every`` records
+    and at the end. A failure marks the branch ``failed`` (its versions stay) and goes up."""
+    if plan.mode != "online":
+        raise RebuildError(f"rebuild mode {plan.mode!r} is not built yet: use --mode online")
+    started = time.monotonic()
+    offline = settings.model_copy(update={"publish_predictions": False})
+    state = LearnerState.fresh(spec_from_settings(offline), offline)
+    if plan.base is not None:
+        try:
+            state.adopt(restore_version(store, plan.base, state.spec, offline.learner.rolling_window))
+        except SnapshotError as exc:
+            raise RebuildError(f"base version {plan.base} cannot be restored: {exc}") from None
+    from streaming.engines import resolve_engine
+
+    origin = provenance(offline, plan, resolve_engine(offline.model.engine))
+    branches = Branches(store)
+    branches.start(plan.name, base=plan.base, ranges=plan.ranges, provenance=origin, actor=actor)
+    telemetry = LearnerMetrics(CollectorRegistry(), offline.model_name)
+    step = EventStep(offline, telemetry)
+    outputs = Outputs(Discard(), offline, telemetry)
+    topic = offline.kafka.events_topic
+    start = {TopicPartition(topic, int(p)): o for p, o in plan.start[topic].items()}
+    until = {TopicPartition(topic, int(p)): o for p, o in plan.until[topic].items()}
+    positions = dict(start)
+    excluded_by = [(e.partition, e.first, e.last) for e in plan.exclusions]
+    versions: list[int] = []
+    parent = plan.base
+    read = excluded = 0
+    beat = time.monotonic()
+    extra = {"rebuild": origin}
+
+    def write() -> None:
+        nonlocal parent
+        snapshot = state.snapshot_state()
+        offsets = {topic: {str(tp.partition): position for tp, position in positions.items()}}
+        meta = branches.write(
+            plan.name,
+            snapshot,
+            offsets=offsets,
+            metrics={"rolling": state.metrics.rolling_values(), "cumulative": state.metrics.cumulative_values()},
+            parent=parent,
+            epoch=plan.epoch,
+            extra=extra,
+            model_events_learned=state.model.steps,
+        )
+        versions.append(meta.number)
+        parent = meta.number
+
+    consumer = make_consumer(offline.kafka)
+    try:
+        for record in _merged(consumer, start, until):
+            tp = TopicPartition(record.topic, record.partition)
+            positions[tp] = record.offset + 1
+            read += 1
+            if any(p == record.partition and a <= record.offset <= b for p, a, b in excluded_by):
+                excluded += 1
+            else:
+                step.process(state, record, outputs, positions)
+                state.samples.clear()  # offline: nothing is recorded in the history
+                state.incident_events.clear()
+            if read % plan.every == 0:
+                write()
+            if time.monotonic() - beat > HEARTBEAT_SECONDS:
+                beat = time.monotonic()
+                branches.report(plan.name, read=read)
+                if progress is not None:
+                    progress(read, plan.records)
+        positions = dict(until)
+        if not versions or read % plan.every:
+            write()
+    except BaseException:
+        branches.finish(plan.name, "failed", read=read)
+        raise
+    finally:
+        consumer.close()
+    branches.finish(plan.name, "done", read=read, excluded=excluded, learned=step.learned)
+    return RebuildReport(plan.name, tuple(versions), read, excluded, step.learned, time.monotonic() - started)
+
+
+def validate_branch(settings: Settings, store: VersionStore, name: str, *, last: int = 1000) -> dict[str, Any]:
+    """Score the head of branch ``name`` and the lineage's head on the labelled events among the last ``last``
+    offsets of the branch's range (excluded offsets left out) and on the reference set (when one is configured):
+    accuracy and log loss, the guarded metric on the reference set. Nothing is learned."""
+    import math
+
+    from streaming.events import EventLimits, decode_event
+    from streaming.learner.reference_gate import ReferenceGate, load_reference_set
+
+    doc = Branches(store).get(name)
+    if doc is None:
+        raise RebuildError(f"no branch named {name!r} (see `livelearn rebuild list`)")
+    if doc.get("head") is None:
+        raise RebuildError(f"branch {name!r} has no version yet")
+    spec, window = spec_from_settings(settings), settings.learner.rolling_window
+    models = {"branch": (int(doc["head"]), None), "lineage": (store.head(), None)}
+    restored = {
+        key: restore_version(store, number, spec, window).model
+        for key, (number, _none) in models.items()
+        if number is not None
+    }
+    topic = settings.kafka.events_topic
+    ranges = doc["ranges"].get(topic, {})
+    excluded = [
+        Exclusion.parse(text) for text in doc.get("provenance", {}).get("exclusions", []) if isinstance(text, str)
+    ]
+    until = {TopicPartition(topic, int(p)): int(span[1]) for p, span in ranges.items()}
+    start = {tp: max(int(ranges[str(tp.partition)][0]), end - last) for tp, end in until.items()}
+    limits = EventLimits.from_settings(settings.limits)
+    events = []
+    consumer = make_consumer(settings.kafka)
+    try:
+        for record in _merged(consumer, start, until):
+            if any(e.partition == record.partition and e.first <= record.offset <= e.last for e in excluded):
+                continue
+            try:
+                event = decode_event(record.value, settings.kafka.event_format, limits)
+            except EventError:  # a record the learner dead-letters is not scored here either
+                continue
+            if getattr(event, "label", None) is not None and hasattr(event, "features"):
+                events.append(event)
+    finally:
+        consumer.close()
+    out: dict[str, Any] = {"doc": doc, "labelled_events": len(events)}
+    reference = load_reference_set(settings)
+    gate = ReferenceGate(settings, reference) if reference else None
+    for key, model in restored.items():
+        hits, loss = 0, 0.0
+        for event in events:
+            p = model.predict_proba_one(event.features)
+            hits += (p >= 0.5) == bool(event.label)
+            q = min(max(p if event.label else 1.0 - p, 1e-15), 1.0)
+            loss -= math.log(q)
+        n = max(len(events), 1)
+        out[key] = {
+            "version": models[key][0],
+            "accuracy": hits / n,
+            "log_loss": loss / n,
+            **({"reference": gate.score(model)} if gate is not None else {}),
+        }
+    return out
