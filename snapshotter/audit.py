@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Actions recorded in the version log, not the audit stream.
-ROUTINE_ACTIONS = frozenset({"snapshot", "stable", "promote", "import"})
+ROUTINE_ACTIONS = frozenset({"snapshot", "stable", "promote", "import", "branch"})
 #: The canary split's actions (``canary.lua``): set or advanced (``arm``, ``percent``, ``steps``, ``step``, ``was``:
 #: the percent before), aborted (``arm``, ``was``); ``to`` is the serving version the split applied to.
 CANARY_ACTIONS = frozenset({"canary", "canary_abort"})

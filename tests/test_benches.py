@@ -119,3 +119,18 @@ def test_promotion_bench_serves_each_promotion_and_abort_without_failing_a_reque
     assert result["champion_at_the_end"] == "base"  # fast, then backed out
     assert result["requests"] > 0 and result["requests_per_second"] > 0 and result["clients"] == 2
     assert len(result["machine"]["load_average"]) == 3
+
+
+def test_archive_bench_exports_and_imports_every_version_byte_for_byte(tmp_path):
+    result = run_bench("archive", tmp_path / "archive.json", "--versions", "3")
+    for where in ("s3", "directory"):
+        assert result[where]["byte_identical"] == result[where]["versions"] == 3
+        assert result[where]["export_seconds"] > 0 and result[where]["import_seconds"] > 0
+
+
+def test_rebuild_bench_times_a_rebuild_against_the_live_learner(tmp_path):
+    result = run_bench("rebuild", tmp_path / "rebuild.json", "--events", "3000", "--live-events", "2000")
+    assert result["rebuild"]["events"] == 3000 and result["rebuild"]["versions"] == 1
+    assert result["ratio_rebuild_over_live"] == pytest.approx(
+        result["rebuild"]["events_per_second"] / result["live"]["events_per_second"], rel=0.01
+    )

@@ -199,3 +199,36 @@ def test_a_range_kafka_no_longer_holds_is_refused_naming_the_log_start(make_sett
         f"{settings.events_topic}[0] needs offset {needed}, its log starts at 900",
     )
     assert Branches(store).all() == {}
+
+
+def test_several_partitions_are_merged_by_timestamp_the_same_way_on_every_run(make_settings, cli):
+    from streaming.events import EventLimits, decode_event
+    from streaming.transport import TopicPartition, make_consumer
+
+    settings = make_settings(partitions=2, promotion="immediate")
+    produce(settings, EVENTS[:2000])  # keyed by user id: both partitions
+    assert cli(settings, "rebuild", "run", "one", "--from-scratch")[0] == 0
+    assert cli(settings, "rebuild", "run", "two", "--from-scratch")[0] == 0
+
+    consumer = make_consumer(settings.kafka)
+    parts = [TopicPartition(settings.events_topic, p) for p in (0, 1)]
+    consumer.assign(parts)
+    for tp in parts:
+        consumer.seek(tp, 0)
+    records = []
+    while len(records) < 2000:
+        for got in consumer.poll(timeout_ms=500, max_records=1000).values():
+            records += got
+    consumer.close()
+    assert {r.partition for r in records} == {0, 1}
+    records.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
+    model = OnlineModel(ModelSpec())
+    for record in records:
+        event = decode_event(record.value, "msgpack", EventLimits())
+        x = contract_features(event)
+        model.predict_proba_one(x)
+        model.learn_one(x, event.label)
+    expected = {k: model.dump_state()[k] for k in ("weights", "intercept", "scaler", "optimizer_iterations")}
+    store = store_for(settings)
+    heads = [Branches(store).get(name)["head"] for name in ("one", "two")]
+    assert model_of(store, heads[0]) == model_of(store, heads[1]) == expected

@@ -183,9 +183,8 @@ def promote(
     offsets, so the events after the branch's end are learned once, on the new lineage."""
     from snapshotter.branches import Branches
     from snapshotter.store import open_store
-    from streaming.learner.rebuild import validate_branch
-
     from streaming.errors import RebuildError
+    from streaming.learner.rebuild import validate_branch
 
     settings = _settings(config, model, redis_url, bootstrap, topic)
     store = open_store(settings)

@@ -293,6 +293,17 @@ def _merged(consumer: Consumer, start: dict[TopicPartition, int], until: dict[To
     consumer.assign(sorted(todo))
     for tp in todo:
         consumer.seek(tp, start[tp])
+    if len(todo) == 1:  # one partition: its offset order, no merge
+        (only,) = todo
+        end, position = until[only], start[only]
+        while position < end:
+            for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+                for record in records:
+                    if record.offset >= end:
+                        return
+                    position = record.offset + 1
+                    yield record
+        return
     buffers: dict[TopicPartition, deque[Record]] = {tp: deque() for tp in todo}
     done: set[TopicPartition] = set()
     heap: list[tuple[int, int, int, TopicPartition]] = []
@@ -363,7 +374,9 @@ def run_rebuild(
     start = {TopicPartition(topic, int(p)): o for p, o in plan.start[topic].items()}
     until = {TopicPartition(topic, int(p)): o for p, o in plan.until[topic].items()}
     positions = dict(start)
-    excluded_by = [(e.partition, e.first, e.last) for e in plan.exclusions]
+    excluded_by: dict[int, list[tuple[int, int]]] = {}
+    for exclusion in plan.exclusions:
+        excluded_by.setdefault(exclusion.partition, []).append((exclusion.first, exclusion.last))
     versions: list[int] = []
     parent = plan.base
     read = excluded = 0
@@ -393,7 +406,8 @@ def run_rebuild(
             tp = TopicPartition(record.topic, record.partition)
             positions[tp] = record.offset + 1
             read += 1
-            if any(p == record.partition and a <= record.offset <= b for p, a, b in excluded_by):
+            spans = excluded_by.get(record.partition)
+            if spans is not None and any(a <= record.offset <= b for a, b in spans):
                 excluded += 1
             else:
                 step.process(state, record, outputs, positions)
