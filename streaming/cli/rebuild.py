@@ -47,6 +47,12 @@ def run(
         typer.Option("--exclude", help="kafka:TOPIC:PARTITION:FROM-TO, offsets both included (repeatable)."),
     ] = None,
     every: Annotated[int, typer.Option("--every", min=1, help="A branch version every N records read.")] = 100_000,
+    mode: Annotated[
+        str, typer.Option("--mode", help="online: event by event, as the learner; batch: mini-batch updates.")
+    ] = "online",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch mode: events per update.")] = 32,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Batch mode: passes over the events.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Batch mode: the shuffle's seed.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Start from a quarantined version.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and print the plan; change nothing.")] = False,
     actor: ActorOpt = None,
@@ -63,13 +69,28 @@ def run(
     from snapshotter.store import open_store
     from streaming.learner.rebuild import Exclusion, plan_rebuild, run_rebuild
 
+    if mode not in ("online", "batch"):
+        raise InputError(f"--mode {mode!r}: online or batch")
+    if mode == "online" and (batch_size, epochs, seed) != (32, 1, 0):
+        raise InputError("--batch-size, --epochs and --seed are for --mode batch")
     if (from_version is None) == (not from_scratch):
         raise InputError("say where to start: --from-version N or --from-scratch")
     settings = _settings(config, model, redis_url, bootstrap, topic)
     store = open_store(settings)
     exclusions = tuple(Exclusion.parse(text) for text in exclude or ())
     plan = plan_rebuild(
-        settings, store, name=name, base=from_version, until=until, exclusions=exclusions, force=force, every=every
+        settings,
+        store,
+        name=name,
+        base=from_version,
+        until=until,
+        exclusions=exclusions,
+        force=force,
+        every=every,
+        mode=mode,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=seed,
     )
     if dry_run:
         typer.echo(json.dumps({"plan": plan.describe(), "ranges": plan.ranges}) if as_json else plan.describe())

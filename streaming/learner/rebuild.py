@@ -9,6 +9,9 @@ the same order, so the same bits), skips the excluded ranges, and writes version
 (:mod:`snapshotter.branches`): numbered, parent chain from the base, provenance in ``extra.rebuild``, never serving.
 ``livelearn rebuild promote`` then moves the learner lineage to the branch head.
 
+**Modes.** ``online`` (the default) is the above; ``batch`` is the design's mini-batch update over the same kept
+events, several epochs, a seeded shuffle (:mod:`streaming.learner.minibatch`), one branch version at the end.
+
 **Order.** One partition is learned in offset order: a rebuild with no exclusion from version k to version k+j's
 offsets reproduces k+j's model bit for bit. Several partitions are merged by record timestamp (then partition, then
 offset): deterministic, the same on every run, but not necessarily the order the live learner's polls interleaved
@@ -49,7 +52,16 @@ from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.transport import Consumer, Record, TopicPartition, make_consumer, topic_partitions
 
-__all__ = ["Exclusion", "RebuildPlan", "RebuildReport", "parse_until", "plan_rebuild", "run_rebuild"]
+__all__ = [
+    "Exclusion",
+    "RebuildPlan",
+    "RebuildReport",
+    "merged_records",
+    "parse_until",
+    "plan_rebuild",
+    "run_rebuild",
+    "validate_branch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +297,9 @@ def provenance(settings: Settings, plan: RebuildPlan, engine: str) -> dict[str, 
     }
 
 
-def _merged(consumer: Consumer, start: dict[TopicPartition, int], until: dict[TopicPartition, int]) -> Iterator[Record]:
+def merged_records(
+    consumer: Consumer, start: dict[TopicPartition, int], until: dict[TopicPartition, int]
+) -> Iterator[Record]:
     """The records of every partition from ``start`` to ``until``, merged by (timestamp, partition, offset)."""
     todo = {tp for tp in start if until[tp] > start[tp]}
     if not todo:
@@ -352,8 +366,11 @@ def run_rebuild(
     """Carry out ``plan``: the branch registered (refused when a running rebuild overlaps), each record of the range
     stepped as the live learner steps it (no prediction published), versions written every ``plan.every`` records
     and at the end. A failure marks the branch ``failed`` (its versions stay) and goes up."""
-    if plan.mode != "online":
-        raise RebuildError(f"rebuild mode {plan.mode!r} is not built yet: use --mode online")
+    if plan.mode == "batch":
+        from streaming.learner.minibatch import run_batch_rebuild
+
+        report: RebuildReport = run_batch_rebuild(settings, store, plan, actor=actor)
+        return report
     started = time.monotonic()
     offline = settings.model_copy(update={"publish_predictions": False})
     state = LearnerState.fresh(spec_from_settings(offline), offline)
@@ -402,7 +419,7 @@ def run_rebuild(
 
     consumer = make_consumer(offline.kafka)
     try:
-        for record in _merged(consumer, start, until):
+        for record in merged_records(consumer, start, until):
             tp = TopicPartition(record.topic, record.partition)
             positions[tp] = record.offset + 1
             read += 1
@@ -464,7 +481,7 @@ def validate_branch(settings: Settings, store: VersionStore, name: str, *, last:
     events = []
     consumer = make_consumer(settings.kafka)
     try:
-        for record in _merged(consumer, start, until):
+        for record in merged_records(consumer, start, until):
             if any(e.partition == record.partition and e.first <= record.offset <= e.last for e in excluded):
                 continue
             try:
