@@ -232,3 +232,46 @@ def test_several_partitions_are_merged_by_timestamp_the_same_way_on_every_run(ma
     store = store_for(settings)
     heads = [Branches(store).get(name)["head"] for name in ("one", "two")]
     assert model_of(store, heads[0]) == model_of(store, heads[1]) == expected
+
+
+def test_a_rebuild_from_a_csv_file_and_one_skipping_a_segment_equal_plain_loops(make_settings, cli, tmp_path):
+    from streaming.local.dataset import DATASET_PATH
+
+    settings = make_settings()
+    path = tmp_path / "sessions.csv"
+    path.write_text("".join(DATASET_PATH.read_text().splitlines(keepends=True)[:801]))
+    assert cli(settings, "rebuild", "run", "from-file", "--from-scratch", "--file", str(path))[0] == 0
+    code, _out, err = cli(
+        settings,
+        "rebuild",
+        "run",
+        "no-new",
+        "--from-scratch",
+        "--file",
+        str(path),
+        "--skip-where",
+        "VisitorType=New_Visitor",
+    )
+    assert code == 0, err
+
+    store = store_for(settings)
+    events = list(read_events(path))
+    plain = OnlineModel(ModelSpec())
+    returning = OnlineModel(ModelSpec())
+    for event in events:
+        x = contract_features(event)
+        plain.predict_proba_one(x)
+        plain.learn_one(x, event.label)
+        if event.features["VisitorType"] != "New_Visitor":
+            returning.predict_proba_one(x)
+            returning.learn_one(x, event.label)
+    keys = ("weights", "intercept", "scaler", "optimizer_iterations")
+    for name, model in (("from-file", plain), ("no-new", returning)):
+        head = Branches(store).get(name)["head"]
+        assert model_of(store, head) == {k: model.dump_state()[k] for k in keys}
+    skipped = Branches(store).get("no-new")
+    assert skipped["excluded"] == sum(e.features["VisitorType"] == "New_Visitor" for e in events) > 0
+    one_line_error(
+        cli(settings, "rebuild", "run", "x", "--from-scratch", "--file", str(path), "--until", "0:5"), "not with --file"
+    )
+    one_line_error(cli(settings, "rebuild", "run", "x", "--from-scratch", "--skip-where", "novalue"), "FEATURE=VALUE")

@@ -46,6 +46,14 @@ def run(
         list[str] | None,
         typer.Option("--exclude", help="kafka:TOPIC:PARTITION:FROM-TO, offsets both included (repeatable)."),
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--file", help="Read a CSV of sessions (the dataset's columns) instead of the events topic."),
+    ] = None,
+    skip_where: Annotated[
+        list[str] | None,
+        typer.Option("--skip-where", help="Skip events whose FEATURE=VALUE (compared as text; repeatable)."),
+    ] = None,
     every: Annotated[int, typer.Option("--every", min=1, help="A branch version every N records read.")] = 100_000,
     mode: Annotated[
         str, typer.Option("--mode", help="online: event by event, as the learner; batch: mini-batch updates.")
@@ -67,7 +75,7 @@ def run(
     committed, no prediction published) from the base version's offsets to --until, skipping the excluded ranges,
     each event scored then learned as the live learner does; versions written as a branch (never serving)."""
     from snapshotter.store import open_store
-    from streaming.learner.rebuild import Exclusion, plan_rebuild, run_rebuild
+    from streaming.learner.rebuild import Exclusion, parse_skip_where, plan_file_rebuild, plan_rebuild, run_rebuild
 
     if mode not in ("online", "batch"):
         raise InputError(f"--mode {mode!r}: online or batch")
@@ -78,20 +86,29 @@ def run(
     settings = _settings(config, model, redis_url, bootstrap, topic)
     store = open_store(settings)
     exclusions = tuple(Exclusion.parse(text) for text in exclude or ())
-    plan = plan_rebuild(
-        settings,
-        store,
-        name=name,
-        base=from_version,
-        until=until,
-        exclusions=exclusions,
-        force=force,
-        every=every,
-        mode=mode,
-        batch_size=batch_size,
-        epochs=epochs,
-        seed=seed,
-    )
+    options: dict[str, Any] = {
+        "every": every,
+        "mode": mode,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "seed": seed,
+        "skip_where": parse_skip_where(skip_where or []),
+    }
+    if source is not None:
+        if exclusions or until != "head":
+            raise InputError("--exclude and --until name offsets of the events topic: not with --file")
+        plan = plan_file_rebuild(settings, store, name=name, base=from_version, path=source, force=force, **options)
+    else:
+        plan = plan_rebuild(
+            settings,
+            store,
+            name=name,
+            base=from_version,
+            until=until,
+            exclusions=exclusions,
+            force=force,
+            **options,
+        )
     if dry_run:
         typer.echo(json.dumps({"plan": plan.describe(), "ranges": plan.ranges}) if as_json else plan.describe())
         return

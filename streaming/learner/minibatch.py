@@ -85,7 +85,7 @@ def fit_minibatch(
 def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, actor: str) -> Any:
     """``plan`` (a :class:`~streaming.learner.rebuild.RebuildPlan` with ``mode="batch"``) as one mini-batch fit,
     written as one version of its branch."""
-    from streaming.learner.rebuild import RebuildReport, merged_records, provenance
+    from streaming.learner.rebuild import RebuildReport, file_records, merged_records, provenance, skipped
     from streaming.transport import TopicPartition, make_consumer
 
     started = time.monotonic()
@@ -100,7 +100,7 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
     branches = Branches(store)
     branches.start(plan.name, base=plan.base, ranges=plan.ranges, provenance=origin, actor=actor)
     try:
-        topic = offline.kafka.events_topic
+        (topic,) = plan.start
         start = {TopicPartition(topic, int(p)): o for p, o in plan.start[topic].items()}
         until = {TopicPartition(topic, int(p)): o for p, o in plan.until[topic].items()}
         limits = EventLimits.from_settings(offline.limits)
@@ -108,15 +108,19 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
         read = excluded = 0
         consumer = make_consumer(offline.kafka)
         try:
-            for record in merged_records(consumer, start, until):
+            source = file_records(plan.source, topic) if plan.source else merged_records(consumer, start, until)
+            for record in source:
                 read += 1
                 if any(e.partition == record.partition and e.first <= record.offset <= e.last for e in plan.exclusions):
                     excluded += 1
                     continue
                 try:
-                    event = decode_event(record.value, offline.kafka.event_format, limits)
+                    event = decode_event(record.value, "msgpack" if plan.source else offline.kafka.event_format, limits)
                 except EventError:
                     state.counters["dead_lettered"] += 1
+                    continue
+                if plan.skip_where and skipped(event.features, plan.skip_where):
+                    excluded += 1
                     continue
                 if state.recent.seen_before(record.partition, event.event_id):
                     state.counters["duplicates"] += 1
@@ -130,7 +134,11 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
         steps = fit_events(model, events, batch_size=plan.batch_size, epochs=plan.epochs, seed=plan.seed)
         state.model = restore_model(state.spec, model.dump_state())
         state.counters["events_learned"] += len(events)
-        positions = {topic: {str(tp.partition): o for tp, o in until.items()}}
+        positions = (
+            plan.offsets
+            if plan.source is not None and plan.offsets is not None
+            else {topic: {str(tp.partition): o for tp, o in until.items()}}
+        )
         meta = branches.write(
             plan.name,
             state.snapshot_state(),

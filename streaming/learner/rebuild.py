@@ -44,6 +44,7 @@ from streaming.errors import (
     SnapshotError,
     VersionNotFoundError,
 )
+from streaming.events import Event, EventLimits, decode_event
 from streaming.learner.offline import Discard
 from streaming.learner.outputs import Outputs
 from streaming.learner.prometheus import LearnerMetrics
@@ -117,6 +118,9 @@ class RebuildPlan:
     seed: int = 0
     every: int = 100_000  #: a branch version every this many records read (and one at the end)
     epoch: int = 0  #: the lineage epoch of the base version
+    source: str | None = None  #: a CSV file of sessions read instead of the topic (its rows are offsets 0..n-1)
+    skip_where: tuple[tuple[str, str], ...] = ()  #: events whose feature has this value (as text) are skipped
+    offsets: dict[str, dict[str, int]] | None = None  #: with ``source``: the offsets the branch's versions carry
 
     @property
     def ranges(self) -> dict[str, dict[str, list[int]]]:
@@ -134,7 +138,14 @@ class RebuildPlan:
         skip = f"; excluding {', '.join(map(str, self.exclusions))}" if self.exclusions else ""
         batch = f" (batch {self.batch_size}, {self.epochs} epochs, seed {self.seed})" if self.mode == "batch" else ""
         base = f"version {self.base}" if self.base is not None else "nothing"
-        return f"branch {self.name}: from {base} over {spans} ({self.records:,} offsets){skip}; {self.mode}{batch}"
+        where = (
+            ""
+            if not self.skip_where
+            else "; skipping events where " + ", ".join(f"{k}={v}" for k, v in self.skip_where)
+        )
+        return (
+            f"branch {self.name}: from {base} over {spans} ({self.records:,} offsets){skip}{where}; {self.mode}{batch}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +189,79 @@ def parse_until(text: str, ends: dict[TopicPartition, int]) -> dict[TopicPartiti
     return until
 
 
+def parse_skip_where(texts: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``--skip-where FEATURE=VALUE`` (repeatable): events whose feature has that value, compared as text.
+
+    >>> parse_skip_where(["VisitorType=Other", "Weekend=true"])
+    (('VisitorType', 'Other'), ('Weekend', 'true'))
+    """
+    out = []
+    for text in texts:
+        feature, sep, value = text.partition("=")
+        if not sep or not feature.strip():
+            raise InputError(f"--skip-where {text!r} is not FEATURE=VALUE")
+        out.append((feature.strip(), value.strip()))
+    return tuple(out)
+
+
+def skipped(features: dict[str, Any], where: tuple[tuple[str, str], ...]) -> bool:
+    for feature, value in where:
+        held = features.get(feature)
+        text = ("true" if held else "false") if isinstance(held, bool) else str(held)
+        if held is not None and text == value:
+            return True
+    return False
+
+
+def plan_file_rebuild(
+    settings: Settings,
+    store: VersionStore,
+    *,
+    name: str,
+    base: int | None,
+    path: str,
+    force: bool = False,
+    **options: Any,
+) -> RebuildPlan:
+    """A rebuild from a CSV of sessions (the dataset's columns, as ``livelearn produce`` reads) instead of the topic:
+    its rows in order are the offsets 0..n-1 of one partition; the branch's versions carry the base's offsets (the
+    file is not in Kafka: a promoted branch goes on with the stream from where the base stood)."""
+    from streaming.local.dataset import check_columns, read_events
+
+    if not _NAME.fullmatch(name):
+        raise InputError(f"branch name {name!r}: 1-64 letters, digits, '.', '_' or '-'")
+    check_columns(path)
+    rows = sum(1 for _ in read_events(path))
+    offsets: dict[str, dict[str, int]] = {}
+    epoch = 0
+    if base is not None:
+        meta = _base_meta(store, base, force)
+        offsets, epoch = meta.offsets, meta.epoch
+    key = f"file:{path}"
+    return RebuildPlan(
+        name=name,
+        base=base,
+        start={key: {"0": 0}},
+        until={key: {"0": rows}},
+        exclusions=(),
+        epoch=epoch,
+        source=path,
+        offsets=offsets,
+        **options,
+    )
+
+
+def _base_meta(store: VersionStore, base: int, force: bool) -> Any:
+    try:
+        meta = store.meta(base)
+    except VersionNotFoundError:
+        raise RebuildError(f"base version {base} of model {store.keys.model_name!r} is not stored") from None
+    incident = store.quarantined().get(base)
+    if incident is not None and not force:
+        raise RebuildError(f"base version {base} is quarantined by incident {incident}; --force to use it anyway")
+    return meta
+
+
 def plan_rebuild(
     settings: Settings,
     store: VersionStore,
@@ -203,13 +287,7 @@ def plan_rebuild(
     topic = settings.kafka.events_topic
     epoch, start_offsets = 0, {}
     if base is not None:
-        try:
-            meta = store.meta(base)
-        except VersionNotFoundError:
-            raise RebuildError(f"base version {base} of model {store.keys.model_name!r} is not stored") from None
-        incident = store.quarantined().get(base)
-        if incident is not None and not force:
-            raise RebuildError(f"base version {base} is quarantined by incident {incident}; --force to use it anyway")
+        meta = _base_meta(store, base, force)
         start_offsets = dict(meta.offsets.get(topic, {}))
         epoch = meta.epoch
     own = consumer is None
@@ -355,6 +433,25 @@ def merged_records(
             heapq.heappush(heap, (r.timestamp, r.partition, r.offset, tp))
 
 
+def file_records(path: str, topic: str) -> Iterator[Record]:
+    """The rows of a CSV of sessions as records of one partition (offsets 0..n-1), encoded as events."""
+    from streaming.events import encode_event
+    from streaming.local.dataset import read_events
+
+    for offset, event in enumerate(read_events(path)):
+        yield Record(topic, 0, offset, None, encode_event(event), [], 0)
+
+
+def _filtered(record: Record, settings: Settings, limits: EventLimits, where: tuple[tuple[str, str], ...]) -> bool:
+    """Whether ``record`` is an event ``--skip-where`` skips (a record that is no event is left to the step)."""
+    fmt = "msgpack" if record.topic.startswith("file:") else settings.kafka.event_format
+    try:
+        event = decode_event(record.value, fmt, limits)
+    except EventError:
+        return False
+    return isinstance(event, Event) and skipped(event.features, where)
+
+
 def run_rebuild(
     settings: Settings,
     store: VersionStore,
@@ -373,6 +470,8 @@ def run_rebuild(
         return report
     started = time.monotonic()
     offline = settings.model_copy(update={"publish_predictions": False})
+    if plan.source is not None:  # the file's rows are encoded as msgpack events
+        offline = offline.model_copy(update={"event_format": "msgpack"})
     state = LearnerState.fresh(spec_from_settings(offline), offline)
     if plan.base is not None:
         try:
@@ -387,10 +486,11 @@ def run_rebuild(
     telemetry = LearnerMetrics(CollectorRegistry(), offline.model_name)
     step = EventStep(offline, telemetry)
     outputs = Outputs(Discard(), offline, telemetry)
-    topic = offline.kafka.events_topic
+    (topic,) = plan.start
     start = {TopicPartition(topic, int(p)): o for p, o in plan.start[topic].items()}
     until = {TopicPartition(topic, int(p)): o for p, o in plan.until[topic].items()}
     positions = dict(start)
+    limits = EventLimits.from_settings(offline.limits)
     excluded_by: dict[int, list[tuple[int, int]]] = {}
     for exclusion in plan.exclusions:
         excluded_by.setdefault(exclusion.partition, []).append((exclusion.first, exclusion.last))
@@ -403,7 +503,11 @@ def run_rebuild(
     def write() -> None:
         nonlocal parent
         snapshot = state.snapshot_state()
-        offsets = {topic: {str(tp.partition): position for tp, position in positions.items()}}
+        offsets = (
+            plan.offsets
+            if plan.source is not None and plan.offsets is not None
+            else {topic: {str(tp.partition): position for tp, position in positions.items()}}
+        )
         meta = branches.write(
             plan.name,
             snapshot,
@@ -418,13 +522,16 @@ def run_rebuild(
         parent = meta.number
 
     consumer = make_consumer(offline.kafka)
+    records = file_records(plan.source, topic) if plan.source is not None else merged_records(consumer, start, until)
     try:
-        for record in merged_records(consumer, start, until):
+        for record in records:
             tp = TopicPartition(record.topic, record.partition)
             positions[tp] = record.offset + 1
             read += 1
             spans = excluded_by.get(record.partition)
-            if spans is not None and any(a <= record.offset <= b for a, b in spans):
+            if (spans is not None and any(a <= record.offset <= b for a, b in spans)) or (
+                plan.skip_where and _filtered(record, offline, limits, plan.skip_where)
+            ):
                 excluded += 1
             else:
                 step.process(state, record, outputs, positions)
@@ -455,7 +562,6 @@ def validate_branch(settings: Settings, store: VersionStore, name: str, *, last:
     accuracy and log loss, the guarded metric on the reference set. Nothing is learned."""
     import math
 
-    from streaming.events import EventLimits, decode_event
     from streaming.learner.reference_gate import ReferenceGate, load_reference_set
 
     doc = Branches(store).get(name)
