@@ -52,8 +52,11 @@ class DataGuard:
         self.episodes = DriftEpisodes(guard.drift_group_events)
         self.threshold = Threshold(guard)
         self.scored = -1  # the highest ``scored`` fed: a sample at or below it is a replay of blocks already seen
+        # the lineage epoch of the samples fed: a new lineage (a rebuild's branch promoted) may count ``scored`` from
+        # below the old one's, so the replay rule holds within an epoch
+        self.epoch = 0
 
-    def checkpoint(self) -> tuple[FeatureDrift, DriftEpisodes, Threshold, int]:
+    def checkpoint(self) -> tuple[FeatureDrift, DriftEpisodes, Threshold, int, int]:
         """The state fed so far, to go back to if the batch is lost to another monitor."""
         memo = {id(self.guard): self.guard}
         return (
@@ -61,17 +64,18 @@ class DataGuard:
             copy.deepcopy(self.episodes, memo),
             copy.deepcopy(self.threshold, memo),
             self.scored,
+            self.epoch,
         )
 
-    def restore(self, checkpoint: tuple[FeatureDrift, DriftEpisodes, Threshold, int]) -> None:
-        self.drift, self.episodes, self.threshold, self.scored = checkpoint
+    def restore(self, checkpoint: tuple[FeatureDrift, DriftEpisodes, Threshold, int, int]) -> None:
+        self.drift, self.episodes, self.threshold, self.scored, self.epoch = checkpoint
 
     def feed(self, sample: MetricSample) -> list[Notice] | None:
         """Feed one sample in stream order: the notices it causes; ``None`` for a replayed sample (skipped)."""
-        scored = int(sample.get("scored", 0))
-        if scored <= self.scored:
+        scored, epoch = int(sample.get("scored", 0)), int(sample.get("epoch", 0))
+        if epoch < self.epoch or (epoch == self.epoch and scored <= self.scored):
             return None
-        self.scored = scored
+        self.scored, self.epoch = scored, epoch
         self.threshold.observe(sample)
         position = int(sample.get("stream_position", 0))
         metrics = sample_metrics(sample)

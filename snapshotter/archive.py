@@ -180,6 +180,8 @@ def read_archive(objects: Objects, model: str) -> Archive:
             listed = {int(n): ArchivedVersion.from_dict(int(n), v) for n, v in doc["versions"].items()}
             counter = max(counter, int(doc.get("source", {}).get("counter") or 0))
             join = doc.get("join")
+            if isinstance(join, dict) and "version" in join and "sha256" in join:
+                joins[int(join["version"])] = str(join["sha256"])
         except ArchiveError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -192,10 +194,16 @@ def read_archive(objects: Objects, model: str) -> Archive:
                     f"{version.sha256[:12]} in {name})"
                 )
             versions[number] = version
-        if isinstance(join, dict) and "version" in join and "sha256" in join:
-            joins[int(join["version"])] = str(join["sha256"])
-    counter = max([counter, *versions])
+    # objects an export wrote before it died, no manifest naming them: their numbers were handed out all the same
+    written = [_number_of(path) for path in objects.list(f"{model}/versions/")]
+    counter = max([counter, *versions, *(n for n in written if n is not None)])
     return Archive(model, objects.where, dict(sorted(versions.items())), tuple(names), counter, joins)
+
+
+def _number_of(path: str) -> int | None:
+    """The version number of a ``versions/<number>.meta|blob`` path (``None``: another object)."""
+    stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
+    return int(stem) if stem.isdigit() else None
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
@@ -218,6 +226,7 @@ def export_versions(
     actor: str,
     kind: Literal["export", "backup"] = "export",
     source: str = "",
+    missing_ok: bool = False,
 ) -> ExportReport:
     """Write versions ``numbers`` of ``store`` (default: every stored one) and a manifest naming them to
     ``objects``; versions the location holds already (the same bytes) are named, not written again.
@@ -225,14 +234,16 @@ def export_versions(
     Every blob is checked against its checksum before it leaves Redis (a corrupt one raises
     :class:`~streaming.errors.SnapshotCorruptError`, nothing of it is written). A version asked for by number that is
     not stored raises :class:`~streaming.errors.VersionNotFoundError`; one dropped by retention between the listing
-    and the read is reported as ``missing``. ``source`` describes the store (shown by ``versions import``)."""
+    and the read is reported as ``missing`` (with ``missing_ok``, also one asked for: a backup racing retention).
+    ``source`` describes the store (shown by ``versions import``). A backup with nothing new and a counter the
+    location knows already writes no manifest (its ``manifest`` is then ``""``)."""
     started = time.monotonic()
     model = store.keys.model_name
     asked = numbers is not None
     stored = set(store.numbers())
     selected = sorted(set(numbers)) if numbers is not None else sorted(stored)
     absent = [n for n in selected if n not in stored]
-    if asked and absent:
+    if asked and absent and not missing_ok:
         raise VersionNotFoundError(f"model {model!r} has no version {', '.join(map(str, absent))} to export")
     archive = read_archive(objects, model)
     stable, quarantined = set(store.stable_numbers()), store.quarantined()
@@ -269,7 +280,8 @@ def export_versions(
             )
         wrote_meta = objects.put_new(_path(model, number, "meta"), meta_bytes)
         wrote_blob = objects.put_new(_path(model, number, "blob"), blob)
-        return entry, wrote_meta or wrote_blob, len(blob) + len(meta_bytes)
+        # new to the archive: written now, or by an export that died before its manifest named it
+        return entry, wrote_meta or wrote_blob or held is None, len(blob) + len(meta_bytes)
 
     written: list[int] = []
     present: list[int] = []
@@ -283,6 +295,8 @@ def export_versions(
         (written if wrote else present).append(number)
         sizes[number] = size if wrote else 0
     join = _export_join(store, objects, set(entries))
+    if kind == "backup" and not written and join is None and counter <= archive.counter:
+        return ExportReport((), tuple(present), tuple(missing), "", 0, time.monotonic() - started)
     stamp = dt.datetime.now(dt.UTC)
     manifest = f"{model}/manifests/{stamp:%Y%m%dT%H%M%S%f}Z-{kind}-{secrets.token_hex(3)}.json"
     doc = {
@@ -376,7 +390,7 @@ def import_versions(
     running the import again goes on) and :class:`ArchiveConflictError` when the store holds a different version under
     a number, or when it numbered a version with that number already and no longer holds it (unless
     ``below_counter``: the archive holds this store's own versions). ``as_stable`` decides which become stable here
-    (default: those stable where they came from)."""
+    (default: none — a version from elsewhere is no rollback target of this store's lineage until pinned)."""
     started = time.monotonic()
     selected = sorted(set(numbers)) if numbers is not None else list(archive.versions)
     unknown = [n for n in selected if n not in archive.versions]
@@ -385,7 +399,7 @@ def import_versions(
             f"{archive.where} holds no version {', '.join(map(str, unknown))} of model {archive.model!r} "
             f"(it holds {_ranges(list(archive.versions)) or 'none'})"
         )
-    stable = as_stable or (lambda v: v.stable and v.quarantined is None)
+    stable = as_stable or (lambda _version: False)
     source = f"{archive.where} ({archive.model})"
     imported: list[int] = []
     present: list[int] = []

@@ -7,7 +7,8 @@ and the state never disagree.
   (:data:`ARM_ACTIONS`);
 * the **version log** (``Keys.version_log``, ``LIVELEARN_VERSION_LOG_RETENTION``): the routine entries of every
   version — ``snapshot`` (written), ``stable`` (confirmed by the guard), ``promote`` (serving moved to the newest
-  stable version). Several a second with timed snapshots: kept apart, so they never push a rollback or an
+  stable version), ``import`` (a version imported from an archive), ``branch`` (a rebuild branch's version).
+  Several a second with timed snapshots: kept apart, so they never push a rollback or an
   operator's action out of the audit stream.
 
 Each stream is trimmed approximately (``MAXLEN ~``), which never keeps fewer entries than its retention.
@@ -15,7 +16,7 @@ Each stream is trimmed approximately (``MAXLEN ~``), which never keeps fewer ent
 are routine ones), merged in time order.
 
 >>> sorted(ROUTINE_ACTIONS)
-['promote', 'snapshot', 'stable']
+['branch', 'import', 'promote', 'snapshot', 'stable']
 >>> _order("1700000000123-2") < _order("1700000000123-10") < _order("1700000000124-0")
 True
 """

@@ -31,7 +31,15 @@ from typing import Any, Literal
 
 from snapshotter.codec import FORMAT_VERSION, EncodedSnapshot, SnapshotState, VersionMeta, pack
 from snapshotter.connection import as_int, as_text
-from snapshotter.scripts import PROMOTE_BRANCH, START_BRANCH, UPDATE_BRANCH, WRITE_BRANCH, bind, refusal_error
+from snapshotter.scripts import (
+    DROP_BRANCH,
+    PROMOTE_BRANCH,
+    START_BRANCH,
+    UPDATE_BRANCH,
+    WRITE_BRANCH,
+    bind,
+    refusal_error,
+)
 from snapshotter.store import VersionStore
 from streaming.errors import RebuildError, ScriptRefusal
 
@@ -49,6 +57,7 @@ class Branches:
         client = store.client
         self._start, self._write = bind(client, START_BRANCH), bind(client, WRITE_BRANCH)
         self._update, self._promote = bind(client, UPDATE_BRANCH), bind(client, PROMOTE_BRANCH)
+        self._drop = bind(client, DROP_BRANCH)
 
     def get(self, name: str) -> dict[str, Any] | None:
         raw = self.store.client.hget(self.store.keys.branches, name)
@@ -70,12 +79,14 @@ class Branches:
         provenance: dict[str, Any],
         actor: str,
     ) -> dict[str, Any]:
-        """Register branch ``name`` as running over ``ranges`` ({topic: {partition: [from, to)}}). Raises
-        :class:`RebuildError` when the name is taken or a running rebuild's ranges overlap."""
+        """Register branch ``name`` as running over ``ranges`` ({topic: {partition: [from, to)}}), on the lineage's
+        epoch now (a promotion is refused once the lineage moved). Raises :class:`RebuildError` when the name is
+        taken or a running rebuild's ranges overlap."""
         now = time.time()
         doc = {
             "name": name,
             "status": "running",
+            "lineage_epoch": self.store.epoch(),
             "base": base,
             "ranges": ranges,
             "provenance": provenance,
@@ -161,7 +172,7 @@ class Branches:
         """End branch ``name``: ``done`` (promotable) or ``failed`` (its versions stay, for inspection)."""
         return self.report(name, status=status, finished_at=time.time(), **changes)
 
-    def promote(self, name: str, *, expected_epoch: int, actor: str, reason: str) -> int:
+    def promote(self, name: str, *, expected_epoch: int, actor: str, reason: str, force: bool = False) -> int:
         """Move the learner lineage to branch ``name``'s head (one fenced script, audited ``promote_branch`` with the
         provenance); returns the new epoch. Raises :class:`RebuildError` when the branch is not done, or
         :class:`~streaming.errors.StaleEpochError` when a rollback moved the lineage since ``expected_epoch``."""
@@ -180,10 +191,30 @@ class Branches:
                     channel=k.channel,
                     provenance=json.dumps((doc or {}).get("provenance", {}), sort_keys=True),
                     now=repr(time.time()),
+                    force="1" if force else "0",
                 )
             )
         except ScriptRefusal as refusal:
             raise refusal_error(refusal, f"branch {name!r} not promoted: {refusal.detail}") from None
+
+    def drop(self, name: str, *, actor: str, reason: str, force: bool = False) -> None:
+        """Drop branch ``name``: its versions are no longer kept from retention (one script, audited
+        ``drop_branch``). Refused for a running rebuild that reported lately, unless ``force``."""
+        k = self.store.keys
+        try:
+            self._drop(
+                k,
+                maxlen=self.store.audit_retention,
+                name=name,
+                branch_key=k.branch(name),
+                now_ms=int(time.time() * 1000),
+                stale_ms=STALE_MS,
+                force="1" if force else "0",
+                actor=actor,
+                reason=reason,
+            )
+        except ScriptRefusal as refusal:
+            raise refusal_error(refusal, f"branch {name!r} not dropped: {refusal.detail}") from None
 
 
 def _doc(raw: Any) -> dict[str, Any]:

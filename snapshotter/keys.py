@@ -76,6 +76,8 @@ class Keys:
         # HASH name -> JSON of each rebuild's branch (base, ranges, exclusions, provenance, status, head, heartbeat);
         # each branch's versions in the ZSET branch(name)
         self.branches = self.prefix + "branches"
+        # SET: every version of a branch not promoted or dropped yet (a pin's end leaves their protection alone)
+        self.branch_versions = self.prefix + "branches:versions"
         # HASH: the last backup that completed (at, location, manifest, written, newest): the monitor's backup age
         self.backup = self.prefix + "backup"
         self.guard = self.prefix + "guard"  # HASH: the monitors' shared cursor in `history` and judge state

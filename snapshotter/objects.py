@@ -26,7 +26,7 @@ import hashlib
 import os
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from streaming.errors import ArchiveConflictError, ArchiveError
 
@@ -104,9 +104,10 @@ class Objects:
         return ArchiveError(f"could not {what} {path} at {self.where}: {_first_line(exc)}")
 
 
-def open_objects(url: str) -> Objects:
+def open_objects(url: str, *, create: bool = True) -> Objects:
     """The object-storage location ``url``: a bucket URL (``s3://BUCKET/PREFIX``...), ``file:///DIR`` or a
-    directory path. Raises :class:`ArchiveError` for a location that cannot be used (one line)."""
+    directory path (made when missing with ``create``: a reader's missing directory is an error, not an empty
+    archive). Raises :class:`ArchiveError` for a location that cannot be used (one line)."""
     from obstore.store import LocalStore, from_url
 
     text = url.strip()
@@ -118,13 +119,18 @@ def open_objects(url: str) -> Objects:
         if scheme in _BUCKET_SCHEMES:
             return Objects(from_url(text), where)
         if scheme == "file":
-            text = urlsplit(text).path
+            parts = urlsplit(text)
+            if parts.netloc not in ("", "localhost"):
+                raise ArchiveError(f"{where}: a file URL names a local path, file:///DIR (not host {parts.netloc!r})")
+            text = unquote(parts.path)
         elif scheme and len(scheme) > 1:  # c:\ is a drive, not a scheme
             raise ArchiveError(f"unknown object-storage scheme {scheme!r} in {where}: use s3://, gs://, az://, a path")
         root = os.path.abspath(os.path.expanduser(text))
         if os.path.exists(root) and not os.path.isdir(root):
             raise ArchiveError(f"{where} is a file, not a directory")
-        return Objects(LocalStore(root, mkdir=True), root)
+        if not create and not os.path.isdir(root):
+            raise ArchiveError(f"{root} does not exist: name the directory the versions were exported to")
+        return Objects(LocalStore(root, mkdir=create), root)
     except ArchiveError:
         raise
     except _failures() as exc:

@@ -73,6 +73,7 @@ __all__ = [
     "ARMS",
     "CLOSE_INCIDENT",
     "COMMIT_CURSOR",
+    "DROP_BRANCH",
     "FREEZE",
     "IMPORT_VERSION",
     "LEASE_ACQUIRE",
@@ -342,7 +343,7 @@ START_BRANCH = ScriptSpec(
 )
 WRITE_BRANCH = ScriptSpec(
     "write_branch",
-    keys=("counter", "index", "created", "protected", "branches", "version_log"),
+    keys=("counter", "index", "created", "protected", "branches", "version_log", "branch_versions"),
     args=("version_prefix", "blob", "meta", "created_at", "branch_key", "name", "doc", "version_log_maxlen", "actor"),
 )
 UPDATE_BRANCH = ScriptSpec("update_branch", keys=("branches",), args=("name", "doc"), raises=_REBUILD)
@@ -360,6 +361,8 @@ PROMOTE_BRANCH = ScriptSpec(
         "lease",
         "branches",
         "protected",
+        "branch_versions",
+        "index",
     ),
     args=(
         "maxlen",
@@ -371,7 +374,14 @@ PROMOTE_BRANCH = ScriptSpec(
         "channel",
         "provenance",
         "now",
+        "force",
     ),
+    raises=_REBUILD,
+)
+DROP_BRANCH = ScriptSpec(
+    "drop_branch",
+    keys=("audit", "branches", "protected", "head", "branch_versions"),
+    args=("maxlen", "name", "branch_key", "now_ms", "stale_ms", "force", "actor", "reason"),
     raises=_REBUILD,
 )
 RECORD_BACKUP = ScriptSpec(
@@ -466,12 +476,12 @@ CLOSE_INCIDENT = ScriptSpec(
 RELEASE = ScriptSpec("release", keys=("lease", "released"), args=("lease_value", "position", "cause", "actor", "now"))
 PIN = ScriptSpec(
     "pin",
-    keys=("audit", "pinned", "serving", "protected", "quarantined"),
+    keys=("audit", "pinned", "serving", "protected", "quarantined", "branch_versions"),
     args=("maxlen", "version", "actor", "reason", "version_meta", "channel", "force", "metrics"),
 )
 UNPIN = ScriptSpec(
     "unpin",
-    keys=("audit", "pinned", "serving", "protected", "stable"),
+    keys=("audit", "pinned", "serving", "protected", "stable", "branch_versions"),
     args=("maxlen", "actor", "reason", "channel", "metrics"),
 )
 FREEZE = ScriptSpec(
@@ -523,6 +533,7 @@ SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
             WRITE_BRANCH,
             UPDATE_BRANCH,
             PROMOTE_BRANCH,
+            DROP_BRANCH,
             ROLLBACK,
             OPEN_INCIDENT,
             CLOSE_INCIDENT,

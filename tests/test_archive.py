@@ -75,7 +75,7 @@ def test_an_export_comes_back_byte_for_byte_in_another_redis_with_its_numbers_an
     archive = read_archive(objects, source.keys.model_name)
     assert list(archive.versions) == numbers and archive.counter == source.counter()
 
-    imported = import_versions(target, objects, archive, actor="op")
+    imported = import_versions(target, objects, archive, actor="op", as_stable=lambda v: v.stable)
 
     assert imported.imported == tuple(numbers)
     for n in numbers:
@@ -235,6 +235,10 @@ def test_the_commands_export_and_import_through_s3_and_audit_the_export(two_stor
         (["versions", "export", "1", "--all", "--to", "/tmp"], ["NUMBERS or --all/--stable, not both"]),
         (["backup"], ["say where: --to"]),
         (["restore-from-backup"], ["say where: --from"]),
+        (
+            ["versions", "import", "--from", "/tmp", "--own-versions", "--from-model", "other"],
+            ["not with --from-model"],
+        ),
     ],
 )
 def test_bad_locations_and_options_are_one_line_errors(monkeypatch, capsys, argv, needles):
@@ -259,3 +263,52 @@ def test_a_file_where_a_directory_should_be_is_a_one_line_error(tmp_path: Path):
     path.write_text("x")
     with pytest.raises(ArchiveError, match="is a file, not a directory"):
         open_objects(str(path))
+
+
+def test_imported_versions_are_no_rollback_targets_unless_asked_and_orphans_raise_the_counter(two_stores, tmp_path):
+    source, target = two_stores
+    write_versions(source, 4)
+    objects = open_objects(str(tmp_path))
+    export_versions(source, objects, actor="op")
+    archive = read_archive(objects, source.keys.model_name)
+    import_versions(target, objects, archive, [2], actor="op")
+    assert target.stable_numbers() == []  # another environment's version: pin it to serve it
+
+    # an export that died after writing version 9's objects, before its manifest: 9 was handed out all the same
+    (tmp_path / source.keys.model_name / "versions" / "0000000009.meta").write_bytes(b"x")
+    assert read_archive(objects, source.keys.model_name).counter == 9
+
+
+def test_a_reexport_after_a_crash_names_the_orphans_as_written_and_a_backup_with_nothing_new_writes_no_manifest(
+    two_stores, tmp_path
+):
+    source, _target = two_stores
+    write_versions(source, 3)
+    objects = open_objects(str(tmp_path))
+    meta, blob = source.raw(3)
+    objects.put_new(f"{source.keys.model_name}/versions/0000000003.meta", meta)  # the crashed export's objects
+    objects.put_new(f"{source.keys.model_name}/versions/0000000003.blob", blob)
+    report = export_versions(source, objects, actor="op", kind="backup")
+    assert report.written == (1, 2, 3) and report.manifest
+    again = export_versions(source, objects, [], actor="op", kind="backup")
+    assert again.manifest == "" and again.written == ()
+    assert len(read_archive(objects, source.keys.model_name).manifests) == 1
+    gone = export_versions(source, objects, [3, 77], actor="op", kind="backup", missing_ok=True)
+    assert gone.missing == (77,)  # dropped by retention between the listing and the read
+
+
+def test_hostile_locations_and_manifests_are_one_line_errors(tmp_path):
+    with pytest.raises(ArchiveError, match="file:///DIR"):
+        open_objects("file://backups/x")
+    spaced = tmp_path / "a b"
+    assert open_objects(f"file://{str(spaced).replace(' ', '%20')}").where == str(spaced)
+    with pytest.raises(ArchiveError, match="does not exist"):
+        open_objects(str(tmp_path / "typo"), create=False)
+    assert not (tmp_path / "typo").exists()
+    manifests = tmp_path / "shop" / "manifests"
+    manifests.mkdir(parents=True)
+    (manifests / "m.json").write_text(
+        json.dumps({"model": "shop", "versions": {}, "join": {"version": "x", "sha256": "y"}})
+    )
+    with pytest.raises(ArchiveCorruptError, match="unreadable"):
+        read_archive(open_objects(str(tmp_path)), "shop")

@@ -41,7 +41,7 @@ def cli(monkeypatch, capsys):
 
     def run(settings, *argv: str) -> tuple[int, str, str]:
         common = ["--model", settings.model_name, "--redis-url", settings.redis_url]
-        if argv[:2] != ("rebuild", "list"):
+        if argv[:2] not in {("rebuild", "list"), ("rebuild", "drop")}:
             common += ["--bootstrap", settings.kafka_bootstrap, "--topic", settings.events_topic]
         return run_livelearn(monkeypatch, capsys, *argv, *common)
 
@@ -275,3 +275,79 @@ def test_a_rebuild_from_a_csv_file_and_one_skipping_a_segment_equal_plain_loops(
         cli(settings, "rebuild", "run", "x", "--from-scratch", "--file", str(path), "--until", "0:5"), "not with --file"
     )
     one_line_error(cli(settings, "rebuild", "run", "x", "--from-scratch", "--skip-where", "novalue"), "FEATURE=VALUE")
+
+
+def test_a_range_the_lineage_held_is_refused_unless_asked_and_a_moved_lineage_refuses_the_promotion(
+    make_settings, learners, cli
+):
+    from snapshotter.control import ControlPlane
+
+    settings = make_settings(snapshot_every_events=500, status_interval_seconds=0.1, promotion="immediate")
+    topic = settings.events_topic
+    seen = lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen")  # noqa: E731
+    produce(settings, EVENTS[:1000])
+    learner = learners(settings)
+    wait_for(lambda: seen() == 1000, 90, "1,000 events")
+    store = store_for(settings)
+    control = ControlPlane(store)
+    control.freeze(actor="op", reason="hold")
+    produce(settings, EVENTS[1000:2000])
+    wait_for(lambda: seen() == 2000, 90, "2,000 events, held")
+    control.resume(actor="op", reason="go on")
+    produce(settings, EVENTS[2000:3000])
+    wait_for(lambda: offset_of(store, store.head(), topic) == 3000, 90, "a version at 3,000")
+    learner.terminate()
+    base = max(n for n in store.stable_numbers() if offset_of(store, n, topic) <= 1000)
+
+    one_line_error(cli(settings, "rebuild", "run", "held", "--from-version", str(base)), "the range crosses a hold")
+    code, _out, err = cli(settings, "rebuild", "run", "held", "--from-version", str(base), "--include-held")
+    assert code == 0, err
+    one_line_error(
+        cli(settings, "rebuild", "run", "x", "--from-version", str(base), "--exclude", f"kafka:{topic}:3:0-5"),
+        "has no partition 3",
+    )
+    one_line_error(
+        cli(settings, "rebuild", "run", "x", "--from-version", str(base), "--exclude", f"kafka:{topic}:0:0-5"),
+        "it would exclude nothing",
+    )
+
+    control.rollback(to=base, actor="op", reason="back")  # the lineage moves after the rebuild
+    one_line_error(cli(settings, "rebuild", "promote", "held", "--reason", "r"), "the lineage moved since branch held")
+    assert cli(settings, "rebuild", "promote", "held", "--reason", "r", "--force")[0] == 0
+    assert store.head() == Branches(store).get("held")["head"]
+
+
+def test_a_branch_keeps_its_versions_through_a_pin_and_a_dead_rebuild_can_be_dropped(make_settings, cli):
+    import time
+
+    settings = make_settings()
+    produce(settings, EVENTS[:600])
+    assert cli(settings, "rebuild", "run", "kept", "--from-scratch")[0] == 0
+    store = store_for(settings)
+    head = Branches(store).get("kept")["head"]
+    from snapshotter.control import ControlPlane
+
+    ControlPlane(store).pin(head, actor="op", reason="try it")
+    ControlPlane(store).unpin(actor="op", reason="done trying")
+    assert store.client.sismember(store.keys.protected, head)  # the branch still keeps it from retention
+
+    branches = Branches(store)
+    branches.start("dead", base=None, ranges={"other": {"0": [0, 1]}}, provenance={}, actor="op")
+    one_line_error(cli(settings, "rebuild", "drop", "dead", "--reason", "r"), "is running")
+    doc = branches.get("dead")
+    doc["heartbeat_ms"] = int(time.time() * 1000) - 120_000  # killed two minutes ago
+    store.client.hset(store.keys.branches, "dead", __import__("json").dumps(doc))
+    assert cli(settings, "rebuild", "drop", "dead", "--reason", "killed")[0] == 0
+    assert cli(settings, "rebuild", "drop", "kept", "--reason", "not wanted")[0] == 0
+    assert set(branches.all()) == set() and not store.client.sismember(store.keys.protected, head)
+
+
+def test_the_monitor_judges_a_promoted_lineage_whose_count_starts_lower():
+    from monitor.data_guard import DataGuard
+    from streaming.config import Settings
+
+    guard = DataGuard(Settings())
+    assert guard.feed({"scored": 5000, "epoch": 0, "stream_position": 5000}) is not None
+    assert guard.feed({"scored": 4000, "epoch": 0, "stream_position": 4000}) is None  # a replay: skipped
+    assert guard.feed({"scored": 3000, "epoch": 1, "stream_position": 3000}) is not None  # the branch's lineage
+    assert guard.feed({"scored": 6000, "epoch": 0, "stream_position": 6000}) is None  # the old lineage: gone

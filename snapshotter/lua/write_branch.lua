@@ -2,7 +2,7 @@
 -- retention (protected until the branch is promoted or dropped), in the branch's set, its doc's head moved and
 -- heartbeat renewed, a version-log entry. Never touches the head, serving, the stable versions or the lease: a
 -- branch serves nothing until it is promoted.
--- KEYS: counter, index, created, protected, branches, version_log
+-- KEYS: counter, index, created, protected, branches, version_log, branch_versions
 -- ARGV: version_prefix, blob, meta, created_at, branch_key, name, doc, version_log_maxlen, actor
 -- branch_key: the branch's ZSET (Keys.branch(name)); doc: the branch's JSON without its head (set here).
 local n = redis.call('INCR', KEYS[1])
@@ -11,6 +11,7 @@ redis.call('SET', ARGV[1] .. n .. ':meta', ARGV[3])
 redis.call('ZADD', KEYS[2], n, n)
 redis.call('ZADD', KEYS[3], ARGV[4], n)
 redis.call('SADD', KEYS[4], n)
+redis.call('SADD', KEYS[7], n)
 redis.call('ZADD', ARGV[5], n, n)
 local doc = cjson.decode(ARGV[7])
 doc.head = n

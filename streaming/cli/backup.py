@@ -103,7 +103,7 @@ def _print(report: ExportReport, where: str, as_json: bool, verb: str) -> None:
         f"{verb} {len(report.written)} versions ({mib:,.1f} MiB in {report.seconds:.1f} s) to {where}; "
         f"{len(report.present)} there already"
         + (f"; {len(report.missing)} dropped by retention before they were read" if report.missing else "")
-        + f"; manifest {report.manifest}",
+        + (f"; manifest {report.manifest}" if report.manifest else "; nothing new: no manifest written"),
         highlight=False,
         soft_wrap=True,
     )
@@ -115,6 +115,14 @@ def import_(
     from_model: Annotated[
         str | None, typer.Option("--from-model", help="The model name in the archive (default: this model's).")
     ] = None,
+    stable: Annotated[
+        bool,
+        typer.Option(
+            "--stable",
+            help="Make the versions that were stable where they came from stable here too: rollbacks and unpin may "
+            "then go to them (default: not stable; pin one to serve it).",
+        ),
+    ] = False,
     own: Annotated[
         bool,
         typer.Option(
@@ -137,7 +145,9 @@ def import_(
     from snapshotter.objects import open_objects
 
     settings = settings_from(config, model, redis_url=redis_url)
-    objects = open_objects(_location(source, settings, "--from"))
+    if own and from_model not in (None, settings.store.model_name):
+        raise InputError("--own-versions says the archive holds this model's own versions: not with --from-model")
+    objects = open_objects(_location(source, settings, "--from"), create=False)
     archive = read_archive(objects, from_model or settings.store.model_name)
     if not archive.versions:
         raise InputError(f"{objects.where} holds no version of model {archive.model!r}")
@@ -175,7 +185,7 @@ def backup(
     held = read_archive(objects, settings.store.model_name).versions
     new = [n for n in store.stable_numbers() if n not in held]
     who = actor_or_default(actor)
-    report = export_versions(store, objects, new, actor=who, kind="backup", source=_source(settings))
+    report = export_versions(store, objects, new, actor=who, kind="backup", source=_source(settings), missing_ok=True)
     newest = max([*held, *report.written, *report.present], default=None)
     store.record_backup(
         at=time.time(),
@@ -216,7 +226,7 @@ def restore(
     from streaming.learner.recovery import plan_restore, restore_from_backup
 
     settings = settings_from(config, model, bootstrap, redis_url=redis_url, topic=topic)
-    objects = open_objects(_location(source, settings, "--from"))
+    objects = open_objects(_location(source, settings, "--from"), create=False)
     store = _store(settings)
     archive = read_archive(objects, settings.store.model_name)
     plan = plan_restore(settings, store, archive, version=version)

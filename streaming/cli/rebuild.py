@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 
 import typer
@@ -62,6 +63,10 @@ def run(
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Batch mode: passes over the events.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Batch mode: the shuffle's seed.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Start from a quarantined version.")] = False,
+    include_held: Annotated[
+        bool,
+        typer.Option("--include-held", help="Learn a range where the lineage held learning (frozen, an incident)."),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and print the plan; change nothing.")] = False,
     actor: ActorOpt = None,
     config: ConfigOpt = None,
@@ -107,6 +112,7 @@ def run(
             until=until,
             exclusions=exclusions,
             force=force,
+            include_held=include_held,
             **options,
         )
     if dry_run:
@@ -141,7 +147,7 @@ def list_branches(
     config: ConfigOpt = None, model: ModelOpt = None, redis_url: RedisOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Every branch: status, base, head, the range and what it excluded."""
-    from snapshotter.branches import Branches
+    from snapshotter.branches import STALE_MS, Branches
     from snapshotter.store import open_store
 
     branches = Branches(open_store(settings_from(config, model, redis_url=redis_url))).all()
@@ -150,10 +156,15 @@ def list_branches(
         return
     if not branches:
         console.print("no branch")
+    now_ms = time.time() * 1000
     for name, doc in branches.items():
         origin = doc.get("provenance", {})
+        status = doc["status"]
+        if status == "running":
+            silent = (now_ms - float(doc.get("heartbeat_ms", 0))) / 1000
+            status += f" (reported {silent:.0f} s ago{'; dead: drop it' if silent * 1000 > STALE_MS else ''})"
         console.print(
-            f"{name}: {doc['status']}, base {doc.get('base')}, head {doc.get('head')} ({doc.get('versions', 0)} "
+            f"{name}: {status}, base {doc.get('base')}, head {doc.get('head')} ({doc.get('versions', 0)} "
             f"versions), {origin.get('mode', 'online')}, excluding {', '.join(origin.get('exclusions') or []) or '-'}",
             highlight=False,
             soft_wrap=True,
@@ -209,6 +220,9 @@ def promote(
     reason: ReasonOpt,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
     last: Annotated[int, typer.Option("--last", min=1, help="Score on the last N offsets of the range.")] = 1000,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote although the lineage moved (a rollback) since the rebuild.")
+    ] = False,
     actor: ActorOpt = None,
     config: ConfigOpt = None,
     model: ModelOpt = None,
@@ -244,11 +258,33 @@ def promote(
             soft_wrap=True,
         )
         return
-    new_epoch = Branches(store).promote(name, expected_epoch=epoch, actor=actor_or_default(actor), reason=reason)
+    new_epoch = Branches(store).promote(
+        name, expected_epoch=epoch, actor=actor_or_default(actor), reason=reason, force=force
+    )
     console.print(
         f"promoted branch {name}: head v{doc['head']}, epoch {new_epoch}, serving {store.serving()}",
         highlight=False,
     )
+
+
+@rebuild_app.command("drop")
+def drop(
+    name: str,
+    reason: ReasonOpt,
+    force: Annotated[bool, typer.Option("--force", help="Drop even a rebuild that reported lately.")] = False,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Drop branch NAME (a failed one, one not wanted, or one whose rebuild was killed): its versions are no longer
+    kept from retention; audited."""
+    from snapshotter.branches import Branches
+    from snapshotter.store import open_store
+
+    store = open_store(settings_from(config, model, redis_url=redis_url))
+    Branches(store).drop(name, actor=actor_or_default(actor), reason=reason, force=force)
+    console.print(f"dropped branch {name}: its versions are left to retention", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

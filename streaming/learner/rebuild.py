@@ -271,12 +271,15 @@ def plan_rebuild(
     until: str = "head",
     exclusions: tuple[Exclusion, ...] = (),
     force: bool = False,
+    include_held: bool = False,
     consumer: Consumer | None = None,
     **options: Any,
 ) -> RebuildPlan:
     """Check a rebuild before it starts: the base version exists and is not quarantined (unless ``force``), the
-    range holds (Kafka still holds its first offsets: the log start offset), the exclusions name its topic.
-    ``options``: the plan's ``mode``, ``batch_size``, ``epochs``, ``seed``, ``every``."""
+    range holds (Kafka still holds its first offsets: the log start offset), each exclusion names a partition of the
+    topic and offsets in the range, and (unless ``include_held``) the lineage did not hold learning in the range (a
+    rebuild learns every event it reads). ``options``: the plan's ``mode``, ``batch_size``, ``epochs``, ``seed``,
+    ``every``, ``skip_where``."""
     if not _NAME.fullmatch(name):
         raise InputError(f"branch name {name!r}: 1-64 letters, digits, '.', '_' or '-'")
     if settings.labels.joined:
@@ -318,6 +321,22 @@ def plan_rebuild(
     for exclusion in exclusions:
         if exclusion.topic != topic:
             raise InputError(f"--exclude {exclusion}: the rebuild reads {topic!r}, not {exclusion.topic!r}")
+        tp = TopicPartition(topic, exclusion.partition)
+        if tp not in start:
+            raise InputError(f"--exclude {exclusion}: {topic!r} has no partition {exclusion.partition}")
+        if exclusion.last < start[tp] or exclusion.first >= stop[tp]:
+            raise InputError(
+                f"--exclude {exclusion}: outside the range read on partition {exclusion.partition} "
+                f"({start[tp]}-{stop[tp] - 1}): it would exclude nothing"
+            )
+    if not include_held:
+        held = _held(store, base, sum(start.values()), sum(stop.values()))
+        if held:
+            raise RebuildError(
+                f"the range crosses a hold: versions {', '.join(map(str, held[:10]))} of the lineage were written "
+                "while learning was held (frozen, or an incident): the live learner did not learn the events there. "
+                "Exclude them (their offsets: `livelearn versions show`) or learn them anyway with --include-held"
+            )
     return RebuildPlan(
         name=name,
         base=base,
@@ -340,6 +359,25 @@ def fetched_ends(consumer: Consumer, partitions: list[TopicPartition], budget: f
     while any(consumer.highwater(tp) is None for tp in partitions) and time.monotonic() < deadline:
         consumer.poll(timeout_ms=200, max_records=1)
     return {tp: max(listed.get(tp, 0), consumer.highwater(tp) or 0) for tp in partitions}
+
+
+def _held(store: VersionStore, base: int | None, start: int, stop: int) -> list[int]:
+    """The lineage's versions from ``base`` on (the base included) up to stream position ``stop`` written while
+    learning was held (``extra.frozen``: frozen by an operator or the monitor, or an incident holding it)."""
+    held, number = [], store.head()
+    seen: set[int] = set()
+    while number is not None and number not in seen:
+        seen.add(number)
+        try:
+            meta = store.meta(number)
+        except SnapshotError:
+            break
+        if meta.position <= stop and (meta.position > start or number == base) and meta.extra.get("frozen"):
+            held.append(number)
+        if number == base or meta.position < start:
+            break
+        number = meta.parent
+    return sorted(held)
 
 
 def settings_hash(settings: Settings) -> str:

@@ -77,6 +77,18 @@ def plan_restore(
     entry = archive.versions.get(chosen)
     if entry is None:
         raise VersionNotFoundError(f"{archive.where} holds no version {chosen} of model {archive.model!r}")
+    if entry.quarantined is not None:
+        raise ControlError(
+            f"version {chosen} was quarantined by incident {entry.quarantined} where it was backed up: restore another"
+        )
+    foreign = [
+        n for n in store.numbers() if n not in archive.versions or store.meta(n).sha256 != archive.versions[n].sha256
+    ]
+    if foreign:
+        raise ControlError(
+            f"model {store.keys.model_name!r} holds versions {', '.join(map(str, foreign[:10]))} in this Redis that "
+            f"{archive.where} does not hold: restore-from-backup only fills a Redis that lost the model's data"
+        )
     keep = settings.store.keep_stable_versions
     before = [n for n, v in archive.versions.items() if n < chosen and v.stable and v.quarantined is None]
     imports = (*(before[-keep:] if keep else ()), chosen)
