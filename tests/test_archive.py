@@ -25,6 +25,9 @@ from streaming.errors import (
     VersionNotFoundError,
 )
 
+#: Redis and object storage are the subject: the other Kafka client and engine change nothing here.
+pytestmark = pytest.mark.first_lane
+
 
 def write_versions(store: VersionStore, count: int, *, seed: int = 0, stable_every: int = 2) -> list[int]:
     """``count`` versions of a small model (weights that differ by ``seed``), every ``stable_every``-th stable."""

@@ -17,6 +17,8 @@ from snapshotter.branches import Branches
 from streaming.local.dataset import read_events
 
 EVENTS = list(read_events(limit=1500))
+#: The mini-batch fit runs on river's parts and numpy whatever the engine; the online rebuild's lanes cover the client.
+pytestmark = pytest.mark.first_lane
 
 
 def plain_minibatch(events, *, start=None, batch_size, epochs, seed, lr=0.01):
