@@ -275,6 +275,16 @@ def test_a_rebuild_from_a_csv_file_and_one_skipping_a_segment_equal_plain_loops(
         cli(settings, "rebuild", "run", "x", "--from-scratch", "--file", str(path), "--until", "0:5"), "not with --file"
     )
     one_line_error(cli(settings, "rebuild", "run", "x", "--from-scratch", "--skip-where", "novalue"), "FEATURE=VALUE")
+    one_line_error(
+        cli(settings, "rebuild", "run", "typo", "--from-scratch", "--file", str(path), "--skip-where", "Wekend=true"),
+        "--skip-where Wekend=true matched no event",
+    )
+    assert Branches(store).get("typo")["status"] == "failed"
+    numeric = ["rebuild", "run", "num", "--from-scratch", "--file", str(path), "--skip-where", "SpecialDay=0.0"]
+    assert cli(settings, *numeric)[0] == 0  # stored as 0: equal as a number
+    assert Branches(store).get("num")["excluded"] == sum(e.features["SpecialDay"] == 0 for e in events)
+    one_line_error(cli(settings, "rebuild", "run", "x", "--from-scratch", "--until", "0:0,0:0"), "twice")
+    one_line_error(cli(settings, "rebuild", "run", "x", "--from-scratch", "--every", "0"), "--every")
 
 
 def test_a_range_the_lineage_held_is_refused_unless_asked_and_a_moved_lineage_refuses_the_promotion(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -91,10 +91,30 @@ def _client_failure(exc: Exception) -> str | None:
     return None
 
 
-def main() -> None:
-    """Console entry point: one clear line and exit code 2 for expected failures."""
+def _parser_errors() -> Any:
+    """The command-line parser's exceptions: Typer's own copy of click's where it vendors one, else click's."""
     try:
-        app()
+        from typer._click import exceptions
+    except ImportError:  # a Typer that uses click itself
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
+
+
+def main() -> None:
+    """Console entry point: one clear line and exit code 2 for expected failures (a wrong option or value
+    included: ``error: Invalid value for '--epochs': -1 is not in the range x>=1.``)."""
+    errors = _parser_errors()
+    try:
+        code = app(standalone_mode=False)
+    except errors.NoArgsIsHelpError as exc:  # a command group without its command: its help, as Typer prints it
+        console.print(exc.format_message(), highlight=False, markup=False)
+        sys.exit(2)
+    except errors.UsageError as exc:  # a wrong option or value: one line, as every other refusal
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        fail(f"{exc.format_message()}{where}")
+    except typer.Abort:
+        console.print("aborted", highlight=False)
+        sys.exit(1)
     except LivelearnError as exc:
         fail(str(exc))
     except Exception as exc:
@@ -102,3 +122,4 @@ def main() -> None:
         if message is None:
             raise
         fail(message)
+    sys.exit(code if isinstance(code, int) else 0)  # as Typer's standalone mode ends every command

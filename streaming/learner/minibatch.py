@@ -85,7 +85,14 @@ def fit_minibatch(
 def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, actor: str) -> Any:
     """``plan`` (a :class:`~streaming.learner.rebuild.RebuildPlan` with ``mode="batch"``) as one mini-batch fit,
     written as one version of its branch."""
-    from streaming.learner.rebuild import RebuildReport, file_records, merged_records, provenance, skipped
+    from streaming.learner.rebuild import (
+        RebuildReport,
+        check_matched,
+        file_records,
+        matched,
+        merged_records,
+        provenance,
+    )
     from streaming.transport import TopicPartition, make_consumer
 
     started = time.monotonic()
@@ -106,6 +113,7 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
         limits = EventLimits.from_settings(offline.limits)
         events: list[Event] = []
         read = excluded = 0
+        matches = [0] * len(plan.skip_where)
         consumer = make_consumer(offline.kafka)
         try:
             source = file_records(plan.source, topic) if plan.source else merged_records(consumer, start, until)
@@ -119,7 +127,9 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
                 except EventError:
                     state.counters["dead_lettered"] += 1
                     continue
-                if plan.skip_where and skipped(event.features, plan.skip_where):
+                clause = matched(event.features, plan.skip_where) if plan.skip_where else None
+                if clause is not None:
+                    matches[clause] += 1
                     excluded += 1
                     continue
                 if state.recent.seen_before(record.partition, event.event_id):
@@ -130,6 +140,7 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
                     events.append(event)
         finally:
             consumer.close()
+        check_matched(plan.skip_where, matches)
         model = OnlineModel.restore(state.spec, state.model.dump_state())  # river's parts: the definition above
         steps = fit_events(model, events, batch_size=plan.batch_size, epochs=plan.epochs, seed=plan.seed)
         state.model = restore_model(state.spec, model.dump_state())

@@ -176,10 +176,14 @@ def parse_until(text: str, ends: dict[TopicPartition, int]) -> dict[TopicPartiti
         return dict(ends)
     until = dict(ends)
     by_partition = {tp.partition: tp for tp in ends}
+    named: set[str] = set()
     for part in text.split(","):
         partition, _, offset = part.strip().partition(":")
         if not partition.isdigit() or not offset.isdigit():
             raise InputError(f"--until {text!r}: say head, or PARTITION:OFFSET,... (e.g. 0:15000,1:14800)")
+        if partition in named:
+            raise InputError(f"--until {text!r} names partition {partition} twice")
+        named.add(partition)
         tp = by_partition.get(int(partition))
         if tp is None:
             raise InputError(f"--until {text!r}: the events topic has no partition {partition}")
@@ -204,13 +208,40 @@ def parse_skip_where(texts: list[str] | tuple[str, ...]) -> tuple[tuple[str, str
     return tuple(out)
 
 
-def skipped(features: dict[str, Any], where: tuple[tuple[str, str], ...]) -> bool:
-    for feature, value in where:
+def matched(features: dict[str, Any], where: tuple[tuple[str, str], ...]) -> int | None:
+    """The first ``--skip-where`` clause ``features`` match (its index), ``None`` for none: a boolean as
+    ``true``/``false``, a number equal as a number (``0`` is ``0.0``), anything else as text.
+
+    >>> where = (("Weekend", "true"), ("SpecialDay", "0.0"), ("Month", "Feb"))
+    >>> matched({"Weekend": False, "SpecialDay": 0}, where), matched({"Month": "Feb"}, where), matched({}, where)
+    (1, 2, None)
+    """
+    for index, (feature, value) in enumerate(where):
         held = features.get(feature)
-        text = ("true" if held else "false") if isinstance(held, bool) else str(held)
-        if held is not None and text == value:
-            return True
-    return False
+        if held is None:
+            continue
+        if isinstance(held, bool):
+            if ("true" if held else "false") == value.lower():
+                return index
+        elif isinstance(held, int | float):
+            try:
+                if float(value) == float(held):
+                    return index
+            except ValueError:
+                continue
+        elif str(held) == value:
+            return index
+    return None
+
+
+def check_matched(where: tuple[tuple[str, str], ...], counts: list[int]) -> None:
+    """Refuse (``InputError``) a rebuild whose ``--skip-where`` clause skipped no event: a typo repairs nothing."""
+    idle = [f"{feature}={value}" for (feature, value), count in zip(where, counts, strict=True) if not count]
+    if idle:
+        raise InputError(
+            f"--skip-where {', '.join(idle)} matched no event of the range (a feature's name or value mistyped?): "
+            "the branch is marked failed; drop it and run again"
+        )
 
 
 def plan_file_rebuild(
@@ -480,14 +511,16 @@ def file_records(path: str, topic: str) -> Iterator[Record]:
         yield Record(topic, 0, offset, None, encode_event(event), [], 0)
 
 
-def _filtered(record: Record, settings: Settings, limits: EventLimits, where: tuple[tuple[str, str], ...]) -> bool:
-    """Whether ``record`` is an event ``--skip-where`` skips (a record that is no event is left to the step)."""
+def _filtered(
+    record: Record, settings: Settings, limits: EventLimits, where: tuple[tuple[str, str], ...]
+) -> int | None:
+    """The ``--skip-where`` clause ``record`` matches (a record that is no event is left to the step)."""
     fmt = "msgpack" if record.topic.startswith("file:") else settings.kafka.event_format
     try:
         event = decode_event(record.value, fmt, limits)
     except EventError:
-        return False
-    return isinstance(event, Event) and skipped(event.features, where)
+        return None
+    return matched(event.features, where) if isinstance(event, Event) else None
 
 
 def run_rebuild(
@@ -535,6 +568,7 @@ def run_rebuild(
     versions: list[int] = []
     parent = plan.base
     read = excluded = 0
+    matches = [0] * len(plan.skip_where)
     beat = time.monotonic()
     extra = {"rebuild": origin}
 
@@ -567,9 +601,10 @@ def run_rebuild(
             positions[tp] = record.offset + 1
             read += 1
             spans = excluded_by.get(record.partition)
-            if (spans is not None and any(a <= record.offset <= b for a, b in spans)) or (
-                plan.skip_where and _filtered(record, offline, limits, plan.skip_where)
-            ):
+            clause = _filtered(record, offline, limits, plan.skip_where) if plan.skip_where else None
+            if clause is not None:
+                matches[clause] += 1
+            if clause is not None or (spans is not None and any(a <= record.offset <= b for a, b in spans)):
                 excluded += 1
             else:
                 step.process(state, record, outputs, positions)
@@ -583,6 +618,7 @@ def run_rebuild(
                 if progress is not None:
                     progress(read, plan.records)
         positions = dict(until)
+        check_matched(plan.skip_where, matches)
         if not versions or read % plan.every:
             write()
     except BaseException:
