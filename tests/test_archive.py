@@ -242,6 +242,10 @@ def test_the_commands_export_and_import_through_s3_and_audit_the_export(two_stor
             ["versions", "import", "--from", "/tmp", "--own-versions", "--from-model", "other"],
             ["not with --from-model"],
         ),
+        # a wrong option or value: one line too, not the parser's box
+        (["rebuild", "run", "x", "--from-scratch", "--epochs", "0"], ["Invalid value for '--epochs'", "--help"]),
+        (["versions", "list", "--nope"], ["No such option: --nope", "livelearn versions list --help"]),
+        (["rebuild", "run", "-x"], ["No such option: -x"]),
     ],
 )
 def test_bad_locations_and_options_are_one_line_errors(monkeypatch, capsys, argv, needles):
