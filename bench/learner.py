@@ -1,21 +1,24 @@
-"""End-to-end learner throughput against the bare river loop, on the same events.
+"""The learner's throughput against river's bare loop and the loop a user would write, at the default settings.
 
-Replays the bundled dataset ``--repeat`` times (default 17: 209,610 events) into a one-partition
-topic of an embedded Tansu broker (or ``--bootstrap``), then times, in one run:
+Replays the bundled dataset ``--repeat`` times (default 17: 209,610 events, ids unique) into one-partition topics of
+an embedded Tansu broker and a redis-server (or ``--bootstrap`` / ``--redis-url``), then, for ``--rounds`` rounds
+(default 3), runs three columns **interleaved** (the order rotates each round), each as a process of its own:
 
-* **end to end**: a real :class:`streaming.learner.runner.Learner` from its first poll until it has caught
-  up (broker -> decode -> predict -> metrics -> learn -> snapshots to a real redis-server);
-* **bare river loop**: ``predict_proba_one`` + ``learn_one`` on the same feature dicts in-process;
-* **model only**: encode + predict + learn per event with each engine (river, compiled), same run, in
-  µs/event (``--engine`` picks the learner's engine; the bare river loop stays the reference);
-* **stages**: Kafka consumption alone, event decoding, the 14 prequential metric updates, and publishing
-  one prediction per event to the predictions topic, to show what dominates the cost;
-* **snapshot write** time (encode + Lua write), over the learner's own snapshots and 50 extra writes.
+* **livelearn**: ``livelearn learn --until-caught-up`` at the **default settings** (snapshot cadence, poll size,
+  guard, metrics, predictions published; only the addresses, model, topic, ``--engine`` and ``--client`` set);
+* **river**: river's bare loop in memory, ``predict_proba_one`` + ``learn_one`` over the same feature dicts
+  (``bench/loops/river_loop.py``: the events loaded from a file first);
+* **user loop**: what a user would write instead — confluent-kafka + msgpack + river, one prediction produced per
+  event (``bench/loops/user_loop.py``).
 
-``--client`` picks the Kafka client (``auto``: confluent-kafka when installed); ``--client both`` runs the
-whole measurement once per client in the same process, on the same servers and events, and prints both (the
-JSON's top level is the default client's, ``clients`` holds each). The machine is shared: compare figures of
-one run only. Prints the figures and writes them as JSON (``--out``). Run: ``.venv/bin/python bench/learner.py``.
+Two figures per column: **start to end**, the events over the process's whole life (spawn to exit: imports, the
+engine's compile, connections, the final snapshot); **steady state**, the events from 10 % to 90 % of the stream
+over the time between them (the predictions' timestamps for livelearn and the user loop, the loop's own clock for
+river). Ratios are of one round's columns (same load); the medians over the rounds are reported.
+
+``--stages`` runs the former in-process measurement instead (a :class:`Learner` from its first poll, the stage
+costs: consumption, decoding, the metrics, publishing, snapshot writes), also at the default settings. Prints the
+figures and writes JSON (``--out``). Run: ``.venv/bin/python bench/learner.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,7 +70,6 @@ def run(
     bootstrap: str,
     redis_url: str,
     repeat: int,
-    snapshot_every: int,
     predictions: bool = True,
     *,
     client: str = "auto",
@@ -76,9 +81,6 @@ def run(
         redis_url=redis_url,
         model_name=f"bench-{os.getpid()}-{client}-{engine}",
         events_topic=f"bench-{os.getpid()}-{client}-{engine}",
-        snapshot_every_events=snapshot_every,
-        snapshot_every_seconds=3600,
-        poll_max_records=2000,
         publish_predictions=predictions,
         engine=engine,
     )
@@ -206,6 +208,139 @@ def run(
     }
 
 
+LOOPS = Path(__file__).resolve().parent / "loops"
+COLUMNS = ("livelearn", "river", "user_loop")
+
+
+def _steady_from_predictions(settings: Settings, n: int) -> float:
+    """Events per second from 10 % to 90 % of the stream, by the timestamps of the predictions produced for them."""
+    consumer = make_consumer(settings)
+    tp = TopicPartition(settings.predictions_topic_name, 0)
+    consumer.assign([tp])
+    consumer.seek(tp, 0)
+    stamps: list[int] = []
+    deadline = time.monotonic() + 120
+    while len(stamps) < n and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+            stamps += [record.timestamp for record in records]
+    consumer.close()
+    assert len(stamps) >= n, f"{len(stamps)} predictions of {n}"
+    first, last = stamps[n // 10], stamps[(9 * n) // 10]
+    return ((9 * n) // 10 - n // 10) / max((last - first) / 1000, 1e-3)
+
+
+def _column(
+    column: str,
+    *,
+    tag: str,
+    bootstrap: str,
+    redis_url: str,
+    raws: list[bytes],
+    river_file: Path,
+    engine: str,
+    client: str,
+) -> dict:
+    n = len(raws)
+    if column == "river":
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, str(LOOPS / "river_loop.py"), str(river_file)], capture_output=True, text=True, check=True
+        )
+        seconds = time.perf_counter() - t0
+        inner = json.loads(done.stdout)
+        return {"start_to_end": n / seconds, "steady": inner["steady_events"] / inner["steady_seconds"]}
+    settings = Settings(
+        kafka_bootstrap=bootstrap,
+        redis_url=redis_url,
+        model_name=tag,
+        events_topic=tag,
+        engine=engine,
+        kafka_client=client,
+    )
+    ensure_topics(settings, {tag: 1, settings.dead_letter_topic_name: 1, settings.predictions_topic_name: 1})
+    producer = make_producer(settings, linger_ms=20, batch_size=256 * 1024)
+    for raw in raws:
+        producer.send(tag, raw, key=b"k")
+    producer.flush()
+    producer.close()
+    if column == "livelearn":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVELEARN_")}
+        env.update(
+            LIVELEARN_KAFKA_BOOTSTRAP=bootstrap,
+            LIVELEARN_REDIS_URL=redis_url,
+            LIVELEARN_MODEL_NAME=tag,
+            LIVELEARN_EVENTS_TOPIC=tag,
+            LIVELEARN_ENGINE=engine,
+            LIVELEARN_KAFKA_CLIENT=client,
+            LIVELEARN_LOG_LEVEL="WARNING",
+        )
+        command = [sys.executable, "-m", "streaming", "learn", "--until-caught-up"]
+    else:
+        env = dict(os.environ)
+        command = [sys.executable, str(LOOPS / "user_loop.py"), bootstrap, tag, settings.predictions_topic_name, str(n)]
+    t0 = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seconds = time.perf_counter() - t0
+    return {"start_to_end": n / seconds, "steady": _steady_from_predictions(settings, n)}
+
+
+def compare(bootstrap: str, redis_url: str, repeat: int, rounds: int, *, engine: str, client: str) -> dict:
+    """The three columns, ``rounds`` rounds, interleaved (the order rotates): events/s per round and the ratios."""
+    events = list(read_events(repeat=repeat))
+    raws = [encode_event(e) for e in events]
+    river_file = Path(tempfile.mkstemp(suffix=".msgpack")[1])
+    contract = [
+        [{k: ("true" if v else "false") if isinstance(v, bool) else v for k, v in e.features.items()}, e.label]
+        for e in events
+    ]
+    river_file.write_bytes(pack(contract))
+    per_round: list[dict] = []
+    try:
+        for r in range(rounds):
+            order = COLUMNS[r % 3 :] + COLUMNS[: r % 3]
+            figures = {}
+            for column in order:
+                tag = f"bench-{os.getpid()}-{column}-{r}"
+                figures[column] = _column(
+                    column,
+                    tag=tag,
+                    bootstrap=bootstrap,
+                    redis_url=redis_url,
+                    raws=raws,
+                    river_file=river_file,
+                    engine=engine,
+                    client=client,
+                )
+            for kind in ("steady", "start_to_end"):
+                figures[f"livelearn_over_river_{kind}"] = figures["livelearn"][kind] / figures["river"][kind]
+                figures[f"livelearn_over_user_loop_{kind}"] = figures["livelearn"][kind] / figures["user_loop"][kind]
+            per_round.append({"order": list(order), **figures})
+            print(
+                f"round {r + 1}: "
+                + ", ".join(
+                    f"{c} {figures[c]['steady']:,.0f} steady / {figures[c]['start_to_end']:,.0f} start-to-end ev/s"
+                    for c in COLUMNS
+                )
+            )
+    finally:
+        river_file.unlink(missing_ok=True)
+    median = {
+        key: statistics.median(r[key] for r in per_round) for key in per_round[0] if key.startswith("livelearn_over")
+    }
+    columns = {
+        c: {kind: statistics.median(r[c][kind] for r in per_round) for kind in ("steady", "start_to_end")}
+        for c in COLUMNS
+    }
+    return {
+        "events": len(events),
+        "rounds": per_round,
+        "median_events_per_second": columns,
+        "median_ratios": median,
+        "engine": resolve_engine(engine),
+        "settings": "defaults",
+    }
+
+
 def report(result: dict) -> None:
     e2e, bare = result["end_to_end"], result["bare_river_loop"]
     topic = "on" if result["publish_predictions"] else "off"
@@ -242,7 +377,8 @@ def report(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=17, help="dataset replays (17 x 12,330 = 209,610 events)")
-    parser.add_argument("--snapshot-every", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three columns")
+    parser.add_argument("--stages", action="store_true", help="the in-process measurement and its stage costs")
     parser.add_argument("--bootstrap", help="use this Kafka instead of an embedded Tansu")
     parser.add_argument("--redis-url", help="use this Redis instead of an embedded redis-server")
     parser.add_argument("--no-predictions", action="store_true", help="learner does not publish predictions")
@@ -260,7 +396,10 @@ def main() -> None:
         help="JSON file (default: bench/results/learner.json, or learner-no-predictions.json)",
     )
     args = parser.parse_args()
-    name = "learner-no-predictions.json" if args.no_predictions else "learner.json"
+    if not args.stages:
+        compare_main(args)
+        return
+    name = "learner-no-predictions.json" if args.no_predictions else "learner-stages.json"
     args.out = args.out or Path(__file__).parent / "results" / name
     clients = ["confluent", "kafka-python"] if args.client == "both" else [args.client]
 
@@ -271,7 +410,6 @@ def main() -> None:
                 bootstrap,
                 redis_url,
                 args.repeat,
-                args.snapshot_every,
                 not args.no_predictions,
                 client=client,
                 engine=args.engine,
@@ -303,6 +441,47 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"written {args.out}")
+
+
+def compare_main(args: argparse.Namespace) -> None:
+    client = "confluent" if args.client in ("auto", "both") else args.client
+    if args.bootstrap and args.redis_url:
+        result = compare(args.bootstrap, args.redis_url, args.repeat, args.rounds, engine=args.engine, client=client)
+    else:
+        with embedded_stack() as (broker, redis_server):
+            result = compare(
+                args.bootstrap or broker.address,
+                args.redis_url or f"redis://{redis_server.address}/0",
+                args.repeat,
+                args.rounds,
+                engine=args.engine,
+                client=client,
+            )
+    result["client"] = client
+    result["machine"] = {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_before": os.getloadavg()[0],
+        "broker": "tansu (embedded)" if not args.bootstrap else "given",
+    }
+    m, ratios = result["median_events_per_second"], result["median_ratios"]
+    print(f"{result['events']:,} events, {args.rounds} rounds, engine {result['engine']}, client {client}, defaults")
+    for column in COLUMNS:
+        print(
+            f"  {column:<10} steady {m[column]['steady']:>10,.0f} ev/s   "
+            f"start to end {m[column]['start_to_end']:>10,.0f} ev/s"
+        )
+    print(
+        f"  livelearn / river: steady {ratios['livelearn_over_river_steady']:.2f}x, start to end "
+        f"{ratios['livelearn_over_river_start_to_end']:.2f}x; livelearn / user loop: steady "
+        f"{ratios['livelearn_over_user_loop_steady']:.2f}x, start to end "
+        f"{ratios['livelearn_over_user_loop_start_to_end']:.2f}x (medians of the rounds' ratios)"
+    )
+    out = args.out or Path(__file__).parent / "results" / "learner.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"written {out}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Examples
 --------
 >>> import fakeredis
 >>> from snapshotter.codec import SnapshotState
->>> from snapshotter.store import VersionStore
+>>> from snapshotter.store import VersionStore, version_meta
 >>> store = VersionStore(fakeredis.FakeRedis(), "shop")
 >>> branches = Branches(store)
 >>> doc = branches.start("repair-1", base=None, ranges={"events": {"0": [0, 500]}}, provenance={}, actor="op")
@@ -29,7 +29,7 @@ import json
 import time
 from typing import Any, Literal
 
-from snapshotter.codec import FORMAT_VERSION, EncodedSnapshot, SnapshotState, VersionMeta, pack
+from snapshotter.codec import EncodedSnapshot, SnapshotState, VersionMeta, pack
 from snapshotter.connection import as_int, as_text
 from snapshotter.scripts import (
     DROP_BRANCH,
@@ -40,7 +40,7 @@ from snapshotter.scripts import (
     bind,
     refusal_error,
 )
-from snapshotter.store import VersionStore
+from snapshotter.store import VersionStore, version_meta
 from streaming.errors import RebuildError, ScriptRefusal
 
 __all__ = ["STALE_MS", "Branches"]
@@ -122,24 +122,19 @@ class Branches:
         encoded = state if isinstance(state, EncodedSnapshot) else EncodedSnapshot.of(state)
         blob = encoded.blob
         now = time.time()
-        meta = {
-            "created_at": now,
-            "writer": writer,
-            "lease_token": 0,
-            "events_seen": int(encoded.counters.get("events_seen", 0)),
-            "events_learned": int(encoded.counters.get("events_learned", 0)),
-            "offsets": offsets,
-            "metrics": metrics,
-            "parent": parent,
-            "spec": encoded.spec,
-            "format_version": FORMAT_VERSION,
-            "sha256": encoded.sha256,
-            "size_bytes": len(blob),
-            "stable": False,
-            "epoch": epoch,
-            "extra": {**(extra or {}), "branch": name},
-            "model_events_learned": model_events_learned,
-        }
+        meta = version_meta(
+            encoded,
+            created_at=now,
+            writer=writer,
+            lease_token=0,
+            offsets=offsets,
+            metrics=metrics,
+            parent=parent,
+            stable=False,
+            epoch=epoch,
+            extra={**(extra or {}), "branch": name},
+            model_events_learned=model_events_learned,
+        )
         doc["heartbeat_ms"] = int(now * 1000)
         k = self.store.keys
         number = self._write(

@@ -40,7 +40,7 @@ from snapshotter.status import LearnerStatus, read_status
 from streaming.config import RedisSettings, Settings, StoreSettings
 from streaming.errors import RefusalCode, ScriptRefusal, SnapshotCorruptError, SnapshotError, VersionNotFoundError
 
-__all__ = ["THINNING", "ResumePoint", "VersionStore", "connect_settings", "open_store"]
+__all__ = ["THINNING", "ResumePoint", "VersionStore", "connect_settings", "open_store", "version_meta"]
 
 #: Thinning of old stable versions by age, as (bucket, horizon) in seconds: beyond the newest ``keep`` versions
 #: and the newest ``keep_stable`` stable ones, retention keeps the newest stable version of each 10 s of the last
@@ -64,6 +64,41 @@ ResumePoint = TypedDict(
         "counters": dict[str, int] | None,
     },
 )
+
+
+def version_meta(
+    encoded: EncodedSnapshot,
+    *,
+    created_at: float,
+    writer: str,
+    lease_token: int,
+    offsets: dict[str, dict[str, int]],
+    metrics: dict[str, dict[str, float]],
+    parent: int | None,
+    stable: bool,
+    epoch: int,
+    extra: dict[str, Any],
+    model_events_learned: int | None,
+) -> dict[str, Any]:
+    """The metadata document of a version (:class:`VersionMeta` without its number) for ``encoded``'s blob."""
+    return {
+        "created_at": created_at,
+        "writer": writer,
+        "lease_token": lease_token,
+        "events_seen": int(encoded.counters.get("events_seen", 0)),
+        "events_learned": int(encoded.counters.get("events_learned", 0)),
+        "offsets": offsets,
+        "metrics": metrics,
+        "parent": parent,
+        "spec": encoded.spec,
+        "format_version": FORMAT_VERSION,
+        "sha256": encoded.sha256,
+        "size_bytes": len(encoded.blob),
+        "stable": stable,
+        "epoch": epoch,
+        "extra": extra,
+        "model_events_learned": model_events_learned,
+    }
 
 
 class VersionStore:
@@ -184,24 +219,19 @@ class VersionStore:
         encoded = state if isinstance(state, EncodedSnapshot) else EncodedSnapshot.of(state)
         blob = encoded.blob
         token = int(lease_value.split(":", 1)[0]) if lease_value else 0
-        meta = {
-            "created_at": time.time() if created_at is None else created_at,
-            "writer": writer,
-            "lease_token": token,
-            "events_seen": int(encoded.counters.get("events_seen", 0)),
-            "events_learned": int(encoded.counters.get("events_learned", 0)),
-            "offsets": offsets,
-            "metrics": metrics,
-            "parent": parent,
-            "spec": encoded.spec,
-            "format_version": FORMAT_VERSION,
-            "sha256": encoded.sha256,
-            "size_bytes": len(blob),
-            "stable": stable,
-            "epoch": epoch,
-            "extra": extra or {},
-            "model_events_learned": model_events_learned,
-        }
+        meta = version_meta(
+            encoded,
+            created_at=time.time() if created_at is None else created_at,
+            writer=writer,
+            lease_token=token,
+            offsets=offsets,
+            metrics=metrics,
+            parent=parent,
+            stable=stable,
+            epoch=epoch,
+            extra=extra or {},
+            model_events_learned=model_events_learned,
+        )
         k = self.keys
         for _attempt in range(2):
             try:

@@ -106,6 +106,30 @@ def s3(s3_server, monkeypatch, request) -> str:
     return f"s3://{bucket}/backups"
 
 
+#: Commands that read Kafka besides Redis: the in-process CLI (``cli``) gives them the model's broker and topic too.
+_KAFKA_COMMANDS = (("rebuild", "run"), ("rebuild", "show"), ("rebuild", "promote"), ("restore-from-backup",))
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys) -> Callable[..., tuple[int, str, str]]:
+    """``livelearn ARGV`` in this process (``tests/clirun.py``) on ``settings``' model and Redis (and broker and events
+    topic, for the commands that read Kafka): ``cli(settings, *argv) -> (exit code, stdout, stderr)``. The environment's
+    LIVELEARN_* settings are cleared, except the test lane's Kafka client and engine."""
+    from clirun import run_livelearn
+
+    lane = {"LIVELEARN_KAFKA_CLIENT", "LIVELEARN_ENGINE"}
+    for name in [n for n in os.environ if n.startswith("LIVELEARN_") and n not in lane]:
+        monkeypatch.delenv(name)
+
+    def run(settings: Settings, *argv: str) -> tuple[int, str, str]:
+        common = ["--model", settings.model_name, "--redis-url", settings.redis_url]
+        if any(tuple(argv[: len(command)]) == command for command in _KAFKA_COMMANDS):
+            common += ["--bootstrap", settings.kafka_bootstrap, "--topic", settings.events_topic]
+        return run_livelearn(monkeypatch, capsys, *argv, *common)
+
+    return run
+
+
 def settings_on(broker: str, redis_address: str, test_name: str, partitions: int = 1, **overrides) -> Settings:
     """Settings for a fresh model with fresh topics (events, dead letters, predictions) on the given servers."""
     n = next(_counter)

@@ -5,11 +5,10 @@ written from river's primitives and numpy alone, not from livelearn's code)."""
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
-from clirun import one_line_error, run_livelearn
+from clirun import one_line_error
 from conftest import produce, store_for
 from reference import contract_features, plain_river_pipeline
 
@@ -46,20 +45,6 @@ def plain_minibatch(events, *, start=None, batch_size, epochs, seed, lr=0.01):
             w = w - lr * (matrix[rows_b].T @ g) / len(rows_b)
             b = b - 0.01 * g.mean()
     return dict(zip(names, w, strict=True)), b
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    lane = {"LIVELEARN_KAFKA_CLIENT", "LIVELEARN_ENGINE"}
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_") and n not in lane]:
-        monkeypatch.delenv(name)
-
-    def run(settings, *argv: str) -> tuple[int, str, str]:
-        common = ["--model", settings.model_name, "--redis-url", settings.redis_url]
-        common += ["--bootstrap", settings.kafka_bootstrap, "--topic", settings.events_topic]
-        return run_livelearn(monkeypatch, capsys, *argv, *common)
-
-    return run
 
 
 @pytest.mark.parametrize(("batch_size", "epochs"), [(32, 3), (7, 1), (1500, 2)])

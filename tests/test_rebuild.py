@@ -12,10 +12,8 @@ Real broker, real redis-server, real `livelearn learn` processes.
 from __future__ import annotations
 
 import dataclasses
-import os
 
-import pytest
-from clirun import one_line_error, run_livelearn
+from clirun import one_line_error
 from conftest import produce, status_of, store_for, wait_for
 from reference import contract_features
 
@@ -31,21 +29,6 @@ RULES_OFF = {
     "incident_label_rate_bound": 1,
     "incident_prediction_rate_bound": 1,
 }
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    lane = {"LIVELEARN_KAFKA_CLIENT", "LIVELEARN_ENGINE"}  # the test lane's client and engine stay
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_") and n not in lane]:
-        monkeypatch.delenv(name)
-
-    def run(settings, *argv: str) -> tuple[int, str, str]:
-        common = ["--model", settings.model_name, "--redis-url", settings.redis_url]
-        if argv[:2] not in {("rebuild", "list"), ("rebuild", "drop")}:
-            common += ["--bootstrap", settings.kafka_bootstrap, "--topic", settings.events_topic]
-        return run_livelearn(monkeypatch, capsys, *argv, *common)
-
-    return run
 
 
 def model_of(store, number: int) -> dict:

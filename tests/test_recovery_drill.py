@@ -5,10 +5,8 @@ version's offsets, appended to its state. Real broker, real redis-server, moto's
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from clirun import one_line_error, run_livelearn
+from clirun import one_line_error
 from conftest import produce, status_of, store_for, wait_for
 from reference import contract_features
 
@@ -21,20 +19,6 @@ EVENTS = list(read_events(limit=5000))
 
 def seen(settings) -> int:
     return (status_of(settings) or {}).get("counters", {}).get("events_seen", 0)
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """``livelearn ARGV`` in this process, on the given settings' model and Redis (nothing from the environment)."""
-    lane = {"LIVELEARN_KAFKA_CLIENT", "LIVELEARN_ENGINE"}  # the test lane's client and engine stay
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_") and n not in lane]:
-        monkeypatch.delenv(name)
-
-    def run(settings, *argv: str) -> tuple[int, str, str]:
-        common = ["--model", settings.model_name, "--redis-url", settings.redis_url]
-        return run_livelearn(monkeypatch, capsys, *argv, *common)
-
-    return run
 
 
 def test_redis_wiped_while_learning_is_restored_from_backup_and_the_learner_goes_on_exactly(

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, RedisOpt, TopicOpt, settings_from
+from streaming.cli.options import (
+    ActorOpt,
+    BootstrapOpt,
+    ConfigOpt,
+    JsonOpt,
+    ModelOpt,
+    RedisOpt,
+    TopicOpt,
+    settings_from,
+)
 from streaming.cli.versions import actor_or_default, versions_app
 from streaming.errors import InputError
 
@@ -24,9 +33,6 @@ __all__ = ["backup", "export", "import_", "register", "restore"]
 console = Console()
 
 NumbersArg = Annotated[list[int] | None, typer.Argument(help="Version numbers (default: see the options).")]
-BootstrapOpt = Annotated[
-    str | None, typer.Option("--bootstrap", envvar="LIVELEARN_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
-]
 
 
 def _location(given: str | None, settings: Settings, flag: str) -> str:

@@ -9,7 +9,17 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from streaming.cli.options import ActorOpt, ConfigOpt, JsonOpt, ModelOpt, ReasonOpt, RedisOpt, TopicOpt, settings_from
+from streaming.cli.options import (
+    ActorOpt,
+    BootstrapOpt,
+    ConfigOpt,
+    JsonOpt,
+    ModelOpt,
+    ReasonOpt,
+    RedisOpt,
+    TopicOpt,
+    settings_from,
+)
 from streaming.cli.versions import actor_or_default
 from streaming.errors import InputError
 
@@ -21,10 +31,6 @@ rebuild_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-
-BootstrapOpt = Annotated[
-    str | None, typer.Option("--bootstrap", envvar="LIVELEARN_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
-]
 
 
 def _settings(config: Any, model: str | None, redis_url: str | None, bootstrap: str | None, topic: str | None) -> Any:

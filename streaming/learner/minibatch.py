@@ -28,14 +28,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from snapshotter.branches import Branches
 from snapshotter.store import VersionStore
 from streaming.config import Settings
-from streaming.engines import resolve_engine, restore_model
-from streaming.errors import EventError, RebuildError, SnapshotError
+from streaming.engines import restore_model
+from streaming.errors import EventError
 from streaming.events import Event, EventLimits, decode_event
-from streaming.learner.restore import restore_version
-from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.model import OnlineModel
 from streaming.river_internals import set_weights, weights_of
 
@@ -91,21 +88,12 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
         file_records,
         matched,
         merged_records,
-        provenance,
+        start_branch,
     )
     from streaming.transport import TopicPartition, make_consumer
 
     started = time.monotonic()
-    offline = settings.model_copy(update={"publish_predictions": False})
-    state = LearnerState.fresh(spec_from_settings(offline), offline)
-    if plan.base is not None:
-        try:
-            state.adopt(restore_version(store, plan.base, state.spec, offline.learner.rolling_window))
-        except SnapshotError as exc:
-            raise RebuildError(f"base version {plan.base} cannot be restored: {exc}") from None
-    origin = provenance(offline, plan, resolve_engine(offline.model.engine))
-    branches = Branches(store)
-    branches.start(plan.name, base=plan.base, ranges=plan.ranges, provenance=origin, actor=actor)
+    offline, state, branches, origin = start_branch(settings, store, plan, actor=actor)
     try:
         (topic,) = plan.start
         start = {TopicPartition(topic, int(p)): o for p, o in plan.start[topic].items()}

@@ -523,6 +523,28 @@ def _filtered(
     return matched(event.features, where) if isinstance(event, Event) else None
 
 
+def start_branch(
+    settings: Settings, store: VersionStore, plan: RebuildPlan, *, actor: str
+) -> tuple[Settings, LearnerState, Branches, dict[str, Any]]:
+    """What every rebuild starts with: its settings (nothing published; a file's rows are msgpack events), the state
+    restored from the base version (or fresh), the branch registered (:meth:`Branches.start`) and its provenance."""
+    from streaming.engines import resolve_engine
+
+    offline = settings.model_copy(update={"publish_predictions": False})
+    if plan.source is not None:
+        offline = offline.model_copy(update={"event_format": "msgpack"})
+    state = LearnerState.fresh(spec_from_settings(offline), offline)
+    if plan.base is not None:
+        try:
+            state.adopt(restore_version(store, plan.base, state.spec, offline.learner.rolling_window))
+        except SnapshotError as exc:
+            raise RebuildError(f"base version {plan.base} cannot be restored: {exc}") from None
+    origin = provenance(offline, plan, resolve_engine(offline.model.engine))
+    branches = Branches(store)
+    branches.start(plan.name, base=plan.base, ranges=plan.ranges, provenance=origin, actor=actor)
+    return offline, state, branches, origin
+
+
 def run_rebuild(
     settings: Settings,
     store: VersionStore,
@@ -540,20 +562,7 @@ def run_rebuild(
         report: RebuildReport = run_batch_rebuild(settings, store, plan, actor=actor)
         return report
     started = time.monotonic()
-    offline = settings.model_copy(update={"publish_predictions": False})
-    if plan.source is not None:  # the file's rows are encoded as msgpack events
-        offline = offline.model_copy(update={"event_format": "msgpack"})
-    state = LearnerState.fresh(spec_from_settings(offline), offline)
-    if plan.base is not None:
-        try:
-            state.adopt(restore_version(store, plan.base, state.spec, offline.learner.rolling_window))
-        except SnapshotError as exc:
-            raise RebuildError(f"base version {plan.base} cannot be restored: {exc}") from None
-    from streaming.engines import resolve_engine
-
-    origin = provenance(offline, plan, resolve_engine(offline.model.engine))
-    branches = Branches(store)
-    branches.start(plan.name, base=plan.base, ranges=plan.ranges, provenance=origin, actor=actor)
+    offline, state, branches, origin = start_branch(settings, store, plan, actor=actor)
     telemetry = LearnerMetrics(CollectorRegistry(), offline.model_name)
     step = EventStep(offline, telemetry)
     outputs = Outputs(Discard(), offline, telemetry)
