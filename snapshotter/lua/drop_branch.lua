@@ -13,11 +13,10 @@ if doc.status == 'running' and tonumber(ARGV[4]) - tonumber(doc.heartbeat_ms) < 
   return refuse('NOT_DONE', 'branch ' .. ARGV[2] .. ' is running (it reported within ' ..
     math.floor(tonumber(ARGV[5]) / 1000) .. ' s)')
 end
-local head = redis.call('GET', KEYS[4])
-local pinned_or_head = {[head or ''] = true}
+local head = redis.call('GET', KEYS[4]) or ''  -- a promoted branch's head is the lineage's: it stays protected
 for _, v in ipairs(redis.call('ZRANGE', ARGV[3], 0, -1)) do
   redis.call('SREM', KEYS[5], v)
-  if not pinned_or_head[v] then redis.call('SREM', KEYS[3], v) end
+  if v ~= head then redis.call('SREM', KEYS[3], v) end
 end
 redis.call('DEL', ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[2])
