@@ -13,7 +13,7 @@ if doc.status == 'running' and tonumber(ARGV[4]) - tonumber(doc.heartbeat_ms) < 
   return refuse('NOT_DONE', 'branch ' .. ARGV[2] .. ' is running (it reported within ' ..
     math.floor(tonumber(ARGV[5]) / 1000) .. ' s)')
 end
-local head = redis.call('GET', KEYS[4]) or ''  -- a promoted branch's head is the lineage's: it stays protected
+local head = redis.call('GET', KEYS[4]) or ''  -- the lineage's head keeps whatever protection it has
 for _, v in ipairs(redis.call('ZRANGE', ARGV[3], 0, -1)) do
   redis.call('SREM', KEYS[5], v)
   if v ~= head then redis.call('SREM', KEYS[3], v) end
