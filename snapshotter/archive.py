@@ -129,6 +129,9 @@ class Archive:
     counter: int
     #: version -> SHA-256 of the label join's state exported with it
     joins: dict[int, str]
+    #: the newest manifest's view of its store: ``stable`` numbers, ``quarantined`` {number: incident}, ``oldest``
+    #: stored number — applied to the versions (a version quarantined after it was backed up is quarantined here)
+    marks: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def newest_stable(self) -> int | None:
         """The newest version that was stable (and not quarantined) where it came from."""
@@ -165,6 +168,7 @@ def read_archive(objects: Objects, model: str) -> Archive:
     names = [name for name in objects.list(prefix) if name.endswith(".json")]
     versions: dict[int, ArchivedVersion] = {}
     joins: dict[int, str] = {}
+    marks: dict[str, Any] = {}
     counter = 0
     for name in names:
         raw = objects.get(name)
@@ -182,6 +186,13 @@ def read_archive(objects: Objects, model: str) -> Archive:
             join = doc.get("join")
             if isinstance(join, dict) and "version" in join and "sha256" in join:
                 joins[int(join["version"])] = str(join["sha256"])
+            found = doc.get("marks")
+            if isinstance(found, dict):  # manifests sort by time: the newest view wins
+                marks = {
+                    "stable": {int(n) for n in found.get("stable", [])},
+                    "quarantined": {int(n): int(i) for n, i in (found.get("quarantined") or {}).items()},
+                    "oldest": None if found.get("oldest") is None else int(found["oldest"]),
+                }
         except ArchiveError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -197,7 +208,13 @@ def read_archive(objects: Objects, model: str) -> Archive:
     # objects an export wrote before it died, no manifest naming them: their numbers were handed out all the same
     written = [_number_of(path) for path in objects.list(f"{model}/versions/")]
     counter = max([counter, *versions, *(n for n in written if n is not None)])
-    return Archive(model, objects.where, dict(sorted(versions.items())), tuple(names), counter, joins)
+    if marks and marks["oldest"] is not None:  # what the store said of each version it still held, last time
+        for number, version in versions.items():
+            if number >= marks["oldest"]:
+                quarantined = marks["quarantined"].get(number, version.quarantined)
+                stable = number in marks["stable"] and quarantined is None
+                versions[number] = dataclasses.replace(version, stable=stable, quarantined=quarantined)
+    return Archive(model, objects.where, dict(sorted(versions.items())), tuple(names), counter, joins, marks)
 
 
 def _number_of(path: str) -> int | None:
@@ -256,8 +273,14 @@ def export_versions(
         if raw is None:
             return None
         meta_bytes, blob = raw
-        meta = unpack(meta_bytes)
-        if _sha256(blob) != meta["sha256"]:
+        try:
+            meta = unpack(meta_bytes)
+            said = meta["sha256"]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SnapshotCorruptError(
+                f"metadata of version {number} of model {model!r} is unreadable: {exc}"
+            ) from None
+        if _sha256(blob) != said:
             raise SnapshotCorruptError(f"version {number} of model {model!r} fails its checksum in Redis: not exported")
         entry = ArchivedVersion(
             number=number,
@@ -295,7 +318,17 @@ def export_versions(
         (written if wrote else present).append(number)
         sizes[number] = size if wrote else 0
     join = _export_join(store, objects, set(entries))
-    if kind == "backup" and not written and join is None and counter <= archive.counter:
+    marks = {
+        "stable": sorted(stable),
+        "quarantined": {str(n): i for n, i in sorted(quarantined.items())},
+        "oldest": min(stored) if stored else None,
+    }
+    same_marks = archive.marks == {
+        "stable": set(stable),
+        "quarantined": dict(quarantined),
+        "oldest": marks["oldest"],
+    }
+    if kind == "backup" and not written and join is None and counter <= archive.counter and same_marks:
         return ExportReport((), tuple(present), tuple(missing), "", 0, time.monotonic() - started)
     stamp = dt.datetime.now(dt.UTC)
     manifest = f"{model}/manifests/{stamp:%Y%m%dT%H%M%S%f}Z-{kind}-{secrets.token_hex(3)}.json"
@@ -309,6 +342,7 @@ def export_versions(
         "source": {"store": source, "counter": counter, "head": head, "serving": serving, "epoch": epoch},
         "versions": {str(n): e.to_dict() for n, e in sorted(entries.items())},
         "join": join,
+        "marks": marks,
     }
     objects.put_new(manifest, json.dumps(doc, indent=1, sort_keys=True).encode())
     return ExportReport(
@@ -382,6 +416,7 @@ def import_versions(
     actor: str,
     as_stable: Callable[[ArchivedVersion], bool] | None = None,
     below_counter: bool = False,
+    protect: bool = False,
 ) -> ImportReport:
     """Write versions ``numbers`` of ``archive`` (default: all) into ``store`` under their own numbers, oldest first,
     each checked against the manifest before it is written; one the store holds already (the same bytes) is left.
@@ -390,7 +425,8 @@ def import_versions(
     running the import again goes on) and :class:`ArchiveConflictError` when the store holds a different version under
     a number, or when it numbered a version with that number already and no longer holds it (unless
     ``below_counter``: the archive holds this store's own versions). ``as_stable`` decides which become stable here
-    (default: none — a version from elsewhere is no rollback target of this store's lineage until pinned)."""
+    (default: none — a version from elsewhere is no rollback target of this store's lineage until pinned);
+    ``protect`` keeps each from retention (a version imported to be pinned must outlive the learner's next versions)."""
     started = time.monotonic()
     selected = sorted(set(numbers)) if numbers is not None else list(archive.versions)
     unknown = [n for n in selected if n not in archive.versions]
@@ -416,6 +452,7 @@ def import_versions(
             actor=actor,
             source=source,
             below_counter=below_counter,
+            protect=protect,
         )
         (imported if fresh else present).append(number)
         size += len(meta) + len(blob)

@@ -137,18 +137,21 @@ class Branches:
         )
         doc["heartbeat_ms"] = int(now * 1000)
         k = self.store.keys
-        number = self._write(
-            k,
-            version_prefix=k.version_prefix,
-            blob=blob,
-            meta=pack(meta),
-            created_at=repr(now),
-            branch_key=k.branch(name),
-            name=name,
-            doc=json.dumps(doc),
-            version_log_maxlen=self.store.version_log_retention,
-            actor=writer,
-        )
+        try:
+            number = self._write(
+                k,
+                version_prefix=k.version_prefix,
+                blob=blob,
+                meta=pack(meta),
+                created_at=repr(now),
+                branch_key=k.branch(name),
+                name=name,
+                doc=json.dumps(doc),
+                version_log_maxlen=self.store.version_log_retention,
+                actor=writer,
+            )
+        except ScriptRefusal as refusal:
+            raise refusal_error(refusal, f"rebuild {name!r}: {refusal.detail}") from None
         return VersionMeta.from_dict({"number": int(number), **meta})
 
     def report(self, name: str, **changes: Any) -> dict[str, Any]:

@@ -95,6 +95,7 @@ __all__ = [
     "START_BRANCH",
     "START_OVER",
     "UNPIN",
+    "UNPROTECT",
     "UPDATE_BRANCH",
     "WRITE_BRANCH",
     "WRITE_VERSION",
@@ -322,7 +323,7 @@ PROMOTE = ScriptSpec(
 )
 IMPORT_VERSION = ScriptSpec(
     "import_version",
-    keys=("version_log", "index", "created", "stable", "quarantined", "counter"),
+    keys=("version_log", "index", "created", "stable", "protected", "counter"),
     args=(
         "version_log_maxlen",
         "version_prefix",
@@ -335,7 +336,14 @@ IMPORT_VERSION = ScriptSpec(
         "actor",
         "source",
         "below_counter",
+        "protect",
     ),
+)
+UNPROTECT = ScriptSpec(
+    "unprotect",
+    keys=("audit", "protected", "pinned", "head", "serving", "branch_versions"),
+    args=("maxlen", "actor", "reason"),
+    rest="numbers",
 )
 _REBUILD = MappingProxyType({RefusalCode.CONFLICT: RebuildError, RefusalCode.MISSING: RebuildError})
 START_BRANCH = ScriptSpec(
@@ -345,6 +353,7 @@ WRITE_BRANCH = ScriptSpec(
     "write_branch",
     keys=("counter", "index", "created", "protected", "branches", "version_log", "branch_versions"),
     args=("version_prefix", "blob", "meta", "created_at", "branch_key", "name", "doc", "version_log_maxlen", "actor"),
+    raises=_REBUILD,
 )
 UPDATE_BRANCH = ScriptSpec("update_branch", keys=("branches",), args=("name", "doc"), raises=_REBUILD)
 PROMOTE_BRANCH = ScriptSpec(
@@ -527,6 +536,7 @@ SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
             PROMOTE,
             START_OVER,
             IMPORT_VERSION,
+            UNPROTECT,
             RECORD_BACKUP,
             RESTORE,
             START_BRANCH,

@@ -32,6 +32,7 @@ from snapshotter.scripts import (
     RECORD_BACKUP,
     RESTORE,
     START_OVER,
+    UNPROTECT,
     WRITE_VERSION,
     bind,
     refusal_error,
@@ -172,6 +173,7 @@ class VersionStore:
         self._import = bind(client, IMPORT_VERSION)
         self._restore = bind(client, RESTORE)
         self._record_backup = bind(client, RECORD_BACKUP)
+        self._unprotect = bind(client, UNPROTECT)
 
     @classmethod
     def for_settings(cls, client: redis.Redis, settings: StoreSettings | Settings) -> VersionStore:
@@ -397,13 +399,16 @@ class VersionStore:
         actor: str,
         source: str,
         below_counter: bool = False,
+        protect: bool = False,
     ) -> bool:
         """Store version ``number`` as it was elsewhere (``meta`` packed, ``blob`` verified by the caller), in one
         script with its version-log entry: ``True`` imported, ``False`` this very version was here already. Raises
         :class:`~streaming.errors.ArchiveConflictError` when a different version holds the number. Never moves the
         head, serving or a pin; the counter is raised to ``number`` (never handed out again here). A number this store
         handed out already and no longer holds is refused too (it may have named another version here), unless
-        ``below_counter``: the caller knows it is this store's own version (e.g. from its own backup)."""
+        ``below_counter``: the caller knows it is this store's own version (e.g. from its own backup). ``protect``
+        keeps it from retention (until pinned and unpinned, or :meth:`release`d); ``quarantined`` goes to the
+        version log only (another store's incident id means nothing here)."""
         k = self.keys
         try:
             return bool(
@@ -420,6 +425,7 @@ class VersionStore:
                     actor=actor,
                     source=source,
                     below_counter="1" if below_counter else "0",
+                    protect="1" if protect else "0",
                 )
             )
         except ScriptRefusal as refusal:
@@ -456,6 +462,14 @@ class VersionStore:
             )
         except ScriptRefusal as refusal:
             raise refusal_error(refusal, f"restore of model {k.model_name!r} refused: {refusal.detail}") from None
+
+    def release(self, numbers: list[int], *, actor: str, reason: str) -> list[int]:
+        """Let retention have ``numbers`` (imported versions kept from it), in one audited script; the pinned version,
+        the head, serving and rebuild branches' versions keep their protection. Returns those released."""
+        released = self._unprotect(
+            self.keys, maxlen=self.audit_retention, actor=actor, reason=reason, numbers=[str(n) for n in numbers]
+        )
+        return [as_int(n) for n in released]
 
     def record_backup(
         self, *, at: float, location: str, manifest: str, written: int, newest: int | None, actor: str

@@ -319,3 +319,30 @@ def test_hostile_locations_and_manifests_are_one_line_errors(tmp_path):
     )
     with pytest.raises(ArchiveCorruptError, match="unreadable"):
         read_archive(open_objects(str(tmp_path)), "shop")
+
+
+def test_a_version_quarantined_after_its_backup_is_no_restore_target_and_imports_outlive_retention(
+    two_stores, tmp_path
+):
+    source, target = two_stores
+    write_versions(source, 6)  # stable: 2, 4, 6
+    objects = open_objects(str(tmp_path))
+    export_versions(source, objects, source.stable_numbers(), actor="op", kind="backup")
+    assert read_archive(objects, source.keys.model_name).newest_stable() == 6
+    source.client.hset(source.keys.quarantined, 6, 3)  # an incident found the damage after the backup ran
+    source.client.zrem(source.keys.stable, 6)
+    again = export_versions(source, objects, [], actor="op", kind="backup")
+    assert again.manifest and again.written == ()  # nothing new, but the store's marks changed: recorded
+    archive = read_archive(objects, source.keys.model_name)
+    assert archive.versions[6].quarantined == 3 and not archive.versions[6].stable
+    assert archive.newest_stable() == 4
+
+    imported = VersionStore(target.client, "kept-" + source.keys.model_name, keep=2, promotion="immediate")
+    import_versions(imported, objects, archive, [2], actor="op", protect=True)
+    write_versions(imported, 5, stable_every=99)  # retention keeps the newest 2 and what is protected
+    assert 2 in imported.numbers()
+    assert imported.release([2, 99], actor="op", reason="not needed") == [2]
+    write_versions(imported, 1, stable_every=99)
+    assert 2 not in imported.numbers()
+    (entry,) = read_audit(imported.client, imported.keys, actions={"release_versions"})
+    assert entry.fields["versions"] == "2"

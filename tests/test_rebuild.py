@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from clirun import one_line_error
 from conftest import produce, status_of, store_for, wait_for
 from reference import contract_features
@@ -344,3 +345,33 @@ def test_the_monitor_judges_a_promoted_lineage_whose_count_starts_lower():
     assert guard.feed({"scored": 4000, "epoch": 0, "stream_position": 4000}) is None  # a replay: skipped
     assert guard.feed({"scored": 3000, "epoch": 1, "stream_position": 3000}) is not None  # the branch's lineage
     assert guard.feed({"scored": 6000, "epoch": 0, "stream_position": 6000}) is None  # the old lineage: gone
+
+
+def test_a_range_whose_end_never_comes_stops_with_an_error_and_a_dropped_branch_takes_no_version(make_settings):
+    from snapshotter.codec import SnapshotState
+    from streaming.errors import RebuildError
+    from streaming.learner.rebuild import merged_records
+    from streaming.transport import TopicPartition, make_consumer
+
+    settings = make_settings()
+    produce(settings, EVENTS[:100])
+    tp = TopicPartition(settings.events_topic, 0)
+    consumer = make_consumer(settings.kafka)
+    try:
+        with pytest.raises(RebuildError, match=r"no record came for 1 s: .*\[0\] at 100 of 105"):
+            list(merged_records(consumer, {tp: 0}, {tp: 105}, stall_seconds=1))
+    finally:
+        consumer.close()
+
+    store = store_for(settings)
+    branches = Branches(store)
+    branches.start("gone", base=None, ranges={"t": {"0": [0, 1]}}, provenance={}, actor="op")
+    store.client.hdel(store.keys.branches, "gone")  # dropped while the rebuild still ran
+    state = SnapshotState(spec={}, model={}, metrics={}, counters={})
+    with pytest.raises(RebuildError, match="not running"):
+        branches.write("gone", state, offsets={}, metrics={}, parent=None, epoch=0)
+    stale = {"name": "gone", "status": "running", "heartbeat_ms": 0, "ranges": {}}  # read just before the drop
+    branches.get = lambda name: dict(stale)  # type: ignore[method-assign]
+    with pytest.raises(RebuildError, match="dropped or ended"):  # the script itself refuses
+        branches.write("gone", state, offsets={}, metrics={}, parent=None, epoch=0)
+    assert store.numbers() == [] and not store.client.hexists(store.keys.branches, "gone")

@@ -3,12 +3,13 @@
 -- number, atomically: the same version already here is left as it is; a different one is never overwritten.
 -- Never moves the head, serving or a pin: an imported version serves once an operator pins it (or a restore
 -- makes it the head). The version counter is raised to the number, so this store never hands it out again.
--- KEYS: version_log, index, created, stable, quarantined, counter
+-- KEYS: version_log, index, created, stable, protected, counter
 -- ARGV: version_log_maxlen, version_prefix, number, blob, meta, stable, quarantined, created_at, actor, source,
---   below_counter
+--   below_counter, protect
 -- version_log_maxlen: the version log's length (approximate); stable: '1' to add it to the stable versions (a
 -- rollback, unpin or retention may pick it); quarantined: the incident that quarantined it where it came from
--- ('' none); source: where it came from;
+-- ('' none: recorded in the version log only, an incident id of another store means nothing here); source: where
+-- it came from; protect: '1' to keep it from retention (until pinned and unpinned, or released: `unprotect`);
 -- below_counter: '1' to import a number this store handed out already and no longer holds (its own version, from
 -- its own backup: the caller knows), else such a number is refused (it may have named another version here).
 -- Returns 1 when imported, 0 when this very version was here already.
@@ -32,7 +33,7 @@ redis.call('SET', meta_key, ARGV[5])
 redis.call('ZADD', KEYS[2], n, n)
 redis.call('ZADD', KEYS[3], ARGV[8], n)
 if ARGV[6] == '1' then redis.call('ZADD', KEYS[4], n, n) end
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], n, ARGV[7]) end
+if ARGV[12] == '1' then redis.call('SADD', KEYS[5], n) end
 if counter < tonumber(n) then redis.call('SET', KEYS[6], n) end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', tonumber(ARGV[1]), '*', 'action', 'import', 'actor', ARGV[9],
   'reason', 'imported from ' .. ARGV[10], 'from', '', 'to', n, 'metrics', '{}', 'epoch', '', 'stable', ARGV[6],

@@ -1,3 +1,4 @@
+-- include: refuse
 -- Store one version of a rebuild's branch, atomically: the next number, blob and metadata, indexed, kept from
 -- retention (protected until the branch is promoted or dropped), in the branch's set, its doc's head moved and
 -- heartbeat renewed, a version-log entry. Never touches the head, serving, the stable versions or the lease: a
@@ -5,6 +6,10 @@
 -- KEYS: counter, index, created, protected, branches, version_log, branch_versions
 -- ARGV: version_prefix, blob, meta, created_at, branch_key, name, doc, version_log_maxlen, actor
 -- branch_key: the branch's ZSET (Keys.branch(name)); doc: the branch's JSON without its head (set here).
+local held = redis.call('HGET', KEYS[5], ARGV[6])
+if not held or cjson.decode(held).status ~= 'running' then  -- dropped or ended meanwhile: nothing is written
+  return refuse('NOT_DONE', 'branch ' .. ARGV[6] .. ' is not running (dropped or ended): its version is not written')
+end
 local n = redis.call('INCR', KEYS[1])
 redis.call('SET', ARGV[1] .. n .. ':blob', ARGV[2])
 redis.call('SET', ARGV[1] .. n .. ':meta', ARGV[3])

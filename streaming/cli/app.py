@@ -104,9 +104,10 @@ def main() -> None:
     """Console entry point: one clear line and exit code 2 for expected failures (a wrong option or value
     included: ``error: Invalid value for '--epochs': -1 is not in the range x>=1.``)."""
     errors = _parser_errors()
+    no_args_help = getattr(errors, "NoArgsIsHelpError", ())  # (click 8.2 on; an older one prints help itself)
     try:
         code = app(standalone_mode=False)
-    except errors.NoArgsIsHelpError as exc:  # a command group without its command: its help, as Typer prints it
+    except no_args_help as exc:  # a command group without its command: its help, as Typer prints it
         console.print(exc.format_message(), highlight=False, markup=False)
         sys.exit(2)
     except errors.UsageError as exc:  # a wrong option or value: one line, as every other refusal

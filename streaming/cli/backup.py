@@ -16,6 +16,7 @@ from streaming.cli.options import (
     ConfigOpt,
     JsonOpt,
     ModelOpt,
+    ReasonOpt,
     RedisOpt,
     TopicOpt,
     settings_from,
@@ -166,10 +167,26 @@ def import_(
     console.print(
         f"imported {len(report.imported)} versions from {objects.where} ({report.bytes_read / 2**20:,.1f} MiB in "
         f"{report.seconds:.1f} s); {len(report.present)} were here already; head {store.head()}, serving "
-        f"{store.serving()} (pin a version to serve it)",
+        f"{store.serving()} (pin a version to serve it; they are kept from retention until `livelearn versions "
+        "release`)",
         highlight=False,
         soft_wrap=True,
     )
+
+
+def release(
+    numbers: Annotated[list[int], typer.Argument(help="Imported versions to let retention have.")],
+    reason: ReasonOpt,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Let retention have imported versions again (an import keeps them from it); the pinned version, the head,
+    serving and rebuild branches' versions keep their protection. Audited."""
+    settings = settings_from(config, model, redis_url=redis_url)
+    released = _store(settings).release(numbers, actor=actor_or_default(actor), reason=reason)
+    console.print(f"released {len(released)} versions to retention: {', '.join(map(str, released)) or 'none'}")
 
 
 def backup(
@@ -261,5 +278,6 @@ def restore(
 def register(app: typer.Typer) -> None:
     versions_app.command("export")(export)
     versions_app.command("import")(import_)
+    versions_app.command("release")(release)
     app.command("backup")(backup)
     app.command("restore-from-backup")(restore)

@@ -23,6 +23,7 @@ prediction is scored before learning, so the version's metrics are the base's, a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ def fit_minibatch(
     batch_size: int,
     epochs: int,
     seed: int,
+    on_epoch: Callable[[], object] | None = None,
 ) -> tuple[Matrix, float, int]:
     """Mini-batch gradient descent of a logistic regression from ``(w, b)`` over rows ``x`` with labels ``y`` (0/1);
     returns the weights, the intercept and the number of steps taken.
@@ -76,6 +78,8 @@ def fit_minibatch(
             w = w - lr * (xb.T @ g / len(rows) + 2.0 * l2 * w)
             b = b - intercept_lr * float(g.mean())
             steps += 1
+        if on_epoch is not None:
+            on_epoch()
     return w, b, steps
 
 
@@ -83,6 +87,7 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
     """``plan`` (a :class:`~streaming.learner.rebuild.RebuildPlan` with ``mode="batch"``) as one mini-batch fit,
     written as one version of its branch."""
     from streaming.learner.rebuild import (
+        HEARTBEAT_SECONDS,
         RebuildReport,
         check_matched,
         file_records,
@@ -105,8 +110,12 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
         consumer = make_consumer(offline.kafka)
         try:
             source = file_records(plan.source, topic) if plan.source else merged_records(consumer, start, until)
+            beat = time.monotonic()
             for record in source:
                 read += 1
+                if time.monotonic() - beat > HEARTBEAT_SECONDS:
+                    beat = time.monotonic()
+                    branches.report(plan.name, read=read)
                 if any(e.partition == record.partition and e.first <= record.offset <= e.last for e in plan.exclusions):
                     excluded += 1
                     continue
@@ -130,7 +139,15 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
             consumer.close()
         check_matched(plan.skip_where, matches)
         model = OnlineModel.restore(state.spec, state.model.dump_state())  # river's parts: the definition above
-        steps = fit_events(model, events, batch_size=plan.batch_size, epochs=plan.epochs, seed=plan.seed)
+        branches.report(plan.name, read=read)  # alive: the fit may take a while
+        steps = fit_events(
+            model,
+            events,
+            batch_size=plan.batch_size,
+            epochs=plan.epochs,
+            seed=plan.seed,
+            on_epoch=lambda: branches.report(plan.name, read=read),
+        )
         state.model = restore_model(state.spec, model.dump_state())
         state.counters["events_learned"] += len(events)
         positions = (
@@ -155,7 +172,15 @@ def run_batch_rebuild(settings: Settings, store: VersionStore, plan: Any, *, act
     return RebuildReport(plan.name, (meta.number,), read, excluded, len(events), time.monotonic() - started)
 
 
-def fit_events(model: OnlineModel, events: list[Event], *, batch_size: int, epochs: int, seed: int) -> int:
+def fit_events(
+    model: OnlineModel,
+    events: list[Event],
+    *,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    on_epoch: Callable[[], object] | None = None,
+) -> int:
     """Steps 1-3 of the module's definition on ``model`` (river engine) over ``events``; returns the steps taken."""
     union = model.pipeline.steps["TransformerUnion"]
     encoded = []
@@ -190,6 +215,7 @@ def fit_events(model: OnlineModel, events: list[Event], *, batch_size: int, epoc
         batch_size=batch_size,
         epochs=epochs,
         seed=seed,
+        on_epoch=on_epoch,
     )
     set_weights(classifier, {name: float(value) for name, value in zip(names, w, strict=True)})
     classifier.intercept = b

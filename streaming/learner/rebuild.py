@@ -445,37 +445,38 @@ def provenance(settings: Settings, plan: RebuildPlan, engine: str) -> dict[str, 
 
 
 def merged_records(
-    consumer: Consumer, start: dict[TopicPartition, int], until: dict[TopicPartition, int]
+    consumer: Consumer,
+    start: dict[TopicPartition, int],
+    until: dict[TopicPartition, int],
+    *,
+    stall_seconds: float = 60.0,
 ) -> Iterator[Record]:
-    """The records of every partition from ``start`` to ``until``, merged by (timestamp, partition, offset)."""
+    """The records of every partition from ``start`` to ``until``, merged by (timestamp, partition, offset): at most
+    one record of each partition waits to be merged, so each partition keeps its offset order. A partition is done
+    when the consumer's position reaches ``until`` (offsets without a record — transaction markers, compacted
+    records — count). Raises :class:`RebuildError` when no record comes for ``stall_seconds``."""
     todo = {tp for tp in start if until[tp] > start[tp]}
     if not todo:
         return
     consumer.assign(sorted(todo))
     for tp in todo:
         consumer.seek(tp, start[tp])
-    if len(todo) == 1:  # one partition: its offset order, no merge
-        (only,) = todo
-        end, position = until[only], start[only]
-        while position < end:
-            for records in consumer.poll(timeout_ms=500, max_records=5000).values():
-                for record in records:
-                    if record.offset >= end:
-                        return
-                    position = record.offset + 1
-                    yield record
-        return
     buffers: dict[TopicPartition, deque[Record]] = {tp: deque() for tp in todo}
     done: set[TopicPartition] = set()
     heap: list[tuple[int, int, int, TopicPartition]] = []
+    progress = time.monotonic()
 
     def fill() -> None:
+        nonlocal progress
         while True:
+            for tp in todo:
+                if tp not in done and not buffers[tp] and consumer.position(tp) >= until[tp]:
+                    done.add(tp)
             waiting = [tp for tp in todo if tp not in done and not buffers[tp]]
             if not waiting:
                 return
-            batch = consumer.poll(timeout_ms=500, max_records=5000)
-            for tp, records in batch.items():
+            got = False
+            for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
                 if tp not in buffers or tp in done:
                     continue
                 for record in records:
@@ -483,9 +484,25 @@ def merged_records(
                         done.add(tp)
                         break
                     buffers[tp].append(record)
-                if buffers[tp] and buffers[tp][-1].offset == until[tp] - 1:
-                    done.add(tp)
+                    got = True
+            now = time.monotonic()
+            if got:
+                progress = now
+            elif now - progress > stall_seconds:
+                stuck = ", ".join(
+                    f"{tp.topic}[{tp.partition}] at {consumer.position(tp)} of {until[tp]}" for tp in waiting
+                )
+                raise RebuildError(f"no record came for {stall_seconds:.0f} s: {stuck}; is the broker up?")
 
+    if len(todo) == 1:  # one partition: its offset order, nothing to merge
+        (only,) = todo
+        buffer = buffers[only]
+        while True:
+            fill()
+            if not buffer:
+                return
+            while buffer:
+                yield buffer.popleft()
     fill()
     for tp, buffer in buffers.items():
         if buffer:
