@@ -129,8 +129,9 @@ class Archive:
     counter: int
     #: version -> SHA-256 of the label join's state exported with it
     joins: dict[int, str]
-    #: the newest manifest's view of its store: ``stable`` numbers, ``quarantined`` {number: incident}, ``oldest``
-    #: stored number — applied to the versions (a version quarantined after it was backed up is quarantined here)
+    #: the newest manifest's view of its store: ``stable`` numbers, ``quarantined`` {number: incident}, ``stored``
+    #: numbers — applied to the versions it still held (a version quarantined after it was backed up is quarantined
+    #: here; one retention dropped there keeps what its own manifest said)
     marks: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def newest_stable(self) -> int | None:
@@ -191,7 +192,7 @@ def read_archive(objects: Objects, model: str) -> Archive:
                 marks = {
                     "stable": {int(n) for n in found.get("stable", [])},
                     "quarantined": {int(n): int(i) for n, i in (found.get("quarantined") or {}).items()},
-                    "oldest": None if found.get("oldest") is None else int(found["oldest"]),
+                    "stored": {int(n) for n in found.get("stored", [])},
                 }
         except ArchiveError:
             raise
@@ -208,9 +209,9 @@ def read_archive(objects: Objects, model: str) -> Archive:
     # objects an export wrote before it died, no manifest naming them: their numbers were handed out all the same
     written = [_number_of(path) for path in objects.list(f"{model}/versions/")]
     counter = max([counter, *versions, *(n for n in written if n is not None)])
-    if marks and marks["oldest"] is not None:  # what the store said of each version it still held, last time
+    if marks:  # what the store said of each version it still held, last time
         for number, version in versions.items():
-            if number >= marks["oldest"]:
+            if number in marks["stored"]:
                 quarantined = marks["quarantined"].get(number, version.quarantined)
                 stable = number in marks["stable"] and quarantined is None
                 versions[number] = dataclasses.replace(version, stable=stable, quarantined=quarantined)
@@ -321,13 +322,9 @@ def export_versions(
     marks = {
         "stable": sorted(stable),
         "quarantined": {str(n): i for n, i in sorted(quarantined.items())},
-        "oldest": min(stored) if stored else None,
+        "stored": sorted(stored),
     }
-    same_marks = archive.marks == {
-        "stable": set(stable),
-        "quarantined": dict(quarantined),
-        "oldest": marks["oldest"],
-    }
+    same_marks = archive.marks == {"stable": set(stable), "quarantined": dict(quarantined), "stored": stored}
     if kind == "backup" and not written and join is None and counter <= archive.counter and same_marks:
         return ExportReport((), tuple(present), tuple(missing), "", 0, time.monotonic() - started)
     stamp = dt.datetime.now(dt.UTC)

@@ -331,10 +331,14 @@ def test_a_version_quarantined_after_its_backup_is_no_restore_target_and_imports
     assert read_archive(objects, source.keys.model_name).newest_stable() == 6
     source.client.hset(source.keys.quarantined, 6, 3)  # an incident found the damage after the backup ran
     source.client.zrem(source.keys.stable, 6)
+    source.client.zrem(source.keys.index, 2)  # and retention dropped version 2 there
+    source.client.zrem(source.keys.stable, 2)
+    source.client.delete(source.keys.meta(2), source.keys.blob(2))
     again = export_versions(source, objects, [], actor="op", kind="backup")
     assert again.manifest and again.written == ()  # nothing new, but the store's marks changed: recorded
     archive = read_archive(objects, source.keys.model_name)
     assert archive.versions[6].quarantined == 3 and not archive.versions[6].stable
+    assert archive.versions[2].stable  # gone from the store, not from the backups: still a restore target
     assert archive.newest_stable() == 4
 
     imported = VersionStore(target.client, "kept-" + source.keys.model_name, keep=2, promotion="immediate")
