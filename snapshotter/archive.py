@@ -245,6 +245,7 @@ def export_versions(
     kind: Literal["export", "backup"] = "export",
     source: str = "",
     missing_ok: bool = False,
+    archive: Archive | None = None,
 ) -> ExportReport:
     """Write versions ``numbers`` of ``store`` (default: every stored one) and a manifest naming them to
     ``objects``; versions the location holds already (the same bytes) are named, not written again.
@@ -254,7 +255,8 @@ def export_versions(
     not stored raises :class:`~streaming.errors.VersionNotFoundError`; one dropped by retention between the listing
     and the read is reported as ``missing`` (with ``missing_ok``, also one asked for: a backup racing retention).
     ``source`` describes the store (shown by ``versions import``). A backup with nothing new and a counter the
-    location knows already writes no manifest (its ``manifest`` is then ``""``)."""
+    location knows already writes no manifest (its ``manifest`` is then ``""``). ``archive``: the location as the
+    caller read it already (:func:`read_archive`; read here when not given)."""
     started = time.monotonic()
     model = store.keys.model_name
     asked = numbers is not None
@@ -263,7 +265,7 @@ def export_versions(
     absent = [n for n in selected if n not in stored]
     if asked and absent and not missing_ok:
         raise VersionNotFoundError(f"model {model!r} has no version {', '.join(map(str, absent))} to export")
-    archive = read_archive(objects, model)
+    archive = archive if archive is not None else read_archive(objects, model)
     stable, quarantined = set(store.stable_numbers()), store.quarantined()
     counter, head, serving, epoch = store.counter(), store.head(), store.serving(), store.epoch()
     entries: dict[int, ArchivedVersion] = {}

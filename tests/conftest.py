@@ -106,6 +106,20 @@ def s3(s3_server, monkeypatch, request) -> str:
     return f"s3://{bucket}/backups"
 
 
+class RetentionAt:
+    """The real consumer, except that every log starts at ``start`` (Tansu's memory storage never deletes records:
+    the one thing faked here is the answer to ListOffsets "earliest")."""
+
+    def __init__(self, consumer, start: int) -> None:
+        self._consumer, self._start = consumer, start
+
+    def beginning_offsets(self, partitions, timeout_ms):
+        return dict.fromkeys(partitions, self._start)
+
+    def __getattr__(self, name):
+        return getattr(self._consumer, name)
+
+
 #: Commands that read Kafka besides Redis: the in-process CLI (``cli``) gives them the model's broker and topic too.
 _KAFKA_COMMANDS = (("rebuild", "run"), ("rebuild", "show"), ("rebuild", "promote"), ("restore-from-backup",))
 

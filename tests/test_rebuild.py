@@ -15,7 +15,7 @@ import dataclasses
 
 import pytest
 from clirun import one_line_error
-from conftest import produce, status_of, store_for, wait_for
+from conftest import RetentionAt, produce, status_of, store_for, wait_for
 from reference import contract_features
 
 from snapshotter.branches import Branches
@@ -166,17 +166,7 @@ def test_a_range_kafka_no_longer_holds_is_refused_naming_the_log_start(make_sett
     base = store.numbers()[0]
     real = rebuild.make_consumer
 
-    class RetentionAt:  # the real consumer; only ListOffsets "earliest" answers as if retention deleted records
-        def __init__(self, consumer):
-            self._consumer = consumer
-
-        def beginning_offsets(self, partitions, timeout_ms):
-            return dict.fromkeys(partitions, 900)
-
-        def __getattr__(self, name):
-            return getattr(self._consumer, name)
-
-    monkeypatch.setattr(rebuild, "make_consumer", lambda kafka: RetentionAt(real(kafka)))
+    monkeypatch.setattr(rebuild, "make_consumer", lambda kafka: RetentionAt(real(kafka), 900))
     needed = offset_of(store, base, settings.events_topic)
     one_line_error(
         cli(settings, "rebuild", "run", "old", "--from-version", str(base)),

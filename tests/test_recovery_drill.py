@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from clirun import one_line_error
-from conftest import produce, status_of, store_for, wait_for
+from conftest import RetentionAt, produce, status_of, store_for, wait_for
 from reference import contract_features
 
 from snapshotter.audit import read_audit
@@ -88,20 +88,6 @@ def test_redis_wiped_while_learning_is_restored_from_backup_and_the_learner_goes
     assert final.model["weights"] == expected["weights"]
     assert final.model["intercept"] == expected["intercept"]
     assert final.model["scaler"] == expected["scaler"]
-
-
-class RetentionAt:
-    """The real consumer, except that every log starts at ``start`` (Tansu's memory storage never deletes records:
-    the one thing faked here is the answer to ListOffsets "earliest")."""
-
-    def __init__(self, consumer, start: int) -> None:
-        self._consumer, self._start = consumer, start
-
-    def beginning_offsets(self, partitions, timeout_ms):
-        return dict.fromkeys(partitions, self._start)
-
-    def __getattr__(self, name):
-        return getattr(self._consumer, name)
 
 
 def test_a_restore_into_a_store_with_a_lineage_or_past_kafka_retention_is_refused_and_the_loss_can_be_accepted(

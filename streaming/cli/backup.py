@@ -205,10 +205,13 @@ def backup(
     settings = settings_from(config, model, redis_url=redis_url)
     objects = open_objects(_location(to, settings, "--to"))
     store = _store(settings)
-    held = read_archive(objects, settings.store.model_name).versions
+    archive = read_archive(objects, settings.store.model_name)  # read once: the export goes on from it
+    held = archive.versions
     new = [n for n in store.stable_numbers() if n not in held]
     who = actor_or_default(actor)
-    report = export_versions(store, objects, new, actor=who, kind="backup", source=_source(settings), missing_ok=True)
+    report = export_versions(
+        store, objects, new, actor=who, kind="backup", source=_source(settings), missing_ok=True, archive=archive
+    )
     newest = max([*held, *report.written, *report.present], default=None)
     store.record_backup(
         at=time.time(),
@@ -256,7 +259,9 @@ def restore(
     after = (
         None
         if dry_run
-        else restore_from_backup(store, objects, plan, actor=actor_or_default(actor), accept_loss=accept_loss)
+        else restore_from_backup(
+            store, objects, plan, actor=actor_or_default(actor), accept_loss=accept_loss, archive=archive
+        )
     )
     if as_json:
         doc = {

@@ -660,8 +660,7 @@ def validate_branch(settings: Settings, store: VersionStore, name: str, *, last:
     """Score the head of branch ``name`` and the lineage's head on the labelled events among the last ``last``
     offsets of the branch's range (excluded offsets left out) and on the reference set (when one is configured):
     accuracy and log loss, the guarded metric on the reference set. Nothing is learned."""
-    import math
-
+    from monitor.prequential import PrequentialMetrics
     from streaming.learner.reference_gate import ReferenceGate, load_reference_set
 
     doc = Branches(store).get(name)
@@ -702,17 +701,14 @@ def validate_branch(settings: Settings, store: VersionStore, name: str, *, last:
     reference = load_reference_set(settings)
     gate = ReferenceGate(settings, reference) if reference else None
     for key, model in restored.items():
-        hits, loss = 0, 0.0
+        scores = PrequentialMetrics(window=max(len(events), 1), names=("accuracy", "log_loss"))
         for event in events:
-            p = model.predict_proba_one(event.features)
-            hits += (p >= 0.5) == bool(event.label)
-            q = min(max(p if event.label else 1.0 - p, 1e-15), 1.0)
-            loss -= math.log(q)
-        n = max(len(events), 1)
+            scores.update(bool(event.label), model.predict_proba_one(event.features))
+        figures = scores.cumulative_values() if events else {"accuracy": 0.0, "log_loss": 0.0}
         out[key] = {
             "version": models[key][0],
-            "accuracy": hits / n,
-            "log_loss": loss / n,
+            "accuracy": figures["accuracy"],
+            "log_loss": figures["log_loss"],
             **({"reference": gate.score(model)} if gate is not None else {}),
         }
     return out
