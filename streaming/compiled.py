@@ -260,6 +260,54 @@ class CompiledModel(Vocabulary):
         if self._collisions:
             self._order_new_rows(before)
 
+    def step_run(self, features: list[dict[str, Any]], labels: list[bool | None], learn: list[bool]) -> list[float]:
+        """A run of events, in order: each encoded (``learn[i]``: as :meth:`encode` with ``learn``), scored, and then
+        learned where ``learn[i]`` (its label ``labels[i]``); returns their scores. One kernel call for the run
+        (:func:`streaming.kernel._score_and_learn_many`): the same operations in the same order as :meth:`encode`,
+        :meth:`predict_encoded` and :meth:`learn_encoded` event by event, so the same bits.
+
+        >>> a, b = CompiledModel(ModelSpec()), CompiledModel(ModelSpec())
+        >>> events = [({"pages": 3, "month": "Feb"}, True), ({"pages": 1, "month": "Mar"}, False)] * 3
+        >>> one_by_one = []
+        >>> for features, label in events:
+        ...     x = a.encode(features, learn=True)
+        ...     one_by_one.append(a.predict_encoded(x))
+        ...     a.learn_encoded(x, label)
+        >>> together = b.step_run([f for f, _ in events], [y for _, y in events], [True] * 6)
+        >>> together == one_by_one, a.dump_state() == b.dump_state()
+        (True, True)
+        """
+        n = len(features)
+        out = np.empty(n)
+        xs: list[Encoded] = []
+        encode = self.encode
+        for i in range(n):
+            xs.append(encode(features[i], learn=learn[i]))
+            if self._collisions:  # the scaler rows' order is put right after each event's step: one by one from here
+                self._run(xs[:i], labels, learn, out)
+                for k in range(i, n):
+                    x = xs[i] if k == i else encode(features[k], learn=learn[k])
+                    out[k] = self.predict_encoded(x)
+                    if learn[k]:
+                        self.learn_encoded(x, bool(labels[k]))
+                return out.tolist()
+        self._run(xs, labels, learn, out)
+        return out.tolist()
+
+    def _run(
+        self, xs: list[Encoded], labels: list[bool | None], learn: list[bool], out: npt.NDArray[np.float64]
+    ) -> None:
+        n = len(xs)
+        if not n:
+            return
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum([len(x) for x in xs], out=offsets[1:])
+        ys = np.array([1.0 if labels[i] else -1.0 for i in range(n)])
+        self.kernel.score_and_learn_many(
+            np.concatenate(xs), offsets, ys, np.array(learn[:n], np.bool_), self.w, self.stats, self.created,
+            self.order, self.row_order, self.counters, self.params, out,
+        )  # fmt: skip
+
     def learn_judged(
         self, x: Encoded, label: bool, p_champion: float, p: float | None, *, tally: Any, ring: Any, rolling: Any
     ) -> int:

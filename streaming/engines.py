@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from streaming import kernel
@@ -32,7 +32,7 @@ from streaming.errors import ConfigError
 from streaming.model import OnlineModel
 from streaming.vocabulary import ModelSpec
 
-__all__ = ["ENGINES", "LearningModel", "configure", "new_model", "resolve_engine", "restore_model"]
+__all__ = ["ENGINES", "LearningModel", "configure", "new_model", "resolve_engine", "restore_model", "step_run"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,30 @@ class LearningModel(Protocol):
     def capture_state(self) -> Callable[[], dict[str, Any]]: ...
 
     def load_state(self, state: dict[str, Any]) -> None: ...
+
+
+def step_run(
+    model: LearningModel, features: list[dict[str, Any]], labels: list[bool | None], learn: list[bool]
+) -> Sequence[float]:
+    """A run of events, in order: each encoded, scored, then learned where ``learn[i]`` (with ``labels[i]``); their
+    scores. The compiled engine does the run in one kernel call (:meth:`CompiledModel.step_run`, the same bits);
+    the others event by event, as the learner always did.
+
+    >>> model = new_model(ModelSpec(), "river")
+    >>> step_run(model, [{"pages": 3}, {"pages": 1}], [True, None], [True, False])
+    [0.5, 0.5]
+    >>> model.steps
+    1
+    """
+    if type(model) is CompiledModel:
+        return model.step_run(features, labels, learn)
+    scores = []
+    for i, f in enumerate(features):
+        x = model.encode(f, learn=learn[i])
+        scores.append(model.predict_encoded(x))
+        if learn[i]:
+            model.learn_encoded(x, bool(labels[i]))
+    return scores
 
 
 def resolve_engine(engine: str | None = None) -> str:

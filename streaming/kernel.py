@@ -19,6 +19,9 @@ floating-point results are river's bit for bit:
 * weights come to exist when first learned (river inserts them then): ``created``/``order`` keep that
   order, which is the order of the weights in a snapshot.
 
+A run of the champion's events stepped together (:mod:`streaming.learner.step`, ``EventStep.process_run``) is one
+call, ``score_and_learn_many``: each event scored, then learned if it is learned, in order.
+
 A challenger's labelled event (:mod:`streaming.learner.arms`) is one call, ``shadow`` — its score, the comparison with
 the champion's score into a ``tally`` (``T_*``, :class:`monitor.compare.Comparison`'s state), its log loss into a
 rolling window (``R_*``, :class:`monitor.rolling.RollingMean`'s), then ``learn`` — or one call for a run of them,
@@ -240,9 +243,12 @@ def _roll(value: float, ring: Any, rolling: Any) -> bool:
 def _shadow(ev: Any, w: Any, stats: Any, created: Any, order: Any, row_order: Any,  # noqa: PLR0917
             counters: Any, params: Any, y: float, p_champion: float, p: float, scored: bool,
             tally: Any, ring: Any, rolling: Any) -> int:  # fmt: skip
-    """A challenger's labelled event in one call: its score (``p`` when ``scored``, from when the event waited; else
-    :func:`_predict` now), the comparison's ``tally`` and its rolling loss take it, then :func:`_learn`. The same
-    operations as the four Python calls, so the same bits; returns :data:`S_COMPARED` | :data:`S_RESUM` bits."""
+    """A run of the champion's events stepped together (:mod:`streaming.learner.step`, ``EventStep.process_run``) is one
+    call, ``score_and_learn_many``: each event scored, then learned if it is learned, in order.
+
+    A challenger's labelled event in one call: its score (``p`` when ``scored``, from when the event waited; else
+        :func:`_predict` now), the comparison's ``tally`` and its rolling loss take it, then :func:`_learn`. The same
+        operations as the four Python calls, so the same bits; returns :data:`S_COMPARED` | :data:`S_RESUM` bits."""
     if not scored:
         p = _predict(ev, w, stats, params)
     flags = 0
@@ -274,6 +280,21 @@ def _shadow_many(xs: Any, offsets: Any, ys: Any, p_champions: Any, given: Any, s
     return n
 
 
+def _score_and_learn_many(xs: Any, offsets: Any, ys: Any, learn: Any, w: Any, stats: Any,  # noqa: PLR0917
+                          created: Any, order: Any, row_order: Any, counters: Any, params: Any,
+                          out: Any) -> None:  # fmt: skip
+    """A run of events in order, each scored (:func:`_predict`) and then, where ``learn[i]``, learned (:func:`_learn`,
+    ``ys[i]`` = +1 or -1): event ``i`` is ``xs[offsets[i]:offsets[i + 1]]``, its score goes to ``out[i]``. The same
+    operations in the same order as the two calls per event, so the same bits (prequential: each event is scored by
+    the model that learned every event before it)."""
+    n: int = offsets.shape[0] - 1
+    for i in range(n):
+        ev = xs[offsets[i] : offsets[i + 1]]
+        out[i] = _predict(ev, w, stats, params)
+        if learn[i]:
+            _learn(ev, w, stats, created, order, row_order, counters, params, ys[i])
+
+
 @dataclasses.dataclass(frozen=True)
 class Kernel:
     """The compiled functions and where they were cached (``None``: in memory only)."""
@@ -283,6 +304,7 @@ class Kernel:
     cache_dir: Path | None
     shadow: Callable[..., int]
     shadow_many: Callable[..., int]
+    score_and_learn_many: Callable[..., None]
 
 
 _LOADED: Kernel | None = None
@@ -360,5 +382,10 @@ def load(cache_dir: str | None = None) -> Kernel:
         f"{judging}, float64[:, ::1], int64)",
         cache=cache,
     )(_shadow_many)
-    _LOADED = Kernel(predict, learn, where, shadow, shadow_many)
+    score_and_learn_many = numba.njit(
+        "void(float64[::1], int64[::1], float64[::1], boolean[::1], float64[::1], float64[:, ::1], boolean[::1], "
+        "int64[::1], int64[::1], int64[::1], float64[::1], float64[::1])",
+        cache=cache,
+    )(_score_and_learn_many)
+    _LOADED = Kernel(predict, learn, where, shadow, shadow_many, score_and_learn_many)
     return _LOADED

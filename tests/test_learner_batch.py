@@ -58,7 +58,11 @@ class _Seen:
     def __init__(self, name: str, log: list) -> None:
         self.name, self.log = name, log
 
-    def after_event(self, record: Record, positions: dict, sampled: bool) -> None:
+    def horizon(self) -> int:
+        return 1  # after every event
+
+    def after_run(self, record: Record, positions: dict, sampled: bool, stepped: int) -> None:
+        assert stepped == 1
         self.log.append((self.name, record.partition, record.offset, positions[P0], positions.get(P1), sampled))
 
 
@@ -146,7 +150,10 @@ def test_a_hook_that_moves_the_position_forward_skips_the_records_before_it_in_t
     class Rollback:
         """At partition 0's offset 10, seeks it to 20 (as following a rollback does)."""
 
-        def after_event(self, record: Record, positions: dict, sampled: bool) -> None:
+        def horizon(self) -> int:
+            return 1
+
+        def after_run(self, record: Record, positions: dict, sampled: bool, stepped: int) -> None:
             if record.partition == 0 and record.offset == 10:
                 positions[P0] = 20
 
@@ -198,10 +205,10 @@ def test_an_incident_is_recorded_after_the_versions_before_it_are_written_then_f
     follow = lambda: log.append(("follow", versions.lineage_moved))  # noqa: E731
     hook = ActOnIncidents(state, versions, _Incidents(log), follow)  # type: ignore[arg-type]
     positions = {P0: 120, P1: 80, TopicPartition("other", 0): 7}
-    hook.after_event(record(P0, 119, b""), positions, True)
+    hook.after_run(record(P0, 119, b""), positions, True, 1)
     assert log == []  # no incident: nothing
     state.incident_events = [("incident_start", {"scored": 200})]  # type: ignore[list-item]
-    hook.after_event(record(P0, 119, b""), positions, True)
+    hook.after_run(record(P0, 119, b""), positions, True, 1)
     written = [("write when delivered", True)] if in_flight else []  # its target may be among them
     consumed = {"events": {"0": 120, "1": 80}, "other": {"0": 7}}
     assert log == [*written, ("act", consumed), ("follow", True)]  # the lineage is read at once, not at a poll
@@ -214,7 +221,7 @@ def test_confirmed_candidates_are_promoted_at_the_event_and_only_then():
     state.unconfirmed = [500]
     for confirmed in (None, 499, 500):
         state.confirmed = confirmed
-        hook.after_event(record(P0, 0, b""), {P0: 1}, False)
+        hook.after_run(record(P0, 0, b""), {P0: 1}, False, 1)
     assert log == ["promote"]
 
 
@@ -226,7 +233,7 @@ def test_a_version_is_captured_every_n_records_and_at_a_sample_once_the_interval
     hook = CaptureWhenDue(cadence, versions, clock=lambda: now[0])  # type: ignore[arg-type]
 
     def step(offset: int, sampled: bool = False) -> None:
-        hook.after_event(record(P0, offset, b""), {P0: offset + 1}, sampled)
+        hook.after_run(record(P0, offset, b""), {P0: offset + 1}, sampled, 1)
 
     for offset in range(10):
         step(offset)
@@ -256,7 +263,7 @@ def test_the_hooks_act_on_an_incident_before_promoting_and_capture_last():
     hooks = event_hooks(state, versions, _Incidents(log), cadence, follow)  # type: ignore[arg-type]
     state.incident_events = [("incident_end", {})]  # type: ignore[list-item]
     for hook in hooks:
-        hook.after_event(record(P0, 9, b""), {P0: 10}, True)
+        hook.after_run(record(P0, 9, b""), {P0: 10}, True, 1)
     assert log == [("act", {"events": {"0": 10}}), "follow", "promote", ("capture", {P0: 10})]
 
 

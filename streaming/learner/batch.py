@@ -1,15 +1,19 @@
-"""One poll batch of an active learner: each record stepped, then the event hooks, in order.
+"""One poll batch of an active learner: its records stepped run by run, each run followed by the event hooks, in order.
 
-:class:`BatchStep` takes the records one poll returned and, for each one past the partition's position, moves the
-position past it, runs the per-event step (:class:`~streaming.learner.step.EventStep`: decode, skip duplicates,
-score, publish, learn, metric samples) and then every :class:`EventHook` of its list, in list order, before the
-next record. The hooks of a live learner (:func:`event_hooks`) are
+:class:`BatchStep` takes the records one poll returned and steps them, partition by partition, in **runs**
+(:meth:`EventStep.process_run <streaming.learner.step.EventStep.process_run>`: decode, skip duplicates, score,
+publish, learn, metric samples — the events between two metric samples scored and learned in one engine call, the
+same bits as one by one), each record past the partition's position moving the position past it; after each run,
+every :class:`EventHook` of its list runs, in list order, before the next run. A run ends right after an event that
+recorded a metric sample (what a hook acts on is decided there), and before any hook's **horizon** — the records
+it lets pass before it must run (:meth:`EventHook.horizon`: 1 for a hook that must see every event). The hooks of a
+live learner (:func:`event_hooks`) are
 
 1. :class:`ActOnIncidents` — an incident the watch confirmed or ended at this event is recorded and the lineage
    move it made followed (a rollback may move the positions past records still in the batch: they are skipped);
 2. :class:`PromoteConfirmed` — the candidate versions the calm data confirmed are promoted;
-3. :class:`CaptureWhenDue` — a version is captured every ``snapshot_every_events`` records, or at a metric sample
-   once the snapshot interval passed.
+3. :class:`CaptureWhenDue` — a version is captured every ``snapshot_every_events`` records (its horizon: a run ends
+   at that record), or at a metric sample once the snapshot interval passed.
 
 A later stage hooks in by taking its place in that list (a stage that must see the event before the versions are
 captured goes before :class:`CaptureWhenDue`), without changing the loop. While events are stepped the snapshot
@@ -20,9 +24,11 @@ writer thread may take its share of the GIL; the Prometheus counts are added onc
 >>> from streaming.events import Event, encode_event
 >>> from streaming.learner.state import LearnerState, spec_from_settings
 >>> from streaming.learner.prometheus import LearnerMetrics
->>> class Seen:  # a hook: what it saw after each event
+>>> class Seen:  # a hook that sees every event (horizon 1): what it saw after each
 ...     def __init__(self): self.events = []
-...     def after_event(self, record, positions, sampled): self.events.append((record.offset, sum(positions.values())))
+...     def horizon(self): return 1
+...     def after_run(self, record, positions, sampled, stepped):
+...         self.events.append((record.offset, sum(positions.values())))
 >>> class Writer:
 ...     def release_writer(self): pass
 ...     def hold_writer(self): pass
@@ -68,11 +74,16 @@ Positions = dict[TopicPartition, int]
 
 
 class EventHook(Protocol):
-    """Work after each stepped event, before the next one."""
+    """Work after each run of stepped events, before the next run."""
 
-    def after_event(self, record: Record, positions: Positions, sampled: bool) -> None:
-        """``record`` was just stepped; ``positions`` already include it (a hook may move them forward: the
-        records before them are skipped); ``sampled``: a metric sample was recorded at this event."""
+    def horizon(self) -> int | None:
+        """How many records may be stepped, at most, before this hook runs again (``None``: no bound of its own — it
+        acts on what a metric sample decides, and a run ends at each sample)."""
+
+    def after_run(self, record: Record, positions: Positions, sampled: bool, stepped: int) -> None:
+        """``stepped`` records were just stepped, ``record`` the last; ``positions`` already include it (a hook may
+        move them forward: the records before them are skipped); ``sampled``: a metric sample was recorded at
+        ``record``."""
 
 
 class WriterTurns(Protocol):
@@ -93,11 +104,11 @@ class BatchStep:
     state
         What the learner knows; the events are learned into it.
     step
-        The per-event work (:meth:`EventStep.process`, looked up per batch: a benchmark may wrap it).
+        The per-event work (:meth:`EventStep.process_run`, looked up per batch: a benchmark may wrap it).
     outputs
         Where dead letters and predictions go.
     hooks
-        Run after each stepped event, in this order.
+        Run after each run of events, in this order.
     writer
         Released while events are stepped, held after.
     """
@@ -114,19 +125,24 @@ class BatchStep:
         self.hooks = tuple(hooks)
 
     def process(self, batch: Mapping[TopicPartition, Sequence[Record]], positions: Positions) -> None:
-        """Step every record of ``batch`` past ``positions`` (moved past each one as it is stepped)."""
-        state, outputs, hooks, process = self.state, self.outputs, self.hooks, self.step.process
+        """Step every record of ``batch`` past ``positions`` (moved past each one as it is stepped), run by run."""
+        state, outputs, hooks, run = self.state, self.outputs, self.hooks, self.step.process_run
         self.writer.release_writer()  # stepping events: the snapshot writer may take its GIL slices
         for tp, records in batch.items():
-            for record in records:
-                if record.offset < positions[tp]:
-                    continue  # consumed already: a rollback in this batch moved the partition past it
-                positions[tp] = record.offset + 1
-                samples = len(state.samples)
-                process(state, record, outputs, positions)
-                sampled = len(state.samples) > samples  # (only the step adds samples; the status takes them)
+            i, n = 0, len(records)
+            while i < n:
+                limit = n
                 for hook in hooks:
-                    hook.after_event(record, positions, sampled)
+                    horizon = hook.horizon()
+                    if horizon is not None and horizon < limit:
+                        limit = horizon
+                i, last, stepped, sampled = run(
+                    state, records, i, limit=limit, outputs=outputs, positions=positions, tp=tp
+                )
+                if last is None:
+                    break
+                for hook in hooks:
+                    hook.after_run(last, positions, sampled, stepped)
         # between batches the learner mostly calls what releases the GIL (Redis, the producer, the poll): a busy
         # writer taking it each time would cost the learner a switch interval back each time
         self.writer.hold_writer()
@@ -158,7 +174,10 @@ class ActOnIncidents:
     ) -> None:
         self.state, self.versions, self.incidents, self.follow = state, versions, incidents, follow
 
-    def after_event(self, record: Record, positions: Positions, sampled: bool) -> None:
+    def horizon(self) -> int | None:
+        return None  # (incidents are confirmed at metric samples)
+
+    def after_run(self, record: Record, positions: Positions, sampled: bool, stepped: int) -> None:
         if not self.state.incident_events:
             return
         if self.versions.in_flight:  # the versions captured before it exist (and may be its target) first
@@ -177,7 +196,10 @@ class PromoteConfirmed:
     def __init__(self, state: LearnerState, versions: ActiveVersions) -> None:
         self.state, self.versions = state, versions
 
-    def after_event(self, record: Record, positions: Positions, sampled: bool) -> None:
+    def horizon(self) -> int | None:
+        return None  # (data is confirmed at metric samples; a write applied meanwhile is promoted after the run)
+
+    def after_run(self, record: Record, positions: Positions, sampled: bool, stepped: int) -> None:
         if self.state.promotable:
             self.versions.promote()
 
@@ -200,9 +222,12 @@ class CaptureWhenDue:
     def __init__(self, cadence: Cadence, versions: ActiveVersions, clock: Callable[[], float] = time.monotonic) -> None:
         self.cadence, self.versions, self.clock = cadence, versions, clock
 
-    def after_event(self, record: Record, positions: Positions, sampled: bool) -> None:
+    def horizon(self) -> int | None:
+        return self.cadence.until_due()
+
+    def after_run(self, record: Record, positions: Positions, sampled: bool, stepped: int) -> None:
         cadence, versions = self.cadence, self.versions
-        due = cadence.consumed()
+        due = cadence.consumed(stepped)
         if sampled:  # a metric sample at this event: a version here is judged
             due = due or cadence.snapshot_due(self.clock(), at_sample=True)
         if versions.in_flight:

@@ -39,10 +39,14 @@ class Cadence:
         self.next_status = now
         self._rate_mark = (now, seen)
 
-    def consumed(self) -> bool:
-        """Count one record; ``True`` when it completes a snapshot's worth of records."""
-        self.since_snapshot += 1
+    def consumed(self, records: int = 1) -> bool:
+        """Count ``records`` records; ``True`` when they complete a snapshot's worth of records."""
+        self.since_snapshot += records
         return self.since_snapshot >= self.settings.snapshot_every_events
+
+    def until_due(self) -> int:
+        """Records until the one that completes a snapshot's worth (at least 1)."""
+        return max(1, self.settings.snapshot_every_events - self.since_snapshot)
 
     def snapshot_due(self, now: float, *, at_sample: bool = False) -> bool:
         """Records arrived since the last snapshot, and it is older than the snapshot interval — or, with promotion

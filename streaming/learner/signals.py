@@ -111,11 +111,17 @@ class BlockSignals:
         """One labelled event: its label, the score it got before learning, its features, and the consumer
         positions that already include it (their sum less one: the stream position just before it); ``odds_p``: the
         score the label-odds sums take instead of ``p`` (a label that came later: the model's score at label time)."""
+        self.add_at(label, p, features, sum(positions.values()), odds_p)
+
+    def add_at(
+        self, label: bool, p: float, features: dict[str, Any], position: int, odds_p: float | None = None
+    ) -> None:
+        """:meth:`add` with the stream position that includes the event (the sum of the consumer positions)."""
         self.count += 1
         if label == self.run_label:
             self.run_length += 1
         else:
-            self.run_label, self.run_length, self.run_start = label, 1, sum(positions.values()) - 1
+            self.run_label, self.run_length, self.run_start = label, 1, position - 1
         if self.run_length > self.longest[0]:
             self.longest = (self.run_length, label, self.run_start)
         self.positives += label

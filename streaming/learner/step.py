@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from streaming.config import Settings
+from streaming.engines import step_run
 from streaming.errors import EventError
 from streaming.events import Event, EventLimits, Label, decode_event
 from streaming.learner.join import Joined
@@ -72,17 +74,11 @@ class EventStep:
     def process(self, state: LearnerState, record: Any, outputs: Outputs, positions: dict[TopicPartition, int]) -> None:
         """One record; ``positions`` already include it. Never raises for anything the record holds."""
         self.consumed += 1
-        counters = state.counters
-        join = state.join
-        try:
-            event = decode_event(record.value, self.settings.event_format, self.limits, labels=join is not None)
-            if record.topic == self.labels_topic and type(event) is not Label:
-                raise EventError("not_a_label", "the labels topic carries {event_id, label, ts}: this has features")
-        except EventError as exc:
-            outputs.dead_letter(record, exc, state.parent)
-            counters["dead_lettered"] += 1
+        event = self._decode(state, record, outputs)
+        if event is None:
             return
         if type(event) is Label:  # (only with the join on)
+            join = state.join
             assert join is not None
             if state.held_until is not None and sum(positions.values()) > state.held_until:
                 state.end_replayed_hold()
@@ -91,10 +87,34 @@ class EventStep:
             self.settle(state, join.labelled(event.event_id, event.ts, event.label), positions)
             return
         assert isinstance(event, Event)
-        if state.recent.seen_before(record.partition, event.event_id):  # a producer retry: learned already
-            counters["duplicates"] += 1
+        if not self._duplicate(state, record, event):
+            self.step_event(state, record, event, outputs, positions)
+
+    def _decode(self, state: LearnerState, record: Any, outputs: Outputs) -> Event | Label | None:
+        """The record's event or label; ``None``: dead-lettered (counted)."""
+        try:
+            event = decode_event(record.value, self.settings.event_format, self.limits, labels=state.join is not None)
+            if record.topic == self.labels_topic and type(event) is not Label:
+                raise EventError("not_a_label", "the labels topic carries {event_id, label, ts}: this has features")
+        except EventError as exc:
+            outputs.dead_letter(record, exc, state.parent)
+            state.counters["dead_lettered"] += 1
+            return None
+        return event
+
+    def _duplicate(self, state: LearnerState, record: Any, event: Event) -> bool:
+        """Whether ``event`` is a producer's retry of one in the idempotence window (counted; learned already)."""
+        if state.recent.seen_before(record.partition, event.event_id):
+            state.counters["duplicates"] += 1
             self.duplicates += 1
-            return
+            return True
+        return False
+
+    def step_event(
+        self, state: LearnerState, record: Any, event: Event, outputs: Outputs, positions: dict[TopicPartition, int]
+    ) -> None:
+        """A decoded event not seen before: scored, published, judged and learned (see the module docstring)."""
+        join = state.join
         if state.held_until is not None and sum(positions.values()) > state.held_until:
             state.end_replayed_hold()
         if join is not None:  # the waits this event's time ends are learned (or dropped) before it is scored
@@ -109,7 +129,7 @@ class EventStep:
         p = state.model.predict_encoded(x)
         if timed:
             self.telemetry.predict_seconds.observe(time.perf_counter() - t0)
-        counters["events_seen"] += 1
+        state.counters["events_seen"] += 1
         if self.settings.publish_predictions:
             outputs.prediction(event, p, state.parent, state.arm_name)
         if event.label is None:
@@ -121,6 +141,110 @@ class EventStep:
             self.judge_and_learn(
                 state, event.event_id, event.label, p, event.features, positions=positions, learn=learn, x=x
             )
+
+    def process_run(
+        self,
+        state: LearnerState,
+        records: Sequence[Any],
+        start: int,
+        *,
+        limit: int,
+        outputs: Outputs,
+        positions: dict[TopicPartition, int],
+        tp: TopicPartition,
+    ) -> tuple[int, Any, int, bool]:
+        """Records of partition ``tp`` from ``records[start]`` on, as many as make one **run** — at most ``limit``
+        stepped, ending right after the event that records a metric sample (or at the end of ``records``) — each
+        moved past in ``positions`` (records before a partition's position are skipped). Returns the index after
+        the run, its last record stepped (``None``: none), how many were stepped, and whether a sample was recorded.
+
+        The events between samples change nothing but the model, the metrics, the signals and the counters, and
+        what they change is read only at a sample or after the run: so they are decoded and checked one by one
+        (dead letters and duplicates as ever), then encoded, scored and learned in one call for the run
+        (:func:`~streaming.engines.step_run`, in stream order: each scored by the model that learned every event
+        before it), their predictions published and the metrics and signals updated in stream order — the same
+        values, to the last bit, as :meth:`process` one record at a time. The event at a sample is stepped alone
+        (:meth:`step_event`: its sample may hold learning from it on). With the label join or challengers on, or
+        while replaying a held range, each record is a run of one (:meth:`process`).
+        """
+        n = len(records)
+        i = start
+        position = positions[tp]
+        while i < n and records[i].offset < position:
+            i += 1  # consumed already: a rollback in this batch moved the partition past it
+        if i == n:
+            return i, None, 0, False
+        if limit <= 1 or state.join is not None or state.arms is not None or state.held_until is not None:
+            record = records[i]
+            positions[tp] = record.offset + 1
+            samples = len(state.samples)
+            self.process(state, record, outputs, positions)
+            return i + 1, record, 1, len(state.samples) > samples
+        every = self.settings.history_every_events
+        until_sample = every - state.metrics.samples % every  # labelled events up to the one at the next sample
+        others = sum(positions.values()) - position  # the other partitions' positions
+        run: list[tuple[Event, int]] = []
+        stepped, last, sampled = 0, None, False
+        decode, duplicate = self._decode, self._duplicate
+        while i < n and stepped < limit:
+            record = records[i]
+            i += 1
+            if record.offset < position:
+                continue
+            position = positions[tp] = record.offset + 1
+            stepped += 1
+            last = record
+            event = decode(state, record, outputs)
+            if event is None or duplicate(state, record, event):  # type: ignore[arg-type] # (no Label: the join is off)
+                continue
+            assert type(event) is Event
+            if event.label is not None:
+                until_sample -= 1
+                if not until_sample:  # its sample may hold learning from this event on: the run ends with it
+                    self._step_run(state, run, outputs)
+                    run = []
+                    samples = len(state.samples)
+                    self.step_event(state, record, event, outputs, positions)
+                    sampled = len(state.samples) > samples
+                    break
+            run.append((event, others + position))
+        self._step_run(state, run, outputs)
+        self.consumed += stepped
+        return i, last, stepped, sampled
+
+    def _step_run(self, state: LearnerState, run: list[tuple[Event, int]], outputs: Outputs) -> None:
+        """Events between two samples, in stream order (each with the stream position that includes it): scored and
+        learned in one engine call, then published and judged in order (:meth:`process_run`)."""
+        if not run:
+            return
+        learning = state.learning
+        features = [event.features for event, _ in run]
+        labels = [event.label for event, _ in run]
+        learn = [learning and label is not None for label in labels]
+        timed = len(run) >= TIMED_EVERY
+        t0 = time.perf_counter() if timed else 0.0
+        scores = step_run(state.model, features, labels, learn)
+        if timed:  # the run's mean per event, once for every TIMED_EVERY events (as the events stepped alone)
+            mean = (time.perf_counter() - t0) / len(run)
+            for _ in range(len(run) // TIMED_EVERY):
+                self.telemetry.predict_seconds.observe(mean)
+        counters = state.counters
+        counters["events_seen"] += len(run)
+        if self.settings.publish_predictions:
+            prediction, parent, arm = outputs.prediction, state.parent, state.arm_name
+            for k in range(len(run)):
+                prediction(run[k][0], scores[k], parent, arm)
+        update, add = state.metrics.update, state.signals.add_at
+        learned = 0
+        for k in range(len(run)):
+            label = labels[k]
+            if label is not None:
+                p = scores[k]
+                update(label, p)
+                add(label, p, features[k], run[k][1])
+                learned += learn[k]
+        counters["events_learned"] += learned
+        self.learned += learned
 
     def settle(self, state: LearnerState, joined: list[Joined], positions: dict[TopicPartition, int]) -> None:
         """Pairs the label join completed at this record, in order: judged with the probability stored at scoring

@@ -1,0 +1,162 @@
+"""Events stepped in runs (:meth:`EventStep.process_run`: the events between two metric samples scored and learned in
+one engine call) equal the same records stepped one at a time (:meth:`EventStep.process`), to the last bit.
+
+No Kafka, no Redis: the records go through the learner's own step, once record by record and once through
+:class:`~streaming.learner.batch.BatchStep` in polls of uneven sizes. Stated equality: the same model (weights,
+scaler, intercept, steps), metrics, counters, stream state (idempotence window, block signals, the watch, the
+threshold), the same metric samples field for field (but their wall-clock ``time``), the same incidents, and the
+same predictions and dead letters byte for byte, in the same order per topic — with dead letters, producer retries,
+unlabelled events, a labeller stuck at 0 that the watch catches (learning held from the sample that confirms it, and
+released later), guard segments, new categories arriving late and (compiled engine) two inputs sharing one river
+name.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streaming.config import Settings
+from streaming.events import Event, encode_event
+from streaming.learner.batch import BatchStep
+from streaming.learner.outputs import Outputs
+from streaming.learner.prometheus import LearnerMetrics
+from streaming.learner.state import LearnerState, spec_from_settings
+from streaming.learner.step import EventStep
+from streaming.local.dataset import read_events
+from streaming.transport import Record, TopicPartition
+
+TP = TopicPartition("events", 0)
+
+
+class Recording:
+    """A producer that acknowledges everything and keeps what was sent, per topic, in order."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, list[tuple[bytes, bytes | None]]] = {}
+
+    def send_counted(self, topic: str, value: bytes, key: bytes | None, headers: Any, tally: Any) -> None:
+        self.sent.setdefault(topic, []).append((value, key))
+        tally.sent += 1
+        tally.report(None)
+
+    def serve(self) -> None:
+        pass
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+
+class _Writer:
+    def release_writer(self) -> None:
+        pass
+
+    def hold_writer(self) -> None:
+        pass
+
+
+def stream(collide: bool) -> list[bytes]:
+    """1,800 events of the dataset made hostile: every 7th unlabelled, every 50th sent twice (a producer retry), every
+    97th not an event, labels stuck at 0 from event 700 to 1,300, a new month and visitor type from event 400 on, and
+    (``collide``) an input named like another's one-hot input."""
+    values: list[bytes] = []
+    for i, event in enumerate(read_events(limit=1800)):
+        features = dict(event.features)
+        if i >= 400 and i % 5 == 0:
+            features["Month"] = f"M{i % 3}"
+            features["VisitorType"] = "Partner"
+        if collide and i % 11 == 0:
+            features["Month_Feb"] = float(i % 4)  # river's name of the one-hot input Month=Feb
+        label = event.label
+        if i % 7 == 3:
+            label = None
+        elif 700 <= i < 1300:
+            label = False
+        value = encode_event(Event(event.event_id, event.ts, features, label, event.user_id))
+        values.append(value)
+        if i % 50 == 10:
+            values.append(value)
+        if i % 97 == 5:
+            values.append(b"\xc1 not msgpack")
+    return values
+
+
+def fresh(engine: str) -> tuple[Settings, LearnerState, EventStep, Outputs, Recording]:
+    settings = Settings(
+        engine=engine,
+        event_format="msgpack",
+        history_every_events=40,
+        incident_patience=1,
+        incident_resume_after_events=200,
+        guard_segments=["VisitorType", "Month", "ProductRelated_Duration>300"],
+    )
+    telemetry = LearnerMetrics(CollectorRegistry(), settings.model_name)
+    state = LearnerState.fresh(spec_from_settings(settings), settings)
+    producer = Recording()
+    return settings, state, EventStep(settings, telemetry), Outputs(producer, settings, telemetry), producer  # type: ignore[arg-type]
+
+
+def observed(state: LearnerState, producer: Recording) -> dict[str, Any]:
+    snapshot = state.snapshot_state()
+    return {
+        "model": snapshot.model,
+        "steps": state.model.steps,
+        "metrics": snapshot.metrics,
+        "counters": snapshot.counters,
+        "stream": snapshot.stream,
+        "samples": [{k: v for k, v in sample.items() if k != "time"} for sample in state.samples],
+        "incidents": [(event.kind, sample["scored"]) for event, sample in state.incident_events],
+        "sent": producer.sent,
+    }
+
+
+@pytest.mark.parametrize(
+    ("engine", "collide"), [("compiled", False), ("river", False), ("compiled", True), ("river", True)]
+)
+def test_runs_equal_one_record_at_a_time_to_the_last_bit(engine, collide):
+    values = stream(collide)
+    records = [Record(TP.topic, 0, offset, None, value, [], -1) for offset, value in enumerate(values)]
+
+    _, one, step, outputs, alone = fresh(engine)
+    positions = {TP: 0}
+    for record in records:
+        positions[TP] = record.offset + 1
+        step.process(one, record, outputs, positions)
+
+    _, runs, step, outputs, together = fresh(engine)
+    batch = BatchStep(runs, step, outputs, [], _Writer())
+    positions, at = {TP: 0}, 0
+    for size in itertools.cycle((1, 37, 1000, 3, 250)):
+        if at >= len(records):
+            break
+        batch.process({TP: records[at : at + size]}, positions)
+        at += size
+    assert positions == {TP: len(records)}
+
+    expected, got = observed(one, alone), observed(runs, together)
+    assert len(expected["samples"]) > 30
+    assert [kind for kind, _ in expected["incidents"]] == ["incident_start", "incident_end"]  # held, then released
+    assert expected["counters"]["events_learned"] < expected["counters"]["events_seen"]
+    for key in expected:
+        assert got[key] == expected[key], key
+
+
+def test_a_run_ends_at_the_hooks_horizon_and_right_after_a_sample():
+    _, state, step, outputs, _ = fresh("compiled")
+    records = [
+        Record(TP.topic, 0, offset, None, encode_event(e), [], -1) for offset, e in enumerate(read_events(limit=200))
+    ]
+    positions = {TP: 0}
+    ends = []
+    i = 0
+    while i < len(records):
+        i, last, stepped, sampled = step.process_run(
+            state, records, i, limit=30, outputs=outputs, positions=positions, tp=TP
+        )
+        ends.append((last.offset, stepped, sampled))
+    # every event labelled: a sample at every 40th; the horizon of 30 records cuts the runs between
+    assert ends[:4] == [(29, 30, False), (39, 10, True), (69, 30, False), (79, 10, True)]
+    assert sum(stepped for _, stepped, _ in ends) == 200 and positions == {TP: 200}
