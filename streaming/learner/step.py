@@ -28,7 +28,7 @@ from typing import Any
 from streaming.config import Settings
 from streaming.engines import step_run
 from streaming.errors import EventError
-from streaming.events import Event, EventLimits, Label, decode_event
+from streaming.events import Event, EventDecoder, EventLimits, Label
 from streaming.learner.join import Joined
 from streaming.learner.outputs import Outputs
 from streaming.learner.prometheus import LearnerMetrics
@@ -56,6 +56,10 @@ class EventStep:
         self.telemetry = telemetry
         self.limits = EventLimits.from_settings(settings)
         self.labels_topic = settings.labels.topic
+        # (with the label join a record without features is a label) decoded through the typed fast path
+        self.decoders = {
+            joined: EventDecoder(settings.event_format, self.limits, labels=joined) for joined in (False, True)
+        }
         self.consumed = self.learned = self.duplicates = self.labels = 0  # not yet added to the Prometheus counters
 
     def flush_telemetry(self) -> None:
@@ -93,7 +97,7 @@ class EventStep:
     def _decode(self, state: LearnerState, record: Any, outputs: Outputs) -> Event | Label | None:
         """The record's event or label; ``None``: dead-lettered (counted)."""
         try:
-            event = decode_event(record.value, self.settings.event_format, self.limits, labels=state.join is not None)
+            event = self.decoders[state.join is not None](record.value)
             if record.topic == self.labels_topic and type(event) is not Label:
                 raise EventError("not_a_label", "the labels topic carries {event_id, label, ts}: this has features")
         except EventError as exc:
