@@ -12,9 +12,10 @@ Against a real redis-server (and, for the stall, a real Tansu broker) started by
   ``before`` is the path before the writer thread, interleaved in the same run: the river-shaped document
   (``dump_state``: a ``{name: float}`` map of every weight), msgpack of the whole document, and a restore
   through that map;
-* **stall** in a real :class:`~streaming.learner.runner.Learner` run with predictions on: the per-event step is
-  wrapped to timestamp every event, the snapshot work (capture and write) is wrapped to know when it ran;
-  the stall of a snapshot is the longest gap between two consecutive event steps that overlaps its life, from
+* **stall** in a real :class:`~streaming.learner.runner.Learner` run with predictions on: the step of each run of
+  events (``EventStep.process_run``: the events between two metric samples or captures, stepped together) is
+  wrapped to timestamp it, the snapshot work (capture and write) is wrapped to know when it ran;
+  the stall of a snapshot is the longest gap between two consecutive runs that overlaps its life, from
   the start of its capture (learner thread) to the end of its write (writer thread) — and, for a learner
   without the writer thread, of each piece of snapshot work. The longest gaps of the whole run are printed
   next to it (the machine's own noise: other jobs, the Kafka poll, GC). The events are produced before the
@@ -269,25 +270,26 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
     clocks: list[tuple[int, int, int, int, int, int, int, int]] = []
     work: list[tuple[float, float]] = []  # (start, end) of snapshot work
     work_cpu: list[float] = []  # its CPU time (this thread)
-    process = learner.step.process
+    process = learner.step.process_run
     learner_clock = ThreadClock(threading.get_native_id())
     writer_clock: list[ThreadClock] = []  # opened once the writer thread runs (on activation)
     no_clock = (0, 0)
 
-    def timed_process(*args: Any, **kwargs: Any) -> None:
+    def timed_process(*args: Any, **kwargs: Any) -> Any:
         if not writer_clock and learner.checkpoints.writer is not None:
             writer_clock.append(ThreadClock(learner.checkpoints.writer._thread.native_id))
         w0 = writer_clock[0].read() if writer_clock else no_clock
         l0 = learner_clock.read()
         t0 = time.perf_counter()
-        process(*args, **kwargs)
+        result = process(*args, **kwargs)
         t1 = time.perf_counter()
         l1 = learner_clock.read()
         w1 = writer_clock[0].read() if writer_clock else no_clock
         steps.append((t0, t1))
         clocks.append((*l0, *l1, *w0, *w1))
+        return result
 
-    learner.step.process = timed_process  # type: ignore[method-assign]
+    learner.step.process_run = timed_process  # type: ignore[method-assign]
     checkpoints = learner.checkpoints
     background: list[tuple[float, float]] = []  # (start, end) of the writer thread's work (encode, write)
     background_cpu: list[float] = []

@@ -113,9 +113,10 @@ def test_a_slow_poisoning_cannot_ratchet_the_reference_score_down_past_the_best_
     make_settings, learners, tmp_path, best_of
 ):
     """Each version a little worse on the reference set than the one before (measured offline: steps of at most
-    0.018 between versions 500 events apart; the tolerance is 0.02): against the serving version alone the stable
-    versions' reference accuracy declines past the tolerance; against the best of the newest ``reference_best_of``
-    stable versions it stops at the tolerance, and the versions below it are kept, never stable."""
+    0.018 between versions 500 events apart; the tolerance is 0.02): against the serving version alone each version
+    is judged against that one only (the stable versions may then decline past the tolerance); against the best of
+    the newest ``reference_best_of`` stable versions it stops at the tolerance, and the versions below it are kept,
+    never stable."""
     settings = make_settings(
         reference_set=str(reference_csv(tmp_path, 1500, first=6000)),  # a clean copy of a busy month
         reference_best_of=best_of,
@@ -137,4 +138,10 @@ def test_a_slow_poisoning_cannot_ratchet_the_reference_score_down_past_the_best_
         assert failed and all(v["against_score"] - v["score"] > tolerance for v in failed)
         assert decline <= tolerance + 1e-12
     else:
-        assert decline > tolerance, stable  # version by version, the ratchet went past the tolerance
+        # against the serving version alone: each version judged only against the one serving when it was written (a
+        # stable one before it) — whether the chain then declines past the tolerance depends on when each version was
+        # promoted (a race with the writer: one run went 0.87 → 0.82, the next stopped at 0.868), so the rule is checked
+        stable_numbers = {n for n, _ in stable}
+        for number, verdict in scored[1:]:
+            assert verdict["against"] in stable_numbers and verdict["against"] < number
+            assert verdict["passed"] == (verdict["against_score"] - verdict["score"] <= tolerance)
