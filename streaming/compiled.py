@@ -20,6 +20,7 @@ them, scaler statistics in river's dict orders), so versions written by one are 
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = ["CompiledModel", "Encoded"]
 #: one event for the kernel: weight columns, scaler rows, raw values in one array (see :mod:`streaming.kernel`)
 Encoded = npt.NDArray[np.float64]
 _NONE: dict[str, int] = {}
+_PLAIN = frozenset({int, float})  # the numbers :meth:`CompiledModel._encode_known` takes as they are
 _INTERCEPT_LR = 0.01  # river's LogisticRegression(intercept_lr=0.01), whatever the weights' learning rate
 
 
@@ -264,7 +266,10 @@ class CompiledModel(Vocabulary):
         """A run of events, in order: each encoded (``learn[i]``: as :meth:`encode` with ``learn``), scored, and then
         learned where ``learn[i]`` (its label ``labels[i]``); returns their scores. One kernel call for the run
         (:func:`streaming.kernel._score_and_learn_many`): the same operations in the same order as :meth:`encode`,
-        :meth:`predict_encoded` and :meth:`learn_encoded` event by event, so the same bits.
+        :meth:`predict_encoded` and :meth:`learn_encoded` event by event, so the same bits. Consecutive events with
+        the same features, in the same order, whose inputs all have columns are encoded together
+        (:meth:`_encode_known`: the arrays :meth:`encode` builds for each, column by column); any other event
+        alone, by :meth:`encode`.
 
         >>> a, b = CompiledModel(ModelSpec()), CompiledModel(ModelSpec())
         >>> events = [({"pages": 3, "month": "Feb"}, True), ({"pages": 1, "month": "Mar"}, False)] * 3
@@ -279,32 +284,103 @@ class CompiledModel(Vocabulary):
         """
         n = len(features)
         out = np.empty(n)
-        xs: list[Encoded] = []
-        encode = self.encode
-        for i in range(n):
-            xs.append(encode(features[i], learn=learn[i]))
+        pieces: list[Encoded] = []
+        lengths: list[int] = []
+        # (a feature selection, or two inputs sharing one river name: each event by encode)
+        together = not (self._include or self._exclude)
+        i = 0
+        while i < n:
+            done = self._encode_known(features, i, pieces, lengths) if together and not self._collisions else 0
+            if done:
+                i += done
+                continue
+            x = self.encode(features[i], learn=learn[i])
             if self._collisions:  # the scaler rows' order is put right after each event's step: one by one from here
-                self._run(xs[:i], labels, learn, out)
+                self._run(pieces, lengths, labels, learn, out)
                 for k in range(i, n):
-                    x = xs[i] if k == i else encode(features[k], learn=learn[k])
+                    if k > i:
+                        x = self.encode(features[k], learn=learn[k])
                     out[k] = self.predict_encoded(x)
                     if learn[k]:
                         self.learn_encoded(x, bool(labels[k]))
                 return out.tolist()
-        self._run(xs, labels, learn, out)
+            pieces.append(x)
+            lengths.append(len(x))
+            i += 1
+        self._run(pieces, lengths, labels, learn, out)
         return out.tolist()
 
+    def _encode_known(
+        self, features: list[dict[str, Any]], start: int, pieces: list[Encoded], lengths: list[int]
+    ) -> int:
+        """Encodes ``features[start]`` and the events after it that have the same features in the same order, as far
+        as every input has a column (a category, or a number's row and column) and every number is a plain ``int``
+        or ``float``; appends their arrays (one piece) and each length; returns how many (0: not even the first)."""
+        first = features[start]
+        names = tuple(first)
+        end, n = start + 1, len(features)
+        while end < n and tuple(features[end]) == names:
+            end += 1
+        rows = [tuple(f.values()) for f in features[start:end]]
+        columns = list(zip(*rows, strict=True)) if names else []
+        count = end - start
+        cat_columns: list[list[int | None]] = []
+        num_positions: list[int] = []
+        num_slots: list[tuple[int, int]] = []
+        categorical, numeric = self._categorical, self._numeric
+        for j, name in enumerate(names):
+            if isinstance(rows[0][j], str):
+                known = categorical.get(name)
+                if known is None:
+                    return 0
+                looked = list(map(known.get, columns[j]))  # (a number here is no key of strings: None)
+                if None in looked:
+                    count = min(count, looked.index(None))
+                cat_columns.append(looked)
+            else:
+                slot = numeric.get(name)
+                if slot is None:
+                    return 0
+                num_positions.append(j)
+                num_slots.append(slot)
+        if num_positions:
+            kinds = set(map(type, itertools.chain.from_iterable(columns[j] for j in num_positions)))
+            if not kinds <= _PLAIN:  # a string (or anything else) where the first event had a number: those before it
+                bad = next(r for r, row in enumerate(rows) if any(type(row[j]) not in _PLAIN for j in num_positions))
+                count = min(count, bad)
+        if not count:
+            return 0
+        k, m = len(cat_columns), len(num_positions)
+        width = k + m
+        block = np.empty((count, 3 * width))
+        if k:
+            block[:, :k] = np.array([looked[:count] for looked in cat_columns], np.float64).T
+        block[:, k:width] = [column for _, column in num_slots]
+        block[:, width : width + k] = -1.0
+        block[:, width + k : 2 * width] = [row for row, _ in num_slots]
+        block[:, 2 * width : 2 * width + k] = 1.0
+        if m:
+            block[:, 2 * width + k :] = np.array([columns[j][:count] for j in num_positions], np.float64).T
+        pieces.append(block.ravel())
+        lengths.extend([3 * width] * count)
+        return count
+
     def _run(
-        self, xs: list[Encoded], labels: list[bool | None], learn: list[bool], out: npt.NDArray[np.float64]
+        self,
+        pieces: list[Encoded],
+        lengths: list[int],
+        labels: list[bool | None],
+        learn: list[bool],
+        out: npt.NDArray[np.float64],
     ) -> None:
-        n = len(xs)
+        n = len(lengths)
         if not n:
             return
         offsets = np.zeros(n + 1, np.int64)
-        np.cumsum([len(x) for x in xs], out=offsets[1:])
+        np.cumsum(lengths, out=offsets[1:])
         ys = np.array([1.0 if labels[i] else -1.0 for i in range(n)])
         self.kernel.score_and_learn_many(
-            np.concatenate(xs), offsets, ys, np.array(learn[:n], np.bool_), self.w, self.stats, self.created,
+            np.concatenate(pieces), offsets, ys, np.array(learn[:n], np.bool_), self.w, self.stats, self.created,
             self.order, self.row_order, self.counters, self.params, out,
         )  # fmt: skip
 

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streaming.compiled import CompiledModel
 from streaming.config import Settings
-from streaming.events import Event, encode_event
+from streaming.events import Event, EventLimits, decode_event, encode_event
 from streaming.learner.batch import BatchStep
 from streaming.learner.outputs import Outputs
 from streaming.learner.prometheus import LearnerMetrics
@@ -28,6 +29,7 @@ from streaming.learner.state import LearnerState, spec_from_settings
 from streaming.learner.step import EventStep
 from streaming.local.dataset import read_events
 from streaming.transport import Record, TopicPartition
+from streaming.vocabulary import ModelSpec
 
 TP = TopicPartition("events", 0)
 
@@ -60,7 +62,8 @@ class _Writer:
 
 def stream(collide: bool) -> list[bytes]:
     """1,800 events of the dataset made hostile: every 7th unlabelled, every 50th sent twice (a producer retry), every
-    97th not an event, labels stuck at 0 from event 700 to 1,300, a new month and visitor type from event 400 on, and
+    97th not an event, labels stuck at 0 from event 700 to 1,300, a new month and visitor type from event 400 on, a
+    string where a number was and the other way round, the features in another order, a feature added late, and
     (``collide``) an input named like another's one-hot input."""
     values: list[bytes] = []
     for i, event in enumerate(read_events(limit=1800)):
@@ -70,6 +73,14 @@ def stream(collide: bool) -> list[bytes]:
             features["VisitorType"] = "Partner"
         if collide and i % 11 == 0:
             features["Month_Feb"] = float(i % 4)  # river's name of the one-hot input Month=Feb
+        if i % 13 == 0:
+            features["Administrative"] = "many"  # a string where the events around it have a number
+        if i % 17 == 0:
+            features["Region"] = 5  # a number where the events around it have a string
+        if i % 19 == 0:
+            features = dict(reversed(features.items()))  # the same features in another order
+        if i % 23 == 0:
+            features["late_feature"] = i  # a number the model has not seen (at first)
         label = event.label
         if i % 7 == 3:
             label = None
@@ -160,3 +171,33 @@ def test_a_run_ends_at_the_hooks_horizon_and_right_after_a_sample():
     # every event labelled: a sample at every 40th; the horizon of 30 records cuts the runs between
     assert ends[:4] == [(29, 30, False), (39, 10, True), (69, 30, False), (79, 10, True)]
     assert sum(stepped for _, stepped, _ in ends) == 200 and positions == {TP: 200}
+
+
+@pytest.mark.parametrize("spec", [ModelSpec(), ModelSpec(features_exclude=("Month",)), ModelSpec(max_inputs=40)])
+def test_the_compiled_engine_steps_a_run_as_it_steps_each_event(spec):
+    """:meth:`CompiledModel.step_run` (runs of events with the same features encoded together) against
+    encode / predict / learn event by event: the same scores and the same state, with learning on and off."""
+    records = [
+        decode_event(value, "msgpack", EventLimits()) for value in stream(collide=False)[:1200] if value[0] != 0xC1
+    ]
+    one, runs = CompiledModel(spec), CompiledModel(spec)
+    expected = []
+    for k, event in enumerate(records):
+        learn = event.label is not None and k % 9 != 4
+        x = one.encode(event.features, learn=learn)
+        expected.append(one.predict_encoded(x))
+        if learn:
+            one.learn_encoded(x, event.label)
+    got: list[float] = []
+    for size in itertools.cycle((1, 64, 5, 300)):
+        chunk = records[len(got) : len(got) + size]
+        if not chunk:
+            break
+        at = len(got)
+        got += runs.step_run(
+            [e.features for e in chunk],
+            [e.label for e in chunk],
+            [e.label is not None and (at + k) % 9 != 4 for k, e in enumerate(chunk)],
+        )
+    assert got == expected
+    assert runs.dump_state() == one.dump_state() and runs.steps == one.steps

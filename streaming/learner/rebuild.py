@@ -70,6 +70,8 @@ _EXCLUSION = re.compile(r"kafka:(?P<topic>[^:]+):(?P<partition>\d+):(?P<first>\d
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Seconds between a running rebuild's heartbeats (a rebuild silent for ``snapshotter.branches.STALE_MS`` is dead).
 HEARTBEAT_SECONDS = 10.0
+#: records stepped together at most (one poll's worth): a run of one partition between exclusions and versions
+RUN_RECORDS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -619,30 +621,45 @@ def run_rebuild(
         versions.append(meta.number)
         parent = meta.number
 
+    run: list[Record] = []  # records of one partition to step, in order (as runs: EventStep.process_run)
+
+    def step_run() -> None:
+        if not run:
+            return
+        tp, i = TopicPartition(run[0].topic, run[0].partition), 0
+        while i < len(run):
+            i = step.process_run(state, run, i, limit=len(run), outputs=outputs, positions=positions, tp=tp)[0]
+            state.samples.clear()  # offline: nothing is recorded in the history
+            state.incident_events.clear()
+        run.clear()
+
     consumer = make_consumer(offline.kafka)
     records = file_records(plan.source, topic) if plan.source is not None else merged_records(consumer, start, until)
     try:
         for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            positions[tp] = record.offset + 1
             read += 1
             spans = excluded_by.get(record.partition)
             clause = _filtered(record, offline, limits, plan.skip_where) if plan.skip_where else None
             if clause is not None:
                 matches[clause] += 1
+            if run and (run[0].partition != record.partition or run[0].topic != record.topic):
+                step_run()  # (merged partitions: in the merged order, a run per stretch of one partition)
             if clause is not None or (spans is not None and any(a <= record.offset <= b for a, b in spans)):
+                step_run()
+                positions[TopicPartition(record.topic, record.partition)] = record.offset + 1
                 excluded += 1
             else:
-                step.process(state, record, outputs, positions)
-                state.samples.clear()  # offline: nothing is recorded in the history
-                state.incident_events.clear()
-            if read % plan.every == 0:
-                write()
+                run.append(record)
+            if read % plan.every == 0 or len(run) >= RUN_RECORDS:
+                step_run()
+                if read % plan.every == 0:
+                    write()
             if time.monotonic() - beat > HEARTBEAT_SECONDS:
                 beat = time.monotonic()
                 branches.report(plan.name, read=read)
                 if progress is not None:
                     progress(read, plan.records)
+        step_run()
         positions = dict(until)
         check_matched(plan.skip_where, matches)
         if not versions or read % plan.every:
