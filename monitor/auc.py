@@ -58,6 +58,13 @@ class BinnedAUC:
         bins = self.bins  # :meth:`_bin`, inlined (once per event)
         (self.positive if y_true else self.negative)[min(max(int(p_true * bins), 0), bins - 1)] += 1
 
+    def update_many(self, ys: list[bool], ps: list[float]) -> None:
+        """:meth:`update` for each pair in order (each bin counted where its first pair would count it)."""
+        bins, top = self.bins, self.bins - 1
+        placed = [min(max(int(p * bins), 0), top) for p in ps]
+        self.positive.update([b for b, y in zip(placed, ys, strict=True) if y])
+        self.negative.update([b for b, y in zip(placed, ys, strict=True) if not y])
+
     def revert(self, y_true: bool, p_true: float) -> None:
         (self.positive if y_true else self.negative)[self._bin(p_true)] -= 1
 

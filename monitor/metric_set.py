@@ -89,6 +89,68 @@ class MetricSet:
         if self._auc_update is not None:
             self._auc_update(y_true, p_true)
 
+    def update_many(self, ys: list[bool], ps: list[float], losses: list[float] | None = None) -> None:
+        """:meth:`update` for each pair in order (``losses``: each pair's log loss, when the caller has them).
+
+        The same state to the last bit: the log loss's running mean and the window's pairs move pair by pair as
+        :meth:`update` moves them (their floats depend on the order); the confusion matrix's cells and the binned
+        AUC's bins are counts, added (and, leaving the window, subtracted) once per run, each key inserted where
+        its first pair would insert it (river's matrix is a map of maps: its order is in the state).
+
+        >>> one, many = MetricSet(window=3), MetricSet(window=3)
+        >>> pairs = [(True, 0.9), (False, 0.7), (True, 0.2), (False, 0.1), (True, 0.6)]
+        >>> for y, p in pairs:
+        ...     one.update(y, p)
+        >>> many.update_many([y for y, _ in pairs], [p for _, p in pairs])
+        >>> many.dump() == one.dump() and many.values() == one.values()
+        True
+        """
+        n = len(ys)
+        if not n:
+            return
+        mean = self._loss_mean
+        if mean is not None and losses is None:
+            losses = [log_loss_of(ys[i], ps[i]) for i in range(n)]
+        labelled = bool(self.label)
+        added: collections.Counter[tuple[bool, bool]] = collections.Counter()
+        reverted: collections.Counter[tuple[bool, bool]] = collections.Counter()
+        if labelled:
+            added.update(zip(ys, [p > 0.5 for p in ps], strict=True))
+        if self.window is not None:
+            pairs, window = self.pairs, self.window
+            popleft, append = pairs.popleft, pairs.append
+            revert = None if mean is None else mean.revert
+            update = None if mean is None else mean.update
+            for i in range(n):
+                if len(pairs) == window:  # the oldest pair leaves first, as in river.utils.Rolling
+                    old_y, old_p, old_loss = popleft()
+                    if labelled:
+                        reverted[old_y, old_p > 0.5] += 1
+                    if old_loss is not None:
+                        revert(old_loss)  # type: ignore[misc]
+                loss = None if losses is None else losses[i]
+                append((ys[i], ps[i], loss))
+                if update is not None:
+                    update(loss)
+        elif mean is not None:
+            update = mean.update
+            for loss in losses:  # type: ignore[union-attr]
+                update(loss)
+        if labelled:
+            cm = self.cm
+            for (y_true, y_pred), count in added.items():  # (in first-seen order: river's keys as one by one)
+                cm.update(y_true, y_pred, float(count))
+                cm.n_samples += count - 1
+            for (y_true, y_pred), count in reverted.items():
+                cm.revert(y_true, y_pred, float(count))
+                cm.n_samples -= count - 1
+        auc = self.auc
+        if isinstance(auc, BinnedAUC):
+            auc.update_many(ys, ps)
+        elif auc is not None:
+            for i in range(n):
+                auc.update(ys[i], ps[i])
+
     def __len__(self) -> int:
         """Pairs in the window (rolling); for a cumulative set, use the caller's own count."""
         return len(self.pairs)

@@ -83,6 +83,13 @@ class PrequentialMetrics:
         self.rolling.update(y_true, p_true, loss)
         self.samples += 1
 
+    def update_many(self, ys: list[bool], ps: list[float]) -> None:
+        """:meth:`update` for each pair in order: the same state to the last bit (:meth:`MetricSet.update_many`)."""
+        losses = [log_loss_of(ys[i], ps[i]) for i in range(len(ys))] if "log_loss" in self.names else None
+        self.cumulative.update_many(ys, ps, losses)
+        self.rolling.update_many(ys, ps, losses)
+        self.samples += len(ys)
+
     def cumulative_values(self) -> dict[str, float]:
         """Each metric over every scored event, plus ``samples``."""
         return {**self.cumulative.values(), "samples": self.samples}

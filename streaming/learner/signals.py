@@ -117,6 +117,63 @@ class BlockSignals:
         self, label: bool, p: float, features: dict[str, Any], position: int, odds_p: float | None = None
     ) -> None:
         """:meth:`add` with the stream position that includes the event (the sum of the consumer positions)."""
+        self._add_scalars(label, p, features, position, odds_p)
+        self._add_drift(features)
+
+    def add_many(
+        self, labels: list[bool], ps: list[float], features: list[dict[str, Any]], positions: list[int]
+    ) -> None:
+        """:meth:`add_at` for each labelled event in order: the same state to the last bit. The feature means' sums
+        of events with the same features in the same order are taken column by column (each value added in stream
+        order, as one by one); a feature that would start being tracked within such a stretch is taken event by
+        event (its place among the tracked features is its first event's).
+
+        >>> one, many = BlockSignals(max_features=2), BlockSignals(max_features=2)
+        >>> rows = [(True, 0.9, {"a": 1.5, "c": "x"}), (False, 0.2, {"a": 3, "c": 4.0}), (False, 0.4, {"a": 2, "c": 1})]
+        >>> for at, (label, p, x) in enumerate(rows, start=1):
+        ...     one.add_at(label, p, x, at)
+        >>> many.add_many([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [1, 2, 3])
+        >>> many.dump() == one.dump(), list(many.flush()) == list(one.flush())
+        (True, True)
+        """
+        add = self._add_scalars
+        for k in range(len(labels)):
+            add(labels[k], ps[k], features[k], positions[k], None)
+        n, i = len(features), 0
+        drift, totals, tracked = self._add_drift, self.totals, self.tracked
+        while i < n:
+            first = features[i]
+            drift(first)  # (new features start being tracked here, in their order)
+            names, end = tuple(first), i + 1
+            while end < n and tuple(features[end]) == names:
+                end += 1
+            if end - i > 1:
+                rest = features[i + 1 : end]
+                columns = list(zip(*[tuple(f.values()) for f in rest], strict=True)) if names else []
+                room = len(tracked) < self.max_features
+                if any(
+                    name not in totals and (room or name in tracked) and set(map(type, column)) != {str}
+                    for name, column in zip(names, columns, strict=True)
+                ):
+                    for f in rest:  # a feature starts being tracked (or counted in this block) within the stretch
+                        drift(f)
+                else:
+                    for name, column in zip(names, columns, strict=True):
+                        total = totals.get(name)
+                        if total is None:
+                            continue  # strings only, or not tracked
+                        acc, count = total[0], total[1]
+                        for value in column:  # in stream order: the same sum as one by one
+                            if not isinstance(value, str):
+                                acc += value
+                                count += 1
+                        total[0], total[1] = acc, count
+            i = end
+
+    def _add_scalars(
+        self, label: bool, p: float, features: dict[str, Any], position: int, odds_p: float | None
+    ) -> None:
+        """Everything of :meth:`add_at` but the feature means' sums."""
         self.count += 1
         if label == self.run_label:
             self.run_length += 1
@@ -152,6 +209,9 @@ class BlockSignals:
                 sums[4] += q
                 sums[5] += predicted
                 sums[6] += predicted == label
+
+    def _add_drift(self, features: dict[str, Any]) -> None:
+        """The feature means' sums of one labelled event."""
         tracked, totals = self.tracked, self.totals
         for name, value in features.items():
             total = totals.get(name)

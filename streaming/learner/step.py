@@ -238,15 +238,12 @@ class EventStep:
             prediction, parent, arm = outputs.prediction, state.parent, state.arm_name
             for k in range(len(run)):
                 prediction(run[k][0], scores[k], parent, arm)
-        update, add = state.metrics.update, state.signals.add_at
-        learned = 0
-        for k in range(len(run)):
-            label = labels[k]
-            if label is not None:
-                p = scores[k]
-                update(label, p)
-                add(label, p, features[k], run[k][1])
-                learned += learn[k]
+        judged = [k for k in range(len(run)) if labels[k] is not None]
+        ys: list[bool] = [labels[k] for k in judged]  # type: ignore[misc]
+        ps = [scores[k] for k in judged]
+        state.metrics.update_many(ys, ps)
+        state.signals.add_many(ys, ps, [features[k] for k in judged], [run[k][1] for k in judged])
+        learned = sum(learn)
         counters["events_learned"] += learned
         self.learned += learned
 
