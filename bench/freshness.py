@@ -11,7 +11,8 @@ version's offsets come from its metadata. An event's freshness is the time from 
 the API served a version whose offsets lie past it. p50 / p99 / max per rate; events never served within
 ``--grace`` seconds after the producer stopped are counted, not hidden: the p99 is also given counting them
 as never served, and the versions written past the furthest position served are listed with what they are
-(a candidate the quality guard holds back, or not eligible), so a tail says whether it is latency or the guard.
+(a candidate the quality guard holds back, or not eligible) with the reason the learner's status gives (``held``),
+so a tail says whether it is latency or the guard, and why.
 
 **Labels that come later** (``--label-delay 30s..2m``; off by default, so the figures above stay comparable): learn
 and serve run with the label join (``LIVELEARN_LABEL_WAIT``, default twice the longest delay, and a labels topic);
@@ -202,7 +203,9 @@ def held_back(store: VersionStore, versions: list[VersionMeta], served_to: int, 
                     "rolling": {k: rolling[k] for k in ("accuracy", "samples") if k in rolling},
                 }
             )
-    return {"unserved_tail": {"served_to_position": served_to, "versions_past_it": past}}
+    status = store.status() or {}
+    held = status.get("held")  # the learner's own account of what it holds back, and why
+    return {"unserved_tail": {"served_to_position": served_to, "versions_past_it": past, "held": held}}
 
 
 def measure(settings: Settings, watch: ServedVersions, rate: float, *, seconds: float, grace: float, skip: int) -> dict:
@@ -448,6 +451,8 @@ def print_tail(result: dict[str, Any], parts: tuple[str, ...]) -> None:
                 f"{', '.join(v['states']) or ('eligible' if v['eligible'] else 'not eligible')}, "
                 f"rolling {v['rolling']}"
             )
+        if tail.get("held"):
+            print(f"          the learner holds {tail['held']['candidates']} back: {tail['held']['reason']}")
     for part in parts:
         p = result[part] or {}
         print(f"          {part.replace('_', ' ')}: p50 {p.get('p50_s', 0):.3f} s  p99 {p.get('p99_s', 0):.3f} s")

@@ -212,6 +212,9 @@ class SignalWatch:
         self.incident: _Incident | None = None
         self.last_position: int | None = None
         self.suspect_since: int | None = None  # start of the current run of blocks off by half a bound
+        #: why the newest block is suspect (its versions wait), in words; ``None``: it is not (not in the state: the
+        #: next block says it again)
+        self.hold_reason: str | None = None
         # the label-odds CUSUMs: group -> [S up, block start where it left 0, S down, where it left 0]
         self.odds_threshold = guard.incident_odds_threshold
         self.log_ratio = math.log(guard.incident_odds_ratio)
@@ -382,6 +385,32 @@ class SignalWatch:
         downs = [s[2] for s in self.odds.values()]
         return {"label_odds_up": max(ups, default=0.0), "label_odds_down": max(downs, default=0.0)}
 
+    def _suspect_reason(self, rates: dict[str, float], sample: dict[str, float]) -> str:
+        """What makes a block suspect, in words (the first of: a rate off by half its bound, a label run two-thirds
+        of the way to improbable, a group's label odds past half their bound)."""
+        for signal, value in rates.items():
+            if self._off(signal, value, 0.5):
+                reference, bound = self.reference[signal], self.bounds[signal]
+                return (
+                    f"the block's {signal} {value:.3f} is off its reference {reference:.3f} by more than half its "
+                    f"bound ({bound / 2:.3f})"
+                )
+        if self._improbable_run(sample, 2 / 3):
+            length, value = int(sample["label_run"]), int(sample["label_run_value"])
+            log_p = run_log10_probability(sample, self.reference["label_rate"]) or 0.0
+            return (
+                f"{length} labels in a row were {value} (probability {10**log_p:.1e}: two-thirds of the way to an "
+                "incident)"
+            )
+        alarm = self._odds_alarm(0.5)
+        if alarm is not None:
+            group, upward, s, _ = alarm
+            return (
+                f"the labels of {group} run {'above' if upward else 'below'} what the model's scores say "
+                f"(CUSUM {s:.2f}, past half its bound {self.odds_bound(group) / 2:.2f})"
+            )
+        return "the block is suspect"
+
     def _off(self, signal: str, value: float | None, fraction: float) -> bool:
         reference = self.reference[signal]
         if value is None or reference is None or math.isnan(value):
@@ -489,6 +518,7 @@ class SignalWatch:
         self.suspect_since = (
             (self.suspect_since if self.suspect_since is not None else block_start) if suspect else None
         )
+        self.hold_reason = self._suspect_reason(rates, sample) if suspect else None
         events: list[SignalEvent] = []
         if self.incident is None and self._ready():
             events += self._detect(position, rates, sample)

@@ -63,6 +63,7 @@ class LearnerStatus(TypedDict):
     last_rollback: dict[str, Any] | None
     labels: NotRequired[dict[str, Any] | None]  # the label join's figures (counts, pending, oldest wait, delays)
     arms: NotRequired[dict[str, Any] | None]  # each challenger's figures and its comparison with the champion
+    held: NotRequired[dict[str, Any] | None]  # candidate versions the guard holds back: how many, from where, why
 
 
 _NOT_METRICS = ("time", "epoch", "version", "scored", "incident")

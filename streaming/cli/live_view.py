@@ -111,6 +111,14 @@ def render(
         last_at = status.get("last_snapshot_at")
         age = time.time() - last_at if last_at else None
         table.add_row("last snapshot", "-" if age is None else f"v{status['head_version']}, {age:.1f}s ago")
+        held = status.get("held")
+        if held:
+            table.add_row(
+                "held back",
+                Text(
+                    f"{held['candidates']} version(s) from stream position {held['from_position']:,}: {held['reason']}"
+                ),
+            )
         table.add_row("active learner", f"{status['writer']} (lease token {status['lease_token']})")
     incident, sample = control.get("incident"), control.get("sample")
     if incident:

@@ -375,6 +375,7 @@ class Checkpoints:
             last_rollback=state.last_rollback,
             labels=None if state.join is None else {**state.join.figures(), **self.delays.summary()},
             arms=None if state.arms is None else state.arms.summary(),
+            held=state.held(),
         )
 
     def _label_delays(self, state: LearnerState) -> None:

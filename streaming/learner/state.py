@@ -124,6 +124,28 @@ class LearnerState:
             self.watch.accept_new_normal()
             self.metrics.restart_window()  # as the live learner did when the operator's resume came
 
+    def held(self) -> dict[str, Any] | None:
+        """Why the candidate versions past the confirmed position wait (the status shows it), or ``None`` when none
+        waits: how many, from which stream position, up to where the data was confirmed, and the reason in words."""
+        confirmed = self.confirmed
+        waiting = [p for p in self.unconfirmed if confirmed is None or p > confirmed]
+        if not waiting:
+            return None
+        incident = self.watch.incident
+        if self.frozen:
+            reason = "learning is frozen (an operator's freeze, or an incident's until it is resumed)"
+        elif incident is not None:
+            reason = f"a data incident is open ({incident.signal}, from stream position {incident.change_point})"
+        elif self.held_until is not None:
+            reason = "replaying a range the lineage held"
+        elif self.watch.hold_reason is not None:
+            reason = self.watch.hold_reason
+        elif not self.threshold.meets(self.metrics.rolling_values()):
+            reason = "the rolling metrics miss their threshold"
+        else:
+            reason = "the data up to them is not judged yet (at the next metric sample, or once the stream is quiet)"
+        return {"candidates": len(waiting), "from_position": waiting[0], "confirmed_to": confirmed, "reason": reason}
+
     @property
     def promotable(self) -> bool:
         """A candidate version waits at or before the confirmed position."""
