@@ -116,26 +116,35 @@ class MetricSet:
         reverted: collections.Counter[tuple[bool, bool]] = collections.Counter()
         if labelled:
             added.update(zip(ys, [p > 0.5 for p in ps], strict=True))
+        # river's stats.Mean, step for step (update: n += 1; mean += (1 / n)(x - mean); revert: n -= 1; mean = 0 at
+        # n = 0, else mean -= (1 / n)(x - mean)), on locals: the same floats as its update and revert one by one
+        n_loss, mean_loss = mean_state(mean) if mean is not None else (0.0, 0.0)
         if self.window is not None:
             pairs, window = self.pairs, self.window
             popleft, append = pairs.popleft, pairs.append
-            revert = None if mean is None else mean.revert
-            update = None if mean is None else mean.update
             for i in range(n):
                 if len(pairs) == window:  # the oldest pair leaves first, as in river.utils.Rolling
                     old_y, old_p, old_loss = popleft()
                     if labelled:
                         reverted[old_y, old_p > 0.5] += 1
                     if old_loss is not None:
-                        revert(old_loss)  # type: ignore[misc]
-                loss = None if losses is None else losses[i]
-                append((ys[i], ps[i], loss))
-                if update is not None:
-                    update(loss)
-        elif mean is not None:
-            update = mean.update
-            for loss in losses:  # type: ignore[union-attr]
-                update(loss)
+                        n_loss -= 1.0
+                        if n_loss < 0:
+                            raise ValueError("Cannot go below 0")
+                        mean_loss = 0.0 if n_loss == 0 else mean_loss - (1.0 / n_loss) * (old_loss - mean_loss)
+                if losses is None:
+                    append((ys[i], ps[i], None))
+                else:
+                    loss = losses[i]
+                    append((ys[i], ps[i], loss))
+                    n_loss += 1.0
+                    mean_loss += (1.0 / n_loss) * (loss - mean_loss)
+        elif losses is not None:
+            for loss in losses:
+                n_loss += 1.0
+                mean_loss += (1.0 / n_loss) * (loss - mean_loss)
+        if mean is not None:
+            set_mean_state(mean, n_loss, mean_loss)
         if labelled:
             cm = self.cm
             for (y_true, y_pred), count in added.items():  # (in first-seen order: river's keys as one by one)

@@ -25,6 +25,10 @@ class Producer:
         self.hold = False
         self.held: list[tuple[Tally, Exception | None]] = []
 
+    def send_counted_many(self, topic, records, headers, tally):
+        for value, key in records:
+            self.send_counted(topic, value, key, headers, tally)
+
     def send_counted(self, topic, value, key, headers, tally: Tally) -> None:
         self.sent.append((topic, key, value, dict(headers or [])))
         tally.sent += 1

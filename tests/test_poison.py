@@ -52,6 +52,10 @@ class StrictProducer:
         self.sent.append((topic, key, value, headers or []))
         return Future()
 
+    def send_counted_many(self, topic, records, headers, tally):
+        for value, key in records:
+            self.send_counted(topic, value, key, headers, tally)
+
     def send_counted(self, topic, value, key, headers, tally) -> None:
         self.send(topic, key=key, value=value, headers=headers)
         tally.sent += 1

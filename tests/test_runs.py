@@ -40,6 +40,10 @@ class Recording:
     def __init__(self) -> None:
         self.sent: dict[str, list[tuple[bytes, bytes | None]]] = {}
 
+    def send_counted_many(self, topic, records, headers, tally):
+        for value, key in records:
+            self.send_counted(topic, value, key, headers, tally)
+
     def send_counted(self, topic: str, value: bytes, key: bytes | None, headers: Any, tally: Any) -> None:
         self.sent.setdefault(topic, []).append((value, key))
         tally.sent += 1

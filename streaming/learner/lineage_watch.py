@@ -2,7 +2,8 @@
 champion alias and the challengers declared at run time (:mod:`snapshotter.challengers`).
 
 Changes are announced on the model's pub/sub channel, so a learner usually reacts within one loop
-iteration; a plain read every ``poll_interval`` seconds is the fallback when a message is lost (pub/sub
+iteration (a ``serving`` message — the serving pointer moved, as the learner's own versions do — is no change of
+the lineage); a plain read every ``poll_interval`` seconds is the fallback when a message is lost (pub/sub
 is fire-and-forget, e.g. across a Redis reconnect).
 """
 
@@ -63,8 +64,9 @@ class LineageWatch:
     def check(self, *, force: bool = False) -> LineageState | None:
         """The current state if a change was announced, the poll interval passed or ``force``, else ``None``."""
         announced = force
-        while self._pubsub.get_message(timeout=0) is not None:
-            announced = True
+        while (message := self._pubsub.get_message(timeout=0)) is not None:
+            # (the serving pointer moved: nothing of the lineage; every version the learner writes announces one)
+            announced = announced or as_text(message.get("data", b"")) != "serving"
         now = time.monotonic()
         if not announced and now < self._next_poll:
             return None

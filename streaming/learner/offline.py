@@ -13,7 +13,7 @@ calibrate`` and the guard's scenario checks use them to see what a monitor would
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -43,6 +43,12 @@ class Discard:
 
     def send(self, *_args: Any, **_kwargs: Any) -> _Delivered:
         return _Delivered()
+
+    def send_counted_many(
+        self, _topic: str, records: Sequence[tuple[bytes, bytes | None]], _headers: Any, tally: Tally
+    ) -> None:
+        tally.sent += len(records)
+        tally.done += len(records)
 
     def send_counted(self, _topic: str, _value: bytes, _key: bytes | None, _headers: Any, tally: Tally) -> None:
         tally.sent += 1

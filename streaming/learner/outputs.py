@@ -15,10 +15,10 @@ a dead letter is the original value, labelled with the format it was read as.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NoReturn, TypedDict
 
-import msgpack
+import msgspec
 import orjson
 
 from streaming.config import BASE, Settings
@@ -68,14 +68,12 @@ class Outputs:
         self.delivered_count = 0  # of those, the oldest ones known delivered
         #: how long a snapshot waits for deliveries before it flushes (and fails if they do not come)
         self.timeout = max(1.0, settings.lease_ttl_seconds / 2)
-        # What every prediction shares is made once: topic, headers, model name and the encoder (one reused
-        # msgpack Packer, the same bytes as snapshotter.codec.pack; or orjson, compact like json.dumps).
+        # What every prediction shares is made once: topic, headers, model name and the encoder (msgspec's msgpack
+        # encoder, the same bytes as snapshotter.codec.pack; or orjson, compact like json.dumps).
         fmt = settings.predictions_format
         self._predictions_topic = settings.predictions_topic_name
         self._prediction_headers = [("content-type", CONTENT_TYPES[fmt])]
-        self._encode: Callable[[object], bytes] = (
-            orjson.dumps if fmt == "json" else msgpack.Packer(use_bin_type=True).pack
-        )
+        self._encode: Callable[[object], bytes] = orjson.dumps if fmt == "json" else msgspec.msgpack.Encoder().encode
 
     def dead_letter(self, record: Record, exc: EventError, version: int | None = None) -> None:
         """Copy a rejected record unchanged to the dead-letter topic, with the reason in headers (and ``version``,
@@ -122,6 +120,28 @@ class Outputs:
             self.open,
         )
         self.sent += 1
+
+    def predictions(
+        self, events: Sequence[Event], scores: Sequence[float], version: int | None, arm: str = BASE
+    ) -> None:
+        """:meth:`prediction` for each event and its score, in order (a run's: one send call)."""
+        encode, model = self._encode, self.settings.model_name
+        records = []
+        for k in range(len(events)):
+            event, probability = events[k], scores[k]
+            doc: PredictionRecord = {
+                "event_id": event.event_id,
+                "user_id": event.user_id,
+                "ts": event.ts,
+                "probability": probability,
+                "label": probability > 0.5,
+                "version": version,
+                "model": model,
+                "arm": arm,
+            }
+            records.append((encode(doc), (event.user_id or event.event_id).encode()))
+        self.producer.send_counted_many(self._predictions_topic, records, self._prediction_headers, self.open)
+        self.sent += len(records)
 
     def mark(self) -> int:
         """A mark after every record sent so far (for :meth:`delivered`); it closes the open run of sends."""

@@ -56,6 +56,7 @@ from streaming.config import Segment, parse_segments
 __all__ = ["OTHER", "BlockSignals"]
 
 _NAN = float("nan")
+_NUMBERS = frozenset({int, float})
 #: A guard segment's value past the first ``guard_segment_values``.
 OTHER = "other"
 
@@ -163,10 +164,15 @@ class BlockSignals:
                         if total is None:
                             continue  # strings only, or not tracked
                         acc, count = total[0], total[1]
-                        for value in column:  # in stream order: the same sum as one by one
-                            if not isinstance(value, str):
+                        if set(map(type, column)) <= _NUMBERS:
+                            for value in column:  # in stream order: the same sum as one by one
                                 acc += value
-                                count += 1
+                            count += len(column)
+                        else:
+                            for value in column:
+                                if not isinstance(value, str):
+                                    acc += value
+                                    count += 1
                         total[0], total[1] = acc, count
             i = end
 

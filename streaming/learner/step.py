@@ -235,9 +235,7 @@ class EventStep:
         counters = state.counters
         counters["events_seen"] += len(run)
         if self.settings.publish_predictions:
-            prediction, parent, arm = outputs.prediction, state.parent, state.arm_name
-            for k in range(len(run)):
-                prediction(run[k][0], scores[k], parent, arm)
+            outputs.predictions([event for event, _ in run], scores, state.parent, state.arm_name)
         judged = [k for k in range(len(run)) if labels[k] is not None]
         ys: list[bool] = [labels[k] for k in judged]  # type: ignore[misc]
         ps = [scores[k] for k in judged]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -167,6 +168,17 @@ class KafkaPythonProducer:
         except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
             return _Failed(exc)
         return future
+
+    def send_counted_many(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes, bytes | None]],
+        headers: list[tuple[str, bytes]] | None,
+        tally: Tally,
+    ) -> None:
+        """:meth:`send_counted` for each ``(value, key)`` in order."""
+        for value, key in records:
+            self.send_counted(topic, value, key, headers, tally)
 
     def send_counted(
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None, tally: Tally

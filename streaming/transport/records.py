@@ -24,6 +24,7 @@ False
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 __all__ = ["Committed", "Consumer", "Delivery", "Producer", "Record", "Tally", "TopicPartition"]
@@ -160,6 +161,15 @@ class Producer(Protocol):
     ) -> None:
         """Queue one record counted in ``tally`` (its ``sent`` now, :meth:`Tally.report` once it is done); a
         failure shows in the tally, never as an exception here."""
+
+    def send_counted_many(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes, bytes | None]],
+        headers: list[tuple[str, bytes]] | None,
+        tally: Tally,
+    ) -> None:
+        """:meth:`send_counted` for each ``(value, key)`` in order, all with ``headers``."""
 
     def serve(self) -> None:
         """Run the delivery reports that have arrived (never blocks)."""
