@@ -16,8 +16,11 @@ engine's compile, connections, the final snapshot); **steady state**, the events
 over the time between them (the predictions' timestamps for livelearn and the user loop, the loop's own clock for
 river). Ratios are of one round's columns (same load); the medians over the rounds are reported.
 
-``--stages`` runs the former in-process measurement instead (a :class:`Learner` from its first poll, the stage
-costs: consumption, decoding, the metrics, publishing, snapshot writes), also at the default settings. Prints the
+``--step`` times the learner's own step in process (``BatchStep``: decode, dedupe, score, publish to a producer that
+only counts, learn, metrics, signals, samples; no broker, no Redis), both engines, best of ``--rounds`` (JSON
+``learner-step.json``). ``--stages`` runs the former in-process measurement instead (a :class:`Learner` from its
+first poll, the stage costs: consumption, decoding, the metrics, publishing, snapshot writes), also at the default
+settings. Prints the
 figures and writes JSON (``--out``). Run: ``.venv/bin/python bench/learner.py``.
 """
 
@@ -208,6 +211,64 @@ def run(
     }
 
 
+class _CountingProducer:
+    """Takes the learner's predictions and counts them (the step alone: no broker in the figure)."""
+
+    def send_counted(self, topic: str, value: bytes, key: bytes | None, headers: object, tally: object) -> None:
+        tally.sent += 1  # type: ignore[attr-defined]
+        tally.report(None)  # type: ignore[attr-defined]
+
+    def send_counted_many(self, topic: str, records: list, headers: object, tally: object) -> None:
+        tally.sent += len(records)  # type: ignore[attr-defined]
+        tally.done += len(records)  # type: ignore[attr-defined]
+
+    def serve(self) -> None:
+        pass
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+
+def step_in_process(repeat: int, rounds: int) -> dict:
+    """The learner's own step (``BatchStep`` with no hooks: decode, dedupe, score, publish, learn, metrics, signals,
+    samples) over the dataset ``repeat`` times in polls of 1,000, at the default settings, predictions encoded and
+    handed to a producer that only counts: µs per event, best of ``rounds``, per engine (interleaved)."""
+    from streaming.learner.batch import BatchStep
+    from streaming.learner.outputs import Outputs
+    from streaming.learner.prometheus import LearnerMetrics
+    from streaming.learner.state import LearnerState, spec_from_settings
+    from streaming.learner.step import EventStep
+    from streaming.transport import Record
+
+    records = [Record("events", 0, i, None, encode_event(e), [], 0) for i, e in enumerate(read_events(repeat=repeat))]
+    tp = TopicPartition("events", 0)
+
+    class Writer:
+        def release_writer(self) -> None:
+            pass
+
+        def hold_writer(self) -> None:
+            pass
+
+    def once(engine: str) -> float:
+        settings = Settings(engine=engine)
+        state = LearnerState.fresh(spec_from_settings(settings), settings)
+        telemetry = LearnerMetrics(CollectorRegistry(), settings.model_name)
+        outputs = Outputs(_CountingProducer(), settings, telemetry)  # type: ignore[arg-type]
+        batch, positions = BatchStep(state, EventStep(settings, telemetry), outputs, [], Writer()), {tp: 0}
+        t0 = time.perf_counter()
+        for i in range(0, len(records), 1000):
+            batch.process({tp: records[i : i + 1000]}, positions)
+            state.samples.clear()
+        return (time.perf_counter() - t0) / len(records)
+
+    engines = ("compiled", "river")
+    for engine in engines:
+        once(engine)  # compiled, warm
+    best = {engine: min(once(engine) for _ in range(rounds)) for engine in engines}
+    return {"events": len(records), "rounds": rounds, "us_per_event": {e: s * 1e6 for e, s in best.items()}}
+
+
 LOOPS = Path(__file__).resolve().parent / "loops"
 COLUMNS = ("livelearn", "river", "user_loop")
 
@@ -379,6 +440,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=17, help="dataset replays (17 x 12,330 = 209,610 events)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three columns")
     parser.add_argument("--stages", action="store_true", help="the in-process measurement and its stage costs")
+    parser.add_argument(
+        "--step", action="store_true", help="the learner's step alone, in process, no broker (--repeat 4 is enough)"
+    )
     parser.add_argument("--bootstrap", help="use this Kafka instead of an embedded Tansu")
     parser.add_argument("--redis-url", help="use this Redis instead of an embedded redis-server")
     parser.add_argument("--no-predictions", action="store_true", help="learner does not publish predictions")
@@ -396,6 +460,14 @@ def main() -> None:
         help="JSON file (default: bench/results/learner.json, or learner-no-predictions.json)",
     )
     args = parser.parse_args()
+    if args.step:
+        result = step_in_process(args.repeat, args.rounds)
+        out = args.out or Path(__file__).parent / "results" / "learner-step.json"
+        out.write_text(json.dumps({"machine": platform.platform(), **result}, indent=2) + "\n")
+        figures = " · ".join(f"{engine} {us:.1f}" for engine, us in result["us_per_event"].items())
+        print(f"the learner's step in process, {result['events']:,} events, best of {args.rounds}: {figures} µs/event")
+        print(f"written {out}")
+        return
     if not args.stages:
         compare_main(args)
         return

@@ -43,6 +43,12 @@ def test_learner_bench_compares_livelearn_river_and_the_user_loop_round_by_round
     )
 
 
+def test_learner_bench_times_the_step_in_process_on_both_engines(tmp_path):
+    result = run_bench("learner", tmp_path / "step.json", "--step", "--repeat", "1", "--rounds", "1")
+    assert result["events"] == 12_330
+    assert set(result["us_per_event"]) == {"compiled", "river"} and all(v > 0 for v in result["us_per_event"].values())
+
+
 def test_learner_bench_stages_measure_end_to_end_against_bare_river(tmp_path):
     result = run_bench("learner", tmp_path / "learner.json", "--repeat", "1", "--stages")
     assert result["events"] == 12_330
