@@ -40,6 +40,7 @@ __all__ = ["CompiledModel", "Encoded"]
 Encoded = npt.NDArray[np.float64]
 _NONE: dict[str, int] = {}
 _PLAIN = frozenset({int, float})  # the numbers :meth:`CompiledModel._encode_known` takes as they are
+_WINDOW = 16  # events :meth:`CompiledModel._encode_known` looks at first (doubled while whole stretches are known)
 _INTERCEPT_LR = 0.01  # river's LogisticRegression(intercept_lr=0.01), whatever the weights' learning rate
 
 
@@ -288,9 +289,12 @@ class CompiledModel(Vocabulary):
         lengths: list[int] = []
         # (a feature selection, or two inputs sharing one river name: each event by encode)
         together = not (self._include or self._exclude)
-        i = 0
+        i, window = 0, _WINDOW
         while i < n:
-            done = self._encode_known(features, i, pieces, lengths) if together and not self._collisions else 0
+            done = self._encode_known(features, i, window, pieces, lengths) if together and not self._collisions else 0
+            # (a stretch cut short by an event with a new input is looked at again after it: from a short window, so
+            # a stream of new values costs a bounded share of each event, not the rest of the run each time)
+            window = min(2 * window, n) if done >= window else _WINDOW
             if done:
                 i += done
                 continue
@@ -311,14 +315,22 @@ class CompiledModel(Vocabulary):
         return out.tolist()
 
     def _encode_known(
-        self, features: list[dict[str, Any]], start: int, pieces: list[Encoded], lengths: list[int]
+        self, features: list[dict[str, Any]], start: int, window: int, pieces: list[Encoded], lengths: list[int]
     ) -> int:
-        """Encodes ``features[start]`` and the events after it that have the same features in the same order, as far
-        as every input has a column (a category, or a number's row and column) and every number is a plain ``int``
-        or ``float``; appends their arrays (one piece) and each length; returns how many (0: not even the first)."""
+        """Encodes ``features[start]`` and the events after it (``window`` at most) that have the same features in the
+        same order, as far as every input has a column (a category, or a number's row and column) and every number is
+        a plain ``int`` or ``float``; appends their arrays (one piece) and each length; returns how many (0: not even
+        the first, found before the others are looked at)."""
         first = features[start]
+        categorical, numeric = self._categorical, self._numeric
+        for name, value in first.items():
+            if isinstance(value, str):
+                if categorical.get(name, _NONE).get(value) is None:
+                    return 0
+            elif type(value) not in _PLAIN or name not in numeric:
+                return 0
         names = tuple(first)
-        end, n = start + 1, len(features)
+        end, n = start + 1, min(len(features), start + window)
         while end < n and tuple(features[end]) == names:
             end += 1
         rows = [tuple(f.values()) for f in features[start:end]]
@@ -327,7 +339,6 @@ class CompiledModel(Vocabulary):
         cat_columns: list[list[int | None]] = []
         num_positions: list[int] = []
         num_slots: list[tuple[int, int]] = []
-        categorical, numeric = self._categorical, self._numeric
         for j, name in enumerate(names):
             if isinstance(rows[0][j], str):
                 known = categorical.get(name)

@@ -395,9 +395,11 @@ class EventDecoder:
 
     A msgpack event is first decoded and checked in one pass by a typed msgspec decoder built from the limits
     (names and strings within ``max_string_length``, numbers within ``max_abs_value`` — NaN and infinities fail
-    it —, ``ts`` a 64-bit non-negative integer); whatever it does not accept as it stands (a label record, a label
-    ``2``, any error) is decoded again by :func:`decode_event`, which gives the value or the precise error. So the
-    result is always :func:`decode_event`'s (tested over hostile values, ``tests/test_event_decoder.py``).
+    it —, ``ts`` a 64-bit non-negative integer, no field besides the contract's five: the typed pass would skip an
+    unknown field's bytes unread); whatever it does not accept as it stands (a label record, a label ``2``, another
+    field, any error) is decoded again by :func:`decode_event`, which gives the value or the precise error. So the
+    result is :func:`decode_event`'s (tested over generated documents and crafted bytes,
+    ``tests/test_event_decoder.py``).
 
     Parameters
     ----------
@@ -473,4 +475,5 @@ def _document_type(limits: EventLimits) -> type:
         ("user_id", text | int | None, None),
         ("label", bool | int | None, None),
     ]
-    return msgspec.defstruct("EventDocument", fields)
+    # (a field it does not know is not read: unknown fields go to decode_event, which reads — and checks — them all)
+    return msgspec.defstruct("EventDocument", fields, forbid_unknown_fields=True)

@@ -243,12 +243,9 @@ def _roll(value: float, ring: Any, rolling: Any) -> bool:
 def _shadow(ev: Any, w: Any, stats: Any, created: Any, order: Any, row_order: Any,  # noqa: PLR0917
             counters: Any, params: Any, y: float, p_champion: float, p: float, scored: bool,
             tally: Any, ring: Any, rolling: Any) -> int:  # fmt: skip
-    """A run of the champion's events stepped together (:mod:`streaming.learner.step`, ``EventStep.process_run``) is one
-    call, ``score_and_learn_many``: each event scored, then learned if it is learned, in order.
-
-    A challenger's labelled event in one call: its score (``p`` when ``scored``, from when the event waited; else
-        :func:`_predict` now), the comparison's ``tally`` and its rolling loss take it, then :func:`_learn`. The same
-        operations as the four Python calls, so the same bits; returns :data:`S_COMPARED` | :data:`S_RESUM` bits."""
+    """A challenger's labelled event in one call: its score (``p`` when ``scored``, from when the event waited; else
+    :func:`_predict` now), the comparison's ``tally`` and its rolling loss take it, then :func:`_learn`. The same
+    operations as the four Python calls, so the same bits; returns :data:`S_COMPARED` | :data:`S_RESUM` bits."""
     if not scored:
         p = _predict(ev, w, stats, params)
     flags = 0

@@ -123,3 +123,36 @@ def test_valid_events_take_the_typed_path_and_come_out_as_the_contract_says():
     # the slow path never ran for them
     decoder._typed = None  # type: ignore[assignment]  (the fallback alone gives the same)
     assert decoder(encode_event(event)) == decoded
+
+
+def _crafted(extra: bytes) -> bytes:
+    """An event whose fifth field (``referrer``, not in the contract) is the raw msgpack ``extra``."""
+    pack = lambda value: msgpack.packb(value, use_bin_type=True)  # noqa: E731
+    return (
+        b"\x84"
+        + pack("event_id")
+        + pack("e1")
+        + pack("ts")
+        + pack(5)
+        + pack("features")
+        + pack({"a": 1})
+        + (pack("referrer") + extra)
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"\xa2\xc3(",  # a string cut inside a UTF-8 character
+        b"\xc7\x03\xff\x00\x01\x02",  # a timestamp extension of a length msgpack refuses
+        b"\x81\x91\x01\x02",  # an array as a map key
+        b"\xa3abc",  # a plain string: an event with a field the contract does not name
+    ],
+)
+def test_a_field_outside_the_contract_is_read_as_decode_event_reads_it(extra):
+    """What msgpack refuses anywhere in the record is refused (dead-lettered), also in a field the typed pass does not
+    know; a well-formed extra field is ignored, as decode_event ignores it."""
+    raw = _crafted(extra)
+    assert outcome(EventDecoder("msgpack", EventLimits()), raw) == outcome(
+        lambda r: decode_event(r, "msgpack", EventLimits()), raw
+    )

@@ -221,6 +221,8 @@ def test_confirmed_candidates_are_promoted_at_the_event_and_only_then():
     state.unconfirmed = [500]
     for confirmed in (None, 499, 500):
         state.confirmed = confirmed
+        # a confirmed candidate waiting ends the next run after one record (before a sample could open an incident)
+        assert hook.horizon() == (1 if confirmed == 500 else None)
         hook.after_run(record(P0, 0, b""), {P0: 1}, False, 1)
     assert log == ["promote"]
 

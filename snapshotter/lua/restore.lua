@@ -24,4 +24,5 @@ local after = redis.call('GET', KEYS[4])
 audit('restore', ARGV[6], ARGV[7], '', ARGV[3], '{}', redis.call('GET', KEYS[5]), 'source', ARGV[8],
   'numbered_after', after)
 redis.call('PUBLISH', ARGV[9], 'serving')
+redis.call('PUBLISH', ARGV[9], 'restore')  -- head and epoch moved too: a learner reads its lineage again
 return tonumber(after)

@@ -197,7 +197,9 @@ class PromoteConfirmed:
         self.state, self.versions = state, versions
 
     def horizon(self) -> int | None:
-        return None  # (data is confirmed at metric samples; a write applied meanwhile is promoted after the run)
+        # a candidate confirmed already (a write applied after the data was confirmed): promoted after the next event,
+        # as one record at a time did — not at the end of a run whose sample may open an incident first
+        return 1 if self.state.promotable else None
 
     def after_run(self, record: Record, positions: Positions, sampled: bool, stepped: int) -> None:
         if self.state.promotable:

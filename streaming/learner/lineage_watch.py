@@ -2,8 +2,9 @@
 champion alias and the challengers declared at run time (:mod:`snapshotter.challengers`).
 
 Changes are announced on the model's pub/sub channel, so a learner usually reacts within one loop
-iteration (a ``serving`` message — the serving pointer moved, as the learner's own versions do — is no change of
-the lineage); a plain read every ``poll_interval`` seconds is the fallback when a message is lost (pub/sub
+iteration (a ``serving`` message alone — the serving pointer moved, as the learner's own versions move it — is no
+change of the lineage; what moves the lineage sends its own: rollback, freeze, resume, champion, arms, restore); a plain
+read every ``poll_interval`` seconds is the fallback when a message is lost (pub/sub
 is fire-and-forget, e.g. across a Redis reconnect).
 """
 

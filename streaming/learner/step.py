@@ -162,9 +162,10 @@ class EventStep:
         moved past in ``positions`` (records before a partition's position are skipped). Returns the index after
         the run, its last record stepped (``None``: none), how many were stepped, and whether a sample was recorded.
 
-        The events between samples change nothing but the model, the metrics, the signals and the counters, and
-        what they change is read only at a sample or after the run: so they are decoded and checked one by one
-        (dead letters and duplicates as ever), then encoded, scored and learned in one call for the run
+        The events between samples change nothing but the model, the metrics, the signals, the counters and the
+        idempotence window, and send their outputs; what they change is read only at a sample or after the run: so
+        they are decoded and checked one by one (dead letters and duplicates as ever), then encoded, scored and
+        learned in one call for the run
         (:func:`~streaming.engines.step_run`, in stream order: each scored by the model that learned every event
         before it), their predictions published and the metrics and signals updated in stream order — the same
         values, to the last bit, as :meth:`process` one record at a time. The event at a sample is stepped alone
