@@ -101,7 +101,8 @@ class LearnerMetrics:
         )
         self.predict_seconds = histogram(
             "livelearn_predict_seconds",
-            "Time to score one event (one in 16 is timed).",
+            "Time to score one event (one in 16 is timed; in a run of events stepped together: the run's mean per "
+            "event, scoring and learning).",
             registry,
             model,
             EVENT_LATENCY_BUCKETS,
