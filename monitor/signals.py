@@ -263,6 +263,16 @@ class SignalWatch:
             else True
         )
 
+    def partial_reason(self, partial: dict[str, float], *, odds: bool = True) -> str | None:
+        """Why :meth:`calm_with` finds the block so far not calm, in words (``None``: it is calm, or the watch itself
+        is not: :attr:`hold_reason` says why)."""
+        if not self.calm or self.calm_with(partial, odds=odds):
+            return None
+        rates = {s: partial[s] for s in RATE_SIGNALS if s in partial and not math.isnan(partial[s])}
+        if any(self._off(s, v, 0.5) for s, v in rates.items()) or self._improbable_run(partial, 2 / 3):
+            return self._suspect_reason(rates, partial)
+        return "the labels' odds in the block so far run past half their bound against the model's scores"
+
     def _ready(self) -> bool:
         return self.reference_events >= self.guard.reference_min_events
 

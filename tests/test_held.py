@@ -50,6 +50,12 @@ def test_the_status_says_which_candidates_wait_and_why():
     held = state.held()
     assert held is not None and held["candidates"] == 2 and held["from_position"] == 2000
     assert held["confirmed_to"] == 1000 and "not judged yet" in held["reason"]
+    for position in range(100, 1100, 100):  # a reference label rate of 0.15 learned
+        state.watch.observe(block(position, 0.15))
+    for _ in range(30):  # the block so far: 30 labels, all 1
+        state.signals.add_at(True, 0.2, {}, 1100)
+    assert "in the block so far, the block's label_rate 1.000 is off its reference 0.150" in state.held()["reason"]  # type: ignore[index]
+    state.signals.flush()
     state.watch.hold_reason = "the block's label_rate 0.400 is off its reference"
     assert state.held()["reason"] == state.watch.hold_reason  # type: ignore[index]
     state.watch.open_incident("label_rate", 1500)

@@ -142,6 +142,8 @@ class LearnerState:
             reason = self.watch.hold_reason
         elif not self.threshold.meets(self.metrics.rolling_values()):
             reason = "the rolling metrics miss their threshold"
+        elif partial := self.watch.partial_reason(self.signals.peek(), odds=self.spec.kind == "logistic_regression"):
+            reason = f"in the block so far, {partial}"
         else:
             reason = "the data up to them is not judged yet (at the next metric sample, or once the stream is quiet)"
         return {"candidates": len(waiting), "from_position": waiting[0], "confirmed_to": confirmed, "reason": reason}
