@@ -189,6 +189,14 @@ class Lineage:
         alias = control.champion
         if alias is None or alias == state.arm_name:
             alias = self.auto.decide(state)
+        return self._apply_champion(state, alias)
+
+    def follow_auto(self, state: LearnerState) -> bool:
+        """Between two reads of the lineage: the auto policy's decision alone (its verdicts move with every label);
+        ``True`` when it promoted (as :meth:`follow_arms`)."""
+        return self._apply_champion(state, self.auto.decide(state))
+
+    def _apply_champion(self, state: LearnerState, alias: str | None) -> bool:
         if alias is None or alias == state.arm_name:
             return False
         if state.arms is None or alias not in state.arms.names:
