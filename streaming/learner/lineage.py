@@ -181,20 +181,25 @@ class Lineage:
         if configs != state.arm_configs:
             state.declare_arms(configs)
             log.warning("challengers now: %s", ", ".join(state.arms.names) if state.arms else "none")
-        if state.arms is not None:
-            for name in state.arms.retire():
-                log.info("the former champion %s ends its cool-down: it no longer learns in shadow", name)
-            if not state.arms.arms:
-                state.arms = None
+        self._retire(state)
         alias = control.champion
         if alias is None or alias == state.arm_name:
             alias = self.auto.decide(state)
         return self._apply_champion(state, alias)
 
-    def follow_auto(self, state: LearnerState) -> bool:
-        """Between two reads of the lineage: the auto policy's decision alone (its verdicts move with every label);
-        ``True`` when it promoted (as :meth:`follow_arms`)."""
-        return self._apply_champion(state, self.auto.decide(state))
+    def follow_own(self, state: LearnerState) -> bool:
+        """Between two reads of the lineage, what the learner decides from its own counts (they move with every
+        label): a former champion's cool-down ended, the auto policy's promotion; ``True`` when it promoted (as
+        :meth:`follow_arms`)."""
+        self._retire(state)
+        return state.arms is not None and self._apply_champion(state, self.auto.decide(state))
+
+    def _retire(self, state: LearnerState) -> None:
+        if state.arms is not None:
+            for name in state.arms.retire():
+                log.info("the former champion %s ends its cool-down: it no longer learns in shadow", name)
+            if not state.arms.arms:
+                state.arms = None
 
     def _apply_champion(self, state: LearnerState, alias: str | None) -> bool:
         if alias is None or alias == state.arm_name:

@@ -352,13 +352,9 @@ class Learner:
         control = active.watch.check(force=versions.lineage_moved)
         versions.lineage_moved = False
         if control is None:
-            # the auto policy decides from the learner's own comparisons: at every batch, not only when the lineage
-            # is read (the challengers' verdicts move with every label)
-            if (
-                self.state.arms is not None
-                and self.settings.arms.policy == "auto"
-                and self.lineage.follow_auto(self.state)
-            ):
+            # what the learner decides from its own counts (a cool-down's end, the auto policy): at every batch, not
+            # only when the lineage is read
+            if self.state.arms is not None and self.lineage.follow_own(self.state):
                 versions.snapshot(positions)
             return
         if versions.in_flight:
