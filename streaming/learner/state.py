@@ -24,8 +24,11 @@ from streaming.learner.restore import Restored
 from streaming.learner.signals import BlockSignals
 from streaming.model import ModelSpec
 
-__all__ = ["COUNTERS", "CapturedState", "LearnerState", "spec_from_settings"]
+__all__ = ["CALIBRATED", "COUNTERS", "CapturedState", "LearnerState", "spec_from_settings"]
 
+#: Model kinds whose scores are probabilities the label-odds rule may judge labels by (a logistic regression's; the
+#: margin-based classifiers' and naive Bayes's are not calibrated).
+CALIBRATED = frozenset({"logistic_regression"})
 #: Counters every snapshot carries (``events_seen``: scored; ``events_learned``: learned from).
 COUNTERS = ("events_seen", "events_learned", "dead_lettered", "duplicates")
 
@@ -142,11 +145,16 @@ class LearnerState:
             reason = self.watch.hold_reason
         elif not self.threshold.meets(self.metrics.rolling_values()):
             reason = "the rolling metrics miss their threshold"
-        elif partial := self.watch.partial_reason(self.signals.peek(), odds=self.spec.kind == "logistic_regression"):
+        elif partial := self.watch.partial_reason(self.signals.peek(), odds=self.odds_judged):
             reason = f"in the block so far, {partial}"
         else:
             reason = "the data up to them is not judged yet (at the next metric sample, or once the stream is quiet)"
         return {"candidates": len(waiting), "from_position": waiting[0], "confirmed_to": confirmed, "reason": reason}
+
+    @property
+    def odds_judged(self) -> bool:
+        """Whether the label-odds rule judges the labels by the champion's scores (they are probabilities)."""
+        return self.spec.kind in CALIBRATED
 
     @property
     def promotable(self) -> bool:

@@ -35,13 +35,10 @@ from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState
 from streaming.transport import TopicPartition
 
-__all__ = ["CALIBRATED", "TIMED_EVERY", "EventStep"]
+__all__ = ["TIMED_EVERY", "EventStep"]
 
 #: The predict and learn latency histograms time one event in this many (timing each costs as much as a metric).
 TIMED_EVERY = 16
-#: Model kinds whose scores are probabilities the label-odds rule may judge labels by (a logistic regression's; the
-#: margin-based classifiers' and naive Bayes's are not calibrated).
-CALIBRATED = frozenset({"logistic_regression"})
 
 
 class EventStep:
@@ -326,7 +323,7 @@ class EventStep:
             return False
         rolling = state.metrics.rolling_values()
         partial = {**rolling, **state.signals.peek()}
-        if not (state.watch.calm_with(partial, odds=state.spec.kind in CALIBRATED) and state.threshold.meets(rolling)):
+        if not (state.watch.calm_with(partial, odds=state.odds_judged) and state.threshold.meets(rolling)):
             return False
         state.confirmed = sum(positions.values()) - s.promotion_delay_events
         state.confirmed_metrics = {**rolling, "partial_block": state.signals.count}
@@ -361,7 +358,7 @@ class EventStep:
             sample["labels_pending"] = len(state.join.pending)
         if state.arms is not None:  # each challenger's comparison at this event (``livelearn compare`` draws them)
             sample.update(state.arms.sample_fields())
-        events = state.watch.observe(sample, threshold=threshold, odds=state.spec.kind in CALIBRATED)
+        events = state.watch.observe(sample, threshold=threshold, odds=state.odds_judged)
         sample.update(state.watch.odds_fields())
         state.signals.odds_factors = state.watch.odds_factors()  # each segment group's calibration, for the next block
         state.incident_events += [(event, sample) for event in events]
