@@ -57,7 +57,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from monitor.prequential import meets_threshold
@@ -176,6 +176,11 @@ def group_metrics(sample: dict[str, float], group: str) -> dict[str, float] | No
     return figures
 
 
+def _rates(sample: Mapping[str, float]) -> dict[str, float]:
+    """The block's watched rates it has a number for (a block without labels has NaN rates)."""
+    return {s: sample[s] for s in RATE_SIGNALS if s in sample and not math.isnan(sample[s])}
+
+
 def run_log10_probability(sample: dict[str, float], label_rate: float | None) -> float | None:
     """log10 of the chance of the block's longest label run under ``label_rate`` (``None``: nothing to judge).
 
@@ -251,7 +256,7 @@ class SignalWatch:
         """
         if not self.calm:
             return False
-        rates = {s: partial[s] for s in RATE_SIGNALS if s in partial and not math.isnan(partial[s])}
+        rates = _rates(partial)
         if any(self._off(s, v, 0.5) for s, v in rates.items()) or self._improbable_run(partial, 2 / 3):
             return False
         return (
@@ -268,10 +273,10 @@ class SignalWatch:
         is not: :attr:`hold_reason` says why)."""
         if not self.calm or self.calm_with(partial, odds=odds):
             return None
-        rates = {s: partial[s] for s in RATE_SIGNALS if s in partial and not math.isnan(partial[s])}
-        if any(self._off(s, v, 0.5) for s, v in rates.items()) or self._improbable_run(partial, 2 / 3):
-            return self._suspect_reason(rates, partial)
-        return "the labels' odds in the block so far run past half their bound against the model's scores"
+        return (  # (the watch is calm: no CUSUM past half its bound, so what is left is the partial block's odds)
+            self._suspect_reason(_rates(partial), partial)
+            or "the labels' odds in the block so far run past half their bound against the model's scores"
+        )
 
     def _ready(self) -> bool:
         return self.reference_events >= self.guard.reference_min_events
@@ -395,9 +400,9 @@ class SignalWatch:
         downs = [s[2] for s in self.odds.values()]
         return {"label_odds_up": max(ups, default=0.0), "label_odds_down": max(downs, default=0.0)}
 
-    def _suspect_reason(self, rates: dict[str, float], sample: dict[str, float]) -> str:
+    def _suspect_reason(self, rates: dict[str, float], sample: dict[str, float]) -> str | None:
         """What makes a block suspect, in words (the first of: a rate off by half its bound, a label run two-thirds
-        of the way to improbable, a group's label odds past half their bound)."""
+        of the way to improbable, a group's CUSUM past half its bound); ``None``: none of them."""
         for signal, value in rates.items():
             if self._off(signal, value, 0.5):
                 reference, bound = self.reference[signal], self.bounds[signal]
@@ -419,7 +424,7 @@ class SignalWatch:
                 f"the labels of {group} run {'above' if upward else 'below'} what the model's scores say "
                 f"(CUSUM {s:.2f}, past half its bound {self.odds_bound(group) / 2:.2f})"
             )
-        return "the block is suspect"
+        return None
 
     def _off(self, signal: str, value: float | None, fraction: float) -> bool:
         reference = self.reference[signal]
@@ -509,7 +514,7 @@ class SignalWatch:
         position = int(sample.get("stream_position", 0))
         block_start = self.last_position if self.last_position is not None else position
         self.last_position = position
-        rates = {s: sample[s] for s in RATE_SIGNALS if s in sample and not math.isnan(sample[s])}
+        rates = _rates(sample)
         self.recent.append((block_start, rates))
         if self.calibrating and self.incident is None and self._calibrated(sample):
             self.calibrating = False  # the model has learned the new normal: the CUSUMs judge from the next block
@@ -528,7 +533,7 @@ class SignalWatch:
         self.suspect_since = (
             (self.suspect_since if self.suspect_since is not None else block_start) if suspect else None
         )
-        self.hold_reason = self._suspect_reason(rates, sample) if suspect else None
+        self.hold_reason = (self._suspect_reason(rates, sample) or "the block is suspect") if suspect else None
         events: list[SignalEvent] = []
         if self.incident is None and self._ready():
             events += self._detect(position, rates, sample)
