@@ -211,29 +211,12 @@ def run(
     }
 
 
-class _CountingProducer:
-    """Takes the learner's predictions and counts them (the step alone: no broker in the figure)."""
-
-    def send_counted(self, topic: str, value: bytes, key: bytes | None, headers: object, tally: object) -> None:
-        tally.sent += 1  # type: ignore[attr-defined]
-        tally.report(None)  # type: ignore[attr-defined]
-
-    def send_counted_many(self, topic: str, records: list, headers: object, tally: object) -> None:
-        tally.sent += len(records)  # type: ignore[attr-defined]
-        tally.done += len(records)  # type: ignore[attr-defined]
-
-    def serve(self) -> None:
-        pass
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-
 def step_in_process(repeat: int, rounds: int) -> dict:
     """The learner's own step (``BatchStep`` with no hooks: decode, dedupe, score, publish, learn, metrics, signals,
     samples) over the dataset ``repeat`` times in polls of 1,000, at the default settings, predictions encoded and
     handed to a producer that only counts: µs per event, best of ``rounds``, per engine (interleaved)."""
     from streaming.learner.batch import BatchStep
+    from streaming.learner.offline import Discard
     from streaming.learner.outputs import Outputs
     from streaming.learner.prometheus import LearnerMetrics
     from streaming.learner.state import LearnerState, spec_from_settings
@@ -254,7 +237,7 @@ def step_in_process(repeat: int, rounds: int) -> dict:
         settings = Settings(engine=engine)
         state = LearnerState.fresh(spec_from_settings(settings), settings)
         telemetry = LearnerMetrics(CollectorRegistry(), settings.model_name)
-        outputs = Outputs(_CountingProducer(), settings, telemetry)  # type: ignore[arg-type]
+        outputs = Outputs(Discard(), settings, telemetry)  # (predictions encoded, then counted and dropped)
         batch, positions = BatchStep(state, EventStep(settings, telemetry), outputs, [], Writer()), {tp: 0}
         t0 = time.perf_counter()
         for i in range(0, len(records), 1000):

@@ -109,7 +109,9 @@ class MetricSet:
         if not n:
             return
         mean = self._loss_mean
-        if mean is not None and losses is None:
+        if mean is None:
+            losses = None  # no log loss here: the window keeps none (as update)
+        elif losses is None:
             losses = [log_loss_of(ys[i], ps[i]) for i in range(n)]
         labelled = bool(self.label)
         added: collections.Counter[tuple[bool, bool]] = collections.Counter()

@@ -623,7 +623,7 @@ def run_rebuild(
 
     run: list[Record] = []  # records of one partition to step, in order (as runs: EventStep.process_run)
 
-    def step_run() -> None:
+    def step_stretch() -> None:
         if not run:
             return
         tp, i = TopicPartition(run[0].topic, run[0].partition), 0
@@ -643,15 +643,15 @@ def run_rebuild(
             if clause is not None:
                 matches[clause] += 1
             if run and (run[0].partition != record.partition or run[0].topic != record.topic):
-                step_run()  # (merged partitions: in the merged order, a run per stretch of one partition)
+                step_stretch()  # (merged partitions: in the merged order, a run per stretch of one partition)
             if clause is not None or (spans is not None and any(a <= record.offset <= b for a, b in spans)):
-                step_run()
+                step_stretch()
                 positions[TopicPartition(record.topic, record.partition)] = record.offset + 1
                 excluded += 1
             else:
                 run.append(record)
             if read % plan.every == 0 or len(run) >= RUN_RECORDS:
-                step_run()
+                step_stretch()
                 if read % plan.every == 0:
                     write()
             if time.monotonic() - beat > HEARTBEAT_SECONDS:
@@ -659,7 +659,7 @@ def run_rebuild(
                 branches.report(plan.name, read=read)
                 if progress is not None:
                     progress(read, plan.records)
-        step_run()
+        step_stretch()
         positions = dict(until)
         check_matched(plan.skip_where, matches)
         if not versions or read % plan.every:
