@@ -46,7 +46,7 @@ from typing import Any
 
 import msgpack
 
-from snapshotter.packing import Packed, Packer
+from snapshotter.packing import Packed, Packer, packb
 from streaming.errors import SnapshotCorruptError, SnapshotFormatError
 from streaming.weights import PackedWeights
 
@@ -92,8 +92,7 @@ def gc_paused() -> Iterator[None]:
 
 def pack(doc: Any) -> bytes:
     """msgpack with bin types; the only serialiser used for Redis values."""
-    packed: bytes = msgpack.packb(doc, use_bin_type=True)
-    return packed
+    return packb(doc)
 
 
 def unpack(raw: bytes) -> Any:

@@ -31,8 +31,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import msgspec
 
-__all__ = ["LONG", "Packed", "Packer"]
+__all__ = ["LONG", "Packed", "Packer", "packb"]
 
 #: Lists of strings at least this long are kept packed between calls (shorter ones cost less to pack than to check).
 LONG = 512
@@ -47,11 +48,34 @@ class Packed(bytes):
     where the value would be, so a part of a document can be packed early (a copy the live state cannot change)."""
 
 
+_ENCODE = msgspec.msgpack.Encoder().encode
+
+
+def packb(value: Any) -> bytes:
+    """``msgpack.packb(value, use_bin_type=True)``'s bytes, written by msgspec's encoder (about 4x faster).
+
+    The two write the same bytes for every value both take (maps, arrays — lists and tuples —, strings, bytes,
+    integers, floats, booleans and ``None``, each in its shortest form; ``tests/test_packing.py`` compares them on
+    generated documents); what msgspec's encoder refuses (a subclass of ``str``, ``int`` or ``float``, such as
+    :class:`Packed` or NumPy's ``float64``; an integer out of range; too deep a document) is packed by msgpack, so
+    the bytes, or the error, are msgpack's. (msgspec also takes a few types msgpack refuses — sets, datetimes,
+    UUIDs —: no document livelearn packs holds them.)
+
+    >>> doc = {"n": 3, "p": [0.25, -1, "x", b"ab", None, True], "big": 2**64 - 1}
+    >>> packb(doc) == msgpack.packb(doc, use_bin_type=True)
+    True
+    """
+    try:
+        return _ENCODE(value)
+    except Exception:  # noqa: BLE001 — whatever it refuses, msgpack packs (or refuses) as it always did
+        packed: bytes = msgpack.packb(value, use_bin_type=True)
+        return packed
+
+
 def _packb(value: Any) -> bytes:
     if type(value) is Packed:
         return value
-    packed: bytes = msgpack.packb(value, use_bin_type=True)
-    return packed
+    return packb(value)
 
 
 def _header(n: int, fix: int, small: int, large: int) -> bytes:

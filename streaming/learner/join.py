@@ -68,6 +68,8 @@ from typing import Any, Literal
 
 import msgpack
 
+from snapshotter.packing import packb
+
 __all__ = ["COUNTS", "IDLE_AFTER_MS", "MAX_AHEAD_MS", "Joined", "LabelJoin", "LearnedOrder", "RecentDelays"]
 
 #: A ``ts`` further than this ahead of the wall clock moves the watermark only that far (milliseconds).
@@ -301,7 +303,7 @@ class LabelJoin:
             self._resolve(event_id, _RESOLVED_MATCHED)
             self._delayed(max(0, orphan.ts - ts))
             return [Joined(event_id, features, orphan.label, probability, ts, orphan.ts, "matched", others)]
-        entry = _Pending(ts, probability, msgpack.packb(features, use_bin_type=True), 0, others)
+        entry = _Pending(ts, probability, packb(features), 0, others)
         if entry.size > self.max_bytes:  # past the byte bound alone: its wait ends at once
             self.counts["evicted"] += 1
             self._resolve(event_id, _RESOLVED_EXPIRED)
