@@ -101,13 +101,15 @@ def stream(collide: bool) -> list[bytes]:
 
 def fresh(engine: str, **overrides: Any) -> tuple[Settings, LearnerState, EventStep, Outputs, Recording]:
     settings = Settings(
-        **overrides,
-        engine=engine,
-        event_format="msgpack",
-        history_every_events=40,
-        incident_patience=1,
-        incident_resume_after_events=200,
-        guard_segments=["VisitorType", "Month", "ProductRelated_Duration>300"],
+        **{
+            "event_format": "msgpack",
+            "history_every_events": 40,
+            "incident_patience": 1,
+            "incident_resume_after_events": 200,
+            "guard_segments": ["VisitorType", "Month", "ProductRelated_Duration>300"],
+            **overrides,
+            "engine": engine,
+        }
     )
     telemetry = LearnerMetrics(CollectorRegistry(), settings.model_name)
     state = LearnerState.fresh(spec_from_settings(settings), settings)
@@ -138,6 +140,8 @@ def observed(state: LearnerState, producer: Recording) -> dict[str, Any]:
         ("river", True, {}),
         ("compiled", False, {"drift_max_features": 4, "rolling_window": 30}),  # features past the first 4 untracked;
         # a window shorter than a run: pairs leave it within one
+        ("compiled", False, {"guard_segments": []}),  # no segments (the default): the block's sums over all at once
+        ("river", False, {"guard_segments": []}),
     ],
 )
 def test_runs_equal_one_record_at_a_time_to_the_last_bit(engine, collide, overrides):

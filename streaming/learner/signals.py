@@ -137,9 +137,12 @@ class BlockSignals:
         >>> many.dump() == one.dump(), list(many.flush()) == list(one.flush())
         (True, True)
         """
-        add = self._add_scalars
-        for k in range(len(labels)):
-            add(labels[k], ps[k], features[k], positions[k], None)
+        if self.segments or ALL in self.odds_factors:
+            add = self._add_scalars
+            for k in range(len(labels)):
+                add(labels[k], ps[k], features[k], positions[k], None)
+        else:
+            self._add_scalars_all(labels, ps, positions)
         n, i = len(features), 0
         drift, totals, tracked = self._add_drift, self.totals, self.tracked
         while i < n:
@@ -215,6 +218,42 @@ class BlockSignals:
                 sums[4] += q
                 sums[5] += predicted
                 sums[6] += predicted == label
+
+    def _add_scalars_all(self, labels: list[bool], ps: list[float], positions: list[int]) -> None:
+        """:meth:`_add_scalars` for each event in order, with no guard segments (one group, ``ALL``, which has no
+        calibration factor: the watch gives none), on locals: the same operations in the same order, so the same
+        sums to the last bit."""
+        count, positives, predicted_count, p_sum = self.count, self.positives, self.predicted, self.p_sum
+        run_label, run_length, run_start, longest = self.run_label, self.run_length, self.run_start, self.longest
+        odds, log = self.odds, math.log
+        if odds:
+            up_slope, down_slope = self.up_slope, self.down_slope
+            sums = self.groups.get(ALL)
+        for k in range(len(labels)):
+            label, p = labels[k], ps[k]
+            count += 1
+            if label == run_label:
+                run_length += 1
+            else:
+                run_label, run_length, run_start = label, 1, positions[k] - 1
+            if run_length > longest[0]:
+                longest = (run_length, label, run_start)
+            positives += label
+            predicted = p > 0.5
+            predicted_count += predicted
+            p_sum += p
+            if odds and 0.0 <= p <= 1.0:
+                if sums is None:
+                    sums = self.groups[ALL] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+                sums[0] += 1.0
+                sums[1] += label
+                sums[2] += log(1.0 + up_slope * p)
+                sums[3] += log(1.0 + down_slope * p)
+                sums[4] += p
+                sums[5] += predicted
+                sums[6] += predicted == label
+        self.count, self.positives, self.predicted, self.p_sum = count, positives, predicted_count, p_sum
+        self.run_label, self.run_length, self.run_start, self.longest = run_label, run_length, run_start, longest
 
     def _add_drift(self, features: dict[str, Any]) -> None:
         """The feature means' sums of one labelled event."""
