@@ -173,3 +173,43 @@ def test_inlined_updates_keep_river_state_exactly_at_the_clamps_and_through_reve
     assert (cm.sum_row, cm.sum_col, cm._total_true_positives) == (
         reference_cm.sum_row, reference_cm.sum_col, reference_cm._total_true_positives,
     )  # fmt: skip
+
+
+def test_the_binned_auc_counts_a_run_as_pair_by_pair_and_reads_its_bins_as_the_maps_hold_them():
+    """``BinnedAUC.update_many`` (numpy: the product, toward zero, clamped) counts each pair in the bin ``update``
+    counts it in — scores at and past the edges, negative, tiny, huge — each bin where its first pair is counted;
+    ``get`` reads the same value from its arrays as the maps give, also after a reload and reverts; a NaN or an
+    infinity raises as ``update`` raises, before anything is counted."""
+    from monitor.auc import BinnedAUC
+
+    rng = random.Random(7)
+    edges = [0.0, -0.0, 1.0, 1 - 2**-53, 2**-12, 4095 / 4096, 4095.9999 / 4096, 1e-320, -1e-300, -5.0, 7.5, 1e300]
+    scores = edges + [rng.choice([rng.random(), rng.uniform(-2, 2), rng.random() * 1e-3]) for _ in range(3000)]
+    labels = [rng.random() < 0.4 for _ in scores]
+    one, many = BinnedAUC(), BinnedAUC()
+    for y, p in zip(labels, scores, strict=True):
+        one.update(y, p)
+    for i in range(0, len(scores), 37):
+        many.update_many(labels[i : i + 37], scores[i : i + 37])
+    assert many.dump() == one.dump() and list(many.positive) == list(one.positive)
+    assert list(many.negative) == list(one.negative)
+    loop = BinnedAUC()  # the maps' own value (the loop get takes past 2^51 pairs)
+    loop.load(one.dump())
+    for y, p in zip(labels[:500], scores[:500], strict=True):
+        one.revert(y, p)
+        many.revert(y, p)
+        loop.revert(y, p)
+    below, wins = 0, 0.0
+    for b in sorted(loop.positive.keys() | loop.negative.keys()):
+        pos, neg = loop.positive.get(b, 0), loop.negative.get(b, 0)
+        wins += pos * (below + neg / 2)
+        below += neg
+    expected = wins / (sum(loop.positive.values()) * sum(loop.negative.values()))
+    assert one.get() == many.get() == loop.get() == expected
+    for bad in (float("nan"), float("inf"), 1e308):
+        with pytest.raises((ValueError, OverflowError)) as raised:
+            BinnedAUC().update(True, bad)
+        fresh = BinnedAUC()
+        with pytest.raises(raised.type):
+            fresh.update_many([False, True], [0.5, bad])
+        assert not fresh.positive and not fresh.negative and fresh.get() == 0.0
