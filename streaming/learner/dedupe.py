@@ -24,6 +24,7 @@ __all__ = ["RecentIds"]
 
 
 _BLAKE2B_8 = hashlib.blake2b(digest_size=8)  # an empty state: copying it is cheaper than a new one with options
+_COPY, _FROM_BYTES = _BLAKE2B_8.copy, int.from_bytes
 
 
 def _digest(event_id: str) -> int:
@@ -32,9 +33,9 @@ def _digest(event_id: str) -> int:
     >>> _digest("e1") == int.from_bytes(hashlib.blake2b(b"e1", digest_size=8).digest(), "big")
     True
     """
-    h = _BLAKE2B_8.copy()
+    h = _COPY()
     h.update(event_id.encode())
-    return int.from_bytes(h.digest(), "big")
+    return _FROM_BYTES(h.digest(), "big")
 
 
 class RecentIds:
@@ -49,7 +50,9 @@ class RecentIds:
         """Whether ``event_id`` is in the window of ``partition``; if not, it is added."""
         if self.size <= 0:
             return False
-        digest = _digest(event_id)
+        h = _COPY()  # _digest, inlined (once per event)
+        h.update(event_id.encode())
+        digest = _FROM_BYTES(h.digest(), "big")
         members = self._members.get(partition)
         if members is None:
             members = self._members[partition] = set()
