@@ -102,7 +102,7 @@ class Outputs:
 
     def prediction(self, event: Event, probability: float, version: int | None, arm: str = BASE) -> None:
         """Publish the score given *before* learning from ``event``, tagged with its version and the champion's arm."""
-        value, key = self._prediction_record(event, probability, version, arm)
+        ((value, key),) = self._prediction_records((event,), (probability,), version, arm)
         self.producer.send_counted(self._predictions_topic, value, key, self._prediction_headers, self.open)
         self.sent += 1
 
@@ -110,26 +110,30 @@ class Outputs:
         self, events: Sequence[Event], scores: Sequence[float], version: int | None, arm: str = BASE
     ) -> None:
         """:meth:`prediction` for each event and its score, in order (a run's: one send call)."""
-        record = self._prediction_record
-        records = [record(events[k], scores[k], version, arm) for k in range(len(events))]
+        records = self._prediction_records(events, scores, version, arm)
         self.producer.send_counted_many(self._predictions_topic, records, self._prediction_headers, self.open)
         self.sent += len(records)
 
-    def _prediction_record(
-        self, event: Event, probability: float, version: int | None, arm: str
-    ) -> tuple[bytes, bytes]:
-        """A prediction's value and key (the user id, else the event id)."""
-        doc: PredictionRecord = {
-            "event_id": event.event_id,
-            "user_id": event.user_id,
-            "ts": event.ts,
-            "probability": probability,
-            "label": probability > 0.5,
-            "version": version,
-            "model": self.settings.model_name,
-            "arm": arm,
-        }
-        return self._encode(doc), (event.user_id or event.event_id).encode()
+    def _prediction_records(
+        self, events: Sequence[Event], scores: Sequence[float], version: int | None, arm: str
+    ) -> list[tuple[bytes, bytes]]:
+        """Each prediction's value and key (the user id, else the event id), in order (one loop, on locals)."""
+        encode, model = self._encode, self.settings.model_name
+        records = []
+        for k in range(len(events)):
+            event, probability = events[k], scores[k]
+            doc: PredictionRecord = {
+                "event_id": event.event_id,
+                "user_id": event.user_id,
+                "ts": event.ts,
+                "probability": probability,
+                "label": probability > 0.5,
+                "version": version,
+                "model": model,
+                "arm": arm,
+            }
+            records.append((encode(doc), (event.user_id or event.event_id).encode()))
+        return records
 
     def mark(self) -> int:
         """A mark after every record sent so far (for :meth:`delivered`); it closes the open run of sends."""
