@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from river import metrics
 
+from streaming.river_internals import buffer_rolling_auc
+
 __all__ = ["BinnedAUC", "RollingAUC"]
 
 
@@ -38,6 +40,10 @@ class RollingAUC:
 
     def update(self, y_true: bool, p_true: float) -> None:
         self._metric.update(y_true, p_true)  # type: ignore[no-untyped-call]
+
+    def update_many(self, ys: list[bool], ps: list[float]) -> None:
+        """:meth:`update` for each pair in order (river's buffer takes them at once)."""
+        buffer_rolling_auc(self._metric, ys, ps)
 
     def get(self) -> float:
         return float(self._metric.get())  # type: ignore[no-untyped-call]

@@ -155,12 +155,8 @@ class MetricSet:
             for (y_true, y_pred), count in reverted.items():
                 cm.revert(y_true, y_pred, float(count))
                 cm.n_samples -= count - 1
-        auc = self.auc
-        if isinstance(auc, BinnedAUC):
-            auc.update_many(ys, ps)
-        elif auc is not None:
-            for i in range(n):
-                auc.update(ys[i], ps[i])
+        if self.auc is not None:
+            self.auc.update_many(ys, ps)
 
     def __len__(self) -> int:
         """Pairs in the window (rolling); for a cumulative set, use the caller's own count."""

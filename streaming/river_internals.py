@@ -33,6 +33,7 @@ from river import stats, utils
 __all__ = [
     "RELIED_ON",
     "Relied",
+    "buffer_rolling_auc",
     "gaussian_state",
     "mean_state",
     "running_mean",
@@ -84,6 +85,8 @@ RELIED_ON = (
     Relied("Gaussian", "_var", stats.Var),
     Relied("Var", "_S", float),
     Relied("Var", "mean", stats.Mean),
+    Relied("RollingROCAUC", "_buf_labels", list),
+    Relied("RollingROCAUC", "_buf_scores", list),
 )
 
 
@@ -165,3 +168,22 @@ def set_total_true_positives(cm: Any, total: float) -> None:
     """Give a river ``ConfusionMatrix`` its true positives over every class (read: ``cm.total_true_positives``);
     the rest of its state is public (``data``, ``n_samples``, ``total_weight``, ``sum_row``, ``sum_col``)."""
     cm._total_true_positives = total
+
+
+# -- RollingROCAUC -----------------------------------------------------------------------------------------------------
+def buffer_rolling_auc(metric: Any, ys: list[bool], ps: list[float]) -> None:
+    """River's ``RollingROCAUC.update`` for each ``(label, score)`` pair in order, in one step: river's ``update``
+    appends each pair to two buffers (``int(label)``, the score) that its Rust window takes, in order, when the
+    metric is next read or reverted; here a run's pairs join the same buffers at once.
+
+    >>> from river import metrics
+    >>> one, many = metrics.RollingROCAUC(window_size=3), metrics.RollingROCAUC(window_size=3)
+    >>> pairs = [(True, 0.9), (False, 0.7), (True, 0.2), (False, 0.1)]
+    >>> for y, p in pairs:
+    ...     one.update(y, p)
+    >>> buffer_rolling_auc(many, [y for y, _ in pairs], [p for _, p in pairs])
+    >>> one.get() == many.get()
+    True
+    """
+    metric._buf_labels.extend(map(int, ys))
+    metric._buf_scores.extend(ps)

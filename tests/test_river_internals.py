@@ -49,7 +49,10 @@ def learned_objects() -> dict[str, object]:
     for classifier_ in (pa, alma, nb):
         classifier_.learn_one({"pages": 3.0}, LABEL)
     gaussian = nb.gaussians[LABEL]["pages"]
+    rolling_auc = metrics.RollingROCAUC(window_size=10)
+    rolling_auc.update(True, 0.8)
     return {
+        "RollingROCAUC": rolling_auc,
         "PAClassifier": pa,
         "ALMAClassifier": alma,
         "GaussianNB": nb,
