@@ -25,6 +25,7 @@ inside the learner's loop), and the previous activation's state, now garbage, is
 from __future__ import annotations
 
 import gc
+import types
 
 __all__ = ["freeze_after_startup", "refreeze"]
 
@@ -40,8 +41,16 @@ def freeze_after_startup() -> int:
 def refreeze() -> int:
     """In a process that froze its start-up (:func:`freeze_after_startup`): unfreeze, collect, and freeze every
     object alive now (a new activation's state); returns how many objects are frozen, 0 (nothing done) in a
-    process that never froze."""
+    process that never froze. The first time, the start-up's objects stay frozen and only what came after them is
+    collected (a collection walks no frozen object: ~1 ms, not the ~80 ms of walking every module again; a cycle of
+    start-up objects that became garbage since stays, as any frozen cycle does); later, an earlier activation's
+    state is unfrozen and collected with the rest."""
     if not gc.get_freeze_count():
         return 0
-    gc.unfreeze()
+    if _PROCESS.refrozen:
+        gc.unfreeze()
+    _PROCESS.refrozen = True
     return freeze_after_startup()
+
+
+_PROCESS = types.SimpleNamespace(refrozen=False)  # refrozen: refreeze() ran, an activation's state is frozen
