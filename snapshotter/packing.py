@@ -54,12 +54,14 @@ _ENCODE = msgspec.msgpack.Encoder().encode
 def packb(value: Any) -> bytes:
     """``msgpack.packb(value, use_bin_type=True)``'s bytes, written by msgspec's encoder (about 4x faster).
 
-    The two write the same bytes for every value both take (maps, arrays — lists and tuples —, strings, bytes,
-    integers, floats, booleans and ``None``, each in its shortest form; ``tests/test_packing.py`` compares them on
-    generated documents); what msgspec's encoder refuses (a subclass of ``str``, ``int`` or ``float``, such as
+    For the documents livelearn packs — maps, lists, tuples, strings, bytes, integers, floats, booleans and
+    ``None`` — the two write the same bytes, each value in its shortest form (``tests/test_packing.py`` compares them
+    on generated documents and at every size boundary, and the test suite checks every document it packs against
+    ``msgpack.packb``). What msgspec's encoder refuses (a subclass of ``str``, ``int`` or ``float``, such as
     :class:`Packed` or NumPy's ``float64``; an integer out of range; too deep a document) is packed by msgpack, so
-    the bytes, or the error, are msgpack's. (msgspec also takes a few types msgpack refuses — sets, datetimes,
-    UUIDs —: no document livelearn packs holds them.)
+    the bytes, or the error, are msgpack's. Outside that domain the two differ: msgspec writes sets, dates, UUIDs,
+    decimals, enums and dataclasses that msgpack refuses, and a ``msgpack.ExtType`` as an array; no document
+    livelearn packs holds one.
 
     >>> doc = {"n": 3, "p": [0.25, -1, "x", b"ab", None, True], "big": 2**64 - 1}
     >>> packb(doc) == msgpack.packb(doc, use_bin_type=True)

@@ -36,6 +36,32 @@ _INTEGRATION_FIXTURES = frozenset(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _packed_as_msgpack_packs() -> Iterator[None]:
+    """Everything this test process packs for Redis (:func:`snapshotter.packing.packb`, msgspec's encoder) is
+    checked against ``msgpack.packb``: the same bytes, or msgpack's error where msgspec would write what msgpack
+    refuses (a set, a datetime, a dataclass... landing in a document is a bug to surface, not to store)."""
+    import msgpack
+
+    from snapshotter import packing
+
+    encode = packing._ENCODE
+
+    def checked(value: object) -> bytes:
+        packed = encode(value)  # (what msgspec refuses raises here: packb packs it by msgpack)
+        try:  # (pytest.fail: a BaseException, which packb's fallback does not catch)
+            expected = msgpack.packb(value, use_bin_type=True)
+        except Exception as exc:
+            pytest.fail(f"msgspec packs what msgpack refuses ({exc}): {value!r:.200}")
+        if packed != expected:
+            pytest.fail(f"msgspec and msgpack pack differently: {value!r:.200}")
+        return packed
+
+    packing._ENCODE = checked
+    yield
+    packing._ENCODE = encode
+
+
 def pytest_report_header() -> str:
     """Which Kafka client and learning engine this session's learners, fixtures and children use."""
     settings = Settings()
