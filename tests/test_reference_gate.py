@@ -140,9 +140,9 @@ def test_a_slow_poisoning_cannot_ratchet_the_reference_score_down_past_the_best_
     else:
         # against the serving version alone: each version judged only against the one serving when it was written (a
         # stable one before it) — whether the chain then declines past the tolerance depends on when each version was
-        # promoted (a race with the writer: one run went 0.87 → 0.82, the next stopped at 0.868), so the rule is checked;
-        # until the first version serves (promotion waits for the data to be confirmed calm) there is nothing to judge
-        # against, and once one serves one always does
+        # promoted (a race with the writer: one run went 0.87 → 0.82, the next stopped at 0.868), so the rule is
+        # checked; until the first version serves (promotion waits for the data to be confirmed calm) there is nothing
+        # to judge against, and once one serves one always does
         stable_numbers = {n for n, _ in stable}
         unjudged = [number for number, verdict in scored if verdict["against"] is None]
         assert unjudged == [number for number, _ in scored[: len(unjudged)]], unjudged
