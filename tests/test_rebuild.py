@@ -208,7 +208,9 @@ def test_several_partitions_are_merged_by_timestamp_the_same_way_on_every_run(ma
     assert model_of(store, heads[0]) == model_of(store, heads[1]) == expected
 
 
-def test_a_rebuild_from_a_csv_file_and_one_skipping_a_segment_equal_plain_loops(make_settings, cli, tmp_path):
+def test_a_rebuild_from_a_csv_or_parquet_file_and_one_skipping_a_segment_equal_plain_loops(
+    make_settings, cli, tmp_path
+):
     from streaming.local.dataset import DATASET_PATH
 
     settings = make_settings()
@@ -239,8 +241,14 @@ def test_a_rebuild_from_a_csv_file_and_one_skipping_a_segment_equal_plain_loops(
         if event.features["VisitorType"] != "New_Visitor":
             returning.predict_proba_one(x)
             returning.learn_one(x, event.label)
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    parquet = tmp_path / "sessions.parquet"  # the same sessions as Parquet (doubles where the CSV writes 0)
+    pyarrow.parquet.write_table(pyarrow.csv.read_csv(path), parquet)
+    assert cli(settings, "rebuild", "run", "from-parquet", "--from-scratch", "--file", str(parquet))[0] == 0
     keys = ("weights", "intercept", "scaler", "optimizer_iterations")
-    for name, model in (("from-file", plain), ("no-new", returning)):
+    for name, model in (("from-file", plain), ("from-parquet", plain), ("no-new", returning)):
         head = Branches(store).get(name)["head"]
         assert model_of(store, head) == {k: model.dump_state()[k] for k in keys}
     skipped = Branches(store).get("no-new")

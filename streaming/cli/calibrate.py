@@ -210,7 +210,7 @@ def _print_detection(out: Console, found: list[dict[str, Any]]) -> None:
 
 def calibrate(
     csv_path: Annotated[
-        Path | None, typer.Option("--csv", help="CSV of clean labelled sessions (Revenue column).")
+        Path | None, typer.Option("--csv", help="CSV or Parquet file of clean labelled sessions (Revenue column).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Replay at most this many events.")] = None,
     topic: Annotated[str | None, typer.Option("--topic", help="Instead of --csv: read this events topic.")] = None,

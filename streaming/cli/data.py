@@ -77,7 +77,12 @@ def label_delay_from(delay: str | None, send: str, missing: float, seed: int) ->
 def produce(
     csv_path: Annotated[
         Path,
-        typer.Option("--csv", exists=True, dir_okay=False, help="CSV with the dataset's columns (Revenue -> label)."),
+        typer.Option(
+            "--csv",
+            exists=True,
+            dir_okay=False,
+            help="CSV or Parquet file with the dataset's columns (Revenue -> label).",
+        ),
     ],
     rate: Annotated[
         float | None, typer.Option(help="Events per second, above 0 (default: as fast as possible).")

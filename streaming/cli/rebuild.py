@@ -55,7 +55,9 @@ def run(
     ] = None,
     source: Annotated[
         str | None,
-        typer.Option("--file", help="Read a CSV of sessions (the dataset's columns) instead of the events topic."),
+        typer.Option(
+            "--file", help="Read a CSV or Parquet file of sessions (the dataset's columns) instead of the events topic."
+        ),
     ] = None,
     skip_where: Annotated[
         list[str] | None,

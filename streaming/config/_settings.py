@@ -484,7 +484,7 @@ class Settings(BaseSettings):
     reference_set: str | None = Field(
         None,
         description="Known-good labelled events every candidate version is scored on before it may be stable: a "
-        "CSV (the dataset's columns) or a topic range kafka:TOPIC:PARTITION:FROM-TO (unset: no gate).",
+        "CSV or Parquet file (the dataset's columns) or a topic range kafka:TOPIC:PARTITION:FROM-TO (unset: no gate).",
     )
     reference_tolerance: float = Field(
         0.02,

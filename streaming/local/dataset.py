@@ -10,6 +10,10 @@ strings, Weekend a bool, and ``Revenue`` the label.
 >>> sum(1 for _ in read_events())
 12330
 >>> check_columns(DATASET_PATH)  # a CSV to replay needs every column of the dataset
+
+A Parquet file with the same columns (told by its first bytes, ``PAR1``; read with pyarrow, the ``parquet`` extra)
+is read as the CSV holding the same values: each value as the CSV would write it — a number as Python writes it, a
+boolean ``true``/``false``, a null as an empty cell —, then the same parsing, so both give the same events.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import csv
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from streaming.errors import InputError
 from streaming.events import Event
@@ -52,6 +56,7 @@ _CATEGORICAL = {"Month", "OperatingSystems", "Browser", "Region", "TrafficType",
 _BOOLEAN = {"Weekend"}
 _TRUE = {"true", "1", "yes"}
 _BASE_TS_MS = 1_546_300_800_000  # 2019-01-01T00:00:00Z; one second between sessions
+_PARQUET_MAGIC = b"PAR1"
 
 
 def _number(text: str) -> int | float:
@@ -85,16 +90,20 @@ def row_to_event(row: dict[str, str], index: int) -> Event:
 
 
 def check_columns(path: str | Path) -> None:
-    """Raise :class:`InputError` naming the expected columns the CSV's header lacks (read nothing else)."""
-    try:
-        with _open(path) as handle:
-            header = next(csv.reader(handle), [])
-    except (ValueError, csv.Error) as exc:
-        raise InputError(f"{path} is not a UTF-8 CSV file ({exc}); pass the events as CSV text") from None
+    """Raise :class:`InputError` naming the expected columns the file's header (a CSV's first line, a Parquet file's
+    schema) lacks (read nothing else)."""
+    if _is_parquet(path):
+        header = list(_parquet(path).schema_arrow.names)
+    else:
+        try:
+            with _open(path) as handle:
+                header = next(csv.reader(handle), [])
+        except (ValueError, csv.Error) as exc:
+            raise InputError(f"{path} is not a UTF-8 CSV file ({exc}); pass the events as CSV text") from None
     missing = [column for column in EXPECTED_COLUMNS if column not in header]
     if missing:
         raise InputError(
-            f"{path} lacks the columns {', '.join(missing)}; a CSV to replay needs every column of "
+            f"{path} lacks the columns {', '.join(missing)}; a file to replay needs every column of "
             f"the bundled dataset ({DATASET_PATH.name})"
         )
 
@@ -105,6 +114,9 @@ def read_events(path: str | Path = DATASET_PATH, limit: int | None = None, repea
     A row that does not parse raises :class:`InputError` naming the file, line and column; the rows
     before it have been yielded already.
     """
+    if _is_parquet(path):
+        yield from _read_parquet(path, limit, repeat)
+        return
     index = 0
     for _ in range(repeat):
         with _open(path) as handle:
@@ -119,6 +131,69 @@ def read_events(path: str | Path = DATASET_PATH, limit: int | None = None, repea
                     index += 1
             except (ValueError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError
                 raise InputError(f"{path} line {reader.line_num}: {exc}; fix that line") from None
+
+
+def _is_parquet(path: str | Path) -> bool:
+    """Whether the file starts as a Parquet file does (``PAR1``); an unreadable one is left to the CSV reader."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == _PARQUET_MAGIC
+    except OSError:
+        return False
+
+
+def _parquet(path: str | Path) -> Any:
+    """The Parquet file opened by pyarrow, or :class:`InputError` (pyarrow missing, or not a readable file)."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise InputError(
+            f"{path} is a Parquet file: reading it needs pyarrow (pip install 'livelearn[parquet]')"
+        ) from None
+    try:
+        return pyarrow.parquet.ParquetFile(path)
+    except (OSError, pyarrow.ArrowException) as exc:
+        raise InputError(f"{path} is not a readable Parquet file ({exc}); pass a Parquet or CSV file") from None
+
+
+def _read_parquet(path: str | Path, limit: int | None, repeat: int) -> Iterator[Event]:
+    """:func:`read_events` of a Parquet file: each row's values as the CSV would write them (:func:`_as_text`)."""
+    index = 0
+    for _ in range(repeat):
+        parquet, row_number = _parquet(path), 0
+        import pyarrow  # (there: _parquet said it is installed)
+
+        try:
+            for batch in parquet.iter_batches(batch_size=4096):
+                for values in batch.to_pylist():
+                    if limit is not None and index >= limit:
+                        return
+                    row_number += 1
+                    yield row_to_event({name: _as_text(name, value) for name, value in values.items()}, index)
+                    index += 1
+        except (OSError, pyarrow.ArrowException) as exc:  # (before ValueError: ArrowInvalid is one)
+            raise InputError(f"{path} row {row_number + 1}: unreadable ({exc})") from None
+        except ValueError as exc:  # (a value of another kind, a number that is not one)
+            raise InputError(f"{path} row {row_number}: {exc}; fix that row") from None
+
+
+def _as_text(name: str, value: Any) -> str:
+    """A Parquet value as the CSV would hold it: a boolean ``true``/``false``, a number as Python writes it (``repr``:
+    a float keeps its ``.``, so it stays a float), a string as it is, a null as an empty cell.
+
+    >>> [_as_text("x", v) for v in (True, 3, 0.0, 64.5, "Feb", None)]
+    ['true', '3', '0.0', '64.5', 'Feb', '']
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"column {name} holds a {type(value).__name__}, not a number, text or a boolean")
 
 
 def _open(path: str | Path) -> TextIO:
