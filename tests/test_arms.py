@@ -227,6 +227,33 @@ def test_how_an_arm_starts_and_what_a_changed_declaration_does(shop_events, capl
         LearnerState.fresh(spec_from_settings(bad), bad)
 
 
+def test_a_run_time_declaration_that_cannot_start_is_left_out_and_the_learner_goes_on(shop_events, caplog):
+    """An operator's ``challengers add x:exclude=Month,start=champion`` (other features cannot start from the
+    champion's model) reaches every learner through Redis: it is left out, with the reason logged, and the others
+    learn on — it must not stop the learner, nor each learner restarted on the same declarations. Declared in the
+    settings, the same declaration is a configuration error at start."""
+    from streaming.config import parse_challenger
+
+    settings = Settings(engine="river", challengers=["a:lr=0.05"])
+    run = Run(settings).feed([("events", encode_event(e)) for e in shop_events[:200]])
+    declared = (parse_challenger("a:lr=0.05"), parse_challenger("x:exclude=Month,start=champion"))
+    with caplog.at_level(logging.ERROR):
+        run.state.declare_arms(declared)
+    assert run.state.arms is not None and run.state.arms.names == ("a",)
+    assert "challenger x, declared at run time, is left out: challenger x starts from the champion" in caplog.text
+    run.feed([("events", encode_event(e)) for e in shop_events[200:400]])
+    assert arm(run.state, "a").learned == 400
+    restarted = LearnerState.fresh(spec_from_settings(settings), settings)  # a learner after it: the same declarations
+    restarted.arm_configs = declared
+    restarted.adopt(_restored(run.state, settings))
+    assert restarted.arms is not None and restarted.arms.names == ("a",) and arm(restarted, "a").learned == 400
+    only_bad = (parse_challenger("x:exclude=Month,start=champion"),)
+    run.state.declare_arms(only_bad)
+    assert run.state.arms is None  # nothing left to run: a learner without challengers
+    with pytest.raises(ConfigError, match="selects other features"):
+        LearnerState.fresh(spec_from_settings(settings), Settings(engine="river", challengers=[only_bad[0].describe()]))
+
+
 def test_a_learner_without_challengers_writes_the_blob_it_always_wrote():
     state = SnapshotState(spec={"kind": "k"}, model={}, metrics={}, counters={})
     assert "arms" not in unpack(encode_snapshot(state))

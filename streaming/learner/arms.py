@@ -195,6 +195,7 @@ class Challengers:
         configs: tuple[ChallengerConfig, ...] | None = None,
         champion_name: str = BASE,
         base_spec: ModelSpec | None = None,
+        leave_out: Callable[[str, ConfigError], None] | None = None,
     ) -> Challengers:
         """The declared challengers (``configs``, else the settings'; the champion's own name skipped), each its
         declaration over ``base_spec`` (the settings' model; ``None``: ``champion_spec``) — so a declaration means the
@@ -204,7 +205,9 @@ class Challengers:
         cool-down.
 
         A stored arm no longer declared is not carried on (the version keeps it); a declaration that changed starts
-        its arm again. ``start=champion`` needs the champion's feature selection (else :class:`ConfigError`)."""
+        its arm again. ``start=champion`` needs the champion's feature selection (else :class:`ConfigError`; with
+        ``leave_out`` — declarations made at run time —, that challenger is left out and ``leave_out`` told why: an
+        operator's mistake must not stop the learner, nor every learner after it)."""
         declared = tuple(c for c in (settings.configs if configs is None else configs) if c.name != champion_name)
         build: dict[str, Any] = {"settings": settings, "window": window, "engine": engine}
         arms = []
@@ -217,7 +220,12 @@ class Challengers:
                 continue
             if doc is not None:
                 log.warning("challenger %s is declared differently now: starts again (%s)", config.name, config.start)
-            arms.append(cls._begin(config, spec, champion_spec, champion, parent=parent, **build))
+            try:
+                arms.append(cls._begin(config, spec, champion_spec, champion, parent=parent, **build))
+            except ConfigError as exc:
+                if leave_out is None:
+                    raise
+                leave_out(config.name, exc)
         names = {config.name for config in declared} | {champion_name}
         for name, doc in stored.items():
             if name in names:

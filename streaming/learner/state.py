@@ -8,6 +8,7 @@ next version's blob holds.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -25,6 +26,8 @@ from streaming.learner.signals import BlockSignals
 from streaming.model import ModelSpec
 
 __all__ = ["CALIBRATED", "COUNTERS", "CapturedState", "LearnerState", "spec_from_settings"]
+
+log = logging.getLogger(__name__)
 
 #: Model kinds whose scores are probabilities the label-odds rule may judge labels by (a logistic regression's; the
 #: margin-based classifiers' and naive Bayes's are not calibrated).
@@ -257,6 +260,7 @@ class LearnerState:
         ``stored`` in its cool-down; ``None`` when there are none (a learner without challengers pays nothing)."""
         if self.arm_settings is None:
             return
+        run_time = self.arm_configs is not None  # (declared by an operator: one that cannot start is left out)
         arms = Challengers.start(
             self.arm_settings,
             self.spec,
@@ -267,6 +271,7 @@ class LearnerState:
             configs=self.arm_configs,
             champion_name=self.arm_name,
             base_spec=self.base_spec,
+            leave_out=_left_out if run_time else None,
         )
         self.arms = arms if arms.arms else None
 
@@ -314,3 +319,7 @@ class LearnerState:
             "threshold": self.threshold.dump(),
             "watch": self.watch.dump(),
         }
+
+
+def _left_out(name: str, exc: Exception) -> None:
+    log.error("challenger %s, declared at run time, is left out: %s", name, exc)
