@@ -247,9 +247,11 @@ def test_a_run_time_declaration_that_cannot_start_is_left_out_and_the_learner_go
     restarted.arm_configs = declared
     restarted.adopt(_restored(run.state, settings))
     assert restarted.arms is not None and restarted.arms.names == ("a",) and arm(restarted, "a").learned == 400
-    only_bad = (parse_challenger("x:exclude=Month,start=champion"),)
-    run.state.declare_arms(only_bad)
+    only_bad = (parse_challenger("x:exclude=Month,start=champion"), parse_challenger("y:kind=pa,start=champion"))
+    with caplog.at_level(logging.ERROR):
+        run.state.declare_arms(only_bad)
     assert run.state.arms is None  # nothing left to run: a learner without challengers
+    assert "challenger y starts from the champion but is another kind of model" in caplog.text
     with pytest.raises(ConfigError, match="selects other features"):
         LearnerState.fresh(spec_from_settings(settings), Settings(engine="river", challengers=[only_bad[0].describe()]))
 

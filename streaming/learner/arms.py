@@ -291,9 +291,10 @@ class Challengers:
     ) -> Arm:
         if config.start == "champion":
             if spec.structure() != champion_spec.structure():
+                other = "is another kind of model" if spec.kind != champion_spec.kind else "selects other features"
                 raise ConfigError(
-                    f"challenger {config.name} starts from the champion but selects other features; "
-                    "start it cold (start=cold) or keep the champion's features"
+                    f"challenger {config.name} starts from the champion but {other}; "
+                    "start it cold (start=cold) or keep the champion's kind and features"
                 )
             try:
                 model = restore_model(spec, champion.dump_state(), engine)
