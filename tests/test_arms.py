@@ -256,6 +256,56 @@ def test_a_run_time_declaration_that_cannot_start_is_left_out_and_the_learner_go
         LearnerState.fresh(spec_from_settings(settings), Settings(engine="river", challengers=[only_bad[0].describe()]))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_challenger_starts_from_a_stored_version_and_learns_on_as_a_plain_river_loop(shop_events, engine, caplog):
+    """``start=version:N`` (a rebuild's branch head, say), declared at run time: the arm starts with version N's model
+    (not the champion's), then learns as a plain river loop that learned version N's events and then the arm's; a
+    version that cannot be read, or of other features, or no store at hand, leaves the challenger out with the
+    reason; the settings refuse a version number."""
+    from streaming.config import parse_challenger
+    from streaming.errors import VersionNotFoundError
+    from streaming.model import ModelSpec
+
+    settings = Settings(engine=engine)
+    branch = Run(settings).feed([("events", encode_event(e)) for e in shop_events[:300]])  # version 7: 300 events
+    encoded = EncodedSnapshot.of(branch.state.capture().document())
+    stored = decode_snapshot(encoded.blob, encoded.sha256, packed_weights=True)  # (as the learner's store reads it)
+
+    def load(number: int) -> tuple[ModelSpec, dict]:
+        if number != 7:
+            raise VersionNotFoundError(f"version {number} is not stored")
+        return ModelSpec.from_dict(stored.spec), stored.model
+
+    live = Run(settings).feed([("events", encode_event(e)) for e in shop_events[600:700]])  # another history
+    live.state.load_version = load
+    live.state.declare_arms((parse_challenger("b:start=version:7"),))
+    plain = plain_river_pipeline(0.01)
+    for event in shop_events[:300]:
+        plain.learn_one(contract_features(event), event.label)
+    assert arm(live.state, "b").started == {"from": "version", "version": 7}
+    assert arm_state(live.state, "b") == river_state(plain) != model_state(live.state)
+    live.feed([("events", encode_event(e)) for e in shop_events[300:600]])
+    for event in shop_events[300:600]:
+        plain.learn_one(contract_features(event), event.label)
+    assert arm_state(live.state, "b") == river_state(plain) and arm(live.state, "b").learned == 300
+
+    cannot = ("c:start=version:8", "d:exclude=Month,start=version:7")
+    with caplog.at_level(logging.ERROR):
+        live.state.declare_arms((parse_challenger("b:start=version:7"), *map(parse_challenger, cannot)))
+        assert live.state.arms is not None and live.state.arms.names == ("b",)  # b goes on as it was
+        live.state.load_version = None
+        live.state.declare_arms((parse_challenger("e:start=version:7"),))
+    assert live.state.arms is None
+    assert "challenger c starts from version 8, which cannot be read: version 8 is not stored" in caplog.text
+    assert "challenger d starts from version 7, a model of" in caplog.text and "as the version's" in caplog.text
+    assert "challenger e starts from version 7, but no version store is at hand here" in caplog.text
+    with pytest.raises(ValueError, match="declare it at run time"):
+        Settings(challengers=["b:start=version:7"])
+    for wrong in ("b:start=version:0", "b:start=version:x", "b:start=version:"):
+        with pytest.raises(ValueError, match="start is cold, champion or version:N"):
+            parse_challenger(wrong)
+
+
 def test_a_learner_without_challengers_writes_the_blob_it_always_wrote():
     state = SnapshotState(spec={"kind": "k"}, model={}, metrics={}, counters={})
     assert "arms" not in unpack(encode_snapshot(state))

@@ -127,6 +127,12 @@ def test_challengers_declared_at_run_time_and_an_operators_promotion_checks_the_
     added = livelearn(settings, "challengers", "add", "fast:lr=0.05", "--reason", "try a faster rate")
     assert added.returncode == 0, added.stderr
     wait_for(lambda: "fast" in ((status_of(settings) or {}).get("arms") or {}), 30, "the learner to start fast")
+    store = store_for(settings)
+    base = store.meta(store.head())  # a version (a rebuild's branch head, say) a challenger starts from
+    branch = f"branch:start=version:{base.number}"
+    added = livelearn(settings, "challengers", "add", branch, "--reason", "the branch head, live in shadow")
+    assert added.returncode == 0, added.stderr
+    wait_for(lambda: "branch" in ((status_of(settings) or {}).get("arms") or {}), 30, "the learner to start branch")
     produce(settings, events[1500:])
     status = at_end(settings, len(events))
     learned_by_fast = status["arms"]["fast"]["learned"]
@@ -138,21 +144,28 @@ def test_challengers_declared_at_run_time_and_an_operators_promotion_checks_the_
         (("add", "bad:lr=x", "--reason", "typo"), "lr must be a number"),
         (("remove", "nosuch", "--reason", "typo"), "no challenger nosuch"),
         (("promote", "nosuch", "--reason", "typo"), "no arm 'nosuch'"),
+        (("add", "x:start=version:9999", "--reason", "typo"), "version 9999 is not stored"),
+        (("add", f"x:exclude=Month,start=version:{base.number}", "--reason", "typo"), "as the version's"),
     ):
         wrong = livelearn(settings, "challengers", *args)
         assert wrong.returncode != 0 and says in wrong.stderr, (args, wrong.stderr)
-    store = store_for(settings)
-    wait_for(lambda: store.meta(store.head()).extra.get("arms", {}).get("fast"), 30, "a version holding fast")
+    wait_for(lambda: store.meta(store.head()).extra.get("arms", {}).get("branch"), 30, "a version holding branch")
     learner.terminate()
     _meta, state = store.load(store.head())
     # it learned the events after it started, each before learning it, as a plain loop over them would
     assert learned(state.arms["fast"]["model"]) == plain(events[len(events) - state.arms["fast"]["learned"] :], 0.05)
+    # the branch head's challenger: the version's events, then the ones it learned itself, as one plain loop
+    assert 0 < state.arms["branch"]["learned"] <= 1500 and 0 < base.model_events_learned <= 1500
+    after = events[len(events) - state.arms["branch"]["learned"] :]
+    assert state.arms["branch"]["started"] == {"from": "version", "version": base.number}
+    assert learned(state.arms["branch"]["model"]) == plain(events[: base.model_events_learned] + after, 0.01)
     removed = livelearn(settings, "challengers", "remove", "fast", "--reason", "seen enough")
     assert removed.returncode == 0, removed.stderr
     reset = livelearn(settings, "challengers", "reset", "--reason", "back to the settings")
     assert reset.returncode == 0, reset.stderr
     actions = [e.action for e in read_audit(store.client, store.keys)]
     assert [a for a in actions if a.startswith("challenger")] == [
+        "challenger_add",
         "challenger_add",
         "challenger_remove",
         "challengers_reset",

@@ -22,6 +22,7 @@ from streaming.cli.versions import actor_or_default
 
 if TYPE_CHECKING:
     from snapshotter.challengers import ArmControl
+    from streaming.config import ChallengerConfig, Settings
 
 __all__ = ["add", "promote", "register", "remove", "reset"]
 
@@ -61,9 +62,37 @@ def add(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="DECLARATION") from None
     control = _control(config, model, redis_url)
+    if parsed.start_version is not None:
+        _check_start_version(control, parsed, settings_from(config, model, redis_url=redis_url))
     seed = _seed(config, model, redis_url)
     control.declare("add", parsed.name, parsed.describe(), seed=seed, actor=actor_or_default(actor), reason=reason)
     console.print(f"challenger {parsed.describe()} added; declared now: {', '.join(control.declared() or {})}")
+
+
+def _check_start_version(control: ArmControl, parsed: ChallengerConfig, settings: Settings) -> None:
+    """``start=version:N``: the version is stored and its model is of the declared kind and features (as the learner
+    checks again when it starts the challenger: a version removed meanwhile leaves it out, logged)."""
+    import dataclasses
+
+    from streaming.errors import VersionNotFoundError
+    from streaming.learner.state import spec_from_settings
+    from streaming.model import ModelSpec
+
+    number = parsed.start_version
+    try:
+        meta = control.store.meta(number or 0)
+    except VersionNotFoundError:
+        raise typer.BadParameter(
+            f"start=version:{number}: version {number} is not stored", param_hint="DECLARATION"
+        ) from None
+    declared = dataclasses.replace(spec_from_settings(settings), **parsed.overrides).structure()
+    stored = ModelSpec.from_dict(meta.spec).structure()
+    if declared != stored:
+        raise typer.BadParameter(
+            f"start=version:{number}: version {number} is a model of {stored}, the challenger is declared as "
+            f"{declared}; declare its kind and features as the version's",
+            param_hint="DECLARATION",
+        )
 
 
 def remove(

@@ -12,7 +12,9 @@ once; a key not given is the champion's:
 ``include`` / ``exclude``
     Features the challenger learns only / ignores, ``|``-separated (``exclude=Month|Weekend``).
 ``start``
-    ``cold`` (default: nothing learned) or ``champion`` (the champion's model as it is when the challenger starts).
+    ``cold`` (default: nothing learned), ``champion`` (the champion's model as it is when the challenger starts), or
+    ``version:N`` (stored version N's model — a rebuild's branch head, say —; declared at run time only, with
+    ``livelearn challengers add``: a version number belongs to one store, not to the settings).
 ``kind``
     ``logistic_regression``, or river's ``pa`` (passive-aggressive), ``alma`` or ``gaussian_nb`` behind the same front
     (:mod:`streaming.classifiers`).
@@ -34,7 +36,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 __all__ = ["BASE", "CHAMPION", "ChallengerConfig", "parse_challenger", "parse_challengers"]
 
@@ -43,6 +45,7 @@ CHAMPION = "champion"
 #: The arm name of the model the settings describe (the champion until a promotion); never a challenger's name.
 BASE = "base"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_VERSION = re.compile(r"version:[1-9][0-9]{0,17}")
 _KINDS = ("logistic_regression", "pa", "alma", "gaussian_nb")  # (all but the first: streaming.classifiers)
 
 
@@ -56,7 +59,16 @@ class ChallengerConfig:
 
     name: str
     overrides: dict[str, Any]
-    start: Literal["cold", "champion"] = "cold"
+    start: str = "cold"  #: ``cold``, ``champion`` or ``version:N``
+
+    @property
+    def start_version(self) -> int | None:
+        """N of ``start=version:N``, else ``None``.
+
+        >>> parse_challenger("b:start=version:12").start_version, parse_challenger("c").start_version
+        (12, None)
+        """
+        return int(self.start.split(":", 1)[1]) if self.start.startswith("version:") else None
 
     def describe(self) -> str:
         """The declaration written back (``fast:lr=0.05``), in a fixed key order."""
@@ -101,8 +113,8 @@ def _read(key: str, value: str, config: dict[str, Any]) -> None:
             raise ValueError(f"kind {value!r} is not one the engines build; supported: {', '.join(_KINDS)}")
         config["overrides"]["kind"] = value
     elif key == "start":
-        if value not in ("cold", "champion"):
-            raise ValueError(f"start is cold or champion, not {value!r}")
+        if value not in ("cold", "champion") and not _VERSION.fullmatch(value):
+            raise ValueError(f"start is cold, champion or version:N (a stored version's number), not {value!r}")
         config["start"] = value
     else:
         raise ValueError(f"unknown key {key!r}; use lr, l2, include, exclude, start or kind")
@@ -164,6 +176,11 @@ def parse_challengers(texts: Iterable[str]) -> tuple[ChallengerConfig, ...]:
     configs: list[ChallengerConfig] = []
     for text in texts:
         config = parse_challenger(text)
+        if config.start_version is not None:
+            raise ValueError(
+                f"challenger {text!r}: start={config.start} names a stored version: declare it at run time "
+                "(livelearn challengers add), not in the settings"
+            )
         if any(other.name == config.name for other in configs):
             raise ValueError(f"two challengers are named {config.name!r}; name each (NAME:KEY=VALUE,...)")
         configs.append(config)

@@ -57,7 +57,7 @@ from monitor.rolling import RollingMean
 from snapshotter.codec import Packed, pack, unpack
 from streaming.config import BASE, ChallengerConfig, ChallengerSettings
 from streaming.engines import LearningModel, new_model, restore_model
-from streaming.errors import ConfigError, ModelSpecMismatchError, SnapshotCorruptError
+from streaming.errors import ConfigError, ModelSpecMismatchError, SnapshotCorruptError, SnapshotError
 from streaming.kernel import S_COMPARED, S_RESUM
 from streaming.vocabulary import ModelSpec
 
@@ -68,6 +68,10 @@ __all__ = ["BASE", "QUEUED", "Arm", "Challengers", "declaration_of"]
 QUEUED = 256
 
 log = logging.getLogger(__name__)
+
+#: Reads a stored version's model for ``start=version:N``: ``number`` -> (its spec, its model's state); raises
+#: :class:`~streaming.errors.SnapshotError` (missing, corrupt) when it cannot.
+LoadVersion = Callable[[int], tuple[ModelSpec, dict[str, Any]]]
 
 
 @dataclasses.dataclass
@@ -196,13 +200,14 @@ class Challengers:
         champion_name: str = BASE,
         base_spec: ModelSpec | None = None,
         leave_out: Callable[[str, ConfigError], None] | None = None,
+        load_version: LoadVersion | None = None,
     ) -> Challengers:
         """The declared challengers (``configs``, else the settings'; the champion's own name skipped), each its
         declaration over ``base_spec`` (the settings' model; ``None``: ``champion_spec``) — so a declaration means the
         same model after a promotion as before —, each restored
         from ``stored`` (a version's ``arms``) when it holds one declared the same way, else started as declared:
-        ``cold`` (nothing learned) or from ``champion`` as it is now; then a former champion ``stored`` in its
-        cool-down.
+        ``cold`` (nothing learned), from ``champion`` as it is now, or from a stored version's model (``version:N``,
+        read by ``load_version``); then a former champion ``stored`` in its cool-down.
 
         A stored arm no longer declared is not carried on (the version keeps it); a declaration that changed starts
         its arm again. ``start=champion`` needs the champion's feature selection (else :class:`ConfigError`; with
@@ -221,7 +226,9 @@ class Challengers:
             if doc is not None:
                 log.warning("challenger %s is declared differently now: starts again (%s)", config.name, config.start)
             try:
-                arms.append(cls._begin(config, spec, champion_spec, champion, parent=parent, **build))
+                arms.append(
+                    cls._begin(config, spec, champion_spec, champion, parent=parent, load_version=load_version, **build)
+                )
             except ConfigError as exc:
                 if leave_out is None:
                     raise
@@ -288,7 +295,13 @@ class Challengers:
         window: int,
         parent: int | None,
         engine: str | None,
+        load_version: LoadVersion | None,
     ) -> Arm:
+        number = config.start_version
+        if number is not None:
+            model = cls._from_version(config, spec, number, load_version, engine)
+            started = {"from": "version", "version": number}
+            return Arm(config, spec, model, RollingMean(window), cls._comparison(settings), started)
         if config.start == "champion":
             if spec.structure() != champion_spec.structure():
                 other = "is another kind of model" if spec.kind != champion_spec.kind else "selects other features"
@@ -304,6 +317,25 @@ class Challengers:
             model = new_model(spec, engine)
         started = {"from": config.start, "version": parent if config.start == "champion" else None}
         return Arm(config, spec, model, RollingMean(window), cls._comparison(settings), started)
+
+    @staticmethod
+    def _from_version(
+        config: ChallengerConfig, spec: ModelSpec, number: int, load_version: LoadVersion | None, engine: str | None
+    ) -> LearningModel:
+        """Version ``number``'s model with the challenger's spec (its kind and features must be the version's)."""
+        where = f"challenger {config.name} starts from version {number}"
+        if load_version is None:
+            raise ConfigError(f"{where}, but no version store is at hand here")
+        try:
+            stored_spec, state = load_version(number)
+        except SnapshotError as exc:
+            raise ConfigError(f"{where}, which cannot be read: {exc}") from None
+        if stored_spec.structure() != spec.structure():
+            raise ConfigError(
+                f"{where}, a model of {stored_spec.structure()}, but is declared as {spec.structure()}; declare its "
+                "kind and features as the version's"
+            )
+        return restore_model(spec, state, engine)
 
     # -- promotion ------------------------------------------------------------------------------------
     def promote(

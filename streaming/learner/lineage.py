@@ -125,6 +125,12 @@ class Lineage:
             log.info("the label join of version %d goes on from the rollback to version %d", number, restored)
         return join
 
+    def version_model(self, number: int) -> tuple[ModelSpec, dict[str, Any]]:
+        """Stored version ``number``'s spec and model state (a challenger declared ``start=version:N`` starts from it);
+        a :class:`~streaming.errors.SnapshotError` when it is missing or unreadable."""
+        _meta, snapshot = self.store.load(number, packed_weights=True)
+        return ModelSpec.from_dict(snapshot.spec), snapshot.model
+
     def _resume_point(self, epoch: int) -> ResumePoint | None:
         """The rollback record that made lineage ``epoch`` (``offsets`` consumed, ``from`` version), if any."""
         point = self.store.resume_point()
@@ -133,6 +139,7 @@ class Lineage:
     def activate(self, control: LineageState) -> LearnerState:
         """A state restored from the head, resuming exactly where it stopped (or after a discarded range)."""
         state = LearnerState.fresh(self.spec, self.settings)
+        state.load_version = self.version_model
         state.arm_configs = self._declared(control)
         self._restore(state, control, activation=True)
         self.follow_arms(state, control)  # a promotion decided while no learner was active: applied now

@@ -18,7 +18,7 @@ from snapshotter.codec import Packed, SnapshotState, VersionMeta, pack, unpack
 from snapshotter.status import MetricSample
 from streaming.config import BASE, ChallengerConfig, ChallengerSettings, ModelSettings, Settings
 from streaming.engines import LearningModel, configure, new_model
-from streaming.learner.arms import Challengers
+from streaming.learner.arms import Challengers, LoadVersion
 from streaming.learner.dedupe import RecentIds
 from streaming.learner.join import LabelJoin, LearnedOrder
 from streaming.learner.restore import Restored
@@ -114,6 +114,8 @@ class LearnerState:
     arm_configs: tuple[ChallengerConfig, ...] | None = None  # challengers declared at run time (None: the settings')
     arm_window: int = 1000  # each arm's rolling window (the champion's)
     base_spec: ModelSpec | None = None  # the settings' model: challengers are declared over it (None: ``spec``)
+    #: reads a stored version's model, for a challenger declared ``start=version:N`` (the learner's store; None: none)
+    load_version: LoadVersion | None = None
     pending_promotion: dict[str, Any] | None = None  # a promotion applied: recorded in the next snapshot's metadata
 
     @property
@@ -272,6 +274,7 @@ class LearnerState:
             champion_name=self.arm_name,
             base_spec=self.base_spec,
             leave_out=_left_out if run_time else None,
+            load_version=self.load_version,
         )
         self.arms = arms if arms.arms else None
 
