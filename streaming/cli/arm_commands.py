@@ -85,6 +85,12 @@ def _check_start_version(control: ArmControl, parsed: ChallengerConfig, settings
         raise typer.BadParameter(
             f"start=version:{number}: version {number} is not stored", param_hint="DECLARATION"
         ) from None
+    incident = control.store.quarantined().get(number or 0)
+    if incident is not None:
+        console.print(
+            f"[yellow]version {number} is quarantined by incident {incident}: the challenger starts from a "
+            "model the guard set aside[/yellow]"
+        )
     declared = dataclasses.replace(spec_from_settings(settings), **parsed.overrides).structure()
     stored = ModelSpec.from_dict(meta.spec).structure()
     if declared != stored:

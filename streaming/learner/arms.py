@@ -335,7 +335,10 @@ class Challengers:
                 f"{where}, a model of {stored_spec.structure()}, but is declared as {spec.structure()}; declare its "
                 "kind and features as the version's"
             )
-        return restore_model(spec, state, engine)
+        try:
+            return restore_model(spec, state, engine)
+        except (SnapshotError, ModelSpecMismatchError, KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}, whose model this engine cannot restore: {exc}") from None
 
     # -- promotion ------------------------------------------------------------------------------------
     def promote(
