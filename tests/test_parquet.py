@@ -37,6 +37,16 @@ def test_the_dataset_as_parquet_gives_the_csvs_events_and_the_same_model(tmp_pat
     assert models[0] == models[1]  # (a double column's 0.0 where the CSV says 0: the same floats learned)
 
 
+def test_a_label_or_boolean_column_stored_as_doubles_reads_as_its_0_and_1(tmp_path):
+    rows = pyarrow.csv.read_csv(DATASET_PATH).slice(0, 300)
+    for column in ("Revenue", "Weekend"):
+        index = rows.schema.get_field_index(column)
+        rows = rows.set_column(index, column, rows.column(column).cast(pa.float64()))
+    doubles = as_parquet(rows, tmp_path / "doubles.parquet")
+    events = list(read_events(doubles))
+    assert events == list(read_events(DATASET_PATH, limit=300)) and any(e.label for e in events)
+
+
 def test_a_bad_parquet_file_is_one_line_naming_what_to_fix(tmp_path):
     rows = pyarrow.csv.read_csv(DATASET_PATH).slice(0, 20)
     missing = as_parquet(rows.drop_columns(["Revenue"]), tmp_path / "missing.parquet")

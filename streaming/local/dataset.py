@@ -182,13 +182,15 @@ def _as_text(name: str, value: Any) -> str:
     """A Parquet value as the CSV would hold it: a boolean ``true``/``false``, a number as Python writes it (``repr``:
     a float keeps its ``.``, so it stays a float), a string as it is, a null as an empty cell.
 
-    >>> [_as_text("x", v) for v in (True, 3, 0.0, 64.5, "Feb", None)]
-    ['true', '3', '0.0', '64.5', 'Feb', '']
+    >>> [_as_text("x", v) for v in (True, 3, 0.0, 64.5, "Feb", None)], _as_text("Revenue", 1.0)
+    (['true', '3', '0.0', '64.5', 'Feb', ''], '1')
     """
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and (name == LABEL_COLUMN or name in _BOOLEAN):
+        return str(int(value))  # a 0/1 column stored as doubles (a null among them made it so): "1" is true
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
