@@ -4,6 +4,7 @@ and a model learned over them the same bits; a bad file is one clear error namin
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def test_a_label_or_boolean_column_stored_as_doubles_reads_as_its_0_and_1(tmp_pa
     doubles = as_parquet(rows, tmp_path / "doubles.parquet")
     events = list(read_events(doubles))
     assert events == list(read_events(DATASET_PATH, limit=300)) and any(e.label for e in events)
+    as_csv = tmp_path / "doubles.csv"  # the same doubles as CSV text ("1.0", "0.0", as pandas writes them)
+    with as_csv.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(rows.column_names)
+        writer.writerows([repr(v) if isinstance(v, float) else v for v in row.values()] for row in rows.to_pylist())
+    assert ",1.0," in as_csv.read_text() and list(read_events(as_csv)) == events
 
 
 def test_a_bad_parquet_file_is_one_line_naming_what_to_fix(tmp_path):
@@ -66,6 +73,13 @@ def test_a_bad_parquet_file_is_one_line_naming_what_to_fix(tmp_path):
     nulls = rows.set_column(rows.schema.get_field_index("BounceRates"), "BounceRates", pa.nulls(20, pa.float64()))
     with pytest.raises(InputError, match="row 1: column BounceRates holds '', not a number"):  # a null: an empty cell
         list(read_events(as_parquet(nulls, tmp_path / "nulls.parquet")))
+
+    footer = tmp_path / "footer.parquet"  # the footer's length zeroed: pyarrow's message spans lines
+    good = (tmp_path / "missing.parquet").read_bytes()
+    footer.write_bytes(good[:-8] + b"\0\0\0\0" + good[-4:])
+    with pytest.raises(InputError, match="is not a readable Parquet file") as raised:
+        check_columns(footer)
+    assert "\n" not in str(raised.value)
 
     cut = tmp_path / "cut.parquet"
     cut.write_bytes((tmp_path / "missing.parquet").read_bytes()[:200])  # starts as Parquet, ends nowhere

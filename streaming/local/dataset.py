@@ -59,6 +59,21 @@ _BASE_TS_MS = 1_546_300_800_000  # 2019-01-01T00:00:00Z; one second between sess
 _PARQUET_MAGIC = b"PAR1"
 
 
+def _truthy(text: str) -> bool:
+    """A boolean cell: ``true``, ``yes`` or a number equal to 1 (``1``, ``1.0``: a 0/1 column a null made floats).
+
+    >>> [_truthy(t) for t in ("TRUE", "yes", "1", "1.0", "0", "0.0", "False", "", "2")]
+    [True, True, True, True, False, False, False, False, False]
+    """
+    cell = text.strip().lower()
+    if cell in _TRUE:
+        return True
+    try:
+        return float(cell) == 1.0
+    except ValueError:
+        return False
+
+
 def _number(text: str) -> int | float:
     value = float(text)
     return int(value) if value.is_integer() and "." not in text else value
@@ -73,13 +88,13 @@ def row_to_event(row: dict[str, str], index: int) -> Event:
         if name in _CATEGORICAL:
             features[name] = text
         elif name in _BOOLEAN:
-            features[name] = text.strip().lower() in _TRUE
+            features[name] = _truthy(text)
         else:
             try:
                 features[name] = _number(text)
             except ValueError:
                 raise ValueError(f"column {name} holds {text!r}, not a number") from None
-    label = row[LABEL_COLUMN].strip().lower() in _TRUE if LABEL_COLUMN in row else None
+    label = _truthy(row[LABEL_COLUMN]) if LABEL_COLUMN in row else None
     return Event(
         event_id=f"session-{index:06d}",
         ts=_BASE_TS_MS + index * 1000,
@@ -154,7 +169,9 @@ def _parquet(path: str | Path) -> Any:
     try:
         return pyarrow.parquet.ParquetFile(path)
     except (OSError, pyarrow.ArrowException) as exc:
-        raise InputError(f"{path} is not a readable Parquet file ({exc}); pass a Parquet or CSV file") from None
+        raise InputError(
+            f"{path} is not a readable Parquet file ({_one_line(exc)}); pass a Parquet or CSV file"
+        ) from None
 
 
 def _read_parquet(path: str | Path, limit: int | None, repeat: int) -> Iterator[Event]:
@@ -173,24 +190,27 @@ def _read_parquet(path: str | Path, limit: int | None, repeat: int) -> Iterator[
                     yield row_to_event({name: _as_text(name, value) for name, value in values.items()}, index)
                     index += 1
         except (OSError, pyarrow.ArrowException) as exc:  # (before ValueError: ArrowInvalid is one)
-            raise InputError(f"{path} row {row_number + 1}: unreadable ({exc})") from None
+            raise InputError(f"{path} row {row_number + 1}: unreadable ({_one_line(exc)})") from None
         except ValueError as exc:  # (a value of another kind, a number that is not one)
             raise InputError(f"{path} row {row_number}: {exc}; fix that row") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's text on one line (pyarrow's may span several)."""
+    return " ".join(str(exc).split())
 
 
 def _as_text(name: str, value: Any) -> str:
     """A Parquet value as the CSV would hold it: a boolean ``true``/``false``, a number as Python writes it (``repr``:
     a float keeps its ``.``, so it stays a float), a string as it is, a null as an empty cell.
 
-    >>> [_as_text("x", v) for v in (True, 3, 0.0, 64.5, "Feb", None)], _as_text("Revenue", 1.0)
-    (['true', '3', '0.0', '64.5', 'Feb', ''], '1')
+    >>> [_as_text("x", v) for v in (True, 3, 0.0, 64.5, "Feb", None)]
+    ['true', '3', '0.0', '64.5', 'Feb', '']
     """
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and (name == LABEL_COLUMN or name in _BOOLEAN):
-        return str(int(value))  # a 0/1 column stored as doubles (a null among them made it so): "1" is true
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
