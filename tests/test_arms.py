@@ -240,7 +240,7 @@ def test_a_run_time_declaration_that_cannot_start_is_left_out_and_the_learner_go
     with caplog.at_level(logging.ERROR):
         run.state.declare_arms(declared)
     assert run.state.arms is not None and run.state.arms.names == ("a",)
-    assert "challenger x, declared at run time, is left out: challenger x starts from the champion" in caplog.text
+    assert "challenger x cannot start, left out: challenger x starts from the champion" in caplog.text
     run.feed([("events", encode_event(e)) for e in shop_events[200:400]])
     assert arm(run.state, "a").learned == 400
     restarted = LearnerState.fresh(spec_from_settings(settings), settings)  # a learner after it: the same declarations
@@ -254,6 +254,64 @@ def test_a_run_time_declaration_that_cannot_start_is_left_out_and_the_learner_go
     assert "challenger y starts from the champion but is another kind of model" in caplog.text
     with pytest.raises(ConfigError, match="selects other features"):
         LearnerState.fresh(spec_from_settings(settings), Settings(engine="river", challengers=[only_bad[0].describe()]))
+
+
+def test_the_settings_challengers_brought_back_after_a_promotion_cannot_stop_the_learner(shop_events, caplog):
+    """Valid at the start (``y`` starts from the base champion), the settings' declarations come back at run time
+    (``challengers reset``) after a passive-aggressive challenger was promoted: ``y`` can no longer start from the
+    champion, and is left out, logged; the promoted champion learns on."""
+    settings = Settings(engine="river", challengers=["p:kind=pa", "y:start=champion"])
+    run = Run(settings).feed([("events", encode_event(e)) for e in shop_events[:100]])
+    from streaming.config import parse_challenger
+
+    run.state.declare_arms((parse_challenger("p:kind=pa"),))
+    run.state.promote("p", cooldown=0)
+    with caplog.at_level(logging.ERROR):
+        run.state.declare_arms(None)  # challengers reset: the settings' again
+    assert run.state.arm_name == "p" and "challenger y cannot start, left out" in caplog.text
+    assert "is another kind of model" in caplog.text
+    run.feed([("events", encode_event(e)) for e in shop_events[100:200]])
+
+
+def test_pointing_a_challenger_at_another_version_starts_it_again(shop_events):
+    """Re-declared from version 8 instead of 7 (a newer branch head), with the same spec otherwise, the arm starts
+    again from version 8's model; declared cold again, it starts cold."""
+    from streaming.config import parse_challenger
+    from streaming.model import ModelSpec
+
+    settings = Settings(engine="river")
+    versions = {}
+    for number, end in ((7, 200), (8, 400)):
+        state = Run(settings).feed([("events", encode_event(e)) for e in shop_events[:end]]).state
+        encoded = EncodedSnapshot.of(state.capture().document())
+        snapshot = decode_snapshot(encoded.blob, encoded.sha256, packed_weights=True)
+        versions[number] = (ModelSpec.from_dict(snapshot.spec), snapshot.model, model_state(state))
+    live = Run(settings).feed([("events", encode_event(e)) for e in shop_events[:50]])
+    live.state.load_version = lambda number: versions[number][:2]
+    for declaration, expected in (("b:start=version:7", 7), ("b:start=version:8", 8), ("b:start=version:8", 8)):
+        live.state.declare_arms((parse_challenger(declaration),))
+        assert arm(live.state, "b").started == {"from": "version", "version": expected}
+        assert arm_state(live.state, "b") == versions[expected][2]
+    live.feed([("events", encode_event(e)) for e in shop_events[400:450]])
+    live.state.declare_arms((parse_challenger("b:start=version:8"),))  # declared as it is: goes on
+    assert arm(live.state, "b").learned == 50
+    live.state.declare_arms((parse_challenger("b"),))
+    assert arm(live.state, "b").started["from"] == "cold" and arm(live.state, "b").learned == 0
+
+
+def test_a_stored_version_with_an_unreadable_spec_is_a_snapshot_error_not_a_crash():
+    """``Lineage.version_model`` over a blob whose spec does not parse: a ``SnapshotCorruptError`` (the arm is left
+    out), never the ``KeyError``/``TypeError`` of the parsing."""
+    import types
+
+    from streaming.errors import SnapshotCorruptError
+    from streaming.learner.lineage import Lineage
+
+    for spec in ({}, {"learning_rate": "fast"}, [1, 2], {"kind": "logistic_regression", "features_include": None}):
+        snapshot = SnapshotState(spec=spec, model={}, metrics={}, counters={})  # type: ignore[arg-type]
+        holder = types.SimpleNamespace(store=types.SimpleNamespace(load=lambda n, s=snapshot, **_: (None, s)))
+        with pytest.raises(SnapshotCorruptError, match="model spec is unreadable"):
+            Lineage.version_model(holder, 7)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -329,7 +387,7 @@ def test_a_learner_without_challengers_writes_the_blob_it_always_wrote():
         (["fast:speed=2"], "unknown key 'speed'"),
         (["fast:lr=0.1,lr=0.2"], "lr given twice"),
         (["fast:kind=hoeffding_tree"], "not one the engines build"),
-        (["fast:start=warm"], "start is cold or champion"),
+        (["fast:start=warm"], "start is cold, champion or version:N"),
         (["fast:exclude=a||b"], "feature names separated by |"),
         (["champion:lr=0.1"], "names the serving arm"),
         (["a:lr=0.1", "a:lr=0.2"], "two challengers are named 'a'"),

@@ -92,7 +92,12 @@ def _check_start_version(control: ArmControl, parsed: ChallengerConfig, settings
             "model the guard set aside[/yellow]"
         )
     declared = dataclasses.replace(spec_from_settings(settings), **parsed.overrides).structure()
-    stored = ModelSpec.from_dict(meta.spec).structure()
+    try:
+        stored = ModelSpec.from_dict(meta.spec).structure()
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise typer.BadParameter(
+            f"start=version:{number}: version {number}'s model spec is unreadable ({exc!r})", param_hint="DECLARATION"
+        ) from None
     if declared != stored:
         raise typer.BadParameter(
             f"start=version:{number}: version {number} is a model of {stored}, the challenger is declared as "

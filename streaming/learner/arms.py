@@ -219,7 +219,7 @@ class Challengers:
         for config in declared:
             spec = dataclasses.replace(base_spec or champion_spec, **config.overrides)
             doc = stored.get(config.name)
-            if isinstance(doc, dict) and doc.get("spec") == spec.to_dict():
+            if isinstance(doc, dict) and doc.get("spec") == spec.to_dict() and _started_as(doc, config):
                 arms.append(arm := cls._restore(config, spec, doc, **build))
                 arm.retire_after = None  # declared: a challenger, even if it served before
                 continue
@@ -579,3 +579,15 @@ class Challengers:
         """Each arm's figures for a version's metadata and the status."""
         self.flush()
         return {arm.name: arm.summary() for arm in self._arms}
+
+
+def _started_as(doc: dict[str, Any], config: ChallengerConfig) -> bool:
+    """Whether a stored arm started as ``config`` declares: an arm started from a version goes on only while it is
+    declared from that same version (pointing a challenger at a newer branch head starts it again), and one declared
+    from a version goes on only if it started from it."""
+    started = doc.get("started") or {}
+    from_version = started.get("from") == "version"
+    number = config.start_version
+    if number is None:
+        return not from_version
+    return from_version and started.get("version") == number

@@ -201,7 +201,7 @@ class LearnerState:
             arm_window=window,
             base_spec=spec,
         )
-        state.start_arms({}, None)
+        state.start_arms({}, None, strict=True)  # (the settings' declarations: a wrong one refuses the start)
         return state
 
     def adopt(self, restored: Restored, join: dict[str, Any] | None = None) -> None:
@@ -256,13 +256,14 @@ class LearnerState:
         if not self.arms.arms:
             self.arms = None
 
-    def start_arms(self, stored: Mapping[str, Any], parent: int | None) -> None:
+    def start_arms(self, stored: Mapping[str, Any], parent: int | None, *, strict: bool = False) -> None:
         """The challengers from here (:meth:`Challengers.start`): those declared (at run time, else in the settings),
         each restored from ``stored`` (a version's ``arms``) when it holds it as declared, and a former champion
-        ``stored`` in its cool-down; ``None`` when there are none (a learner without challengers pays nothing)."""
+        ``stored`` in its cool-down; ``None`` when there are none (a learner without challengers pays nothing). One
+        that cannot start (``start=champion`` with another kind or features than the champion's now, a
+        ``start=version:N`` that is gone) is left out, logged — ``strict`` (the settings', at the start): refused."""
         if self.arm_settings is None:
             return
-        run_time = self.arm_configs is not None  # (declared by an operator: one that cannot start is left out)
         arms = Challengers.start(
             self.arm_settings,
             self.spec,
@@ -273,7 +274,7 @@ class LearnerState:
             configs=self.arm_configs,
             champion_name=self.arm_name,
             base_spec=self.base_spec,
-            leave_out=_left_out if run_time else None,
+            leave_out=None if strict else _left_out,
             load_version=self.load_version,
         )
         self.arms = arms if arms.arms else None
@@ -325,4 +326,4 @@ class LearnerState:
 
 
 def _left_out(name: str, exc: Exception) -> None:
-    log.error("challenger %s, declared at run time, is left out: %s", name, exc)
+    log.error("challenger %s cannot start, left out: %s", name, exc)
