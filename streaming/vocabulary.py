@@ -65,6 +65,8 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+from streaming.errors import SnapshotCorruptError
+
 __all__ = ["OTHER", "ModelSpec", "Vocabulary"]
 
 #: The shared category of a string feature's values beyond its cap.
@@ -151,16 +153,27 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> ModelSpec:
-        return cls(
-            kind=doc["kind"],
-            learning_rate=float(doc["learning_rate"]),
-            l2=float(doc["l2"]),
-            features_include=tuple(doc.get("features_include", ())),
-            features_exclude=tuple(doc.get("features_exclude", ())),
-            max_categories_per_feature=int(doc.get("max_categories_per_feature", cls.max_categories_per_feature)),
-            max_inputs=int(doc.get("max_inputs", cls.max_inputs)),
-            max_vocabulary_bytes=int(doc.get("max_vocabulary_bytes", cls.max_vocabulary_bytes)),
-        )
+        """The spec a snapshot, a version's metadata or a challenger's state stored (:meth:`to_dict`);
+        :class:`~streaming.errors.SnapshotCorruptError` when ``doc`` is no spec.
+
+        >>> ModelSpec.from_dict({"kind": "logistic_regression", "l2": 0})
+        Traceback (most recent call last):
+        ...
+        streaming.errors.SnapshotCorruptError: the stored model spec is unreadable (KeyError: 'learning_rate')
+        """
+        try:
+            return cls(
+                kind=doc["kind"],
+                learning_rate=float(doc["learning_rate"]),
+                l2=float(doc["l2"]),
+                features_include=tuple(doc.get("features_include", ())),
+                features_exclude=tuple(doc.get("features_exclude", ())),
+                max_categories_per_feature=int(doc.get("max_categories_per_feature", cls.max_categories_per_feature)),
+                max_inputs=int(doc.get("max_inputs", cls.max_inputs)),
+                max_vocabulary_bytes=int(doc.get("max_vocabulary_bytes", cls.max_vocabulary_bytes)),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise SnapshotCorruptError(f"the stored model spec is unreadable ({type(exc).__name__}: {exc})") from None
 
     def max_model_bytes(self) -> int:
         """The most bytes the ``model`` of a snapshot takes under these caps (see the module's docstring).

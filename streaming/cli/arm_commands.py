@@ -74,7 +74,7 @@ def _check_start_version(control: ArmControl, parsed: ChallengerConfig, settings
     checks again when it starts the challenger: a version removed meanwhile leaves it out, logged)."""
     import dataclasses
 
-    from streaming.errors import VersionNotFoundError
+    from streaming.errors import SnapshotCorruptError, VersionNotFoundError
     from streaming.learner.state import spec_from_settings
     from streaming.model import ModelSpec
 
@@ -94,10 +94,8 @@ def _check_start_version(control: ArmControl, parsed: ChallengerConfig, settings
     declared = dataclasses.replace(spec_from_settings(settings), **parsed.overrides).structure()
     try:
         stored = ModelSpec.from_dict(meta.spec).structure()
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise typer.BadParameter(
-            f"start=version:{number}: version {number}'s model spec is unreadable ({exc!r})", param_hint="DECLARATION"
-        ) from None
+    except SnapshotCorruptError as exc:
+        raise typer.BadParameter(f"start=version:{number}: {exc}", param_hint="DECLARATION") from None
     if declared != stored:
         raise typer.BadParameter(
             f"start=version:{number}: version {number} is a model of {stored}, the challenger is declared as "

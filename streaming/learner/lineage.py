@@ -35,7 +35,7 @@ from snapshotter.connection import redact_url
 from snapshotter.incidents import NEW_NORMAL
 from snapshotter.store import ResumePoint, VersionStore
 from streaming.config import ChallengerConfig, Settings, parse_challenger
-from streaming.errors import SnapshotCorruptError, SnapshotError, StoreLostError
+from streaming.errors import SnapshotError, StoreLostError
 from streaming.learner.analysis import AutoPolicy
 from streaming.learner.lineage_watch import LineageState
 from streaming.learner.numbering import UNRECORDED, committed_number, last_recorded
@@ -129,10 +129,7 @@ class Lineage:
         """Stored version ``number``'s spec and model state (a challenger declared ``start=version:N`` starts from it);
         a :class:`~streaming.errors.SnapshotError` when it is missing or unreadable."""
         _meta, snapshot = self.store.load(number, packed_weights=True)
-        try:
-            return ModelSpec.from_dict(snapshot.spec), snapshot.model
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise SnapshotCorruptError(f"version {number}'s model spec is unreadable ({exc!r})") from None
+        return ModelSpec.from_dict(snapshot.spec), snapshot.model
 
     def _resume_point(self, epoch: int) -> ResumePoint | None:
         """The rollback record that made lineage ``epoch`` (``offsets`` consumed, ``from`` version), if any."""
