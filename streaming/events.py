@@ -424,6 +424,7 @@ class EventDecoder:
 
     def __init__(self, fmt: EventFormat, limits: EventLimits, *, labels: bool = False) -> None:
         self.fmt, self.limits, self.labels = fmt, limits, labels
+        self._longest = limits.max_string_length  # (read for every event)
         self._typed: Callable[[bytes], Any] | None = (
             None if fmt != "msgpack" else msgspec.msgpack.Decoder(_document_type(limits)).decode
         )
@@ -459,7 +460,7 @@ class EventDecoder:
         # (the names are checked here: msgspec reads a key with a length bound about twice as slowly as the whole rest)
         if "" in features:
             return None
-        longest = self.limits.max_string_length
+        longest = self._longest
         for name, value in features.items():
             if len(name) > longest:
                 return None
