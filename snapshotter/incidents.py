@@ -7,6 +7,12 @@ began). One script then records the incident, **quarantines** every version writ
 with force), **freezes** learning (scoring goes on) and **rolls the lineage back** to the newest stable
 version written before the change point. While the incident is open no version is stable. When the data
 is back to normal, :meth:`Incidents.close` records the end and resumes learning.
+
+Each incident's **range** — the offsets of the events topic the lineage did not learn because of it — is kept for
+good (``incident_ranges``; :meth:`Incidents.range`): from its target's offsets (the lineage went back there; with no
+target, from where it held) to where learning went on, recorded by the close that the learner's watch made, or, for
+an operator's close, by the active learner as it goes on learning (:meth:`Incidents.release`). ``livelearn rebuild
+--exclude incident:N`` skips it.
 """
 
 from __future__ import annotations
@@ -16,13 +22,13 @@ import json
 import time
 from typing import Any
 
-from snapshotter.codec import VersionMeta, pack
-from snapshotter.control import ControlPlane, run_script
+from snapshotter.codec import VersionMeta, pack, unpack
+from snapshotter.control import ControlPlane, Offsets, run_script
 from snapshotter.scripts import CLOSE_INCIDENT, OPEN_INCIDENT, RELEASE, bind, refusal_error
 from snapshotter.store import VersionStore
-from streaming.errors import HeadMovedError, ScriptRefusal
+from streaming.errors import HeadMovedError, IncidentRangeError, ScriptRefusal
 
-__all__ = ["NEW_NORMAL", "Incidents", "OpenedIncident", "position_of"]
+__all__ = ["NEW_NORMAL", "IncidentRange", "Incidents", "OpenedIncident", "position_of"]
 
 #: The cause recorded when learning goes on after an operator closed an incident (its shifted data the new normal);
 #: the monitor gives the model a cooldown's worth of events from there to learn it.
@@ -39,6 +45,30 @@ class OpenedIncident:
     id: int
     target: int | None  # the version the lineage went back to (None: no stable version before the shift)
     quarantined: list[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class IncidentRange:
+    """The offsets the lineage did not learn because of one incident: per topic and partition, ``start`` (included)
+    to ``end`` (not included).
+
+    >>> IncidentRange(3, {"shop": {"0": 1200}}, {"shop": {"0": 2750}}).spans()
+    [('shop', 0, 1200, 2749)]
+    """
+
+    incident: int
+    start: Offsets
+    end: Offsets
+
+    def spans(self) -> list[tuple[str, int, int, int]]:
+        """``(topic, partition, first, last)`` (both included) of every partition where it skipped something."""
+        out = []
+        for topic, parts in sorted(self.end.items()):
+            for partition, end in sorted(parts.items(), key=lambda item: int(item[0])):
+                first = int(self.start.get(topic, {}).get(partition, 0))
+                if end > first:
+                    out.append((topic, int(partition), first, int(end) - 1))
+        return out
 
 
 class Incidents:
@@ -81,6 +111,10 @@ class Incidents:
             before = [m.number for m in versions if m.number in stable and position_of(m) <= change_point]
             target = before[-1] if before else fallback
             point = self.control.consumed(head, consumed, counters)
+            held_from = point.offsets
+            if target is not None:  # the lineage goes back there: it learns nothing from there on
+                known = {m.number: m for m in versions}
+                held_from = (known[target] if target in known else self.store.meta(target)).offsets
             try:
                 incident_id = run_script(
                     self._open,
@@ -102,6 +136,7 @@ class Incidents:
                     lease_value=lease_value,
                     resume_counters=point.packed_counters(),
                     scope=scope,
+                    held_from=pack(held_from) if held_from else "",
                     quarantine=quarantine,
                 )
             except HeadMovedError:
@@ -110,10 +145,18 @@ class Incidents:
         raise HeadMovedError("the head kept moving while opening the incident; try again")
 
     def close(
-        self, incident_id: int, *, actor: str, reason: str, metrics: dict[str, Any], position: int | None = None
+        self,
+        incident_id: int,
+        *,
+        actor: str,
+        reason: str,
+        metrics: dict[str, Any],
+        position: int | None = None,
+        offsets: Offsets | None = None,
     ) -> None:
         """End incident ``incident_id`` and resume learning if it froze it; ``position``: the stream position
-        where learning goes on (recorded as the release: see :meth:`release`)."""
+        where learning goes on (recorded as the release: see :meth:`release`), ``offsets``: there, per topic and
+        partition (the end of its range; without them the active learner records it as it goes on learning)."""
         run_script(
             self._close,
             self.keys,
@@ -125,14 +168,24 @@ class Incidents:
             now=time.time(),
             channel=self.keys.channel,
             position=position,
+            offsets=pack(offsets) if offsets else "",
         )
 
-    def release(self, *, position: int, cause: str, actor: str, lease_value: str) -> None:
-        """Record that the active learner (``lease_value``) went on learning at stream ``position`` after a hold
-        an operator lifted (``cause``)."""
+    def release(
+        self, *, position: int, cause: str, actor: str, lease_value: str, offsets: Offsets | None = None
+    ) -> None:
+        """Record that the active learner (``lease_value``) went on learning at stream ``position`` (``offsets``
+        per topic and partition) after a hold an operator lifted (``cause``); an incident the operator closed ends
+        its range there."""
         try:
             self._release(
-                self.keys, lease_value=lease_value, position=position, cause=cause, actor=actor, now=time.time()
+                self.keys,
+                lease_value=lease_value,
+                position=position,
+                cause=cause,
+                actor=actor,
+                now=time.time(),
+                offsets=pack(offsets) if offsets else "",
             )
         except ScriptRefusal as refusal:  # FENCED: a LeaseLostError
             raise refusal_error(refusal, refusal.detail) from None
@@ -141,3 +194,31 @@ class Incidents:
         """The stream position where learning was last released after a hold (None: never recorded)."""
         value = self.store.client.hget(self.keys.released, "position")
         return int(value) if value not in (None, b"", "") else None
+
+    def pending_release(self) -> int | None:
+        """The incident an operator closed whose end (where learning went on) no learner has recorded yet."""
+        value = self.store.client.hget(self.keys.incident_ranges, "pending")
+        return int(value) if value not in (None, b"", "") else None
+
+    def range(self, incident_id: int) -> IncidentRange:
+        """The offsets the lineage did not learn because of incident ``incident_id``; raises
+        :class:`IncidentRangeError` (a one-line reason) when that is not known: no such incident, still open, or a
+        start or end that was not recorded (an incident from before ranges were kept, or its learner died before it
+        went on learning)."""
+        raw = self.store.client.hmget(self.keys.incident_ranges, f"{incident_id}:from", f"{incident_id}:to")
+        start, end = (unpack(value) if isinstance(value, bytes) and value else None for value in raw)
+        last = int(self.store.client.get(self.keys.incident_counter) or 0)
+        model = self.keys.model_name
+        if not 1 <= incident_id <= last:
+            raise IncidentRangeError(f"model {model!r} has no incident {incident_id} (its last is {last or 'none'})")
+        open_now = self.store.incident()
+        if open_now is not None and int(open_now.get("id", 0)) == incident_id:
+            raise IncidentRangeError(f"incident {incident_id} is open: its range ends where learning goes on")
+        if start is None or end is None:
+            missing = "start" if start is None else "end (where learning went on)"
+            raise IncidentRangeError(
+                f"incident {incident_id}'s {missing} was not recorded (an incident from before livelearn kept "
+                "ranges, or learning went on without a learner to record where): exclude its offsets instead "
+                "(kafka:TOPIC:PARTITION:FROM-TO; `livelearn audit` and `livelearn versions show` say where)"
+            )
+        return IncidentRange(incident_id, start, end)

@@ -57,6 +57,10 @@ class Keys:
         self.frozen = self.prefix + "frozen"  # HASH (since, actor, reason[, incident]) while learning is frozen
         self.incident = self.prefix + "incident"  # HASH of the open data-quality incident (absent: none)
         self.incident_counter = self.prefix + "incident:counter"  # INCR -> incident ids
+        # HASH: each incident's range of the events topic the lineage did not learn (msgpack offsets per topic and
+        # partition): "<id>:from" (its target's offsets, else where it held from), "<id>:to" (where learning went
+        # on); "pending": the incident an operator closed whose release the active learner has not recorded yet
+        self.incident_ranges = self.prefix + "incident:ranges"
         self.quarantined = self.prefix + "quarantined"  # HASH version -> incident that quarantined it
         self.rollbacks = self.prefix + "rollbacks"  # ZSET "time:epoch:position" of rollbacks (score = unix seconds)
         self.resumed = self.prefix + "resumed"  # unix time of the last resume (flap counting restarts)

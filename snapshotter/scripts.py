@@ -455,6 +455,7 @@ OPEN_INCIDENT = ScriptSpec(
         "frozen",
         "candidates",
         "lease",
+        "incident_ranges",
     ),
     args=(
         "maxlen",
@@ -474,15 +475,20 @@ OPEN_INCIDENT = ScriptSpec(
         "lease_value",
         "resume_counters",
         "scope",
+        "held_from",
     ),
     rest="quarantine",
 )
 CLOSE_INCIDENT = ScriptSpec(
     "close_incident",
-    keys=("audit", "incident", "frozen", "resumed", "released"),
-    args=("maxlen", "incident_id", "actor", "reason", "metrics", "now", "channel", "position"),
+    keys=("audit", "incident", "frozen", "resumed", "released", "incident_ranges"),
+    args=("maxlen", "incident_id", "actor", "reason", "metrics", "now", "channel", "position", "offsets"),
 )
-RELEASE = ScriptSpec("release", keys=("lease", "released"), args=("lease_value", "position", "cause", "actor", "now"))
+RELEASE = ScriptSpec(
+    "release",
+    keys=("lease", "released", "incident_ranges"),
+    args=("lease_value", "position", "cause", "actor", "now", "offsets"),
+)
 PIN = ScriptSpec(
     "pin",
     keys=("audit", "pinned", "serving", "protected", "quarantined", "branch_versions"),
@@ -500,7 +506,7 @@ FREEZE = ScriptSpec(
 )
 RESUME = ScriptSpec(
     "resume",
-    keys=("audit", "frozen", "resumed", "incident"),
+    keys=("audit", "frozen", "resumed", "incident", "incident_ranges"),
     args=("maxlen", "actor", "reason", "metrics", "now", "channel"),
 )
 COMMIT_CURSOR = ScriptSpec(

@@ -34,6 +34,7 @@ went wrong *and* what to do about it; the CLI prints them as one line and exits 
     ├── StoreLostError            Redis lost the versions of a model Kafka says was learned
     ├── OffsetsExpiredError       Kafka no longer holds the records a restore or rebuild needs (log start offset)
     ├── RebuildError              a rebuild cannot start (its range, its base) or its branch cannot be promoted
+    │   └── IncidentRangeError        an incident's range is not known (no such incident, open, not recorded)
     ├── ArchiveError              an export, backup or import could not read or write its object storage
     │   ├── ArchiveCorruptError       an archived object does not match its checksum or cannot be read
     │   └── ArchiveConflictError      a different version already holds that number (in the archive or in Redis)
@@ -62,6 +63,7 @@ __all__ = [
     "EventError",
     "HeadMovedError",
     "IncidentOpenError",
+    "IncidentRangeError",
     "InputError",
     "LeaseLostError",
     "LivelearnError",
@@ -253,6 +255,11 @@ class OffsetsExpiredError(LivelearnError):
 class RebuildError(LivelearnError):
     """A rebuild cannot start (its range overlaps a running one, its base version is missing or quarantined) or its
     branch cannot be promoted (not finished, the lineage moved since); the message says which."""
+
+
+class IncidentRangeError(RebuildError):
+    """The range of the events topic an incident kept the lineage from learning is not known: no such incident, it
+    is still open, or its start or end was not recorded; the message says which."""
 
 
 class ArchiveError(LivelearnError):

@@ -230,3 +230,51 @@ def test_guard_promotion_confirms_candidates_up_to_calm_data_and_never_across_a_
             expected_epoch=None,
             lease_value="0:other",
         )
+
+
+def test_each_incident_keeps_the_range_the_lineage_did_not_learn_whoever_closed_it(make_settings):
+    """From its target's offsets (else where it held from) to where learning went on: recorded by the watch's close,
+    or, for an operator's close, by the active learner's release (the next incident forgets an unrecorded one)."""
+    from streaming.errors import IncidentRangeError
+
+    store = store_for(make_settings(**IMMEDIATE))
+    control, incidents = ControlPlane(store), Incidents(store, ControlPlane(store))
+    lease = Lease(store.client, store.keys.model_name, "learner", ttl=30)
+    assert lease.acquire()
+    opened = dict(actor="learner", reason="stuck", metrics={}, expected_epoch=None, lease_value=lease.value)
+    with pytest.raises(IncidentRangeError, match="has no incident 1 "):
+        incidents.range(1)
+    write(store, True, position=100)  # 1: stable, before the shift
+    write(store, False, position=300)  # 2: after it
+    first = incidents.open(
+        signal="label_run", change_point=150, position=320, consumed={"events": {"0": 320}}, **opened
+    )
+    assert first.target == 1
+    with pytest.raises(IncidentRangeError, match="incident 1 is open"):
+        incidents.range(1)
+    incidents.close(1, actor="learner", reason="calm", metrics={}, position=1400, offsets={"events": {"0": 1400}})
+    assert incidents.range(1).spans() == [("events", 0, 100, 1399)]  # back to version 1's offsets, to the close
+
+    write(store, True, epoch=1, position=2000)  # 3
+    incidents.open(signal="label_rate", change_point=2100, position=2300, consumed={"events": {"0": 2300}}, **opened)
+    control.resume(actor="op", reason="new normal")  # the operator closes it: the learner records where it goes on
+    assert incidents.pending_release() == 2
+    with pytest.raises(IncidentRangeError, match="incident 2's end .* was not recorded"):
+        incidents.range(2)
+    incidents.release(
+        position=2450, cause="resume", actor="learner", lease_value=lease.value, offsets={"events": {"0": 2450}}
+    )
+    assert incidents.range(2).spans() == [("events", 0, 2000, 2449)]
+    assert incidents.pending_release() is None
+    incidents.release(
+        position=2600, cause="resume", actor="learner", lease_value=lease.value, offsets={"events": {"0": 2600}}
+    )
+    assert incidents.range(2).spans() == [("events", 0, 2000, 2449)]  # a later release is another hold's
+
+    incidents.open(signal="label_rate", change_point=2700, position=2800, consumed={"events": {"0": 2800}}, **opened)
+    control.resume(actor="op", reason="go on")  # ...and the learner dies before it goes on learning
+    incidents.open(signal="label_rate", change_point=2900, position=3000, consumed={"events": {"0": 3000}}, **opened)
+    incidents.close(4, actor="learner", reason="calm", metrics={}, position=3300, offsets={"events": {"0": 3300}})
+    with pytest.raises(IncidentRangeError, match="incident 3's end .* was not recorded"):
+        incidents.range(3)  # never attributed to another incident's release
+    assert incidents.range(4).spans()[0][3] == 3299

@@ -3,9 +3,12 @@
 -- The open incident is over: record its end and, if it froze learning, resume learning. With a position, the
 -- release is recorded too (the position where learning went on: a learner restored from before it holds until
 -- there, as this one did).
--- KEYS: audit, incident, frozen, resumed, released
--- ARGV: maxlen, incident_id, actor, reason, metrics, now, channel, position
--- maxlen: the audit stream's; metrics: json; now: unix s; position: '' = unknown.
+-- The offsets there end the incident's range in incident_ranges; without them, the active learner records them
+-- when it goes on learning (release.lua).
+-- KEYS: audit, incident, frozen, resumed, released, incident_ranges
+-- ARGV: maxlen, incident_id, actor, reason, metrics, now, channel, position, offsets
+-- maxlen: the audit stream's; metrics: json; now: unix s; position: '' = unknown; offsets: msgpack per topic and
+-- partition ('' = unknown).
 local id = redis.call('HGET', KEYS[2], 'id')
 if id ~= ARGV[2] then return refuse('NOT_OPEN', 'incident ' .. ARGV[2] .. ' is not open') end
 local since = redis.call('HGET', KEYS[2], 'position') or ''
@@ -16,6 +19,11 @@ if redis.call('HGET', KEYS[3], 'incident') == id then
   redis.call('SET', KEYS[4], ARGV[6])
   redis.call('PUBLISH', ARGV[7], 'resume')
   resumed = '1'
+end
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[6], id .. ':to', ARGV[9])
+else
+  redis.call('HSET', KEYS[6], 'pending', id)
 end
 if ARGV[8] ~= '' then
   redis.call('DEL', KEYS[5])

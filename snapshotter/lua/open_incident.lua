@@ -6,14 +6,16 @@
 -- (scoring goes on), and roll the lineage back to the newest stable version written before the shift (when there
 -- is one), fenced by the judged epoch.
 -- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, incident, incident_counter, quarantined,
---       frozen, candidates, lease
+--       frozen, candidates, lease, incident_ranges
 -- ARGV: maxlen, expected_epoch, actor, reason, metrics, now, channel, signal, change_point, position, target,
---       target_meta, head, resume_offsets, lease_value, resume_counters, scope, ...quarantine
+--       target_meta, head, resume_offsets, lease_value, resume_counters, scope, held_from, ...quarantine
 -- maxlen: the audit stream's; expected_epoch: '' = any; metrics: json; now: unix s; target: '' = none;
 -- target_meta: the meta key of the target; head: the head the resume offsets were read at ('' = none);
 -- resume_offsets: msgpack; lease_value: '' = unfenced; resume_counters: the stream counters at the resume offsets
 -- (msgpack, '' = not known); scope: what the signal watched ('' = the stream; a label-odds incident:
--- '<group>:up|down'); quarantine: the numbers of the versions to quarantine.
+-- '<group>:up|down'); held_from: where the lineage stops learning, per topic and partition (msgpack: the
+-- target's offsets, else the resume offsets; '' = not known): the start of the incident's range in incident_ranges;
+-- quarantine: the numbers of the versions to quarantine.
 -- Returns the incident id.
 if ARGV[15] ~= '' and redis.call('GET', KEYS[14]) ~= ARGV[15] then
   return refuse('FENCED',
@@ -31,7 +33,9 @@ local id = redis.call('INCR', KEYS[10])
 redis.call('HSET', KEYS[9], 'id', id, 'signal', ARGV[8], 'change_point', ARGV[9], 'position', ARGV[10],
   'since', ARGV[6], 'reason', ARGV[4], 'target', target, 'scope', ARGV[17])
 local quarantined = {}
-for i = 18, #ARGV do
+redis.call('HDEL', KEYS[15], 'pending')  -- an earlier close whose release no learner recorded: not known
+if ARGV[18] ~= '' then redis.call('HSET', KEYS[15], id .. ':from', ARGV[18]) end
+for i = 19, #ARGV do
   redis.call('ZREM', KEYS[7], ARGV[i])
   redis.call('ZREM', KEYS[13], ARGV[i])
   redis.call('HSET', KEYS[11], ARGV[i], id)

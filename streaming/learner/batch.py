@@ -58,7 +58,7 @@ from streaming.learner.outputs import Outputs
 from streaming.learner.state import LearnerState
 from streaming.learner.step import EventStep
 from streaming.learner.versions import ActiveVersions
-from streaming.transport import Record, TopicPartition
+from streaming.transport import Record, TopicPartition, stored_offsets
 
 __all__ = [
     "ActOnIncidents",
@@ -182,10 +182,7 @@ class ActOnIncidents:
             return
         if self.versions.in_flight:  # the versions captured before it exist (and may be its target) first
             self.versions.write_when_delivered(wait=True)
-        consumed: dict[str, dict[str, int]] = {}
-        for tp, position in positions.items():
-            consumed.setdefault(tp.topic, {})[str(tp.partition)] = position
-        self.incidents.act(self.state, consumed)
+        self.incidents.act(self.state, stored_offsets(positions))
         self.versions.lineage_moved = True  # an incident start rolled back: read the lineage now, not at a poll
         self.follow()
 

@@ -34,7 +34,7 @@ from streaming.learner.restore import restore_state
 from streaming.learner.state import CapturedState, LearnerState
 from streaming.learner.writer import Job, SnapshotWriter
 from streaming.model import ModelSpec
-from streaming.transport import Consumer, TopicPartition
+from streaming.transport import Consumer, TopicPartition, stored_offsets
 
 __all__ = ["Captured", "Checkpoints", "Job"]
 
@@ -155,9 +155,7 @@ class Checkpoints:
         which encodes it now and writes it once :meth:`release` d (``outputs`` delivered everything sent up to
         here)."""
         t0 = time.perf_counter()
-        offsets: dict[str, dict[str, int]] = {}
-        for tp, position in positions.items():
-            offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
+        offsets = stored_offsets(positions)
         rolling = state.metrics.rolling_values()
         extra: dict[str, Any] = {"dead_lettered": state.counters["dead_lettered"], "frozen": not state.learning}
         if state.join is not None:  # the join's counts, waits and recent label delays
@@ -353,9 +351,7 @@ class Checkpoints:
     ) -> LearnerStatus:
         """The learner's live figures, as the status document others read."""
         last = state.last_snapshot
-        offsets: dict[str, dict[str, int]] = {}
-        for tp, position in (positions or {}).items():
-            offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
+        offsets = stored_offsets(positions or {})
         return LearnerStatus(
             writer=self.writer_id,
             lease_token=self.lease.token,

@@ -27,7 +27,7 @@ from typing import Any
 
 from monitor.signals import SignalEvent
 from snapshotter.control import ControlPlane
-from snapshotter.incidents import Incidents
+from snapshotter.incidents import NEW_NORMAL, Incidents
 from snapshotter.lease import Lease
 from snapshotter.status import sample_metrics
 from snapshotter.store import VersionStore
@@ -99,7 +99,7 @@ class IncidentActions:
             if event.kind == "incident_start":
                 self._open(state, event, metrics, consumed)
             else:
-                self._close(event, metrics)
+                self._close(event, metrics, consumed)
 
     def _open(
         self, state: LearnerState, event: SignalEvent, metrics: dict[str, Any], consumed: dict[str, dict[str, int]]
@@ -137,18 +137,34 @@ class IncidentActions:
             opened.target or "- (no stable version before the shift: an operator is needed)",
         )
 
-    def record_release(self, position: int, cause: str) -> None:
-        """An operator's resume took effect at stream ``position`` (nothing after it learned yet): recorded, so a
-        learner restored from a version written while held replays up to there held."""
-        self.incidents.release(position=position, cause=cause, actor=self.actor, lease_value=self.lease.value or "")
+    def record_release(self, offsets: dict[str, dict[str, int]], cause: str) -> None:
+        """An operator's resume took effect at ``offsets`` (nothing after them learned yet): recorded, so a
+        learner restored from a version written while held replays up to there held, and an incident the operator
+        closed ends its range there."""
+        position = sum(sum(partitions.values()) for partitions in offsets.values())
+        self.incidents.release(
+            position=position, cause=cause, actor=self.actor, lease_value=self.lease.value or "", offsets=offsets
+        )
 
-    def _close(self, event: SignalEvent, metrics: dict[str, Any]) -> None:
+    def settle_release(self, state: LearnerState, offsets: dict[str, dict[str, int]]) -> None:
+        """On activation, at the offsets this learner starts from: an incident an operator closed whose release no
+        learner recorded (the one before this died before it went on learning) ends here, where learning goes on,
+        unless something still holds it (then the release is recorded when that ends)."""
+        if state.learning and self.incidents.pending_release() is not None:
+            self.record_release(offsets, NEW_NORMAL)
+
+    def _close(self, event: SignalEvent, metrics: dict[str, Any], consumed: dict[str, dict[str, int]]) -> None:
         record = self.store.incident()
         if record is None:
             return
         try:
             self.incidents.close(
-                int(record["id"]), actor=self.actor, reason=event.reason, metrics=metrics, position=event.position
+                int(record["id"]),
+                actor=self.actor,
+                reason=event.reason,
+                metrics=metrics,
+                position=event.position,
+                offsets=consumed,  # at the event that ended it: the end of its range
             )
         except NoIncidentError as exc:
             log.info("the incident was closed already: %s", exc)

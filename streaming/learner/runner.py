@@ -62,6 +62,7 @@ from streaming.transport import (
     lag,
     make_consumer,
     make_producer,
+    stored_offsets,
     topic_partitions,
 )
 
@@ -262,6 +263,7 @@ class Learner:
             positions = self._assign(consumer)
             if self.state.last_snapshot is None:
                 self.lineage.refuse_lost_store(consumer, list(positions))
+            self.incidents.settle_release(self.state, stored_offsets(positions))
             if not self.lease.renew():  # creating the clients may have taken a while
                 raise LeaseLostError(f"lease of model {self.settings.model_name!r} expired while starting")
             outputs = Outputs(producer, self.settings, self.telemetry)
@@ -365,7 +367,7 @@ class Learner:
             positions[tp] = offset
         if self.state.released is not None:  # where learning goes on, before any event is learned
             cause, self.state.released = self.state.released, None
-            self.incidents.record_release(sum(positions.values()), cause)
+            self.incidents.record_release(stored_offsets(positions), cause)
         if self.state.epoch != epoch:
             self.checkpoints.follow(self.state)  # what was captured on the old lineage is dropped
         promoted = self.lineage.follow_arms(self.state, control)

@@ -15,7 +15,16 @@ from streaming.transport.clients import (
     topic_partitions,
 )
 from streaming.transport.options import choose_client
-from streaming.transport.records import Committed, Consumer, Delivery, Producer, Record, Tally, TopicPartition
+from streaming.transport.records import (
+    Committed,
+    Consumer,
+    Delivery,
+    Producer,
+    Record,
+    Tally,
+    TopicPartition,
+    stored_offsets,
+)
 from streaming.transport.watch import BrokerWatch
 
 __all__ = [
@@ -34,5 +43,6 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "probe",
+    "stored_offsets",
     "topic_partitions",
 ]

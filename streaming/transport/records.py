@@ -24,10 +24,10 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-__all__ = ["Committed", "Consumer", "Delivery", "Producer", "Record", "Tally", "TopicPartition"]
+__all__ = ["Committed", "Consumer", "Delivery", "Producer", "Record", "Tally", "TopicPartition", "stored_offsets"]
 
 
 class TopicPartition(NamedTuple):
@@ -35,6 +35,18 @@ class TopicPartition(NamedTuple):
 
     topic: str
     partition: int
+
+
+def stored_offsets(positions: Mapping[TopicPartition, int]) -> dict[str, dict[str, int]]:
+    """``positions`` as versions, statuses and scripts store offsets: per topic, per partition as text.
+
+    >>> stored_offsets({TopicPartition("shop", 0): 7, TopicPartition("shop", 1): 9})
+    {'shop': {'0': 7, '1': 9}}
+    """
+    offsets: dict[str, dict[str, int]] = {}
+    for tp, position in positions.items():
+        offsets.setdefault(tp.topic, {})[str(tp.partition)] = position
+    return offsets
 
 
 class Record(NamedTuple):
