@@ -375,3 +375,74 @@ def test_a_range_whose_end_never_comes_stops_with_an_error_and_a_dropped_branch_
     with pytest.raises(RebuildError, match="dropped or ended"):  # the script itself refuses
         branches.write("gone", state, offsets={}, metrics={}, parent=None, epoch=0)
     assert store.numbers() == [] and not store.client.hexists(store.keys.branches, "gone")
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["learner-running", "learner-killed-before-the-resume"])
+def test_a_rebuild_excluding_incidents_by_id_reproduces_the_lineage_that_held_them_bit_for_bit(
+    make_settings, learners, cli, killed
+):
+    """Two stuck labellers caught live (the guard's rules on): the first closed by the learner's watch, the second by
+    an operator. ``--exclude incident:N`` skips exactly what the lineage did not learn because of each, so a rebuild
+    from the first one's target over the lineage's range equals its head, and a plain loop over the events outside
+    them; without the second, the rebuild is refused (the lineage held there). Killed: the learner dies while the
+    second is open, so its successor records where learning went on (the offsets it starts from)."""
+    from snapshotter.audit import read_audit
+    from snapshotter.control import ControlPlane
+    from snapshotter.incidents import Incidents
+
+    settings = make_settings(snapshot_every_events=250, status_interval_seconds=0.1)
+    topic = settings.events_topic
+    events = [
+        dataclasses.replace(e, label=True) if 1500 <= i < 2000 or 3500 <= i < 3800 else e for i, e in enumerate(EVENTS)
+    ]
+    seen = lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen")  # noqa: E731
+    store = store_for(settings)
+    produce(settings, events[:3500])
+    learner = learners(settings)
+    wait_for(lambda: seen() == 3500, 90, "3,500 events")
+    wait_for(
+        lambda: store.client.get(store.keys.incident_counter) == b"1" and store.incident() is None,
+        30,
+        "incident 1 over",
+    )
+    produce(settings, events[3500:4000])
+    wait_for(lambda: seen() == 4000, 90, "4,000 events")
+    wait_for(lambda: store.incident() is not None, 30, "incident 2")
+    goes_on = {topic: {"0": 4000}}  # where learning goes on: the learner is at 4,000 when it applies the resume
+    if killed:
+        learner.kill()
+        goes_on = store.meta(store.head()).offsets  # its successor goes on from the newest version, held there
+    ControlPlane(store).resume(actor="op", reason="the labeller is fixed")
+    if killed:
+        learner = learners(settings)
+    wait_for(lambda: Incidents(store, ControlPlane(store)).pending_release() is None, 30, "the release")
+    produce(settings, events[4000:])
+    wait_for(lambda: seen() == len(events), 90, "every event")
+    wait_for(
+        lambda: not store.meta(store.head()).extra.get("frozen") and offset_of(store, store.head(), topic) > 4500,
+        30,
+        "a version past 4,500",
+    )
+    learner.terminate()
+    incidents = Incidents(store, ControlPlane(store))
+    first, second = incidents.range(1), incidents.range(2)
+    assert first.end[topic]["0"] > 2000 and second.end == goes_on
+    target = int(next(e for e in read_audit(store.client, store.keys) if e.action == "rollback").to_version)
+    assert first.start == store.meta(target).offsets
+    head = store.meta(store.head())
+    until = f"0:{head.offsets[topic]['0']}"
+
+    run = ("rebuild", "run", "--from-version", str(target), "--until", until, "--exclude", "incident:1")
+    one_line_error(cli(settings, *run[:2], "x", *run[2:]), "the range crosses a hold")
+    one_line_error(cli(settings, *run[:2], "x", *run[2:], "--exclude", "incident:9"), "has no incident 9")
+    code, _out, err = cli(settings, *run[:2], "repair", *run[2:], "--exclude", "incident:2")
+    assert code == 0, err
+    branch = Branches(store).get("repair")
+    assert model_of(store, branch["head"]) == model_of(store, head.number)  # the lineage's, bit for bit
+    assert store.meta(branch["head"]).model_events_learned == head.model_events_learned
+    ((_, _, a, b),), ((_, _, c, d),) = first.spans(), second.spans()
+    kept = [
+        e for i, e in enumerate(events[: head.offsets[topic]["0"]]) if i >= a and not a <= i <= b and not c <= i <= d
+    ]
+    assert model_of(store, branch["head"]) == continued(store, target, kept)  # a plain loop outside them
+    assert branch["provenance"]["incidents"] == [1, 2]

@@ -51,7 +51,11 @@ def run(
     ] = "head",
     exclude: Annotated[
         list[str] | None,
-        typer.Option("--exclude", help="kafka:TOPIC:PARTITION:FROM-TO, offsets both included (repeatable)."),
+        typer.Option(
+            "--exclude",
+            help="kafka:TOPIC:PARTITION:FROM-TO (offsets, both included), or incident:ID (the range the lineage did "
+            "not learn because of it); repeatable.",
+        ),
     ] = None,
     source: Annotated[
         str | None,
@@ -88,7 +92,13 @@ def run(
     committed, no prediction published) from the base version's offsets to --until, skipping the excluded ranges,
     each event scored then learned as the live learner does; versions written as a branch (never serving)."""
     from snapshotter.store import open_store
-    from streaming.learner.rebuild import Exclusion, parse_skip_where, plan_file_rebuild, plan_rebuild, run_rebuild
+    from streaming.learner.rebuild import (
+        parse_exclusions,
+        parse_skip_where,
+        plan_file_rebuild,
+        plan_rebuild,
+        run_rebuild,
+    )
 
     if mode not in ("online", "batch"):
         raise InputError(f"--mode {mode!r}: online or batch")
@@ -98,7 +108,7 @@ def run(
         raise InputError("say where to start: --from-version N or --from-scratch")
     settings = _settings(config, model, redis_url, bootstrap, topic)
     store = open_store(settings)
-    exclusions = tuple(Exclusion.parse(text) for text in exclude or ())
+    exclusions, incidents = parse_exclusions(exclude or [])
     options: dict[str, Any] = {
         "every": every,
         "mode": mode,
@@ -108,7 +118,7 @@ def run(
         "skip_where": parse_skip_where(skip_where or []),
     }
     if source is not None:
-        if exclusions or until != "head":
+        if exclusions or incidents or until != "head":
             raise InputError("--exclude and --until name offsets of the events topic: not with --file")
         plan = plan_file_rebuild(settings, store, name=name, base=from_version, path=source, force=force, **options)
     else:
@@ -119,6 +129,7 @@ def run(
             base=from_version,
             until=until,
             exclusions=exclusions,
+            incidents=incidents,
             force=force,
             include_held=include_held,
             **options,

@@ -34,6 +34,8 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry
 
 from snapshotter.branches import Branches
+from snapshotter.control import ControlPlane
+from snapshotter.incidents import IncidentRange, Incidents
 from snapshotter.store import VersionStore
 from streaming.config import Settings
 from streaming.errors import (
@@ -58,6 +60,7 @@ __all__ = [
     "RebuildPlan",
     "RebuildReport",
     "merged_records",
+    "parse_exclusions",
     "parse_until",
     "plan_rebuild",
     "run_rebuild",
@@ -67,6 +70,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EXCLUSION = re.compile(r"kafka:(?P<topic>[^:]+):(?P<partition>\d+):(?P<first>\d+)-(?P<last>\d+)")
+_INCIDENT = re.compile(r"incident:(?P<id>\d{1,18})")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Seconds between a running rebuild's heartbeats (a rebuild silent for ``snapshotter.branches.STALE_MS`` is dead).
 HEARTBEAT_SECONDS = 10.0
@@ -80,10 +84,10 @@ class Exclusion:
 
     >>> Exclusion.parse("kafka:events:0:5000-6499")
     Exclusion(topic='events', partition=0, first=5000, last=6499)
-    >>> Exclusion.parse("events:0:5000")
+    >>> Exclusion.parse("ev:0:5000-5100")
     Traceback (most recent call last):
     ...
-    streaming.errors.InputError: --exclude 'events:0:5000' is not kafka:TOPIC:PARTITION:FROM-TO (offsets, both included)
+    streaming.errors.InputError: --exclude 'ev:0:5000-5100' is not kafka:TOPIC:PARTITION:FROM-TO (...) or incident:ID
     """
 
     topic: str
@@ -95,7 +99,9 @@ class Exclusion:
     def parse(cls, text: str) -> Exclusion:
         match = _EXCLUSION.fullmatch(text.strip())
         if match is None:
-            raise InputError(f"--exclude {text!r} is not kafka:TOPIC:PARTITION:FROM-TO (offsets, both included)")
+            raise InputError(
+                f"--exclude {text!r} is not kafka:TOPIC:PARTITION:FROM-TO (offsets, both included) or incident:ID"
+            )
         first, last = int(match["first"]), int(match["last"])
         if last < first:
             raise InputError(f"--exclude {text!r}: FROM ({first}) is after TO ({last})")
@@ -103,6 +109,23 @@ class Exclusion:
 
     def __str__(self) -> str:
         return f"kafka:{self.topic}:{self.partition}:{self.first}-{self.last}"
+
+
+def parse_exclusions(texts: list[str] | tuple[str, ...]) -> tuple[tuple[Exclusion, ...], tuple[int, ...]]:
+    """``--exclude`` (repeatable): offsets (``kafka:TOPIC:PARTITION:FROM-TO``) and incidents (``incident:ID``: the
+    range the lineage did not learn because of it, resolved by :func:`plan_rebuild`).
+
+    >>> parse_exclusions(["kafka:events:0:5-9", "incident:3", " incident:3"])
+    ((Exclusion(topic='events', partition=0, first=5, last=9),), (3,))
+    """
+    ranges, incidents = [], []
+    for text in texts:
+        match = _INCIDENT.fullmatch(text.strip())
+        if match is None:
+            ranges.append(Exclusion.parse(text))
+        elif int(match["id"]) not in incidents:
+            incidents.append(int(match["id"]))
+    return tuple(ranges), tuple(incidents)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +146,7 @@ class RebuildPlan:
     source: str | None = None  #: a CSV file of sessions read instead of the topic (its rows are offsets 0..n-1)
     skip_where: tuple[tuple[str, str], ...] = ()  #: events whose feature has this value (as text) are skipped
     offsets: dict[str, dict[str, int]] | None = None  #: with ``source``: the offsets the branch's versions carry
+    incidents: tuple[int, ...] = ()  #: the incidents whose ranges are among ``exclusions``
 
     @property
     def ranges(self) -> dict[str, dict[str, list[int]]]:
@@ -138,6 +162,8 @@ class RebuildPlan:
             f"{t}[{p}] {a}-{b}" for t, parts in self.ranges.items() for p, (a, b) in sorted(parts.items())
         )
         skip = f"; excluding {', '.join(map(str, self.exclusions))}" if self.exclusions else ""
+        if self.incidents:
+            skip += f" (incident {', '.join(map(str, self.incidents))} among them)"
         batch = f" (batch {self.batch_size}, {self.epochs} epochs, seed {self.seed})" if self.mode == "batch" else ""
         base = f"version {self.base}" if self.base is not None else "nothing"
         where = (
@@ -303,6 +329,7 @@ def plan_rebuild(
     base: int | None,
     until: str = "head",
     exclusions: tuple[Exclusion, ...] = (),
+    incidents: tuple[int, ...] = (),
     force: bool = False,
     include_held: bool = False,
     consumer: Consumer | None = None,
@@ -311,8 +338,9 @@ def plan_rebuild(
     """Check a rebuild before it starts: the base version exists and is not quarantined (unless ``force``), the
     range holds (Kafka still holds its first offsets: the log start offset), each exclusion names a partition of the
     topic and offsets in the range, and (unless ``include_held``) the lineage did not hold learning in the range (a
-    rebuild learns every event it reads). ``options``: the plan's ``mode``, ``batch_size``, ``epochs``, ``seed``,
-    ``every``, ``skip_where``."""
+    rebuild learns every event it reads) outside the excluded ``incidents``' ranges. Each incident becomes the
+    exclusions of its range (:meth:`snapshotter.incidents.Incidents.range`) within the range read.
+    ``options``: the plan's ``mode``, ``batch_size``, ``epochs``, ``seed``, ``every``, ``skip_where``."""
     if not _NAME.fullmatch(name):
         raise InputError(f"branch name {name!r}: 1-64 letters, digits, '.', '_' or '-'")
     if settings.labels.joined:
@@ -362,23 +390,45 @@ def plan_rebuild(
                 f"--exclude {exclusion}: outside the range read on partition {exclusion.partition} "
                 f"({start[tp]}-{stop[tp] - 1}): it would exclude nothing"
             )
+    skipped = [Incidents(store, ControlPlane(store)).range(number) for number in incidents]
+    resolved = [_within(span, topic, start, stop) for span in skipped]
     if not include_held:
-        held = _held(store, base, sum(start.values()), sum(stop.values()))
+        held = _held(store, base, sum(start.values()), sum(stop.values()), excused=skipped)
         if held:
             raise RebuildError(
                 f"the range crosses a hold: versions {', '.join(map(str, held[:10]))} of the lineage were written "
                 "while learning was held (frozen, or an incident): the live learner did not learn the events there. "
-                "Exclude them (their offsets: `livelearn versions show`) or learn them anyway with --include-held"
+                "Exclude them (incident:ID, or their offsets: `livelearn versions show`) or learn them anyway with "
+                "--include-held"
             )
     return RebuildPlan(
         name=name,
         base=base,
         start={topic: {str(tp.partition): start[tp] for tp in partitions}},
         until={topic: {str(tp.partition): stop[tp] for tp in partitions}},
-        exclusions=tuple(exclusions),
+        exclusions=(*exclusions, *(e for found in resolved for e in found)),
         epoch=epoch,
+        incidents=tuple(incidents),
         **options,
     )
+
+
+def _within(
+    span: IncidentRange, topic: str, start: dict[TopicPartition, int], stop: dict[TopicPartition, int]
+) -> list[Exclusion]:
+    """Incident ``span``'s offsets within the range read, as exclusions; refused when it excludes nothing there."""
+    found = []
+    for name, partition, first, last in span.spans():
+        tp = TopicPartition(name, partition)
+        if name == topic and tp in start and last >= start[tp] and first < stop[tp]:
+            found.append(Exclusion(topic, partition, max(first, start[tp]), min(last, stop[tp] - 1)))
+    if not found:
+        where = ", ".join(f"{t}[{p}] {a}-{b}" for t, p, a, b in span.spans()) or "nothing"
+        raise InputError(
+            f"--exclude incident:{span.incident}: its range ({where}) is outside the range read: it would exclude "
+            "nothing"
+        )
+    return found
 
 
 def fetched_ends(consumer: Consumer, partitions: list[TopicPartition], budget: float) -> dict[TopicPartition, int]:
@@ -394,9 +444,12 @@ def fetched_ends(consumer: Consumer, partitions: list[TopicPartition], budget: f
     return {tp: max(listed.get(tp, 0), consumer.highwater(tp) or 0) for tp in partitions}
 
 
-def _held(store: VersionStore, base: int | None, start: int, stop: int) -> list[int]:
+def _held(
+    store: VersionStore, base: int | None, start: int, stop: int, *, excused: list[IncidentRange] | None = None
+) -> list[int]:
     """The lineage's versions from ``base`` on (the base included) up to stream position ``stop`` written while
-    learning was held (``extra.frozen``: frozen by an operator or the monitor, or an incident holding it)."""
+    learning was held (``extra.frozen``: frozen by an operator or the monitor, or an incident holding it), except
+    those written inside an ``excused`` incident's range (on every partition, its end included)."""
     held, number = [], store.head()
     seen: set[int] = set()
     while number is not None and number not in seen:
@@ -405,12 +458,28 @@ def _held(store: VersionStore, base: int | None, start: int, stop: int) -> list[
             meta = store.meta(number)
         except SnapshotError:
             break
-        if meta.position <= stop and (meta.position > start or number == base) and meta.extra.get("frozen"):
+        if (
+            meta.position <= stop
+            and (meta.position > start or number == base)
+            and meta.extra.get("frozen")
+            and not any(_inside(meta.offsets, span) for span in excused or ())
+        ):
             held.append(number)
         if number == base or meta.position < start:
             break
         number = meta.parent
     return sorted(held)
+
+
+def _inside(offsets: dict[str, dict[str, int]], span: IncidentRange) -> bool:
+    """Whether a version at ``offsets`` was written inside ``span``: at or after its start, at or before its end,
+    on every partition of every topic it has."""
+    return bool(span.end) and all(
+        int(span.start.get(topic, {}).get(p, 0)) <= offset <= int(span.end.get(topic, {}).get(p, -1))
+        for topic, parts in offsets.items()
+        if topic in span.end
+        for p, offset in parts.items()
+    )
 
 
 def settings_hash(settings: Settings) -> str:
@@ -437,6 +506,7 @@ def provenance(settings: Settings, plan: RebuildPlan, engine: str) -> dict[str, 
         "base": plan.base,
         "ranges": plan.ranges,
         "exclusions": [str(e) for e in plan.exclusions],
+        **({"incidents": list(plan.incidents)} if plan.incidents else {}),
         "mode": plan.mode,
         **({"batch_size": plan.batch_size, "epochs": plan.epochs, "seed": plan.seed} if plan.mode == "batch" else {}),
         "engine": engine,
