@@ -31,13 +31,14 @@ from typing import Any
 
 from river import compose, linear_model, optim, preprocessing
 
+from streaming.config import ModelSettings, Settings
 from streaming.errors import SnapshotCorruptError
 from streaming.river_internals import scaler_state, set_scaler_state, set_weights, weights_of
 from streaming.slots import slots_of
 from streaming.vocabulary import OTHER, ModelSpec, Vocabulary
 from streaming.weights import PackedWeights
 
-__all__ = ["OTHER", "ModelSpec", "OnlineModel", "build_pipeline"]
+__all__ = ["OTHER", "ModelSpec", "OnlineModel", "build_pipeline", "spec_from_settings"]
 
 
 def build_pipeline(
@@ -199,3 +200,17 @@ class OnlineModel(Vocabulary):
             self.load_vocabulary(state.get("vocabulary"), state["scaler"]["counts"])
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotCorruptError(f"model state is malformed ({exc!r}); pick another version") from None
+
+
+def spec_from_settings(settings: ModelSettings | Settings) -> ModelSpec:
+    """The model the settings (or their ``model`` group) describe."""
+    model = ModelSettings.of(settings)
+    return ModelSpec(
+        learning_rate=model.learning_rate,
+        l2=model.l2,
+        features_include=model.features_include,
+        features_exclude=model.features_exclude,
+        max_categories_per_feature=model.max_categories_per_feature,
+        max_inputs=model.max_inputs,
+        max_vocabulary_bytes=model.max_vocabulary_bytes,
+    )

@@ -409,6 +409,12 @@ def test_the_challenger_routes_declare_promote_and_refuse_in_one_line(served):
     assert client.post("/admin/challengers", json={"declaration": "slow:lr=0.005", "reason": "r"}).status_code == 401
     bad = client.post("/admin/challengers", json={"declaration": "slow:lr=x", "reason": "typo"}, headers=auth)
     assert bad.status_code == 422 and "lr must be a number" in bad.json()["detail"]
+    for declaration, said in (
+        ("old:start=version:999", "version 999 is not stored"),
+        (f"cut:exclude=Month,start=version:{served.store.head()}", "declare its kind and features as the version's"),
+    ):  # refused at once, as the command line does: the learner would leave it out
+        refused = client.post("/admin/challengers", json={"declaration": declaration, "reason": "r"}, headers=auth)
+        assert refused.status_code == 422 and said in refused.json()["detail"], refused.text
     added = client.post("/admin/challengers", json={"declaration": "slow:lr=0.005", "reason": "try"}, headers=auth)
     assert added.status_code == 200, added.text
     assert added.json()["declared_at_run_time"] == {

@@ -241,7 +241,7 @@ def test_each_incident_keeps_the_range_the_lineage_did_not_learn_whoever_closed_
     control, incidents = ControlPlane(store), Incidents(store, ControlPlane(store))
     lease = Lease(store.client, store.keys.model_name, "learner", ttl=30)
     assert lease.acquire()
-    opened = dict(actor="learner", reason="stuck", metrics={}, expected_epoch=None, lease_value=lease.value)
+    opened = {"actor": "learner", "reason": "stuck", "metrics": {}, "expected_epoch": None, "lease_value": lease.value}
     with pytest.raises(IncidentRangeError, match="has no incident 1 "):
         incidents.range(1)
     write(store, True, position=100)  # 1: stable, before the shift
@@ -259,7 +259,7 @@ def test_each_incident_keeps_the_range_the_lineage_did_not_learn_whoever_closed_
     incidents.open(signal="label_rate", change_point=2100, position=2300, consumed={"events": {"0": 2300}}, **opened)
     control.resume(actor="op", reason="new normal")  # the operator closes it: the learner records where it goes on
     assert incidents.pending_release() == 2
-    with pytest.raises(IncidentRangeError, match="incident 2's end .* was not recorded"):
+    with pytest.raises(IncidentRangeError, match=r"incident 2's end .* was not recorded"):
         incidents.range(2)
     incidents.release(
         position=2450, cause="resume", actor="learner", lease_value=lease.value, offsets={"events": {"0": 2450}}
@@ -275,6 +275,6 @@ def test_each_incident_keeps_the_range_the_lineage_did_not_learn_whoever_closed_
     control.resume(actor="op", reason="go on")  # ...and the learner dies before it goes on learning
     incidents.open(signal="label_rate", change_point=2900, position=3000, consumed={"events": {"0": 3000}}, **opened)
     incidents.close(4, actor="learner", reason="calm", metrics={}, position=3300, offsets={"events": {"0": 3300}})
-    with pytest.raises(IncidentRangeError, match="incident 3's end .* was not recorded"):
+    with pytest.raises(IncidentRangeError, match=r"incident 3's end .* was not recorded"):
         incidents.range(3)  # never attributed to another incident's release
     assert incidents.range(4).spans()[0][3] == 3299

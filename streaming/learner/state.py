@@ -16,14 +16,14 @@ from monitor.prequential import PrequentialMetrics, Threshold
 from monitor.signals import SignalEvent, SignalWatch
 from snapshotter.codec import Packed, SnapshotState, VersionMeta, pack, unpack
 from snapshotter.status import MetricSample
-from streaming.config import BASE, ChallengerConfig, ChallengerSettings, ModelSettings, Settings
+from streaming.config import BASE, ChallengerConfig, ChallengerSettings, Settings
 from streaming.engines import LearningModel, configure, new_model
 from streaming.learner.arms import Challengers, LoadVersion
 from streaming.learner.dedupe import RecentIds
 from streaming.learner.join import LabelJoin, LearnedOrder
 from streaming.learner.restore import Restored
 from streaming.learner.signals import BlockSignals
-from streaming.model import ModelSpec
+from streaming.model import ModelSpec, spec_from_settings
 
 __all__ = ["CALIBRATED", "COUNTERS", "CapturedState", "LearnerState", "spec_from_settings"]
 
@@ -34,20 +34,6 @@ log = logging.getLogger(__name__)
 CALIBRATED = frozenset({"logistic_regression"})
 #: Counters every snapshot carries (``events_seen``: scored; ``events_learned``: learned from).
 COUNTERS = ("events_seen", "events_learned", "dead_lettered", "duplicates")
-
-
-def spec_from_settings(settings: ModelSettings | Settings) -> ModelSpec:
-    """The model the settings (or their ``model`` group) describe."""
-    model = ModelSettings.of(settings)
-    return ModelSpec(
-        learning_rate=model.learning_rate,
-        l2=model.l2,
-        features_include=model.features_include,
-        features_exclude=model.features_exclude,
-        max_categories_per_feature=model.max_categories_per_feature,
-        max_inputs=model.max_inputs,
-        max_vocabulary_bytes=model.max_vocabulary_bytes,
-    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,6 +37,7 @@ from snapshotter.store import VersionStore
 from streaming.config import RedisSettings, ServingSettings, Settings, StoreSettings
 from streaming.engines import configure
 from streaming.errors import SnapshotError
+from streaming.model import spec_from_settings
 from streaming.observability import serve_metrics
 from streaming.runtime import freeze_after_startup
 from streaming.serving.context import ServingContext, responses
@@ -109,6 +110,7 @@ def create_app(
         control=ControlPlane(store),
         metrics=metrics,
         bodies=RequestModels(ApiLimits.from_settings(serving, settings.limits)),
+        spec=spec_from_settings(settings.model),
     )
 
     @contextlib.asynccontextmanager

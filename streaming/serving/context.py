@@ -13,6 +13,7 @@ from snapshotter.control import ControlPlane
 from snapshotter.store import VersionStore
 from streaming.config import ServingSettings
 from streaming.errors import SnapshotError, VersionNotFoundError
+from streaming.model import ModelSpec
 from streaming.serving.models import ServingModels
 from streaming.serving.schemas import ErrorBody, Prediction, RequestModels, ValidationErrorBody
 from streaming.serving.split import Route, ServedArm
@@ -50,6 +51,7 @@ class ServingContext:
     control: ControlPlane
     metrics: ServingMetrics
     bodies: RequestModels
+    spec: ModelSpec  #: the model the settings describe: a challenger's ``start=version:N`` is checked against it
     #: one prediction at a time: the event loop's hot path and the routes run in threads share the loaded models,
     #: and scoring keeps per-call scratch state in the model (both engines): uncontended it costs ~0.1 µs
     scoring: threading.Lock = dataclasses.field(default_factory=threading.Lock)

@@ -8,7 +8,8 @@
   the ``champion`` alias moves to it (refused unless its verdict is ``promote``, or ``force``; the former champion in
   its cool-down is backing out) — serving answers with it at once, the learner at its next batch.
 
-Each is one audited script (:mod:`snapshotter.challengers`); a refusal is 409 with one line, a wrong declaration 422.
+Each is one audited script (:mod:`snapshotter.challengers`); a refusal is 409 with one line, a wrong declaration 422
+(also ``start=version:N`` naming a version that is not stored, or of another kind or features).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 
 from snapshotter.challengers import ArmControl
+from streaming.challenger_start import check_start_version
 from streaming.config import parse_challenger
-from streaming.errors import ControlError
+from streaming.errors import ChallengerError, ControlError
 from streaming.serving.context import ServingContext, responses
 from streaming.serving.schemas import AdminRequest, ArmRequest, ChallengerRequest
 
@@ -56,7 +58,10 @@ def challenger_routes(router: APIRouter, ctx: ServingContext, caller: Callable[.
         """Start a challenger learning in shadow (the active learner starts it at its next batch)."""
         try:
             config = parse_challenger(body.declaration)
-        except ValueError as exc:
+            check_start_version(
+                ctx.store, config, ctx.spec
+            )  # start=version:N: stored, of the declared kind and features
+        except (ValueError, ChallengerError) as exc:
             raise HTTPException(422, str(exc)) from None
         actor = on_behalf(body, who)
         return act(
