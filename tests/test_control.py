@@ -278,3 +278,25 @@ def test_each_incident_keeps_the_range_the_lineage_did_not_learn_whoever_closed_
     with pytest.raises(IncidentRangeError, match=r"incident 3's end .* was not recorded"):
         incidents.range(3)  # never attributed to another incident's release
     assert incidents.range(4).spans()[0][3] == 3299
+
+
+def test_an_incident_with_no_version_to_go_back_to_ranges_from_where_learning_was_held(make_settings):
+    store = store_for(make_settings(**IMMEDIATE))
+    incidents = Incidents(store, ControlPlane(store))
+    lease = Lease(store.client, store.keys.model_name, "learner", ttl=30)
+    assert lease.acquire()
+    write(store, False, position=300)  # 1: no stable version before the shift: the lineage stays, learning is held
+    opened = incidents.open(
+        signal="label_run",
+        change_point=150,
+        position=320,
+        consumed={"events": {"0": 320}},
+        actor="learner",
+        reason="stuck",
+        metrics={},
+        expected_epoch=None,
+        lease_value=lease.value,
+    )
+    assert opened.target is None
+    incidents.close(1, actor="learner", reason="calm", metrics={}, position=900, offsets={"events": {"0": 900}})
+    assert incidents.range(1).spans() == [("events", 0, 320, 899)]

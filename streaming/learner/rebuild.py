@@ -416,7 +416,17 @@ def plan_rebuild(
 def _within(
     span: IncidentRange, topic: str, start: dict[TopicPartition, int], stop: dict[TopicPartition, int]
 ) -> list[Exclusion]:
-    """Incident ``span``'s offsets within the range read, as exclusions; refused when it excludes nothing there."""
+    """Incident ``span``'s offsets within the range read, as exclusions; refused when it excludes nothing there.
+
+    >>> tp = TopicPartition("ev", 0)
+    >>> span = IncidentRange(2, {"ev": {"0": 100}}, {"ev": {"0": 400}})
+    >>> [str(e) for e in _within(span, "ev", {tp: 250}, {tp: 1000}) + _within(span, "ev", {tp: 0}, {tp: 300})]
+    ['kafka:ev:0:250-399', 'kafka:ev:0:100-299']
+    >>> _within(span, "ev", {tp: 400}, {tp: 900})
+    Traceback (most recent call last):
+    ...
+    streaming.errors.InputError: --exclude incident:2: its range (ev[0] 100-399) is outside the range read: ...
+    """
     found = []
     for name, partition, first, last in span.spans():
         tp = TopicPartition(name, partition)
@@ -473,7 +483,12 @@ def _held(
 
 def _inside(offsets: dict[str, dict[str, int]], span: IncidentRange) -> bool:
     """Whether a version at ``offsets`` was written inside ``span``: at or after its start, at or before its end,
-    on every partition of every topic it has."""
+    on every partition of every topic it has.
+
+    >>> span = IncidentRange(2, {"ev": {"0": 100, "1": 50}}, {"ev": {"0": 400, "1": 50}})
+    >>> [_inside({"ev": {"0": at, "1": 50}}, span) for at in (99, 100, 400, 401)], _inside({"ev": {"1": 51}}, span)
+    ([False, True, True, False], False)
+    """
     return bool(span.end) and all(
         int(span.start.get(topic, {}).get(p, 0)) <= offset <= int(span.end.get(topic, {}).get(p, -1))
         for topic, parts in offsets.items()
