@@ -96,6 +96,13 @@ def test_a_topic_range_reference_set_is_the_same_events_as_the_csv_slice(make_se
     (tmp_path / "bad.csv").write_text("".join(lines), encoding="utf-8")
     with pytest.raises(InputError, match=r"bad.csv line 4 breaks the event contract: .*NaN or infinite"):
         load_reference_set(settings.model_copy(update={"reference_set": str(tmp_path / "bad.csv")}))
+    # the same file as Parquet: its row named (counted from 1: no header line)
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    pyarrow.parquet.write_table(pyarrow.csv.read_csv(tmp_path / "bad.csv"), tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match=r"bad.parquet row 3 breaks the event contract: .*NaN or infinite"):
+        load_reference_set(settings.model_copy(update={"reference_set": str(tmp_path / "bad.parquet")}))
 
 
 def _slowly_poisoned(start: int, span: int, top: float) -> list:

@@ -67,16 +67,18 @@ def load_reference_set(settings: Settings) -> list[Event] | None:
         events = [e for e in read_topic_range(settings.kafka, limits, rng) if e.label is not None]
     else:
         from streaming.events import EventLimits, decode_event, encode_event
-        from streaming.local.dataset import check_columns, read_events
+        from streaming.local.dataset import check_columns, is_parquet, read_events
 
         check_columns(settings.reference_set)
         limits = EventLimits.from_settings(settings)  # each row as the learner sees it: through the event contract
         events = []
-        for row, event in enumerate(read_events(settings.reference_set), start=2):  # row 1 is the header
+        parquet = is_parquet(settings.reference_set)  # (its rows counted from 1; a CSV's lines after the header)
+        for index, event in enumerate(read_events(settings.reference_set)):
             try:
                 checked = decode_event(encode_event(event), "msgpack", limits)
             except EventError as exc:
-                raise InputError(f"{settings.reference_set} line {row} breaks the event contract: {exc}") from exc
+                where = f"row {index + 1}" if parquet else f"line {index + 2}"
+                raise InputError(f"{settings.reference_set} {where} breaks the event contract: {exc}") from exc
             if checked.label is not None:
                 events.append(checked)
     if not events:

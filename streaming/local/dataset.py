@@ -27,7 +27,15 @@ from typing import Any, TextIO
 from streaming.errors import InputError
 from streaming.events import Event
 
-__all__ = ["DATASET_PATH", "EXPECTED_COLUMNS", "LABEL_COLUMN", "check_columns", "read_events", "row_to_event"]
+__all__ = [
+    "DATASET_PATH",
+    "EXPECTED_COLUMNS",
+    "LABEL_COLUMN",
+    "check_columns",
+    "is_parquet",
+    "read_events",
+    "row_to_event",
+]
 
 DATASET_PATH = Path(str(resources.files("streaming.local") / "data" / "online_shoppers_intention.csv"))
 LABEL_COLUMN = "Revenue"
@@ -107,7 +115,7 @@ def row_to_event(row: dict[str, str], index: int) -> Event:
 def check_columns(path: str | Path) -> None:
     """Raise :class:`InputError` naming the expected columns the file's header (a CSV's first line, a Parquet file's
     schema) lacks (read nothing else)."""
-    if _is_parquet(path):
+    if is_parquet(path):
         header = list(_parquet(path).schema_arrow.names)
     else:
         try:
@@ -129,7 +137,7 @@ def read_events(path: str | Path = DATASET_PATH, limit: int | None = None, repea
     A row that does not parse raises :class:`InputError` naming the file, line and column; the rows
     before it have been yielded already.
     """
-    if _is_parquet(path):
+    if is_parquet(path):
         yield from _read_parquet(path, limit, repeat)
         return
     index = 0
@@ -148,7 +156,7 @@ def read_events(path: str | Path = DATASET_PATH, limit: int | None = None, repea
                 raise InputError(f"{path} line {reader.line_num}: {exc}; fix that line") from None
 
 
-def _is_parquet(path: str | Path) -> bool:
+def is_parquet(path: str | Path) -> bool:
     """Whether the file starts as a Parquet file does (``PAR1``); an unreadable one is left to the CSV reader."""
     try:
         with open(path, "rb") as handle:
