@@ -54,6 +54,31 @@ def test_a_label_or_boolean_column_stored_as_doubles_reads_as_its_0_and_1(tmp_pa
     assert ",1.0," in as_csv.read_text() and list(read_events(as_csv)) == events
 
 
+def test_single_and_half_precision_columns_read_as_a_csv_of_them_holds_them(tmp_path):
+    """A float32 column's 0.2 is the double 0.20000000298023224; a CSV of the column says 0.2: read as that."""
+    import numpy as np
+
+    rows = pyarrow.csv.read_csv(DATASET_PATH).slice(0, 300)
+    kinds = {"BounceRates": (pa.float32(), np.float32), "ExitRates": (pa.float32(), np.float32)}
+    kinds["SpecialDay"] = (pa.float16(), np.float16)
+    for column, (arrow_type, _) in kinds.items():
+        index = rows.schema.get_field_index(column)
+        rows = rows.set_column(index, column, rows.column(column).cast(arrow_type))
+    events = list(read_events(as_parquet(rows, tmp_path / "narrow.parquet")))
+    as_csv = tmp_path / "narrow.csv"  # each narrow value as its precision's shortest text (what pandas writes)
+    with as_csv.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(rows.column_names)
+        for row in rows.to_pylist():
+            writer.writerow(
+                str(kinds[name][1](v)) if name in kinds else repr(v) if isinstance(v, float) else v
+                for name, v in row.items()
+            )
+    assert events == list(read_events(as_csv))
+    rates = {e.features["BounceRates"] for e in events} | {e.features["SpecialDay"] for e in events}
+    assert 0.2 in rates and 0.20000000298023224 not in rates
+
+
 def test_a_bad_parquet_file_is_one_line_naming_what_to_fix(tmp_path):
     rows = pyarrow.csv.read_csv(DATASET_PATH).slice(0, 20)
     missing = as_parquet(rows.drop_columns(["Revenue"]), tmp_path / "missing.parquet")

@@ -189,13 +189,20 @@ def _read_parquet(path: str | Path, limit: int | None, repeat: int) -> Iterator[
         parquet, row_number = _parquet(path), 0
         import pyarrow  # (there: _parquet said it is installed)
 
+        # single or half precision: written as that precision's shortest text, as a CSV of the column holds it
+        narrow = {f.name: f.type.bit_width for f in parquet.schema_arrow if pyarrow.types.is_floating(f.type)}
+        narrow = {name: bits for name, bits in narrow.items() if bits < 64}
         try:
             for batch in parquet.iter_batches(batch_size=4096):
                 for values in batch.to_pylist():
                     if limit is not None and index >= limit:
                         return
                     row_number += 1
-                    yield row_to_event({name: _as_text(name, value) for name, value in values.items()}, index)
+                    texts = {name: _as_text(name, value) for name, value in values.items()}
+                    for name, bits in narrow.items():
+                        if values[name] is not None:
+                            texts[name] = _narrow_text(values[name], bits)
+                    yield row_to_event(texts, index)
                     index += 1
         except (OSError, pyarrow.ArrowException) as exc:  # (before ValueError: ArrowInvalid is one)
             raise InputError(f"{path} row {row_number + 1}: unreadable ({_one_line(exc)})") from None
@@ -206,6 +213,19 @@ def _read_parquet(path: str | Path, limit: int | None, repeat: int) -> Iterator[
 def _one_line(exc: BaseException) -> str:
     """An error's text on one line (pyarrow's may span several)."""
     return " ".join(str(exc).split())
+
+
+def _narrow_text(value: float, bits: int) -> str:
+    """A single- (``bits`` 32) or half-precision (16) value, read as the double it is exactly, as the shortest text
+    that precision reads back: as a CSV of the column holds it.
+
+    >>> _narrow_text(0.10000000149011612, 32), _narrow_text(0.0999755859375, 16), _narrow_text(float("inf"), 32)
+    ('0.1', '0.1', 'inf')
+    """
+    import numpy as np
+
+    narrow = np.float16(value) if bits == 16 else np.float32(value)
+    return np.format_float_positional(narrow, unique=True, trim="0") if np.isfinite(narrow) else repr(value)
 
 
 def _as_text(name: str, value: Any) -> str:
