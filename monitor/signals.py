@@ -199,6 +199,11 @@ def run_log10_probability(sample: dict[str, float], label_rate: float | None) ->
 class SignalWatch:
     """Turns the rates of consecutive metric samples into :class:`SignalEvent` s."""
 
+    #: Whether an incident it finds holds learning until the data is back. ``False`` (a rebuild, which learns every
+    #: event it reads and does not exclude): it reports the incident and takes its rates as the new normal at once.
+    #: Not part of the state.
+    holds = True
+
     def __init__(self, settings: GuardSettings | Settings) -> None:
         self.guard = guard = GuardSettings.of(settings)
         self.bounds = {
@@ -548,6 +553,8 @@ class SignalWatch:
             # not its own), also through a promotion's warm-up (the new champion's) and a new normal's calibrating
             if self._ready():
                 self._learn_calibration(sample)
+        if self.incident is not None and not self.holds:
+            self.accept_new_normal()
         return events
 
     def _detect(self, position: int, rates: dict[str, float], sample: dict[str, float]) -> list[SignalEvent]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from snapshotter.codec import VersionMeta, pack, unpack
 from snapshotter.control import ControlPlane, Offsets, run_script
-from snapshotter.scripts import CLOSE_INCIDENT, OPEN_INCIDENT, RELEASE, bind, refusal_error
+from snapshotter.scripts import CLOSE_INCIDENT, OPEN_INCIDENT, RELEASE, WIDEN_INCIDENT, bind, refusal_error
 from snapshotter.store import VersionStore
 from streaming.errors import HeadMovedError, IncidentRangeError, ScriptRefusal
 
@@ -79,6 +79,7 @@ class Incidents:
         self._open = bind(store.client, OPEN_INCIDENT)
         self._close = bind(store.client, CLOSE_INCIDENT)
         self._release = bind(store.client, RELEASE)
+        self._widen = bind(store.client, WIDEN_INCIDENT)
 
     def open(
         self,
@@ -95,13 +96,16 @@ class Incidents:
         fallback: int | None = None,
         lease_value: str | None = None,
         scope: str = "",
+        held_from: Offsets | None = None,
     ) -> OpenedIncident:
         """Record the incident, quarantine the versions written after ``change_point``, freeze learning, and roll
         back to the newest stable version written at or before it (else ``fallback``, else none). With
         ``lease_value`` only the holder of the writer lease may (the active learner that saw the shift).
         ``consumed``: the positions consumed, with the stream ``counters`` there (recorded with the rollback:
         :meth:`ControlPlane.consumed`); ``scope``: what the signal watched (``""``: the stream; a label-odds incident:
-        ``<group>:up`` or ``<group>:down``), kept with the record so a restarted watch judges its end alike."""
+        ``<group>:up`` or ``<group>:down``), kept with the record so a restarted watch judges its end alike;
+        ``held_from``: the first offsets the learner did not learn (the event that confirmed it), the start of the
+        incident's range when there is no version to go back to (default: the consumed offsets)."""
         k = self.keys
         for _attempt in range(10):
             head = self.store.head()
@@ -111,10 +115,10 @@ class Incidents:
             before = [m.number for m in versions if m.number in stable and position_of(m) <= change_point]
             target = before[-1] if before else fallback
             point = self.control.consumed(head, consumed, counters)
-            held_from = point.offsets
+            start = held_from or point.offsets
             if target is not None:  # the lineage goes back there: it learns nothing from there on
                 known = {m.number: m for m in versions}
-                held_from = (known[target] if target in known else self.store.meta(target)).offsets
+                start = (known[target] if target in known else self.store.meta(target)).offsets
             try:
                 incident_id = run_script(
                     self._open,
@@ -136,7 +140,7 @@ class Incidents:
                     lease_value=lease_value,
                     resume_counters=point.packed_counters(),
                     scope=scope,
-                    held_from=pack(held_from) if held_from else "",
+                    held_from=pack(start) if start else "",
                     quarantine=quarantine,
                 )
             except HeadMovedError:
@@ -194,6 +198,22 @@ class Incidents:
         """The stream position where learning was last released after a hold (None: never recorded)."""
         value = self.store.client.hget(self.keys.released, "position")
         return int(value) if value not in (None, b"", "") else None
+
+    def hold_from(self, incident_id: int, offsets: Offsets, *, lease_value: str) -> None:
+        """The active learner (``lease_value``) holds open incident ``incident_id`` from ``offsets``: where they are
+        before its range's start (on any partition), the range starts there (a learner restored from a version
+        written before the incident opened learns nothing from there on). Refused (:class:`NoIncidentError`) when
+        the incident is no longer open."""
+        raw = self.store.client.hget(self.keys.incident_ranges, f"{incident_id}:from")
+        recorded: Offsets = unpack(raw) if isinstance(raw, bytes) and raw else {}
+        start = {topic: dict(parts) for topic, parts in recorded.items()}
+        for topic, parts in offsets.items():
+            for partition, offset in parts.items():
+                held = start.setdefault(topic, {})
+                held[partition] = min(offset, held.get(partition, offset))
+        if start == recorded:
+            return
+        run_script(self._widen, self.keys, lease_value=lease_value, incident_id=incident_id, held_from=pack(start))
 
     def pending_release(self) -> int | None:
         """The incident an operator closed whose end (where learning went on) no learner has recorded yet."""

@@ -97,6 +97,7 @@ __all__ = [
     "UNPIN",
     "UNPROTECT",
     "UPDATE_BRANCH",
+    "WIDEN_INCIDENT",
     "WRITE_BRANCH",
     "WRITE_VERSION",
     "BoundScript",
@@ -489,6 +490,9 @@ RELEASE = ScriptSpec(
     keys=("lease", "released", "incident_ranges"),
     args=("lease_value", "position", "cause", "actor", "now", "offsets"),
 )
+WIDEN_INCIDENT = ScriptSpec(
+    "widen_incident", keys=("lease", "incident", "incident_ranges"), args=("lease_value", "incident_id", "held_from")
+)
 PIN = ScriptSpec(
     "pin",
     keys=("audit", "pinned", "serving", "protected", "quarantined", "branch_versions"),
@@ -554,6 +558,7 @@ SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
             OPEN_INCIDENT,
             CLOSE_INCIDENT,
             RELEASE,
+            WIDEN_INCIDENT,
             PIN,
             UNPIN,
             FREEZE,

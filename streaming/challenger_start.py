@@ -19,7 +19,7 @@ import dataclasses
 
 from snapshotter.store import VersionStore
 from streaming.config import ChallengerConfig
-from streaming.errors import ChallengerError, SnapshotCorruptError, VersionNotFoundError
+from streaming.errors import ChallengerError, SnapshotCorruptError, SnapshotError, VersionNotFoundError
 from streaming.model import ModelSpec
 
 __all__ = ["check_start_version"]
@@ -47,6 +47,8 @@ def check_start_version(store: VersionStore, config: ChallengerConfig, spec: Mod
         meta = store.meta(number)
     except VersionNotFoundError:
         raise ChallengerError(f"start=version:{number}: version {number} is not stored") from None
+    except SnapshotError as exc:  # its metadata unreadable
+        raise ChallengerError(f"start=version:{number}: {exc}") from None
     declared = dataclasses.replace(spec, **config.overrides).structure()
     try:
         stored = ModelSpec.from_dict(meta.spec).structure()

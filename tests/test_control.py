@@ -15,6 +15,7 @@ from streaming.errors import (
     AlreadyFrozenError,
     ControlError,
     LeaseLostError,
+    NoIncidentError,
     NotFrozenError,
     NotPinnedError,
     QuarantinedError,
@@ -298,5 +299,11 @@ def test_an_incident_with_no_version_to_go_back_to_ranges_from_where_learning_wa
         lease_value=lease.value,
     )
     assert opened.target is None
+    incidents.hold_from(1, {"events": {"0": 400}}, lease_value=lease.value)  # later: the range keeps its start
+    incidents.hold_from(1, {"events": {"0": 250}}, lease_value=lease.value)  # a successor restored from before it
+    with pytest.raises(LeaseLostError):
+        incidents.hold_from(1, {"events": {"0": 200}}, lease_value="0:other")
     incidents.close(1, actor="learner", reason="calm", metrics={}, position=900, offsets={"events": {"0": 900}})
-    assert incidents.range(1).spans() == [("events", 0, 320, 899)]
+    assert incidents.range(1).spans() == [("events", 0, 250, 899)]
+    with pytest.raises(NoIncidentError):
+        incidents.hold_from(1, {"events": {"0": 100}}, lease_value=lease.value)

@@ -188,7 +188,7 @@ class _Incidents:
     def __init__(self, log: list) -> None:
         self.log = log
 
-    def act(self, state: Any, consumed: dict) -> None:
+    def act(self, state: Any, consumed: dict, confirmed_at: Any = None) -> None:
         self.log.append(("act", consumed))
         state.incident_events = []
 

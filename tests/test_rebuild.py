@@ -377,46 +377,70 @@ def test_a_range_whose_end_never_comes_stops_with_an_error_and_a_dropped_branch_
     assert store.numbers() == [] and not store.client.hexists(store.keys.branches, "gone")
 
 
-@pytest.mark.parametrize("killed", [False, True], ids=["learner-running", "learner-killed-before-the-resume"])
+MOMENTS = [
+    "learner-running",  # the operator resumes while the learner waits at 4,000, the labeller fixed at 3,800
+    "killed-before-the-resume",  # its successor records where learning goes on
+    "killed-after-the-release",  # its successor replays the held stretch held, up to the release
+    "stopped-at-the-resume",  # frozen in place when the operator resumes, then killed: its successor goes on
+    "new-normal-while-stuck",  # resumed at 3,700: the stuck labels after it are the lineage's new normal, learned
+    "no-target",  # no version to go back to: held from the event that confirmed it, the lineage kept as it was
+    "no-target-killed-after-the-open",  # ...and its successor holds from the version before the open
+]
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
 def test_a_rebuild_excluding_incidents_by_id_reproduces_the_lineage_that_held_them_bit_for_bit(
-    make_settings, learners, cli, killed
+    make_settings, learners, cli, moment
 ):
     """Two stuck labellers caught live (the guard's rules on): the first closed by the learner's watch, the second by
-    an operator. ``--exclude incident:N`` skips exactly what the lineage did not learn because of each, so a rebuild
-    from the first one's target over the lineage's range equals its head, and a plain loop over the events outside
-    them; without the second, the rebuild is refused (the lineage held there). Killed: the learner dies while the
-    second is open, so its successor records where learning went on (the offsets it starts from)."""
+    an operator, with the learner killed or stopped at other moments. Each incident's recorded range is exactly what
+    the lineage did not learn (its head equals a plain loop over the events outside them), and ``--exclude
+    incident:N`` from the first one's target over the lineage's range gives its head bit for bit: the rebuild's
+    own watch holds nothing (it sees the stuck labels the lineage learned as a new normal)."""
+    import os
+    import signal
+
     from snapshotter.audit import read_audit
     from snapshotter.control import ControlPlane
     from snapshotter.incidents import Incidents
 
-    settings = make_settings(snapshot_every_events=250, status_interval_seconds=0.1)
+    settings = make_settings(snapshot_every_events=250, snapshot_every_seconds=3600, status_interval_seconds=0.1)
     topic = settings.events_topic
-    events = [
-        dataclasses.replace(e, label=True) if 1500 <= i < 2000 or 3500 <= i < 3800 else e for i, e in enumerate(EVENTS)
-    ]
+    stuck = lambda i: 1500 <= i < 2000 or 3500 <= i < 3800  # noqa: E731
+    events = [dataclasses.replace(e, label=True) if stuck(i) else e for i, e in enumerate(EVENTS)]
     seen = lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen")  # noqa: E731
     store = store_for(settings)
+    incidents = Incidents(store, ControlPlane(store))
     produce(settings, events[:3500])
     learner = learners(settings)
     wait_for(lambda: seen() == 3500, 90, "3,500 events")
-    wait_for(
-        lambda: store.client.get(store.keys.incident_counter) == b"1" and store.incident() is None,
-        30,
-        "incident 1 over",
-    )
-    produce(settings, events[3500:4000])
-    wait_for(lambda: seen() == 4000, 90, "4,000 events")
-    wait_for(lambda: store.incident() is not None, 30, "incident 2")
-    goes_on = {topic: {"0": 4000}}  # where learning goes on: the learner is at 4,000 when it applies the resume
-    if killed:
+    wait_for(lambda: store.client.get(store.keys.incident_counter) == b"1" and store.incident() is None, 30, "one over")
+    if moment.startswith("no-target"):
+        store.client.delete(store.keys.stable, store.keys.candidates)  # no version to go back to for the next one
+    upto = 3700 if moment == "new-normal-while-stuck" else 4000
+    if moment == "no-target-killed-after-the-open":  # killed before it writes a version after the open (at 3,750)
+        produce(settings, events[3500:3700])
+        wait_for(lambda: store.incident() is not None, 30, "incident 2")
         learner.kill()
-        goes_on = store.meta(store.head()).offsets  # its successor goes on from the newest version, held there
-    ControlPlane(store).resume(actor="op", reason="the labeller is fixed")
-    if killed:
         learner = learners(settings)
-    wait_for(lambda: Incidents(store, ControlPlane(store)).pending_release() is None, 30, "the release")
-    produce(settings, events[4000:])
+        produce(settings, events[3700:upto])
+    else:
+        produce(settings, events[3500:upto])
+        wait_for(lambda: store.incident() is not None, 30, "incident 2")
+    wait_for(lambda: seen() == upto, 90, f"{upto:,} events")
+    if moment == "killed-before-the-resume":
+        learner.kill()
+    if moment == "stopped-at-the-resume":
+        os.kill(learner.proc.pid, signal.SIGSTOP)
+    ControlPlane(store).resume(actor="op", reason="the labeller is fixed")
+    if moment in ("killed-before-the-resume", "stopped-at-the-resume"):
+        learner.kill()
+        learner = learners(settings)
+    wait_for(lambda: incidents.pending_release() is None, 30, "the release")
+    if moment == "killed-after-the-release":
+        learner.kill()
+        learner = learners(settings)
+    produce(settings, events[upto:])
     wait_for(lambda: seen() == len(events), 90, "every event")
     wait_for(
         lambda: not store.meta(store.head()).extra.get("frozen") and offset_of(store, store.head(), topic) > 4500,
@@ -424,25 +448,24 @@ def test_a_rebuild_excluding_incidents_by_id_reproduces_the_lineage_that_held_th
         "a version past 4,500",
     )
     learner.terminate()
-    incidents = Incidents(store, ControlPlane(store))
     first, second = incidents.range(1), incidents.range(2)
-    assert first.end[topic]["0"] > 2000 and second.end == goes_on
     target = int(next(e for e in read_audit(store.client, store.keys) if e.action == "rollback").to_version)
     assert first.start == store.meta(target).offsets
+    if moment == "learner-running":
+        assert second.end == {topic: {"0": 4000}}  # where the learner stood when it applied the resume
     head = store.meta(store.head())
-    until = f"0:{head.offsets[topic]['0']}"
+    end = head.offsets[topic]["0"]
+    ((_, _, _, b),), ((_, _, c, d),) = first.spans(), second.spans()  # (the first from the target: the loop's start)
+    kept = [e for i, e in enumerate(events[:end]) if b < i and not c <= i <= d]
+    assert model_of(store, head.number) == continued(store, target, kept)  # each range: what the lineage left out
 
-    run = ("rebuild", "run", "--from-version", str(target), "--until", until, "--exclude", "incident:1")
-    one_line_error(cli(settings, *run[:2], "x", *run[2:]), "the range crosses a hold")
-    one_line_error(cli(settings, *run[:2], "x", *run[2:], "--exclude", "incident:9"), "has no incident 9")
-    code, _out, err = cli(settings, *run[:2], "repair", *run[2:], "--exclude", "incident:2")
+    run = ("--from-version", str(target), "--until", f"0:{end}", "--exclude", "incident:1")
+    if moment == "learner-running":
+        one_line_error(cli(settings, "rebuild", "run", "x", *run), "the range crosses a hold")
+        one_line_error(cli(settings, "rebuild", "run", "x", *run, "--exclude", "incident:9"), "has no incident 9")
+    code, _out, err = cli(settings, "rebuild", "run", "repair", *run, "--exclude", "incident:2")
     assert code == 0, err
     branch = Branches(store).get("repair")
     assert model_of(store, branch["head"]) == model_of(store, head.number)  # the lineage's, bit for bit
     assert store.meta(branch["head"]).model_events_learned == head.model_events_learned
-    ((_, _, a, b),), ((_, _, c, d),) = first.spans(), second.spans()
-    kept = [
-        e for i, e in enumerate(events[: head.offsets[topic]["0"]]) if i >= a and not a <= i <= b and not c <= i <= d
-    ]
-    assert model_of(store, branch["head"]) == continued(store, target, kept)  # a plain loop outside them
     assert branch["provenance"]["incidents"] == [1, 2]

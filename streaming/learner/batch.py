@@ -182,7 +182,7 @@ class ActOnIncidents:
             return
         if self.versions.in_flight:  # the versions captured before it exist (and may be its target) first
             self.versions.write_when_delivered(wait=True)
-        self.incidents.act(self.state, stored_offsets(positions))
+        self.incidents.act(self.state, stored_offsets(positions), confirmed_at=record)
         self.versions.lineage_moved = True  # an incident start rolled back: read the lineage now, not at a poll
         self.follow()
 

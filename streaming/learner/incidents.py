@@ -22,6 +22,7 @@ hold at once and declares the shifted rates the new normal (the watch learns a n
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -35,6 +36,7 @@ from streaming.config import GuardSettings, Settings
 from streaming.errors import ControlError, IncidentOpenError, NoIncidentError, StaleEpochError
 from streaming.learner.prometheus import LearnerMetrics
 from streaming.learner.state import LearnerState
+from streaming.transport import Record
 
 __all__ = ["IncidentActions"]
 
@@ -67,12 +69,20 @@ class IncidentActions:
         gives the model an uninterrupted one would. Released before the version (or never recorded): nothing
         holds."""
         record = self.store.incident()
-        if record is not None and state.watch.incident is None:
-            state.watch.open_incident(
-                record.get("signal", "label_rate"), int(record.get("change_point", 0)), scope=record.get("scope", "")
-            )
-            log.warning("data-quality incident %s is open: learning stays held until the data is back", record["id"])
-        elif record is None:
+        if record is not None:
+            if state.watch.incident is None:
+                state.watch.open_incident(
+                    record.get("signal", "label_rate"),
+                    int(record.get("change_point", 0)),
+                    scope=record.get("scope", ""),
+                )
+                log.warning(
+                    "data-quality incident %s is open: learning stays held until the data is back", record["id"]
+                )
+            with contextlib.suppress(NoIncidentError):  # (closed meanwhile: the next check follows that)
+                # held from here: the incident's range starts here at the latest
+                self.incidents.hold_from(int(record["id"]), state.offsets, lease_value=self.lease.value or "")
+        else:
             last = state.last_snapshot
             held = state.watch.incident is not None or bool(last is not None and last.extra.get("frozen"))
             position = sum(sum(partitions.values()) for partitions in state.offsets.values())
@@ -89,20 +99,31 @@ class IncidentActions:
         candidates = self.store.candidates()
         state.unconfirmed = sorted(candidates.values())
 
-    def act(self, state: LearnerState, consumed: dict[str, dict[str, int]]) -> None:
-        """Record what the watch reported (``state.incident_events``); ``consumed``: the current positions."""
+    def act(self, state: LearnerState, consumed: dict[str, dict[str, int]], confirmed_at: Record | None = None) -> None:
+        """Record what the watch reported (``state.incident_events``); ``consumed``: the current positions;
+        ``confirmed_at``: the record whose metric sample reported it (an incident's start: its event is the first
+        one not learned)."""
         events, state.incident_events = state.incident_events, []
         for event, sample in events:
             metrics: dict[str, Any] = {**sample_metrics(sample), "signal": event.signal, "value": event.value}
             if event.reference is not None:
                 metrics["reference"] = event.reference
             if event.kind == "incident_start":
-                self._open(state, event, metrics, consumed)
+                held_from = consumed
+                if confirmed_at is not None and state.join is None:  # (with the join: the label's event is older)
+                    held_from = {topic: dict(parts) for topic, parts in consumed.items()}
+                    held_from.setdefault(confirmed_at.topic, {})[str(confirmed_at.partition)] = confirmed_at.offset
+                self._open(state, event, metrics, consumed, held_from)
             else:
                 self._close(event, metrics, consumed)
 
     def _open(
-        self, state: LearnerState, event: SignalEvent, metrics: dict[str, Any], consumed: dict[str, dict[str, int]]
+        self,
+        state: LearnerState,
+        event: SignalEvent,
+        metrics: dict[str, Any],
+        consumed: dict[str, dict[str, int]],
+        held_from: dict[str, dict[str, int]],
     ) -> None:
         assert event.change_point is not None
         try:
@@ -119,6 +140,7 @@ class IncidentActions:
                 fallback=self.guard.fallback_version,
                 lease_value=self.lease.value,
                 scope=event.scope,
+                held_from=held_from,
             )
         except IncidentOpenError as exc:  # decided again after a restart: it is open already
             log.info("%s", exc)

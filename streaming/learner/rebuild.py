@@ -426,7 +426,16 @@ def _within(
     Traceback (most recent call last):
     ...
     streaming.errors.InputError: --exclude incident:2: its range (ev[0] 100-399) is outside the range read: ...
+    >>> _within(IncidentRange(3, {"ev": {"0": 500}}, {"ev": {"0": 450}}), "ev", {tp: 0}, {tp: 900})
+    Traceback (most recent call last):
+    ...
+    streaming.errors.InputError: --exclude incident:3: the lineage kept nothing from it (...): it excludes nothing
     """
+    if not span.spans():
+        raise InputError(
+            f"--exclude incident:{span.incident}: the lineage kept nothing from it (learning went on where it was "
+            "held from: a learner restored from before it learned those events): it excludes nothing"
+        )
     found = []
     for name, partition, first, last in span.spans():
         tp = TopicPartition(name, partition)
@@ -667,6 +676,9 @@ def run_rebuild(
         return report
     started = time.monotonic()
     offline, state, branches, origin = start_branch(settings, store, plan, actor=actor)
+    state.watch.holds = False  # it learns every event it reads and does not exclude (its exclusions are the repair)
+    if state.watch.incident is not None:  # a base written during an incident (--force): not held here either
+        state.watch.accept_new_normal()
     telemetry = LearnerMetrics(CollectorRegistry(), offline.model_name)
     step = EventStep(offline, telemetry)
     outputs = Outputs(Discard(), offline, telemetry)
