@@ -203,9 +203,11 @@ class Incidents:
         """The active learner (``lease_value``) holds open incident ``incident_id`` from ``offsets``: where they are
         before its range's start (on any partition), the range starts there (a learner restored from a version
         written before the incident opened learns nothing from there on). Refused (:class:`NoIncidentError`) when
-        the incident is no longer open."""
+        the incident is no longer open; nothing when its start was never recorded."""
         raw = self.store.client.hget(self.keys.incident_ranges, f"{incident_id}:from")
-        recorded: Offsets = unpack(raw) if isinstance(raw, bytes) and raw else {}
+        if not isinstance(raw, bytes) or not raw:
+            return  # no start recorded (an incident from before ranges were kept): it stays not known
+        recorded: Offsets = unpack(raw)
         start = {topic: dict(parts) for topic, parts in recorded.items()}
         for topic, parts in offsets.items():
             for partition, offset in parts.items():

@@ -727,6 +727,9 @@ def run_rebuild(
         while i < len(run):
             i = step.process_run(state, run, i, limit=len(run), outputs=outputs, positions=positions, tp=tp)[0]
             state.samples.clear()  # offline: nothing is recorded in the history
+            for event, _sample in state.incident_events:  # (its watch holds nothing: said, not acted on)
+                if event.kind == "incident_start":
+                    log.warning("the rebuild's data-quality watch: %s; taken as the new normal, learned", event.reason)
             state.incident_events.clear()
         run.clear()
 
