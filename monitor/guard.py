@@ -267,9 +267,9 @@ class Monitor:
     def _settled(self) -> int | None:
         """Where an operator last declared a new normal (learning went on after closing an incident), if so: the
         model learns it from there, a cooldown's worth of events."""
-        released = {as_text(k): as_text(v) for k, v in self.store.client.hgetall(self.store.keys.released).items()}
-        position = released.get("position", "")
-        return int(position) if released.get("cause") == NEW_NORMAL and position.isdigit() else None
+        raw = self.store.client.hmget(self.store.keys.released, "position", "cause")  # (its offsets are msgpack)
+        position, cause = (as_text(value) if value is not None else "" for value in raw)
+        return int(position) if cause == NEW_NORMAL and position.isdigit() else None
 
     def _decide(self, sample: MetricSample, frozen: bool, now: float, settled: int | None = None) -> Decision:
         threshold = self.data.threshold.value()

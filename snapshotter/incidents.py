@@ -217,6 +217,12 @@ class Incidents:
             return
         run_script(self._widen, self.keys, lease_value=lease_value, incident_id=incident_id, held_from=pack(start))
 
+    def released_offsets(self) -> Offsets | None:
+        """Where learning was last released after a hold, per topic and partition (None: recorded as a stream
+        position only, or never)."""
+        raw = self.store.client.hget(self.keys.released, "offsets")
+        return unpack(raw) if isinstance(raw, bytes) and raw else None
+
     def pending_release(self) -> int | None:
         """The incident an operator closed whose end (where learning went on) no learner has recorded yet."""
         value = self.store.client.hget(self.keys.incident_ranges, "pending")

@@ -469,3 +469,76 @@ def test_a_rebuild_excluding_incidents_by_id_reproduces_the_lineage_that_held_th
     assert model_of(store, branch["head"]) == model_of(store, head.number)  # the lineage's, bit for bit
     assert store.meta(branch["head"]).model_events_learned == head.model_events_learned
     assert branch["provenance"]["incidents"] == [1, 2]
+
+
+def test_with_two_partitions_a_successor_replays_each_partition_held_up_to_its_own_release(
+    make_settings, learners, cli
+):
+    """Two partitions read interleaved; a stuck labeller's incident closed by the learner's watch; the learner killed
+    after the close, before its next version. Its successor replays the held stretch by each partition's release
+    offset, whatever order the partitions come in: every version of the lineage learned exactly the labelled events
+    below its offsets outside the incident's recorded range, and a rebuild excluding the incident is accepted and
+    learns as many (merged by timestamp: the same events, not the same order)."""
+    import time
+
+    from snapshotter.control import ControlPlane
+    from snapshotter.incidents import Incidents
+    from streaming.events import EventLimits, decode_event
+    from streaming.learner.rebuild import merged_records
+    from streaming.transport import TopicPartition, make_consumer
+
+    settings = make_settings(
+        partitions=2, snapshot_every_events=700, snapshot_every_seconds=3600, status_interval_seconds=0.1
+    )
+    topic = settings.events_topic
+    events = [dataclasses.replace(e, label=True) if 1500 <= i < 2000 else e for i, e in enumerate(EVENTS)]
+    seen = lambda: (status_of(settings) or {}).get("counters", {}).get("events_seen")  # noqa: E731
+    store = store_for(settings)
+    incidents = Incidents(store, ControlPlane(store))
+    learner = learners(settings)
+    sent = 0
+    while not (store.client.get(store.keys.incident_counter) and store.incident() is None):  # until the close
+        assert sent < 4300, "no incident opened and closed"
+        produce(settings, events[sent : sent + 70])  # in small chunks: the learner interleaves the partitions
+        sent += 70
+        wait_for(lambda n=sent: seen() == n, 30, f"{sent:,} events")
+    time.sleep(0.5)  # (a version written past the close would make this a run without a replay)
+    assert store.meta(store.head()).extra.get("frozen"), "a version was written past the close: rerun"
+    learner.kill()
+    learner = learners(settings, LIVELEARN_SNAPSHOT_EVERY_EVENTS="50")  # frequent versions: where it learned shows
+    total = sent + 600
+    produce(settings, events[sent:total])
+    wait_for(lambda: seen() == total, 120, f"{total:,} events")
+    learner.terminate()
+
+    head = store.meta(store.head())
+    ends = {TopicPartition(topic, int(p)): o for p, o in head.offsets[topic].items()}
+    assert sum(ends.values()) == total
+    consumer = make_consumer(settings.kafka)
+    try:
+        limits = EventLimits.from_settings(settings.limits)
+        where = {
+            (r.partition, r.offset): decode_event(r.value, settings.kafka.event_format, limits).label is not None
+            for r in merged_records(consumer, dict.fromkeys(ends, 0), ends)
+        }
+    finally:
+        consumer.close()
+    (span,) = [incidents.range(1).spans()]
+    excluded = {(p, o) for _t, p, a, b in span for o in range(a, b + 1)}
+    chain, number = [], head.number
+    while number is not None:
+        chain.append(store.meta(number))
+        number = chain[-1].parent
+    for meta in chain:  # each version: the labelled events below its offsets, outside the range
+        below = meta.offsets[topic]
+        expected = sum(
+            labelled and o < below.get(str(p), 0) and (p, o) not in excluded for (p, o), labelled in where.items()
+        )
+        assert meta.model_events_learned == expected, (meta.number, meta.offsets[topic])
+    target = next(m.number for m in reversed(chain) if m.offsets[topic] == incidents.range(1).start[topic])
+    until = ",".join(f"{tp.partition}:{o}" for tp, o in sorted(ends.items()))
+    code, _out, err = cli(
+        settings, "rebuild", "run", "repair", "--from-version", str(target), "--until", until, "--exclude", "incident:1"
+    )
+    assert code == 0, err
+    assert store.meta(Branches(store).get("repair")["head"]).model_events_learned == head.model_events_learned

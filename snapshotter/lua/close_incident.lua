@@ -28,6 +28,7 @@ end
 if ARGV[8] ~= '' then
   redis.call('DEL', KEYS[5])
   redis.call('HSET', KEYS[5], 'position', ARGV[8], 'cause', 'incident ' .. id, 'actor', ARGV[3], 'at', ARGV[6])
+  if ARGV[9] ~= '' then redis.call('HSET', KEYS[5], 'offsets', ARGV[9]) end
 end
 audit('incident_end', ARGV[3], ARGV[4], '', '', ARGV[5], '', 'incident', id, 'resumed', resumed,
   'frozen_from_position', since)

@@ -11,6 +11,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'position', ARGV[2], 'cause', ARGV[3], 'actor', ARGV[4], 'at', ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'offsets', ARGV[6]) end
 local pending = redis.call('HGET', KEYS[3], 'pending')
 if pending and ARGV[6] ~= '' then
   redis.call('HSET', KEYS[3], pending .. ':to', ARGV[6])

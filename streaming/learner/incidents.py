@@ -89,6 +89,13 @@ class IncidentActions:
             released = self.incidents.released() if held else None
             if released is not None and released > position:
                 state.held_until = released
+                offsets = self.incidents.released_offsets()
+                if offsets is not None:  # each partition held up to its own release, in whatever order they come
+                    state.held_offsets = {
+                        (topic, int(partition)): offset
+                        for topic, parts in offsets.items()
+                        for partition, offset in parts.items()
+                    }
                 log.warning(
                     "restored from a version written while learning was held: the events up to stream position %d "
                     "are replayed held, as they were (learning was released there)",

@@ -491,19 +491,29 @@ def _held(
 
 
 def _inside(offsets: dict[str, dict[str, int]], span: IncidentRange) -> bool:
-    """Whether a version at ``offsets`` was written inside ``span``: at or after its start, at or before its end,
-    on every partition of every topic it has.
+    """Whether a version at ``offsets`` was written inside ``span``: at or after its start on every partition, and
+    at or before its end on a partition where it holds something (a successor replaying a held stretch learns a
+    partition past its release while another is still held).
 
     >>> span = IncidentRange(2, {"ev": {"0": 100, "1": 50}}, {"ev": {"0": 400, "1": 50}})
     >>> [_inside({"ev": {"0": at, "1": 50}}, span) for at in (99, 100, 400, 401)], _inside({"ev": {"1": 51}}, span)
     ([False, True, True, False], False)
+    >>> both = IncidentRange(3, {"ev": {"0": 100, "1": 50}}, {"ev": {"0": 400, "1": 90}})
+    >>> _inside({"ev": {"0": 900, "1": 70}}, both), _inside({"ev": {"0": 900, "1": 91}}, both)
+    (True, False)
     """
-    return bool(span.end) and all(
-        int(span.start.get(topic, {}).get(p, 0)) <= offset <= int(span.end.get(topic, {}).get(p, -1))
-        for topic, parts in offsets.items()
-        if topic in span.end
-        for p, offset in parts.items()
-    )
+    if not span.end:
+        return False
+    within = False
+    for topic, parts in offsets.items():
+        if topic not in span.end:
+            continue
+        for p, offset in parts.items():
+            first, last = int(span.start.get(topic, {}).get(p, 0)), int(span.end[topic].get(p, -1))
+            if offset < first:
+                return False
+            within = within or (first < last and offset <= last)
+    return within
 
 
 def settings_hash(settings: Settings) -> str:

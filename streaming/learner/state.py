@@ -24,6 +24,7 @@ from streaming.learner.join import LabelJoin, LearnedOrder
 from streaming.learner.restore import Restored
 from streaming.learner.signals import BlockSignals
 from streaming.model import ModelSpec, spec_from_settings
+from streaming.transport import TopicPartition
 
 __all__ = ["CALIBRATED", "COUNTERS", "CapturedState", "LearnerState", "spec_from_settings"]
 
@@ -91,6 +92,11 @@ class LearnerState:
     # replaying a range the learner before this one held (restored from a version written while learning was held,
     # released since at this stream position): held up to it, as it was, whatever Redis says now
     held_until: int | None = None
+    #: ...and, where it was recorded, the release per partition (``(topic, partition) -> offset``): a record before
+    #: its partition's release is replayed held, one at or after it learned, whatever order the partitions come in
+    held_offsets: dict[tuple[str, int], int] | None = None
+    replay_learns: bool = False  # the record being replayed is past its partition's release (``held_offsets``)
+    replay_released: bool = False  # a record past the release was replayed: the release took effect
     released: str | None = None  # an operator's resume applied just now: recorded (position) before going on
     join: LabelJoin | None = None  # labels that come after their events (``label_wait`` set), else None
     learned: LearnedOrder | None = None  # with the join: the pairs learned since the last version, in order
@@ -108,12 +114,37 @@ class LearnerState:
     def learning(self) -> bool:
         """Whether labelled events are learned: not frozen (Redis), no data-quality incident open (the watch), not
         replaying a held range."""
-        return not self.frozen and self.watch.incident is None and self.held_until is None
+        return not self.frozen and self.watch.incident is None and (self.held_until is None or self.replay_learns)
+
+    def replay_at(self, topic: str, partition: int, offset: int, positions: Mapping[TopicPartition, int]) -> None:
+        """While replaying a held range: the record at ``offset`` of ``topic[partition]`` comes (``positions``
+        include it). Past the release — its partition's release offset, else (recorded as a stream position only)
+        the position — it is learned; the first such record is where the release took effect (an incident the watch
+        still holds: the new normal, as it was); a record past the release once no partition is before its release
+        any more ends the replay (:meth:`end_replayed_hold`)."""
+        assert self.held_until is not None
+        release = self.held_offsets
+        if release is None:  # (one stream position: exact for one partition)
+            if sum(positions.values()) > self.held_until:
+                self.end_replayed_hold()
+            return
+        past = offset >= release.get((topic, partition), 0)
+        self.replay_learns = past
+        if not past:
+            return
+        if not self.replay_released:
+            self.replay_released = True
+            self._new_normal()
+        if all(positions.get(TopicPartition(t, p), 0) >= at for (t, p), at in release.items()):
+            self.end_replayed_hold()
 
     def end_replayed_hold(self) -> None:
         """The replay reached the position where learning was released: learn from the next event on. An incident
         the watch still holds was closed by an operator then: its rates are the new normal, as they were."""
-        self.held_until = None
+        self.held_until, self.held_offsets, self.replay_learns, self.replay_released = None, None, False, False
+        self._new_normal()
+
+    def _new_normal(self) -> None:
         if self.watch.incident is not None:
             self.watch.accept_new_normal()
             self.metrics.restart_window()  # as the live learner did when the operator's resume came

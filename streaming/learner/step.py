@@ -81,8 +81,8 @@ class EventStep:
         if type(event) is Label:  # (only with the join on)
             join = state.join
             assert join is not None
-            if state.held_until is not None and sum(positions.values()) > state.held_until:
-                state.end_replayed_hold()
+            if state.held_until is not None:
+                state.replay_at(record.topic, record.partition, record.offset, positions)
             self.labels += 1
             self.settle(state, join.advance(event.ts, (record.topic, record.partition)), positions)
             self.settle(state, join.labelled(event.event_id, event.ts, event.label), positions)
@@ -116,8 +116,8 @@ class EventStep:
     ) -> None:
         """A decoded event not seen before: scored, published, judged and learned (see the module docstring)."""
         join = state.join
-        if state.held_until is not None and sum(positions.values()) > state.held_until:
-            state.end_replayed_hold()
+        if state.held_until is not None:
+            state.replay_at(record.topic, record.partition, record.offset, positions)
         if join is not None:  # the waits this event's time ends are learned (or dropped) before it is scored
             self.settle(state, join.advance(event.ts, (record.topic, record.partition)), positions)
         labelled = event.label is not None
