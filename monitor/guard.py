@@ -267,8 +267,8 @@ class Monitor:
     def _settled(self) -> int | None:
         """Where an operator last declared a new normal (learning went on after closing an incident), if so: the
         model learns it from there, a cooldown's worth of events."""
-        raw = self.store.client.hmget(self.store.keys.released, "position", "cause")  # (its offsets are msgpack)
-        position, cause = (as_text(value) if value is not None else "" for value in raw)
+        released, client = self.store.keys.released, self.store.client  # (by field: its offsets are msgpack, not text)
+        position, cause = (as_text(client.hget(released, field) or b"") for field in ("position", "cause"))
         return int(position) if cause == NEW_NORMAL and position.isdigit() else None
 
     def _decide(self, sample: MetricSample, frozen: bool, now: float, settled: int | None = None) -> Decision:

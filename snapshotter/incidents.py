@@ -233,7 +233,7 @@ class Incidents:
         :class:`IncidentRangeError` (a one-line reason) when that is not known: no such incident, still open, or a
         start or end that was not recorded (an incident from before ranges were kept, or its learner died before it
         went on learning)."""
-        raw = self.store.client.hmget(self.keys.incident_ranges, f"{incident_id}:from", f"{incident_id}:to")
+        raw = [self.store.client.hget(self.keys.incident_ranges, f"{incident_id}:{end}") for end in ("from", "to")]
         start, end = (unpack(value) if isinstance(value, bytes) and value else None for value in raw)
         last = int(self.store.client.get(self.keys.incident_counter) or 0)
         model = self.keys.model_name
