@@ -190,18 +190,23 @@ def _read_parquet(path: str | Path, limit: int | None, repeat: int) -> Iterator[
         import pyarrow  # (there: _parquet said it is installed)
 
         # single or half precision: written as that precision's shortest text, as a CSV of the column holds it
-        narrow = {f.name: f.type.bit_width for f in parquet.schema_arrow if pyarrow.types.is_floating(f.type)}
-        narrow = {name: bits for name, bits in narrow.items() if bits < 64}
+        narrow = {
+            f.name: f.type.bit_width
+            for f in parquet.schema_arrow
+            if pyarrow.types.is_floating(f.type) and f.type.bit_width < 64
+        }
         try:
             for batch in parquet.iter_batches(batch_size=4096):
                 for values in batch.to_pylist():
                     if limit is not None and index >= limit:
                         return
                     row_number += 1
-                    texts = {name: _as_text(name, value) for name, value in values.items()}
-                    for name, bits in narrow.items():
-                        if values[name] is not None:
-                            texts[name] = _narrow_text(values[name], bits)
+                    texts = {
+                        name: _as_text(name, value)
+                        if value is None or name not in narrow
+                        else _narrow_text(value, narrow[name])
+                        for name, value in values.items()
+                    }
                     yield row_to_event(texts, index)
                     index += 1
         except (OSError, pyarrow.ArrowException) as exc:  # (before ValueError: ArrowInvalid is one)
