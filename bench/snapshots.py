@@ -13,21 +13,21 @@ Against a real redis-server (and, for the stall, a real Tansu broker) started by
   (``dump_state``: a ``{name: float}`` map of every weight), msgpack of the whole document, and a restore
   through that map;
 * **stall** in a real :class:`~streaming.learner.runner.Learner` run with predictions on: the step of each run of
-  events (``EventStep.process_run``: the events between two metric samples or captures, stepped together) is
-  wrapped to timestamp it, the snapshot work (capture and write) is wrapped to know when it ran;
-  the stall of a snapshot is the longest gap between two consecutive runs that overlaps its life, from
-  the start of its capture (learner thread) to the end of its write (writer thread) — and, for a learner
-  without the writer thread, of each piece of snapshot work. The longest gaps of the whole run are printed
-  next to it (the machine's own noise: other jobs, the Kafka poll, GC). The events are produced before the
-  learner starts, so the gaps are not waits for data. Each snapshot's longest gap is split (``stall_split``,
-  :data:`SPLIT`): the learner thread on a CPU / waiting in the run queue for one / off CPU (the GIL, a socket),
-  read from Linux's per-thread ``schedstat`` at both ends of the gap; the writer thread's CPU time in it; the
-  cyclic GC (``gc.callbacks``), the Kafka poll and the capture inside it; ``longest_stalls_split_ms`` the 5
-  longest, whole; ``gc_collections`` the run's collections per generation (the one ~100 ms full collection is
-  the learner's :func:`~streaming.runtime.refreeze` at activation, before its first event). Variants:
-  ``now, unpaced`` lets the snapshot writer work while the learner is between batches (as before the pacing,
-  :data:`~streaming.learner.writer.PACE_SECONDS`), ``now, 1 ms GIL slices`` sets the switch interval while it
-  works.
+  events (``EventStep.process_run``: the events between two metric samples or captures, stepped together) is wrapped
+  to timestamp it, the snapshot work (capture and write) is wrapped to know when it ran; the stall of a snapshot is
+  the longest gap between two consecutive runs that overlaps its life, from the start of its capture (learner thread)
+  to the end of its write (writer thread) — and, for a learner without the writer thread, of each piece of snapshot
+  work. ``writer_thread_per_version`` is the writer thread's time on each version (its encode and its write, not the
+  wait for the outputs between them). The longest gaps of the whole run are printed next to it (the machine's own
+  noise: other jobs, the Kafka poll, GC). The events are produced before the learner starts, so the gaps are not waits
+  for data. Each snapshot's longest gap is split (``stall_split``, :data:`SPLIT`): the learner thread on a CPU /
+  waiting in the run queue for one / off CPU (the GIL, a socket), read from Linux's per-thread ``schedstat`` at both
+  ends of the gap; the writer thread's CPU time in it; the cyclic GC (``gc.callbacks``), the Kafka poll and the
+  capture inside it; ``longest_stalls_split_ms`` the 5 longest, whole; ``gc_collections`` the run's collections per
+  generation (the one ~100 ms full collection is the learner's :func:`~streaming.runtime.refreeze` at activation,
+  before its first event). Variants: ``now, unpaced`` lets the snapshot writer work while the learner is between
+  batches (as before the pacing, :data:`~streaming.learner.writer.PACE_SECONDS`), ``now, 1 ms GIL slices`` sets the
+  switch interval while it works.
 
 Prints the figures and writes JSON (``--out``, default ``bench/results/snapshots.json``). The machine is
 shared and noisy: compare ratios and repeat. Run: ``.venv/bin/python bench/snapshots.py``.
@@ -296,7 +296,16 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
     written_after: list[float] = []  # capture → version written (the writer thread's queue, outputs, encode, write)
     lives: list[tuple[float, float]] = []  # (capture start, write end) of each snapshot written
 
-    def timed(original: Any, into: list[tuple[float, float]], cpu: list[float], captured_arg: bool = False) -> Any:
+    per_version: list[float] = []  # the writer thread's time on each version written (its encode and its write)
+    pending_encode = [0.0]
+
+    def timed(
+        original: Any,
+        into: list[tuple[float, float]],
+        cpu: list[float],
+        captured_arg: bool = False,
+        piece: bool = False,
+    ) -> Any:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
@@ -304,7 +313,11 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
             finally:
                 into.append((t0, time.perf_counter()))
                 cpu.append(time.thread_time() - c0)
+                if piece and threading.get_ident() != learner_thread:
+                    pending_encode[0] = into[-1][1] - t0
                 if captured_arg:
+                    per_version.append(pending_encode[0] + into[-1][1] - t0)
+                    pending_encode[0] = 0.0
                     after = time.monotonic() - args[0].at
                     written_after.append(after)
                     end = time.perf_counter()
@@ -319,7 +332,7 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
             setattr(checkpoints, method, timed(original, work, work_cpu))
     encode_captured = getattr(checkpoint, "encode_captured", None)
     if encode_captured is not None:  # the writer thread (started on activation: patched before)
-        checkpoint.encode_captured = timed(encode_captured, background, background_cpu)  # type: ignore[attr-defined]
+        checkpoint.encode_captured = timed(encode_captured, background, background_cpu, piece=True)  # type: ignore[attr-defined]
         checkpoints._write = timed(checkpoints._write, background, background_cpu, captured_arg=True)  # type: ignore[method-assign]
     collections: list[tuple[float, float, int, bool]] = []  # (start, end, generation, in the learner thread)
     learner_thread = threading.get_ident()
@@ -377,6 +390,7 @@ def stall(settings: Settings, features: int, values: int, events: int) -> dict[s
         "snapshots_timed": len(lives or work),
         "writer_thread_work": stats([b - a for a, b in background]) if background else None,
         "writer_thread_work_cpu": stats(background_cpu) if background_cpu else None,
+        "writer_thread_per_version": stats(per_version) if per_version else None,
         "capture_to_written": stats(written_after) if written_after else None,
         "snapshot_work": stats([b - a for a, b in work]) if work else None,
         "snapshot_work_cpu": stats(work_cpu) if work_cpu else None,
@@ -428,14 +442,15 @@ def main() -> None:
         result["sizes"] = {} if args.stall_only else write_restore(Settings(**base), args.repeat)
         result["stall"] = {}
         for name, (features, values) in (("dataset-like 1k", (10, 100)), ("100k", SIZES["100k"])):
-            for variant in variants:
+            for run, variant in enumerate(variants):
                 use(variant.split(",")[0])
                 writer.SWITCH_INTERVAL = 0.001 if "1 ms" in variant else None  # while the writer works, or Python's
                 # "unpaced": the writer works while the learner is between batches too (as before the pacing)
                 writer.PACE_SECONDS = 0.0 if "unpaced" in variant else PACE_SECONDS
-                tag = f"bench-stall-{name.split()[-1]}-{variant.replace(' ', '').replace(',', '-')}-{os.getpid()}"
+                tag = f"bench-stall-{name.split()[-1]}-{variant.replace(' ', '').replace(',', '-')}-{run}-{os.getpid()}"
                 settings = Settings(**base, model_name=tag, events_topic=tag, snapshot_every_seconds=3600)
-                result["stall"][f"{name}, {variant}"] = stall(settings, features, values, args.stall_events)
+                key = f"{name}, {variant}" + (f" ({run})" if variants.count(variant) > 1 else "")
+                result["stall"][key] = stall(settings, features, values, args.stall_events)
             use("now")
             writer.SWITCH_INTERVAL = None
             writer.PACE_SECONDS = PACE_SECONDS
@@ -488,6 +503,11 @@ def main() -> None:
                 f"        writer thread's work per piece (encode or write): wall p50 {w['p50_ms']:.2f} "
                 f"p99 {w['p99_ms']:.2f} ms, CPU p50 {c['p50_ms']:.2f} p99 {c['p99_ms']:.2f} ms; capture to "
                 f"written p50 {a.get('p50_ms', 0):.2f} p99 {a.get('p99_ms', 0):.2f} ms"
+            )
+            v = r["writer_thread_per_version"] or {}
+            print(
+                f"        writer thread's time per version (its encode and write): p50 {v.get('p50_ms', 0):.2f} "
+                f"p99 {v.get('p99_ms', 0):.2f} max {v.get('max_ms', 0):.2f} ms"
             )
         if r.get("stall_split"):
             sp = r["stall_split"]
