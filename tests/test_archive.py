@@ -350,3 +350,49 @@ def test_a_version_quarantined_after_its_backup_is_no_restore_target_and_imports
     assert 2 not in imported.numbers()
     (entry,) = read_audit(imported.client, imported.keys, actions={"release_versions"})
     assert entry.fields["versions"] == "2"
+
+
+def test_the_import_command_keeps_imports_from_retention_and_makes_them_stable_when_asked(
+    two_stores, tmp_path, monkeypatch, capsys
+):
+    source, target = two_stores
+    write_versions(source, 4)  # stable: 2, 4
+    export_versions(source, open_objects(str(tmp_path)), actor="op")
+    common = ["--from", str(tmp_path), "--model", target.keys.model_name, "--redis-url", _redis_url(target)]
+    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
+        monkeypatch.delenv(name)
+    code, out, err = run_livelearn(monkeypatch, capsys, "versions", "import", "1", "2", *common)
+    assert code == 0, err
+    assert "kept from retention" in out and target.stable_numbers() == []  # not stable here unless asked
+    learner = VersionStore(target.client, target.keys.model_name, keep=2, promotion="immediate")
+    write_versions(learner, 3, seed=5, stable_every=99)  # retention keeps 2: the imports stay
+    assert {1, 2} <= set(learner.numbers())
+    other = VersionStore(target.client, "stable-" + target.keys.model_name, promotion="immediate")
+    common[3] = other.keys.model_name
+    common += ["--from-model", source.keys.model_name]
+    code, _out, err = run_livelearn(monkeypatch, capsys, "versions", "import", "--stable", *common)
+    assert code == 0, err
+    assert other.stable_numbers() == [2, 4] and other.numbers() == [1, 2, 3, 4]
+
+
+def _redis_url(store: VersionStore) -> str:
+    return f"redis://127.0.0.1:{store.client.connection_pool.connection_kwargs['port']}/0"
+
+
+def test_a_backup_refuses_a_location_holding_another_stores_versions_under_its_numbers(
+    two_stores, tmp_path, monkeypatch, capsys
+):
+    """Staging's versions 1-4 at the location; production (the same model name, other bytes) backs up there: refused
+    with one line, nothing recorded as backed up (a backup that wrote nothing would silence the backup-age alert)."""
+    staging, production = two_stores
+    write_versions(staging, 4, seed=1)
+    export_versions(staging, open_objects(str(tmp_path)), actor="op")
+    write_versions(production, 4, seed=2)
+    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
+        monkeypatch.delenv(name)
+    argv = ["backup", "--to", str(tmp_path), "--model", production.keys.model_name]
+    result = run_livelearn(monkeypatch, capsys, *argv, "--redis-url", _redis_url(production))
+    one_line_error(result, "holds another version 2")
+    assert production.last_backup() is None
+    archive = read_archive(open_objects(str(tmp_path)), production.keys.model_name)
+    assert [v.sha256 for v in archive.versions.values()] == [staging.meta(n).sha256 for n in (1, 2, 3, 4)]

@@ -25,7 +25,7 @@ from streaming.cli.versions import actor_or_default, versions_app
 from streaming.errors import InputError
 
 if TYPE_CHECKING:
-    from snapshotter.archive import ExportReport
+    from snapshotter.archive import Archive, ExportReport
     from snapshotter.store import VersionStore
     from streaming.config import Settings
 
@@ -159,7 +159,16 @@ def import_(
     if not archive.versions:
         raise InputError(f"{objects.where} holds no version of model {archive.model!r}")
     store = _store(settings)
-    report = import_versions(store, objects, archive, numbers or None, actor=actor_or_default(actor), below_counter=own)
+    report = import_versions(
+        store,
+        objects,
+        archive,
+        numbers or None,
+        actor=actor_or_default(actor),
+        as_stable=(lambda version: version.stable) if stable else None,
+        below_counter=own,
+        protect=True,  # kept from retention until released (or a pin of one ends): see the line printed below
+    )
     if as_json:
         doc = {"location": objects.where, "imported": list(report.imported), "present": list(report.present)}
         typer.echo(json.dumps({**doc, "bytes_read": report.bytes_read, "seconds": round(report.seconds, 3)}))
@@ -207,12 +216,16 @@ def backup(
     store = _store(settings)
     archive = read_archive(objects, settings.store.model_name)  # read once: the export goes on from it
     held = archive.versions
-    new = [n for n in store.stable_numbers() if n not in held]
+    stable = store.stable_numbers()
+    ours = _backed_up(store, archive, [n for n in stable if n in held])
+    # the stable versions the location does not hold yet — and any it holds under their number with other bytes
+    # (another store's: the export refuses them, ArchiveConflictError, rather than count them as backed up)
+    new = [n for n in stable if n not in ours]
     who = actor_or_default(actor)
     report = export_versions(
         store, objects, new, actor=who, kind="backup", source=_source(settings), missing_ok=True, archive=archive
     )
-    newest = max([*held, *report.written, *report.present], default=None)
+    newest = max([*ours, *report.written, *report.present], default=None)  # this store's versions only
     store.record_backup(
         at=time.time(),
         location=objects.where,
@@ -222,6 +235,21 @@ def backup(
         actor=who,
     )
     _print(report, objects.where, as_json, "backed up")
+
+
+def _backed_up(store: VersionStore, archive: Archive, numbers: list[int]) -> set[int]:
+    """Those of ``numbers`` the archive holds byte for byte as ``store`` does (blob and metadata checksums)."""
+    import hashlib
+
+    from snapshotter.connection import as_bytes
+
+    metas = store.client.mget([store.keys.meta(n) for n in numbers]) if numbers else []
+    same = set()
+    for number, meta in zip(numbers, metas, strict=True):
+        entry = archive.versions[number]
+        if meta is not None and hashlib.sha256(as_bytes(meta)).hexdigest() == entry.meta_sha256:
+            same.add(number)  # the metadata names the blob's checksum: the same metadata, the same version
+    return same
 
 
 def restore(
