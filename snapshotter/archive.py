@@ -42,6 +42,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -50,6 +52,7 @@ from typing import Any, Literal
 
 from snapshotter.codec import unpack
 from snapshotter.connection import as_bytes, as_text
+from snapshotter.keys import MAX_VERSION
 from snapshotter.objects import Objects
 from snapshotter.store import VersionStore
 from streaming.errors import (
@@ -70,6 +73,7 @@ __all__ = [
     "export_versions",
     "import_versions",
     "read_archive",
+    "version_number",
 ]
 
 #: The archive layout's version; a reader refuses manifests of a newer one.
@@ -90,6 +94,66 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_DIGITS = re.compile(r"0|[1-9][0-9]*")
+
+
+def version_number(value: Any, what: str = "version") -> int:
+    """A version number read from an archive: an integer (or its plain digits: a JSON key) from 1 to
+    :data:`~snapshotter.keys.MAX_VERSION`, else ``ValueError``.
+
+    >>> version_number("42"), version_number(7)
+    (42, 7)
+    >>> version_number(2**64)
+    Traceback (most recent call last):
+    ...
+    ValueError: version must be a number from 1 to 9007199254740991, got 18446744073709551616
+    """
+    if isinstance(value, str) and _DIGITS.fullmatch(value) and len(value) <= 16:
+        value = int(value)
+    if type(value) is not int or not 1 <= value <= MAX_VERSION:
+        raise ValueError(f"{what} must be a number from 1 to {MAX_VERSION}, got {value!r:.40}")
+    return value
+
+
+def _count(value: Any, what: str, low: int = 0) -> int:
+    if type(value) is not int or not low <= value <= MAX_VERSION:
+        raise ValueError(f"{what} must be a whole number from {low} to {MAX_VERSION}, got {value!r:.40}")
+    return value
+
+
+def _finite(value: Any, what: str) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r:.40}")
+    return float(value)
+
+
+def _flag(value: Any, what: str) -> bool:
+    if type(value) is not bool:
+        raise ValueError(f"{what} must be true or false, got {value!r:.40}")
+    return value
+
+
+def _checksum(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise ValueError(f"{what} must be a SHA-256 in 64 lowercase hex digits, got {value!r:.40}")
+    return value
+
+
+def _offsets(value: Any) -> dict[str, dict[str, int]]:
+    """``{topic: {partition: offset}}`` as a version's metadata holds them (partitions as digits)."""
+    if not isinstance(value, dict) or not all(
+        isinstance(topic, str) and topic and isinstance(parts, dict) for topic, parts in value.items()
+    ):
+        raise ValueError(f"offsets must be a map of topic -> partition -> offset, got {value!r:.60}")
+    for parts in value.values():
+        for partition, offset in parts.items():
+            if not isinstance(partition, str) or not _DIGITS.fullmatch(partition):
+                raise ValueError(f"offsets: partition {partition!r:.20} is not a partition number")
+            _count(offset, "an offset")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class ArchivedVersion:
     """One version as a manifest names it."""
@@ -107,9 +171,29 @@ class ArchivedVersion:
     offsets: dict[str, dict[str, int]]
 
     @classmethod
-    def from_dict(cls, number: int, doc: dict[str, Any]) -> ArchivedVersion:
-        names = {f.name for f in dataclasses.fields(cls)} - {"number"}
-        return cls(number=number, **{k: v for k, v in doc.items() if k in names})
+    def from_dict(cls, number: int, doc: Any) -> ArchivedVersion:
+        """The entry a manifest holds for version ``number``, every field checked (a ``ValueError`` names the first
+        that is not what livelearn writes: nothing of a bad entry reaches Redis)."""
+        if not isinstance(doc, dict):
+            raise ValueError(f"version {number}: its entry is not a map")
+        try:
+            return cls(
+                number=number,
+                sha256=_checksum(doc["sha256"], "sha256"),
+                meta_sha256=_checksum(doc["meta_sha256"], "meta_sha256"),
+                size_bytes=_count(doc["size_bytes"], "size_bytes"),
+                parent=None if doc.get("parent") is None else version_number(doc["parent"], "parent"),
+                stable=_flag(doc["stable"], "stable"),
+                quarantined=None if doc.get("quarantined") is None else _count(doc["quarantined"], "quarantined", 1),
+                created_at=_finite(doc["created_at"], "created_at"),
+                epoch=_count(doc["epoch"], "epoch"),
+                events_seen=_count(doc["events_seen"], "events_seen"),
+                offsets=_offsets(doc["offsets"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"version {number}: no {exc.args[0]}") from None
+        except ValueError as exc:
+            raise ValueError(f"version {number}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
@@ -164,12 +248,18 @@ class ImportReport:
 
 def read_archive(objects: Objects, model: str) -> Archive:
     """Every manifest of ``model`` at ``objects``, together. Raises :class:`ArchiveCorruptError` when a manifest
-    cannot be read or two name different versions under one number."""
+    cannot be read (every field is checked) or two name different versions under one number.
+
+    Whether a version is stable or quarantined is what the newest manifest that saw it in its store says: each
+    manifest records its store's marks (``stable``, ``quarantined``, and the ``stored`` numbers they apply to). So
+    a version a rollback abandoned, or an incident quarantined, after it was backed up stays so here after
+    retention drops it from the store (the later manifests no longer see it: the last one that did still says)."""
     prefix = f"{model}/manifests/"
-    names = [name for name in objects.list(prefix) if name.endswith(".json")]
+    names = sorted(name for name in objects.list(prefix) if name.endswith(".json"))  # by time: the stamp leads
     versions: dict[int, ArchivedVersion] = {}
     joins: dict[int, str] = {}
     marks: dict[str, Any] = {}
+    seen: dict[int, tuple[bool, int | None]] = {}  # the newest view of each version: (stable, quarantined by)
     counter = 0
     for name in names:
         raw = objects.get(name)
@@ -182,46 +272,59 @@ def read_archive(objects: Objects, model: str) -> Archive:
                     f"{name} at {objects.where} is archive format {doc['archive_format']}, newer than this "
                     f"livelearn reads ({ARCHIVE_FORMAT}): upgrade livelearn"
                 )
-            listed = {int(n): ArchivedVersion.from_dict(int(n), v) for n, v in doc["versions"].items()}
-            counter = max(counter, int(doc.get("source", {}).get("counter") or 0))
+            listed = {
+                (number := version_number(n)): ArchivedVersion.from_dict(number, v) for n, v in doc["versions"].items()
+            }
+            counter = max(counter, _count(doc.get("source", {}).get("counter") or 0, "source.counter"))
             join = doc.get("join")
             if isinstance(join, dict) and "version" in join and "sha256" in join:
-                joins[int(join["version"])] = str(join["sha256"])
+                joins[version_number(join["version"], "join.version")] = _checksum(join["sha256"], "join.sha256")
             found = doc.get("marks")
             if isinstance(found, dict):  # manifests sort by time: the newest view wins
                 marks = {
-                    "stable": {int(n) for n in found.get("stable", [])},
-                    "quarantined": {int(n): int(i) for n, i in (found.get("quarantined") or {}).items()},
-                    "stored": {int(n) for n in found.get("stored", [])},
+                    "stable": {version_number(n, "marks.stable") for n in found.get("stable", [])},
+                    "quarantined": {
+                        version_number(n, "marks.quarantined"): _count(i, "an incident", 1)
+                        for n, i in (found.get("quarantined") or {}).items()
+                    },
+                    "stored": {version_number(n, "marks.stored") for n in found.get("stored", [])},
                 }
+                for number in marks["stored"]:
+                    seen[number] = (number in marks["stable"], marks["quarantined"].get(number))
         except ArchiveError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ArchiveCorruptError(f"manifest {name} at {objects.where} is unreadable: {exc}") from None
         for number, version in listed.items():
             known = versions.get(number)
-            if known is not None and known.sha256 != version.sha256:
+            if known is not None and (known.sha256, known.meta_sha256) != (version.sha256, version.meta_sha256):
                 raise ArchiveCorruptError(
                     f"manifests at {objects.where} name two different versions {number} ({known.sha256[:12]} and "
-                    f"{version.sha256[:12]} in {name})"
+                    f"{version.sha256[:12]} in {name}"
+                    + (", the same blob with other metadata" if known.sha256 == version.sha256 else "")
+                    + ")"
                 )
             versions[number] = version
     # objects an export wrote before it died, no manifest naming them: their numbers were handed out all the same
     written = [_number_of(path) for path in objects.list(f"{model}/versions/")]
     counter = max([counter, *versions, *(n for n in written if n is not None)])
-    if marks:  # what the store said of each version it still held, last time
-        for number, version in versions.items():
-            if number in marks["stored"]:
-                quarantined = marks["quarantined"].get(number, version.quarantined)
-                stable = number in marks["stable"] and quarantined is None
-                versions[number] = dataclasses.replace(version, stable=stable, quarantined=quarantined)
+    for number, version in versions.items():  # what its store said of it last (a quarantine is never lifted)
+        if number in seen:
+            stable, incident = seen[number]
+            quarantined = incident if incident is not None else version.quarantined
+            versions[number] = dataclasses.replace(
+                version, stable=stable and quarantined is None, quarantined=quarantined
+            )
     return Archive(model, objects.where, dict(sorted(versions.items())), tuple(names), counter, joins, marks)
 
 
 def _number_of(path: str) -> int | None:
-    """The version number of a ``versions/<number>.meta|blob`` path (``None``: another object)."""
+    """The version number of a ``versions/<number>.meta|blob`` path (``None``: another object — also one whose
+    digits are beyond :data:`~snapshotter.keys.MAX_VERSION`, which no store ever hands out)."""
     stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
-    return int(stem) if stem.isdigit() else None
+    if not stem.isascii() or not stem.isdigit() or len(stem) > 16 or int(stem) > MAX_VERSION:
+        return None
+    return int(stem)
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
@@ -299,10 +402,12 @@ def export_versions(
             offsets=meta.get("offsets") or {},
         )
         held = archive.versions.get(number)
-        if held is not None and held.sha256 != entry.sha256:
+        if held is not None and (held.sha256, held.meta_sha256) != (entry.sha256, entry.meta_sha256):
             raise ArchiveConflictError(
                 f"{objects.where} holds another version {number} of model {model!r} (checksum {held.sha256[:12]}, "
-                f"this store's {entry.sha256[:12]}): export to another location or model"
+                f"this store's {entry.sha256[:12]}"
+                + (", the same blob with other metadata" if held.sha256 == entry.sha256 else "")
+                + "): export to another location or model"
             )
         wrote_meta = objects.put_new(_path(model, number, "meta"), meta_bytes)
         wrote_blob = objects.put_new(_path(model, number, "blob"), blob)

@@ -10,7 +10,12 @@ one slot and the Lua scripts that touch several keys stay legal.
 
 from __future__ import annotations
 
-__all__ = ["Keys"]
+__all__ = ["MAX_VERSION", "Keys"]
+
+#: The largest version number: the largest integer every JSON client reads exactly (and a float, a sorted set's score,
+#: states exactly); Redis's version counter would take 70 million years at 4 versions/s to get there. Numbers read
+#: from outside (archives, requests) above it are refused: a store's counter set there could never count on.
+MAX_VERSION = 2**53 - 1
 
 
 class Keys:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from typing import Any, Literal, TypedDict
 
@@ -25,7 +26,7 @@ from snapshotter.codec import (
     unpack,
 )
 from snapshotter.connection import as_bytes, as_int, as_text, connect_redis, redis_failure
-from snapshotter.keys import Keys
+from snapshotter.keys import MAX_VERSION, Keys
 from snapshotter.scripts import (
     IMPORT_VERSION,
     PROMOTE,
@@ -39,7 +40,14 @@ from snapshotter.scripts import (
 )
 from snapshotter.status import LearnerStatus, read_status
 from streaming.config import RedisSettings, Settings, StoreSettings
-from streaming.errors import RefusalCode, ScriptRefusal, SnapshotCorruptError, SnapshotError, VersionNotFoundError
+from streaming.errors import (
+    InputError,
+    RefusalCode,
+    ScriptRefusal,
+    SnapshotCorruptError,
+    SnapshotError,
+    VersionNotFoundError,
+)
 
 __all__ = ["THINNING", "ResumePoint", "VersionStore", "connect_settings", "open_store", "version_meta"]
 
@@ -410,6 +418,10 @@ class VersionStore:
         keeps it from retention (until pinned and unpinned, or :meth:`release`d); ``quarantined`` goes to the
         version log only (another store's incident id means nothing here)."""
         k = self.keys
+        if type(number) is not int or not 1 <= number <= MAX_VERSION:
+            raise InputError(f"version number {number!r:.40} is out of range (1 to {MAX_VERSION}): not imported")
+        if not math.isfinite(created_at):
+            raise InputError(f"version {number}'s creation time {created_at!r} is not a finite number: not imported")
         try:
             return bool(
                 self._import(
@@ -443,6 +455,8 @@ class VersionStore:
         (:class:`~streaming.errors.ControlError`) when the store has a head already. Returns the number new
         versions are numbered after."""
         k = self.keys
+        if not 0 <= after < MAX_VERSION:
+            raise InputError(f"new versions cannot be numbered after {after}: version numbers end at {MAX_VERSION}")
         try:
             return int(
                 self._restore(

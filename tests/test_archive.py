@@ -352,6 +352,90 @@ def test_a_version_quarantined_after_its_backup_is_no_restore_target_and_imports
     assert entry.fields["versions"] == "2"
 
 
+def _backup(store: VersionStore, objects) -> None:
+    export_versions(store, objects, store.stable_numbers(), actor="op", kind="backup", missing_ok=True)
+
+
+def _retention_drops_all_but_the_newest(store: VersionStore, *, parent: int) -> None:
+    """The learner's next version (a candidate, not stable) with retention keeping 1 (and 2 stable): the real
+    write_version script drops the rest (blob, metadata, index, quarantine mark)."""
+    small = VersionStore(store.client, store.keys.model_name, keep=1, keep_stable=2, promotion="guard")
+    small.write(
+        SnapshotState(spec={"inputs": []}, model={"w": 1}, metrics={}, counters={}),
+        writer="test",
+        lease_value=None,
+        offsets={"events": {"0": 900}},
+        metrics={},
+        parent=parent,
+        stable=False,
+        epoch=store.epoch(),
+    )
+
+
+@pytest.mark.parametrize("what", ["rollback", "quarantine"])
+def test_what_the_store_said_of_a_version_last_holds_in_the_archive_after_retention_drops_it(
+    two_stores, tmp_path, what
+):
+    """A version a rollback abandoned, or an incident quarantined, after it was backed up is no restore target,
+    also once retention dropped it from the store (the later manifests no longer see it; the last one that did
+    says so). Found by a review: the first manifest's "stable" came back once the version left the store."""
+    from snapshotter.control import ControlPlane
+
+    source, _target = two_stores
+    write_versions(source, 8)  # stable 2, 4, 6, 8
+    objects = open_objects(str(tmp_path))
+    _backup(source, objects)
+    if what == "rollback":
+        ControlPlane(source).rollback(to=4, actor="op", reason="bad model")  # 5-8 abandoned: out of `stable`
+    else:
+        for number in (6, 8):  # an incident found the damage after the backup ran (rolled back to 4)
+            source.client.hset(source.keys.quarantined, number, 3)
+            source.client.zrem(source.keys.stable, number)
+        source.client.set(source.keys.head, 4)
+        source.client.set(source.keys.serving, 4)
+    _backup(source, objects)  # nothing new, the marks changed: a manifest records them
+    assert read_archive(objects, source.keys.model_name).newest_stable() == 4
+    _retention_drops_all_but_the_newest(source, parent=4)
+    assert not {5, 6, 7, 8} & set(source.numbers()) and not source.quarantined()
+    _backup(source, objects)
+    archive = read_archive(objects, source.keys.model_name)
+    assert archive.newest_stable() == 4
+    assert [n for n, v in archive.versions.items() if v.stable] == [2, 4]
+    if what == "quarantine":
+        assert archive.versions[6].quarantined == 3 and archive.versions[8].quarantined == 3
+
+
+def test_a_restore_goes_back_to_the_lineage_a_rollback_kept_not_to_the_one_it_abandoned(make_settings, cli, tmp_path):
+    """End to end through the commands: backup, rollback, backup, retention, backup, Redis lost, restore."""
+    import redis
+
+    from snapshotter.control import ControlPlane
+
+    settings = make_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    store = VersionStore(client, settings.model_name, promotion="immediate")
+    for i in range(8):  # stable 2, 4, 6, 8; offsets on the test's own events topic
+        store.write(
+            SnapshotState(spec={"inputs": []}, model={"w": i}, metrics={}, counters={}),
+            writer="test",
+            lease_value=None,
+            offsets={settings.events_topic: {"0": 0}},
+            metrics={},
+            parent=store.head(),
+            stable=i % 2 == 1,
+        )
+    assert cli(settings, "backup", "--to", str(tmp_path))[0] == 0
+    ControlPlane(store).rollback(to=4, actor="op", reason="bad model")
+    assert cli(settings, "backup", "--to", str(tmp_path))[0] == 0
+    _retention_drops_all_but_the_newest(store, parent=4)
+    assert cli(settings, "backup", "--to", str(tmp_path))[0] == 0
+    for key in client.keys(f"livelearn:{{{settings.model_name}}}:*"):
+        client.delete(key)  # Redis lost the model's data
+    code, out, err = cli(settings, "restore-from-backup", "--from", str(tmp_path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["version"] == 4 and store.head() == 4 and store.stable_numbers() == [2, 4]
+
+
 def test_the_import_command_keeps_imports_from_retention_and_makes_them_stable_when_asked(
     two_stores, tmp_path, monkeypatch, capsys
 ):
@@ -396,3 +480,109 @@ def test_a_backup_refuses_a_location_holding_another_stores_versions_under_its_n
     assert production.last_backup() is None
     archive = read_archive(open_objects(str(tmp_path)), production.keys.model_name)
     assert [v.sha256 for v in archive.versions.values()] == [staging.meta(n).sha256 for n in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("created_at", float("nan"), "created_at must be a finite number"),
+        ("created_at", "yesterday", "created_at must be a finite number"),
+        ("offsets", "events@200", "offsets must be a map"),
+        ("offsets", {"events": {"zero": 1}}, "offsets: partition 'zero' is not a partition number"),
+        ("offsets", {"events": {"0": -1}}, "an offset must be"),
+        ("parent", 0, "parent must be a number from 1"),
+        ("stable", "yes", "stable must be true or false"),
+        ("sha256", "x", "sha256 must be a SHA-256"),
+        ("size_bytes", True, "size_bytes must be a whole number"),
+        ("epoch", 2**70, "epoch must be a whole number"),
+        (None, None, "no meta_sha256"),
+    ],
+)
+def test_a_manifest_field_livelearn_never_writes_is_refused_before_anything_is_imported(
+    two_stores, tmp_path, monkeypatch, capsys, case
+):
+    """Every field of a manifest's entry is checked when the archive is read: a bad one is one line naming the
+    manifest, version and field, and nothing of it reaches Redis (a NaN time once left half a version there)."""
+    field, value, needle = case
+    source, target = two_stores
+    write_versions(source, 2)
+    export_versions(source, open_objects(str(tmp_path)), actor="op")
+    for path in (tmp_path / source.keys.model_name / "manifests").glob("*.json"):
+        doc = json.loads(path.read_text())
+        if field is None:
+            del doc["versions"]["2"]["meta_sha256"]
+        else:
+            doc["versions"]["2"][field] = value
+        path.write_text(json.dumps(doc))
+    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
+        monkeypatch.delenv(name)
+    argv = ["versions", "import", "--from", str(tmp_path), "--model", source.keys.model_name]
+    one_line_error(run_livelearn(monkeypatch, capsys, *argv, "--redis-url", _redis_url(target)), "version 2: " + needle)
+    assert target.numbers() == [] and target.counter() == 0 and not target.client.keys("*")
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda doc: doc["versions"].__setitem__("0", doc["versions"]["1"]), "version must be a number from 1"),
+        (lambda doc: doc["versions"].__setitem__("9" * 20, doc["versions"]["1"]), "version must be a number from 1"),
+        (lambda doc: doc["source"].__setitem__("counter", 2**70), "source.counter must be"),
+        (lambda doc: doc["marks"].__setitem__("stored", [-1]), "marks.stored must be"),
+        (lambda doc: doc["marks"].__setitem__("quarantined", {"1": "x"}), "an incident must be"),
+    ],
+)
+def test_a_manifest_naming_numbers_no_store_hands_out_is_one_line_error(two_stores, tmp_path, change, needle):
+    source, _target = two_stores
+    write_versions(source, 2)
+    export_versions(source, open_objects(str(tmp_path)), actor="op")
+    for path in (tmp_path / source.keys.model_name / "manifests").glob("*.json"):
+        doc = json.loads(path.read_text())
+        change(doc)
+        path.write_text(json.dumps(doc))
+    with pytest.raises(ArchiveCorruptError, match="unreadable") as caught:
+        read_archive(open_objects(str(tmp_path)), source.keys.model_name)
+    assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_same_blob_with_other_metadata_is_another_version_everywhere(two_stores, tmp_path):
+    """Two versions with the same model bytes but other offsets (another environment's topic, lineage, time) are
+    different versions: an import, an export and two manifests disagreeing all say so; nothing is overwritten."""
+    source, target = two_stores
+    write_versions(source, 2)
+    write_versions(target, 2)  # the same weights, written at another time: other metadata
+    assert source.raw(2)[1] == target.raw(2)[1] and source.raw(2)[0] != target.raw(2)[0]
+    objects = open_objects(str(tmp_path / "a"))
+    export_versions(source, objects, actor="op")
+    held = target.raw(2)
+    with pytest.raises(ArchiveConflictError, match="same blob but other metadata"):
+        import_versions(target, objects, read_archive(objects, source.keys.model_name), [2], actor="op")
+    assert target.raw(2) == held
+    with pytest.raises(ArchiveConflictError, match="the same blob with other metadata"):
+        export_versions(target, objects, [2], actor="op")
+    other = open_objects(str(tmp_path / "b"))
+    export_versions(source, other, [2], actor="op")
+    manifests = tmp_path / "b" / source.keys.model_name / "manifests"
+    (first,) = manifests.glob("*.json")
+    doc = json.loads(first.read_text())
+    doc["versions"]["2"]["meta_sha256"] = hashlib.sha256(target.raw(2)[0]).hexdigest()
+    (manifests / ("z" + first.name)).write_text(json.dumps(doc))
+    with pytest.raises(ArchiveCorruptError, match="the same blob with other metadata"):
+        read_archive(other, source.keys.model_name)
+
+
+def test_the_store_refuses_an_import_it_could_not_write_whole(two_stores):
+    """The store checks the number and the time itself (a caller other than read_archive's checks): Redis keeps
+    what a script wrote before a call failed, so a bad value must never reach the script."""
+    source, target = two_stores
+    write_versions(source, 1)
+    meta, blob = source.raw(1)
+    common = {"meta": meta, "blob": blob, "stable": False, "quarantined": None, "actor": "op", "source": "test"}
+    for number, created_at, needle in (
+        (1, float("nan"), "not a finite number"),
+        (0, 1.0, "out of range"),
+        (2**53, 1.0, "out of range"),
+    ):
+        with pytest.raises(InputError, match=needle):
+            target.import_version(number, created_at=created_at, **common)
+    assert not target.client.keys("*")
+    assert target.import_version(1, created_at=1.0, **common) and target.numbers() == [1]

@@ -12,13 +12,19 @@
 -- it came from; protect: '1' to keep it from retention (until pinned and unpinned, or released: `unprotect`);
 -- below_counter: '1' to import a number this store handed out already and no longer holds (its own version, from
 -- its own backup: the caller knows), else such a number is refused (it may have named another version here).
--- Returns 1 when imported, 0 when this very version was here already.
+-- Returns 1 when imported, 0 when this very version (blob and metadata) was here already.
 local n = ARGV[3]
 local blob_key, meta_key = ARGV[2] .. n .. ':blob', ARGV[2] .. n .. ':meta'
 local held = redis.call('GET', blob_key)
 if held then
-  if held == ARGV[4] then return 0 end
-  return refuse('CONFLICT', 'version ' .. n .. ' of this store is a different version (another checksum)')
+  if held ~= ARGV[4] then
+    return refuse('CONFLICT', 'version ' .. n .. ' of this store is a different version (another checksum)')
+  end
+  if redis.call('GET', meta_key) ~= ARGV[5] then
+    return refuse('CONFLICT', 'version ' .. n .. ' of this store has the same blob but other metadata (offsets, ' ..
+      'lineage or time): a different version')
+  end
+  return 0
 end
 if redis.call('EXISTS', meta_key) == 1 then
   return refuse('CONFLICT', 'version ' .. n .. ' of this store has metadata but no blob')
@@ -28,10 +34,12 @@ if counter >= tonumber(n) and ARGV[11] ~= '1' then
   return refuse('CONFLICT', 'this store numbered a version ' .. n .. ' already (its counter is ' .. counter ..
     ') and no longer holds it: the number may have named another version here')
 end
+-- (the one call that can fail on its argument first: a script that fails half way keeps what it wrote. The caller
+-- checks the number and the time before: this order keeps a bad one from leaving half a version all the same)
+redis.call('ZADD', KEYS[3], ARGV[8], n)
 redis.call('SET', blob_key, ARGV[4])
 redis.call('SET', meta_key, ARGV[5])
 redis.call('ZADD', KEYS[2], n, n)
-redis.call('ZADD', KEYS[3], ARGV[8], n)
 if ARGV[6] == '1' then redis.call('ZADD', KEYS[4], n, n) end
 if ARGV[12] == '1' then redis.call('SADD', KEYS[5], n) end
 if counter < tonumber(n) then redis.call('SET', KEYS[6], n) end

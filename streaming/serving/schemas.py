@@ -61,6 +61,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from snapshotter.keys import MAX_VERSION
 from streaming.config import EventLimitSettings, ServingSettings
 from streaming.errors import EventError
 from streaming.events import EventLimits, check_feature
@@ -98,9 +99,6 @@ __all__ = [
 
 MAX_ACTOR_LENGTH = 200
 MAX_REASON_LENGTH = 1000
-#: The largest version number: the largest integer every JSON client reads exactly (and a float states exactly in
-#: the OpenAPI document); Redis's version counter would take 70 million years at 4 versions/s to get there.
-MAX_VERSION = 2**53 - 1
 Scalar = bool | int | float | str
 Version = Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
 _PLAIN_NUMBER = re.compile(r"0|[1-9][0-9]*")  # ASCII digits, no sign, space, leading zero, point or exponent
