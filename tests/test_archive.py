@@ -544,6 +544,27 @@ def test_a_manifest_naming_numbers_no_store_hands_out_is_one_line_error(two_stor
     assert needle in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_stray_object_beyond_any_version_number_counts_for_nothing_and_the_store_writes_on(
+    make_settings, cli, tmp_path
+):
+    import redis
+
+    settings = make_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    store = VersionStore(client, settings.model_name, promotion="immediate")
+    write_versions(store, 2)
+    assert cli(settings, "backup", "--to", str(tmp_path))[0] == 0
+    (tmp_path / settings.model_name / "versions" / ("9" * 20 + ".blob")).write_bytes(b"x")
+    (tmp_path / settings.model_name / "versions" / "0000000007.blob").write_bytes(b"x")  # a dead export's: counts
+    assert read_archive(open_objects(str(tmp_path)), settings.model_name).counter == 7
+    for key in client.keys(f"livelearn:{{{settings.model_name}}}:*"):
+        client.delete(key)
+    code, _out, err = cli(settings, "restore-from-backup", "--from", str(tmp_path), "--accept-loss")
+    assert code == 0, err
+    assert store.head() == 2 and store.counter() >= 7
+    assert write_versions(store, 1) == [8]
+
+
 def test_the_same_blob_with_other_metadata_is_another_version_everywhere(two_stores, tmp_path):
     """Two versions with the same model bytes but other offsets (another environment's topic, lineage, time) are
     different versions: an import, an export and two manifests disagreeing all say so; nothing is overwritten."""
@@ -586,3 +607,38 @@ def test_the_store_refuses_an_import_it_could_not_write_whole(two_stores):
             target.import_version(number, created_at=created_at, **common)
     assert not target.client.keys("*")
     assert target.import_version(1, created_at=1.0, **common) and target.numbers() == [1]
+
+
+def test_a_restore_whose_offsets_name_a_partition_this_kafka_lacks_says_so_and_needs_the_loss_accepted(
+    make_settings, cli, tmp_path
+):
+    import redis
+
+    settings = make_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    store = VersionStore(client, settings.model_name, promotion="immediate")
+    offsets = {settings.events_topic: {"0": 0, "3": 5}, "gone-" + settings.events_topic: {"0": 7}}
+    store.write(
+        SnapshotState(spec={"inputs": []}, model={"w": 1}, metrics={}, counters={}),
+        writer="test",
+        lease_value=None,
+        offsets=offsets,
+        metrics={},
+        parent=None,
+        stable=True,
+    )
+    assert cli(settings, "backup", "--to", str(tmp_path))[0] == 0
+    for key in client.keys(f"livelearn:{{{settings.model_name}}}:*"):
+        client.delete(key)
+    code, out, err = cli(settings, "restore-from-backup", "--from", str(tmp_path), "--dry-run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["missing"] == [[settings.events_topic, 3], ["gone-" + settings.events_topic, 0]]
+    one_line_error(
+        cli(settings, "restore-from-backup", "--from", str(tmp_path)),
+        f"{settings.events_topic}[3] does not exist",
+        f"gone-{settings.events_topic}[0] does not exist",
+        "--accept-loss",
+    )
+    assert store.head() is None
+    assert cli(settings, "restore-from-backup", "--from", str(tmp_path), "--accept-loss")[0] == 0
+    assert store.head() == 1

@@ -298,6 +298,7 @@ def restore(
             "imports": list(plan.imports),
             "numbered_after": plan.numbered_after if after is None else after,
             "expired": [list(e) for e in plan.expired],
+            "missing": [list(m) for m in plan.missing],
             "join": plan.join,
             "dry_run": dry_run,
         }

@@ -13,9 +13,12 @@ Kafka holds after its offsets: the events since the backup are learned again, no
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 
 from snapshotter.archive import Archive, fetch_join, import_versions, read_archive
+from snapshotter.connection import as_bytes
+from snapshotter.keys import MAX_VERSION
 from snapshotter.objects import Objects
 from snapshotter.store import VersionStore
 from streaming.config import Settings
@@ -36,6 +39,8 @@ class RestorePlan:
     offsets: dict[str, dict[str, int]]  #: its offsets: the learner replays from them
     #: (topic, partition, offset needed, log start) where Kafka's log starts after the version's offset
     expired: tuple[tuple[str, int, int, int], ...]
+    #: (topic, partition) of the version's offsets that this Kafka does not have (another cluster, a topic deleted)
+    missing: tuple[tuple[str, int], ...]
     imports: tuple[int, ...]  #: the versions imported: it and the newest stable ones before it
     archive_counter: int  #: the highest number any backup's store had handed out
     kafka_after: int | None  #: the number Kafka's records say new versions come after (None: none recorded)
@@ -49,7 +54,10 @@ class RestorePlan:
 
     def describe(self) -> str:
         where = ", ".join(f"{t}[{p}]@{o}" for t, parts in self.offsets.items() for p, o in sorted(parts.items()))
-        lost = "; ".join(f"{t}[{p}] needs {need}, log starts at {start}" for t, p, need, start in self.expired)
+        lost = "; ".join(
+            [f"{t}[{p}] needs {need}, log starts at {start}" for t, p, need, start in self.expired]
+            + [f"{t}[{p}] does not exist in this Kafka" for t, p in self.missing]
+        )
         return (
             f"restore version {self.version} (offsets {where or 'none'}) with {len(self.imports)} versions "
             f"({', '.join(map(str, self.imports))}); new versions numbered after {self.numbered_after} (backups "
@@ -81,10 +89,14 @@ def plan_restore(
         raise ControlError(
             f"version {chosen} was quarantined by incident {entry.quarantined} where it was backed up: restore another"
         )
-    foreign = [  # (one MGET of the metadata, not a call per version)
-        m.number
-        for m in store.list()
-        if m.number not in archive.versions or m.sha256 != archive.versions[m.number].sha256
+    held = store.numbers()
+    metas = store.client.mget([store.keys.meta(n) for n in held]) if held else []  # one MGET, not a call per version
+    foreign = [
+        number
+        for number, meta in zip(held, metas, strict=True)
+        if number not in archive.versions
+        or meta is None
+        or hashlib.sha256(as_bytes(meta)).hexdigest() != archive.versions[number].meta_sha256  # names the blob's too
     ]
     if foreign:
         raise ControlError(
@@ -97,8 +109,11 @@ def plan_restore(
     wanted = [TopicPartition(t, int(p)) for t, parts in entry.offsets.items() for p in parts]
     consumer = make_consumer(settings.kafka)
     try:
-        starts = consumer.beginning_offsets(wanted, timeout_ms=int(settings.kafka.bootstrap_timeout_seconds * 1000))
-        groups = [consumer.committed(tp, timeout_ms=10_000) for tp in wanted]
+        exist = {topic: consumer.partitions_for(topic) or set() for topic in entry.offsets}
+        missing = tuple((tp.topic, tp.partition) for tp in wanted if tp.partition not in exist[tp.topic])
+        present = [tp for tp in wanted if tp.partition in exist[tp.topic]]
+        starts = consumer.beginning_offsets(present, timeout_ms=int(settings.kafka.bootstrap_timeout_seconds * 1000))
+        groups = [consumer.committed(tp, timeout_ms=10_000) for tp in present]
     finally:
         consumer.close()
     expired = tuple(
@@ -107,16 +122,23 @@ def plan_restore(
         if tp in starts and starts[tp] > entry.offsets[tp.topic][str(tp.partition)]
     )
     recorded = last_recorded(settings.kafka, [c for c in groups if c is not None])
-    return RestorePlan(
+    plan = RestorePlan(
         version=chosen,
         offsets=entry.offsets,
         expired=expired,
+        missing=missing,
         imports=imports,
         archive_counter=archive.counter,
         kafka_after=recorded.numbered_after(),
         kafka_recorded=recorded.describe(),
         join=chosen in archive.joins,
     )
+    if plan.numbered_after >= MAX_VERSION:
+        raise ControlError(
+            f"new versions would be numbered after {plan.numbered_after} (backups {plan.archive_counter}; Kafka: "
+            f"{plan.kafka_recorded}), past the last version number {MAX_VERSION}: the records are not livelearn's"
+        )
+    return plan
 
 
 def restore_from_backup(
@@ -132,9 +154,10 @@ def restore_from_backup(
     ``restore``). Refuses (:class:`~streaming.errors.OffsetsExpiredError`) when Kafka no longer holds events after
     the version's offsets, unless ``accept_loss``. ``archive``: the location as the plan read it (read here when not
     given). Returns the number new versions are numbered after."""
-    if plan.expired and not accept_loss:
+    if (plan.expired or plan.missing) and not accept_loss:
         lost = "; ".join(
-            f"{t}[{p}] needs offset {need}, its log starts at {start}" for t, p, need, start in plan.expired
+            [f"{t}[{p}] needs offset {need}, its log starts at {start}" for t, p, need, start in plan.expired]
+            + [f"{t}[{p}] does not exist (check LIVELEARN_KAFKA_BOOTSTRAP and the topic)" for t, p in plan.missing]
         )
         raise OffsetsExpiredError(
             f"Kafka no longer holds the events after version {plan.version}'s offsets ({lost}): the events between "
@@ -159,7 +182,7 @@ def restore_from_backup(
         epoch=archive.versions[plan.version].epoch,
         actor=actor,
         reason=f"Redis lost the model's data; restored from backup: {plan.describe()}"
-        + ("; the events Kafka no longer holds are lost (accepted)" if plan.expired else ""),
+        + ("; the events Kafka no longer holds are lost (accepted)" if plan.expired or plan.missing else ""),
         source=objects.where,
         join=join,  # the label join as it was at that version: its waiting events go on waiting
     )
