@@ -158,7 +158,8 @@ class ActOnIncidents:
     state
         Its ``incident_events`` are what the watch reported.
     versions
-        The versions captured before the incident are written first: one of them may be its target.
+        The versions captured before the incident are written first, and those the data was confirmed calm up to
+        promoted: one of them may be its target, whatever the writer thread's speed.
     incidents
         Records the incident (open: quarantine, freeze, roll back; end: close).
     follow
@@ -182,6 +183,9 @@ class ActOnIncidents:
             return
         if self.versions.in_flight:  # the versions captured before it exist (and may be its target) first
             self.versions.write_when_delivered(wait=True)
+        if self.state.promotable:  # ...and those the data confirmed calm before it are stable, as a writer that
+            # kept up would have made them: the target must not depend on how fast versions were written
+            self.versions.promote()
         self.incidents.act(self.state, stored_offsets(positions), confirmed_at=record)
         self.versions.lineage_moved = True  # an incident start rolled back: read the lineage now, not at a poll
         self.follow()
