@@ -95,6 +95,7 @@ def _sha256(data: bytes) -> str:
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_TOKEN = re.compile(r"[0-9a-f]{16}")  # a store's identity (:meth:`VersionStore.identity`)
 _DIGITS = re.compile(r"0|[1-9][0-9]*")
 
 
@@ -214,14 +215,31 @@ class Archive:
     #: version -> SHA-256 of the label join's state exported with it
     joins: dict[int, str]
     #: the newest manifest's view of its store: ``stable`` numbers, ``quarantined`` {number: incident}, ``stored``
-    #: numbers — applied to the versions it still held (a version quarantined after it was backed up is quarantined
-    #: here; one retention dropped there keeps what its own manifest said)
+    #: numbers (a backup with nothing new and the same view writes no manifest)
     marks: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: each manifest's (name, kind, the identity of the store that wrote it: ``None`` in a manifest written before
+    #: stores had one), oldest first
+    sources: tuple[tuple[str, str, str | None], ...] = ()
+    #: the identity of the store whose manifest named each version first (``None``: not recorded)
+    origins: dict[int, str | None] = dataclasses.field(default_factory=dict)
 
-    def newest_stable(self) -> int | None:
-        """The newest version that was stable (and not quarantined) where it came from."""
-        stable = [n for n, v in self.versions.items() if v.stable and v.quarantined is None]
+    def newest_stable(self, store: str | None = None) -> int | None:
+        """The newest version that was stable (and not quarantined) where it came from; with ``store``, of the
+        versions that store wrote (and those whose store was not recorded)."""
+        stable = [
+            n
+            for n, v in self.versions.items()
+            if v.stable and v.quarantined is None and (store is None or self.origins.get(n) in (store, None))
+        ]
         return max(stable) if stable else None
+
+    def stores(self, kind: str | None = None) -> list[str]:
+        """The identities of the stores whose manifests (of ``kind``, else any) are here, oldest first."""
+        found: list[str] = []
+        for _name, what, store in self.sources:
+            if store is not None and store not in found and kind in (None, what):
+                found.append(store)
+        return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,50 +268,46 @@ def read_archive(objects: Objects, model: str) -> Archive:
     """Every manifest of ``model`` at ``objects``, together. Raises :class:`ArchiveCorruptError` when a manifest
     cannot be read (every field is checked) or two name different versions under one number.
 
-    Whether a version is stable or quarantined is what the newest manifest that saw it in its store says: each
-    manifest records its store's marks (``stable``, ``quarantined``, and the ``stored`` numbers they apply to). So
-    a version a rollback abandoned, or an incident quarantined, after it was backed up stays so here after
-    retention drops it from the store (the later manifests no longer see it: the last one that did still says)."""
+    Whether a version is stable is what the newest manifest **of the store that wrote it** that saw it there says:
+    each manifest records its store's identity and marks (``stable``, ``quarantined``, and the ``stored`` numbers
+    they apply to). So a version a rollback abandoned after it was backed up stays so here after retention drops it
+    from the store (the later manifests no longer see it: the last one that did still says), and another store that
+    imported it says nothing of it. A quarantine, once recorded, stays (the first incident's id): an import back
+    into the store does not bring the mark back there, nor does a manifest named earlier than it was written."""
     prefix = f"{model}/manifests/"
     names = sorted(name for name in objects.list(prefix) if name.endswith(".json"))  # by time: the stamp leads
     versions: dict[int, ArchivedVersion] = {}
     joins: dict[int, str] = {}
-    marks: dict[str, Any] = {}
-    seen: dict[int, tuple[bool, int | None]] = {}  # the newest view of each version: (stable, quarantined by)
     counter = 0
+    read: list[tuple[str, str, str | None, dict[str, Any]]] = []  # (name, kind, store, marks) of each manifest
+    origins: dict[int, str | None] = {}
     for name in names:
         raw = objects.get(name)
         try:
             doc = json.loads(raw or b"")
             if not isinstance(doc, dict) or doc.get("model") != model:
                 raise ValueError("not a livelearn manifest of this model")
-            if int(doc.get("archive_format", 0)) > ARCHIVE_FORMAT:
+            if _count(doc.get("archive_format", 0), "archive_format") > ARCHIVE_FORMAT:
                 raise ArchiveError(
                     f"{name} at {objects.where} is archive format {doc['archive_format']}, newer than this "
                     f"livelearn reads ({ARCHIVE_FORMAT}): upgrade livelearn"
                 )
-            listed = {
-                (number := version_number(n)): ArchivedVersion.from_dict(number, v) for n, v in doc["versions"].items()
-            }
-            counter = max(counter, _count(doc.get("source", {}).get("counter") or 0, "source.counter"))
+            source = doc.get("source") or {}
+            store = source.get("store_id")
+            if store is not None and not (isinstance(store, str) and _TOKEN.fullmatch(store)):
+                raise ValueError(f"source.store_id must be a store's identity, got {store!r:.40}")
+            entries = doc["versions"]
+            if not isinstance(entries, dict):
+                raise ValueError("versions must be a map")
+            listed = {(number := version_number(n)): ArchivedVersion.from_dict(number, v) for n, v in entries.items()}
+            counter = max(counter, _count(source.get("counter") or 0, "source.counter"))
             join = doc.get("join")
             if isinstance(join, dict) and "version" in join and "sha256" in join:
                 joins[version_number(join["version"], "join.version")] = _checksum(join["sha256"], "join.sha256")
-            found = doc.get("marks")
-            if isinstance(found, dict):  # manifests sort by time: the newest view wins
-                marks = {
-                    "stable": {version_number(n, "marks.stable") for n in found.get("stable", [])},
-                    "quarantined": {
-                        version_number(n, "marks.quarantined"): _count(i, "an incident", 1)
-                        for n, i in (found.get("quarantined") or {}).items()
-                    },
-                    "stored": {version_number(n, "marks.stored") for n in found.get("stored", [])},
-                }
-                for number in marks["stored"]:
-                    seen[number] = (number in marks["stable"], marks["quarantined"].get(number))
+            read.append((name, str(doc.get("kind", "")), store, _marks(doc.get("marks"))))
         except ArchiveError:
             raise
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
             raise ArchiveCorruptError(f"manifest {name} at {objects.where} is unreadable: {exc}") from None
         for number, version in listed.items():
             known = versions.get(number)
@@ -305,17 +319,55 @@ def read_archive(objects: Objects, model: str) -> Archive:
                     + ")"
                 )
             versions[number] = version
+            origins.setdefault(number, store)
     # objects an export wrote before it died, no manifest naming them: their numbers were handed out all the same
     written = [_number_of(path) for path in objects.list(f"{model}/versions/")]
     counter = max([counter, *versions, *(n for n in written if n is not None)])
-    for number, version in versions.items():  # what its store said of it last (a quarantine is never lifted)
-        if number in seen:
-            stable, incident = seen[number]
-            quarantined = incident if incident is not None else version.quarantined
-            versions[number] = dataclasses.replace(
-                version, stable=stable and quarantined is None, quarantined=quarantined
-            )
-    return Archive(model, objects.where, dict(sorted(versions.items())), tuple(names), counter, joins, marks)
+    stable: dict[int, bool] = {}  # the newest view of its own store (or of a manifest with no store recorded)
+    quarantined: dict[int, int] = {n: v.quarantined for n, v in versions.items() if v.quarantined is not None}
+    for _name, _kind, store, marks in read:
+        for number in marks.get("stored", ()):
+            if number in versions and (store is None or origins[number] in (None, store)):
+                stable[number] = number in marks["stable"]
+                if number in marks["quarantined"]:
+                    quarantined.setdefault(number, marks["quarantined"][number])  # the first one stays
+    for number, version in versions.items():
+        incident = quarantined.get(number)
+        versions[number] = dataclasses.replace(
+            version, stable=stable.get(number, version.stable) and incident is None, quarantined=incident
+        )
+    newest: dict[str, Any] = next((marks for *_, marks in reversed(read) if marks), {})
+    return Archive(
+        model,
+        objects.where,
+        dict(sorted(versions.items())),
+        tuple(names),
+        counter,
+        joins,
+        newest,
+        tuple((name, kind, store) for name, kind, store, _ in read),
+        origins,
+    )
+
+
+def _marks(found: Any) -> dict[str, Any]:
+    """A manifest's ``marks`` (its store's stable, quarantined and stored versions), checked; ``{}`` when it has
+    none (written before manifests recorded them)."""
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise ValueError("marks must be a map")
+    lists = {key: found.get(key, []) for key in ("stable", "stored")}
+    incidents = found.get("quarantined") or {}
+    if not all(isinstance(v, list) for v in lists.values()) or not isinstance(incidents, dict):
+        raise ValueError("marks: stable and stored must be lists, quarantined a map")
+    return {
+        "stable": {version_number(n, "marks.stable") for n in lists["stable"]},
+        "quarantined": {
+            version_number(n, "marks.quarantined"): _count(i, "an incident", 1) for n, i in incidents.items()
+        },
+        "stored": {version_number(n, "marks.stored") for n in lists["stored"]},
+    }
 
 
 def _number_of(path: str) -> int | None:
@@ -369,6 +421,14 @@ def export_versions(
     if asked and absent and not missing_ok:
         raise VersionNotFoundError(f"model {model!r} has no version {', '.join(map(str, absent))} to export")
     archive = archive if archive is not None else read_archive(objects, model)
+    identity = store.identity()
+    # a backup location is one store's: its marks say which of its versions a restore may start from
+    others = [s for s in archive.stores("backup" if kind == "export" else None) if s != identity]
+    if others:
+        raise ArchiveConflictError(
+            f"{objects.where} holds {'backups' if kind == 'export' else 'manifests'} of model {model!r} written by "
+            f"another store ({others[0]}; this store is {identity}): {kind} to a location of this store's own"
+        )
     stable, quarantined = set(store.stable_numbers()), store.quarantined()
     counter, head, serving, epoch = store.counter(), store.head(), store.serving(), store.epoch()
     entries: dict[int, ArchivedVersion] = {}
@@ -443,7 +503,14 @@ def export_versions(
         "created_at": stamp.timestamp(),
         "actor": actor,
         "livelearn": _livelearn_version(),
-        "source": {"store": source, "counter": counter, "head": head, "serving": serving, "epoch": epoch},
+        "source": {
+            "store": source,
+            "store_id": identity,
+            "counter": counter,
+            "head": head,
+            "serving": serving,
+            "epoch": epoch,
+        },
         "versions": {str(n): e.to_dict() for n, e in sorted(entries.items())},
         "join": join,
         "marks": marks,

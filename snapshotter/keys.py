@@ -89,6 +89,9 @@ class Keys:
         self.branch_versions = self.prefix + "branches:versions"
         # HASH: the last backup that completed (at, location, manifest, written, newest): the monitor's backup age
         self.backup = self.prefix + "backup"
+        # STRING: this store's identity in the manifests of its exports and backups (made at the first; a restore
+        # from backup keeps its backups' one)
+        self.store_id = self.prefix + "store:id"
         self.guard = self.prefix + "guard"  # HASH: the monitors' shared cursor in `history` and judge state
         self.monitors = self.prefix + "monitors"  # ZSET of monitor ids, score = unix time of their last check
         self.learners = self.prefix + "learners"  # ZSET of learner ids (active or standby), score = last check-in

@@ -94,6 +94,7 @@ __all__ = [
     "SPECS",
     "START_BRANCH",
     "START_OVER",
+    "STORE_IDENTITY",
     "UNPIN",
     "UNPROTECT",
     "UPDATE_BRANCH",
@@ -394,6 +395,7 @@ DROP_BRANCH = ScriptSpec(
     args=("maxlen", "name", "branch_key", "now_ms", "stale_ms", "force", "actor", "reason"),
     raises=_REBUILD,
 )
+STORE_IDENTITY = ScriptSpec("store_identity", keys=("store_id",), args=("token",))
 RECORD_BACKUP = ScriptSpec(
     "record_backup",
     keys=("audit", "backup"),
@@ -401,7 +403,7 @@ RECORD_BACKUP = ScriptSpec(
 )
 RESTORE = ScriptSpec(
     "restore",
-    keys=("audit", "head", "serving", "counter", "epoch", "join"),
+    keys=("audit", "head", "serving", "counter", "epoch", "join", "store_id"),
     args=(
         "maxlen",
         "version_meta",
@@ -414,6 +416,7 @@ RESTORE = ScriptSpec(
         "channel",
         "join",
         "join_sha256",
+        "store_id",
     ),
 )
 START_OVER = ScriptSpec(
@@ -548,6 +551,7 @@ SPECS: Mapping[str, ScriptSpec] = MappingProxyType(
             IMPORT_VERSION,
             UNPROTECT,
             RECORD_BACKUP,
+            STORE_IDENTITY,
             RESTORE,
             START_BRANCH,
             WRITE_BRANCH,

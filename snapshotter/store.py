@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import secrets
 import time
 from typing import Any, Literal, TypedDict
 
@@ -33,6 +34,7 @@ from snapshotter.scripts import (
     RECORD_BACKUP,
     RESTORE,
     START_OVER,
+    STORE_IDENTITY,
     UNPROTECT,
     WRITE_VERSION,
     bind,
@@ -181,6 +183,7 @@ class VersionStore:
         self._import = bind(client, IMPORT_VERSION)
         self._restore = bind(client, RESTORE)
         self._record_backup = bind(client, RECORD_BACKUP)
+        self._store_identity = bind(client, STORE_IDENTITY)
         self._unprotect = bind(client, UNPROTECT)
 
     @classmethod
@@ -447,11 +450,27 @@ class VersionStore:
                 f"{refusal.detail}; versions are never overwritten",
             ) from None
 
+    def identity(self) -> str:
+        """This store's identity, recorded in the manifests of its exports and backups: a random token made at the
+        first call (one script: two first calls at once agree), kept since; a restore from backup sets its
+        backups' own."""
+        return as_text(self._store_identity(self.keys, token=secrets.token_hex(8)))
+
     def restore(
-        self, number: int, *, after: int, epoch: int, actor: str, reason: str, source: str, join: bytes | None = None
+        self,
+        number: int,
+        *,
+        after: int,
+        epoch: int,
+        actor: str,
+        reason: str,
+        source: str,
+        join: bytes | None = None,
+        store_id: str | None = None,
     ) -> int:
         """Make stored version ``number`` the head of a new lineage and serving, after Redis lost this model's data
-        (one script with its ``restore`` audit entry); new versions are numbered after ``after`` at least. Refused
+        (one script with its ``restore`` audit entry); new versions are numbered after ``after`` at least, and the
+        store takes ``store_id`` (its backups' identity: the same store going on). Refused
         (:class:`~streaming.errors.ControlError`) when the store has a head already. Returns the number new
         versions are numbered after."""
         k = self.keys
@@ -472,6 +491,7 @@ class VersionStore:
                     channel=k.channel,
                     join=join or b"",
                     join_sha256=hashlib.sha256(join).hexdigest() if join else "",
+                    store_id=store_id or "",
                 )
             )
         except ScriptRefusal as refusal:

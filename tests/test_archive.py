@@ -434,6 +434,9 @@ def test_a_restore_goes_back_to_the_lineage_a_rollback_kept_not_to_the_one_it_ab
     code, out, err = cli(settings, "restore-from-backup", "--from", str(tmp_path), "--json")
     assert code == 0, err
     assert json.loads(out)["version"] == 4 and store.head() == 4 and store.stable_numbers() == [2, 4]
+    (identity,) = read_archive(open_objects(str(tmp_path)), settings.model_name).stores()
+    assert store.identity() == identity  # the same store, going on: its backups go where they went
+    assert cli(settings, "backup", "--to", str(tmp_path))[0] == 0
 
 
 def test_the_import_command_keeps_imports_from_retention_and_makes_them_stable_when_asked(
@@ -457,6 +460,10 @@ def test_the_import_command_keeps_imports_from_retention_and_makes_them_stable_w
     code, _out, err = run_livelearn(monkeypatch, capsys, "versions", "import", "--stable", *common)
     assert code == 0, err
     assert other.stable_numbers() == [2, 4] and other.numbers() == [1, 2, 3, 4]
+    common[3] = target.keys.model_name
+    code, _out, err = run_livelearn(monkeypatch, capsys, "versions", "import", "1", "2", "--stable", *common[:6])
+    assert code == 0, err  # here already: --stable holds for them all the same
+    assert target.stable_numbers() == [2]
 
 
 def _redis_url(store: VersionStore) -> str:
@@ -476,7 +483,7 @@ def test_a_backup_refuses_a_location_holding_another_stores_versions_under_its_n
         monkeypatch.delenv(name)
     argv = ["backup", "--to", str(tmp_path), "--model", production.keys.model_name]
     result = run_livelearn(monkeypatch, capsys, *argv, "--redis-url", _redis_url(production))
-    one_line_error(result, "holds another version 2")
+    one_line_error(result, "written by another store")
     assert production.last_backup() is None
     archive = read_archive(open_objects(str(tmp_path)), production.keys.model_name)
     assert [v.sha256 for v in archive.versions.values()] == [staging.meta(n).sha256 for n in (1, 2, 3, 4)]
@@ -529,6 +536,9 @@ def test_a_manifest_field_livelearn_never_writes_is_refused_before_anything_is_i
         (lambda doc: doc["source"].__setitem__("counter", 2**70), "source.counter must be"),
         (lambda doc: doc["marks"].__setitem__("stored", [-1]), "marks.stored must be"),
         (lambda doc: doc["marks"].__setitem__("quarantined", {"1": "x"}), "an incident must be"),
+        (lambda doc: doc["marks"].__setitem__("stable", "123"), "stable and stored must be lists"),
+        (lambda doc: doc.__setitem__("archive_format", float("inf")), "archive_format must be"),
+        (lambda doc: doc["source"].__setitem__("store_id", "../x"), "source.store_id must be"),
     ],
 )
 def test_a_manifest_naming_numbers_no_store_hands_out_is_one_line_error(two_stores, tmp_path, change, needle):
@@ -542,6 +552,15 @@ def test_a_manifest_naming_numbers_no_store_hands_out_is_one_line_error(two_stor
     with pytest.raises(ArchiveCorruptError, match="unreadable") as caught:
         read_archive(open_objects(str(tmp_path)), source.keys.model_name)
     assert needle in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_manifest_nested_past_any_parser_is_one_line_error(tmp_path):
+    manifests = tmp_path / "shop" / "manifests"
+    manifests.mkdir(parents=True)
+    (manifests / "m.json").write_text('{"model": "shop", "deep": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ArchiveCorruptError, match="unreadable") as caught:
+        read_archive(open_objects(str(tmp_path)), "shop")
+    assert "\n" not in str(caught.value)
 
 
 def test_a_stray_object_beyond_any_version_number_counts_for_nothing_and_the_store_writes_on(
@@ -642,3 +661,65 @@ def test_a_restore_whose_offsets_name_a_partition_this_kafka_lacks_says_so_and_n
     assert store.head() is None
     assert cli(settings, "restore-from-backup", "--from", str(tmp_path), "--accept-loss")[0] == 0
     assert store.head() == 1
+
+
+def _quarantine(store: VersionStore, numbers: list[int], incident: int, *, back_to: int) -> None:
+    """What an incident does to ``numbers`` (quarantined, out of `stable`) and the lineage (back to ``back_to``)."""
+    for number in numbers:
+        store.client.hset(store.keys.quarantined, number, incident)
+        store.client.zrem(store.keys.stable, number)
+    store.client.set(store.keys.head, back_to)
+    store.client.set(store.keys.serving, back_to)
+
+
+@pytest.mark.parametrize("how", ["imported back", "a manifest named earlier than it was written"])
+def test_a_quarantine_once_backed_up_stays(two_stores, tmp_path, how):
+    """Found by a review: a later view of the store that no longer showed the mark (an operator imported the
+    version back to look at it: an import does not bring the mark back; or an export from a host whose clock runs
+    ahead, named after the backup that saw the quarantine) lifted it, and the version was a restore target again."""
+    source, _target = two_stores
+    write_versions(source, 4)  # stable 2, 4
+    objects = open_objects(str(tmp_path))
+    if how == "imported back":
+        _backup(source, objects)
+    else:
+        report = export_versions(source, objects, actor="op")  # the operator's export, its clock a year ahead
+        manifests = tmp_path / source.keys.model_name / "manifests"
+        first = manifests / report.manifest.rsplit("/", 1)[1]
+        first.rename(manifests / ("9999" + first.name[4:]))
+    _quarantine(source, [4], 3, back_to=2)
+    _backup(source, objects)
+    _retention_drops_all_but_the_newest(source, parent=2)
+    assert 4 not in source.numbers()
+    if how == "imported back":
+        archive = read_archive(objects, source.keys.model_name)
+        import_versions(source, objects, archive, [4], actor="op", below_counter=True, protect=True)
+        _backup(source, objects)
+    version = read_archive(objects, source.keys.model_name).versions[4]
+    assert version.quarantined == 3 and not version.stable
+    assert read_archive(objects, source.keys.model_name).newest_stable() == 2
+
+
+def test_a_location_is_one_stores_for_backups_and_each_stores_marks_are_its_own(two_stores, tmp_path):
+    """Found by a review: production imported staging's versions (same bytes: no number collided) and backed up to
+    staging's location; its marks (imports are not stable there) took staging's stable versions from staging's
+    restore, which then picked production's own. Each store now has an identity in its manifests: a backup to, or
+    an export into, another store's backup location is refused; and a store's marks speak only of the versions it
+    wrote."""
+    staging, production = two_stores
+    write_versions(staging, 4)  # stable 2, 4
+    backups, carried = open_objects(str(tmp_path / "backups")), open_objects(str(tmp_path / "carried"))
+    _backup(staging, backups)
+    export_versions(staging, carried, actor="op")
+    import_versions(production, carried, read_archive(carried, staging.keys.model_name), actor="op", protect=True)
+    write_versions(production, 2, seed=7)  # production's own 5 (not stable) and 6 (stable)
+    with pytest.raises(ArchiveConflictError, match="written by another store"):
+        _backup(production, backups)
+    with pytest.raises(ArchiveConflictError, match=r"backups of model .* written by another store"):
+        export_versions(production, backups, actor="op")
+    assert len(read_archive(backups, staging.keys.model_name).manifests) == 1  # nothing written
+    export_versions(production, carried, actor="op")  # an export location may carry several stores' versions
+    archive = read_archive(carried, staging.keys.model_name)
+    assert archive.stores() == [staging.identity(), production.identity()]
+    assert [n for n, v in archive.versions.items() if v.stable] == [2, 4, 6]  # production's marks: only its own
+    assert archive.newest_stable(staging.identity()) == 4 and archive.newest_stable(production.identity()) == 6

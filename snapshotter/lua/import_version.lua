@@ -12,7 +12,8 @@
 -- it came from; protect: '1' to keep it from retention (until pinned and unpinned, or released: `unprotect`);
 -- below_counter: '1' to import a number this store handed out already and no longer holds (its own version, from
 -- its own backup: the caller knows), else such a number is refused (it may have named another version here).
--- Returns 1 when imported, 0 when this very version (blob and metadata) was here already.
+-- Returns 1 when imported, 0 when this very version (blob and metadata) was here already (made stable and kept
+-- from retention all the same, when asked).
 local n = ARGV[3]
 local blob_key, meta_key = ARGV[2] .. n .. ':blob', ARGV[2] .. n .. ':meta'
 local held = redis.call('GET', blob_key)
@@ -24,6 +25,9 @@ if held then
     return refuse('CONFLICT', 'version ' .. n .. ' of this store has the same blob but other metadata (offsets, ' ..
       'lineage or time): a different version')
   end
+  -- the same version: what this import asks of it holds all the same (an import run again, or one that died)
+  if ARGV[6] == '1' then redis.call('ZADD', KEYS[4], n, n) end
+  if ARGV[12] == '1' then redis.call('SADD', KEYS[5], n) end
   return 0
 end
 if redis.call('EXISTS', meta_key) == 1 then

@@ -46,6 +46,7 @@ class RestorePlan:
     kafka_after: int | None  #: the number Kafka's records say new versions come after (None: none recorded)
     kafka_recorded: str  #: what Kafka recorded, in words
     join: bool  #: the label join's state at that version is in the backup
+    store_id: str | None = None  #: the identity of the store whose backups these are (the restored store takes it)
 
     @property
     def numbered_after(self) -> int:
@@ -62,7 +63,7 @@ class RestorePlan:
             f"restore version {self.version} (offsets {where or 'none'}) with {len(self.imports)} versions "
             f"({', '.join(map(str, self.imports))}); new versions numbered after {self.numbered_after} (backups "
             f"{self.archive_counter}, Kafka {self.kafka_after if self.kafka_after is not None else 'none'}: "
-            f"{self.kafka_recorded})" + (f"; EXPIRED: {lost}" if lost else "")
+            f"{self.kafka_recorded})" + (f"; EVENTS LOST: {lost}" if lost else "")
         )
 
 
@@ -79,7 +80,14 @@ def plan_restore(
             f"model {store.keys.model_name!r} has a lineage in this Redis already (head {head}): restore-from-backup "
             "only fills a Redis that lost the model's data (import single versions with `versions import`)"
         )
-    chosen = version if version is not None else archive.newest_stable()
+    stores = archive.stores("backup")
+    if len(stores) > 1:
+        raise ControlError(
+            f"{archive.where} holds backups of model {archive.model!r} from {len(stores)} stores "
+            f"({', '.join(stores)}): restore from a location of one store's backups"
+        )
+    identity = stores[0] if stores else None  # the store whose backups these are: the restored store goes on as it
+    chosen = version if version is not None else archive.newest_stable(identity)
     if chosen is None:
         raise VersionNotFoundError(f"{archive.where} holds no stable version of model {archive.model!r} to restore")
     entry = archive.versions.get(chosen)
@@ -104,7 +112,11 @@ def plan_restore(
             f"{archive.where} does not hold: restore-from-backup only fills a Redis that lost the model's data"
         )
     keep = settings.store.keep_stable_versions
-    before = [n for n, v in archive.versions.items() if n < chosen and v.stable and v.quarantined is None]
+    before = [
+        n
+        for n, v in archive.versions.items()
+        if n < chosen and v.stable and v.quarantined is None and archive.origins.get(n) in (identity, None)
+    ]
     imports = (*(before[-keep:] if keep else ()), chosen)
     wanted = [TopicPartition(t, int(p)) for t, parts in entry.offsets.items() for p in parts]
     consumer = make_consumer(settings.kafka)
@@ -132,6 +144,7 @@ def plan_restore(
         kafka_after=recorded.numbered_after(),
         kafka_recorded=recorded.describe(),
         join=chosen in archive.joins,
+        store_id=identity,
     )
     if plan.numbered_after >= MAX_VERSION:
         raise ControlError(
@@ -160,8 +173,8 @@ def restore_from_backup(
             + [f"{t}[{p}] does not exist (check LIVELEARN_KAFKA_BOOTSTRAP and the topic)" for t, p in plan.missing]
         )
         raise OffsetsExpiredError(
-            f"Kafka no longer holds the events after version {plan.version}'s offsets ({lost}): the events between "
-            "would never be learned. Restore a newer backup, or accept the loss with --accept-loss"
+            f"Kafka does not hold all the events after version {plan.version}'s offsets ({lost}): the events "
+            "between would never be learned. Restore a newer backup, or accept the loss with --accept-loss"
         )
     archive = archive if archive is not None else read_archive(objects, store.keys.model_name)
     if plan.version not in archive.versions:
@@ -185,6 +198,7 @@ def restore_from_backup(
         + ("; the events Kafka no longer holds are lost (accepted)" if plan.expired or plan.missing else ""),
         source=objects.where,
         join=join,  # the label join as it was at that version: its waiting events go on waiting
+        store_id=plan.store_id,  # the same store going on: its next backups go where these came from
     )
     log.warning("restored model %r from %s: %s", store.keys.model_name, objects.where, plan.describe())
     return after
