@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from test_incidents import EVENTS, GUARD, stuck
 
 from snapshotter.audit import read_audit
-from streaming.learner import batch, runner, writer
+from streaming.learner import batch, runner, versions, writer
 from streaming.learner.checkpoint import Checkpoints
 
 pytestmark = pytest.mark.first_lane
@@ -29,9 +29,11 @@ pytestmark = pytest.mark.first_lane
 STUCK = stuck(EVENTS, 4000, 2000)
 
 
-def _run(make_settings, monkeypatch, speed: str) -> tuple[list[tuple[str, int | None]], dict]:
-    settings = make_settings(**{**GUARD, "snapshot_every_events": 2450})
-    produce(settings, STUCK)
+def _run(
+    make_settings, monkeypatch, speed: str, *, events=STUCK, every: int = 2450
+) -> tuple[list[tuple[str, int | None]], dict]:
+    settings = make_settings(**{**GUARD, "snapshot_every_events": every})
+    produce(settings, events)
     if speed == "eager":  # each version written at its capture: what a writer that always keeps up does
         capture = batch.CaptureWhenDue.after_run
 
@@ -56,6 +58,7 @@ def _run(make_settings, monkeypatch, speed: str) -> tuple[list[tuple[str, int | 
             gate.wait()
             return write(self, captured, encoded, parent)
 
+        monkeypatch.setattr(versions, "MAX_PENDING_CAPTURES", 10**6)  # no backpressure wait either
         monkeypatch.setattr(writer.SnapshotWriter, "wait", waited)
         monkeypatch.setattr(Checkpoints, "_write", gated)
     learner = runner.Learner(settings, registry=CollectorRegistry())

@@ -183,9 +183,13 @@ class ActOnIncidents:
             return
         if self.versions.in_flight:  # the versions captured before it exist (and may be its target) first
             self.versions.write_when_delivered(wait=True)
-        if self.state.promotable:  # ...and those the data confirmed calm before it are stable, as a writer that
-            # kept up would have made them: the target must not depend on how fast versions were written
-            self.versions.promote()
+        # ...and those the data was confirmed calm up to are stable, as a writer that kept up would have made them
+        # (the target must not depend on how fast versions were written) — none past an incident's change point:
+        # it quarantines those, and serving must not go to one on the way
+        starts = [e.change_point for e, _ in self.state.incident_events if e.kind == "incident_start"]
+        cap = min((p for p in starts if p is not None), default=None)
+        if self.state.promotable and (cap is None or self.state.unconfirmed[0] <= cap):
+            self.versions.promote(up_to=cap)
         self.incidents.act(self.state, stored_offsets(positions), confirmed_at=record)
         self.versions.lineage_moved = True  # an incident start rolled back: read the lineage now, not at a poll
         self.follow()

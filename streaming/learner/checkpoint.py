@@ -323,10 +323,13 @@ class Checkpoints:
         self.gate.remember(number, score)
         return score
 
-    def promote(self, state: LearnerState) -> None:
-        """Confirm the candidates written at or before ``state.confirmed`` (promotion ``guard``)."""
+    def promote(self, state: LearnerState, *, up_to: int | None = None) -> None:
+        """Confirm the candidates written at or before ``state.confirmed`` (promotion ``guard``), and at or before
+        ``up_to`` when given (an incident's change point: it quarantines those after it)."""
         confirmed = state.confirmed
         assert confirmed is not None
+        if up_to is not None:
+            confirmed = min(confirmed, up_to)
         number = self.store.promote(
             lease_value=self.lease.value or "",
             epoch=state.epoch,

@@ -111,10 +111,11 @@ class ActiveVersions:
         self.lineage_moved = meta is None
         return meta
 
-    def promote(self) -> None:
-        """Confirm the candidates written at or before the confirmed position (:meth:`Checkpoints.promote`)."""
+    def promote(self, up_to: int | None = None) -> None:
+        """Confirm the candidates written at or before the confirmed position (:meth:`Checkpoints.promote`), and at
+        or before ``up_to`` when given."""
         try:
-            self.checkpoints.promote(self.state)
+            self.checkpoints.promote(self.state, up_to=up_to)
         except SnapshotFencedError as exc:
             raise LeaseLostError(str(exc)) from None
         except StaleLineageError:
