@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any, Literal
 
@@ -58,6 +59,7 @@ class Branches:
         self._start, self._write = bind(client, START_BRANCH), bind(client, WRITE_BRANCH)
         self._update, self._promote = bind(client, UPDATE_BRANCH), bind(client, PROMOTE_BRANCH)
         self._drop = bind(client, DROP_BRANCH)
+        self._runs: dict[str, str] = {}  # the run token of each branch this instance started
 
     def get(self, name: str) -> dict[str, Any] | None:
         raw = self.store.client.hget(self.store.keys.branches, name)
@@ -83,8 +85,10 @@ class Branches:
         epoch now (a promotion is refused once the lineage moved). Raises :class:`RebuildError` when the name is
         taken or a running rebuild's ranges overlap."""
         now = time.time()
+        run = secrets.token_hex(8)  # this run's: only it writes, reports on and ends the branch
         doc = {
             "name": name,
+            "run": run,
             "status": "running",
             "lineage_epoch": self.store.epoch(),
             "base": base,
@@ -100,6 +104,7 @@ class Branches:
             self._start(self.store.keys, name=name, doc=json.dumps(doc), now_ms=int(now * 1000), stale_ms=STALE_MS)
         except ScriptRefusal as refusal:
             raise refusal_error(refusal, f"rebuild {name!r} not started: {refusal.detail}") from None
+        self._runs[name] = run
         return doc
 
     def write(
@@ -117,6 +122,8 @@ class Branches:
     ) -> VersionMeta:
         """Store ``state`` as the next version of branch ``name`` (its heartbeat renewed)."""
         doc = self.get(name)
+        if doc is not None:
+            self._check_run(name, doc)
         if doc is None or doc["status"] != "running":
             raise RebuildError(f"branch {name!r} is not running: its versions cannot be written")
         encoded = state if isinstance(state, EncodedSnapshot) else EncodedSnapshot.of(state)
@@ -149,6 +156,7 @@ class Branches:
                 doc=json.dumps(doc),
                 version_log_maxlen=self.store.version_log_retention,
                 actor=writer,
+                run=self._runs.get(name, ""),
             )
         except ScriptRefusal as refusal:
             raise refusal_error(refusal, f"rebuild {name!r}: {refusal.detail}") from None
@@ -159,12 +167,20 @@ class Branches:
         doc = self.get(name)
         if doc is None:
             raise RebuildError(f"no branch named {name!r}")
+        self._check_run(name, doc)
         doc.update(changes, heartbeat_ms=int(time.time() * 1000))
         try:
-            self._update(self.store.keys, name=name, doc=json.dumps(doc))
+            self._update(self.store.keys, name=name, doc=json.dumps(doc), run=self._runs.get(name, ""))
         except ScriptRefusal as refusal:
             raise refusal_error(refusal, f"branch {name!r}: {refusal.detail}") from None
         return self.get(name) or doc
+
+    def _check_run(self, name: str, doc: dict[str, Any]) -> None:
+        if doc.get("run") != self._runs.get(name):
+            raise RebuildError(
+                f"branch {name!r} is another rebuild run's now (it was dropped and started again while this run was "
+                "stopped): this run writes nothing more to it"
+            )
 
     def finish(self, name: str, status: Literal["done", "failed"], **changes: Any) -> dict[str, Any]:
         """End branch ``name``: ``done`` (promotable) or ``failed`` (its versions stay, for inspection)."""

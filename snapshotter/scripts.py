@@ -354,10 +354,21 @@ START_BRANCH = ScriptSpec(
 WRITE_BRANCH = ScriptSpec(
     "write_branch",
     keys=("counter", "index", "created", "protected", "branches", "version_log", "branch_versions"),
-    args=("version_prefix", "blob", "meta", "created_at", "branch_key", "name", "doc", "version_log_maxlen", "actor"),
+    args=(
+        "version_prefix",
+        "blob",
+        "meta",
+        "created_at",
+        "branch_key",
+        "name",
+        "doc",
+        "version_log_maxlen",
+        "actor",
+        "run",
+    ),
     raises=_REBUILD,
 )
-UPDATE_BRANCH = ScriptSpec("update_branch", keys=("branches",), args=("name", "doc"), raises=_REBUILD)
+UPDATE_BRANCH = ScriptSpec("update_branch", keys=("branches",), args=("name", "doc", "run"), raises=_REBUILD)
 PROMOTE_BRANCH = ScriptSpec(
     "promote_branch",
     keys=(

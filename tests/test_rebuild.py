@@ -370,11 +370,46 @@ def test_a_range_whose_end_never_comes_stops_with_an_error_and_a_dropped_branch_
     state = SnapshotState(spec={}, model={}, metrics={}, counters={})
     with pytest.raises(RebuildError, match="not running"):
         branches.write("gone", state, offsets={}, metrics={}, parent=None, epoch=0)
-    stale = {"name": "gone", "status": "running", "heartbeat_ms": 0, "ranges": {}}  # read just before the drop
-    branches.get = lambda name: dict(stale)  # type: ignore[method-assign]
+    stale = {"name": "gone", "status": "running", "heartbeat_ms": 0, "ranges": {}, "run": branches._runs["gone"]}
+    branches.get = lambda name: dict(stale)  # type: ignore[method-assign]  (read just before the drop)
     with pytest.raises(RebuildError, match="dropped or ended"):  # the script itself refuses
         branches.write("gone", state, offsets={}, metrics={}, parent=None, epoch=0)
     assert store.numbers() == [] and not store.client.hexists(store.keys.branches, "gone")
+
+
+def test_a_run_stopped_while_its_branch_was_dropped_and_started_again_leaves_the_new_branch_alone(make_settings):
+    """Found by a review: the runbook drops a rebuild silent for a minute and runs it again; the first process was
+    only stopped (a paused VM) and, resumed, wrote into the new branch of that name, or marked it failed. Each run
+    has a token: only the run that started a branch writes, reports on and ends it (the scripts check it too)."""
+    from snapshotter.codec import SnapshotState
+    from streaming.errors import RebuildError
+
+    store = store_for(make_settings())
+    state = SnapshotState(spec={}, model={}, metrics={}, counters={})
+    first, second = Branches(store), Branches(store)
+    first.start("fix", base=None, ranges={"t": {"0": [0, 10]}}, provenance={}, actor="op")
+    first.write("fix", state, offsets={"t": {"0": 5}}, metrics={}, parent=None, epoch=0)
+    first.drop("fix", actor="op", reason="silent for a minute", force=True)
+    second.start("fix", base=None, ranges={"t": {"0": [0, 10]}}, provenance={}, actor="op")
+    head = second.write("fix", state, offsets={"t": {"0": 10}}, metrics={}, parent=None, epoch=0).number
+    second.finish("fix", "done")
+    done = second.get("fix")
+    for late in (
+        lambda: first.write("fix", state, offsets={"t": {"0": 6}}, metrics={}, parent=None, epoch=0),
+        lambda: first.report("fix", read=6),
+        lambda: first.finish("fix", "failed"),
+    ):
+        with pytest.raises(RebuildError, match="another rebuild run's now"):
+            late()
+    stale = dict(done, status="running")  # read just before the other run took the name: the scripts refuse too
+    first.get = lambda name: dict(stale, run=first._runs[name])  # type: ignore[method-assign]
+    for late in (
+        lambda: first.write("fix", state, offsets={"t": {"0": 6}}, metrics={}, parent=None, epoch=0),
+        lambda: first.finish("fix", "failed"),
+    ):
+        with pytest.raises(RebuildError, match="another rebuild run's now"):
+            late()
+    assert second.get("fix") == done and second.versions("fix") == [head]
 
 
 MOMENTS = [

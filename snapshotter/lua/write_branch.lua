@@ -4,9 +4,14 @@
 -- heartbeat renewed, a version-log entry. Never touches the head, serving, the stable versions or the lease: a
 -- branch serves nothing until it is promoted.
 -- KEYS: counter, index, created, protected, branches, version_log, branch_versions
--- ARGV: version_prefix, blob, meta, created_at, branch_key, name, doc, version_log_maxlen, actor
--- branch_key: the branch's ZSET (Keys.branch(name)); doc: the branch's JSON without its head (set here).
+-- ARGV: version_prefix, blob, meta, created_at, branch_key, name, doc, version_log_maxlen, actor, run
+-- branch_key: the branch's ZSET (Keys.branch(name)); doc: the branch's JSON without its head (set here); run: the
+-- token of the rebuild run that started the branch (another run's branch of the same name is never written).
 local held = redis.call('HGET', KEYS[5], ARGV[6])
+if held and cjson.decode(held).run ~= ARGV[10] then  -- dropped and started again by another run meanwhile
+  return refuse('NOT_DONE', 'branch ' .. ARGV[6] .. ' is another rebuild run\'s now (it was dropped and started ' ..
+    'again): this run\'s version is not written')
+end
 if not held or cjson.decode(held).status ~= 'running' then  -- dropped or ended meanwhile: nothing is written
   return refuse('NOT_DONE', 'branch ' .. ARGV[6] .. ' is not running (dropped or ended): its version is not written')
 end
