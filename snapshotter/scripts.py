@@ -435,7 +435,19 @@ START_OVER = ScriptSpec(
 )
 ROLLBACK = ScriptSpec(
     "rollback",
-    keys=("audit", "epoch", "head", "serving", "pinned", "rollbacks", "stable", "resume", "quarantined", "candidates"),
+    keys=(
+        "audit",
+        "epoch",
+        "head",
+        "serving",
+        "pinned",
+        "rollbacks",
+        "stable",
+        "resume",
+        "quarantined",
+        "candidates",
+        "branch_versions",
+    ),
     args=(
         "maxlen",
         "expected_epoch",

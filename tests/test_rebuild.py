@@ -412,6 +412,40 @@ def test_a_run_stopped_while_its_branch_was_dropped_and_started_again_leaves_the
     assert second.get("fix") == done and second.versions("fix") == [head]
 
 
+def test_a_rollback_never_moves_the_lineage_onto_a_branch_not_promoted(make_settings):
+    """Found by a review: `versions rollback --to <a branch version>` moved the lineage there past every check of a
+    promotion (done, lineage not moved), with no `promote_branch` entry, and the learner then went on from the
+    rollback's offsets, skipping the events after the branch's end. Refused, pointing to `rebuild promote`; a pin
+    (to try the branch) is still allowed."""
+    from snapshotter.codec import SnapshotState
+    from snapshotter.control import ControlPlane
+    from streaming.errors import RebuildError
+
+    store = store_for(make_settings(promotion="immediate"))
+    state = SnapshotState(spec={}, model={}, metrics={}, counters={})
+    for offset in (100, 200):
+        store.write(
+            state,
+            writer="w",
+            lease_value=None,
+            offsets={"t": {"0": offset}},
+            metrics={},
+            parent=store.head(),
+            stable=True,
+        )
+    branches = Branches(store)
+    branches.start("try", base=1, ranges={"t": {"0": [100, 200]}}, provenance={}, actor="op")
+    branch_head = branches.write("try", state, offsets={"t": {"0": 200}}, metrics={}, parent=1, epoch=0).number
+    branches.finish("try", "done")
+    control = ControlPlane(store)
+    with pytest.raises(RebuildError, match=r"rebuild branch not promoted.*rebuild promote"):
+        control.rollback(to=branch_head, actor="op", reason="try the branch")
+    assert store.head() == 2 and store.epoch() == 0
+    control.pin(branch_head, actor="op", reason="try the branch")
+    assert store.serving() == branch_head
+    assert control.rollback(to=1, actor="op", reason="a version of the lineage") == 1  # still allowed
+
+
 MOMENTS = [
     "learner-running",  # the operator resumes while the learner waits at 4,000, the labeller fixed at 3,800
     "killed-before-the-resume",  # its successor records where learning goes on

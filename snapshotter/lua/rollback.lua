@@ -2,7 +2,7 @@
 -- include: lineage
 -- include: refuse
 -- Move the learner lineage to a version (and serving, unless pinned), fenced by the judged epoch.
--- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, quarantined, candidates
+-- KEYS: audit, epoch, head, serving, pinned, rollbacks, stable, resume, quarantined, candidates, branch_versions
 -- ARGV: maxlen, expected_epoch, target, actor, reason, metrics, now, target_meta, channel, action, head,
 --       resume_offsets, position, resume_counters
 -- maxlen: the audit stream's; expected_epoch: '' = any; metrics: json; now: unix s; target_meta: the meta key of
@@ -16,6 +16,10 @@ if redis.call('EXISTS', ARGV[8]) == 0 then return refuse('MISSING', 'version ' .
 local quarantined = redis.call('HGET', KEYS[9], ARGV[3])
 if quarantined then
   return refuse('QUARANTINED', 'version ' .. ARGV[3] .. ' is quarantined by incident ' .. quarantined)
+end
+if redis.call('SISMEMBER', KEYS[11], ARGV[3]) == 1 then  -- a rollback keeps the offsets; a promotion takes the branch's
+  return refuse('NOT_DONE', 'version ' .. ARGV[3] .. ' is a version of a rebuild branch not promoted: `livelearn ' ..
+    'rebuild promote` moves the lineage to a branch (and learns the events after its end once); pin it to try it')
 end
 local head = redis.call('GET', KEYS[3])
 if (head or '') ~= ARGV[11] then return refuse('HEAD_MOVED', 'head is ' .. tostring(head)) end
