@@ -269,6 +269,44 @@ def test_a_rebuild_from_a_csv_or_parquet_file_and_one_skipping_a_segment_equal_p
     one_line_error(cli(settings, "rebuild", "run", "x", "--from-scratch", "--every", "0"), "--every")
 
 
+def test_a_number_beyond_64_bits_in_a_file_is_a_dead_letter_as_through_kafka_and_a_negative_seed_a_usage_error(
+    make_settings, cli, tmp_path
+):
+    """Found by a review: a 20-digit cell (or a Parquet uint64 of 2^64 - 1) failed the msgpack encoding of its row
+    with a traceback, the branch left failed. It is now a number past the contract's bound, dead-lettered as it
+    would be from Kafka; and `--seed -1` is refused before a branch starts (it failed after)."""
+    import pyarrow
+    import pyarrow.parquet
+
+    from streaming.local.dataset import DATASET_PATH
+
+    settings = make_settings()
+    lines = DATASET_PATH.read_text().splitlines(keepends=True)[:41]
+    cells = lines[5].split(",")
+    cells[0] = "99999999999999999999"  # Administrative
+    lines[5] = ",".join(cells)
+    path = tmp_path / "huge.csv"
+    path.write_text("".join(lines))
+    assert cli(settings, "rebuild", "run", "huge", "--from-scratch", "--file", str(path))[0] == 0
+    store = store_for(settings)
+    assert Branches(store).get("huge")["status"] == "done" and Branches(store).get("huge")["learned"] == 39
+    import pyarrow.csv
+
+    table = pyarrow.csv.read_csv(DATASET_PATH).slice(0, 40)
+    column = table.column("Administrative").cast(pyarrow.uint64()).to_pylist()
+    column[4] = 2**64 - 1
+    table = table.set_column(
+        0, pyarrow.field("Administrative", pyarrow.uint64()), pyarrow.array(column, pyarrow.uint64())
+    )
+    parquet = tmp_path / "huge.parquet"
+    pyarrow.parquet.write_table(table, parquet)
+    assert cli(settings, "rebuild", "run", "huge-parquet", "--from-scratch", "--file", str(parquet))[0] == 0
+    assert Branches(store).get("huge-parquet")["learned"] == 39
+    code, _out, err = cli(settings, "rebuild", "run", "neg", "--from-scratch", "--mode", "batch", "--seed", "-1")
+    assert code == 2 and "--seed" in err
+    assert Branches(store).get("neg") is None
+
+
 def test_a_range_the_lineage_held_is_refused_unless_asked_and_a_moved_lineage_refuses_the_promotion(
     make_settings, learners, cli
 ):

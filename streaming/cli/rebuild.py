@@ -73,7 +73,7 @@ def run(
     ] = "online",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch mode: events per update.")] = 32,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Batch mode: passes over the events.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Batch mode: the shuffle's seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Batch mode: the shuffle's seed.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Start from a quarantined version.")] = False,
     include_held: Annotated[
         bool,

@@ -83,8 +83,16 @@ def _truthy(text: str) -> bool:
 
 
 def _number(text: str) -> int | float:
+    """A numeric cell: an integer when written as one and within 64 bits (what an event's msgpack holds), else the
+    float (a larger one then fails the event contract's bound, as it would through Kafka: a dead letter).
+
+    >>> _number("3"), _number("3.0"), _number("99999999999999999999")
+    (3, 3.0, 1e+20)
+    """
     value = float(text)
-    return int(value) if value.is_integer() and "." not in text else value
+    if value.is_integer() and "." not in text and abs(value) < 2**63:
+        return int(value)
+    return value
 
 
 def row_to_event(row: dict[str, str], index: int) -> Event:
