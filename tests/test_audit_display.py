@@ -80,3 +80,33 @@ def test_versions_still_show_as_numbers_beside_the_arms(store):
     ArmControl(store).promote("fast", actor="alice", reason="better", current="base")
     shown = [(r["action"], r["from"], r["to"], r["serving"]) for r in audit_rows()]
     assert shown == [("pin", "1", "1", "1→1"), ("promote_arm", "base", "fast", "base→fast")]
+
+
+def test_control_characters_in_an_actor_or_reason_never_reach_the_terminal(make_settings, cli, monkeypatch):
+    """Found by a review: an actor or reason holding escape sequences (anyone with the admin token can write one)
+    was printed as it is by `livelearn audit`, on a terminal able to clear the screen or retitle the window. Tables
+    now write control characters as their escapes, drawn or plain."""
+    from conftest import store_for
+
+    settings = make_settings(promotion="immediate")
+    store = store_for(settings)
+    store.write(
+        SnapshotState(spec={}, model={}, metrics={}, counters={}),
+        writer="w",
+        lease_value=None,
+        offsets={"events": {"0": 1}},
+        metrics={},
+        parent=None,
+        stable=True,
+    )
+    hostile = "\x1b]0;owned\x07\x1b[2J\x9b"
+    code, _out, err = cli(settings, "versions", "pin", "1", "--reason", f"r{hostile}", "--actor", f"eve{hostile}")
+    assert code == 0, err
+    monkeypatch.setenv("COLUMNS", "200")  # drawn, as on a terminal
+    code, drawn, err = cli(settings, "audit")
+    assert code == 0, err
+    monkeypatch.delenv("COLUMNS")
+    code, plain, err = cli(settings, "audit")
+    assert code == 0, err
+    for out in (drawn, plain):
+        assert not any(c in out for c in "\x1b\x07\x9b") and "eve\\x1b]0;owned\\x07" in out.replace("\n", "")

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Column", "choose_columns", "column_widths", "plain_lines", "print_table", "wants_plain"]
+__all__ = ["Column", "choose_columns", "column_widths", "plain_lines", "print_table", "visible", "wants_plain"]
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,22 @@ def _unwrapped_width(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -
     ) + _frame(len(columns))
 
 
+#: control characters other than tab and line breaks (C0, DEL, C1), written as their escapes: an actor or a reason
+#: (anyone with the admin token writes them) never moves the cursor, clears the screen or retitles the terminal
+_CONTROLS = {i: f"\\x{i:02x}" for i in (*range(32), *range(0x7F, 0xA0)) if chr(i) not in "\t\n\r"}
+
+
+def visible(text: str) -> str:
+    r"""``text`` with its control characters (but tabs and line breaks) written as escapes.
+
+    >>> visible("eve\x1b]0;owned\x07 ok")
+    'eve\\x1b]0;owned\\x07 ok'
+    """
+    return text.translate(_CONTROLS)
+
+
 def _plain(text: str) -> str:
+    text = visible(text)
     return " ".join(text.split()) if any(c in text for c in "\t\n\r") else text
 
 
@@ -205,6 +220,7 @@ def print_table(
     --wide also shows: writer
     """
     console = console or Console()
+    title, rows = visible(title), [[visible(cell) for cell in row] for row in rows]
     if wants_plain(console):
         # as written: rich would turn the tabs into spaces
         console.file.write("".join(f"{line}\n" for line in plain_lines(title, columns, rows)))
