@@ -223,6 +223,13 @@ def _print_validation(result: dict[str, Any]) -> None:
         soft_wrap=True,
     )
     for key in ("branch", "lineage"):
+        if isinstance(result.get(key), dict) and "unavailable" in result[key]:
+            console.print(
+                f"  {key:>7} head v{result[key]['version']}: not scored, it cannot be read "
+                f"({result[key]['unavailable']})",
+                highlight=False,
+                soft_wrap=True,
+            )
         if key in result and isinstance(result[key], dict) and "accuracy" in result[key]:
             r = result[key]
             reference = f", reference {r['reference']:.4f}" if "reference" in r else ""

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from prometheus_client import CollectorRegistry
 
 from snapshotter.branches import Branches
+from snapshotter.codec import VersionMeta
 from snapshotter.control import ControlPlane
 from snapshotter.incidents import IncidentRange, Incidents
 from snapshotter.store import VersionStore
@@ -394,6 +395,14 @@ def plan_rebuild(
     resolved = [_within(span, topic, start, stop) for span in skipped]
     if not include_held:
         held = _held(store, base, sum(start.values()), sum(stop.values()), excused=skipped)
+        head = store.head()
+        frozen = ControlPlane(store).frozen()
+        if frozen is not None and head is not None and store.meta(head).position < sum(stop.values()):
+            raise RebuildError(
+                f"the range crosses a hold: learning is held now ({frozen.get('reason') or 'frozen'}) and the "
+                f"lineage's newest version {head} is before the range's end: the live learner has not learned the "
+                "events after it. Rebuild up to its offsets, or learn them anyway with --include-held"
+            )
         if held:
             raise RebuildError(
                 f"the range crosses a hold: versions {', '.join(map(str, held[:10]))} of the lineage were written "
@@ -467,26 +476,30 @@ def _held(
     store: VersionStore, base: int | None, start: int, stop: int, *, excused: list[IncidentRange] | None = None
 ) -> list[int]:
     """The lineage's versions from ``base`` on (the base included) up to stream position ``stop`` written while
-    learning was held (``extra.frozen``: frozen by an operator or the monitor, or an incident holding it), except
-    those written inside an ``excused`` incident's range (on every partition, its end included)."""
+    learning was held (``extra.frozen``: frozen by an operator or the monitor, or an incident holding it) — and the
+    first held version past ``stop`` when the version before it is before ``stop`` (its hold began somewhere
+    between the two: maybe inside the range) —, except those written inside an ``excused`` incident's range (on
+    every partition, its end included)."""
     held, number = [], store.head()
     seen: set[int] = set()
+    later: VersionMeta | None = None  # the version written after this one on the lineage
+
+    def holding(meta: VersionMeta) -> bool:
+        return bool(meta.extra.get("frozen")) and not any(_inside(meta.offsets, span) for span in excused or ())
+
     while number is not None and number not in seen:
         seen.add(number)
         try:
             meta = store.meta(number)
         except SnapshotError:
             break
-        if (
-            meta.position <= stop
-            and (meta.position > start or number == base)
-            and meta.extra.get("frozen")
-            and not any(_inside(meta.offsets, span) for span in excused or ())
-        ):
+        if meta.position <= stop and (meta.position > start or number == base) and holding(meta):
             held.append(number)
+        if later is not None and later.position > stop and meta.position < stop and holding(later):
+            held.append(later.number)
         if number == base or meta.position < start:
             break
-        number = meta.parent
+        later, number = meta, meta.parent
     return sorted(held)
 
 
@@ -797,11 +810,14 @@ def validate_branch(settings: Settings, store: VersionStore, name: str, *, last:
         raise RebuildError(f"branch {name!r} has no version yet")
     spec, window = spec_from_settings(settings), settings.learner.rolling_window
     models = {"branch": (int(doc["head"]), None), "lineage": (store.head(), None)}
-    restored = {
-        key: restore_version(store, number, spec, window).model
-        for key, (number, _none) in models.items()
-        if number is not None
-    }
+    restored = {"branch": restore_version(store, int(doc["head"]), spec, window).model}
+    unavailable: str | None = None
+    head = store.head()
+    if head is not None:
+        try:  # a lineage head that cannot be read (corrupt: what a repair is for) is shown so, not a refusal
+            restored["lineage"] = restore_version(store, head, spec, window).model
+        except SnapshotError as exc:
+            unavailable = str(exc)
     topic = settings.kafka.events_topic
     ranges = doc["ranges"].get(topic, {})
     excluded = [
@@ -825,6 +841,8 @@ def validate_branch(settings: Settings, store: VersionStore, name: str, *, last:
     finally:
         consumer.close()
     out: dict[str, Any] = {"doc": doc, "labelled_events": len(events)}
+    if unavailable is not None:
+        out["lineage"] = {"version": head, "unavailable": unavailable}
     reference = load_reference_set(settings)
     gate = ReferenceGate(settings, reference) if reference else None
     for key, model in restored.items():
