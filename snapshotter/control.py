@@ -35,6 +35,7 @@ from streaming.errors import (
     ControlError,
     HeadMovedError,
     NoRollbackTargetError,
+    RebuildError,
     ScriptRefusal,
     SnapshotError,
     VersionNotFoundError,
@@ -292,6 +293,30 @@ class ControlPlane:
         except SnapshotError as exc:
             raise ControlError(f"{exc}; nothing was changed") from None
 
+    def _refuse_foreign_branch(self, number: int, head: int | None) -> None:
+        """A version a rebuild branch wrote is a rollback target only once on the lineage (its branch promoted): a
+        rollback keeps the lineage's offsets, so moving onto a branch that was not would skip the events after its
+        end, past every check of a promotion. (The script refuses a running or done branch's versions at once;
+        this covers those of a dropped branch, kept until retention takes them.)"""
+        branch = self.store.meta(number).extra.get("branch")
+        if branch is None:
+            return
+        seen: set[int] = set()
+        at = head
+        while at is not None and at not in seen:
+            if at == number:
+                return
+            seen.add(at)
+            try:
+                at = self.store.meta(at).parent
+            except SnapshotError:
+                break
+        raise RebuildError(
+            f"version {number} was written by rebuild branch {branch!r}, which is not on the lineage (not promoted, "
+            "or dropped): `livelearn rebuild promote` moves the lineage to a branch; pin the version to try it. "
+            "Nothing was changed"
+        )
+
     # -- rollback ---------------------------------------------------------------------------------
     def rollback_target(
         self, head: int | None, fallback: int | None = None, *, change_point: int | None = None
@@ -339,6 +364,8 @@ class ControlPlane:
             if target is None:
                 raise NoRollbackTargetError("no stable version older than the head to roll back to; pass --to N")
             self._verify(target)
+            if to is not None:
+                self._refuse_foreign_branch(to, head)
             try:
                 at = position if position is not None else int(self.live_metrics().get("stream_position", 0))
                 point = self.consumed(head, consumed, counters)

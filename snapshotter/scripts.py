@@ -325,7 +325,7 @@ PROMOTE = ScriptSpec(
 )
 IMPORT_VERSION = ScriptSpec(
     "import_version",
-    keys=("version_log", "index", "created", "stable", "protected", "counter"),
+    keys=("version_log", "index", "created", "stable", "protected", "counter", "quarantined"),
     args=(
         "version_log_maxlen",
         "version_prefix",

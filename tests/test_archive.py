@@ -723,3 +723,42 @@ def test_a_location_is_one_stores_for_backups_and_each_stores_marks_are_its_own(
     assert archive.stores() == [staging.identity(), production.identity()]
     assert [n for n, v in archive.versions.items() if v.stable] == [2, 4, 6]  # production's marks: only its own
     assert archive.newest_stable(staging.identity()) == 4 and archive.newest_stable(production.identity()) == 6
+
+
+def test_an_import_run_again_never_makes_a_version_quarantined_here_stable(two_stores, tmp_path):
+    """Found by a review of the import's `--stable` on versions already there: a version an incident quarantined
+    here after its backup was made stable by the import run again, and an unpin then served it."""
+    source, _target = two_stores
+    write_versions(source, 4)  # stable 2, 4
+    objects = open_objects(str(tmp_path))
+    _backup(source, objects)
+    _quarantine(source, [4], 7, back_to=2)
+    archive = read_archive(objects, source.keys.model_name)
+    import_versions(source, objects, archive, [2, 4], actor="op", as_stable=lambda v: v.stable, below_counter=True)
+    assert source.stable_numbers() == [2] and source.quarantined() == {4: 7}
+
+
+def test_a_restore_from_a_location_holding_only_this_stores_exports_takes_its_identity(make_settings, cli, tmp_path):
+    """Found by a review: the restored store took the identity of the backups only, so after a restore from a
+    location holding this store's exports alone its next backup there was refused as another store's."""
+    import redis
+
+    settings = make_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    store = VersionStore(client, settings.model_name, promotion="immediate")
+    store.write(
+        SnapshotState(spec={"inputs": []}, model={"w": 1}, metrics={}, counters={}),
+        writer="test",
+        lease_value=None,
+        offsets={settings.events_topic: {"0": 0}},
+        metrics={},
+        parent=None,
+        stable=True,
+    )
+    assert cli(settings, "versions", "export", "--all", "--to", str(tmp_path))[0] == 0
+    identity = store.identity()
+    for key in client.keys(f"livelearn:{{{settings.model_name}}}:*"):
+        client.delete(key)
+    assert cli(settings, "restore-from-backup", "--from", str(tmp_path))[0] == 0
+    assert store.identity() == identity
+    assert cli(settings, "backup", "--to", str(tmp_path))[0] == 0

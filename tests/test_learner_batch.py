@@ -180,7 +180,7 @@ class _Versions:
     def capture(self, positions: dict) -> None:
         self.log.append(("capture", dict(positions)))
 
-    def promote(self) -> None:
+    def promote(self, up_to: int | None = None) -> None:
         self.log.append("promote")
 
 
@@ -207,7 +207,7 @@ def test_an_incident_is_recorded_after_the_versions_before_it_are_written_then_f
     positions = {P0: 120, P1: 80, TopicPartition("other", 0): 7}
     hook.after_run(record(P0, 119, b""), positions, True, 1)
     assert log == []  # no incident: nothing
-    state.incident_events = [("incident_start", {"scored": 200})]  # type: ignore[list-item]
+    state.incident_events = [(SimpleNamespace(kind="incident_start", change_point=None), {"scored": 200})]  # type: ignore[list-item]
     hook.after_run(record(P0, 119, b""), positions, True, 1)
     written = [("write when delivered", True)] if in_flight else []  # its target may be among them
     consumed = {"events": {"0": 120, "1": 80}, "other": {"0": 7}}
@@ -263,7 +263,7 @@ def test_the_hooks_act_on_an_incident_before_promoting_and_capture_last():
         state.unconfirmed, state.confirmed = [10], 10  # as if the move left a confirmed candidate
 
     hooks = event_hooks(state, versions, _Incidents(log), cadence, follow)  # type: ignore[arg-type]
-    state.incident_events = [("incident_end", {})]  # type: ignore[list-item]
+    state.incident_events = [(SimpleNamespace(kind="incident_end", change_point=None), {})]  # type: ignore[list-item]
     for hook in hooks:
         hook.after_run(record(P0, 9, b""), {P0: 10}, True, 1)
     assert log == [("act", {"events": {"0": 10}}), "follow", "promote", ("capture", {P0: 10})]
@@ -307,7 +307,7 @@ class _Checkpoints:
         self.log.append("snapshot")
         return self.snapshot_result
 
-    def promote(self, state: Any) -> None:
+    def promote(self, state: Any, *, up_to: int | None = None) -> None:
         self.log.append("promote")
         if self.promote_error is not None:
             raise self.promote_error

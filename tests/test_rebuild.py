@@ -356,7 +356,7 @@ def test_a_range_the_lineage_held_is_refused_unless_asked_and_a_moved_lineage_re
     head = Branches(store).get("held")["head"]
     assert store.head() == head
 
-    control.freeze(actor="op", reason="labels late")  # held now, and no learner wrote a version held yet
+    control.freeze(actor="op", reason="labels\nlate \x1b[2J")  # held now, no version written held yet
     produce(settings, EVENTS[3000:3500])
     one_line_error(cli(settings, "rebuild", "run", "now", "--from-version", str(head)), "learning is held now")
     assert cli(settings, "rebuild", "run", "now", "--from-version", str(head), "--until", "0:3000")[0] == 0
@@ -489,12 +489,50 @@ def test_a_rollback_never_moves_the_lineage_onto_a_branch_not_promoted(make_sett
     branch_head = branches.write("try", state, offsets={"t": {"0": 200}}, metrics={}, parent=1, epoch=0).number
     branches.finish("try", "done")
     control = ControlPlane(store)
-    with pytest.raises(RebuildError, match=r"rebuild branch not promoted.*rebuild promote"):
+    with pytest.raises(RebuildError, match=r"not promoted.*`livelearn rebuild promote`"):
         control.rollback(to=branch_head, actor="op", reason="try the branch")
     assert store.head() == 2 and store.epoch() == 0
     control.pin(branch_head, actor="op", reason="try the branch")
     assert store.serving() == branch_head
     assert control.rollback(to=1, actor="op", reason="a version of the lineage") == 1  # still allowed
+    control.unpin(actor="op", reason="tried")
+    branches.drop("try", actor="op", reason="not wanted")  # its versions stay until retention takes them
+    assert branch_head in store.numbers()
+    with pytest.raises(RebuildError, match="written by rebuild branch 'try', which is not on the lineage"):
+        control.rollback(to=branch_head, actor="op", reason="the dropped branch")
+    assert store.head() == 1
+
+
+def test_a_hold_meets_a_range_partition_by_partition(make_settings):
+    """Found by a review: the hold check compared sums of offsets over the partitions, so a version held on one
+    partition inside the range was missed when the other partition was far ahead, and a held version that read
+    nothing of the range was taken as crossing it."""
+    from snapshotter.codec import SnapshotState
+    from streaming.learner.rebuild import _held
+
+    store = store_for(make_settings(promotion="immediate"))
+    state = SnapshotState(spec={}, model={}, metrics={}, counters={})
+
+    def version(p0: int, p1: int, *, frozen: bool) -> int:
+        return store.write(
+            state,
+            writer="w",
+            lease_value=None,
+            offsets={"ev": {"0": p0, "1": p1}},
+            metrics={},
+            parent=store.head(),
+            stable=not frozen,
+            extra={"frozen": frozen},
+        ).number
+
+    base = version(100, 40, frozen=False)
+    held_inside = version(200, 48, frozen=True)  # held on partition 1 at 40-48: inside 1's range below
+    assert _held(store, base, "ev", {"0": 100, "1": 40}, {"0": 100, "1": 50}) == [held_inside]
+    assert _held(store, base, "ev", {"0": 100, "1": 40}, {"0": 100, "1": 40}) == []  # reads nothing of it
+    assert _held(store, base, "ev", {"0": 100, "1": 40}, {"0": 150, "1": 40}) == [held_inside]  # 0's stretch
+    after = version(300, 60, frozen=False)
+    assert _held(store, held_inside, "ev", {"0": 200, "1": 48}, {"0": 300, "1": 60}) == [held_inside]  # the base
+    assert _held(store, after, "ev", {"0": 300, "1": 60}, {"0": 300, "1": 60}) == []
 
 
 MOMENTS = [

@@ -3,7 +3,7 @@
 -- number, atomically: the same version already here is left as it is; a different one is never overwritten.
 -- Never moves the head, serving or a pin: an imported version serves once an operator pins it (or a restore
 -- makes it the head). The version counter is raised to the number, so this store never hands it out again.
--- KEYS: version_log, index, created, stable, protected, counter
+-- KEYS: version_log, index, created, stable, protected, counter, quarantined
 -- ARGV: version_log_maxlen, version_prefix, number, blob, meta, stable, quarantined, created_at, actor, source,
 --   below_counter, protect
 -- version_log_maxlen: the version log's length (approximate); stable: '1' to add it to the stable versions (a
@@ -25,8 +25,9 @@ if held then
     return refuse('CONFLICT', 'version ' .. n .. ' of this store has the same blob but other metadata (offsets, ' ..
       'lineage or time): a different version')
   end
-  -- the same version: what this import asks of it holds all the same (an import run again, or one that died)
-  if ARGV[6] == '1' then redis.call('ZADD', KEYS[4], n, n) end
+  -- the same version: what this import asks of it holds all the same (an import run again, or one that died) —
+  -- but a version quarantined here never becomes stable
+  if ARGV[6] == '1' and redis.call('HEXISTS', KEYS[7], n) == 0 then redis.call('ZADD', KEYS[4], n, n) end
   if ARGV[12] == '1' then redis.call('SADD', KEYS[5], n) end
   return 0
 end
@@ -44,7 +45,7 @@ redis.call('ZADD', KEYS[3], ARGV[8], n)
 redis.call('SET', blob_key, ARGV[4])
 redis.call('SET', meta_key, ARGV[5])
 redis.call('ZADD', KEYS[2], n, n)
-if ARGV[6] == '1' then redis.call('ZADD', KEYS[4], n, n) end
+if ARGV[6] == '1' and redis.call('HEXISTS', KEYS[7], n) == 0 then redis.call('ZADD', KEYS[4], n, n) end
 if ARGV[12] == '1' then redis.call('SADD', KEYS[5], n) end
 if counter < tonumber(n) then redis.call('SET', KEYS[6], n) end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', tonumber(ARGV[1]), '*', 'action', 'import', 'actor', ARGV[9],

@@ -68,8 +68,11 @@ def setup_logging(level: str) -> None:
 
 
 def fail(message: str) -> NoReturn:
-    """Print ``message`` as one ``error:`` line on stderr (never wrapped, never read as markup) and exit 2."""
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print ``message`` as one ``error:`` line on stderr (never wrapped, never read as markup; line breaks and
+    control characters it carries from outside — a reason, a record — made spaces and escapes) and exit 2."""
+    from streaming.cli.tables import visible
+
+    console.print(f"[red]error:[/red] {escape(' '.join(visible(message).split()))}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 

@@ -394,14 +394,18 @@ def plan_rebuild(
     skipped = [Incidents(store, ControlPlane(store)).range(number) for number in incidents]
     resolved = [_within(span, topic, start, stop) for span in skipped]
     if not include_held:
-        held = _held(store, base, sum(start.values()), sum(stop.values()), excused=skipped)
+        first = {str(tp.partition): at for tp, at in start.items()}
+        last = {str(tp.partition): at for tp, at in stop.items()}
+        held = _held(store, base, topic, first, last, excused=skipped)
         head = store.head()
         frozen = ControlPlane(store).frozen()
-        if frozen is not None and head is not None and store.meta(head).position < sum(stop.values()):
+        reached = store.meta(head).offsets.get(topic, {}) if head is not None else {}
+        if frozen is not None and head is not None and any(int(reached.get(p, 0)) < at for p, at in last.items()):
+            why = (frozen.get("reason") or "frozen")[:200]
             raise RebuildError(
-                f"the range crosses a hold: learning is held now ({frozen.get('reason') or 'frozen'}) and the "
-                f"lineage's newest version {head} is before the range's end: the live learner has not learned the "
-                "events after it. Rebuild up to its offsets, or learn them anyway with --include-held"
+                f"the range crosses a hold: learning is held now ({why}) and the lineage's newest version {head} is "
+                "before the range's end: the live learner may not have learned the events after it. Rebuild up to "
+                "its offsets, or learn them anyway with --include-held"
             )
         if held:
             raise RebuildError(
@@ -473,33 +477,42 @@ def fetched_ends(consumer: Consumer, partitions: list[TopicPartition], budget: f
 
 
 def _held(
-    store: VersionStore, base: int | None, start: int, stop: int, *, excused: list[IncidentRange] | None = None
+    store: VersionStore,
+    base: int | None,
+    topic: str,
+    start: dict[str, int],
+    stop: dict[str, int],
+    *,
+    excused: list[IncidentRange] | None = None,
 ) -> list[int]:
-    """The lineage's versions from ``base`` on (the base included) up to stream position ``stop`` written while
-    learning was held (``extra.frozen``: frozen by an operator or the monitor, or an incident holding it) — and the
-    first held version past ``stop`` when the version before it is before ``stop`` (its hold began somewhere
-    between the two: maybe inside the range) —, except those written inside an ``excused`` incident's range (on
-    every partition, its end included)."""
-    held, number = [], store.head()
-    seen: set[int] = set()
-    later: VersionMeta | None = None  # the version written after this one on the lineage
-
-    def holding(meta: VersionMeta) -> bool:
-        return bool(meta.extra.get("frozen")) and not any(_inside(meta.offsets, span) for span in excused or ())
-
+    """The lineage's versions written while learning was held (``extra.frozen``: frozen by an operator or the
+    monitor, or an incident holding it) whose stretch of ``topic`` — from the version before it to it, partition by
+    partition — meets the range read (``start`` to ``stop``, per partition: the hold began somewhere in that stretch,
+    so maybe inside the range, also when the version itself is past its end), and the base if it was written held;
+    except those written inside an ``excused`` incident's range (on every partition, its end included)."""
+    chain: list[VersionMeta] = []  # the lineage, newest first, down to the base or the first version before the range
+    number, seen = store.head(), set()
     while number is not None and number not in seen:
         seen.add(number)
         try:
             meta = store.meta(number)
         except SnapshotError:
             break
-        if meta.position <= stop and (meta.position > start or number == base) and holding(meta):
-            held.append(number)
-        if later is not None and later.position > stop and meta.position < stop and holding(later):
-            held.append(later.number)
-        if number == base or meta.position < start:
+        chain.append(meta)
+        reached = meta.offsets.get(topic, {})
+        if number == base or all(int(reached.get(p, 0)) <= at for p, at in start.items()):
             break
-        later, number = meta, meta.parent
+        number = meta.parent
+    held = []
+    for i, meta in enumerate(chain):
+        if not meta.extra.get("frozen") or any(_inside(meta.offsets, span) for span in excused or ()):
+            continue
+        upper = meta.offsets.get(topic, {})
+        lower = chain[i + 1].offsets.get(topic, {}) if i + 1 < len(chain) else {}
+        if meta.number == base or any(
+            int(lower.get(p, 0)) < stop[p] and int(upper.get(p, 0)) > start[p] for p in start
+        ):
+            held.append(meta.number)
     return sorted(held)
 
 

@@ -80,7 +80,7 @@ def plan_restore(
             f"model {store.keys.model_name!r} has a lineage in this Redis already (head {head}): restore-from-backup "
             "only fills a Redis that lost the model's data (import single versions with `versions import`)"
         )
-    stores = archive.stores("backup")
+    stores = archive.stores("backup") or archive.stores()  # (a location of this store's exports only: the same)
     if len(stores) > 1:
         raise ControlError(
             f"{archive.where} holds backups of model {archive.model!r} from {len(stores)} stores "

@@ -19,6 +19,7 @@ boolean ``true``/``false``, a null as an empty cell —, then the same parsing, 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -82,14 +83,20 @@ def _truthy(text: str) -> bool:
         return False
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def _number(text: str) -> int | float:
     """A numeric cell: an integer when written as one and within 64 bits (what an event's msgpack holds), else the
     float (a larger one then fails the event contract's bound, as it would through Kafka: a dead letter).
 
-    >>> _number("3"), _number("3.0"), _number("99999999999999999999")
-    (3, 3.0, 1e+20)
+    >>> _number("3"), _number("3.0"), _number("9007199254740993"), _number("99999999999999999999")
+    (3, 3.0, 9007199254740993, 1e+20)
     """
     value = float(text)
+    if _INTEGER.fullmatch(text.strip()):  # written as an integer: exactly that integer (a float rounds past 2^53)
+        whole = int(text)
+        return whole if abs(whole) < 2**63 else value
     if value.is_integer() and "." not in text and abs(value) < 2**63:
         return int(value)
     return value
