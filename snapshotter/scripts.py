@@ -406,7 +406,7 @@ DROP_BRANCH = ScriptSpec(
     args=("maxlen", "name", "branch_key", "now_ms", "stale_ms", "force", "actor", "reason"),
     raises=_REBUILD,
 )
-STORE_IDENTITY = ScriptSpec("store_identity", keys=("store_id",), args=("token",))
+STORE_IDENTITY = ScriptSpec("store_identity", keys=("store_id",), args=("token", "adopt"))
 RECORD_BACKUP = ScriptSpec(
     "record_backup",
     keys=("audit", "backup"),

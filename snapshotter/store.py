@@ -450,11 +450,12 @@ class VersionStore:
                 f"{refusal.detail}; versions are never overwritten",
             ) from None
 
-    def identity(self) -> str:
+    def identity(self, *, adopt: str | None = None) -> str:
         """This store's identity, recorded in the manifests of its exports and backups: a random token made at the
         first call (one script: two first calls at once agree), kept since; a restore from backup sets its
-        backups' own."""
-        return as_text(self._store_identity(self.keys, token=secrets.token_hex(8)))
+        backups' own. ``adopt``: take that identity instead (the caller checked the store is that store)."""
+        token = adopt if adopt is not None else secrets.token_hex(8)
+        return as_text(self._store_identity(self.keys, token=token, adopt="1" if adopt is not None else "0"))
 
     def restore(
         self,

@@ -762,3 +762,29 @@ def test_a_restore_from_a_location_holding_only_this_stores_exports_takes_its_id
     assert cli(settings, "restore-from-backup", "--from", str(tmp_path))[0] == 0
     assert store.identity() == identity
     assert cli(settings, "backup", "--to", str(tmp_path))[0] == 0
+
+
+def test_a_store_that_lost_its_identity_key_alone_takes_it_again_when_asked(two_stores, tmp_path, monkeypatch, capsys):
+    """Found by a review: a store that lost only its `store:id` key (an older RDB, a migration missing the key) was
+    refused by its own backup location for good. `backup --adopt-identity` takes the location's identity again once
+    the store holds the location's versions byte for byte (audited); another store is refused."""
+    source, other = two_stores
+    write_versions(source, 4)
+    objects = open_objects(str(tmp_path))
+    _backup(source, objects)
+    identity = source.identity()
+    source.client.delete(source.keys.store_id)
+    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
+        monkeypatch.delenv(name)
+    common = ["backup", "--to", str(tmp_path), "--model", source.keys.model_name]
+    one_line_error(run_livelearn(monkeypatch, capsys, *common, "--redis-url", _redis_url(source)), "another store")
+    assert run_livelearn(monkeypatch, capsys, *common, "--adopt-identity", "--redis-url", _redis_url(source))[0] == 0
+    assert source.identity() == identity
+    (entry,) = read_audit(source.client, source.keys, actions={"adopt_identity"})
+    assert identity in entry.reason
+    write_versions(other, 2, seed=3)  # another store: other bytes under the same numbers
+    one_line_error(
+        run_livelearn(monkeypatch, capsys, *common, "--adopt-identity", "--redis-url", _redis_url(other)),
+        "this store is not the one whose versions are at",
+    )
+    assert other.identity() != identity

@@ -200,6 +200,14 @@ def release(
 
 def backup(
     to: Annotated[str | None, typer.Option("--to", help="Default: LIVELEARN_BACKUP_URL.")] = None,
+    adopt_identity: Annotated[
+        bool,
+        typer.Option(
+            "--adopt-identity",
+            help="This store lost its identity key alone (its versions are the location's, byte for byte): take the "
+            "location's store identity again, then back up. Audited.",
+        ),
+    ] = False,
     actor: ActorOpt = None,
     config: ConfigOpt = None,
     model: ModelOpt = None,
@@ -216,12 +224,14 @@ def backup(
     store = _store(settings)
     archive = read_archive(objects, settings.store.model_name)  # read once: the export goes on from it
     held = archive.versions
+    who = actor_or_default(actor)
+    if adopt_identity:
+        _adopt_identity(store, archive, objects.where, who)
     stable = store.stable_numbers()
     ours = _backed_up(store, archive, [n for n in stable if n in held])
     # the stable versions the location does not hold yet — and any it holds under their number with other bytes
     # (another store's: the export refuses them, ArchiveConflictError, rather than count them as backed up)
     new = [n for n in stable if n not in ours]
-    who = actor_or_default(actor)
     report = export_versions(
         store, objects, new, actor=who, kind="backup", source=_source(settings), missing_ok=True, archive=archive
     )
@@ -235,6 +245,30 @@ def backup(
         actor=who,
     )
     _print(report, objects.where, as_json, "backed up")
+
+
+def _adopt_identity(store: VersionStore, archive: Archive, where: str, actor: str) -> None:
+    """Take the identity of the one store whose manifests are at the location, after checking this store holds the
+    location's versions byte for byte (at least one, and none under a number with other bytes)."""
+    stores = archive.stores()
+    if len(stores) != 1:
+        raise InputError(f"--adopt-identity needs a location of one store's manifests; {where} has {len(stores)}")
+    shared = [n for n in store.numbers() if n in archive.versions]
+    same = _backed_up(store, archive, shared)
+    if not same or len(same) != len(shared):
+        raise InputError(
+            f"--adopt-identity: this store is not the one whose versions are at {where} ({len(same)} of the "
+            f"{len(shared)} versions both hold are the same bytes): back up to a location of this store's own"
+        )
+    before = store.client.get(store.keys.store_id)
+    store.identity(adopt=stores[0])
+    _audit(
+        store,
+        "adopt_identity",
+        actor,
+        f"took the identity {stores[0]} of the backups at {where} again (it held {len(same)} of their versions)",
+        previous=(before or b"").decode() if isinstance(before, bytes) else (before or ""),
+    )
 
 
 def _backed_up(store: VersionStore, archive: Archive, numbers: list[int]) -> set[int]:
