@@ -492,16 +492,16 @@ def test_a_large_valid_body_is_413_not_echoed(served):
 
 BODY, ADMIN = {413, 422}, {401, 403, 409, 413, 422, 503}
 DECLARED = {  # status codes each route can return, besides 200
-    ("post", "/predict"): {404, 503} | BODY,
-    ("post", "/predict/batch"): {404, 503} | BODY,
+    ("post", "/predict"): {404, 409, 503} | BODY,  # 409: a named version that cannot be read
+    ("post", "/predict/batch"): {404, 409, 503} | BODY,
     ("get", "/versions"): {413, 503},
     ("get", "/versions/{number}"): {404, 413, 422, 503},
     ("get", "/v2/health/live"): {413},
     ("get", "/v2/health/ready"): {413, 503},
     ("get", "/v2/models/{model_name}"): {404, 413, 422, 503},  # FastAPI declares 422 for any path parameter
-    ("get", "/v2/models/{model_name}/versions/{version}"): {404, 413, 422, 503},
+    ("get", "/v2/models/{model_name}/versions/{version}"): {404, 409, 413, 422, 503},
     ("post", "/v2/models/{model_name}/infer"): {404, 503} | BODY,
-    ("post", "/v2/models/{model_name}/versions/{version}/infer"): {404, 503} | BODY,
+    ("post", "/v2/models/{model_name}/versions/{version}/infer"): {404, 409, 503} | BODY,
     ("post", "/admin/pin"): {404} | ADMIN,
     ("post", "/admin/unpin"): ADMIN,
     ("get", "/canary"): {413, 503},

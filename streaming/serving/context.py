@@ -67,8 +67,8 @@ class ServingContext:
             loaded = self.models.get(version)
         except VersionNotFoundError as exc:
             raise HTTPException(404, str(exc)) from None
-        except SnapshotError as exc:
-            raise HTTPException(500, str(exc)) from None
+        except SnapshotError as exc:  # a version that cannot be read (corrupt): refused as a pin of it is
+            raise HTTPException(409, f"{exc}; name another version") from None
         if loaded is None:
             raise HTTPException(503, "no serving version yet: the learner has not written a stable version")
         return loaded

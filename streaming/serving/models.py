@@ -29,8 +29,8 @@ from typing import Any
 
 from redis.client import PubSub
 
-from snapshotter.codec import SnapshotState
-from snapshotter.connection import as_text
+from snapshotter.codec import SnapshotState, unpack
+from snapshotter.connection import as_bytes, as_text
 from snapshotter.control import Canary, main_arm
 from snapshotter.store import VersionStore
 from streaming.engines import LearningModel, restore_model
@@ -100,7 +100,7 @@ class ServingModels:
                 return self._cache[number]
         meta, state = self.store.load(number, packed_weights=True)  # either engine reads the doubles as stored
         arm = main_arm(meta.extra)
-        loaded = LoadedVersion(number, arm, restore_arms(number, arm, state))
+        loaded = LoadedVersion(number, arm, restore_arms(number, arm, state), meta.sha256)
         with self._lock:
             self._cache[number] = loaded
             while len(self._cache) > self._cache_size:
@@ -110,9 +110,13 @@ class ServingModels:
     def refresh(self) -> bool:
         """Follow the serving pointer, the champion alias and the canary (loading a new serving version); ``True``
         when what a request gets changed (version, champion or split)."""
-        number, alias, canary = self._pointers()
+        number, alias, canary, held = self._pointers()
         self._count_abort(canary)
+        self._forget_gone(held)
         if number is None:
+            if self.current is not None and self._serving is None:  # the store lost the version served: nothing
+                log.warning("the serving version is gone from the store (Redis lost its data?): serving nothing")
+                self.current = None
             self.synced_at = time.monotonic()
             return False
         serving = self._serving
@@ -120,7 +124,7 @@ class ServingModels:
         route, notes = resolve(loaded, alias, canary, self.store.keys.model_name)
         self._note(notes)
         current = self.current
-        changed = current is None or route.key != current.key
+        changed = current is None or route.key != current.key or loaded is not serving  # (a number loaded anew)
         if changed:
             self._serving = loaded
             self.current = route  # one reference assignment: atomic for readers
@@ -128,20 +132,48 @@ class ServingModels:
         self.synced_at = time.monotonic()
         return changed
 
-    def _pointers(self) -> tuple[int | None, str | None, Canary | None]:
-        """The serving pointer, the champion alias and the canary, in one round trip (one consistent view)."""
+    def _pointers(self) -> tuple[int | None, str | None, Canary | None, dict[int, bytes | None]]:
+        """The serving pointer, the champion alias, the canary and the metadata of the versions loaded here, in one
+        round trip (one consistent view)."""
         keys = self.store.keys
+        with self._lock:
+            loaded = sorted({*self._cache, *([self._serving.number] if self._serving is not None else [])})
         pipe = self.store.client.pipeline(transaction=True)
         pipe.get(keys.serving)
         pipe.get(keys.champion)
         pipe.hgetall(keys.canary)
+        if loaded:
+            pipe.mget([keys.meta(n) for n in loaded])
         raw: list[Any] = pipe.execute()
-        number, alias, canary = raw
+        number, alias, canary = raw[:3]
+        metas = raw[3] if loaded else []
         return (
             None if number is None else int(number),
             as_text(alias) if alias else None,
             Canary.from_hash(canary or {}),
+            dict(zip(loaded, metas, strict=True)),
         )
+
+    def _forget_gone(self, held: dict[int, bytes | None]) -> None:
+        """Forget the loaded versions the store no longer holds as they were loaded: retention dropped them, or the
+        store lost its data and learned a version under the number anew (its other bytes are loaded when asked)."""
+        gone = set()
+        for number, raw in held.items():
+            try:
+                sha = None if raw is None else unpack(as_bytes(raw)).get("sha256")
+            except (ValueError, TypeError, AttributeError):
+                sha = None
+            for version in (self._cache.get(number), self._serving):
+                if version is not None and version.number == number and version.sha256 != sha:
+                    gone.add(number)
+        if not gone:
+            return
+        with self._lock:
+            for number in gone:
+                self._cache.pop(number, None)
+        if self._serving is not None and self._serving.number in gone:
+            self._serving = None
+        log.info("versions %s are no longer stored as loaded: forgotten", ", ".join(map(str, sorted(gone))))
 
     def _report(self, route: Route, *, swapped: bool) -> None:
         if swapped:

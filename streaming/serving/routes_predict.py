@@ -37,7 +37,7 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
     """Every route that scores features, and the v2 health and metadata routes."""
     router = APIRouter(route_class=StrictJSONRoute)
 
-    @router.post("/predict", response_model=Prediction, tags=["predict"], responses=responses(404, 422, 503))
+    @router.post("/predict", response_model=Prediction, tags=["predict"], responses=responses(404, 409, 422, 503))
     async def predict(body: PredictRequest) -> Prediction:
         """Score one feature map with the serving version (or ``version``)."""
         # One row is a few tens of microseconds of CPU: scored on the event loop, no thread-pool hop. A version
@@ -47,7 +47,9 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
             route = await run_in_threadpool(ctx.route_for, body.version)
         return ctx.score(route.pick(body.user_id), body.features, body.event_id)
 
-    @router.post("/predict/batch", response_model=BatchResponse, tags=["predict"], responses=responses(404, 422, 503))
+    @router.post(
+        "/predict/batch", response_model=BatchResponse, tags=["predict"], responses=responses(404, 409, 422, 503)
+    )
     def predict_batch(body: BatchRequest) -> BatchResponse:
         """Score each instance with the serving version (or ``version``), each on the arm of its ``user_id``."""
         route = ctx.route_for(body.version)  # one route for the batch: one version, whatever swaps meanwhile
@@ -94,7 +96,7 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
         ctx.check_name(model_name)
         return metadata(None)
 
-    @router.get("/v2/models/{model_name}/versions/{version}", tags=["v2"], responses=responses(404, 422, 503))
+    @router.get("/v2/models/{model_name}/versions/{version}", tags=["v2"], responses=responses(404, 409, 422, 503))
     def version_metadata(model_name: str, version: VersionInPath) -> dict[str, Any]:
         ctx.check_name(model_name)
         return metadata(version)
@@ -124,7 +126,9 @@ def prediction_routes(ctx: ServingContext) -> APIRouter:
     def infer_serving(model_name: str, body: InferRequest) -> dict[str, Any]:
         return infer(model_name, None, body)
 
-    @router.post("/v2/models/{model_name}/versions/{version}/infer", tags=["v2"], responses=responses(404, 422, 503))
+    @router.post(
+        "/v2/models/{model_name}/versions/{version}/infer", tags=["v2"], responses=responses(404, 409, 422, 503)
+    )
     def infer_version(model_name: str, version: VersionInPath, body: InferRequest) -> dict[str, Any]:
         return infer(model_name, version, body)
 

@@ -76,10 +76,11 @@ class LoadedVersion:
     """A version loaded for serving: its number, the arm name of its own model, and every arm's model (its own
     included, under ``arm``). ``route`` answers with its own model only (a request that names the version)."""
 
-    __slots__ = ("arm", "models", "number", "route")
+    __slots__ = ("arm", "models", "number", "route", "sha256")
 
-    def __init__(self, number: int, arm: str, models: Mapping[str, LearningModel]) -> None:
+    def __init__(self, number: int, arm: str, models: Mapping[str, LearningModel], sha256: str = "") -> None:
         self.number = number
+        self.sha256 = sha256  # the blob's: a number holding other bytes (a store lost, learned anew) is not it
         self.arm = arm
         self.models = dict(models)
         own = ServedArm(number, arm, self.models[arm])
