@@ -90,3 +90,27 @@ def test_a_prediction_naming_a_version_that_cannot_be_read_is_a_declared_409(ser
         assert answer.status_code == 409 and "checksum" in answer.json()["detail"], (path, answer.text)
         route = path.replace("shop", "{model_name}").replace("/2/", "/{version}/")
         assert "409" in declared[route]["post"]["responses"]
+
+
+@pytest.mark.parametrize(
+    ("datatype", "inside", "outside"),
+    [
+        ("INT8", [127, -128], 128),
+        ("UINT8", [255, 0], 256),
+        ("INT16", [32767], -32769),
+        ("INT32", [2**31 - 1], 2**31),
+        ("UINT32", [2**32 - 1], 2**32),
+        ("FP16", [65504.0], 1e10),
+    ],
+)
+def test_a_v2_value_outside_its_datatype_is_refused(served, datatype, inside, outside):
+    """Found by a review: a v2 input holds exactly values of its datatype (docs/serving.md); 300 is no INT8."""
+    *_, client, _admin = served
+
+    def infer(value: Any) -> Any:
+        body = {"inputs": [{"name": "Administrative", "shape": [1], "datatype": datatype, "data": [value]}]}
+        return client.post("/v2/models/shop/infer", json=body)
+
+    assert all(infer(value).status_code == 200 for value in inside)
+    refused = infer(outside)
+    assert refused.status_code == 422 and f"outside {datatype}'s range" in refused.text

@@ -353,7 +353,18 @@ def _cell(datatype: str, value: Any) -> Scalar:
         raise ValueError(f"is not an integer ({datatype})")
     if datatype.startswith("UINT") and value < 0:
         raise ValueError(f"is negative ({datatype})")
+    bounds = _RANGES.get(datatype)
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"is outside {datatype}'s range ({bounds[0]:g} to {bounds[1]:g})")
     return value
+
+
+#: each sized datatype's range (FP32 and FP64 are bounded by the event contract's ``max_abs_value`` afterwards)
+_RANGES: dict[str, tuple[float, float]] = {
+    **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
+    "FP16": (-65504.0, 65504.0),
+}
 
 
 def _shape_schema(max_batch: int) -> dict[str, Any]:
