@@ -130,7 +130,11 @@ class Settings(BaseSettings):
     )
 
     # --- identity -------------------------------------------------------------------------
-    model_name: str = Field("default", description="Namespace of one independent model in Kafka and Redis.")
+    model_name: str = Field(
+        "default",
+        description="Namespace of one independent model in Kafka and Redis.",
+        json_schema_extra={"pattern": _MODEL_NAME.pattern},  # (checked by _check_model_name, stated for the chart)
+    )
 
     # --- Kafka ----------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")

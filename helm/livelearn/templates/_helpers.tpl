@@ -3,15 +3,20 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/*
+The objects' base name: 44 characters at most, so `<fullname>-learner` leaves a StatefulSet's pods room for their
+controller-revision-hash label (52 + 11 <= 63) and `<fullname>-learner-metrics` stays a Service name (<= 63); a dot
+of a release name (Helm takes them) is a dash (a Service name is a DNS label).
+*/}}
 {{- define "livelearn.fullname" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- .Values.fullnameOverride | replace "." "-" | trunc 44 | trimSuffix "-" -}}
 {{- else -}}
 {{- $name := default .Chart.Name .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- .Release.Name | replace "." "-" | trunc 44 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | replace "." "-" | trunc 44 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -24,7 +29,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: livelearn
-livelearn.io/model: {{ include "livelearn.model" . | quote }}
+livelearn.io/model: {{ include "livelearn.modelLabel" . | quote }}
 {{- range $key, $value := .Values.commonLabels }}
 {{- if not (or (hasPrefix "app.kubernetes.io/" $key) (hasPrefix "helm.sh/" $key) (eq $key "livelearn.io/model")) }}
 {{ $key }}: {{ $value | quote }}
@@ -62,6 +67,12 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "livelearn.model" -}}
 {{- default "default" .Values.config.model_name -}}
+{{- end -}}
+
+{{/* The model name as a label value: 63 characters at most, alphanumeric at both ends (a model name may be 64 long
+and start or end with `_`, `.` or `-`). */}}
+{{- define "livelearn.modelLabel" -}}
+{{- include "livelearn.model" . | trunc 63 | regexReplaceAll "^[^A-Za-z0-9]+" "" | regexReplaceAll "[^A-Za-z0-9]+$" "" -}}
 {{- end -}}
 
 {{/* The image: [registry/]repository then @digest or :tag; global.imageRegistry wins over image.registry. */}}
