@@ -139,7 +139,7 @@ class Branches:
             parent=parent,
             stable=False,
             epoch=epoch,
-            extra={**(extra or {}), "branch": name},
+            extra={**(extra or {}), "branch": name, "run": self._runs.get(name, "")},
             model_events_learned=model_events_learned,
         )
         doc["heartbeat_ms"] = int(now * 1000)

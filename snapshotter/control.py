@@ -294,27 +294,26 @@ class ControlPlane:
             raise ControlError(f"{exc}; nothing was changed") from None
 
     def _refuse_foreign_branch(self, number: int, head: int | None) -> None:
-        """A version a rebuild branch wrote is a rollback target only once on the lineage (its branch promoted): a
-        rollback keeps the lineage's offsets, so moving onto a branch that was not would skip the events after its
-        end, past every check of a promotion. (The script refuses a running or done branch's versions at once;
-        this covers those of a dropped branch, kept until retention takes them.)"""
-        branch = self.store.meta(number).extra.get("branch")
+        """A version a rebuild branch wrote is a rollback target only once its branch was promoted: a rollback keeps
+        the lineage's offsets, so moving onto a branch that was not would skip the events after its end, past every
+        check of a promotion. (The script refuses a running or done branch's versions at once; this covers those
+        of a dropped branch, kept until retention takes them, and says so.) Decided by the branch's document, not
+        by walking the lineage (retention leaves gaps in it)."""
+        extra = self.store.meta(number).extra
+        branch = extra.get("branch")
         if branch is None:
             return
-        seen: set[int] = set()
-        at = head
-        while at is not None and at not in seen:
-            if at == number:
-                return
-            seen.add(at)
-            try:
-                at = self.store.meta(at).parent
-            except SnapshotError:
-                break
+        raw = self.store.client.hget(self.keys.branches, str(branch))
+        try:
+            doc = json.loads(raw) if raw is not None else None
+        except ValueError:
+            doc = None
+        run = extra.get("run")
+        if isinstance(doc, dict) and doc.get("status") == "promoted" and run in (None, doc.get("run")):
+            return
         raise RebuildError(
-            f"version {number} was written by rebuild branch {branch!r}, which is not on the lineage (not promoted, "
-            "or dropped): `livelearn rebuild promote` moves the lineage to a branch; pin the version to try it. "
-            "Nothing was changed"
+            f"version {number} was written by rebuild branch {branch!r}, which was not promoted (or was dropped): "
+            "`livelearn rebuild promote` moves the lineage to a branch; pin the version to try it. Nothing was changed"
         )
 
     # -- rollback ---------------------------------------------------------------------------------

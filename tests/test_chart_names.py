@@ -57,7 +57,7 @@ EVERYTHING = {
 }
 
 
-@pytest.mark.parametrize("release", ["recommendations-checkout-production", "a" * 53, "shop.v2"])
+@pytest.mark.parametrize("release", ["recommendations-checkout-production", "a" * 53, "shop.v2", "a" * 42 + "--b"])
 def test_every_release_name_helm_takes_renders_names_kubernetes_takes(release):
     problems = []
     for manifest in _manifests(EVERYTHING, release):
@@ -72,6 +72,9 @@ def test_every_release_name_helm_takes_renders_names_kubernetes_takes(release):
 @pytest.mark.parametrize("model_name", ["m" * 64, "shop-", "_shop", "shop."])
 def test_every_model_name_livelearn_takes_renders_valid_label_values(model_name):
     Settings(model_name=model_name)
+    manifests = _manifests({**EVERYTHING, "config": {"model_name": model_name}})
+    label = {m["metadata"]["labels"]["livelearn.io/model"] for m in manifests}
+    assert label == {model_name[:63].strip("_.-")}  # the name itself, trimmed to a label value
     bad = {
         (m["kind"], value)
         for m in _manifests({**EVERYTHING, "config": {"model_name": model_name}})
@@ -93,7 +96,8 @@ def test_the_values_schema_refuses_a_model_name_livelearn_refuses(model_name):
     "rule", [{"alertLabels": {"severity": "page", "team": "ml"}}, {"labels": {"app.kubernetes.io/name": "x", "t": "y"}}]
 )
 def test_alert_and_rule_labels_never_render_a_key_twice(rule):
-    manifests = _manifests({"metrics": {"prometheusRule": {"enabled": True, **rule}}})
+    values = {"commonLabels": {"team": "ml", "t": "y"}, "metrics": {"prometheusRule": {"enabled": True, **rule}}}
+    manifests = _manifests(values)
     (rules,) = [m for m in manifests if m["kind"] == "PrometheusRule"]
     if "alertLabels" in rule:
         alert = rules["spec"]["groups"][0]["rules"][0]
@@ -105,3 +109,11 @@ def test_alert_and_rule_labels_never_render_a_key_twice(rule):
 def test_autoscaling_on_cpu_needs_cpu_requests():
     with pytest.raises((helm_python.HelmValuesError, helm_python.HelmRenderError), match=r"requests\.cpu"):
         _manifests({"serve": {"autoscaling": {"enabled": True}, "resources": None}})
+    limits = {"serve": {"autoscaling": {"enabled": True}, "resources": {"limits": {"cpu": "1"}}}}
+    assert _manifests(limits)  # requests default to the limits
+
+
+def test_a_release_name_that_cannot_name_a_service_is_refused_at_render():
+    with pytest.raises((helm_python.HelmValuesError, helm_python.HelmRenderError), match="fullnameOverride"):
+        _manifests({}, "1shop")
+    assert _manifests({"fullnameOverride": "shop-one"}, "1shop")

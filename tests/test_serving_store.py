@@ -58,15 +58,14 @@ def _stored(store: VersionStore, number: int) -> float:
 
 def test_a_number_the_store_holds_anew_after_it_lost_its_data_is_served_with_its_new_model(served):
     """Redis lost its data and a learner started over: numbers may repeat the lost store's. Serve answered with the
-    lost version 1 it still held, under the new version 1's number; while nothing was serving it answered with a
-    version gone from the store. It now forgets what the store no longer holds as it was loaded."""
+    lost version 1 it still held, under the new version 1's number. It now forgets what the store no longer holds as
+    it was loaded; until a version serves again the model in memory answers (as during an outage)."""
     settings, store, run, client, admin = served
     assert write_version(store, run, EVENTS[300:600]) == 2
     wait_for(lambda: _version(client) == 2, 10, "serving to move to version 2")
     client.post("/predict", json={"features": FEATURES, "version": 1})  # version 1 in the cache too
     admin.flushall()
-    wait_for(lambda: client.post("/predict", json={"features": FEATURES}).status_code == 503, 10, "serving nothing")
-    assert client.get("/v2/health/ready").status_code == 503
+    assert _version(client) == 2 and client.get("/v2/health/ready").status_code == 200
     assert write_version(store, Run(settings), EVENTS[600:650]) == 1 and store.serving() == 1
     wait_for(lambda: _version(client) == 1, 10, "serving to move to the new version 1")
     for body in ({"features": FEATURES}, {"features": FEATURES, "version": 1}):
@@ -114,3 +113,26 @@ def test_a_v2_value_outside_its_datatype_is_refused(served, datatype, inside, ou
     assert all(infer(value).status_code == 200 for value in inside)
     refused = infer(outside)
     assert refused.status_code == 422 and f"outside {datatype}'s range" in refused.text
+
+
+def test_an_admin_rollback_onto_a_branch_version_not_promoted_is_a_409(private_redis):
+    """Found by a review: the refusal (a RebuildError) answered 500."""
+    from snapshotter.branches import Branches
+    from snapshotter.codec import SnapshotState
+
+    server, _admin = private_redis
+    settings = Settings(model_name="shop", redis_url=f"redis://{server.address}/0", api_token="tok")
+    store = open_store(settings)
+    state = SnapshotState(spec={}, model={}, metrics={}, counters={})
+    base = store.write(state, writer="w", lease_value=None, offsets={"t": {"0": 1}}, metrics={}, parent=None).number
+    branches = Branches(store)
+    branches.start("b", base=base, ranges={"t": {"0": [1, 2]}}, provenance={}, actor="op")
+    head = branches.write("b", state, offsets={"t": {"0": 2}}, metrics={}, parent=base, epoch=0).number
+    app = create_app(settings, store=store, registry=CollectorRegistry())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.post(
+            "/admin/rollback",
+            json={"to": head, "reason": "try the branch"},
+            headers={"Authorization": "Bearer tok"},
+        )
+    assert answer.status_code == 409 and "rebuild promote" in answer.json()["detail"], answer.text

@@ -249,13 +249,16 @@ def backup(
 
 def _adopt_identity(store: VersionStore, archive: Archive, where: str, actor: str) -> None:
     """Take the identity of the one store whose manifests are at the location, after checking this store holds the
-    location's versions byte for byte (at least one, and none under a number with other bytes)."""
+    location's versions byte for byte (its newest among them, and none under a number with other bytes)."""
     stores = archive.stores()
     if len(stores) != 1:
         raise InputError(f"--adopt-identity needs a location of one store's manifests; {where} has {len(stores)}")
     shared = [n for n in store.numbers() if n in archive.versions]
     same = _backed_up(store, archive, shared)
-    if not same or len(same) != len(shared):
+    newest = max(archive.versions, default=None)
+    # the same store: every version both hold is the same, and it holds the location's newest (a store that only
+    # imported some of them holds its own newer versions under other numbers, not that one)
+    if not same or len(same) != len(shared) or newest not in same:
         raise InputError(
             f"--adopt-identity: this store is not the one whose versions are at {where} ({len(same)} of the "
             f"{len(shared)} versions both hold are the same bytes): back up to a location of this store's own"

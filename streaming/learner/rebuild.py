@@ -504,14 +504,22 @@ def _held(
             break
         number = meta.parent
     held = []
+    complete = (
+        not chain
+        or chain[-1].number == base
+        or chain[-1].parent is None
+        or all(int(chain[-1].offsets.get(topic, {}).get(p, 0)) <= at for p, at in start.items())
+    )  # (else the walk stopped at a version retention dropped: where the oldest one read began is not known)
     for i, meta in enumerate(chain):
         if not meta.extra.get("frozen") or any(_inside(meta.offsets, span) for span in excused or ()):
             continue
         upper = meta.offsets.get(topic, {})
-        lower = chain[i + 1].offsets.get(topic, {}) if i + 1 < len(chain) else {}
-        if meta.number == base or any(
-            int(lower.get(p, 0)) < stop[p] and int(upper.get(p, 0)) > start[p] for p in start
-        ):
+        if i + 1 < len(chain) or complete:  # its stretch: from the version before it (the lineage's first: from 0)
+            lower = chain[i + 1].offsets.get(topic, {}) if i + 1 < len(chain) else {}
+            meets = any(int(lower.get(p, 0)) < stop[p] and int(upper.get(p, 0)) > start[p] for p in start)
+        else:  # the oldest read, the one before it dropped by retention: only its own offsets are known
+            meets = any(start[p] < int(upper.get(p, 0)) <= stop[p] for p in start)
+        if meta.number == base or meets:
             held.append(meta.number)
     return sorted(held)
 

@@ -90,12 +90,12 @@ def _number(text: str) -> int | float:
     """A numeric cell: an integer when written as one and within 64 bits (what an event's msgpack holds), else the
     float (a larger one then fails the event contract's bound, as it would through Kafka: a dead letter).
 
-    >>> _number("3"), _number("3.0"), _number("9007199254740993"), _number("99999999999999999999")
-    (3, 3.0, 9007199254740993, 1e+20)
+    >>> _number("3"), _number("3.0"), _number("9007199254740993"), _number("99999999999999999999"), _number("1" * 5000)
+    (3, 3.0, 9007199254740993, 1e+20, inf)
     """
     value = float(text)
-    if _INTEGER.fullmatch(text.strip()):  # written as an integer: exactly that integer (a float rounds past 2^53)
-        whole = int(text)
+    if abs(value) < 2**63 and _INTEGER.fullmatch(text.strip()):  # an integer: exactly it (a float rounds past 2^53)
+        whole = int(text)  # (digits of a number below 2^63: far within Python's limit on int())
         return whole if abs(whole) < 2**63 else value
     if value.is_integer() and "." not in text and abs(value) < 2**63:
         return int(value)

@@ -113,10 +113,8 @@ class ServingModels:
         number, alias, canary, held = self._pointers()
         self._count_abort(canary)
         self._forget_gone(held)
-        if number is None:
-            if self.current is not None and self._serving is None:  # the store lost the version served: nothing
-                log.warning("the serving version is gone from the store (Redis lost its data?): serving nothing")
-                self.current = None
+        if number is None:  # (the store lost its data: the model in memory answers, as during an outage, until a
+            # version serves again; a number written anew is loaded then, whatever was loaded under it)
             self.synced_at = time.monotonic()
             return False
         serving = self._serving

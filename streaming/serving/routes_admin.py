@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from snapshotter.control import CANARY_STEPS
 from snapshotter.states import version_states
 from streaming.config import ServingSettings
-from streaming.errors import ControlError, VersionNotFoundError
+from streaming.errors import ControlError, RebuildError, VersionNotFoundError
 from streaming.serving.context import ServingContext, responses
 from streaming.serving.hardening import StrictJSONRoute
 from streaming.serving.routes_challengers import challenger_routes
@@ -60,7 +60,7 @@ def _refused_as_http(action: Callable[[], object]) -> None:
         action()
     except VersionNotFoundError as exc:
         raise HTTPException(404, str(exc)) from None
-    except ControlError as exc:
+    except (ControlError, RebuildError) as exc:  # (a rollback onto a branch version not promoted: RebuildError)
         raise HTTPException(409, str(exc)) from None
 
 

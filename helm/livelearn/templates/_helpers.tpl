@@ -10,13 +10,13 @@ of a release name (Helm takes them) is a dash (a Service name is a DNS label).
 */}}
 {{- define "livelearn.fullname" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | replace "." "-" | trunc 44 | trimSuffix "-" -}}
+{{- regexReplaceAll "-+$" (.Values.fullnameOverride | replace "." "-" | trunc 44) "" -}}
 {{- else -}}
 {{- $name := default .Chart.Name .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
-{{- .Release.Name | replace "." "-" | trunc 44 | trimSuffix "-" -}}
+{{- regexReplaceAll "-+$" (.Release.Name | replace "." "-" | trunc 44) "" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name $name | replace "." "-" | trunc 44 | trimSuffix "-" -}}
+{{- regexReplaceAll "-+$" (printf "%s-%s" .Release.Name $name | replace "." "-" | trunc 44) "" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -72,7 +72,8 @@ app.kubernetes.io/component: {{ .component }}
 {{/* The model name as a label value: 63 characters at most, alphanumeric at both ends (a model name may be 64 long
 and start or end with `_`, `.` or `-`). */}}
 {{- define "livelearn.modelLabel" -}}
-{{- include "livelearn.model" . | trunc 63 | regexReplaceAll "^[^A-Za-z0-9]+" "" | regexReplaceAll "[^A-Za-z0-9]+$" "" -}}
+{{- $trimmed := regexReplaceAll "^[^A-Za-z0-9]+" (include "livelearn.model" . | trunc 63) "" -}}
+{{- regexReplaceAll "[^A-Za-z0-9]+$" $trimmed "" -}}
 {{- end -}}
 
 {{/* The image: [registry/]repository then @digest or :tag; global.imageRegistry wins over image.registry. */}}
