@@ -157,10 +157,13 @@ class Incidents:
         metrics: dict[str, Any],
         position: int | None = None,
         offsets: Offsets | None = None,
+        lease_value: str | None = None,
     ) -> None:
         """End incident ``incident_id`` and resume learning if it froze it; ``position``: the stream position
         where learning goes on (recorded as the release: see :meth:`release`), ``offsets``: there, per topic and
-        partition (the end of its range; without them the active learner records it as it goes on learning)."""
+        partition (the end of its range; without them the active learner records it as it goes on learning);
+        ``lease_value``: the closing learner's lease (refused, :class:`LeaseLostError`, when it no longer holds
+        it)."""
         run_script(
             self._close,
             self.keys,
@@ -173,6 +176,7 @@ class Incidents:
             channel=self.keys.channel,
             position=position,
             offsets=pack(offsets) if offsets else "",
+            lease_value=lease_value or "",
         )
 
     def release(

@@ -508,8 +508,19 @@ OPEN_INCIDENT = ScriptSpec(
 )
 CLOSE_INCIDENT = ScriptSpec(
     "close_incident",
-    keys=("audit", "incident", "frozen", "resumed", "released", "incident_ranges"),
-    args=("maxlen", "incident_id", "actor", "reason", "metrics", "now", "channel", "position", "offsets"),
+    keys=("audit", "incident", "frozen", "resumed", "released", "incident_ranges", "lease"),
+    args=(
+        "maxlen",
+        "incident_id",
+        "actor",
+        "reason",
+        "metrics",
+        "now",
+        "channel",
+        "position",
+        "offsets",
+        "lease_value",
+    ),
 )
 RELEASE = ScriptSpec(
     "release",

@@ -253,7 +253,17 @@ def test_each_incident_keeps_the_range_the_lineage_did_not_learn_whoever_closed_
     assert first.target == 1
     with pytest.raises(IncidentRangeError, match="incident 1 is open"):
         incidents.range(1)
-    incidents.close(1, actor="learner", reason="calm", metrics={}, position=1400, offsets={"events": {"0": 1400}})
+    deposed = {
+        "actor": "learner",
+        "reason": "calm",
+        "metrics": {},
+        "position": 1400,
+        "offsets": {"events": {"0": 1400}},
+    }
+    with pytest.raises(LeaseLostError, match="lease is held by"):  # a learner that lost its lease closes nothing
+        incidents.close(1, **deposed, lease_value="0:someone-else")
+    assert store.incident() is not None and store.client.exists(store.keys.frozen)
+    incidents.close(1, **deposed, lease_value=lease.value)
     assert incidents.range(1).spans() == [("events", 0, 100, 1399)]  # back to version 1's offsets, to the close
 
     write(store, True, epoch=1, position=2000)  # 3
@@ -307,3 +317,26 @@ def test_an_incident_with_no_version_to_go_back_to_ranges_from_where_learning_wa
     assert incidents.range(1).spans() == [("events", 0, 250, 899)]
     with pytest.raises(NoIncidentError):
         incidents.hold_from(1, {"events": {"0": 100}}, lease_value=lease.value)
+
+
+def test_a_store_that_went_back_never_hands_a_number_out_again(make_settings):
+    """Found by a review: Redis restarted from a snapshot older than its last writes (or a replica promoted without
+    them) kept the learner's lease, and the learner wrote versions 7-12 again under numbers already published with
+    predictions, the new 7 naming 12 as its parent. The writer's parent above the counter now raises it."""
+    store = store_for(make_settings(**IMMEDIATE))
+    for position in range(100, 700, 100):
+        write(store, True, position=position)  # 1-6
+    assert store.counter() == 6
+    store.client.set(store.keys.counter, 3)  # the store went back to when it had handed out 3
+    meta = store.write(
+        SnapshotState(spec={}, model={}, metrics={}, counters={}),
+        writer="learner",
+        lease_value=None,
+        offsets={"events": {"0": 700}},
+        metrics={},
+        parent=6,  # the version the learner wrote last
+        stable=True,
+    )
+    assert meta.number == 7 and store.counter() == 7
+    (entry,) = [e for e in read_audit(store.client, store.keys, actions={"snapshot"}) if e.to_version == 7]
+    assert "the store went back" in entry.reason

@@ -5,10 +5,15 @@
 -- there, as this one did).
 -- The offsets there end the incident's range in incident_ranges; without them, the active learner records them
 -- when it goes on learning (release.lua).
--- KEYS: audit, incident, frozen, resumed, released, incident_ranges
--- ARGV: maxlen, incident_id, actor, reason, metrics, now, channel, position, offsets
+-- KEYS: audit, incident, frozen, resumed, released, incident_ranges, lease
+-- ARGV: maxlen, incident_id, actor, reason, metrics, now, channel, position, offsets, lease_value
 -- maxlen: the audit stream's; metrics: json; now: unix s; position: '' = unknown; offsets: msgpack per topic and
--- partition ('' = unknown).
+-- partition ('' = unknown); lease_value: the closing learner's lease ('' = unfenced): a learner that lost its lease
+-- (stopped past it while another took over) closes nothing — the active one ends the incident at its own event.
+if ARGV[10] ~= '' and redis.call('GET', KEYS[7]) ~= ARGV[10] then
+  return refuse('FENCED',
+    'lease is held by ' .. tostring(redis.call('GET', KEYS[7]) or 'nobody (it expired, or Redis lost it)'))
+end
 local id = redis.call('HGET', KEYS[2], 'id')
 if id ~= ARGV[2] then return refuse('NOT_OPEN', 'incident ' .. ARGV[2] .. ' is not open') end
 local since = redis.call('HGET', KEYS[2], 'position') or ''

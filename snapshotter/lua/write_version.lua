@@ -35,6 +35,12 @@ end
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[11]) == 1 then
   return refuse('INCIDENT', 'incident ' .. redis.call('HGET', KEYS[11], 'id') .. ' is open')
 end
+-- the writer's parent above the counter: the store went back (Redis restarted from a snapshot older than its last
+-- writes, a replica promoted without them). The numbers up to the parent were handed out (and published with
+-- predictions): never again. The new version names the parent the writer knows; the lost ones are gone.
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+local went_back = ARGV[12] ~= '' and tonumber(ARGV[12]) > counter
+if went_back then redis.call('SET', KEYS[2], ARGV[12]) end
 local n = redis.call('INCR', KEYS[2])
 local prefix = ARGV[5]
 redis.call('SET', prefix .. n .. ':blob', ARGV[2])
@@ -48,7 +54,8 @@ redis.call('SET', KEYS[4], n)
 local maxlen = tonumber(ARGV[9])
 local candidate = ARGV[7] == '1' and ARGV[14] == 'guard'
 redis.call('XADD', KEYS[10], 'MAXLEN', '~', maxlen, '*', 'action', 'snapshot', 'actor', ARGV[10],
-  'reason', '', 'from', ARGV[12], 'to', n, 'metrics', ARGV[11], 'stable', candidate and '0' or ARGV[7],
+  'reason', went_back and ('the store went back: its counter was ' .. counter .. ', below the parent; numbered ' ..
+  'after the parent') or '', 'from', ARGV[12], 'to', n, 'metrics', ARGV[11], 'stable', candidate and '0' or ARGV[7],
   'candidate', candidate and '1' or '0', 'epoch', epoch)
 if candidate then
   redis.call('ZADD', KEYS[13], tonumber(ARGV[15]), n)

@@ -194,6 +194,7 @@ class IncidentActions:
                 metrics=metrics,
                 position=event.position,
                 offsets=consumed,  # at the event that ended it: the end of its range
+                lease_value=self.lease.value,  # a learner deposed meanwhile closes nothing
             )
         except NoIncidentError as exc:
             log.info("the incident was closed already: %s", exc)
