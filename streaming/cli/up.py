@@ -258,7 +258,9 @@ def run_up(
             shadow["LIVELEARN_COMPARE_SEGMENTS"] = json.dumps(["VisitorType"])
     if warning is not None:
         console.print(Text(f"warning: {warning}"), soft_wrap=True)
-    _on_signals(_interrupt, signal.SIGTERM, signal.SIGHUP)  # a `kill` or a closed terminal stops in order, as Ctrl+C
+    # a `kill` or a closed terminal stops in order, as Ctrl+C does — Ctrl+C too when `up` was started with SIGINT
+    # ignored (a background job of a shell without job control: Python then leaves it ignored)
+    _on_signals(_interrupt, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     stack = LocalStack(
         bootstrap=bootstrap,
         redis_url=redis_url,
