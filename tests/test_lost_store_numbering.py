@@ -59,7 +59,9 @@ def test_after_redis_lost_its_data_new_version_numbers_go_on_above_every_old_one
     assert store.numbers(), "the learner wrote no version"
     assert min(store.numbers()) > handed_out  # not one number of the lost store reused
     (entry,) = store_lost_entries(settings)
-    assert entry.fields["may_repeat"] == "0"
+    # Tansu keeps no commit metadata: the outputs' numbers plus a margin, which a long stretch without output (found
+    # by a review: duplicates) could exceed — said so (may_repeat), not claimed exact
+    assert entry.fields["may_repeat"] == "1" and "no commit metadata named a version" in entry.reason
     assert int(entry.fields["numbered_after"]) >= handed_out
     assert f"last {recorded_by.replace('-', ' ')}: version" in entry.fields["recorded"]
     assert "Redis lost its data" in out

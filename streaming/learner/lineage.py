@@ -360,12 +360,17 @@ class Lineage:
                 f"number Kafka recorded, {recorded.highest} ({recorded.describe()}), plus {UNRECORDED} that may have "
                 "been handed out since"
             )
+            if recorded.commits is None:  # outputs only: a stretch without any (duplicates) may hold more versions
+                reason += (
+                    f"; no commit metadata named a version (this broker keeps none, or none was written), so more "
+                    f"than {UNRECORDED} versions written after the last output would repeat"
+                )
         self.store.start_over(
             after=after,
             actor=f"{socket.gethostname()}:{os.getpid()}",
             reason=reason,
             recorded=recorded.describe(),
-            may_repeat=after is None,
+            may_repeat=after is None or recorded.commits is None,
         )
         log.warning(
             "Redis holds no version of model %r although Kafka group %r committed offsets (%s): %s",
