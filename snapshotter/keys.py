@@ -46,6 +46,9 @@ class Keys:
         self.model_name = model_name
         self.prefix = f"livelearn:{{{model_name}}}:"
         self.counter = self.prefix + "version:counter"  # INCR -> next version number
+        # "<write id> <number>" of the last version write: a write the client sends again (its reply lost to a
+        # timeout) returns that number instead of writing the version twice
+        self.last_write = self.prefix + "version:last_write"
         self.index = self.prefix + "versions"  # ZSET of live version numbers (score = number)
         self.head = self.prefix + "head"  # newest version of the learner lineage
         self.protected = self.prefix + "protected"  # SET of versions retention must keep (pinned, stable)

@@ -292,6 +292,7 @@ WRITE_VERSION = ScriptSpec(
         "candidates",
         "created",
         "join",
+        "last_write",
     ),
     args=(
         "lease_value",
@@ -314,6 +315,7 @@ WRITE_VERSION = ScriptSpec(
         "thinning",
         "join",
         "join_sha256",
+        "write_id",
     ),
     raises=_SNAPSHOT_WRITER,
 )

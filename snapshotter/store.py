@@ -246,6 +246,7 @@ class VersionStore:
             model_events_learned=model_events_learned,
         )
         k = self.keys
+        write_id = secrets.token_hex(8)  # the same on a resend: a write is never applied twice
         for _attempt in range(2):
             try:
                 number = self._write(
@@ -270,6 +271,7 @@ class VersionStore:
                     thinning=json.dumps(THINNING),
                     join=join or b"",
                     join_sha256=hashlib.sha256(join).hexdigest() if join else "",
+                    write_id=write_id,
                 )
                 break
             except ScriptRefusal as refusal:

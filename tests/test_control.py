@@ -340,3 +340,43 @@ def test_a_store_that_went_back_never_hands_a_number_out_again(make_settings):
     assert meta.number == 7 and store.counter() == 7
     (entry,) = [e for e in read_audit(store.client, store.keys, actions={"snapshot"}) if e.to_version == 7]
     assert "the store went back" in entry.reason
+
+
+def test_a_version_write_sent_again_is_not_written_twice(make_settings):
+    """Found by a review: a write whose reply a timeout lost was sent again by the client and Redis ran both: one
+    capture under two numbers, the second naming the first's parent. A write carries an id: sent again, it answers
+    the number it wrote."""
+    from snapshotter.codec import EncodedSnapshot
+    from snapshotter.scripts import WRITE_VERSION, bind
+
+    store = store_for(make_settings(**IMMEDIATE))
+    write(store, True, position=100)
+    encoded = EncodedSnapshot.of(STATE)
+    args = {
+        "lease_value": "",
+        "blob": encoded.blob,
+        "meta": b"m",
+        "keep": 10,
+        "version_prefix": store.keys.version_prefix,
+        "epoch": "0",
+        "stable": "1",
+        "keep_stable": 3,
+        "version_log_maxlen": 100,
+        "writer": "w",
+        "metrics": "{}",
+        "parent": 1,
+        "channel": store.keys.channel,
+        "promotion": "immediate",
+        "position": 200,
+        "confirmed": "",
+        "created_at": "1.0",
+        "thinning": "[]",
+        "join": "",
+        "join_sha256": "",
+        "write_id": "0123abcd",
+    }
+    script = bind(store.client, WRITE_VERSION)
+    assert script(store.keys, **args) == 2
+    assert script(store.keys, **args) == 2  # the resend: the version it wrote
+    assert store.numbers() == [1, 2] and store.counter() == 2
+    assert script(store.keys, **{**args, "write_id": "feed0001", "parent": 2}) == 3  # another write

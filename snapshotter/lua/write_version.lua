@@ -15,13 +15,20 @@
 -- With the label join, the join's state as this version leaves it replaces the one before (one copy, not one per
 -- version: it is the stream's state, restored with the head).
 -- KEYS: lease, counter, index, head, protected, epoch, stable, serving, pinned, version_log, incident, quarantined,
---       candidates, created, join
+--       candidates, created, join, last_write
 -- ARGV: lease_value, blob, meta, keep, version_prefix, epoch, stable, keep_stable, version_log_maxlen, writer,
---       metrics, parent, channel, promotion, position, confirmed, created_at, thinning, join, join_sha256
+--       metrics, parent, channel, promotion, position, confirmed, created_at, thinning, join, join_sha256, write_id
 -- lease_value: '' = unfenced; version_prefix: the version keys' prefix; epoch: the writer's lineage epoch; stable:
 -- '1' or '0'; metrics: json; parent: '' = none; promotion: 'guard' or 'immediate'; position: the stream position;
 -- confirmed: the confirmed stream position ('' = none); created_at: unix s; thinning: the tiers (json
--- [[bucket, horizon], ...]); join: the packed join state ('' = no join).  Returns the new number.
+-- [[bucket, horizon], ...]); join: the packed join state ('' = no join); write_id: this write's (the client may send
+-- it again when a timeout lost the reply: the version it wrote then is the answer, not a second one).
+-- Returns the new number.
+local last = redis.call('GET', KEYS[16])
+if last and ARGV[21] ~= '' then
+  local id, written = string.match(last, '^(%S+) (%d+)$')
+  if id == ARGV[21] then return tonumber(written) end
+end
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[1])
   if holder ~= ARGV[1] then
@@ -120,4 +127,5 @@ if count > keep then
     end
   end
 end
+if ARGV[21] ~= '' then redis.call('SET', KEYS[16], ARGV[21] .. ' ' .. n) end
 return n
