@@ -498,7 +498,7 @@ def test_a_rollback_never_moves_the_lineage_onto_a_branch_not_promoted(make_sett
     control.unpin(actor="op", reason="tried")
     branches.drop("try", actor="op", reason="not wanted")  # its versions stay until retention takes them
     assert branch_head in store.numbers()
-    with pytest.raises(RebuildError, match="written by rebuild branch 'try', which is not on the lineage"):
+    with pytest.raises(RebuildError, match="written by rebuild branch 'try', which was not promoted"):
         control.rollback(to=branch_head, actor="op", reason="the dropped branch")
     assert store.head() == 1
 
