@@ -71,6 +71,7 @@ __all__ = [
     "ExportReport",
     "ImportReport",
     "export_versions",
+    "held_as_archived",
     "import_versions",
     "read_archive",
     "version_number",
@@ -367,6 +368,18 @@ def _marks(found: Any) -> dict[str, Any]:
             version_number(n, "marks.quarantined"): _count(i, "an incident", 1) for n, i in incidents.items()
         },
         "stored": {version_number(n, "marks.stored") for n in lists["stored"]},
+    }
+
+
+def held_as_archived(store: VersionStore, archive: Archive, numbers: Iterable[int]) -> set[int]:
+    """Those of ``numbers`` that ``store`` holds byte for byte as ``archive`` does (one MGET of their metadata; the
+    metadata names its blob's checksum, so the same metadata is the same version)."""
+    wanted = [n for n in numbers if n in archive.versions]
+    metas = store.client.mget([store.keys.meta(n) for n in wanted]) if wanted else []
+    return {
+        number
+        for number, meta in zip(wanted, metas, strict=True)
+        if meta is not None and _sha256(as_bytes(meta)) == archive.versions[number].meta_sha256
     }
 
 

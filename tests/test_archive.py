@@ -50,6 +50,12 @@ def write_versions(store: VersionStore, count: int, *, seed: int = 0, stable_eve
     return numbers
 
 
+def _no_livelearn_env(monkeypatch) -> None:
+    """The commands run here read only their flags (the environment's LIVELEARN_* settings cleared)."""
+    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def two_stores(stack, private_redis, request):
     """A store on the session's redis-server (the source) and one on a redis-server of the test's own."""
@@ -212,8 +218,7 @@ def test_the_commands_export_and_import_through_s3_and_audit_the_export(two_stor
     model = source.keys.model_name
     src_url = f"redis://127.0.0.1:{source.client.connection_pool.connection_kwargs['port']}/0"
     dst_url = f"redis://127.0.0.1:{target.client.connection_pool.connection_kwargs['port']}/0"
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
-        monkeypatch.delenv(name)
+    _no_livelearn_env(monkeypatch)
 
     code, out, err = run_livelearn(
         monkeypatch, capsys, "versions", "export", "--to", s3, "--model", model, "--redis-url", src_url, "--json"
@@ -249,8 +254,7 @@ def test_the_commands_export_and_import_through_s3_and_audit_the_export(two_stor
     ],
 )
 def test_bad_locations_and_options_are_one_line_errors(monkeypatch, capsys, argv, needles):
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
-        monkeypatch.delenv(name)
+    _no_livelearn_env(monkeypatch)
     one_line_error(run_livelearn(monkeypatch, capsys, *argv), *needles)
 
 
@@ -446,8 +450,7 @@ def test_the_import_command_keeps_imports_from_retention_and_makes_them_stable_w
     write_versions(source, 4)  # stable: 2, 4
     export_versions(source, open_objects(str(tmp_path)), actor="op")
     common = ["--from", str(tmp_path), "--model", target.keys.model_name, "--redis-url", _redis_url(target)]
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
-        monkeypatch.delenv(name)
+    _no_livelearn_env(monkeypatch)
     code, out, err = run_livelearn(monkeypatch, capsys, "versions", "import", "1", "2", *common)
     assert code == 0, err
     assert "kept from retention" in out and target.stable_numbers() == []  # not stable here unless asked
@@ -479,8 +482,7 @@ def test_a_backup_refuses_a_location_holding_another_stores_versions_under_its_n
     write_versions(staging, 4, seed=1)
     export_versions(staging, open_objects(str(tmp_path)), actor="op")
     write_versions(production, 4, seed=2)
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
-        monkeypatch.delenv(name)
+    _no_livelearn_env(monkeypatch)
     argv = ["backup", "--to", str(tmp_path), "--model", production.keys.model_name]
     result = run_livelearn(monkeypatch, capsys, *argv, "--redis-url", _redis_url(production))
     one_line_error(result, "written by another store")
@@ -521,8 +523,7 @@ def test_a_manifest_field_livelearn_never_writes_is_refused_before_anything_is_i
         else:
             doc["versions"]["2"][field] = value
         path.write_text(json.dumps(doc))
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
-        monkeypatch.delenv(name)
+    _no_livelearn_env(monkeypatch)
     argv = ["versions", "import", "--from", str(tmp_path), "--model", source.keys.model_name]
     one_line_error(run_livelearn(monkeypatch, capsys, *argv, "--redis-url", _redis_url(target)), "version 2: " + needle)
     assert target.numbers() == [] and target.counter() == 0 and not target.client.keys("*")
@@ -774,8 +775,7 @@ def test_a_store_that_lost_its_identity_key_alone_takes_it_again_when_asked(two_
     _backup(source, objects)
     identity = source.identity()
     source.client.delete(source.keys.store_id)
-    for name in [n for n in os.environ if n.startswith("LIVELEARN_")]:
-        monkeypatch.delenv(name)
+    _no_livelearn_env(monkeypatch)
     common = ["backup", "--to", str(tmp_path), "--model", source.keys.model_name]
     one_line_error(run_livelearn(monkeypatch, capsys, *common, "--redis-url", _redis_url(source)), "another store")
     assert run_livelearn(monkeypatch, capsys, *common, "--adopt-identity", "--redis-url", _redis_url(source))[0] == 0

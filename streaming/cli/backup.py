@@ -216,19 +216,18 @@ def backup(
 ) -> None:
     """Back up the model's stable versions that the backup location does not hold yet, and the version counter
     (run it on a schedule: the chart's CronJob). A restore goes back to the newest one; its age is the RPO."""
-    from snapshotter.archive import export_versions, read_archive
+    from snapshotter.archive import export_versions, held_as_archived, read_archive
     from snapshotter.objects import open_objects
 
     settings = settings_from(config, model, redis_url=redis_url)
     objects = open_objects(_location(to, settings, "--to"))
     store = _store(settings)
     archive = read_archive(objects, settings.store.model_name)  # read once: the export goes on from it
-    held = archive.versions
     who = actor_or_default(actor)
     if adopt_identity:
         _adopt_identity(store, archive, objects.where, who)
     stable = store.stable_numbers()
-    ours = _backed_up(store, archive, [n for n in stable if n in held])
+    ours = held_as_archived(store, archive, stable)
     # the stable versions the location does not hold yet — and any it holds under their number with other bytes
     # (another store's: the export refuses them, ArchiveConflictError, rather than count them as backed up)
     new = [n for n in stable if n not in ours]
@@ -250,11 +249,14 @@ def backup(
 def _adopt_identity(store: VersionStore, archive: Archive, where: str, actor: str) -> None:
     """Take the identity of the one store whose manifests are at the location, after checking this store holds the
     location's versions byte for byte (its newest among them, and none under a number with other bytes)."""
+    from snapshotter.archive import held_as_archived
+    from snapshotter.connection import as_text
+
     stores = archive.stores()
     if len(stores) != 1:
         raise InputError(f"--adopt-identity needs a location of one store's manifests; {where} has {len(stores)}")
     shared = [n for n in store.numbers() if n in archive.versions]
-    same = _backed_up(store, archive, shared)
+    same = held_as_archived(store, archive, shared)
     newest = max(archive.versions, default=None)
     # the same store: every version both hold is the same, and it holds the location's newest (a store that only
     # imported some of them holds its own newer versions under other numbers, not that one)
@@ -270,23 +272,8 @@ def _adopt_identity(store: VersionStore, archive: Archive, where: str, actor: st
         "adopt_identity",
         actor,
         f"took the identity {stores[0]} of the backups at {where} again (it held {len(same)} of their versions)",
-        previous=(before or b"").decode() if isinstance(before, bytes) else (before or ""),
+        previous="" if before is None else as_text(before),
     )
-
-
-def _backed_up(store: VersionStore, archive: Archive, numbers: list[int]) -> set[int]:
-    """Those of ``numbers`` the archive holds byte for byte as ``store`` does (blob and metadata checksums)."""
-    import hashlib
-
-    from snapshotter.connection import as_bytes
-
-    metas = store.client.mget([store.keys.meta(n) for n in numbers]) if numbers else []
-    same = set()
-    for number, meta in zip(numbers, metas, strict=True):
-        entry = archive.versions[number]
-        if meta is not None and hashlib.sha256(as_bytes(meta)).hexdigest() == entry.meta_sha256:
-            same.add(number)  # the metadata names the blob's checksum: the same metadata, the same version
-    return same
 
 
 def restore(

@@ -13,11 +13,9 @@ Kafka holds after its offsets: the events since the backup are learned again, no
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 
-from snapshotter.archive import Archive, fetch_join, import_versions, read_archive
-from snapshotter.connection import as_bytes
+from snapshotter.archive import Archive, fetch_join, held_as_archived, import_versions, read_archive
 from snapshotter.keys import MAX_VERSION
 from snapshotter.objects import Objects
 from snapshotter.store import VersionStore
@@ -98,14 +96,8 @@ def plan_restore(
             f"version {chosen} was quarantined by incident {entry.quarantined} where it was backed up: restore another"
         )
     held = store.numbers()
-    metas = store.client.mget([store.keys.meta(n) for n in held]) if held else []  # one MGET, not a call per version
-    foreign = [
-        number
-        for number, meta in zip(held, metas, strict=True)
-        if number not in archive.versions
-        or meta is None
-        or hashlib.sha256(as_bytes(meta)).hexdigest() != archive.versions[number].meta_sha256  # names the blob's too
-    ]
+    same = held_as_archived(store, archive, held)
+    foreign = [number for number in held if number not in same]
     if foreign:
         raise ControlError(
             f"model {store.keys.model_name!r} holds versions {', '.join(map(str, foreign[:10]))} in this Redis that "
